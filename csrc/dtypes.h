@@ -1,0 +1,76 @@
+// One table of tensor element types, shared by every kernel.
+// Ids 0..63 are ggml_type ids; 128/129 are APR's own q4/q8; 200+ are
+// SafeTensors-only types with no GGML id. The Python table (aprqa/dtypes.py)
+// is checked against dtype_table() in tests/test_dtypes.py.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+namespace aprqa {
+
+struct DTypeTraits {
+    int id;
+    const char* name;
+    uint32_t block_elems;   // elements per block (1 for plain types)
+    uint32_t block_bytes;   // bytes per block
+};
+
+// Keep sorted by id. bytes for Q8_1 follow the C struct (36), not gguf-py's stale 40.
+inline constexpr DTypeTraits kDTypes[] = {
+    {0, "f32", 1, 4},        {1, "f16", 1, 2},        {2, "q4_0", 32, 18},
+    {3, "q4_1", 32, 20},     {6, "q5_0", 32, 22},     {7, "q5_1", 32, 24},
+    {8, "q8_0", 32, 34},     {9, "q8_1", 32, 36},     {10, "q2_k", 256, 84},
+    {11, "q3_k", 256, 110},  {12, "q4_k", 256, 144},  {13, "q5_k", 256, 176},
+    {14, "q6_k", 256, 210},  {15, "q8_k", 256, 292},  {16, "iq2_xxs", 256, 66},
+    {17, "iq2_xs", 256, 74}, {18, "iq3_xxs", 256, 98}, {19, "iq1_s", 256, 50},
+    {20, "iq4_nl", 32, 18},  {21, "iq3_s", 256, 110}, {22, "iq2_s", 256, 82},
+    {23, "iq4_xs", 256, 136}, {24, "i8", 1, 1},       {25, "i16", 1, 2},
+    {26, "i32", 1, 4},       {27, "i64", 1, 8},       {28, "f64", 1, 8},
+    {29, "iq1_m", 256, 56},  {30, "bf16", 1, 2},      {34, "tq1_0", 256, 54},
+    {35, "tq2_0", 256, 66},  {39, "mxfp4", 32, 17},   {40, "nvfp4", 64, 36},
+    {41, "q1_0", 128, 18},
+    {128, "apr_q4", 32, 18}, {129, "apr_q8", 1, 1},  // apr_q8 also has a 4-byte f32 header
+    {200, "u8", 1, 1},       {201, "u16", 1, 2},      {202, "u32", 1, 4},
+    {203, "u64", 1, 8},      {204, "bool", 1, 1},     {205, "f8_e4m3", 1, 1},
+    {206, "f8_e5m2", 1, 1},
+};
+
+enum : int { kAprQ4 = 128, kAprQ8 = 129 };
+
+inline const DTypeTraits* find_dtype(int id) {
+    for (const auto& t : kDTypes)
+        if (t.id == id) return &t;
+    return nullptr;
+}
+
+inline const DTypeTraits& dtype_or_throw(int id) {
+    const DTypeTraits* t = find_dtype(id);
+    if (!t) throw std::invalid_argument("unknown dtype id " + std::to_string(id));
+    return *t;
+}
+
+// Exact payload size in bytes of n elements of dtype `id`, overflow-checked.
+// Throws std::invalid_argument when n is not a whole number of blocks.
+inline size_t payload_bytes(int id, uint64_t n) {
+    const DTypeTraits& t = dtype_or_throw(id);
+    if (n % t.block_elems != 0)
+        throw std::invalid_argument(std::string(t.name) + ": " + std::to_string(n) +
+                                    " elements is not a multiple of block size " +
+                                    std::to_string(t.block_elems));
+    uint64_t blocks = n / t.block_elems, bytes = 0;
+    if (__builtin_mul_overflow(blocks, (uint64_t)t.block_bytes, &bytes))
+        throw std::invalid_argument(std::string(t.name) + ": byte size of " + std::to_string(n) +
+                                    " elements overflows 64 bits");
+    if (id == kAprQ8) {
+        if (__builtin_add_overflow(bytes, (uint64_t)4, &bytes))
+            throw std::invalid_argument("apr_q8: byte size overflows 64 bits");
+    }
+    if (bytes > (uint64_t)std::numeric_limits<size_t>::max())
+        throw std::invalid_argument("byte size does not fit in size_t");
+    return (size_t)bytes;
+}
+
+}  // namespace aprqa
