@@ -240,3 +240,32 @@ class Model:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class TensorData:
+    """A tensor handed to a writer: canonical name, dtype, logical shape, payload.
+
+    ``data`` is either the exact raw payload (``uint8`` array / bytes of
+    ``payload_nbytes(dtype, n)``) or a typed numpy array whose numpy dtype matches
+    ``dtype`` (float32 for F32, float16 for F16, ...). Writers map the canonical
+    name to their own scheme and handle dim order; they never transform data.
+    """
+
+    name: str
+    dtype: DType
+    shape: tuple[int, ...]
+    data: Any
+
+    def payload(self) -> memoryview:
+        """The raw payload bytes (zero-copy where the input is contiguous)."""
+        arr = self.data
+        if isinstance(arr, (bytes, bytearray, memoryview)):
+            return memoryview(arr).cast("B")
+        arr = np.ascontiguousarray(arr)
+        return memoryview(arr.reshape(-1).view(np.uint8))
+
+    @classmethod
+    def from_info(cls, info: TensorInfo) -> "TensorData":
+        """Carry a tensor of an opened model unchanged (zero-copy)."""
+        return cls(info.name, info.dtype, info.shape, info.raw())
