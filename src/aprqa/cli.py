@@ -1,0 +1,105 @@
+"""Command line: parse arguments, make one API call, render. Nothing else.
+
+Exit codes: 0 pass/ok, 1 fidelity failure, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+
+from . import __version__
+from .errors import AprqaError
+
+EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
+
+
+def _stdout() -> Console:
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal:  # piped output: don't squeeze tensor names into 80 columns
+        console = Console(highlight=False, soft_wrap=False, width=160)
+    return console
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .formats import open_model
+    from .inspect import describe
+    from .report.console import render_inspect
+
+    with open_model(args.path) as model:
+        desc = describe(model, args.tensors)
+    if args.json:
+        sys.stdout.write(json.dumps(desc, indent=2) + "\n")
+    else:
+        render_inspect(desc, _stdout())
+    return EXIT_OK
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .synthetic import make_hf_model
+
+    out = make_hf_model(args.out, args.preset, seed=args.seed, dtype=args.dtype)
+    _stderr().print(f"wrote {args.preset} (seed {args.seed}, {args.dtype}) → {out}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.output), _stdout())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aprqa", description="Conversion-fidelity checks for SafeTensors, GGUF and APR.")
+    p.add_argument("--version", action="version", version=f"aprqa {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("inspect", help="show format, config, tokenizer and tensors of a model (headers only)")
+    s.add_argument("path", help="model file (.safetensors/.gguf/.apr) or HF directory")
+    s.add_argument("--json", action="store_true", help="machine-readable output (docs/json-schema.md)")
+    s.add_argument("--tensors", metavar="GLOB", help="only tensors whose name matches GLOB")
+    s.set_defaults(func=cmd_inspect)
+
+    s = sub.add_parser("synth", help="write a deterministic tiny model (HF layout) for experiments")
+    from .synthetic import preset_names
+
+    s.add_argument("preset", choices=preset_names())
+    s.add_argument("out", help="output directory")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--dtype", choices=["f32", "f16"], default="f32")
+    s.set_defaults(func=cmd_synth)
+
+    s = sub.add_parser("demo", help="run the embedded demo end to end (no network)")
+    s.add_argument("--output", default="demo-out", help="directory for generated models and reports")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors exit 2, --help/--version exit 0
+        return int(exc.code or 0)
+    try:
+        return int(args.func(args))
+    except AprqaError as err:
+        _stderr().print(f"[red]error:[/] {escape(str(err))}", highlight=False)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        _stderr().print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

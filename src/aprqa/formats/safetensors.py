@@ -1,0 +1,295 @@
+"""SafeTensors reader (single file, sharded index, Hugging Face directory) and writer.
+
+Check order, cheap to costly, before any tensor byte is read:
+  1. file size >= 8, header length (u64) <= file size - 8 and <= 100 MB;
+  2. header is UTF-8 JSON object; ``__metadata__`` is str -> str;
+  3. per tensor: dtype known, shape a list of ints >= 0, data_offsets two ints,
+     end - begin == element count x dtype size (Python ints: no overflow);
+  4. data ranges inside the data section (past-EOF tensors are marked, not fatal),
+     no two tensors overlap.
+The writer goes through the ``safetensors`` package.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..dtypes import DType, payload_nbytes
+from ..errors import FormatError, TruncatedError, UsageError
+from .hf import read_hf_config, read_hf_tokenizer, write_hf_config, write_hf_tokenizer
+from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
+from .naming import canonical_name
+
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+_ST_DTYPES: dict[str, DType] = {
+    "F64": DType.F64, "F32": DType.F32, "F16": DType.F16, "BF16": DType.BF16,
+    "I64": DType.I64, "I32": DType.I32, "I16": DType.I16, "I8": DType.I8,
+    "U64": DType.U64, "U32": DType.U32, "U16": DType.U16, "U8": DType.U8,
+    "BOOL": DType.BOOL, "F8_E4M3": DType.F8_E4M3, "F8_E5M2": DType.F8_E5M2,
+}
+# Names the safetensors package's serializer uses for the same types.
+_WRITE_NAMES: dict[DType, str] = {
+    DType.F64: "float64", DType.F32: "float32", DType.F16: "float16", DType.BF16: "bfloat16",
+    DType.I64: "int64", DType.I32: "int32", DType.I16: "int16", DType.I8: "int8",
+    DType.U64: "uint64", DType.U32: "uint32", DType.U16: "uint16", DType.U8: "uint8",
+    DType.BOOL: "bool", DType.F8_E4M3: "float8_e4m3fn", DType.F8_E5M2: "float8_e5m2",
+}
+
+INDEX_NAME = "model.safetensors.index.json"
+
+
+def sniff(head: bytes) -> bool:
+    """A SafeTensors file starts with a u64 header length then ``{``."""
+    return len(head) >= 9 and head[8:9] == b"{"
+
+
+def is_hf_dir(path: Path) -> bool:
+    return path.is_dir() and (
+        (path / "config.json").exists() or (path / INDEX_NAME).exists() or any(path.glob("*.safetensors"))
+    )
+
+
+def _parse_header(mf: MappedFile) -> tuple[dict[str, Any], int]:
+    path, size = mf.path, mf.size
+    if size < 8:
+        raise TruncatedError(path, f"file is {size} bytes, shorter than the 8-byte header length",
+                             field="header_size", offset=0)
+    (hlen,) = struct.unpack("<Q", bytes(mf.array[:8]))
+    if hlen > MAX_HEADER_BYTES:
+        raise FormatError(path, f"header length {hlen:,} exceeds the {MAX_HEADER_BYTES:,}-byte limit",
+                          field="header_size", offset=0)
+    if hlen > size - 8:
+        raise TruncatedError(path, f"header length {hlen:,} is larger than the {size - 8:,} bytes after it",
+                             field="header_size", offset=0)
+    raw = bytes(mf.array[8 : 8 + hlen])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise FormatError(path, f"header is not valid UTF-8 ({err.reason})", field="header",
+                          offset=8 + err.start) from err
+    try:
+        header = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise FormatError(path, f"header is not valid JSON: {err.msg}", field="header",
+                          offset=8 + len(text[: err.pos].encode())) from err
+    except RecursionError as err:
+        raise FormatError(path, "header JSON is nested too deeply", field="header", offset=8) from err
+    if not isinstance(header, dict):
+        raise FormatError(path, f"header is a JSON {type(header).__name__}, expected an object",
+                          field="header", offset=8)
+    return header, 8 + hlen
+
+
+def _open_file(path: Path, mf: MappedFile) -> tuple[list[TensorInfo], dict[str, str], list[str]]:
+    """Parse one .safetensors file into TensorInfos (canonical names filled in)."""
+    header, data_start = _parse_header(mf)
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise FormatError(path, "__metadata__ must map strings to strings", field="__metadata__", offset=8)
+    data_size = mf.size - data_start
+    infos: list[TensorInfo] = []
+    warnings: list[str] = []
+    spans: list[tuple[int, int, str]] = []
+    for name, entry in header.items():
+        where = f"tensor '{name}'"
+        if not isinstance(entry, dict):
+            raise FormatError(path, "entry is not an object", field=where, offset=8)
+        dt_name = entry.get("dtype")
+        if dt_name not in _ST_DTYPES:
+            raise FormatError(path, f"unknown dtype {dt_name!r} (known: {', '.join(_ST_DTYPES)})",
+                              field=where, offset=8)
+        dtype = _ST_DTYPES[dt_name]
+        shape = entry.get("shape")
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                  for d in shape):
+            raise FormatError(path, f"shape {shape!r} is not a list of non-negative integers",
+                              field=where, offset=8)
+        offs = entry.get("data_offsets")
+        if (not isinstance(offs, list) or len(offs) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offs)
+                or offs[1] < offs[0]):
+            raise FormatError(path, f"data_offsets {offs!r} must be [begin, end] with 0 <= begin <= end",
+                              field=where, offset=8)
+        n = 1
+        for d in shape:
+            n *= d
+        nbytes = payload_nbytes(dtype, n)
+        begin, end = offs
+        if end - begin != nbytes:
+            raise FormatError(path, f"data_offsets span {end - begin:,} bytes but shape {shape} of "
+                              f"{dt_name} needs {nbytes:,}", field=where, offset=data_start + begin)
+        past_eof = end > data_size
+        spans.append((begin, end, name))
+        canon, known = canonical_name(name)
+        if not known:
+            warnings.append(f"tensor '{name}' has no canonical llama-family name; kept as is")
+        infos.append(TensorInfo(
+            source_name=name, name=canon, dtype=dtype, shape=tuple(shape), nbytes=nbytes,
+            offset=data_start + begin, file=path, known_name=known, past_eof=past_eof,
+            stored_shape=tuple(shape), _mapped=mf,
+        ))
+    spans.sort()
+    for (b0, e0, n0), (b1, e1, n1) in zip(spans, spans[1:]):
+        if b1 < e0 and e1 > b1:
+            raise FormatError(path, f"data of '{n1}' [{b1:,}, {e1:,}) overlaps '{n0}' [{b0:,}, {e0:,})",
+                              field=f"tensor '{n1}'", offset=data_start + b1)
+    truncated = [i.source_name for i in infos if i.past_eof]
+    if truncated:
+        warnings.append(f"{len(truncated)} tensor(s) run past the end of the file "
+                        f"({mf.size:,} bytes): {', '.join(truncated[:5])}{' ...' if len(truncated) > 5 else ''}")
+    return infos, meta, warnings
+
+
+def open(path: str | Path) -> Model:  # noqa: A001 - same name in every formats/ module
+    """Open a .safetensors file, a sharded index, or an HF model directory.
+
+    Raises:
+        FormatError: malformed header, unknown dtype, overlapping data, missing shard...
+    """
+    path = Path(path)
+    root = path if path.is_dir() else path.parent
+    if path.is_dir():
+        index = path / INDEX_NAME
+        if index.exists():
+            files, dialect = _shards_from_index(index), "hf-dir-sharded"
+        else:
+            files = sorted(path.glob("*.safetensors"))
+            dialect = "hf-dir" if len(files) == 1 else "hf-dir-multi"
+            if not files:
+                raise FormatError(path, "directory has no *.safetensors weights",
+                                  hint="pickle checkpoints (.bin/.pt) are refused; convert them to SafeTensors")
+    elif path.name.endswith(".index.json"):
+        files, dialect = _shards_from_index(path), "sharded"
+    else:
+        files, dialect = [path], "single-file"
+    mapped: list[MappedFile] = []
+    tensors: dict[str, TensorInfo] = {}
+    st_meta: dict[str, str] = {}
+    warnings: list[str] = []
+    try:
+        for f in files:
+            mf = MappedFile(f)
+            mapped.append(mf)
+            infos, meta, warns = _open_file(f, mf)
+            st_meta.update(meta)
+            warnings.extend(warns)
+            for info in infos:
+                if info.name in tensors:
+                    raise FormatError(f, f"tensor name '{info.source_name}' also appears in "
+                                      f"{tensors[info.name].file.name}", field=f"tensor '{info.source_name}'")
+                tensors[info.name] = info
+    except BaseException:
+        for mf in mapped:
+            mf.close()
+        raise
+    hf_config = read_hf_config(root) if (root / "config.json").exists() else {}
+    tensor_shapes = {n: t.shape for n, t in tensors.items()}
+    config = arch_config_from_hf(hf_config, tensor_shapes)
+    tokenizer = read_hf_tokenizer(root, hf_config)
+    metadata: dict[str, Any] = {"config": hf_config, "safetensors_metadata": st_meta}
+    return Model(path=path, format="safetensors", dialect=dialect, metadata=metadata, config=config,
+                 tokenizer=tokenizer, tensors=tensors, warnings=warnings, _files=mapped)
+
+
+def _shards_from_index(index: Path) -> list[Path]:
+    try:
+        doc = json.loads(index.read_text(encoding="utf-8"))
+        weight_map = doc["weight_map"]
+        if not isinstance(weight_map, dict):
+            raise TypeError("weight_map is not an object")
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise FormatError(index, f"invalid shard index: {err}", field="weight_map") from err
+    files: list[Path] = []
+    for shard in dict.fromkeys(weight_map.values()):
+        if not isinstance(shard, str) or "/" in shard or "\\" in shard:
+            raise FormatError(index, f"invalid shard file name {shard!r}", field="weight_map")
+        p = index.parent / shard
+        if not p.exists():
+            raise FormatError(index, f"shard '{shard}' listed in the index does not exist", field="weight_map")
+        files.append(p)
+    return files
+
+
+def arch_config_from_hf(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> ArchConfig:
+    """ArchConfig from a config.json dict (transformers 4.x and 5.x spellings)."""
+    def get(*keys: str) -> Any:
+        for k in keys:
+            if cfg.get(k) is not None:
+                return cfg[k]
+        return None
+
+    hidden = get("hidden_size", "n_embd", "d_model")
+    heads = get("num_attention_heads", "n_head")
+    kv = get("num_key_value_heads") or heads
+    head_dim = get("head_dim") or (hidden // heads if hidden and heads else None)
+    rope = cfg.get("rope_parameters") if isinstance(cfg.get("rope_parameters"), dict) else {}
+    theta = get("rope_theta") if get("rope_theta") is not None else rope.get("rope_theta")
+    vocab = get("vocab_size")
+    if vocab is None and "model.embed_tokens.weight" in shapes:
+        vocab = shapes["model.embed_tokens.weight"][0]
+    tied = cfg.get("tie_word_embeddings")
+    if tied is None and shapes:
+        tied = "lm_head.weight" not in shapes
+    arch = get("model_type")
+    return ArchConfig(
+        architecture=arch, hidden_size=hidden, num_layers=get("num_hidden_layers", "n_layer"),
+        num_heads=heads, num_kv_heads=kv, head_dim=head_dim,
+        intermediate_size=get("intermediate_size", "n_inner"), vocab_size=vocab,
+        rope_theta=float(theta) if theta is not None else None,
+        # transformers' llama-family attention uses rotate_half (split halves).
+        rope_style="neox" if arch else None,
+        rms_eps=get("rms_norm_eps"), tied_embeddings=tied,
+        context_length=get("max_position_embeddings", "n_positions"),
+    )
+
+
+def write(path: str | Path, tensors: Iterable[TensorData], config: ArchConfig,
+          tokenizer: TokenizerInfo | None, metadata: dict[str, str] | None = None) -> None:
+    """Write tensors as SafeTensors (HF names, [out, in] shapes).
+
+    ``path`` ending in ``.safetensors`` writes one file; otherwise ``path`` is a directory
+    that receives config.json, model.safetensors and (if given) tokenizer.json +
+    tokenizer_config.json.
+
+    Raises:
+        UsageError: a tensor's dtype cannot be stored in SafeTensors (quantized types).
+    """
+    from safetensors import TensorSpec, serialize_file
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        weights = path
+    else:
+        path.mkdir(parents=True, exist_ok=True)
+        weights = path / "model.safetensors"
+        write_hf_config(path, config, tokenizer)
+        if tokenizer is not None:
+            write_hf_tokenizer(path, tokenizer)
+    specs: dict[str, Any] = {}
+    keep_alive: list[np.ndarray] = []
+    for t in tensors:
+        if t.dtype not in _WRITE_NAMES:
+            raise UsageError(f"{weights}: tensor '{t.name}' is {t.dtype.lname}; SafeTensors stores only "
+                             f"plain types ({', '.join(d.lname for d in _WRITE_NAMES)})")
+        buf = np.frombuffer(t.payload(), dtype=np.uint8)
+        n = 1
+        for d in t.shape:
+            n *= d
+        if buf.nbytes != payload_nbytes(t.dtype, n):
+            raise UsageError(f"{weights}: tensor '{t.name}' payload is {buf.nbytes} bytes, "
+                             f"shape {list(t.shape)} of {t.dtype.lname} needs {payload_nbytes(t.dtype, n)}")
+        if buf.nbytes == 0:
+            buf = np.zeros(1, np.uint8)  # a valid pointer for an empty tensor
+        keep_alive.append(buf)
+        specs[t.name] = TensorSpec(dtype=_WRITE_NAMES[t.dtype], shape=list(t.shape),
+                                   data_ptr=int(buf.ctypes.data), data_len=payload_nbytes(t.dtype, n))
+    meta = {"format": "pt"}
+    meta.update(metadata or {})
+    serialize_file(specs, str(weights), metadata=meta)
+    del keep_alive

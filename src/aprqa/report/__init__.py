@@ -1,0 +1,1 @@
+"""Rendering of aprqa's result data: console tables, JSON, HTML, Markdown, JUnit."""

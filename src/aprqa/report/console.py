@@ -1,0 +1,61 @@
+"""Rich rendering for the terminal. Only this package prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def human_bytes(n: int | float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def _fmt_cfg_value(v: Any) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def render_inspect(desc: dict[str, Any], console: Console) -> None:
+    """Header lines, a config and tokenizer summary, and the tensor table."""
+    tot = desc["totals"]
+    dtypes = ", ".join(f"{k}×{v}" for k, v in sorted(desc["dtypes_sorted"] if "dtypes_sorted" in desc
+                                                      else tot["dtypes"].items()))
+    bpw = f"{tot['bits_per_weight']:.2f} bits/weight" if tot["bits_per_weight"] else "—"
+    console.print(f"[bold]{desc['path']}[/]")
+    console.print(f"format     {desc['format']} · {desc['dialect']}"
+                  + (f"  ({desc['dialect_note']})" if desc["dialect_note"] else ""))
+    cfg = desc["config"]
+    console.print("config     " + " · ".join(f"{k} {_fmt_cfg_value(v)}" for k, v in cfg.items()))
+    tok = desc["tokenizer"]
+    if tok:
+        console.print(f"tokenizer  {tok['model_type']} · {tok['vocab_size']:,} tokens · "
+                      f"{tok['merges_count']:,} merges · bos {_fmt_cfg_value(tok['bos_id'])} · "
+                      f"eos {_fmt_cfg_value(tok['eos_id'])} · pad {_fmt_cfg_value(tok['pad_id'])} · "
+                      f"vocab sha256 {tok['vocab_sha256'][:12]}")
+    else:
+        console.print("tokenizer  [yellow]none embedded[/]")
+    table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
+    for col, just in (("source name", "left"), ("canonical name", "left"), ("dtype", "left"),
+                      ("shape", "left"), ("bytes", "right"), ("offset", "right")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in desc["tensors"]:
+        canon = r["name"] if r["known_name"] else f"[yellow]{r['name']} (unknown)[/]"
+        if r["name"] == r["source_name"] and r["known_name"]:
+            canon = "="
+        status = " [red](past EOF)[/]" if r["past_eof"] else ""
+        table.add_row(r["source_name"], canon, r["dtype"], "×".join(map(str, r["shape"])) or "scalar",
+                      f"{r['nbytes']:,}", f"{r['offset']:,}{status}")
+    console.print(table)
+    console.print(f"totals     {tot['tensors']} tensors · {tot['elements']:,} elements · "
+                  f"{human_bytes(tot['bytes'])} · {bpw} · {dtypes}")
+    for w in desc["warnings"]:
+        console.print(f"[yellow]warning[/]    {w}")
