@@ -1,0 +1,548 @@
+"""APR v2 reader and writer (paiml aprender / realizar ``.apr``), per shared/specs/apr-format.md.
+
+Check order of ``open`` (cheap to costly; no tensor byte is read, except the footer CRC below):
+
+1. file size >= 4; magic: ``APR\\0`` / ``APR2`` are read, ``APR1`` (whisper-era JSON-index
+   container) and ``APRN`` (aprender v1 classic ML, msgpack) are refused, anything else is not APR;
+2. file size >= 64; header CRC32 (zlib over [0,40) + [44,64)); version major == 2;
+3. flags: LZ4 / ZSTD / ENCRYPTED / SIGNED / COLUMN_MAJOR are refused (aprender never writes them);
+4. section offsets: 64 <= metadata_offset, metadata inside the file, metadata end <= index offset
+   <= data offset <= file size; tensor_count bounded by the index size (>= 20 bytes per entry);
+5. metadata: strict UTF-8, JSON object (the last duplicate key wins);
+6. index entries: name length bounded, strict UTF-8 names, sorted byte-wise and unique, ndim <= 8,
+   overflow-checked element count (< 2**63);
+7. footer: if the file has exactly 4 bytes after the (64-aligned or exact) end of the last payload,
+   those bytes are a footer slot and must hold the CRC32 of everything before them (aprender
+   writes it; realizar does not). A file without such a slot has no footer. Only then is the
+   whole file read (to compute the CRC);
+8. dialect (below), dtype code known for that dialect (never a fallback), size field equal to
+   the payload size of dtype x elements (aprender's row-padded K-quants accepted and recorded in
+   ``Model.warnings``);
+9. payload ranges: inside the data section (else corrupt offset), no overlaps (offsets need not
+   be monotonic); payloads running past the end of the file are marked ``past_eof``.
+
+Dialects: "aprender" (flag 0x400, footer, HF names, [out, in] dims, APR dtype codes with 8/9 as
+legacy APR q4/q8) or "realizar" (flags 0x20 without 0x400, no footer, GGUF names or model_type
+``transformer_lm_q4k``; dtype byte = raw GGML id, dims stored GGUF-style [in, out] and reversed
+here). realizar is assumed only when 0x400 and the footer are both absent and at least one
+realizar clue is present; ``Model.dialect_note`` lists the clues.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import zlib
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..dtypes import DType, ggml_type, payload_nbytes
+from ..errors import DTypeError, FormatError, TruncatedError, UnsupportedFormatError, UsageError
+from ._binary import Cursor, align_up, check_extents
+from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
+from .naming import canonical_name
+
+__all__ = ["open", "sniff", "write"]
+
+MAGIC = b"APR\x00"
+MAGIC_OLD = b"APR2"
+HEADER_BYTES = 64
+ALIGN = 64
+MAX_DIMS = 8
+MIN_ENTRY = 20  # name_len 2 + dtype 1 + ndim 1 + offset 8 + size 8
+_INT63 = (1 << 63) - 1
+
+F_LZ4, F_ZSTD, F_ENCRYPTED, F_SIGNED = 0x1, 0x2, 0x4, 0x8
+F_SHARDED, F_QUANTIZED, F_HAS_VOCAB, F_ROW_MAJOR, F_COL_MAJOR = 0x10, 0x20, 0x200, 0x400, 0x800
+
+_APRENDER_CODES: dict[int, DType] = {
+    0: DType.F32, 1: DType.F16, 30: DType.BF16, 3: DType.F64, 4: DType.I32, 5: DType.I64, 6: DType.I8,
+    7: DType.U8, 12: DType.Q4_K, 14: DType.Q6_K, 128: DType.APR_Q4, 129: DType.APR_Q8,
+    8: DType.APR_Q4, 9: DType.APR_Q8,  # legacy codes
+}
+_WRITE_CODES: dict[DType, int] = {
+    DType.F32: 0, DType.F16: 1, DType.BF16: 30, DType.F64: 3, DType.I32: 4, DType.I64: 5, DType.I8: 6,
+    DType.U8: 7, DType.Q4_K: 12, DType.Q6_K: 14, DType.APR_Q4: 128, DType.APR_Q8: 129,
+}
+_ROPE_TYPE = {0: "norm", 2: "neox"}
+_ROPE_STYLE_OF_ARCH = {"llama": "norm", "mistral": "norm", "qwen2": "neox", "qwen3": "neox"}
+_BLK_RE = re.compile(r"^blk\.\d+\.")
+
+_HEADER = struct.Struct("<4sBBHIQIQQI20s")
+
+
+def sniff(head: bytes) -> bool:
+    """True when ``head`` starts with an APR magic (v2 ones, and APR1/APRN so they get refused clearly)."""
+    return bytes(head[:4]) in (MAGIC, MAGIC_OLD, b"APR1", b"APRN")
+
+
+def header_crc(header: bytes | memoryview) -> int:
+    """zlib CRC32 over header bytes [0,40) followed by [44,64)."""
+    return zlib.crc32(bytes(header[44:64]), zlib.crc32(bytes(header[0:40])))
+
+
+def _crc_of(buf: memoryview, end: int) -> int:
+    crc = 0
+    step = 1 << 26
+    for a in range(0, end, step):
+        crc = zlib.crc32(buf[a : min(end, a + step)], crc)
+    return crc
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _expected_size(dtype: DType, shape: tuple[int, ...], n: int, aprender: bool) -> tuple[int | None, int | None]:
+    """(exact payload size or None when n is not whole blocks, row-padded K-quant size or None)."""
+    info = dtype.info
+    if dtype is DType.APR_Q4:
+        return -(-n // 32) * 18, None
+    if dtype is DType.APR_Q8:
+        return 4 + n, None
+    exact: int | None
+    try:
+        exact = payload_nbytes(dtype, n)
+    except DTypeError:
+        exact = None
+    padded = None
+    if aprender and dtype in (DType.Q4_K, DType.Q6_K) and shape:
+        cols = shape[-1]
+        rows = n // cols if cols else 0
+        padded = rows * (-(-cols // 256)) * info.block_bytes
+    return exact, padded
+
+
+def _parse_json(buf: memoryview, path: Path, off: int, size: int) -> dict[str, Any]:
+    if size == 0:
+        return {}
+    raw = bytes(buf[off : off + size])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise FormatError(path, f"metadata JSON is not valid UTF-8 ({err.reason}) at byte {err.start} of "
+                          f"{size}", field="metadata", offset=off + err.start) from err
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        at = off + len(text[: err.pos].encode("utf-8"))
+        raise FormatError(path, f"metadata is not valid JSON: {err.msg} (line {err.lineno} column {err.colno})",
+                          field="metadata", offset=at) from err
+    except RecursionError as err:
+        raise FormatError(path, "metadata JSON is nested too deeply", field="metadata", offset=off) from err
+    if not isinstance(obj, dict):
+        raise FormatError(path, f"metadata JSON is a {type(obj).__name__}, expected an object",
+                          field="metadata", offset=off)
+    return obj
+
+
+def open(path: Path) -> Model:  # noqa: A001 - same name in every formats module
+    """Open an APR v2 file without reading tensor bytes (except to verify a footer CRC).
+
+    Args:
+        path: an ``.apr`` file.
+
+    Returns:
+        A ``Model`` (format "apr", dialect "aprender" or "realizar") with canonical names,
+        PyTorch-order shapes and zero-copy payload views.
+
+    Raises:
+        FormatError: malformed file (names file, field and byte offset);
+        UnsupportedFormatError: APR1, APRN, compressed / encrypted / signed / column-major files;
+        TruncatedError: the file ends inside the header, metadata or index.
+
+    Example:
+        >>> m = open(Path("demo.apr")); m["w"].shape
+        (2, 3)
+    """
+    path = Path(path)
+    mf = MappedFile(path)
+    try:
+        buf = memoryview(mf.array)
+        try:
+            return _read(path, mf, buf)
+        finally:
+            buf.release()
+    except BaseException:
+        mf.close()
+        raise
+
+
+def _read(path: Path, mf: MappedFile, buf: memoryview) -> Model:
+    size = len(buf)
+    cur = Cursor(buf, path)
+    if size < 4:
+        cur.need(4, "magic")
+    magic = bytes(buf[:4])
+    if magic == b"APR1":
+        raise UnsupportedFormatError(
+            path, "magic APR1: the whisper-era APR v1 container (JSON tensor index), not an APR v2 tensor file",
+            field="magic", offset=0, hint="re-export it with a current aprender (apr convert) to get APR v2")
+    if magic == b"APRN":
+        raise UnsupportedFormatError(
+            path, "magic APRN: an aprender v1 classic-ML model (msgpack + bincode), it holds no LLM tensors",
+            field="magic", offset=0, hint="only APR v2 (magic 'APR\\0') LLM files can be compared")
+    if magic not in (MAGIC, MAGIC_OLD):
+        raise FormatError(path, f"magic is {magic!r}, expected b'APR\\x00' (or b'APR2')", field="magic", offset=0,
+                          hint="this is not an APR file")
+    if size < HEADER_BYTES:
+        raise TruncatedError(path, f"file is {size} bytes, smaller than the {HEADER_BYTES}-byte APR header",
+                             field="header", offset=size, hint="the file is truncated")
+    (_, major, minor, flags, n_tensors, meta_off, meta_size, index_off, data_off, stored_crc,
+     _reserved) = _HEADER.unpack_from(buf, 0)
+    computed = header_crc(buf[:HEADER_BYTES])
+    if computed != stored_crc:
+        raise FormatError(path, f"header CRC32 is {stored_crc:#010x} but bytes [0,40)+[44,64) give "
+                          f"{computed:#010x}", field="header crc32", offset=40,
+                          hint="the header is corrupt")
+    if major != 2:
+        raise FormatError(path, f"version {major}.{minor}, expected 2.x", field="version", offset=4)
+    for bit, what in ((F_LZ4, "LZ4-compressed"), (F_ZSTD, "ZSTD-compressed"), (F_ENCRYPTED, "encrypted"),
+                      (F_SIGNED, "signed"), (F_COL_MAJOR, "column-major (flag 0x800)")):
+        if flags & bit:
+            raise UnsupportedFormatError(
+                path, f"flags {flags:#06x}: {what} APR files are not supported (aprender never writes them)",
+                field="flags", offset=6, hint="decompress / re-export it as a plain APR v2 file")
+    if meta_off < HEADER_BYTES or meta_off + meta_size > size:
+        raise TruncatedError(path, f"metadata [{meta_off:,}, {meta_off + meta_size:,}) is not inside "
+                             f"[64, {size:,}) (file size)", field="metadata_offset", offset=12)
+    if not meta_off + meta_size <= index_off <= data_off:
+        raise FormatError(path, f"sections out of order: metadata ends at {meta_off + meta_size:,}, index at "
+                          f"{index_off:,}, data at {data_off:,}; rule: metadata end <= index <= data",
+                          field="tensor_index_offset", offset=24)
+    if data_off > size:
+        raise TruncatedError(path, f"data_offset {data_off:,} is past the end of the file ({size:,} bytes)",
+                             field="data_offset", offset=32, hint="the file is truncated")
+    if n_tensors * MIN_ENTRY > data_off - index_off:
+        raise FormatError(path, f"{n_tensors:,} index entries need at least {n_tensors * MIN_ENTRY:,} bytes, "
+                          f"the index is {data_off - index_off:,} bytes", field="tensor_count", offset=8,
+                          hint="the count is corrupt or the file is truncated")
+    metadata = _parse_json(buf, path, meta_off, meta_size)
+    warnings: list[str] = []
+
+    # index: (name, code, dims, rel, size, name_at, size_at, rel_at)
+    cur = Cursor(buf, path, index_off, data_off)
+    entries: list[tuple[str, int, tuple[int, ...], int, int, int, int, int]] = []
+    prev: bytes | None = None
+    for i in range(n_tensors):
+        len_at = cur.pos
+        name_len = cur.u16(f"index[{i}] name_len")
+        if name_len > cur.remaining:
+            raise FormatError(path, f"name length {name_len:,} is larger than the {cur.remaining:,} bytes left "
+                              "in the tensor index", field=f"index[{i}] name_len", offset=len_at)
+        name_at = cur.pos
+        raw = bytes(buf[name_at : name_at + name_len])
+        name = cur.utf8(name_len, f"index[{i}] name")
+        if prev is not None and raw <= prev:
+            what = "duplicate name" if raw == prev else "index not sorted byte-wise by name"
+            raise FormatError(path, f"{what}: '{name}' follows '{prev.decode('utf-8')}'",
+                              field=f"tensor '{name}'", offset=len_at,
+                              hint="APR v2 index entries must be sorted by name and unique")
+        prev = raw
+        field = f"tensor '{name}'"
+        code = cur.u8(f"{field} dtype")
+        nd_at = cur.pos
+        ndim = cur.u8(f"{field} ndim")
+        if ndim > MAX_DIMS:
+            raise FormatError(path, f"ndim is {ndim}, at most {MAX_DIMS}", field=f"{field} ndim", offset=nd_at)
+        dims_at = cur.pos
+        dims = tuple(cur.u64(f"{field} dims[{d}]") for d in range(ndim))
+        n = 1
+        for d in dims:
+            n *= d
+        if n > _INT63:
+            raise FormatError(path, f"shape {list(dims)} has {n:,} elements, more than 2**63-1",
+                              field=f"{field} dims", offset=dims_at, hint="a dimension is corrupt")
+        rel_at = cur.pos
+        rel = cur.u64(f"{field} offset")
+        size_at = cur.pos
+        nbytes = cur.u64(f"{field} size")
+        entries.append((name, code, dims, rel, nbytes, name_at, size_at, rel_at))
+
+    # footer slot: exactly 4 bytes after the (aligned or exact) end of the last payload
+    last_end = max((data_off + rel + nb for _, _, _, rel, nb, _, _, _ in entries), default=data_off)
+    footer = False
+    if size - 4 >= last_end and size - 4 in (last_end, align_up(last_end, ALIGN)):
+        (stored,) = struct.unpack_from("<I", buf, size - 4)
+        computed = _crc_of(buf, size - 4)
+        if stored != computed:
+            raise FormatError(path, f"footer CRC32 is {stored:#010x} but bytes [0, {size - 4:,}) give "
+                              f"{computed:#010x}", field="footer crc32", offset=size - 4,
+                              hint="the file is corrupt (bytes changed after writing)")
+        footer = True
+
+    # dialect
+    names = [e[0] for e in entries]
+    clues_r = []
+    if flags == F_QUANTIZED:
+        clues_r.append("flags == 0x20 without 0x400")
+    if metadata.get("model_type") == "transformer_lm_q4k":
+        clues_r.append("model_type 'transformer_lm_q4k'")
+    if any(_BLK_RE.match(nm) for nm in names):
+        clues_r.append("GGUF-style blk.N names")
+    realizar = not (flags & F_ROW_MAJOR) and not footer and bool(clues_r)
+    if realizar:
+        dialect = "realizar"
+        note = ("realizar dialect (dtype byte = GGML id, dims [in, out] reversed here): "
+                + ", ".join(clues_r + ["no 0x400 flag", "no footer"]))
+    else:
+        dialect = "aprender"
+        clues_a = (["flag 0x400"] if flags & F_ROW_MAJOR else []) + (["footer CRC"] if footer else [])
+        note = ("aprender dialect: " + ", ".join(clues_a) if clues_a
+                else "aprender dialect assumed: no clue either way (no 0x400 flag, no footer, no realizar clue)")
+
+    infos: list[tuple[str, DType, tuple[int, ...], tuple[int, ...], int, int]] = []
+    legacy = []
+    for name, code, dims, rel, nbytes, name_at, size_at, _ in entries:
+        field = f"tensor '{name}'"
+        try:
+            if realizar:
+                dtype = ggml_type(code)
+            else:
+                dtype = _APRENDER_CODES[code]
+        except (DTypeError, KeyError) as err:
+            known = "raw GGML ids" if realizar else ", ".join(str(c) for c in sorted(_APRENDER_CODES))
+            raise FormatError(path, f"unknown dtype code {code} in the {dialect} dialect (known: {known})",
+                              field=f"{field} dtype", offset=name_at + len(name.encode('utf-8'))) from err
+        if code in (8, 9) and not realizar:
+            legacy.append(name)
+        shape = tuple(reversed(dims)) if realizar else dims
+        n = 1
+        for d in shape:
+            n *= d
+        exact, padded = _expected_size(dtype, shape, n, not realizar)
+        if nbytes != exact:
+            if padded is not None and nbytes == padded:
+                warnings.append(f"tensor '{name}': {dtype.lname} payload is row-padded (aprender): "
+                                f"rows * ceil(cols/256) * {dtype.info.block_bytes} = {nbytes:,} bytes")
+            else:
+                rule = (f"{exact:,}" if exact is not None
+                        else f"none ({n:,} elements is not a multiple of block size {dtype.info.block_elems})")
+                extra = f" or row-padded {padded:,}" if padded is not None else ""
+                raise FormatError(path, f"size field says {nbytes:,} bytes; {dtype.lname} x {n:,} elements "
+                                  f"(shape {list(shape)}) needs {rule}{extra}", field=f"{field} size",
+                                  offset=size_at)
+        infos.append((name, dtype, shape, dims, rel, nbytes))
+    if legacy:
+        warnings.append("legacy dtype codes 8/9 read as APR q4/q8 (not GGML Q8_0/Q8_1): " + ", ".join(legacy[:20]))
+    if flags & F_SHARDED:
+        warnings.append("flag SHARDED (0x10) is set: only this file's tensors are shown")
+
+    past = check_extents(path, [(e[0], e[3], e[4], e[7]) for e in entries], data_off, size - (4 if footer else 0),
+                         ALIGN)
+    model = Model(path=path, format="apr", dialect=dialect, metadata=metadata, config=ArchConfig(),
+                  tokenizer=None, tensors={}, dialect_note=note, warnings=warnings, _files=[mf])
+    for (name, dtype, shape, dims, rel, nbytes), past_eof in zip(infos, past):
+        canon, known = canonical_name(name)
+        if canon in model.tensors:
+            raise FormatError(path, f"tensor '{name}' maps to canonical name '{canon}' which "
+                              f"'{model.tensors[canon].source_name}' already has", field=f"tensor '{name}'")
+        model.tensors[canon] = TensorInfo(
+            source_name=name, name=canon, dtype=dtype, shape=shape, nbytes=nbytes, offset=data_off + rel,
+            file=path, known_name=known, past_eof=past_eof, stored_shape=dims, _mapped=mf)
+    model.tokenizer = _tokenizer(metadata, path)
+    model.config = _config(metadata, model.tensors, model.tokenizer, warnings)
+    unknown = [t.source_name for t in model.tensors.values() if not t.known_name]
+    if unknown:
+        warnings.append(f"{len(unknown)} tensor name(s) not in the canonical scheme, kept as is: "
+                        + ", ".join(unknown[:20]) + (" ..." if len(unknown) > 20 else ""))
+    if model.truncated_tensors:
+        warnings.append(f"{len(model.truncated_tensors)} tensor(s) run past the end of the file "
+                        "(truncated; still inspectable): " + ", ".join(model.truncated_tensors[:20]))
+    return model
+
+
+def _first(meta: dict[str, Any], keys: tuple[str, ...], kind: type, warnings: list[str]) -> Any:
+    for k in keys:
+        if k in meta and meta[k] is not None:
+            v = meta[k]
+            if kind is float and isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v)
+            if kind is int and isinstance(v, int) and not isinstance(v, bool):
+                return v
+            if kind is str and isinstance(v, str):
+                return v
+            if kind is bool and isinstance(v, bool):
+                return v
+            warnings.append(f"metadata '{k}' is {v!r}, expected {kind.__name__}; ignored")
+    return None
+
+
+def _config(meta: dict[str, Any], tensors: dict[str, TensorInfo], tok: TokenizerInfo | None,
+            warnings: list[str]) -> ArchConfig:
+    arch = _first(meta, ("architecture", "model_type"), str, warnings)
+    hidden = _first(meta, ("hidden_size", "hidden_dim", "d_model", "n_embd"), int, warnings)
+    heads = _first(meta, ("num_heads", "n_heads", "num_attention_heads", "n_head"), int, warnings)
+    head_dim = _first(meta, ("head_dim",), int, warnings)
+    if head_dim is None and hidden and heads and hidden % heads == 0:
+        head_dim = hidden // heads
+    rope_type = _first(meta, ("rope_type",), int, warnings)
+    rope_style = _ROPE_TYPE.get(rope_type) if rope_type is not None else _ROPE_STYLE_OF_ARCH.get(arch or "")
+    vocab = _first(meta, ("vocab_size", "n_vocab"), int, warnings)
+    if vocab is None and tok is not None and tok.tokens:
+        vocab = len(tok.tokens)
+    if vocab is None and "model.embed_tokens.weight" in tensors:
+        vocab = tensors["model.embed_tokens.weight"].shape[0]
+    tied = _first(meta, ("tied_embeddings",), bool, warnings)
+    if tied is None and ("model.embed_tokens.weight" in tensors or "lm_head.weight" in tensors):
+        tied = "lm_head.weight" not in tensors
+    return ArchConfig(
+        architecture=arch, hidden_size=hidden,
+        num_layers=_first(meta, ("num_layers", "n_layers", "num_hidden_layers", "n_layer"), int, warnings),
+        num_heads=heads, num_kv_heads=_first(meta, ("num_kv_heads", "n_kv_heads", "num_key_value_heads"), int,
+                                             warnings),
+        head_dim=head_dim,
+        intermediate_size=_first(meta, ("intermediate_size", "ffn_dim", "intermediate_dim", "n_inner"), int,
+                                 warnings),
+        vocab_size=vocab, rope_theta=_first(meta, ("rope_theta",), float, warnings), rope_style=rope_style,
+        rms_eps=_first(meta, ("rms_norm_eps", "layer_norm_eps", "norm_eps"), float, warnings),
+        tied_embeddings=tied,
+        context_length=_first(meta, ("max_position_embeddings", "max_seq_len", "context_length", "n_ctx"), int,
+                              warnings),
+    )
+
+
+def _tokenizer(meta: dict[str, Any], path: Path) -> TokenizerInfo | None:
+    t: dict[str, Any] = {}
+    nested = meta.get("tokenizer")
+    if isinstance(nested, dict):
+        t.update({f"tokenizer.{k}": v for k, v in nested.items()})
+    t.update({k: v for k, v in meta.items() if k.startswith("tokenizer.")})
+    if not any(k in t for k in ("tokenizer.vocabulary", "tokenizer.model", "tokenizer.model_type")):
+        return None
+
+    def strings(key: str) -> tuple[str, ...]:
+        v = t.get(key) or []
+        if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+            raise FormatError(path, f"expected a list of strings, found {type(v).__name__}", field=f"metadata '{key}'")
+        return tuple(v)
+
+    def opt(key: str, kind: type) -> Any:
+        v = t.get(key)
+        if kind is int and isinstance(v, bool):
+            return None
+        return v if isinstance(v, kind) else None
+
+    model_type = opt("tokenizer.model", str) or opt("tokenizer.model_type", str)
+    template = opt("tokenizer.chat_template", str)
+    if template is None and isinstance(meta.get("chat_template"), str):
+        template = meta["chat_template"]
+    return TokenizerInfo(
+        model_type=model_type, tokens=strings("tokenizer.vocabulary"), merges=strings("tokenizer.merges"),
+        bos_id=opt("tokenizer.bos_token_id", int), eos_id=opt("tokenizer.eos_token_id", int),
+        pad_id=opt("tokenizer.padding_token_id", int), unk_id=opt("tokenizer.unknown_token_id", int),
+        pre=opt("tokenizer.pre_type", str), chat_template=template, add_bos=opt("tokenizer.add_bos_token", bool),
+    )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _metadata_json(config: ArchConfig, tokenizer: TokenizerInfo | None, metadata: dict | None) -> dict[str, Any]:
+    d: dict[str, Any] = dict(metadata or {})
+    c = config
+    if c.architecture is not None:
+        d.setdefault("model_type", c.architecture)
+        d["architecture"] = c.architecture
+    for key, val in (
+        ("hidden_size", c.hidden_size), ("num_layers", c.num_layers), ("num_heads", c.num_heads),
+        ("num_kv_heads", c.num_kv_heads), ("vocab_size", c.vocab_size), ("intermediate_size", c.intermediate_size),
+        ("max_position_embeddings", c.context_length), ("rope_theta", c.rope_theta),
+        ("rope_type", {"norm": 0, "neox": 2}.get(c.rope_style or "")), ("rms_norm_eps", c.rms_eps),
+        ("head_dim", c.head_dim), ("tied_embeddings", c.tied_embeddings),
+    ):
+        if val is not None:
+            d[key] = val
+    if tokenizer is not None:
+        t = tokenizer
+        for key, val in (
+            ("tokenizer.model", t.model_type), ("tokenizer.vocabulary", list(t.tokens)),
+            ("tokenizer.vocab_size", len(t.tokens)), ("tokenizer.merges", list(t.merges) or None),
+            ("tokenizer.bos_token_id", t.bos_id), ("tokenizer.eos_token_id", t.eos_id),
+            ("tokenizer.padding_token_id", t.pad_id), ("tokenizer.unknown_token_id", t.unk_id),
+            ("tokenizer.add_bos_token", t.add_bos), ("tokenizer.pre_type", t.pre),
+            ("tokenizer.chat_template", t.chat_template),
+        ):
+            if val is not None:
+                d[key] = val
+    return d
+
+
+def write(
+    path: Path,
+    tensors: Iterable[TensorData],
+    config: ArchConfig,
+    tokenizer: TokenizerInfo | None,
+    metadata: dict | None = None,
+) -> None:
+    """Write an APR v2 file in the aprender dialect.
+
+    Canonical (HF) names, [out, in] shapes as given, flags 0x400 (| 0x20 when a tensor is
+    quantized, | 0x200 when a tokenizer vocabulary is embedded), index sorted by name,
+    64-byte aligned payloads, header CRC and footer CRC. The JSON is ``metadata`` first (in
+    its order), then the typed keys of ``config`` that are not None, then ``tokenizer.*``
+    keys, compact (``separators=(",", ":")``): an empty ``ArchConfig()`` and no tokenizer
+    write ``metadata`` exactly (the spec's 260-byte worked example).
+
+    Raises:
+        UsageError: a dtype APR cannot store (Q8_0, Q4_0, ...), a payload of the wrong size,
+            duplicate names, names over 65535 bytes or more than 8 dims.
+    """
+    tds = sorted(tensors, key=lambda t: t.name.encode("utf-8"))
+    meta = _metadata_json(config, tokenizer, metadata)
+    meta_bytes = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(meta_bytes) >= 1 << 32:
+        raise UsageError(f"APR write: metadata JSON is {len(meta_bytes):,} bytes, the header field is u32")
+    index = bytearray()
+    payloads: list[memoryview] = []
+    rel = 0
+    flags = F_ROW_MAJOR
+    seen: set[bytes] = set()
+    for td in tds:
+        name = td.name.encode("utf-8")
+        if name in seen:
+            raise UsageError(f"APR write: duplicate tensor name '{td.name}'")
+        seen.add(name)
+        if len(name) > 0xFFFF or len(td.shape) > MAX_DIMS:
+            raise UsageError(f"APR write: tensor '{td.name}': name over 65535 bytes or more than {MAX_DIMS} dims")
+        code = _WRITE_CODES.get(td.dtype)
+        if code is None:
+            raise UsageError(f"APR write: tensor '{td.name}': dtype {td.dtype.lname} has no APR code (APR stores "
+                             + ", ".join(d.lname for d in _WRITE_CODES) + ")")
+        n = 1
+        for d in td.shape:
+            n *= d
+        payload = td.payload()
+        exact, padded = _expected_size(td.dtype, tuple(td.shape), n, True)
+        if payload.nbytes not in (exact, padded):
+            raise UsageError(f"APR write: tensor '{td.name}' ({td.dtype.lname}, shape {list(td.shape)}): payload is "
+                             f"{payload.nbytes:,} bytes, expected {exact}")
+        if td.dtype.is_quantized:
+            flags |= F_QUANTIZED
+        index += struct.pack("<H", len(name)) + name + struct.pack("<BB", code, len(td.shape))
+        index += struct.pack(f"<{len(td.shape)}Q", *td.shape)
+        index += struct.pack("<QQ", rel, payload.nbytes)
+        payloads.append(payload)
+        rel = align_up(rel + payload.nbytes, ALIGN)
+    if tokenizer is not None and tokenizer.tokens:
+        flags |= F_HAS_VOCAB
+    meta_off = HEADER_BYTES
+    index_off = meta_off + align_up(len(meta_bytes), ALIGN)
+    data_off = index_off + align_up(len(index), ALIGN)
+    head = bytearray(_HEADER.pack(MAGIC, 2, 0, flags, len(tds), meta_off, len(meta_bytes), index_off, data_off, 0,
+                                  bytes(20)))
+    struct.pack_into("<I", head, 40, header_crc(head))
+    crc = 0
+    with Path(path).open("wb") as fh:
+        def put(b: bytes | memoryview) -> None:
+            nonlocal crc
+            crc = zlib.crc32(b, crc)
+            fh.write(b)
+
+        put(bytes(head))
+        put(meta_bytes + bytes(index_off - meta_off - len(meta_bytes)))
+        put(bytes(index) + bytes(data_off - index_off - len(index)))
+        for p in payloads:
+            put(p)
+            put(bytes(align_up(p.nbytes, ALIGN) - p.nbytes))
+        fh.write(struct.pack("<I", crc))

@@ -1,0 +1,547 @@
+"""GGUF reader (own parser, v2/v3, little-endian) and writer (via gguf-py's GGUFWriter).
+
+Check order of ``open`` (cheap to costly; no tensor byte is ever read):
+
+1. file size >= 4, magic ``GGUF``; file size >= 24 (fixed header);
+2. version: big-endian files (``version & 0xFFFF == 0``) and v1 are refused, only 2 and 3 are read;
+3. tensor and KV counts bounded by the remaining bytes (minimum encoded size per entry);
+4. each KV: key string (length bounded, strict UTF-8, unique), value type known, value
+   (array counts bounded before allocating, nesting depth <= 16); ``general.alignment`` is a
+   power-of-two UINT32;
+5. each tensor info: name (unique), n_dims <= 8 (> 4 is warned about: llama.cpp refuses it),
+   dims with an overflow-checked element count (< 2**63), ggml type id known (never a fallback),
+   ``ne[0] % block == 0``, offset aligned;
+6. payload ranges: inside the data section (else corrupt offset), overlaps; payloads that run
+   past the end of the file are marked ``past_eof`` and listed in a warning.
+
+Split models: opening ``name-00001-of-0000N.gguf`` opens every shard as one model (the
+``split.count`` / ``split.no`` keys must agree with the file names). Metadata, config and
+tokenizer come from the first shard.
+
+Shapes: a GGUF stores ``ne`` fastest-varying first; ``TensorInfo.shape`` is ``reversed(ne)``
+(PyTorch order) and ``stored_shape`` keeps ``ne``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..dtypes import DType, ggml_type, payload_nbytes
+from ..errors import DTypeError, FormatError, UnsupportedFormatError, UsageError
+from ._binary import Cursor, align_up, check_extents
+from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
+from .naming import canonical_name, gguf_name
+
+__all__ = ["open", "sniff", "write"]
+
+MAGIC = b"GGUF"
+HEADER_BYTES = 24
+DEFAULT_ALIGNMENT = 32
+MAX_DIMS = 8  # llama.cpp allows 4; we read up to 8 and warn
+MAX_NESTING = 16
+_INT63 = (1 << 63) - 1
+
+# value type id -> (name, numpy dtype for numeric arrays, minimum encoded size)
+_VT_NAMES = {
+    0: "UINT8", 1: "INT8", 2: "UINT16", 3: "INT16", 4: "UINT32", 5: "INT32", 6: "FLOAT32",
+    7: "BOOL", 8: "STRING", 9: "ARRAY", 10: "UINT64", 11: "INT64", 12: "FLOAT64",
+}
+_VT_NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4",
+             10: "<u8", 11: "<i8", 12: "<f8"}
+_VT_MIN = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 8: 8, 9: 12, 10: 8, 11: 8, 12: 8}
+
+_SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
+
+_ROPE_STYLE = {"llama": "norm", "mistral": "norm", "qwen2": "neox", "qwen3": "neox"}
+
+# llama_ftype written as general.file_type, by the dominant weight dtype
+_FILE_TYPE = {
+    DType.F32: 0, DType.F16: 1, DType.Q4_0: 2, DType.Q4_1: 3, DType.Q8_0: 7, DType.Q5_0: 8,
+    DType.Q5_1: 9, DType.Q2_K: 10, DType.Q3_K: 12, DType.Q4_K: 15, DType.Q5_K: 17, DType.Q6_K: 18,
+    DType.IQ4_NL: 25, DType.IQ4_XS: 30, DType.BF16: 32,
+}
+
+
+def sniff(head: bytes) -> bool:
+    """True when ``head`` (the first bytes of a file) starts with the GGUF magic."""
+    return bytes(head[:4]) == MAGIC
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Header:
+    """What one GGUF file's header says."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.kv: dict[str, Any] = {}
+        self.kv_types: dict[str, int] = {}
+        self.alignment = DEFAULT_ALIGNMENT
+        self.infos: list[tuple[str, DType, tuple[int, ...], int, int, int]] = []  # name, dtype, ne, rel, nbytes, where
+        self.data_start = 0
+        self.warnings: list[str] = []
+
+
+def _read_string(cur: Cursor, field: str) -> str:
+    start = cur.pos
+    n = cur.u64(f"{field} length")
+    if n > cur.remaining:
+        raise FormatError(
+            cur.path,
+            f"string length {n:,} is larger than the {cur.remaining:,} bytes left in the file",
+            field=f"{field} length", offset=start, hint="the length field is corrupt or the file is truncated",
+        )
+    return cur.utf8(n, field)
+
+
+def _read_value(cur: Cursor, vtype: int, field: str, depth: int = 0) -> Any:
+    if vtype in _VT_NUMPY:
+        return cur.array(_VT_NUMPY[vtype], 1, field)[0].item()
+    if vtype == 7:
+        start = cur.pos
+        b = cur.u8(field)
+        if b > 1:
+            raise FormatError(cur.path, f"BOOL value is {b}, not 0 or 1", field=field, offset=start)
+        return bool(b)
+    if vtype == 8:
+        return _read_string(cur, field)
+    if vtype == 9:
+        if depth >= MAX_NESTING:
+            raise FormatError(cur.path, f"arrays nested deeper than {MAX_NESTING} levels",
+                              field=field, offset=cur.pos)
+        type_at = cur.pos
+        etype = cur.u32(f"{field} element type")
+        if etype not in _VT_NAMES:
+            raise FormatError(cur.path, f"unknown array element type {etype} (known: 0..12)",
+                              field=f"{field} element type", offset=type_at)
+        count_at = cur.pos
+        count = cur.u64(f"{field} count")
+        if count * _VT_MIN[etype] > cur.remaining:
+            raise FormatError(
+                cur.path,
+                f"array of {count:,} {_VT_NAMES[etype]} needs at least {count * _VT_MIN[etype]:,} bytes, "
+                f"only {cur.remaining:,} are left in the file",
+                field=f"{field} count", offset=count_at, hint="the count is corrupt or the file is truncated",
+            )
+        if etype in _VT_NUMPY:
+            return cur.array(_VT_NUMPY[etype], count, field).tolist()
+        return [_read_value(cur, etype, f"{field}[{i}]", depth + 1) for i in range(count)]
+    raise FormatError(cur.path, f"unknown value type {vtype} (known: 0..12)", field=field, offset=cur.pos - 4)
+
+
+def _parse_header(buf: memoryview, path: Path) -> _Header:
+    size = len(buf)
+    h = _Header()
+    cur = Cursor(buf, path)
+    if size < 4:
+        cur.need(4, "magic")
+    if bytes(buf[:4]) != MAGIC:
+        raise FormatError(path, f"magic is {bytes(buf[:4])!r}, expected b'GGUF'", field="magic", offset=0,
+                          hint="this is not a GGUF file")
+    if size < HEADER_BYTES:
+        raise FormatError(path, f"file is {size} bytes, smaller than the {HEADER_BYTES}-byte GGUF header",
+                          field="header", offset=size, hint="the file is truncated")
+    cur.pos = 4
+    version = cur.u32("version")
+    if version & 0xFFFF == 0 and version != 0:
+        raise UnsupportedFormatError(
+            path, f"version field reads {version:#x}: this is a big-endian GGUF (version {version >> 24})",
+            field="version", offset=4, hint="convert it to little-endian with gguf-py's gguf_convert_endian")
+    if version == 1:
+        raise UnsupportedFormatError(
+            path, "GGUF v1 is not supported (32-bit counts; llama.cpp refuses it too), expected 2 or 3",
+            field="version", offset=4, hint="re-export the model with a current llama.cpp/gguf-py")
+    if version not in (2, 3):
+        raise FormatError(path, f"unknown GGUF version {version}, expected 2 or 3", field="version", offset=4)
+    h.version = version
+    n_tensors = cur.u64("tensor_count")
+    n_kv = cur.u64("kv_count")
+    # minimum encoded sizes: KV = key length 8 + type 4 + 1; tensor info = name length 8 + n_dims 4 + type 4 + offset 8
+    for what, count, at, minimum in (("kv_count", n_kv, 16, 13), ("tensor_count", n_tensors, 8, 24)):
+        if count * minimum > size - HEADER_BYTES:
+            raise FormatError(
+                path,
+                f"{count:,} entries need at least {count * minimum:,} bytes, the file has "
+                f"{size - HEADER_BYTES:,} after the header",
+                field=what, offset=at, hint="the count is corrupt or the file is truncated")
+    if n_tensors + n_kv > 0 and (n_tensors * 24 + n_kv * 13) > size - HEADER_BYTES:
+        raise FormatError(path, f"{n_kv:,} KV pairs and {n_tensors:,} tensor infos cannot fit in "
+                          f"{size - HEADER_BYTES:,} bytes", field="kv_count", offset=16)
+
+    for i in range(n_kv):
+        key_at = cur.pos
+        key = _read_string(cur, f"kv[{i}] key")
+        if key in h.kv:
+            raise FormatError(path, f"duplicate key '{key}'", field=f"kv[{i}] key", offset=key_at)
+        type_at = cur.pos
+        vtype = cur.u32(f"'{key}' type")
+        if vtype not in _VT_NAMES:
+            raise FormatError(path, f"unknown value type {vtype} (known: 0..12)", field=f"'{key}' type",
+                              offset=type_at)
+        h.kv[key] = _read_value(cur, vtype, f"'{key}'")
+        h.kv_types[key] = vtype
+        if key == "general.alignment":
+            a = h.kv[key]
+            if vtype != 4 or not isinstance(a, int) or a <= 0 or a & (a - 1):
+                raise FormatError(path, f"general.alignment is {a!r} ({_VT_NAMES[vtype]}), "
+                                  "must be a power-of-two UINT32", field="general.alignment", offset=type_at)
+            h.alignment = a
+
+    names: set[str] = set()
+    for i in range(n_tensors):
+        name_at = cur.pos
+        name = _read_string(cur, f"tensor[{i}] name")
+        field = f"tensor '{name}'"
+        if name in names:
+            raise FormatError(path, f"duplicate tensor name '{name}'", field=field, offset=name_at)
+        names.add(name)
+        nd_at = cur.pos
+        n_dims = cur.u32(f"{field} n_dims")
+        if n_dims > MAX_DIMS:
+            raise FormatError(path, f"n_dims is {n_dims}, at most {MAX_DIMS} are allowed (llama.cpp: 4)",
+                              field=f"{field} n_dims", offset=nd_at)
+        if n_dims > 4:
+            h.warnings.append(f"tensor '{name}' has {n_dims} dims; llama.cpp accepts at most 4")
+        ne_at = cur.pos
+        ne = tuple(cur.u64(f"{field} ne[{d}]") for d in range(n_dims))
+        n = 1
+        for d in ne:
+            n *= d
+        if n > _INT63 or any(d > _INT63 for d in ne):
+            raise FormatError(path, f"shape ne={list(ne)} has {n:,} elements, more than 2**63-1",
+                              field=f"{field} ne", offset=ne_at, hint="a dimension is corrupt")
+        type_at = cur.pos
+        type_id = cur.u32(f"{field} type")
+        try:
+            dtype = ggml_type(type_id)
+        except DTypeError as err:
+            raise FormatError(path, f"unknown ggml type id {type_id}", field=f"{field} type", offset=type_at,
+                              hint="the file is corrupt or needs a newer aprqa") from err
+        block = dtype.info.block_elems
+        row = ne[0] if ne else 1
+        if row % block:
+            raise FormatError(path, f"({dtype.lname}) ne[0] = {row:,} elements per row, not a multiple of "
+                              f"block size {block}", field=f"{field} ne[0]", offset=ne_at)
+        off_at = cur.pos
+        rel = cur.u64(f"{field} offset")
+        h.infos.append((name, dtype, ne, rel, payload_nbytes(dtype, n), off_at))
+    h.data_start = align_up(cur.pos, h.alignment) if n_tensors else cur.pos
+    for name, _, _, rel, _, off_at in h.infos:
+        if rel % h.alignment:
+            raise FormatError(path, f"offset {rel:,} is not a multiple of the alignment {h.alignment}",
+                              field=f"tensor '{name}' offset", offset=off_at)
+    return h
+
+
+def _open_file(path: Path, model: Model) -> tuple[_Header, list[TensorInfo]]:
+    mf = MappedFile(path)
+    model._files.append(mf)
+    buf = memoryview(mf.array)
+    try:
+        h = _parse_header(buf, path)
+    finally:
+        buf.release()
+    past = check_extents(path, [(n, rel, nb, at) for n, _, _, rel, nb, at in h.infos], h.data_start, mf.size,
+                         h.alignment)
+    tensors = []
+    for (name, dtype, ne, rel, nbytes, _), past_eof in zip(h.infos, past):
+        canon, known = canonical_name(name)
+        tensors.append(TensorInfo(
+            source_name=name, name=canon, dtype=dtype, shape=tuple(reversed(ne)), nbytes=nbytes,
+            offset=h.data_start + rel, file=path, known_name=known, past_eof=past_eof, stored_shape=ne,
+            _mapped=mf,
+        ))
+    return h, tensors
+
+
+def _as_int(kv: dict[str, Any], key: str) -> int | None:
+    v = kv.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _as_float(kv: dict[str, Any], key: str) -> float | None:
+    v = kv.get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _tied(tensors: dict[str, TensorInfo]) -> bool | None:
+    """No output.weight means tied embeddings (llama.cpp reuses token_embd); None without either tensor."""
+    if "model.embed_tokens.weight" in tensors or "lm_head.weight" in tensors:
+        return "lm_head.weight" not in tensors
+    return None
+
+
+def _config(kv: dict[str, Any], tensors: dict[str, TensorInfo], tok: TokenizerInfo | None,
+            warnings: list[str]) -> ArchConfig:
+    arch = kv.get("general.architecture")
+    if not isinstance(arch, str):
+        return ArchConfig(tied_embeddings=_tied(tensors))
+    p = f"{arch}."
+    hidden = _as_int(kv, p + "embedding_length")
+    heads = _as_int(kv, p + "attention.head_count")
+    head_dim = _as_int(kv, p + "attention.key_length")
+    if head_dim is None and hidden and heads and hidden % heads == 0:
+        head_dim = hidden // heads
+    theta = _as_float(kv, p + "rope.freq_base")
+    if theta is None:
+        theta = 10000.0
+        warnings.append(f"{p}rope.freq_base is absent: llama.cpp's default 10000 assumed")
+    vocab = _as_int(kv, p + "vocab_size")
+    if vocab is None and tok is not None and tok.tokens:
+        vocab = len(tok.tokens)
+    if vocab is None and "model.embed_tokens.weight" in tensors:
+        vocab = tensors["model.embed_tokens.weight"].shape[0]
+    kv_heads = _as_int(kv, p + "attention.head_count_kv")
+    return ArchConfig(
+        architecture=arch, hidden_size=hidden, num_layers=_as_int(kv, p + "block_count"), num_heads=heads,
+        num_kv_heads=kv_heads if kv_heads is not None else heads, head_dim=head_dim,
+        intermediate_size=_as_int(kv, p + "feed_forward_length"), vocab_size=vocab, rope_theta=theta,
+        rope_style=_ROPE_STYLE.get(arch), rms_eps=_as_float(kv, p + "attention.layer_norm_rms_epsilon"),
+        tied_embeddings=_tied(tensors), context_length=_as_int(kv, p + "context_length"),
+    )
+
+
+def _tokenizer(kv: dict[str, Any], path: Path) -> TokenizerInfo | None:
+    if "tokenizer.ggml.model" not in kv and "tokenizer.ggml.tokens" not in kv:
+        return None
+
+    def strings(key: str) -> tuple[str, ...]:
+        v = kv.get(key, [])
+        if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
+            raise FormatError(path, f"expected an array of strings, found {type(v).__name__}", field=key)
+        return tuple(v)
+
+    def opt_str(key: str) -> str | None:
+        v = kv.get(key)
+        return v if isinstance(v, str) else None
+
+    add_bos = kv.get("tokenizer.ggml.add_bos_token")
+    return TokenizerInfo(
+        model_type=opt_str("tokenizer.ggml.model"), tokens=strings("tokenizer.ggml.tokens"),
+        merges=strings("tokenizer.ggml.merges"), bos_id=_as_int(kv, "tokenizer.ggml.bos_token_id"),
+        eos_id=_as_int(kv, "tokenizer.ggml.eos_token_id"), pad_id=_as_int(kv, "tokenizer.ggml.padding_token_id"),
+        unk_id=_as_int(kv, "tokenizer.ggml.unknown_token_id"), pre=opt_str("tokenizer.ggml.pre"),
+        chat_template=opt_str("tokenizer.chat_template"),
+        add_bos=add_bos if isinstance(add_bos, bool) else None,
+    )
+
+
+def open(path: Path) -> Model:  # noqa: A001 - same name in every formats module
+    """Open a GGUF file (or a whole split set) without reading tensor bytes.
+
+    Args:
+        path: a ``.gguf`` file; ``name-00001-of-0000N.gguf`` opens all N shards.
+
+    Returns:
+        A ``Model`` with canonical names, PyTorch-order shapes and zero-copy payload views.
+
+    Raises:
+        FormatError: the file is malformed (names file, field and offset);
+        UnsupportedFormatError: v1 or big-endian GGUF.
+
+    Example:
+        >>> m = open(Path("tiny.gguf")); m["model.norm.weight"].shape
+        (64,)
+    """
+    path = Path(path)
+    model = Model(path=path, format="gguf", dialect="", metadata={}, config=ArchConfig(), tokenizer=None,
+                  tensors={})
+    try:
+        _open_into(path, model)
+    except BaseException:
+        model.close()
+        raise
+    return model
+
+
+def _open_into(path: Path, model: Model) -> None:
+    m = _SHARD_RE.match(path.name)
+    shards = [path]
+    if m and int(m["no"]) == 1 and int(m["count"]) > 1:
+        count = int(m["count"])
+        shards = [path.with_name(f"{m['stem']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
+        for s in shards:
+            if not s.exists():
+                raise FormatError(s, f"shard {shards.index(s) + 1} of {count} is missing", field="split",
+                                  hint=f"all {count} shards must sit next to {path.name}")
+    first: _Header | None = None
+    for i, shard in enumerate(shards):
+        h, infos = _open_file(shard, model)
+        if first is None:
+            first = h
+        if len(shards) > 1:
+            no, cnt = h.kv.get("split.no"), h.kv.get("split.count")
+            if no != i or cnt != len(shards):
+                raise FormatError(shard, f"split.no = {no!r}, split.count = {cnt!r}; the file name says shard "
+                                  f"{i + 1} of {len(shards)} (split.no {i})", field="split.no")
+        elif m and int(m["count"]) > 1:
+            model.warnings.append(f"opened shard {int(m['no'])} of {int(m['count'])} alone; open the "
+                                  f"-00001-of- file for the whole model")
+        model.warnings.extend(f"{shard.name}: {w}" if len(shards) > 1 else w for w in h.warnings)
+        for t in infos:
+            if t.name in model.tensors:
+                raise FormatError(shard, f"tensor '{t.source_name}' is also in "
+                                  f"{model.tensors[t.name].file.name} (canonical name '{t.name}')",
+                                  field=f"tensor '{t.source_name}'")
+            model.tensors[t.name] = t
+    assert first is not None
+    model.metadata = dict(first.kv)
+    model.dialect = f"v{first.version}" if len(shards) == 1 else "split"
+    if len(shards) > 1:
+        model.dialect_note = (f"split GGUF: {len(shards)} shards opened as one model "
+                              f"(metadata from {shards[0].name})")
+    model.tokenizer = _tokenizer(first.kv, path)
+    model.config = _config(first.kv, model.tensors, model.tokenizer, model.warnings)
+    unknown = [t.source_name for t in model.tensors.values() if not t.known_name]
+    if unknown:
+        model.warnings.append(f"{len(unknown)} tensor name(s) not in the canonical scheme, kept as is: "
+                              + ", ".join(unknown[:20]) + (" ..." if len(unknown) > 20 else ""))
+    if model.truncated_tensors:
+        model.warnings.append(f"{len(model.truncated_tensors)} tensor(s) run past the end of the file "
+                              "(truncated; still inspectable): " + ", ".join(model.truncated_tensors[:20]))
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _kv_type(value: Any) -> Any:
+    import gguf as _g
+
+    VT = _g.GGUFValueType
+    if isinstance(value, bool):
+        return VT.BOOL
+    if isinstance(value, int):
+        if 0 <= value < 1 << 32:
+            return VT.UINT32
+        if -(1 << 31) <= value < 0:
+            return VT.INT32
+        return VT.INT64 if value < 0 or value < 1 << 63 else VT.UINT64
+    if isinstance(value, float):
+        return VT.FLOAT32
+    if isinstance(value, str):
+        return VT.STRING
+    if isinstance(value, (list, tuple)):
+        return VT.ARRAY
+    raise UsageError(f"metadata value {value!r} has no GGUF type")
+
+
+def write(
+    path: Path,
+    tensors: Iterable[TensorData],
+    config: ArchConfig,
+    tokenizer: TokenizerInfo | None,
+    metadata: dict | None = None,
+) -> None:
+    """Write a GGUF v3 file with gguf-py's ``GGUFWriter``.
+
+    Tensor names go through ``naming.gguf_name`` (unknown names are kept), dims are
+    reversed to ``ne`` order, payload bytes are written verbatim (no Q/K permutation).
+
+    Args:
+        path: output file.
+        tensors: tensors with GGML dtypes (APR_Q4/APR_Q8/U8... have no GGUF id: refused).
+        config: architecture facts written as ``{arch}.*`` keys.
+        tokenizer: written as ``tokenizer.ggml.*`` keys (None: none written).
+        metadata: extra KV pairs (keys the config/tokenizer write, and ``split.*``, are skipped).
+
+    Raises:
+        UsageError: no architecture, a dtype with no GGML id, or a payload of the wrong size.
+    """
+    import gguf as _g
+
+    meta = dict(metadata or {})
+    arch = config.architecture or meta.get("general.architecture")
+    if not isinstance(arch, str) or not arch:
+        raise UsageError("GGUF write: config.architecture (or metadata['general.architecture']) is required")
+    tds = list(tensors)
+    VT = _g.GGUFValueType
+    kv: dict[str, tuple[Any, Any]] = {}
+    p = f"{arch}."
+    c = config
+    for key, val, vt in (
+        (p + "context_length", c.context_length, VT.UINT32),
+        (p + "embedding_length", c.hidden_size, VT.UINT32),
+        (p + "block_count", c.num_layers, VT.UINT32),
+        (p + "feed_forward_length", c.intermediate_size, VT.UINT32),
+        (p + "attention.head_count", c.num_heads, VT.UINT32),
+        (p + "attention.head_count_kv", c.num_kv_heads, VT.UINT32),
+        (p + "rope.freq_base", c.rope_theta, VT.FLOAT32),
+        (p + "attention.layer_norm_rms_epsilon", c.rms_eps, VT.FLOAT32),
+        (p + "vocab_size", c.vocab_size, VT.UINT32),
+    ):
+        if val is not None:
+            kv[key] = (val, vt)
+    if c.head_dim is not None and not (c.hidden_size and c.num_heads and c.hidden_size == c.head_dim * c.num_heads):
+        kv[p + "attention.key_length"] = (c.head_dim, VT.UINT32)
+        kv[p + "attention.value_length"] = (c.head_dim, VT.UINT32)
+    weights = [t.dtype for t in tds if len(t.shape) >= 2]
+    if weights:
+        dominant = max(set(weights), key=lambda d: (sum(1 for w in weights if w == d), d.is_quantized, int(d)))
+        if dominant in _FILE_TYPE:
+            kv["general.file_type"] = (_FILE_TYPE[dominant], VT.UINT32)
+    if tokenizer is not None:
+        t = tokenizer
+        for key, val, vt in (
+            ("tokenizer.ggml.model", t.model_type, VT.STRING),
+            ("tokenizer.ggml.pre", t.pre, VT.STRING),
+            ("tokenizer.ggml.tokens", list(t.tokens) or None, VT.ARRAY),
+            ("tokenizer.ggml.merges", list(t.merges) or None, VT.ARRAY),
+            ("tokenizer.ggml.bos_token_id", t.bos_id, VT.UINT32),
+            ("tokenizer.ggml.eos_token_id", t.eos_id, VT.UINT32),
+            ("tokenizer.ggml.padding_token_id", t.pad_id, VT.UINT32),
+            ("tokenizer.ggml.unknown_token_id", t.unk_id, VT.UINT32),
+            ("tokenizer.ggml.add_bos_token", t.add_bos, VT.BOOL),
+            ("tokenizer.chat_template", t.chat_template, VT.STRING),
+        ):
+            if val is not None:
+                kv[key] = (val, vt)
+    w = _g.GGUFWriter(str(path), arch)
+    alignment = meta.pop("general.alignment", None)
+    if alignment is not None:
+        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+            raise UsageError(f"general.alignment must be a power of two, got {alignment!r}")
+        w.add_custom_alignment(alignment)
+    for key, val in meta.items():
+        if key in kv or key == "general.architecture" or key.startswith("split.") or val is None:
+            continue
+        if isinstance(val, (list, tuple)) and not val:
+            continue  # gguf-py refuses empty arrays
+        kv[key] = (val, _kv_type(val))
+    for key, (val, vt) in kv.items():
+        if vt == VT.ARRAY:
+            w.add_array(key, list(val))
+        else:
+            w.add_key_value(key, val, vt)
+
+    for td in tds:
+        if int(td.dtype) >= 128:
+            raise UsageError(f"tensor '{td.name}': dtype {td.dtype.lname} has no GGML type id; GGUF cannot store it")
+        n = 1
+        for d in td.shape:
+            n *= d
+        payload = td.payload()
+        try:
+            expected = payload_nbytes(td.dtype, n)
+        except DTypeError as err:
+            raise UsageError(f"tensor '{td.name}': {err}") from err
+        if payload.nbytes != expected:
+            raise UsageError(f"tensor '{td.name}' ({td.dtype.lname}, shape {list(td.shape)}): payload is "
+                             f"{payload.nbytes:,} bytes, expected {expected:,}")
+        shape = tuple(td.shape) or (1,)
+        row = shape[-1]
+        if row % td.dtype.info.block_elems:
+            raise UsageError(f"tensor '{td.name}': last dim {row} is not a multiple of block size "
+                             f"{td.dtype.info.block_elems} ({td.dtype.lname})")
+        row_bytes = row // td.dtype.info.block_elems * td.dtype.info.block_bytes
+        arr = np.frombuffer(payload, dtype=np.uint8).reshape(shape[:-1] + (row_bytes,))
+        w.add_tensor(gguf_name(td.name), arr, raw_shape=arr.shape,
+                     raw_dtype=_g.GGMLQuantizationType(int(td.dtype)))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
