@@ -390,6 +390,10 @@ def _open_into(path: Path, model: Model) -> None:
                                   field=f"tensor '{t.source_name}'")
             model.tensors[t.name] = t
     assert first is not None
+    declared = first.kv.get("split.tensors.count")
+    if len(shards) > 1 and isinstance(declared, int) and declared != len(model.tensors):
+        raise FormatError(shards[0], f"split.tensors.count is {declared:,} but the {len(shards)} shards hold "
+                          f"{len(model.tensors):,} tensors", field="split.tensors.count")
     model.metadata = dict(first.kv)
     model.dialect = f"v{first.version}" if len(shards) == 1 else "split"
     if len(shards) > 1:
