@@ -325,6 +325,9 @@ def _read(path: Path, mf: MappedFile, buf: memoryview) -> Model:
         infos.append((name, dtype, shape, dims, rel, nbytes))
     if legacy:
         warnings.append("legacy dtype codes 8/9 read as APR q4/q8 (not GGML Q8_0/Q8_1): " + ", ".join(legacy[:20]))
+    if not realizar and flags & F_ROW_MAJOR and not footer:
+        warnings.append("no footer CRC although aprender writes one (file truncated or written by another tool); "
+                        "payload integrity not verified")
     if flags & F_SHARDED:
         warnings.append("flag SHARDED (0x10) is set: only this file's tensors are shown")
 
