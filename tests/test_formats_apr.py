@@ -465,3 +465,17 @@ def test_metadata_past_eof(tmp_path):
     with pytest.raises(TruncatedError, match="metadata") as exc:
         apr.open(p)
     _err(exc, p, "metadata_offset", 12)
+
+
+def test_empty_file(tmp_path):
+    p = write_file(tmp_path, b"")
+    with pytest.raises(TruncatedError) as exc:
+        apr.open(p)
+    _err(exc, p, "magic", 0)
+
+
+def test_zero_tensor_file_roundtrip(tmp_path):
+    p = tmp_path / "empty.apr"
+    apr.write(p, [], ArchConfig(architecture="llama", hidden_size=8), None)
+    m = apr.open(p)
+    assert len(m) == 0 and m.config.hidden_size == 8 and "footer" in m.dialect_note

@@ -527,3 +527,26 @@ def test_array_nesting_too_deep(tmp_path):
     p = write_file(tmp_path, blob)
     with pytest.raises(FormatError, match="nested deeper"):
         gguf.open(p)
+
+
+def test_empty_file(tmp_path):
+    p = write_file(tmp_path, b"")
+    with pytest.raises(TruncatedError) as exc:
+        gguf.open(p)
+    _err(exc, p, "magic", 0)
+
+
+def test_reopen_and_rewrite_preserves_tensors_and_metadata(tmp_path):
+    src = tmp_path / "src.gguf"
+    _gguf_py_file(src)
+    m = gguf.open(src)
+    dst = tmp_path / "dst.gguf"
+    gguf.write(dst, [TensorData.from_info(t) for t in m], m.config, m.tokenizer, m.metadata)
+    m2 = gguf.open(dst)
+    assert [t.source_name for t in m2] == [t.source_name for t in m]
+    for t in m:
+        t2 = m2[t.name]
+        assert (t2.dtype, t2.shape) == (t.dtype, t.shape) and t2.raw().tobytes() == t.raw().tobytes()
+    for key in ("t.str", "t.arr_str", "t.arr_nested", "t.u32", "t.bool", "qwen2.embedding_length"):
+        assert m2.metadata[key] == m.metadata[key]
+    assert m2.config == m.config and m2.tokenizer == m.tokenizer
