@@ -550,3 +550,22 @@ def test_reopen_and_rewrite_preserves_tensors_and_metadata(tmp_path):
     for key in ("t.str", "t.arr_str", "t.arr_nested", "t.u32", "t.bool", "qwen2.embedding_length"):
         assert m2.metadata[key] == m.metadata[key]
     assert m2.config == m.config and m2.tokenizer == m.tokenizer
+
+
+def test_invalid_utf8_in_string_array(tmp_path):
+    arr = struct.pack("<IQ", 8, 2) + _s("ok") + _s(b"a\xc3")
+    blob, _ = build([kv("tokenizer.ggml.tokens", 9, arr)])
+    p = write_file(tmp_path, blob)
+    with pytest.raises(FormatError, match="invalid UTF-8") as exc:
+        gguf.open(p)
+    start = 24 + 8 + len("tokenizer.ggml.tokens") + 4 + 12
+    _err(exc, p, "tokenizer.ggml.tokens'[1]", start + 10 + 8 + 1)
+
+
+def test_string_length_larger_than_file_in_array(tmp_path):
+    arr = struct.pack("<IQ", 8, 2) + _s("ok") + struct.pack("<Q", 1 << 40) + b"zz"
+    blob, _ = build([kv("tokenizer.ggml.merges", 9, arr)])
+    p = write_file(tmp_path, blob)
+    with pytest.raises(FormatError, match="string length 1,099,511,627,776") as exc:
+        gguf.open(p)
+    _err(exc, p, "tokenizer.ggml.merges'[1] length", 24 + 8 + len("tokenizer.ggml.merges") + 4 + 12 + 10)

@@ -25,6 +25,7 @@ Shapes: a GGUF stores ``ne`` fastest-varying first; ``TensorInfo.shape`` is ``re
 from __future__ import annotations
 
 import re
+import struct
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -44,6 +45,7 @@ DEFAULT_ALIGNMENT = 32
 MAX_DIMS = 8  # llama.cpp allows 4; we read up to 8 and warn
 MAX_NESTING = 16
 _INT63 = (1 << 63) - 1
+_U64_FROM = struct.Struct("<Q").unpack_from
 
 # value type id -> (name, numpy dtype for numeric arrays, minimum encoded size)
 _VT_NAMES = {
@@ -99,6 +101,31 @@ def _read_string(cur: Cursor, field: str) -> str:
     return cur.utf8(n, field)
 
 
+def _read_string_array(cur: Cursor, count: int, field: str) -> list[str]:
+    """Fast path for vocabularies and merges (same checks as ``_read_string``, without per-call overhead)."""
+    buf, pos, end, unpack = cur.buf, cur.pos, cur.end, _U64_FROM
+    out: list[str] = []
+    append = out.append
+    for i in range(count):
+        if end - pos < 8:
+            cur.pos = pos
+            cur.need(8, f"{field}[{i}] length")
+        (n,) = unpack(buf, pos)
+        if n > end - pos - 8:
+            raise FormatError(cur.path, f"string length {n:,} is larger than the {end - pos - 8:,} bytes left in "
+                              "the file", field=f"{field}[{i}] length", offset=pos,
+                              hint="the length field is corrupt or the file is truncated")
+        pos += 8
+        try:
+            append(str(buf[pos : pos + n], "utf-8"))
+        except UnicodeDecodeError:
+            cur.pos = pos
+            cur.utf8(n, f"{field}[{i}]")  # raises with the offset of the bad byte
+        pos += n
+    cur.pos = pos
+    return out
+
+
 def _read_value(cur: Cursor, vtype: int, field: str, depth: int = 0) -> Any:
     if vtype in _VT_NUMPY:
         return cur.array(_VT_NUMPY[vtype], 1, field)[0].item()
@@ -130,6 +157,8 @@ def _read_value(cur: Cursor, vtype: int, field: str, depth: int = 0) -> Any:
             )
         if etype in _VT_NUMPY:
             return cur.array(_VT_NUMPY[etype], count, field).tolist()
+        if etype == 8:
+            return _read_string_array(cur, count, field)
         return [_read_value(cur, etype, f"{field}[{i}]", depth + 1) for i in range(count)]
     raise FormatError(cur.path, f"unknown value type {vtype} (known: 0..12)", field=field, offset=cur.pos - 4)
 
