@@ -191,7 +191,8 @@ def test_row_padded_k_quant_accepted(tmp_path):
 
 def test_non_monotonic_offsets_ok(tmp_path):
     blob, _ = build(entries=[("a", 0, (2,), 64, 8), ("b", 0, (2,), 0, 8)],
-                    data=_pad64(np.array([3, 4], np.float32).tobytes()) + _pad64(np.array([1, 2], np.float32).tobytes()))
+                    data=_pad64(np.array([3, 4], np.float32).tobytes())
+                    + _pad64(np.array([1, 2], np.float32).tobytes()))
     m = apr.open(write_file(tmp_path, blob))
     assert m["a"].raw().view(np.float32).tolist() == [1, 2] and m["b"].raw().view(np.float32).tolist() == [3, 4]
 

@@ -170,7 +170,8 @@ def check_extents(
             where = next(w for name, _, _, w in entries if name == n1)
             raise FormatError(
                 path,
-                f"payload [{s1:,}, {e1:,}) overlaps tensor '{n0}' at [{s0:,}, {e0:,}) (offsets relative to the data section)",
+                f"payload [{s1:,}, {e1:,}) overlaps tensor '{n0}' at [{s0:,}, {e0:,}) "
+                "(offsets relative to the data section)",
                 field=f"tensor '{n1}' offset", offset=where,
                 hint="each tensor must own its bytes",
             )
