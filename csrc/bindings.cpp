@@ -3,14 +3,94 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
+#include <cstring>
+#include <string>
 #include <tuple>
 #include <vector>
 
 #include "buffer.h"
+#include "dequant.h"
+#include "diff.h"
 #include "dtypes.h"
+#include "parallel.h"
+#include "quant.h"
 
 namespace py = pybind11;
 using namespace aprqa;
+
+namespace {
+
+// simd: -1 = process default, 0 = force scalar, 1 = SIMD when available.
+bool want_simd(int simd) { return simd < 0 ? simd_enabled() : (simd > 0 && simd_available()); }
+
+uint64_t checked_mul(uint64_t a, uint64_t b, const char* what) {
+    uint64_t r;
+    if (__builtin_mul_overflow(a, b, &r)) throw std::invalid_argument(std::string(what) + " overflows 64 bits");
+    return r;
+}
+
+// Validates that `buf` holds a whole tensor of n elements of dtype (APR q4 may be padded).
+ByteSpan tensor_span(const ReadBuffer& rb, int dtype, uint64_t n, const char* what) {
+    const size_t need = storage_bytes(dtype, n);
+    const ByteSpan s = rb.span();
+    if (s.size < need)
+        throw std::invalid_argument(std::string(what) + ": " + std::to_string(n) + " elements of " +
+                                    dtype_or_throw(dtype).name + " need " + std::to_string(need) +
+                                    " bytes, buffer holds " + std::to_string(s.size));
+    return {s.data, need};
+}
+
+// GGML block types need whole blocks per row (APR q4/q8 and plain types do not).
+void check_row_blocks(int dtype, uint64_t row_len, const char* what) {
+    const DTypeTraits& t = dtype_or_throw(dtype);
+    if (dtype != kAprQ4 && t.block_elems > 1 && row_len % t.block_elems != 0)
+        throw std::invalid_argument(std::string(what) + " (" + t.name + "): row length " + std::to_string(row_len) +
+                                    " is not a multiple of block size " + std::to_string(t.block_elems));
+}
+
+py::dict to_dict(const DiffResult& r) {
+    py::dict d;
+    d["n"] = r.n;
+    d["n_equal"] = r.n_equal;
+    d["n_finite"] = r.n_finite;
+    d["n_fail"] = r.n_fail;
+    d["nan_a"] = r.nan_a;
+    d["nan_b"] = r.nan_b;
+    d["inf_a"] = r.inf_a;
+    d["inf_b"] = r.inf_b;
+    d["nan_both"] = r.nan_both;
+    d["nonfinite_mismatch"] = r.nonfinite_mismatch;
+    d["sum_d"] = r.sum_d;
+    d["sum_abs"] = r.sum_abs;
+    d["sum_sq"] = r.sum_sq;
+    d["sum_a"] = r.sum_a;
+    d["sum_a2"] = r.sum_a2;
+    d["sum_b2"] = r.sum_b2;
+    d["sum_ab"] = r.sum_ab;
+    d["max_abs"] = r.max_abs;
+    d["argmax"] = r.argmax;
+    d["min_atol"] = r.min_atol;
+    py::list h;
+    for (int i = 0; i < kHistBuckets; ++i) h.append(r.hist[i]);
+    d["hist"] = h;
+    return d;
+}
+
+DiffOptions make_opts(double atol, double rtol, int threads, int simd, bool histogram) {
+    if (!(atol >= 0) || !(rtol >= 0) || std::isinf(atol) || std::isinf(rtol))
+        throw std::invalid_argument("atol and rtol must be finite and >= 0, got atol=" + std::to_string(atol) +
+                                    " rtol=" + std::to_string(rtol));
+    DiffOptions o;
+    o.atol = atol;
+    o.rtol = rtol;
+    o.threads = resolve_threads(threads);
+    o.simd = want_simd(simd);
+    o.histogram = histogram;
+    return o;
+}
+
+}  // namespace
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "aprqa native core: bounds-checked dequantization, quantization and diff kernels";
@@ -37,4 +117,156 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("buf"), py::arg("dtype"), py::arg("n"),
         "Validate that buf holds n elements of dtype; returns the bytes the kernel would read.");
+
+    // ---- run-time configuration --------------------------------------------
+    m.def("simd_available", &simd_available, "True when the CPU has AVX2+F16C.");
+    m.def("simd_enabled", &simd_enabled, "True when kernels currently use the SIMD path.");
+    m.def("set_simd", &set_simd, py::arg("on"), "Enable/disable the SIMD path process-wide (False forces _ref).");
+    m.def("simd_level", &simd_level, "'avx2' or 'scalar'.");
+    m.def(
+        "set_threads", [](int n) { default_threads_ref().store(n > 0 ? n : 0); }, py::arg("n"),
+        "Default thread count for kernels; 0 = all cores.");
+    m.def("get_threads", [] { return resolve_threads(0); }, "Effective default thread count.");
+    m.def("dequant_supported", &dequant_supported, py::arg("dtype"));
+    m.def("quant_supported", &quant_supported, py::arg("dtype"));
+    m.def(
+        "storage_bytes", [](int dtype, uint64_t n) { return storage_bytes(dtype, n); }, py::arg("dtype"),
+        py::arg("n"), "Bytes of n elements (APR q4: padded to whole blocks); ValueError on partial blocks.");
+
+    // ---- dequantization ----------------------------------------------------
+    m.def(
+        "dequantize",
+        [](const py::buffer& raw, int dtype, uint64_t n_total, const py::buffer& out, uint64_t start,
+           int64_t count, int threads, int simd) {
+            require_dequant(dtype);
+            ReadBuffer rb(raw, "raw");
+            const ByteSpan src = tensor_span(rb, dtype, n_total, "raw");
+            const uint64_t cnt = count < 0 ? (start <= n_total ? n_total - start : 0) : (uint64_t)count;
+            if (start > n_total || cnt > n_total - start)
+                throw std::invalid_argument("element range [" + std::to_string(start) + ", " +
+                                            std::to_string(start + cnt) + ") is outside the tensor of " +
+                                            std::to_string(n_total) + " elements");
+            WriteBuffer wb(out, "out");
+            float* dst = reinterpret_cast<float*>(wb.span_for_items(cnt, 4).data);
+            const bool use_simd = want_simd(simd);
+            const int nt = resolve_threads(threads);
+            py::gil_scoped_release release;
+            const uint64_t unit = 16384;  // elements per work unit (multiple of 256)
+            const size_t units = (size_t)((cnt + unit - 1) / unit);
+            const int use_nt = cnt < 65536 ? 1 : nt;
+            parallel_slices(units, use_nt, [&](int, size_t lo, size_t hi) {
+                const uint64_t s = lo * unit, e = std::min<uint64_t>(cnt, hi * unit);
+                dequant_range(dtype, src.data, start + s, (size_t)(e - s), dst + s, use_simd);
+            });
+        },
+        py::arg("raw"), py::arg("dtype"), py::arg("n_total"), py::arg("out"), py::arg("start") = 0,
+        py::arg("count") = -1, py::arg("threads") = 0, py::arg("simd") = -1,
+        "Dequantize elements [start, start+count) of a tensor of n_total elements into out (float32).");
+
+    // ---- quantization ------------------------------------------------------
+    m.def(
+        "quantize",
+        [](const py::buffer& x, int dtype, uint64_t n, const py::buffer& out, int threads) {
+            require_quant(dtype);
+            ReadBuffer rb(x, "x");
+            const ByteSpan src = rb.span_for(0, n);  // n float32 values
+            const size_t need = storage_bytes(dtype, n);
+            WriteBuffer wb(out, "out");
+            uint8_t* dst = wb.span_for_items(need, 1).data;
+            const int nt = resolve_threads(threads);
+            py::gil_scoped_release release;
+            if (dtype == kAprQ4 && n % 32) std::memset(dst + need - 18, 0, 18);
+            quantize(dtype, reinterpret_cast<const float*>(src.data), (size_t)n, dst, nt);
+        },
+        py::arg("x"), py::arg("dtype"), py::arg("n"), py::arg("out"), py::arg("threads") = 0,
+        "Quantize n float32 values into out (storage_bytes(dtype, n) bytes).");
+
+    // ---- fused diff --------------------------------------------------------
+    m.def(
+        "diff_plain",
+        [](const py::buffer& a, int a_dtype, const py::buffer& b, int b_dtype, uint64_t n, double atol,
+           double rtol, int threads, int simd, bool histogram) {
+            require_dequant(a_dtype);
+            require_dequant(b_dtype);
+            ReadBuffer ra(a, "a"), rb(b, "b");
+            const ByteSpan sa = tensor_span(ra, a_dtype, n, "a"), sb = tensor_span(rb, b_dtype, n, "b");
+            const DiffOptions o = make_opts(atol, rtol, threads, simd, histogram);
+            DiffResult r;
+            {
+                py::gil_scoped_release release;
+                r = diff_plain({a_dtype, sa.data}, {b_dtype, sb.data}, n, o);
+            }
+            return to_dict(r);
+        },
+        py::arg("a"), py::arg("a_dtype"), py::arg("b"), py::arg("b_dtype"), py::arg("n"), py::arg("atol") = 0.0,
+        py::arg("rtol") = 0.0, py::arg("threads") = 0, py::arg("simd") = -1, py::arg("histogram") = true,
+        "Fused one-pass statistics of b - a over n elements (a = reference). Returns a dict.");
+
+    m.def(
+        "diff_transpose",
+        [](const py::buffer& a, int a_dtype, const py::buffer& b, int b_dtype, uint64_t rows, uint64_t cols,
+           double atol, double rtol, int threads, int simd, bool histogram) {
+            require_dequant(a_dtype);
+            require_dequant(b_dtype);
+            const uint64_t n = checked_mul(rows, cols, "rows*cols");
+            check_row_blocks(a_dtype, cols, "a");
+            check_row_blocks(b_dtype, rows, "b (transposed)");
+            ReadBuffer ra(a, "a"), rb(b, "b");
+            const ByteSpan sa = tensor_span(ra, a_dtype, n, "a"), sb = tensor_span(rb, b_dtype, n, "b");
+            const DiffOptions o = make_opts(atol, rtol, threads, simd, histogram);
+            DiffResult r;
+            {
+                py::gil_scoped_release release;
+                r = diff_transpose({a_dtype, sa.data}, {b_dtype, sb.data}, rows, cols, o);
+            }
+            return to_dict(r);
+        },
+        py::arg("a"), py::arg("a_dtype"), py::arg("b"), py::arg("b_dtype"), py::arg("rows"), py::arg("cols"),
+        py::arg("atol") = 0.0, py::arg("rtol") = 0.0, py::arg("threads") = 0, py::arg("simd") = -1,
+        py::arg("histogram") = true, "Like diff_plain, with b of shape [cols, rows] compared to a.T.");
+
+    m.def(
+        "diff_row_perm",
+        [](const py::buffer& a, int a_dtype, const py::buffer& b, int b_dtype, uint64_t rows, uint64_t cols,
+           const py::buffer& perm, double atol, double rtol, int threads, int simd, bool histogram) {
+            require_dequant(a_dtype);
+            require_dequant(b_dtype);
+            const uint64_t n = checked_mul(rows, cols, "rows*cols");
+            check_row_blocks(a_dtype, cols, "a");
+            check_row_blocks(b_dtype, cols, "b");
+            ReadBuffer ra(a, "a"), rb(b, "b"), rp(perm, "perm");
+            const ByteSpan sa = tensor_span(ra, a_dtype, n, "a"), sb = tensor_span(rb, b_dtype, n, "b");
+            const ByteSpan sp = rp.span_for(27, rows);  // rows int64 values
+            const int64_t* p = reinterpret_cast<const int64_t*>(sp.data);
+            std::vector<uint8_t> seen(rows, 0);
+            for (uint64_t i = 0; i < rows; ++i) {
+                if (p[i] < 0 || (uint64_t)p[i] >= rows)
+                    throw std::invalid_argument("perm[" + std::to_string(i) + "] = " + std::to_string(p[i]) +
+                                                " is outside [0, " + std::to_string(rows) + ")");
+                if (seen[p[i]]++)
+                    throw std::invalid_argument("perm is not a permutation: row " + std::to_string(p[i]) +
+                                                " appears twice (second time at perm[" + std::to_string(i) + "])");
+            }
+            const DiffOptions o = make_opts(atol, rtol, threads, simd, histogram);
+            DiffResult r;
+            {
+                py::gil_scoped_release release;
+                r = diff_row_perm({a_dtype, sa.data}, {b_dtype, sb.data}, rows, cols, p, o);
+            }
+            return to_dict(r);
+        },
+        py::arg("a"), py::arg("a_dtype"), py::arg("b"), py::arg("b_dtype"), py::arg("rows"), py::arg("cols"),
+        py::arg("perm"), py::arg("atol") = 0.0, py::arg("rtol") = 0.0, py::arg("threads") = 0, py::arg("simd") = -1,
+        py::arg("histogram") = true, "Like diff_plain, comparing b row i with a row perm[i] (perm: int64[rows]).");
+
+    m.def(
+        "read_probe",
+        [](const py::buffer& buf, int threads) {
+            ReadBuffer rb(buf, "buf");
+            const ByteSpan s = rb.span();
+            const int nt = resolve_threads(threads);
+            py::gil_scoped_release release;
+            return read_probe(s.data, s.size, nt);
+        },
+        py::arg("buf"), py::arg("threads") = 0, "Sum of all bytes: a read-bandwidth probe for benchmarks.");
 }

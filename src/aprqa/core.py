@@ -1,0 +1,504 @@
+"""Native numeric core: dequantize, quantize and the fused diff kernel.
+
+Thin typed wrappers over ``aprqa._core`` (C++). Every call validates buffer sizes
+against the dtype's block geometry in C++ before touching memory and releases
+the GIL while it runs. Dequantization is bit-exact with ggml / gguf-py.
+
+Errors: a dtype that is unknown or cannot be (de)quantized raises
+:class:`aprqa.errors.DTypeError`; inconsistent sizes, shapes, ranges or
+arguments raise :class:`aprqa.errors.UsageError` (also a ``ValueError``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence, Union
+
+import numpy as np
+
+from . import _core
+from .dtypes import DType, dtype_from_name
+from .errors import DTypeError, UsageError
+
+__all__ = [
+    "DiffStats",
+    "HIST_BUCKETS",
+    "dequantize",
+    "dequantize_rows",
+    "diff_stats",
+    "hist_bucket_edges",
+    "quantize",
+    "set_simd",
+    "set_threads",
+    "simd_level",
+]
+
+DTypeLike = Union[DType, str, int]
+HIST_BUCKETS = 64
+
+
+class CoreUsageError(UsageError, ValueError):
+    """Bad sizes, shapes or arguments passed to a core kernel (a ``ValueError``)."""
+
+
+def _dtype(dt: DTypeLike) -> DType:
+    if isinstance(dt, DType):
+        return dt
+    if isinstance(dt, (int, np.integer)) and not isinstance(dt, bool):
+        try:
+            return DType(int(dt))
+        except ValueError:
+            raise DTypeError(f"unknown dtype id {int(dt)}") from None
+    return dtype_from_name(dt)
+
+
+def _call(fn: Any, *args: Any, **kw: Any) -> Any:
+    """Run a core function, mapping its ValueError to aprqa's typed errors."""
+    try:
+        return fn(*args, **kw)
+    except ValueError as err:
+        msg = str(err)
+        if msg.startswith("unsupported dtype") or msg.startswith("unknown dtype"):
+            raise DTypeError(msg) from err
+        raise CoreUsageError(msg) from err
+
+
+def _is_tensor_info(obj: Any) -> bool:
+    return hasattr(obj, "raw") and hasattr(obj, "dtype") and hasattr(obj, "shape") and callable(obj.raw)
+
+
+def _as_bytes(raw: Any) -> Any:
+    """A C-contiguous buffer the core can read (numpy arrays/bytes/memoryviews pass through)."""
+    if isinstance(raw, np.ndarray):
+        if not raw.flags.c_contiguous:
+            raise CoreUsageError("raw buffer must be C-contiguous")
+        return raw.reshape(-1).view(np.uint8) if raw.dtype != np.uint8 else raw
+    if isinstance(raw, (bytes, bytearray, memoryview)):
+        return raw
+    raise CoreUsageError(f"expected a bytes-like object or numpy array, got {type(raw).__name__}")
+
+
+def _nbytes(buf: Any) -> int:
+    return buf.nbytes if isinstance(buf, (np.ndarray, memoryview)) else len(buf)
+
+
+def _shape_tuple(shape: int | Sequence[int]) -> tuple[int, ...]:
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
+    out = tuple(int(s) for s in shape)
+    if any(s < 0 for s in out):
+        raise CoreUsageError(f"shape {out} has a negative dimension")
+    return out
+
+
+def _prod(shape: Sequence[int]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+def _infer_elements(dt: DType, nbytes: int) -> int:
+    info = dt.info
+    if dt is DType.APR_Q8:
+        if nbytes < 4:
+            raise CoreUsageError(f"apr_q8: payload of {nbytes} bytes is shorter than its 4-byte scale")
+        return nbytes - 4
+    if nbytes % info.block_bytes:
+        raise CoreUsageError(
+            f"{dt.lname}: payload of {nbytes} bytes is not a multiple of the block size {info.block_bytes} bytes; "
+            "pass shape= explicitly"
+        )
+    return nbytes // info.block_bytes * info.block_elems
+
+
+def _resolve(raw: Any, dtype: DTypeLike | None, shape: int | Sequence[int] | None) -> tuple[Any, DType, tuple[int, ...]]:
+    if _is_tensor_info(raw):
+        dt = raw.dtype if dtype is None else _dtype(dtype)
+        shp = tuple(raw.shape) if shape is None else _shape_tuple(shape)
+        return _as_bytes(raw.raw()), dt, shp
+    if isinstance(raw, np.ndarray) and raw.dtype == np.float32 and dtype is None:
+        return raw if raw.flags.c_contiguous else np.ascontiguousarray(raw), DType.F32, tuple(raw.shape)
+    if dtype is None:
+        raise CoreUsageError("dtype is required for a raw buffer")
+    dt = _dtype(dtype)
+    buf = _as_bytes(raw)
+    shp = (_infer_elements(dt, _nbytes(buf)),) if shape is None else _shape_tuple(shape)
+    return buf, dt, shp
+
+
+def dequantize(
+    raw: Any,
+    dtype: DTypeLike | None = None,
+    shape: int | Sequence[int] | None = None,
+    *,
+    out: np.ndarray | None = None,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Dequantize a raw tensor payload to float32.
+
+    Args:
+        raw: contiguous bytes-like / numpy array holding the payload, or a
+            ``TensorInfo`` (its ``.raw()``, ``.dtype`` and ``.shape`` are used).
+        dtype: ``DType``, name (``"q4_k"``) or id; optional for a ``TensorInfo``.
+        shape: int or tuple; default 1-D of the element count inferred from the
+            payload size (a ``TensorInfo``'s own shape).
+        out: optional caller-owned C-contiguous float32 array with ``prod(shape)``
+            elements; it is filled and returned (reshaped view).
+        threads: worker threads (default: ``set_threads`` value, else all cores).
+
+    Returns:
+        A float32 array of ``shape`` (a fresh array unless ``out`` was given).
+
+    Raises:
+        DTypeError: the dtype is unknown or has no dequantizer (e.g. ``iq2_xxs``).
+        UsageError: the payload is too short for ``shape``, the element count is
+            not a whole number of blocks, or ``out`` has the wrong size/dtype.
+
+    Example:
+        >>> dequantize(np.zeros(34, np.uint8), "q8_0").shape
+        (32,)
+    """
+    buf, dt, shp = _resolve(raw, dtype, shape)
+    n = _prod(shp)
+    dst = _out_array(out, n)
+    _call(_core.dequantize, buf, int(dt), n, dst, 0, n, threads or 0)
+    return dst.reshape(shp)
+
+
+def _out_array(out: np.ndarray | None, n: int) -> np.ndarray:
+    if out is None:
+        return np.empty(n, np.float32)
+    if not isinstance(out, np.ndarray) or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise CoreUsageError("out must be a C-contiguous float32 numpy array")
+    if out.size != n:
+        raise CoreUsageError(f"out has {out.size} elements, expected {n}")
+    return out.reshape(-1)
+
+
+def dequantize_rows(
+    raw: Any,
+    dtype: DTypeLike | None,
+    shape: Sequence[int] | None,
+    row_start: int,
+    row_stop: int,
+    *,
+    out: np.ndarray | None = None,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Dequantize rows ``[row_start, row_stop)`` of a 2-D tensor ``[rows, cols]``.
+
+    Only the bytes of the requested rows are read (layer streaming).
+
+    Args:
+        raw: payload (bytes-like / numpy) or a ``TensorInfo``.
+        dtype: dtype (optional for a ``TensorInfo``).
+        shape: ``(rows, cols)``; more dims are flattened into rows; optional
+            for a ``TensorInfo``.
+        row_start: first row (inclusive).
+        row_stop: last row (exclusive).
+        out: optional float32 array of ``(row_stop-row_start)*cols`` elements.
+        threads: worker threads.
+
+    Returns:
+        float32 array of shape ``(row_stop - row_start, cols)``.
+
+    Raises:
+        DTypeError: unknown or unsupported dtype.
+        UsageError: bad row range or payload size.
+    """
+    buf, dt, shp = _resolve(raw, dtype, shape)
+    if len(shp) < 1:
+        raise CoreUsageError("dequantize_rows needs a shape with at least one dimension")
+    cols = shp[-1] if len(shp) >= 2 else 1
+    rows = _prod(shp[:-1]) if len(shp) >= 2 else shp[0]
+    if not (0 <= row_start <= row_stop <= rows):
+        raise CoreUsageError(f"row range [{row_start}, {row_stop}) is outside [0, {rows}]")
+    count = (row_stop - row_start) * cols
+    dst = _out_array(out, count)
+    _call(_core.dequantize, buf, int(dt), rows * cols, dst, row_start * cols, count, threads or 0)
+    return dst.reshape(row_stop - row_start, cols)
+
+
+def quantize(array: Any, dtype: DTypeLike, *, threads: int | None = None) -> np.ndarray:
+    """Quantize float values to a raw payload.
+
+    Supported: ``q4_0, q4_1, q5_0, q5_1, q8_0`` (byte-identical to ggml/gguf-py),
+    ``q4_k, q5_k, q6_k`` (ggml's reference search), ``apr_q4, apr_q8`` (APR spec).
+
+    Args:
+        array: array-like of floats (converted to C-contiguous float32).
+        dtype: target dtype.
+        threads: worker threads.
+
+    Returns:
+        1-D ``uint8`` array of the exact payload (APR q8: 4-byte f32 scale + N int8;
+        APR q4: zero-padded to whole 32-element blocks).
+
+    Raises:
+        DTypeError: the dtype has no quantizer.
+        UsageError: the last dimension is not a multiple of the block size
+            (GGML block types).
+    """
+    dt = _dtype(dtype)
+    x = np.ascontiguousarray(np.asarray(array, dtype=np.float32))
+    if not _core.quant_supported(int(dt)):
+        raise DTypeError(f"unsupported dtype {dt.lname} for quantization")
+    be = dt.info.block_elems
+    if be > 1 and dt is not DType.APR_Q4:
+        last = x.shape[-1] if x.ndim else 1
+        if last % be:
+            raise CoreUsageError(
+                f"{dt.lname}: last dimension {last} is not a multiple of block size {be}"
+            )
+    n = x.size
+    out = np.empty(_call(_core.storage_bytes, int(dt), n), np.uint8)
+    _call(_core.quantize, x.reshape(-1), int(dt), n, out, threads or 0)
+    return out
+
+
+@dataclass(frozen=True)
+class DiffStats:
+    """Statistics of ``d = b - a`` (``a`` = reference, ``b`` = candidate) from one fused pass.
+
+    Non-finite pairs are counted but excluded from every sum, ``max_abs`` and
+    ``min_atol``. Both-NaN and same-signed-infinity pairs match; any other pair
+    with a NaN or Inf on either side is a failure (``nonfinite_mismatch``).
+    ``n_equal`` compares f32 bit patterns (``+0 != -0``; NaN equals only the same
+    NaN bits). The histogram has 64 buckets of ``|d|`` over finite pairs: 0 = exact
+    zero, 1 = ``(0, 2^-40)``, k in 2..61 = ``[2^(k-42), 2^(k-41))``, 62 = ``>= 2^20``,
+    63 = non-finite pairs (see :func:`hist_bucket_edges`).
+
+    Attributes:
+        n: elements compared.
+        n_equal: bit-identical elements after dequantization.
+        n_finite: pairs where both sides are finite (the sums' population).
+        n_fail: elements with ``|d| > atol + rtol*|a|`` plus non-finite mismatches.
+        nan_a, nan_b, inf_a, inf_b: NaN / Inf counts per side.
+        nan_both: indices where both sides are NaN (a match).
+        nonfinite_mismatch: non-finite pairs that fail.
+        sum_d, sum_abs, sum_sq: Σd, Σ|d|, Σd² (double, pairwise).
+        sum_a, sum_a2, sum_b2, sum_ab: Σa, Σa², Σb², Σab over finite pairs.
+        max_abs: max |d| over finite pairs (0 if none).
+        argmax: flat index into ``a`` of the first max |d| (-1 if no finite pair).
+        min_atol: smallest atol that passes at ``rtol`` (``inf`` if a non-finite mismatch).
+        atol, rtol: the tolerance applied.
+        hist: 64 bucket counts.
+    """
+
+    n: int
+    n_equal: int
+    n_finite: int
+    n_fail: int
+    nan_a: int
+    nan_b: int
+    inf_a: int
+    inf_b: int
+    nan_both: int
+    nonfinite_mismatch: int
+    sum_d: float
+    sum_abs: float
+    sum_sq: float
+    sum_a: float
+    sum_a2: float
+    sum_b2: float
+    sum_ab: float
+    max_abs: float
+    argmax: int
+    min_atol: float
+    atol: float
+    rtol: float
+    hist: tuple[int, ...] = field(default=())
+
+    @property
+    def mean_abs(self) -> float:
+        """Mean |d| over finite pairs (nan when there are none)."""
+        return self.sum_abs / self.n_finite if self.n_finite else math.nan
+
+    @property
+    def mean_d(self) -> float:
+        """Mean signed error (bias) over finite pairs."""
+        return self.sum_d / self.n_finite if self.n_finite else math.nan
+
+    @property
+    def mse(self) -> float:
+        return self.sum_sq / self.n_finite if self.n_finite else math.nan
+
+    @property
+    def rmse(self) -> float:
+        return math.sqrt(self.mse) if self.n_finite else math.nan
+
+    @property
+    def rel_l2(self) -> float:
+        """‖d‖ / ‖a‖ (inf when ‖a‖ = 0 and d ≠ 0, 0 when both are 0)."""
+        if self.sum_a2 > 0:
+            return math.sqrt(self.sum_sq / self.sum_a2)
+        return 0.0 if self.sum_sq == 0 else math.inf
+
+    @property
+    def cosine(self) -> float:
+        """Cosine similarity of a and b over finite pairs (nan if either norm is 0)."""
+        den = math.sqrt(self.sum_a2) * math.sqrt(self.sum_b2)
+        return self.sum_ab / den if den > 0 else math.nan
+
+    @property
+    def sqnr_db(self) -> float:
+        """10·log10(Σa² / Σd²); inf when d is all zero."""
+        if self.sum_sq == 0:
+            return math.inf
+        if self.sum_a2 == 0:
+            return -math.inf
+        return 10.0 * math.log10(self.sum_a2 / self.sum_sq)
+
+    @property
+    def nmse(self) -> float:
+        """MSE / var(a), var(a) the population variance of the reference over finite pairs.
+
+        1.0 means as bad as predicting the mean of ``a``; inf when var(a) = 0 and MSE > 0.
+        """
+        if not self.n_finite:
+            return math.nan
+        mean = self.sum_a / self.n_finite
+        var = max(self.sum_a2 / self.n_finite - mean * mean, 0.0)
+        if var > 0:
+            return self.mse / var
+        return 0.0 if self.sum_sq == 0 else math.inf
+
+    @property
+    def nan_mismatch(self) -> int:
+        """Indices where exactly one side is NaN (≤ nonfinite_mismatch)."""
+        return (self.nan_a - self.nan_both) + (self.nan_b - self.nan_both)
+
+    @property
+    def passed(self) -> bool:
+        """True when nothing failed. Comparing zero elements never passes."""
+        return self.n > 0 and self.n_fail == 0 and self.nonfinite_mismatch == 0
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        """All raw statistics, the derived metrics and ``passed``, JSON-friendly."""
+        d = asdict(self)
+        d["hist"] = list(self.hist)
+        for k in ("mean_abs", "mean_d", "mse", "rmse", "rel_l2", "cosine", "sqnr_db", "nmse", "nan_mismatch", "passed"):
+            d[k] = getattr(self, k)
+        return d
+
+
+def hist_bucket_edges() -> list[tuple[float, float]]:
+    """``[lo, hi)`` of each histogram bucket of :class:`DiffStats` (63: non-finite -> (nan, nan))."""
+    edges: list[tuple[float, float]] = [(0.0, 0.0), (0.0, 2.0**-40)]
+    edges += [(2.0 ** (k - 42), 2.0 ** (k - 41)) for k in range(2, 62)]
+    edges += [(2.0**20, math.inf), (math.nan, math.nan)]
+    return edges
+
+
+def _side(x: Any, dtype: DTypeLike | None, what: str) -> tuple[Any, DType, tuple[int, ...] | None]:
+    if _is_tensor_info(x):
+        return _as_bytes(x.raw()), (x.dtype if dtype is None else _dtype(dtype)), tuple(x.shape)
+    if isinstance(x, np.ndarray) and dtype is None:
+        if x.dtype != np.float32:
+            x = x.astype(np.float32)
+        return np.ascontiguousarray(x), DType.F32, tuple(x.shape)
+    if dtype is None:
+        raise CoreUsageError(f"{what}: dtype is required for a raw buffer")
+    return _as_bytes(x), _dtype(dtype), None
+
+
+def diff_stats(
+    a: Any,
+    b: Any,
+    *,
+    a_dtype: DTypeLike | None = None,
+    b_dtype: DTypeLike | None = None,
+    atol: float = 0.0,
+    rtol: float = 0.0,
+    threads: int | None = None,
+    transform: tuple[Any, ...] | None = None,
+    shape: Sequence[int] | None = None,
+) -> DiffStats:
+    """Compare candidate ``b`` with reference ``a`` in one fused, multi-threaded pass.
+
+    Both sides are dequantized tile by tile (never materialized in full).
+
+    Args:
+        a: reference - ``TensorInfo``, raw payload (+ ``a_dtype``) or a numpy array
+            (float32 unless ``a_dtype`` says it is a raw payload).
+        b: candidate, same kinds as ``a``.
+        a_dtype, b_dtype: dtypes of raw payloads.
+        atol, rtol: element fails when ``|b-a| > atol + rtol*|a|``.
+        threads: worker threads.
+        transform: ``None``; ``("transpose", rows, cols)`` - ``b`` is ``[cols, rows]``
+            and is compared to ``a`` ``[rows, cols]`` transposed; or
+            ``("row_perm", perm)`` - row ``i`` of ``b`` is compared with row
+            ``perm[i]`` of ``a`` (``perm`` a permutation, int64; ``a`` is 2-D,
+            its shape taken from ``shape``, a ``TensorInfo`` or a numpy array).
+        shape: logical shape of ``a`` when it is a raw payload (default: inferred 1-D).
+
+    Returns:
+        A :class:`DiffStats`; ``bool(stats)`` is ``stats.passed``.
+
+    Raises:
+        DTypeError: unknown or non-dequantizable dtype.
+        UsageError: element counts differ, buffers are too short, bad transform,
+            negative/non-finite tolerance.
+    """
+    ba, da, sa = _side(a, a_dtype, "a")
+    bb, db, sb = _side(b, b_dtype, "b")
+    if shape is not None:
+        sa = _shape_tuple(shape)
+    na = _prod(sa) if sa is not None else _infer_elements(da, _nbytes(ba))
+    nb = _prod(sb) if sb is not None else _infer_elements(db, _nbytes(bb))
+    if na != nb:
+        raise CoreUsageError(f"element counts differ: a has {na}, b has {nb}")
+    if na == 0:
+        raise CoreUsageError("nothing to compare: both tensors are empty")
+    t = threads or 0
+    atol, rtol = float(atol), float(rtol)
+    if transform is None:
+        r = _call(_core.diff_plain, ba, int(da), bb, int(db), na, atol, rtol, t)
+    else:
+        kind = transform[0] if transform else None
+        if kind == "transpose":
+            if len(transform) != 3:
+                raise CoreUsageError("transform ('transpose', rows, cols) expects two sizes")
+            rows, cols = int(transform[1]), int(transform[2])
+            if rows * cols != na:
+                raise CoreUsageError(f"transpose {rows}x{cols} does not match {na} elements")
+            r = _call(_core.diff_transpose, ba, int(da), bb, int(db), rows, cols, atol, rtol, t)
+        elif kind == "row_perm":
+            if len(transform) != 2:
+                raise CoreUsageError("transform ('row_perm', perm) expects one array")
+            perm = np.ascontiguousarray(np.asarray(transform[1], dtype=np.int64).reshape(-1))
+            rows = perm.size
+            if rows == 0 or na % rows:
+                raise CoreUsageError(f"row_perm of {rows} rows does not divide {na} elements")
+            if sa is not None and len(sa) >= 2 and _prod(sa[:-1]) != rows:
+                raise CoreUsageError(f"perm has {rows} entries but a has {_prod(sa[:-1])} rows")
+            r = _call(_core.diff_row_perm, ba, int(da), bb, int(db), rows, na // rows, perm, atol, rtol, t)
+        else:
+            raise CoreUsageError(f"unknown transform {transform!r}; use None, ('transpose', rows, cols) or ('row_perm', perm)")
+    hist = tuple(r.pop("hist"))
+    return DiffStats(**r, atol=atol, rtol=rtol, hist=hist)
+
+
+def set_threads(n: int | None) -> None:
+    """Set the default worker-thread count for all kernels (``None``/0 = all cores)."""
+    if n is not None and n < 0:
+        raise CoreUsageError(f"thread count must be >= 0, got {n}")
+    _core.set_threads(int(n or 0))
+
+
+def set_simd(on: bool) -> None:
+    """Enable (default) or disable the SIMD kernels; ``False`` forces the scalar ``_ref`` path.
+
+    ``APRQA_NO_SIMD=1`` in the environment disables SIMD at import time.
+    """
+    _core.set_simd(bool(on))
+
+
+def simd_level() -> str:
+    """The kernel level in use: ``"avx2"`` or ``"scalar"``."""
+    return str(_core.simd_level())
