@@ -480,3 +480,13 @@ def test_zero_tensor_file_roundtrip(tmp_path):
     apr.write(p, [], ArchConfig(architecture="llama", hidden_size=8), None)
     m = apr.open(p)
     assert len(m) == 0 and m.config.hidden_size == 8 and "footer" in m.dialect_note
+
+
+def test_metadata_offset_inside_header(tmp_path):
+    blob = bytearray(build()[0])
+    struct.pack_into("<Q", blob, 12, 8)
+    struct.pack_into("<I", blob, 40, apr.header_crc(blob[:64]))
+    p = write_file(tmp_path, bytes(blob))
+    with pytest.raises(FormatError, match="points into the 64-byte header") as exc:
+        apr.open(p)
+    _err(exc, p, "metadata_offset", 12)

@@ -203,7 +203,10 @@ def _read(path: Path, mf: MappedFile, buf: memoryview) -> Model:
             raise UnsupportedFormatError(
                 path, f"flags {flags:#06x}: {what} APR files are not supported (aprender never writes them)",
                 field="flags", offset=6, hint="decompress / re-export it as a plain APR v2 file")
-    if meta_off < HEADER_BYTES or meta_off + meta_size > size:
+    if meta_off < HEADER_BYTES:
+        raise FormatError(path, f"metadata_offset {meta_off:,} points into the 64-byte header, expected >= 64",
+                          field="metadata_offset", offset=12)
+    if meta_off + meta_size > size:
         raise TruncatedError(path, f"metadata [{meta_off:,}, {meta_off + meta_size:,}) is not inside "
                              f"[64, {size:,}) (file size)", field="metadata_offset", offset=12)
     if not meta_off + meta_size <= index_off <= data_off:
