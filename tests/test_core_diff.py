@@ -1,0 +1,229 @@
+"""Fused diff kernel: every statistic equals a float64 numpy computation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from aprqa import _core, core
+from aprqa.core import DiffStats
+from aprqa.dtypes import DType
+from aprqa.errors import DTypeError
+
+
+def _bucket(ad: np.ndarray) -> np.ndarray:
+    _, e = np.frexp(ad)  # ad = m * 2^e, m in [0.5, 1) -> floor(log2 ad) = e - 1
+    k = np.clip(e - 1 + 42, 1, 62)
+    return np.where(ad == 0, 0, k)
+
+
+def reference(a32: np.ndarray, b32: np.ndarray, atol: float, rtol: float) -> dict:
+    a32, b32 = a32.reshape(-1), b32.reshape(-1)
+    a, b = a32.astype(np.float64), b32.astype(np.float64)
+    fin = np.isfinite(a) & np.isfinite(b)
+    nan_both = np.isnan(a) & np.isnan(b)
+    same_inf = np.isinf(a) & np.isinf(b) & (a == b)
+    mismatch = ~fin & ~nan_both & ~same_inf
+    d = (b - a)[fin]
+    af, bf = a[fin], b[fin]
+    ad = np.abs(d)
+    hist = np.bincount(_bucket(ad), minlength=64)
+    hist[63] = int((~fin).sum())
+    r = dict(
+        n=a.size, n_equal=int((a32.view(np.uint32) == b32.view(np.uint32)).sum()), n_finite=int(fin.sum()),
+        n_fail=int((ad > atol + rtol * np.abs(af)).sum() + mismatch.sum()),
+        nan_a=int(np.isnan(a).sum()), nan_b=int(np.isnan(b).sum()), inf_a=int(np.isinf(a).sum()),
+        inf_b=int(np.isinf(b).sum()), nan_both=int(nan_both.sum()), nonfinite_mismatch=int(mismatch.sum()),
+        sum_d=math.fsum(d), sum_abs=math.fsum(ad), sum_sq=math.fsum(d * d), sum_a=math.fsum(af),
+        sum_a2=math.fsum(af * af), sum_b2=math.fsum(bf * bf), sum_ab=math.fsum(af * bf),
+        max_abs=float(ad.max()) if ad.size else 0.0,
+        argmax=int(np.flatnonzero(fin)[np.argmax(ad)]) if ad.size else -1,
+        min_atol=math.inf if mismatch.any() else (max(0.0, float((ad - rtol * np.abs(af)).max())) if ad.size else 0.0),
+        hist=tuple(int(h) for h in hist),
+    )
+    return r
+
+
+def check(s: DiffStats, ref: dict) -> None:
+    for k in ("n", "n_equal", "n_finite", "n_fail", "nan_a", "nan_b", "inf_a", "inf_b", "nan_both",
+              "nonfinite_mismatch", "max_abs", "argmax", "min_atol", "hist"):
+        assert getattr(s, k) == ref[k], (k, getattr(s, k), ref[k])
+    for k in ("sum_d", "sum_abs", "sum_sq", "sum_a", "sum_a2", "sum_b2", "sum_ab"):
+        got, want = getattr(s, k), ref[k]
+        scale = max(abs(want), ref["sum_abs"] if k == "sum_d" else 0.0, ref["sum_a2"] if k == "sum_a" else 0.0, 1e-300)
+        assert abs(got - want) <= 1e-12 * scale + 1e-300, (k, got, want)
+
+
+def _nasty(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    a = (rng.standard_normal(n) * 3).astype(np.float32)
+    b = a + (rng.standard_normal(n) * 1e-3).astype(np.float32)
+    if n > 40:
+        a[5], b[5] = np.nan, np.nan       # both NaN: match
+        a[6], b[6] = np.inf, np.inf       # same inf: match
+        a[7], b[7] = 1.0, np.nan          # NaN mismatch
+        a[8], b[8] = -np.inf, np.inf      # inf mismatch
+        a[9], b[9] = 0.0, -0.0            # equal value, different bits
+        a[10], b[10] = 1e-45, 3e-45       # denormals
+        a[11], b[11] = 3e38, -3e38        # huge difference (finite in double)
+        a[12], b[12] = 1e-30, 1e-30
+        a[13:20] = b[13:20] = 0.0
+        a[20], b[20] = np.float32(2.0**-41), 0.0
+        a[21], b[21] = 0.0, np.float32(2.0**25)
+    return a, b
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("n", [1, 7, 8191, 8192, 8193, 20000, 70001])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("simd", [0, 1])
+def test_plain_matches_float64_reference(n: int, threads: int, simd: int) -> None:
+    rng = np.random.default_rng(n + threads)
+    a, b = _nasty(n, rng)
+    atol, rtol = 1e-3, 1e-2
+    r = _core.diff_plain(a, 0, b, 0, n, atol, rtol, threads, simd)
+    s = DiffStats(**{**r, "hist": tuple(r["hist"])}, atol=atol, rtol=rtol)
+    check(s, reference(a, b, atol, rtol))
+
+
+def test_finite_tiles_and_argmax_first_occurrence() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(50000).astype(np.float32)
+    b = a.copy()
+    b[[100, 30000, 45000]] += 4.0  # ties: first occurrence wins
+    b[[30000]] = a[30000] + 4.0
+    for threads in (1, 2):
+        s = core.diff_stats(a, b, threads=threads)
+        ref = reference(a, b, 0.0, 0.0)
+        check(s, ref)
+        assert s.argmax == ref["argmax"]
+    same = core.diff_stats(a, a.copy())
+    assert same.passed and same.n_equal == a.size and same.max_abs == 0 and same.argmax == 0
+    assert same.sqnr_db == math.inf and same.rel_l2 == 0.0 and same.cosine == pytest.approx(1.0)
+
+
+def test_derived_metrics() -> None:
+    rng = np.random.default_rng(5)
+    a = rng.standard_normal(10000).astype(np.float32)
+    b = (a * 1.01 + 0.001).astype(np.float32)
+    s = core.diff_stats(a, b, atol=0.1)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    d = b64 - a64
+    assert s.mean_abs == pytest.approx(np.abs(d).mean(), rel=1e-12)
+    assert s.rmse == pytest.approx(np.sqrt((d**2).mean()), rel=1e-12)
+    assert s.rel_l2 == pytest.approx(np.linalg.norm(d) / np.linalg.norm(a64), rel=1e-12)
+    assert s.cosine == pytest.approx(a64 @ b64 / np.linalg.norm(a64) / np.linalg.norm(b64), rel=1e-12)
+    assert s.sqnr_db == pytest.approx(10 * np.log10((a64**2).sum() / (d**2).sum()), rel=1e-12)
+    assert s.nmse == pytest.approx((d**2).mean() / a64.var(), rel=1e-9)
+    assert s.passed and bool(s)
+    dd = s.to_dict()
+    assert dd["passed"] is True and len(dd["hist"]) == 64 and "rmse" in dd
+    assert core.hist_bucket_edges()[2] == (2.0**-40, 2.0**-39)
+    strict = core.diff_stats(a, b, atol=0.0, rtol=0.0)
+    assert not strict and strict.min_atol == pytest.approx(np.abs(d).max())
+    with_rtol = core.diff_stats(a, b, atol=0.0, rtol=0.02)
+    assert with_rtol.min_atol == pytest.approx(max(0.0, (np.abs(d) - 0.02 * np.abs(a64)).max()))
+
+
+def test_nan_policy() -> None:
+    a = np.array([np.nan, 1.0, np.inf], np.float32)
+    assert core.diff_stats(a, a.copy()).passed  # both NaN / same inf match
+    s = core.diff_stats(a, np.array([1.0, 1.0, np.inf], np.float32), atol=1e9)
+    assert not s.passed and s.nan_mismatch == 1 and s.min_atol == math.inf
+
+
+@pytest.mark.parametrize("pair", [("f16", "q8_0"), ("bf16", "f16"), ("f16", "q4_k"), ("q6_k", "apr_q8"),
+                                  ("f32", "apr_q4"), ("q5_0", "iq4_nl")])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_quantized_pairs(pair: tuple[str, str], threads: int) -> None:
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((24, 512)).astype(np.float32)
+
+    def enc(name: str) -> np.ndarray:
+        if name == "f32":
+            return w.view(np.uint8).reshape(-1)
+        if name == "f16":
+            return w.astype(np.float16).view(np.uint8).reshape(-1)
+        if name == "bf16":
+            return (w.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8).reshape(-1)
+        if name == "iq4_nl":
+            from gguf import GGMLQuantizationType as G
+
+            raw = rng.integers(0, 256, (w.size // 32, 18), dtype=np.uint8)
+            raw[:, :2] = (rng.standard_normal((w.size // 32, 1)) * 0.01).astype(np.float16).view(np.uint8)
+            assert G.IQ4_NL
+            return raw.reshape(-1)
+        return core.quantize(w, name)
+
+    ra, rb = enc(pair[0]), enc(pair[1])
+    a = core.dequantize(ra, pair[0], w.size)
+    b = core.dequantize(rb, pair[1], w.size)
+    s = core.diff_stats(ra, rb, a_dtype=pair[0], b_dtype=pair[1], atol=0.01, rtol=0.05, threads=threads)
+    check(s, reference(a, b, 0.01, 0.05))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("shape", [(300, 512), (256, 32), (7, 256), (513, 96)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_transpose(shape: tuple[int, int], threads: int) -> None:
+    rows, cols = shape
+    rng = np.random.default_rng(rows)
+    a = rng.standard_normal(shape).astype(np.float32)
+    bt = (a.T + rng.standard_normal((cols, rows)).astype(np.float32) * 1e-2).astype(np.float32)
+    bt[1, 0] = np.nan
+    s = core.diff_stats(a, np.ascontiguousarray(bt), transform=("transpose", rows, cols), atol=0.02, threads=threads)
+    check(s, reference(a, np.ascontiguousarray(bt.T), 0.02, 0.0))
+    if rows % 32 == 0:  # quantized candidate stored [cols, rows]
+        q = core.quantize(np.ascontiguousarray(bt), "q8_0")
+        s = core.diff_stats(a, q, b_dtype="q8_0", transform=("transpose", rows, cols), threads=threads)
+        bd = core.dequantize(q, "q8_0", (cols, rows))
+        check(s, reference(a, np.ascontiguousarray(bd.T), 0.0, 0.0))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_row_perm(threads: int) -> None:
+    rng = np.random.default_rng(2)
+    rows, cols = 97, 9000
+    a = rng.standard_normal((rows, cols)).astype(np.float32)
+    perm = rng.permutation(rows)
+    b = a[perm] + rng.standard_normal((rows, cols)).astype(np.float32) * 1e-3
+    b[3, 4] = a[perm[3], 4] + 10  # the max lives in a's row perm[3]
+    s = core.diff_stats(a, b, transform=("row_perm", perm), atol=1e-3, threads=threads)
+    check(s, reference(a[perm], b, 1e-3, 0.0) | {"argmax": int(perm[3]) * cols + 4})
+    c2 = 8960  # quantized reference, rows of whole Q4_K blocks
+    a2 = np.ascontiguousarray(a[:, :c2])
+    b2 = np.ascontiguousarray(b[:, :c2])
+    qa = core.quantize(a2, "q4_k")
+    s = core.diff_stats(qa, b2, a_dtype="q4_k", shape=(rows, c2), transform=("row_perm", perm), threads=threads)
+    ad = core.dequantize(qa, "q4_k", (rows, c2))
+    ref = reference(ad[perm], b2, 0.0, 0.0)
+    ref["argmax"] = int(perm[ref["argmax"] // c2]) * c2 + ref["argmax"] % c2
+    check(s, ref)
+
+
+def test_bad_calls_raise_value_error() -> None:
+    a = np.zeros(64, np.float32)
+    with pytest.raises(ValueError, match="need 256 bytes, buffer holds 255"):
+        _core.diff_plain(np.zeros(255, np.uint8), 0, a, 0, 64)
+    with pytest.raises(ValueError, match="element counts differ"):
+        core.diff_stats(a, np.zeros(65, np.float32))
+    with pytest.raises(ValueError, match="nothing to compare"):
+        core.diff_stats(np.zeros(0, np.float32), np.zeros(0, np.float32))
+    with pytest.raises(ValueError, match="not a permutation"):
+        core.diff_stats(a, a, transform=("row_perm", [0, 0, 1, 2]))
+    with pytest.raises(ValueError, match="outside"):
+        core.diff_stats(a, a, transform=("row_perm", [0, 1, 2, 4]))
+    with pytest.raises(ValueError, match="does not match"):
+        core.diff_stats(a, a, transform=("transpose", 3, 21))
+    with pytest.raises(ValueError, match="row length 8 is not a multiple of block size 32"):
+        _core.diff_transpose(a, 0, np.zeros(68, np.uint8), 8, 8, 8)
+    with pytest.raises(ValueError, match="atol and rtol"):
+        core.diff_stats(a, a, atol=-1)
+    with pytest.raises(ValueError, match="unknown transform"):
+        core.diff_stats(a, a, transform=("rotate",))
+    with pytest.raises(DTypeError, match="unsupported dtype iq2_xxs"):
+        core.diff_stats(np.zeros(66, np.uint8), np.zeros(66, np.uint8), a_dtype="iq2_xxs", b_dtype="iq2_xxs")
+    with pytest.raises(ValueError, match="perm"):
+        _core.diff_row_perm(a, 0, a, 0, 4, 16, np.zeros(3, np.int64))
+    assert DType.F32 == 0
