@@ -1,0 +1,234 @@
+"""Output-level truth: run a llama-family model and compare outputs of two models.
+
+The forward pass streams weights one block at a time through ``aprqa.core``
+(bounded memory), in float32, on numpy/numba (``device="cpu"``) or torch
+(``device="cuda"``, ``"torch-cpu"``). See docs/forward.md.
+
+Public API::
+
+    forward(model, token_ids, device="cpu") -> np.ndarray  # float32 [n_tokens, vocab]
+    generate(model, token_ids, n, device="cpu") -> list[int]
+    tokenize(model, text) -> list[int]
+    compare_outputs(ref_model, cand_model, prompt=None, token_ids=None, n_generate=8, profile=None)
+        -> OutputComparison
+    locate(ref_model, cand_model, token_ids, profile=None) -> Localization
+
+``model`` is an opened ``Model`` (``aprqa.formats.open_model``) or a path.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import UsageError
+from ..formats.model import Model
+from .locate import BlockError, Localization, locate_runs
+from .metrics import (PROFILES, GreedyAgreement, LogitMetrics, OutputComparison, OutputProfile, evaluate,
+                      greedy_agreement, logit_metrics, profile_for)
+from .tokenizer import TokenizerComparison, TokenizerMismatch, compare_tokenizers, load_tokenizer
+from .weights import ForwardConfig, LayerWeights, ModelWeights, dominant_dtype
+
+__all__ = [
+    "forward", "generate", "tokenize", "compare_outputs", "locate", "detokenize",
+    "OutputComparison", "OutputProfile", "LogitMetrics", "GreedyAgreement", "Localization", "BlockError",
+    "TokenizerComparison", "TokenizerMismatch", "ForwardConfig", "LayerWeights", "ModelWeights",
+    "PROFILES", "profile_for", "DEVICES",
+]
+
+DEVICES = ("cpu", "cuda", "torch-cpu")
+ModelLike = Model | str | Path
+
+
+@contextmanager
+def _opened(model: ModelLike) -> Iterator[Model]:
+    """Yield an opened Model; one opened here from a path is closed afterwards."""
+    if isinstance(model, Model):
+        yield model
+        return
+    from ..formats import open_model
+
+    m = open_model(model)
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+def _backend(device: str) -> Any:
+    if device == "cpu":
+        from .llama import NumpyBackend
+
+        return NumpyBackend()
+    if device == "torch-cpu" or device.startswith("cuda"):
+        from .torch_backend import TorchBackend
+
+        return TorchBackend("cpu" if device == "torch-cpu" else device)
+    raise UsageError(f"unknown device {device!r} (known: {', '.join(DEVICES)})")
+
+
+def _runner(model: Model, device: str) -> Any:
+    from .llama import LlamaRunner
+
+    return LlamaRunner(ModelWeights(model), _backend(device))
+
+
+def _ids(token_ids: Sequence[int] | np.ndarray) -> list[int]:
+    ids = [int(t) for t in np.asarray(token_ids, dtype=np.int64).reshape(-1)]
+    if not ids:
+        raise UsageError("no token ids (empty prompt)")
+    return ids
+
+
+def forward(model: ModelLike, token_ids: Sequence[int] | np.ndarray, device: str = "cpu") -> np.ndarray:
+    """Logits of every position of ``token_ids``.
+
+    Args:
+        model: opened ``Model`` or path (SafeTensors file/HF dir, GGUF, APR).
+        token_ids: 1-D token ids.
+        device: "cpu" (numpy + numba), "cuda" or "torch-cpu" (torch backend).
+    Returns:
+        float32 array ``[n_tokens, vocab]``.
+    Raises:
+        UsageError: unsupported architecture, missing tensors, empty or out-of-vocabulary ids.
+    Example:
+        >>> logits = forward("qwen2-tiny/", [1, 2, 3])  # doctest: +SKIP
+        >>> logits.shape  # doctest: +SKIP
+        (3, 512)
+    """
+    with _opened(model) as m:
+        return _runner(m, device).run(_ids(token_ids))
+
+
+def generate(model: ModelLike, token_ids: Sequence[int] | np.ndarray, n: int, device: str = "cpu") -> list[int]:
+    """Greedy continuation of ``n`` tokens (prefill, then KV-cached decode steps).
+
+    Returns:
+        the ``n`` new token ids (the prompt is not repeated).
+    Example:
+        >>> generate("qwen2-tiny/", [1, 2, 3], 4)  # doctest: +SKIP
+        [189, 14, 202, 220]
+    """
+    with _opened(model) as m:
+        new, _ = _runner(m, device).generate(_ids(token_ids), int(n))
+        return new
+
+
+def tokenize(model: ModelLike, text: str) -> list[int]:
+    """Token ids of ``text`` with the model's own tokenizer (tokenizer.json, or rebuilt from GGUF/APR).
+
+    Raises:
+        UsageError: the model carries no tokenizer or one that cannot be rebuilt (SentencePiece).
+    """
+    with _opened(model) as m:
+        return load_tokenizer(m).encode(text)
+
+
+def detokenize(model: ModelLike, token_ids: Sequence[int]) -> str:
+    """Text of ``token_ids`` with the model's own tokenizer."""
+    with _opened(model) as m:
+        return load_tokenizer(m).decode(list(token_ids))
+
+
+def _profile(profile: OutputProfile | str | None, cand: Model) -> OutputProfile:
+    if isinstance(profile, OutputProfile):
+        return profile
+    if profile is None:
+        return profile_for(dominant_dtype(cand))
+    return profile_for(profile)
+
+
+def compare_outputs(ref_model: ModelLike, cand_model: ModelLike, prompt: str | None = None,
+                    token_ids: Sequence[int] | None = None, n_generate: int = 8,
+                    profile: OutputProfile | str | None = None, device: str = "cpu") -> OutputComparison:
+    """Compare a candidate's outputs with a reference's on the same token ids.
+
+    The reference generates ``n_generate`` greedy tokens (its logits at every prompt position
+    and step are kept); the candidate is run once, teacher-forced, on the prompt plus that
+    continuation. Metrics cover all those positions; the greedy check finds the first
+    generated token the candidate would choose differently.
+
+    Args:
+        ref_model / cand_model: opened models or paths.
+        prompt: text, tokenized by both models' tokenizers (a difference is a failure;
+            the reference's ids are used for the logits).
+        token_ids: ids to use directly (then tokenizers are not compared).
+        n_generate: greedy tokens to generate (0: prompt positions only).
+        profile: an ``OutputProfile``, a profile name, or None for the default of the
+            candidate's dominant weight dtype.
+        device: as for ``forward``.
+    Returns:
+        ``OutputComparison`` (truthy when passed).
+    Raises:
+        UsageError: neither or both of prompt/token_ids, empty ids, vocabularies of different size.
+    Example:
+        >>> r = compare_outputs("model-f32/", "model-q8_0.gguf", prompt="Hello")  # doctest: +SKIP
+        >>> bool(r), r.metrics.kl_mean  # doctest: +SKIP
+    """
+    if (prompt is None) == (token_ids is None):
+        raise UsageError("give exactly one of prompt= or token_ids=")
+    if n_generate < 0:
+        raise UsageError(f"n_generate must be ≥ 0, got {n_generate}")
+    with _opened(ref_model) as ref, _opened(cand_model) as cand:
+        prof = _profile(profile, cand)
+        fails: list[str] = []
+        notes: list[str] = []
+        tok_cmp = None
+        if prompt is not None:
+            ref_tok = load_tokenizer(ref)
+            try:
+                cand_tok = load_tokenizer(cand)
+            except UsageError as err:
+                fails.append(f"candidate tokenizer: {err}")
+                ids = _ids(ref_tok.encode(prompt))
+            else:
+                tok_cmp = compare_tokenizers(ref_tok, cand_tok, prompt)
+                ids = _ids(tok_cmp.reference_ids)
+                if tok_cmp.mismatch is not None:
+                    mm = tok_cmp.mismatch
+                    fails.append(f"tokenizers differ at position {mm.position}: reference {mm.reference_id} "
+                                 f"({mm.reference_token!r}), candidate {mm.candidate_id} ({mm.candidate_token!r})")
+        else:
+            ids = _ids(token_ids)
+        ra, rb = _runner(ref, device), _runner(cand, device)
+        if ra.cfg.vocab_size != rb.cfg.vocab_size:
+            raise UsageError(f"vocabulary sizes differ: reference {ra.cfg.vocab_size}, candidate {rb.cfg.vocab_size}")
+        gen, ref_logits = ra.generate(ids, n_generate, keep_logits=True)
+        seq = ids + gen[:-1] if gen else list(ids)
+        cand_logits = rb.run(seq)
+        if ref_logits is None or ref_logits.shape[0] != len(seq):  # n_generate == 0
+            ref_logits = ra.run(seq)
+        metrics = logit_metrics(ref_logits, cand_logits, (ids + gen)[1:], prof.near_tie_delta)
+        greedy = (greedy_agreement(ref_logits[len(ids) - 1:], cand_logits[len(ids) - 1:], gen, prof.near_tie_delta)
+                  if gen else None)
+        f2, n2 = evaluate(metrics, greedy, prof)
+        fails += f2
+        notes += n2
+        return OutputComparison(
+            passed=not fails, profile=prof, metrics=metrics, greedy=greedy, tokenizer=tok_cmp,
+            token_ids=tuple(ids), failures=tuple(fails), notes=tuple(notes),
+            reference=str(ref.path), candidate=str(cand.path),
+        )
+
+
+def locate(ref_model: ModelLike, cand_model: ModelLike, token_ids: Sequence[int],
+           profile: OutputProfile | str | None = None, device: str = "cpu") -> Localization:
+    """Find the first sub-block where the candidate's hidden state departs from the reference's.
+
+    Args:
+        ref_model / cand_model: opened models or paths.
+        token_ids: ids to run (both models see the same ids).
+        profile: as for ``compare_outputs``; its ``max_hidden_rel`` is the per-block limit.
+    Returns:
+        ``Localization`` with the per-block relative-error curve and ``first_bad``.
+    Example:
+        >>> loc = locate("ref/", "broken.gguf", [1, 2, 3])  # doctest: +SKIP
+        >>> loc.first_bad.layer, loc.first_bad.sub_block  # doctest: +SKIP
+        (3, 'attn')
+    """
+    with _opened(ref_model) as ref, _opened(cand_model) as cand:
+        prof = _profile(profile, cand)
+        return locate_runs(_runner(ref, device), _runner(cand, device), _ids(token_ids), prof)

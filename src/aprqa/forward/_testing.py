@@ -1,0 +1,73 @@
+"""Test and benchmark helpers: write variants of a model (not part of the public API).
+
+``write_variant`` re-writes an opened model in another format / dtype, optionally with
+a tensor altered, independently of ``aprqa.convert`` (so forward tests check the
+converter's conventions rather than reuse them). For llama/mistral GGUF it applies
+llama.cpp's Q/K row permutation (gguf-quants.md §3) itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..dtypes import DType, dtype_from_name
+from ..formats import format_module
+from ..formats.model import Model, TensorData
+from ..formats.naming import ROPE_PERMUTED_ARCHS
+from .weights import dequantize_full, permute_rope_rows
+
+# llama-quantize's fallbacks when a row is not a multiple of 256 (gguf-quants.md §3)
+_K_FALLBACK = {DType.Q4_K: DType.Q5_0, DType.Q5_K: DType.Q5_1, DType.Q6_K: DType.Q8_0}
+
+
+def _cast(w: np.ndarray, dt: DType) -> tuple[DType, object]:
+    from .. import core
+
+    if dt is DType.F32:
+        return dt, np.ascontiguousarray(w, np.float32)
+    if dt is DType.F16:
+        return dt, w.astype(np.float16)
+    if dt is DType.BF16:  # round-to-nearest-even on the top 16 bits
+        b = np.ascontiguousarray(w, np.float32).view(np.uint32).astype(np.uint64)
+        b = ((b + 0x7FFF + ((b >> 16) & 1)) >> 16).astype(np.uint16)
+        return dt, b
+    if dt.info.block_elems > 1 and w.shape[-1] % dt.info.block_elems:
+        dt = _K_FALLBACK.get(dt, DType.F16)
+        if dt is not DType.F16 and w.shape[-1] % dt.info.block_elems:
+            dt = DType.F16
+        if dt is DType.F16:
+            return dt, w.astype(np.float16)
+    return dt, core.quantize(w, dt)
+
+
+def write_variant(model: Model, path: str | Path, fmt: str, dtype: str | DType = "f32", *,
+                  mutate: Callable[[str, np.ndarray], np.ndarray] | None = None,
+                  permute_rope: bool = True, tokenizer=None) -> Path:
+    """Write ``model`` as ``fmt`` with 2-D weights in ``dtype`` (norms/biases stay F32).
+
+    Args:
+        mutate: ``f(name, float32 array) -> array`` applied before casting (e.g. break a tensor).
+        permute_rope: apply llama.cpp's Q/K permutation for llama/mistral GGUF.
+        tokenizer: a ``TokenizerInfo`` to write instead of the model's.
+    """
+    dt = dtype_from_name(dtype)
+    cfg = model.config
+    arch = cfg.architecture
+    tensors = []
+    for info in model.tensors.values():
+        w = np.array(dequantize_full(info), dtype=np.float32)
+        if mutate is not None:
+            w = np.ascontiguousarray(mutate(info.name, w), np.float32)
+        if (fmt == "gguf" and permute_rope and arch in ROPE_PERMUTED_ARCHS
+                and (".self_attn.q_proj." in info.name or ".self_attn.k_proj." in info.name)):
+            heads = cfg.num_heads if ".q_proj." in info.name else (cfg.num_kv_heads or cfg.num_heads)
+            w = permute_rope_rows(w, heads)
+        tdt, data = _cast(w, dt) if w.ndim == 2 else (DType.F32, w)
+        tensors.append(TensorData(info.name, tdt, tuple(w.shape), data))
+    out = Path(path)
+    tok = tokenizer if tokenizer is not None else model.tokenizer
+    format_module(fmt).write(out, tensors, cfg, tok)
+    return out

@@ -1,0 +1,165 @@
+"""Tokenizers for the forward pass, and a tokenizer comparison.
+
+* HF directories: ``tokenizers.Tokenizer.from_file(tokenizer.json)`` — the reference.
+* GGUF / APR: an equivalent byte-level BPE is rebuilt from ``TokenizerInfo`` (tokens +
+  merges, GGUF type "gpt2"), with the pre-tokenizer regex chosen by ``tokenizer.ggml.pre``.
+  SentencePiece ("llama") vocabularies carry no merges/scores in ``TokenizerInfo`` and are
+  refused with a clear message (give token ids directly instead).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..formats.model import Model, TokenizerInfo
+
+# Pre-tokenizer split patterns by GGUF ``tokenizer.ggml.pre`` (public regexes of those tokenizers).
+_QWEN2_PAT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+              r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+_LLAMA3_PAT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+_PRE_PATTERNS = {"qwen2": _QWEN2_PAT, "llama-bpe": _LLAMA3_PAT, "llama3": _LLAMA3_PAT, "smaug-bpe": _LLAMA3_PAT}
+_GPT2_DEFAULT = (None, "default", "gpt2", "gpt-2")
+_SPECIAL_RE = re.compile(r"^<\|[^|]*\|>$|^<(s|/s|unk|pad|mask)>$|^\[(PAD|UNK|CLS|SEP|MASK)\d*\]$")
+
+
+@dataclass(frozen=True)
+class TokenizerMismatch:
+    """Where two tokenizers first disagree on one text (reference vs candidate)."""
+
+    position: int
+    reference_id: int | None
+    candidate_id: int | None
+    reference_token: str | None
+    candidate_token: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class TokenizerComparison:
+    """Result of tokenizing one text with both models' tokenizers. Truthy when the ids agree."""
+
+    text: str
+    reference_ids: tuple[int, ...]
+    candidate_ids: tuple[int, ...]
+    mismatch: TokenizerMismatch | None
+
+    @property
+    def passed(self) -> bool:
+        return self.mismatch is None and len(self.reference_ids) > 0
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "text": self.text, "reference_ids": list(self.reference_ids),
+                "candidate_ids": list(self.candidate_ids),
+                "mismatch": self.mismatch.to_dict() if self.mismatch else None}
+
+
+class Tokenizer:
+    """A loaded tokenizer: ``encode(text) -> list[int]``, ``decode(ids) -> str``, ``token(id)``."""
+
+    def __init__(self, backend: Any, add_bos_id: int | None = None, source: str = "") -> None:
+        self._tok = backend
+        self.add_bos_id = add_bos_id
+        self.source = source
+
+    def encode(self, text: str) -> list[int]:
+        ids = list(self._tok.encode(text).ids)
+        if self.add_bos_id is not None and (not ids or ids[0] != self.add_bos_id):
+            ids.insert(0, self.add_bos_id)
+        return ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def token(self, i: int) -> str | None:
+        return self._tok.id_to_token(int(i))
+
+
+def _hf_tokenizer_file(model: Model) -> Path | None:
+    if model.format != "safetensors":
+        return None
+    root = model.path if model.path.is_dir() else model.path.parent
+    p = root / "tokenizer.json"
+    return p if p.is_file() else None
+
+
+def rebuild_bpe(info: TokenizerInfo) -> Any:
+    """A ``tokenizers.Tokenizer`` equivalent to a GGUF/APR byte-level BPE ("gpt2") vocabulary.
+
+    Raises:
+        UsageError: not a byte-level BPE, no tokens/merges, or an unknown pre-tokenizer.
+    """
+    from tokenizers import Regex, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
+
+    if info.model_type != "gpt2":
+        raise UsageError(f"cannot rebuild a '{info.model_type}' tokenizer from the file's metadata (only byte-level "
+                         "BPE 'gpt2' is supported; SentencePiece 'llama' needs scores the reader does not keep)",)
+    if not info.tokens or not info.merges:
+        raise UsageError(f"tokenizer has {len(info.tokens)} tokens and {len(info.merges)} merges; "
+                         "a byte-level BPE needs both")
+    vocab = {t: i for i, t in enumerate(info.tokens)}
+    merges = []
+    for m in info.merges:
+        a, sep, b = m.partition(" ")
+        if not sep:
+            raise UsageError(f"BPE merge {m!r} is not 'left right'")
+        merges.append((a, b))
+    tok = HFTokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
+    if info.pre in _GPT2_DEFAULT:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    elif info.pre in _PRE_PATTERNS:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(_PRE_PATTERNS[info.pre]), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    else:
+        raise UsageError(f"unknown BPE pre-tokenizer {info.pre!r} (known: default, "
+                         f"{', '.join(sorted(_PRE_PATTERNS))})")
+    tok.decoder = decoders.ByteLevel()
+    specials = {i for i in (info.bos_id, info.eos_id, info.pad_id, info.unk_id) if i is not None}
+    specials |= {i for i, t in enumerate(info.tokens) if _SPECIAL_RE.match(t)}
+    from tokenizers import AddedToken
+
+    tok.add_special_tokens([AddedToken(info.tokens[i], special=True, normalized=False)
+                            for i in sorted(specials) if 0 <= i < len(info.tokens)])
+    return tok
+
+
+def load_tokenizer(model: Model) -> Tokenizer:
+    """The model's tokenizer: its tokenizer.json (HF) or a rebuild from ``model.tokenizer``.
+
+    Raises:
+        UsageError: the model carries no tokenizer, or one that cannot be rebuilt.
+    """
+    from tokenizers import Tokenizer as HFTokenizer
+
+    path = _hf_tokenizer_file(model)
+    if path is not None:
+        return Tokenizer(HFTokenizer.from_file(str(path)), source=str(path))
+    info = model.tokenizer
+    if info is None or not info.tokens:
+        raise UsageError(f"{model.path}: the model carries no tokenizer; give token ids instead of text")
+    bos = info.bos_id if info.add_bos else None
+    return Tokenizer(rebuild_bpe(info), add_bos_id=bos, source=f"{model.path} ({info.model_type} rebuilt)")
+
+
+def compare_tokenizers(reference: Tokenizer, candidate: Tokenizer, text: str) -> TokenizerComparison:
+    """Tokenize ``text`` with both; report the first differing position (or length difference)."""
+    a, b = reference.encode(text), candidate.encode(text)
+    mismatch = None
+    for i in range(max(len(a), len(b))):
+        ra = a[i] if i < len(a) else None
+        cb = b[i] if i < len(b) else None
+        if ra != cb:
+            mismatch = TokenizerMismatch(i, ra, cb, reference.token(ra) if ra is not None else None,
+                                         candidate.token(cb) if cb is not None else None)
+            break
+    return TokenizerComparison(text, tuple(a), tuple(b), mismatch)

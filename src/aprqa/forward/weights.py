@@ -1,0 +1,325 @@
+"""Layer-streamed float32 weights of a llama-family model.
+
+``ModelWeights`` wraps an opened ``Model`` and hands out one transformer block at a
+time (``layer(i) -> LayerWeights``), dequantized through ``aprqa.core``; nothing
+else is kept, so peak memory is about one block of float32 weights. Embedding rows
+are dequantized only for the token ids in use, and the LM head is streamed in row
+chunks (``head_chunks``), never materialised whole.
+
+Two facts about formats live here and nowhere else in forward/:
+
+* F32 payloads are used as zero-copy read-only views of the memory map (no
+  dequantization needed; every other dtype goes through ``aprqa.core``).
+* llama/mistral GGUF files store Q/K rows in llama.cpp's adjacent-pair RoPE order
+  (``naming.rope_permuted``). Those rows are inverse-permuted on load, so the
+  forward pass always uses split-halves ("neox") RoPE — the one convention it has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..dtypes import DType
+from ..errors import UsageError
+from ..formats import naming
+from ..formats.model import Model, TensorInfo
+
+SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3")
+# LM-head chunk budget: rows per chunk = this many bytes of float32 / hidden size.
+HEAD_CHUNK_BYTES = 64 << 20
+
+
+def _core():
+    try:
+        from .. import core
+    except ImportError as err:  # pragma: no cover - the native core is part of the package
+        raise UsageError("aprqa.core (the native dequantizer) is not available; "
+                         "only F32 models can run without it") from err
+    return core
+
+
+def _f32_view(info: TensorInfo) -> np.ndarray | None:
+    """Zero-copy float32 view of an F32 payload (None when the dtype is not F32)."""
+    if info.dtype is not DType.F32:
+        return None
+    raw = info.raw()
+    arr = raw.view(np.float32).reshape(info.shape)
+    if not arr.flags.aligned:  # an odd payload offset: BLAS would copy anyway, so copy once here
+        arr = arr.copy()
+    return arr
+
+
+def dequantize_full(info: TensorInfo) -> np.ndarray:
+    """The whole tensor as float32 (a view for F32, a fresh array otherwise)."""
+    arr = _f32_view(info)
+    if arr is not None:
+        return arr
+    out = _core().dequantize(info)
+    return np.asarray(out, dtype=np.float32).reshape(info.shape)
+
+
+def dequantize_rows(info: TensorInfo, start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of a 2-D tensor as float32 ``[stop-start, cols]``."""
+    if len(info.shape) != 2 or not 0 <= start <= stop <= info.shape[0]:
+        raise UsageError(f"tensor '{info.name}' {list(info.shape)}: rows [{start}, {stop}) out of range")
+    arr = _f32_view(info)
+    if arr is not None:
+        return arr[start:stop]
+    out = _core().dequantize_rows(info.raw(), info.dtype, info.shape, start, stop)
+    return np.asarray(out, dtype=np.float32).reshape(stop - start, info.shape[1])
+
+
+def unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """Undo llama.cpp's Q/K row permutation (adjacent pairs -> split halves), per head.
+
+    Within each head, stored row ``2i`` is HF row ``i`` and stored row ``2i+1`` is HF row
+    ``i + head_dim/2``. Works for weights ``[rows, in]`` and biases ``[rows]``.
+    """
+    rows = w.shape[0]
+    if rows % (2 * n_heads):
+        raise UsageError(f"Q/K rows ({rows}) are not a multiple of 2 × {n_heads} heads")
+    half = rows // n_heads // 2
+    rest = w.shape[1:]
+    return np.ascontiguousarray(w.reshape(n_heads, half, 2, *rest).swapaxes(1, 2).reshape(w.shape))
+
+
+def permute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """llama.cpp's Q/K permutation (split halves -> adjacent pairs); the inverse of ``unpermute_rope_rows``."""
+    rows = w.shape[0]
+    if rows % (2 * n_heads):
+        raise UsageError(f"Q/K rows ({rows}) are not a multiple of 2 × {n_heads} heads")
+    half = rows // n_heads // 2
+    rest = w.shape[1:]
+    return np.ascontiguousarray(w.reshape(n_heads, 2, half, *rest).swapaxes(1, 2).reshape(w.shape))
+
+
+@dataclass(frozen=True)
+class ForwardConfig:
+    """Everything the forward pass needs, resolved and checked against the tensor shapes."""
+
+    architecture: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    vocab_size: int
+    rope_theta: float
+    rms_eps: float
+    tied_embeddings: bool
+    qkv_bias: bool
+    qk_norm: bool
+    rope_unpermute: bool  # q/k rows are stored in llama.cpp order and undone on load
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class LayerWeights:
+    """One transformer block as float32 arrays ([out, in] row-major; biases / norms 1-D)."""
+
+    index: int
+    attn_norm: np.ndarray
+    q: np.ndarray
+    k: np.ndarray
+    v: np.ndarray
+    o: np.ndarray
+    mlp_norm: np.ndarray
+    gate: np.ndarray
+    up: np.ndarray
+    down: np.ndarray
+    q_bias: np.ndarray | None = None
+    k_bias: np.ndarray | None = None
+    v_bias: np.ndarray | None = None
+    o_bias: np.ndarray | None = None
+    q_norm: np.ndarray | None = None
+    k_norm: np.ndarray | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.__dict__.values() if isinstance(a, np.ndarray))
+
+
+def _infer_arch(tensors: dict[str, TensorInfo]) -> str:
+    if "model.layers.0.self_attn.q_norm.weight" in tensors:
+        return "qwen3"
+    if "model.layers.0.self_attn.q_proj.bias" in tensors:
+        return "qwen2"
+    return "llama"
+
+
+@dataclass
+class ModelWeights:
+    """Layer-at-a-time float32 access to a ``Model``'s weights.
+
+    Args:
+        model: an opened model (``aprqa.formats.open_model``).
+    Raises:
+        UsageError: unsupported architecture, missing tensors or config facts, or
+            shapes that disagree with the config.
+    """
+
+    model: Model
+    config: ForwardConfig = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.config = self._resolve()
+
+    # ------------------------------------------------------------------ config
+    def _t(self, name: str) -> TensorInfo:
+        try:
+            return self.model.tensors[name]
+        except KeyError:
+            raise UsageError(f"{self.model.path}: tensor '{name}' is missing; the forward pass needs it") from None
+
+    def _resolve(self) -> ForwardConfig:
+        m = self.model
+        c = m.config
+        tensors = m.tensors
+        notes: list[str] = []
+        arch = c.architecture or _infer_arch(tensors)
+        if c.architecture is None:
+            notes.append(f"architecture not stated; inferred '{arch}' from tensor names")
+        if arch not in SUPPORTED_ARCHS:
+            raise UsageError(f"{m.path}: architecture '{arch}' is not supported by the forward pass "
+                             f"(supported: {', '.join(SUPPORTED_ARCHS)})")
+        emb = self._t("model.embed_tokens.weight")
+        if len(emb.shape) != 2:
+            raise UsageError(f"{m.path}: model.embed_tokens.weight has shape {list(emb.shape)}, expected 2-D")
+        vocab, hidden = emb.shape
+        if c.hidden_size is not None and c.hidden_size != hidden:
+            raise UsageError(f"{m.path}: config hidden_size {c.hidden_size} but embedding width {hidden}")
+        n_layers = c.num_layers
+        if n_layers is None:
+            n_layers = 0
+            while f"model.layers.{n_layers}.self_attn.q_proj.weight" in tensors:
+                n_layers += 1
+            notes.append(f"num_layers not stated; counted {n_layers} blocks")
+        if n_layers <= 0:
+            raise UsageError(f"{m.path}: model has no transformer blocks")
+        heads = c.num_heads
+        if heads is None:
+            raise UsageError(f"{m.path}: config states no num_heads (attention head count)")
+        kv_heads = c.num_kv_heads or heads
+        q = self._t("model.layers.0.self_attn.q_proj.weight")
+        k = self._t("model.layers.0.self_attn.k_proj.weight")
+        head_dim = c.head_dim or q.shape[0] // heads
+        if q.shape != (heads * head_dim, hidden) or k.shape != (kv_heads * head_dim, hidden):
+            raise UsageError(f"{m.path}: q_proj {list(q.shape)} / k_proj {list(k.shape)} do not fit "
+                             f"{heads} heads × {head_dim} (kv heads {kv_heads}), hidden {hidden}")
+        if heads % kv_heads:
+            raise UsageError(f"{m.path}: {heads} heads is not a multiple of {kv_heads} kv heads")
+        if head_dim % 2:
+            raise UsageError(f"{m.path}: head_dim {head_dim} is odd; RoPE needs pairs")
+        ff = self._t("model.layers.0.mlp.gate_proj.weight").shape[0]
+        theta = c.rope_theta
+        if theta is None:
+            theta = 10000.0
+            notes.append("rope_theta not stated; 10000 assumed")
+        eps = c.rms_eps
+        if eps is None:
+            raise UsageError(f"{m.path}: config states no RMSNorm epsilon",)
+        tied = "lm_head.weight" not in tensors
+        if c.tied_embeddings is False and tied:
+            raise UsageError(f"{m.path}: config says untied embeddings but lm_head.weight is missing")
+        return ForwardConfig(
+            architecture=arch, hidden_size=hidden, num_layers=n_layers, num_heads=heads, num_kv_heads=kv_heads,
+            head_dim=head_dim, intermediate_size=ff, vocab_size=vocab, rope_theta=float(theta),
+            rms_eps=float(eps), tied_embeddings=tied,
+            qkv_bias="model.layers.0.self_attn.q_proj.bias" in tensors,
+            qk_norm="model.layers.0.self_attn.q_norm.weight" in tensors,
+            rope_unpermute=naming.rope_permuted("model.layers.0.self_attn.q_proj.weight", arch, m.format),
+            notes=tuple(notes),
+        )
+
+    # ------------------------------------------------------------------ access
+    def _get(self, name: str, optional: bool = False) -> np.ndarray | None:
+        if optional and name not in self.model.tensors:
+            return None
+        info = self._t(name)
+        w = dequantize_full(info)
+        if naming.rope_permuted(name, self.config.architecture, self.model.format):
+            n = self.config.num_heads if ".q_proj." in name else self.config.num_kv_heads
+            w = unpermute_rope_rows(w, n)
+        return w
+
+    def layer(self, i: int) -> LayerWeights:
+        """Block ``i`` dequantized to float32 (fresh arrays, except zero-copy F32 views)."""
+        if not 0 <= i < self.config.num_layers:
+            raise UsageError(f"layer {i} out of range (model has {self.config.num_layers})")
+        p = f"model.layers.{i}."
+        g = self._get
+        return LayerWeights(
+            index=i,
+            attn_norm=g(p + "input_layernorm.weight"), q=g(p + "self_attn.q_proj.weight"),
+            k=g(p + "self_attn.k_proj.weight"), v=g(p + "self_attn.v_proj.weight"),
+            o=g(p + "self_attn.o_proj.weight"), mlp_norm=g(p + "post_attention_layernorm.weight"),
+            gate=g(p + "mlp.gate_proj.weight"), up=g(p + "mlp.up_proj.weight"), down=g(p + "mlp.down_proj.weight"),
+            q_bias=g(p + "self_attn.q_proj.bias", True), k_bias=g(p + "self_attn.k_proj.bias", True),
+            v_bias=g(p + "self_attn.v_proj.bias", True), o_bias=g(p + "self_attn.o_proj.bias", True),
+            q_norm=g(p + "self_attn.q_norm.weight", True), k_norm=g(p + "self_attn.k_norm.weight", True),
+        )
+
+    def final_norm(self) -> np.ndarray:
+        return self._get("model.norm.weight")
+
+    def embed(self, token_ids: np.ndarray) -> np.ndarray:
+        """Embedding rows of ``token_ids`` as float32 ``[n, hidden]``; only those rows are dequantized."""
+        info = self._t("model.embed_tokens.weight")
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+        vocab = info.shape[0]
+        bad = ids[(ids < 0) | (ids >= vocab)]
+        if bad.size:
+            raise UsageError(f"token id {int(bad[0])} is outside the vocabulary (0..{vocab - 1})")
+        out = np.empty((ids.size, info.shape[1]), np.float32)
+        uniq, inverse = np.unique(ids, return_inverse=True)
+        for j, tok in enumerate(uniq):
+            row = dequantize_rows(info, int(tok), int(tok) + 1)
+            out[inverse == j] = row[0]
+        return out
+
+    def head_info(self) -> TensorInfo:
+        name = "model.embed_tokens.weight" if self.config.tied_embeddings else "lm_head.weight"
+        return self._t(name)
+
+    def head_chunks(self, chunk_rows: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+        """Yield ``(row_start, row_stop, rows_f32)`` of the LM head (tied: the embedding)."""
+        info = self.head_info()
+        rows, cols = info.shape
+        if chunk_rows is None:
+            chunk_rows = max(1, HEAD_CHUNK_BYTES // (4 * cols))
+        if info.dtype is DType.F32:  # zero-copy: one "chunk" costs nothing
+            chunk_rows = rows
+        for r0 in range(0, rows, chunk_rows):
+            r1 = min(rows, r0 + chunk_rows)
+            yield r0, r1, dequantize_rows(info, r0, r1)
+
+    def head_bias(self) -> np.ndarray | None:
+        return self._get("lm_head.bias", True)
+
+
+def open_weights(model: Model | str | Path) -> ModelWeights:
+    """``ModelWeights`` of an opened model or a path (opened with ``open_model``)."""
+    if not isinstance(model, Model):
+        from ..formats import open_model
+
+        model = open_model(model)
+    return ModelWeights(model)
+
+
+def dominant_dtype(model: Model) -> DType:
+    """The dtype most 2-D weights of ``model`` use (ties: the more quantized one)."""
+    counts: dict[DType, int] = {}
+    for t in model.tensors.values():
+        if len(t.shape) == 2:
+            counts[t.dtype] = counts.get(t.dtype, 0) + t.n_elements
+    if not counts:
+        raise UsageError(f"{model.path}: model has no 2-D weights")
+    return max(counts, key=lambda d: (counts[d], d.is_quantized))

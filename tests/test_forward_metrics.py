@@ -1,0 +1,127 @@
+"""Output metrics, profiles and compare_outputs on the tiny models."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from aprqa.errors import UsageError
+from aprqa.formats import open_model
+from aprqa.forward import PROFILES, compare_outputs, profile_for, tokenize
+from aprqa.forward._testing import write_variant
+from aprqa.forward.metrics import OutputProfile, greedy_agreement, logit_metrics
+
+PROMPT = ("The quick brown fox jumps over the lazy dog. def add(a, b):\n    return a + b\n"
+          "Once upon a time there was a small model.")
+
+
+@pytest.fixture(scope="module")
+def variants(tiny_models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("fwvariants")
+    out = {}
+    with open_model(tiny_models["llama-tiny"]) as m:
+        for dt in ("f16", "q8_0"):
+            out[dt] = write_variant(m, root / f"llama-{dt}.gguf", "gguf", dt)
+    return out
+
+
+def test_identical_logits_pass_f32_profile():
+    x = np.random.default_rng(0).standard_normal((7, 50)).astype(np.float32)
+    m = logit_metrics(x, x.copy(), [1, 2, 3, 4, 5, 6])
+    assert m.n_positions == 7 and m.kl_mean == pytest.approx(0, abs=1e-12)
+    assert m.top1_agreement == 1.0 and m.top5_overlap == 1.0 and m.max_abs_logit_diff == 0.0
+    assert m.rms_dp == 0.0 and m.n_dp == 6
+
+
+def test_zero_positions_never_pass():
+    with pytest.raises(UsageError, match="zero positions"):
+        logit_metrics(np.zeros((0, 5), np.float32), np.zeros((0, 5), np.float32))
+
+
+def test_nan_logits_fail():
+    from aprqa.forward.metrics import evaluate
+
+    a = np.zeros((3, 4), np.float32)
+    b = a.copy()
+    b[1, 2] = np.nan
+    m = logit_metrics(a, b)
+    fails, _ = evaluate(m, None, PROFILES["q4_0"])
+    assert not m.finite and any("non-finite" in f for f in fails)
+
+
+def test_kl_direction_and_values():
+    a = np.log(np.array([[0.5, 0.5]], np.float32))
+    b = np.log(np.array([[0.9, 0.1]], np.float32))
+    m = logit_metrics(a, b)
+    expected = 0.5 * np.log(0.5 / 0.9) + 0.5 * np.log(0.5 / 0.1)
+    assert m.kl_mean == pytest.approx(expected, rel=1e-5)
+
+
+def test_greedy_near_tie_is_not_failure():
+    ref = np.array([[0.0, 1.0, 0.9995], [2.0, 0.0, 0.0]], np.float32)
+    cand = np.array([[0.0, 0.999, 1.0], [2.0, 0.0, 0.0]], np.float32)
+    g = greedy_agreement(ref, cand, [1, 0], near_tie_delta=1e-2)
+    assert g.first_divergence == 0 and g.near_tie and g.agreed == 0
+    g2 = greedy_agreement(ref, cand, [1, 0], near_tie_delta=1e-4)
+    assert not g2.near_tie
+
+
+def test_profiles_validated_and_mapped():
+    assert profile_for("q8_0") is PROFILES["q8_0"]
+    assert profile_for("q5_0").name == "q5_k" and profile_for("apr_q4").name == "q4_0"
+    with pytest.raises(UsageError):
+        profile_for("iq2_xxs")
+    with pytest.raises(UsageError, match="fraction"):
+        dataclasses.replace(PROFILES["f32"], min_top1=1.5)
+    with pytest.raises(UsageError, match="finite"):
+        PROFILES["f32"].with_(max_mean_kl=float("nan"))
+    assert isinstance(PROFILES["f16"], OutputProfile)
+
+
+def test_same_model_passes_f32(tiny_models):
+    r = compare_outputs(tiny_models["qwen2-tiny"], tiny_models["qwen2-tiny"], prompt=PROMPT, n_generate=4)
+    assert r and r.passed and r.profile.name == "f32"
+    assert r.greedy.first_divergence is None and r.tokenizer.passed
+    assert r.metrics.n_positions == len(r.token_ids) + 3
+    d = r.to_dict()
+    assert d["passed"] is True and d["profile"]["name"] == "f32" and d["metrics"]["kl_mean"] < 1e-9
+
+
+@pytest.mark.parametrize("dt", ["f16", "q8_0"])
+def test_quantized_candidates_land_in_their_profiles(tiny_models, variants, dt):
+    r = compare_outputs(tiny_models["llama-tiny"], variants[dt], prompt=PROMPT, n_generate=8)
+    assert r.profile.name == dt
+    assert r.passed, r.failures
+    assert 0 < r.metrics.kl_mean <= r.profile.max_mean_kl
+    # and the strict f32 profile rejects them: the gates are not vacuous
+    strict = compare_outputs(tiny_models["llama-tiny"], variants[dt], prompt=PROMPT, n_generate=8, profile="f32")
+    assert not strict and strict.failures
+
+
+def test_tokenizer_change_is_reported(tiny_models, tmp_path):
+    with open_model(tiny_models["qwen2-tiny"]) as m:
+        tok = m.tokenizer
+        ids = tokenize(m, PROMPT)
+        a, b = ids[2], ids[3]
+        tokens = list(tok.tokens)
+        tokens[a], tokens[b] = tokens[b], tokens[a]
+        changed = dataclasses.replace(tok, tokens=tuple(tokens))
+        p = write_variant(m, tmp_path / "tok.gguf", "gguf", "f32", tokenizer=changed)
+    # the unchanged GGUF tokenizer (rebuilt from tokens + merges) matches the HF one
+    with open_model(tiny_models["qwen2-tiny"]) as m:
+        same = write_variant(m, tmp_path / "same.gguf", "gguf", "f32")
+    assert tokenize(same, PROMPT) == ids
+    r = compare_outputs(tiny_models["qwen2-tiny"], p, prompt=PROMPT, n_generate=2)
+    assert not r
+    mm = r.tokenizer.mismatch
+    assert mm is not None and mm.position == 2 and mm.reference_id == a and mm.candidate_id == b
+    assert any("tokenizers differ at position 2" in f for f in r.failures)
+
+
+def test_compare_needs_exactly_one_input(tiny_models):
+    with pytest.raises(UsageError):
+        compare_outputs(tiny_models["qwen2-tiny"], tiny_models["qwen2-tiny"])
+    with pytest.raises(UsageError, match="empty"):
+        compare_outputs(tiny_models["qwen2-tiny"], tiny_models["qwen2-tiny"], token_ids=[])
