@@ -87,9 +87,8 @@ void stats_scalar(const float* A, const float* B, size_t n, const DiffOptions& o
         t.s[5] += b * b;
         t.s[6] += a * b;
         if (ad > t.max_abs) t.max_abs = ad;
-        const double ra = o.rtol * aa;
-        if (ad > o.atol + ra) ++t.n_fail;
-        const double m = ad - ra;
+        const double m = ad - o.rtol * aa;  // fails when m > atol; min_atol = max m
+        if (m > o.atol) ++t.n_fail;
         if (m > t.min_atol) t.min_atol = m;
         if (hist) ++hist->h[k & 7][bucket_of(ad)];
     }
@@ -125,16 +124,19 @@ AVX2 bool all_finite_avx2(const float* A, const float* B, size_t n) {
 AVX2 void stats_finite_avx2(const float* A, const float* B, size_t n, const DiffOptions& o, TileOut& t,
                             Hist* hist) {
     const __m256d sign = _mm256_set1_pd(-0.0), vatol = _mm256_set1_pd(o.atol), vrtol = _mm256_set1_pd(o.rtol);
-    __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0;
+    // s5 accumulates a*d; sum_b2 and sum_ab are derived per tile from it.
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0;
     __m256d vmax = s0, vmat = s0;
     __m256i vfail = _mm256_setzero_si256();
+    const __m256i bias = _mm256_set1_epi32(1023 - 42), one = _mm256_set1_epi32(1), top = _mm256_set1_epi32(62);
     uint64_t eq = 0;
-    alignas(32) uint64_t ex[8];
+    alignas(32) int32_t bk[8];
     size_t k = 0;
     for (; k + 8 <= n; k += 8) {
         const __m256 af = _mm256_loadu_ps(A + k), bf = _mm256_loadu_ps(B + k);
         eq += (uint64_t)__builtin_popcount(_mm256_movemask_ps(
             _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_castps_si256(af), _mm256_castps_si256(bf)))));
+        __m256d adh[2];
         for (int h = 0; h < 2; ++h) {
             const __m256d a = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(af, 1) : _mm256_castps256_ps128(af));
             const __m256d b = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(bf, 1) : _mm256_castps256_ps128(bf));
@@ -145,31 +147,40 @@ AVX2 void stats_finite_avx2(const float* A, const float* B, size_t n, const Diff
             s2 = _mm256_add_pd(s2, _mm256_mul_pd(d, d));
             s3 = _mm256_add_pd(s3, a);
             s4 = _mm256_add_pd(s4, _mm256_mul_pd(a, a));
-            s5 = _mm256_add_pd(s5, _mm256_mul_pd(b, b));
-            s6 = _mm256_add_pd(s6, _mm256_mul_pd(a, b));
+            s5 = _mm256_add_pd(s5, _mm256_mul_pd(a, d));
             vmax = _mm256_max_pd(vmax, ad);
-            const __m256d ra = _mm256_mul_pd(vrtol, aa);
-            vfail = _mm256_sub_epi64(vfail,
-                                     _mm256_castpd_si256(_mm256_cmp_pd(ad, _mm256_add_pd(vatol, ra), _CMP_GT_OQ)));
-            vmat = _mm256_max_pd(vmat, _mm256_sub_pd(ad, ra));
-            if (hist) _mm256_store_si256(reinterpret_cast<__m256i*>(ex + 4 * h), _mm256_srli_epi64(_mm256_castpd_si256(ad), 52));
+            const __m256d m = _mm256_sub_pd(ad, _mm256_mul_pd(vrtol, aa));
+            vfail = _mm256_sub_epi64(vfail, _mm256_castpd_si256(_mm256_cmp_pd(m, vatol, _CMP_GT_OQ)));
+            vmat = _mm256_max_pd(vmat, m);
+            adh[h] = ad;
         }
-        if (hist)
-            for (int j = 0; j < 8; ++j) ++hist->h[j][kLut.bucket[ex[j]]];
+        if (hist) {
+            // high dwords of the 8 doubles (order is irrelevant for a histogram) -> biased exponent
+            const __m256i hi = _mm256_castps_si256(
+                _mm256_shuffle_ps(_mm256_castpd_ps(adh[0]), _mm256_castpd_ps(adh[1]), _MM_SHUFFLE(3, 1, 3, 1)));
+            const __m256i e = _mm256_srli_epi32(hi, 20);
+            __m256i b = _mm256_min_epi32(_mm256_max_epi32(_mm256_sub_epi32(e, bias), one), top);
+            b = _mm256_andnot_si256(_mm256_cmpeq_epi32(e, _mm256_setzero_si256()), b);
+            _mm256_store_si256(reinterpret_cast<__m256i*>(bk), b);
+            for (int j = 0; j < 8; ++j) ++hist->h[j][bk[j]];
+        }
     }
-    alignas(32) double buf[9][4];
+    alignas(32) double buf[8][4];
     _mm256_store_pd(buf[0], s0);
     _mm256_store_pd(buf[1], s1);
     _mm256_store_pd(buf[2], s2);
     _mm256_store_pd(buf[3], s3);
     _mm256_store_pd(buf[4], s4);
     _mm256_store_pd(buf[5], s5);
-    _mm256_store_pd(buf[6], s6);
-    _mm256_store_pd(buf[7], vmax);
-    _mm256_store_pd(buf[8], vmat);
-    for (int i = 0; i < kSums; ++i) t.s[i] += (buf[i][0] + buf[i][1]) + (buf[i][2] + buf[i][3]);
-    t.max_abs = std::fmax(t.max_abs, std::fmax(std::fmax(buf[7][0], buf[7][1]), std::fmax(buf[7][2], buf[7][3])));
-    t.min_atol = std::fmax(t.min_atol, std::fmax(std::fmax(buf[8][0], buf[8][1]), std::fmax(buf[8][2], buf[8][3])));
+    _mm256_store_pd(buf[6], vmax);
+    _mm256_store_pd(buf[7], vmat);
+    double r[6];
+    for (int i = 0; i < 6; ++i) r[i] = (buf[i][0] + buf[i][1]) + (buf[i][2] + buf[i][3]);
+    for (int i = 0; i < 5; ++i) t.s[i] += r[i];
+    t.s[5] += (r[4] + 2.0 * r[5]) + r[2];  // sum b^2 = sum (a+d)^2
+    t.s[6] += r[4] + r[5];                 // sum ab = sum a^2 + sum ad
+    t.max_abs = std::fmax(t.max_abs, std::fmax(std::fmax(buf[6][0], buf[6][1]), std::fmax(buf[6][2], buf[6][3])));
+    t.min_atol = std::fmax(t.min_atol, std::fmax(std::fmax(buf[7][0], buf[7][1]), std::fmax(buf[7][2], buf[7][3])));
     alignas(32) uint64_t fc[4];
     _mm256_store_si256(reinterpret_cast<__m256i*>(fc), vfail);
     t.n_fail += fc[0] + fc[1] + fc[2] + fc[3];

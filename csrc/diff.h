@@ -10,7 +10,8 @@
 // - Non-finite pairs: both NaN, or the same infinity on both sides, is a match;
 //   every other non-finite pair is a failure (counted in n_fail and
 //   n_nonfinite_mismatch) and makes min_atol +inf. They land in bucket 63.
-// - Failure of a finite pair: |d| > atol + rtol*|a| (double arithmetic).
+// - Failure of a finite pair: |d| - rtol*|a| > atol (double arithmetic), so an
+//   element passes exactly when min_atol <= atol.
 // - Histogram of |d| over finite pairs: bucket 0 = exactly 0; bucket 1 =
 //   (0, 2^-40); bucket k in 2..61 = [2^(k-42), 2^(k-41)); bucket 62 = >= 2^20;
 //   bucket 63 = non-finite pairs.

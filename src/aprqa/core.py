@@ -274,7 +274,8 @@ class DiffStats:
         n: elements compared.
         n_equal: bit-identical elements after dequantization.
         n_finite: pairs where both sides are finite (the sums' population).
-        n_fail: elements with ``|d| > atol + rtol*|a|`` plus non-finite mismatches.
+        n_fail: finite elements with ``|d| - rtol*|a| > atol`` plus non-finite mismatches
+            (so the check passes exactly when ``min_atol <= atol``).
         nan_a, nan_b, inf_a, inf_b: NaN / Inf counts per side.
         nan_both: indices where both sides are NaN (a match).
         nonfinite_mismatch: non-finite pairs that fail.
@@ -428,7 +429,7 @@ def diff_stats(
             (float32 unless ``a_dtype`` says it is a raw payload).
         b: candidate, same kinds as ``a``.
         a_dtype, b_dtype: dtypes of raw payloads.
-        atol, rtol: element fails when ``|b-a| > atol + rtol*|a|``.
+        atol, rtol: an element fails when ``|b-a| - rtol*|a| > atol``.
         threads: worker threads.
         transform: ``None``; ``("transpose", rows, cols)`` - ``b`` is ``[cols, rows]``
             and is compared to ``a`` ``[rows, cols]`` transposed; or

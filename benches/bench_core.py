@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Benchmark of the native core: read-bandwidth probe, fused diff, dequantization.
+
+Usage:
+    python benches/bench_core.py            # default size (16 Mi elements)
+    python benches/bench_core.py --smoke    # tiny, fast run (for the test suite)
+    python benches/bench_core.py --size 64M --reps 5
+
+Every figure is the median of --reps runs; ratios are computed from figures of
+the same run. GB/s counts input bytes read (both sides for a diff).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from aprqa import _core, core  # noqa: E402
+
+
+def _median_time(fn: Callable[[], object], reps: int) -> float:
+    fn()  # warm-up (page faults, thread start)
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def _parse_size(s: str) -> int:
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    s = s.strip().upper()
+    return int(float(s[:-1]) * mult[s[-1]]) if s and s[-1] in mult else int(s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="16M", help="elements per tensor (K/M/G suffixes), multiple of 256")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="0 = all cores")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, 1 rep")
+    args = ap.parse_args(argv)
+    n = 1 << 16 if args.smoke else _parse_size(args.size)
+    n -= n % 256
+    reps = 1 if args.smoke else args.reps
+    threads = args.threads or _core.get_threads()
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal(n) * 0.02).astype(np.float32)
+    w2 = (w + rng.standard_normal(n).astype(np.float32) * 1e-4).astype(np.float32)
+    enc = {
+        "f32": w.view(np.uint8),
+        "f16": w.astype(np.float16).view(np.uint8),
+        "f16b": w2.astype(np.float16).view(np.uint8),
+        "bf16": (w2.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8),
+        "f32b": w2.view(np.uint8),
+    }
+    for qt in ("q8_0", "q4_0", "q4_k", "q6_k"):
+        enc[qt] = core.quantize(w2, qt)
+    print(f"aprqa core bench: n={n:,} elements, threads={threads}, simd={core.simd_level()}, reps={reps}")
+
+    # read-bandwidth probe over the same bytes as the f16 pair
+    pair = np.concatenate([enc["f16"], enc["f16b"]])
+    t_probe = _median_time(lambda: _core.read_probe(pair, threads), reps)
+    probe_gbs = pair.nbytes / t_probe / 1e9
+    print(f"read probe (sum of bytes, {pair.nbytes/1e6:.0f} MB): {probe_gbs:8.2f} GB/s")
+
+    # fused diff throughput
+    cases = [("f32", "f32", "f32", "f32b"), ("f16", "f16", "f16", "f16b"), ("bf16", "f16", "bf16", "f16"),
+             ("f16", "q8_0", "f16", "q8_0"), ("f16", "q4_k", "f16", "q4_k"), ("f16", "q6_k", "f16", "q6_k")]
+    diff_gbs: dict[str, float] = {}
+    for da, db, ka, kb in cases:
+        ra, rb = enc[ka], enc[kb]
+        t = _median_time(lambda: _core.diff_plain(ra, int(core._dtype(da)), rb, int(core._dtype(db)), n,
+                                                  1e-3, 1e-2, threads), reps)
+        gbs = (ra.nbytes + rb.nbytes) / t / 1e9
+        diff_gbs[f"{da}/{db}"] = gbs
+        print(f"fused diff {da:>4}/{db:<5}: {gbs:8.2f} GB/s  {n / t / 1e9:6.2f} G elem/s")
+
+    # numpy baseline on the f16 pair: astype - subtract - reduce
+    a16, b16 = enc["f16"].view(np.float16), enc["f16b"].view(np.float16)
+
+    def numpy_diff() -> None:
+        d = b16.astype(np.float32) - a16.astype(np.float32)
+        ad = np.abs(d)
+        ad.max(), ad.sum(dtype=np.float64), np.dot(d, d)
+
+    t_np = _median_time(numpy_diff, reps)
+    np_gbs = pair.nbytes / t_np / 1e9
+    print(f"numpy diff f16/f16 (astype-subtract-reduce): {np_gbs:8.2f} GB/s")
+
+    # histogram cost
+    t_nohist = _median_time(lambda: _core.diff_plain(enc["f16"], 1, enc["f16b"], 1, n, 1e-3, 1e-2, threads, -1,
+                                                     False), reps)
+    nohist_gbs = pair.nbytes / t_nohist / 1e9
+    print(f"fused diff  f16/f16   without histogram: {nohist_gbs:8.2f} GB/s")
+
+    # 1 vs 2 threads on the f16 pair
+    t1 = _median_time(lambda: _core.diff_plain(enc["f16"], 1, enc["f16b"], 1, n, 1e-3, 1e-2, 1), reps)
+    t2 = _median_time(lambda: _core.diff_plain(enc["f16"], 1, enc["f16b"], 1, n, 1e-3, 1e-2, 2), reps)
+
+    # dequant throughput vs gguf-py
+    import gguf
+    from gguf.quants import dequantize as gguf_dequantize
+
+    out = np.empty(n, np.float32)
+    deq_ratio: dict[str, float] = {}
+    for qt in ("f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k"):
+        raw = enc[qt]
+        dt = int(core._dtype(qt))
+        t = _median_time(lambda: _core.dequantize(raw, dt, n, out, 0, -1, threads), reps)
+        gt = gguf.GGMLQuantizationType[qt.upper()]
+        gin = raw.view(np.float16) if qt == "f16" else raw.reshape(-1, gguf.GGML_QUANT_SIZES[gt][1])
+        tg = _median_time(lambda: gguf_dequantize(gin, gt), max(1, reps // 2))
+        deq_ratio[qt] = tg / t
+        print(f"dequant {qt:>5}: {n / t / 1e9:6.2f} G elem/s ({raw.nbytes / t / 1e9:6.2f} GB/s in)"
+              f"   gguf-py {n / tg / 1e9:6.3f} G elem/s   ratio {tg / t:6.1f}x")
+
+    f16 = diff_gbs["f16/f16"]
+    print("--- ratios (same run) ---")
+    print(f"ratio fused f16/f16 vs numpy:        {f16 / np_gbs:6.1f}x   (target >= 15x)")
+    print(f"ratio fused f16/f16 vs read probe:   {100 * f16 / probe_gbs:6.1f}%   (target >= 70%)")
+    print(f"ratio histogram on vs off:           {100 * f16 / nohist_gbs:6.1f}%")
+    print(f"ratio 2 threads vs 1 (f16/f16 diff): {t1 / t2:6.2f}x   (target >= 1.7x)")
+    for qt in ("q8_0", "q4_0", "q4_k", "q6_k"):
+        print(f"ratio dequant {qt} vs gguf-py:      {deq_ratio[qt]:6.1f}x   (target >= 30x)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
