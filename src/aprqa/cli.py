@@ -59,6 +59,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.output), _stdout())
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .forward import detokenize, generate, tokenize
+    from .formats import open_model
+
+    with open_model(args.model) as model:
+        if args.ids is not None:
+            ids = [int(x) for x in args.ids.replace(",", " ").split()]
+        else:
+            ids = tokenize(model, args.prompt)
+        new = generate(model, ids, args.n, device=args.device)
+        try:
+            text = detokenize(model, new)
+        except AprqaError:  # no tokenizer in the file: ids only
+            text = None
+    if args.json:
+        sys.stdout.write(json.dumps({"prompt_ids": ids, "generated_ids": new, "text": text}) + "\n")
+        return EXIT_OK
+    out = _stdout()
+    out.print(f"prompt ids ({len(ids)}): {ids}")
+    out.print(f"generated ids ({len(new)}): {new}")
+    if text is not None:
+        out.print(f"text: {escape(repr(text))}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aprqa", description="Conversion-fidelity checks for SafeTensors, GGUF and APR.")
     p.add_argument("--version", action="version", version=f"aprqa {__version__}")
@@ -82,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="run the embedded demo end to end (no network)")
     s.add_argument("--output", default="demo-out", help="directory for generated models and reports")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("generate", help="greedy-generate N tokens with aprqa's own forward pass")
+    s.add_argument("model", help="model file (.safetensors/.gguf/.apr) or HF directory")
+    src = s.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", help="prompt text (tokenized with the model's own tokenizer)")
+    src.add_argument("--ids", help="prompt token ids, comma- or space-separated")
+    s.add_argument("-n", type=int, default=16, help="tokens to generate (default 16)")
+    s.add_argument("--device", choices=["cpu", "cuda", "torch-cpu"], default="cpu")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_generate)
     return p
 
 
