@@ -490,3 +490,20 @@ def test_metadata_offset_inside_header(tmp_path):
     with pytest.raises(FormatError, match="points into the 64-byte header") as exc:
         apr.open(p)
     _err(exc, p, "metadata_offset", 12)
+
+
+def test_large_file_footer_is_verified_only_on_request(tmp_path, monkeypatch):
+    from aprqa.dtypes import DType
+    from aprqa.formats import apr, open_model
+    from aprqa.formats.model import ArchConfig, TensorData
+
+    p = tmp_path / "m.apr"
+    apr.write(p, [TensorData("w", DType.F32, (4,), np.arange(4, dtype=np.float32))], ArchConfig(), None)
+    data = bytearray(p.read_bytes())
+    data[-1] ^= 0xFF  # corrupt the footer CRC
+    p.write_bytes(bytes(data))
+    monkeypatch.setattr(apr, "FOOTER_VERIFY_MAX_BYTES", 16)  # pretend the file is large
+    m = open_model(p)
+    assert any("footer CRC32 not verified" in w for w in m.warnings)
+    with pytest.raises(FormatError, match="footer CRC32"):
+        open_model(p, verify=True)

@@ -36,12 +36,27 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .inspect import describe
     from .report.console import render_inspect
 
-    with open_model(args.path) as model:
+    with open_model(args.path, verify=args.verify) as model:
         desc = describe(model, args.tensors)
     if args.json:
         sys.stdout.write(json.dumps(desc, indent=2) + "\n")
     else:
         render_inspect(desc, _stdout())
+    return EXIT_OK
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert
+    from .report.console import progress_bar
+
+    with progress_bar(_stderr(), enabled=not args.quiet) as advance:
+        result = convert(args.src, args.dst, to=args.to, quant=args.quant, on_tensor=advance)
+    changed = sum(1 for _, a, b, _t in result.tensors if a != b)
+    transformed = sum(1 for *_x, t in result.tensors if t)
+    _stderr().print(f"wrote {result.dst} ({result.fmt}, quant {result.quant}): {len(result.tensors)} tensors, "
+                    f"{changed} re-encoded, {transformed} with a layout transform")
+    if args.json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     return EXIT_OK
 
 
@@ -93,7 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("path", help="model file (.safetensors/.gguf/.apr) or HF directory")
     s.add_argument("--json", action="store_true", help="machine-readable output (docs/json-schema.md)")
     s.add_argument("--tensors", metavar="GLOB", help="only tensors whose name matches GLOB")
+    s.add_argument("--verify", action="store_true", help="also verify whole-file checksums (reads every byte)")
     s.set_defaults(func=cmd_inspect)
+
+    from .convert import QUANT_CHOICES
+
+    s = sub.add_parser("convert", help="reference converter between SafeTensors, GGUF and APR")
+    s.add_argument("src", help="source model (file or HF directory)")
+    s.add_argument("dst", help="output: .gguf, .apr, .safetensors or a directory (HF layout)")
+    s.add_argument("--to", choices=["safetensors", "gguf", "apr"], help="output format (default: from dst)")
+    s.add_argument("--quant", choices=QUANT_CHOICES, help="target type of 2-D weights (default: keep)")
+    s.add_argument("--json", action="store_true", help="print what was written per tensor as JSON")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_convert)
 
     s = sub.add_parser("synth", help="write a deterministic tiny model (HF layout) for experiments")
     from .synthetic import preset_names

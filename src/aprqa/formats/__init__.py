@@ -64,12 +64,14 @@ def detect_format(path: str | Path) -> str:
                       field="magic", offset=0)
 
 
-def open_model(path: str | Path) -> Model:
+def open_model(path: str | Path, *, verify: bool = False) -> Model:
     """Open any supported model file or HF directory as one Model view (headers only).
 
     Args:
         path: a .safetensors file, sharded index, HF directory, .gguf (first shard of a
             split works too) or .apr file.
+        verify: also check whole-file checksums that cost a full read (APR footer CRC
+            of files over 64 MiB; smaller files are always checked).
     Returns:
         Model with canonical tensor names, logical shapes, config and tokenizer summary.
     Raises:
@@ -78,7 +80,10 @@ def open_model(path: str | Path) -> Model:
         >>> m = open_model("model.gguf")  # doctest: +SKIP
         >>> m.tensors["model.embed_tokens.weight"].shape  # doctest: +SKIP
     """
-    return format_module(detect_format(path)).open(Path(path))
+    fmt = detect_format(path)
+    if fmt == "apr" and verify:
+        return format_module(fmt).open(Path(path), verify_footer=True)
+    return format_module(fmt).open(Path(path))
 
 
 def write_model(path: str | Path, fmt: str, tensors, config: ArchConfig,

@@ -136,8 +136,16 @@ def _parse_json(buf: memoryview, path: Path, off: int, size: int) -> dict[str, A
     return obj
 
 
-def open(path: Path) -> Model:  # noqa: A001 - same name in every formats module
+# Verifying the footer CRC reads the whole file; above this size it is done only on request.
+FOOTER_VERIFY_MAX_BYTES = 64 << 20
+
+
+def open(path: Path, *, verify_footer: bool | None = None) -> Model:  # noqa: A001 - same name in every formats module
     """Open an APR v2 file without reading tensor bytes (except to verify a footer CRC).
+
+    The footer CRC covers every byte of the file, so checking it costs a full read: it is
+    checked by default only for files up to FOOTER_VERIFY_MAX_BYTES (64 MiB); pass
+    ``verify_footer=True`` to force it (``aprqa inspect --verify``).
 
     Args:
         path: an ``.apr`` file.
@@ -160,7 +168,7 @@ def open(path: Path) -> Model:  # noqa: A001 - same name in every formats module
     try:
         buf = memoryview(mf.array)
         try:
-            return _read(path, mf, buf)
+            return _read(path, mf, buf, verify_footer)
         finally:
             buf.release()
     except BaseException:
@@ -168,7 +176,7 @@ def open(path: Path) -> Model:  # noqa: A001 - same name in every formats module
         raise
 
 
-def _read(path: Path, mf: MappedFile, buf: memoryview) -> Model:
+def _read(path: Path, mf: MappedFile, buf: memoryview, verify_footer: bool | None) -> Model:
     size = len(buf)
     cur = Cursor(buf, path)
     if size < 4:
@@ -265,9 +273,13 @@ def _read(path: Path, mf: MappedFile, buf: memoryview) -> Model:
     # footer slot: exactly 4 bytes after the (aligned or exact) end of the last payload
     last_end = max((data_off + rel + nb for _, _, _, rel, nb, _, _, _ in entries), default=data_off)
     footer = False
+    footer_unverified = False
+    if verify_footer is None:
+        verify_footer = size <= FOOTER_VERIFY_MAX_BYTES
     if size - 4 >= last_end and size - 4 in (last_end, align_up(last_end, ALIGN)):
         (stored,) = struct.unpack_from("<I", buf, size - 4)
-        computed = _crc_of(buf, size - 4)
+        computed = _crc_of(buf, size - 4) if verify_footer else stored
+        footer_unverified = not verify_footer
         if stored != computed:
             raise FormatError(path, f"footer CRC32 is {stored:#010x} but bytes [0, {size - 4:,}) give "
                               f"{computed:#010x}", field="footer crc32", offset=size - 4,
@@ -328,6 +340,9 @@ def _read(path: Path, mf: MappedFile, buf: memoryview) -> Model:
         infos.append((name, dtype, shape, dims, rel, nbytes))
     if legacy:
         warnings.append("legacy dtype codes 8/9 read as APR q4/q8 (not GGML Q8_0/Q8_1): " + ", ".join(legacy[:20]))
+    if footer_unverified:
+        warnings.append(f"footer CRC32 not verified: the file is over {FOOTER_VERIFY_MAX_BYTES >> 20} MiB and "
+                        "checking it reads every byte (aprqa inspect --verify)")
     if not realizar and flags & F_ROW_MAJOR and not footer:
         warnings.append("no footer CRC although aprender writes one (file truncated or written by another tool); "
                         "payload integrity not verified")

@@ -294,8 +294,15 @@ def _as_int(kv: dict[str, Any], key: str) -> int | None:
 
 
 def _as_float(kv: dict[str, Any], key: str) -> float | None:
+    """A float KV value; f32-stored values become their shortest decimal (1e-06, not 9.99999997e-07)."""
     v = kv.get(key)
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    if not isinstance(v, (int, float, np.floating)) or isinstance(v, bool):
+        return None
+    v = float(v)
+    f32 = np.float32(v)
+    if np.isfinite(f32) and float(f32) == v:
+        return float(str(f32))
+    return v
 
 
 def _tied(tensors: dict[str, TensorInfo]) -> bool | None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Callable, Iterator
 
 from rich.console import Console
 from rich.table import Table
@@ -59,3 +60,26 @@ def render_inspect(desc: dict[str, Any], console: Console) -> None:
                   f"{human_bytes(tot['bytes'])} · {bpw} · {dtypes}")
     for w in desc["warnings"]:
         console.print(f"[yellow]warning[/]    {w}")
+
+
+@contextlib.contextmanager
+def progress_bar(console: Console, *, enabled: bool = True,
+                 description: str = "tensors") -> Iterator[Callable[[Any], None]]:
+    """A per-tensor progress bar (bytes/s) on a terminal; a no-op callback elsewhere.
+
+    Yields a callback taking the TensorInfo just processed.
+    """
+    if not enabled or not console.is_terminal:
+        yield lambda _t: None
+        return
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                               TransferSpeedColumn)
+
+    with Progress(TextColumn(f"{description:<10}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as prog:
+        task = prog.add_task(description, total=None)
+
+        def advance(t: Any) -> None:
+            prog.advance(task, getattr(t, "nbytes", 0))
+
+        yield advance

@@ -1,0 +1,209 @@
+"""The reference converter: any supported format to any other, tensor by tensor.
+
+What it does, in the order a tensor meets it:
+  1. canonical name (the reader already mapped it) -> the writer's naming scheme;
+  2. expected layout transforms: llama.cpp's Q/K RoPE row permutation is applied
+     when writing llama/mistral GGUF and undone when reading them into another
+     format (rows are permuted on raw bytes: quant blocks never span rows);
+  3. dtype policy (docs/convert.md): tensors converters keep in float (1-D
+     tensors: norms and biases; tensors under 1,024 elements) stay F32; 2-D
+     weights take the requested type, with llama.cpp's fallbacks when a row length
+     is not a multiple of the block size (q4_k->q5_0, q5_k->q5_1, q6_k->q8_0,
+     q2_k/q3_k->q4_0, then f16 when not a multiple of 32);
+  4. payload: passed through unchanged when the dtype does not change, else
+     dequantized to f32 by the native core and re-quantized / cast by it.
+Tokenizer and architecture metadata are carried into every format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from . import core
+from .dtypes import DType, dtype_from_name
+from .errors import UsageError
+from .formats import FORMATS, format_module, open_model
+from .formats.model import Model, TensorData, TensorInfo
+from .formats.naming import LLAMA_FAMILY, ROPE_PERMUTED_ARCHS, rope_permuted
+
+QUANT_CHOICES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k",
+                 "apr-q4", "apr-q8")
+
+# What each format can store (APR in aprender's dialect).
+_STORABLE = {
+    "safetensors": {DType.F32, DType.F16, DType.BF16, DType.F64, DType.I8, DType.I16, DType.I32, DType.I64,
+                    DType.U8, DType.U16, DType.U32, DType.U64, DType.BOOL, DType.F8_E4M3, DType.F8_E5M2},
+    "gguf": {d for d in DType if int(d) < 128},
+    "apr": {DType.F32, DType.F16, DType.BF16, DType.F64, DType.I32, DType.I64, DType.I8, DType.U8,
+            DType.Q4_K, DType.Q6_K, DType.APR_Q4, DType.APR_Q8},
+}
+
+# llama.cpp's fallbacks when a row length is not a multiple of 256 (llama-quantize).
+_K_FALLBACK = {DType.Q4_K: DType.Q5_0, DType.Q5_K: DType.Q5_1, DType.Q6_K: DType.Q8_0,
+               DType.Q2_K: DType.Q4_0, DType.Q3_K: DType.Q4_0}
+SMALL_TENSOR_ELEMENTS = 1024
+
+
+@dataclass
+class ConvertResult:
+    """What a conversion wrote: per-tensor (canonical name, source dtype, target dtype, transform)."""
+
+    src: Path
+    dst: Path
+    fmt: str
+    quant: str
+    tensors: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"src": str(self.src), "dst": str(self.dst), "format": self.fmt, "quant": self.quant,
+                "tensors": [{"name": n, "from": a, "to": b, "transform": t} for n, a, b, t in self.tensors]}
+
+
+def infer_format(dst: Path) -> str:
+    if dst.suffix == ".gguf":
+        return "gguf"
+    if dst.suffix == ".apr":
+        return "apr"
+    if dst.suffix == ".safetensors" or dst.suffix == "" or dst.is_dir():
+        return "safetensors"
+    raise UsageError(f"cannot infer the output format from '{dst}'; pass --to safetensors|gguf|apr")
+
+
+def target_dtype(t: TensorInfo, quant: DType | None, fmt: str) -> DType:
+    """The dtype a tensor gets: float policy for small/1-D tensors, block-size fallbacks, format limits."""
+    src = t.dtype
+    if quant is None:  # keep the source type where the format can store it
+        return src if src in _STORABLE[fmt] else DType.F32
+    if len(t.shape) < 2 or t.n_elements < SMALL_TENSOR_ELEMENTS:
+        want = DType.F32 if quant.is_quantized or quant is DType.F32 else quant
+        if len(t.shape) < 2:
+            want = DType.F32  # norms and biases: converters keep them F32
+        return want
+    want = quant
+    row = t.shape[-1]
+    if want.is_quantized and want is not DType.APR_Q8:
+        block = want.info.block_elems
+        if row % block:
+            want = _K_FALLBACK.get(want, want)
+            if row % want.info.block_elems:
+                want = DType.F16
+    if want not in _STORABLE[fmt]:
+        raise UsageError(f"{fmt} cannot store {want.lname} (tensor '{t.name}'); "
+                         f"storable: {', '.join(sorted(d.lname for d in _STORABLE[fmt]))}")
+    return want
+
+
+def rope_row_permutation(rows: int, n_heads: int) -> np.ndarray:
+    """Index array p with gguf_row[i] = hf_row[p[i]] (llama.cpp's Q/K permutation).
+
+    Within each head of ``hd = rows / n_heads`` rows, GGUF row 2i is HF row i and
+    GGUF row 2i+1 is HF row i + hd/2.
+    """
+    if rows % n_heads or (rows // n_heads) % 2:
+        raise UsageError(f"cannot RoPE-permute {rows} rows into {n_heads} heads of even size")
+    hd = rows // n_heads
+    idx = np.arange(rows).reshape(n_heads, 2, hd // 2).transpose(0, 2, 1).reshape(rows)
+    return idx
+
+
+def _permute_rows_raw(raw: np.ndarray, rows: int, perm: np.ndarray) -> np.ndarray:
+    """Reorder the rows of a payload without decoding it (blocks never span rows)."""
+    stride = raw.nbytes // rows
+    return np.ascontiguousarray(raw.reshape(rows, stride)[perm]).reshape(-1)
+
+
+def _rope_heads(t: TensorInfo, model: Model) -> int:
+    c = model.config
+    heads = c.num_heads if ".q_proj." in t.name else c.num_kv_heads
+    if not heads:
+        raise UsageError(f"{model.path}: head counts unknown; cannot apply the Q/K RoPE permutation")
+    return heads
+
+
+def _encode(values: np.ndarray, dtype: DType) -> np.ndarray:
+    """float32 values -> payload of ``dtype`` (round-to-nearest-even for float casts)."""
+    if dtype is DType.F32:
+        return values
+    if dtype is DType.F16:
+        return values.astype(np.float16)  # IEEE cast: round-to-nearest-even
+    return core.quantize(values, dtype)
+
+
+def convert_tensors(model: Model, fmt: str, quant: DType | None,
+                    on_tensor: Callable[[TensorInfo], None] | None = None,
+                    log: list | None = None) -> Iterator[TensorData]:
+    """Yield the converted tensors of ``model`` for format ``fmt``, one at a time."""
+    arch = model.config.architecture
+    for t in model.tensors.values():
+        want = target_dtype(t, quant, fmt)
+        raw = t.raw()
+        # Rows of the source in HF order (undo a source GGUF permutation first).
+        perm_in = rope_permuted(t.name, arch, model.format)
+        perm_out = rope_permuted(t.name, arch, fmt)
+        transform = None
+        rows = t.shape[0] if t.shape else 1
+        if perm_in != perm_out:
+            perm = rope_row_permutation(rows, _rope_heads(t, model))
+            if perm_in:  # source rows are GGUF-ordered: invert
+                perm = np.argsort(perm)
+                transform = "rope-unpermute"
+            else:
+                transform = "rope-permute"
+            if t.dtype in (DType.APR_Q8, DType.APR_Q4) and want == t.dtype:
+                # APR blocks may cross row boundaries: go through f32.
+                raw = core.quantize(core.dequantize(t).reshape(t.shape)[perm], t.dtype)
+            else:
+                raw = _permute_rows_raw(raw, rows, perm) if len(t.shape) >= 1 and rows > 0 else raw
+        if want == t.dtype:
+            data = raw
+        else:
+            values = core.dequantize(raw, t.dtype, t.shape)
+            data = _encode(values, want)
+        if log is not None:
+            log.append((t.name, t.dtype.lname, want.lname, transform))
+        if on_tensor is not None:
+            on_tensor(t)
+        yield TensorData(t.name, want, t.shape, data)
+
+
+def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, quant: str | None = None,
+            on_tensor: Callable[[TensorInfo], None] | None = None) -> ConvertResult:
+    """Convert a model to another format (and optionally dtype).
+
+    Args:
+        src: a path or an opened Model.
+        dst: output path (``.gguf``, ``.apr``, ``.safetensors`` or a directory for an HF dir).
+        to: output format; inferred from ``dst`` when omitted.
+        quant: one of QUANT_CHOICES; ``None`` keeps source dtypes where the format can store them.
+        on_tensor: progress callback, called once per tensor after it is converted.
+    Returns:
+        ConvertResult listing every tensor's source and target dtype and any transform.
+    Raises:
+        UsageError: unsupported target type for the format, unknown quant name.
+        FormatError: unreadable source.
+    """
+    dst = Path(dst)
+    fmt = to or infer_format(dst)
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown output format {fmt!r} (known: {', '.join(FORMATS)})")
+    if quant is not None and quant not in QUANT_CHOICES:
+        raise UsageError(f"unknown --quant {quant!r} (known: {', '.join(QUANT_CHOICES)})")
+    qtype = dtype_from_name(quant) if quant else None
+    model = src if isinstance(src, Model) else open_model(src)
+    result = ConvertResult(Path(model.path), dst, fmt, quant or "keep")
+    config = model.config
+    if config.architecture in LLAMA_FAMILY:
+        # The RoPE style describes the row order of the written Q/K weights.
+        permuted = fmt == "gguf" and config.architecture in ROPE_PERMUTED_ARCHS
+        config = replace(config, rope_style="norm" if permuted else "neox")
+    try:
+        format_module(fmt).write(dst, convert_tensors(model, fmt, qtype, on_tensor, result.tensors),
+                                 config, model.tokenizer, None)
+    finally:
+        if not isinstance(src, Model):
+            model.close()
+    return result
