@@ -1,0 +1,214 @@
+"""Tensor-level comparison of two models: is the candidate the same model as the reference?
+
+    >>> report = compare("model/", "model.q8_0.gguf")      # doctest: +SKIP
+    >>> report.passed, report.verdict_counts()             # doctest: +SKIP
+
+See docs/tolerances.md for the tolerance model and docs/compare-json.md for the
+JSON layout of ``Report.to_dict()``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from .. import core
+from ..errors import AprqaError, UsageError
+from ..formats import open_model
+from ..formats.model import Model, TensorInfo
+from .metadata import SectionDiff, compare_config, compare_tokenizer, config_summary
+from .pairing import Pair, pair_tensors
+from .report import ModelSummary, NoiseFloor, Report, TensorResult, TensorStats, Verdict
+from .tolerance import Statistic, Tolerance, TolerancePolicy
+from .verdicts import Context, _result, judge_pair
+from ._sampling import RowReader, as_2d, rel_l2, sample_rows
+
+__all__ = ["compare", "Report", "TensorResult", "TensorStats", "NoiseFloor", "Verdict", "Tolerance",
+           "TolerancePolicy", "Statistic", "SectionDiff"]
+
+EMBED = "model.embed_tokens.weight"
+LM_HEAD = "lm_head.weight"
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+def _summary(m: Model) -> ModelSummary:
+    counts: dict[str, int] = {}
+    for t in m.tensors.values():
+        counts[t.dtype.lname] = counts.get(t.dtype.lname, 0) + 1
+    return ModelSummary(path=str(m.path), format=m.format, dialect=m.dialect, architecture=m.config.architecture,
+                        tensors=len(m.tensors), nbytes=m.total_bytes, dtypes=counts,
+                        config_line=config_summary(m.config))
+
+
+def _open(x: str | Path | Model) -> tuple[Model, bool]:
+    if isinstance(x, Model):
+        return x, False
+    if isinstance(x, (str, Path)):
+        return open_model(x), True
+    raise UsageError(f"compare: expected a path or an opened Model, got {type(x).__name__}")
+
+
+def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, profile: str | None = None,
+            tolerances: Mapping[str, Any] | Iterable[str] | None = None, only: str | None = None,
+            threads: int | None = None, progress: ProgressFn | None = None) -> Report:
+    """Compare candidate ``b`` with reference ``a`` tensor by tensor (plus config and tokenizer).
+
+    Args:
+        a: the reference (path or opened ``Model``).
+        b: the candidate (path or opened ``Model``).
+        fast: tensor level only. ``False`` also runs the output-level check of
+            ``aprqa.forward.compare_outputs`` when that module provides it.
+        profile: tolerance profile ("auto" default, "strict", "exact" or a target dtype name).
+        tolerances: per-name overrides ``{"GLOB": Tolerance | "atol:rtol" | {...}}`` or
+            ``["GLOB=atol:rtol", ...]``; each glob must match at least one tensor.
+        only: compare only tensors whose canonical or source name matches this glob.
+        threads: worker threads of the core kernels (default: all cores).
+        progress: called as ``progress(done_bytes, total_bytes, tensor_name)`` after each tensor.
+
+    Returns:
+        A ``Report``; ``bool(report)`` is ``report.passed``. Comparing zero tensor pairs is a
+        failure (``report.errors``), never a vacuous pass.
+
+    Raises:
+        FormatError: a file cannot be opened.
+        UsageError: bad profile, tolerance, threads or a glob that matches nothing.
+
+    Example:
+        >>> r = compare("model/", "model.f16.gguf")   # doctest: +SKIP
+        >>> [t.name for t in r.failures()]             # doctest: +SKIP
+    """
+    if threads is not None and (not isinstance(threads, int) or threads < 0):
+        raise UsageError(f"threads must be a non-negative integer, got {threads!r}")
+    policy = TolerancePolicy.build(profile, tolerances)
+    t0 = time.perf_counter()
+    ref, close_a = _open(a)
+    try:
+        cand, close_b = _open(b)
+    except BaseException:
+        if close_a:
+            ref.close()
+        raise
+    try:
+        return _compare_models(ref, cand, policy=policy, fast=fast, only=only, threads=threads,
+                               progress=progress, t0=t0)
+    finally:
+        if close_b:
+            cand.close()
+        if close_a:
+            ref.close()
+
+
+def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: bool, only: str | None,
+                    threads: int | None, progress: ProgressFn | None, t0: float) -> Report:
+    pairs = pair_tensors(ref, cand, only)
+    unmatched = policy.unmatched_overrides([p.name for p in pairs])
+    if unmatched:
+        raise UsageError(f"tolerance override glob(s) {', '.join(repr(g) for g in unmatched)} match no tensor "
+                         f"(names look like {pairs[0].name if pairs else EMBED!r})")
+    ctx = Context(ref, cand, policy, threads)
+    total = sum(p.reference.nbytes if p.reference else 0 for p in pairs) + \
+        sum(p.candidate.nbytes if p.candidate else 0 for p in pairs)
+    done = 0
+    results: list[TensorResult] = []
+    missing = [p for p in pairs if p.candidate is None]
+    extra = [p for p in pairs if p.reference is None]
+    for p in pairs:
+        if p.both:
+            try:
+                r = judge_pair(ctx, p.reference, p.candidate, p.name)  # type: ignore[arg-type]
+            except AprqaError as err:
+                r = _result(p.reference, p.candidate, p.name, Verdict.UNREADABLE, False, detail=str(err))
+        elif p.candidate is None:
+            r = _judge_missing(ctx, p, extra)
+        else:
+            r = _judge_extra(ctx, p, missing)
+        results.append(r)
+        done += r.nbytes
+        if progress is not None:
+            progress(done, total, p.name)
+    errors: list[str] = []
+    if not any(r.stats is not None for r in results):
+        what = f" matching --only {only!r}" if only else ""
+        errors.append(f"no tensor pair{what} could be compared ({len(pairs)} tensors: "
+                      f"{len(missing)} only in the reference, {len(extra)} only in the candidate)")
+    outputs, outputs_note = None, ""
+    if fast:
+        outputs_note = "tensor level only (--fast)"
+    else:
+        outputs, outputs_note = _outputs(ref, cand)
+    return Report(reference=_summary(ref), candidate=_summary(cand), tensors=tuple(results),
+                  metadata=compare_config(ref, cand), tokenizer=compare_tokenizer(ref, cand), policy=policy,
+                  fast=fast, only=only, outputs=outputs, outputs_note=outputs_note,
+                  seconds=time.perf_counter() - t0, bytes_read=done, errors=tuple(errors))
+
+
+def _outputs(ref: Model, cand: Model) -> tuple[Any, str]:
+    try:
+        from .. import forward
+    except ImportError:
+        return None, "output-level check not available (aprqa.forward is not installed)"
+    fn = getattr(forward, "compare_outputs", None)
+    if fn is None:
+        return None, "output-level check not available (aprqa.forward has no compare_outputs yet)"
+    return fn(ref, cand), "output-level check: aprqa.forward.compare_outputs"
+
+
+def _quick_match(ctx: Context, ta: TensorInfo, tb: TensorInfo) -> float:
+    """rel-L2 of tb against ta on sampled rows (inf when the layouts are incomparable)."""
+    if ta.n_elements != tb.n_elements or ta.past_eof or tb.past_eof:
+        return float("inf")
+    rows, cols = as_2d(ta.shape)
+    try:
+        idx = sample_rows(rows, cols, budget=1 << 14)
+        a = RowReader(ta.raw(), ta.dtype, rows, cols, ctx.threads).rows_at(idx)
+        b = RowReader(tb.raw(), tb.dtype, rows, cols, ctx.threads).rows_at(idx)
+    except (AprqaError, ValueError):
+        return float("inf")
+    return rel_l2(a, b)
+
+
+def _judge_missing(ctx: Context, p: Pair, extra: list[Pair]) -> TensorResult:
+    ta = p.reference
+    assert ta is not None
+    if p.name == LM_HEAD and EMBED in ctx.ref.tensors and EMBED in ctx.cand.tensors:
+        emb = ctx.ref.tensors[EMBED]
+        if tuple(emb.shape) == tuple(ta.shape):
+            s = core.diff_stats(emb, ta, threads=ctx.threads)
+            if s.n_equal == s.n:
+                return _result(ta, None, p.name, Verdict.TIED, True, related=EMBED,
+                               detail=f"the reference stores {LM_HEAD} as an exact copy of {EMBED}; the candidate "
+                                      "ties them (reuses the embedding)")
+    for q in extra:
+        tb = q.candidate
+        assert tb is not None
+        err = _quick_match(ctx, ta, tb)
+        if err <= 0.2:
+            return _result(ta, None, p.name, Verdict.MISSING, False, related=tb.source_name,
+                           detail=f"not in the candidate under this name, but its data is there as "
+                                  f"'{tb.source_name}' (rel-L2 {err:.3g} on sampled rows): renamed")
+    return _result(ta, None, p.name, Verdict.MISSING, False, detail="only in the reference (dropped)")
+
+
+def _judge_extra(ctx: Context, p: Pair, missing: list[Pair]) -> TensorResult:
+    tb = p.candidate
+    assert tb is not None
+    if p.name == LM_HEAD and EMBED in ctx.ref.tensors and tuple(ctx.ref.tensors[EMBED].shape) == tuple(tb.shape):
+        r = judge_pair(ctx, ctx.ref.tensors[EMBED], tb, p.name)
+        if r.passed:
+            return TensorResult(**{**r.__dict__, "verdict": Verdict.TIED, "related": EMBED,
+                                   "detail": f"the candidate stores {LM_HEAD} as a copy of the reference's "
+                                             f"{EMBED} (tied embeddings): {r.verdict.value}, {r.detail}"})
+    for q in missing:
+        ta = q.reference
+        assert ta is not None
+        err = _quick_match(ctx, ta, tb)
+        if err <= 0.2:
+            return _result(None, tb, p.name, Verdict.EXTRA, False, related=ta.name,
+                           detail=f"only in the candidate; holds the data of {ta.name} (rel-L2 {err:.3g} on "
+                                  f"sampled rows): renamed from it")
+    return _result(None, tb, p.name, Verdict.EXTRA, False,
+                   detail="only in the candidate" + ("" if tb.known_name else " (name not in the canonical scheme)"))

@@ -1,0 +1,149 @@
+"""Cheap access to parts of a tensor for hypothesis testing (rows, reinterpretations).
+
+All decoding goes through ``aprqa.core`` (one dequantizer); this module only picks
+which rows to decode and merges per-chunk statistics.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import mmap
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from .. import core
+from ..dtypes import DType, payload_nbytes
+from ..formats.model import TensorInfo
+
+SAMPLE_ELEMENTS = 1 << 18      # elements decoded per side to choose a hypothesis
+WHOLE_TENSOR_ELEMENTS = 1 << 20  # below this, a tensor is decoded whole instead of by rows
+
+
+def as_2d(shape: tuple[int, ...]) -> tuple[int, int]:
+    """[rows, cols] view of a logical shape (1-D tensors are one column per element)."""
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], 1
+    rows = 1
+    for d in shape[:-1]:
+        rows *= d
+    return rows, shape[-1]
+
+
+def sample_rows(rows: int, cols: int, budget: int = SAMPLE_ELEMENTS) -> np.ndarray:
+    """Evenly spread row indices (all rows when the tensor fits the budget)."""
+    k = max(1, min(rows, budget // max(cols, 1)))
+    if k >= rows:
+        return np.arange(rows, dtype=np.int64)
+    return np.unique(np.linspace(0, rows - 1, k).round().astype(np.int64))
+
+
+def row_aligned(dtype: DType, cols: int) -> bool:
+    return dtype is not DType.APR_Q8 and cols % dtype.info.block_elems == 0
+
+
+class RowReader:
+    """Decode selected rows of a raw payload viewed as ``[rows, cols]`` of ``dtype``.
+
+    Small tensors (or layouts whose rows are not whole blocks) are decoded whole once.
+    """
+
+    def __init__(self, raw: np.ndarray, dtype: DType, rows: int, cols: int, threads: int | None = None):
+        self.raw, self.dtype, self.rows, self.cols, self.threads = raw, dtype, rows, cols, threads
+        self._whole: np.ndarray | None = None
+        if rows * cols <= WHOLE_TENSOR_ELEMENTS or not row_aligned(dtype, cols):
+            self._whole = core.dequantize(raw, dtype, (rows, cols), threads=threads)
+
+    def rows_at(self, idx: np.ndarray) -> np.ndarray:
+        if self._whole is not None:
+            return self._whole[idx]
+        out = np.empty((len(idx), self.cols), np.float32)
+        for k, i in enumerate(idx):
+            core.dequantize_rows(self.raw, self.dtype, (self.rows, self.cols), int(i), int(i) + 1, out=out[k],
+                                 threads=1)
+        return out
+
+
+def rel_l2(ref: np.ndarray, cand: np.ndarray) -> float:
+    """‖cand − ref‖ / ‖ref‖ over finite pairs, in float64 (sample-sized arrays only)."""
+    a = ref.astype(np.float64).ravel()
+    b = cand.astype(np.float64).ravel()
+    ok = np.isfinite(a) & np.isfinite(b)
+    if not ok.all():
+        if ok.sum() < 0.99 * ok.size:
+            return math.inf
+        a, b = a[ok], b[ok]
+    den = float(np.dot(a, a))
+    num = float(np.dot(b - a, b - a))
+    if den == 0:
+        return 0.0 if num == 0 else math.inf
+    return math.sqrt(num / den)
+
+
+def merge_stats(parts: list[core.DiffStats], offsets: list[int]) -> core.DiffStats:
+    """Combine the DiffStats of consecutive chunks (``offsets``: each chunk's first flat index)."""
+    if len(parts) == 1:
+        return parts[0]
+    best = max(range(len(parts)), key=lambda i: (parts[i].max_abs, -i))
+    argmax = parts[best].argmax + offsets[best] if parts[best].argmax >= 0 else -1
+    summed: dict[str, Any] = {}
+    for f in ("n", "n_equal", "n_finite", "n_fail", "nan_a", "nan_b", "inf_a", "inf_b", "nan_both",
+              "nonfinite_mismatch", "sum_d", "sum_abs", "sum_sq", "sum_a", "sum_a2", "sum_b2", "sum_ab"):
+        summed[f] = sum(getattr(p, f) for p in parts)
+    hist = tuple(int(sum(h)) for h in zip(*(p.hist for p in parts))) if parts[0].hist else ()
+    return replace(parts[0], **summed, max_abs=parts[best].max_abs, argmax=argmax,
+                   min_atol=max(p.min_atol for p in parts), hist=hist)
+
+
+_PAGE = mmap.PAGESIZE
+try:  # Linux/macOS: drop pages of a read-only file mapping once a chunk is done (bounded RSS)
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _madvise = _libc.madvise
+    _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    _MADV_DONTNEED = 4
+except (OSError, AttributeError):  # pragma: no cover - non-POSIX
+    _madvise = None
+
+
+def release(view: np.ndarray) -> None:
+    """Tell the kernel the pages under ``view`` (a read-only file mapping) may be dropped."""
+    if _madvise is None or view.nbytes < 4 * _PAGE:
+        return
+    start = view.ctypes.data
+    lo = (start + _PAGE - 1) // _PAGE * _PAGE
+    hi = (start + view.nbytes) // _PAGE * _PAGE
+    if hi > lo:
+        _madvise(lo, hi - lo, _MADV_DONTNEED)
+
+
+def chunked_diff(ta: TensorInfo, tb: TensorInfo, *, atol: float, rtol: float, threads: int | None,
+                 chunk_bytes: int, b_dtype: DType | None = None) -> core.DiffStats:
+    """Full plain pass over two same-layout tensors, in row chunks of about ``chunk_bytes``;
+    pages are released after each chunk so resident memory stays bounded."""
+    ra, rb = ta.raw(), tb.raw()
+    bdt = b_dtype or tb.dtype
+    rows, cols = as_2d(ta.shape)
+    n = rows * cols
+    if (ra.nbytes + rb.nbytes <= chunk_bytes or not row_aligned(ta.dtype, cols) or not row_aligned(bdt, cols)):
+        s = core.diff_stats(ra, rb, a_dtype=ta.dtype, b_dtype=bdt, atol=atol, rtol=rtol, threads=threads,
+                            shape=(n,))
+        release(ra)
+        release(rb)
+        return s
+    row_a = payload_nbytes(ta.dtype, cols)
+    row_b = payload_nbytes(bdt, cols)
+    step = max(1, chunk_bytes // (row_a + row_b))
+    parts, offsets = [], []
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        va, vb = ra[r0 * row_a: r1 * row_a], rb[r0 * row_b: r1 * row_b]
+        parts.append(core.diff_stats(va, vb, a_dtype=ta.dtype, b_dtype=bdt, atol=atol, rtol=rtol,
+                                     threads=threads, shape=((r1 - r0) * cols,)))
+        offsets.append(r0 * cols)
+        release(va)
+        release(vb)
+    return merge_stats(parts, offsets)

@@ -1,0 +1,205 @@
+"""Architecture-config and tokenizer diff of two models (reference vs candidate).
+
+Each field is MATCH, DIFFERENT, MISSING (stated by the reference, absent from the
+candidate), EXTRA (stated only by the candidate) or NOT-STATED (neither side): both
+values are kept. DIFFERENT and MISSING fail; EXTRA and NOT-STATED are shown, never
+counted as matches. A tokenizer missing from the candidate is a failure.
+
+Known equivalence: a GGUF of a llama-family architecture that llama.cpp stores with
+Q/K rows permuted (naming.ROPE_PERMUTED_ARCHS) says RoPE "norm"; with the permuted
+weights this is the same model as HF's "neox" (rotate_half). That pair is a MATCH
+with a note, not DIFFERENT.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..formats.model import ArchConfig, Model, TokenizerInfo
+from ..formats.naming import ROPE_PERMUTED_ARCHS
+
+
+class FieldStatus:
+    MATCH = "MATCH"
+    DIFFERENT = "DIFFERENT"
+    MISSING = "MISSING"
+    EXTRA = "EXTRA"
+    NOT_STATED = "NOT-STATED"
+
+
+_FAILING = {FieldStatus.DIFFERENT, FieldStatus.MISSING}
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    """One compared field. ``reference``/``candidate`` are the two values (None = absent)."""
+
+    field: str
+    status: str
+    reference: Any
+    candidate: Any
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status not in _FAILING
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "status": self.status, "reference": self.reference,
+                "candidate": self.candidate, "note": self.note, "passed": self.passed}
+
+
+@dataclass(frozen=True)
+class SectionDiff:
+    """A list of field diffs (the config section or the tokenizer section)."""
+
+    name: str
+    fields: tuple[FieldDiff, ...]
+    note: str = ""
+    failed_outright: bool = False  # e.g. the candidate has no tokenizer at all
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed_outright and all(f.passed for f in self.fields)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def compared(self) -> int:
+        return sum(1 for f in self.fields if f.status in (FieldStatus.MATCH, FieldStatus.DIFFERENT,
+                                                          FieldStatus.MISSING))
+
+    @property
+    def matched(self) -> int:
+        return sum(1 for f in self.fields if f.status == FieldStatus.MATCH)
+
+    def problems(self) -> list[FieldDiff]:
+        return [f for f in self.fields if not f.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "matched": self.matched, "compared": self.compared,
+                "note": self.note, "fields": [f.to_dict() for f in self.fields]}
+
+
+_CONFIG_FIELDS = ("architecture", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
+                  "intermediate_size", "vocab_size", "rope_theta", "rope_style", "rms_eps", "context_length")
+
+
+def _close(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            fa, fb = float(a), float(b)
+        except (TypeError, ValueError):
+            return False
+        # GGUF stores theta/eps as f32: equal when they agree to f32 precision.
+        return math.isclose(fa, fb, rel_tol=2 ** -23, abs_tol=0.0) or fa == fb
+    return a == b
+
+
+def _field(name: str, a: Any, b: Any, note: str = "") -> FieldDiff:
+    if a is None and b is None:
+        return FieldDiff(name, FieldStatus.NOT_STATED, None, None, note)
+    if b is None:
+        return FieldDiff(name, FieldStatus.MISSING, a, None, note)
+    if a is None:
+        return FieldDiff(name, FieldStatus.EXTRA, None, b, note)
+    return FieldDiff(name, FieldStatus.MATCH if _close(a, b) else FieldStatus.DIFFERENT, a, b, note)
+
+
+def _permuted_qk(model: Model) -> bool:
+    return model.format == "gguf" and (model.config.architecture or "") in ROPE_PERMUTED_ARCHS
+
+
+def compare_config(ref: Model, cand: Model) -> SectionDiff:
+    """Field-by-field diff of the two ArchConfigs."""
+    a, b = ref.config, cand.config
+    out: list[FieldDiff] = []
+    for name in _CONFIG_FIELDS:
+        va, vb = getattr(a, name), getattr(b, name)
+        if name == "rope_style" and va is not None and vb is not None and va != vb \
+                and {va, vb} == {"norm", "neox"}:
+            norm_side = ref if va == "norm" else cand
+            if _permuted_qk(norm_side) and not _permuted_qk(ref if norm_side is cand else cand):
+                out.append(FieldDiff(name, FieldStatus.MATCH, va, vb,
+                                     note=f"{norm_side.format} {norm_side.config.architecture} says 'norm' because "
+                                          "llama.cpp stores Q/K rows permuted; equivalent to HF 'neox'"))
+                continue
+        out.append(_field(name, va, vb))
+    return SectionDiff("metadata", tuple(out))
+
+
+def _first_diff(xs: tuple[str, ...], ys: tuple[str, ...]) -> int | None:
+    for i, (x, y) in enumerate(zip(xs, ys)):
+        if x != y:
+            return i
+    return None if len(xs) == len(ys) else min(len(xs), len(ys))
+
+
+def _seq_field(name: str, xs: tuple[str, ...], ys: tuple[str, ...], what: str) -> FieldDiff:
+    if not xs and not ys:
+        return FieldDiff(name, FieldStatus.NOT_STATED, 0, 0)
+    if not ys:
+        return FieldDiff(name, FieldStatus.MISSING, len(xs), 0, note=f"candidate has no {what}")
+    if not xs:
+        return FieldDiff(name, FieldStatus.EXTRA, 0, len(ys))
+    i = _first_diff(xs, ys)
+    if i is None:
+        return FieldDiff(name, FieldStatus.MATCH, len(xs), len(ys))
+    ta = xs[i] if i < len(xs) else None
+    tb = ys[i] if i < len(ys) else None
+    n_diff = sum(1 for x, y in zip(xs, ys) if x != y) + abs(len(xs) - len(ys))
+    return FieldDiff(name, FieldStatus.DIFFERENT, len(xs), len(ys),
+                     note=f"first difference at {what} {i}: reference {ta!r}, candidate {tb!r} "
+                          f"({n_diff:,} differ)")
+
+
+def compare_tokenizer(ref: Model, cand: Model) -> SectionDiff:
+    """Model type, vocabulary, merges, special ids, pre-tokenizer and chat template."""
+    a, b = ref.tokenizer, cand.tokenizer
+    if a is None and b is None:
+        return SectionDiff("tokenizer", (), note="neither model carries a tokenizer (not compared)")
+    if b is None:
+        return SectionDiff("tokenizer", (), note="the candidate carries no tokenizer (the reference does)",
+                           failed_outright=True)
+    if a is None:
+        return SectionDiff("tokenizer", (), note="only the candidate carries a tokenizer (nothing to compare "
+                                                 "it against)")
+    return SectionDiff("tokenizer", _tok_fields(a, b))
+
+
+def _tok_fields(a: TokenizerInfo, b: TokenizerInfo) -> tuple[FieldDiff, ...]:
+    return (
+        _field("model_type", a.model_type, b.model_type),
+        _seq_field("vocabulary", a.tokens, b.tokens, "token id"),
+        _seq_field("merges", a.merges, b.merges, "merge"),
+        _field("bos_id", a.bos_id, b.bos_id),
+        _field("eos_id", a.eos_id, b.eos_id),
+        _field("pad_id", a.pad_id, b.pad_id),
+        _field("unk_id", a.unk_id, b.unk_id),
+        _field("pre", a.pre, b.pre),
+        _field("chat_template", a.chat_template, b.chat_template),
+    )
+
+
+def config_summary(cfg: ArchConfig) -> str:
+    """Short one-line summary: ``hidden 896, layers 24, heads 14/2, rope 1e+06 neox, eps 1e-06, vocab 151936``."""
+    parts = []
+    if cfg.hidden_size is not None:
+        parts.append(f"hidden {cfg.hidden_size}")
+    if cfg.num_layers is not None:
+        parts.append(f"layers {cfg.num_layers}")
+    if cfg.num_heads is not None:
+        parts.append(f"heads {cfg.num_heads}/{cfg.num_kv_heads}")
+    if cfg.rope_theta is not None:
+        parts.append(f"rope {cfg.rope_theta:g} {cfg.rope_style or ''}".rstrip())
+    if cfg.rms_eps is not None:
+        parts.append(f"eps {cfg.rms_eps:g}")
+    if cfg.vocab_size is not None:
+        parts.append(f"vocab {cfg.vocab_size}")
+    return ", ".join(parts)

@@ -1,0 +1,321 @@
+"""Results of ``compare`` as data: frozen dataclasses with ``passed``/``__bool__``/``to_dict``.
+
+Nothing here prints; report/ renders these objects (console, JSON, HTML, Markdown).
+The JSON layout is documented in docs/compare-json.md (``schema_version`` bumps on
+any incompatible change).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .metadata import SectionDiff
+from .tolerance import Tolerance, TolerancePolicy
+
+SCHEMA_VERSION = 1
+
+
+class Verdict(str, enum.Enum):
+    """What a tensor pair is, in order from best to worst."""
+
+    IDENTICAL = "IDENTICAL"              # bit-equal after dequantization
+    EXACT_CAST = "EXACT-CAST"            # candidate == reference rounded to nearest-even (float narrowing)
+    QUANT_FAITHFUL = "QUANT-FAITHFUL"    # quantized, error within the type's noise floor
+    TIED = "TIED"                        # lm_head absent on one side / a copy of embed_tokens (tied embeddings)
+    WITHIN_TOLERANCE = "WITHIN-TOLERANCE"  # not the expected bits/noise, but inside an explicit user tolerance
+    DEGRADED = "DEGRADED"                # same tensor, error above the noise floor / not the exact rounding
+    SCALED = "SCALED"                    # candidate ≈ k·reference
+    OFFSET = "OFFSET"                    # candidate ≈ reference + c (e.g. norm stored ±1)
+    TRANSPOSED = "TRANSPOSED"            # data transposed (same or swapped shape)
+    ROW_PERMUTED = "ROW-PERMUTED"        # rows reordered (RoPE permutation applied/undone wrongly, ...)
+    SWAPPED = "SWAPPED"                  # candidate holds another reference tensor's data
+    DTYPE_MISREAD = "DTYPE-MISREAD"      # candidate bytes decode correctly as another dtype
+    NAN_INF = "NAN/INF"                  # NaN/Inf where the reference is finite
+    CORRUPT = "CORRUPT"                  # none of the above explains the difference
+    SHAPE_MISMATCH = "SHAPE-MISMATCH"    # shapes differ and no explanation was found
+    DTYPE_CHANGE = "DTYPE-CHANGE"        # dtypes that cannot be compared numerically (float <-> int, ...)
+    MISSING = "MISSING"                  # only in the reference
+    EXTRA = "EXTRA"                      # only in the candidate
+    UNREADABLE = "UNREADABLE"            # payload past EOF / not decodable
+
+    @property
+    def passing(self) -> bool:
+        return self in _PASSING
+
+
+_PASSING = {Verdict.IDENTICAL, Verdict.EXACT_CAST, Verdict.QUANT_FAITHFUL, Verdict.TIED, Verdict.WITHIN_TOLERANCE}
+
+# worst first when sorting failures
+_SEVERITY = {v: i for i, v in enumerate(reversed(list(Verdict)))}
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: NaN/Inf floats become strings ("nan", "inf", "-inf")."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+@dataclass(frozen=True)
+class TensorStats:
+    """Statistics of one full fused pass (reference vs candidate), copied from the core's DiffStats."""
+
+    n: int
+    n_equal: int
+    max_abs: float
+    max_abs_index: tuple[int, ...]
+    mean_abs: float
+    rmse: float
+    rel_l2: float
+    cosine: float
+    sqnr_db: float
+    nmse: float
+    n_fail: int
+    min_atol: float
+    rtol: float
+    reference_nan: int
+    reference_inf: int
+    candidate_nan: int
+    candidate_inf: int
+    histogram: tuple[int, ...] = ()
+
+    @property
+    def equal(self) -> bool:
+        return self.n_equal == self.n
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["max_abs_index"] = list(self.max_abs_index)
+        d["histogram"] = list(self.histogram)
+        return d
+
+
+@dataclass(frozen=True)
+class NoiseFloor:
+    """Error of re-quantizing the reference with the candidate's type (our quantizer).
+
+    Attributes:
+        dtype: the quantized type.
+        rel_l2: relative L2 error of the re-quantized reference (the floor).
+        candidate_rel_l2: the candidate's relative L2 error on the same rows.
+        ratio: candidate_rel_l2 / rel_l2 (1.0 = as good as our quantizer).
+        rows_sampled, rows_total: the floor is measured on evenly spread rows.
+        blocks_bit_equal, blocks_compared: candidate bytes equal to our quantizer's bytes
+            (same algorithm) on the sampled rows.
+        block_bound_violations: Q8_0/Q4_0: elements past the per-block bound |a−deq| ≤ d/2
+            (d for Q4_0's clamped edge) on the sampled rows; None when not applicable.
+    """
+
+    dtype: str
+    rel_l2: float
+    candidate_rel_l2: float
+    ratio: float
+    rows_sampled: int
+    rows_total: int
+    blocks_bit_equal: int
+    blocks_compared: int
+    block_bound_violations: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class TensorResult:
+    """One paired (or unpaired) tensor and its verdict.
+
+    Attributes:
+        name: canonical name.
+        verdict: the diagnosis.
+        passed: whether it meets its tolerance.
+        reference_dtype/candidate_dtype, reference_shape/candidate_shape: None when absent.
+        transform: the expected transforms undone before comparing (``gguf-dim-order``,
+            ``rope-permute(n_head=32)``), or for a failure the transform that explains it.
+        stats: the full-pass statistics as stored (None when nothing could be compared).
+        explained_stats: the full-pass statistics after undoing the diagnosed fault
+            (e.g. transposed back), when a hypothesis was confirmed.
+        noise: the noise floor of a quantized candidate.
+        tolerance: the criterion applied; tolerance_source says where it came from.
+        detail: one sentence with the numbers.
+        related: another tensor involved (the tensor a SWAPPED candidate holds, the name a
+            MISSING tensor was found under, the embedding an lm_head is tied to).
+        nbytes: reference + candidate payload bytes read.
+    """
+
+    name: str
+    verdict: Verdict
+    passed: bool
+    reference_dtype: str | None
+    candidate_dtype: str | None
+    reference_shape: tuple[int, ...] | None
+    candidate_shape: tuple[int, ...] | None
+    transform: tuple[str, ...] = ()
+    stats: TensorStats | None = None
+    explained_stats: TensorStats | None = None
+    noise: NoiseFloor | None = None
+    tolerance: Tolerance | None = None
+    tolerance_source: str = ""
+    detail: str = ""
+    related: str | None = None
+    nbytes: int = 0
+    layer: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def severity(self) -> int:
+        return _SEVERITY[self.verdict]
+
+    @property
+    def error_score(self) -> float:
+        """A sortable badness: err/noise for quantized, rel-L2 otherwise (inf for structural failures)."""
+        if self.stats is None:
+            return math.inf if not self.passed else 0.0
+        if self.noise is not None and math.isfinite(self.noise.ratio):
+            return self.noise.ratio
+        r = self.stats.rel_l2
+        return r if math.isfinite(r) else math.inf
+
+    def to_dict(self) -> dict[str, Any]:
+        return _clean({
+            "name": self.name, "verdict": self.verdict.value, "passed": self.passed, "layer": self.layer,
+            "reference": None if self.reference_dtype is None else
+            {"dtype": self.reference_dtype, "shape": list(self.reference_shape or ())},
+            "candidate": None if self.candidate_dtype is None else
+            {"dtype": self.candidate_dtype, "shape": list(self.candidate_shape or ())},
+            "transform": list(self.transform), "detail": self.detail, "related": self.related,
+            "stats": self.stats.to_dict() if self.stats else None,
+            "explained_stats": self.explained_stats.to_dict() if self.explained_stats else None,
+            "noise": self.noise.to_dict() if self.noise else None,
+            "tolerance": self.tolerance.to_dict() if self.tolerance else None,
+            "tolerance_source": self.tolerance_source, "nbytes": self.nbytes,
+        })
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """One side of the comparison, as shown in the report header."""
+
+    path: str
+    format: str
+    dialect: str
+    architecture: str | None
+    tensors: int
+    nbytes: int
+    dtypes: dict[str, int]
+    config_line: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of ``aprqa.compare``.
+
+    ``passed`` is True only when at least one tensor pair was compared, every tensor result
+    passed, the metadata and tokenizer sections passed, and (when run) the output-level check
+    passed. ``bool(report) == report.passed``.
+    """
+
+    reference: ModelSummary
+    candidate: ModelSummary
+    tensors: tuple[TensorResult, ...]
+    metadata: SectionDiff
+    tokenizer: SectionDiff
+    policy: TolerancePolicy
+    fast: bool
+    only: str | None = None
+    outputs: Any = None             # forward.compare_outputs result, when run
+    outputs_note: str = ""          # why the output-level check did not run
+    seconds: float = 0.0
+    bytes_read: int = 0
+    errors: tuple[str, ...] = ()    # report-level failures (e.g. nothing compared)
+
+    @property
+    def pairs_compared(self) -> int:
+        return sum(1 for t in self.tensors if t.stats is not None)
+
+    @property
+    def passed(self) -> bool:
+        outputs_ok = self.outputs is None or bool(getattr(self.outputs, "passed", False))
+        return (not self.errors and self.pairs_compared > 0 and all(t.passed for t in self.tensors)
+                and self.metadata.passed and self.tokenizer.passed and outputs_ok)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def failures(self) -> list[TensorResult]:
+        """Failing tensors, worst first."""
+        return sorted((t for t in self.tensors if not t.passed), key=lambda t: (-t.severity, -t.error_score))
+
+    def verdict_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for t in self.tensors:
+            counts[t.verdict.value] = counts.get(t.verdict.value, 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: _SEVERITY[Verdict(kv[0])]))
+
+    def worst_passing(self) -> TensorResult | None:
+        ok = [t for t in self.tensors if t.passed and t.stats is not None]
+        return max(ok, key=lambda t: t.error_score, default=None)
+
+    def min_atol(self) -> float | None:
+        """Smallest atol (at each tensor's rtol) under which every compared tensor's elements pass."""
+        vals = [t.stats.min_atol for t in self.tensors if t.stats is not None]
+        return max(vals) if vals else None
+
+    def dtype_changes(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.tensors:
+            if t.reference_dtype and t.candidate_dtype and t.reference_dtype != t.candidate_dtype:
+                k = f"{t.reference_dtype}→{t.candidate_dtype}"
+                out[k] = out.get(k, 0) + 1
+        return out
+
+    def summary(self) -> str:
+        """A few plain-text lines: verdict counts, the failures with their numbers, the result."""
+        lines = ["verdicts   " + " · ".join(f"{k} {v}" for k, v in self.verdict_counts().items())]
+        for t in self.failures()[:20]:
+            lines.append(f"  {t.name}  {t.verdict.value}  {t.detail}")
+        for sec in (self.metadata, self.tokenizer):
+            for f in sec.problems():
+                lines.append(f"  {sec.name}.{f.field}  {f.status}  reference {f.reference!r}, "
+                             f"candidate {f.candidate!r}{'  ' + f.note if f.note else ''}")
+            if sec.failed_outright:
+                lines.append(f"  {sec.name}  FAIL  {sec.note}")
+        for e in self.errors:
+            lines.append(f"  error: {e}")
+        lines.append(f"result     {'PASS' if self.passed else 'FAIL'}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        outputs = None
+        if self.outputs is not None:
+            to_d = getattr(self.outputs, "to_dict", None)
+            outputs = to_d() if callable(to_d) else str(self.outputs)
+        return _clean({
+            "schema": "aprqa.compare", "schema_version": SCHEMA_VERSION,
+            "passed": self.passed, "fast": self.fast, "only": self.only,
+            "reference": self.reference.to_dict(), "candidate": self.candidate.to_dict(),
+            "policy": self.policy.to_dict(),
+            "counts": {"pairs_compared": self.pairs_compared, "tensors": len(self.tensors),
+                       "failed": sum(1 for t in self.tensors if not t.passed),
+                       "verdicts": self.verdict_counts(), "dtype_changes": self.dtype_changes()},
+            "min_atol": self.min_atol(),
+            "metadata": self.metadata.to_dict(), "tokenizer": self.tokenizer.to_dict(),
+            "outputs": outputs, "outputs_note": self.outputs_note,
+            "errors": list(self.errors), "seconds": self.seconds, "bytes_read": self.bytes_read,
+            "tensors": [t.to_dict() for t in self.tensors],
+        })
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, default=str)

@@ -1,0 +1,246 @@
+"""The one tolerance model of tensor comparison (docs/tolerances.md).
+
+A ``Tolerance`` is a frozen, validated criterion for one tensor. The reference
+(A) is always the scale: an element passes when ``|b - a| <= atol + rtol * |a|``;
+max-abs and max-rel are never OR-ed. A ``TolerancePolicy`` picks the criterion for
+each tensor: a per-name glob override when one matches (first match wins), else
+the profile's default for the candidate's dtype.
+
+Statistics (``Statistic``):
+  * ``EXACT``       — bits must match after dequantization (lossless paths), or the
+                      candidate must be exactly the reference rounded to nearest-even
+                      (float narrowing casts). No epsilon, however small.
+  * ``NOISE``       — quantized candidates: error relative to the reference must stay
+                      within ``max_noise_ratio`` x the error of re-quantizing the
+                      reference with the same type (the noise floor), and the
+                      aggregate limits (``min_cosine``, ``max_rel_l2``, ``max_nmse``).
+  * ``ELEMENTWISE`` — every element within ``atol + rtol*|a|`` (explicit overrides).
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from ..dtypes import DType, dtype_from_name
+from ..errors import DTypeError, UsageError
+
+
+class Statistic(str, enum.Enum):
+    EXACT = "exact"
+    NOISE = "noise"
+    ELEMENTWISE = "elementwise"
+
+
+def _check_limit(name: str, value: float | None, lo: float, hi: float) -> None:
+    if value is None:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+            or not lo <= value <= hi:
+        raise UsageError(f"Tolerance.{name} = {value!r}: must be a finite number in [{lo:g}, {hi:g}]")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """One tensor's pass criterion; validated at construction.
+
+    Attributes:
+        statistic: what is tested (see module docstring).
+        atol, rtol: elementwise bound ``|b - a| <= atol + rtol*|a|`` (ELEMENTWISE); for the
+            other statistics ``rtol`` is also the rtol at which the minimum passing atol
+            is reported.
+        max_noise_ratio: NOISE: limit on err(candidate) / err(re-quantized reference).
+        min_cosine, max_rel_l2, max_nmse: aggregate limits (None = not checked).
+        allow_nan: NaN/Inf in the candidate where the reference is finite fails unless True.
+    """
+
+    statistic: Statistic = Statistic.EXACT
+    atol: float = 0.0
+    rtol: float = 0.0
+    max_noise_ratio: float | None = None
+    min_cosine: float | None = None
+    max_rel_l2: float | None = None
+    max_nmse: float | None = None
+    allow_nan: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.statistic, Statistic):
+            try:
+                object.__setattr__(self, "statistic", Statistic(self.statistic))
+            except ValueError:
+                raise UsageError(f"Tolerance.statistic {self.statistic!r} is not one of "
+                                 f"{', '.join(s.value for s in Statistic)}") from None
+        _check_limit("atol", self.atol, 0.0, 1e30)
+        _check_limit("rtol", self.rtol, 0.0, 1e30)
+        _check_limit("max_noise_ratio", self.max_noise_ratio, 1.0, 1e30)
+        _check_limit("min_cosine", self.min_cosine, -1.0, 1.0)
+        _check_limit("max_rel_l2", self.max_rel_l2, 0.0, 1e30)
+        _check_limit("max_nmse", self.max_nmse, 0.0, 1e30)
+        if self.statistic is Statistic.NOISE and self.max_noise_ratio is None:
+            raise UsageError("Tolerance(statistic=noise) needs max_noise_ratio")
+
+    @classmethod
+    def elementwise(cls, atol: float, rtol: float = 0.0) -> "Tolerance":
+        return cls(Statistic.ELEMENTWISE, float(atol), float(rtol))
+
+    @classmethod
+    def parse(cls, text: str) -> "Tolerance":
+        """``"atol:rtol"`` or ``"atol"`` -> an ELEMENTWISE tolerance.
+
+        Raises:
+            UsageError: not two non-negative finite numbers.
+        """
+        parts = text.split(":")
+        if not 1 <= len(parts) <= 2:
+            raise UsageError(f"tolerance {text!r}: expected ATOL or ATOL:RTOL (e.g. 1e-3:1e-2)")
+        try:
+            vals = [float(p) for p in parts]
+        except ValueError:
+            raise UsageError(f"tolerance {text!r}: expected numbers, e.g. 1e-3:1e-2") from None
+        return cls.elementwise(vals[0], vals[1] if len(vals) == 2 else 0.0)
+
+    def describe(self) -> str:
+        if self.statistic is Statistic.EXACT:
+            return "exact (bit-equal, or round-to-nearest-even for float casts)"
+        if self.statistic is Statistic.NOISE:
+            s = f"err/noise ≤ {self.max_noise_ratio:g}"
+            if self.min_cosine is not None:
+                s += f", cosine ≥ {self.min_cosine:g}"
+            return s
+        return f"|b−a| ≤ {self.atol:g} + {self.rtol:g}·|a|"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"statistic": self.statistic.value, "atol": self.atol, "rtol": self.rtol,
+                "max_noise_ratio": self.max_noise_ratio, "min_cosine": self.min_cosine,
+                "max_rel_l2": self.max_rel_l2, "max_nmse": self.max_nmse, "allow_nan": self.allow_nan}
+
+
+EXACT = Tolerance(Statistic.EXACT)
+
+# err/noise limits per quantized family for the "auto" profile. Our quantizer implements the
+# reference algorithms (round-to-nearest for legacy types, llama.cpp-style searches for K-quants);
+# another converter's search may land slightly worse, hence > 1 limits for the search-based types.
+_NOISE_LIMITS: dict[str, float] = {
+    "q8_0": 1.10, "q8_1": 1.10, "apr_q8": 1.10,
+    "q4_0": 1.25, "q4_1": 1.25, "q5_0": 1.25, "q5_1": 1.25, "apr_q4": 1.25, "iq4_nl": 1.5,
+}
+_DEFAULT_NOISE_LIMIT = 1.5  # k-quants and the rest
+_STRICT_NOISE_LIMIT = 1.02
+
+PROFILE_NAMES = ("auto", "exact", "strict")
+
+
+def _profile_known(name: str) -> bool:
+    if name in PROFILE_NAMES or name in ("q4_k_m", "q4_k_s", "q5_k_m", "q5_k_s", "q3_k_m", "q3_k_s", "q3_k_l"):
+        return True
+    try:
+        dtype_from_name(name)
+        return True
+    except DTypeError:
+        return False
+
+
+@dataclass(frozen=True)
+class TolerancePolicy:
+    """Which ``Tolerance`` applies to which tensor.
+
+    Attributes:
+        profile: "auto" (per candidate dtype: lossless exact, float casts exact-RNE, quantized
+            relative to the noise floor), "strict" (quantized err/noise ≤ 1.02), "exact" (every
+            tensor must be bit-identical), or the name of the expected target type
+            ("f16", "q8_0", "q4_k_m", ...; same limits as "auto", recorded in the report).
+        overrides: ``(glob, Tolerance)`` pairs; the first glob matching a tensor's canonical
+            name wins over the profile default.
+    """
+
+    profile: str = "auto"
+    overrides: tuple[tuple[str, Tolerance], ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.profile, str) or not _profile_known(self.profile.lower()):
+            raise UsageError(f"unknown tolerance profile {self.profile!r}; known: {', '.join(PROFILE_NAMES)} "
+                             "or a target dtype name (f16, bf16, q8_0, q4_k_m, ...)")
+        object.__setattr__(self, "profile", self.profile.lower())
+        norm: list[tuple[str, Tolerance]] = []
+        for item in self.overrides:
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str) and item[0]
+                    and isinstance(item[1], Tolerance)):
+                raise UsageError(f"tolerance override {item!r}: expected (glob, Tolerance)")
+            norm.append(item)
+        object.__setattr__(self, "overrides", tuple(norm))
+
+    @classmethod
+    def build(cls, profile: str | None = None,
+              tolerances: Mapping[str, Tolerance | str | Mapping[str, Any]] | Iterable[str] | None = None
+              ) -> "TolerancePolicy":
+        """From the API/CLI spellings: ``{"glob": Tolerance | "atol:rtol" | {field: value}}`` or
+        an iterable of ``"GLOB=atol:rtol"`` strings.
+
+        Raises:
+            UsageError: malformed override or profile name.
+        """
+        items: list[tuple[str, Tolerance]] = []
+        if tolerances is None:
+            pass
+        elif isinstance(tolerances, Mapping):
+            for glob, tol in tolerances.items():
+                items.append((str(glob), _as_tolerance(glob, tol)))
+        else:
+            for text in tolerances:
+                if not isinstance(text, str) or "=" not in text:
+                    raise UsageError(f"--tol {text!r}: expected GLOB=ATOL:RTOL, e.g. 'model.norm.*=1e-3:0'")
+                glob, _, spec = text.rpartition("=")
+                if not glob:
+                    raise UsageError(f"--tol {text!r}: empty glob")
+                items.append((glob, Tolerance.parse(spec)))
+        return cls(profile or "auto", tuple(items))
+
+    def override_for(self, name: str) -> tuple[str, Tolerance] | None:
+        for glob, tol in self.overrides:
+            if fnmatch.fnmatchcase(name, glob):
+                return glob, tol
+        return None
+
+    def unmatched_overrides(self, names: Iterable[str]) -> list[str]:
+        names = list(names)
+        return [g for g, _ in self.overrides if not any(fnmatch.fnmatchcase(n, g) for n in names)]
+
+    def default_for(self, ref: DType, cand: DType) -> Tolerance:
+        """The profile's criterion for a reference -> candidate dtype pair."""
+        if self.profile == "exact" or not cand.is_quantized:
+            return EXACT
+        if self.profile == "strict":
+            return Tolerance(Statistic.NOISE, max_noise_ratio=_STRICT_NOISE_LIMIT)
+        return Tolerance(Statistic.NOISE, max_noise_ratio=_NOISE_LIMITS.get(cand.lname, _DEFAULT_NOISE_LIMIT))
+
+    def for_tensor(self, name: str, ref: DType, cand: DType) -> tuple[Tolerance, str]:
+        """``(tolerance, source)``; source is ``"override 'GLOB'"`` or ``"profile NAME"``."""
+        o = self.override_for(name)
+        if o is not None:
+            return o[1], f"override '{o[0]}'"
+        return self.default_for(ref, cand), f"profile {self.profile}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"profile": self.profile,
+                "overrides": [{"glob": g, **t.to_dict()} for g, t in self.overrides]}
+
+
+def _as_tolerance(glob: object, tol: object) -> Tolerance:
+    if isinstance(tol, Tolerance):
+        return tol
+    if isinstance(tol, str):
+        return Tolerance.parse(tol)
+    if isinstance(tol, Mapping):
+        unknown = set(tol) - set(Tolerance.__dataclass_fields__)
+        if unknown:
+            raise UsageError(f"tolerance for {glob!r}: unknown field(s) {sorted(unknown)}; known: "
+                             f"{', '.join(Tolerance.__dataclass_fields__)}")
+        d = dict(tol)
+        d.setdefault("statistic", Statistic.ELEMENTWISE)
+        return Tolerance(**d)
+    if isinstance(tol, (tuple, list)) and len(tol) == 2:
+        return Tolerance.elementwise(float(tol[0]), float(tol[1]))
+    raise UsageError(f"tolerance for {glob!r}: {tol!r} is not a Tolerance, 'atol:rtol' or a dict")
