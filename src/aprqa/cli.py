@@ -99,6 +99,26 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+    from .report.compare_console import progress_bar, render_compare
+
+    err = _stderr()
+    with progress_bar(err, enabled=err.is_terminal and not args.json and not args.no_progress) as progress:
+        report = compare(args.reference, args.candidate, fast=args.fast, profile=args.profile,
+                         tolerances=args.tol or None, only=args.only, threads=args.threads, progress=progress)
+    if args.report:
+        from .report import html, markdown
+
+        path = Path(args.report)
+        (markdown if path.suffix.lower() in (".md", ".markdown") else html).write_report(report, path)
+    if args.json:
+        sys.stdout.write(report.to_json() + "\n")
+    else:
+        render_compare(report, _stdout(), report_path=args.report)
+    return EXIT_OK if report.passed else EXIT_FAIL
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aprqa", description="Conversion-fidelity checks for SafeTensors, GGUF and APR.")
     p.add_argument("--version", action="version", version=f"aprqa {__version__}")
@@ -144,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", choices=["cpu", "cuda", "torch-cpu"], default="cpu")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_generate)
+    s = sub.add_parser("compare", help="is the candidate the same model as the reference? (tensors, config, tokenizer)")
+    s.add_argument("reference", help="reference model (file or HF directory)")
+    s.add_argument("candidate", help="converted model to check")
+    s.add_argument("--fast", action="store_true", help="tensor level only (skip the output-level check)")
+    s.add_argument("--json", action="store_true", help="machine-readable report on stdout (docs/compare-json.md)")
+    s.add_argument("--report", metavar="PATH", help="also write a self-contained report (.html or .md)")
+    s.add_argument("--only", metavar="GLOB", help="only tensors whose name matches GLOB")
+    s.add_argument("--threads", type=int, metavar="N", help="worker threads (default: all cores)")
+    s.add_argument("--profile", default="auto", help="tolerance profile: auto, strict, exact or a target dtype")
+    s.add_argument("--tol", action="append", metavar="GLOB=ATOL:RTOL",
+                   help="elementwise tolerance override for matching tensors (repeatable)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_compare)
     return p
 
 

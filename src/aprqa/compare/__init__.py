@@ -54,7 +54,7 @@ def _open(x: str | Path | Model) -> tuple[Model, bool]:
 
 def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, profile: str | None = None,
             tolerances: Mapping[str, Any] | Iterable[str] | None = None, only: str | None = None,
-            threads: int | None = None, progress: ProgressFn | None = None) -> Report:
+            threads: int | None = None, progress: ProgressFn | None = None, prompt: str | None = None) -> Report:
     """Compare candidate ``b`` with reference ``a`` tensor by tensor (plus config and tokenizer).
 
     Args:
@@ -68,6 +68,7 @@ def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, 
         only: compare only tensors whose canonical or source name matches this glob.
         threads: worker threads of the core kernels (default: all cores).
         progress: called as ``progress(done_bytes, total_bytes, tensor_name)`` after each tensor.
+        prompt: text for the output-level check (``fast=False``); a fixed default otherwise.
 
     Returns:
         A ``Report``; ``bool(report)`` is ``report.passed``. Comparing zero tensor pairs is a
@@ -94,7 +95,7 @@ def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, 
         raise
     try:
         return _compare_models(ref, cand, policy=policy, fast=fast, only=only, threads=threads,
-                               progress=progress, t0=t0)
+                               progress=progress, t0=t0, prompt=prompt)
     finally:
         if close_b:
             cand.close()
@@ -103,7 +104,7 @@ def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, 
 
 
 def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: bool, only: str | None,
-                    threads: int | None, progress: ProgressFn | None, t0: float) -> Report:
+                    threads: int | None, progress: ProgressFn | None, t0: float, prompt: str | None) -> Report:
     pairs = pair_tensors(ref, cand, only)
     unmatched = policy.unmatched_overrides([p.name for p in pairs])
     if unmatched:
@@ -139,22 +140,31 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
     if fast:
         outputs_note = "tensor level only (--fast)"
     else:
-        outputs, outputs_note = _outputs(ref, cand)
+        outputs, outputs_note, out_err = _outputs(ref, cand, prompt or DEFAULT_PROMPT)
+        if out_err:
+            errors.append(out_err)  # a check that could not run is not a pass
     return Report(reference=_summary(ref), candidate=_summary(cand), tensors=tuple(results),
                   metadata=compare_config(ref, cand), tokenizer=compare_tokenizer(ref, cand), policy=policy,
                   fast=fast, only=only, outputs=outputs, outputs_note=outputs_note,
                   seconds=time.perf_counter() - t0, bytes_read=done, errors=tuple(errors))
 
 
-def _outputs(ref: Model, cand: Model) -> tuple[Any, str]:
+DEFAULT_PROMPT = "The quick brown fox jumps over the lazy dog. def add(a, b): return a + b"
+
+
+def _outputs(ref: Model, cand: Model, prompt: str) -> tuple[Any, str, str | None]:
+    """(result, note, error): the output-level check of aprqa.forward, when it exists."""
     try:
         from .. import forward
     except ImportError:
-        return None, "output-level check not available (aprqa.forward is not installed)"
+        return None, "output-level check not available (aprqa.forward is not installed)", None
     fn = getattr(forward, "compare_outputs", None)
     if fn is None:
-        return None, "output-level check not available (aprqa.forward has no compare_outputs yet)"
-    return fn(ref, cand), "output-level check: aprqa.forward.compare_outputs"
+        return None, "output-level check not available (aprqa.forward has no compare_outputs)", None
+    try:
+        return fn(ref, cand, prompt=prompt), f"output-level check on prompt {prompt[:40]!r}", None
+    except AprqaError as err:
+        return None, "output-level check could not run", f"output-level check could not run: {err}"
 
 
 def _quick_match(ctx: Context, ta: TensorInfo, tb: TensorInfo) -> float:

@@ -1,0 +1,131 @@
+"""Terminal rendering of a compare ``Report`` (answer first, evidence next to it) and its
+live progress bar. Only report/ prints."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Callable, Iterator
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeRemainingColumn, TransferSpeedColumn)
+
+from .console import human_bytes
+
+_GOOD = {"IDENTICAL", "EXACT-CAST", "QUANT-FAITHFUL", "TIED", "WITHIN-TOLERANCE"}
+
+
+def _g(x: float | None, digits: int = 3) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, float) and not math.isfinite(x):
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return f"{x:.{digits}g}"
+
+
+@contextlib.contextmanager
+def progress_bar(console: Console, enabled: bool) -> Iterator[Callable[[int, int, str], None] | None]:
+    """A ``progress(done, total, name)`` callback drawing a bar (bytes/s, ETA) on ``console``;
+    yields None when disabled (non-TTY, --json)."""
+    if not enabled:
+        yield None
+        return
+    bar = Progress(TextColumn("tensors   "), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   TimeRemainingColumn(), TextColumn("{task.fields[name]}"), console=console, transient=True)
+    task = bar.add_task("compare", total=None, name="")
+    with bar:
+        def update(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, name=name[-48:])
+        yield update
+
+
+def _side(label: str, s: dict[str, Any]) -> str:
+    dtypes = ", ".join(f"{k}×{v}" for k, v in sorted(s["dtypes"].items(), key=lambda kv: -kv[1]))
+    return (f"{label:<10} {escape(s['path'])}   {s['format']} {s['dialect']} · {dtypes} · {s['tensors']} tensors · "
+            f"{human_bytes(s['nbytes'])} · {s['architecture'] or '?'}")
+
+
+def render_compare(report: Any, console: Console, *, report_path: str | None = None) -> None:
+    """Print the summary: sides, metadata, tokenizer, verdict counts, failures worst-first,
+    worst passing tensor, minimum passing tolerance, result line."""
+    d = report.to_dict()
+    console.print(_side("reference", d["reference"]))
+    console.print(_side("candidate", d["candidate"]))
+    c = d["counts"]
+    console.print(f"tensors    {c['pairs_compared']} pairs compared of {c['tensors']} names · "
+                  f"{human_bytes(d['bytes_read'])} in {d['seconds']:.2f} s"
+                  + (f" · only {escape(d['only'])}" if d["only"] else ""))
+    if c["dtype_changes"]:
+        console.print("dtypes     " + " · ".join(f"{k} ×{v}" for k, v in c["dtype_changes"].items()))
+    md = report.metadata
+    status = "[green]MATCH[/]" if md.passed else "[red]DIFFERENT[/]"
+    console.print(f"metadata   {status} {md.matched}/{md.compared} ({escape(d['reference'].get('config_line', ''))})")
+    for f in md.fields:
+        if not f.passed or f.note:
+            console.print(f"           {f.field}: {f.status} · reference {f.reference!r} · candidate "
+                          f"{f.candidate!r}" + (f" · {escape(f.note)}" if f.note else ""))
+    tk = report.tokenizer
+    if not tk.fields:
+        col = "red" if tk.failed_outright else "yellow"
+        console.print(f"tokenizer  [{col}]{'FAIL' if tk.failed_outright else 'NOT COMPARED'}[/] {escape(tk.note)}")
+    else:
+        vocab = next((f for f in tk.fields if f.field == "vocabulary"), None)
+        merges = next((f for f in tk.fields if f.field == "merges"), None)
+        head = "[green]MATCH[/]" if tk.passed else "[red]DIFFERENT[/]"
+        console.print(f"tokenizer  {head} {tk.matched}/{tk.compared}"
+                      + (f" · {vocab.reference:,} tokens" if vocab and isinstance(vocab.reference, int) else "")
+                      + (f" · {merges.reference:,} merges" if merges and isinstance(merges.reference, int) else ""))
+        for f in tk.problems():
+            console.print(f"           {f.field}: {f.status} · reference {escape(repr(f.reference))} · candidate "
+                          f"{escape(repr(f.candidate))}" + (f" · {escape(f.note)}" if f.note else ""))
+    counts = " · ".join(f"[{'green' if k in _GOOD else 'red'}]{k}[/] {v}" for k, v in c["verdicts"].items())
+    console.print(f"verdicts   {counts}")
+    fails = report.failures()
+    for t in fails[:25]:
+        console.print(f"  [bold]{escape(t.name)}[/]  [red]{t.verdict.value}[/]"
+                      + (f"  ({' · '.join(t.transform)})" if t.transform else ""))
+        console.print(f"      {escape(t.detail)}")
+    if len(fails) > 25:
+        console.print(f"  … and {len(fails) - 25} more failing tensors (see --json / --report)")
+    worst = report.worst_passing()
+    if worst is not None and worst.stats is not None:
+        s = worst.stats
+        extra = f"err/noise {_g(worst.noise.ratio)}  " if worst.noise else ""
+        console.print(f"           worst passing: {escape(worst.name)}  {worst.candidate_dtype}  {extra}"
+                      f"rel-L2 {_g(s.rel_l2)}  cos {_g(s.cosine, 6)}  SQNR {_g(s.sqnr_db)} dB")
+    mat = report.min_atol()
+    if mat is not None:
+        console.print(f"tolerance  minimum passing: atol {_g(mat)} at rtol 0 (profile {d['policy']['profile']}"
+                      + (f", {len(d['policy']['overrides'])} override(s)" if d["policy"]["overrides"] else "") + ")")
+    for e in d["errors"]:
+        console.print(f"[red]error[/]      {escape(e)}")
+    if report.outputs is not None:
+        o = report.outputs
+        why = "; ".join(getattr(o, "failures", ()) or ()) or "; ".join(getattr(o, "notes", ()) or ())
+        console.print(f"outputs    {'[green]PASS[/]' if o.passed else '[red]FAIL[/]'} {escape(report.outputs_note)}"
+                      + (f" · {escape(why)}" if why else ""))
+    if report.passed:
+        scope = "(tensor level; run without --fast for the output-level check)" if report.fast else \
+            f"({escape(report.outputs_note)})" if report.outputs is None else ""
+        console.print(f"result     [green bold]PASS[/] {scope}   exit 0")
+    else:
+        n = len(fails)
+        what = []
+        if n:
+            kinds = sorted({t.verdict.value for t in fails})
+            what.append(f"{n} tensor{'s' if n != 1 else ''} broken ({', '.join(kinds)})")
+        if not md.passed:
+            what.append("metadata differs")
+        if not tk.passed:
+            what.append("tokenizer differs" if tk.fields else "tokenizer missing")
+        if d["errors"]:
+            what.append("nothing compared")
+        if report.outputs is not None and not report.outputs.passed:
+            what.append("outputs differ")
+        console.print(f"result     [red bold]FAIL[/]: {'; '.join(what)}   exit 1")
+    if not report.fast and report.outputs is None:
+        console.print(f"note       {escape(report.outputs_note)}")
+    if report_path:
+        console.print(f"           report → {escape(report_path)}")

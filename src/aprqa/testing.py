@@ -1,0 +1,70 @@
+"""pytest helpers: ``assert_models_close(reference, candidate, profile=...)``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .formats.model import Model
+
+__all__ = ["assert_models_close"]
+
+
+def _g(x: float) -> str:
+    return f"{x:.6g}" if math.isfinite(x) else str(x)
+
+
+def assert_models_close(reference: str | Path | Model, candidate: str | Path | Model, *, profile: str = "auto",
+                        tolerances: Mapping[str, Any] | Iterable[str] | None = None, only: str | None = None,
+                        threads: int | None = None) -> Any:
+    """Assert that ``candidate`` is the same model as ``reference`` at tensor level.
+
+    Args:
+        reference, candidate: paths or opened Models.
+        profile, tolerances, only, threads: as for :func:`aprqa.compare.compare`.
+
+    Returns:
+        The passing ``Report``.
+
+    Raises:
+        AssertionError: a torch.testing-style message: mismatched tensors k / n, the worst
+            tensor with its verdict, greatest absolute difference with its index, and the
+            minimum tolerance that would have passed.
+
+    Example:
+        >>> assert_models_close("model/", "model.f16.gguf", profile="f16")  # doctest: +SKIP
+    """
+    from .compare import compare
+
+    report = compare(reference, candidate, fast=True, profile=profile, tolerances=tolerances, only=only,
+                     threads=threads)
+    if report.passed:
+        return report
+    fails = report.failures()
+    n = len(report.tensors)
+    lines = [f"Models are not close (profile {report.policy.profile})!", "",
+             f"Mismatched tensors: {len(fails)} / {n} ({100.0 * len(fails) / n if n else 0:.1f}%)"]
+    if fails:
+        w = fails[0]
+        lines.append(f"Worst tensor: {w.name} ({w.verdict.value}): {w.detail}")
+        s = w.stats
+        if s is not None:
+            idx = ", ".join(map(str, s.max_abs_index))
+            lines.append(f"Greatest absolute difference: {_g(s.max_abs)} at index ({idx}) "
+                         f"(up to {_g(s.min_atol)} allowed at rtol {_g(s.rtol)} would pass)")
+            lines.append(f"Relative L2: {_g(s.rel_l2)}, cosine {_g(s.cosine)}, mismatched elements "
+                         f"{s.n - s.n_equal} / {s.n}")
+        for t in fails[1:10]:
+            lines.append(f"  also {t.name}: {t.verdict.value}")
+    mat = report.min_atol()
+    if mat is not None:
+        lines.append(f"Minimum tolerance that would pass every compared tensor: atol {_g(mat)} at rtol 0")
+    for sec in (report.metadata, report.tokenizer):
+        for f in sec.problems():
+            lines.append(f"{sec.name}.{f.field}: {f.status} (reference {f.reference!r}, candidate {f.candidate!r})"
+                         + (f" {f.note}" if f.note else ""))
+        if sec.failed_outright:
+            lines.append(f"{sec.name}: {sec.note}")
+    lines += [f"error: {e}" for e in report.errors]
+    raise AssertionError("\n".join(lines))
