@@ -28,7 +28,10 @@ def _stdout() -> Console:
 
 
 def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    console = Console(stderr=True, highlight=False)
+    if not console.is_terminal:
+        console = Console(stderr=True, highlight=False, width=160)
+    return console
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

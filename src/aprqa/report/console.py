@@ -35,7 +35,13 @@ def render_inspect(desc: dict[str, Any], console: Console) -> None:
     console.print(f"format     {desc['format']} · {desc['dialect']}"
                   + (f"  ({desc['dialect_note']})" if desc["dialect_note"] else ""))
     cfg = desc["config"]
-    console.print("config     " + " · ".join(f"{k} {_fmt_cfg_value(v)}" for k, v in cfg.items()))
+    console.print(f"config     {cfg['architecture'] or '—'} · hidden {_fmt_cfg_value(cfg['hidden_size'])} · "
+                  f"layers {_fmt_cfg_value(cfg['num_layers'])} · heads {_fmt_cfg_value(cfg['num_heads'])}/"
+                  f"{_fmt_cfg_value(cfg['num_kv_heads'])} (head dim {_fmt_cfg_value(cfg['head_dim'])}) · "
+                  f"ffn {_fmt_cfg_value(cfg['intermediate_size'])} · vocab {_fmt_cfg_value(cfg['vocab_size'])}")
+    console.print(f"           rope {_fmt_cfg_value(cfg['rope_theta'])} {_fmt_cfg_value(cfg['rope_style'])} · "
+                  f"rms eps {_fmt_cfg_value(cfg['rms_eps'])} · tied embeddings "
+                  f"{_fmt_cfg_value(cfg['tied_embeddings'])} · context {_fmt_cfg_value(cfg['context_length'])}")
     tok = desc["tokenizer"]
     if tok:
         console.print(f"tokenizer  {tok['model_type']} · {tok['vocab_size']:,} tokens · "
