@@ -1,0 +1,284 @@
+"""Evidence records in apr-qa's shape, streamed and written atomically; verify-evidence.
+
+A record has apr-qa's fields and value types (docs/evidence.md)::
+
+    id (32 hex) · gate_id · scenario {id, model {org, name, variant}, modality, backend, format,
+    prompt, temperature, max_tokens, seed, trace_level, oracle_type} · outcome (Corroborated |
+    Falsified | Skipped | Timeout | Crashed) · reason · output · stderr · exit_code ·
+    metrics {tokens_per_second, time_to_first_token_ms, total_tokens, memory_peak_mb,
+    duration_ms, aprqa {...measurements}} · timestamp · host {...} · metadata {str: str}
+
+aprqa's measurements live under ``metrics.aprqa``; the thresholds that judged the gate are a
+JSON string under ``metadata.thresholds`` and the playbook's sha256 under
+``metadata.playbook_sha256`` (apr-qa's metadata values are strings).
+
+Files: ``evidence.jsonl`` gets one line per finished gate, flushed and fsynced, so an
+interrupted run keeps what finished; ``evidence.json`` (the array) is written once at the end
+through a temporary file and ``os.replace`` — it is either absent or complete.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import socket
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+OUTCOMES = ("Corroborated", "Falsified", "Skipped", "Timeout", "Crashed")
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def host_info() -> dict[str, Any]:
+    from .. import __version__
+
+    cpu = platform.processor() or platform.machine() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"hostname": socket.gethostname(), "os": platform.system().lower() or "unknown", "cpu": cpu,
+            "gpu": None, "apr_version": f"aprqa {__version__}"}
+
+
+def family_of(gate_id: str) -> str:
+    """Gate family for counts: ``G0-INTEGRITY-HIDDEN`` → ``G0-INTEGRITY``, ``F-CONV-RT-002`` →
+    ``F-CONV-RT``, ``F-CONV-S-G`` stays."""
+    parts = gate_id.split("-")
+    if gate_id.startswith("G0-INTEGRITY"):
+        return "G0-INTEGRITY"
+    if parts[-1].isdigit():
+        return "-".join(parts[:-1])
+    return gate_id
+
+
+def make_record(*, gate_id: str, outcome: str, reason: str, output: str, scenario: dict[str, Any],
+                metrics: dict[str, Any], metadata: dict[str, str], host: dict[str, Any],
+                duration_ms: int, stderr: str | None = None, exit_code: int | None = None,
+                total_tokens: int | None = None) -> dict[str, Any]:
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome {outcome!r} not in {OUTCOMES}")
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    except (ImportError, OSError):
+        peak = None
+    return {
+        "id": uuid.uuid4().hex,
+        "gate_id": gate_id,
+        "scenario": scenario,
+        "outcome": outcome,
+        "reason": reason,
+        "output": output,
+        "stderr": stderr,
+        "exit_code": exit_code,
+        "metrics": {"tokens_per_second": None, "time_to_first_token_ms": None, "total_tokens": total_tokens,
+                    "memory_peak_mb": peak, "duration_ms": int(max(0, duration_ms)), "aprqa": _clean(metrics)},
+        "timestamp": now_iso(),
+        "host": host,
+        "metadata": {k: str(v) for k, v in metadata.items()},
+    }
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: non-finite floats become strings, tuples lists, numpy scalars Python numbers."""
+    import math
+
+    if hasattr(x, "item") and not isinstance(x, (list, tuple, dict, str)):
+        try:
+            x = x.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(x, float) and not math.isfinite(x):
+        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class EvidenceStream:
+    """Appends records to ``evidence.jsonl`` as gates finish (flush + fsync per record)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fh = open(path, "w", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def write(self, record: dict[str, Any]) -> None:
+        line = json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
+        with self._lock:
+            self._fh.write(line)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._fh.closed:
+                self._fh.close()
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Records of an ``evidence.jsonl``; a torn last line (killed mid-write) is ignored."""
+    out = []
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise
+    return out
+
+
+def write_evidence_json(path: Path, records: Iterable[dict[str, Any]]) -> None:
+    atomic_write_text(path, json.dumps(list(records), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# verify-evidence
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Result of ``verify_evidence``: truthy when the evidence matches the playbook.
+
+    Attributes:
+        records: records checked.
+        playbook_sha256: hash of the playbook file now.
+        problems: one line per mismatch (hash, thresholds, missing fields).
+    """
+
+    evidence: str
+    playbook: str
+    records: int
+    playbook_sha256: str
+    problems: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return self.records > 0 and not self.problems
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"evidence": self.evidence, "playbook": self.playbook, "records": self.records,
+                "playbook_sha256": self.playbook_sha256, "passed": self.passed, "problems": list(self.problems)}
+
+
+def load_evidence(path: str | Path) -> list[dict[str, Any]]:
+    """Records of an ``evidence.json`` (array, or apr-qa's ``{"evidence": [...]}``) or ``.jsonl``."""
+    from .schema import PlaybookError
+
+    p = Path(path)
+    try:
+        if p.suffix == ".jsonl":
+            return read_jsonl(p)
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise PlaybookError(p, f"cannot read evidence: {err}") from err
+    if isinstance(data, dict) and isinstance(data.get("evidence"), list):
+        data = data["evidence"]
+    if not isinstance(data, list):
+        raise PlaybookError(p, f"evidence must be a JSON array of records, got {type(data).__name__}")
+    return data
+
+
+def verify_evidence(evidence: str | Path, playbook: str | Path) -> Verification:
+    """Check that ``evidence`` was produced by ``playbook`` as it is now.
+
+    Every record must carry the playbook's current sha256, and its recorded thresholds must
+    equal the thresholds the playbook gives for that gate now (so a weakened playbook, or an
+    edited record, is named). Zero records is a failure.
+
+    Raises:
+        PlaybookError: unreadable evidence or playbook.
+    """
+    from .gates import thresholds_for
+    from .schema import load_playbook
+
+    pb, digest = load_playbook(playbook)
+    records = load_evidence(evidence)
+    problems: list[str] = []
+    if not records:
+        problems.append("no records: nothing to verify")
+    hashes = {r.get("metadata", {}).get("playbook_sha256") for r in records}
+    if records and hashes != {digest}:
+        found = ", ".join(sorted(str(h)[:12] for h in hashes))
+        problems.append(f"playbook sha256 mismatch: the playbook is now {digest[:12]}…, the evidence records "
+                        f"{found}… — the playbook was edited after the run (or this evidence is from another one)")
+    for r in records:
+        md = r.get("metadata") or {}
+        if "thresholds" not in md:
+            problems.append(f"{r.get('gate_id')} ({r.get('id')}): no recorded thresholds")
+            continue
+        key = md.get("thresholds_key", "")
+        try:
+            now = thresholds_for(pb, r.get("gate_id", ""), key)
+        except Exception as err:  # an unknown key in an edited record is a mismatch, not a crash
+            problems.append(f"{r.get('gate_id')} ({r.get('id')}): cannot recompute thresholds for {key!r}: {err}")
+            continue
+        recorded = json.loads(md["thresholds"])
+        if recorded != now:
+            diffs = _dict_diff(recorded, now)
+            problems.append(f"{r.get('gate_id')} [{key}]: recorded thresholds differ from the playbook's: "
+                            + "; ".join(diffs[:6]))
+    return Verification(str(evidence), str(playbook), len(records), digest, tuple(problems))
+
+
+def _dict_diff(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b)):
+            out += _dict_diff(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+        return out
+    if a != b:
+        return [f"{path}: recorded {a!r}, playbook now {b!r}"]
+    return []

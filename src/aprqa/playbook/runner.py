@@ -1,0 +1,682 @@
+"""Run a playbook: obtain the model, convert it, measure every gate, write the evidence.
+
+Order of work (docs/playbooks.md):
+  1. the source model (``synthetic`` generated under OUTPUT/model, ``local_path``, or
+     ``--model-path`` for an ``hf_repo`` playbook — aprqa never downloads);
+  2. G0: G0-VALIDATE-001, G0-INTEGRITY-CONFIG, one G0-INTEGRITY-* per ``expected_*`` fact;
+  3. conversions with the playbook's converter (built-in, or a command run without a shell),
+     each at most once, in a thread pool (``workers``); a gate waits only on conversions
+     submitted before it, so the pool cannot deadlock;
+  4. gates: F-CONV-{S,A,G}-{S,A,G} (tensor level + output level), F-GOLDEN-RULE-001 (every
+     prompt), F-CONV-RT-001..004, F-CONV-IDEM-001, F-CONV-CARD-001, F-CONV-NAME-001, F-CONV-TOK-001;
+  5. evidence.jsonl (streamed), evidence.json, junit.xml, summary.md (atomic), and the compare
+     HTML report of the worst conversion.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import AprqaError
+from . import gates as G
+from .evidence import EvidenceStream, family_of, host_info, make_record, write_evidence_json
+from .schema import FORMAT_LETTER, FORMAT_TITLE, EXPECTED_FACTS, Playbook, PlaybookError, load_playbook
+
+# What each target format can store with the built-in writers (quant labels of the playbook).
+_STORABLE = {
+    "safetensors": {"f32", "f16", "bf16"},
+    "apr": {"f32", "f16", "bf16", "q4_k", "q4_k_m", "q6_k", "apr-q8", "apr-q4"},
+    "gguf": {"f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_k", "q5_0", "q5_1", "q4_k_m", "q4_k", "q4_0",
+             "q4_1", "q3_k_m", "q2_k"},
+}
+_EXT = {"gguf": ".gguf", "apr": ".apr", "safetensors": ""}
+
+# Round trips (apr-qa's ids; our mapping, docs/playbooks.md): lossless chains, start -> ... -> start format.
+ROUND_TRIPS = {
+    "F-CONV-RT-001": ("gguf", "apr", "gguf"),
+    "F-CONV-RT-002": ("safetensors", "apr", "safetensors"),
+    "F-CONV-RT-003": ("safetensors", "gguf", "safetensors"),
+    "F-CONV-RT-004": ("safetensors", "apr", "gguf", "safetensors"),
+}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of ``run_playbook``: truthy when every gate was Corroborated (and there was one).
+
+    Attributes:
+        records: evidence records (dicts in apr-qa's shape), in plan order.
+        counts: per gate family, ``{outcome: count}``.
+        output: the output directory; evidence/jsonl/junit/summary/report: written files.
+        not_run: apr-qa sections present in the playbook that aprqa does not execute.
+        notes: planning notes (quantizations a format cannot store, policy notes).
+    """
+
+    playbook: str
+    playbook_sha256: str
+    name: str
+    records: tuple[dict[str, Any], ...]
+    output: Path
+    evidence: Path
+    evidence_jsonl: Path
+    junit: Path
+    summary: Path
+    report: Path | None
+    seconds: float
+    not_run: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.records) and all(r["outcome"] == "Corroborated" for r in self.records)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for r in self.records:
+            fam = out.setdefault(family_of(r["gate_id"]), {})
+            fam[r["outcome"]] = fam.get(r["outcome"], 0) + 1
+        return out
+
+    def outcome_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.records:
+            out[r["outcome"]] = out.get(r["outcome"], 0) + 1
+        return out
+
+    def failures(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["outcome"] != "Corroborated"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"playbook": self.playbook, "playbook_sha256": self.playbook_sha256, "name": self.name,
+                "passed": self.passed, "counts": self.counts, "outcomes": self.outcome_counts(),
+                "output": str(self.output), "evidence": str(self.evidence), "junit": str(self.junit),
+                "summary": str(self.summary), "report": str(self.report) if self.report else None,
+                "seconds": self.seconds, "not_run": list(self.not_run), "notes": list(self.notes)}
+
+
+@dataclass
+class _Conv:
+    """A finished conversion: the artefact, or why there is none."""
+
+    label: str
+    path: Path | None
+    failure: G.GateOutcome | None = None
+    seconds: float = 0.0
+    stderr: str | None = None
+    exit_code: int | None = None
+
+
+def _tail(s: str | bytes | None, n: int = 2000) -> str | None:
+    if s is None:
+        return None
+    if isinstance(s, bytes):
+        s = s.decode("utf-8", "replace")
+    s = s.strip()
+    return s[-n:] if s else None
+
+
+class _Runner:
+    def __init__(self, pb: Playbook, digest: str, pb_path: Path, out: Path, model_path: str | Path | None,
+                 workers: int, fail_fast: bool, on_record: Callable[[dict[str, Any]], None] | None) -> None:
+        self.pb, self.digest, self.pb_path, self.out = pb, digest, pb_path, out
+        self.model_path = model_path
+        self.workers = max(1, int(workers))
+        self.fail_fast = fail_fast or pb.failure_policy == "stop_on_first"
+        self.on_record = on_record
+        self.work = out / "work"
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.records: list[tuple[int, dict[str, Any]]] = []
+        self.order = 0
+        self.convs: dict[tuple, Future] = {}
+        self.tags: dict[tuple, str] = {}
+        self.out_cache: dict[tuple, Future] = {}
+        self.host = host_info()
+        self.worst: tuple[tuple, Any] | None = None
+        self.notes: list[str] = []
+        self.model_id = self._model_id()
+
+    # -- identity -------------------------------------------------------------------------------
+    def _model_id(self) -> dict[str, Any]:
+        m = self.pb.model
+        if m.synthetic:
+            return {"org": "aprqa-synthetic", "name": m.synthetic, "variant": None}
+        if m.hf_repo:
+            org, _, name = m.hf_repo.partition("/")
+            return {"org": org, "name": name or org, "variant": None}
+        return {"org": "local", "name": Path(m.local_path or "model").name, "variant": None}
+
+    def _scenario(self, gate_id: str, fmt: str, prompt: str, quant: str | None, max_tokens: int = 0) -> dict:
+        name = self.model_id["name"]
+        return {"id": f"{name}_{gate_id}_{fmt}_{quant or 'na'}", "model": {**self.model_id, "variant": quant},
+                "modality": "run", "backend": "cpu", "format": fmt, "prompt": prompt, "temperature": 0.0,
+                "max_tokens": max_tokens, "seed": self.pb.test_matrix.seed, "trace_level": "none",
+                "oracle_type": "aprqa"}
+
+    # -- records --------------------------------------------------------------------------------
+    def _emit(self, order: int, gate_id: str, scenario: dict, key: str, outcome: G.GateOutcome,
+              seconds: float, extra_md: dict[str, str] | None = None) -> None:
+        thr = G.thresholds_for(self.pb, gate_id, key)
+        md = {"playbook_sha256": self.digest, "playbook": str(self.pb_path), "playbook_name": self.pb.name,
+              "playbook_version": self.pb.version, "gate_family": family_of(gate_id),
+              "thresholds_key": key, "thresholds": G.thresholds_json(thr), "converter": self.pb.converter}
+        md.update(extra_md or {})
+        rec = make_record(gate_id=gate_id, outcome=outcome.outcome, reason=outcome.reason,
+                          output=outcome.output or outcome.reason, scenario=scenario, metrics=outcome.metrics,
+                          metadata=md, host=self.host, duration_ms=int(seconds * 1000), stderr=outcome.stderr,
+                          exit_code=outcome.exit_code, total_tokens=outcome.total_tokens)
+        self.stream.write(rec)
+        with self.lock:
+            self.records.append((order, rec))
+        if self.on_record is not None:
+            self.on_record(rec)
+        if outcome.outcome != "Corroborated" and self.fail_fast:
+            self.stop.set()
+
+    def _next(self) -> int:
+        with self.lock:
+            self.order += 1
+            return self.order
+
+    def gate(self, gate_id: str, fmt: str, prompt: str, quant: str | None, key: str,
+             fn: Callable[[], G.GateOutcome], max_tokens: int = 0, extra_md: dict[str, str] | None = None,
+             sync: bool = False) -> Future | None:
+        order = self._next()
+        scenario = self._scenario(gate_id, fmt, prompt, quant, max_tokens)
+
+        def task() -> None:
+            t0 = time.perf_counter()
+            if self.stop.is_set():
+                res = G.GateOutcome("Skipped", "not run: stopped after the first failure "
+                                               "(--fail-fast / failure_policy stop_on_first)")
+            else:
+                try:
+                    res = fn()
+                except AprqaError as err:  # the measurement refused its input: not a pass
+                    res = G.falsified(f"could not be measured: {G.error_text(err)}")
+                except Exception as err:  # a bug or an environment failure while measuring
+                    res = G.GateOutcome("Crashed", f"aprqa crashed while measuring: {G.error_text(err)}")
+            self._emit(order, gate_id, scenario, key, res, time.perf_counter() - t0, extra_md)
+
+        if sync:
+            task()
+            return None
+        return self.pool.submit(task)
+
+    # -- conversions ----------------------------------------------------------------------------
+    def conversion(self, src: tuple | None, fmt: str, quant: str, tag_hint: str | None = None) -> tuple:
+        """Schedule (once) the conversion of ``src`` (None = the source model) to ``fmt``/``quant``."""
+        key = (src, fmt, quant, tag_hint)
+        if key in self.convs:
+            return key
+        src_tag = "src" if src is None else self.tags[src]
+        tag = f"{src_tag}_{FORMAT_LETTER[fmt]}-{quant}" + (f"_{tag_hint}" if tag_hint else "")
+        self.tags[key] = tag
+        src_label = self.native_letter if src is None else self.labels[src]
+        self.labels[key] = f"{src_label}→{FORMAT_LETTER[fmt]} {quant}"
+        self.convs[key] = self.pool.submit(self._convert_task, src, fmt, quant, tag, self.labels[key])
+        return key
+
+    def artefact(self, key: tuple | None) -> _Conv:
+        if key is None:
+            return _Conv(self.native_letter, self.source)
+        return self.convs[key].result()
+
+    def _convert_task(self, src: tuple | None, fmt: str, quant: str, tag: str, label: str) -> _Conv:
+        if self.stop.is_set():
+            return _Conv(label, None, G.GateOutcome("Skipped", f"conversion {label} not run: stopped after the "
+                                                               "first failure"))
+        parent = self.artefact(src)
+        if parent.path is None:
+            return _Conv(label, None, G.GateOutcome(parent.failure.outcome if parent.failure else "Crashed",
+                                                    f"conversion {label} could not run: its input "
+                                                    f"({parent.label}) failed: "
+                                                    f"{parent.failure.reason if parent.failure else '?'}"))
+        ext = _EXT[fmt]
+        builtin = self.pb.converter == "builtin"
+        if fmt == "safetensors":
+            d = self.work / tag
+            dst = d if builtin else d / "model.safetensors"
+        else:
+            dst = self.work / f"{tag}{ext}"
+        t0 = time.perf_counter()
+        if builtin:
+            from ..convert import convert
+
+            try:
+                convert(parent.path, dst, to=fmt, quant=G.converter_quant(quant))
+            except Exception as err:
+                return _Conv(label, None, G.GateOutcome("Crashed", f"conversion {label} failed (built-in converter):"
+                                                                   f" {G.error_text(err)}"),
+                             time.perf_counter() - t0)
+            return _Conv(label, dst, None, time.perf_counter() - t0)
+        return self._external(parent.path, dst, fmt, quant, label, t0)
+
+    def _external(self, src: Path, dst: Path, fmt: str, quant: str, label: str, t0: float) -> _Conv:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        values = {"src": str(src), "dst": str(dst), "format": fmt, "quant": G.converter_quant(quant) or "keep",
+                  "python": sys.executable}
+        args = [re.sub(r"\{(src|dst|format|quant|python)\}", lambda m: values[m.group(1)], a)
+                for a in shlex.split(self.pb.converter)]
+        timeout = self.pb.test_matrix.timeout_ms / 1000.0
+        try:
+            proc = subprocess.run(args, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired as err:
+            return _Conv(label, None, G.GateOutcome("Timeout", f"conversion {label}: `{shlex.join(args)}` ran past "
+                                                               f"timeout_ms {self.pb.test_matrix.timeout_ms}",
+                                                    stderr=_tail(err.stderr)), time.perf_counter() - t0)
+        except OSError as err:
+            return _Conv(label, None, G.GateOutcome("Crashed", f"conversion {label}: cannot run "
+                                                               f"`{shlex.join(args)}`: {err.strerror or err}"),
+                         time.perf_counter() - t0)
+        secs = time.perf_counter() - t0
+        stderr = _tail(proc.stderr)
+        if proc.returncode != 0:
+            sig = f" (killed by signal {-proc.returncode})" if proc.returncode < 0 else ""
+            return _Conv(label, None, G.GateOutcome(
+                "Crashed", f"conversion {label}: `{shlex.join(args)}` exited {proc.returncode}{sig}"
+                           + (f": {stderr.splitlines()[-1]}" if stderr else ""),
+                stderr=stderr, exit_code=proc.returncode), secs, stderr, proc.returncode)
+        if not dst.exists():
+            return _Conv(label, None, G.GateOutcome("Falsified", f"conversion {label}: `{shlex.join(args)}` exited 0 "
+                                                                 f"but wrote no {dst}", stderr=stderr, exit_code=0),
+                         secs, stderr, 0)
+        if fmt == "safetensors" and (dst.parent / "config.json").exists():
+            dst = dst.parent
+        return _Conv(label, dst, None, secs, stderr, 0)
+
+    # -- measurements ---------------------------------------------------------------------------
+    def _outputs(self, ref: Path, cand: Path, prompt: str, n: int, base: str) -> tuple[bool, str, dict]:
+        key = (str(ref), str(cand), prompt, n, base)
+        with self.lock:
+            fut = self.out_cache.get(key)
+            mine = fut is None
+            if mine:
+                fut = Future()
+                self.out_cache[key] = fut
+        if mine:
+            from ..forward import compare_outputs
+
+            try:
+                oc = compare_outputs(ref, cand, prompt=prompt, n_generate=n, profile=G.output_profile(self.pb, base))
+                fut.set_result(G.judge_outputs(oc))
+            except BaseException as err:
+                fut.set_exception(err)
+        return fut.result()
+
+    def _conv_gate(self, src_key: tuple | None, key: tuple, quant: str, base: str, tprofile: str) -> G.GateOutcome:
+        ref, cand = self.artefact(src_key), self.artefact(key)
+        if cand.path is None:
+            f = cand.failure
+            return G.GateOutcome(f.outcome if f else "Crashed", f.reason if f else "conversion failed",
+                                 stderr=f.stderr if f else None, exit_code=f.exit_code if f else None)
+        dt = self.pb.differential_tests
+        parts, metrics, passed = [], {"conversion_seconds": cand.seconds, "candidate": str(cand.path)}, True
+        if dt.tensor_diff.enabled:
+            from ..compare import compare
+
+            pol = G.tensor_policy(self.pb, tprofile)
+            tols = {g: t.to_dict() for g, t in pol.overrides} or None
+            rep = compare(ref.path, cand.path, fast=True, profile=pol.profile, tolerances=tols)
+            ok_t, text, m = G.judge_tensors(rep, dt.tensor_diff.filter)
+            passed &= ok_t
+            parts.append(("tensors " if ok_t else "tensors FAIL: ") + text)
+            metrics["tensor"] = m
+            self._keep_worst(rep, ok_t)
+        if dt.inference_compare.enabled:
+            ok_o, text, m = self._outputs(ref.path, cand.path, G.inference_prompt(self.pb),
+                                          G.inference_tokens(self.pb), base)
+            passed &= ok_o
+            parts.append(text)
+            metrics["output"] = m
+        if not parts:
+            return G.falsified("nothing measured: differential_tests.tensor_diff and inference_compare are both "
+                               "disabled", metrics=metrics)
+        reason = " | ".join(parts)
+        out = f"Conversion {cand.label} ({cand.path.name}): " + ("PASS" if passed else "FAIL")
+        return G.GateOutcome("Corroborated" if passed else "Falsified", reason, output=out, metrics=metrics,
+                             stderr=cand.stderr, exit_code=cand.exit_code)
+
+    def _keep_worst(self, rep: Any, passed: bool) -> None:
+        fails = len(rep.failures())
+        w = rep.worst_passing()
+        score = (0 if passed else 1, fails, w.error_score if w is not None else 0.0)
+        with self.lock:
+            if self.worst is None or score > self.worst[0]:
+                self.worst = (score, rep)
+
+    def _golden(self, key: tuple, base: str) -> G.GateOutcome:
+        ref, cand = self.artefact(None), self.artefact(key)
+        if cand.path is None:
+            f = cand.failure
+            return G.GateOutcome(f.outcome if f else "Crashed", f.reason if f else "conversion failed")
+        prompts = self.pb.test_matrix.prompts
+        if not prompts:
+            return G.falsified("no prompts: test_matrix.prompts is empty")
+        n = self.pb.test_matrix.max_tokens
+        results, fails = [], []
+        for p in prompts:
+            ok_o, text, m = self._outputs(ref.path, cand.path, p, n, base)
+            results.append({"prompt": p, "passed": ok_o, "text": text, "metrics": m})
+            if not ok_o:
+                fails.append(f"prompt {p!r}: {text}")
+        tokens = sum(len((r["metrics"] or {}).get("token_ids") or ()) for r in results)
+        if fails:
+            return G.falsified(f"{cand.label}: {len(fails)}/{len(prompts)} prompts disagree: " + " ; ".join(fails[:3]),
+                               metrics={"prompts": results}, total_tokens=tokens)
+        return G.ok(f"{cand.label}: {len(prompts)}/{len(prompts)} prompts agree · " + results[0]["text"],
+                    output=f"Golden Rule PASS: {cand.label} agrees on {len(prompts)} prompts",
+                    metrics={"prompts": results}, total_tokens=tokens)
+
+    def _round_trip(self, chain_keys: list[tuple | None], chain: tuple[str, ...]) -> G.GateOutcome:
+        arts = [self.artefact(k) for k in chain_keys]
+        for a in arts:
+            if a.path is None:
+                f = a.failure
+                return G.GateOutcome(f.outcome if f else "Crashed",
+                                     f"round trip could not run: {f.reason if f else a.label}")
+        from ..compare import compare
+
+        rep = compare(arts[0].path, arts[-1].path, fast=True, profile="exact")
+        ok_t, text, m = G.judge_tensors(rep, None)
+        path = "→".join(FORMAT_TITLE[f] if f != "safetensors" else "ST" for f in chain)
+        m["chain"] = [str(a.path) for a in arts]
+        return G.GateOutcome("Corroborated" if ok_t else "Falsified", f"{path} (lossless chain): {text}",
+                             output=f"Round trip {path}: {'PASS' if ok_t else 'FAIL'}", metrics=m)
+
+    def _idempotent(self, pairs: list[tuple[tuple, tuple]]) -> G.GateOutcome:
+        from ..compare import compare
+
+        lines, bad, m = [], [], []
+        for k1, k2 in pairs:
+            a, b = self.artefact(k1), self.artefact(k2)
+            if a.path is None or b.path is None:
+                f = (a.failure or b.failure)
+                return G.GateOutcome(f.outcome if f else "Crashed", f"idempotency could not run: "
+                                                                    f"{f.reason if f else '?'}")
+            da, db = G.files_digest(a.path), G.files_digest(b.path)
+            entry = {"conversion": a.label, "sha256_first": da, "sha256_second": db, "bytes_identical": da == db}
+            if da == db:
+                lines.append(f"{a.label}: byte-identical (sha256 {da[:12]})")
+            else:
+                rep = compare(a.path, b.path, fast=True, profile="exact")
+                ok_t, text, tm = G.judge_tensors(rep, None)
+                entry["tensors"] = tm
+                (lines if ok_t else bad).append(f"{a.label}: bytes differ, tensors "
+                                                f"{'bit-identical' if ok_t else 'DIFFER'}: {text}")
+            m.append(entry)
+        if not pairs:
+            return G.falsified("no conversion to repeat (0 conversions planned)")
+        if bad:
+            return G.falsified("converting twice is not deterministic: " + "; ".join(bad), metrics={"pairs": m})
+        return G.ok("; ".join(lines), metrics={"pairs": m})
+
+    def _structural(self, gate_id: str, keys: list[tuple]) -> G.GateOutcome:
+        from ..formats import open_model
+
+        if not keys:
+            return G.falsified("0 conversions to check")
+        rows, bad = [], []
+        with open_model(self.source) as src:
+            names = list(src.tensors)
+            if not names and gate_id != "F-CONV-TOK-001":
+                return G.falsified(f"the source has 0 tensors: '{'0 of 0'}' is not a pass")
+            for k in keys:
+                art = self.artefact(k)
+                if art.path is None:
+                    f = art.failure
+                    bad.append(f"{art.label}: conversion failed ({f.outcome if f else 'Crashed'})")
+                    rows.append({"conversion": art.label, "passed": False, "error": f.reason if f else None})
+                    continue
+                try:
+                    with open_model(art.path) as cand:
+                        ok_, text, row = self._structural_one(gate_id, src, cand)
+                except AprqaError as err:
+                    ok_, text, row = False, f"cannot open: {G.error_text(err)}", {}
+                row.update({"conversion": art.label, "passed": ok_})
+                rows.append(row)
+                if not ok_:
+                    bad.append(f"{art.label}: {text}")
+        m = {"conversions": rows}
+        if bad:
+            return G.falsified(f"{len(bad)}/{len(keys)} conversions: " + "; ".join(bad[:6]), metrics=m)
+        summary = {"F-CONV-CARD-001": f"{len(names)} tensors kept", "F-CONV-NAME-001": f"{len(names)} names kept",
+                   "F-CONV-TOK-001": "tokenizer kept"}[gate_id]
+        return G.ok(f"{len(keys)}/{len(keys)} conversions: {summary}", metrics=m)
+
+    def _structural_one(self, gate_id: str, src: Any, cand: Any) -> tuple[bool, str, dict]:
+        if gate_id == "F-CONV-CARD-001":
+            a, b = len(src.tensors), len(cand.tensors)
+            return a == b and a > 0, f"{b} tensors, source {a}", {"source": a, "converted": b}
+        if gate_id == "F-CONV-NAME-001":
+            a, b = set(src.tensors), set(cand.tensors)
+            missing, extra = sorted(a - b), sorted(b - a)
+            text = (f"missing {missing[:3]}{'…' if len(missing) > 3 else ''} " if missing else "") + \
+                   (f"extra {extra[:3]}{'…' if len(extra) > 3 else ''}" if extra else "")
+            return not missing and not extra and bool(a), text.strip() or f"{len(a)} names", \
+                {"missing": missing, "extra": extra, "names": len(a)}
+        from ..compare.metadata import compare_tokenizer
+
+        if src.tokenizer is None:
+            return False, "the source carries no tokenizer: nothing to preserve, gate cannot be checked", {}
+        sec = compare_tokenizer(src, cand)
+        probs = [f"{f.field} {f.status}" for f in sec.problems()] + ([sec.note] if sec.failed_outright else [])
+        return sec.passed, ", ".join(probs) or f"{src.tokenizer.vocab_size} tokens", sec.to_dict()
+
+    # -- the run --------------------------------------------------------------------------------
+    def resolve_source(self) -> Path:
+        m = self.pb.model
+        if self.model_path is not None:
+            p = Path(self.model_path)
+        elif m.synthetic:
+            from ..synthetic import make_hf_model
+
+            return Path(make_hf_model(self.out / "model" / m.synthetic, m.synthetic, seed=m.synthetic_seed))
+        elif m.local_path:
+            p = Path(m.local_path)
+            if not p.is_absolute():
+                p = self.pb_path.parent / p
+        else:
+            raise PlaybookError(self.pb_path, f"model.hf_repo {m.hf_repo!r}: aprqa does not download models; "
+                                              "pass --model-path DIR (a local copy of the repository)",
+                                field="model.hf_repo")
+        if not p.exists():
+            raise PlaybookError(self.pb_path, f"model path {str(p)!r} does not exist", field="model")
+        return p
+
+    def run(self) -> RunResult:
+        t0 = time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        for stale in ("evidence.json", "junit.xml", "summary.md", "report.html"):
+            (self.out / stale).unlink(missing_ok=True)
+        self.labels: dict[tuple, str] = {}
+        self.stream = EvidenceStream(self.out / "evidence.jsonl")
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="aprqa-gate")
+        try:
+            self._plan_and_run()
+        finally:
+            self.pool.shutdown(wait=True)
+            self.stream.close()
+        return self._finish(time.perf_counter() - t0)
+
+    def _plan_and_run(self) -> None:
+        from ..formats import open_model
+
+        pb = self.pb
+        self.source = self.resolve_source()
+        t = time.perf_counter()
+        try:
+            src = open_model(self.source)
+        except AprqaError as err:
+            self.native_letter = "?"
+            self.gate("G0-VALIDATE-001", "safetensors", "G0: open the source model", None, "",
+                      lambda: G.falsified(f"the source model cannot be opened: {G.error_text(err)}"), sync=True)
+            return
+        with src:
+            native = src.format
+            self.native_letter = FORMAT_LETTER[native]
+            try:
+                from ..forward.weights import dominant_dtype
+
+                src_dtype = dominant_dtype(src).lname
+            except AprqaError:
+                src_dtype = "f32"
+            self.gate("G0-VALIDATE-001", native, "G0: open and validate the source model", None, "",
+                      lambda: G.g0_validate(src, pb), sync=True)
+            self.gate("G0-INTEGRITY-CONFIG", native, "G0: config.json vs tensor shapes", None, "",
+                      lambda: G.g0_config(src), sync=True)
+            for k, v in pb.model.expected_facts().items():
+                self.gate(f"G0-INTEGRITY-{EXPECTED_FACTS[k][0]}", native, f"G0: {k} = {v}", None, k,
+                          lambda k=k, v=v: G.g0_expected(src, k, v), sync=True)
+        del t
+
+        # -- plan conversions
+        direct: list[tuple[tuple, str]] = []
+        for fmt in pb.model.formats:
+            for q in pb.model.quantizations:
+                if q not in _STORABLE[fmt]:
+                    self.notes.append(f"{FORMAT_TITLE[fmt]} cannot store {q}: no {self.native_letter}-"
+                                      f"{FORMAT_LETTER[fmt]} {q} conversion")
+                    continue
+                if pb.converter == "builtin":
+                    from ..convert import QUANT_CHOICES
+
+                    cq = G.converter_quant(q)
+                    if cq is not None and cq not in QUANT_CHOICES:
+                        self.notes.append(f"the built-in converter cannot produce {q}: no "
+                                          f"{FORMAT_LETTER[fmt]} {q} conversion")
+                        continue
+                direct.append((self.conversion(None, fmt, q), q))
+        bases: dict[str, tuple | None] = {native: None}
+        for fmt in pb.model.formats:
+            if fmt != native:
+                bases[fmt] = self.conversion(None, fmt, "keep")
+        cross: list[tuple[str, tuple, str]] = []
+        for x in pb.model.formats:
+            if x == native:
+                continue
+            for y in pb.model.formats:
+                if y != x:
+                    cross.append((x, self.conversion(bases[x], y, "keep"), y))
+        rts: list[tuple[str, tuple, list]] = []
+        for gid, chain in ROUND_TRIPS.items():
+            if not all(f in pb.model.formats or f == native for f in chain):
+                self.notes.append(f"{gid} ({'→'.join(FORMAT_LETTER[f] for f in chain)}) not run: needs formats "
+                                  f"{sorted(set(chain))}")
+                continue
+            start = bases.get(chain[0]) if chain[0] in bases else self.conversion(None, chain[0], "keep")
+            keys: list[tuple | None] = [start]
+            for f in chain[1:]:
+                keys.append(self.conversion(keys[-1], f, "keep"))
+            rts.append((gid, chain, keys))
+        idem: list[tuple[tuple, tuple]] = []
+        last_per_fmt: dict[str, tuple[tuple, str]] = {}
+        for key, q in direct:  # the last listed type of each format: usually the most quantized
+            last_per_fmt[key[1]] = (key, q)
+        for key, q in last_per_fmt.values():
+            idem.append((key, self.conversion(None, key[1], q, tag_hint="again")))
+
+        # -- gates
+        dt = pb.differential_tests
+        if not direct:
+            self.gate("F-CONV-COVERAGE-001", native, "plan conversions", None, "",
+                      lambda: G.falsified(f"0 conversions planned (formats {pb.model.formats} × quantizations "
+                                          f"{pb.model.quantizations}): a playbook that converts nothing proves "
+                                          "nothing" + (f"; {'; '.join(self.notes)}" if self.notes else "")))
+        for key, q in direct:
+            fmt = key[1]
+            base = G.output_base(q, src_dtype)
+            gid = f"F-CONV-{self.native_letter}-{FORMAT_LETTER[fmt]}"
+            self.gate(gid, fmt, f"Convert {FORMAT_TITLE[native]} to {FORMAT_TITLE[fmt]} ({q})", q,
+                      G.conversion_key(q, base),
+                      lambda key=key, q=q, base=base: self._conv_gate(None, key, q, base, q),
+                      max_tokens=G.inference_tokens(pb), extra_md={"quant": q})
+        for x, key, y in cross:
+            base = G.output_base("keep", src_dtype)
+            gid = f"F-CONV-{FORMAT_LETTER[x]}-{FORMAT_LETTER[y]}"
+            self.gate(gid, y, f"Convert {FORMAT_TITLE[x]} to {FORMAT_TITLE[y]} (keep types)", "keep",
+                      G.conversion_key("keep", base),
+                      lambda bx=bases[x], key=key, base=base: self._conv_gate(bx, key, "keep", base, "auto"),
+                      max_tokens=G.inference_tokens(pb), extra_md={"quant": "keep"})
+        if dt.inference_compare.enabled:
+            for key, q in direct:
+                base = G.output_base(q, src_dtype)
+                self.gate("F-GOLDEN-RULE-001", key[1], f"Golden Rule: convert → inference → diff ({q})", q,
+                          G.conversion_key(q, base), lambda key=key, base=base: self._golden(key, base),
+                          max_tokens=pb.test_matrix.max_tokens, extra_md={"quant": q})
+        for gid, chain, keys in rts:
+            self.gate(gid, chain[0], "Round-trip " + "→".join(FORMAT_LETTER[f] for f in chain), "keep", "",
+                      lambda keys=keys, chain=chain: self._round_trip(keys, chain))
+        dkeys = [k for k, _q in direct]
+        self.gate("F-CONV-IDEM-001", native, "Idempotency: convert twice", None, "",
+                  lambda: self._idempotent(idem))
+        for gid, desc in (("F-CONV-CARD-001", "tensor count preserved"), ("F-CONV-NAME-001", "tensor names preserved"),
+                          ("F-CONV-TOK-001", "tokenizer preserved")):
+            self.gate(gid, native, desc, None, "", lambda gid=gid: self._structural(gid, dkeys))
+
+    def _finish(self, seconds: float) -> RunResult:
+        from .junit import write_junit, write_summary
+
+        recs = tuple(r for _o, r in sorted(self.records, key=lambda x: x[0]))
+        ev = self.out / "evidence.json"
+        write_evidence_json(ev, recs)
+        report_path = None
+        if self.worst is not None:
+            try:
+                from ..report import html
+
+                report_path = html.write_report(self.worst[1], self.out / "report.html")
+            except ImportError:
+                report_path = None
+        res = RunResult(playbook=str(self.pb_path), playbook_sha256=self.digest, name=self.pb.name, records=recs,
+                        output=self.out, evidence=ev, evidence_jsonl=self.out / "evidence.jsonl",
+                        junit=self.out / "junit.xml", summary=self.out / "summary.md",
+                        report=Path(report_path) if report_path else None, seconds=seconds,
+                        not_run=tuple(self.pb.not_run_sections()), notes=tuple(self.notes))
+        write_junit(res)
+        write_summary(res)
+        return res
+
+
+def run_playbook(path: str | Path, output: str | Path | None = None, model_path: str | Path | None = None,
+                 workers: int = 1, fail_fast: bool = False,
+                 on_record: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+    """Run every gate of a playbook and write its evidence.
+
+    Args:
+        path: the playbook YAML.
+        output: directory for evidence.json(l), junit.xml, summary.md, report.html and the
+            converted models (default ``aprqa-out/<playbook name>``).
+        model_path: local model to use instead of the playbook's ``model`` source (required for
+            ``hf_repo`` playbooks: aprqa never downloads).
+        workers: threads running conversions and gates.
+        fail_fast: stop after the first gate that is not Corroborated (the rest are recorded Skipped).
+        on_record: called with each record as its gate finishes.
+    Returns:
+        ``RunResult`` (truthy when every gate was Corroborated).
+    Raises:
+        PlaybookError: invalid playbook, missing model.
+    Example:
+        >>> res = run_playbook("playbooks/demo.playbook.yaml", output="demo-out")  # doctest: +SKIP
+        >>> res.passed, res.counts["F-CONV-S-G"]  # doctest: +SKIP
+        (True, {'Corroborated': 4})
+    """
+    pb_path = Path(path)
+    pb, digest = load_playbook(pb_path)
+    if workers < 1:
+        raise PlaybookError(pb_path, f"workers must be ≥ 1, got {workers}")
+    out = Path(output) if output is not None else Path("aprqa-out") / pb.name
+    return _Runner(pb, digest, pb_path, out, model_path, workers, fail_fast, on_record).run()

@@ -1,0 +1,499 @@
+"""Playbook YAML: the pydantic model, and a loader that reports errors with YAML line numbers.
+
+Key names follow apr-model-qa-playbook (``name``, ``version``, ``model {hf_repo, formats,
+quantizations, size_category}``, ``test_matrix``, ``differential_tests {tensor_diff,
+inference_compare}``, ``failure_policy``...). aprqa adds what it needs under names of its own:
+``model.synthetic`` / ``model.local_path``, the ``model.expected_*`` facts, ``converter`` (a command
+template) and ``thresholds`` (tolerance profile and per-tensor overrides). See docs/playbooks.md.
+
+Sections aprqa owns reject unknown keys (``extra="forbid"``); the apr-qa sections aprqa does not
+run (``gates``, ``oracles``, ``profile_ci``, ...) are accepted as opaque data and listed in the run
+as "not run by aprqa" — never reported as passed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ..errors import AprqaError
+
+FORMATS = ("safetensors", "apr", "gguf")
+FORMAT_LETTER = {"safetensors": "S", "apr": "A", "gguf": "G"}
+FORMAT_TITLE = {"safetensors": "SafeTensors", "apr": "APR", "gguf": "GGUF"}
+
+# apr-qa's quantization names plus the converter's own (aprqa.convert.QUANT_CHOICES).
+QUANT_NAMES = ("f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_k", "q5_0", "q5_1", "q4_k_m", "q4_k",
+               "q4_0", "q4_1", "q3_k_m", "q2_k", "apr-q8", "apr-q4")
+# apr-qa name -> the converter's type for 2-D weights (a uniform K-quant; llama.cpp's *_m mixes differ).
+QUANT_ALIASES = {"q4_k_m": "q4_k", "q5_k_m": "q5_k"}
+SYNTHETIC_PRESETS = ("qwen2-tiny", "llama-tiny", "qwen3-tiny")
+
+# apr-qa sections accepted as data but not executed by aprqa (a later issue records them as Skipped).
+NOT_RUN_SECTIONS = ("gates", "oracles", "property_tests", "state_machine", "profile_ci", "trace_payload",
+                    "contract_tests", "ollama_parity", "kernel_profile", "mvp_matrix")
+NOT_RUN_DIFFERENTIAL = ("format_validation", "fingerprint", "validate_stats")
+
+
+class PlaybookError(AprqaError):
+    """A playbook that cannot be loaded or validated.
+
+    Attributes:
+        file: the playbook path.
+        line: 1-based YAML line of the offending key or value (None when unknown).
+        field: dotted path of the offending key (``model.formats.1``).
+        hint: optional did-you-mean or fix.
+    """
+
+    def __init__(self, file: str | Path | None, message: str, *, line: int | None = None,
+                 field: str | None = None, hint: str | None = None,
+                 problems: list[str] | None = None) -> None:
+        self.file = str(file) if file is not None else None
+        self.line = line
+        self.field = field
+        self.message = message
+        self.hint = hint
+        self.problems = problems or []
+        where = self.file or "<playbook>"
+        if line is not None:
+            where += f":{line}"
+        text = f"{where}: {(field + ': ') if field else ''}{message}"
+        if hint:
+            text += f"\nhint: {hint}"
+        for p in self.problems[1:]:
+            text += f"\n{p}"
+        super().__init__(text)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """``model:`` — which model, in which formats and quantizations, with which expected facts."""
+
+    hf_repo: str | None = Field(None, description="HuggingFace repo id (org/name); aprqa does not download: "
+                                                  "give the local copy with --model-path")
+    local_path: str | None = Field(None, description="local model: HF directory, .safetensors, .gguf or .apr "
+                                                     "(relative paths are relative to the playbook)")
+    synthetic: Literal["qwen2-tiny", "llama-tiny", "qwen3-tiny"] | None = Field(
+        None, description="generate a deterministic tiny model (no network)")
+    synthetic_seed: int = Field(0, ge=0, description="seed of the synthetic model's weights")
+    formats: list[Literal["safetensors", "apr", "gguf"]] = Field(
+        default_factory=lambda: list(FORMATS), description="target formats of the conversions")
+    quantizations: list[str] = Field(default_factory=lambda: ["f32"],
+                                     description=f"target types; known: {', '.join(QUANT_NAMES)}")
+    family: str | None = Field(None, description="architecture family (qwen2, llama, ...); checked "
+                                                 "against the model's config when given")
+    size_category: Literal["tiny", "small", "medium", "large", "xlarge", "huge", "auto"] | None = None
+    expected_hidden_dim: int | None = Field(None, ge=1)
+    expected_num_layers: int | None = Field(None, ge=1)
+    expected_num_heads: int | None = Field(None, ge=1)
+    expected_num_kv_heads: int | None = Field(None, ge=1)
+    expected_vocab_size: int | None = Field(None, ge=1)
+    expected_intermediate_dim: int | None = Field(None, ge=1)
+
+    @field_validator("quantizations")
+    @classmethod
+    def _known_quants(cls, v: list[str]) -> list[str]:
+        for q in v:
+            if q not in QUANT_NAMES:
+                close = difflib.get_close_matches(q, QUANT_NAMES, n=1)
+                raise ValueError(f"unknown quantization {q!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                                 + f"; known: {', '.join(QUANT_NAMES)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate quantization in {v}")
+        return v
+
+    @field_validator("formats")
+    @classmethod
+    def _unique_formats(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate format in {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ModelSpec":
+        given = [k for k in ("hf_repo", "local_path", "synthetic") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of hf_repo, local_path, synthetic"
+                             + (f" (got {', '.join(given)})" if given else ""))
+        return self
+
+    def expected_facts(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in EXPECTED_FACTS if getattr(self, k) is not None}
+
+
+# expected_* key -> (gate id suffix, ArchConfig field)
+EXPECTED_FACTS = {
+    "expected_hidden_dim": ("HIDDEN", "hidden_size"),
+    "expected_num_layers": ("LAYERS", "num_layers"),
+    "expected_num_heads": ("HEADS", "num_heads"),
+    "expected_num_kv_heads": ("KV-HEADS", "num_kv_heads"),
+    "expected_vocab_size": ("VOCAB", "vocab_size"),
+    "expected_intermediate_dim": ("INTERMEDIATE", "intermediate_size"),
+}
+
+
+class TestMatrix(_Strict):
+    """``test_matrix:`` — apr-qa's keys; aprqa uses prompts, seed, max_tokens and timeout_ms."""
+
+    modalities: list[Literal["run", "chat", "serve"]] = Field(default_factory=lambda: ["run"])
+    backends: list[Literal["cpu", "gpu"]] = Field(default_factory=lambda: ["cpu"])
+    scenario_count: int = Field(1, ge=1, le=1000)
+    prompts: list[str] = Field(default_factory=lambda: ["The quick brown fox jumps over the lazy dog."],
+                               description="prompts of the output-level checks (F-GOLDEN-RULE-001)")
+    seed: int = Field(0, ge=0)
+    max_tokens: int = Field(8, ge=0, le=512, description="greedy tokens generated per output-level check")
+    timeout_ms: int = Field(600_000, ge=1000, le=86_400_000, description="per conversion command")
+
+    @field_validator("prompts")
+    @classmethod
+    def _nonempty_prompts(cls, v: list[str]) -> list[str]:
+        if any(not p.strip() for p in v):
+            raise ValueError("prompts must not be empty strings")
+        return v
+
+
+class TensorDiff(_Strict):
+    enabled: bool = True
+    filter: str | None = Field(None, description="comma-separated name substrings; only matching tensors "
+                                                 "decide the gate (a filter matching nothing fails)")
+    gates: list[str] = Field(default_factory=list, description="apr-qa gate ids (recorded, not run)")
+
+
+class InferenceCompare(_Strict):
+    enabled: bool = True
+    prompt: str | None = Field(None, description="prompt of the per-conversion output check "
+                                                 "(default: the first test_matrix prompt)")
+    max_tokens: int | None = Field(None, ge=0, le=512)
+    tolerance: float | None = Field(None, ge=0, description="apr-qa's single epsilon: applied only to lossless "
+                                                            "(f32) targets, as the max |Δlogit| limit")
+    gates: list[str] = Field(default_factory=list)
+
+
+class DifferentialTests(_Strict):
+    tensor_diff: TensorDiff = Field(default_factory=TensorDiff)
+    inference_compare: InferenceCompare = Field(default_factory=InferenceCompare)
+    format_validation: dict[str, Any] | None = None
+    fingerprint: dict[str, Any] | None = None
+    validate_stats: dict[str, Any] | None = None
+
+
+class ToleranceSpec(_Strict):
+    atol: float = Field(ge=0)
+    rtol: float = Field(0.0, ge=0)
+
+
+class OutputThresholds(_Strict):
+    """Overrides of one output-level profile (aprqa.forward.PROFILES)."""
+
+    max_mean_kl: float | None = Field(None, ge=0)
+    max_p99_kl: float | None = Field(None, ge=0)
+    max_kl: float | None = Field(None, ge=0)
+    min_top1: float | None = Field(None, ge=0, le=1)
+    min_top5_overlap: float | None = Field(None, ge=0, le=1)
+    max_abs_logit: float | None = Field(None, ge=0)
+    max_rms_dp: float | None = Field(None, ge=0)
+
+
+class Thresholds(_Strict):
+    """``thresholds:`` — aprqa's tolerance model (docs/tolerances.md), recorded in every record."""
+
+    profile: str | None = Field(None, description="tensor profile for every conversion: auto, strict, exact "
+                                                  "or a dtype; default: the target quantization")
+    tolerances: dict[str, ToleranceSpec | str] = Field(
+        default_factory=dict, description="tensor-name glob -> {atol, rtol} or 'atol:rtol' (elementwise)")
+    output: dict[str, OutputThresholds] = Field(
+        default_factory=dict, description="output profile name (f32, f16, q8_0, q4_k, ...) -> overrides")
+
+    @field_validator("tolerances")
+    @classmethod
+    def _parse_tols(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for glob, spec in v.items():
+            if isinstance(spec, str):
+                parts = spec.split(":")
+                try:
+                    if not 1 <= len(parts) <= 2 or any(float(p) < 0 for p in parts):
+                        raise ValueError
+                except ValueError:
+                    raise ValueError(f"tolerance for {glob!r}: {spec!r} is not 'ATOL' or 'ATOL:RTOL' "
+                                     "with non-negative numbers") from None
+        return v
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from ..compare.tolerance import TolerancePolicy
+
+        try:
+            TolerancePolicy.build(v)
+        except AprqaError as err:
+            raise ValueError(str(err)) from None
+        return v
+
+    @field_validator("output")
+    @classmethod
+    def _known_output_profiles(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from ..forward.metrics import PROFILES
+
+        for k in v:
+            if k not in PROFILES:
+                close = difflib.get_close_matches(k, list(PROFILES), n=1)
+                raise ValueError(f"unknown output profile {k!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                                 + f"; known: {', '.join(PROFILES)}")
+        return v
+
+
+class Playbook(_Strict):
+    """A playbook: what to convert, how, and how each gate is judged."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    description: str | None = Field(None, max_length=500)
+    model: ModelSpec
+    test_matrix: TestMatrix = Field(default_factory=TestMatrix)
+    differential_tests: DifferentialTests = Field(default_factory=DifferentialTests)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    converter: str = Field("builtin", description="'builtin' or a command template with {src} {dst} "
+                                                  "{format} {quant} {python}; run without a shell")
+    failure_policy: Literal["stop_on_first", "stop_on_p0", "collect_all"] = "collect_all"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    # apr-qa sections accepted as data, not run by aprqa.
+    gates: dict[str, Any] | None = None
+    oracles: list[Any] | None = None
+    property_tests: Any = None
+    state_machine: dict[str, Any] | None = None
+    profile_ci: dict[str, Any] | None = None
+    trace_payload: dict[str, Any] | None = None
+    contract_tests: dict[str, Any] | None = None
+    ollama_parity: dict[str, Any] | None = None
+    kernel_profile: dict[str, Any] | None = None
+    mvp_matrix: list[Any] | None = None
+
+    @field_validator("converter")
+    @classmethod
+    def _check_converter(cls, v: str) -> str:
+        if v == "builtin":
+            return v
+        import shlex
+
+        try:
+            args = shlex.split(v)
+        except ValueError as err:
+            raise ValueError(f"converter template {v!r}: {err}") from None
+        text = " ".join(args)
+        for need in ("{src}", "{dst}"):
+            if need not in text:
+                raise ValueError(f"converter template {v!r} has no {need} placeholder")
+        unknown = set(re.findall(r"\{([^{}]*)\}", text)) - {"src", "dst", "format", "quant", "python"}
+        if unknown:
+            raise ValueError(f"converter template: unknown placeholder(s) {sorted(unknown)}; "
+                             "known: {src} {dst} {format} {quant} {python}")
+        return v
+
+    def not_run_sections(self) -> list[str]:
+        """apr-qa sections present in this playbook that aprqa does not execute."""
+        out = [k for k in NOT_RUN_SECTIONS if getattr(self, k) is not None]
+        out += [f"differential_tests.{k}" for k in NOT_RUN_DIFFERENTIAL
+                if getattr(self.differential_tests, k) is not None]
+        for sec in ("tensor_diff", "inference_compare"):
+            g = getattr(self.differential_tests, sec).gates
+            if g:
+                out.append(f"differential_tests.{sec}.gates ({', '.join(g)})")
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading with line numbers
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that remembers the 1-based line of every mapping key and value by path."""
+
+
+def _compose_lines(text: str) -> tuple[Any, dict[tuple, int]]:
+    loader = _LineLoader(text)
+    try:
+        node = loader.get_single_node()
+        lines: dict[tuple, int] = {}
+
+        def walk(n: yaml.Node, path: tuple) -> None:
+            lines.setdefault(path, n.start_mark.line + 1)
+            if isinstance(n, yaml.MappingNode):
+                for k, v in n.value:
+                    key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
+                    lines[path + (key,)] = k.start_mark.line + 1
+                    lines[path + (key, "__value__")] = v.start_mark.line + 1
+                    walk(v, path + (key,))
+            elif isinstance(n, yaml.SequenceNode):
+                for i, v in enumerate(n.value):
+                    lines[path + (i,)] = v.start_mark.line + 1
+                    walk(v, path + (i,))
+
+        data = None
+        if node is not None:
+            walk(node, ())
+            data = loader.construct_document(node)
+        return data, lines
+    finally:
+        loader.dispose()
+
+
+def _first_model(ann: Any) -> Any:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    origin = typing.get_origin(ann)
+    if origin in (Union, types.UnionType):
+        for a in typing.get_args(ann):
+            m = _first_model(a)
+            if m is not None:
+                return m
+        return None
+    if origin is dict:
+        args = typing.get_args(ann)
+        inner = _first_model(args[1]) if len(args) == 2 else None
+        return _DictOf(inner) if inner is not None else None
+    return None
+
+
+class _DictOf:
+    def __init__(self, inner: type[BaseModel]) -> None:
+        self.inner = inner
+
+
+def _resolve(loc: tuple) -> type[BaseModel] | None:
+    cls: Any = Playbook
+    for part in loc[:-1]:
+        if isinstance(cls, _DictOf):
+            cls = cls.inner
+            continue
+        if isinstance(cls, type) and issubclass(cls, BaseModel):
+            f = cls.model_fields.get(str(part))
+            if f is None:
+                return None
+            cls = _first_model(f.annotation)
+        else:
+            return None
+    return cls if isinstance(cls, type) and issubclass(cls, BaseModel) else None
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    # pydantic inserts union member tags ("ToleranceSpec", "str", "literal[...]") into loc
+    out = []
+    for p in loc:
+        if isinstance(p, str) and (p in ("str", "int", "float", "bool") or p.startswith(("literal[", "function-"))
+                                   or (p[:1].isupper() and p.isidentifier() and p not in ("Corroborated",))):
+            continue
+        out.append(p)
+    return tuple(out)
+
+
+def _line_for(lines: dict[tuple, int], loc: tuple, value: bool) -> int | None:
+    loc = tuple(loc)
+    while True:
+        if value and loc + ("__value__",) in lines:
+            return lines[loc + ("__value__",)]
+        if loc in lines:
+            return lines[loc]
+        if not loc:
+            return None
+        loc = loc[:-1]
+
+
+def _describe(err: dict, lines: dict[tuple, int]) -> tuple[int | None, str, str, str | None]:
+    loc = _clean_loc(tuple(err["loc"]))
+    dotted = ".".join(str(p) for p in loc)
+    kind = err["type"]
+    hint = None
+    if kind == "extra_forbidden":
+        owner = _resolve(loc)
+        key = str(loc[-1]) if loc else ""
+        known = list(owner.model_fields) if owner is not None else []
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        msg = f"unknown key {key!r}"
+        if close:
+            hint = f"did you mean {close[0]!r}?"
+            msg += f" (did you mean {close[0]!r}?)"
+        elif known:
+            hint = "known keys here: " + ", ".join(known)
+        return _line_for(lines, loc, value=False), dotted, msg, hint
+    if kind == "missing":
+        return _line_for(lines, loc[:-1], value=False), dotted, f"missing required key {str(loc[-1])!r}", None
+    got = err.get("input")
+    got_s = repr(got) if not isinstance(got, (dict, list)) else type(got).__name__
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind not in ("value_error",) and "input" in err:
+        msg += f" (got {got_s})"
+    return _line_for(lines, loc, value=True), dotted, msg, hint
+
+
+def parse_playbook(text: str, file: str | Path | None = None) -> Playbook:
+    """Validate playbook YAML text.
+
+    Raises:
+        PlaybookError: YAML syntax error, unknown key (with did-you-mean), wrong type or missing
+            field; ``line`` is the YAML line, every problem is listed in the message.
+    """
+    try:
+        data, lines = _compose_lines(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        raise PlaybookError(file, f"not valid YAML: {getattr(err, 'problem', None) or err}",
+                            line=mark.line + 1 if mark else None) from err
+    if not isinstance(data, dict):
+        raise PlaybookError(file, f"a playbook is a YAML mapping, got {type(data).__name__}", line=1)
+    try:
+        return Playbook.model_validate(data)
+    except ValidationError as err:
+        errs = [e for e in err.errors()]
+        locs = [_clean_loc(tuple(e["loc"])) for e in errs]
+        # a union's alternatives each report; keep the most specific (deepest) problem per key
+        keep = [e for e, lo in zip(errs, locs)
+                if not any(len(o) > len(lo) and o[:len(lo)] == lo for o in locs)]
+        described = sorted((_describe(e, lines) for e in keep), key=lambda d: (d[0] or 0))
+        line, dotted, msg, hint = described[0]
+        problems = [f"{file or '<playbook>'}:{ln if ln is not None else '?'}: {d}: {m}"
+                    for ln, d, m, _h in described]
+        raise PlaybookError(file, msg + (f" ({len(described)} problems)" if len(described) > 1 else ""),
+                            line=line, field=dotted, hint=hint, problems=problems) from err
+
+
+def load_playbook(path: str | Path) -> tuple[Playbook, str]:
+    """Read and validate a playbook file; returns ``(playbook, sha256 of the file bytes)``.
+
+    Raises:
+        PlaybookError: unreadable file or invalid playbook (see ``parse_playbook``).
+    """
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as err:
+        raise PlaybookError(p, f"cannot read the playbook: {err.strerror or err}") from err
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PlaybookError(p, f"not UTF-8 text (byte {err.start})") from err
+    return parse_playbook(text, p), hashlib.sha256(raw).hexdigest()
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a playbook (``aprqa schema``)."""
+    s = Playbook.model_json_schema()
+    s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    s["title"] = "aprqa playbook"
+    return s
