@@ -132,3 +132,47 @@ def test_empty_and_out_of_vocab_ids_are_usage_errors(tiny_models):
 def test_unknown_device_is_usage_error(tiny_models):
     with pytest.raises(UsageError, match="unknown device"):
         forward(tiny_models["qwen2-tiny"], [1], device="tpu")
+
+
+def test_memory_bounded_streaming(tiny_models, tmp_path, monkeypatch):
+    """Quantized weights: only needed embedding rows, one block at a time, head in row chunks."""
+    from aprqa.forward import weights as wmod
+    from aprqa.forward.llama import LlamaRunner
+
+    with open_model(tiny_models["qwen3-tiny"]) as m:  # tied embeddings: the head is the embedding
+        p = write_variant(m, tmp_path / "q8.gguf", "gguf", "q8_0")
+    calls = []
+    real = wmod._core()
+
+    class Spy:
+        def dequantize(self, info, *a, **k):
+            calls.append(("full", info.name, info.n_elements))
+            return real.dequantize(info, *a, **k)
+
+        def dequantize_rows(self, raw, dtype, shape, r0, r1, *a, **k):
+            calls.append(("rows", tuple(shape), r1 - r0))
+            return real.dequantize_rows(raw, dtype, shape, r0, r1, *a, **k)
+
+    monkeypatch.setattr(wmod, "_core", lambda: Spy())
+    monkeypatch.setattr(wmod, "HEAD_CHUNK_BYTES", 100 * 256 * 4)  # 100 rows per head chunk
+    with open_model(p) as c:
+        r = LlamaRunner(ModelWeights(c))
+        r.run([5, 9, 5, 7])
+    full = [x for x in calls if x[0] == "full"]
+    assert all("embed_tokens" not in name for _, name, _ in full)
+    assert max(n for _, _, n in full) <= 512 * 256  # largest block tensor (mlp), never the 512x256 vocab twice
+    rows = [x for x in calls if x[0] == "rows"]
+    lookups = [x for x in rows if x[2] == 1]
+    assert len(lookups) == 3  # unique ids 5, 7, 9
+    chunks = [x for x in rows if x[2] > 1]
+    assert sum(x[2] for x in chunks) == 512 and max(x[2] for x in chunks) == 100
+
+
+def test_cuda_device_without_gpu_is_usage_error(tiny_models):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        a = forward(tiny_models["qwen2-tiny"], IDS)
+        assert np.abs(forward(tiny_models["qwen2-tiny"], IDS, device="cuda") - a).max() <= 1e-3
+    else:
+        with pytest.raises(UsageError, match="CUDA"):
+            forward(tiny_models["qwen2-tiny"], IDS, device="cuda")
