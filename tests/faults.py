@@ -78,19 +78,30 @@ class Fault:
     stage: str = "values"   # "values": {name: f32 array}; "bytes": {name: TensorData}; "meta": (config, tok)
 
 
-def _arrays(ref_path: Path) -> tuple[dict[str, np.ndarray], object]:
+_INT = {DType.I64: np.int64, DType.I32: np.int32, DType.I16: np.int16, DType.I8: np.int8, DType.U8: np.uint8}
+
+
+def _arrays(ref_path: Path) -> tuple[dict[str, np.ndarray], object, dict[str, np.ndarray]]:
+    """Float tensors as f32 values; integer tensors (e.g. BERT position_ids) carried unchanged."""
     m = open_model(ref_path)
-    arrays = {n: core.dequantize(t).copy() for n, t in m.tensors.items()}
-    return arrays, m
+    arrays, ints = {}, {}
+    for n, t in m.tensors.items():
+        if t.dtype in _INT:
+            ints[n] = np.frombuffer(bytes(t.raw()), _INT[t.dtype]).reshape(t.shape)
+        else:
+            arrays[n] = core.dequantize(t).copy()
+    return arrays, m, ints
 
 
 def convert(ref_path: Path, out: Path, fmt: str, dtype: DType | str = DType.F32, *,
             faults: tuple[Fault, ...] = (), permute_qk: bool | None = None, lm_head_copy: bool = False,
-            weight_dtype: Callable[[str, np.ndarray], DType] | None = None) -> Path:
+            weight_dtype: Callable[[str, np.ndarray], DType] | None = None, arch: str | None = None) -> Path:
     """Write ``ref_path``'s model as ``fmt`` with 2-D weights in ``dtype`` (plus faults)."""
     dtype = DType[dtype.upper()] if isinstance(dtype, str) else dtype
-    arrays, m = _arrays(ref_path)
+    arrays, m, ints = _arrays(ref_path)
     cfg, tok = m.config, m.tokenizer
+    if arch is not None:  # e.g. a bare .safetensors file has no config; GGUF needs an architecture
+        cfg = replace(cfg, architecture=arch)
     arch = cfg.architecture
     if lm_head_copy and "lm_head.weight" not in arrays:
         arrays["lm_head.weight"] = arrays["model.embed_tokens.weight"].copy()
@@ -111,6 +122,8 @@ def convert(ref_path: Path, out: Path, fmt: str, dtype: DType | str = DType.F32,
     for n, x in arrays.items():
         dt = weight_dtype(n, x) if weight_dtype else (dtype if x.ndim == 2 else DType.F32)
         tds[n] = encode(n, x, dt)
+    for n, x in ints.items():
+        tds[n] = TensorData(n, next(d for d, npt in _INT.items() if npt == x.dtype.type), x.shape, x)
     for f in faults:
         if f.stage == "bytes":
             f.apply(tds)

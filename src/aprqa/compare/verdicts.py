@@ -242,8 +242,10 @@ class Diagnoser:
         s = self._diff(self.ta, self.tb.raw(), b_dtype=self.tb.dtype, transform=("transpose", r, c))
         if s.rel_l2 > self.thr:
             return None
+        where = (f"data transposed (square [{r}, {c}]: the shape cannot show it)" if r == c else
+                 f"stored [{c}, {r}] data under shape [{r}, {c}]")
         return Hypothesis(Verdict.TRANSPOSED, "transpose",
-                          f"stored [{c}, {r}] data under shape [{r}, {c}]: rel-L2 "
+                          f"{where}: rel-L2 "
                           f"{self._as_stored_rel():.3g} as stored → {s.rel_l2:.3g} if transposed", s)
 
     def _as_stored_rel(self) -> float:
