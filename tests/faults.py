@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-import aprqa.compare as _compare_pkg
+_compare_pkg = importlib.import_module("aprqa.compare")  # the package, even when aprqa.compare is the function
 
 # A stale editable install (built before compare/__init__.py existed) maps aprqa.compare
 # as a namespace package; load the real __init__ so tests run either way.
