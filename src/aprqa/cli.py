@@ -122,6 +122,47 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK if report.passed else EXIT_FAIL
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .playbook import run_playbook
+    from .playbook.evidence import render_line
+
+    out = _stdout()
+    res = run_playbook(args.playbook, output=args.output, model_path=args.model_path, workers=args.workers,
+                       fail_fast=args.fail_fast, on_record=lambda r: out.print(escape(render_line(r))))
+    if args.json:
+        sys.stdout.write(json.dumps(res.to_dict(), indent=2) + "\n")
+    oc = res.outcome_counts()
+    out.print(f"{len(res.records)} gates · " + " · ".join(f"{v} {k}" for k, v in oc.items())
+              + f" · {res.seconds:.1f} s · {'[green]PASS[/]' if res.passed else '[red]FAIL[/]'}")
+    extra = ", ".join(str(p.name) for p in (res.evidence_jsonl, res.junit, res.summary, res.report) if p)
+    out.print(f"evidence → {escape(str(res.evidence))} (+ {escape(extra)})")
+    for s in res.not_run:
+        _stderr().print(f"not run by aprqa: {escape(s)}")
+    return EXIT_OK if res.passed else EXIT_FAIL
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .playbook import json_schema
+
+    sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+    return EXIT_OK
+
+
+def cmd_verify_evidence(args: argparse.Namespace) -> int:
+    from .playbook import verify_evidence
+
+    v = verify_evidence(args.evidence, args.playbook)
+    if args.json:
+        sys.stdout.write(json.dumps(v.to_dict(), indent=2) + "\n")
+    else:
+        out = _stdout()
+        for p in v.problems:
+            out.print(f"[red]✗[/] {escape(p)}")
+        out.print(f"{v.records} records · playbook sha256 {v.playbook_sha256[:12]}… · "
+                  + ("[green]evidence matches the playbook[/]" if v.passed else "[red]MISMATCH[/]"))
+    return EXIT_OK if v.passed else EXIT_FAIL
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aprqa", description="Conversion-fidelity checks for SafeTensors, GGUF and APR.")
     p.add_argument("--version", action="version", version=f"aprqa {__version__}")
@@ -180,6 +221,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="elementwise tolerance override for matching tensors (repeatable)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_compare)
+    s = sub.add_parser("run", help="run a playbook's gates and write apr-qa-shaped evidence")
+    s.add_argument("playbook", help="playbook YAML (docs/playbooks.md)")
+    s.add_argument("--output", metavar="DIR", help="evidence and converted models (default aprqa-out/NAME)")
+    s.add_argument("--model-path", metavar="DIR", help="local model to use (required for hf_repo playbooks)")
+    s.add_argument("--workers", type=int, default=1, metavar="N", help="parallel conversions/gates (default 1)")
+    s.add_argument("--fail-fast", action="store_true", help="stop after the first gate that is not Corroborated")
+    s.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("schema", help="print the playbook JSON Schema")
+    s.set_defaults(func=cmd_schema)
+
+    s = sub.add_parser("verify-evidence", help="check evidence against a playbook (sha256, thresholds)")
+    s.add_argument("evidence", help="evidence.json (or evidence.jsonl)")
+    s.add_argument("playbook", help="the playbook the evidence claims to come from")
+    s.add_argument("--json", action="store_true", help="machine-readable result")
+    s.set_defaults(func=cmd_verify_evidence)
     return p
 
 

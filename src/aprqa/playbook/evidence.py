@@ -282,3 +282,13 @@ def _dict_diff(a: Any, b: Any, path: str = "") -> list[str]:
     if a != b:
         return [f"{path}: recorded {a!r}, playbook now {b!r}"]
     return []
+
+
+def render_line(record: dict[str, Any], width: int = 150) -> str:
+    """One console line for a finished record: gate, format/quant, outcome, reason (shortened)."""
+    sc = record.get("scenario") or {}
+    variant = (sc.get("model") or {}).get("variant") or ""
+    head = f"{record['gate_id']:<26} {sc.get('format', ''):<11} {variant:<7} {record['outcome']:<12}"
+    reason = record.get("reason", "").replace("\n", " ")
+    room = max(20, width - len(head) - 1)
+    return f"{head} {reason if len(reason) <= room else reason[:room - 1] + '…'}"

@@ -247,9 +247,8 @@ class _Runner:
                                                     f"{parent.failure.reason if parent.failure else '?'}"))
         ext = _EXT[fmt]
         builtin = self.pb.converter == "builtin"
-        if fmt == "safetensors":
-            d = self.work / tag
-            dst = d if builtin else d / "model.safetensors"
+        if fmt == "safetensors":  # an HF directory (config.json, model.safetensors, tokenizer.json)
+            dst = self.work / tag
         else:
             dst = self.work / f"{tag}{ext}"
         t0 = time.perf_counter()
@@ -266,7 +265,7 @@ class _Runner:
         return self._external(parent.path, dst, fmt, quant, label, t0)
 
     def _external(self, src: Path, dst: Path, fmt: str, quant: str, label: str, t0: float) -> _Conv:
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        self.work.mkdir(parents=True, exist_ok=True)
         values = {"src": str(src), "dst": str(dst), "format": fmt, "quant": G.converter_quant(quant) or "keep",
                   "python": sys.executable}
         args = [re.sub(r"\{(src|dst|format|quant|python)\}", lambda m: values[m.group(1)], a)
@@ -294,8 +293,6 @@ class _Runner:
             return _Conv(label, None, G.GateOutcome("Falsified", f"conversion {label}: `{shlex.join(args)}` exited 0 "
                                                                  f"but wrote no {dst}", stderr=stderr, exit_code=0),
                          secs, stderr, 0)
-        if fmt == "safetensors" and (dst.parent / "config.json").exists():
-            dst = dst.parent
         return _Conv(label, dst, None, secs, stderr, 0)
 
     # -- measurements ---------------------------------------------------------------------------
