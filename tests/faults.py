@@ -12,28 +12,11 @@ before encoding, or to the {name: TensorData} dict after encoding (``stage="byte
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-
-_compare_pkg = importlib.import_module("aprqa.compare")  # the package, even when aprqa.compare is the function
-
-# A stale editable install (built before compare/__init__.py existed) maps aprqa.compare
-# as a namespace package; load the real __init__ so tests run either way.
-if not hasattr(_compare_pkg, "compare"):  # pragma: no cover - depends on the install
-    _init = Path(__file__).resolve().parents[1] / "src" / "aprqa" / "compare" / "__init__.py"
-    _spec = importlib.util.spec_from_file_location("aprqa.compare", _init,
-                                                   submodule_search_locations=[str(_init.parent)])
-    _mod = importlib.util.module_from_spec(_spec)
-    sys.modules["aprqa.compare"] = _mod
-    _spec.loader.exec_module(_mod)  # type: ignore[union-attr]
-    import aprqa
-
-    aprqa.compare = _mod  # type: ignore[attr-defined]
 
 from aprqa import core  # noqa: E402
 from aprqa.dtypes import DType  # noqa: E402

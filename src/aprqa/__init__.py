@@ -14,6 +14,9 @@ from typing import Any
 from .dtypes import DType
 from .errors import AprqaError, DTypeError, FormatError, TruncatedError, UnsupportedFormatError, UsageError
 from .formats import open_model
+# Imported eagerly so that the name ``aprqa.compare`` is the function, not the subpackage
+# (importing a submodule binds its name on the parent package).
+from .compare import compare
 
 __version__ = "0.1.0"
 
@@ -23,7 +26,6 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "dequantize_rows": (".core", "dequantize_rows"),
     "quantize": (".core", "quantize"),
     "diff_stats": (".core", "diff_stats"),
-    "compare": (".compare", "compare"),
     "convert": (".convert", "convert"),
     "forward": (".forward", "forward"),
     "generate": (".forward", "generate"),
@@ -35,7 +37,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 
 __all__ = [
     "open_model", "DType", "AprqaError", "FormatError", "TruncatedError", "UnsupportedFormatError",
-    "DTypeError", "UsageError", "__version__", *_LAZY,
+    "DTypeError", "UsageError", "__version__", "compare", *_LAZY,
 ]
 
 

@@ -223,14 +223,3 @@ def _judge_extra(ctx: Context, p: Pair, missing: list[Pair]) -> TensorResult:
                                   f"sampled rows): renamed from it")
     return _result(None, tb, p.name, Verdict.EXTRA, False,
                    detail="only in the candidate" + ("" if tb.known_name else " (name not in the canonical scheme)"))
-
-
-class _CallableModule(type(sys.modules[__name__])):  # type: ignore[misc]
-    """``aprqa.compare(a, b)`` works whether ``aprqa.compare`` resolves to this package
-    (after ``import aprqa.compare``) or to the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Report:
-        return compare(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
