@@ -203,3 +203,24 @@ def test_fail_fast_records_the_rest_as_skipped(tmp_path):
     assert by["G0-INTEGRITY-HIDDEN"]["outcome"] == "Falsified"
     assert "999" in by["G0-INTEGRITY-HIDDEN"]["reason"] and "256" in by["G0-INTEGRITY-HIDDEN"]["reason"]
     assert by["F-CONV-CARD-001"]["outcome"] == "Skipped" and not res.passed
+
+
+def test_failing_converter_is_crashed_with_exit_code(tmp_path):
+    pb = tmp_path / "crash.yaml"
+    pb.write_text(SMALL.format(formats="[gguf]")
+                  + 'converter: "{python} -c \'import sys; sys.exit(3)\' {src} {dst}"\n')
+    res = run_playbook(pb, output=tmp_path / "out")
+    conv = [r for r in res.records if r["gate_id"] == "F-CONV-S-G"]
+    assert len(conv) == 2 and all(r["outcome"] == "Crashed" and r["exit_code"] == 3 for r in conv)
+    assert all("exited 3" in r["reason"] for r in conv)
+    assert not any(r["outcome"] == "Corroborated" for r in res.records if r["gate_id"].startswith("F-"))
+
+
+def test_apr_qa_fixture_playbook_runs_on_a_local_copy(tmp_path, tiny_models):
+    fixture = Path("/work/shared/fixtures/apr-qa/playbooks/qwen3-0.6b-mvp.playbook.yaml")
+    if not fixture.exists():
+        pytest.skip("apr-qa fixture playbooks not available")
+    res = run_playbook(fixture, output=tmp_path / "out", model_path=tiny_models["qwen3-tiny"], workers=2)
+    assert res.passed, [r["reason"] for r in res.failures()]
+    assert {"gates", "oracles", "profile_ci", "contract_tests"} <= set(res.not_run)
+    assert {r["scenario"]["model"]["variant"] for r in res.records if r["gate_id"] == "F-CONV-S-G"} == {"q4_k_m"}

@@ -404,6 +404,14 @@ class _Runner:
                 f = (a.failure or b.failure)
                 return G.GateOutcome(f.outcome if f else "Crashed", f"idempotency could not run: "
                                                                     f"{f.reason if f else '?'}")
+            from ..formats import open_model
+
+            with open_model(a.path) as ma:
+                n = len(ma.tensors)
+            if n == 0:
+                bad.append(f"{a.label}: the converted model has 0 tensors (identical nothing is not evidence)")
+                m.append({"conversion": a.label, "tensors": 0})
+                continue
             da, db = G.files_digest(a.path), G.files_digest(b.path)
             entry = {"conversion": a.label, "sha256_first": da, "sha256_second": db, "bytes_identical": da == db}
             if da == db:
@@ -496,7 +504,7 @@ class _Runner:
 
     def run(self) -> RunResult:
         t0 = time.perf_counter()
-        self.out.mkdir(parents=True, exist_ok=True)
+        self.work.mkdir(parents=True, exist_ok=True)
         for stale in ("evidence.json", "junit.xml", "summary.md", "report.html"):
             (self.out / stale).unlink(missing_ok=True)
         self.labels: dict[tuple, str] = {}
