@@ -32,6 +32,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "tokenize": (".forward", "tokenize"),
     "compare_outputs": (".forward", "compare_outputs"),
     "locate": (".forward", "locate"),
+    "run_playbook": (".playbook", "run_playbook"),
     "testing": (".testing", None),
 }
 
