@@ -65,7 +65,7 @@ def child(kind: str, model: str, n_tokens: int) -> None:
         from aprqa.forward.llama import LlamaRunner
         from aprqa.forward.weights import ModelWeights
 
-        runner = LlamaRunner(ModelWeights(open_model(model)))
+        runner = LlamaRunner(ModelWeights(open_model(model), reuse_buffers=True))
 
         def run() -> np.ndarray:
             return runner.run(ids)

@@ -45,3 +45,15 @@ def test_faithful_conversion_localizes_nothing(deep_llama, tmp_path):
 def test_locate_refuses_empty_ids(deep_llama):
     with pytest.raises(UsageError):
         locate(deep_llama, deep_llama, [])
+
+
+def test_missing_rope_permutation_in_llama_gguf_is_caught(tiny_models, tmp_path):
+    """A converter that forgets llama.cpp's Q/K permutation: outputs fail, locate says layer 0 attn."""
+    from aprqa.forward import compare_outputs
+
+    with open_model(tiny_models["llama-tiny"]) as m:
+        bad = write_variant(m, tmp_path / "noperm.gguf", "gguf", "f32", permute_rope=False)
+    r = compare_outputs(tiny_models["llama-tiny"], bad, token_ids=IDS, n_generate=4)
+    assert not r and r.metrics.kl_mean > 1e-4
+    loc = locate(tiny_models["llama-tiny"], bad, IDS)
+    assert (loc.first_bad.layer, loc.first_bad.sub_block) == (0, "attn")

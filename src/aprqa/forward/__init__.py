@@ -73,7 +73,7 @@ def _backend(device: str) -> Any:
 def _runner(model: Model, device: str) -> Any:
     from .llama import LlamaRunner
 
-    return LlamaRunner(ModelWeights(model), _backend(device))
+    return LlamaRunner(ModelWeights(model, reuse_buffers=True), _backend(device))
 
 
 def _ids(token_ids: Sequence[int] | np.ndarray) -> list[int]:

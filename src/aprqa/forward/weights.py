@@ -17,6 +17,7 @@ Two facts about formats live here and nowhere else in forward/:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -53,24 +54,24 @@ def _f32_view(info: TensorInfo) -> np.ndarray | None:
     return arr
 
 
-def dequantize_full(info: TensorInfo) -> np.ndarray:
-    """The whole tensor as float32 (a view for F32, a fresh array otherwise)."""
+def dequantize_full(info: TensorInfo, out: np.ndarray | None = None) -> np.ndarray:
+    """The whole tensor as float32: a view for F32, else ``out`` filled (or a fresh array)."""
     arr = _f32_view(info)
     if arr is not None:
         return arr
-    out = _core().dequantize(info)
-    return np.asarray(out, dtype=np.float32).reshape(info.shape)
+    res = _core().dequantize(info, out=out)
+    return np.asarray(res, dtype=np.float32).reshape(info.shape)
 
 
-def dequantize_rows(info: TensorInfo, start: int, stop: int) -> np.ndarray:
-    """Rows ``[start, stop)`` of a 2-D tensor as float32 ``[stop-start, cols]``."""
+def dequantize_rows(info: TensorInfo, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``[start, stop)`` of a 2-D tensor as float32 ``[stop-start, cols]`` (into ``out`` if given)."""
     if len(info.shape) != 2 or not 0 <= start <= stop <= info.shape[0]:
         raise UsageError(f"tensor '{info.name}' {list(info.shape)}: rows [{start}, {stop}) out of range")
     arr = _f32_view(info)
     if arr is not None:
         return arr[start:stop]
-    out = _core().dequantize_rows(info.raw(), info.dtype, info.shape, start, stop)
-    return np.asarray(out, dtype=np.float32).reshape(stop - start, info.shape[1])
+    res = _core().dequantize_rows(info.raw(), info.dtype, info.shape, start, stop, out=out)
+    return np.asarray(res, dtype=np.float32).reshape(stop - start, info.shape[1])
 
 
 def unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
@@ -161,16 +162,30 @@ class ModelWeights:
 
     Args:
         model: an opened model (``aprqa.formats.open_model``).
+        reuse_buffers: dequantize into buffers reused from one ``layer()`` / ``head_chunks()``
+            call to the next (no fresh allocation and page faults per block). Arrays from the
+            previous call are then overwritten: only for a consumer that drops a block before
+            asking for the next (``LlamaRunner`` does).
     Raises:
         UsageError: unsupported architecture, missing tensors or config facts, or
             shapes that disagree with the config.
     """
 
     model: Model
+    reuse_buffers: bool = False
     config: ForwardConfig = field(init=False)
+    _pool: dict = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.config = self._resolve()
+
+    def _buffer(self, key: str, shape: tuple[int, ...]) -> np.ndarray | None:
+        if not self.reuse_buffers:
+            return None
+        buf = self._pool.get(key)
+        if buf is None or buf.shape != shape:
+            buf = self._pool[key] = np.empty(shape, np.float32)
+        return buf
 
     # ------------------------------------------------------------------ config
     def _t(self, name: str) -> TensorInfo:
@@ -244,7 +259,8 @@ class ModelWeights:
         if optional and name not in self.model.tensors:
             return None
         info = self._t(name)
-        w = dequantize_full(info)
+        role = re.sub(r"^model\.layers\.\d+\.", "", name)
+        w = dequantize_full(info, None if info.dtype is DType.F32 else self._buffer(role, info.shape))
         if naming.rope_permuted(name, self.config.architecture, self.model.format):
             n = self.config.num_heads if ".q_proj." in name else self.config.num_kv_heads
             w = unpermute_rope_rows(w, n)
@@ -299,7 +315,10 @@ class ModelWeights:
             chunk_rows = rows
         for r0 in range(0, rows, chunk_rows):
             r1 = min(rows, r0 + chunk_rows)
-            yield r0, r1, dequantize_rows(info, r0, r1)
+            buf = None if info.dtype is DType.F32 else self._buffer("head", (chunk_rows, cols))
+            if buf is not None and r1 - r0 < chunk_rows:
+                buf = buf[: r1 - r0]
+            yield r0, r1, dequantize_rows(info, r0, r1, out=buf)
 
     def head_bias(self) -> np.ndarray | None:
         return self._get("lm_head.bias", True)
