@@ -57,10 +57,16 @@ class NumpyBackend:
         return x.transpose(1, 0, 2)
 
     def linear(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-        y = x @ w.T
+        # (W·xᵀ)ᵀ: OpenBLAS is up to 3× faster with the weight as the row-major left operand than
+        # with x·Wᵀ for the short-and-wide prefill shapes (measured: down_proj 896×4864, 64 tokens).
+        y = np.ascontiguousarray((w @ x.T).T)
         if b is not None:
             y += b
         return y
+
+    def head_rows(self, x: np.ndarray, w: np.ndarray, dst: np.ndarray) -> None:
+        """``dst[rows, T] = W·xᵀ`` for one LM-head chunk, written in place (no temporaries)."""
+        np.matmul(w, x.T, out=dst)
 
     def rmsnorm(self, x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
         return kernels.rmsnorm(x, w, eps)
@@ -175,10 +181,12 @@ class LlamaRunner:
         """Final norm + LM head (streamed in row chunks) -> float32 numpy ``[T, vocab]``."""
         be = self.backend
         x = be.rmsnorm(h, be.asarray(self.weights.final_norm()), self.cfg.rms_eps)
-        out = np.empty((x.shape[0], self.weights.head_info().shape[0]), np.float32)
+        out_t = np.empty((self.weights.head_info().shape[0], x.shape[0]), np.float32)  # [vocab, T]
         for r0, r1, w in self.weights.head_chunks():
-            out[:, r0:r1] = be.to_numpy(be.linear(x, be.asarray(w)))
+            be.head_rows(x, be.asarray(w), out_t[r0:r1])
             del w
+        out = np.ascontiguousarray(out_t.T)
+        del out_t
         bias = self.weights.head_bias()
         if bias is not None:
             out += bias

@@ -60,6 +60,9 @@ class TorchBackend:
         y = x @ w.T
         return y + b if b is not None else y
 
+    def head_rows(self, x: Any, w: Any, dst: np.ndarray) -> None:
+        dst[...] = self.to_numpy(w @ x.T)
+
     def rmsnorm(self, x: Any, w: Any, eps: float) -> Any:
         var = x.pow(2).mean(-1, keepdim=True)
         return w * (x * self.torch.rsqrt(var + eps))
