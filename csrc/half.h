@@ -60,6 +60,13 @@ inline uint16_t f32_to_f16(float f) {
 
 inline float bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 
+// Round-to-nearest-even f32 -> bf16 (what torch's .to(bfloat16) does); a NaN stays a quiet NaN.
+inline uint16_t f32_to_bf16(float f) {
+    const uint32_t x = f32_bits(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((x >> 16) | 0x40u);
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
 inline uint16_t load_u16(const uint8_t* p) {
     uint16_t v;
     std::memcpy(&v, p, 2);

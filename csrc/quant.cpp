@@ -376,6 +376,7 @@ static void quant_apr_q4(const float* x, size_t n, uint8_t* out, size_t b0, size
 
 bool quant_supported(int dtype) {
     switch (dtype) {
+        case 0: case 1: case 30:  // float casts, round-to-nearest-even
         case 2: case 3: case 6: case 7: case 8: case 12: case 13: case 14: case kAprQ4: case kAprQ8: return true;
         default: return false;
     }
@@ -388,6 +389,19 @@ void require_quant(int dtype) {
 }
 
 void quantize(int dtype, const float* x, size_t n, uint8_t* out, int threads) {
+    if (dtype == 0 || dtype == 1 || dtype == 30) {  // f32 copy, f16 / bf16 round-to-nearest-even
+        parallel_slices(n, threads, [&](int, size_t lo, size_t hi) {
+            for (size_t i = lo; i < hi; ++i) {
+                if (dtype == 0) {
+                    std::memcpy(out + 4 * i, &x[i], 4);
+                } else {
+                    const uint16_t h = dtype == 1 ? f32_to_f16(x[i]) : f32_to_bf16(x[i]);
+                    std::memcpy(out + 2 * i, &h, 2);
+                }
+            }
+        });
+        return;
+    }
     if (dtype == kAprQ8) {
         float amax = 0;
         for (size_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i]));

@@ -224,7 +224,8 @@ def dequantize_rows(
 def quantize(array: Any, dtype: DTypeLike, *, threads: int | None = None) -> np.ndarray:
     """Quantize float values to a raw payload.
 
-    Supported: ``q4_0, q4_1, q5_0, q5_1, q8_0`` (byte-identical to ggml/gguf-py),
+    Supported: ``f32`` (copy), ``f16, bf16`` (round-to-nearest-even casts),
+    ``q4_0, q4_1, q5_0, q5_1, q8_0`` (byte-identical to ggml/gguf-py),
     ``q4_k, q5_k, q6_k`` (ggml's reference search), ``apr_q4, apr_q8`` (APR spec).
 
     Args:

@@ -84,19 +84,10 @@ def _quantizable(dt: DType) -> bool:
 
 def _round_to(x: np.ndarray, dt: DType) -> np.ndarray:
     """``x`` (float32) correctly rounded (nearest-even) to float type ``dt``, as raw bytes."""
-    if dt is DType.F32:
-        return x.astype(np.float32).view(np.uint8).ravel()
-    if dt is DType.F16:
-        return x.astype(np.float16).view(np.uint8).ravel()
     if dt is DType.F64:
-        return x.astype(np.float64).view(np.uint8).ravel()
-    if dt is DType.BF16:
-        u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).ravel()
-        rounded = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
-        nan = np.isnan(x.ravel())
-        out = rounded.astype(np.uint16)
-        out[nan] = ((u[nan] >> np.uint32(16)) | np.uint32(0x40)).astype(np.uint16)  # keep quiet NaN
-        return out.view(np.uint8)
+        return x.astype(np.float64).view(np.uint8).ravel()  # widening: exact
+    if dt in (DType.F32, DType.F16, DType.BF16):
+        return core.quantize(x, dt)
     raise DTypeError(f"no round-to-nearest cast to {dt.lname}")
 
 
