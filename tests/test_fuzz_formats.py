@@ -1,4 +1,4 @@
-"""Mutation fuzzing of the GGUF and APR readers: only success or FormatError is acceptable.
+"""Mutation fuzzing of the SafeTensors, GGUF and APR readers: only success or FormatError is acceptable.
 
 Valid small files (a few hundred bytes) come from aprqa's own writers; hypothesis applies byte
 flips, truncations, inserted/deleted bytes and overwritten u64 fields. A successful open must
@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from aprqa.dtypes import DType
 from aprqa.errors import FormatError
-from aprqa.formats import apr, gguf
+from aprqa.formats import apr, gguf, safetensors
 from aprqa.formats.model import ArchConfig, TensorData, TokenizerInfo
 
 _TOK = TokenizerInfo("gpt2", ("a", "b", "c", "d"), ("a b",), bos_id=1, eos_id=2)
@@ -31,7 +31,9 @@ _SETTINGS = settings(max_examples=2000, deadline=None, derandomize=True, databas
 def _valid(fmt: str, tmp: Path) -> bytes:
     rng = np.random.default_rng(0)
     p = tmp / f"valid.{fmt}"
-    if fmt == "gguf":
+    if fmt == "safetensors":
+        pass
+    elif fmt == "gguf":
         tds = [TensorData("model.embed_tokens.weight", DType.F32, (4, 8), np.arange(32, dtype=np.float32)),
                TensorData("model.layers.0.mlp.up_proj.weight", DType.Q8_0, (2, 32),
                           rng.integers(0, 256, 68, dtype=np.uint8)),
@@ -45,6 +47,12 @@ def _valid(fmt: str, tmp: Path) -> bytes:
                TensorData("model.norm.weight", DType.APR_Q8, (8,), rng.integers(0, 256, 12, dtype=np.uint8))]
         cfg = ArchConfig(architecture="qwen2", hidden_size=8, num_layers=1, rope_style="neox")
         apr.write(p, tds, cfg, _TOK, None)
+    if fmt == "safetensors":
+        p = tmp / "valid.safetensors"
+        safetensors.write(p, [TensorData("a", DType.F32, (2, 3), np.arange(6, dtype=np.float32)),
+                              TensorData("b", DType.BF16, (4,), np.arange(4, dtype=np.uint16)),
+                              TensorData("model.norm.weight", DType.F16, (2,), np.ones(2, np.float16))],
+                          ArchConfig(), None)
     return p.read_bytes()
 
 
@@ -106,7 +114,7 @@ def _check(module, path: Path, data: bytes) -> None:
 
 def _build_seeds() -> dict[str, bytes]:
     with tempfile.TemporaryDirectory() as tmp:
-        return {"gguf": _valid("gguf", Path(tmp)), "apr": _valid("apr", Path(tmp))}
+        return {fmt: _valid(fmt, Path(tmp)) for fmt in ("safetensors", "gguf", "apr")}
 
 
 SEEDS = _build_seeds()
@@ -118,7 +126,7 @@ def valid_files() -> dict[str, bytes]:
 
 
 def test_valid_seeds_open(valid_files, tmp_path):
-    for fmt, module in (("gguf", gguf), ("apr", apr)):
+    for fmt, module in (("safetensors", safetensors), ("gguf", gguf), ("apr", apr)):
         assert len(valid_files[fmt]) < 1200
         p = tmp_path / f"seed.{fmt}"
         p.write_bytes(valid_files[fmt])
@@ -126,8 +134,15 @@ def test_valid_seeds_open(valid_files, tmp_path):
             assert len(m) == 3 and not m.truncated_tensors
 
 
+_ST_SIZE = len(SEEDS["safetensors"])
 _GGUF_SIZE = len(SEEDS["gguf"])
 _APR_SIZE = len(SEEDS["apr"])
+
+
+@_SETTINGS
+@given(muts=_mutations(_ST_SIZE))
+def test_fuzz_safetensors_only_success_or_format_error(valid_files, tmp_path_factory, muts):
+    _check(safetensors, tmp_path_factory.getbasetemp() / "fuzz.safetensors", _apply(valid_files["safetensors"], muts))
 
 
 @_SETTINGS
