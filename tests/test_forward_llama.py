@@ -176,3 +176,20 @@ def test_cuda_device_without_gpu_is_usage_error(tiny_models):
     else:
         with pytest.raises(UsageError, match="CUDA"):
             forward(tiny_models["qwen2-tiny"], IDS, device="cuda")
+
+
+def test_mistral_gqa_one_kv_head_matches_transformers_and_gguf(tmp_path):
+    """mistral (GQA down to one kv head): HF logits, and the same from a llama.cpp-permuted GGUF."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from aprqa.synthetic import make_hf_model
+
+    d = make_hf_model(tmp_path / "mistral", "llama-tiny", seed=5, architecture="mistral", num_kv_heads=1)
+    ours = forward(d, IDS)
+    m = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager")
+    with torch.no_grad():
+        ref = m(torch.tensor(IDS)[None]).logits[0].numpy()
+    assert np.abs(ours - ref).max() <= 1e-4
+    with open_model(d) as hf:
+        g = write_variant(hf, tmp_path / "m.gguf", "gguf", "f32")
+    assert np.abs(forward(g, IDS) - ours).max() <= 1e-5
