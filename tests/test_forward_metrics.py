@@ -87,6 +87,7 @@ def test_same_model_passes_f32(tiny_models):
     assert r.metrics.n_positions == len(r.token_ids) + 3
     d = r.to_dict()
     assert d["passed"] is True and d["profile"]["name"] == "f32" and d["metrics"]["kl_mean"] < 1e-9
+    assert d["minimum_passing"]["min_top1"] == 1.0 and d["minimum_passing"]["max_mean_kl"] < 1e-9
 
 
 @pytest.mark.parametrize("dt", ["f16", "q8_0"])

@@ -284,10 +284,21 @@ class OutputComparison:
     def __bool__(self) -> bool:
         return self.passed
 
+    @property
+    def minimum_passing(self) -> dict[str, float | None]:
+        """The tightest threshold of each gate this candidate would still have passed."""
+        m = self.metrics
+        if m is None:
+            return {}
+        return {"max_mean_kl": m.kl_mean, "max_p99_kl": m.kl_p99, "max_kl": m.kl_max,
+                "min_top1": m.top1_decisive, "min_top5_overlap": m.top5_overlap,
+                "max_abs_logit": m.max_abs_logit_diff, "max_rms_dp": m.rms_dp}
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed, "reference": self.reference, "candidate": self.candidate,
-            "profile": self.profile.to_dict(), "token_ids": list(self.token_ids),
+            "profile": self.profile.to_dict(), "minimum_passing": self.minimum_passing,
+            "token_ids": list(self.token_ids),
             "metrics": self.metrics.to_dict() if self.metrics else None,
             "greedy": self.greedy.to_dict() if self.greedy else None,
             "tokenizer": self.tokenizer.to_dict() if self.tokenizer else None,
