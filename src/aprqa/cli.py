@@ -53,7 +53,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .report.console import progress_bar
 
     with progress_bar(_stderr(), enabled=not args.quiet) as advance:
-        result = convert(args.src, args.dst, to=args.to, quant=args.quant, on_tensor=advance)
+        result = convert(args.src, args.dst, to=args.to, quant=args.quant, on_tensor=advance,
+                         weights_only=args.weights_only)
     changed = sum(1 for _, a, b, _t in result.tensors if a != b)
     transformed = sum(1 for *_x, t in result.tensors if t)
     _stderr().print(f"wrote {result.dst} ({result.fmt}, quant {result.quant}): {len(result.tensors)} tensors, "
@@ -136,8 +137,12 @@ def cmd_run(args: argparse.Namespace) -> int:
               + f" · {res.seconds:.1f} s · {'[green]PASS[/]' if res.passed else '[red]FAIL[/]'}")
     extra = ", ".join(str(p.name) for p in (res.evidence_jsonl, res.junit, res.summary, res.report) if p)
     out.print(f"evidence → {escape(str(res.evidence))} (+ {escape(extra)})")
-    for s in res.not_run:
-        _stderr().print(f"not run by aprqa: {escape(s)}")
+    skipped = res.not_executed
+    if skipped:
+        err = _stderr()
+        err.print(f"not executed by aprqa ({len(skipped)} Skipped records, not counted as passed):")
+        for r in skipped:
+            err.print(f"  {escape(r['gate_id'])}: {escape(r['metadata'].get('section', ''))}")
     return EXIT_OK if res.passed else EXIT_FAIL
 
 
@@ -163,6 +168,21 @@ def cmd_verify_evidence(args: argparse.Namespace) -> int:
     return EXIT_OK if v.passed else EXIT_FAIL
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report.evidence_report import load_summary, render_console, write
+
+    summary = load_summary(args.evidence)
+    for path, kind in ((args.md, "md"), (args.html, "html")):
+        if path:
+            write(summary, path, kind)
+            _stderr().print(f"wrote {escape(str(path))}")
+    if args.json:
+        sys.stdout.write(json.dumps(summary.to_dict(), indent=2) + "\n")
+    else:
+        render_console(summary, _stdout())
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aprqa", description="Conversion-fidelity checks for SafeTensors, GGUF and APR.")
     p.add_argument("--version", action="version", version=f"aprqa {__version__}")
@@ -181,8 +201,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("src", help="source model (file or HF directory)")
     s.add_argument("dst", help="output: .gguf, .apr, .safetensors or a directory (HF layout)")
     s.add_argument("--to", choices=["safetensors", "gguf", "apr"], help="output format (default: from dst)")
-    s.add_argument("--quant", choices=QUANT_CHOICES, help="target type of 2-D weights (default: keep)")
+    s.add_argument("--quant", choices=QUANT_CHOICES, help="target type of 2-D weights, or a llama.cpp mix "
+                   "(q4_k_m, q5_k_m, q3_k_m: docs/quantizations.md); default: keep")
     s.add_argument("--json", action="store_true", help="print what was written per tensor as JSON")
+    s.add_argument("--weights-only", action="store_true",
+                   help="allow a single .safetensors output file (it cannot carry config and tokenizer)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_convert)
 
@@ -238,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("playbook", help="the playbook the evidence claims to come from")
     s.add_argument("--json", action="store_true", help="machine-readable result")
     s.set_defaults(func=cmd_verify_evidence)
+
+    s = sub.add_parser("report", help="summarize an evidence file (aprqa's or apr-qa's): families, causes, notes")
+    s.add_argument("evidence", help="evidence.json (array or apr-qa's {\"evidence\": [...]}) or evidence.jsonl")
+    s.add_argument("--md", metavar="PATH", help="also write a Markdown summary")
+    s.add_argument("--html", metavar="PATH", help="also write a self-contained HTML summary")
+    s.add_argument("--json", action="store_true", help="print the summary as JSON instead of the console view")
+    s.set_defaults(func=cmd_report)
     return p
 
 

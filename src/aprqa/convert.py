@@ -29,9 +29,12 @@ from .errors import UsageError
 from .formats import FORMATS, format_module, open_model
 from .formats.model import Model, TensorData, TensorInfo
 from .formats.naming import LLAMA_FAMILY, ROPE_PERMUTED_ARCHS, rope_permuted
+from .quantmix import Mix, is_mix, unquantizable_types
 
 QUANT_CHOICES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k",
-                 "apr-q4", "apr-q8")
+                 "apr-q4", "apr-q8", "q4_k_m", "q5_k_m", "q3_k_m")
+# llama.cpp mixes (aprqa.quantmix): per-tensor types; q3_k_m needs Q3_K, which aprqa.core cannot
+# quantize, so converting to it is refused with the tensors that need it.
 
 # What each format can store (APR in aprender's dialect).
 _STORABLE = {
@@ -73,11 +76,21 @@ def infer_format(dst: Path) -> str:
     raise UsageError(f"cannot infer the output format from '{dst}'; pass --to safetensors|gguf|apr")
 
 
-def target_dtype(t: TensorInfo, quant: DType | None, fmt: str) -> DType:
-    """The dtype a tensor gets: float policy for small/1-D tensors, block-size fallbacks, format limits."""
+def target_dtype(t: TensorInfo, quant: "DType | Mix | None", fmt: str) -> DType:
+    """The dtype a tensor gets: float policy for small/1-D tensors, block-size fallbacks, format limits.
+
+    ``quant`` may be a ``quantmix.Mix`` (q4_k_m...): each tensor then gets the mix's type for it.
+    """
     src = t.dtype
     if quant is None:  # keep the source type where the format can store it
         return src if src in _STORABLE[fmt] else DType.F32
+    if isinstance(quant, Mix):
+        want = DType.F32 if len(t.shape) < 2 or t.n_elements < SMALL_TENSOR_ELEMENTS else quant.type_for(t.name,
+                                                                                                          t.shape)
+        if want not in _STORABLE[fmt]:
+            raise UsageError(f"{fmt} cannot store {want.lname} (tensor '{t.name}', {quant.name} mix); "
+                             f"storable: {', '.join(sorted(d.lname for d in _STORABLE[fmt]))}")
+        return want
     if len(t.shape) < 2 or t.n_elements < SMALL_TENSOR_ELEMENTS:
         want = DType.F32 if quant.is_quantized or quant is DType.F32 else quant
         if len(t.shape) < 2:
@@ -95,6 +108,35 @@ def target_dtype(t: TensorInfo, quant: DType | None, fmt: str) -> DType:
         raise UsageError(f"{fmt} cannot store {want.lname} (tensor '{t.name}'); "
                          f"storable: {', '.join(sorted(d.lname for d in _STORABLE[fmt]))}")
     return want
+
+
+def mix_for(model: Model, name: str) -> Mix:
+    """The llama.cpp mix ``name`` bound to ``model`` (layer count, tied embeddings, GQA ratio)."""
+    c = model.config
+    n_layers = c.num_layers or max((int(n.split(".")[2]) + 1 for n in model.tensors
+                                    if n.startswith("model.layers.") and n.split(".")[2].isdigit()), default=1)
+    gqa = (c.num_heads // c.num_kv_heads) if c.num_heads and c.num_kv_heads else 1
+    return Mix(name, n_layers, has_output="lm_head.weight" in model.tensors, n_gqa=gqa)
+
+
+def plan_quant(model: Model, quant: str | None, fmt: str) -> "DType | Mix | None":
+    """``--quant`` name -> what ``target_dtype`` takes, after checking every tensor can be written.
+
+    Raises:
+        UsageError: a tensor's type cannot be stored by ``fmt`` or produced by aprqa.core
+            (e.g. Q3_K for q3_k_m), naming the tensors.
+    """
+    if not quant:
+        return None
+    q: DType | Mix = mix_for(model, quant) if is_mix(quant) else dtype_from_name(quant)
+    plan = {t.name: target_dtype(t, q, fmt) for t in model.tensors.values()}  # raises on format limits
+    missing = unquantizable_types(set(plan.values()))
+    if missing:
+        names = [n for n, d in plan.items() if d in missing]
+        raise UsageError(f"cannot produce {quant}: {len(names)} tensors need {', '.join(d.lname for d in missing)}, "
+                         f"which aprqa.core.quantize does not implement (first: '{names[0]}'); "
+                         "see docs/quantizations.md")
+    return q
 
 
 def rope_row_permutation(rows: int, n_heads: int) -> np.ndarray:
@@ -128,12 +170,10 @@ def _encode(values: np.ndarray, dtype: DType) -> np.ndarray:
     """float32 values -> payload of ``dtype`` (round-to-nearest-even for float casts)."""
     if dtype is DType.F32:
         return values
-    if dtype is DType.F16:
-        return values.astype(np.float16)  # IEEE cast: round-to-nearest-even
-    return core.quantize(values, dtype)
+    return core.quantize(values, dtype)  # f16/bf16: round-to-nearest-even casts
 
 
-def convert_tensors(model: Model, fmt: str, quant: DType | None,
+def convert_tensors(model: Model, fmt: str, quant: "DType | Mix | None",
                     on_tensor: Callable[[TensorInfo], None] | None = None,
                     log: list | None = None) -> Iterator[TensorData]:
     """Yield the converted tensors of ``model`` for format ``fmt``, one at a time."""
@@ -171,7 +211,7 @@ def convert_tensors(model: Model, fmt: str, quant: DType | None,
 
 
 def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, quant: str | None = None,
-            on_tensor: Callable[[TensorInfo], None] | None = None) -> ConvertResult:
+            on_tensor: Callable[[TensorInfo], None] | None = None, weights_only: bool = False) -> ConvertResult:
     """Convert a model to another format (and optionally dtype).
 
     Args:
@@ -180,6 +220,8 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
         to: output format; inferred from ``dst`` when omitted.
         quant: one of QUANT_CHOICES; ``None`` keeps source dtypes where the format can store them.
         on_tensor: progress callback, called once per tensor after it is converted.
+        weights_only: allow a single ``.safetensors`` file as output, which cannot carry the
+            config and tokenizer (by default that is refused: give a directory instead).
     Returns:
         ConvertResult listing every tensor's source and target dtype and any transform.
     Raises:
@@ -192,8 +234,16 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
         raise UsageError(f"unknown output format {fmt!r} (known: {', '.join(FORMATS)})")
     if quant is not None and quant not in QUANT_CHOICES:
         raise UsageError(f"unknown --quant {quant!r} (known: {', '.join(QUANT_CHOICES)})")
-    qtype = dtype_from_name(quant) if quant else None
+    if fmt == "safetensors" and dst.suffix == ".safetensors" and not weights_only:
+        raise UsageError(f"{dst}: a single .safetensors file cannot carry config.json and the tokenizer; "
+                         "give a directory (HF layout) or pass --weights-only")
     model = src if isinstance(src, Model) else open_model(src)
+    try:
+        qtype = plan_quant(model, quant, fmt)
+    except BaseException:
+        if not isinstance(src, Model):
+            model.close()
+        raise
     result = ConvertResult(Path(model.path), dst, fmt, quant or "keep")
     config = model.config
     if config.architecture in LLAMA_FAMILY:

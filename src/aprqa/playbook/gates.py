@@ -57,19 +57,21 @@ def falsified(reason: str, **kw: Any) -> GateOutcome:
 
 
 def converter_quant(quant: str) -> str | None:
-    """Playbook quant label -> the converter's --quant (None = keep source types)."""
+    """Playbook quant label -> the converter's --quant (None = keep source types). Mixes such as
+    q4_k_m pass through: the built-in converter writes llama.cpp's per-tensor types."""
     if quant == "keep":
         return None
-    return QUANT_ALIASES.get(quant, quant)
+    return quant
 
 
 def output_base(quant: str, source_dtype: str | None = None) -> str:
-    """Name of the default output profile of a target quant ("keep": the source's dtype)."""
+    """Name of the default output profile of a target quant ("keep": the source's dtype; a mix:
+    its default type, q4_k_m -> q4_k)."""
     from ..forward.metrics import profile_for
 
     if quant == "keep":
         return profile_for(source_dtype or "f32").name
-    return profile_for(converter_quant(quant) or "f32").name
+    return profile_for(QUANT_ALIASES.get(quant, quant)).name
 
 
 def tensor_policy(pb: Playbook, profile: str) -> Any:
@@ -105,6 +107,8 @@ def thresholds_for(pb: Playbook, gate_id: str, key: str) -> dict[str, Any]:
     from ..compare.tolerance import TolerancePolicy
 
     dt = pb.differential_tests
+    if key.startswith("not-run:"):
+        return {"rule": "not executed by aprqa: recorded Skipped, never counted as passed", "section": key[8:]}
     if gate_id.startswith("G0-INTEGRITY-") and gate_id != "G0-INTEGRITY-CONFIG":
         return {"rule": "expected fact == config value == tensor-shape value", "expected": {key: pb.model.expected_facts().get(key)}}
     if gate_id in RULES:
@@ -232,11 +236,13 @@ def g0_expected(model: Any, key: str, expected: int) -> GateOutcome:
     if from_cfg is None and from_shapes is None:
         return falsified(f"{key} = {expected}: neither the config nor the tensor shapes state {cfg_field}",
                          metrics=m)
-    wrong = [f"{src} {v}" for src, v in seen.items() if v is not None and v != expected]
+    wrong = [src for src, v in seen.items() if v is not None and v != expected]
     said = ", ".join(f"{src} {v if v is not None else '—'}" for src, v in seen.items())
     if wrong:
-        return falsified(f"{key} = {expected}, but {', '.join(wrong)} (config {from_cfg}, tensor shapes "
-                         f"{from_shapes})", metrics=m)
+        return falsified(f"{cfg_field}: playbook {key} = {expected}, but the model's config says "
+                         f"{from_cfg if from_cfg is not None else '—'} and its tensor shapes say "
+                         f"{from_shapes if from_shapes is not None else '—'} ({' and '.join(wrong)} disagree)",
+                         metrics=m)
     return ok(f"{cfg_field} {expected} == {key} ({said})", metrics=m)
 
 

@@ -76,9 +76,12 @@ def summary_md(res: Any) -> str:
         sc = r["scenario"]
         lines.append(f"| {r['gate_id']} | {sc['format']} | {(sc['model'] or {}).get('variant') or ''} | "
                      f"{r['outcome']} | {_md(r['reason'])[:400]} |")
-    if res.not_run:
-        lines += ["", "## Not run by aprqa", "", "apr-qa sections in this playbook that aprqa does not execute "
-                  "(not counted as passed):", ""] + [f"- `{s}`" for s in res.not_run]
+    skipped = [r for r in res.records if r["metadata"].get("not_executed") == "true"]
+    if skipped:
+        lines += ["", "## Not executed by aprqa", "", "Recorded as Skipped evidence records — neither passed nor "
+                  "failed ([apr-qa-gates.md](../docs/apr-qa-gates.md) maps each id):", ""]
+        lines += [f"- {r['gate_id']} (`{_md(r['metadata'].get('section', ''))}`): {_md(r['reason'])[:300]}"
+                  for r in skipped]
     if res.notes:
         lines += ["", "## Planning notes", ""] + [f"- {n}" for n in res.notes]
     thr = sorted({(r["gate_id"], r["metadata"]["thresholds_key"], r["metadata"]["thresholds"]) for r in res.records})

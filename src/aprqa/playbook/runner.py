@@ -1,15 +1,19 @@
 """Run a playbook: obtain the model, convert it, measure every gate, write the evidence.
 
 Order of work (docs/playbooks.md):
-  1. the source model (``synthetic`` generated under OUTPUT/model, ``local_path``, or
-     ``--model-path`` for an ``hf_repo`` playbook — aprqa never downloads);
+  1. the source model (``--model-path``, else ``synthetic`` generated under OUTPUT/model,
+     ``local_path``, or ``hf_repo`` downloaded with huggingface_hub when it is installed and
+     the network allows — otherwise a PlaybookError naming ``--model-path``);
   2. G0: G0-VALIDATE-001, G0-INTEGRITY-CONFIG, one G0-INTEGRITY-* per ``expected_*`` fact;
   3. conversions with the playbook's converter (built-in, or a command run without a shell),
      each at most once, in a thread pool (``workers``); a gate waits only on conversions
      submitted before it, so the pool cannot deadlock;
   4. gates: F-CONV-{S,A,G}-{S,A,G} (tensor level + output level), F-GOLDEN-RULE-001 (every
      prompt), F-CONV-RT-001..004, F-CONV-IDEM-001, F-CONV-CARD-001, F-CONV-NAME-001, F-CONV-TOK-001;
-  5. evidence.jsonl (streamed), evidence.json, junit.xml, summary.md (atomic), and the compare
+  5. Skipped records for what aprqa does not execute (notrun.py: runtime modalities, GPU,
+     oracles, profile_ci, ...) and for conversions it cannot produce (q2_k, q3_k_m, a type a
+     format cannot store) — listed, recorded, never fatal, never counted as passed;
+  6. evidence.jsonl (streamed), evidence.json, junit.xml, summary.md (atomic), and the compare
      HTML report of the worst conversion.
 """
 
@@ -29,9 +33,11 @@ from typing import Any, Callable
 from ..errors import AprqaError
 from . import gates as G
 from .evidence import EvidenceStream, family_of, host_info, make_record, write_evidence_json
+from .notrun import NotRun, not_executed
 from .schema import FORMAT_LETTER, FORMAT_TITLE, EXPECTED_FACTS, Playbook, PlaybookError, load_playbook
 
-# What each target format can store with the built-in writers (quant labels of the playbook).
+# What each target format can store (quant labels of the playbook), assumed for external converters;
+# the built-in converter is asked per tensor instead (aprqa.convert.plan_quant).
 _STORABLE = {
     "safetensors": {"f32", "f16", "bf16"},
     "apr": {"f32", "f16", "bf16", "q4_k", "q4_k_m", "q6_k", "apr-q8", "apr-q4"},
@@ -57,7 +63,8 @@ class RunResult:
         records: evidence records (dicts in apr-qa's shape), in plan order.
         counts: per gate family, ``{outcome: count}``.
         output: the output directory; evidence/jsonl/junit/summary/report: written files.
-        not_run: apr-qa sections present in the playbook that aprqa does not execute.
+        not_run: top-level playbook sections with checks aprqa does not execute (each check is
+            also a Skipped record: ``not_executed``).
         notes: planning notes (quantizations a format cannot store, policy notes).
     """
 
@@ -76,8 +83,21 @@ class RunResult:
     notes: tuple[str, ...] = ()
 
     @property
+    def executed(self) -> tuple[dict[str, Any], ...]:
+        """Records of the gates aprqa executed (not the Skipped "not executed by aprqa" ones)."""
+        return tuple(r for r in self.records if not is_not_executed(r))
+
+    @property
+    def not_executed(self) -> tuple[dict[str, Any], ...]:
+        """The Skipped records of checks aprqa does not execute or conversions it cannot produce."""
+        return tuple(r for r in self.records if is_not_executed(r))
+
+    @property
     def passed(self) -> bool:
-        return bool(self.records) and all(r["outcome"] == "Corroborated" for r in self.records)
+        """Every executed gate Corroborated, and at least one executed; not-executed Skipped
+        records neither pass nor fail a run."""
+        ex = self.executed
+        return bool(ex) and all(r["outcome"] == "Corroborated" for r in ex)
 
     def __bool__(self) -> bool:
         return self.passed
@@ -105,6 +125,10 @@ class RunResult:
                 "output": str(self.output), "evidence": str(self.evidence), "junit": str(self.junit),
                 "summary": str(self.summary), "report": str(self.report) if self.report else None,
                 "seconds": self.seconds, "not_run": list(self.not_run), "notes": list(self.notes)}
+
+
+def is_not_executed(record: dict[str, Any]) -> bool:
+    return (record.get("metadata") or {}).get("not_executed") == "true"
 
 
 @dataclass
@@ -148,10 +172,13 @@ class _Runner:
         self.worst: tuple[tuple, Any] | None = None
         self.notes: list[str] = []
         self.model_id = self._model_id()
+        self.not_run_items: list[NotRun] = not_executed(pb)
 
     # -- identity -------------------------------------------------------------------------------
     def _model_id(self) -> dict[str, Any]:
         m = self.pb.model
+        if self.model_path is not None:
+            return {"org": "local", "name": Path(self.model_path).name, "variant": None}
         if m.synthetic:
             return {"org": "aprqa-synthetic", "name": m.synthetic, "variant": None}
         if m.hf_repo:
@@ -159,10 +186,11 @@ class _Runner:
             return {"org": org, "name": name or org, "variant": None}
         return {"org": "local", "name": Path(m.local_path or "model").name, "variant": None}
 
-    def _scenario(self, gate_id: str, fmt: str, prompt: str, quant: str | None, max_tokens: int = 0) -> dict:
+    def _scenario(self, gate_id: str, fmt: str, prompt: str, quant: str | None, max_tokens: int = 0,
+                  modality: str = "run", backend: str = "cpu") -> dict:
         name = self.model_id["name"]
         return {"id": f"{name}_{gate_id}_{fmt}_{quant or 'na'}", "model": {**self.model_id, "variant": quant},
-                "modality": "run", "backend": "cpu", "format": fmt, "prompt": prompt, "temperature": 0.0,
+                "modality": modality, "backend": backend, "format": fmt, "prompt": prompt, "temperature": 0.0,
                 "max_tokens": max_tokens, "seed": self.pb.test_matrix.seed, "trace_level": "none",
                 "oracle_type": "aprqa"}
 
@@ -193,9 +221,9 @@ class _Runner:
 
     def gate(self, gate_id: str, fmt: str, prompt: str, quant: str | None, key: str,
              fn: Callable[[], G.GateOutcome], max_tokens: int = 0, extra_md: dict[str, str] | None = None,
-             sync: bool = False) -> Future | None:
+             sync: bool = False, modality: str = "run", backend: str = "cpu") -> Future | None:
         order = self._next()
-        scenario = self._scenario(gate_id, fmt, prompt, quant, max_tokens)
+        scenario = self._scenario(gate_id, fmt, prompt, quant, max_tokens, modality, backend)
 
         def task() -> None:
             t0 = time.perf_counter()
@@ -495,12 +523,38 @@ class _Runner:
             if not p.is_absolute():
                 p = self.pb_path.parent / p
         else:
-            raise PlaybookError(self.pb_path, f"model.hf_repo {m.hf_repo!r}: aprqa does not download models; "
-                                              "pass --model-path DIR (a local copy of the repository)",
-                                field="model.hf_repo")
+            p = download_hf_repo(m.hf_repo or "", self.pb_path)
         if not p.exists():
             raise PlaybookError(self.pb_path, f"model path {str(p)!r} does not exist", field="model")
         return p
+
+    def _skip(self, gate_id: str, fmt: str, prompt: str, quant: str | None, key: str, reason: str,
+              section: str, modality: str = "run", backend: str = "cpu") -> None:
+        """A Skipped record for something aprqa does not execute or cannot produce."""
+        self.gate(gate_id, fmt, prompt, quant, key, lambda: G.GateOutcome("Skipped", reason, output=f"SKIPPED: {reason}"),
+                  extra_md={"not_executed": "true", "section": section}, sync=True, modality=modality,
+                  backend=backend)
+
+    def _record_not_run(self, native: str) -> None:
+        for n in self.not_run_items:
+            self._skip(n.gate_id, n.format or native, f"not executed by aprqa: {n.section}", None, n.key, n.text(),
+                       n.section, modality=n.modality, backend=n.backend)
+
+    def _unproducible(self, fmt: str, q: str) -> str | None:
+        """Why conversion ``fmt``/``q`` cannot be produced (None when it can)."""
+        if self.pb.converter != "builtin":
+            if q not in _STORABLE[fmt]:
+                return f"{FORMAT_TITLE[fmt]} cannot store {q}"
+            return None
+        from ..convert import plan_quant
+        from ..formats import open_model
+
+        try:
+            with open_model(self.source) as src:
+                plan_quant(src, G.converter_quant(q), fmt)
+        except AprqaError as err:
+            return G.error_text(err)
+        return None
 
     def run(self) -> RunResult:
         t0 = time.perf_counter()
@@ -548,22 +602,22 @@ class _Runner:
                           lambda k=k, v=v: G.g0_expected(src, k, v), sync=True)
         del t
 
-        # -- plan conversions
+        if pb.failure_policy == "stop_on_p0":
+            self.notes.append("failure_policy stop_on_p0: aprqa has no P0 classes; run as collect_all")
+
+        # -- plan conversions (one that cannot be produced is a Skipped record naming why)
         direct: list[tuple[tuple, str]] = []
         for fmt in pb.model.formats:
             for q in pb.model.quantizations:
-                if q not in _STORABLE[fmt]:
-                    self.notes.append(f"{FORMAT_TITLE[fmt]} cannot store {q}: no {self.native_letter}-"
-                                      f"{FORMAT_LETTER[fmt]} {q} conversion")
+                why = self._unproducible(fmt, q)
+                if why is not None:
+                    gid = f"F-CONV-{self.native_letter}-{FORMAT_LETTER[fmt]}"
+                    sec = f"model.quantizations {q} × {fmt}"
+                    self.notes.append(f"{gid} {q}: not produced: {why}")
+                    self._skip(gid, fmt, f"Convert {FORMAT_TITLE[native]} to {FORMAT_TITLE[fmt]} ({q})", q,
+                               f"not-run:{sec}", f"not executed: aprqa cannot produce {FORMAT_TITLE[fmt]} {q} "
+                               f"(no substitute type is used): {why}", sec)
                     continue
-                if pb.converter == "builtin":
-                    from ..convert import QUANT_CHOICES
-
-                    cq = G.converter_quant(q)
-                    if cq is not None and cq not in QUANT_CHOICES:
-                        self.notes.append(f"the built-in converter cannot produce {q}: no "
-                                          f"{FORMAT_LETTER[fmt]} {q} conversion")
-                        continue
                 direct.append((self.conversion(None, fmt, q), q))
         bases: dict[str, tuple | None] = {native: None}
         for fmt in pb.model.formats:
@@ -631,6 +685,7 @@ class _Runner:
         for gid, desc in (("F-CONV-CARD-001", "tensor count preserved"), ("F-CONV-NAME-001", "tensor names preserved"),
                           ("F-CONV-TOK-001", "tokenizer preserved")):
             self.gate(gid, native, desc, None, "", lambda gid=gid: self._structural(gid, dkeys))
+        self._record_not_run(native)
 
     def _finish(self, seconds: float) -> RunResult:
         from .junit import write_junit, write_summary
@@ -650,10 +705,53 @@ class _Runner:
                         output=self.out, evidence=ev, evidence_jsonl=self.out / "evidence.jsonl",
                         junit=self.out / "junit.xml", summary=self.out / "summary.md",
                         report=Path(report_path) if report_path else None, seconds=seconds,
-                        not_run=tuple(self.pb.not_run_sections()), notes=tuple(self.notes))
+                        not_run=tuple(dict.fromkeys(n.top for n in self.not_run_items)), notes=tuple(self.notes))
         write_junit(res)
         write_summary(res)
         return res
+
+
+def _hf_offline() -> bool:
+    import os
+
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def download_hf_repo(repo: str, pb_path: Path) -> Path:
+    """Local directory of HuggingFace repo ``repo`` (``${VAR}`` read from the environment).
+
+    Uses huggingface_hub's cache (``snapshot_download`` of config, tokenizer and weight files);
+    with HF_HUB_OFFLINE set only the cache is consulted.
+
+    Raises:
+        PlaybookError: unresolved ``${VAR}``, huggingface_hub not installed, offline without a
+            cached copy, or the download failed — each naming ``--model-path``.
+    """
+    import os
+
+    fix = "pass --model-path DIR (a local copy of the repository)"
+    expanded = os.path.expandvars(repo)
+    if "$" in expanded:
+        raise PlaybookError(pb_path, f"model.hf_repo {repo!r}: environment variable(s) "
+                                     f"{', '.join(re.findall(r'[$][{]?([A-Za-z_][A-Za-z0-9_]*)', expanded))} not set; "
+                                     f"set it or {fix}", field="model.hf_repo")
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise PlaybookError(pb_path, f"model.hf_repo {expanded!r}: huggingface_hub is not installed, so aprqa "
+                                     f"cannot download it; {fix}", field="model.hf_repo") from None
+    offline = _hf_offline()
+    try:
+        path = huggingface_hub.snapshot_download(
+            repo_id=expanded, local_files_only=offline,
+            allow_patterns=["*.json", "*.safetensors", "*.gguf", "*.apr", "tokenizer*", "*.model", "*.txt"])
+    except Exception as err:  # offline, no network, unknown repo, gated repo
+        how = "offline (HF_HUB_OFFLINE) and not in the local cache" if offline else "download failed"
+        raise PlaybookError(pb_path, f"model.hf_repo {expanded!r}: {how}: {type(err).__name__}: "
+                                     f"{str(err).splitlines()[0] if str(err) else ''}; {fix}",
+                            field="model.hf_repo") from err
+    return Path(path)
 
 
 def run_playbook(path: str | Path, output: str | Path | None = None, model_path: str | Path | None = None,
@@ -665,8 +763,8 @@ def run_playbook(path: str | Path, output: str | Path | None = None, model_path:
         path: the playbook YAML.
         output: directory for evidence.json(l), junit.xml, summary.md, report.html and the
             converted models (default ``aprqa-out/<playbook name>``).
-        model_path: local model to use instead of the playbook's ``model`` source (required for
-            ``hf_repo`` playbooks: aprqa never downloads).
+        model_path: local model to use instead of the playbook's ``model`` source (an
+            ``hf_repo`` is otherwise downloaded with huggingface_hub when possible).
         workers: threads running conversions and gates.
         fail_fast: stop after the first gate that is not Corroborated (the rest are recorded Skipped).
         on_record: called with each record as its gate finishes.

@@ -7,8 +7,8 @@ inference_compare}``, ``failure_policy``...). aprqa adds what it needs under nam
 template) and ``thresholds`` (tolerance profile and per-tensor overrides). See docs/playbooks.md.
 
 Sections aprqa owns reject unknown keys (``extra="forbid"``); the apr-qa sections aprqa does not
-run (``gates``, ``oracles``, ``profile_ci``, ...) are accepted as opaque data and listed in the run
-as "not run by aprqa" — never reported as passed.
+run (``gates``, ``oracles``, ``profile_ci``, ...) are accepted as opaque data, listed in the run
+and recorded as Skipped evidence records (playbook/notrun.py) — never reported as passed.
 """
 
 from __future__ import annotations
@@ -33,13 +33,14 @@ FORMAT_TITLE = {"safetensors": "SafeTensors", "apr": "APR", "gguf": "GGUF"}
 # apr-qa's quantization names plus the converter's own (aprqa.convert.QUANT_CHOICES).
 QUANT_NAMES = ("f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_k", "q5_0", "q5_1", "q4_k_m", "q4_k",
                "q4_0", "q4_1", "q3_k_m", "q2_k", "apr-q8", "apr-q4")
-# apr-qa name -> the converter's type for 2-D weights (a uniform K-quant; llama.cpp's *_m mixes differ).
-QUANT_ALIASES = {"q4_k_m": "q4_k", "q5_k_m": "q5_k"}
+# llama.cpp mix -> its default type (names the output-level profile; the built-in converter writes
+# the real mix, aprqa.quantmix).
+QUANT_ALIASES = {"q4_k_m": "q4_k", "q5_k_m": "q5_k", "q3_k_m": "q3_k"}
 SYNTHETIC_PRESETS = ("qwen2-tiny", "llama-tiny", "qwen3-tiny")
 
-# apr-qa sections accepted as data but not executed by aprqa (a later issue records them as Skipped).
+# apr-qa sections accepted as data but not executed by aprqa (recorded as Skipped, notrun.py).
 NOT_RUN_SECTIONS = ("gates", "oracles", "property_tests", "state_machine", "profile_ci", "trace_payload",
-                    "contract_tests", "ollama_parity", "kernel_profile", "mvp_matrix")
+                    "contract_tests", "ollama_parity", "kernel_profile", "mvp_matrix", "falsification_gates")
 NOT_RUN_DIFFERENTIAL = ("format_validation", "fingerprint", "validate_stats")
 
 
@@ -84,8 +85,9 @@ class _Open(BaseModel):
 class ModelSpec(_Strict):
     """``model:`` — which model, in which formats and quantizations, with which expected facts."""
 
-    hf_repo: str | None = Field(None, description="HuggingFace repo id (org/name); aprqa does not download: "
-                                                  "give the local copy with --model-path")
+    hf_repo: str | None = Field(None, description="HuggingFace repo id (org/name; ${VAR} is read from the "
+                                                  "environment); downloaded with huggingface_hub when it is "
+                                                  "installed and the network allows, else pass --model-path")
     local_path: str | None = Field(None, description="local model: HF directory, .safetensors, .gguf or .apr "
                                                      "(relative paths are relative to the playbook)")
     synthetic: Literal["qwen2-tiny", "llama-tiny", "qwen3-tiny"] | None = Field(
@@ -284,6 +286,7 @@ class Playbook(_Strict):
     ollama_parity: dict[str, Any] | None = None
     kernel_profile: dict[str, Any] | None = None
     mvp_matrix: list[Any] | None = None
+    falsification_gates: Any = None
 
     @field_validator("converter")
     @classmethod

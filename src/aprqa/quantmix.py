@@ -1,0 +1,204 @@
+"""llama.cpp quantization recipes: which ggml type each tensor of a model gets for a target name.
+
+``tensor_type(name, shape, n_layers, mix)`` maps one tensor (aprqa canonical name, PyTorch
+shape ``[out, in]``, so ``shape[-1]`` is GGML's ``ne[0]``) to the type it is written with.
+
+Mixes (llama-quantize's ``*_K_M`` ftypes and ``Q2_K``) — docs/quantizations.md has the table:
+
+* ``q4_k_m`` / ``q5_k_m``: default Q4_K / Q5_K; ``lm_head`` (llama.cpp ``output.weight``) Q6_K;
+  ``v_proj`` (``attn_v``) and ``down_proj`` (``ffn_down``) Q6_K in "more bits" layers
+  ``i < n/8 or i >= 7n/8 or (i - n/8) % 3 == 2`` (integer division), the default elsewhere.
+* ``q3_k_m``: default Q3_K; ``v_proj`` Q5_K in layers 0-1, Q4_K after; ``down_proj`` Q5_K for
+  ``i < n/16``, Q4_K after; ``o_proj`` Q4_K; ``lm_head`` Q6_K.
+* ``q2_k``: default Q2_K; ``v_proj`` Q4_K when n_heads/n_kv_heads >= 4, else Q3_K; ``down_proj``
+  and ``o_proj`` Q3_K; ``lm_head`` Q6_K.
+* With tied embeddings (no ``lm_head``) the output rule applies to ``embed_tokens`` instead;
+  otherwise ``embed_tokens`` gets the default type.
+
+Uniform names (``f32 f16 bf16 q8_0 q6_k q5_k q5_0 q5_1 q4_k q4_0 q4_1 apr-q8 apr-q4``) give every
+quantized weight that one type (llama-quantize would also raise ``output.weight`` to Q6_K for
+the legacy types; aprqa's uniform names do not).
+
+Always: 1-D tensors, norms and biases stay F32. Then llama.cpp's shape fallbacks when a row
+length is not a multiple of 256: Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, Q2_K/Q3_K→Q4_0; F16 if the row
+is not a multiple of 32 either (the fallback's block) — per tensor, after the mix rule.
+
+Only the q4_k_m/q5_k_m rules and the fallbacks are in our spec (/work/shared/specs/gguf-quants.md
+§3); the q3_k_m and q2_k rules are our reading of llama.cpp's ``llama_tensor_get_type`` and were
+not checked against a real file. Model-specific exceptions llama.cpp also has (Falcon, 70B
+attn_v, MoE experts, fused attn_qkv, IQ types) are not modelled.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from .dtypes import DType, dtype_from_name
+from .errors import UsageError
+
+__all__ = ["MIXES", "Mix", "mix_base", "tensor_type", "use_more_bits", "unquantizable_types", "is_mix"]
+
+# mix -> its default (most common) type
+MIXES: dict[str, DType] = {"q4_k_m": DType.Q4_K, "q5_k_m": DType.Q5_K, "q3_k_m": DType.Q3_K, "q2_k": DType.Q2_K}
+
+# llama-quantize's fallbacks when ne[0] % 256 != 0 (spec §3).
+FALLBACK: dict[DType, DType] = {DType.Q4_K: DType.Q5_0, DType.Q5_K: DType.Q5_1, DType.Q6_K: DType.Q8_0,
+                                DType.Q2_K: DType.Q4_0, DType.Q3_K: DType.Q4_0}
+SUPER_BLOCK = 256
+
+_LAYER = re.compile(r"^model\.layers\.(\d+)\.")
+
+
+def is_mix(name: str) -> bool:
+    return name.lower() in MIXES
+
+
+def mix_base(name: str) -> DType:
+    """The default type of a mix (``q4_k_m`` → Q4_K), or the type a uniform name names.
+
+    Raises:
+        UsageError: unknown name.
+    """
+    n = name.lower()
+    if n in MIXES:
+        return MIXES[n]
+    try:
+        return dtype_from_name(n.replace("-", "_"))
+    except Exception as err:
+        raise UsageError(f"unknown quantization {name!r} (mixes: {', '.join(MIXES)}; or a dtype name)") from err
+
+
+def use_more_bits(i_layer: int, n_layers: int) -> bool:
+    """llama.cpp's "more bits" layers: the first and last eighth, and every third layer between."""
+    return i_layer < n_layers // 8 or i_layer >= 7 * n_layers // 8 or (i_layer - n_layers // 8) % 3 == 2
+
+
+def _is_float_kept(name: str, shape: Sequence[int]) -> bool:
+    return len(shape) < 2 or not name.endswith(".weight") or name.endswith("norm.weight")
+
+
+def _fallback(want: DType, row: int) -> DType:
+    if not want.is_quantized:
+        return want
+    if want in FALLBACK and row % SUPER_BLOCK:
+        want = FALLBACK[want]
+    if row % want.info.block_elems:
+        return DType.F16
+    return want
+
+
+def _mix_rule(name: str, n_layers: int, mix: str, has_output: bool, n_gqa: int) -> DType:
+    base = MIXES[mix]
+    is_output = name == "lm_head.weight" or (not has_output and name == "model.embed_tokens.weight")
+    if is_output:
+        return DType.Q6_K
+    m = _LAYER.match(name)
+    if m is None:
+        return base
+    i = int(m.group(1))
+    if name.endswith("self_attn.v_proj.weight"):
+        if mix in ("q4_k_m", "q5_k_m"):
+            return DType.Q6_K if use_more_bits(i, n_layers) else base
+        if mix == "q3_k_m":
+            return DType.Q5_K if i < 2 else DType.Q4_K
+        return DType.Q4_K if n_gqa >= 4 else DType.Q3_K  # q2_k
+    if name.endswith("mlp.down_proj.weight"):
+        if mix in ("q4_k_m", "q5_k_m"):
+            return DType.Q6_K if use_more_bits(i, n_layers) else base
+        if mix == "q3_k_m":
+            return DType.Q5_K if i < n_layers // 16 else DType.Q4_K
+        return DType.Q3_K  # q2_k
+    if name.endswith("self_attn.o_proj.weight"):
+        if mix == "q3_k_m":
+            return DType.Q4_K
+        if mix == "q2_k":
+            return DType.Q3_K
+    return base
+
+
+def tensor_type(name: str, shape: Sequence[int], n_layers: int, mix: str, *, has_output: bool = True,
+                n_gqa: int = 1) -> DType:
+    """The ggml type llama.cpp's recipe ``mix`` gives tensor ``name`` (aprqa canonical name).
+
+    Args:
+        name: canonical tensor name (``model.layers.3.mlp.down_proj.weight``).
+        shape: PyTorch-order shape; ``shape[-1]`` is the row length (GGML ne[0]).
+        n_layers: the model's layer count (the "more bits" rule depends on it).
+        mix: ``q4_k_m``, ``q5_k_m``, ``q3_k_m``, ``q2_k`` or a uniform type name (``q8_0``, ``f16``...).
+        has_output: False for tied embeddings (no ``lm_head``): ``embed_tokens`` then gets the output rule.
+        n_gqa: num_heads / num_kv_heads (used by q2_k's attn_v rule).
+    Returns:
+        The DType (F32 for 1-D tensors, norms and biases).
+    Raises:
+        UsageError: unknown mix name, n_layers < 1.
+    Example:
+        >>> tensor_type("model.layers.0.mlp.down_proj.weight", (256, 512), 8, "q4_k_m").lname
+        'q6_k'
+        >>> tensor_type("model.layers.2.mlp.down_proj.weight", (256, 512), 8, "q4_k_m").lname
+        'q4_k'
+        >>> tensor_type("model.layers.0.mlp.down_proj.weight", (256, 544), 8, "q4_k_m").lname
+        'q8_0'
+    """
+    mix = mix.lower()
+    if n_layers < 1:
+        raise UsageError(f"n_layers must be >= 1, got {n_layers}")
+    if _is_float_kept(name, shape):
+        return DType.F32
+    want = _mix_rule(name, n_layers, mix, has_output, n_gqa) if mix in MIXES else mix_base(mix)
+    return _fallback(want, int(shape[-1]))
+
+
+@dataclass(frozen=True)
+class Mix:
+    """A mix bound to one model's layer count (what the converter passes around).
+
+    Attributes:
+        name: the mix name (``q4_k_m``).
+        n_layers: the model's layer count.
+        has_output: whether the model has a separate ``lm_head``.
+        n_gqa: num_heads / num_kv_heads.
+    """
+
+    name: str
+    n_layers: int
+    has_output: bool = True
+    n_gqa: int = 1
+
+    def type_for(self, name: str, shape: Sequence[int]) -> DType:
+        return tensor_type(name, shape, self.n_layers, self.name, has_output=self.has_output, n_gqa=self.n_gqa)
+
+    @property
+    def lname(self) -> str:
+        return self.name
+
+
+_QUANTIZABLE: set[DType] | None = None
+
+
+def _quantizable() -> set[DType]:
+    global _QUANTIZABLE
+    if _QUANTIZABLE is None:
+        import numpy as np
+
+        from . import core
+
+        ok = set()
+        probe = np.zeros(SUPER_BLOCK, np.float32)
+        for d in DType:
+            if not d.is_quantized:
+                continue
+            try:
+                core.quantize(probe, d)
+                ok.add(d)
+            except Exception:  # DTypeError: no quantizer for d
+                pass
+        _QUANTIZABLE = ok
+    return _QUANTIZABLE
+
+
+def unquantizable_types(types: Sequence[DType] | set[DType]) -> list[DType]:
+    """The quantized types among ``types`` that ``aprqa.core.quantize`` cannot produce (e.g. Q2_K, Q3_K)."""
+    ok = _quantizable()
+    return sorted({t for t in types if t.is_quantized and t not in ok}, key=lambda t: t.lname)
