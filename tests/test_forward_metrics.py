@@ -121,8 +121,12 @@ def test_tokenizer_change_is_reported(tiny_models, tmp_path):
     assert any("tokenizers differ at position 2" in f for f in r.failures)
 
 
-def test_compare_needs_exactly_one_input(tiny_models):
-    with pytest.raises(UsageError):
-        compare_outputs(tiny_models["qwen2-tiny"], tiny_models["qwen2-tiny"])
+def test_compare_inputs(tiny_models):
+    from aprqa.forward import DEFAULT_PROMPT
+
+    r = compare_outputs(tiny_models["qwen2-tiny"], tiny_models["qwen2-tiny"], n_generate=2)
+    assert r and r.tokenizer.text == DEFAULT_PROMPT
+    with pytest.raises(UsageError, match="not both"):
+        compare_outputs(tiny_models["qwen2-tiny"], tiny_models["qwen2-tiny"], prompt="x", token_ids=[1])
     with pytest.raises(UsageError, match="empty"):
         compare_outputs(tiny_models["qwen2-tiny"], tiny_models["qwen2-tiny"], token_ids=[])

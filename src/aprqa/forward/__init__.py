@@ -36,10 +36,14 @@ __all__ = [
     "forward", "generate", "tokenize", "compare_outputs", "locate", "detokenize",
     "OutputComparison", "OutputProfile", "LogitMetrics", "GreedyAgreement", "Localization", "BlockError",
     "TokenizerComparison", "TokenizerMismatch", "ForwardConfig", "LayerWeights", "ModelWeights",
-    "PROFILES", "profile_for", "DEVICES",
+    "PROFILES", "profile_for", "DEVICES", "DEFAULT_PROMPT",
 ]
 
 DEVICES = ("cpu", "cuda", "torch-cpu")
+# Used by compare_outputs when neither a prompt nor token ids are given: prose, code and arithmetic.
+DEFAULT_PROMPT = ("The quick brown fox jumps over the lazy dog. Converted models must produce the same output "
+                  "as the original.\ndef add(a, b):\n    return a + b\n2 + 2 equals 4. What is the capital of "
+                  "France? Paris.")
 ModelLike = Model | str | Path
 
 
@@ -154,7 +158,8 @@ def compare_outputs(ref_model: ModelLike, cand_model: ModelLike, prompt: str | N
     Args:
         ref_model / cand_model: opened models or paths.
         prompt: text, tokenized by both models' tokenizers (a difference is a failure;
-            the reference's ids are used for the logits).
+            the reference's ids are used for the logits). Neither prompt nor token_ids:
+            ``DEFAULT_PROMPT``.
         token_ids: ids to use directly (then tokenizers are not compared).
         n_generate: greedy tokens to generate (0: prompt positions only).
         profile: an ``OutputProfile``, a profile name, or None for the default of the
@@ -163,13 +168,15 @@ def compare_outputs(ref_model: ModelLike, cand_model: ModelLike, prompt: str | N
     Returns:
         ``OutputComparison`` (truthy when passed).
     Raises:
-        UsageError: neither or both of prompt/token_ids, empty ids, vocabularies of different size.
+        UsageError: both prompt and token_ids, empty ids, vocabularies of different size.
     Example:
         >>> r = compare_outputs("model-f32/", "model-q8_0.gguf", prompt="Hello")  # doctest: +SKIP
         >>> bool(r), r.metrics.kl_mean  # doctest: +SKIP
     """
-    if (prompt is None) == (token_ids is None):
-        raise UsageError("give exactly one of prompt= or token_ids=")
+    if prompt is not None and token_ids is not None:
+        raise UsageError("give prompt= or token_ids=, not both")
+    if prompt is None and token_ids is None:
+        prompt = DEFAULT_PROMPT
     if n_generate < 0:
         raise UsageError(f"n_generate must be ≥ 0, got {n_generate}")
     with _opened(ref_model) as ref, _opened(cand_model) as cand:
