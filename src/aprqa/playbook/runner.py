@@ -221,13 +221,13 @@ class _Runner:
 
     def gate(self, gate_id: str, fmt: str, prompt: str, quant: str | None, key: str,
              fn: Callable[[], G.GateOutcome], max_tokens: int = 0, extra_md: dict[str, str] | None = None,
-             sync: bool = False, modality: str = "run", backend: str = "cpu") -> Future | None:
+             sync: bool = False, modality: str = "run", backend: str = "cpu", always: bool = False) -> Future | None:
         order = self._next()
         scenario = self._scenario(gate_id, fmt, prompt, quant, max_tokens, modality, backend)
 
         def task() -> None:
             t0 = time.perf_counter()
-            if self.stop.is_set():
+            if self.stop.is_set() and not always:
                 res = G.GateOutcome("Skipped", "not run: stopped after the first failure "
                                                "(--fail-fast / failure_policy stop_on_first)")
             else:
@@ -595,11 +595,12 @@ class _Runner:
                 src_dtype = "f32"
             self.gate("G0-VALIDATE-001", native, "G0: open and validate the source model", None, "",
                       lambda: G.g0_validate(src, pb), sync=True)
+            # G0 is header-only and cheap: every G0 gate is measured even under --fail-fast
             self.gate("G0-INTEGRITY-CONFIG", native, "G0: config.json vs tensor shapes", None, "",
-                      lambda: G.g0_config(src), sync=True)
+                      lambda: G.g0_config(src), sync=True, always=True)
             for k, v in pb.model.expected_facts().items():
                 self.gate(f"G0-INTEGRITY-{EXPECTED_FACTS[k][0]}", native, f"G0: {k} = {v}", None, k,
-                          lambda k=k, v=v: G.g0_expected(src, k, v), sync=True)
+                          lambda k=k, v=v: G.g0_expected(src, k, v), sync=True, always=True)
         del t
 
         if pb.failure_policy == "stop_on_p0":
