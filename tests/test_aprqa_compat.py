@@ -349,3 +349,30 @@ def test_misspelt_owned_key_in_a_fixture_is_an_error_with_line(tmp_path):
         load_playbook(p)
     assert ei.value.line == bad2.splitlines().index("    max_token: 10") + 1
     assert "did you mean 'max_tokens'" in str(ei.value)
+
+
+def test_unproducible_quantizations_are_skipped_records_naming_them(tmp_path):
+    pb = tmp_path / "q.yaml"
+    pb.write_text("""\
+name: qcheck
+version: "1.0.0"
+model:
+  synthetic: qwen2-tiny
+  formats: [gguf, apr]
+  quantizations: [q2_k, q3_k_m, q4_k_m]
+test_matrix:
+  max_tokens: 2
+differential_tests:
+  inference_compare: {enabled: false}
+""")
+    res = run_playbook(pb, output=tmp_path / "out")
+    assert res.passed
+    conv = {(r["gate_id"], r["scenario"]["model"]["variant"]): r for r in res.records if r["gate_id"].startswith("F-CONV-S-")}
+    for q, need in (("q2_k", "q2_k, q3_k"), ("q3_k_m", "q3_k")):
+        for gid in ("F-CONV-S-G", "F-CONV-S-A"):
+            r = conv[(gid, q)]
+            assert r["outcome"] == "Skipped" and r["metadata"]["not_executed"] == "true"
+            assert "no substitute type is used" in r["reason"]
+        assert f"need {need}, which aprqa.core.quantize does not implement" in conv[("F-CONV-S-G", q)]["reason"]
+    assert conv[("F-CONV-S-G", "q4_k_m")]["outcome"] == "Corroborated"
+    assert conv[("F-CONV-S-A", "q4_k_m")]["outcome"] == "Corroborated"  # hidden 256: no fallback, APR stores it
