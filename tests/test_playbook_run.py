@@ -196,7 +196,8 @@ def test_zero_tensor_model_is_falsified(tmp_path):
     assert by["F-CONV-NAME-001"]["outcome"] == "Falsified"
 
 
-def test_hf_repo_without_model_path_is_a_usage_error(tmp_path):
+def test_hf_repo_without_model_path_is_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # never the network: only huggingface_hub's cache is consulted
     pb = tmp_path / "hf.yaml"
     pb.write_text(SMALL.format(formats="[gguf]").replace("synthetic: qwen2-tiny", "hf_repo: Qwen/Qwen2-0.5B"))
     with pytest.raises(PlaybookError, match="--model-path"):
