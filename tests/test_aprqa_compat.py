@@ -290,8 +290,8 @@ def test_report_renders_aprqa_evidence(runs, tmp_path, capsys):
 
 def test_hf_repo_offline_names_model_path(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    hub = pytest.importorskip("huggingface_hub")
-    monkeypatch.setattr(hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))  # a cached copy must not count
+    constants = pytest.importorskip("huggingface_hub.constants")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))  # a cached copy must not count
     with pytest.raises(PlaybookError, match="--model-path") as ei:
         run_playbook(PLAYBOOKS / "qwen3-0.6b-mvp.playbook.yaml", output=tmp_path / "o")
     assert "Qwen/Qwen3-0.6B" in str(ei.value)
