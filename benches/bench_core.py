@@ -13,6 +13,7 @@ the same run. GB/s counts input bytes read (both sides for a diff).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -26,13 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from aprqa import _core, core  # noqa: E402
 
 
-def _median_time(fn: Callable[[], object], reps: int) -> float:
+def _median_time(fn: Callable[[], object], reps: int, clock: Callable[[], float] = time.perf_counter) -> float:
     fn()  # warm-up (page faults, thread start)
     ts = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        ts.append(time.perf_counter() - t0)
+        ts.append(clock() - t0)
     return statistics.median(ts)
 
 
@@ -66,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     for qt in ("q8_0", "q4_0", "q4_k", "q6_k"):
         enc[qt] = core.quantize(w2, qt)
-    print(f"aprqa core bench: n={n:,} elements, threads={threads}, simd={core.simd_level()}, reps={reps}")
+    load0 = os.getloadavg()[0]
+    print(f"aprqa core bench: n={n:,} elements, threads={threads}, simd={core.simd_level()}, reps={reps}, "
+          f"load average {load0:.2f} (on {os.cpu_count()} CPUs)")
 
     # read-bandwidth probe over the same bytes as the f16 pair
     pair = np.concatenate([enc["f16"], enc["f16b"]])
@@ -74,17 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     probe_gbs = pair.nbytes / t_probe / 1e9
     print(f"read probe (sum of bytes, {pair.nbytes/1e6:.0f} MB): {probe_gbs:8.2f} GB/s")
 
-    # fused diff throughput
+    # ---- fused diff (diff_plain, atol=1e-3, rtol=1e-2) -------------------------------------------------------------
+    def diff_fn(ra: np.ndarray, da: int, rb: np.ndarray, db: int, th: int, hist: bool = True) -> Callable[[], object]:
+        return lambda: _core.diff_plain(ra, da, rb, db, n, 1e-3, 1e-2, th, -1, hist)
+
     cases = [("f32", "f32", "f32", "f32b"), ("f16", "f16", "f16", "f16b"), ("bf16", "f16", "bf16", "f16"),
              ("f16", "q8_0", "f16", "q8_0"), ("f16", "q4_k", "f16", "q4_k"), ("f16", "q6_k", "f16", "q6_k")]
     diff_gbs: dict[str, float] = {}
     for da, db, ka, kb in cases:
         ra, rb = enc[ka], enc[kb]
-        t = _median_time(lambda: _core.diff_plain(ra, int(core._dtype(da)), rb, int(core._dtype(db)), n,
-                                                  1e-3, 1e-2, threads), reps)
+        t = _median_time(diff_fn(ra, int(core._dtype(da)), rb, int(core._dtype(db)), threads), reps)
         gbs = (ra.nbytes + rb.nbytes) / t / 1e9
         diff_gbs[f"{da}/{db}"] = gbs
-        print(f"fused diff {da:>4}/{db:<5}: {gbs:8.2f} GB/s  {n / t / 1e9:6.2f} G elem/s")
+        print(f"fused diff {da:>4}/{db:<5}: {gbs:8.2f} GB/s  {n / t / 1e9:6.2f} G elem/s"
+              f"  ({100 * gbs / probe_gbs:5.1f}% of read probe)")
 
     # numpy baseline on the f16 pair: astype - subtract - reduce
     a16, b16 = enc["f16"].view(np.float16), enc["f16b"].view(np.float16)
@@ -98,15 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     np_gbs = pair.nbytes / t_np / 1e9
     print(f"numpy diff f16/f16 (astype-subtract-reduce): {np_gbs:8.2f} GB/s")
 
-    # histogram cost
-    t_nohist = _median_time(lambda: _core.diff_plain(enc["f16"], 1, enc["f16b"], 1, n, 1e-3, 1e-2, threads, -1,
-                                                     False), reps)
+    # histogram cost, 1 vs 2 threads, and CPU time (all threads) per call: a figure that other load on the
+    # machine disturbs much less than wall time (it still shares caches and memory bandwidth).
+    f16a, f16b = enc["f16"], enc["f16b"]
+    t_nohist = _median_time(diff_fn(f16a, 1, f16b, 1, threads, False), reps)
     nohist_gbs = pair.nbytes / t_nohist / 1e9
     print(f"fused diff  f16/f16   without histogram: {nohist_gbs:8.2f} GB/s")
-
-    # 1 vs 2 threads on the f16 pair
-    t1 = _median_time(lambda: _core.diff_plain(enc["f16"], 1, enc["f16b"], 1, n, 1e-3, 1e-2, 1), reps)
-    t2 = _median_time(lambda: _core.diff_plain(enc["f16"], 1, enc["f16b"], 1, n, 1e-3, 1e-2, 2), reps)
+    t1 = _median_time(diff_fn(f16a, 1, f16b, 1, 1), reps)
+    t2 = _median_time(diff_fn(f16a, 1, f16b, 1, 2), reps)
+    print(f"fused diff  f16/f16   1 thread: {pair.nbytes / t1 / 1e9:8.2f} GB/s   2 threads: "
+          f"{pair.nbytes / t2 / 1e9:8.2f} GB/s")
+    cpu = _median_time(diff_fn(f16a, 1, f16b, 1, threads), reps, clock=time.process_time)
+    print(f"fused diff  f16/f16   per CPU-second (all threads): {pair.nbytes / cpu / 1e9:8.2f} GB/s")
 
     # dequant throughput vs gguf-py
     import gguf
@@ -126,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
               f"   gguf-py {n / tg / 1e9:6.3f} G elem/s   ratio {tg / t:6.1f}x")
 
     f16 = diff_gbs["f16/f16"]
-    print("--- ratios (same run) ---")
+    print(f"--- ratios (same run; load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end) ---")
     print(f"ratio fused f16/f16 vs numpy:        {f16 / np_gbs:6.1f}x   (target >= 15x)")
     print(f"ratio fused f16/f16 vs read probe:   {100 * f16 / probe_gbs:6.1f}%   (target >= 70%)")
     print(f"ratio histogram on vs off:           {100 * f16 / nohist_gbs:6.1f}%")

@@ -1,12 +1,45 @@
 // Fused diff kernel (see diff.h for the exact conventions).
 //
-// Each thread owns a contiguous range of tiles. Per tile: both sides are
-// dequantized into thread-local f32 buffers, a cheap all-finite check picks the
-// AVX2 fast path (no NaN/Inf bookkeeping) or the scalar path, and the tile's
-// double sums are pushed onto a pairwise-summation stack. The location of
-// max|d| is found by rescanning a tile only when its max can win.
+// Work split: each thread owns one contiguous range of the tensor (threads are
+// only started for >= kMinPerThread elements each) and walks it in pieces of
+// kPiece elements. Both sides of a piece are dequantized into thread-local f32
+// buffers (2 x 8 KiB, they stay in L1) and reduced at once; f32 sources that
+// are 4-byte aligned are read in place. A piece's double sums are pushed onto a
+// pairwise-summation stack; stacks are combined pairwise across threads. The
+// location of max|d| is found by rescanning a piece only when its max can win.
+//
+// AVX2+FMA path, per chunk of up to kChunk elements (runtime-dispatched, the
+// scalar path stays the reference and is tested equal):
+// - Everything is computed optimistically in double, 4 lanes: d = b - a is the
+//   same double subtraction as the float64 reference; Σd, Σ|d|, Σa accumulate
+//   with adds, Σd², Σa², Σb², Σab with FMAs (one rounding per term instead of
+//   two). Per-chunk accumulators are zeroed at each chunk start.
+// - Non-finite check after the chunk: NaN/Inf propagate into Σd and Σa (a sum
+//   of finite f32-derived values cannot overflow a double: |a| < 2^128, a chunk
+//   sum < 2^137, |d|^2 < 2^258), so the chunk was all finite iff every lane of
+//   Σd + Σa is finite. A non-finite chunk is discarded and redone by the scalar
+//   path; only those chunks pay for NaN/Inf bookkeeping.
+// - Accuracy: each double lane adds at most kChunk/4 = 64 terms, then chunk
+//   lanes add into piece lanes (kPiece/kChunk = 8 adds), 4 lanes fold, then the
+//   pairwise stack (log2 of the piece count). The error of each sum is thus
+//   below ~(64 + 8 + 2 + log2 n) * 2^-53 * Σ|term| (< 1e-14 relative to Σ|term|
+//   for any n below 2^40), against the exact math.fsum reference. Sums are not
+//   kept in f32 vector lanes: an f32 chunk sum loses ~chunk * 2^-24 ~ 1e-5
+//   relative, which would make 1 - cosine and the SQNR of close tensors noise.
+// - n_equal: _mm256_cmpeq_epi32 on the f32 bit patterns (+0 != -0).
+// - max|d|: vector max; min_atol: vector max of m = |d| - rtol*|a| (mul then
+//   sub, bit-identical to the reference's rounded product); n_fail is counted
+//   by a rescan of the chunk only when the chunk's max m exceeds atol.
+// - Histogram: the bucket comes from the exponent bits of |d| in double (high
+//   dword >> 20, saturating u16 arithmetic, no log2), packed to one byte per
+//   element. Per chunk the vector min/max of the bucket bytes gives a range
+//   [lo, hi]; each bucket in it is counted with byte compares (cmpeq + sub into
+//   8-bit lane counters, drained with sad_epu8 before they can wrap), bucket 0
+//   (|d| == 0) always; a chunk spanning more than kVecBuckets buckets falls back
+//   to scalar increments. Counts are exact.
 #include "diff.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -19,15 +52,18 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 #define APRQA_X86 1
-#define AVX2 __attribute__((target("avx2,f16c,popcnt")))
+#define AVX2 __attribute__((target("avx2,f16c,fma,popcnt")))
 #endif
 
 namespace aprqa {
 
 namespace {
 
-constexpr int kSums = 7;  // sum_d, sum_abs, sum_sq, sum_a, sum_a2, sum_b2, sum_ab
-constexpr size_t kTile = 8192;  // elements per plain / row tile (multiple of 256)
+constexpr int kSums = 7;                 // sum_d, sum_abs, sum_sq, sum_a, sum_a2, sum_b2, sum_ab
+constexpr size_t kPiece = 2048;          // elements dequantized and reduced per step (multiple of 256)
+constexpr size_t kChunk = 256;           // AVX2 verification / histogram unit
+constexpr uint64_t kMinPerThread = 65536;  // fewer elements per thread do not pay for a thread
+constexpr int kVecBuckets = 48;          // wider chunks count their histogram with scalar increments
 
 struct LUT {
     uint8_t bucket[2048];
@@ -50,11 +86,28 @@ struct TileOut {
     uint64_t nan_a = 0, nan_b = 0, inf_a = 0, inf_b = 0, nan_both = 0, mismatch = 0;
 };
 
-// Per-thread histogram, 8 interleaved copies so consecutive increments of the
-// same bucket do not serialize on store forwarding.
-struct Hist {
+// Per-thread histogram: 8 interleaved u64 copies for scalar increments (so
+// consecutive increments of one bucket do not serialize on store forwarding),
+// plus 32 byte-lane counters per bucket for the vector path.
+struct alignas(64) Hist {
     uint64_t h[8][kHistBuckets];
-    Hist() { std::memset(h, 0, sizeof h); }
+    alignas(32) uint8_t c8[kHistBuckets][32];
+    int pending = 0;               // max count any byte lane may hold
+    int touched_lo = kHistBuckets, touched_hi = -1;  // c8 rows written since the last drain
+    Hist() {
+        std::memset(h, 0, sizeof h);
+        std::memset(c8, 0, sizeof c8);
+    }
+    void drain() {  // portable; the AVX2 path drains with sad_epu8 itself
+        for (int k = touched_lo; k <= touched_hi; ++k)
+            for (int j = 0; j < 32; ++j) {
+                h[0][k] += c8[k][j];
+                c8[k][j] = 0;
+            }
+        pending = 0;
+        touched_lo = kHistBuckets;
+        touched_hi = -1;
+    }
 };
 
 // Generic path: any values, full NaN/Inf bookkeeping.
@@ -104,100 +157,292 @@ size_t find_first_abs(const float* A, const float* B, size_t n, double target) {
 }
 
 #ifdef APRQA_X86
-AVX2 bool all_finite_avx2(const float* A, const float* B, size_t n) {
-    const __m256i em = _mm256_set1_epi32(0x7f800000);
-    __m256i bad = _mm256_setzero_si256();
-    size_t k = 0;
-    for (; k + 8 <= n; k += 8) {
-        const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(A + k));
-        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B + k));
-        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(_mm256_and_si256(a, em), em));
-        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(_mm256_and_si256(b, em), em));
-    }
-    if (!_mm256_testz_si256(bad, bad)) return false;
-    for (; k < n; ++k)
-        if (!std::isfinite(A[k]) || !std::isfinite(B[k])) return false;
-    return true;
+const bool kHaveFma = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("fma");
+}();
+
+AVX2 inline int hmin_epu8(__m256i v) {
+    __m128i x = _mm_min_epu8(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    x = _mm_min_epu8(x, _mm_srli_si128(x, 8));
+    x = _mm_min_epu8(x, _mm_srli_si128(x, 4));
+    x = _mm_min_epu8(x, _mm_srli_si128(x, 2));
+    x = _mm_min_epu8(x, _mm_srli_si128(x, 1));
+    return _mm_cvtsi128_si32(x) & 0xff;
+}
+AVX2 inline int hmax_epu8(__m256i v) {
+    __m128i x = _mm_max_epu8(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    x = _mm_max_epu8(x, _mm_srli_si128(x, 8));
+    x = _mm_max_epu8(x, _mm_srli_si128(x, 4));
+    x = _mm_max_epu8(x, _mm_srli_si128(x, 2));
+    x = _mm_max_epu8(x, _mm_srli_si128(x, 1));
+    return _mm_cvtsi128_si32(x) & 0xff;
+}
+AVX2 inline uint64_t hsum_epi64(__m256i v) {
+    const __m128i x = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    return (uint64_t)_mm_cvtsi128_si64(x) + (uint64_t)_mm_extract_epi64(x, 1);
 }
 
-// Fast path for tiles where every element of both sides is finite.
-AVX2 void stats_finite_avx2(const float* A, const float* B, size_t n, const DiffOptions& o, TileOut& t,
-                            Hist* hist) {
-    const __m256d sign = _mm256_set1_pd(-0.0), vatol = _mm256_set1_pd(o.atol), vrtol = _mm256_set1_pd(o.rtol);
-    // s5 accumulates a*d; sum_b2 and sum_ab are derived per tile from it.
-    __m256d s0 = _mm256_setzero_pd(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0;
-    __m256d vmax = s0, vmat = s0;
-    __m256i vfail = _mm256_setzero_si256();
-    const __m256i bias = _mm256_set1_epi32(1023 - 42), one = _mm256_set1_epi32(1), top = _mm256_set1_epi32(62);
-    uint64_t eq = 0;
-    alignas(32) int32_t bk[8];
-    size_t k = 0;
-    for (; k + 8 <= n; k += 8) {
-        const __m256 af = _mm256_loadu_ps(A + k), bf = _mm256_loadu_ps(B + k);
-        eq += (uint64_t)__builtin_popcount(_mm256_movemask_ps(
-            _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_castps_si256(af), _mm256_castps_si256(bf)))));
-        __m256d adh[2];
-        for (int h = 0; h < 2; ++h) {
-            const __m256d a = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(af, 1) : _mm256_castps256_ps128(af));
-            const __m256d b = _mm256_cvtps_pd(h ? _mm256_extractf128_ps(bf, 1) : _mm256_castps256_ps128(bf));
-            const __m256d d = _mm256_sub_pd(b, a);
-            const __m256d ad = _mm256_andnot_pd(sign, d), aa = _mm256_andnot_pd(sign, a);
-            s0 = _mm256_add_pd(s0, d);
-            s1 = _mm256_add_pd(s1, ad);
-            s2 = _mm256_add_pd(s2, _mm256_mul_pd(d, d));
-            s3 = _mm256_add_pd(s3, a);
-            s4 = _mm256_add_pd(s4, _mm256_mul_pd(a, a));
-            s5 = _mm256_add_pd(s5, _mm256_mul_pd(a, d));
-            vmax = _mm256_max_pd(vmax, ad);
-            const __m256d m = _mm256_sub_pd(ad, _mm256_mul_pd(vrtol, aa));
-            vfail = _mm256_sub_epi64(vfail, _mm256_castpd_si256(_mm256_cmp_pd(m, vatol, _CMP_GT_OQ)));
-            vmat = _mm256_max_pd(vmat, m);
-            adh[h] = ad;
+AVX2 void drain_avx2(Hist& h) {
+    const __m256i z = _mm256_setzero_si256();
+    for (int k = h.touched_lo; k <= h.touched_hi; ++k) {
+        __m256i* row = reinterpret_cast<__m256i*>(h.c8[k]);
+        h.h[0][k] += hsum_epi64(_mm256_sad_epu8(_mm256_load_si256(row), z));
+        _mm256_store_si256(row, z);
+    }
+    h.pending = 0;
+    h.touched_lo = kHistBuckets;
+    h.touched_hi = -1;
+}
+
+// Adds, for each of the G bucket ids ks[0..G), the number of bytes equal to it
+// in by[0..nv) to that bucket's byte-lane counters. G independent
+// compare/subtract chains per loaded vector.
+template <int G>
+AVX2 inline void count_group_avx2(const __m256i* by, size_t nv, const int* ks, Hist& h) {
+    __m256i kk[G], c[G];
+    for (int j = 0; j < G; ++j) {
+        kk[j] = _mm256_set1_epi8((char)ks[j]);
+        c[j] = _mm256_setzero_si256();
+    }
+    for (size_t v = 0; v < nv; ++v) {
+        const __m256i x = _mm256_load_si256(by + v);
+        for (int j = 0; j < G; ++j) c[j] = _mm256_sub_epi8(c[j], _mm256_cmpeq_epi8(x, kk[j]));
+    }
+    for (int j = 0; j < G; ++j) {
+        __m256i* row = reinterpret_cast<__m256i*>(h.c8[ks[j]]);
+        _mm256_store_si256(row, _mm256_add_epi8(_mm256_load_si256(row), c[j]));
+    }
+}
+
+// Histogram of one verified chunk from |d| (finite doubles, sign clear).
+// len is a multiple of 8, at most kChunk.
+AVX2 void hist_chunk_avx2(const double* ad, size_t len, Hist& h) {
+    const size_t nv = len / 32;
+    if (nv) {
+        const __m256i c981 = _mm256_set1_epi16(1023 - 42), one16 = _mm256_set1_epi16(1),
+                      c62 = _mm256_set1_epi16(62), one8 = _mm256_set1_epi8(1);
+        alignas(32) __m256i by[kChunk / 32];
+        __m256i vlo = _mm256_set1_epi8(-1), vhi = _mm256_setzero_si256();
+        for (size_t v = 0; v < nv; ++v) {
+            // high dwords of 8 doubles (lane order is irrelevant for a histogram)
+            auto hi8 = [&](size_t q) AVX2 {
+                const float* p = reinterpret_cast<const float*>(ad + 32 * v + 8 * q);
+                return _mm256_castps_si256(
+                    _mm256_shuffle_ps(_mm256_load_ps(p), _mm256_load_ps(p + 8), _MM_SHUFFLE(3, 1, 3, 1)));
+            };
+            // biased exponent (0..2047, sign bit is clear) -> bucket:
+            // 0 if e == 0 (|d| == 0), else clamp(e - 981, 1, 62)
+            const __m256i e0 = _mm256_srli_epi32(hi8(0), 20);
+            const __m256i e1 = _mm256_srli_epi32(hi8(1), 20);
+            const __m256i e2 = _mm256_srli_epi32(hi8(2), 20);
+            const __m256i e3 = _mm256_srli_epi32(hi8(3), 20);
+            const __m256i x0 = _mm256_packs_epi32(e0, e1), x1 = _mm256_packs_epi32(e2, e3);
+            const __m256i b0 = _mm256_min_epu16(
+                _mm256_max_epu16(_mm256_subs_epu16(x0, c981), _mm256_min_epu16(x0, one16)), c62);
+            const __m256i b1 = _mm256_min_epu16(
+                _mm256_max_epu16(_mm256_subs_epu16(x1, c981), _mm256_min_epu16(x1, one16)), c62);
+            by[v] = _mm256_packus_epi16(b0, b1);  // lane order is irrelevant for a histogram
+            vlo = _mm256_min_epu8(vlo, _mm256_sub_epi8(by[v], one8));  // bucket 0 -> 255
+            vhi = _mm256_max_epu8(vhi, by[v]);
         }
-        if (hist) {
-            // high dwords of the 8 doubles (order is irrelevant for a histogram) -> biased exponent
-            const __m256i hi = _mm256_castps_si256(
-                _mm256_shuffle_ps(_mm256_castpd_ps(adh[0]), _mm256_castpd_ps(adh[1]), _MM_SHUFFLE(3, 1, 3, 1)));
-            const __m256i e = _mm256_srli_epi32(hi, 20);
-            __m256i b = _mm256_min_epi32(_mm256_max_epi32(_mm256_sub_epi32(e, bias), one), top);
-            b = _mm256_andnot_si256(_mm256_cmpeq_epi32(e, _mm256_setzero_si256()), b);
-            _mm256_store_si256(reinterpret_cast<__m256i*>(bk), b);
-            for (int j = 0; j < 8; ++j) ++hist->h[j][bk[j]];
+        const int lo = hmin_epu8(vlo) + 1, hi = hmax_epu8(vhi);  // nonzero buckets span [lo, hi]
+        const int nb = 1 + (hi >= lo ? hi - lo + 1 : 0);
+        if (nb > kVecBuckets) {
+            const uint8_t* bb = reinterpret_cast<const uint8_t*>(by);
+            for (size_t i = 0; i < 32 * nv; ++i) ++h.h[i & 7][bb[i]];
+        } else {
+            if (h.pending + (int)nv > 255) drain_avx2(h);
+            h.pending += (int)nv;
+            int ks[kHistBuckets], m = 0;  // bucket 0, then [lo, hi]
+            ks[m++] = 0;
+            for (int k = lo; k <= hi; ++k) ks[m++] = k;
+            int g = 0;
+            for (; g + 4 <= m; g += 4) count_group_avx2<4>(by, nv, ks + g, h);
+            switch (m - g) {
+                case 3: count_group_avx2<3>(by, nv, ks + g, h); break;
+                case 2: count_group_avx2<2>(by, nv, ks + g, h); break;
+                case 1: count_group_avx2<1>(by, nv, ks + g, h); break;
+                default: break;
+            }
+            h.touched_lo = 0;
+            if (hi > h.touched_hi) h.touched_hi = hi;
         }
     }
-    alignas(32) double buf[8][4];
-    _mm256_store_pd(buf[0], s0);
-    _mm256_store_pd(buf[1], s1);
-    _mm256_store_pd(buf[2], s2);
-    _mm256_store_pd(buf[3], s3);
-    _mm256_store_pd(buf[4], s4);
-    _mm256_store_pd(buf[5], s5);
-    _mm256_store_pd(buf[6], vmax);
-    _mm256_store_pd(buf[7], vmat);
-    double r[6];
-    for (int i = 0; i < 6; ++i) r[i] = (buf[i][0] + buf[i][1]) + (buf[i][2] + buf[i][3]);
-    for (int i = 0; i < 5; ++i) t.s[i] += r[i];
-    t.s[5] += (r[4] + 2.0 * r[5]) + r[2];  // sum b^2 = sum (a+d)^2
-    t.s[6] += r[4] + r[5];                 // sum ab = sum a^2 + sum ad
-    t.max_abs = std::fmax(t.max_abs, std::fmax(std::fmax(buf[6][0], buf[6][1]), std::fmax(buf[6][2], buf[6][3])));
-    t.min_atol = std::fmax(t.min_atol, std::fmax(std::fmax(buf[7][0], buf[7][1]), std::fmax(buf[7][2], buf[7][3])));
-    alignas(32) uint64_t fc[4];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(fc), vfail);
-    t.n_fail += fc[0] + fc[1] + fc[2] + fc[3];
-    t.n_equal += eq;
-    t.n_finite += k;
-    if (k < n) stats_scalar(A + k, B + k, n - k, o, t, hist);
+    for (size_t i = 32 * nv; i < len; ++i) ++h.h[i & 7][bucket_of(ad[i])];
+}
+
+// Sides as the AVX2 kernel reads them: f32 values, or a raw IEEE half payload
+// converted on the fly with F16C (no buffer round trip for f16 tensors).
+AVX2 inline __m256d load4_pd(const float* p, size_t j) { return _mm256_cvtps_pd(_mm_loadu_ps(p + j)); }
+AVX2 inline __m256d load4_pd(const uint16_t* p, size_t j) {
+    return _mm256_cvtps_pd(_mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + j))));
+}
+AVX2 inline __m256i load8_bits(const float* p, size_t j) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + j));
+}
+AVX2 inline __m256i load8_bits(const uint16_t* p, size_t j) {
+    return _mm256_castps_si256(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j))));
+}
+
+// f32 values of len elements of a side: in place for f32, exact scalar
+// conversion (NaN payloads kept, as dequant_f16_ref) into buf for f16.
+inline const float* materialize(const float* p, size_t, float*) { return p; }
+inline const float* materialize(const uint16_t* p, size_t len, float* buf) {
+    for (size_t i = 0; i < len; ++i) buf[i] = f16_to_f32(p[i]);
+    return buf;
+}
+
+// Failures in a verified all-finite chunk (same double ops as stats_scalar).
+template <typename TA, typename TB>
+AVX2 uint64_t count_fail_avx2(const TA* A, const TB* B, size_t len, const DiffOptions& o) {
+    const __m256d sign = _mm256_set1_pd(-0.0), vatol = _mm256_set1_pd(o.atol), vrtol = _mm256_set1_pd(o.rtol);
+    uint64_t n = 0;
+    for (size_t j = 0; j < len; j += 4) {
+        const __m256d a = load4_pd(A, j), b = load4_pd(B, j);
+        const __m256d ad = _mm256_andnot_pd(sign, _mm256_sub_pd(b, a)), aa = _mm256_andnot_pd(sign, a);
+        const __m256d m = _mm256_sub_pd(ad, _mm256_mul_pd(vrtol, aa));
+        n += (uint64_t)__builtin_popcount(_mm256_movemask_pd(_mm256_cmp_pd(m, vatol, _CMP_GT_OQ)));
+    }
+    return n;
+}
+
+// n_equal of a verified all-finite chunk: identical f32 bit patterns. For two
+// f16 sides the half bits are compared directly (f16 -> f32 is injective).
+template <typename TA, typename TB>
+AVX2 uint64_t count_equal_avx2(const TA* A, const TB* B, size_t len) {
+    __m256i veq = _mm256_setzero_si256();
+    for (size_t j = 0; j < len; j += 8)
+        veq = _mm256_sub_epi32(veq, _mm256_cmpeq_epi32(load8_bits(A, j), load8_bits(B, j)));
+    const __m128i e = _mm_add_epi32(_mm256_castsi256_si128(veq), _mm256_extracti128_si256(veq, 1));
+    return (uint64_t)(uint32_t)(_mm_cvtsi128_si32(e) + _mm_extract_epi32(e, 1) + _mm_extract_epi32(e, 2) +
+                                _mm_extract_epi32(e, 3));
+}
+template <>
+AVX2 uint64_t count_equal_avx2<uint16_t, uint16_t>(const uint16_t* A, const uint16_t* B, size_t len) {
+    __m256i veq = _mm256_setzero_si256();
+    size_t j = 0;
+    for (; j + 16 <= len; j += 16)
+        veq = _mm256_sub_epi16(veq, _mm256_cmpeq_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(A + j)),
+                                                       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B + j))));
+    // 16-bit lanes hold at most kChunk/16 = 16; widen and add
+    const __m256i w = _mm256_madd_epi16(veq, _mm256_set1_epi16(1));
+    const __m128i e = _mm_add_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+    uint64_t n = (uint64_t)(uint32_t)(_mm_cvtsi128_si32(e) + _mm_extract_epi32(e, 1) + _mm_extract_epi32(e, 2) +
+                                      _mm_extract_epi32(e, 3));
+    for (; j < len; ++j) n += A[j] == B[j];
+    return n;
+}
+
+// One piece (n elements): chunks of kChunk, each verified all-finite or redone
+// by stats_scalar. kRtol = false when rtol == 0, so that m = |d| and the
+// tolerance work folds into max|d|. The loop body keeps 9 accumulators and 5
+// temporaries in the 16 ymm registers (no spills: a spilled accumulator turns
+// into a store-forwarding chain).
+template <bool kRtol, typename TA, typename TB>
+AVX2 void stats_avx2(const TA* A, const TB* B, size_t n, const DiffOptions& o, TileOut& t, Hist* hist) {
+    const __m256d sign = _mm256_set1_pd(-0.0), vrtol = _mm256_set1_pd(o.rtol), zero = _mm256_setzero_pd();
+    __m256d P[kSums], Pmax = zero, Pmat = zero;  // piece accumulators
+    for (int i = 0; i < kSums; ++i) P[i] = zero;
+    uint64_t n_fin = 0, n_eq = 0, n_fail = 0;
+    alignas(32) double adb[kChunk];  // |d| of the chunk, for the histogram
+    size_t k = 0;
+    const size_t n8 = n - n % 8;
+    while (k < n8) {
+        const size_t len = std::min(kChunk, n8 - k);
+        const TA* a0 = A + k;
+        const TB* b0 = B + k;
+        __m256d s0 = zero, s1 = zero, s2 = zero, s3 = zero, s4 = zero, s5 = zero, s6 = zero, vmax = zero, vmat = zero;
+        for (size_t j = 0; j < len; j += 4) {
+            const __m256d a = load4_pd(a0, j);
+            const __m256d b = load4_pd(b0, j);
+            const __m256d d = _mm256_sub_pd(b, a);
+            const __m256d ad = _mm256_andnot_pd(sign, d);
+            s0 = _mm256_add_pd(s0, d);
+            s1 = _mm256_add_pd(s1, ad);
+            s2 = _mm256_fmadd_pd(d, d, s2);
+            s3 = _mm256_add_pd(s3, a);
+            s4 = _mm256_fmadd_pd(a, a, s4);
+            s5 = _mm256_fmadd_pd(b, b, s5);
+            s6 = _mm256_fmadd_pd(a, b, s6);
+            vmax = _mm256_max_pd(vmax, ad);
+            if (kRtol)
+                vmat = _mm256_max_pd(vmat, _mm256_sub_pd(ad, _mm256_mul_pd(vrtol, _mm256_andnot_pd(sign, a))));
+            if (hist) _mm256_store_pd(adb + j, ad);
+        }
+        if (!kRtol) vmat = vmax;
+        // all lanes finite <=> x * 0 == 0 in every lane
+        const __m256d x = _mm256_add_pd(s0, s3);
+        if (_mm256_movemask_pd(_mm256_cmp_pd(_mm256_mul_pd(x, zero), zero, _CMP_EQ_OQ)) != 0xf) {
+            float fa[kChunk], fb[kChunk];
+            stats_scalar(materialize(a0, len, fa), materialize(b0, len, fb), len, o, t, hist);
+            k += len;
+            continue;
+        }
+        P[0] = _mm256_add_pd(P[0], s0);
+        P[1] = _mm256_add_pd(P[1], s1);
+        P[2] = _mm256_add_pd(P[2], s2);
+        P[3] = _mm256_add_pd(P[3], s3);
+        P[4] = _mm256_add_pd(P[4], s4);
+        P[5] = _mm256_add_pd(P[5], s5);
+        P[6] = _mm256_add_pd(P[6], s6);
+        Pmax = _mm256_max_pd(Pmax, vmax);
+        Pmat = _mm256_max_pd(Pmat, vmat);
+        alignas(32) double mm[4];
+        _mm256_store_pd(mm, vmat);
+        if (std::fmax(std::fmax(mm[0], mm[1]), std::fmax(mm[2], mm[3])) > o.atol)
+            n_fail += count_fail_avx2(a0, b0, len, o);
+        n_eq += count_equal_avx2(a0, b0, len);
+        n_fin += len;
+        if (hist) hist_chunk_avx2(adb, len, *hist);
+        k += len;
+    }
+    alignas(32) double buf[kSums + 2][4];
+    for (int i = 0; i < kSums; ++i) _mm256_store_pd(buf[i], P[i]);
+    _mm256_store_pd(buf[kSums], Pmax);
+    _mm256_store_pd(buf[kSums + 1], Pmat);
+    for (int i = 0; i < kSums; ++i) t.s[i] += (buf[i][0] + buf[i][1]) + (buf[i][2] + buf[i][3]);
+    const double* mx = buf[kSums];
+    const double* mt = buf[kSums + 1];
+    t.max_abs = std::fmax(t.max_abs, std::fmax(std::fmax(mx[0], mx[1]), std::fmax(mx[2], mx[3])));
+    t.min_atol = std::fmax(t.min_atol, std::fmax(std::fmax(mt[0], mt[1]), std::fmax(mt[2], mt[3])));
+    t.n_finite += n_fin;
+    t.n_equal += n_eq;
+    t.n_fail += n_fail;
+    if (n8 < n) {
+        float fa[8], fb[8];
+        stats_scalar(materialize(A + n8, n - n8, fa), materialize(B + n8, n - n8, fb), n - n8, o, t, hist);
+    }
+}
+
+template <typename TA, typename TB>
+void stats_avx2_dispatch(const TA* A, const TB* B, size_t n, const DiffOptions& o, TileOut& t, Hist* hist) {
+    if (o.rtol > 0)
+        stats_avx2<true>(A, B, n, o, t, hist);
+    else
+        stats_avx2<false>(A, B, n, o, t, hist);
 }
 #endif
 
-void tile_stats(const float* A, const float* B, size_t n, const DiffOptions& o, TileOut& t, Hist* hist) {
+// One side of a piece: f32 values, or (AVX2 path only) a raw f16 payload.
+struct PieceSide {
+    const void* p;
+    bool f16;
+    const float* f32() const { return static_cast<const float*>(p); }
+    const uint16_t* half() const { return static_cast<const uint16_t*>(p); }
+};
+
+void tile_stats(PieceSide a, PieceSide b, size_t n, const DiffOptions& o, TileOut& t, Hist* hist) {
 #ifdef APRQA_X86
-    if (o.simd && all_finite_avx2(A, B, n)) {
-        stats_finite_avx2(A, B, n, o, t, hist);
+    if (o.simd && kHaveFma) {
+        if (a.f16 && b.f16) stats_avx2_dispatch(a.half(), b.half(), n, o, t, hist);
+        else if (a.f16) stats_avx2_dispatch(a.half(), b.f32(), n, o, t, hist);
+        else if (b.f16) stats_avx2_dispatch(a.f32(), b.half(), n, o, t, hist);
+        else stats_avx2_dispatch(a.f32(), b.f32(), n, o, t, hist);
         return;
     }
 #endif
-    stats_scalar(A, B, n, o, t, hist);
+    stats_scalar(a.f32(), b.f32(), n, o, t, hist);  // raw f16 sides only exist on the AVX2 path
 }
 
 // Pairwise combination of per-tile double sums: a binary-counter stack.
@@ -226,7 +471,8 @@ struct Pairwise {
     }
 };
 
-struct ThreadAcc {
+// One per thread; cache-line aligned so threads never share a line of accumulators.
+struct alignas(64) ThreadAcc {
     DiffResult r;
     bool has_max = false;
     Pairwise pw;
@@ -235,8 +481,9 @@ struct ThreadAcc {
 
     // Fold one tile; flat(k) maps a tile offset to the reference's flat index,
     // first is flat(0) (the smallest flat index in the tile).
+    // a raw f16 side is converted into A / B only for the rare max rescan.
     template <typename Flat>
-    void add(const float* a, const float* b, size_t n, int64_t first, Flat flat, const DiffOptions& o) {
+    void add(PieceSide a, PieceSide b, size_t n, int64_t first, Flat flat, const DiffOptions& o) {
         TileOut t;
         tile_stats(a, b, n, o, t, o.histogram ? &hist : nullptr);
         r.n += n;
@@ -253,7 +500,9 @@ struct ThreadAcc {
         pw.push(t.s);
         if (t.n_finite) {
             if (!has_max || t.max_abs > r.max_abs || (t.max_abs == r.max_abs && first < r.argmax)) {
-                const int64_t idx = flat(find_first_abs(a, b, n, t.max_abs));
+                const float* fa = a.f16 ? half_to_buf(a.half(), n, A) : a.f32();
+                const float* fb = b.f16 ? half_to_buf(b.half(), n, B) : b.f32();
+                const int64_t idx = flat(find_first_abs(fa, fb, n, t.max_abs));
                 if (!has_max || t.max_abs > r.max_abs || idx < r.argmax) {
                     r.max_abs = t.max_abs;
                     r.argmax = idx;
@@ -261,6 +510,11 @@ struct ThreadAcc {
                 }
             }
         }
+    }
+    static const float* half_to_buf(const uint16_t* p, size_t n, std::vector<float>& buf) {
+        if (buf.size() < n) buf.resize(n);
+        for (size_t i = 0; i < n; ++i) buf[i] = f16_to_f32(p[i]);
+        return buf.data();
     }
     void finish() {
         double s[kSums];
@@ -272,6 +526,7 @@ struct ThreadAcc {
         r.sum_a2 = s[4];
         r.sum_b2 = s[5];
         r.sum_ab = s[6];
+        hist.drain();
         for (int j = 0; j < 8; ++j)
             for (int i = 0; i < kHistBuckets; ++i) r.hist[i] += hist.h[j][i];
     }
@@ -319,22 +574,44 @@ DiffResult merge(std::vector<ThreadAcc>& accs) {
     return out;
 }
 
+// Threads for n elements: at most `requested`, each given >= kMinPerThread elements.
+int threads_for(uint64_t n, int requested) {
+    const uint64_t cap = std::max<uint64_t>(1, n / kMinPerThread);
+    return (int)std::min<uint64_t>((uint64_t)std::max(requested, 1), cap);
+}
+
+// One side of a piece from element `start`: a 2-byte aligned raw f16 payload
+// on the AVX2 path (converted in registers), f32 read in place when 4-byte aligned, else
+// dequantized into buf.
+PieceSide load_side(const DiffSide& s, uint64_t start, size_t len, float* buf, const DiffOptions& o) {
+#ifdef APRQA_X86
+    if (s.dtype == 1 && o.simd && kHaveFma && reinterpret_cast<uintptr_t>(s.base) % 2 == 0)
+        return {s.base + start * 2, true};
+#endif
+    if (s.dtype == 0) {  // f32
+        const uint8_t* p = s.base + start * 4;
+        if (reinterpret_cast<uintptr_t>(p) % alignof(float) == 0) return {p, false};
+    }
+    dequant_range(s.dtype, s.base, start, len, buf, o.simd);
+    return {buf, false};
+}
+
 }  // namespace
 
 DiffResult diff_plain(DiffSide a, DiffSide b, uint64_t n, const DiffOptions& o) {
-    const size_t ntiles = (size_t)((n + kTile - 1) / kTile);
-    const int nt = std::max(1, std::min<int>(o.threads, (int)std::max<size_t>(ntiles, 1)));
+    const size_t ntiles = (size_t)((n + kPiece - 1) / kPiece);
+    const int nt = threads_for(n, o.threads);
     std::vector<ThreadAcc> accs(nt);
     parallel_slices(ntiles, nt, [&](int t, size_t lo, size_t hi) {
         ThreadAcc& acc = accs[t];
-        acc.A.resize(kTile);
-        acc.B.resize(kTile);
+        acc.A.resize(kPiece);
+        acc.B.resize(kPiece);
         for (size_t i = lo; i < hi; ++i) {
-            const uint64_t s = (uint64_t)i * kTile;
-            const size_t len = (size_t)std::min<uint64_t>(kTile, n - s);
-            dequant_range(a.dtype, a.base, s, len, acc.A.data(), o.simd);
-            dequant_range(b.dtype, b.base, s, len, acc.B.data(), o.simd);
-            acc.add(acc.A.data(), acc.B.data(), len, (int64_t)s, [&](size_t k) { return (int64_t)(s + k); }, o);
+            const uint64_t s = (uint64_t)i * kPiece;
+            const size_t len = (size_t)std::min<uint64_t>(kPiece, n - s);
+            const PieceSide pa = load_side(a, s, len, acc.A.data(), o);
+            const PieceSide pb = load_side(b, s, len, acc.B.data(), o);
+            acc.add(pa, pb, len, (int64_t)s, [&](size_t k) { return (int64_t)(s + k); }, o);
         }
     });
     return merge(accs);
@@ -342,21 +619,21 @@ DiffResult diff_plain(DiffSide a, DiffSide b, uint64_t n, const DiffOptions& o) 
 
 DiffResult diff_row_perm(DiffSide a, DiffSide b, uint64_t rows, uint64_t cols, const int64_t* perm,
                          const DiffOptions& o) {
-    const uint64_t per_row = (cols + kTile - 1) / kTile;
+    const uint64_t per_row = (cols + kPiece - 1) / kPiece;
     const size_t ntiles = (size_t)(rows * per_row);
-    const int nt = std::max(1, std::min<int>(o.threads, (int)std::max<size_t>(ntiles, 1)));
+    const int nt = threads_for(rows * cols, o.threads);
     std::vector<ThreadAcc> accs(nt);
     parallel_slices(ntiles, nt, [&](int t, size_t lo, size_t hi) {
         ThreadAcc& acc = accs[t];
-        acc.A.resize(kTile);
-        acc.B.resize(kTile);
+        acc.A.resize(kPiece);
+        acc.B.resize(kPiece);
         for (size_t i = lo; i < hi; ++i) {
-            const uint64_t r = i / per_row, c0 = (i % per_row) * kTile;
-            const size_t len = (size_t)std::min<uint64_t>(kTile, cols - c0);
+            const uint64_t r = i / per_row, c0 = (i % per_row) * kPiece;
+            const size_t len = (size_t)std::min<uint64_t>(kPiece, cols - c0);
             const uint64_t sa = (uint64_t)perm[r] * cols + c0, sb = r * cols + c0;
-            dequant_range(a.dtype, a.base, sa, len, acc.A.data(), o.simd);
-            dequant_range(b.dtype, b.base, sb, len, acc.B.data(), o.simd);
-            acc.add(acc.A.data(), acc.B.data(), len, (int64_t)sa, [&](size_t k) { return (int64_t)(sa + k); }, o);
+            const PieceSide pa = load_side(a, sa, len, acc.A.data(), o);
+            const PieceSide pb = load_side(b, sb, len, acc.B.data(), o);
+            acc.add(pa, pb, len, (int64_t)sa, [&](size_t k) { return (int64_t)(sa + k); }, o);
         }
     });
     return merge(accs);
@@ -368,7 +645,7 @@ DiffResult diff_transpose(DiffSide a, DiffSide b, uint64_t rows, uint64_t cols, 
     const uint64_t TR = 256, TC = 256;
     const uint64_t nr = (rows + TR - 1) / TR, nc = (cols + TC - 1) / TC;
     const size_t ntiles = (size_t)(nr * nc);
-    const int nt = std::max(1, std::min<int>(o.threads, (int)std::max<size_t>(ntiles, 1)));
+    const int nt = threads_for(rows * cols, o.threads);
     std::vector<ThreadAcc> accs(nt);
     parallel_slices(ntiles, nt, [&](int t, size_t lo, size_t hi) {
         ThreadAcc& acc = accs[t];
@@ -386,7 +663,7 @@ DiffResult diff_transpose(DiffSide a, DiffSide b, uint64_t rows, uint64_t cols, 
             for (size_t r = 0; r < tr; ++r)
                 for (size_t c = 0; c < tc; ++c) B[r * tc + c] = T[c * tr + r];
             const int64_t first = (int64_t)(r0 * cols + c0);
-            acc.add(A, B, tr * tc, first,
+            acc.add({A, false}, {B, false}, tr * tc, first,
                     [&](size_t k) { return (int64_t)((r0 + k / tc) * cols + c0 + k % tc); }, o);
         }
     });

@@ -1,6 +1,7 @@
-// Fused one-pass comparison of two raw tensors of any dtypes. Tiles of both
-// sides are dequantized into small thread-local f32 buffers and reduced
-// immediately; double sums are combined pairwise (tile -> thread -> total).
+// Fused one-pass comparison of two raw tensors of any dtypes. Pieces of both
+// sides are dequantized into small thread-local f32 buffers (f16 is converted
+// in registers, aligned f32 read in place) and reduced immediately; double sums
+// are combined pairwise (piece -> thread -> total). Kernel notes: diff.cpp.
 //
 // Conventions (a = reference, b = candidate, d = b - a computed in double, exact):
 // - n_equal counts identical f32 bit patterns after dequantization (+0 != -0,

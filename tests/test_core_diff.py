@@ -227,3 +227,145 @@ def test_bad_calls_raise_value_error() -> None:
     with pytest.raises(ValueError, match="perm"):
         _core.diff_row_perm(a, 0, a, 0, 4, 16, np.zeros(3, np.int64))
     assert DType.F32 == 0
+
+
+# ---- AVX2 kernel vs scalar reference ------------------------------------------------------------------------------
+# The AVX2 path works per chunk of 256 elements inside pieces of 2048; f16 sides are converted in registers, other
+# dtypes through an f32 buffer; a chunk holding a NaN/Inf is redone by the scalar path. The sizes below straddle
+# those edges, and the larger ones give each of two threads >= 64K elements (smaller inputs run on one thread).
+_EDGE_SIZES = [1, 7, 255, 256, 257, 2047, 2048, 2049, 70001, 200003]
+_TOLS = [(1e-3, 1e-2), (1e-3, 0.0), (0.0, 0.0)]
+
+
+def _f16_nasty(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """f16 payloads (as uint16) with ties, zeros of both signs, subnormals, NaN payloads and infinities."""
+    w = rng.standard_normal(n).astype(np.float32) * 0.02
+    a = w.astype(np.float16)
+    b = (w + rng.standard_normal(n).astype(np.float32) * 1e-4).astype(np.float16)
+    a, b = a.view(np.uint16).copy(), b.view(np.uint16).copy()
+    if n > 300:
+        a[3], b[3] = 0x0000, 0x8000          # +0 vs -0: equal value, different bits
+        a[4], b[4] = 0x0001, 0x0003          # subnormals
+        a[5], b[5] = 0x7BFF, 0xFBFF          # +-65504: |d| = 131008
+        a[300], b[300] = 0x7E01, 0x7E01      # same quiet NaN payload
+        a[301], b[301] = 0x7C01, 0x7C01      # same signalling NaN payload (F16C would quiet it)
+        a[302], b[302] = 0x7C00, 0x7C00      # same +inf
+        a[303], b[303] = 0x3C00, 0x7E00      # NaN mismatch
+    if n > 5000:
+        a[4100:4110] = b[4100:4110] = 0x3C00  # a run of exact matches
+        a[4999], b[4999] = 0xFC00, 0x7C00    # -inf vs +inf, last element of a piece pair
+    if n > 150000:
+        a[140000], b[140000] = 0x0000, 0x7E00  # NaN in the second thread's range
+    return a, b
+
+
+def _stats(r: dict, atol: float, rtol: float) -> DiffStats:
+    return DiffStats(**{**r, "hist": tuple(r["hist"])}, atol=atol, rtol=rtol)
+
+
+def _assert_same(s: DiffStats, t: DiffStats) -> None:
+    """Scalar and SIMD agree exactly on counts, max, argmax, min_atol and histogram; sums within summation order."""
+    for k in ("n", "n_equal", "n_finite", "n_fail", "nan_a", "nan_b", "inf_a", "inf_b", "nan_both",
+              "nonfinite_mismatch", "max_abs", "argmax", "min_atol", "hist"):
+        assert getattr(s, k) == getattr(t, k), (k, getattr(s, k), getattr(t, k))
+    for k in ("sum_d", "sum_abs", "sum_sq", "sum_a", "sum_a2", "sum_b2", "sum_ab"):
+        x, y = getattr(s, k), getattr(t, k)
+        scale = max(abs(y), t.sum_abs if k == "sum_d" else 0.0, t.sum_a2 if k == "sum_a" else 0.0, 1e-300)
+        assert abs(x - y) <= 1e-12 * scale, (k, x, y)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("n", _EDGE_SIZES)
+@pytest.mark.parametrize("tol", _TOLS)
+def test_f16_pair_simd_equals_scalar_and_reference(n: int, tol: tuple[float, float]) -> None:
+    rng = np.random.default_rng(n)
+    a, b = _f16_nasty(n, rng)
+    atol, rtol = tol
+    ref = reference(a.view(np.float16).astype(np.float32), b.view(np.float16).astype(np.float32), atol, rtol)
+    threads = 2 if n > 150000 else 1
+    got = {}
+    for simd in (0, 1):
+        for hist in (True, False):
+            r = _core.diff_plain(a, 1, b, 1, n, atol, rtol, threads, simd, hist)
+            s = _stats(r, atol, rtol)
+            if hist:
+                check(s, ref)
+                got[simd] = s
+            else:
+                assert s.hist == (0,) * 64
+                check(s, {**ref, "hist": (0,) * 64})
+    _assert_same(got[1], got[0])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("pair", [("f32", "f16"), ("f16", "f32"), ("bf16", "f16"), ("f16", "q8_0")])
+@pytest.mark.parametrize("n", [2049, 200003])
+def test_mixed_pairs_simd_equals_scalar(pair: tuple[str, str], n: int) -> None:
+    n -= n % 32 if "q8_0" in pair else 0
+    rng = np.random.default_rng(11)
+    a16, b16 = _f16_nasty(n, rng)
+    vals = {"a": a16.view(np.float16).astype(np.float32), "b": b16.view(np.float16).astype(np.float32)}
+
+    def enc(name: str, side: str) -> np.ndarray:
+        x = vals[side]
+        if name == "f32":
+            return x.view(np.uint8)
+        if name == "f16":
+            return (a16 if side == "a" else b16).view(np.uint8)
+        if name == "bf16":
+            return (x.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
+        return core.quantize(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), name)
+
+    ra, rb = enc(pair[0], "a"), enc(pair[1], "b")
+    da, db = int(core._dtype(pair[0])), int(core._dtype(pair[1]))
+    ref = reference(core.dequantize(ra, pair[0], n), core.dequantize(rb, pair[1], n), 1e-3, 1e-2)
+    out = [_stats(_core.diff_plain(ra, da, rb, db, n, 1e-3, 1e-2, 2, simd), 1e-3, 1e-2) for simd in (0, 1)]
+    check(out[1], ref)
+    _assert_same(out[1], out[0])
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("offset", [1, 2, 3])
+def test_unaligned_payloads(offset: int) -> None:
+    """Payloads at odd addresses are dequantized into a buffer instead of being read in place."""
+    n = 5000
+    rng = np.random.default_rng(offset)
+    a, b = _f16_nasty(n, rng)
+    for dt, xa, xb in ((1, a.view(np.uint8), b.view(np.uint8)),
+                       (0, a.view(np.float16).astype(np.float32).view(np.uint8),
+                        b.view(np.float16).astype(np.float32).view(np.uint8))):
+        ba = np.zeros(xa.nbytes + offset, np.uint8)[offset:]
+        bb = np.zeros(xb.nbytes + offset, np.uint8)[offset:]
+        ba[:], bb[:] = xa, xb
+        ref = reference(core.dequantize(xa, dt, n), core.dequantize(xb, dt, n), 0.0, 0.0)
+        for simd in (0, 1):
+            check(_stats(_core.diff_plain(ba, dt, bb, dt, n, 0.0, 0.0, 1, simd), 0.0, 0.0), ref)
+
+
+@pytest.mark.parametrize("simd", [0, 1])
+def test_histogram_wide_and_narrow_chunks(simd: int) -> None:
+    """Chunks whose |d| span > 48 buckets take the scalar counting fallback; narrow ones the vector counters."""
+    rng = np.random.default_rng(4)
+    n = 256 * 40
+    a = rng.standard_normal(n).astype(np.float32)
+    e = rng.integers(-50, 26, n).astype(np.float32)          # |d| from below 2^-42 to above 2^20
+    e[256 * 20:] = rng.integers(-12, -9, n - 256 * 20)       # later chunks: 3 buckets only
+    d = (np.exp2(e) * rng.choice([-1.0, 1.0], n)).astype(np.float32)
+    d[::17] = 0.0
+    b = (a.astype(np.float64) + d).astype(np.float32)
+    ref = reference(a, b, 0.0, 0.0)
+    assert sum(h > 0 for h in ref["hist"]) > 48
+    check(_stats(_core.diff_plain(a, 0, b, 0, n, 0.0, 0.0, 1, simd), 0.0, 0.0), ref)
+
+
+@pytest.mark.parametrize("simd", [0, 1])
+def test_candidate_near_zero_keeps_sum_b2_and_sum_ab_accurate(simd: int) -> None:
+    """Σb² and Σab are accumulated directly, not derived from Σa² + 2Σad + Σd²: with b ~ 1e-6 a that derivation
+    cancels ~12 digits (relative error ~1e-4); direct sums stay within the 1e-12 of check()."""
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal(100000).astype(np.float32)
+    b = (a * np.float32(1e-6)).astype(np.float32)
+    ref = reference(a, b, 0.0, 0.0)
+    s = _stats(_core.diff_plain(a, 0, b, 0, a.size, 0.0, 0.0, 1, simd), 0.0, 0.0)
+    check(s, ref)
+    assert s.cosine == pytest.approx(1.0, abs=1e-12)
