@@ -1,9 +1,8 @@
 """aprqa: is this converted model the same model, within what its dtype allows?
 
 The public surface is ``__all__``; everything else lives in subpackages
-(formats, core, compare, forward, convert, playbook, report). Heavy parts
-(numba kernels, the compare engine) are imported on first use so that
-``import aprqa`` stays fast.
+(formats, core, compare, forward, convert, playbook, report). The playbook
+layer and the pytest helpers are imported on first use.
 """
 
 from __future__ import annotations
@@ -14,9 +13,12 @@ from typing import Any
 from .dtypes import DType
 from .errors import AprqaError, DTypeError, FormatError, TruncatedError, UnsupportedFormatError, UsageError
 from .formats import open_model
-# Imported eagerly so that the name ``aprqa.compare`` is the function, not the subpackage
-# (importing a submodule binds its name on the parent package).
+# compare, convert and forward are both submodules and public functions. Importing a submodule
+# binds its name on this package, so they are imported eagerly here, once, and the names are then
+# rebound to the functions: ``aprqa.compare(...)``, ``aprqa.convert(...)``, ``aprqa.forward(...)``.
 from .compare import compare
+from .convert import convert
+from .forward import compare_outputs, forward, generate, locate, tokenize
 
 __version__ = "0.1.0"
 
@@ -26,19 +28,14 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "dequantize_rows": (".core", "dequantize_rows"),
     "quantize": (".core", "quantize"),
     "diff_stats": (".core", "diff_stats"),
-    "convert": (".convert", "convert"),
-    "forward": (".forward", "forward"),
-    "generate": (".forward", "generate"),
-    "tokenize": (".forward", "tokenize"),
-    "compare_outputs": (".forward", "compare_outputs"),
-    "locate": (".forward", "locate"),
     "run_playbook": (".playbook", "run_playbook"),
     "testing": (".testing", None),
 }
 
 __all__ = [
     "open_model", "DType", "AprqaError", "FormatError", "TruncatedError", "UnsupportedFormatError",
-    "DTypeError", "UsageError", "__version__", "compare", *_LAZY,
+    "DTypeError", "UsageError", "__version__", "compare", "convert", "forward", "generate", "tokenize",
+    "compare_outputs", "locate", *_LAZY,
 ]
 
 

@@ -110,7 +110,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     err = _stderr()
     with progress_bar(err, enabled=err.is_terminal and not args.json and not args.no_progress) as progress:
         report = compare(args.reference, args.candidate, fast=args.fast, profile=args.profile,
-                         tolerances=args.tol or None, only=args.only, threads=args.threads, progress=progress)
+                         tolerances=args.tol or None, only=args.only, threads=args.threads, progress=progress,
+                         locate=args.locate)
     if args.report:
         from .report import html, markdown
 
@@ -235,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("reference", help="reference model (file or HF directory)")
     s.add_argument("candidate", help="converted model to check")
     s.add_argument("--fast", action="store_true", help="tensor level only (skip the output-level check)")
+    s.add_argument("--locate", action="store_true",
+                   help="run both models in lockstep and name the first block whose hidden state diverges")
     s.add_argument("--json", action="store_true", help="machine-readable report on stdout (docs/compare-json.md)")
     s.add_argument("--report", metavar="PATH", help="also write a self-contained report (.html or .md)")
     s.add_argument("--only", metavar="GLOB", help="only tensors whose name matches GLOB")

@@ -55,7 +55,8 @@ def _open(x: str | Path | Model) -> tuple[Model, bool]:
 
 def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, profile: str | None = None,
             tolerances: Mapping[str, Any] | Iterable[str] | None = None, only: str | None = None,
-            threads: int | None = None, progress: ProgressFn | None = None, prompt: str | None = None) -> Report:
+            threads: int | None = None, progress: ProgressFn | None = None, prompt: str | None = None,
+            locate: bool = False) -> Report:
     """Compare candidate ``b`` with reference ``a`` tensor by tensor (plus config and tokenizer).
 
     Args:
@@ -70,6 +71,9 @@ def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, 
         threads: worker threads of the core kernels (default: all cores).
         progress: called as ``progress(done_bytes, total_bytes, tensor_name)`` after each tensor.
         prompt: text for the output-level check (``fast=False``); a fixed default otherwise.
+        locate: also run both models in lockstep on the prompt's ids and report the per-block
+            hidden-state error curve and the first divergent block (``aprqa.forward.locate``).
+            Diagnostic: it explains a failure, it does not change ``passed``. Needs ``fast=False``.
 
     Returns:
         A ``Report``; ``bool(report)`` is ``report.passed``. Comparing zero tensor pairs is a
@@ -96,7 +100,7 @@ def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, 
         raise
     try:
         return _compare_models(ref, cand, policy=policy, fast=fast, only=only, threads=threads,
-                               progress=progress, t0=t0, prompt=prompt)
+                               progress=progress, t0=t0, prompt=prompt, locate=locate)
     finally:
         if close_b:
             cand.close()
@@ -105,7 +109,8 @@ def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, 
 
 
 def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: bool, only: str | None,
-                    threads: int | None, progress: ProgressFn | None, t0: float, prompt: str | None) -> Report:
+                    threads: int | None, progress: ProgressFn | None, t0: float, prompt: str | None,
+                    locate: bool = False) -> Report:
     pairs = pair_tensors(ref, cand, only)
     unmatched = policy.unmatched_overrides([p.name for p in pairs])
     if unmatched:
@@ -144,9 +149,15 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
         outputs, outputs_note, out_err = _outputs(ref, cand, prompt or DEFAULT_PROMPT)
         if out_err:
             errors.append(out_err)  # a check that could not run is not a pass
+    localization, locate_note = None, ""
+    if locate and fast:
+        raise UsageError("locate needs the forward pass: it cannot be combined with fast=True (--fast)")
+    if locate:
+        localization, locate_note = _locate(ref, cand, prompt or DEFAULT_PROMPT)
     return Report(reference=_summary(ref), candidate=_summary(cand), tensors=tuple(results),
                   metadata=compare_config(ref, cand), tokenizer=compare_tokenizer(ref, cand), policy=policy,
                   fast=fast, only=only, outputs=outputs, outputs_note=outputs_note,
+                  localization=localization, locate_note=locate_note,
                   seconds=time.perf_counter() - t0, bytes_read=done, errors=tuple(errors))
 
 
@@ -154,18 +165,24 @@ DEFAULT_PROMPT = "The quick brown fox jumps over the lazy dog. def add(a, b): re
 
 
 def _outputs(ref: Model, cand: Model, prompt: str) -> tuple[Any, str, str | None]:
-    """(result, note, error): the output-level check of aprqa.forward, when it exists."""
+    """(result, note, error): the output-level check of aprqa.forward; an error when it cannot run."""
+    from ..forward import compare_outputs
+
     try:
-        from .. import forward
-    except ImportError:
-        return None, "output-level check not available (aprqa.forward is not installed)", None
-    fn = getattr(forward, "compare_outputs", None)
-    if fn is None:
-        return None, "output-level check not available (aprqa.forward has no compare_outputs)", None
-    try:
-        return fn(ref, cand, prompt=prompt), f"output-level check on prompt {prompt[:40]!r}", None
+        return compare_outputs(ref, cand, prompt=prompt), f"output-level check on prompt {prompt[:40]!r}", None
     except AprqaError as err:
         return None, "output-level check could not run", f"output-level check could not run: {err}"
+
+
+def _locate(ref: Model, cand: Model, prompt: str) -> tuple[Any, str]:
+    """(localization, note): lockstep hidden-state comparison on the prompt's reference ids."""
+    from ..forward import locate, tokenize
+
+    try:
+        ids = tokenize(ref, prompt)
+        return locate(ref, cand, ids), f"{len(ids)} tokens of {prompt[:40]!r}"
+    except AprqaError as err:
+        return None, f"localization could not run: {err}"
 
 
 def _quick_match(ctx: Context, ta: TensorInfo, tb: TensorInfo) -> float:

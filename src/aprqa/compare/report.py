@@ -237,6 +237,8 @@ class Report:
     only: str | None = None
     outputs: Any = None             # forward.compare_outputs result, when run
     outputs_note: str = ""          # why the output-level check did not run
+    localization: Any = None        # forward.locate result (--locate), diagnostic only
+    locate_note: str = ""           # what was located on, or why it could not run
     seconds: float = 0.0
     bytes_read: int = 0
     errors: tuple[str, ...] = ()    # report-level failures (e.g. nothing compared)
@@ -272,6 +274,13 @@ class Report:
         """Smallest atol (at each tensor's rtol) under which every compared tensor's elements pass."""
         vals = [t.stats.min_atol for t in self.tensors if t.stats is not None]
         return max(vals) if vals else None
+
+    def divergent_layer_tensors(self) -> list[TensorResult]:
+        """Tensor results of the first divergent layer found by ``--locate`` (empty if none)."""
+        first = getattr(self.localization, "first_bad", None)
+        if first is None or first.layer < 0:
+            return []
+        return [t for t in self.tensors if t.layer == first.layer]
 
     def dtype_changes(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -313,6 +322,8 @@ class Report:
             "min_atol": self.min_atol(),
             "metadata": self.metadata.to_dict(), "tokenizer": self.tokenizer.to_dict(),
             "outputs": outputs, "outputs_note": self.outputs_note,
+            "localization": self.localization.to_dict() if self.localization is not None else None,
+            "locate_note": self.locate_note,
             "errors": list(self.errors), "seconds": self.seconds, "bytes_read": self.bytes_read,
             "tensors": [t.to_dict() for t in self.tensors],
         })

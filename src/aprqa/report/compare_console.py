@@ -106,6 +106,7 @@ def render_compare(report: Any, console: Console, *, report_path: str | None = N
         why = "; ".join(getattr(o, "failures", ()) or ()) or "; ".join(getattr(o, "notes", ()) or ())
         console.print(f"outputs    {'[green]PASS[/]' if o.passed else '[red]FAIL[/]'} {escape(report.outputs_note)}"
                       + (f" · {escape(why)}" if why else ""))
+    render_localization(report, console)
     if report.passed:
         scope = "(tensor level; run without --fast for the output-level check)" if report.fast else \
             f"({escape(report.outputs_note)})" if report.outputs is None else ""
@@ -129,3 +130,33 @@ def render_compare(report: Any, console: Console, *, report_path: str | None = N
         console.print(f"note       {escape(report.outputs_note)}")
     if report_path:
         console.print(f"           report → {escape(report_path)}")
+
+
+def render_localization(report: Any, console: Console) -> None:
+    """The --locate curve in one line per stretch, the first divergent block, and its layer's tensors."""
+    loc = report.localization
+    if loc is None:
+        if report.locate_note:
+            console.print(f"locate     [yellow]{escape(report.locate_note)}[/]")
+        return
+    blocks = loc.blocks
+    first = loc.first_bad
+    ok = [b for b in blocks if first is None or (b.layer, b.sub_block) != (first.layer, first.sub_block)]
+    head = ok if first is None else blocks[: blocks.index(first)]
+    if head:
+        console.print(f"locate     {escape(head[0].label)} … {escape(head[-1].label)}: rel-err ≤ "
+                      f"{_g(max(b.rel_error for b in head))} (limit {_g(loc.threshold)}, profile {loc.profile}, "
+                      f"{escape(report.locate_note)})")
+    if first is None:
+        console.print(f"           [green]no block exceeds the limit[/] (max rel-err {_g(loc.max_rel_error)})")
+        return
+    console.print(f"           {escape(first.label)} rel-err {_g(first.rel_error)}  ← first divergent block"
+                  + (f": model.layers.{first.layer} ({first.sub_block})" if first.layer >= 0 else ""))
+    layer = report.divergent_layer_tensors()
+    for t in (t for t in layer if not t.passed):
+        console.print(f"             {escape(t.name)}  [red]{t.verdict.value}[/]")
+    n_ok = sum(1 for t in layer if t.passed)
+    if n_ok:
+        console.print(f"             {'all' if n_ok == len(layer) else 'the other'} {n_ok} tensors of that layer "
+                      "pass at tensor level" + (" (look at activations or the forward config)"
+                                                if n_ok == len(layer) else ""))

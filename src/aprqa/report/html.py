@@ -71,6 +71,64 @@ def layer_svg(series: list[tuple[int, float, bool]], width: int = 900, height: i
     return "".join(parts)
 
 
+def block_curve_svg(loc: Any, width: int = 900, height: int = 240) -> str:
+    """Line chart (log scale) of the per-sub-block hidden-state error from ``--locate``,
+    with the profile's limit as a dashed line and the first divergent block marked."""
+    blocks = list(loc.blocks)
+    if not blocks:
+        return '<p class="muted">no blocks compared</p>'
+    vals = [b.rel_error for b in blocks]
+    finite = [v for v in vals if math.isfinite(v) and v > 0] + [loc.threshold]
+    lo = math.log10(min(finite)) - 0.5
+    hi = math.log10(max(finite)) + 0.5
+    pad_l, pad_b, pad_t = 50, 28, 10
+    span_y = height - pad_b - pad_t
+    step = (width - pad_l - 10) / max(len(blocks) - 1, 1)
+
+    def y_of(v: float) -> float:
+        v = v if math.isfinite(v) and v > 0 else (10 ** hi if not math.isfinite(v) or v > 0 else 10 ** lo)
+        return height - pad_b - (math.log10(max(v, 10 ** lo)) - lo) / (hi - lo) * span_y
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="hidden-state relative error per block">']
+    for k in range(math.ceil(lo), math.floor(hi) + 1):
+        y = height - pad_b - (k - lo) / (hi - lo) * span_y
+        parts.append(f'<line x1="{pad_l}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
+                     f'<text x="4" y="{y + 4:.1f}" font-size="10">1e{k}</text>')
+    ty = y_of(loc.threshold)
+    parts.append(f'<line x1="{pad_l}" x2="{width - 10}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#c62828" '
+                 f'stroke-dasharray="4 3"><title>limit {_num(loc.threshold)} (profile {_e(loc.profile)})</title></line>')
+    pts = " ".join(f"{pad_l + i * step:.1f},{y_of(v):.1f}" for i, v in enumerate(vals))
+    parts.append(f'<polyline points="{pts}" fill="none" stroke="#1565c0" stroke-width="1.5"/>')
+    first = loc.first_bad
+    for i, b in enumerate(blocks):
+        bad = first is not None and (b.layer, b.sub_block) == (first.layer, first.sub_block)
+        parts.append(f'<circle cx="{pad_l + i * step:.1f}" cy="{y_of(b.rel_error):.1f}" r="{5 if bad else 2.5}" '
+                     f'fill="{"#c62828" if bad else "#1565c0"}"><title>{_e(b.label)}: {_num(b.rel_error)}</title>'
+                     f'</circle>')
+        if b.sub_block in ("embed", "attn") and (len(blocks) <= 60 or b.layer % max(1, len(blocks) // 60) == 0):
+            label = "emb" if b.layer < 0 else str(b.layer)
+            parts.append(f'<text x="{pad_l + i * step:.1f}" y="{height - 10}" font-size="10" '
+                         f'text-anchor="middle">{label}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _localization_html(report: Any) -> str:
+    loc = report.localization
+    if loc is None:
+        return f'<h2>Localization</h2><p class="muted">{_e(report.locate_note)}</p>' if report.locate_note else ""
+    first = loc.first_bad
+    head = (f'<p class="fail">first divergent block: {_e(first.label)} (rel-err {_num(first.rel_error)}, '
+            f'limit {_num(loc.threshold)})</p>' if first else
+            f'<p class="pass">no block exceeds the limit {_num(loc.threshold)}</p>')
+    rows = "".join(f"<tr><td><code>{_e(t.name)}</code></td><td class=\"{'pass' if t.passed else 'fail'}\">"
+                   f"{_e(t.verdict.value)}</td></tr>" for t in report.divergent_layer_tensors())
+    table = f"<table><tr><th>tensor of that layer</th><th>verdict</th></tr>{rows}</table>" if rows else ""
+    return (f"<h2>Localization (hidden states after every attention and MLP block)</h2>"
+            f'<p class="muted">{_e(report.locate_note)}</p>{head}{block_curve_svg(loc)}{table}')
+
+
 def _section(sec: Any) -> str:
     rows = "".join(f"<tr><td>{_e(f.field)}</td><td class=\"{'pass' if f.passed else 'fail'}\">{_e(f.status)}</td>"
                    f"<td><code>{_e(repr(f.reference))[:200]}</code></td><td><code>{_e(repr(f.candidate))[:200]}"
@@ -109,6 +167,7 @@ def render_html(report: Any) -> str:
 <h2>Worst error per layer</h2><p class="muted">err/noise for quantized tensors, relative L2 otherwise; red = a
 failing tensor in that layer</p>
 {layer_svg(layer_series(report))}
+{_localization_html(report)}
 <h2>Tensors, worst first</h2>
 <table><tr><th>tensor</th><th>verdict</th><th>dtype</th><th>rel-L2</th><th>cosine</th><th>max |d|</th>
 <th>err/noise</th><th>transform</th><th>detail</th></tr>{''.join(rows)}</table>

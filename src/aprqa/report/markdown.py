@@ -28,6 +28,14 @@ def render_markdown(report: Any) -> str:
              f"- minimum passing atol (rtol 0): {_num(d['min_atol'])} · profile {d['policy']['profile']}",
              f"- {report.outputs_note}"]
     lines += [f"- **error**: {e}" for e in d["errors"]]
+    loc = report.localization
+    if loc is not None:
+        first = loc.first_bad
+        lines += ["", "## Localization", "",
+                  f"First divergent block: **{first.label}** (rel-err {_num(first.rel_error)}, limit "
+                  f"{_num(loc.threshold)})" if first else f"No block exceeds the limit {_num(loc.threshold)}.", "",
+                  "| block | rel-err | jump |", "|---|---|---|"]
+        lines += [f"| {b.label} | {_num(b.rel_error)} | {_num(b.jump)} |" for b in loc.blocks]
     lines += ["", "## Tensors, worst first", "",
               "| tensor | verdict | dtype | rel-L2 | cosine | err/noise | detail |", "|---|---|---|---|---|---|---|"]
     ranked = report.failures() + sorted((t for t in report.tensors if t.passed), key=lambda t: -t.error_score)
