@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # stale-editable-install shim (faults.py)
 
 
 def generate(root: Path, size_gb: float, rows: int, cols: int) -> tuple[Path, Path]:
@@ -69,10 +68,6 @@ def child(mode: str, ref: str, cand: str, threads: int | None) -> None:
         return dt
 
     def compare_() -> float:
-        import aprqa.compare as pkg
-
-        if not hasattr(pkg, "compare"):  # editable install older than compare/__init__.py
-            import faults  # noqa: F401  (loads the package __init__)
         from aprqa.compare import compare
 
         t0 = time.perf_counter()
