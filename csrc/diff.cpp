@@ -19,10 +19,10 @@
 //   sum < 2^137, |d|^2 < 2^258), so the chunk was all finite iff every lane of
 //   Σd + Σa is finite. A non-finite chunk is discarded and redone by the scalar
 //   path; only those chunks pay for NaN/Inf bookkeeping.
-// - Accuracy: each double lane adds at most kChunk/4 = 64 terms, then chunk
-//   lanes add into piece lanes (kPiece/kChunk = 8 adds), 4 lanes fold, then the
+// - Accuracy: each double lane adds at most kChunk/4 = 128 terms, then chunk
+//   lanes add into piece lanes (kPiece/kChunk = 4 adds), 4 lanes fold, then the
 //   pairwise stack (log2 of the piece count). The error of each sum is thus
-//   below ~(64 + 8 + 2 + log2 n) * 2^-53 * Σ|term| (< 1e-14 relative to Σ|term|
+//   below ~(128 + 4 + 2 + log2 n) * 2^-53 * Σ|term| (< 2e-14 relative to Σ|term|
 //   for any n below 2^40), against the exact math.fsum reference. Sums are not
 //   kept in f32 vector lanes: an f32 chunk sum loses ~chunk * 2^-24 ~ 1e-5
 //   relative, which would make 1 - cosine and the SQNR of close tensors noise.
@@ -61,9 +61,12 @@ namespace {
 
 constexpr int kSums = 7;                 // sum_d, sum_abs, sum_sq, sum_a, sum_a2, sum_b2, sum_ab
 constexpr size_t kPiece = 2048;          // elements dequantized and reduced per step (multiple of 256)
-constexpr size_t kChunk = 256;           // AVX2 verification / histogram unit
+constexpr size_t kChunk = 512;           // AVX2 verification / histogram unit
 constexpr uint64_t kMinPerThread = 65536;  // fewer elements per thread do not pay for a thread
 constexpr int kVecBuckets = 48;          // wider chunks count their histogram with scalar increments
+static_assert(kPiece % kChunk == 0 && kChunk % 32 == 0, "chunks tile a piece in whole byte vectors");
+static_assert(kChunk / 32 <= 255, "one chunk must fit the 8-bit histogram lane counters");
+static_assert(kChunk / 4 < (1u << 15), "per-lane counts of a chunk fit 16-bit lanes");
 
 struct LUT {
     uint8_t bucket[2048];
@@ -325,7 +328,7 @@ AVX2 uint64_t count_equal_avx2<uint16_t, uint16_t>(const uint16_t* A, const uint
     for (; j + 16 <= len; j += 16)
         veq = _mm256_sub_epi16(veq, _mm256_cmpeq_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(A + j)),
                                                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B + j))));
-    // 16-bit lanes hold at most kChunk/16 = 16; widen and add
+    // 16-bit lanes hold at most kChunk/16 = 32; widen and add
     const __m256i w = _mm256_madd_epi16(veq, _mm256_set1_epi16(1));
     const __m128i e = _mm_add_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
     uint64_t n = (uint64_t)(uint32_t)(_mm_cvtsi128_si32(e) + _mm_extract_epi32(e, 1) + _mm_extract_epi32(e, 2) +
