@@ -326,10 +326,17 @@ static void dequant_tq1_0_ref(const uint8_t* s, float* y, size_t nb) {
 void dequant_f16_avx2(const uint8_t*, float*, size_t);
 void dequant_bf16_avx2(const uint8_t*, float*, size_t);
 void dequant_q4_0_avx2(const uint8_t*, float*, size_t);
+void dequant_q4_1_avx2(const uint8_t*, float*, size_t);
+void dequant_q5_0_avx2(const uint8_t*, float*, size_t);
+void dequant_q5_1_avx2(const uint8_t*, float*, size_t);
 void dequant_q8_0_avx2(const uint8_t*, float*, size_t);
+void dequant_q2_K_avx2(const uint8_t*, float*, size_t);
+void dequant_q3_K_avx2(const uint8_t*, float*, size_t);
 void dequant_q4_K_avx2(const uint8_t*, float*, size_t);
 void dequant_q5_K_avx2(const uint8_t*, float*, size_t);
 void dequant_q6_K_avx2(const uint8_t*, float*, size_t);
+void dequant_iq4_nl_avx2(const uint8_t*, float*, size_t);
+void dequant_iq4_xs_avx2(const uint8_t*, float*, size_t);
 #define SIMD(f) f
 #else
 #define SIMD(f) nullptr
@@ -340,19 +347,19 @@ DequantKernel dequant_kernel(int dtype) {
         case 0: return {dequant_f32_ref, nullptr};
         case 1: return {dequant_f16_ref, SIMD(dequant_f16_avx2)};
         case 2: return {dequant_q4_0_ref, SIMD(dequant_q4_0_avx2)};
-        case 3: return {dequant_q4_1_ref, nullptr};
-        case 6: return {dequant_q5_0_ref, nullptr};
-        case 7: return {dequant_q5_1_ref, nullptr};
+        case 3: return {dequant_q4_1_ref, SIMD(dequant_q4_1_avx2)};
+        case 6: return {dequant_q5_0_ref, SIMD(dequant_q5_0_avx2)};
+        case 7: return {dequant_q5_1_ref, SIMD(dequant_q5_1_avx2)};
         case 8: return {dequant_q8_0_ref, SIMD(dequant_q8_0_avx2)};
         case 9: return {dequant_q8_1_ref, nullptr};
-        case 10: return {dequant_q2_K_ref, nullptr};
-        case 11: return {dequant_q3_K_ref, nullptr};
+        case 10: return {dequant_q2_K_ref, SIMD(dequant_q2_K_avx2)};
+        case 11: return {dequant_q3_K_ref, SIMD(dequant_q3_K_avx2)};
         case 12: return {dequant_q4_K_ref, SIMD(dequant_q4_K_avx2)};
         case 13: return {dequant_q5_K_ref, SIMD(dequant_q5_K_avx2)};
         case 14: return {dequant_q6_K_ref, SIMD(dequant_q6_K_avx2)};
         case 15: return {dequant_q8_K_ref, nullptr};
-        case 20: return {dequant_iq4_nl_ref, nullptr};
-        case 23: return {dequant_iq4_xs_ref, nullptr};
+        case 20: return {dequant_iq4_nl_ref, SIMD(dequant_iq4_nl_avx2)};
+        case 23: return {dequant_iq4_xs_ref, SIMD(dequant_iq4_xs_avx2)};
         case 24: return {dequant_int_ref<int8_t>, nullptr};
         case 25: return {dequant_int_ref<int16_t>, nullptr};
         case 26: return {dequant_int_ref<int32_t>, nullptr};

@@ -96,6 +96,55 @@ def test_bit_exact_vs_gguf(dt: DType, case: str) -> None:
         assert _bits_equal(got, ref), f"{dt.lname} simd={simd}: {(got.view(np.uint32) != ref.view(np.uint32)).sum()} differ"
 
 
+# types with an AVX2 kernel in csrc/dequant_avx2.cpp (every block type is checked below anyway)
+AVX2_TYPES = (DType.F16, DType.BF16, DType.Q4_0, DType.Q4_1, DType.Q5_0, DType.Q5_1, DType.Q8_0, DType.Q2_K,
+              DType.Q3_K, DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.IQ4_NL, DType.IQ4_XS)
+
+
+@pytest.mark.parametrize("dt", sorted(set(ORACLE) | {DType.Q8_1, DType.Q8_K, DType.APR_Q4}), ids=lambda d: d.lname)
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_simd_equals_ref(dt: DType) -> None:
+    """SIMD == _ref bit for bit on raw random bytes (NaN/Inf/subnormal scales included), half-zero blocks,
+    special scales, odd block counts, and ranges that start and end mid-block (partial blocks)."""
+    rng = np.random.default_rng(int(dt) + 100)
+    be = dt.info.block_elems
+    nb = 2053 if be == 1 else 67
+    n = nb * be
+    raw = _blocks(dt, nb, rng, finite=False)
+    raw[1::3] = 0
+    specials = np.array([0x7C00, 0xFC00, 0x7E00, 0x0001, 0x8000, 0x03FF, 0x7BFF, 0x3C00], np.uint16)
+    for off in ORACLE.get(dt, ()):
+        raw[2::5, off:off + 2] = rng.choice(specials, len(raw[2::5])).view(np.uint8).reshape(-1, 2)
+    raw = raw.reshape(-1)
+    assert _bits_equal(_ours(dt, raw, n, 1), _ours(dt, raw, n, 0))
+    for start, count in ((1, n - 2), (be // 2 + 3, 5 * be + 1), (n - be - 1, be + 1)):
+        got, ref = np.empty(count, np.float32), np.empty(count, np.float32)
+        _core.dequantize(raw, int(dt), n, got, start, count, 1, 1)
+        _core.dequantize(raw, int(dt), n, ref, start, count, 1, 0)
+        assert _bits_equal(got, ref), (start, count)
+
+
+def test_avx2_types_are_oracle_checked() -> None:
+    assert set(AVX2_TYPES) <= set(ORACLE)
+
+
+@pytest.mark.parametrize("dt", AVX2_TYPES, ids=lambda d: d.lname)
+def test_set_simd_switch_same_bits(dt: DType) -> None:
+    """The process-wide switch (core.set_simd) gives the same bits as the per-call one, both ways."""
+    rng = np.random.default_rng(int(dt) + 200)
+    nb = 1031 if dt.info.block_elems == 1 else 37
+    raw = _blocks(dt, nb, rng, finite=True).reshape(-1)
+    try:
+        core.set_simd(False)
+        off = core.dequantize(raw, dt)
+        core.set_simd(True)
+        on = core.dequantize(raw, dt)
+    finally:
+        core.set_simd(True)
+    assert _bits_equal(off, on)
+    assert _bits_equal(on, _oracle(dt, raw.reshape(nb, -1)))
+
+
 @pytest.mark.parametrize("qt", ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k"])
 def test_realistic_weights_vs_gguf(qt: str) -> None:
     rng = np.random.default_rng(1)
