@@ -37,6 +37,19 @@ def _median_time(fn: Callable[[], object], reps: int, clock: Callable[[], float]
     return statistics.median(ts)
 
 
+def _median_times(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
+    """Median wall time per function, the functions run interleaved (one of each per round)."""
+    for fn in fns.values():
+        fn()  # warm-up
+    ts: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            ts[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in ts.items()}
+
+
 def _parse_size(s: str) -> int:
     mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
     s = s.strip().upper()
@@ -100,20 +113,23 @@ def main(argv: list[str] | None = None) -> int:
         ad = np.abs(d)
         ad.max(), ad.sum(dtype=np.float64), np.dot(d, d)
 
-    t_np = _median_time(numpy_diff, reps)
-    np_gbs = pair.nbytes / t_np / 1e9
-    print(f"numpy diff f16/f16 (astype-subtract-reduce): {np_gbs:8.2f} GB/s")
-
-    # histogram cost, 1 vs 2 threads, and CPU time (all threads) per call: a figure that other load on the
-    # machine disturbs much less than wall time (it still shares caches and memory bandwidth).
+    # The figures behind the ratio lines are timed interleaved (one run of each per round, median per figure), so
+    # that a change of load on the machine hits numerator and denominator alike. CPU time (all threads) per call is
+    # a figure that other load disturbs much less than wall time (it still shares caches and memory bandwidth).
     f16a, f16b = enc["f16"], enc["f16b"]
-    t_nohist = _median_time(diff_fn(f16a, 1, f16b, 1, threads, False), reps)
-    nohist_gbs = pair.nbytes / t_nohist / 1e9
-    print(f"fused diff  f16/f16   without histogram: {nohist_gbs:8.2f} GB/s")
-    t1 = _median_time(diff_fn(f16a, 1, f16b, 1, 1), reps)
-    t2 = _median_time(diff_fn(f16a, 1, f16b, 1, 2), reps)
-    print(f"fused diff  f16/f16   1 thread: {pair.nbytes / t1 / 1e9:8.2f} GB/s   2 threads: "
-          f"{pair.nbytes / t2 / 1e9:8.2f} GB/s")
+    tm = _median_times({
+        "probe": lambda: _core.read_probe(pair, threads),
+        "numpy": numpy_diff,
+        "fused": diff_fn(f16a, 1, f16b, 1, threads),
+        "nohist": diff_fn(f16a, 1, f16b, 1, threads, False),
+        "t1": diff_fn(f16a, 1, f16b, 1, 1),
+        "t2": diff_fn(f16a, 1, f16b, 1, 2),
+    }, reps)
+    g = {k: pair.nbytes / t / 1e9 for k, t in tm.items()}
+    print(f"numpy diff f16/f16 (astype-subtract-reduce): {g['numpy']:8.2f} GB/s")
+    print(f"interleaved: fused diff  f16/f16 {g['fused']:8.2f} GB/s   without histogram {g['nohist']:8.2f} GB/s"
+          f"   read probe {g['probe']:8.2f} GB/s")
+    print(f"fused diff  f16/f16   1 thread: {g['t1']:8.2f} GB/s   2 threads: {g['t2']:8.2f} GB/s")
     cpu = _median_time(diff_fn(f16a, 1, f16b, 1, threads), reps, clock=time.process_time)
     print(f"fused diff  f16/f16   per CPU-second (all threads): {pair.nbytes / cpu / 1e9:8.2f} GB/s")
 
@@ -151,12 +167,11 @@ def main(argv: list[str] | None = None) -> int:
               f"   scalar _ref {n / ts / 1e9:6.2f} G elem/s   gguf-py {n / tg / 1e9:6.3f} G elem/s"
               f"   ratio {tg / t:6.1f}x")
 
-    f16 = diff_gbs["f16/f16"]
     print(f"--- ratios (same run; load average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end) ---")
-    print(f"ratio fused f16/f16 vs numpy:        {f16 / np_gbs:6.1f}x   (target >= 15x)")
-    print(f"ratio fused f16/f16 vs read probe:   {100 * f16 / probe_gbs:6.1f}%   (target >= 70%)")
-    print(f"ratio histogram on vs off:           {100 * f16 / nohist_gbs:6.1f}%")
-    print(f"ratio 2 threads vs 1 (f16/f16 diff): {t1 / t2:6.2f}x   (target >= 1.7x)")
+    print(f"ratio fused f16/f16 vs numpy:        {g['fused'] / g['numpy']:6.1f}x   (target >= 15x)")
+    print(f"ratio fused f16/f16 vs read probe:   {100 * g['fused'] / g['probe']:6.1f}%   (target >= 70%)")
+    print(f"ratio histogram on vs off:           {100 * g['fused'] / g['nohist']:6.1f}%")
+    print(f"ratio 2 threads vs 1 (f16/f16 diff): {g['t2'] / g['t1']:6.2f}x   (target >= 1.7x)")
     for qt in deq_types[2:]:
         print(f"{'ratio dequant ' + qt + ' vs gguf-py:':<36} {deq_ratio[qt]:6.1f}x   (target >= 30x)"
               f"   SIMD vs scalar _ref {deq_simd[qt]:5.1f}x")

@@ -181,6 +181,11 @@ AVX2 inline int hmax_epu8(__m256i v) {
     x = _mm_max_epu8(x, _mm_srli_si128(x, 1));
     return _mm_cvtsi128_si32(x) & 0xff;
 }
+AVX2 inline double hmax_pd(__m256d v) {
+    __m128d x = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    x = _mm_max_pd(x, _mm_unpackhi_pd(x, x));
+    return _mm_cvtsd_f64(x);
+}
 AVX2 inline uint64_t hsum_epi64(__m256i v) {
     const __m128i x = _mm_add_epi64(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     return (uint64_t)_mm_cvtsi128_si64(x) + (uint64_t)_mm_extract_epi64(x, 1);
@@ -345,6 +350,7 @@ AVX2 uint64_t count_equal_avx2<uint16_t, uint16_t>(const uint16_t* A, const uint
 template <bool kRtol, typename TA, typename TB>
 AVX2 void stats_avx2(const TA* A, const TB* B, size_t n, const DiffOptions& o, TileOut& t, Hist* hist) {
     const __m256d sign = _mm256_set1_pd(-0.0), vrtol = _mm256_set1_pd(o.rtol), zero = _mm256_setzero_pd();
+    const __m256d vatol = _mm256_set1_pd(o.atol);
     __m256d P[kSums], Pmax = zero, Pmat = zero;  // piece accumulators
     for (int i = 0; i < kSums; ++i) P[i] = zero;
     uint64_t n_fin = 0, n_eq = 0, n_fail = 0;
@@ -391,24 +397,20 @@ AVX2 void stats_avx2(const TA* A, const TB* B, size_t n, const DiffOptions& o, T
         P[6] = _mm256_add_pd(P[6], s6);
         Pmax = _mm256_max_pd(Pmax, vmax);
         Pmat = _mm256_max_pd(Pmat, vmat);
-        alignas(32) double mm[4];
-        _mm256_store_pd(mm, vmat);
-        if (std::fmax(std::fmax(mm[0], mm[1]), std::fmax(mm[2], mm[3])) > o.atol)
+        if (_mm256_movemask_pd(_mm256_cmp_pd(vmat, vatol, _CMP_GT_OQ)))  // some m > atol in the chunk
             n_fail += count_fail_avx2(a0, b0, len, o);
         n_eq += count_equal_avx2(a0, b0, len);
         n_fin += len;
         if (hist) hist_chunk_avx2(adb, len, *hist);
         k += len;
     }
-    alignas(32) double buf[kSums + 2][4];
+    alignas(32) double buf[kSums][4];
     for (int i = 0; i < kSums; ++i) _mm256_store_pd(buf[i], P[i]);
-    _mm256_store_pd(buf[kSums], Pmax);
-    _mm256_store_pd(buf[kSums + 1], Pmat);
     for (int i = 0; i < kSums; ++i) t.s[i] += (buf[i][0] + buf[i][1]) + (buf[i][2] + buf[i][3]);
-    const double* mx = buf[kSums];
-    const double* mt = buf[kSums + 1];
-    t.max_abs = std::fmax(t.max_abs, std::fmax(std::fmax(mx[0], mx[1]), std::fmax(mx[2], mx[3])));
-    t.min_atol = std::fmax(t.min_atol, std::fmax(std::fmax(mt[0], mt[1]), std::fmax(mt[2], mt[3])));
+    // lanes only hold finite values >= 0 here: plain comparisons (std::fmax is a libm call)
+    const double mx = hmax_pd(Pmax), mt = hmax_pd(Pmat);
+    if (mx > t.max_abs) t.max_abs = mx;
+    if (mt > t.min_atol) t.min_atol = mt;
     t.n_finite += n_fin;
     t.n_equal += n_eq;
     t.n_fail += n_fail;
