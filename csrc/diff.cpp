@@ -4,7 +4,10 @@
 // only started for >= kMinPerThread elements each) and walks it in pieces of
 // kPiece elements. Both sides of a piece are dequantized into thread-local f32
 // buffers (2 x 8 KiB, they stay in L1) and reduced at once; f32 sources that
-// are 4-byte aligned are read in place. A piece's double sums are pushed onto a
+// are 4-byte aligned are read in place, and on the AVX2 path a 2-byte aligned
+// f16 source is read raw and converted in registers (F16C; a chunk holding a
+// NaN/Inf is converted exactly in scalar code, payloads kept). A piece's
+// double sums are pushed onto a
 // pairwise-summation stack; stacks are combined pairwise across threads. The
 // location of max|d| is found by rescanning a piece only when its max can win.
 //
@@ -19,14 +22,15 @@
 //   sum < 2^137, |d|^2 < 2^258), so the chunk was all finite iff every lane of
 //   Σd + Σa is finite. A non-finite chunk is discarded and redone by the scalar
 //   path; only those chunks pay for NaN/Inf bookkeeping.
-// - Accuracy: each double lane adds at most kChunk/4 = 128 terms, then chunk
-//   lanes add into piece lanes (kPiece/kChunk = 4 adds), 4 lanes fold, then the
+// - Accuracy: each double lane adds at most kChunk/4 = 256 terms, then chunk
+//   lanes add into piece lanes (kPiece/kChunk = 2 adds), 4 lanes fold, then the
 //   pairwise stack (log2 of the piece count). The error of each sum is thus
-//   below ~(128 + 4 + 2 + log2 n) * 2^-53 * Σ|term| (< 2e-14 relative to Σ|term|
+//   below ~(256 + 2 + 2 + log2 n) * 2^-53 * Σ|term| (< 4e-14 relative to Σ|term|
 //   for any n below 2^40), against the exact math.fsum reference. Sums are not
 //   kept in f32 vector lanes: an f32 chunk sum loses ~chunk * 2^-24 ~ 1e-5
 //   relative, which would make 1 - cosine and the SQNR of close tensors noise.
-// - n_equal: _mm256_cmpeq_epi32 on the f32 bit patterns (+0 != -0).
+// - n_equal: _mm256_cmpeq_epi32 on the f32 bit patterns (+0 != -0); raw half
+//   bits when both sides are f16 (f16 -> f32 is injective).
 // - max|d|: vector max; min_atol: vector max of m = |d| - rtol*|a| (mul then
 //   sub, bit-identical to the reference's rounded product); n_fail is counted
 //   by a rescan of the chunk only when the chunk's max m exceeds atol.
@@ -61,7 +65,7 @@ namespace {
 
 constexpr int kSums = 7;                 // sum_d, sum_abs, sum_sq, sum_a, sum_a2, sum_b2, sum_ab
 constexpr size_t kPiece = 2048;          // elements dequantized and reduced per step (multiple of 256)
-constexpr size_t kChunk = 512;           // AVX2 verification / histogram unit
+constexpr size_t kChunk = 1024;          // AVX2 verification / histogram unit
 constexpr uint64_t kMinPerThread = 65536;  // fewer elements per thread do not pay for a thread
 constexpr int kVecBuckets = 48;          // wider chunks count their histogram with scalar increments
 static_assert(kPiece % kChunk == 0 && kChunk % 32 == 0, "chunks tile a piece in whole byte vectors");
@@ -333,7 +337,7 @@ AVX2 uint64_t count_equal_avx2<uint16_t, uint16_t>(const uint16_t* A, const uint
     for (; j + 16 <= len; j += 16)
         veq = _mm256_sub_epi16(veq, _mm256_cmpeq_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(A + j)),
                                                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B + j))));
-    // 16-bit lanes hold at most kChunk/16 = 32; widen and add
+    // 16-bit lanes hold at most kChunk/16 = 64; widen and add
     const __m256i w = _mm256_madd_epi16(veq, _mm256_set1_epi16(1));
     const __m128i e = _mm_add_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
     uint64_t n = (uint64_t)(uint32_t)(_mm_cvtsi128_si32(e) + _mm_extract_epi32(e, 1) + _mm_extract_epi32(e, 2) +
