@@ -106,8 +106,10 @@ class NoiseFloor:
         dtype: the quantized type.
         rel_l2: relative L2 error of the re-quantized reference (the floor).
         candidate_rel_l2: the candidate's relative L2 error on the same rows.
-        ratio: candidate_rel_l2 / rel_l2 (1.0 = as good as our quantizer).
-        rows_sampled, rows_total: the floor is measured on evenly spread rows.
+        ratio: candidate error / floor on the same rows (1.0 = as good as our quantizer): on the
+            sampled rows when the whole-tensor error agrees with theirs within 25 %, else the
+            whole-tensor error over a floor re-measured on every row.
+        rows_sampled, rows_total: rows the floor was measured on (evenly spread), of all rows.
         blocks_bit_equal, blocks_compared: candidate bytes equal to our quantizer's bytes
             (same algorithm) on the sampled rows.
         block_bound_violations: Q8_0/Q4_0: elements past the per-block bound |a−deq| ≤ d/2

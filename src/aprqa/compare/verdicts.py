@@ -30,7 +30,8 @@ from ..errors import AprqaError, DTypeError
 from ..formats.model import Model, TensorInfo
 from ..formats.naming import layer_index
 from . import transforms as tf
-from ._sampling import (RowReader, as_2d, chunked_diff, rel_l2, release, row_aligned, sample_rows)
+from ._sampling import (NOISE_SAMPLE_ELEMENTS, RowReader, as_2d, chunked_diff, rel_l2, release, row_aligned,
+                        sample_rows)
 from .report import NoiseFloor, TensorResult, TensorStats, Verdict
 from .tolerance import Statistic, Tolerance, TolerancePolicy
 
@@ -137,7 +138,7 @@ def _noise_floor(ta: TensorInfo, tb: TensorInfo, perm: np.ndarray | None, thread
     if dt is DType.APR_Q8 or not row_aligned(dt, cols):
         idx = np.arange(rows, dtype=np.int64)  # tensor-wide scale / unaligned rows: whole tensor
     else:
-        idx = sample_rows(rows, cols)
+        idx = sample_rows(rows, cols, NOISE_SAMPLE_ELEMENTS)
     ra = RowReader(ta.raw(), ta.dtype, rows, cols, threads)
     rb = RowReader(tb.raw(), dt, rows, cols, threads)
     a = ra.rows_at(perm[idx] if perm is not None else idx)
@@ -166,11 +167,36 @@ def _noise_floor(ta: TensorInfo, tb: TensorInfo, perm: np.ndarray | None, thread
             slack = _FLOAT_EPS.get(ta.dtype, 0.0) if ta.dtype is not DType.F32 else 0.0
             bound = (k * d)[:, None] * (1 + 1e-6) + slack * np.abs(a32) + 1e-30
             violations = int((err > bound).sum())
-    if floor > 0:
-        ratio = full_rel_l2 / floor
+    n_floor_rows = len(idx)
+    if len(idx) < rows and not _same_error(full_rel_l2, cand):
+        # The sampled rows do not represent the tensor (damage elsewhere, or rows of very different
+        # scale): measure the floor on every row instead of trusting the sample.
+        every = np.arange(rows, dtype=np.int64)
+        a_all = ra.rows_at(perm if perm is not None else every)
+        floor = rel_l2(a_all, core.dequantize(core.quantize(a_all, dt, threads=threads), dt, a_all.shape,
+                                              threads=threads))
+        n_floor_rows = rows
+        ratio = _ratio(full_rel_l2, floor)
+    elif len(idx) < rows:
+        ratio = _ratio(cand, floor)  # like for like: candidate and floor on the same sampled rows
     else:
-        ratio = 1.0 if full_rel_l2 == 0 else math.inf
-    return NoiseFloor(dt.lname, floor, cand, ratio, len(idx), rows, blocks_equal, blocks, violations)
+        ratio = _ratio(full_rel_l2, floor)
+    return NoiseFloor(dt.lname, floor, cand, ratio, n_floor_rows, rows, blocks_equal, blocks, violations)
+
+
+def _same_error(full: float, sample: float, factor: float = 1.25) -> bool:
+    """Whether the whole-tensor rel-L2 and the sampled rows' rel-L2 agree within ``factor``."""
+    if not (math.isfinite(full) and math.isfinite(sample)):
+        return False
+    if full == 0 or sample == 0:
+        return full == sample
+    return 1 / factor <= full / sample <= factor
+
+
+def _ratio(err: float, floor: float) -> float:
+    if floor > 0:
+        return err / floor
+    return 1.0 if err == 0 else math.inf
 
 
 # ----------------------------------------------------------------------------- hypotheses
