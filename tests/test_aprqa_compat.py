@@ -19,8 +19,9 @@ from aprqa.playbook import PlaybookError, load_playbook, run_playbook, verify_ev
 from aprqa.playbook.runner import download_hf_repo
 from aprqa.report.evidence_report import load_summary, render_html, render_markdown
 from aprqa.synthetic import make_hf_model
+from _paths import APR_QA_FIXTURES
 
-FIX = Path("/work/shared/fixtures/apr-qa")
+FIX = APR_QA_FIXTURES
 PLAYBOOKS = FIX / "playbooks"
 PASSING = FIX / "evidence" / "qwen2.5-coder-0.5b.passing-run.evidence.json"
 FAILING = FIX / "evidence" / "qwen2.5-coder-0.5b-mvp.failing-run.evidence.json"

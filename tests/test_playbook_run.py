@@ -20,11 +20,12 @@ from aprqa.formats import write_model
 from aprqa.formats.model import ArchConfig
 from aprqa.playbook import PlaybookError, run_playbook, verify_evidence
 from aprqa.playbook.evidence import read_jsonl
+from _paths import APR_QA_FIXTURES
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "playbooks" / "demo.playbook.yaml"
 HELPER = REPO / "tests" / "helpers" / "corrupting_converter.py"
-FIXTURE_EVIDENCE = Path("/work/shared/fixtures/apr-qa/evidence/qwen2.5-coder-0.5b.passing-run.evidence.json")
+FIXTURE_EVIDENCE = APR_QA_FIXTURES / "evidence" / "qwen2.5-coder-0.5b.passing-run.evidence.json"
 
 SMALL = """\
 name: small
@@ -226,7 +227,7 @@ def test_failing_converter_is_crashed_with_exit_code(tmp_path):
 
 
 def test_apr_qa_fixture_playbook_runs_on_a_local_copy(tmp_path, tiny_models):
-    fixture = Path("/work/shared/fixtures/apr-qa/playbooks/qwen3-0.6b-mvp.playbook.yaml")
+    fixture = APR_QA_FIXTURES / "playbooks" / "qwen3-0.6b-mvp.playbook.yaml"
     if not fixture.exists():
         pytest.skip("apr-qa fixture playbooks not available")
     res = run_playbook(fixture, output=tmp_path / "out", model_path=tiny_models["qwen3-tiny"], workers=2)
