@@ -103,9 +103,12 @@ def render_compare(report: Any, console: Console, *, report_path: str | None = N
         console.print(f"[red]error[/]      {escape(e)}")
     if report.outputs is not None:
         o = report.outputs
-        why = "; ".join(getattr(o, "failures", ()) or ()) or "; ".join(getattr(o, "notes", ()) or ())
-        console.print(f"outputs    {'[green]PASS[/]' if o.passed else '[red]FAIL[/]'} {escape(report.outputs_note)}"
-                      + (f" · {escape(why)}" if why else ""))
+        console.print(f"outputs    {escape(_outputs_line(o))}   profile {escape(o.profile.name)}: "
+                      + ("[green]PASS[/]" if o.passed else "[red]FAIL[/]"))
+        for why in getattr(o, "failures", ()) or ():
+            console.print(f"           [red]✗[/] {escape(why)}")
+        for note in getattr(o, "notes", ()) or ():
+            console.print(f"           note: {escape(note)}")
     render_localization(report, console)
     if report.passed:
         scope = "(tensor level; run without --fast for the output-level check)" if report.fast else \
@@ -160,3 +163,20 @@ def render_localization(report: Any, console: Console) -> None:
         console.print(f"             {'all' if n_ok == len(layer) else 'the other'} {n_ok} tensors of that layer "
                       "pass at tensor level" + (" (look at activations or the forward config)"
                                                 if n_ok == len(layer) else ""))
+
+
+def _outputs_line(o: Any) -> str:
+    """One line of the output-level numbers: ids, KL, top-1, |Δlogit|, greedy agreement."""
+    parts = [f"{len(o.token_ids)} prompt ids"]
+    tok = o.tokenizer
+    if tok is not None:
+        parts[0] += ", same ids" if getattr(tok, "passed", True) else ", TOKENIZER-MISMATCH"
+    m = o.metrics
+    if m is not None:
+        parts += [f"mean KL {_g(m.kl_mean)}", f"max KL {_g(m.kl_max)}",
+                  f"top-1 {100 * m.top1_agreement:.1f} %", f"max |Δlogit| {_g(m.max_abs_logit_diff)}"]
+    g = o.greedy
+    if g is not None:
+        parts.append(f"greedy {g.agreed}/{g.n_generated} agree" if g.first_divergence is None else
+                     f"greedy diverges at {g.first_divergence}" + (" (near-tie)" if g.near_tie else ""))
+    return " · ".join(parts)
