@@ -68,6 +68,7 @@ py::dict to_dict(const DiffResult& r) {
     d["sum_a2"] = r.sum_a2;
     d["sum_b2"] = r.sum_b2;
     d["sum_ab"] = r.sum_ab;
+    d["sum_ad"] = r.sum_ad;
     d["max_abs"] = r.max_abs;
     d["argmax"] = r.argmax;
     d["min_atol"] = r.min_atol;

@@ -11,11 +11,39 @@
 // pairwise-summation stack; stacks are combined pairwise across threads. The
 // location of max|d| is found by rescanning a piece only when its max can win.
 //
-// AVX2+FMA path, per chunk of up to kChunk elements (runtime-dispatched, the
+// Two raw f16 sides on the AVX2 path (stats_f16_f32acc): f32 lane sums.
+// - Per chunk of kChunk32 = 256 elements, 8 f32 lanes: d = b - a, |d|, a with
+//   adds; d², a², b², ab, ad with FMAs (one rounding per step). Each lane adds
+//   32 terms, then the chunk's lanes are converted to double and added into the
+//   piece's double lanes, which go onto the pairwise stack like every sum.
+//   Bound: recursive summation of k = 32 terms in u = 2^-24 errs by at most
+//   γ_32·Σ|term| (γ_k = k·u/(1 - k·u)), the double stages add < 2^-46, so each
+//   sum is within 33·2^-24 ≈ 1.97e-6 of Σ|term| (tests use exactly that). No
+//   term can overflow or underflow: f16 values are in [2^-24, 65504], products
+//   in [2^-48, 2^35].
+// - d is exact in f32 whenever |d| < 1: both sides are multiples of 2^-24, so d
+//   is k·2^-24 with k < 2^24; rounding is monotonic, so a computed max |d| < 1
+//   proves it for the whole chunk. Otherwise one verification pass checks
+//   b - d == a and a + d == b per element (exactness by Fast2Sum; a NaN/Inf fails
+//   it too), and a chunk that fails is redone by the double kernel below. With d
+//   exact, max|d| (unsigned max of the f32 bits), n_equal, the histogram (f32
+//   exponent - 85, no clamps needed for f16 differences) are exact.
+// - min_atol / n_fail with rtol > 0: m32 = |d| - f32(rtol)·|a| (FMA) is within
+//   2^-21.4·max|d| of the double m for every m >= 0 that can matter, so a chunk
+//   is rescanned in double (fail_max_avx2: n_fail and the exact max m) only when
+//   max m32 + 2^-20·max|d| exceeds min(atol, running min_atol); the running value
+//   is carried across pieces (TileOut starts at the thread's min_atol). rtol = 0:
+//   m = |d| exactly, n_fail by a double rescan when max|d| > atol.
+// - Σab and Σb² are direct sums (b ≈ 0 keeps them accurate); Σad is the extra
+//   sum behind DiffStats.one_minus_cosine = (Σa²Σd² - (Σad)²)/(Σa²Σb²(1 + cos)),
+//   which keeps 1 - cos to the sums' relative accuracy for close tensors.
+//
+// Double AVX2+FMA kernel (all other dtype pairs, and the f16 chunks above that
+// fail verification), per chunk of up to kChunk elements (runtime-dispatched, the
 // scalar path stays the reference and is tested equal):
 // - Everything is computed optimistically in double, 4 lanes: d = b - a is the
 //   same double subtraction as the float64 reference; Σd, Σ|d|, Σa accumulate
-//   with adds, Σd², Σa², Σb², Σab with FMAs (one rounding per term instead of
+//   with adds, Σd², Σa², Σb², Σab, Σad with FMAs (one rounding per term instead of
 //   two). Per-chunk accumulators are zeroed at each chunk start.
 // - Non-finite check after the chunk: NaN/Inf propagate into Σd and Σa (a sum
 //   of finite f32-derived values cannot overflow a double: |a| < 2^128, a chunk
@@ -26,9 +54,7 @@
 //   lanes add into piece lanes (kPiece/kChunk = 2 adds), 4 lanes fold, then the
 //   pairwise stack (log2 of the piece count). The error of each sum is thus
 //   below ~(256 + 2 + 2 + log2 n) * 2^-53 * Σ|term| (< 4e-14 relative to Σ|term|
-//   for any n below 2^40), against the exact math.fsum reference. Sums are not
-//   kept in f32 vector lanes: an f32 chunk sum loses ~chunk * 2^-24 ~ 1e-5
-//   relative, which would make 1 - cosine and the SQNR of close tensors noise.
+//   for any n below 2^40), against the exact math.fsum reference.
 // - n_equal: _mm256_cmpeq_epi32 on the f32 bit patterns (+0 != -0); raw half
 //   bits when both sides are f16 (f16 -> f32 is injective).
 // - max|d|: vector max; min_atol: vector max of m = |d| - rtol*|a| (mul then
@@ -63,7 +89,7 @@ namespace aprqa {
 
 namespace {
 
-constexpr int kSums = 7;                 // sum_d, sum_abs, sum_sq, sum_a, sum_a2, sum_b2, sum_ab
+constexpr int kSums = 8;                 // sum_d, sum_abs, sum_sq, sum_a, sum_a2, sum_b2, sum_ab, sum_ad
 constexpr size_t kPiece = 2048;          // elements dequantized and reduced per step (multiple of 256)
 constexpr size_t kChunk = 1024;          // AVX2 verification / histogram unit
 constexpr uint64_t kMinPerThread = 65536;  // fewer elements per thread do not pay for a thread
@@ -146,6 +172,7 @@ void stats_scalar(const float* A, const float* B, size_t n, const DiffOptions& o
         t.s[4] += a * a;
         t.s[5] += b * b;
         t.s[6] += a * b;
+        t.s[7] += a * d;
         if (ad > t.max_abs) t.max_abs = ad;
         const double m = ad - o.rtol * aa;  // fails when m > atol; min_atol = max m
         if (m > o.atol) ++t.n_fail;
@@ -211,7 +238,7 @@ AVX2 void drain_avx2(Hist& h) {
 // in by[0..nv) to that bucket's byte-lane counters. G independent
 // compare/subtract chains per loaded vector.
 template <int G>
-AVX2 inline void count_group_avx2(const __m256i* by, size_t nv, const int* ks, Hist& h) {
+AVX2 inline void count_group_avx2(const __m256i* by, size_t nv, const int* ks, Hist& h, __m256i& tot) {
     __m256i kk[G], c[G];
     for (int j = 0; j < G; ++j) {
         kk[j] = _mm256_set1_epi8((char)ks[j]);
@@ -224,7 +251,53 @@ AVX2 inline void count_group_avx2(const __m256i* by, size_t nv, const int* ks, H
     for (int j = 0; j < G; ++j) {
         __m256i* row = reinterpret_cast<__m256i*>(h.c8[ks[j]]);
         _mm256_store_si256(row, _mm256_add_epi8(_mm256_load_si256(row), c[j]));
+        tot = _mm256_add_epi8(tot, c[j]);
     }
+}
+
+// Counts the bucket bytes by[0..nv) (32 per vector) whose nonzero buckets span
+// [lo, hi]: byte compares for bucket 0 and each bucket of the range, or scalar
+// increments when the range is wider than kVecBuckets.
+AVX2 void hist_count_bytes_avx2(const __m256i* by, size_t nv, int lo, int hi, Hist& h) {
+    const int nb = 1 + (hi >= lo ? hi - lo + 1 : 0);
+    if (nb > kVecBuckets) {
+        const uint8_t* bb = reinterpret_cast<const uint8_t*>(by);
+        for (size_t i = 0; i < 32 * nv; ++i) ++h.h[i & 7][bb[i]];
+        return;
+    }
+    if (h.pending + (int)nv > 255) drain_avx2(h);
+    h.pending += (int)nv;
+    // buckets lo..hi by byte compares; bucket 0 is the rest: each byte lane holds nv bytes
+    int ks[kHistBuckets], m = 0;
+    for (int k = lo; k <= hi; ++k) ks[m++] = k;
+    __m256i tot = _mm256_setzero_si256();
+    int g = 0;
+    for (; g + 4 <= m; g += 4) count_group_avx2<4>(by, nv, ks + g, h, tot);
+    switch (m - g) {
+        case 3: count_group_avx2<3>(by, nv, ks + g, h, tot); break;
+        case 2: count_group_avx2<2>(by, nv, ks + g, h, tot); break;
+        case 1: count_group_avx2<1>(by, nv, ks + g, h, tot); break;
+        default: break;
+    }
+    __m256i* row0 = reinterpret_cast<__m256i*>(h.c8[0]);
+    _mm256_store_si256(row0, _mm256_add_epi8(_mm256_load_si256(row0),
+                                             _mm256_sub_epi8(_mm256_set1_epi8((char)nv), tot)));
+    h.touched_lo = 0;
+    if (hi > h.touched_hi) h.touched_hi = hi;
+}
+
+// Biased exponents in 16-bit lanes (x0, x1) -> bucket bytes: 0 if e == 0
+// (|d| == 0), else clamp(e - bias_off, 1, 62); updates the byte min/max.
+AVX2 inline __m256i bucket_bytes(__m256i x0, __m256i x1, __m256i cofs, __m256i& vlo, __m256i& vhi) {
+    const __m256i one16 = _mm256_set1_epi16(1), c62 = _mm256_set1_epi16(62), one8 = _mm256_set1_epi8(1);
+    const __m256i b0 =
+        _mm256_min_epu16(_mm256_max_epu16(_mm256_subs_epu16(x0, cofs), _mm256_min_epu16(x0, one16)), c62);
+    const __m256i b1 =
+        _mm256_min_epu16(_mm256_max_epu16(_mm256_subs_epu16(x1, cofs), _mm256_min_epu16(x1, one16)), c62);
+    const __m256i by = _mm256_packus_epi16(b0, b1);  // lane order is irrelevant for a histogram
+    vlo = _mm256_min_epu8(vlo, _mm256_sub_epi8(by, one8));  // bucket 0 -> 255
+    vhi = _mm256_max_epu8(vhi, by);
+    return by;
 }
 
 // Histogram of one verified chunk from |d| (finite doubles, sign clear).
@@ -232,8 +305,7 @@ AVX2 inline void count_group_avx2(const __m256i* by, size_t nv, const int* ks, H
 AVX2 void hist_chunk_avx2(const double* ad, size_t len, Hist& h) {
     const size_t nv = len / 32;
     if (nv) {
-        const __m256i c981 = _mm256_set1_epi16(1023 - 42), one16 = _mm256_set1_epi16(1),
-                      c62 = _mm256_set1_epi16(62), one8 = _mm256_set1_epi8(1);
+        const __m256i c981 = _mm256_set1_epi16(1023 - 42);
         alignas(32) __m256i by[kChunk / 32];
         __m256i vlo = _mm256_set1_epi8(-1), vhi = _mm256_setzero_si256();
         for (size_t v = 0; v < nv; ++v) {
@@ -243,45 +315,35 @@ AVX2 void hist_chunk_avx2(const double* ad, size_t len, Hist& h) {
                 return _mm256_castps_si256(
                     _mm256_shuffle_ps(_mm256_load_ps(p), _mm256_load_ps(p + 8), _MM_SHUFFLE(3, 1, 3, 1)));
             };
-            // biased exponent (0..2047, sign bit is clear) -> bucket:
-            // 0 if e == 0 (|d| == 0), else clamp(e - 981, 1, 62)
-            const __m256i e0 = _mm256_srli_epi32(hi8(0), 20);
-            const __m256i e1 = _mm256_srli_epi32(hi8(1), 20);
-            const __m256i e2 = _mm256_srli_epi32(hi8(2), 20);
-            const __m256i e3 = _mm256_srli_epi32(hi8(3), 20);
-            const __m256i x0 = _mm256_packs_epi32(e0, e1), x1 = _mm256_packs_epi32(e2, e3);
-            const __m256i b0 = _mm256_min_epu16(
-                _mm256_max_epu16(_mm256_subs_epu16(x0, c981), _mm256_min_epu16(x0, one16)), c62);
-            const __m256i b1 = _mm256_min_epu16(
-                _mm256_max_epu16(_mm256_subs_epu16(x1, c981), _mm256_min_epu16(x1, one16)), c62);
-            by[v] = _mm256_packus_epi16(b0, b1);  // lane order is irrelevant for a histogram
-            vlo = _mm256_min_epu8(vlo, _mm256_sub_epi8(by[v], one8));  // bucket 0 -> 255
-            vhi = _mm256_max_epu8(vhi, by[v]);
+            // biased exponent (0..2047, sign bit is clear)
+            const __m256i e0 = _mm256_srli_epi32(hi8(0), 20), e1 = _mm256_srli_epi32(hi8(1), 20);
+            const __m256i e2 = _mm256_srli_epi32(hi8(2), 20), e3 = _mm256_srli_epi32(hi8(3), 20);
+            by[v] = bucket_bytes(_mm256_packs_epi32(e0, e1), _mm256_packs_epi32(e2, e3), c981, vlo, vhi);
         }
-        const int lo = hmin_epu8(vlo) + 1, hi = hmax_epu8(vhi);  // nonzero buckets span [lo, hi]
-        const int nb = 1 + (hi >= lo ? hi - lo + 1 : 0);
-        if (nb > kVecBuckets) {
-            const uint8_t* bb = reinterpret_cast<const uint8_t*>(by);
-            for (size_t i = 0; i < 32 * nv; ++i) ++h.h[i & 7][bb[i]];
-        } else {
-            if (h.pending + (int)nv > 255) drain_avx2(h);
-            h.pending += (int)nv;
-            int ks[kHistBuckets], m = 0;  // bucket 0, then [lo, hi]
-            ks[m++] = 0;
-            for (int k = lo; k <= hi; ++k) ks[m++] = k;
-            int g = 0;
-            for (; g + 4 <= m; g += 4) count_group_avx2<4>(by, nv, ks + g, h);
-            switch (m - g) {
-                case 3: count_group_avx2<3>(by, nv, ks + g, h); break;
-                case 2: count_group_avx2<2>(by, nv, ks + g, h); break;
-                case 1: count_group_avx2<1>(by, nv, ks + g, h); break;
-                default: break;
-            }
-            h.touched_lo = 0;
-            if (hi > h.touched_hi) h.touched_hi = hi;
-        }
+        hist_count_bytes_avx2(by, nv, hmin_epu8(vlo) + 1, hmax_epu8(vhi), h);
     }
     for (size_t i = 32 * nv; i < len; ++i) ++h.h[i & 7][bucket_of(ad[i])];
+}
+
+// Same from |d| as f32 (sign clear). |d| of two f16 values is 0 or in
+// [2^-24, 2^18), biased exponent e in {0} u [103, 144], so the bucket is
+// e - (127 - 42) saturated at 0 (18..59 for nonzero |d|, never clamped).
+// len is a multiple of 32.
+AVX2 void hist_chunk_f32_avx2(const float* ad, size_t len, Hist& h) {
+    const size_t nv = len / 32;
+    const __m256i c85 = _mm256_set1_epi16(127 - 42), one8 = _mm256_set1_epi8(1);
+    alignas(32) __m256i by[kChunk / 32];
+    __m256i vlo = _mm256_set1_epi8(-1), vhi = _mm256_setzero_si256();
+    for (size_t v = 0; v < nv; ++v) {
+        const float* p = ad + 32 * v;
+        auto e = [&](int q) AVX2 { return _mm256_srli_epi32(_mm256_castps_si256(_mm256_load_ps(p + 8 * q)), 23); };
+        const __m256i x0 = _mm256_subs_epu16(_mm256_packs_epi32(e(0), e(1)), c85);
+        const __m256i x1 = _mm256_subs_epu16(_mm256_packs_epi32(e(2), e(3)), c85);
+        by[v] = _mm256_packus_epi16(x0, x1);  // lane order is irrelevant for a histogram
+        vlo = _mm256_min_epu8(vlo, _mm256_sub_epi8(by[v], one8));  // bucket 0 -> 255
+        vhi = _mm256_max_epu8(vhi, by[v]);
+    }
+    hist_count_bytes_avx2(by, nv, hmin_epu8(vlo) + 1, hmax_epu8(vhi), h);
 }
 
 // Sides as the AVX2 kernel reads them: f32 values, or a raw IEEE half payload
@@ -365,7 +427,8 @@ AVX2 void stats_avx2(const TA* A, const TB* B, size_t n, const DiffOptions& o, T
         const size_t len = std::min(kChunk, n8 - k);
         const TA* a0 = A + k;
         const TB* b0 = B + k;
-        __m256d s0 = zero, s1 = zero, s2 = zero, s3 = zero, s4 = zero, s5 = zero, s6 = zero, vmax = zero, vmat = zero;
+        __m256d s0 = zero, s1 = zero, s2 = zero, s3 = zero, s4 = zero, s5 = zero, s6 = zero, s7 = zero, vmax = zero,
+                vmat = zero;
         for (size_t j = 0; j < len; j += 4) {
             const __m256d a = load4_pd(a0, j);
             const __m256d b = load4_pd(b0, j);
@@ -378,6 +441,7 @@ AVX2 void stats_avx2(const TA* A, const TB* B, size_t n, const DiffOptions& o, T
             s4 = _mm256_fmadd_pd(a, a, s4);
             s5 = _mm256_fmadd_pd(b, b, s5);
             s6 = _mm256_fmadd_pd(a, b, s6);
+            s7 = _mm256_fmadd_pd(a, d, s7);
             vmax = _mm256_max_pd(vmax, ad);
             if (kRtol)
                 vmat = _mm256_max_pd(vmat, _mm256_sub_pd(ad, _mm256_mul_pd(vrtol, _mm256_andnot_pd(sign, a))));
@@ -399,6 +463,7 @@ AVX2 void stats_avx2(const TA* A, const TB* B, size_t n, const DiffOptions& o, T
         P[4] = _mm256_add_pd(P[4], s4);
         P[5] = _mm256_add_pd(P[5], s5);
         P[6] = _mm256_add_pd(P[6], s6);
+        P[7] = _mm256_add_pd(P[7], s7);
         Pmax = _mm256_max_pd(Pmax, vmax);
         Pmat = _mm256_max_pd(Pmat, vmat);
         if (_mm256_movemask_pd(_mm256_cmp_pd(vmat, vatol, _CMP_GT_OQ)))  // some m > atol in the chunk
@@ -431,6 +496,139 @@ void stats_avx2_dispatch(const TA* A, const TB* B, size_t n, const DiffOptions& 
     else
         stats_avx2<false>(A, B, n, o, t, hist);
 }
+// ---- f16/f16 kernel with f32 lane accumulators (see the header comment) ----
+constexpr size_t kChunk32 = 256;  // elements per f32 accumulation chunk: 32 terms per lane
+static_assert(kChunk32 % 32 == 0 && kChunk32 <= kChunk, "f32 chunks fit the histogram byte buffer");
+
+AVX2 inline float hmax_ps(__m256 v) {
+    __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_max_ss(x, _mm_shuffle_ps(x, x, 1));
+    return _mm_cvtss_f32(x);
+}
+
+// Failures and the exact max of m = |d| - rtol*|a| of a verified all-finite
+// chunk (the same double ops as stats_scalar).
+template <typename TA, typename TB>
+AVX2 uint64_t fail_max_avx2(const TA* A, const TB* B, size_t len, const DiffOptions& o, double& maxm) {
+    const __m256d sign = _mm256_set1_pd(-0.0), vatol = _mm256_set1_pd(o.atol), vrtol = _mm256_set1_pd(o.rtol);
+    __m256d vm = _mm256_setzero_pd();
+    uint64_t n = 0;
+    for (size_t j = 0; j < len; j += 4) {
+        const __m256d a = load4_pd(A, j), b = load4_pd(B, j);
+        const __m256d ad = _mm256_andnot_pd(sign, _mm256_sub_pd(b, a)), aa = _mm256_andnot_pd(sign, a);
+        const __m256d m = _mm256_sub_pd(ad, _mm256_mul_pd(vrtol, aa));
+        n += (uint64_t)__builtin_popcount(_mm256_movemask_pd(_mm256_cmp_pd(m, vatol, _CMP_GT_OQ)));
+        vm = _mm256_max_pd(vm, m);
+    }
+    maxm = hmax_pd(vm);  // >= 0 (vm starts at 0), like the clamped min_atol
+    return n;
+}
+
+// True when every f32 difference b - a of the chunk is exact and finite:
+// fl(b - a) is exact <=> b - d == a and a + d == b (Fast2Sum: z = fl(s - x) is
+// exact for |x| >= |y|, so the order that applies decides, and an exact d
+// passes both); a NaN or Inf fails one of the two compares.
+AVX2 bool f16_chunk_exact(const uint16_t* A, const uint16_t* B, size_t len) {
+    __m256 bad = _mm256_setzero_ps();
+    for (size_t j = 0; j < len; j += 8) {
+        const __m256 a = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(A + j)));
+        const __m256 b = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(B + j)));
+        const __m256 d = _mm256_sub_ps(b, a);
+        bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(_mm256_sub_ps(b, d), a, _CMP_NEQ_UQ),
+                                             _mm256_cmp_ps(_mm256_add_ps(a, d), b, _CMP_NEQ_UQ)));
+    }
+    return _mm256_movemask_ps(bad) == 0;
+}
+
+// One piece of two raw f16 sides, in chunks of kChunk32. Chunks that hold a
+// NaN/Inf or a difference not exact in f32 are redone by stats_avx2 (double).
+template <bool kRtol>
+AVX2 void stats_f16_f32acc(const uint16_t* A, const uint16_t* B, size_t n, const DiffOptions& o, TileOut& t,
+                           Hist* hist) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), zf = _mm256_setzero_ps();
+    const __m256 vrtol = _mm256_set1_ps((float)o.rtol);
+    __m256d P[kSums];
+    for (int i = 0; i < kSums; ++i) P[i] = _mm256_setzero_pd();
+    __m256 Pmax = zf;
+    uint64_t n_fin = 0, n_eq = 0, n_fail = 0;
+    alignas(32) float adb[kChunk];  // |d| of verified chunks, histogrammed kChunk at a time
+    size_t fill = 0;
+    const size_t nc = n - n % kChunk32;
+    for (size_t k = 0; k < nc; k += kChunk32) {
+        const uint16_t* a0 = A + k;
+        const uint16_t* b0 = B + k;
+        __m256 s0 = zf, s1 = zf, s2 = zf, s3 = zf, s4 = zf, s5 = zf, s6 = zf, s7 = zf, vmat = zf;
+        __m256i vmax = _mm256_setzero_si256();  // max |d| as unsigned bits (NaN above every finite value)
+        for (size_t j = 0; j < kChunk32; j += 8) {
+            const __m256 a = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a0 + j)));
+            const __m256 b = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + j)));
+            const __m256 d = _mm256_sub_ps(b, a);
+            const __m256 ad = _mm256_andnot_ps(sign, d);
+            // unsigned max of the bits of values >= 0 is their float max; a NaN stays the max
+            vmax = _mm256_max_epu32(vmax, _mm256_castps_si256(ad));
+            s0 = _mm256_add_ps(s0, d);
+            s1 = _mm256_add_ps(s1, ad);
+            s3 = _mm256_add_ps(s3, a);
+            s2 = _mm256_fmadd_ps(d, d, s2);
+            s4 = _mm256_fmadd_ps(a, a, s4);
+            s5 = _mm256_fmadd_ps(b, b, s5);
+            s6 = _mm256_fmadd_ps(a, b, s6);
+            s7 = _mm256_fmadd_ps(a, d, s7);
+            if (kRtol) vmat = _mm256_max_ps(vmat, _mm256_fnmadd_ps(vrtol, _mm256_andnot_ps(sign, a), ad));
+            if (hist) _mm256_store_ps(adb + fill + j, ad);
+        }
+        // every d is exact when max |d| < 1 (header comment); else verify the chunk (NaN/Inf land here too)
+        if (_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(vmax, _mm256_set1_epi32(0x3f7fffff)))) &&
+            !f16_chunk_exact(a0, b0, kChunk32)) {
+            stats_avx2<kRtol>(a0, b0, kChunk32, o, t, hist);
+            continue;
+        }
+        const __m256 sv[kSums] = {s0, s1, s2, s3, s4, s5, s6, s7};
+        for (int i = 0; i < kSums; ++i)
+            P[i] = _mm256_add_pd(P[i], _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(sv[i])),
+                                                     _mm256_cvtps_pd(_mm256_extractf128_ps(sv[i], 1))));
+        Pmax = _mm256_max_ps(Pmax, _mm256_castsi256_ps(vmax));
+        const double cmax = hmax_ps(_mm256_castsi256_ps(vmax));  // exact max |d| of the chunk
+        if (kRtol) {
+            // |m32 - m| < 2^-20 * cmax for every m that can matter (header comment)
+            if ((double)hmax_ps(vmat) + cmax * 0x1p-20 > std::min(o.atol, t.min_atol)) {
+                double mx = 0;
+                n_fail += fail_max_avx2(a0, b0, kChunk32, o, mx);
+                if (mx > t.min_atol) t.min_atol = mx;
+            }
+        } else if (cmax > o.atol) {
+            n_fail += count_fail_avx2(a0, b0, kChunk32, o);
+        }
+        n_eq += count_equal_avx2(a0, b0, kChunk32);
+        n_fin += kChunk32;
+        if (hist && (fill += kChunk32) == kChunk) {
+            hist_chunk_f32_avx2(adb, fill, *hist);
+            fill = 0;
+        }
+    }
+    if (hist && fill) hist_chunk_f32_avx2(adb, fill, *hist);
+    alignas(32) double buf[kSums][4];
+    for (int i = 0; i < kSums; ++i) _mm256_store_pd(buf[i], P[i]);
+    for (int i = 0; i < kSums; ++i) t.s[i] += (buf[i][0] + buf[i][1]) + (buf[i][2] + buf[i][3]);
+    const double mx = hmax_ps(Pmax);
+    if (mx > t.max_abs) t.max_abs = mx;
+    if (!kRtol && mx > t.min_atol) t.min_atol = mx;  // m = |d| when rtol == 0
+    t.n_finite += n_fin;
+    t.n_equal += n_eq;
+    t.n_fail += n_fail;
+    if (nc < n) stats_avx2<kRtol>(A + nc, B + nc, n - nc, o, t, hist);
+}
+
+AVX2 void stats_f16_pair(const uint16_t* A, const uint16_t* B, size_t n, const DiffOptions& o, TileOut& t,
+                         Hist* hist) {
+    if (!(o.rtol > 0))
+        stats_f16_f32acc<false>(A, B, n, o, t, hist);
+    else if (o.rtol >= 1e-30 && o.rtol <= 1e30)  // rtol is a normal f32 (bound on m32 holds)
+        stats_f16_f32acc<true>(A, B, n, o, t, hist);
+    else
+        stats_avx2<true>(A, B, n, o, t, hist);
+}
 #endif
 
 // One side of a piece: f32 values, or (AVX2 path only) a raw f16 payload.
@@ -444,7 +642,7 @@ struct PieceSide {
 void tile_stats(PieceSide a, PieceSide b, size_t n, const DiffOptions& o, TileOut& t, Hist* hist) {
 #ifdef APRQA_X86
     if (o.simd && kHaveFma) {
-        if (a.f16 && b.f16) stats_avx2_dispatch(a.half(), b.half(), n, o, t, hist);
+        if (a.f16 && b.f16) stats_f16_pair(a.half(), b.half(), n, o, t, hist);
         else if (a.f16) stats_avx2_dispatch(a.half(), b.f32(), n, o, t, hist);
         else if (b.f16) stats_avx2_dispatch(a.f32(), b.half(), n, o, t, hist);
         else stats_avx2_dispatch(a.f32(), b.f32(), n, o, t, hist);
@@ -494,6 +692,7 @@ struct alignas(64) ThreadAcc {
     template <typename Flat>
     void add(PieceSide a, PieceSide b, size_t n, int64_t first, Flat flat, const DiffOptions& o) {
         TileOut t;
+        t.min_atol = r.min_atol;  // running max so far: the f16 kernel skips chunks that cannot raise it
         tile_stats(a, b, n, o, t, o.histogram ? &hist : nullptr);
         r.n += n;
         r.n_equal += t.n_equal;
@@ -535,6 +734,7 @@ struct alignas(64) ThreadAcc {
         r.sum_a2 = s[4];
         r.sum_b2 = s[5];
         r.sum_ab = s[6];
+        r.sum_ad = s[7];
         hist.drain();
         for (int j = 0; j < 8; ++j)
             for (int i = 0; i < kHistBuckets; ++i) r.hist[i] += hist.h[j][i];
@@ -560,7 +760,7 @@ DiffResult merge(std::vector<ThreadAcc>& accs) {
             x.nan_a += y.nan_a; x.nan_b += y.nan_b; x.inf_a += y.inf_a; x.inf_b += y.inf_b;
             x.nan_both += y.nan_both; x.nonfinite_mismatch += y.nonfinite_mismatch;
             x.sum_d += y.sum_d; x.sum_abs += y.sum_abs; x.sum_sq += y.sum_sq; x.sum_a += y.sum_a;
-            x.sum_a2 += y.sum_a2; x.sum_b2 += y.sum_b2; x.sum_ab += y.sum_ab;
+            x.sum_a2 += y.sum_a2; x.sum_b2 += y.sum_b2; x.sum_ab += y.sum_ab; x.sum_ad += y.sum_ad;
             x.min_atol = std::fmax(x.min_atol, y.min_atol);
             for (int k = 0; k < kHistBuckets; ++k) x.hist[k] += y.hist[k];
             bool hx = has[i], hy = has[i + 1];

@@ -28,6 +28,7 @@ struct DiffResult {
     uint64_t n = 0, n_equal = 0, n_finite = 0, n_fail = 0;
     uint64_t nan_a = 0, nan_b = 0, inf_a = 0, inf_b = 0, nan_both = 0, nonfinite_mismatch = 0;
     double sum_d = 0, sum_abs = 0, sum_sq = 0, sum_a = 0, sum_a2 = 0, sum_b2 = 0, sum_ab = 0;
+    double sum_ad = 0;   // Σa·d, accumulated directly: 1 - cosine = (Σa²Σd² - (Σad)²) / (Σa²Σb²(1 + cos))
     double max_abs = 0;  // over finite pairs
     int64_t argmax = -1; // flat index into a (reference); -1 when no finite pair
     double min_atol = 0;  // smallest atol that passes at this rtol (inf if a non-finite mismatch)

@@ -37,7 +37,7 @@ def reference(a32: np.ndarray, b32: np.ndarray, atol: float, rtol: float) -> dic
         nan_a=int(np.isnan(a).sum()), nan_b=int(np.isnan(b).sum()), inf_a=int(np.isinf(a).sum()),
         inf_b=int(np.isinf(b).sum()), nan_both=int(nan_both.sum()), nonfinite_mismatch=int(mismatch.sum()),
         sum_d=math.fsum(d), sum_abs=math.fsum(ad), sum_sq=math.fsum(d * d), sum_a=math.fsum(af),
-        sum_a2=math.fsum(af * af), sum_b2=math.fsum(bf * bf), sum_ab=math.fsum(af * bf),
+        sum_a2=math.fsum(af * af), sum_b2=math.fsum(bf * bf), sum_ab=math.fsum(af * bf), sum_ad=math.fsum(af * d),
         max_abs=float(ad.max()) if ad.size else 0.0,
         argmax=int(np.flatnonzero(fin)[np.argmax(ad)]) if ad.size else -1,
         min_atol=math.inf if mismatch.any() else (max(0.0, float((ad - rtol * np.abs(af)).max())) if ad.size else 0.0),
@@ -46,14 +46,45 @@ def reference(a32: np.ndarray, b32: np.ndarray, atol: float, rtol: float) -> dic
     return r
 
 
-def check(s: DiffStats, ref: dict) -> None:
+# Sums of the f16/f16 AVX2 kernel (f32 lane accumulators, csrc/diff.cpp): every term (d, |d|, a, and the products
+# d², a², b², ab, ad through one FMA each) enters an f32 lane that adds at most 32 terms before it is flushed into
+# double; d is exact (verified per chunk). Recursive summation of k terms in precision u = 2^-24 errs by at most
+# γ_k·Σ|term| with γ_k = k·u/(1 - k·u); k = 32 gives < 32.0001·2^-24. The double stages after the flush (lane
+# fold, chunk/piece/thread pairwise adds: < 64 adds at 2^-53) add < 2^-46, so 33·2^-24 ≈ 1.97e-6 of Σ|term|
+# bounds every sum. This is the documented bound (docs/core.md, "Fused diff").
+F32_SUM_REL = 33 * 2.0**-24
+
+SUMS = ("sum_d", "sum_abs", "sum_sq", "sum_a", "sum_a2", "sum_b2", "sum_ab", "sum_ad")
+
+
+def _abs_term_bound(k: str, r) -> float:
+    """An upper bound of Σ|term| of sum k from the reference sums r (mapping or DiffStats).
+
+    Σ|d| is sum_abs; sums of squares are their own; Cauchy-Schwarz gives Σ|a| <= sqrt(n·Σa²),
+    Σ|ab| <= sqrt(Σa²·Σb²), Σ|ad| <= sqrt(Σa²·Σd²).
+    """
+    g = (lambda key: r[key]) if isinstance(r, dict) else (lambda key: getattr(r, key))
+    return {"sum_d": g("sum_abs"), "sum_abs": g("sum_abs"), "sum_sq": g("sum_sq"), "sum_a2": g("sum_a2"),
+            "sum_b2": g("sum_b2"), "sum_a": math.sqrt(g("n_finite") * g("sum_a2")),
+            "sum_ab": math.sqrt(g("sum_a2") * g("sum_b2")), "sum_ad": math.sqrt(g("sum_a2") * g("sum_sq"))}[k]
+
+
+def check(s: DiffStats, ref: dict, f32acc: bool = False) -> None:
+    """Counts, max, argmax, min_atol and histogram exactly; sums to 1e-12 (double kernels) or, with f32acc
+    (the f16/f16 AVX2 kernel), to F32_SUM_REL of Σ|term|."""
     for k in ("n", "n_equal", "n_finite", "n_fail", "nan_a", "nan_b", "inf_a", "inf_b", "nan_both",
               "nonfinite_mismatch", "max_abs", "argmax", "min_atol", "hist"):
         assert getattr(s, k) == ref[k], (k, getattr(s, k), ref[k])
-    for k in ("sum_d", "sum_abs", "sum_sq", "sum_a", "sum_a2", "sum_b2", "sum_ab"):
+    for k in SUMS:
         got, want = getattr(s, k), ref[k]
-        scale = max(abs(want), ref["sum_abs"] if k == "sum_d" else 0.0, ref["sum_a2"] if k == "sum_a" else 0.0, 1e-300)
-        assert abs(got - want) <= 1e-12 * scale + 1e-300, (k, got, want)
+        if f32acc:
+            assert abs(got - want) <= F32_SUM_REL * _abs_term_bound(k, ref) + 1e-300, (k, got, want)
+        elif k == "sum_ad":  # new sum: Σa·d cancels, so relative to Σ|ad| (an FMA per term in double)
+            assert abs(got - want) <= 1e-12 * _abs_term_bound(k, ref) + 1e-300, (k, got, want)
+        else:
+            scale = max(abs(want), ref["sum_abs"] if k == "sum_d" else 0.0, ref["sum_a2"] if k == "sum_a" else 0.0,
+                        1e-300)
+            assert abs(got - want) <= 1e-12 * scale + 1e-300, (k, got, want)
 
 
 def _nasty(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -254,6 +285,8 @@ def _f16_nasty(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
     if n > 5000:
         a[4100:4110] = b[4100:4110] = 0x3C00  # a run of exact matches
         a[4999], b[4999] = 0xFC00, 0x7C00    # -inf vs +inf, last element of a piece pair
+        a[4500], b[4500] = 0x7000, 0x0001    # 8192 vs 2^-24: b - a not exact in f32 (chunk redone in double)
+        a[4800], b[4800] = 0x0001, 0x6000    # 2^-24 vs 512: likewise, |b| > |a|
     if n > 150000:
         a[140000], b[140000] = 0x0000, 0x7E00  # NaN in the second thread's range
     return a, b
@@ -263,15 +296,22 @@ def _stats(r: dict, atol: float, rtol: float) -> DiffStats:
     return DiffStats(**{**r, "hist": tuple(r["hist"])}, atol=atol, rtol=rtol)
 
 
-def _assert_same(s: DiffStats, t: DiffStats) -> None:
-    """Scalar and SIMD agree exactly on counts, max, argmax, min_atol and histogram; sums within summation order."""
+def _assert_same(s: DiffStats, t: DiffStats, f32acc: bool = False) -> None:
+    """Scalar and SIMD agree exactly on counts, max, argmax, min_atol and histogram; sums within summation order
+    (1e-12), or within F32_SUM_REL of Σ|term| for the f16/f16 kernel (t: the exact scalar result)."""
     for k in ("n", "n_equal", "n_finite", "n_fail", "nan_a", "nan_b", "inf_a", "inf_b", "nan_both",
               "nonfinite_mismatch", "max_abs", "argmax", "min_atol", "hist"):
         assert getattr(s, k) == getattr(t, k), (k, getattr(s, k), getattr(t, k))
-    for k in ("sum_d", "sum_abs", "sum_sq", "sum_a", "sum_a2", "sum_b2", "sum_ab"):
+    for k in SUMS:
         x, y = getattr(s, k), getattr(t, k)
-        scale = max(abs(y), t.sum_abs if k == "sum_d" else 0.0, t.sum_a2 if k == "sum_a" else 0.0, 1e-300)
-        assert abs(x - y) <= 1e-12 * scale, (k, x, y)
+        if f32acc:
+            # t's sums are within 1e-12 of exact: 1.001 covers them
+            assert abs(x - y) <= 1.001 * F32_SUM_REL * _abs_term_bound(k, t) + 1e-300, (k, x, y)
+        elif k == "sum_ad":
+            assert abs(x - y) <= 1e-12 * _abs_term_bound(k, t) + 1e-300, (k, x, y)
+        else:
+            scale = max(abs(y), t.sum_abs if k == "sum_d" else 0.0, t.sum_a2 if k == "sum_a" else 0.0, 1e-300)
+            assert abs(x - y) <= 1e-12 * scale, (k, x, y)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -289,12 +329,12 @@ def test_f16_pair_simd_equals_scalar_and_reference(n: int, tol: tuple[float, flo
             r = _core.diff_plain(a, 1, b, 1, n, atol, rtol, threads, simd, hist)
             s = _stats(r, atol, rtol)
             if hist:
-                check(s, ref)
+                check(s, ref, f32acc=bool(simd))
                 got[simd] = s
             else:
                 assert s.hist == (0,) * 64
-                check(s, {**ref, "hist": (0,) * 64})
-    _assert_same(got[1], got[0])
+                check(s, {**ref, "hist": (0,) * 64}, f32acc=bool(simd))
+    _assert_same(got[1], got[0], f32acc=True)
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -339,7 +379,9 @@ def test_unaligned_payloads(offset: int) -> None:
         ba[:], bb[:] = xa, xb
         ref = reference(core.dequantize(xa, dt, n), core.dequantize(xb, dt, n), 0.0, 0.0)
         for simd in (0, 1):
-            check(_stats(_core.diff_plain(ba, dt, bb, dt, n, 0.0, 0.0, 1, simd), 0.0, 0.0), ref)
+            # a 2-byte aligned f16 pair reads the raw halves: the f32-accumulating kernel
+            f32acc = bool(simd) and dt == 1 and offset % 2 == 0
+            check(_stats(_core.diff_plain(ba, dt, bb, dt, n, 0.0, 0.0, 1, simd), 0.0, 0.0), ref, f32acc=f32acc)
 
 
 @pytest.mark.parametrize("simd", [0, 1])
@@ -369,3 +411,130 @@ def test_candidate_near_zero_keeps_sum_b2_and_sum_ab_accurate(simd: int) -> None
     s = _stats(_core.diff_plain(a, 0, b, 0, a.size, 0.0, 0.0, 1, simd), 0.0, 0.0)
     check(s, ref)
     assert s.cosine == pytest.approx(1.0, abs=1e-12)
+
+
+# ---- f16/f16 kernel: f32 lane sums, documented bound, 1 - cosine ---------------------------------------------------
+def _f16_stats(a16: np.ndarray, b16: np.ndarray, atol: float = 0.0, rtol: float = 0.0, threads: int = 1,
+               simd: int = 1) -> DiffStats:
+    a, b = np.ascontiguousarray(a16, np.float16).view(np.uint16), np.ascontiguousarray(b16, np.float16).view(np.uint16)
+    return _stats(_core.diff_plain(a, 1, b, 1, a.size, atol, rtol, threads, simd), atol, rtol)
+
+
+def _omc_reference(a: np.ndarray, b: np.ndarray) -> float:
+    """1 - cos from fsum'd double products (each product within 2^-53), in the cancellation-free form."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    d = b - a
+    A, B, D, P = math.fsum(a * a), math.fsum(b * b), math.fsum(d * d), math.fsum(a * d)
+    cos = math.fsum(a * b) / math.sqrt(A * B)
+    return (A * D - P * P) / (A * B * (1 + cos))
+
+
+@pytest.mark.parametrize("simd", [0, 1])
+def test_one_minus_cosine_keeps_relative_accuracy_near_one(simd: int) -> None:
+    rng = np.random.default_rng(21)
+    n = 200000
+    x = rng.standard_normal(n).astype(np.float32)
+    cases = {
+        # f32 reference vs its f16 rounding (mixed pair, double kernel): 1 - cos ~ 1e-8
+        "f16-rounded": (x, x.astype(np.float16).astype(np.float32), None),
+        # f32 with a relative perturbation of 1e-7: 1 - cos ~ 1e-15, below what 1 - Σab/(‖a‖‖b‖) can resolve
+        "1e-7 noise": (x, (x * (1 + 1e-7 * rng.standard_normal(n))).astype(np.float32), None),
+    }
+    # f16 pair (the f32-accumulating kernel when simd): 1% of elements one ulp away
+    a16 = (x * 0.02).astype(np.float16)
+    b16 = a16.copy()
+    idx = rng.choice(n, n // 100, replace=False)
+    b16.view(np.uint16)[idx] += 1
+    cases["f16 ulp flips"] = (a16.astype(np.float32), b16.astype(np.float32), (a16, b16))
+    for name, (a, b, f16) in cases.items():
+        s = _f16_stats(*f16, simd=simd) if f16 else core.diff_stats(a, b) if simd else _stats(
+            _core.diff_plain(a, 0, b, 0, n, 0.0, 0.0, 1, 0), 0.0, 0.0)
+        want = _omc_reference(a, b)
+        assert 0 < want < 1e-6, (name, want)
+        assert s.one_minus_cosine == pytest.approx(want, rel=1e-4), name
+        assert s.cosine == 1.0 - s.one_minus_cosine
+
+
+def test_identical_f16_tensors_give_exact_cosine_and_zero_error() -> None:
+    rng = np.random.default_rng(22)
+    a16 = (rng.standard_normal(70001) * 0.02).astype(np.float16)
+    for threads in (1, 2):
+        s = _f16_stats(a16, a16.copy(), threads=threads)
+        assert s.sum_sq == 0.0 and s.sum_ad == 0.0 and s.sum_d == 0.0 and s.sum_abs == 0.0
+        assert s.one_minus_cosine == 0.0 and s.cosine == 1.0 and s.rel_l2 == 0.0 and s.sqnr_db == math.inf
+        assert s.n_equal == a16.size and s.hist[0] == a16.size
+    z = np.zeros(4096, np.float16)
+    s = _f16_stats(z, z.copy())
+    assert s.rel_l2 == 0.0 and math.isnan(s.cosine) and s.sum_a2 == 0.0
+
+
+def test_f16_pair_large_sums_match_float64() -> None:
+    """10^7 elements through the f32-accumulating kernel: each sum within 1e-6 of Σ|term| of a float64 sum."""
+    rng = np.random.default_rng(23)
+    n = 10_000_000
+    w = rng.standard_normal(n).astype(np.float32) * 0.02
+    a16 = w.astype(np.float16)
+    b16 = (w + rng.standard_normal(n).astype(np.float32) * 1e-4).astype(np.float16)
+    s = _f16_stats(a16, b16, atol=1e-3, rtol=1e-2, threads=2)
+    a, b = a16.astype(np.float64), b16.astype(np.float64)
+    d = b - a
+    ref = {"sum_d": d.sum(), "sum_abs": np.abs(d).sum(), "sum_sq": (d * d).sum(), "sum_a": a.sum(),
+           "sum_a2": (a * a).sum(), "sum_b2": (b * b).sum(), "sum_ab": (a * b).sum(), "sum_ad": (a * d).sum()}
+    absref = {"sum_d": np.abs(d).sum(), "sum_abs": np.abs(d).sum(), "sum_sq": ref["sum_sq"], "sum_a": np.abs(a).sum(),
+              "sum_a2": ref["sum_a2"], "sum_b2": ref["sum_b2"], "sum_ab": np.abs(a * b).sum(),
+              "sum_ad": np.abs(a * d).sum()}
+    for k in SUMS:
+        assert abs(getattr(s, k) - ref[k]) <= 1e-6 * absref[k], (k, getattr(s, k), ref[k])
+    assert s.max_abs == np.abs(d).max() and s.argmax == int(np.argmax(np.abs(d)))
+    assert s.n_fail == int((np.abs(d) - 1e-2 * np.abs(a) > 1e-3).sum())
+    assert s.min_atol == max(0.0, float((np.abs(d) - 1e-2 * np.abs(a)).max()))
+    assert s.one_minus_cosine == pytest.approx(_omc_reference(a, b), rel=1e-4)
+
+
+@pytest.mark.parametrize("simd", [0, 1])
+def test_f16_candidate_near_zero(simd: int) -> None:
+    """b ≈ 1e-3·a (B tiny, Σad ≈ -Σa²): Σb² and Σab are accumulated directly and the cosine comes from Σab."""
+    rng = np.random.default_rng(24)
+    w = rng.standard_normal(100000).astype(np.float32) * 0.02
+    a16, b16 = w.astype(np.float16), (w * np.float32(1e-3)).astype(np.float16)
+    s = _f16_stats(a16, b16, simd=simd)
+    ref = reference(a16.astype(np.float32), b16.astype(np.float32), 0.0, 0.0)
+    check(s, ref, f32acc=bool(simd))
+    assert s.sum_b2 == pytest.approx(ref["sum_b2"], rel=F32_SUM_REL)
+    cos = ref["sum_ab"] / math.sqrt(ref["sum_a2"] * ref["sum_b2"])
+    assert abs(s.cosine - cos) <= 2 * F32_SUM_REL
+
+
+@pytest.mark.parametrize("simd", [0, 1])
+def test_f16_kahan_adversarial_within_documented_bound(simd: int) -> None:
+    """Each f32 lane sees +32768, thirty 2^-11, -32768 per chunk: the small terms vanish in f32 (ulp(32768) =
+    2^-8), so Σd loses all of its true value - yet stays within F32_SUM_REL·Σ|d|, the documented bound. The double
+    kernel is exact here."""
+    n = 256 * 64
+    j = np.arange(n) // 8 % 32
+    b = np.where(j == 0, 32768.0, np.where(j == 31, -32768.0, 2.0**-11)).astype(np.float16)
+    a = np.zeros(n, np.float16)
+    s = _f16_stats(a, b, simd=simd)
+    ref = reference(a.astype(np.float32), b.astype(np.float32), 0.0, 0.0)
+    check(s, ref, f32acc=bool(simd))
+    assert ref["sum_d"] == n * 30 / 32 * 2.0**-11
+    if simd:
+        assert abs(s.sum_d - ref["sum_d"]) > 1e-3 * abs(ref["sum_d"])  # the f32 lanes really lose the small terms
+    else:
+        assert s.sum_d == ref["sum_d"]
+
+
+@pytest.mark.parametrize("scale", [100.0, 3000.0])
+def test_f16_pair_large_values_take_the_verified_path(scale: float) -> None:
+    """|d| >= 1 in most chunks: each chunk's f32 differences are verified exact (or the chunk is redone in double,
+    e.g. 3000 vs 2^-24); everything still matches the float64 reference."""
+    rng = np.random.default_rng(25)
+    n = 70001
+    w = rng.standard_normal(n).astype(np.float32) * scale
+    a16 = w.astype(np.float16)
+    b16 = (w + rng.standard_normal(n).astype(np.float32) * scale * 1e-2).astype(np.float16)
+    b16[::97] = np.float16(2.0**-24)  # exponent gap > 24 bits against |a| >= 2: not exact in f32
+    for tol in _TOLS:
+        ref = reference(a16.astype(np.float32), b16.astype(np.float32), *tol)
+        for threads in (1, 2):
+            check(_f16_stats(a16, b16, *tol, threads=threads), ref, f32acc=True)

@@ -282,6 +282,8 @@ class DiffStats:
         nonfinite_mismatch: non-finite pairs that fail.
         sum_d, sum_abs, sum_sq: Σd, Σ|d|, Σd² (double, pairwise).
         sum_a, sum_a2, sum_b2, sum_ab: Σa, Σa², Σb², Σab over finite pairs.
+        sum_ad: Σa·d over finite pairs, accumulated directly (for :attr:`one_minus_cosine`;
+            nan when unknown, e.g. a DiffStats built by hand).
         max_abs: max |d| over finite pairs (0 if none).
         argmax: flat index into ``a`` of the first max |d| (-1 if no finite pair).
         min_atol: smallest atol that passes at ``rtol`` (``inf`` if a non-finite mismatch).
@@ -312,6 +314,7 @@ class DiffStats:
     atol: float
     rtol: float
     hist: tuple[int, ...] = field(default=())
+    sum_ad: float = math.nan
 
     @property
     def mean_abs(self) -> float:
@@ -339,10 +342,30 @@ class DiffStats:
         return 0.0 if self.sum_sq == 0 else math.inf
 
     @property
+    def one_minus_cosine(self) -> float:
+        """1 - cosine, with its relative accuracy kept when cosine is within 1e-12 of 1 (nan if a norm is 0).
+
+        With b = a + d: 1 - cos² = (Σa²Σd² - (Σad)²) / (Σa²Σb²), so
+        1 - cos = (Σa²Σd² - (Σad)²) / (Σa²Σb²(1 + cos)). (Σad)² <= Σa²Σd² (Cauchy-Schwarz) and for
+        rounding-like noise (Σad)² << Σa²Σd², so nothing cancels. Used while Σd² < Σb² (then cos > 0 and
+        the error is at most ~2ε of the sums' relative error ε); otherwise, e.g. b ≈ 0 where
+        Σa² ≈ -Σad, it is 1 - Σab/(‖a‖‖b‖) from the directly accumulated Σab. Identical tensors give
+        exactly 0 (Σd² = Σad = 0).
+        """
+        A, B, D, P = self.sum_a2, self.sum_b2, self.sum_sq, self.sum_ad
+        if not (A > 0 and B > 0):
+            return math.nan
+        cos = self.sum_ab / (math.sqrt(A) * math.sqrt(B))
+        if D < B and math.isfinite(P):
+            num = max(A * D - P * P, 0.0)
+            return num / (A * B * (1.0 + min(max(cos, 0.0), 1.0)))
+        return 1.0 - cos
+
+    @property
     def cosine(self) -> float:
-        """Cosine similarity of a and b over finite pairs (nan if either norm is 0)."""
-        den = math.sqrt(self.sum_a2) * math.sqrt(self.sum_b2)
-        return self.sum_ab / den if den > 0 else math.nan
+        """Cosine similarity of a and b over finite pairs (nan if either norm is 0); 1 - :attr:`one_minus_cosine`."""
+        omc = self.one_minus_cosine
+        return 1.0 - omc if omc == omc else math.nan
 
     @property
     def sqnr_db(self) -> float:
@@ -384,7 +407,8 @@ class DiffStats:
         """All raw statistics, the derived metrics and ``passed``, JSON-friendly."""
         d = asdict(self)
         d["hist"] = list(self.hist)
-        for k in ("mean_abs", "mean_d", "mse", "rmse", "rel_l2", "cosine", "sqnr_db", "nmse", "nan_mismatch", "passed"):
+        for k in ("mean_abs", "mean_d", "mse", "rmse", "rel_l2", "cosine", "one_minus_cosine", "sqnr_db", "nmse",
+                  "nan_mismatch", "passed"):
             d[k] = getattr(self, k)
         return d
 

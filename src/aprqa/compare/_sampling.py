@@ -91,7 +91,7 @@ def merge_stats(parts: list[core.DiffStats], offsets: list[int]) -> core.DiffSta
     argmax = parts[best].argmax + offsets[best] if parts[best].argmax >= 0 else -1
     summed: dict[str, Any] = {}
     for f in ("n", "n_equal", "n_finite", "n_fail", "nan_a", "nan_b", "inf_a", "inf_b", "nan_both",
-              "nonfinite_mismatch", "sum_d", "sum_abs", "sum_sq", "sum_a", "sum_a2", "sum_b2", "sum_ab"):
+              "nonfinite_mismatch", "sum_d", "sum_abs", "sum_sq", "sum_a", "sum_a2", "sum_b2", "sum_ab", "sum_ad"):
         summed[f] = sum(getattr(p, f) for p in parts)
     hist = tuple(int(sum(h)) for h in zip(*(p.hist for p in parts))) if parts[0].hist else ()
     return replace(parts[0], **summed, max_abs=parts[best].max_abs, argmax=argmax,
