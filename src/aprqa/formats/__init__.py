@@ -1,7 +1,7 @@
 """Readers and writers of the model formats aprqa understands.
 
 Every format module (safetensors, gguf, apr) exposes the same functions:
-``open(path) -> Model`` and
+``sniff(head) -> bool``, ``open(path) -> Model`` and
 ``write(path, tensors, config, tokenizer, metadata=None)``.
 """
 
@@ -54,12 +54,10 @@ def detect_format(path: str | Path) -> str:
         raise UnsupportedFormatError(path, "looks like a pickle/PyTorch checkpoint; aprqa never unpickles",
                                      field="magic", offset=0,
                                      hint="convert it to SafeTensors with a trusted tool first")
-    if head[:4] == b"GGUF":
-        return "gguf"
-    if head[:3] == b"APR":  # APR\0 / APR2 read; APR1 / APRN refused by the APR reader with a reason
-        return "apr"
-    if st.sniff(head):
-        return "safetensors"
+    # APR's sniff also claims APR1/APRN, so that its reader refuses them with a reason.
+    for fmt in ("gguf", "apr", "safetensors"):
+        if format_module(fmt).sniff(head):
+            return fmt
     raise FormatError(path, f"unrecognised magic bytes {head[:8].hex(' ')} (expected GGUF, APR or SafeTensors)",
                       field="magic", offset=0)
 
