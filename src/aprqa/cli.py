@@ -52,8 +52,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert
     from .report.console import progress_bar
 
-    with progress_bar(_stderr(), enabled=not args.quiet) as advance:
-        result = convert(args.src, args.dst, to=args.to, quant=args.quant, on_tensor=advance,
+    err = _stderr()
+    done = 0
+    with progress_bar(err, enabled=err.is_terminal and not args.quiet and not args.json) as progress:
+        def on_tensor(t) -> None:
+            nonlocal done
+            done += t.nbytes
+            if progress is not None:
+                progress(done, None, t.name)
+
+        result = convert(args.src, args.dst, to=args.to, quant=args.quant, on_tensor=on_tensor,
                          weights_only=args.weights_only)
     changed = sum(1 for _, a, b, _t in result.tensors if a != b)
     transformed = sum(1 for *_x, t in result.tensors if t)
@@ -105,7 +113,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare
-    from .report.compare_console import progress_bar, render_compare
+    from .report.compare_console import render_compare
+    from .report.console import progress_bar
 
     err = _stderr()
     with progress_bar(err, enabled=err.is_terminal and not args.json and not args.no_progress) as progress:

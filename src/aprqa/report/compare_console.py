@@ -3,15 +3,11 @@ live progress bar. Only report/ prints."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeRemainingColumn, TransferSpeedColumn)
-
 from .console import human_bytes
 
 _GOOD = {"IDENTICAL", "EXACT-CAST", "QUANT-FAITHFUL", "TIED", "WITHIN-TOLERANCE"}
@@ -23,22 +19,6 @@ def _g(x: float | None, digits: int = 3) -> str:
     if isinstance(x, float) and not math.isfinite(x):
         return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
     return f"{x:.{digits}g}"
-
-
-@contextlib.contextmanager
-def progress_bar(console: Console, enabled: bool) -> Iterator[Callable[[int, int, str], None] | None]:
-    """A ``progress(done, total, name)`` callback drawing a bar (bytes/s, ETA) on ``console``;
-    yields None when disabled (non-TTY, --json)."""
-    if not enabled:
-        yield None
-        return
-    bar = Progress(TextColumn("tensors   "), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   TimeRemainingColumn(), TextColumn("{task.fields[name]}"), console=console, transient=True)
-    task = bar.add_task("compare", total=None, name="")
-    with bar:
-        def update(done: int, total: int, name: str) -> None:
-            bar.update(task, completed=done, total=total, name=name[-48:])
-        yield update
 
 
 def _side(label: str, s: dict[str, Any]) -> str:

@@ -28,8 +28,7 @@ def _fmt_cfg_value(v: Any) -> str:
 def render_inspect(desc: dict[str, Any], console: Console) -> None:
     """Header lines, a config and tokenizer summary, and the tensor table."""
     tot = desc["totals"]
-    dtypes = ", ".join(f"{k}×{v}" for k, v in sorted(desc["dtypes_sorted"] if "dtypes_sorted" in desc
-                                                      else tot["dtypes"].items()))
+    dtypes = ", ".join(f"{k}×{v}" for k, v in sorted(tot["dtypes"].items()))
     bpw = f"{tot['bits_per_weight']:.2f} bits/weight" if tot["bits_per_weight"] else "—"
     console.print(f"[bold]{desc['path']}[/]")
     console.print(f"format     {desc['format']} · {desc['dialect']}"
@@ -69,23 +68,19 @@ def render_inspect(desc: dict[str, Any], console: Console) -> None:
 
 
 @contextlib.contextmanager
-def progress_bar(console: Console, *, enabled: bool = True,
-                 description: str = "tensors") -> Iterator[Callable[[Any], None]]:
-    """A per-tensor progress bar (bytes/s) on a terminal; a no-op callback elsewhere.
-
-    Yields a callback taking the TensorInfo just processed.
-    """
-    if not enabled or not console.is_terminal:
-        yield lambda _t: None
+def progress_bar(console: Console, enabled: bool) -> Iterator[Callable[[int, int | None, str], None] | None]:
+    """A ``progress(done_bytes, total_bytes, name)`` callback drawing a bar (bytes/s, ETA) on
+    ``console``; yields None when disabled (non-TTY, --json, --quiet). ``total`` may be None."""
+    if not enabled:
+        yield None
         return
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                                TransferSpeedColumn)
 
-    with Progress(TextColumn(f"{description:<10}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  TimeRemainingColumn(), console=console, transient=True) as prog:
-        task = prog.add_task(description, total=None)
-
-        def advance(t: Any) -> None:
-            prog.advance(task, getattr(t, "nbytes", 0))
-
-        yield advance
+    bar = Progress(TextColumn("tensors   "), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   TimeRemainingColumn(), TextColumn("{task.fields[name]}"), console=console, transient=True)
+    task = bar.add_task("tensors", total=None, name="")
+    with bar:
+        def update(done: int, total: int | None, name: str) -> None:
+            bar.update(task, completed=done, total=total, name=name[-48:])
+        yield update
