@@ -228,8 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dtype", choices=["f32", "f16"], default="f32")
     s.set_defaults(func=cmd_synth)
 
-    s = sub.add_parser("demo", help="run the embedded demo end to end (no network)")
-    s.add_argument("--output", default="demo-out", help="directory for generated models and reports")
+    s = sub.add_parser("demo", help="quick tour: convert the synthetic demo model to 5 targets and compare each "
+                                        "(the full demo playbook: aprqa run playbooks/demo.playbook.yaml)")
+    s.add_argument("--output", default="demo-quick", help="directory for the generated models")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("generate", help="greedy-generate N tokens with aprqa's own forward pass")
