@@ -76,3 +76,30 @@ def test_row_length_fallbacks_follow_llama_cpp(tmp_path):
     assert m["model.layers.0.mlp.gate_proj.weight"].dtype.lname == "q5_0"
     assert m["model.layers.0.mlp.down_proj.weight"].dtype.lname == "q5_0"  # rows of 160 = 5 x 32
     assert compare(src, tmp_path / "odd.gguf", fast=True).passed
+
+
+@pytest.mark.parametrize("suffix", [".gguf", ".apr"])
+def test_conversion_streams_one_tensor_at_a_time(tmp_path, qwen2_dir, suffix, monkeypatch):
+    """Re-encoded tensors are produced while the file is written, not all up front: at most one
+    converted payload is alive at a time (the old eager path held all 16)."""
+    import importlib
+    import weakref
+
+    conv = importlib.import_module("aprqa.convert")  # the module (aprqa.convert is the function)
+
+    alive = {"now": 0, "max": 0, "made": 0}
+    real_encode = conv._encode
+
+    def tracked(values, dtype):
+        out = real_encode(values, dtype)
+        alive["now"] += 1
+        alive["made"] += 1
+        alive["max"] = max(alive["max"], alive["now"])
+        weakref.finalize(out, lambda: alive.__setitem__("now", alive["now"] - 1))
+        return out
+
+    monkeypatch.setattr(conv, "_encode", tracked)
+    dst = tmp_path / f"s{suffix}"
+    convert(qwen2_dir, dst, quant="f16")
+    assert alive["made"] == 16 and alive["max"] == 1
+    assert compare(qwen2_dir, dst, fast=True).passed

@@ -176,38 +176,57 @@ def _encode(values: np.ndarray, dtype: DType) -> np.ndarray:
 def convert_tensors(model: Model, fmt: str, quant: "DType | Mix | None",
                     on_tensor: Callable[[TensorInfo], None] | None = None,
                     log: list | None = None) -> Iterator[TensorData]:
-    """Yield the converted tensors of ``model`` for format ``fmt``, one at a time."""
+    """Yield the converted tensors of ``model`` for format ``fmt``.
+
+    A tensor that needs no work is yielded as a zero-copy view of the source. One that needs
+    work (RoPE rows, re-encoding) is yielded *lazy*: the writer lays out the file from its
+    dtype and shape and produces the bytes only when it writes them, so at most one converted
+    tensor is alive at a time (GGUF, APR; the SafeTensors writer needs all payloads at once).
+    ``on_tensor`` is called when a tensor's bytes have been produced.
+    """
     arch = model.config.architecture
     for t in model.tensors.values():
         want = target_dtype(t, quant, fmt)
-        raw = t.raw()
         # Rows of the source in HF order (undo a source GGUF permutation first).
         perm_in = rope_permuted(t.name, arch, model.format)
         perm_out = rope_permuted(t.name, arch, fmt)
+        perm = None
         transform = None
-        rows = t.shape[0] if t.shape else 1
         if perm_in != perm_out:
-            perm = rope_row_permutation(rows, _rope_heads(t, model))
+            perm = rope_row_permutation(t.shape[0], _rope_heads(t, model))
             if perm_in:  # source rows are GGUF-ordered: invert
                 perm = np.argsort(perm)
                 transform = "rope-unpermute"
             else:
                 transform = "rope-permute"
+        if log is not None:
+            log.append((t.name, t.dtype.lname, want.lname, transform))
+        if perm is None and want == t.dtype:
+            if on_tensor is not None:
+                on_tensor(t)
+            yield TensorData.from_info(t)
+        else:
+            yield TensorData(t.name, want, t.shape, _converter(t, want, perm, on_tensor))
+
+
+def _converter(t: TensorInfo, want: DType, perm: np.ndarray | None,
+               on_tensor: Callable[[TensorInfo], None] | None) -> Callable[[], np.ndarray]:
+    """The lazy payload of ``t`` re-encoded to ``want`` with its rows in ``perm`` order."""
+
+    def produce() -> np.ndarray:
+        raw = t.raw()
+        if perm is not None:
             if t.dtype in (DType.APR_Q8, DType.APR_Q4) and want == t.dtype:
                 # APR blocks may cross row boundaries: go through f32.
                 raw = core.quantize(core.dequantize(t).reshape(t.shape)[perm], t.dtype)
             else:
-                raw = _permute_rows_raw(raw, rows, perm) if len(t.shape) >= 1 and rows > 0 else raw
-        if want == t.dtype:
-            data = raw
-        else:
-            values = core.dequantize(raw, t.dtype, t.shape)
-            data = _encode(values, want)
-        if log is not None:
-            log.append((t.name, t.dtype.lname, want.lname, transform))
+                raw = _permute_rows_raw(raw, t.shape[0], perm)
+        data = raw if want == t.dtype else _encode(core.dequantize(raw, t.dtype, t.shape), want)
         if on_tensor is not None:
             on_tensor(t)
-        yield TensorData(t.name, want, t.shape, data)
+        return data
+
+    return produce
 
 
 def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, quant: str | None = None,

@@ -515,7 +515,7 @@ def write(
     if len(meta_bytes) >= 1 << 32:
         raise UsageError(f"APR write: metadata JSON is {len(meta_bytes):,} bytes, the header field is u32")
     index = bytearray()
-    payloads: list[memoryview] = []
+    payloads: list[tuple[TensorData, int]] = []
     rel = 0
     flags = F_ROW_MAJOR
     seen: set[bytes] = set()
@@ -533,18 +533,19 @@ def write(
         n = 1
         for d in td.shape:
             n *= d
-        payload = td.payload()
         exact, padded = _expected_size(td.dtype, tuple(td.shape), n, True)
-        if payload.nbytes not in (exact, padded):
+        # A lazy payload is produced only when written (one at a time) and must have the exact size.
+        size = exact if td.lazy else td.payload().nbytes
+        if size not in (exact, padded):
             raise UsageError(f"APR write: tensor '{td.name}' ({td.dtype.lname}, shape {list(td.shape)}): payload is "
-                             f"{payload.nbytes:,} bytes, expected {exact}")
+                             f"{size:,} bytes, expected {exact}")
         if td.dtype.is_quantized:
             flags |= F_QUANTIZED
         index += struct.pack("<H", len(name)) + name + struct.pack("<BB", code, len(td.shape))
         index += struct.pack(f"<{len(td.shape)}Q", *td.shape)
-        index += struct.pack("<QQ", rel, payload.nbytes)
-        payloads.append(payload)
-        rel = align_up(rel + payload.nbytes, ALIGN)
+        index += struct.pack("<QQ", rel, size)
+        payloads.append((td, size))
+        rel = align_up(rel + size, ALIGN)
     if tokenizer is not None and tokenizer.tokens:
         flags |= F_HAS_VOCAB
     meta_off = HEADER_BYTES
@@ -563,7 +564,14 @@ def write(
         put(bytes(head))
         put(meta_bytes + bytes(index_off - meta_off - len(meta_bytes)))
         put(bytes(index) + bytes(data_off - index_off - len(index)))
-        for p in payloads:
+        for td, size in payloads:
+            p = td.payload()
+            if p.nbytes != size:
+                fh.close()
+                Path(path).unlink(missing_ok=True)
+                raise UsageError(f"APR write: tensor '{td.name}': lazily produced payload is {p.nbytes:,} bytes, "
+                                 f"expected {size:,}")
             put(p)
-            put(bytes(align_up(p.nbytes, ALIGN) - p.nbytes))
+            put(bytes(align_up(size, ALIGN) - size))
+            del p
         fh.write(struct.pack("<I", crc))

@@ -558,30 +558,41 @@ def write(
         else:
             w.add_key_value(key, val, vt)
 
+    # Lay out every tensor from dtype and shape first; payloads (possibly lazy) are produced
+    # and written one at a time afterwards, so a conversion never holds them all.
+    layout: list[tuple[TensorData, int, tuple[int, ...]]] = []
     for td in tds:
         if int(td.dtype) >= 128:
             raise UsageError(f"tensor '{td.name}': dtype {td.dtype.lname} has no GGML type id; GGUF cannot store it")
         n = 1
         for d in td.shape:
             n *= d
-        payload = td.payload()
         try:
             expected = payload_nbytes(td.dtype, n)
         except DTypeError as err:
             raise UsageError(f"tensor '{td.name}': {err}") from err
-        if payload.nbytes != expected:
-            raise UsageError(f"tensor '{td.name}' ({td.dtype.lname}, shape {list(td.shape)}): payload is "
-                             f"{payload.nbytes:,} bytes, expected {expected:,}")
         shape = tuple(td.shape) or (1,)
         row = shape[-1]
         if row % td.dtype.info.block_elems:
             raise UsageError(f"tensor '{td.name}': last dim {row} is not a multiple of block size "
                              f"{td.dtype.info.block_elems} ({td.dtype.lname})")
-        row_bytes = row // td.dtype.info.block_elems * td.dtype.info.block_bytes
-        arr = np.frombuffer(payload, dtype=np.uint8).reshape(shape[:-1] + (row_bytes,))
-        w.add_tensor(gguf_name(td.name), arr, raw_shape=arr.shape,
-                     raw_dtype=_g.GGMLQuantizationType(int(td.dtype)))
+        if not td.lazy and td.payload().nbytes != expected:
+            raise UsageError(f"tensor '{td.name}' ({td.dtype.lname}, shape {list(td.shape)}): payload is "
+                             f"{td.payload().nbytes:,} bytes, expected {expected:,}")
+        byte_shape = shape[:-1] + (row // td.dtype.info.block_elems * td.dtype.info.block_bytes,)
+        w.add_tensor_info(gguf_name(td.name), byte_shape, np.dtype(np.uint8), expected,
+                          raw_dtype=_g.GGMLQuantizationType(int(td.dtype)))
+        layout.append((td, expected, byte_shape))
     w.write_header_to_file()
     w.write_kv_data_to_file()
-    w.write_tensors_to_file()
+    w.write_ti_data_to_file()
+    for td, expected, byte_shape in layout:
+        payload = td.payload()
+        if payload.nbytes != expected:  # only a lazy payload can get here: don't leave half a file
+            w.close()
+            Path(path).unlink(missing_ok=True)
+            raise UsageError(f"tensor '{td.name}' ({td.dtype.lname}, shape {list(td.shape)}): lazily produced "
+                             f"payload is {payload.nbytes:,} bytes, expected {expected:,}")
+        w.write_tensor_data(np.frombuffer(payload, dtype=np.uint8))
+        del payload
     w.close()

@@ -247,9 +247,12 @@ class TensorData:
     """A tensor handed to a writer: canonical name, dtype, logical shape, payload.
 
     ``data`` is either the exact raw payload (``uint8`` array / bytes of
-    ``payload_nbytes(dtype, n)``) or a typed numpy array whose numpy dtype matches
-    ``dtype`` (float32 for F32, float16 for F16, ...). Writers map the canonical
-    name to their own scheme and handle dim order; they never transform data.
+    ``payload_nbytes(dtype, n)``), a typed numpy array whose numpy dtype matches
+    ``dtype`` (float32 for F32, float16 for F16, ...), or a zero-argument callable
+    returning one of those. A callable is *lazy*: writers that can stream (GGUF, APR)
+    lay out the file from ``dtype``/``shape`` first and call it only when that tensor's
+    bytes are written, so a conversion holds one converted tensor at a time. Writers map
+    the canonical name to their own scheme and handle dim order; they never transform data.
     """
 
     name: str
@@ -257,9 +260,13 @@ class TensorData:
     shape: tuple[int, ...]
     data: Any
 
+    @property
+    def lazy(self) -> bool:
+        return callable(self.data)
+
     def payload(self) -> memoryview:
-        """The raw payload bytes (zero-copy where the input is contiguous)."""
-        arr = self.data
+        """The raw payload bytes (zero-copy where the input is contiguous; computed if lazy)."""
+        arr = self.data() if callable(self.data) else self.data
         if isinstance(arr, (bytes, bytearray, memoryview)):
             return memoryview(arr).cast("B")
         arr = np.ascontiguousarray(arr)
