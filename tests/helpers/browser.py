@@ -52,7 +52,7 @@ class PageLoad:
 class Browser:
     """One headless Chromium with one page; use as a context manager."""
 
-    def __init__(self, timeout: float = 60.0) -> None:
+    def __init__(self, timeout: float = 30.0) -> None:
         binary = chromium_binary()
         if binary is None:
             raise RuntimeError("chromium not found (scripts/setup installs it)")
@@ -128,6 +128,10 @@ class Browser:
         self.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
                                                          "mobile": width < 700}, session=True)
         url = Path(path).resolve().as_uri() + fragment
+        # via about:blank, so that a page already open (another fragment) loads afresh and fires "load"
+        self.call("Page.navigate", {"url": "about:blank"}, session=True)
+        self.wait_event("Page.loadEventFired")
+        self.events.clear()
         self.call("Page.navigate", {"url": url}, session=True)
         self.wait_event("Page.loadEventFired")
         self.evaluate("1")  # drain events queued during load

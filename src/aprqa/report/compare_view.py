@@ -11,12 +11,17 @@ from dataclasses import dataclass
 from typing import Any
 
 _LAYER = re.compile(r"^(?:model\.)?layers\.(\d+)\.(.+)$")
-_SHORT = (("self_attn.", "attn."), ("mlp.", "mlp."), (".weight", ""))
 
 # what undoing a diagnosed fault means, for the "as stored → if ..." line
 _UNDONE = {"TRANSPOSED": "if transposed back", "ROW-PERMUTED": "with the rows put back in order",
            "SWAPPED": "against {related}", "DTYPE-MISREAD": "read as the right dtype",
            "SHAPE-MISMATCH": "under the reference shape", "SCALED": "once rescaled", "OFFSET": "once the offset is removed"}
+
+
+# roles in the order data flows through a block; others follow in report order
+ROLE_ORDER = ("input_layernorm", "attn.q_norm", "attn.k_norm", "attn.q_proj", "attn.q_proj.bias", "attn.k_proj",
+              "attn.k_proj.bias", "attn.v_proj", "attn.v_proj.bias", "attn.o_proj", "post_attention_layernorm",
+              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
 
 
 def role_of(name: str) -> tuple[int | None, str]:
@@ -25,10 +30,8 @@ def role_of(name: str) -> tuple[int | None, str]:
     m = _LAYER.match(name)
     if not m:
         return None, name
-    role = m.group(2)
-    for a, b in _SHORT:
-        role = role.replace(a, b) if a != ".weight" else (role[: -len(a)] if role.endswith(a) else role)
-    return int(m.group(1)), role
+    role = m.group(2).replace("self_attn.", "attn.")
+    return int(m.group(1)), role[: -len(".weight")] if role.endswith(".weight") else role
 
 
 def diagnosis(t: Any) -> str:
@@ -73,6 +76,8 @@ def error_grid(report: Any) -> tuple[list[str], list[str], dict[tuple[str, str],
         if role not in cols:
             cols.append(role)
         cells[(f"layer {layer}", role)] = cell
+    seen = {c: i for i, c in enumerate(cols)}
+    cols.sort(key=lambda c: (ROLE_ORDER.index(c) if c in ROLE_ORDER else len(ROLE_ORDER), seen[c]))
     return [f"layer {r}" for r in sorted(rows)], cols, cells, outside
 
 

@@ -111,15 +111,16 @@ def grid_html(report: Any) -> str:
     if not rows and not outside:
         return ""
     parts = ["<h2>Error by layer and tensor role</h2>"]
+    every = [c.value for c in cells.values()] + [c.value for c in outside.values()]  # one colour scale for both
     if rows:
         parts.append('<figure class="card">' + svg.heatmap(
             rows, cols, {k: (c.value, c.passed, c.tip) for k, c in cells.items()}, "relative L2 error by layer "
-            "and tensor role") + "</figure>")
+            "and tensor role", scale=every) + "</figure>")
     if outside:
         parts.append('<figure class="card">' + svg.heatmap(
             ["outside layers"], list(outside), {("outside layers", k): (c.value, c.passed, c.tip)
-                                                for k, c in outside.items()}, "relative L2 error of the other tensors")
-            + "</figure>")
+                                                for k, c in outside.items()}, "relative L2 error of the other tensors",
+            scale=every) + "</figure>")
     parts.append('<p class="small muted">Colour: relative L2 error ‖candidate − source‖ / ‖source‖ of each tensor '
                  "(log scale; grey = 0, bit-identical). A quantized tensor's pass criterion is its error against "
                  "the type's own noise (err/noise, in each tooltip), not this absolute error.</p>")
@@ -148,7 +149,8 @@ def _tensor_rows(ts: list[Any]) -> list[tuple[str, ...]]:
     for t in ts:
         s = t.stats
         out.append((f"<code>{esc(t.name)}</code>", status_html("pass" if t.passed else "fail", t.verdict.value),
-                    esc(f"{t.reference_dtype}→{t.candidate_dtype}"), num(s.rel_l2) if s else "—",
+                    f'<span class="nw">{esc(f"{t.reference_dtype}→{t.candidate_dtype}")}</span>',
+                    num(s.rel_l2) if s else "—",
                     num(s.cosine, 6) if s else "—", num(s.max_abs) if s else "—",
                     num(t.noise.ratio) if t.noise else "—", esc(" · ".join(t.transform)), esc(t.detail)))
     return out

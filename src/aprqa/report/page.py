@@ -33,7 +33,7 @@ main{max-width:1400px;margin:0 auto;padding:16px 24px 48px}
 h1{font-size:22px;margin:8px 0 4px}h2{font-size:17px;margin:28px 0 8px;padding-bottom:4px;border-bottom:1px solid var(--line)}
 h3{font-size:15px;margin:16px 0 6px}
 code,.mono{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:break-word}
-a{color:var(--accent)}code.id{white-space:nowrap}
+a{color:var(--accent)}code.id,.nw{white-space:nowrap}
 .muted{color:var(--muted)}.small{font-size:12px}
 .banner{display:flex;flex-wrap:wrap;gap:8px 16px;align-items:center;padding:12px 16px;border-radius:8px;
 border:1px solid var(--line);margin:8px 0 16px}
@@ -50,7 +50,7 @@ th,td{border-bottom:1px solid var(--line);padding:4px 8px;text-align:left;vertic
 th{font-weight:600;background:#f6f8fa;white-space:nowrap}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 td.wide{min-width:24em}
-.st{white-space:nowrap;font-weight:600}
+.st{font-weight:600}td .st,.cell .st{white-space:nowrap}
 .st.pass{color:var(--pass)}.st.fail{color:var(--fail)}.st.skip{color:var(--skip)}
 .grid{display:grid;gap:16px;grid-template-columns:repeat(auto-fit,minmax(min(100%,560px),1fr))}
 .card{border:1px solid var(--line);border-radius:8px;padding:10px 12px;min-width:0}

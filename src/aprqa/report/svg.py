@@ -264,9 +264,10 @@ def _heat(v: float | None, ax: LogAxis) -> str:
 
 
 def heatmap(rows: Sequence[str], cols: Sequence[str], value: dict[tuple[str, str], tuple[float | None, bool, str]],
-            label: str, width: int = 1300) -> str:
+            label: str, width: int = 1300, scale: Iterable[float | None] = ()) -> str:
     """Rows x columns of cells coloured by a value (log scale); a failing cell is outlined red and
-    marked ✗. ``value[(row, col)] = (value, passed, tooltip)``; absent cells stay blank."""
+    marked ✗. ``value[(row, col)] = (value, passed, tooltip)``; absent cells stay blank. ``scale``:
+    values the colour scale must also span (so that two heatmaps share one scale)."""
     if not rows or not cols:
         return '<p class="muted">nothing to draw</p>'
     longest = max(len(c) for c in cols)
@@ -275,7 +276,7 @@ def heatmap(rows: Sequence[str], cols: Sequence[str], value: dict[tuple[str, str
     ch = 22
     width = int(x0 + cw * len(cols) + 10 + longest * 5)
     height = top + ch * len(rows) + 30
-    ax = LogAxis.fit([v for v, _ok, _t in value.values()], 0, 1)
+    ax = LogAxis.fit([v for v, _ok, _t in value.values()] + list(scale), 0, 1)
     if ax.hi - ax.lo <= 1:  # one decade: widen below so its values take the warm end of the scale
         ax = LogAxis(ax.lo - 2, ax.hi, 0, 1)
     parts = _open(width, height, label)
