@@ -78,7 +78,7 @@ def test_run_report_in_chromium(demo_run, browser, tmp_path):
     assert markers == sum(1 for p in build_points(demo_run) if p) + 3  # + the three legend markers
     assert "✓ PASS" in seen["text"] and "playbook sha256" in seen["text"] and demo_run.playbook_sha256 in seen["text"]
     shots = _shot_dir(tmp_path)
-    assert _png_size(browser.screenshot(shots / "run-report.png", 1400))[0] == 1400
+    assert _png_size(browser.screenshot(shots / "run-report.png", 1400, max_height=3300))[0] == 1400
     # a cell's link opens that cell's detail (CSS :target), and only that one
     anchor = build_run_view(list(demo_run.records)).cells[("apr", "apr-q8")].anchor
     assert browser.evaluate(f"document.querySelectorAll('a.cell[href=\"#{anchor}\"]').length") == 1
@@ -92,7 +92,7 @@ def test_run_report_in_chromium(demo_run, browser, tmp_path):
     _loads_clean(browser, page, 390)
     seen = _seen(browser)
     assert seen["wide"] <= seen["view"] == 390
-    assert _png_size(browser.screenshot(shots / "run-report-narrow.png", 390))[0] == 390
+    assert _png_size(browser.screenshot(tmp_path / "run-report-narrow.png", 390))[0] == 390
 
 
 def build_points(demo_run) -> list[bool]:
@@ -126,7 +126,7 @@ def test_failing_compare_report_in_chromium(failing_compare, browser, tmp_path):
                             ".querySelectorAll('rect').length")
     assert bars == n
     shots = _shot_dir(tmp_path)
-    assert _png_size(browser.screenshot(shots / "compare-report.png", 1400))[0] == 1400
+    assert _png_size(browser.screenshot(shots / "compare-report.png", 1400, max_height=3300))[0] == 1400
     _loads_clean(browser, page, 390)
     seen = _seen(browser)
     assert seen["wide"] <= seen["view"] == 390

@@ -145,7 +145,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     oc = res.outcome_counts()
     out.print(f"{len(res.records)} gates · " + " · ".join(f"{v} {k}" for k, v in oc.items())
               + f" · {res.seconds:.1f} s · {'[green]PASS[/]' if res.passed else '[red]FAIL[/]'}")
-    extra = ", ".join(str(p.name) for p in (res.evidence_jsonl, res.junit, res.summary, res.report) if p)
+    extra = ", ".join(str(p.name) for p in (res.evidence_jsonl, res.junit, res.summary, res.report,
+                                            res.compare_report) if p)
     out.print(f"evidence → {escape(str(res.evidence))} (+ {escape(extra)})")
     skipped = res.not_executed
     if skipped:

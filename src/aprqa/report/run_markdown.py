@@ -20,6 +20,12 @@ def _gate_md(g: GateView) -> list[str]:
         lines += ["| failing tensor | verdict | evidence |", "|---|---|---|"]
         lines += [f"| `{f.get('name')}` | {f.get('verdict')} | {md_cell(f.get('detail', ''))} |" for f in fails]
         lines.append("")
+    prompts = (g.raw_metrics.get("aprqa") or {}).get("prompts") if isinstance(g.raw_metrics.get("aprqa"), dict) else None
+    if prompts:
+        lines += ["| prompt | result | measured |", "|---|---|---|"]
+        lines += [f"| {md_cell(p.get('prompt'))} | {status_md('pass' if p.get('passed') else 'fail')} | "
+                  f"{md_cell(p.get('text'))} |" for p in prompts]
+        lines.append("")
     lines += [f"Reason recorded: {md_cell(g.reason[:600])}", ""]
     return lines
 
