@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..fsio import write_text_atomic
+
 _CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}table{border-collapse:collapse;width:100%}
 td,th{border-bottom:1px solid #ddd;padding:3px 6px;text-align:left;font-size:13px}
@@ -179,5 +181,5 @@ failing tensor in that layer</p>
 
 def write_report(report: Any, path: str | Path) -> Path:
     path = Path(path)
-    path.write_text(render_html(report), encoding="utf-8")
+    write_text_atomic(path, render_html(report))  # all-or-nothing, locked (aprqa.fsio)
     return path

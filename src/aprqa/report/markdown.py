@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..fsio import write_text_atomic
+
 
 def _num(x: Any, d: int = 3) -> str:
     if isinstance(x, float):
@@ -57,5 +59,5 @@ def render_markdown(report: Any) -> str:
 
 def write_report(report: Any, path: str | Path) -> Path:
     path = Path(path)
-    path.write_text(render_markdown(report), encoding="utf-8")
+    write_text_atomic(path, render_markdown(report))  # all-or-nothing, locked (aprqa.fsio)
     return path
