@@ -296,10 +296,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except AprqaError as err:
-        _stderr().print(f"[red]error:[/] {escape(str(err))}", highlight=False)
+        _stderr().print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         return EXIT_INPUT
     except (OSError, MemoryError, RecursionError) as err:  # the boundary: typed, one line, exit 2
-        _stderr().print(f"[red]error:[/] {escape(str(as_aprqa_error(err)))}", highlight=False)
+        _stderr().print(f"[red]error:[/] {escape(str(as_aprqa_error(err)))}", highlight=False, soft_wrap=True)
         return EXIT_INPUT
     except KeyboardInterrupt:
         _stderr().print("interrupted")

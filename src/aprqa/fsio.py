@@ -393,10 +393,10 @@ def atomic_output(dst: str | Path, *, directory: bool = False, make_parents: boo
             _fsync_path(dst.parent)
         except OSError as err:
             _remove(tmp)
+            # errno None: a short write reported by numpy/safetensors, which is a full disk or ulimit -f.
+            full = err.errno in (None, errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
             raise OutputError(dst, f"cannot write the output: {err.strerror or err}"
-                                   + (" (disk full or file size limit)" if err.errno in (errno.ENOSPC, errno.EFBIG,
-                                                                                         errno.EDQUOT) else "")
-                              ) from err
+                              + (" (disk full or file size limit)" if full else "")) from err
         except BaseException:
             _remove(tmp)
             raise
