@@ -107,7 +107,7 @@ def _no_duplicates(path: str | Path, what: str) -> Callable[[list[tuple[str, Any
         out: dict[str, Any] = {}
         for k, v in pairs:
             if k in out:
-                raise InputError(path, f"{what}: duplicate key {k!r} (refused, as the safetensors library does)",
+                raise InputError(path, f"{what}: duplicate key {k!r} (refused: which one is meant is ambiguous)",
                                  field=k)
             out[k] = v
         return out
