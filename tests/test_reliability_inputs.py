@@ -250,6 +250,16 @@ want = core.quantize(x, "q8_0", threads=1)
 with open("/proc/self/status") as fh:
     vm = next(int(l.split()[1]) for l in fh if l.startswith("VmSize:")) * 1024
 resource.setrlimit(resource.RLIMIT_AS, (vm + (48 << 20), resource.RLIM_INFINITY))
+import threading, time
+started = []
+try:  # the limit bites: threads cannot all get a stack
+    for _ in range(64):
+        t = threading.Thread(target=time.sleep, args=(0.2,)); t.start(); started.append(t)
+except RuntimeError:
+    pass
+for t in started:
+    t.join()
+assert len(started) < 64, "the address-space limit did not stop thread creation"
 got = core.quantize(x, "q8_0", threads=64)
 print("same" if np.array_equal(got, want) else "different")
 """
