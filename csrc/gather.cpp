@@ -2,7 +2,7 @@
 // tensors in one call (diagnosis samples), so Python never loops over rows.
 // Every source is bounds-checked like the single-tensor entry points before the
 // GIL is released; the work units are (source, row) pairs spread over threads.
-#include "gather.h"
+#include "batch.h"
 
 #include <pybind11/stl.h>
 
