@@ -33,6 +33,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "dequantize_rows": (".core", "dequantize_rows"),
     "quantize": (".core", "quantize"),
     "diff_stats": (".core", "diff_stats"),
+    "dequantize_all": (".bulk", "dequantize_all"),
     "run_playbook": (".playbook", "run_playbook"),
     "testing": (".testing", None),
 }
