@@ -43,7 +43,7 @@ def _summary(m: Model) -> ModelSummary:
         counts[t.dtype.lname] = counts.get(t.dtype.lname, 0) + 1
     return ModelSummary(path=str(m.path), format=m.format, dialect=m.dialect, architecture=m.config.architecture,
                         tensors=len(m.tensors), nbytes=m.total_bytes, dtypes=counts,
-                        config_line=config_summary(m.config))
+                        config_line=config_summary(m.config), elements=m.total_elements)
 
 
 def _open(x: str | Path | Model) -> tuple[Model, bool]:
