@@ -186,3 +186,12 @@ def test_quantized_from_a_noisier_source_is_degraded(pipeline, ftype, tmp_path):
     rep = compare(pipeline["hf32"], path, fast=True)
     t = _by_gguf_name(rep, VICTIM)
     assert not t.passed and t.verdict.value == "DEGRADED", (dt, t.verdict, t.detail)
+
+
+@pytest.mark.parametrize("ftype", ["q8_0", "q3_k_m", "q2_k", "iq4_xs"])
+def test_output_level_check_agrees(pipeline, ftype):
+    """Without --fast the golden rule runs too: each type has an output profile derived like its
+    tensor band (KL ∝ rel-L2²), and the files whose tensors pass pass it."""
+    rep = compare(pipeline["hf32"], pipeline["files"][ftype], fast=False)
+    assert rep.outputs is not None, rep.outputs_note  # it ran
+    assert rep.passed and rep.outputs.passed, (rep.errors, rep.outputs)

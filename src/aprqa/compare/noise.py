@@ -169,7 +169,7 @@ def _gain_ok(g: float | None, rel: float) -> bool:
     return g is not None and math.isfinite(g) and lo <= g <= hi
 
 
-def limit_for(noise: NoiseFloor, tol: Tolerance, tol_source: str, profile: str) -> float | None:
+def limit_for(noise: NoiseFloor, tol: Tolerance, tol_source: str) -> float | None:
     """The err/noise limit that applies: the step band's for a type judged by its step model
     (unless an override sets one), else the tolerance's."""
     if tol.statistic is not Statistic.NOISE:
@@ -244,8 +244,9 @@ def describe(noise: NoiseFloor, limit: float | None, full: core.DiffStats) -> st
         s += f"; quantized from an {noise.intermediate} intermediate (detected from the per-block bound)"
     if noise.block_bound_violations:
         s += f"; {noise.block_bound_violations:,} sampled elements exceed the per-block bound"
-    if noise.off_grid:
-        s += f"; {noise.off_grid:,} of {noise.grid_checked:,} sampled elements are not on their nearest grid level"
+    if noise.off_grid is not None:
+        s += (f"; {noise.off_grid:,} of {noise.grid_checked:,} sampled elements are not on their nearest grid level"
+              if noise.off_grid else f"; all {noise.grid_checked:,} sampled elements on their nearest grid level")
     lo, hi = bands.gain_range(full.rel_l2)
     if not _gain_ok(noise.gain, full.rel_l2):
         s += f"; gain outside {lo:.4f}..{hi:.4f}"

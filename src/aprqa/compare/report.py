@@ -123,6 +123,7 @@ class NoiseFloor:
             1/(1 + rel²) and 1, plus a margin).
         off_grid, grid_checked: uniform-grid K-quants: sampled elements that are not at the nearest
             level of their sub-block's grid, of those checked; None when not applicable.
+        limit: the err/noise limit applied (the band is ``limit × rel_l2``).
     """
 
     dtype: str
@@ -139,6 +140,7 @@ class NoiseFloor:
     gain: float | None = None
     off_grid: int | None = None
     grid_checked: int = 0
+    limit: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -193,11 +195,13 @@ class TensorResult:
 
     @property
     def error_score(self) -> float:
-        """A sortable badness: err/noise for quantized, rel-L2 otherwise (inf for structural failures)."""
+        """A sortable badness: for quantized, err/noise (over its limit: the share of the band used,
+        so types judged by different bases rank together); rel-L2 otherwise (inf for structural
+        failures)."""
         if self.stats is None:
             return math.inf if not self.passed else 0.0
         if self.noise is not None and math.isfinite(self.noise.ratio):
-            return self.noise.ratio
+            return self.noise.ratio / self.noise.limit if self.noise.limit else self.noise.ratio
         r = self.stats.rel_l2
         return r if math.isfinite(r) else math.inf
 

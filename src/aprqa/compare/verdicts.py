@@ -18,6 +18,7 @@ Order of work for a pair (A = reference, B = candidate):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -395,9 +396,9 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
     if natural is None and tb.dtype.is_quantized and tb.dtype != ta.dtype and raw.nonfinite_mismatch == 0:
         measured = noise_mod.measure(ta, tb, perm, ctx.threads, raw)
         if measured is not None:
-            noise = measured.floor
+            limit = noise_mod.limit_for(measured.floor, tol, tol_src)
+            noise = dataclasses.replace(measured.floor, limit=limit)
             res["noise"] = noise
-            limit = noise_mod.limit_for(noise, tol, tol_src, ctx.policy.profile)
             ok = noise_mod.in_band(noise, limit, raw) and _aggregate_ok(tol, raw)
             desc = noise_mod.describe(noise, limit, raw)
             scaled = noise_mod.scaled(measured, limit, raw) if not ok and limit is not None else None
