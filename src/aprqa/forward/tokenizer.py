@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import FormatError, UsageError
+from ..fsio import CAP_TOKENIZER, read_bounded
 from ..formats.model import Model, TokenizerInfo
 
 # Pre-tokenizer split patterns by GGUF ``tokenizer.ggml.pre`` (public regexes of those tokenizers).
@@ -143,7 +144,11 @@ def load_tokenizer(model: Model) -> Tokenizer:
 
     path = _hf_tokenizer_file(model)
     if path is not None:
-        return Tokenizer(HFTokenizer.from_file(str(path)), source=str(path))
+        text = read_bounded(path, CAP_TOKENIZER, path.name).decode("utf-8", errors="replace")  # bounded, no FIFO
+        try:
+            return Tokenizer(HFTokenizer.from_str(text), source=str(path))
+        except Exception as err:  # the tokenizers library raises plain Exceptions
+            raise FormatError(path, f"the tokenizers library cannot load it: {err}") from None
     info = model.tokenizer
     if info is None or not info.tokens:
         raise UsageError(f"{model.path}: the model carries no tokenizer; give token ids instead of text")
