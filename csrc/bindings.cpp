@@ -13,6 +13,7 @@
 #include "dequant.h"
 #include "diff.h"
 #include "dtypes.h"
+#include "batch.h"
 #include "parallel.h"
 #include "quant.h"
 
@@ -273,4 +274,7 @@ PYBIND11_MODULE(_core, m) {
             return read_probe(s.data, s.size, nt);
         },
         py::arg("buf"), py::arg("threads") = 0, "Sum of all bytes: a read-bandwidth probe for benchmarks.");
+
+    register_gather(m);
+    register_strings(m);
 }

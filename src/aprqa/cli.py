@@ -148,7 +148,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     oc = res.outcome_counts()
     out.print(f"{len(res.records)} gates · " + " · ".join(f"{v} {k}" for k, v in oc.items())
               + f" · {res.seconds:.1f} s · {'[green]PASS[/]' if res.passed else '[red]FAIL[/]'}")
-    extra = ", ".join(str(p.name) for p in (res.evidence_jsonl, res.junit, res.summary, res.report) if p)
+    extra = ", ".join(str(p.name) for p in (res.evidence_jsonl, res.junit, res.summary, res.report,
+                                            res.compare_report) if p)
     out.print(f"evidence → {escape(str(res.evidence))} (+ {escape(extra)})")
     skipped = res.not_executed
     if skipped:
@@ -182,13 +183,14 @@ def cmd_verify_evidence(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report.evidence_report import load_summary, render_console, write
+    from .playbook.evidence import load_evidence
+    from .report.evidence_report import render_console, summarize
+    from .report.run_report import write_run_report
 
-    summary = load_summary(args.evidence)
-    for path, kind in ((args.md, "md"), (args.html, "html")):
-        if path:
-            write(summary, path, kind)
-            _stderr().print(f"wrote {escape(str(path))}")
+    records = load_evidence(args.evidence)
+    summary = summarize(records, str(args.evidence))
+    for path in write_run_report(records, html=args.html, md=args.md, source=str(args.evidence)):
+        _stderr().print(f"wrote {escape(str(path))}")
     if args.json:
         sys.stdout.write(json.dumps(summary.to_dict(), indent=2) + "\n")
     else:
@@ -280,8 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("report", help="summarize an evidence file (aprqa's or apr-qa's): families, causes, notes")
     s.add_argument("evidence", help="evidence.json (array or apr-qa's {\"evidence\": [...]}) or evidence.jsonl")
-    s.add_argument("--md", metavar="PATH", help="also write a Markdown summary")
-    s.add_argument("--html", metavar="PATH", help="also write a self-contained HTML summary")
+    s.add_argument("--md", metavar="PATH", help="also write the run report as Markdown (for PR comments)")
+    s.add_argument("--html", metavar="PATH", help="also write the run report as one self-contained HTML page")
     s.add_argument("--json", action="store_true", help="print the summary as JSON instead of the console view")
     s.set_defaults(func=cmd_report)
     return p

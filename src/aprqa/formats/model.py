@@ -128,6 +128,8 @@ class ArchConfig:
 
 def _hash_strings(items: Iterable[str]) -> str:
     """sha256 over length-prefixed UTF-8 strings (so ``["ab"]`` != ``["a", "b"]``)."""
+    if hasattr(items, "sha256"):  # formats._strings.PackedStrings: its bytes are this encoding
+        return items.sha256()  # type: ignore[no-any-return]
     h = hashlib.sha256()
     for s in items:
         b = s.encode("utf-8", "surrogatepass")
