@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError, UsageError
-from ..fsio import CAP_TOKENIZER, read_bounded
 from ..formats.model import Model, TokenizerInfo
+from ..fsio import CAP_TOKENIZER, read_bounded
 
 # Pre-tokenizer split patterns by GGUF ``tokenizer.ggml.pre`` (public regexes of those tokenizers).
 _QWEN2_PAT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
