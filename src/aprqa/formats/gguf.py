@@ -32,8 +32,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..dtypes import DType, ggml_type, payload_nbytes
-from ..fsio import atomic_output
 from ..errors import DTypeError, FormatError, UnsupportedFormatError, UsageError
+from ..fsio import atomic_output
 from ._binary import Cursor, align_up, check_extents
 from ._strings import PackedStrings, read_string_array
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo

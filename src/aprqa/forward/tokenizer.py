@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import FormatError, UsageError
 from ..formats.model import Model, TokenizerInfo
+from ..fsio import CAP_TOKENIZER, read_bounded
 
 # Pre-tokenizer split patterns by GGUF ``tokenizer.ggml.pre`` (public regexes of those tokenizers).
 _QWEN2_PAT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
@@ -143,7 +144,11 @@ def load_tokenizer(model: Model) -> Tokenizer:
 
     path = _hf_tokenizer_file(model)
     if path is not None:
-        return Tokenizer(HFTokenizer.from_file(str(path)), source=str(path))
+        text = read_bounded(path, CAP_TOKENIZER, path.name).decode("utf-8", errors="replace")  # bounded, no FIFO
+        try:
+            return Tokenizer(HFTokenizer.from_str(text), source=str(path))
+        except Exception as err:  # the tokenizers library raises plain Exceptions
+            raise FormatError(path, f"the tokenizers library cannot load it: {err}") from None
     info = model.tokenizer
     if info is None or not info.tokens:
         raise UsageError(f"{model.path}: the model carries no tokenizer; give token ids instead of text")
