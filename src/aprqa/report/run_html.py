@@ -51,7 +51,11 @@ def gate_detail_html(g: GateView) -> str:
              f"<code class=id>{esc(g.gate_id)}</code> {esc(g.title)}</h3>"]
     if g.status == "skip":
         parts.append(f"<p><b>Why skipped:</b> {esc(g.reason)}</p>")
-    elif g.measures:
+    out_fails = (g.output_check or {}).get("failures") or []
+    if out_fails:  # the output check's own verdicts, as recorded
+        parts.append("<ul>" + "".join(f"<li>{status_html('fail', 'outside the limit:')} {esc(f)}</li>"
+                                      for f in out_fails) + "</ul>")
+    if g.status != "skip" and g.measures:
         parts.append(table(("measure", "measured", "limit"),
                            ((esc(m.name), esc(num(m.value)), esc(m.limit)) for m in g.measures)))
     if g.tensor:

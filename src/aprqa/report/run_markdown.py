@@ -11,6 +11,9 @@ def _gate_md(g: GateView) -> list[str]:
     lines = [f"**{status_md(g.status, g.outcome)}** `{g.gate_id}` {md_cell(g.title)}", ""]
     if g.status == "skip":
         return lines + [f"Why skipped: {md_cell(g.reason)}", ""]
+    out_fails = (g.output_check or {}).get("failures") or []
+    if out_fails:
+        lines += [f"- ✗ outside the limit: {md_cell(f)}" for f in out_fails] + [""]
     if g.measures:
         lines += ["| measure | measured | limit |", "|---|---|---|"]
         lines += [f"| {md_cell(m.name)} | {md_cell(num(m.value))} | {md_cell(m.limit)} |" for m in g.measures]
