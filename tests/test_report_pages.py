@@ -260,3 +260,17 @@ def test_compare_sections_render_their_part_and_nothing_when_empty(failing_compa
     assert "✗" not in grid_html(same)  # nothing failed, nothing marked
     md = write_markdown(same, tmp_path / "same.md").read_text()
     assert md.startswith("# aprqa compare: PASS") and "## Failing tensors" not in md
+
+
+@pytest.mark.parametrize("records", [
+    [{"gate_id": "F-CONV-S-G", "metadata": "not a dict", "scenario": {"model": "x", "format": 3}}],
+    [{"gate_id": "F-CONV-S-G", "outcome": "Falsified", "metadata": {"thresholds": 5, "environment": 7},
+      "metrics": {"aprqa": {"tensor": {"failures": ["x"], "bits_per_weight": "8", "worst": 1, "verdicts": [1]},
+                            "output": {"metrics": [], "failures": "y"}, "prompts": [1]}}}],
+    [{"gate_id": "F-GOLDEN-RULE-001", "metrics": None, "host": [], "scenario": None}, 5],
+], ids=["metadata-str", "wrong-types", "nones"])
+def test_run_report_of_edited_evidence_renders_what_is_there(records, tmp_path):
+    """Edited or foreign evidence is drawn as far as it goes, never a traceback."""
+    html, md = write_run_report(records, html=tmp_path / "r.html", md=tmp_path / "r.md")
+    assert "F-CONV-S-G" in html.read_text() + md.read_text() or "F-GOLDEN-RULE-001" in html.read_text()
+    assert write_run_report(records) == []  # nothing asked, nothing built or written
