@@ -166,19 +166,21 @@ def section_compare(args: argparse.Namespace, tmp: Path) -> dict:
 # ----------------------------------------------------------------------------- startup
 
 
-_IMPORT_PROBE = "import time; t0 = time.perf_counter(); import {mod}; print(time.perf_counter() - t0)"
+_IMPORT_PROBE = ("import time; t0, c0 = time.perf_counter(), time.process_time(); import {mod}; "
+                 "print(time.perf_counter() - t0, time.process_time() - c0)")
 _IMPORTS = ("numpy", "aprqa", "aprqa.compare", "aprqa.cli, aprqa.formats, aprqa.inspect, aprqa.report.console")
 
 
 def section_startup(args: argparse.Namespace, tmp: Path) -> dict:
     rounds = 1 if args.smoke else max(args.rounds, 7)
-    # in process: seconds of the import statement itself, each in a fresh interpreter, interleaved
-    secs: dict[str, list[float]] = {m: [] for m in _IMPORTS}
+    # in process: the import statement itself (wall and CPU), each in a fresh interpreter, interleaved
+    secs: dict[str, list[list[float]]] = {m: [] for m in _IMPORTS}
     for _ in range(rounds + 1):
         for m in _IMPORTS:
             r = run_process([PY, "-c", _IMPORT_PROBE.format(mod=m)])
-            secs[m].append(float(r.stdout.strip()))
-    imports = {m: statistics.median(v[1:]) for m, v in secs.items()}  # first round: warm-up
+            secs[m].append([float(x) for x in r.stdout.split()])
+    imports = {m: statistics.median(x[0] for x in v[1:]) for m, v in secs.items()}  # first round: warm-up
+    imports_cpu = {m: statistics.median(x[1] for x in v[1:]) for m, v in secs.items()}
     cmds = {
         "python -c pass": [PY, "-c", "pass"],
         "python -c 'import numpy'": [PY, "-c", "import numpy"],
@@ -187,16 +189,17 @@ def section_startup(args: argparse.Namespace, tmp: Path) -> dict:
     }
     procs = interleaved(cmds, rounds)
     print(f"startup: {rounds} rounds, load average {os.getloadavg()[0]:.1f}")
-    for m, v in imports.items():
-        print(f"  import {m:<66} {v * 1e3:7.1f} ms")
+    for m in _IMPORTS:
+        print(f"  import {m:<66} {imports[m] * 1e3:7.1f} ms wall {imports_cpu[m] * 1e3:7.1f} ms cpu")
     base = procs["python -c pass"]
     for k, v in procs.items():
         print(line(k, v, base if k != "python -c pass" else None))
-    path = imports[_IMPORTS[-1]]
-    print(f"  import aprqa {imports['aprqa'] * 1e3:.0f} ms; the inspect path's imports {path * 1e3:.0f} ms "
-          f"(numpy alone {imports['numpy'] * 1e3:.0f} ms); target <= 80 ms: "
-          f"{'MET' if path <= 0.08 else 'NOT MET'}")
-    return {"section": "startup", "import_s": {k: round(v, 4) for k, v in imports.items()}, "processes": procs,
+    path = _IMPORTS[-1]
+    print(f"  the inspect path's imports: {imports[path] * 1e3:.0f} ms wall, {imports_cpu[path] * 1e3:.0f} ms cpu "
+          f"(numpy alone {imports[_IMPORTS[0]] * 1e3:.0f} / {imports_cpu[_IMPORTS[0]] * 1e3:.0f} ms); target <= 80 ms: "
+          f"{'MET' if imports[path] <= 0.08 else 'NOT MET'} on wall time")
+    return {"section": "startup", "import_s": {k: round(v, 4) for k, v in imports.items()},
+            "import_cpu_s": {k: round(v, 4) for k, v in imports_cpu.items()}, "processes": procs,
             "targets": {"import_s": 0.08}}
 
 
