@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Sequence
 
 from rich.console import Console
-from rich.markup import escape
 
 from . import __version__
-from .errors import AprqaError
+from .errors import AprqaError, as_aprqa_error
+from .fsio import check_output
+from .textsafe import markup_safe as escape  # rich markup + terminal control characters
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 
@@ -87,12 +88,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .forward import detokenize, generate, tokenize
+    from .forward import detokenize, generate, parse_ids, tokenize
     from .formats import open_model
 
     with open_model(args.model) as model:
         if args.ids is not None:
-            ids = [int(x) for x in args.ids.replace(",", " ").split()]
+            ids = parse_ids(args.ids)
         else:
             ids = tokenize(model, args.prompt)
         new = generate(model, ids, args.n, device=args.device)
@@ -116,6 +117,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .report.compare_console import render_compare
     from .report.console import progress_bar
 
+    if args.report:
+        check_output(Path(args.report))  # a bad --report path fails now, not after the comparison
     err = _stderr()
     with progress_bar(err, enabled=err.is_terminal and not args.json and not args.no_progress) as progress:
         report = compare(args.reference, args.candidate, fast=args.fast, profile=args.profile,
@@ -295,7 +298,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except AprqaError as err:
-        _stderr().print(f"[red]error:[/] {escape(str(err))}", highlight=False)
+        _stderr().print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+        return EXIT_INPUT
+    except (OSError, MemoryError, RecursionError) as err:  # the boundary: typed, one line, exit 2
+        _stderr().print(f"[red]error:[/] {escape(str(as_aprqa_error(err)))}", highlight=False, soft_wrap=True)
         return EXIT_INPUT
     except KeyboardInterrupt:
         _stderr().print("interrupted")

@@ -57,11 +57,10 @@ def _call(fn: Any, *args: Any, **kw: Any) -> Any:
     """Run a core function, mapping its ValueError to aprqa's typed errors."""
     try:
         return fn(*args, **kw)
+    except _core.DTypeError as err:  # registered in csrc/bindings.cpp: mapped by type, not message
+        raise DTypeError(str(err)) from err
     except ValueError as err:
-        msg = str(err)
-        if msg.startswith("unsupported dtype") or msg.startswith("unknown dtype"):
-            raise DTypeError(msg) from err
-        raise CoreUsageError(msg) from err
+        raise CoreUsageError(str(err)) from err
 
 
 def _is_tensor_info(obj: Any) -> bool:

@@ -18,6 +18,7 @@ Order of work for a pair (A = reference, B = candidate):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -25,20 +26,18 @@ from typing import Callable
 import numpy as np
 
 from .. import core
-from ..dtypes import DType, payload_nbytes
+from ..dtypes import DType
 from ..errors import AprqaError, DTypeError
 from ..formats.model import Model, TensorInfo
 from ..formats.naming import layer_index
+from . import noise as noise_mod
 from . import transforms as tf
 from .diagnose import CONFIRM_FLOAT_REL as _CONFIRM_FLOAT_REL
-from .diagnose import FLOAT_EPS as _FLOAT_EPS
 from .diagnose import Diagnoser, Hypothesis, SwapIndex, misread_as
 from .diagnose import dequantizable as _dequantizable
 from .diagnose import match_threshold as _match_threshold
 from .diagnose import numeric as _numeric
-from .diagnose import quantizable as _quantizable
-from ._sampling import (NOISE_SAMPLE_ELEMENTS, RowReader, as_2d, chunked_diff, rel_l2, release, row_aligned,
-                        sample_rows)
+from ._sampling import as_2d, chunked_diff, release, row_aligned
 from .report import NoiseFloor, TensorResult, TensorStats, Verdict
 from .tolerance import Statistic, Tolerance, TolerancePolicy
 
@@ -115,78 +114,8 @@ def _np_dtype(dt: DType) -> type:
     return {DType.F32: np.uint32, DType.F16: np.uint16, DType.BF16: np.uint16, DType.F64: np.uint64}[dt]
 
 
-# ----------------------------------------------------------------------------- noise floor
-
-
-def _noise_floor(ta: TensorInfo, tb: TensorInfo, perm: np.ndarray | None, threads: int | None,
-                 full_rel_l2: float) -> NoiseFloor | None:
-    """Re-quantize sampled rows of A with B's type (our quantizer) and measure both errors."""
-    dt = tb.dtype
-    if not _quantizable(dt):
-        return None
-    rows, cols = as_2d(ta.shape)
-    if dt is DType.APR_Q8 or not row_aligned(dt, cols):
-        idx = np.arange(rows, dtype=np.int64)  # tensor-wide scale / unaligned rows: whole tensor
-    else:
-        idx = sample_rows(rows, cols, NOISE_SAMPLE_ELEMENTS)
-    ra = RowReader(ta.raw(), ta.dtype, rows, cols, threads)
-    rb = RowReader(tb.raw(), dt, rows, cols, threads)
-    a = ra.rows_at(perm[idx] if perm is not None else idx)
-    b = rb.rows_at(idx)
-    q = core.quantize(a, dt, threads=threads if a.size > (1 << 20) else 1)
-    deq = core.dequantize(q, dt, a.shape, threads=1)
-    floor = rel_l2(a, deq)
-    cand = rel_l2(a, b)
-    blocks_equal = blocks = 0
-    violations: int | None = None
-    if dt is not DType.APR_Q8 and row_aligned(dt, cols):
-        row_b = payload_nbytes(dt, cols)
-        raw_b = tb.raw()
-        got = np.concatenate([raw_b[i * row_b:(i + 1) * row_b] for i in idx]) if len(idx) < rows else raw_b
-        bb = dt.info.block_bytes
-        if got.nbytes == q.nbytes and got.nbytes % bb == 0:
-            eq = (got.reshape(-1, bb) == q.reshape(-1, bb)).all(axis=1)
-            blocks_equal, blocks = int(eq.sum()), int(eq.size)
-        if dt in (DType.Q8_0, DType.Q4_0):
-            d = np.abs(got.reshape(-1, bb)[:, :2].copy().view(np.float16).astype(np.float32).ravel())
-            k = 0.5625 if dt is DType.Q8_0 else 1.0625  # d/2 (d for Q4_0's clamped edge) + f16 scale rounding
-            a32 = a.reshape(-1, 32)
-            err = np.abs(b.reshape(-1, 32) - a32)
-            # a reference stored narrower than f32 may have been quantized from its wider source:
-            # allow its own half-ulp on top of the block bound
-            slack = _FLOAT_EPS.get(ta.dtype, 0.0) if ta.dtype is not DType.F32 else 0.0
-            bound = (k * d)[:, None] * (1 + 1e-6) + slack * np.abs(a32) + 1e-30
-            violations = int((err > bound).sum())
-    n_floor_rows = len(idx)
-    if len(idx) < rows and not _same_error(full_rel_l2, cand):
-        # The sampled rows do not represent the tensor (damage elsewhere, or rows of very different
-        # scale): measure the floor on every row instead of trusting the sample.
-        every = np.arange(rows, dtype=np.int64)
-        a_all = ra.rows_at(perm if perm is not None else every)
-        floor = rel_l2(a_all, core.dequantize(core.quantize(a_all, dt, threads=threads), dt, a_all.shape,
-                                              threads=threads))
-        n_floor_rows = rows
-        ratio = _ratio(full_rel_l2, floor)
-    elif len(idx) < rows:
-        ratio = _ratio(cand, floor)  # like for like: candidate and floor on the same sampled rows
-    else:
-        ratio = _ratio(full_rel_l2, floor)
-    return NoiseFloor(dt.lname, floor, cand, ratio, n_floor_rows, rows, blocks_equal, blocks, violations)
-
-
-def _same_error(full: float, sample: float, factor: float = 1.25) -> bool:
-    """Whether the whole-tensor rel-L2 and the sampled rows' rel-L2 agree within ``factor``."""
-    if not (math.isfinite(full) and math.isfinite(sample)):
-        return False
-    if full == 0 or sample == 0:
-        return full == sample
-    return 1 / factor <= full / sample <= factor
-
-
-def _ratio(err: float, floor: float) -> float:
-    if floor > 0:
-        return err / floor
-    return 1.0 if err == 0 else math.inf
+# ----------------------------------------------------------------------------- noise floor: compare/noise.py
+# ----------------------------------------------------------------------------- diagnosis: compare/diagnose.py
 
 
 # ----------------------------------------------------------------------------- the judge
@@ -269,25 +198,21 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
             detail = (f"not round-to-nearest-even: {bad:,} of {raw.n:,} elements differ from the correctly "
                       f"rounded {tb.dtype.lname} value{how}; max |d| {raw.max_abs:.3g}")
     if natural is None and tb.dtype.is_quantized and tb.dtype != ta.dtype and raw.nonfinite_mismatch == 0:
-        noise = _noise_floor(ta, tb, perm, ctx.threads, raw.rel_l2)
-        if noise is not None:
+        measured = noise_mod.measure(ta, tb, perm, ctx.threads, raw)
+        if measured is not None:
+            limit = noise_mod.limit_for(measured.floor, tol, tol_src)
+            noise = dataclasses.replace(measured.floor, limit=limit)
             res["noise"] = noise
-            limit = tol.max_noise_ratio if tol.statistic is Statistic.NOISE else None
-            ok = limit is not None and noise.ratio <= limit and not noise.block_bound_violations
-            ok = ok and _aggregate_ok(tol, raw)
-            same_alg = (f"; bit-identical to our {noise.dtype} quantizer on {noise.blocks_bit_equal:,}/"
-                        f"{noise.blocks_compared:,} sampled blocks" if noise.blocks_compared and
-                        noise.blocks_bit_equal == noise.blocks_compared else "")
-            desc = (f"err/noise {noise.ratio:.3g} (rel-L2 {raw.rel_l2:.3g}, {noise.dtype} noise "
-                    f"{noise.rel_l2:.3g}), cos {raw.cosine:.6f}, SQNR {raw.sqnr_db:.1f} dB{same_alg}")
-            if noise.block_bound_violations:
-                desc += f"; {noise.block_bound_violations:,} sampled elements exceed the per-block bound"
+            ok = noise_mod.in_band(noise, limit, raw) and _aggregate_ok(tol, raw)
+            desc = noise_mod.describe(noise, limit, raw)
+            scaled = noise_mod.scaled(measured, limit, raw) if not ok and limit is not None else None
             if ok:
-                natural, detail = Verdict.QUANT_FAITHFUL, desc
-            elif limit is not None:
-                detail = desc + f" > limit {limit:g}"
+                natural, detail = Verdict.QUANT_FAITHFUL, "within the " + desc
+            elif scaled is not None:
+                return _result(ta, tb, name, Verdict.SCALED, False, detail=f"{scaled[1]}; outside the {desc}",
+                               **dict(res, transform=transform + (f"scale({scaled[0]:.4g})",)))
             else:
-                detail = desc
+                detail = ("outside the " if limit is not None else "") + desc
 
     if natural is not None and not (tol.statistic is Statistic.EXACT and ctx.policy.profile == "exact"
                                     and natural is not Verdict.IDENTICAL):
@@ -314,7 +239,7 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
         return _result(ta, tb, name, Verdict.NAN_INF, False,
                        detail=f"{raw.nan_b - raw.nan_both:,} NaN and {raw.inf_b:,} Inf in the candidate where the "
                               f"reference is finite ({raw.nan_a:,} NaN / {raw.inf_a:,} Inf in the reference)", **res)
-    if math.isfinite(raw.cosine) and raw.cosine >= _SAME_TENSOR_COSINE:
+    if _same_tensor(raw, noise):
         if not detail:
             detail = f"rel-L2 {raw.rel_l2:.3g}, max |d| {raw.max_abs:.3g}, cos {raw.cosine:.6f}"
         if explicit:
@@ -323,6 +248,16 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
     return _result(ta, tb, name, Verdict.CORRUPT, False,
                    detail=f"no known fault explains it: rel-L2 {raw.rel_l2:.3g}, cos {raw.cosine:.4f}, "
                           f"max |d| {raw.max_abs:.3g}", **res)
+
+
+def _same_tensor(s: core.DiffStats, noise: NoiseFloor | None) -> bool:
+    """DEGRADED (still this tensor) rather than CORRUPT: cosine ≥ 0.95, or for a quantized candidate
+    an error within 3× what its type produces (a faithful Q2_K tensor's own cosine is about 0.95)."""
+    if not math.isfinite(s.cosine):
+        return False
+    if s.cosine >= _SAME_TENSOR_COSINE:
+        return True
+    return noise is not None and s.cosine > 0 and s.rel_l2 <= 3 * noise.rel_l2
 
 
 def _aggregate_ok(tol: Tolerance, s: core.DiffStats) -> bool:

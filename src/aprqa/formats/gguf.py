@@ -32,6 +32,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..dtypes import DType, ggml_type, payload_nbytes
+from ..fsio import atomic_output
 from ..errors import DTypeError, FormatError, UnsupportedFormatError, UsageError
 from ._binary import Cursor, align_up, check_extents
 from ._strings import PackedStrings, read_string_array
@@ -473,7 +474,7 @@ def _kv_type(value: Any) -> Any:
     raise UsageError(f"metadata value {value!r} has no GGUF type")
 
 
-def write(
+def _write_file(
     path: Path,
     tensors: Iterable[TensorData],
     config: ArchConfig,
@@ -599,3 +600,10 @@ def write(
         w.write_tensor_data(np.frombuffer(payload, dtype=np.uint8))
         del payload
     w.close()
+
+
+def write(path: Path, tensors: Iterable[TensorData], config: ArchConfig, tokenizer: TokenizerInfo | None,
+          metadata: dict | None = None) -> None:
+    """Write atomically (``fsio.atomic_output``): the old file or the complete new one, never a part."""
+    with atomic_output(path) as tmp:
+        _write_file(tmp, tensors, config, tokenizer, metadata)

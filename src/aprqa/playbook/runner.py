@@ -565,10 +565,11 @@ class _Runner:
     def run(self) -> RunResult:
         t0 = time.perf_counter()
         self.work.mkdir(parents=True, exist_ok=True)
+        # Locks the output for the run: a second run into it fails here, before deleting anything.
+        self.stream = EvidenceStream(self.out / "evidence.jsonl")
         for stale in ("evidence.json", "junit.xml", "summary.md", "report.html", "report.md", "compare-report.html"):
             (self.out / stale).unlink(missing_ok=True)
         self.labels: dict[tuple, str] = {}
-        self.stream = EvidenceStream(self.out / "evidence.jsonl")
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="aprqa-gate")
         try:
             self._plan_and_run()

@@ -8,6 +8,8 @@ from typing import Any, Callable, Iterator
 from rich.console import Console
 from rich.text import Text
 
+from ..textsafe import markup_safe as esc, printable  # names come from files: no markup, no control codes
+
 
 def human_bytes(n: int | float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
@@ -49,20 +51,20 @@ def render_inspect(desc: dict[str, Any], console: Console) -> None:
     tot = desc["totals"]
     dtypes = ", ".join(f"{k}×{v}" for k, v in sorted(tot["dtypes"].items()))
     bpw = f"{tot['bits_per_weight']:.2f} bits/weight" if tot["bits_per_weight"] else "—"
-    console.print(f"[bold]{desc['path']}[/]")
-    console.print(f"format     {desc['format']} · {desc['dialect']}"
-                  + (f"  ({desc['dialect_note']})" if desc["dialect_note"] else ""))
+    console.print(f"[bold]{esc(desc['path'])}[/]")
+    console.print(f"format     {desc['format']} · {esc(desc['dialect'])}"
+                  + (f"  ({esc(desc['dialect_note'])})" if desc["dialect_note"] else ""))
     cfg = desc["config"]
-    console.print(f"config     {cfg['architecture'] or '—'} · hidden {_fmt_cfg_value(cfg['hidden_size'])} · "
+    console.print(f"config     {esc(cfg['architecture'] or '—')} · hidden {_fmt_cfg_value(cfg['hidden_size'])} · "
                   f"layers {_fmt_cfg_value(cfg['num_layers'])} · heads {_fmt_cfg_value(cfg['num_heads'])}/"
                   f"{_fmt_cfg_value(cfg['num_kv_heads'])} (head dim {_fmt_cfg_value(cfg['head_dim'])}) · "
                   f"ffn {_fmt_cfg_value(cfg['intermediate_size'])} · vocab {_fmt_cfg_value(cfg['vocab_size'])}")
-    console.print(f"           rope {_fmt_cfg_value(cfg['rope_theta'])} {_fmt_cfg_value(cfg['rope_style'])} · "
+    console.print(f"           rope {_fmt_cfg_value(cfg['rope_theta'])} {esc(_fmt_cfg_value(cfg['rope_style']))} · "
                   f"rms eps {_fmt_cfg_value(cfg['rms_eps'])} · tied embeddings "
                   f"{_fmt_cfg_value(cfg['tied_embeddings'])} · context {_fmt_cfg_value(cfg['context_length'])}")
     tok = desc["tokenizer"]
     if tok:
-        console.print(f"tokenizer  {tok['model_type']} · {tok['vocab_size']:,} tokens · "
+        console.print(f"tokenizer  {esc(tok['model_type'])} · {tok['vocab_size']:,} tokens · "
                       f"{tok['merges_count']:,} merges · bos {_fmt_cfg_value(tok['bos_id'])} · "
                       f"eos {_fmt_cfg_value(tok['eos_id'])} · pad {_fmt_cfg_value(tok['pad_id'])} · "
                       f"vocab sha256 {tok['vocab_sha256'][:12]}")
@@ -70,11 +72,12 @@ def render_inspect(desc: dict[str, Any], console: Console) -> None:
         console.print("tokenizer  [yellow]none embedded[/]")
     rows = []
     for r in desc["tensors"]:
-        canon = (r["name"], "") if r["known_name"] else (f"{r['name']} (unknown)", "yellow")
+        name = printable(r["name"], keep_newlines=False)  # Text cells: no markup, but control codes neutralized
+        canon = (name, "") if r["known_name"] else (f"{name} (unknown)", "yellow")
         if r["name"] == r["source_name"] and r["known_name"]:
             canon = ("=", "")
         offset = (f"{r['offset']:,} (past EOF)", "red") if r["past_eof"] else (f"{r['offset']:,}", "")
-        rows.append(((r["source_name"], ""), canon, (r["dtype"], ""), ("×".join(map(str, r["shape"])) or "scalar", ""),
+        rows.append(((printable(r["source_name"], keep_newlines=False), ""), canon, (r["dtype"], ""), ("×".join(map(str, r["shape"])) or "scalar", ""),
                      (f"{r['nbytes']:,}", ""), offset))
     console.print(_columns(("source name", "canonical name", "dtype", "shape", "bytes", "offset"),
                            (False, False, False, False, True, True), rows),
@@ -82,7 +85,7 @@ def render_inspect(desc: dict[str, Any], console: Console) -> None:
     console.print(f"totals     {tot['tensors']} tensors · {tot['elements']:,} elements · "
                   f"{human_bytes(tot['bytes'])} · {bpw} · {dtypes}")
     for w in desc["warnings"]:
-        console.print(f"[yellow]warning[/]    {w}")
+        console.print(f"[yellow]warning[/]    {esc(w)}")
 
 
 @contextlib.contextmanager

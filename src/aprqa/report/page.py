@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..playbook.evidence import atomic_write_text
+from ..fsio import write_text_atomic
 
 # status -> (css class, icon, word): the icon and word carry the meaning without colour
 STATUS = {
@@ -152,5 +152,5 @@ def md_cell(x: Any) -> str:
 def write_page(path: str | Path, text: str) -> Path:
     """Write a report file (HTML or Markdown) atomically; every report writer goes through here."""
     p = Path(path)
-    atomic_write_text(p, text)
+    write_text_atomic(p, text)
     return p
