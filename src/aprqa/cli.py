@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--verify", action="store_true", help="also verify whole-file checksums (reads every byte)")
     s.set_defaults(func=cmd_inspect)
 
-    from .convert import QUANT_CHOICES
+    from .quantmix import QUANT_CHOICES
 
     s = sub.add_parser("convert", help="reference converter between SafeTensors, GGUF and APR")
     s.add_argument("src", help="source model (file or HF directory)")

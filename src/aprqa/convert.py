@@ -30,10 +30,8 @@ from .formats import FORMATS, format_module, open_model
 from .formats.model import Model, TensorData, TensorInfo
 from .formats.naming import LLAMA_FAMILY, ROPE_PERMUTED_ARCHS, rope_permuted
 from .fsio import refuse_input_as_output
-from .quantmix import Mix, is_mix, unquantizable_types
+from .quantmix import QUANT_CHOICES, Mix, is_mix, unquantizable_types
 
-QUANT_CHOICES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k",
-                 "apr-q4", "apr-q8", "q4_k_m", "q5_k_m", "q3_k_m")
 # llama.cpp mixes (aprqa.quantmix): per-tensor types; q3_k_m needs Q3_K, which aprqa.core cannot
 # quantize, so converting to it is refused with the tensors that need it.
 
