@@ -233,9 +233,17 @@ class ModelSummary:
     nbytes: int
     dtypes: dict[str, int]
     config_line: str = ""
+    elements: int = 0               # weights (elements) of all tensors
+
+    @property
+    def bits_per_weight(self) -> float | None:
+        """Tensor payload bits per element, the size axis of a quantization trade-off."""
+        return self.nbytes * 8 / self.elements if self.elements else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["bits_per_weight"] = self.bits_per_weight
+        return d
 
 
 @dataclass(frozen=True)

@@ -26,19 +26,22 @@ from typing import Callable
 import numpy as np
 
 from .. import core
-from ..dtypes import DType, payload_nbytes
+from ..dtypes import DType
 from ..errors import AprqaError, DTypeError
 from ..formats.model import Model, TensorInfo
 from ..formats.naming import layer_index
 from . import noise as noise_mod
 from . import transforms as tf
-from ._sampling import RowReader, as_2d, chunked_diff, rel_l2, release, row_aligned, sample_rows
+from .diagnose import CONFIRM_FLOAT_REL as _CONFIRM_FLOAT_REL
+from .diagnose import Diagnoser, Hypothesis, SwapIndex, misread_as
+from .diagnose import dequantizable as _dequantizable
+from .diagnose import match_threshold as _match_threshold
+from .diagnose import numeric as _numeric
+from ._sampling import as_2d, chunked_diff, release, row_aligned
 from .report import NoiseFloor, TensorResult, TensorStats, Verdict
 from .tolerance import Statistic, Tolerance, TolerancePolicy
 
 CHUNK_BYTES = 64 << 20
-_FLOAT_EPS = {DType.F32: 2.0 ** -24, DType.F16: 2.0 ** -11, DType.BF16: 2.0 ** -8, DType.F64: 2.0 ** -53}
-_CONFIRM_FLOAT_REL = 2.0 ** -7   # a hypothesis on a float candidate must explain it to ~bf16 precision
 _SAME_TENSOR_COSINE = 0.95      # DEGRADED vs CORRUPT
 
 
@@ -49,13 +52,10 @@ class Context:
     policy: TolerancePolicy
     threads: int | None = None
     chunk_bytes: int = CHUNK_BYTES
-    _by_shape: dict[tuple[int, ...], list[TensorInfo]] = field(default_factory=dict)
+    swap_index: SwapIndex = field(init=False)
 
-    def ref_same_shape(self, shape: tuple[int, ...]) -> list[TensorInfo]:
-        if not self._by_shape:
-            for t in self.ref.tensors.values():
-                self._by_shape.setdefault(tuple(t.shape), []).append(t)
-        return self._by_shape.get(tuple(shape), [])
+    def __post_init__(self) -> None:
+        self.swap_index = SwapIndex(self.ref, self.threads)
 
 
 def to_stats(s: core.DiffStats, shape: tuple[int, ...]) -> TensorStats:
@@ -67,18 +67,6 @@ def to_stats(s: core.DiffStats, shape: tuple[int, ...]) -> TensorStats:
         rel_l2=s.rel_l2, cosine=s.cosine, sqnr_db=s.sqnr_db, nmse=s.nmse, n_fail=s.n_fail, min_atol=s.min_atol,
         rtol=s.rtol, reference_nan=s.nan_a, reference_inf=s.inf_a, candidate_nan=s.nan_b, candidate_inf=s.inf_b,
         histogram=tuple(s.hist))
-
-
-def _numeric(dt: DType) -> bool:
-    return dt.is_float or dt.is_quantized
-
-
-def _dequantizable(dt: DType) -> bool:
-    return bool(core._core.dequant_supported(int(dt)))
-
-
-def _quantizable(dt: DType) -> bool:
-    return bool(core._core.quant_supported(int(dt)))
 
 
 # ----------------------------------------------------------------------------- casts
@@ -126,192 +114,8 @@ def _np_dtype(dt: DType) -> type:
     return {DType.F32: np.uint32, DType.F16: np.uint16, DType.BF16: np.uint16, DType.F64: np.uint64}[dt]
 
 
-# ----------------------------------------------------------------------------- hypotheses
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    verdict: Verdict
-    transform: str
-    detail: str
-    stats: core.DiffStats | None
-    related: str | None = None
-
-
-def _match_threshold(tb_dtype: DType, noise: NoiseFloor | None, tol: Tolerance) -> float:
-    """rel-L2 under which a hypothesis 'explains' the candidate."""
-    if tb_dtype.is_quantized:
-        floor = noise.rel_l2 if noise is not None and noise.rel_l2 > 0 else 0.05
-        return floor * max(tol.max_noise_ratio or 1.5, 1.5) * 1.5
-    return _CONFIRM_FLOAT_REL
-
-
-def _expected_quant_noise(dt: DType, a: np.ndarray) -> float:
-    try:
-        q = core.quantize(a, dt)
-        return rel_l2(a, core.dequantize(q, dt, a.shape))
-    except AprqaError:
-        return 0.1
-
-
-class Diagnoser:
-    """Tries hypotheses on sampled rows and confirms the first that fits with a full pass."""
-
-    def __init__(self, ctx: Context, ta: TensorInfo, tb: TensorInfo, expected: tf.RowMap | None,
-                 threshold: float):
-        self.ctx, self.ta, self.tb, self.expected, self.thr = ctx, ta, tb, expected, threshold
-        self.rows, self.cols = as_2d(ta.shape)
-        self.idx = sample_rows(self.rows, self.cols, budget=1 << 16)
-        self.ra = RowReader(ta.raw(), ta.dtype, self.rows, self.cols, ctx.threads)
-        self.rb = RowReader(tb.raw(), tb.dtype, self.rows, self.cols, ctx.threads)
-        self.b = self.rb.rows_at(self.idx)
-
-    def _diff(self, a, b, **kw) -> core.DiffStats:
-        return core.diff_stats(a, b, threads=self.ctx.threads, **kw)
-
-    def transposed(self) -> Hypothesis | None:
-        if len(self.ta.shape) != 2 or self.rows == 1 or self.cols == 1:
-            return None
-        r, c = self.rows, self.cols
-        if not row_aligned(self.tb.dtype, r):
-            return None
-        # B's bytes read as [c, r] should be A^T: row i of that view is column i of A.
-        bt = RowReader(self.tb.raw(), self.tb.dtype, c, r, self.ctx.threads)
-        cols_i = sample_rows(c, r, budget=1 << 15)
-        rows_j = sample_rows(r, c, budget=1 << 15)
-        a_s = self.ra.rows_at(rows_j)[:, cols_i].T
-        b_s = bt.rows_at(cols_i)[:, rows_j]
-        if rel_l2(a_s, b_s) > self.thr:
-            return None
-        s = self._diff(self.ta, self.tb.raw(), b_dtype=self.tb.dtype, transform=("transpose", r, c))
-        if s.rel_l2 > self.thr:
-            return None
-        where = (f"data transposed (square [{r}, {c}]: the shape cannot show it)" if r == c else
-                 f"stored [{c}, {r}] data under shape [{r}, {c}]")
-        return Hypothesis(Verdict.TRANSPOSED, "transpose",
-                          f"{where}: rel-L2 "
-                          f"{self._as_stored_rel():.3g} as stored → {s.rel_l2:.3g} if transposed", s)
-
-    def _as_stored_rel(self) -> float:
-        return rel_l2(self.ra.rows_at(self.idx), self.b)
-
-    def row_maps(self) -> Hypothesis | None:
-        maps = tf.rope_hypotheses(self.ta.name, self.ctx.ref, self.ctx.cand, self.rows)
-        if self.expected is not None:
-            maps = [m for m in maps if m.name != self.expected.name]
-            maps.insert(0, tf.RowMap("identity", np.arange(self.rows, dtype=np.int64)))
-        for m in maps:
-            a_s = self.ra.rows_at(m.perm[self.idx])
-            if rel_l2(a_s, self.b) > self.thr:
-                continue
-            s = self._diff(self.ta, self.tb.raw(), b_dtype=self.tb.dtype, transform=("row_perm", m.perm))
-            if s.rel_l2 > self.thr:
-                continue
-            if m.name == "identity":
-                what = (f"rows are in the reference order, but {self.ctx.cand.format} "
-                        f"{self.ctx.cand.config.architecture or ''} expects {self.expected.name}: "
-                        "the RoPE permutation was forgotten")
-            elif self.expected is None:
-                what = (f"rows match after {m.name}; {self.ctx.cand.format} "
-                        f"{self.ctx.cand.config.architecture or ''} stores this tensor unpermuted: the RoPE "
-                        "permutation was applied wrongly")
-            else:
-                what = f"rows match after {m.name} instead of the expected {self.expected.name}"
-            return Hypothesis(Verdict.ROW_PERMUTED, m.name, f"{what} (rel-L2 {s.rel_l2:.3g})", s)
-        return None
-
-    def swapped(self) -> Hypothesis | None:
-        me = self.ta.name
-        cands = [t for t in self.ctx.ref_same_shape(self.ta.shape) if t.name != me]
-        suffix = me.split(".", 3)[-1] if layer_index(me) is not None else None
-        cands.sort(key=lambda t: (0 if suffix and t.name.endswith(suffix) else 1))
-        for other in cands[:64]:
-            try:
-                ro = RowReader(other.raw(), other.dtype, self.rows, self.cols, self.ctx.threads)
-            except AprqaError:
-                continue
-            perm = self.expected.perm if self.expected is not None else None
-            a_s = ro.rows_at(perm[self.idx] if perm is not None else self.idx)
-            if rel_l2(a_s, self.b) > self.thr:
-                continue
-            kw = {"transform": ("row_perm", perm)} if perm is not None else {}
-            s = self._diff(other, self.tb.raw(), b_dtype=self.tb.dtype, **kw)
-            if s.rel_l2 <= self.thr:
-                return Hypothesis(Verdict.SWAPPED, "none", f"holds the data of {other.name} "
-                                  f"(rel-L2 {s.rel_l2:.3g} against it)", s, related=other.name)
-        return None
-
-    def affine(self, full: core.DiffStats) -> Hypothesis | None:
-        perm = self.expected.perm if self.expected is not None else None
-        a = self.ra.rows_at(perm[self.idx] if perm is not None else self.idx).astype(np.float64).ravel()
-        b = self.b.astype(np.float64).ravel()
-        ok = np.isfinite(a) & np.isfinite(b)
-        a, b = a[ok], b[ok]
-        if a.size < 2 or float(np.var(a)) == 0:
-            return None
-        k, c = np.polyfit(a, b, 1)
-        fit = k * a + c
-        if rel_l2(fit.astype(np.float32), b.astype(np.float32)) > self.thr:
-            return None
-        scale_a = math.sqrt(float(np.mean(a * a)))
-        is_offset = abs(k - 1) <= 4 * self.thr and abs(c) > self.thr * scale_a
-        is_scale = abs(c) <= self.thr * scale_a and abs(k - 1) > 4 * self.thr
-        # confirm on the full pass: an offset makes |d| constant, a scale keeps cosine at ±1
-        if is_offset and full.n_finite:
-            if abs(full.mean_d - c) <= 0.05 * abs(c) + self.thr * scale_a and \
-                    full.max_abs <= abs(c) * 1.05 + 4 * self.thr * scale_a:
-                return Hypothesis(Verdict.OFFSET, f"offset({c:+.4g})",
-                                  f"candidate = reference {c:+.4g} (mean error {full.mean_d:+.4g}, "
-                                  f"max |d| {full.max_abs:.4g})", None)
-            return None
-        if is_scale and abs(abs(full.cosine) - 1) <= self.thr:
-            k_full = math.copysign(math.sqrt(full.sum_b2 / full.sum_a2), full.sum_ab) if full.sum_a2 else k
-            return Hypothesis(Verdict.SCALED, f"scale({k_full:.4g})",
-                              f"candidate = {k_full:.4g} × reference (cosine {full.cosine:.6f})", None)
-        if not is_offset and not is_scale and (abs(k - 1) > 4 * self.thr or abs(c) > self.thr * scale_a):
-            return Hypothesis(Verdict.SCALED, f"affine({k:.4g}, {c:+.4g})",
-                              f"candidate ≈ {k:.4g} × reference {c:+.4g} on sampled rows", None)
-        return None
-
-    def misread(self) -> Hypothesis | None:
-        return misread_as(self.ctx, self.ta, self.tb, self.ra, self.idx, self.rows, self.cols)
-
-
-def misread_as(ctx: Context, ta: TensorInfo, tb: TensorInfo, ra: RowReader | None, idx: np.ndarray | None,
-               rows: int, cols: int) -> Hypothesis | None:
-    """Do B's bytes decode as A (within that dtype's noise) under another dtype of the same byte size?"""
-    n = rows * cols
-    raw = tb.raw()
-    if ra is None:
-        ra = RowReader(ta.raw(), ta.dtype, rows, cols, ctx.threads)
-    if idx is None:
-        idx = sample_rows(rows, cols, budget=1 << 16)
-    a_s = ra.rows_at(idx)
-    for dt in DType:
-        if dt is tb.dtype or not _numeric(dt) or not _dequantizable(dt):
-            continue
-        try:
-            if payload_nbytes(dt, n) != raw.nbytes:
-                continue
-        except AprqaError:
-            continue
-        try:
-            b_s = RowReader(raw, dt, rows, cols, ctx.threads).rows_at(idx)
-        except AprqaError:
-            continue
-        err = rel_l2(a_s, b_s)
-        expected = _expected_quant_noise(dt, a_s) if dt.is_quantized and _quantizable(dt) else \
-            _FLOAT_EPS.get(dt, 0.01)
-        limit = max(expected * 2.0, 1e-6) if dt.is_quantized else _CONFIRM_FLOAT_REL
-        if err > limit:
-            continue
-        s = core.diff_stats(ta.raw(), raw, a_dtype=ta.dtype, b_dtype=dt, threads=ctx.threads, shape=(n,))
-        if s.rel_l2 > limit:
-            continue
-        return Hypothesis(Verdict.DTYPE_MISREAD, f"reinterpret-as-{dt.lname}",
-                          f"the bytes are {dt.lname} data labelled {tb.dtype.lname}: read as {dt.lname} they "
-                          f"match (rel-L2 {s.rel_l2:.3g}, {dt.lname} noise ≈ {expected:.3g})", s)
-    return None
+# ----------------------------------------------------------------------------- noise floor: compare/noise.py
+# ----------------------------------------------------------------------------- diagnosis: compare/diagnose.py
 
 
 # ----------------------------------------------------------------------------- the judge
@@ -423,7 +227,7 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
 
     # ---- diagnosis
     thr = _match_threshold(tb.dtype, noise, tol)
-    dg = Diagnoser(ctx, ta, tb, expected, thr)
+    dg = Diagnoser(ctx, ta, tb, expected, thr, raw)
     for hyp in (dg.transposed, dg.row_maps, dg.swapped, dg.misread):
         h = hyp()
         if h is not None:
@@ -496,7 +300,7 @@ def _judge_shape_mismatch(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: st
                            explained_stats=to_stats(s, (n_a,)), **base)
     # bytes of A's element count under another dtype?
     if _numeric(ta.dtype):
-        h = misread_as(ctx, ta, tb, None, None, rows, cols)
+        h = misread_as(ctx, ta, tb, rows, cols)
         if h is not None:
             return _result(ta, tb, name, Verdict.DTYPE_MISREAD, False, transform=(h.transform,),
                            detail=h.detail + f" (the file claims shape {sb})",

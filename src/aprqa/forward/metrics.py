@@ -146,10 +146,12 @@ class LogitMetrics:
     n_dp: int
     finite: bool
     kl_per_position: tuple[float, ...]
+    top1_per_position: tuple[bool, ...] = ()  # argmax of both sides equal, per position
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__}
         d["kl_per_position"] = list(self.kl_per_position)
+        d["top1_per_position"] = list(self.top1_per_position)
         return d
 
 
@@ -219,7 +221,7 @@ def logit_metrics(reference: np.ndarray, candidate: np.ndarray, next_ids: Sequen
         top1_decisive=float(top1[decisive].mean()) if decisive.any() else float(top1.mean()),
         n_decisive=int(decisive.sum()), top5_overlap=float(top5.mean()),
         max_abs_logit_diff=max_abs, rms_dp=rms, n_dp=len(dps), finite=finite,
-        kl_per_position=tuple(float(x) for x in kl),
+        kl_per_position=tuple(float(x) for x in kl), top1_per_position=tuple(bool(x) for x in top1),
     )
 
 
