@@ -35,7 +35,7 @@ SCALE_FIELDS = {DType.Q8_0: (0,), DType.Q4_0: (0,), DType.Q4_1: (0, 2), DType.Q5
 # A clearly coarser type to re-quantize from (error several times the target type's).
 COARSER = {DType.Q8_0: DType.Q4_0, DType.Q6_K: DType.Q3_K, DType.Q5_K: DType.Q2_K, DType.Q4_K: DType.Q2_K,
            DType.Q4_0: DType.Q2_K, DType.IQ4_NL: DType.Q2_K, DType.IQ4_XS: DType.Q2_K, DType.Q3_K: DType.IQ2_XXS,
-           DType.Q2_K: DType.IQ1_S}
+           DType.Q2_K: DType.IQ2_XXS}
 
 
 def _hf_model(out: Path, tokenizer_dir: Path, dtype) -> Path:
@@ -87,8 +87,8 @@ def _requantized_from_coarser(pipeline, src: Path, dst: Path) -> tuple[Path, DTy
     _, off16, n16, _ = _tensor(pipeline["f16"], VICTIM)
     x = np.fromfile(pipeline["f16"], np.float16, count=n16 // 2, offset=off16).astype(np.float32).reshape(shape)
     coarse = COARSER[dt]
-    ones = np.ones(shape[1], np.float32)  # IQ1/IQ2 types need an importance matrix
-    # gguf-py decodes the IQ1/IQ2 types aprqa's core does not read
+    ones = np.ones(shape[1], np.float32)  # IQ2 types need an importance matrix
+    # gguf-py decodes the IQ2 types aprqa's core does not read
     xc = gguf.quants.dequantize(quantize_array(x, int(coarse), ones).reshape(x.shape[0], -1),
                                 gguf.GGMLQuantizationType(int(coarse))).astype(np.float32)
     return _patch(src, dst, VICTIM, quantize_array(xc, int(dt))), dt, coarse
