@@ -31,10 +31,10 @@ from .formats.model import Model, TensorData, TensorInfo
 from .formats.naming import LLAMA_FAMILY, ROPE_PERMUTED_ARCHS, rope_permuted
 from .quantmix import Mix, is_mix, unquantizable_types
 
-QUANT_CHOICES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k",
-                 "apr-q4", "apr-q8", "q4_k_m", "q5_k_m", "q3_k_m")
-# llama.cpp mixes (aprqa.quantmix): per-tensor types; q3_k_m needs Q3_K, which aprqa.core cannot
-# quantize, so converting to it is refused with the tensors that need it.
+QUANT_CHOICES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k",
+                 "q6_k", "apr-q4", "apr-q8", "q4_k_m", "q5_k_m", "q3_k_s", "q3_k_m", "q3_k_l")
+# llama.cpp mixes (aprqa.quantmix): per-tensor types (q2_k is a mix, not a uniform type); a type
+# aprqa.core cannot quantize (the IQ types) is refused, naming the tensors that need it.
 
 # What each format can store (APR in aprender's dialect).
 _STORABLE = {
@@ -124,7 +124,7 @@ def plan_quant(model: Model, quant: str | None, fmt: str) -> "DType | Mix | None
 
     Raises:
         UsageError: a tensor's type cannot be stored by ``fmt`` or produced by aprqa.core
-            (e.g. Q3_K for q3_k_m), naming the tensors.
+            (e.g. an IQ type), naming the tensors.
     """
     if not quant:
         return None

@@ -96,6 +96,10 @@ PROFILES: dict[str, OutputProfile] = {
     "q5_k": _p("q5_k", 3e-2, 0.15, 0.5, 0.85, 0.75, None, 0.06, 0.4, False, 0.3),
     "q4_k": _p("q4_k", 8e-2, 0.4, 1.0, 0.75, 0.65, None, 0.10, 0.5, False, 0.5),
     "q4_0": _p("q4_0", 0.15, 0.8, 2.0, 0.65, 0.60, None, 0.15, 0.5, False, 0.6),
+    # provisional (measured on the tiny models' q3_k_s/m/l and q2_k mixes, >= 2x headroom on KL;
+    # random-weight models lose top-1 fast at 2-3 bits): docs/tolerances.md
+    "q3_k": _p("q3_k", 0.25, 1.0, 2.0, 0.25, 0.40, None, 0.20, 0.5, False, 0.9),
+    "q2_k": _p("q2_k", 0.6, 3.0, 5.0, 0.05, 0.20, None, 0.25, 0.5, False, 1.4),
 }
 
 # Dtypes without a profile of their own use the nearest one.
@@ -103,7 +107,7 @@ _PROFILE_OF_DTYPE = {
     DType.F32: "f32", DType.F64: "f32", DType.F16: "f16", DType.BF16: "bf16", DType.Q8_0: "q8_0",
     DType.APR_Q8: "q8_0", DType.Q6_K: "q6_k", DType.Q5_K: "q5_k", DType.Q5_0: "q5_k", DType.Q5_1: "q5_k",
     DType.Q4_K: "q4_k", DType.IQ4_XS: "q4_k", DType.IQ4_NL: "q4_k", DType.Q4_1: "q4_0", DType.Q4_0: "q4_0",
-    DType.APR_Q4: "q4_0",
+    DType.APR_Q4: "q4_0", DType.Q3_K: "q3_k", DType.Q2_K: "q2_k",
 }
 
 
