@@ -10,10 +10,9 @@
 
 namespace aprqa {
 
-static constexpr float kIQ1Delta = 0.125f;
-
 static inline uint8_t grid_byte(uint64_t row, int j) { return (uint8_t)(row >> (8 * j)); }
-static inline float sign_of(uint8_t signs, int j) { return (signs >> j) & 1 ? -1.f : 1.f; }
+// -1.0f when bit j is set, else +1.0f, built from bits (no branch on random sign data).
+static inline float sign_of(uint8_t signs, int j) { return bits_f32(0x3F800000u | (((uint32_t)(signs >> j) & 1u) << 31)); }
 
 // 8 outputs y[j] = db * grid_j * sign_j from one 8-value grid row.
 static inline void emit8(float db, uint64_t row, uint8_t signs, float* y) {
@@ -110,7 +109,7 @@ void dequant_iq1_s_ref(const uint8_t* s, float* y, size_t nb) {
         for (int ib = 0; ib < 8; ++ib) {
             const uint16_t qh = load_u16(b[i].qh + 2 * ib);
             const float dl = d * (float)(2 * ((qh >> 12) & 7) + 1);
-            const float delta = qh & 0x8000 ? -kIQ1Delta : kIQ1Delta;
+            const float delta = iq1_delta(qh >> 15);
             for (int l = 0; l < 4; ++l, y += 8)
                 emit8_iq1(dl, kIQ1SGrid[b[i].qs[4 * ib + l] | (((qh >> (3 * l)) & 7) << 8)], delta, y);
         }
@@ -136,7 +135,7 @@ void dequant_iq1_m_ref(const uint8_t* s, float* y, size_t nb) {
                 const uint8_t h = b[i].qh[2 * ib + l / 2];
                 const int hi = l % 2 ? (h >> 4) : h;  // low nibble for even l, high for odd
                 const int idx = b[i].qs[4 * ib + l] | ((hi & 7) << 8);
-                emit8_iq1(dl[l / 2], kIQ1SGrid[idx], hi & 8 ? -kIQ1Delta : kIQ1Delta, y);
+                emit8_iq1(dl[l / 2], kIQ1SGrid[idx], iq1_delta(hi >> 3), y);
             }
         }
     }

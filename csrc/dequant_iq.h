@@ -4,6 +4,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "half.h"
+
 namespace aprqa {
 
 void dequant_iq2_xxs_ref(const uint8_t*, float*, size_t);
@@ -14,6 +16,9 @@ void dequant_iq3_s_ref(const uint8_t*, float*, size_t);
 void dequant_iq1_s_ref(const uint8_t*, float*, size_t);
 void dequant_iq1_m_ref(const uint8_t*, float*, size_t);
 uint16_t iq1m_d_bits(const uint8_t* scales);
+// IQ1's grid offset: -0.125f when bit 0 of `neg` is set, else +0.125f (built from bits: no branch
+// on data, whose sign bits are random).
+inline float iq1_delta(unsigned neg) { return bits_f32(0x3E000000u | ((neg & 1u) << 31)); }  // 0x3E000000: 0.125f
 
 #if defined(__x86_64__) || defined(_M_X64)
 void dequant_iq2_xxs_avx2(const uint8_t*, float*, size_t);

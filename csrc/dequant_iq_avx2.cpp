@@ -117,7 +117,7 @@ AVX2 void dequant_iq1_s_avx2(const uint8_t* s, float* y, size_t nb) {
         for (int ib = 0; ib < 8; ++ib) {
             const uint16_t qh = load_u16(b[i].qh + 2 * ib);
             const __m256 dl = _mm256_set1_ps(d * (float)(2 * ((qh >> 12) & 7) + 1));
-            const float delta = qh & 0x8000 ? -0.125f : 0.125f;
+            const float delta = iq1_delta(qh >> 15);
             for (int l = 0; l < 4; ++l, y += 8)
                 emit8_iq1(dl, kIQ1SGrid[b[i].qs[4 * ib + l] | (((qh >> (3 * l)) & 7) << 8)], delta, y);
         }
@@ -136,7 +136,7 @@ AVX2 void dequant_iq1_m_avx2(const uint8_t* s, float* y, size_t nb) {
             for (int l = 0; l < 4; ++l, y += 8) {
                 const uint8_t h = b[i].qh[2 * ib + l / 2];
                 const int hi = l % 2 ? (h >> 4) : h;
-                emit8_iq1(dl[l / 2], kIQ1SGrid[b[i].qs[4 * ib + l] | ((hi & 7) << 8)], hi & 8 ? -0.125f : 0.125f, y);
+                emit8_iq1(dl[l / 2], kIQ1SGrid[b[i].qs[4 * ib + l] | ((hi & 7) << 8)], iq1_delta(hi >> 3), y);
             }
         }
     }
