@@ -83,8 +83,11 @@ static float make_qkx2_quants(int n, int nmax, const float* x, const float* w, u
     return scale;
 }
 
-// Signed symmetric fit x ~ scale*(L - nmax), weights x^2, 18 nearby trial scales (Q6_K).
-static float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
+// Shared start of the signed fits: the value of largest magnitude (sign kept) sets
+// iscale = -nmax/max; L[i] = clamp(round(iscale*x), -nmax, nmax-1) (+ offset) with the x^2-weighted
+// sums sumlx, suml2. Returns false (L zeroed) for an all-(near-)zero group.
+static bool signed_first_fit(int n, int nmax, const float* x, int8_t* L, int offset, float* max_out,
+                             float* sumlx, float* suml2) {
     float amax = 0, max = 0;
     for (int i = 0; i < n; ++i) {
         const float ax = std::fabs(x[i]);
@@ -92,22 +95,32 @@ static float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
     }
     if (amax < GROUP_MAX_EPS) {
         std::memset(L, 0, n);
-        return 0.f;
+        return false;
     }
-    float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
+    *max_out = max;
+    const float iscale = -nmax / max;
+    float slx = 0, sl2 = 0;
     for (int i = 0; i < n; ++i) {
         const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = (int8_t)(l + nmax);
+        L[i] = (int8_t)(l + offset);
         const float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
+        slx += w * x[i] * l;
+        sl2 += w * l * l;
     }
+    *sumlx = slx;
+    *suml2 = sl2;
+    return true;
+}
+
+// Signed symmetric fit x ~ scale*(L - nmax), weights x^2, 18 nearby trial scales (Q6_K).
+static float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
+    float max, sumlx, suml2;
+    if (!signed_first_fit(n, nmax, x, L, nmax, &max, &sumlx, &suml2)) return 0.f;
     float scale = suml2 ? sumlx / suml2 : 0.0f;
     float best = scale * sumlx;
     for (int is = -9; is <= 9; ++is) {
         if (is == 0) continue;
-        iscale = -(nmax + 0.1f * is) / max;
+        const float iscale = -(nmax + 0.1f * is) / max;
         sumlx = suml2 = 0;
         for (int i = 0; i < n; ++i) {
             const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
@@ -127,24 +140,8 @@ static float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
 // Signed fit x ~ scale*(L - nmax), L - nmax in [-nmax, nmax-1], then up to five
 // coordinate-descent passes that move one value when it improves sumlx^2/suml2 (Q3_K).
 static float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
-    float amax = 0, max = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) { amax = ax; max = x[i]; }
-    }
-    if (amax < GROUP_MAX_EPS) {
-        std::memset(L, 0, n);
-        return 0.f;
-    }
-    const float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = (int8_t)l;
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
+    float max, sumlx, suml2;
+    if (!signed_first_fit(n, nmax, x, L, 0, &max, &sumlx, &suml2)) return 0.f;
     for (int pass = 0; pass < 5; ++pass) {
         int changed = 0;
         for (int i = 0; i < n; ++i) {
