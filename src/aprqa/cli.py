@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dst", help="output: .gguf, .apr, .safetensors or a directory (HF layout)")
     s.add_argument("--to", choices=["safetensors", "gguf", "apr"], help="output format (default: from dst)")
     s.add_argument("--quant", choices=QUANT_CHOICES, help="target type of 2-D weights, or a llama.cpp mix "
-                   "(q4_k_m, q5_k_m, q3_k_m: docs/quantizations.md); default: keep")
+                   "(q4_k_m, q5_k_m, q3_k_s/m/l, q2_k: docs/quantizations.md); default: keep")
     s.add_argument("--json", action="store_true", help="print what was written per tensor as JSON")
     s.add_argument("--weights-only", action="store_true",
                    help="allow a single .safetensors output file (it cannot carry config and tokenizer)")

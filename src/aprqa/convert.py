@@ -32,8 +32,8 @@ from .formats.naming import LLAMA_FAMILY, ROPE_PERMUTED_ARCHS, rope_permuted
 from .fsio import refuse_input_as_output
 from .quantmix import QUANT_CHOICES, Mix, is_mix, unquantizable_types
 
-# llama.cpp mixes (aprqa.quantmix): per-tensor types; q3_k_m needs Q3_K, which aprqa.core cannot
-# quantize, so converting to it is refused with the tensors that need it.
+# llama.cpp mixes (aprqa.quantmix): per-tensor types (q2_k is a mix, not a uniform type); a type
+# aprqa.core cannot quantize (the IQ types) is refused, naming the tensors that need it.
 
 # What each format can store (APR in aprender's dialect).
 _STORABLE = {
@@ -123,7 +123,7 @@ def plan_quant(model: Model, quant: str | None, fmt: str) -> "DType | Mix | None
 
     Raises:
         UsageError: a tensor's type cannot be stored by ``fmt`` or produced by aprqa.core
-            (e.g. Q3_K for q3_k_m), naming the tensors.
+            (e.g. an IQ type), naming the tensors.
     """
     if not quant:
         return None

@@ -11,7 +11,7 @@ Order of work (docs/playbooks.md):
   4. gates: F-CONV-{S,A,G}-{S,A,G} (tensor level + output level), F-GOLDEN-RULE-001 (every
      prompt), F-CONV-RT-001..004, F-CONV-IDEM-001, F-CONV-CARD-001, F-CONV-NAME-001, F-CONV-TOK-001;
   5. Skipped records for what aprqa does not execute (notrun.py: runtime modalities, GPU,
-     oracles, profile_ci, ...) and for conversions it cannot produce (q2_k, q3_k_m, a type a
+     oracles, profile_ci, ...) and for conversions it cannot produce (an IQ type, a type a
      format cannot store) — listed, recorded, never fatal, never counted as passed;
   6. evidence.jsonl (streamed), evidence.json, junit.xml, summary.md (atomic), the run report
      (report.html + report.md: report/run_report.py) and the compare report of the worst
@@ -44,7 +44,7 @@ _STORABLE = {
     "safetensors": {"f32", "f16", "bf16"},
     "apr": {"f32", "f16", "bf16", "q4_k", "q4_k_m", "q6_k", "apr-q8", "apr-q4"},
     "gguf": {"f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_k", "q5_0", "q5_1", "q4_k_m", "q4_k", "q4_0",
-             "q4_1", "q3_k_m", "q2_k"},
+             "q4_1", "q3_k_s", "q3_k_m", "q3_k_l", "q3_k", "q2_k"},
 }
 _EXT = {"gguf": ".gguf", "apr": ".apr", "safetensors": ""}
 

@@ -33,10 +33,10 @@ FORMAT_TITLE = {"safetensors": "SafeTensors", "apr": "APR", "gguf": "GGUF"}
 
 # apr-qa's quantization names plus the converter's own (aprqa.convert.QUANT_CHOICES).
 QUANT_NAMES = ("f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_k", "q5_0", "q5_1", "q4_k_m", "q4_k",
-               "q4_0", "q4_1", "q3_k_m", "q2_k", "apr-q8", "apr-q4")
+               "q4_0", "q4_1", "q3_k_s", "q3_k_m", "q3_k_l", "q3_k", "q2_k", "apr-q8", "apr-q4")
 # llama.cpp mix -> its default type (names the output-level profile; the built-in converter writes
 # the real mix, aprqa.quantmix).
-QUANT_ALIASES = {"q4_k_m": "q4_k", "q5_k_m": "q5_k", "q3_k_m": "q3_k"}
+QUANT_ALIASES = {"q4_k_m": "q4_k", "q5_k_m": "q5_k", "q3_k_s": "q3_k", "q3_k_m": "q3_k", "q3_k_l": "q3_k"}
 SYNTHETIC_PRESETS = ("qwen2-tiny", "llama-tiny", "qwen3-tiny")
 
 # apr-qa sections accepted as data but not executed by aprqa (recorded as Skipped, notrun.py).
