@@ -62,7 +62,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
                 progress(done, None, t.name)
 
         result = convert(args.src, args.dst, to=args.to, quant=args.quant, on_tensor=on_tensor,
-                         weights_only=args.weights_only)
+                         weights_only=args.weights_only, pre_tokenizer=args.pre_tokenizer)
     changed = sum(1 for _, a, b, _t in result.tensors if a != b)
     transformed = sum(1 for *_x, t in result.tensors if t)
     _stderr().print(f"wrote {result.dst} ({result.fmt}, quant {result.quant}): {len(result.tensors)} tensors, "
@@ -216,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print what was written per tensor as JSON")
     s.add_argument("--weights-only", action="store_true",
                    help="allow a single .safetensors output file (it cannot carry config and tokenizer)")
+    s.add_argument("--pre-tokenizer", metavar="NAME",
+                   help="GGUF: tokenizer.ggml.pre to write when aprqa cannot identify it (a llama.cpp name, "
+                        "e.g. qwen2, llama-bpe, gpt-2)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_convert)
 

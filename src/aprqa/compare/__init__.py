@@ -20,6 +20,7 @@ from .. import core
 from ..errors import AprqaError, UsageError
 from ..formats import open_model
 from ..formats.model import Model, TensorInfo
+from .consumer import tokenizer_section
 from .metadata import SectionDiff, compare_config, compare_tokenizer, config_summary
 from .pairing import Pair, pair_tensors
 from .report import ModelSummary, NoiseFloor, Report, TensorResult, TensorStats, Verdict
@@ -155,7 +156,8 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
     if locate:
         localization, locate_note = _locate(ref, cand, prompt or DEFAULT_PROMPT)
     return Report(reference=_summary(ref), candidate=_summary(cand), tensors=tuple(results),
-                  metadata=compare_config(ref, cand), tokenizer=compare_tokenizer(ref, cand), policy=policy,
+                  metadata=compare_config(ref, cand),
+                  tokenizer=tokenizer_section(compare_tokenizer(ref, cand), ref, cand), policy=policy,
                   fast=fast, only=only, outputs=outputs, outputs_note=outputs_note,
                   localization=localization, locate_note=locate_note,
                   seconds=time.perf_counter() - t0, bytes_read=done, errors=tuple(errors))
