@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from . import __version__
-from .errors import AprqaError
+from .errors import AprqaError, UsageError
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 
@@ -118,9 +118,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     err = _stderr()
     with progress_bar(err, enabled=err.is_terminal and not args.json and not args.no_progress) as progress:
+        if args.engine and args.fast:
+            raise UsageError(f"--engine {args.engine} runs the output-level check; it cannot be combined with --fast")
         report = compare(args.reference, args.candidate, fast=args.fast, profile=args.profile,
                          tolerances=args.tol or None, only=args.only, threads=args.threads, progress=progress,
-                         locate=args.locate)
+                         locate=args.locate, engine=args.engine)
     if args.report:
         from .report import html, markdown
 
@@ -258,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", default="auto", help="tolerance profile: auto, strict, exact or a target dtype")
     s.add_argument("--tol", action="append", metavar="GLOB=ATOL:RTOL",
                    help="elementwise tolerance override for matching tensors (repeatable)")
+    s.add_argument("--engine", choices=["llama.cpp"],
+                   help="run the candidate (GGUF) of the output-level check in this engine instead of aprqa's "
+                        "forward pass (needs aprqa[llamacpp])")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_compare)
     s = sub.add_parser("run", help="run a playbook's gates and write apr-qa-shaped evidence")

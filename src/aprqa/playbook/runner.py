@@ -336,7 +336,13 @@ class _Runner:
             from ..forward import compare_outputs
 
             try:
-                oc = compare_outputs(ref, cand, prompt=prompt, n_generate=n, profile=G.output_profile(self.pb, base))
+                profile = G.output_profile(self.pb, base)
+                if self.pb.differential_tests.inference_compare.engine == "llama.cpp" and cand.suffix == ".gguf":
+                    from ..engines.llamacpp import compare_with_llamacpp
+
+                    oc = compare_with_llamacpp(ref, cand, prompt=prompt, n_generate=n, profile=profile)
+                else:
+                    oc = compare_outputs(ref, cand, prompt=prompt, n_generate=n, profile=profile)
                 fut.set_result(G.judge_outputs(oc))
             except BaseException as err:
                 fut.set_exception(err)
