@@ -27,8 +27,8 @@ def test_same_view_in_every_format(tmp_path, tiny_models, preset, fmt):
     if fmt == "gguf":  # llama.cpp needs a token per embedding row: [PAD{id}] fills the rest (423 -> 512)
         rows = src["model.embed_tokens.weight"].shape[0]
         n = len(src.tokenizer.tokens)
-        assert len(tokens) == rows and tokens[n:] == tuple(f"[PAD{i}]" for i in range(n, rows))
-        tokens = tokens[:n]
+        assert len(tokens) == rows and tuple(tokens[n:]) == tuple(f"[PAD{i}]" for i in range(n, rows))
+        tokens = tuple(tokens[:n])
     assert tokens == src.tokenizer.tokens and out.tokenizer.merges == src.tokenizer.merges
     for key in ("model_type", "bos_id", "eos_id", "pad_id", "merges_count", "merges_sha256", "has_chat_template"):
         assert out.tokenizer.summary()[key] == src.tokenizer.summary()[key]

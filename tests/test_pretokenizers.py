@@ -113,7 +113,7 @@ def test_written_gguf_tokenizer_is_what_llamacpp_needs(tiny_models, tmp_path):
     t = m.tokenizer
     n, rows = len(ref.tokenizer.tokens), ref["model.embed_tokens.weight"].shape[0]
     assert len(t.tokens) == len(t.token_types) == rows == 512 and n == 423
-    assert t.tokens[n:] == tuple(f"[PAD{i}]" for i in range(n, rows))
+    assert tuple(t.tokens[n:]) == tuple(f"[PAD{i}]" for i in range(n, rows))
     assert set(t.token_types[n:]) == {TokenType.UNUSED}
     specials = [i for i, tok in enumerate(t.tokens[:n]) if tok.startswith("<|")]
     assert specials and all(t.token_types[i] == TokenType.CONTROL for i in specials)

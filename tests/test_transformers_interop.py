@@ -66,7 +66,7 @@ def test_same_view_after_conversion(hf_saved, tmp_path, fmt):
         # llama.cpp needs a token per embedding row ([PAD{id}] fillers: 423 -> 480), and the GGUF carries
         # the chat template transformers saved as chat_template.jinja (as llama.cpp's converter reads it).
         n = len(src.tokenizer.tokens)
-        assert out.tokenizer.tokens[:n] == src.tokenizer.tokens and len(out.tokenizer.tokens) == 480
+        assert tuple(out.tokenizer.tokens[:n]) == tuple(src.tokenizer.tokens) and len(out.tokenizer.tokens) == 480
         assert out.tokenizer.chat_template == (path / "chat_template.jinja").read_text(encoding="utf-8")
         for key in ("vocab_size", "vocab_sha256", "has_chat_template"):
             a_sum.pop(key), b_sum.pop(key)

@@ -179,7 +179,7 @@ def reconcile_padding(section: SectionDiff, ref: Model, cand: Model) -> SectionD
         return section
     short, (long_model, long) = (a, (cand, b)) if len(a.tokens) < len(b.tokens) else (b, (ref, a))
     n = len(short.tokens)
-    if _rows(long_model) != len(long.tokens) or long.tokens[:n] != short.tokens \
+    if _rows(long_model) != len(long.tokens) or tuple(long.tokens[:n]) != tuple(short.tokens) \
             or any(t != pad_token(i) for i, t in enumerate(long.tokens[n:], start=n)):
         return section
     side = "candidate" if long is b else "reference"

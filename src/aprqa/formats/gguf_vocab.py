@@ -98,7 +98,7 @@ def padded(info: TokenizerInfo, rows: int | None) -> TokenizerInfo:
     if rows < n:
         raise UsageError(f"the tokenizer has {n:,} tokens but the embedding only {rows:,} rows; llama.cpp refuses "
                          "to load such a GGUF (token_embd.weight has wrong shape)")
-    return replace(info, tokens=info.tokens + tuple(pad_token(i) for i in range(n, rows)),
+    return replace(info, tokens=tuple(info.tokens) + tuple(pad_token(i) for i in range(n, rows)),
                    token_types=types + (TokenType.UNUSED,) * (rows - n))
 
 
@@ -110,7 +110,7 @@ def unpadded(info: TokenizerInfo) -> TokenizerInfo:
         n -= 1
     if n == len(info.tokens):
         return info
-    return replace(info, tokens=info.tokens[:n], token_types=info.token_types[:n])
+    return replace(info, tokens=tuple(info.tokens[:n]), token_types=tuple(info.token_types[:n]))
 
 
 def _hf_root(model: Model) -> Path | None:
