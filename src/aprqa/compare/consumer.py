@@ -97,7 +97,7 @@ def _rows_field(cand: Model, tok: TokenizerInfo) -> FieldDiff | None:
     return _ok("token count", rows, n, "one token per embedding row")
 
 
-def _types_field(ref: Model, cand: Model, tok: TokenizerInfo, facts: HFFacts | None) -> FieldDiff:
+def _types_field(ref: Model, tok: TokenizerInfo, facts: HFFacts | None) -> FieldDiff:
     got = tok.token_types
     n = len(tok.tokens)
     if not got:
@@ -167,7 +167,7 @@ def consumer_fields(ref: Model, cand: Model) -> tuple[FieldDiff, ...]:
     rows = _rows_field(cand, tok)
     if rows is not None:
         out.append(rows)
-    out.append(_types_field(ref, cand, tok, facts))
+    out.append(_types_field(ref, tok, facts))
     out += _special_fields(tok, facts)
     return tuple(out)
 

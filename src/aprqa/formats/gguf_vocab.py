@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from enum import IntEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -164,16 +165,25 @@ def hf_facts(model: Model) -> HFFacts | None:
     info = model.tokenizer
     if root is None or info is None or info.model_type != "gpt2":
         return None
+    st = (root / "tokenizer.json").stat()
+    template_file = root / "chat_template.jinja"
+    version = (st.st_mtime_ns, st.st_size, template_file.stat().st_mtime_ns if template_file.is_file() else None)
+    return _hf_facts_cached(root.resolve(), version, info.chat_template, len(info.tokens))
+
+
+@lru_cache(maxsize=8)
+def _hf_facts_cached(root: Path, _version: tuple, chat_template: str | None, n_tokens: int) -> HFFacts:
+    """One tokenizer.json load per file version (compare and the playbook gates ask repeatedly)."""
     from tokenizers import Tokenizer
 
     tj = _read_json(root / "tokenizer.json")
     backend = Tokenizer.from_file(str(root / "tokenizer.json"))
     add_bos, add_eos = _added_specials(backend)
-    template = info.chat_template
+    template = chat_template
     if template is None and (root / "chat_template.jinja").is_file():
         template = (root / "chat_template.jinja").read_text(encoding="utf-8")
     return HFFacts(identify(tj, backend), check_hash(backend.encode(CHECK_TEXT).ids),
-                   hf_token_types(tj, len(info.tokens)), add_bos, add_eos, template)
+                   hf_token_types(tj, n_tokens), add_bos, add_eos, template)
 
 
 def with_identified_pre(model: Model) -> TokenizerInfo | None:
