@@ -14,7 +14,7 @@ from typing import Sequence
 from rich.console import Console
 
 from . import __version__
-from .errors import AprqaError, as_aprqa_error
+from .errors import AprqaError, UsageError, as_aprqa_error
 from .fsio import check_output
 from .textsafe import markup_safe as escape  # rich markup + terminal control characters
 
@@ -63,7 +63,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
                 progress(done, None, t.name)
 
         result = convert(args.src, args.dst, to=args.to, quant=args.quant, on_tensor=on_tensor,
-                         weights_only=args.weights_only)
+                         weights_only=args.weights_only, pre_tokenizer=args.pre_tokenizer)
     changed = sum(1 for _, a, b, _t in result.tensors if a != b)
     transformed = sum(1 for *_x, t in result.tensors if t)
     _stderr().print(f"wrote {result.dst} ({result.fmt}, quant {result.quant}): {len(result.tensors)} tensors, "
@@ -121,9 +121,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         check_output(Path(args.report))  # a bad --report path fails now, not after the comparison
     err = _stderr()
     with progress_bar(err, enabled=err.is_terminal and not args.json and not args.no_progress) as progress:
+        if args.engine and args.fast:
+            raise UsageError(f"--engine {args.engine} runs the output-level check; it cannot be combined with --fast")
         report = compare(args.reference, args.candidate, fast=args.fast, profile=args.profile,
                          tolerances=args.tol or None, only=args.only, threads=args.threads, progress=progress,
-                         locate=args.locate)
+                         locate=args.locate, engine=args.engine)
     if args.report:
         from .report import html, markdown
 
@@ -221,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print what was written per tensor as JSON")
     s.add_argument("--weights-only", action="store_true",
                    help="allow a single .safetensors output file (it cannot carry config and tokenizer)")
+    s.add_argument("--pre-tokenizer", metavar="NAME",
+                   help="GGUF: tokenizer.ggml.pre to write when aprqa cannot identify it (a llama.cpp name, "
+                        "e.g. qwen2, llama-bpe, gpt-2)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_convert)
 
@@ -260,6 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", default="auto", help="tolerance profile: auto, strict, exact or a target dtype")
     s.add_argument("--tol", action="append", metavar="GLOB=ATOL:RTOL",
                    help="elementwise tolerance override for matching tensors (repeatable)")
+    s.add_argument("--engine", choices=["llama.cpp"],
+                   help="run the candidate (GGUF) of the output-level check in this engine instead of aprqa's "
+                        "forward pass (needs aprqa[llamacpp])")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_compare)
     s = sub.add_parser("run", help="run a playbook's gates and write apr-qa-shaped evidence")

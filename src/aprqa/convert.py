@@ -27,7 +27,8 @@ from . import core
 from .dtypes import DType, dtype_from_name
 from .errors import UsageError
 from .formats import FORMATS, format_module, open_model
-from .formats.model import Model, TensorData, TensorInfo
+from .formats import gguf_vocab
+from .formats.model import Model, TensorData, TensorInfo, TokenizerInfo
 from .formats.naming import LLAMA_FAMILY, ROPE_PERMUTED_ARCHS, rope_permuted
 from .fsio import refuse_input_as_output
 from .quantmix import QUANT_CHOICES, Mix, is_mix, unquantizable_types
@@ -229,7 +230,8 @@ def _converter(t: TensorInfo, want: DType, perm: np.ndarray | None,
 
 
 def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, quant: str | None = None,
-            on_tensor: Callable[[TensorInfo], None] | None = None, weights_only: bool = False) -> ConvertResult:
+            on_tensor: Callable[[TensorInfo], None] | None = None, weights_only: bool = False,
+            pre_tokenizer: str | None = None) -> ConvertResult:
     """Convert a model to another format (and optionally dtype).
 
     Args:
@@ -240,10 +242,14 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
         on_tensor: progress callback, called once per tensor after it is converted.
         weights_only: allow a single ``.safetensors`` file as output, which cannot carry the
             config and tokenizer (by default that is refused: give a directory instead).
+        pre_tokenizer: GGUF output: the ``tokenizer.ggml.pre`` name to write when aprqa cannot
+            identify the source tokenizer's (``aprqa.pretokenizers.known_names()``).
     Returns:
         ConvertResult listing every tensor's source and target dtype and any transform.
     Raises:
         UsageError: unsupported target type for the format, unknown quant name.
+        PreTokenizerError: GGUF output from a byte-level BPE whose pre-tokenizer cannot be
+            identified (pass ``pre_tokenizer``), or a name llama.cpp does not know.
         FormatError: unreadable source.
     """
     dst = Path(dst)
@@ -259,6 +265,7 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
     try:
         refuse_input_as_output(dst, [model.path, *(f.path for f in model._files)])
         qtype = plan_quant(model, quant, fmt)
+        tokenizer, metadata = _tokenizer_for(model, fmt, pre_tokenizer)
     except BaseException:
         if not isinstance(src, Model):
             model.close()
@@ -271,8 +278,27 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
         config = replace(config, rope_style="norm" if permuted else "neox")
     try:
         format_module(fmt).write(dst, convert_tensors(model, fmt, qtype, on_tensor, result.tensors),
-                                 config, model.tokenizer, None)
+                                 config, tokenizer, metadata)
     finally:
         if not isinstance(src, Model):
             model.close()
     return result
+
+
+def _tokenizer_for(model: Model, fmt: str, pre_tokenizer: str | None) -> tuple[TokenizerInfo | None, dict | None]:
+    """The tokenizer and extra metadata to write: for GGUF, what llama.cpp's converter writes."""
+    if fmt != "gguf":
+        if pre_tokenizer is not None:
+            raise UsageError("--pre-tokenizer names a GGUF's tokenizer.ggml.pre; the output is not a GGUF")
+        tok = gguf_vocab.with_identified_pre(model)
+        return (gguf_vocab.unpadded(tok) if tok is not None and fmt == "safetensors" else tok), None
+    name = model.metadata.get("general.name") if model.format == "gguf" else None
+    path = Path(model.path)
+    meta = {"general.type": "model",
+            "general.name": name if isinstance(name, str) else path.name if path.is_dir() else path.stem}
+    if model.tokenizer is None:
+        return None, meta
+    embed = model.tensors.get("model.embed_tokens.weight")
+    rows = embed.shape[0] if embed is not None and len(embed.shape) == 2 else None
+    return gguf_vocab.for_gguf(model, model.tokenizer, rows, pre_tokenizer), meta
+

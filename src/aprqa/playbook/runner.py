@@ -342,7 +342,13 @@ class _Runner:
             from ..forward import compare_outputs
 
             try:
-                oc = compare_outputs(ref, cand, prompt=prompt, n_generate=n, profile=G.output_profile(self.pb, base))
+                profile = G.output_profile(self.pb, base)
+                if self.pb.differential_tests.inference_compare.engine == "llama.cpp" and cand.suffix == ".gguf":
+                    from ..engines.llamacpp import compare_with_llamacpp
+
+                    oc = compare_with_llamacpp(ref, cand, prompt=prompt, n_generate=n, profile=profile)
+                else:
+                    oc = compare_outputs(ref, cand, prompt=prompt, n_generate=n, profile=profile)
                 fut.set_result(G.judge_outputs(oc))
             except BaseException as err:
                 fut.set_exception(err)
@@ -507,11 +513,12 @@ class _Runner:
                    (f"extra {extra[:3]}{'…' if len(extra) > 3 else ''}" if extra else "")
             return not missing and not extra and bool(a), text.strip() or f"{len(a)} names", \
                 {"missing": missing, "extra": extra, "names": len(a)}
+        from ..compare.consumer import tokenizer_section
         from ..compare.metadata import compare_tokenizer
 
         if src.tokenizer is None:
             return False, "the source carries no tokenizer: nothing to preserve, gate cannot be checked", {}
-        sec = compare_tokenizer(src, cand)
+        sec = tokenizer_section(compare_tokenizer(src, cand), src, cand)  # a GGUF: also as llama.cpp reads it
         probs = [f"{f.field} {f.status}" for f in sec.problems()] + ([sec.note] if sec.failed_outright else [])
         return sec.passed, ", ".join(probs) or f"{src.tokenizer.vocab_size} tokens", sec.to_dict()
 

@@ -185,6 +185,9 @@ class InferenceCompare(_Strict):
     tolerance: float | None = Field(None, ge=0, description="apr-qa's single epsilon: applied only to lossless "
                                                             "(f32) targets, as the max |Δlogit| limit")
     gates: list[str] = Field(default_factory=list)
+    engine: Literal["aprqa", "llama.cpp"] = Field(
+        "aprqa", description="what runs a GGUF candidate: aprqa's forward pass, or llama.cpp (aprqa[llamacpp]); "
+                             "the evidence records the engine and its version")
 
 
 class DifferentialTests(_Strict):
