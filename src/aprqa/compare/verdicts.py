@@ -28,7 +28,7 @@ from .. import core
 from ..dtypes import DType, payload_nbytes
 from ..errors import AprqaError, DTypeError
 from ..formats.model import Model, TensorInfo
-from ..formats.naming import layer_index
+from ..arch import layer_index
 from . import transforms as tf
 from ._sampling import (NOISE_SAMPLE_ELEMENTS, RowReader, as_2d, chunked_diff, rel_l2, release, row_aligned,
                         sample_rows)
@@ -416,6 +416,7 @@ def judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str | None = 
 
 def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> TensorResult:
     tol, tol_src = ctx.policy.for_tensor(name, ta.dtype, tb.dtype)
+    ta, tb, offset_name = tf.offset_undone(name, ta, tb, ctx.ref, ctx.cand)
     base = dict(tolerance=tol, tolerance_source=tol_src)
     for t, side in ((ta, "reference"), (tb, "candidate")):
         if t.past_eof:
@@ -437,7 +438,7 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
 
     notes = tf.layout_notes(ta, tb, ctx.ref, ctx.cand)
     expected = tf.rope_map_for(name, ctx.ref, ctx.cand, rows)
-    transform = tuple(notes + ([expected.name] if expected else []))
+    transform = tuple(notes + ([expected.name] if expected else []) + ([offset_name] if offset_name else []))
     atol, rtol = (tol.atol, tol.rtol)
     if expected is not None:
         raw = core.diff_stats(ta, tb.raw(), b_dtype=tb.dtype, atol=atol, rtol=rtol, threads=ctx.threads,

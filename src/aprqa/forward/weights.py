@@ -11,7 +11,7 @@ Two facts about formats live here and nowhere else in forward/:
 * F32 payloads are used as zero-copy read-only views of the memory map (no
   dequantization needed; every other dtype goes through ``aprqa.core``).
 * llama/mistral GGUF files store Q/K rows in llama.cpp's adjacent-pair RoPE order
-  (``naming.rope_permuted``). Those rows are inverse-permuted on load, so the
+  (``arch.rope_permuted``). Those rows are inverse-permuted on load, so the
   forward pass always uses split-halves ("neox") RoPE — the one convention it has.
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from ..dtypes import DType
 from ..errors import UsageError
-from ..formats import naming
+from .. import arch as archreg
 from ..formats.model import Model, TensorInfo
 
 SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3")
@@ -250,7 +250,7 @@ class ModelWeights:
             rms_eps=float(eps), tied_embeddings=tied,
             qkv_bias="model.layers.0.self_attn.q_proj.bias" in tensors,
             qk_norm="model.layers.0.self_attn.q_norm.weight" in tensors,
-            rope_unpermute=naming.rope_permuted("model.layers.0.self_attn.q_proj.weight", arch, m.format),
+            rope_unpermute=archreg.rope_permuted("model.layers.0.self_attn.q_proj.weight", arch, m.format),
             notes=tuple(notes),
         )
 
@@ -261,7 +261,7 @@ class ModelWeights:
         info = self._t(name)
         role = re.sub(r"^model\.layers\.\d+\.", "", name)
         w = dequantize_full(info, None if info.dtype is DType.F32 else self._buffer(role, info.shape))
-        if naming.rope_permuted(name, self.config.architecture, self.model.format):
+        if archreg.rope_permuted(name, self.config.architecture, self.model.format):
             n = self.config.num_heads if ".q_proj." in name else self.config.num_kv_heads
             w = unpermute_rope_rows(w, n)
         return w
