@@ -7,11 +7,13 @@ registry's to say: an encoder (BERT) has no RoPE, its norm epsilon is a LayerNor
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gguf
 
-from ..errors import UsageError
+from ..errors import FormatError, UsageError
+from ..limits import check_config_value
 from ..formats.model import ArchConfig, TokenizerInfo
 from .families import ArchSpec, arch_name, family
 
@@ -91,15 +93,22 @@ def tied(arch: str | None, shapes: dict[str, Any]) -> bool | None:
     return None
 
 
-def from_hf(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> ArchConfig:
-    """ArchConfig from a config.json dict; ``architecture`` is the GGUF arch name."""
+def from_hf(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], source: str | Path = "config.json") -> ArchConfig:
+    """ArchConfig from a config.json dict; ``architecture`` is the GGUF arch name.
+
+    Raises:
+        FormatError: a size or float fact out of range (``limits.check_config_value``), or a
+            model_type that is not a string.
+    """
     def get(field: str) -> Any:
         for k in HF_KEYS[field]:
             if cfg.get(k) is not None:
-                return cfg[k]
+                return check_config_value(source, k, cfg[k])
         return None
 
-    model_type = cfg.get("model_type") if isinstance(cfg.get("model_type"), str) else None
+    if cfg.get("model_type") is not None and not isinstance(cfg.get("model_type"), str):
+        raise FormatError(source, f"model_type {cfg['model_type']!r} is not a string", field="model_type")
+    model_type = cfg.get("model_type")
     spec = family(model_type)
     arch = spec.arch if spec is not None else model_type
     vals = {f: get(f) for f in HF_KEYS}
@@ -114,6 +123,7 @@ def from_hf(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> ArchConf
         if isinstance(rope.get("full_attention"), dict):  # gemma3: per layer type
             rope = rope["full_attention"]
         theta = cfg.get("rope_theta") if cfg.get("rope_theta") is not None else rope.get("rope_theta")
+        theta = check_config_value(source, "rope_theta", theta) if theta is not None else None
     emb = embedding_name(arch)
     if vals["vocab_size"] is None and emb in shapes:
         vals["vocab_size"] = shapes[emb][0]

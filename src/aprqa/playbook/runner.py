@@ -13,8 +13,9 @@ Order of work (docs/playbooks.md):
   5. Skipped records for what aprqa does not execute (notrun.py: runtime modalities, GPU,
      oracles, profile_ci, ...) and for conversions it cannot produce (q2_k, q3_k_m, a type a
      format cannot store) — listed, recorded, never fatal, never counted as passed;
-  6. evidence.jsonl (streamed), evidence.json, junit.xml, summary.md (atomic), and the compare
-     HTML report of the worst conversion.
+  6. evidence.jsonl (streamed), evidence.json, junit.xml, summary.md (atomic), the run report
+     (report.html + report.md: report/run_report.py) and the compare report of the worst
+     conversion (compare-report.html).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from . import gates as G
 from .evidence import EvidenceStream, family_of, host_info, make_record, write_evidence_json
 from .notrun import NotRun, not_executed
 from .schema import FORMAT_LETTER, FORMAT_TITLE, EXPECTED_FACTS, Playbook, PlaybookError, load_playbook
+from ..report.environment import environment_json
 
 # What each target format can store (quant labels of the playbook), assumed for external converters;
 # the built-in converter is asked per tensor instead (aprqa.convert.plan_quant).
@@ -62,7 +64,8 @@ class RunResult:
     Attributes:
         records: evidence records (dicts in apr-qa's shape), in plan order.
         counts: per gate family, ``{outcome: count}``.
-        output: the output directory; evidence/jsonl/junit/summary/report: written files.
+        output: the output directory; evidence/jsonl/junit/summary/report: written files
+            (report = the run report page; compare_report = the worst conversion's compare page).
         not_run: top-level playbook sections with checks aprqa does not execute (each check is
             also a Skipped record: ``not_executed``).
         notes: planning notes (quantizations a format cannot store, policy notes).
@@ -81,6 +84,7 @@ class RunResult:
     seconds: float
     not_run: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    compare_report: Path | None = None
 
     @property
     def executed(self) -> tuple[dict[str, Any], ...]:
@@ -169,6 +173,7 @@ class _Runner:
         self.tags: dict[tuple, str] = {}
         self.out_cache: dict[tuple, Future] = {}
         self.host = host_info()
+        self.environment = environment_json()  # software versions, in every record's metadata
         self.worst: tuple[tuple, Any] | None = None
         self.notes: list[str] = []
         self.model_id = self._model_id()
@@ -200,7 +205,8 @@ class _Runner:
         thr = G.thresholds_for(self.pb, gate_id, key)
         md = {"playbook_sha256": self.digest, "playbook": str(self.pb_path), "playbook_name": self.pb.name,
               "playbook_version": self.pb.version, "gate_family": family_of(gate_id),
-              "thresholds_key": key, "thresholds": G.thresholds_json(thr), "converter": self.pb.converter}
+              "thresholds_key": key, "thresholds": G.thresholds_json(thr), "converter": self.pb.converter,
+              "environment": self.environment}
         md.update(extra_md or {})
         rec = make_record(gate_id=gate_id, outcome=outcome.outcome, reason=outcome.reason,
                           output=outcome.output or outcome.reason, scenario=scenario, metrics=outcome.metrics,
@@ -559,10 +565,11 @@ class _Runner:
     def run(self) -> RunResult:
         t0 = time.perf_counter()
         self.work.mkdir(parents=True, exist_ok=True)
-        for stale in ("evidence.json", "junit.xml", "summary.md", "report.html"):
+        # Locks the output for the run: a second run into it fails here, before deleting anything.
+        self.stream = EvidenceStream(self.out / "evidence.jsonl")
+        for stale in ("evidence.json", "junit.xml", "summary.md", "report.html", "report.md", "compare-report.html"):
             (self.out / stale).unlink(missing_ok=True)
         self.labels: dict[tuple, str] = {}
-        self.stream = EvidenceStream(self.out / "evidence.jsonl")
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="aprqa-gate")
         try:
             self._plan_and_run()
@@ -689,26 +696,28 @@ class _Runner:
         self._record_not_run(native)
 
     def _finish(self, seconds: float) -> RunResult:
+        # report/ reads playbook.evidence: imported here so that neither package needs the other first
+        from ..report.html import write_report
+        from ..report.run_report import write_run_report
         from .junit import write_junit, write_summary
 
         recs = tuple(r for _o, r in sorted(self.records, key=lambda x: x[0]))
         ev = self.out / "evidence.json"
         write_evidence_json(ev, recs)
-        report_path = None
-        if self.worst is not None:
-            try:
-                from ..report import html
-
-                report_path = html.write_report(self.worst[1], self.out / "report.html")
-            except ImportError:
-                report_path = None
+        compare_path = write_report(self.worst[1], self.out / "compare-report.html") if self.worst else None
         res = RunResult(playbook=str(self.pb_path), playbook_sha256=self.digest, name=self.pb.name, records=recs,
                         output=self.out, evidence=ev, evidence_jsonl=self.out / "evidence.jsonl",
                         junit=self.out / "junit.xml", summary=self.out / "summary.md",
-                        report=Path(report_path) if report_path else None, seconds=seconds,
-                        not_run=tuple(dict.fromkeys(n.top for n in self.not_run_items)), notes=tuple(self.notes))
+                        report=self.out / "report.html", seconds=seconds,
+                        not_run=tuple(dict.fromkeys(n.top for n in self.not_run_items)), notes=tuple(self.notes),
+                        compare_report=compare_path)
         write_junit(res)
         write_summary(res)
+        links = [(p.name, p.name) for p in (ev, res.evidence_jsonl, res.junit, res.summary, self.out / "report.md")]
+        if compare_path is not None:
+            links.append(("compare report of the worst conversion", compare_path.name))
+        write_run_report(recs, html=res.report, md=self.out / "report.md", source=str(ev), notes=res.notes,
+                         links=tuple(links), seconds=seconds)
         return res
 
 
