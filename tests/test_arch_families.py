@@ -189,3 +189,26 @@ def test_bare_safetensors_side_is_not_compared_for_metadata(tmp_path, tiny):
     r = compare(tiny["gemma3"], bare, fast=True)
     assert r.passed, r.summary()
     assert "not compared (no config" in r.metadata.note
+
+
+@pytest.mark.parametrize("family", ["gemma2", "gemma3"])
+@pytest.mark.parametrize("fmt", ["safetensors", "gguf", "apr"])
+def test_forward_matches_transformers(tmp_path, tiny, family, fmt):
+    """aprqa's forward pass on the model in each format equals transformers' on the source.
+    The prompt is longer than the tiny sliding window (32), so windowed layers are exercised."""
+    from aprqa.forward.llama import LlamaRunner
+    from aprqa.forward.weights import open_weights
+
+    path = tiny[family]
+    if fmt != "safetensors":
+        path = tmp_path / f"m.{fmt}"
+        convert(tiny[family], path)
+    ids = np.random.default_rng(1).integers(0, 96, size=40)
+    ref = transformers.AutoModelForCausalLM.from_pretrained(tiny[family], attn_implementation="eager").eval()
+    with torch.no_grad():
+        want = ref(torch.tensor(ids[None])).logits[0].numpy()
+    w = open_weights(path)
+    got = LlamaRunner(w).run(ids)
+    w.model.close()
+    # fp32 both sides; differences are summation order only (BLAS vs torch): 1e-4 of logits ~O(1).
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)

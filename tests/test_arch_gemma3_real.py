@@ -94,3 +94,21 @@ def test_aprqa_conversion_equals_transformers_and_gives_the_same_logits(tmp_path
         del model
     # Same weights bit for bit and the same config: the same computation, so equal logits.
     assert torch.equal(logits[0], logits[1]), (logits[0] - logits[1]).abs().max()
+
+
+def test_forward_on_the_gguf_matches_transformers(gemma3_gguf, transformers_dir):
+    """aprqa's forward pass straight from the Q4_K_M GGUF vs transformers on its own loading."""
+    from aprqa.forward.llama import LlamaRunner
+    from aprqa.forward.weights import open_weights
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(transformers_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        want = model(torch.tensor([PROMPT_IDS])).logits[0].numpy()
+    del model
+    w = open_weights(gemma3_gguf)
+    got = LlamaRunner(w).run(PROMPT_IDS)
+    w.model.close()
+    assert (got.argmax(-1) == want.argmax(-1)).all()
+    # fp32 both sides, 18 blocks: summation order (BLAS vs torch) only; logits are O(10).
+    # Measured: max |Δlogit| 3.9e-5 with logits up to 22; the bound leaves 5x for BLAS builds.
+    assert abs(got - want).max() < 2e-4, abs(got - want).max()

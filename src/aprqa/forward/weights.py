@@ -27,9 +27,9 @@ import numpy as np
 from ..dtypes import DType
 from ..errors import UsageError
 from .. import arch as archreg
-from ..formats.model import Model, TensorInfo
+from ..formats.model import ArchConfig, Model, TensorInfo
 
-SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3")
+SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3")
 # LM-head chunk budget: rows per chunk = this many bytes of float32 / hidden size.
 HEAD_CHUNK_BYTES = 64 << 20
 
@@ -117,6 +117,17 @@ class ForwardConfig:
     qk_norm: bool
     rope_unpermute: bool  # q/k rows are stored in llama.cpp order and undone on load
     notes: tuple[str, ...] = ()
+    # gemma family (arch.families.ForwardFacts): (1+w) norms, GELU-tanh, scaled embeddings,
+    # post-attention/post-MLP norms, windowed layers with their own RoPE base, soft-capping.
+    norm_one_plus: bool = False
+    activation: str = "silu"
+    embed_scale: float | None = None
+    sandwich_norms: bool = False
+    sliding_window: int | None = None
+    sliding_layers: tuple[int, ...] = ()
+    rope_theta_local: float | None = None
+    attn_softcap: float | None = None
+    final_softcap: float | None = None
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -142,10 +153,29 @@ class LayerWeights:
     o_bias: np.ndarray | None = None
     q_norm: np.ndarray | None = None
     k_norm: np.ndarray | None = None
+    post_attn_norm: np.ndarray | None = None
+    post_mlp_norm: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.__dict__.values() if isinstance(a, np.ndarray))
+
+
+def _family_facts(arch: str, c: ArchConfig, hidden: int, n_layers: int) -> dict:
+    """The ForwardConfig fields the registry's ForwardFacts set for this family."""
+    spec = archreg.family(arch)
+    if spec is None or spec.forward.norm != "rms1p":
+        return {}
+    f = spec.forward
+    # Which layers attend in a window: gemma2 every other one (from the first), gemma3 all but
+    # every sixth (llama.cpp's and transformers' defaults for these families).
+    period = 6 if arch == "gemma3" else 2 if arch == "gemma2" else 0
+    sliding = tuple(i for i in range(n_layers) if period and (i + 1) % period)
+    return dict(norm_one_plus=True, activation=f.activation, embed_scale=float(np.float32(hidden ** 0.5))
+                if f.embed_scale else None, sandwich_norms=f.sandwich_norms,
+                sliding_window=c.sliding_window if sliding else None, sliding_layers=sliding if c.sliding_window
+                else (), rope_theta_local=10000.0 if arch == "gemma3" else None,
+                attn_softcap=c.attn_softcap, final_softcap=c.final_softcap)
 
 
 def _infer_arch(tensors: dict[str, TensorInfo]) -> str:
@@ -259,7 +289,7 @@ class ModelWeights:
             qkv_bias="model.layers.0.self_attn.q_proj.bias" in tensors,
             qk_norm="model.layers.0.self_attn.q_norm.weight" in tensors,
             rope_unpermute=archreg.rope_permuted("model.layers.0.self_attn.q_proj.weight", arch, m.format),
-            notes=tuple(notes),
+            notes=tuple(notes), **_family_facts(arch, c, hidden, n_layers),
         )
 
     # ------------------------------------------------------------------ access
@@ -272,6 +302,11 @@ class ModelWeights:
         if archreg.rope_permuted(name, self.config.architecture, self.model.format):
             n = self.config.num_heads if ".q_proj." in name else self.config.num_kv_heads
             w = unpermute_rope_rows(w, n)
+        if self.config.norm_one_plus and name.endswith("norm.weight"):
+            # HF value (a gemma GGUF stores 1 + w), then the 1 + w the norm multiplies by, in float32
+            # in the order transformers computes it.
+            off = archreg.norm_offset(name, self.config.architecture, self.model.format)
+            w = (w - np.float32(off) if off else w) + np.float32(1.0)
         return w
 
     def layer(self, i: int) -> LayerWeights:
@@ -280,11 +315,15 @@ class ModelWeights:
             raise UsageError(f"layer {i} out of range (model has {self.config.num_layers})")
         p = f"model.layers.{i}."
         g = self._get
+        sandwich = self.config.sandwich_norms
         return LayerWeights(
             index=i,
             attn_norm=g(p + "input_layernorm.weight"), q=g(p + "self_attn.q_proj.weight"),
             k=g(p + "self_attn.k_proj.weight"), v=g(p + "self_attn.v_proj.weight"),
-            o=g(p + "self_attn.o_proj.weight"), mlp_norm=g(p + "post_attention_layernorm.weight"),
+            o=g(p + "self_attn.o_proj.weight"),
+            mlp_norm=g(p + ("pre_feedforward_layernorm.weight" if sandwich else "post_attention_layernorm.weight")),
+            post_attn_norm=g(p + "post_attention_layernorm.weight") if sandwich else None,
+            post_mlp_norm=g(p + "post_feedforward_layernorm.weight") if sandwich else None,
             gate=g(p + "mlp.gate_proj.weight"), up=g(p + "mlp.up_proj.weight"), down=g(p + "mlp.down_proj.weight"),
             q_bias=g(p + "self_attn.q_proj.bias", True), k_bias=g(p + "self_attn.k_proj.bias", True),
             v_bias=g(p + "self_attn.v_proj.bias", True), o_bias=g(p + "self_attn.o_proj.bias", True),
