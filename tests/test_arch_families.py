@@ -191,7 +191,7 @@ def test_bare_safetensors_side_is_not_compared_for_metadata(tmp_path, tiny):
     assert "not compared (no config" in r.metadata.note
 
 
-@pytest.mark.parametrize("family", ["gemma2", "gemma3"])
+@pytest.mark.parametrize("family", ["gemma2", "gemma3", "phi3"])
 @pytest.mark.parametrize("fmt", ["safetensors", "gguf", "apr"])
 def test_forward_matches_transformers(tmp_path, tiny, family, fmt):
     """aprqa's forward pass on the model in each format equals transformers' on the source.

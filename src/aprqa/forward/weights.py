@@ -29,7 +29,7 @@ from ..errors import UsageError
 from .. import arch as archreg
 from ..formats.model import ArchConfig, Model, TensorInfo
 
-SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3")
+SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3")
 # LM-head chunk budget: rows per chunk = this many bytes of float32 / hidden size.
 HEAD_CHUNK_BYTES = 64 << 20
 
@@ -241,18 +241,20 @@ class ModelWeights:
         vocab, hidden = emb.shape
         if c.hidden_size is not None and c.hidden_size != hidden:
             raise UsageError(f"{m.path}: config hidden_size {c.hidden_size} but embedding width {hidden}")
+        fused = "model.layers.0.self_attn.qkv_proj.weight" in tensors  # phi3: qkv and gate_up in one
+        marker = "self_attn.qkv_proj.weight" if fused else "self_attn.q_proj.weight"
         n_layers = c.num_layers
         if n_layers is None:
             n_layers = 0
-            while f"model.layers.{n_layers}.self_attn.q_proj.weight" in tensors:
+            while f"model.layers.{n_layers}.{marker}" in tensors:
                 n_layers += 1
             notes.append(f"num_layers not stated; counted {n_layers} blocks")
         if n_layers <= 0:
             raise UsageError(f"{m.path}: model has no transformer blocks")
         # The stated count must be what the file holds, before anything is sized from it.
-        if (f"model.layers.{n_layers - 1}.self_attn.q_proj.weight" not in tensors
-                or f"model.layers.{n_layers}.self_attn.q_proj.weight" in tensors):
-            held = sum(1 for n in tensors if n.endswith(".self_attn.q_proj.weight"))
+        if (f"model.layers.{n_layers - 1}.{marker}" not in tensors
+                or f"model.layers.{n_layers}.{marker}" in tensors):
+            held = sum(1 for n in tensors if n.endswith("." + marker))
             raise UsageError(f"{m.path}: config states {n_layers:,} layers but the file holds {held} blocks")
         if c.vocab_size is not None and c.vocab_size != vocab:
             notes.append(f"config vocab_size {c.vocab_size} differs from the embedding's {vocab} rows; "
@@ -261,17 +263,23 @@ class ModelWeights:
         if heads is None:
             raise UsageError(f"{m.path}: config states no num_heads (attention head count)")
         kv_heads = c.num_kv_heads or heads
-        q = self._t("model.layers.0.self_attn.q_proj.weight")
-        k = self._t("model.layers.0.self_attn.k_proj.weight")
-        head_dim = c.head_dim or q.shape[0] // heads
-        if q.shape != (heads * head_dim, hidden) or k.shape != (kv_heads * head_dim, hidden):
-            raise UsageError(f"{m.path}: q_proj {list(q.shape)} / k_proj {list(k.shape)} do not fit "
+        if fused:
+            qkv = self._t("model.layers.0.self_attn.qkv_proj.weight").shape
+            head_dim = c.head_dim or qkv[0] // (heads + 2 * kv_heads)
+            q_shape, k_shape = (heads * head_dim, qkv[1]), ((qkv[0] - heads * head_dim) // 2, qkv[1])
+        else:
+            q_shape = self._t("model.layers.0.self_attn.q_proj.weight").shape
+            k_shape = self._t("model.layers.0.self_attn.k_proj.weight").shape
+            head_dim = c.head_dim or q_shape[0] // heads
+        if q_shape != (heads * head_dim, hidden) or k_shape != (kv_heads * head_dim, hidden):
+            raise UsageError(f"{m.path}: q_proj {list(q_shape)} / k_proj {list(k_shape)} do not fit "
                              f"{heads} heads × {head_dim} (kv heads {kv_heads}), hidden {hidden}")
         if heads % kv_heads:
             raise UsageError(f"{m.path}: {heads} heads is not a multiple of {kv_heads} kv heads")
         if head_dim % 2:
             raise UsageError(f"{m.path}: head_dim {head_dim} is odd; RoPE needs pairs")
-        ff = self._t("model.layers.0.mlp.gate_proj.weight").shape[0]
+        ff = (self._t("model.layers.0.mlp.gate_up_proj.weight").shape[0] // 2 if fused
+              else self._t("model.layers.0.mlp.gate_proj.weight").shape[0])
         theta = c.rope_theta
         if theta is None:
             theta = 10000.0
@@ -316,6 +324,8 @@ class ModelWeights:
         p = f"model.layers.{i}."
         g = self._get
         sandwich = self.config.sandwich_norms
+        if p + "self_attn.qkv_proj.weight" in self.model.tensors:
+            return self._fused_layer(i)
         return LayerWeights(
             index=i,
             attn_norm=g(p + "input_layernorm.weight"), q=g(p + "self_attn.q_proj.weight"),
@@ -329,6 +339,19 @@ class ModelWeights:
             v_bias=g(p + "self_attn.v_proj.bias", True), o_bias=g(p + "self_attn.o_proj.bias", True),
             q_norm=g(p + "self_attn.q_norm.weight", True), k_norm=g(p + "self_attn.k_norm.weight", True),
         )
+
+    def _fused_layer(self, i: int) -> LayerWeights:
+        """phi3: rows of qkv_proj are q, k, v; rows of gate_up_proj are gate, up (HF's split)."""
+        p, c, g = f"model.layers.{i}.", self.config, self._get
+        qkv = g(p + "self_attn.qkv_proj.weight")
+        nq, nk = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+        gate_up = g(p + "mlp.gate_up_proj.weight")
+        ff = gate_up.shape[0] // 2
+        return LayerWeights(
+            index=i, attn_norm=g(p + "input_layernorm.weight"),
+            q=qkv[:nq], k=qkv[nq:nq + nk], v=qkv[nq + nk:], o=g(p + "self_attn.o_proj.weight"),
+            mlp_norm=g(p + "post_attention_layernorm.weight"), gate=gate_up[:ff], up=gate_up[ff:],
+            down=g(p + "mlp.down_proj.weight"))
 
     def final_norm(self) -> np.ndarray:
         return self._get("model.norm.weight")
