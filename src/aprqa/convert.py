@@ -29,7 +29,7 @@ from .errors import UsageError
 from .formats import FORMATS, format_module, open_model
 from .formats import gguf_vocab
 from .formats.model import Model, TensorData, TensorInfo, TokenizerInfo
-from .formats.naming import LLAMA_FAMILY, ROPE_PERMUTED_ARCHS, rope_permuted
+from .arch import NORM_OFFSET, config_keys, family, norm_offset, rope_permuted
 from .fsio import refuse_input_as_output
 from .quantmix import QUANT_CHOICES, Mix, is_mix, unquantizable_types
 
@@ -199,19 +199,25 @@ def convert_tensors(model: Model, fmt: str, quant: "DType | Mix | None",
                 transform = "rope-unpermute"
             else:
                 transform = "rope-permute"
+        # llama.cpp's gemma norms are stored as offset + w: take the source's off, put the target's on.
+        shift = norm_offset(t.name, arch, fmt) - norm_offset(t.name, arch, model.format)
+        if shift:
+            transform = ((transform + "+") if transform else "") + NORM_OFFSET
+            if want == t.dtype and not want.is_float:
+                want = DType.F32  # a shifted quantized norm would be re-quantized: keep it exact
         if log is not None:
             log.append((t.name, t.dtype.lname, want.lname, transform))
-        if perm is None and want == t.dtype:
+        if perm is None and want == t.dtype and not shift:
             if on_tensor is not None:
                 on_tensor(t)
             yield TensorData.from_info(t)
         else:
-            yield TensorData(t.name, want, t.shape, _converter(t, want, perm, on_tensor))
+            yield TensorData(t.name, want, t.shape, _converter(t, want, perm, on_tensor, shift))
 
 
 def _converter(t: TensorInfo, want: DType, perm: np.ndarray | None,
-               on_tensor: Callable[[TensorInfo], None] | None) -> Callable[[], np.ndarray]:
-    """The lazy payload of ``t`` re-encoded to ``want`` with its rows in ``perm`` order."""
+               on_tensor: Callable[[TensorInfo], None] | None, shift: float = 0.0) -> Callable[[], np.ndarray]:
+    """The lazy payload of ``t`` re-encoded to ``want`` with its rows in ``perm`` order, plus ``shift``."""
 
     def produce() -> np.ndarray:
         raw = t.raw()
@@ -221,7 +227,11 @@ def _converter(t: TensorInfo, want: DType, perm: np.ndarray | None,
                 raw = core.quantize(core.dequantize(t).reshape(t.shape)[perm], t.dtype)
             else:
                 raw = _permute_rows_raw(raw, t.shape[0], perm)
-        data = raw if want == t.dtype else _encode(core.dequantize(raw, t.dtype, t.shape), want)
+        if shift:  # float32 arithmetic, as llama.cpp's converter and transformers' loader do it
+            values = np.asarray(core.dequantize(raw, t.dtype, t.shape), dtype=np.float32) + np.float32(shift)
+            data = _encode(values, want)
+        else:
+            data = raw if want == t.dtype else _encode(core.dequantize(raw, t.dtype, t.shape), want)
         if on_tensor is not None:
             on_tensor(t)
         return data
@@ -272,13 +282,22 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
         raise
     result = ConvertResult(Path(model.path), dst, fmt, quant or "keep")
     config = model.config
-    if config.architecture in LLAMA_FAMILY:
-        # The RoPE style describes the row order of the written Q/K weights.
-        permuted = fmt == "gguf" and config.architecture in ROPE_PERMUTED_ARCHS
-        config = replace(config, rope_style="norm" if permuted else "neox")
+    # The RoPE style describes the row order of the written Q/K weights.
+    if family(config.architecture) is not None:
+        config = replace(config, rope_style=config_keys.rope_style(config.architecture, fmt))
+    source_config = model.metadata.get("config") if model.format == "safetensors" else None
+    extra = {}
+    if fmt == "safetensors" and dst.suffix != ".safetensors":
+        try:  # refuse before writing anything when no honest config.json can be written
+            config_keys.to_hf(config, tokenizer, source_config)
+        except BaseException:
+            if not isinstance(src, Model):
+                model.close()
+            raise
+        extra["source_config"] = source_config
     try:
         format_module(fmt).write(dst, convert_tensors(model, fmt, qtype, on_tensor, result.tensors),
-                                 config, tokenizer, metadata)
+                                 config, tokenizer, metadata, **extra)
     finally:
         if not isinstance(src, Model):
             model.close()

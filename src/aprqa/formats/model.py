@@ -121,6 +121,9 @@ class ArchConfig:
     rms_eps: float | None = None
     tied_embeddings: bool | None = None
     context_length: int | None = None
+    sliding_window: int | None = None  # gemma2/3, mistral: local attention window
+    attn_softcap: float | None = None  # gemma2: tanh soft-capping of attention scores
+    final_softcap: float | None = None  # gemma2: tanh soft-capping of the logits
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
