@@ -20,8 +20,11 @@ executes it. Order of work (docs/playbooks.md):
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -127,6 +130,14 @@ class _Conv:
     seconds: float = 0.0
     stderr: str | None = None
     exit_code: int | None = None
+
+
+def _remove(path: Path) -> None:
+    """Delete a file or directory tree if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _tail(s: str | bytes | None, n: int = 2000) -> str | None:
@@ -272,7 +283,11 @@ class _Runner:
                                                     f"conversion {label} could not run: its input "
                                                     f"({parent.label}) failed: "
                                                     f"{parent.failure.reason if parent.failure else '?'}"))
-        dst = self.work / conv.file_name  # SafeTensors: an HF directory (config.json, model.safetensors, ...)
+        final = self.work / conv.file_name  # SafeTensors: an HF directory (config.json, model.safetensors, ...)
+        # written under a temporary name and renamed when complete: a process killed mid-conversion
+        # leaves a ".partial." file that its retry overwrites, never a half-written model under the real name
+        dst = final.with_name(f".partial.{final.name}")
+        _remove(dst)
         t0 = time.perf_counter()
         if self.pb.converter == "builtin":
             from ..convert import convert
@@ -280,11 +295,19 @@ class _Runner:
             try:
                 convert(parent.path, dst, to=fmt, quant=G.converter_quant(quant))
             except Exception as err:
+                _remove(dst)
                 return _Conv(label, None, G.GateOutcome("Crashed", f"conversion {label} failed (built-in converter):"
                                                                    f" {G.error_text(err)}"),
                              time.perf_counter() - t0)
-            return _Conv(label, dst, None, time.perf_counter() - t0)
-        return self._external(parent.path, dst, fmt, quant, label, t0)
+            res = _Conv(label, dst, None, time.perf_counter() - t0)
+        else:
+            res = self._external(parent.path, dst, fmt, quant, label, t0)
+        if res.path is None:
+            _remove(dst)
+            return res
+        _remove(final)
+        os.replace(dst, final)
+        return dataclasses.replace(res, path=final)
 
     def _external(self, src: Path, dst: Path, fmt: str, quant: str, label: str, t0: float) -> _Conv:
         self.work.mkdir(parents=True, exist_ok=True)
