@@ -13,6 +13,7 @@
 #include "dequant.h"
 #include "diff.h"
 #include "dtypes.h"
+#include "batch.h"
 #include "parallel.h"
 #include "quant.h"
 
@@ -95,6 +96,9 @@ DiffOptions make_opts(double atol, double rtol, int threads, int simd, bool hist
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "aprqa native core: bounds-checked dequantization, quantization and diff kernels";
+    // Typed exceptions: std::invalid_argument is a ValueError (pybind11's default); an unknown or
+    // unsupported dtype is its own subclass so callers map it without matching message text.
+    py::register_exception<dtype_error>(m, "DTypeError", PyExc_ValueError);
 
     m.def(
         "dtype_table",
@@ -270,4 +274,7 @@ PYBIND11_MODULE(_core, m) {
             return read_probe(s.data, s.size, nt);
         },
         py::arg("buf"), py::arg("threads") = 0, "Sum of all bytes: a read-bandwidth probe for benchmarks.");
+
+    register_gather(m);
+    register_strings(m);
 }

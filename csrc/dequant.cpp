@@ -387,7 +387,7 @@ bool dequant_supported(int dtype) { return dtype == kAprQ8 || dequant_kernel(dty
 void require_dequant(int dtype) {
     const DTypeTraits& t = dtype_or_throw(dtype);
     if (!dequant_supported(dtype))
-        throw std::invalid_argument(std::string("unsupported dtype ") + t.name + " for dequantization");
+        throw dtype_error(std::string("unsupported dtype ") + t.name + " for dequantization");
 }
 
 // ---- SIMD selection ------------------------------------------------------------

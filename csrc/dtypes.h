@@ -46,9 +46,15 @@ inline const DTypeTraits* find_dtype(int id) {
     return nullptr;
 }
 
+// An unknown or unsupported dtype: registered in bindings.cpp as aprqa._core.DTypeError
+// (a ValueError), so Python maps it by type, never by message text.
+struct dtype_error : std::invalid_argument {
+    using std::invalid_argument::invalid_argument;
+};
+
 inline const DTypeTraits& dtype_or_throw(int id) {
     const DTypeTraits* t = find_dtype(id);
-    if (!t) throw std::invalid_argument("unknown dtype id " + std::to_string(id));
+    if (!t) throw dtype_error("unknown dtype id " + std::to_string(id));
     return *t;
 }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -37,7 +38,14 @@ void parallel_slices(size_t n, int nthreads, Fn&& fn) {
     std::vector<std::thread> pool;
     pool.reserve(nthreads - 1);
     auto lo = [&](int t) { return n * (size_t)t / (size_t)nthreads; };
-    for (int t = 1; t < nthreads; ++t) pool.emplace_back([&, t] { fn(t, lo(t), lo(t + 1)); });
+    int started = 1;
+    try {
+        for (; started < nthreads; ++started) pool.emplace_back([&, t = started] { fn(t, lo(t), lo(t + 1)); });
+    } catch (const std::system_error&) {
+        // A thread that cannot start (resource limits) must not terminate the process:
+        // the caller runs the slices that did not get a thread.
+    }
+    for (int t = started; t < nthreads; ++t) fn(t, lo(t), lo(t + 1));
     fn(0, lo(0), lo(1));
     for (auto& th : pool) th.join();
 }

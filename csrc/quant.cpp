@@ -385,7 +385,7 @@ bool quant_supported(int dtype) {
 void require_quant(int dtype) {
     const DTypeTraits& t = dtype_or_throw(dtype);
     if (!quant_supported(dtype))
-        throw std::invalid_argument(std::string("unsupported dtype ") + t.name + " for quantization");
+        throw dtype_error(std::string("unsupported dtype ") + t.name + " for quantization");
 }
 
 void quantize(int dtype, const float* x, size_t n, uint8_t* out, int threads) {

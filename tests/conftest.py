@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
+import faults  # tests/faults.py: the independent fault-injecting writer
+from aprqa.compare import compare
+from aprqa.playbook import run_playbook
 from aprqa.synthetic import make_hf_model
+
+DEMO_PLAYBOOK = Path(__file__).resolve().parent.parent / "playbooks" / "demo.playbook.yaml"
 
 
 @pytest.fixture(autouse=True)
@@ -28,3 +33,22 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def qwen2_dir(tiny_models) -> Path:
     return tiny_models["qwen2-tiny"]
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The demo playbook run once per session (its files are read, never changed, by the tests)."""
+    return run_playbook(DEMO_PLAYBOOK, output=tmp_path_factory.mktemp("demo-out"), workers=2)
+
+
+TRANSPOSED_TENSOR = "model.layers.1.self_attn.q_proj.weight"
+
+
+@pytest.fixture(scope="session")
+def failing_compare(tiny_models, tmp_path_factory):
+    """A failing compare with every section of the report: qwen2-tiny as Q8_0 GGUF written by the
+    test's own encoder (tests/faults.py) with one square weight's data transposed, compared with
+    the output check and --locate."""
+    out = faults.convert(tiny_models["qwen2-tiny"], tmp_path_factory.mktemp("failing") / "broken.q8_0.gguf",
+                         "gguf", "q8_0", faults=(faults.transpose(TRANSPOSED_TENSOR),))
+    return compare(tiny_models["qwen2-tiny"], out, fast=False, locate=True)

@@ -17,7 +17,10 @@ import yaml
 from aprqa.cli import main
 from aprqa.playbook import PlaybookError, load_playbook, run_playbook, verify_evidence
 from aprqa.playbook.runner import download_hf_repo
-from aprqa.report.evidence_report import load_summary, render_html, render_markdown
+from aprqa.report.evidence_report import load_summary
+from aprqa.report.run_html import render_run_html
+from aprqa.report.run_markdown import render_run_markdown
+from aprqa.report.run_view import build_run_view
 from aprqa.synthetic import make_hf_model
 from _paths import APR_QA_FIXTURES
 
@@ -248,8 +251,10 @@ def test_report_renders_apr_qa_evidence(path, tmp_path, capsys):
     assert main(["report", str(path), "--md", str(md), "--html", str(html)]) == 0
     out = capsys.readouterr().out
     assert "apr-qa evidence" in out and "gate families" in out and "F-CONV" in out
-    assert md.read_text().startswith("# Evidence summary") and "| family |" in md.read_text()
-    assert html.read_text().startswith("<!doctype html>") and "<table>" in html.read_text()
+    assert md.read_text().startswith("# aprqa playbook run: Qwen/Qwen2.5-Coder-0.5B-Instruct")
+    assert "| family |" in md.read_text() and "| format \\ quantization |" in md.read_text()
+    page = html.read_text()
+    assert page.startswith("<!doctype html>") and "<table" in page and 'class="matrix"' in page
     s = load_summary(path)
     assert s.producer == "apr-qa" and s.records == len(json.loads(path.read_text()))
     assert sum(sum(c.values()) for c in s.families.values()) == s.records
@@ -266,9 +271,10 @@ def test_report_explains_apr_qa_text_diff(capsys):
     note = next(n for n in s.notes if n.gate_id == "F-CONV-S-G")
     assert "diff 8.00e-1 is not a tensor or logit difference" in note.note
     assert "character by character" in note.note and "'2 + 2 equals 4.'" in note.note
-    md = render_markdown(s)
+    view = build_run_view(json.loads(FAILING.read_text()), str(FAILING))
+    md = render_run_markdown(view)
     assert "What apr-qa's F-CONV gates measured" in md and "character by character" in md
-    assert "character by character" in render_html(s)
+    assert "character by character" in render_run_html(view)
     passing = load_summary(PASSING)
     assert passing and any("max_diff 7.80e-1" in n.note for n in passing.notes)
 

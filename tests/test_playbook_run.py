@@ -40,12 +40,6 @@ test_matrix:
 """
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo-out")
-    return run_playbook(DEMO, output=out, workers=2)
-
-
 def test_demo_passes_every_gate(demo_run):
     res = demo_run
     assert res.passed and len(res.executed) >= 30

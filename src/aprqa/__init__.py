@@ -1,41 +1,60 @@
 """aprqa: is this converted model the same model, within what its dtype allows?
 
 The public surface is ``__all__``; everything else lives in subpackages
-(formats, core, compare, forward, convert, playbook, report). The playbook
-layer and the pytest helpers are imported on first use.
+(formats, core, compare, forward, convert, playbook, report). Only ``DType`` and
+the errors are imported with the package; every other public name is imported on
+first use (PEP 562), so the CLI's inspect/compare paths never load the forward pass.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 from .dtypes import DType
 from .errors import AprqaError, DTypeError, FormatError, TruncatedError, UnsupportedFormatError, UsageError
-from .formats import open_model
-# compare, convert and forward are both submodules and public functions. Importing a submodule
-# binds its name on this package, so they are imported eagerly here, once, and the names are then
-# rebound to the functions: ``aprqa.compare(...)``, ``aprqa.convert(...)``, ``aprqa.forward(...)``.
-from .compare import compare
-from .convert import convert
-from .forward import compare_outputs, forward, generate, locate, tokenize
 
 __version__ = "0.1.0"
 
-# name -> (module, attribute); resolved lazily by __getattr__.
+# name -> (module, attribute); resolved lazily by __getattr__, so ``import aprqa`` pays for numpy,
+# the readers, compare/convert and the forward pass (numba) only when they are used.
 _LAZY: dict[str, tuple[str, str | None]] = {
+    "open_model": (".formats", "open_model"),
+    "compare": (".compare", "compare"),
+    "convert": (".convert", "convert"),
+    "forward": (".forward", "forward"),
+    "generate": (".forward", "generate"),
+    "tokenize": (".forward", "tokenize"),
+    "compare_outputs": (".forward", "compare_outputs"),
+    "locate": (".forward", "locate"),
     "dequantize": (".core", "dequantize"),
     "dequantize_rows": (".core", "dequantize_rows"),
     "quantize": (".core", "quantize"),
     "diff_stats": (".core", "diff_stats"),
+    "dequantize_all": (".bulk", "dequantize_all"),
     "run_playbook": (".playbook", "run_playbook"),
     "testing": (".testing", None),
 }
+# compare, convert and forward are both submodules and public functions. Importing a submodule
+# sets it as an attribute of this package; this package's module class keeps the function
+# of the same name there instead, so ``aprqa.compare(...)`` works whichever was imported first.
+_FUNCTION_SUBMODULES = ("compare", "convert", "forward")
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FUNCTION_SUBMODULES and isinstance(value, types.ModuleType):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
-    "open_model", "DType", "AprqaError", "FormatError", "TruncatedError", "UnsupportedFormatError",
-    "DTypeError", "UsageError", "__version__", "compare", "convert", "forward", "generate", "tokenize",
-    "compare_outputs", "locate", *_LAZY,
+    "DType", "AprqaError", "FormatError", "TruncatedError", "UnsupportedFormatError",
+    "DTypeError", "UsageError", "__version__", *_LAZY,
 ]
 
 

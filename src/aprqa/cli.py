@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Sequence
 
 from rich.console import Console
-from rich.markup import escape
 
 from . import __version__
-from .errors import AprqaError
+from .errors import AprqaError, as_aprqa_error
+from .fsio import check_output
+from .textsafe import markup_safe as escape  # rich markup + terminal control characters
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 
@@ -87,12 +88,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .forward import detokenize, generate, tokenize
+    from .forward import detokenize, generate, parse_ids, tokenize
     from .formats import open_model
 
     with open_model(args.model) as model:
         if args.ids is not None:
-            ids = [int(x) for x in args.ids.replace(",", " ").split()]
+            ids = parse_ids(args.ids)
         else:
             ids = tokenize(model, args.prompt)
         new = generate(model, ids, args.n, device=args.device)
@@ -116,6 +117,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .report.compare_console import render_compare
     from .report.console import progress_bar
 
+    if args.report:
+        check_output(Path(args.report))  # a bad --report path fails now, not after the comparison
     err = _stderr()
     with progress_bar(err, enabled=err.is_terminal and not args.json and not args.no_progress) as progress:
         report = compare(args.reference, args.candidate, fast=args.fast, profile=args.profile,
@@ -154,7 +157,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     oc = res.outcome_counts()
     out.print(f"{len(res.records)} gates · " + " · ".join(f"{v} {k}" for k, v in oc.items())
               + f" · {res.seconds:.1f} s · {'[green]PASS[/]' if res.passed else '[red]FAIL[/]'}")
-    extra = ", ".join(str(p.name) for p in (res.evidence_jsonl, res.junit, res.summary, res.report) if p)
+    extra = ", ".join(str(p.name) for p in (res.evidence_jsonl, res.junit, res.summary, res.report,
+                                            res.compare_report) if p)
     out.print(f"evidence → {escape(str(res.evidence))} (+ {escape(extra)})")
     skipped = res.not_executed
     if skipped:
@@ -188,13 +192,14 @@ def cmd_verify_evidence(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report.evidence_report import load_summary, render_console, write
+    from .playbook.evidence import load_evidence
+    from .report.evidence_report import render_console, summarize
+    from .report.run_report import write_run_report
 
-    summary = load_summary(args.evidence)
-    for path, kind in ((args.md, "md"), (args.html, "html")):
-        if path:
-            write(summary, path, kind)
-            _stderr().print(f"wrote {escape(str(path))}")
+    records = load_evidence(args.evidence)
+    summary = summarize(records, str(args.evidence))
+    for path in write_run_report(records, html=args.html, md=args.md, source=str(args.evidence)):
+        _stderr().print(f"wrote {escape(str(path))}")
     if args.json:
         sys.stdout.write(json.dumps(summary.to_dict(), indent=2) + "\n")
     else:
@@ -296,8 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("report", help="summarize an evidence file (aprqa's or apr-qa's): families, causes, notes")
     s.add_argument("evidence", help="evidence.json (array or apr-qa's {\"evidence\": [...]}) or evidence.jsonl")
-    s.add_argument("--md", metavar="PATH", help="also write a Markdown summary")
-    s.add_argument("--html", metavar="PATH", help="also write a self-contained HTML summary")
+    s.add_argument("--md", metavar="PATH", help="also write the run report as Markdown (for PR comments)")
+    s.add_argument("--html", metavar="PATH", help="also write the run report as one self-contained HTML page")
     s.add_argument("--json", action="store_true", help="print the summary as JSON instead of the console view")
     s.set_defaults(func=cmd_report)
     return p
@@ -312,7 +317,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except AprqaError as err:
-        _stderr().print(f"[red]error:[/] {escape(str(err))}", highlight=False)
+        _stderr().print(f"[red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+        return EXIT_INPUT
+    except (OSError, MemoryError, RecursionError) as err:  # the boundary: typed, one line, exit 2
+        _stderr().print(f"[red]error:[/] {escape(str(as_aprqa_error(err)))}", highlight=False, soft_wrap=True)
         return EXIT_INPUT
     except KeyboardInterrupt:
         _stderr().print("interrupted")

@@ -29,6 +29,7 @@ from .errors import UsageError
 from .formats import FORMATS, format_module, open_model
 from .formats.model import Model, TensorData, TensorInfo
 from .formats.naming import LLAMA_FAMILY, ROPE_PERMUTED_ARCHS, rope_permuted
+from .fsio import refuse_input_as_output
 from .quantmix import Mix, is_mix, unquantizable_types
 
 QUANT_CHOICES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k",
@@ -265,6 +266,7 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
                          "give a directory (HF layout) or pass --weights-only")
     model = src if isinstance(src, Model) else open_model(src)
     try:
+        refuse_input_as_output(dst, [model.path, *(f.path for f in model._files)])
         qtype = plan_quant(model, quant, fmt)
     except BaseException:
         if not isinstance(src, Model):

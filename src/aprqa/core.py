@@ -57,11 +57,10 @@ def _call(fn: Any, *args: Any, **kw: Any) -> Any:
     """Run a core function, mapping its ValueError to aprqa's typed errors."""
     try:
         return fn(*args, **kw)
+    except _core.DTypeError as err:  # registered in csrc/bindings.cpp: mapped by type, not message
+        raise DTypeError(str(err)) from err
     except ValueError as err:
-        msg = str(err)
-        if msg.startswith("unsupported dtype") or msg.startswith("unknown dtype"):
-            raise DTypeError(msg) from err
-        raise CoreUsageError(msg) from err
+        raise CoreUsageError(str(err)) from err
 
 
 def _is_tensor_info(obj: Any) -> bool:
@@ -219,6 +218,49 @@ def dequantize_rows(
     dst = _out_array(out, count)
     _call(_core.dequantize, buf, int(dt), rows * cols, dst, row_start * cols, count, threads or 0)
     return dst.reshape(row_stop - row_start, cols)
+
+
+def gather_rows(
+    sources: Sequence[Any],
+    shape: Sequence[int],
+    rows: Any,
+    *,
+    dtypes: Sequence[DTypeLike | None] | None = None,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Decode the same rows of several same-shape tensors in one native call.
+
+    Args:
+        sources: ``TensorInfo`` objects or raw payloads (then ``dtypes`` names each dtype).
+        shape: the ``[rows, cols]`` view every source is read as (more dims are flattened
+            into rows, a 1-D shape is one column per row).
+        rows: row indices (int64-convertible, any order, repeats allowed).
+        dtypes: per-source dtype overrides (``None`` entries: the TensorInfo's own).
+        threads: worker threads.
+
+    Returns:
+        float32 array ``[len(sources), len(rows), cols]``.
+
+    Raises:
+        DTypeError: unknown or non-dequantizable dtype.
+        UsageError: a payload too short for ``shape``, or a row index out of range.
+    """
+    shp = _shape_tuple(shape)
+    cols = shp[-1] if len(shp) >= 2 else 1
+    n_rows = _prod(shp[:-1]) if len(shp) >= 2 else (shp[0] if shp else 1)
+    dts = list(dtypes) if dtypes is not None else [None] * len(sources)
+    if len(dts) != len(sources):
+        raise CoreUsageError(f"{len(sources)} sources but {len(dts)} dtypes")
+    bufs, ids = [], []
+    for src, dt in zip(sources, dts):
+        buf, d, _ = _resolve(src, dt, shp)
+        bufs.append(buf)
+        ids.append(int(d))
+    idx = np.ascontiguousarray(np.asarray(rows, dtype=np.int64).reshape(-1))
+    out = np.empty((len(bufs), idx.size, cols), np.float32)
+    if out.size:
+        _call(_core.gather_rows, bufs, ids, n_rows, cols, idx, out, threads or 0)
+    return out
 
 
 def quantize(array: Any, dtype: DTypeLike, *, threads: int | None = None) -> np.ndarray:

@@ -15,8 +15,8 @@ class AprqaError(Exception):
     """Root of every error aprqa raises on purpose."""
 
 
-class FormatError(AprqaError):
-    """A model file is malformed, truncated, or uses something aprqa refuses.
+class LocatedError(AprqaError):
+    """An error about one file: renders as ``file: field: message (offset N)`` plus a hint line.
 
     Attributes:
         file: the file that was being read.
@@ -56,6 +56,24 @@ class FormatError(AprqaError):
         return text
 
 
+class FormatError(LocatedError):
+    """A model file is malformed, truncated, or uses something aprqa refuses."""
+
+
+class InputError(FormatError):
+    """An input path cannot be read as a regular file (FIFO, device, directory, permission), or it
+    exceeds the size cap for its kind (the cap is stated in the message)."""
+
+
+class OutputError(LocatedError):
+    """An output cannot be written (permission, missing directory, disk full, not a regular file,
+    the output is the input). Nothing is left under the final name."""
+
+
+class OutputLockedError(OutputError):
+    """Another writer (process or thread) holds the lock of this output; aprqa does not wait."""
+
+
 class UnsupportedFormatError(FormatError):
     """The file is recognised but deliberately refused (pickle, APR1, compressed APR...)."""
 
@@ -70,3 +88,21 @@ class DTypeError(AprqaError, ValueError):
 
 class UsageError(AprqaError):
     """Invalid arguments to an API call or CLI command."""
+
+
+def as_aprqa_error(err: BaseException) -> AprqaError:
+    """The typed form of an error that reached a boundary untyped (the CLI, a gate).
+
+    OSError keeps its file name and reason; MemoryError and RecursionError say which limit was hit.
+    """
+    if isinstance(err, AprqaError):
+        return err
+    if isinstance(err, OSError):
+        where = err.filename if err.filename is not None else None
+        return LocatedError(where, f"{err.strerror or err}")
+    if isinstance(err, MemoryError):
+        return AprqaError("out of memory (an input asks for more than this machine has; "
+                          "see docs/reliability.md for aprqa's limits)")
+    if isinstance(err, RecursionError):
+        return AprqaError("input nested too deeply (recursion limit)")
+    return AprqaError(f"{type(err).__name__}: {err}")

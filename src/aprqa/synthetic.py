@@ -18,6 +18,7 @@ from .dtypes import DType
 from .errors import UsageError
 from .formats.hf import write_hf_config
 from .formats.model import ArchConfig, TensorData
+from .fsio import atomic_output
 
 
 @dataclass(frozen=True)
@@ -136,23 +137,23 @@ def make_hf_model(path: str | Path, preset: str = "qwen2-tiny", *, seed: int = 0
     if overrides:
         p = replace(p, config=replace(p.config, **overrides))  # type: ignore[arg-type]
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    tensors = []
-    for name, w in _weights(p, seed):
-        if dtype == "f16" and w.ndim == 2:
-            tensors.append(TensorData(name, DType.F16, w.shape, w.astype(np.float16)))
-        else:
-            tensors.append(TensorData(name, DType.F32, w.shape, w))
-    st.write(path / "model.safetensors", tensors, p.config, None)
-    tj = json.loads(train_tokenizer_json(p.config.vocab_size))
-    (path / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
-    tok_to_id = {t["content"]: t["id"] for t in tj["added_tokens"]}
-    eos = "<|im_end|>" if p.config.architecture in ("qwen2", "qwen3") else "<|endoftext|>"
-    tcfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": None, "eos_token": eos,
-            "pad_token": "<|endoftext|>", "chat_template": CHAT_TEMPLATE, "model_max_length": 2048}
-    (path / "tokenizer_config.json").write_text(json.dumps(tcfg, indent=2) + "\n", encoding="utf-8")
-    from .formats.model import TokenizerInfo
+    with atomic_output(path, directory=True, make_parents=True) as tmp:  # all files or none
+        tensors = []
+        for name, w in _weights(p, seed):
+            if dtype == "f16" and w.ndim == 2:
+                tensors.append(TensorData(name, DType.F16, w.shape, w.astype(np.float16)))
+            else:
+                tensors.append(TensorData(name, DType.F32, w.shape, w))
+        st.write(tmp / "model.safetensors", tensors, p.config, None)
+        tj = json.loads(train_tokenizer_json(p.config.vocab_size))
+        (tmp / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
+        tok_to_id = {t["content"]: t["id"] for t in tj["added_tokens"]}
+        eos = "<|im_end|>" if p.config.architecture in ("qwen2", "qwen3") else "<|endoftext|>"
+        tcfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": None, "eos_token": eos,
+                "pad_token": "<|endoftext|>", "chat_template": CHAT_TEMPLATE, "model_max_length": 2048}
+        (tmp / "tokenizer_config.json").write_text(json.dumps(tcfg, indent=2) + "\n", encoding="utf-8")
+        from .formats.model import TokenizerInfo
 
-    write_hf_config(path, p.config, TokenizerInfo("gpt2", (), eos_id=tok_to_id[eos],
-                                                  pad_id=tok_to_id["<|endoftext|>"]))
+        write_hf_config(tmp, p.config, TokenizerInfo("gpt2", (), eos_id=tok_to_id[eos],
+                                                      pad_id=tok_to_id["<|endoftext|>"]))
     return path

@@ -22,6 +22,7 @@ from ..formats import open_model
 from ..formats.model import Model, TensorInfo
 from .metadata import SectionDiff, compare_config, compare_tokenizer, config_summary
 from .pairing import Pair, pair_tensors
+from .pipeline import plan, run_ordered
 from .report import ModelSummary, NoiseFloor, Report, TensorResult, TensorStats, Verdict
 from .tolerance import Statistic, Tolerance, TolerancePolicy
 from .verdicts import Context, _result, judge_pair
@@ -42,7 +43,7 @@ def _summary(m: Model) -> ModelSummary:
         counts[t.dtype.lname] = counts.get(t.dtype.lname, 0) + 1
     return ModelSummary(path=str(m.path), format=m.format, dialect=m.dialect, architecture=m.config.architecture,
                         tensors=len(m.tensors), nbytes=m.total_bytes, dtypes=counts,
-                        config_line=config_summary(m.config))
+                        config_line=config_summary(m.config), elements=m.total_elements)
 
 
 def _open(x: str | Path | Model) -> tuple[Model, bool]:
@@ -116,27 +117,37 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
     if unmatched:
         raise UsageError(f"tolerance override glob(s) {', '.join(repr(g) for g in unmatched)} match no tensor "
                          f"(names look like {pairs[0].name if pairs else EMBED!r})")
-    ctx = Context(ref, cand, policy, threads)
+    workers, kernel_threads = plan(threads, sum(1 for p in pairs if p.both))
+    ctx = Context(ref, cand, policy, kernel_threads if workers > 1 else threads)
     total = sum(p.reference.nbytes if p.reference else 0 for p in pairs) + \
         sum(p.candidate.nbytes if p.candidate else 0 for p in pairs)
     done = 0
-    results: list[TensorResult] = []
     missing = [p for p in pairs if p.candidate is None]
     extra = [p for p in pairs if p.reference is None]
-    for p in pairs:
-        if p.both:
-            try:
-                r = judge_pair(ctx, p.reference, p.candidate, p.name)  # type: ignore[arg-type]
-            except AprqaError as err:
-                r = _result(p.reference, p.candidate, p.name, Verdict.UNREADABLE, False, detail=str(err))
-        elif p.candidate is None:
-            r = _judge_missing(ctx, p, extra)
-        else:
-            r = _judge_extra(ctx, p, missing)
-        results.append(r)
+    both = [p for p in pairs if p.both]
+
+    def judge(p: Pair) -> TensorResult:
+        try:
+            return judge_pair(ctx, p.reference, p.candidate, p.name)  # type: ignore[arg-type]
+        except AprqaError as err:
+            return _result(p.reference, p.candidate, p.name, Verdict.UNREADABLE, False, detail=str(err))
+
+    def tick(_: int, r: TensorResult) -> None:
+        nonlocal done
         done += r.nbytes
         if progress is not None:
-            progress(done, total, p.name)
+            progress(done, total, r.name)
+
+    judged = iter(run_ordered(both, judge, workers=workers, on_done=tick,
+                              weight=lambda p: p.reference.nbytes + p.candidate.nbytes))  # type: ignore[union-attr]
+    results: list[TensorResult] = []
+    for p in pairs:
+        if p.both:
+            results.append(next(judged))
+            continue
+        r = _judge_missing(ctx, p, extra) if p.candidate is None else _judge_extra(ctx, p, missing)
+        results.append(r)
+        tick(0, r)
     errors: list[str] = []
     if not any(r.stats is not None for r in results):
         what = f" matching --only {only!r}" if only else ""

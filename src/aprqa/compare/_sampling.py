@@ -24,7 +24,6 @@ SAMPLE_ELEMENTS = 1 << 16      # elements decoded per side to choose a hypothesi
 # 16K, far inside the err/noise limits (>= 1.5), and it keeps the floor off the streaming pass's
 # critical path (about 5 % of a full-tensor diff at 16M elements).
 NOISE_SAMPLE_ELEMENTS = 1 << 14
-WHOLE_TENSOR_ELEMENTS = 1 << 20  # below this, a tensor is decoded whole instead of by rows
 
 
 def as_2d(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -54,23 +53,14 @@ def row_aligned(dtype: DType, cols: int) -> bool:
 class RowReader:
     """Decode selected rows of a raw payload viewed as ``[rows, cols]`` of ``dtype``.
 
-    Small tensors (or layouts whose rows are not whole blocks) are decoded whole once.
-    """
+    Each ``rows_at`` call is one native call (``core.gather_rows``), for any row layout."""
 
     def __init__(self, raw: np.ndarray, dtype: DType, rows: int, cols: int, threads: int | None = None):
         self.raw, self.dtype, self.rows, self.cols, self.threads = raw, dtype, rows, cols, threads
-        self._whole: np.ndarray | None = None
-        if rows * cols <= WHOLE_TENSOR_ELEMENTS or not row_aligned(dtype, cols):
-            self._whole = core.dequantize(raw, dtype, (rows, cols), threads=threads)
 
     def rows_at(self, idx: np.ndarray) -> np.ndarray:
-        if self._whole is not None:
-            return self._whole[idx]
-        out = np.empty((len(idx), self.cols), np.float32)
-        for k, i in enumerate(idx):
-            core.dequantize_rows(self.raw, self.dtype, (self.rows, self.cols), int(i), int(i) + 1, out=out[k],
-                                 threads=1)
-        return out
+        return core.gather_rows([self.raw], (self.rows, self.cols), idx, dtypes=[self.dtype],
+                                threads=self.threads)[0]
 
 
 def rel_l2(ref: np.ndarray, cand: np.ndarray) -> float:

@@ -135,6 +135,8 @@ def compare_config(ref: Model, cand: Model) -> SectionDiff:
 
 
 def _first_diff(xs: tuple[str, ...], ys: tuple[str, ...]) -> int | None:
+    if xs == ys:  # one comparison (packed vocabularies compare their bytes)
+        return None
     for i, (x, y) in enumerate(zip(xs, ys)):
         if x != y:
             return i

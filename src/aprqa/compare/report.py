@@ -100,11 +100,13 @@ class TensorStats:
 
 @dataclass(frozen=True)
 class NoiseFloor:
-    """Error of re-quantizing the reference with the candidate's type (our quantizer).
+    """The expected error of a faithful quantizer of the candidate's type, on the same rows
+    (compare/noise.py, docs/tolerances.md "Faithful quantizers").
 
     Attributes:
         dtype: the quantized type.
-        rel_l2: relative L2 error of the re-quantized reference (the floor).
+        rel_l2: the floor: rel-L2 of aprqa's quantizer on the reference (basis "aprqa"), or the
+            type's step model (basis "step", no aprqa quantizer for the type).
         candidate_rel_l2: the candidate's relative L2 error on the same rows.
         ratio: candidate error / floor on the same rows (1.0 = as good as our quantizer): on the
             sampled rows when the whole-tensor error agrees with theirs within 25 %, else the
@@ -114,6 +116,14 @@ class NoiseFloor:
             (same algorithm) on the sampled rows.
         block_bound_violations: Q8_0/Q4_0: elements past the per-block bound |a−deq| ≤ d/2
             (d for Q4_0's clamped edge) on the sampled rows; None when not applicable.
+        basis: "aprqa" or "step" (see rel_l2).
+        intermediate: the float type the data show the weights were rounded to before quantizing
+            ("none", "f16", "bf16"); None when not detectable.
+        gain: least-squares gain ⟨a,b⟩/⟨b,b⟩ over the whole tensor (faithful: between
+            1/(1 + rel²) and 1, plus a margin).
+        off_grid, grid_checked: uniform-grid K-quants: sampled elements that are not at the nearest
+            level of their sub-block's grid, of those checked; None when not applicable.
+        limit: the err/noise limit applied (the band is ``limit × rel_l2``).
     """
 
     dtype: str
@@ -125,6 +135,12 @@ class NoiseFloor:
     blocks_bit_equal: int
     blocks_compared: int
     block_bound_violations: int | None = None
+    basis: str = "aprqa"
+    intermediate: str | None = None
+    gain: float | None = None
+    off_grid: int | None = None
+    grid_checked: int = 0
+    limit: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -179,11 +195,13 @@ class TensorResult:
 
     @property
     def error_score(self) -> float:
-        """A sortable badness: err/noise for quantized, rel-L2 otherwise (inf for structural failures)."""
+        """A sortable badness: for quantized, err/noise (over its limit: the share of the band used,
+        so types judged by different bases rank together); rel-L2 otherwise (inf for structural
+        failures)."""
         if self.stats is None:
             return math.inf if not self.passed else 0.0
         if self.noise is not None and math.isfinite(self.noise.ratio):
-            return self.noise.ratio
+            return self.noise.ratio / self.noise.limit if self.noise.limit else self.noise.ratio
         r = self.stats.rel_l2
         return r if math.isfinite(r) else math.inf
 
@@ -215,9 +233,17 @@ class ModelSummary:
     nbytes: int
     dtypes: dict[str, int]
     config_line: str = ""
+    elements: int = 0               # weights (elements) of all tensors
+
+    @property
+    def bits_per_weight(self) -> float | None:
+        """Tensor payload bits per element, the size axis of a quantization trade-off."""
+        return self.nbytes * 8 / self.elements if self.elements else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["bits_per_weight"] = self.bits_per_weight
+        return d
 
 
 @dataclass(frozen=True)

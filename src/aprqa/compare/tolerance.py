@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping
 
 from ..dtypes import DType, dtype_from_name
 from ..errors import DTypeError, UsageError
+from .bands import DEFAULT_NOISE_LIMIT, NOISE_LIMITS, STRICT_NOISE_LIMIT
 
 
 class Statistic(str, enum.Enum):
@@ -120,16 +121,6 @@ class Tolerance:
 
 EXACT = Tolerance(Statistic.EXACT)
 
-# err/noise limits per quantized family for the "auto" profile. Our quantizer implements the
-# reference algorithms (round-to-nearest for legacy types, llama.cpp-style searches for K-quants);
-# another converter's search may land slightly worse, hence > 1 limits for the search-based types.
-_NOISE_LIMITS: dict[str, float] = {
-    "q8_0": 1.10, "q8_1": 1.10, "apr_q8": 1.10,
-    "q4_0": 1.25, "q4_1": 1.25, "q5_0": 1.25, "q5_1": 1.25, "apr_q4": 1.25, "iq4_nl": 1.5,
-}
-_DEFAULT_NOISE_LIMIT = 1.5  # k-quants and the rest
-_STRICT_NOISE_LIMIT = 1.02
-
 PROFILE_NAMES = ("auto", "exact", "strict")
 
 
@@ -213,8 +204,8 @@ class TolerancePolicy:
         if self.profile == "exact" or not cand.is_quantized:
             return EXACT
         if self.profile == "strict":
-            return Tolerance(Statistic.NOISE, max_noise_ratio=_STRICT_NOISE_LIMIT)
-        return Tolerance(Statistic.NOISE, max_noise_ratio=_NOISE_LIMITS.get(cand.lname, _DEFAULT_NOISE_LIMIT))
+            return Tolerance(Statistic.NOISE, max_noise_ratio=STRICT_NOISE_LIMIT)
+        return Tolerance(Statistic.NOISE, max_noise_ratio=NOISE_LIMITS.get(cand.lname, DEFAULT_NOISE_LIMIT))
 
     def for_tensor(self, name: str, ref: DType, cand: DType) -> tuple[Tolerance, str]:
         """``(tolerance, source)``; source is ``"override 'GLOB'"`` or ``"profile NAME"``."""

@@ -8,10 +8,12 @@ Every format module (safetensors, gguf, apr) exposes the same functions:
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from types import ModuleType
 
 from ..errors import FormatError, UnsupportedFormatError
+from ..fsio import open_regular
 from .model import ArchConfig, Model, TensorData, TensorInfo, TokenizerInfo
 
 FORMATS = ("safetensors", "gguf", "apr")
@@ -48,7 +50,8 @@ def detect_format(path: str | Path) -> str:
                                "SafeTensors" if pickles else None)
     if path.name.endswith(".index.json"):
         return "safetensors"
-    with path.open("rb") as fh:
+    fd, _st = open_regular(path, "model file")  # refuses FIFOs/devices before a read could block
+    with os.fdopen(fd, "rb") as fh:
         head = fh.read(16)
     if head[:2] == b"PK" or head[:1] == b"\x80" or path.suffix in _PICKLE_SUFFIXES:
         raise UnsupportedFormatError(path, "looks like a pickle/PyTorch checkpoint; aprqa never unpickles",

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..dtypes import DType, ggml_type, payload_nbytes
+from ..fsio import atomic_output
 from ..errors import DTypeError, FormatError, TruncatedError, UnsupportedFormatError, UsageError
 from ._binary import Cursor, align_up, check_extents
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
@@ -489,7 +490,7 @@ def _metadata_json(config: ArchConfig, tokenizer: TokenizerInfo | None, metadata
     return d
 
 
-def write(
+def _write_file(
     path: Path,
     tensors: Iterable[TensorData],
     config: ArchConfig,
@@ -575,3 +576,10 @@ def write(
             put(bytes(align_up(size, ALIGN) - size))
             del p
         fh.write(struct.pack("<I", crc))
+
+
+def write(path: Path, tensors: Iterable[TensorData], config: ArchConfig, tokenizer: TokenizerInfo | None,
+          metadata: dict | None = None) -> None:
+    """Write atomically (``fsio.atomic_output``): the old file or the complete new one, never a part."""
+    with atomic_output(path) as tmp:
+        _write_file(tmp, tensors, config, tokenizer, metadata)

@@ -32,8 +32,10 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..dtypes import DType, ggml_type, payload_nbytes
+from ..fsio import atomic_output
 from ..errors import DTypeError, FormatError, UnsupportedFormatError, UsageError
 from ._binary import Cursor, align_up, check_extents
+from ._strings import PackedStrings, read_string_array
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
 from .naming import canonical_name, gguf_name
 
@@ -158,7 +160,7 @@ def _read_value(cur: Cursor, vtype: int, field: str, depth: int = 0) -> Any:
         if etype in _VT_NUMPY:
             return cur.array(_VT_NUMPY[etype], count, field).tolist()
         if etype == 8:
-            return _read_string_array(cur, count, field)
+            return read_string_array(cur, count, field, _read_string_array)
         return [_read_value(cur, etype, f"{field}[{i}]", depth + 1) for i in range(count)]
     raise FormatError(cur.path, f"unknown value type {vtype} (known: 0..12)", field=field, offset=cur.pos - 4)
 
@@ -348,6 +350,8 @@ def _tokenizer(kv: dict[str, Any], path: Path) -> TokenizerInfo | None:
 
     def strings(key: str) -> tuple[str, ...]:
         v = kv.get(key, [])
+        if isinstance(v, PackedStrings):
+            return v  # type: ignore[return-value]  # a read-only Sequence[str], decoded on use
         if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
             raise FormatError(path, f"expected an array of strings, found {type(v).__name__}", field=key)
         return tuple(v)
@@ -465,12 +469,12 @@ def _kv_type(value: Any) -> Any:
         return VT.FLOAT32
     if isinstance(value, str):
         return VT.STRING
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, PackedStrings)):
         return VT.ARRAY
     raise UsageError(f"metadata value {value!r} has no GGUF type")
 
 
-def write(
+def _write_file(
     path: Path,
     tensors: Iterable[TensorData],
     config: ArchConfig,
@@ -596,3 +600,10 @@ def write(
         w.write_tensor_data(np.frombuffer(payload, dtype=np.uint8))
         del payload
     w.close()
+
+
+def write(path: Path, tensors: Iterable[TensorData], config: ArchConfig, tokenizer: TokenizerInfo | None,
+          metadata: dict | None = None) -> None:
+    """Write atomically (``fsio.atomic_output``): the old file or the complete new one, never a part."""
+    with atomic_output(path) as tmp:
+        _write_file(tmp, tensors, config, tokenizer, metadata)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError
+from ..fsio import CAP_CONFIG, CAP_TOKENIZER, read_json
 from .model import ArchConfig, TokenizerInfo
 
 _HF_CLASSES = {
@@ -22,13 +23,9 @@ _HF_CLASSES = {
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise FormatError(path, f"not valid UTF-8 ({err.reason})", offset=err.start) from err
-    except json.JSONDecodeError as err:
-        raise FormatError(path, f"invalid JSON: {err.msg} (line {err.lineno}, column {err.colno})",
-                          offset=err.pos) from err
+    """A side file (bounded read, regular files only; typed errors for every malformed input)."""
+    cap = CAP_TOKENIZER if path.name.startswith("tokenizer") else CAP_CONFIG
+    return read_json(path, cap, path.name)
 
 
 def read_hf_config(root: Path) -> dict[str, Any]:
@@ -64,16 +61,24 @@ def read_hf_tokenizer(root: Path, hf_config: dict[str, Any]) -> TokenizerInfo | 
     elif isinstance(vocab, list):  # Unigram: [[piece, score], ...]
         for i, item in enumerate(vocab):
             id_to_tok[i] = item[0] if isinstance(item, list) and item else str(item)
-    for added in tj.get("added_tokens") or []:
+    added_list = tj.get("added_tokens")
+    for added in added_list if isinstance(added_list, list) else []:
         if isinstance(added, dict) and isinstance(added.get("id"), int) and isinstance(added.get("content"), str):
             id_to_tok[added["id"]] = added["content"]
     size = max(id_to_tok) + 1 if id_to_tok else 0
-    if size > 10_000_000:
-        raise FormatError(tj_path, f"token id {size - 1:,} is implausibly large", field="model.vocab")
+    # Holes in the id space are filled below: bound them by what the file and config.json state,
+    # so one stray id (9,999,999) cannot make millions of filler tokens.
+    stated = hf_config.get("vocab_size")
+    room = max(len(id_to_tok), stated if isinstance(stated, int) and not isinstance(stated, bool) else 0) + 1024
+    if size > min(room, 10_000_000):
+        raise FormatError(tj_path, f"token id {size - 1:,} is beyond the {len(id_to_tok):,} tokens the file holds "
+                          f"(config vocab_size {stated!r})", field="model.vocab")
     # llama.cpp fills holes in the id space with [PAD{i}] tokens; do the same so views agree.
     tokens = tuple(id_to_tok.get(i, f"[PAD{i}]") for i in range(size))
     merges_raw = model.get("merges") or []
-    merges = tuple(" ".join(m) if isinstance(m, list) else str(m) for m in merges_raw)
+    if not isinstance(merges_raw, list):
+        raise FormatError(tj_path, f"merges is a JSON {type(merges_raw).__name__}, expected a list", field="model.merges")
+    merges = tuple(" ".join(map(str, m)) if isinstance(m, list) else str(m) for m in merges_raw)
     mtype = model.get("type")
     if mtype == "BPE":
         model_type = "llama" if model.get("byte_fallback") else "gpt2"
@@ -85,6 +90,8 @@ def read_hf_tokenizer(root: Path, hf_config: dict[str, Any]) -> TokenizerInfo | 
         model_type = str(mtype).lower() if mtype else None
     tcfg_path = root / "tokenizer_config.json"
     tcfg = _read_json(tcfg_path) if tcfg_path.exists() else {}
+    if not isinstance(tcfg, dict):
+        raise FormatError(tcfg_path, f"expected a JSON object, got {type(tcfg).__name__}", offset=0)
     tok_to_id = {t: i for i, t in enumerate(tokens)}
 
     def special(name: str) -> int | None:

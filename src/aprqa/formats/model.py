@@ -20,6 +20,7 @@ import numpy as np
 
 from ..dtypes import DType
 from ..errors import FormatError
+from ..fsio import open_regular
 
 
 class MappedFile:
@@ -27,8 +28,9 @@ class MappedFile:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.size = os.path.getsize(self.path)
-        self._fh = open(self.path, "rb")
+        fd, st = open_regular(self.path, "model file")  # never blocks on a FIFO; refuses devices, dirs
+        self.size = st.st_size
+        self._fh = os.fdopen(fd, "rb")
         # mmap refuses empty files; keep an empty buffer instead.
         self._mm: mmap.mmap | None = (
             mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
@@ -126,6 +128,8 @@ class ArchConfig:
 
 def _hash_strings(items: Iterable[str]) -> str:
     """sha256 over length-prefixed UTF-8 strings (so ``["ab"]`` != ``["a", "b"]``)."""
+    if hasattr(items, "sha256"):  # formats._strings.PackedStrings: its bytes are this encoding
+        return items.sha256()  # type: ignore[no-any-return]
     h = hashlib.sha256()
     for s in items:
         b = s.encode("utf-8", "surrogatepass")

@@ -20,6 +20,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..dtypes import DType, payload_nbytes
+from ..limits import check_config_value
+from ..fsio import CAP_INDEX, atomic_output, parse_json, read_json
 from ..errors import FormatError, TruncatedError, UsageError
 from .hf import read_hf_config, read_hf_tokenizer, write_hf_config, write_hf_tokenizer
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
@@ -67,19 +69,8 @@ def _parse_header(mf: MappedFile) -> tuple[dict[str, Any], int]:
     if hlen > size - 8:
         raise TruncatedError(path, f"header length {hlen:,} is larger than the {size - 8:,} bytes after it",
                              field="header_size", offset=0)
-    raw = bytes(mf.array[8 : 8 + hlen])
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise FormatError(path, f"header is not valid UTF-8 ({err.reason})", field="header",
-                          offset=8 + err.start) from err
-    try:
-        header = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise FormatError(path, f"header is not valid JSON: {err.msg}", field="header",
-                          offset=8 + len(text[: err.pos].encode())) from err
-    except RecursionError as err:
-        raise FormatError(path, "header JSON is nested too deeply", field="header", offset=8) from err
+    # Typed errors for bad UTF-8, syntax, depth, 4,300+-digit integers; duplicate keys refused.
+    header = parse_json(bytes(mf.array[8 : 8 + hlen]), path, "header", offset=8, unique_keys=True)
     if not isinstance(header, dict):
         raise FormatError(path, f"header is a JSON {type(header).__name__}, expected an object",
                           field="header", offset=8)
@@ -101,7 +92,7 @@ def _open_file(path: Path, mf: MappedFile) -> tuple[list[TensorInfo], dict[str, 
         if not isinstance(entry, dict):
             raise FormatError(path, "entry is not an object", field=where, offset=8)
         dt_name = entry.get("dtype")
-        if dt_name not in _ST_DTYPES:
+        if not isinstance(dt_name, str) or dt_name not in _ST_DTYPES:
             raise FormatError(path, f"unknown dtype {dt_name!r} (known: {', '.join(_ST_DTYPES)})",
                               field=where, offset=8)
         dtype = _ST_DTYPES[dt_name]
@@ -139,6 +130,10 @@ def _open_file(path: Path, mf: MappedFile) -> tuple[list[TensorInfo], dict[str, 
         if b1 < e0 and e1 > b1:
             raise FormatError(path, f"data of '{n1}' [{b1:,}, {e1:,}) overlaps '{n0}' [{b0:,}, {e0:,})",
                               field=f"tensor '{n1}'", offset=data_start + b1)
+    covered = sum(e - b for b, e, _n in spans)
+    if covered < data_size and not any(i.past_eof for i in infos):
+        warnings.append(f"{data_size - covered:,} byte(s) of the data section belong to no tensor (trailing or "
+                        "between tensors); the safetensors library refuses such a file")
     truncated = [i.source_name for i in infos if i.past_eof]
     if truncated:
         warnings.append(f"{len(truncated)} tensor(s) run past the end of the file "
@@ -184,22 +179,22 @@ def open(path: str | Path) -> Model:  # noqa: A001 - same name in every formats/
                     raise FormatError(f, f"tensor name '{info.source_name}' also appears in "
                                       f"{tensors[info.name].file.name}", field=f"tensor '{info.source_name}'")
                 tensors[info.name] = info
+        hf_config = read_hf_config(root) if (root / "config.json").exists() else {}
+        tensor_shapes = {n: t.shape for n, t in tensors.items()}
+        config = arch_config_from_hf(hf_config, tensor_shapes, root / "config.json")
+        tokenizer = read_hf_tokenizer(root, hf_config)
     except BaseException:
         for mf in mapped:
             mf.close()
         raise
-    hf_config = read_hf_config(root) if (root / "config.json").exists() else {}
-    tensor_shapes = {n: t.shape for n, t in tensors.items()}
-    config = arch_config_from_hf(hf_config, tensor_shapes)
-    tokenizer = read_hf_tokenizer(root, hf_config)
     metadata: dict[str, Any] = {"config": hf_config, "safetensors_metadata": st_meta}
     return Model(path=path, format="safetensors", dialect=dialect, metadata=metadata, config=config,
                  tokenizer=tokenizer, tensors=tensors, warnings=warnings, _files=mapped)
 
 
 def _shards_from_index(index: Path) -> list[Path]:
+    doc = read_json(index, CAP_INDEX, "shard index")
     try:
-        doc = json.loads(index.read_text(encoding="utf-8"))
         weight_map = doc["weight_map"]
         if not isinstance(weight_map, dict):
             raise TypeError("weight_map is not an object")
@@ -216,12 +211,18 @@ def _shards_from_index(index: Path) -> list[Path]:
     return files
 
 
-def arch_config_from_hf(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]]) -> ArchConfig:
-    """ArchConfig from a config.json dict (transformers 4.x and 5.x spellings)."""
+def arch_config_from_hf(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]],
+                        source: Path | None = None) -> ArchConfig:
+    """ArchConfig from a config.json dict (transformers 4.x and 5.x spellings).
+
+    Raises:
+        FormatError: a size is not a positive integer below 2**31 (GGUF stores them as uint32),
+            or rope_theta / rms_norm_eps is not a positive finite number.
+    """
     def get(*keys: str) -> Any:
         for k in keys:
             if cfg.get(k) is not None:
-                return cfg[k]
+                return check_config_value(source or "config.json", k, cfg[k])
         return None
 
     hidden = get("hidden_size", "n_embd", "d_model")
@@ -230,6 +231,7 @@ def arch_config_from_hf(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]])
     head_dim = get("head_dim") or (hidden // heads if hidden and heads else None)
     rope = cfg.get("rope_parameters") if isinstance(cfg.get("rope_parameters"), dict) else {}
     theta = get("rope_theta") if get("rope_theta") is not None else rope.get("rope_theta")
+    theta = check_config_value(source or "config.json", "rope_theta", theta) if theta is not None else None
     vocab = get("vocab_size")
     if vocab is None and "model.embed_tokens.weight" in shapes:
         vocab = shapes["model.embed_tokens.weight"][0]
@@ -237,6 +239,8 @@ def arch_config_from_hf(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]])
     if tied is None and shapes:
         tied = "lm_head.weight" not in shapes
     arch = get("model_type")
+    if arch is not None and not isinstance(arch, str):
+        raise FormatError(source or "config.json", f"model_type {arch!r} is not a string", field="model_type")
     return ArchConfig(
         architecture=arch, hidden_size=hidden, num_layers=get("num_hidden_layers", "n_layer"),
         num_heads=heads, num_kv_heads=kv, head_dim=head_dim,
@@ -260,13 +264,19 @@ def write(path: str | Path, tensors: Iterable[TensorData], config: ArchConfig,
     Raises:
         UsageError: a tensor's dtype cannot be stored in SafeTensors (quantized types).
     """
-    from safetensors import TensorSpec, serialize_file
-
     path = Path(path)
-    if path.suffix == ".safetensors":
+    # Atomic (fsio.atomic_output): an HF directory is built beside the final name and swapped in whole.
+    with atomic_output(path, directory=path.suffix != ".safetensors", make_parents=True) as tmp:
+        _write_to(tmp, path.suffix == ".safetensors", tensors, config, tokenizer, metadata)
+
+
+def _write_to(path: Path, single_file: bool, tensors: Iterable[TensorData], config: ArchConfig,
+              tokenizer: TokenizerInfo | None, metadata: dict[str, str] | None) -> None:
+    from safetensors import SafetensorError, TensorSpec, serialize_file
+
+    if single_file:
         weights = path
     else:
-        path.mkdir(parents=True, exist_ok=True)
         weights = path / "model.safetensors"
         write_hf_config(path, config, tokenizer)
         if tokenizer is not None:
@@ -291,5 +301,8 @@ def write(path: str | Path, tensors: Iterable[TensorData], config: ArchConfig,
                                    data_ptr=int(buf.ctypes.data), data_len=payload_nbytes(t.dtype, n))
     meta = {"format": "pt"}
     meta.update(metadata or {})
-    serialize_file(specs, str(weights), metadata=meta)
+    try:
+        serialize_file(specs, str(weights), metadata=meta)
+    except SafetensorError as err:  # its I/O errors (disk full...) are not OSErrors
+        raise OSError(f"safetensors: {err}") from err
     del keep_alive

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..formats.model import Model
+from ..limits import check_token_counts
 from .locate import BlockError, Localization, locate_runs
 from .metrics import (PROFILES, GreedyAgreement, LogitMetrics, OutputComparison, OutputProfile, evaluate,
                       greedy_agreement, logit_metrics, profile_for)
@@ -33,7 +34,7 @@ from .tokenizer import TokenizerComparison, TokenizerMismatch, compare_tokenizer
 from .weights import ForwardConfig, LayerWeights, ModelWeights, dominant_dtype
 
 __all__ = [
-    "forward", "generate", "tokenize", "compare_outputs", "locate", "detokenize",
+    "forward", "generate", "tokenize", "compare_outputs", "locate", "detokenize", "parse_ids",
     "OutputComparison", "OutputProfile", "LogitMetrics", "GreedyAgreement", "Localization", "BlockError",
     "TokenizerComparison", "TokenizerMismatch", "ForwardConfig", "LayerWeights", "ModelWeights",
     "PROFILES", "profile_for", "DEVICES", "DEFAULT_PROMPT",
@@ -81,10 +82,23 @@ def _runner(model: Model, device: str) -> Any:
 
 
 def _ids(token_ids: Sequence[int] | np.ndarray) -> list[int]:
-    ids = [int(t) for t in np.asarray(token_ids, dtype=np.int64).reshape(-1)]
+    try:
+        arr = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+    except (ValueError, TypeError, OverflowError) as err:
+        raise UsageError(f"token ids must be integers: {err}") from None
+    check_token_counts(arr.size)
+    ids = [int(t) for t in arr]
     if not ids:
         raise UsageError("no token ids (empty prompt)")
     return ids
+
+
+def parse_ids(text: str) -> list[int]:
+    """Token ids from ``"1, 2 3"`` (the CLI's ``--ids``); a non-integer is a UsageError."""
+    try:
+        return _ids([int(x) for x in text.replace(",", " ").split()])
+    except ValueError as err:
+        raise UsageError(f"--ids: {err}") from None
 
 
 def forward(model: ModelLike, token_ids: Sequence[int] | np.ndarray, device: str = "cpu") -> np.ndarray:
@@ -116,8 +130,10 @@ def generate(model: ModelLike, token_ids: Sequence[int] | np.ndarray, n: int, de
         >>> generate("qwen2-tiny/", [1, 2, 3], 4)  # doctest: +SKIP
         [189, 14, 202, 220]
     """
+    ids = _ids(token_ids)
+    check_token_counts(len(ids), int(n))  # before the KV cache is sized from them
     with _opened(model) as m:
-        new, _ = _runner(m, device).generate(_ids(token_ids), int(n))
+        new, _ = _runner(m, device).generate(ids, int(n))
         return new
 
 

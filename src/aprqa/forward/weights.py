@@ -219,6 +219,14 @@ class ModelWeights:
             notes.append(f"num_layers not stated; counted {n_layers} blocks")
         if n_layers <= 0:
             raise UsageError(f"{m.path}: model has no transformer blocks")
+        # The stated count must be what the file holds, before anything is sized from it.
+        if (f"model.layers.{n_layers - 1}.self_attn.q_proj.weight" not in tensors
+                or f"model.layers.{n_layers}.self_attn.q_proj.weight" in tensors):
+            held = sum(1 for n in tensors if n.endswith(".self_attn.q_proj.weight"))
+            raise UsageError(f"{m.path}: config states {n_layers:,} layers but the file holds {held} blocks")
+        if c.vocab_size is not None and c.vocab_size != vocab:
+            notes.append(f"config vocab_size {c.vocab_size} differs from the embedding's {vocab} rows; "
+                         "the embedding is used")
         heads = c.num_heads
         if heads is None:
             raise UsageError(f"{m.path}: config states no num_heads (attention head count)")

@@ -25,12 +25,14 @@ import json
 import os
 import platform
 import socket
-import tempfile
-import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+from ..errors import InputError
+from ..fsio import (CAP_EVIDENCE, LockedAppender, open_regular, parse_json, read_bounded, read_json,
+                    write_text_atomic)
 
 OUTCOMES = ("Corroborated", "Falsified", "Skipped", "Timeout", "Crashed")
 
@@ -114,58 +116,43 @@ def _clean(x: Any) -> Any:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``text`` to ``path`` all-or-nothing, under the output lock (``fsio.atomic_output``)."""
+    write_text_atomic(path, text)
 
 
 class EvidenceStream:
-    """Appends records to ``evidence.jsonl`` as gates finish (flush + fsync per record)."""
+    """Appends records to ``evidence.jsonl`` as gates finish (one ``write`` + fsync per record).
+
+    The file is locked for the whole run (``fsio.LockedAppender``): a second run into the same
+    output fails at once with ``OutputLockedError`` instead of tearing this run's lines.
+    """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fh = open(path, "w", encoding="utf-8")
-        self._lock = threading.Lock()
+        self._out = LockedAppender(path)
 
     def write(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n"
-        with self._lock:
-            self._fh.write(line)
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+        self._out.append(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
 
     def close(self) -> None:
-        with self._lock:
-            if not self._fh.closed:
-                self._fh.close()
+        self._out.close()
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Records of an ``evidence.jsonl``; a torn last line (killed mid-write) is ignored."""
+    from .schema import PlaybookError
+
     out = []
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    lines = read_bounded(path, CAP_EVIDENCE, "evidence").decode("utf-8", errors="replace").splitlines()
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+            out.append(parse_json(line, path, f"evidence line {i + 1}"))
+        except InputError as err:
             if i == len(lines) - 1:
                 break
-            raise
+            raise PlaybookError(Path(path), str(err.message)) from None
     return out
 
 
@@ -175,7 +162,8 @@ def write_evidence_json(path: Path, records: Iterable[dict[str, Any]]) -> None:
 
 def sha256_file(path: str | Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    fd, _st = open_regular(path)
+    with os.fdopen(fd, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -218,16 +206,19 @@ def load_evidence(path: str | Path) -> list[dict[str, Any]]:
     from .schema import PlaybookError
 
     p = Path(path)
+    if p.suffix == ".jsonl":
+        return read_jsonl(p)
     try:
-        if p.suffix == ".jsonl":
-            return read_jsonl(p)
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise PlaybookError(p, f"cannot read evidence: {err}") from err
+        data = read_json(p, CAP_EVIDENCE, "evidence")
+    except InputError as err:
+        raise PlaybookError(p, f"cannot read evidence: {err.message}") from None
     if isinstance(data, dict) and isinstance(data.get("evidence"), list):
         data = data["evidence"]
     if not isinstance(data, list):
         raise PlaybookError(p, f"evidence must be a JSON array of records, got {type(data).__name__}")
+    bad = next((i for i, r in enumerate(data) if not isinstance(r, dict)), None)
+    if bad is not None:  # edited evidence: name the record instead of crashing on it later
+        raise PlaybookError(p, f"evidence record {bad} is a JSON {type(data[bad]).__name__}, not an object")
     return data
 
 
@@ -249,13 +240,13 @@ def verify_evidence(evidence: str | Path, playbook: str | Path) -> Verification:
     problems: list[str] = []
     if not records:
         problems.append("no records: nothing to verify")
-    hashes = {r.get("metadata", {}).get("playbook_sha256") for r in records}
+    hashes = {str(_dict(r.get("metadata")).get("playbook_sha256")) for r in records}
     if records and hashes != {digest}:
         found = ", ".join(sorted(str(h)[:12] for h in hashes))
         problems.append(f"playbook sha256 mismatch: the playbook is now {digest[:12]}…, the evidence records "
                         f"{found}… — the playbook was edited after the run (or this evidence is from another one)")
     for r in records:
-        md = r.get("metadata") or {}
+        md = _dict(r.get("metadata"))
         if "thresholds" not in md:
             problems.append(f"{r.get('gate_id')} ({r.get('id')}): no recorded thresholds")
             continue
@@ -265,12 +256,23 @@ def verify_evidence(evidence: str | Path, playbook: str | Path) -> Verification:
         except Exception as err:  # an unknown key in an edited record is a mismatch, not a crash
             problems.append(f"{r.get('gate_id')} ({r.get('id')}): cannot recompute thresholds for {key!r}: {err}")
             continue
-        recorded = json.loads(md["thresholds"])
+        try:
+            recorded = json.loads(md["thresholds"]) if isinstance(md["thresholds"], str) else None
+        except (ValueError, RecursionError):
+            recorded = None
+        if not isinstance(recorded, dict):
+            problems.append(f"{r.get('gate_id')} ({r.get('id')}): recorded thresholds are not a JSON object")
+            continue
         if recorded != now:
             diffs = _dict_diff(recorded, now)
             problems.append(f"{r.get('gate_id')} [{key}]: recorded thresholds differ from the playbook's: "
                             + "; ".join(diffs[:6]))
     return Verification(str(evidence), str(playbook), len(records), digest, tuple(problems))
+
+
+def _dict(x: Any) -> dict[str, Any]:
+    """``x`` when it is a dict, else empty (fields of hand-edited evidence may have any type)."""
+    return x if isinstance(x, dict) else {}
 
 
 def _dict_diff(a: Any, b: Any, path: str = "") -> list[str]:

@@ -9,6 +9,7 @@ by ``aprqa verify-evidence``).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,7 +301,11 @@ def judge_tensors(report: Any, tensor_filter: str | None) -> tuple[bool, str, di
          "problems": problems, "min_atol": report.min_atol(), "seconds": report.seconds,
          "bytes_read": report.bytes_read, "filter": tensor_filter,
          "worst": None if worst is None else {"name": worst.name, "verdict": worst.verdict.value,
-                                              "error_score": worst.error_score}}
+                                              "error_score": worst.error_score},
+         # the size/fidelity trade-off of the run report plots these two
+         "bits_per_weight": report.candidate.bits_per_weight,
+         "worst_rel_l2": max((t.stats.rel_l2 for t in tensors if t.stats is not None
+                              and math.isfinite(t.stats.rel_l2)), default=None)}
     return passed, " · ".join(parts), m
 
 
@@ -309,7 +314,7 @@ def judge_outputs(oc: Any) -> tuple[bool, str, dict[str, Any]]:
     p = oc.profile
     m = oc.metrics
     d = oc.to_dict()
-    d["metrics"] = None if m is None else {k: v for k, v in m.to_dict().items() if k != "kl_per_position"}
+    d["metrics"] = None if m is None else {k: v for k, v in m.to_dict().items() if k not in ("kl_per_position", "top1_per_position")}
     if m is None:
         return False, "outputs: no metrics (nothing compared)", d
     head = f"outputs ({m.n_positions} positions, profile {p.name})"

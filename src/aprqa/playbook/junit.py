@@ -65,7 +65,9 @@ def summary_md(res: Any) -> str:
              f"- playbook: `{res.playbook}` (sha256 `{res.playbook_sha256}`)",
              f"- evidence: `{res.evidence.name}` (+ `{res.evidence_jsonl.name}`, `{res.junit.name}`)"]
     if res.report:
-        lines.append(f"- compare report of the worst conversion: `{res.report.name}`")
+        lines.append(f"- run report: `{res.report.name}` (+ `report.md`)")
+    if res.compare_report:
+        lines.append(f"- compare report of the worst conversion: `{res.compare_report.name}`")
     lines += ["", "## Gate families", "", "| family | gates | Corroborated | Falsified | Crashed | Timeout | Skipped |",
               "|---|---:|---:|---:|---:|---:|---:|"]
     for fam, c in res.counts.items():

@@ -14,8 +14,9 @@ executes it. Order of work (docs/playbooks.md):
   5. Skipped records for what aprqa does not execute (notrun.py: runtime modalities, GPU,
      oracles, profile_ci, ...) and for conversions it cannot produce (q2_k, q3_k_m, a type a
      format cannot store) — listed, recorded, never fatal, never counted as passed;
-  6. evidence.jsonl (streamed), evidence.json, junit.xml, summary.md (atomic), and the compare
-     HTML report of the worst conversion.
+  6. evidence.jsonl (streamed), evidence.json, junit.xml, summary.md (atomic), the run report
+     (report.html + report.md: report/run_report.py) and the compare report of the worst
+     conversion (compare-report.html).
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ from . import gates as G
 from .evidence import (EvidenceStream, family_of, host_info, load_evidence, make_record, read_jsonl,
                        write_evidence_json)
 from .notrun import NotRun, not_executed
+from ..report.environment import environment_json
 from .plan import ROUND_TRIPS, Conversion, ConvKey, GateKind, Plan, PlannedGate, SourceFacts, build_plan
 from .schema import FORMAT_TITLE, Playbook, PlaybookError, load_playbook
 
 __all__ = ["ROUND_TRIPS", "RunResult", "run_playbook", "download_hf_repo", "is_not_executed"]
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -51,7 +54,8 @@ class RunResult:
     Attributes:
         records: evidence records (dicts in apr-qa's shape), in plan order.
         counts: per gate family, ``{outcome: count}``.
-        output: the output directory; evidence/jsonl/junit/summary/report: written files.
+        output: the output directory; evidence/jsonl/junit/summary/report: written files
+            (report = the run report page; compare_report = the worst conversion's compare page).
         not_run: top-level playbook sections with checks aprqa does not execute (each check is
             also a Skipped record: ``not_executed``).
         notes: planning notes (quantizations a format cannot store, policy notes).
@@ -70,6 +74,7 @@ class RunResult:
     seconds: float
     not_run: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    compare_report: Path | None = None
 
     @property
     def executed(self) -> tuple[dict[str, Any], ...]:
@@ -168,6 +173,7 @@ class _Runner:
         self.convs: dict[ConvKey, Future] = {}
         self.out_cache: dict[tuple, Future] = {}
         self.host = host_info()
+        self.environment = environment_json()  # software versions, in every record's metadata
         self.worst: tuple[tuple, Any] | None = None
         self.notes: list[str] = []
         self.model_id = self._model_id()
@@ -200,7 +206,8 @@ class _Runner:
         md = {"playbook_sha256": self.digest, "playbook": str(self.pb_path), "playbook_name": self.pb.name,
               "playbook_version": self.pb.version, "model_sha256": self.model_sha256,
               "playbook_dialect": self.pb.dialect or "aprqa", "gate_family": family_of(gate_id),
-              "thresholds_key": key, "thresholds": G.thresholds_json(thr), "converter": self.pb.converter}
+              "thresholds_key": key, "thresholds": G.thresholds_json(thr), "converter": self.pb.converter,
+              "environment": self.environment}
         if self.pb.unknown_keys:
             md["playbook_unknown_keys"] = ", ".join(self.pb.unknown_keys)
         md.update(extra_md or {})
@@ -219,17 +226,13 @@ class _Runner:
         if self.on_record is not None:
             self.on_record(rec)
 
-    def _prior_records(self) -> dict[str, dict[str, Any]]:
-        """Corroborated records of an earlier run of the same playbook on the same model, by scenario id."""
+    def _earlier_records(self) -> list[dict[str, Any]]:
+        """Records of an earlier run into this output (the streamed ones: a killed run's too)."""
         jsonl, full = self.out / "evidence.jsonl", self.out / "evidence.json"
         try:
-            recs = read_jsonl(jsonl) if jsonl.exists() else (load_evidence(full) if full.exists() else [])
+            return read_jsonl(jsonl) if jsonl.exists() else (load_evidence(full) if full.exists() else [])
         except (OSError, ValueError, AprqaError):
-            return {}  # unreadable earlier evidence: measure everything again
-        return {r["scenario"]["id"]: r for r in recs
-                if r.get("outcome") == "Corroborated" and not is_not_executed(r)
-                and (r.get("metadata") or {}).get("playbook_sha256") == self.digest
-                and (r.get("metadata") or {}).get("model_sha256") == self.model_sha256}
+            return []  # unreadable earlier evidence: measure everything again
 
     def _next(self) -> int:
         with self.lock:
@@ -548,12 +551,17 @@ class _Runner:
     def run(self) -> RunResult:
         t0 = time.perf_counter()
         self.work.mkdir(parents=True, exist_ok=True)
-        for stale in ("evidence.json", "junit.xml", "summary.md", "report.html"):
+        earlier = self._earlier_records() if self.resume else []  # read before the stream truncates it
+        # Locks the output for the run: a second run into it fails here, before deleting anything.
+        self.stream = EvidenceStream(self.out / "evidence.jsonl")
+        for stale in ("evidence.json", "junit.xml", "summary.md", "report.html", "report.md", "compare-report.html"):
             (self.out / stale).unlink(missing_ok=True)
         self.source = self.resolve_source()
         self.model_sha256 = G.files_digest(self.source)
-        prior = self._prior_records() if self.resume else {}
-        self.stream = EvidenceStream(self.out / "evidence.jsonl")
+        prior = {r["scenario"]["id"]: r for r in earlier
+                 if r.get("outcome") == "Corroborated" and not is_not_executed(r)
+                 and (r.get("metadata") or {}).get("playbook_sha256") == self.digest
+                 and (r.get("metadata") or {}).get("model_sha256") == self.model_sha256}
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="aprqa-gate")
         try:
             self._plan_and_run(prior)
@@ -616,26 +624,28 @@ class _Runner:
         return lambda: self._structural(g.gate_id, list(ins))
 
     def _finish(self, seconds: float) -> RunResult:
+        # report/ reads playbook.evidence: imported here so that neither package needs the other first
+        from ..report.html import write_report
+        from ..report.run_report import write_run_report
         from .junit import write_junit, write_summary
 
         recs = tuple(r for _o, r in sorted(self.records, key=lambda x: x[0]))
         ev = self.out / "evidence.json"
         write_evidence_json(ev, recs)
-        report_path = None
-        if self.worst is not None:
-            try:
-                from ..report import html
-
-                report_path = html.write_report(self.worst[1], self.out / "report.html")
-            except ImportError:
-                report_path = None
+        compare_path = write_report(self.worst[1], self.out / "compare-report.html") if self.worst else None
         res = RunResult(playbook=str(self.pb_path), playbook_sha256=self.digest, name=self.pb.name, records=recs,
                         output=self.out, evidence=ev, evidence_jsonl=self.out / "evidence.jsonl",
                         junit=self.out / "junit.xml", summary=self.out / "summary.md",
-                        report=Path(report_path) if report_path else None, seconds=seconds,
-                        not_run=tuple(dict.fromkeys(n.top for n in self.not_run_items)), notes=tuple(self.notes))
+                        report=self.out / "report.html", seconds=seconds,
+                        not_run=tuple(dict.fromkeys(n.top for n in self.not_run_items)), notes=tuple(self.notes),
+                        compare_report=compare_path)
         write_junit(res)
         write_summary(res)
+        links = [(p.name, p.name) for p in (ev, res.evidence_jsonl, res.junit, res.summary, self.out / "report.md")]
+        if compare_path is not None:
+            links.append(("compare report of the worst conversion", compare_path.name))
+        write_run_report(recs, html=res.report, md=self.out / "report.md", source=str(ev), notes=res.notes,
+                         links=tuple(links), seconds=seconds)
         return res
 
 

@@ -24,7 +24,8 @@ from typing import Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from ..errors import AprqaError
+from ..errors import AprqaError, InputError
+from ..fsio import CAP_PLAYBOOK, read_bounded
 
 FORMATS = ("safetensors", "apr", "gguf")
 FORMAT_LETTER = {"safetensors": "S", "apr": "A", "gguf": "G"}
@@ -339,8 +340,28 @@ class Playbook(_Strict):
 # Loading with line numbers
 
 
+MAX_YAML_DEPTH = 64  # nesting levels; real playbooks use under 10
+
+
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the 1-based line of every mapping key and value by path."""
+    """SafeLoader that refuses aliases (their expansion is unbounded: "billion laughs") and
+    nesting deeper than ``MAX_YAML_DEPTH``; ``_compose_lines`` records the line of every key."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} refused: playbooks may not use "
+                                              "YAML anchors/aliases (their expansion is unbounded)", event.start_mark)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                              event.start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _compose_lines(text: str) -> tuple[Any, dict[tuple, int]]:
@@ -525,6 +546,8 @@ def parse_playbook(text: str, file: str | Path | None = None) -> Playbook:
         mark = getattr(err, "problem_mark", None)
         raise PlaybookError(file, f"not valid YAML: {getattr(err, 'problem', None) or err}",
                             line=mark.line + 1 if mark else None) from err
+    except (ValueError, RecursionError) as err:  # e.g. a 5,000-digit integer
+        raise PlaybookError(file, f"not a valid playbook value: {err}") from None
     if not isinstance(data, dict):
         raise PlaybookError(file, f"a playbook is a YAML mapping, got {type(data).__name__}", line=1)
     dropped: list[str] = []
@@ -558,9 +581,9 @@ def load_playbook(path: str | Path) -> tuple[Playbook, str]:
     """
     p = Path(path)
     try:
-        raw = p.read_bytes()
-    except OSError as err:
-        raise PlaybookError(p, f"cannot read the playbook: {err.strerror or err}") from err
+        raw = read_bounded(p, CAP_PLAYBOOK, "playbook")  # regular files only, size-capped
+    except InputError as err:
+        raise PlaybookError(p, f"cannot read the playbook: {err.message}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -7,7 +7,8 @@ import math
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+
+from ..textsafe import markup_safe as escape  # also neutralizes control characters
 from .console import human_bytes
 
 _GOOD = {"IDENTICAL", "EXACT-CAST", "QUANT-FAITHFUL", "TIED", "WITHIN-TOLERANCE"}

@@ -2,7 +2,8 @@
 
 ``summarize(records)`` turns records into data (``EvidenceSummary``): outcome counts per gate
 family, failures grouped by cause, and for apr-qa's F-CONV records a note on what the gate
-actually measured. ``render_console`` / ``render_markdown`` / ``render_html`` only render it.
+actually measured. ``render_console`` renders it; the HTML and Markdown pages are the run
+report's (run_report.py), which shows these sections too.
 
 Why the notes: apr-qa's conversion gates (F-CONV-*) reported e.g. ``produced different output
 (diff: 8.00e-1, ε: 1.00e-6)``. The reason says *output*: apr-qa ran the source and the converted
@@ -14,7 +15,6 @@ logit difference, and ε = 1e-6 could never be met. docs/apr-qa-gates.md has the
 
 from __future__ import annotations
 
-import html as _html
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,63 +282,3 @@ def render_console(s: EvidenceSummary, console: Any) -> None:
     if s.not_executed:
         console.print(f"[bold]not executed by aprqa[/] ({len(s.not_executed)} Skipped records): "
                       + escape(", ".join(g for g, _ in s.not_executed)))
-
-
-def _md(x: Any) -> str:
-    return str(x).replace("|", "\\|").replace("\n", " ")
-
-
-def render_markdown(s: EvidenceSummary) -> str:
-    lines = [f"# Evidence summary: {_md(Path(s.path).name or s.path)}", "",
-             f"{s.producer} evidence · {_md(s.model)} · {s.records} records · "
-             + " · ".join(f"{v} {k}" for k, v in s.outcomes.items())
-             + f" · **{'no failures' if s.passed else f'{s.failed} failing'}**", "",
-             "## Gate families", "", "| family | " + " | ".join(_COLS) + " |", "|---|" + "---:|" * len(_COLS)]
-    for fam, c in s.families.items():
-        lines.append(f"| {_md(fam)} | " + " | ".join(str(c.get(o, 0)) for o in _COLS) + " |")
-    if s.causes:
-        lines += ["", "## Failures by cause", "", "| count | cause | gates | example reason |", "|---:|---|---|---|"]
-        for c in s.causes:
-            lines.append(f"| {len(c.gates)} | {_md(c.cause)} | {_md(', '.join(c.gates))} | {_md(c.example[:200])} |")
-    if s.notes:
-        lines += ["", "## What apr-qa's F-CONV gates measured", ""]
-        for n in s.notes:
-            lines.append(f"- **{_md(n.gate_id)}** ({n.outcome}) — reason: `{_md(n.reason[:160])}`. {_md(n.note)}")
-    if s.not_executed:
-        lines += ["", "## Not executed by aprqa (Skipped records)", ""]
-        lines += [f"- {_md(g)}: {_md(sec)}" for g, sec in s.not_executed]
-    return "\n".join(lines) + "\n"
-
-
-def render_html(s: EvidenceSummary) -> str:
-    e = _html.escape
-    rows = "".join(f"<tr><td>{e(f)}</td>" + "".join(f"<td class=n>{c.get(o, 0)}</td>" for o in _COLS) + "</tr>"
-                   for f, c in s.families.items())
-    causes = "".join(f"<tr><td class=n>{len(c.gates)}</td><td>{e(c.cause)}</td><td>{e(', '.join(c.gates))}</td>"
-                     f"<td>{e(c.example[:300])}</td></tr>" for c in s.causes)
-    notes = "".join(f"<li><b>{e(n.gate_id)}</b> ({e(n.outcome)}) — reason: <code>{e(n.reason[:200])}</code>. "
-                    f"{e(n.note)}</li>" for n in s.notes)
-    skipped = "".join(f"<li>{e(g)}: {e(sec)}</li>" for g, sec in s.not_executed)
-    head = (f"{e(s.producer)} evidence · {e(s.model)} · {s.records} records · "
-            + " · ".join(f"{v} {e(k)}" for k, v in s.outcomes.items())
-            + f" · <b>{'no failures' if s.passed else f'{s.failed} failing'}</b>")
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Evidence summary: {e(Path(s.path).name)}</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;vertical-align:top}}td.n{{text-align:right}}code{{background:#f4f4f4}}</style>
-</head><body><h1>Evidence summary: {e(Path(s.path).name)}</h1><p>{head}</p>
-<h2>Gate families</h2><table><tr><th>family</th>{''.join(f'<th>{o}</th>' for o in _COLS)}</tr>{rows}</table>
-{f'<h2>Failures by cause</h2><table><tr><th>count</th><th>cause</th><th>gates</th><th>example reason</th></tr>{causes}</table>' if causes else ''}
-{f"<h2>What apr-qa's F-CONV gates measured</h2><ul>{notes}</ul>" if notes else ''}
-{f'<h2>Not executed by aprqa (Skipped records)</h2><ul>{skipped}</ul>' if skipped else ''}
-</body></html>
-"""
-
-
-def write(s: EvidenceSummary, path: str | Path, kind: str) -> Path:
-    """Write the summary as ``kind`` ("md" or "html") to ``path`` (atomically)."""
-    from ..playbook.evidence import atomic_write_text
-
-    p = Path(path)
-    atomic_write_text(p, render_markdown(s) if kind == "md" else render_html(s))
-    return p

@@ -1,183 +1,197 @@
-"""Self-contained HTML report of a compare ``Report``: summary, per-layer error plot (inline
-SVG, no scripts, no external assets), worst tensors, metadata and tokenizer diff."""
+"""The compare report as one self-contained HTML page (inline CSS and SVG, no script, no network).
+
+Order: verdict and the two files, failing tensors with the evidence of their diagnosis, the
+output check per token position, the locate curve, rel-L2 per layer and tensor role, the |d|
+histogram, every tensor worst first, metadata and tokenizer.
+"""
 
 from __future__ import annotations
 
-import html
-import math
 from pathlib import Path
 from typing import Any
 
-_CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
-h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em}table{border-collapse:collapse;width:100%}
-td,th{border-bottom:1px solid #ddd;padding:3px 6px;text-align:left;font-size:13px}
-.pass{color:#17803d;font-weight:bold}.fail{color:#b3261e;font-weight:bold}code{font-size:12px}
-.muted{color:#777}"""
+from . import svg
+from .compare_view import bucket_label, diagnosis, error_grid, histograms, positions, used_range
+from .page import chips, esc, kv, num, page, status_html, table, write_page
+from .run_view import measures_of
 
 
-def _e(x: Any) -> str:
-    return html.escape(str(x))
+def _side(label: str, s: Any) -> str:
+    bpw = s.get("bits_per_weight")
+    dtypes = " · ".join(f"{k} {v}" for k, v in (s.get("dtypes") or {}).items())
+    return (f'<div class="card"><h3>{esc(label)}</h3>' + kv((
+        ("path", f"<code>{esc(s['path'])}</code>"), ("format", esc(f"{s['format']} ({s['dialect']})")),
+        ("tensors", esc(num(s["tensors"]))), ("size", esc(f"{num(s['nbytes'])} bytes")
+                                               + (f" · {num(bpw)} bits/weight" if bpw else "")),
+        ("dtypes", esc(dtypes)))) + "</div>")
 
 
-def _num(x: Any, d: int = 3) -> str:
-    if isinstance(x, float):
-        if not math.isfinite(x):
-            return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-        return f"{x:.{d}g}"
-    return _e(x) if x is not None else "—"
+def failing_html(report: Any) -> str:
+    """Failing tensors, worst first, each with the evidence of its diagnosis."""
+    fails = report.failures()
+    if not fails:
+        return ""
+    rows = ((f"<code>{esc(t.name)}</code>", status_html("fail", t.verdict.value), f"<b>{esc(diagnosis(t))}</b>",
+             esc(f"{t.reference_dtype} {list(t.reference_shape or ())} → {t.candidate_dtype} "
+                 f"{list(t.candidate_shape or ())}"), esc(t.detail)) for t in fails)
+    return (f"<h2>Failing tensors ({len(fails)})</h2>"
+            + table(("tensor", "verdict", "evidence", "reference → candidate", "detail"), rows))
 
 
-def layer_series(report: Any) -> list[tuple[int, float, bool]]:
-    """Per layer: (layer, worst error score, all passed). err/noise for quantized tensors,
-    rel-L2 otherwise."""
-    out: dict[int, tuple[float, bool]] = {}
-    for t in report.tensors:
-        if t.layer is None or t.stats is None:
-            continue
-        score = t.error_score
-        prev = out.get(t.layer, (0.0, True))
-        out[t.layer] = (max(prev[0], score), prev[1] and t.passed)
-    return [(k, v[0], v[1]) for k, v in sorted(out.items())]
-
-
-def layer_svg(series: list[tuple[int, float, bool]], width: int = 900, height: int = 220) -> str:
-    """Bar chart of the per-layer worst error (log scale), failing layers in red."""
-    if not series:
-        return '<p class="muted">no per-layer tensors</p>'
-    finite = [v for _, v, _ in series if math.isfinite(v) and v > 0]
-    lo = math.log10(min(finite)) - 0.5 if finite else -8.0
-    hi = math.log10(max(finite)) + 0.5 if finite else 0.0
-    if hi - lo < 1:
-        hi = lo + 1
-    pad_l, pad_b = 50, 24
-    w = (width - pad_l - 10) / len(series)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="worst error per layer">']
-    for k in range(math.ceil(lo), math.floor(hi) + 1):
-        y = height - pad_b - (k - lo) / (hi - lo) * (height - pad_b - 10)
-        parts.append(f'<line x1="{pad_l}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
-                     f'<text x="4" y="{y + 4:.1f}" font-size="10">1e{k}</text>')
-    for i, (layer, v, ok) in enumerate(series):
-        val = v if math.isfinite(v) and v > 0 else (10 ** hi if not math.isfinite(v) else 10 ** lo)
-        hgt = max(1.0, (math.log10(val) - lo) / (hi - lo) * (height - pad_b - 10))
-        x = pad_l + i * w
-        color = "#2e7d32" if ok else "#c62828"
-        parts.append(f'<rect x="{x + 1:.1f}" y="{height - pad_b - hgt:.1f}" width="{max(w - 2, 1):.1f}" '
-                     f'height="{hgt:.1f}" fill="{color}"><title>layer {layer}: {_num(v)}</title></rect>')
-        if len(series) <= 40 or i % max(1, len(series) // 20) == 0:
-            parts.append(f'<text x="{x + w / 2:.1f}" y="{height - 8}" font-size="10" '
-                         f'text-anchor="middle">{layer}</text>')
-    parts.append("</svg>")
+def outputs_html(report: Any) -> str:
+    """The output-level check: its measures against the profile, KL and top-1 per position, greedy."""
+    oc = report.outputs
+    if oc is None:
+        return f'<h2>Output check</h2><p class="muted">{esc(report.outputs_note)}</p>' if report.outputs_note else ""
+    d = oc.to_dict()
+    ms = measures_of(None, d, {})
+    pos = positions(oc)
+    head = status_html("pass" if oc.passed else "fail", f"profile {oc.profile.name}: {'PASS' if oc.passed else 'FAIL'}")
+    parts = [f"<h2>Output check</h2><p>{head} · {len(pos)} positions"
+             + (f" · {esc(report.outputs_note)}" if report.outputs_note else "") + "</p>"]
+    fails = "".join(f"<li>{esc(f)}</li>" for f in oc.failures)
+    notes = "".join(f"<li class=muted>{esc(n)}</li>" for n in oc.notes)
+    if fails or notes:
+        parts.append(f"<ul>{fails}{notes}</ul>")
+    charts = []
+    if pos:
+        kl_bars = [svg.Bar(str(p.index), p.kl, "info" if p.top1_same is not False else "fail",
+                           f"position {p.index} (token {p.token}): KL {num(p.kl)}, top-1 "
+                           f"{'same' if p.top1_same else 'different'}") for p in pos]
+        lim = oc.profile.max_kl
+        chart = svg.bars(kl_bars, "KL", "KL divergence per token position", limit=lim,
+                         limit_text=f"max KL {num(lim)} (profile {oc.profile.name})" if lim else "")
+        chart += svg.strip([p.top1_same for p in pos], "top-1 agreement per token position")
+        charts.append(f'<figure class="card">{chart}<figcaption>KL(source ‖ candidate) of the next-token '
+                      f"distribution at each position (bars, log scale; red = top-1 differs), and whether both "
+                      f"pick the same top-1 token (strip).</figcaption></figure>")
+    charts.append('<div class="card">' + table(("measure", "measured", "limit"),
+                                               ((esc(m.name), esc(num(m.value)), esc(m.limit)) for m in ms))
+                  + "</div>")
+    parts.append(f'<div class="grid">{"".join(charts)}</div>')
+    g = oc.greedy
+    if g is not None and g.n_generated:
+        cells = "".join(f'<td class="num {"" if a == b else "fail"}">{a}{"" if a == b else f" / {b}"}</td>'
+                        for a, b in zip(g.reference_ids, g.candidate_ids))
+        parts.append(f"<h3>Greedy continuation ({g.agreed}/{g.n_generated} agree)</h3>"
+                     '<div class="scroll"><table style="width:auto;min-width:0"><tr><th>reference token / candidate</th>'
+                     f"{cells}</tr></table></div>")
     return "".join(parts)
 
 
-def block_curve_svg(loc: Any, width: int = 900, height: int = 240) -> str:
-    """Line chart (log scale) of the per-sub-block hidden-state error from ``--locate``,
-    with the profile's limit as a dashed line and the first divergent block marked."""
-    blocks = list(loc.blocks)
-    if not blocks:
-        return '<p class="muted">no blocks compared</p>'
-    vals = [b.rel_error for b in blocks]
-    finite = [v for v in vals if math.isfinite(v) and v > 0] + [loc.threshold]
-    lo = math.log10(min(finite)) - 0.5
-    hi = math.log10(max(finite)) + 0.5
-    pad_l, pad_b, pad_t = 50, 28, 10
-    span_y = height - pad_b - pad_t
-    step = (width - pad_l - 10) / max(len(blocks) - 1, 1)
-
-    def y_of(v: float) -> float:
-        v = v if math.isfinite(v) and v > 0 else (10 ** hi if not math.isfinite(v) or v > 0 else 10 ** lo)
-        return height - pad_b - (math.log10(max(v, 10 ** lo)) - lo) / (hi - lo) * span_y
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="hidden-state relative error per block">']
-    for k in range(math.ceil(lo), math.floor(hi) + 1):
-        y = height - pad_b - (k - lo) / (hi - lo) * span_y
-        parts.append(f'<line x1="{pad_l}" x2="{width - 10}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
-                     f'<text x="4" y="{y + 4:.1f}" font-size="10">1e{k}</text>')
-    ty = y_of(loc.threshold)
-    parts.append(f'<line x1="{pad_l}" x2="{width - 10}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#c62828" '
-                 f'stroke-dasharray="4 3"><title>limit {_num(loc.threshold)} (profile {_e(loc.profile)})</title></line>')
-    pts = " ".join(f"{pad_l + i * step:.1f},{y_of(v):.1f}" for i, v in enumerate(vals))
-    parts.append(f'<polyline points="{pts}" fill="none" stroke="#1565c0" stroke-width="1.5"/>')
-    first = loc.first_bad
-    for i, b in enumerate(blocks):
-        bad = first is not None and (b.layer, b.sub_block) == (first.layer, first.sub_block)
-        parts.append(f'<circle cx="{pad_l + i * step:.1f}" cy="{y_of(b.rel_error):.1f}" r="{5 if bad else 2.5}" '
-                     f'fill="{"#c62828" if bad else "#1565c0"}"><title>{_e(b.label)}: {_num(b.rel_error)}</title>'
-                     f'</circle>')
-        if b.sub_block in ("embed", "attn") and (len(blocks) <= 60 or b.layer % max(1, len(blocks) // 60) == 0):
-            label = "emb" if b.layer < 0 else str(b.layer)
-            parts.append(f'<text x="{pad_l + i * step:.1f}" y="{height - 10}" font-size="10" '
-                         f'text-anchor="middle">{label}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _localization_html(report: Any) -> str:
+def localization_html(report: Any) -> str:
+    """The locate curve: hidden-state error after every attention and MLP block."""
     loc = report.localization
     if loc is None:
-        return f'<h2>Localization</h2><p class="muted">{_e(report.locate_note)}</p>' if report.locate_note else ""
+        return f'<h2>Localization</h2><p class="muted">{esc(report.locate_note)}</p>' if report.locate_note else ""
+    blocks = list(loc.blocks)
     first = loc.first_bad
-    head = (f'<p class="fail">first divergent block: {_e(first.label)} (rel-err {_num(first.rel_error)}, '
-            f'limit {_num(loc.threshold)})</p>' if first else
-            f'<p class="pass">no block exceeds the limit {_num(loc.threshold)}</p>')
-    rows = "".join(f"<tr><td><code>{_e(t.name)}</code></td><td class=\"{'pass' if t.passed else 'fail'}\">"
-                   f"{_e(t.verdict.value)}</td></tr>" for t in report.divergent_layer_tensors())
-    table = f"<table><tr><th>tensor of that layer</th><th>verdict</th></tr>{rows}</table>" if rows else ""
-    return (f"<h2>Localization (hidden states after every attention and MLP block)</h2>"
-            f'<p class="muted">{_e(report.locate_note)}</p>{head}{block_curve_svg(loc)}{table}')
+    mark = next((i for i, b in enumerate(blocks) if first is not None
+                 and (b.layer, b.sub_block) == (first.layer, first.sub_block)), None)
+    ticks = [("emb" if b.layer < 0 else str(b.layer)) if b.sub_block in ("embed", "attn") else None for b in blocks]
+    head = (status_html("fail", f"first divergent block: {first.label} (rel-err {num(first.rel_error)}, limit "
+                                f"{num(loc.threshold)})") if first else
+            status_html("pass", f"no block exceeds the limit {num(loc.threshold)}"))
+    chart = svg.line([b.rel_error for b in blocks], [b.label for b in blocks], ticks,
+                     "hidden-state relative error per block", limit=loc.threshold,
+                     limit_text=f"limit {num(loc.threshold)} (profile {loc.profile})", mark=mark)
+    rows = ((f"<code>{esc(t.name)}</code>", status_html("pass" if t.passed else "fail", t.verdict.value),
+             esc(diagnosis(t))) for t in report.divergent_layer_tensors())
+    tens = report.divergent_layer_tensors()
+    return ("<h2>Localization: hidden states after every attention and MLP block</h2>"
+            f'<p>{head}</p><p class="small muted">{esc(report.locate_note)}</p>'
+            f'<figure class="card">{chart}<figcaption>Relative error of the residual stream, source vs candidate, '
+            f"run in lockstep (layer number under each attention block).</figcaption></figure>"
+            + (f"<h3>Tensors of that layer</h3>{table(('tensor', 'verdict', 'evidence'), rows)}" if tens else ""))
+
+
+def grid_html(report: Any) -> str:
+    """rel-L2 of every tensor by layer and role; failing tensors outlined and marked ✗."""
+    rows, cols, cells, outside = error_grid(report)
+    if not rows and not outside:
+        return ""
+    parts = ["<h2>Error by layer and tensor role</h2>"]
+    every = [c.value for c in cells.values()] + [c.value for c in outside.values()]  # one colour scale for both
+    if rows:
+        parts.append('<figure class="card">' + svg.heatmap(
+            rows, cols, {k: (c.value, c.passed, c.tip) for k, c in cells.items()}, "relative L2 error by layer "
+            "and tensor role", scale=every) + "</figure>")
+    if outside:
+        parts.append('<figure class="card">' + svg.heatmap(
+            ["outside layers"], list(outside), {("outside layers", k): (c.value, c.passed, c.tip)
+                                                for k, c in outside.items()}, "relative L2 error of the other tensors",
+            scale=every) + "</figure>")
+    parts.append('<p class="small muted">Colour: relative L2 error ‖candidate − source‖ / ‖source‖ of each tensor '
+                 "(log scale; grey = 0, bit-identical). A quantized tensor's pass criterion is its error against "
+                 "the type's own noise (err/noise, in each tooltip), not this absolute error.</p>")
+    return "".join(parts)
+
+
+def histogram_html(report: Any) -> str:
+    """The compare kernel's |candidate − source| histograms, summed over tensors."""
+    hists = histograms(report)
+    if not hists:
+        return ""
+    charts = []
+    for key, h in hists.items():
+        rng = used_range(h)
+        items = [svg.Bar(bucket_label(k), float(h[k]), "fail" if k == 63 else "info",
+                         f"|d| {bucket_label(k)}: {h[k]:,} elements") for k in rng]
+        charts.append(f'<figure class="card"><h3>{esc(key)}</h3>'
+                      + svg.bars(items, "elements", f"histogram of |d| over {key}")
+                      + f"<figcaption>{sum(h):,} elements; bucket = |d| from 2^k up to 2^(k+1), "
+                        "\"0\" = exactly equal.</figcaption></figure>")
+    return f'<h2>Error histogram (|candidate − source| per element)</h2><div class="grid">{"".join(charts)}</div>'
+
+
+def _tensor_rows(ts: list[Any]) -> list[tuple[str, ...]]:
+    out = []
+    for t in ts:
+        s = t.stats
+        out.append((f"<code>{esc(t.name)}</code>", status_html("pass" if t.passed else "fail", t.verdict.value),
+                    f'<span class="nw">{esc(f"{t.reference_dtype}→{t.candidate_dtype}")}</span>',
+                    num(s.rel_l2) if s else "—",
+                    num(s.cosine, 6) if s else "—", num(s.max_abs) if s else "—",
+                    num(t.noise.ratio) if t.noise else "—", esc(" · ".join(t.transform)), esc(t.detail)))
+    return out
 
 
 def _section(sec: Any) -> str:
-    rows = "".join(f"<tr><td>{_e(f.field)}</td><td class=\"{'pass' if f.passed else 'fail'}\">{_e(f.status)}</td>"
-                   f"<td><code>{_e(repr(f.reference))[:200]}</code></td><td><code>{_e(repr(f.candidate))[:200]}"
-                   f"</code></td><td>{_e(f.note)}</td></tr>" for f in sec.fields)
-    note = f"<p>{_e(sec.note)}</p>" if sec.note else ""
-    return (note + "<table><tr><th>field</th><th>status</th><th>reference</th><th>candidate</th><th>note</th></tr>"
-            + rows + "</table>") if sec.fields else note
+    head = status_html("pass" if sec.passed else "fail", "MATCH" if sec.passed else "DIFFERENT")
+    note = f"<p>{head} {esc(sec.note)}</p>"
+    if not sec.fields:
+        return note
+    rows = ((esc(f.field), status_html("pass" if f.passed else "fail", f.status),
+             f"<code>{esc(repr(f.reference)[:200])}</code>", f"<code>{esc(repr(f.candidate)[:200])}</code>",
+             esc(f.note)) for f in sec.fields)
+    return note + table(("field", "status", "reference", "candidate", "note"), rows)
 
 
 def render_html(report: Any) -> str:
+    """The compare report page of ``report`` (``aprqa.compare``)."""
     d = report.to_dict()
-    verdict = '<span class="pass">PASS</span>' if report.passed else '<span class="fail">FAIL</span>'
-    counts = " · ".join(f"{_e(k)} {v}" for k, v in d["counts"]["verdicts"].items())
-    ranked = report.failures() + sorted((t for t in report.tensors if t.passed),
-                                        key=lambda t: -t.error_score)
-    rows = []
-    for t in ranked[:50]:
-        s = t.stats
-        rows.append(f"<tr><td><code>{_e(t.name)}</code></td><td class=\"{'pass' if t.passed else 'fail'}\">"
-                    f"{_e(t.verdict.value)}</td><td>{_e(t.reference_dtype)}→{_e(t.candidate_dtype)}</td>"
-                    f"<td>{_num(s.rel_l2) if s else '—'}</td><td>{_num(s.cosine, 6) if s else '—'}</td>"
-                    f"<td>{_num(s.max_abs) if s else '—'}</td><td>{_num(t.noise.ratio) if t.noise else '—'}</td>"
-                    f"<td>{_e(' · '.join(t.transform))}</td><td>{_e(t.detail)}</td></tr>")
-    ref, cand = d["reference"], d["candidate"]
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>aprqa compare</title>
-<style>{_CSS}</style></head><body>
-<h1>aprqa compare: {verdict}</h1>
-<table><tr><th></th><th>path</th><th>format</th><th>tensors</th><th>bytes</th><th>dtypes</th></tr>
-<tr><td>reference</td><td><code>{_e(ref['path'])}</code></td><td>{_e(ref['format'])} {_e(ref['dialect'])}</td>
-<td>{ref['tensors']}</td><td>{ref['nbytes']:,}</td><td>{_e(ref['dtypes'])}</td></tr>
-<tr><td>candidate</td><td><code>{_e(cand['path'])}</code></td><td>{_e(cand['format'])} {_e(cand['dialect'])}</td>
-<td>{cand['tensors']}</td><td>{cand['nbytes']:,}</td><td>{_e(cand['dtypes'])}</td></tr></table>
-<p>verdicts: {counts}<br>pairs compared: {d['counts']['pairs_compared']} · minimum passing atol (rtol 0):
-{_num(d['min_atol'])} · profile {_e(d['policy']['profile'])} · {_e(report.outputs_note)}</p>
-{''.join(f'<p class="fail">error: {_e(e)}</p>' for e in d['errors'])}
-<h2>Worst error per layer</h2><p class="muted">err/noise for quantized tensors, relative L2 otherwise; red = a
-failing tensor in that layer</p>
-{layer_svg(layer_series(report))}
-{_localization_html(report)}
-<h2>Tensors, worst first</h2>
-<table><tr><th>tensor</th><th>verdict</th><th>dtype</th><th>rel-L2</th><th>cosine</th><th>max |d|</th>
-<th>err/noise</th><th>transform</th><th>detail</th></tr>{''.join(rows)}</table>
-<h2>Metadata</h2>{_section(report.metadata)}
-<h2>Tokenizer</h2>{_section(report.tokenizer)}
-</body></html>
-"""
+    ok = report.passed
+    counts = chips(("pass" if k in ("IDENTICAL", "EXACT-CAST", "QUANT-FAITHFUL", "TIED", "WITHIN-TOLERANCE")
+                    else "fail", f"{k} {v}") for k, v in d["counts"]["verdicts"].items())
+    ranked = report.failures() + sorted((t for t in report.tensors if t.passed), key=lambda t: -t.error_score)
+    head_cols = ("tensor", "verdict", "dtype", "rel-L2", "cosine", "max |d|", "err/noise", "transform", "detail")
+    rows = _tensor_rows(ranked)
+    more = (f"<details><summary>the other {len(rows) - 30} tensors</summary>"
+            f"{table(head_cols, rows[30:], num_cols=(3, 4, 5, 6))}</details>") if len(rows) > 30 else ""
+    body = [f"<h1>aprqa compare: {esc(Path(d['candidate']['path']).name)}</h1>",
+            f'<div class="banner {"pass" if ok else "fail"}"><span class="verdict">{"✓ PASS" if ok else "✗ FAIL"}'
+            f"</span>{counts}<span class=small>profile {esc(d['policy']['profile'])} · "
+            f"{d['counts']['pairs_compared']} pairs compared · minimum passing atol (rtol 0) "
+            f"{esc(num(d['min_atol']))}</span></div>",
+            "".join(f'<p>{status_html("fail", "error")} {esc(e)}</p>' for e in d["errors"]),
+            f'<div class="grid">{_side("reference", d["reference"])}{_side("candidate", d["candidate"])}</div>',
+            failing_html(report), outputs_html(report), localization_html(report), grid_html(report),
+            histogram_html(report),
+            "<h2>Tensors, worst first</h2>" + table(head_cols, rows[:30], num_cols=(3, 4, 5, 6)) + more,
+            "<h2>Metadata</h2>" + _section(report.metadata), "<h2>Tokenizer</h2>" + _section(report.tokenizer)]
+    return page(f"aprqa compare: {'PASS' if ok else 'FAIL'}", "\n".join(b for b in body if b))
 
 
 def write_report(report: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.write_text(render_html(report), encoding="utf-8")
-    return path
+    """Write the compare report page to ``path``."""
+    return write_page(path, render_html(report))

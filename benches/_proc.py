@@ -1,0 +1,83 @@
+"""Whole processes measured like /usr/bin/time -v: wall, CPU (user + sys) and peak RSS of the
+child (``os.wait4``'s rusage), commands interleaved over rounds, medians per command."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class ProcResult:
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    returncode: int
+    stdout: str
+
+
+# ru_maxrss survives exec on Linux: a child forked from this (large) process would report this
+# process's RSS as its floor. A small launcher (python -S, ~9 MB) forks the command instead and
+# reports the command's own rusage.
+_LAUNCH = """import json, os, sys, time
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, ru = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as fh:
+    json.dump([time.perf_counter() - t0, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, os.waitstatus_to_exitcode(status)], fh)
+"""
+
+
+def run_process(cmd: list[str], env: dict[str, str] | None = None) -> ProcResult:
+    """Run ``cmd`` to completion: its own wall time, CPU and peak RSS (not this process's)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile(suffix=".json") as rus:
+        subprocess.run([sys.executable, "-S", "-c", _LAUNCH, rus.name, *cmd], stdout=out, stderr=err, env=env,
+                       check=True)
+        wall, cpu, maxrss_kb, code = json.loads(Path(rus.name).read_text())
+        out.seek(0)
+        err.seek(0)
+        text = out.read().decode(errors="replace")
+        if code not in (0, 1):  # 1: a compare that found failures, which is expected here
+            raise RuntimeError(f"{' '.join(cmd)} exited {code}:\n{err.read().decode()[-3000:]}")
+    return ProcResult(wall, cpu, maxrss_kb / 1024, code, text)
+
+
+def interleaved(cmds: dict[str, list[str]], rounds: int, warmup: bool = True,
+                env: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+    """Median wall / CPU / peak RSS per named command, one run of each per round."""
+    if warmup:
+        for cmd in cmds.values():
+            run_process(cmd, env)  # page cache hot, .pyc written
+    runs: dict[str, list[ProcResult]] = {k: [] for k in cmds}
+    for _ in range(rounds):
+        for k, cmd in cmds.items():
+            runs[k].append(run_process(cmd, env))
+    return {k: {"wall_s": statistics.median(r.wall_s for r in v), "cpu_s": statistics.median(r.cpu_s for r in v),
+                "peak_rss_mb": max(r.peak_rss_mb for r in v), "rounds": len(v)} for k, v in runs.items()}
+
+
+def median_call(fn, reps: int, clock=time.perf_counter) -> float:  # type: ignore[no-untyped-def]
+    """Median seconds of ``fn()`` after one warm-up call."""
+    fn()
+    ts = []
+    for _ in range(reps):
+        t0 = clock()
+        fn()
+        ts.append(clock() - t0)
+    return statistics.median(ts)
+
+
+def line(name: str, r: dict[str, float], base: dict[str, float] | None = None) -> str:
+    s = f"  {name:<34} wall {r['wall_s'] * 1e3:8.1f} ms  cpu {r['cpu_s'] * 1e3:8.1f} ms  peak RSS {r['peak_rss_mb']:7.1f} MB"
+    if base is not None:
+        s += f"  | x{r['wall_s'] / base['wall_s']:.2f} wall, x{r['cpu_s'] / base['cpu_s']:.2f} cpu"
+    return s

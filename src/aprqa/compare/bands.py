@@ -1,0 +1,163 @@
+"""Error bands of the family of faithful quantizers (docs/tolerances.md, "Faithful quantizers").
+
+A quantized candidate is judged against what *any* faithful quantizer of its type produces, not
+only aprqa's own:
+
+  * the pipeline's intermediate precision: real files are quantized from an f16 or bf16 copy of
+    the weights. ``INTERMEDIATES`` are tried in order; the one the data agree with is reported;
+  * the error band of the type: where aprqa has a quantizer, a ratio to its error on the same
+    rows (``NOISE_LIMITS``); where it has none, a *step model* — the rounding noise of the type's
+    step (Δ²/12 per element, Δ from each sub-block's range) — times a factor measured against
+    llama.cpp's quantizer on varied weight distributions, with and without an importance matrix
+    (``STEP_BANDS``; scripts/measure_quant_bands.py prints the table);
+  * the gain band: the least-squares gain ⟨a,b⟩/⟨b,b⟩ of a faithful quantizer lies between
+    1/(1 + rel²) and 1 (``gain_range``); scales off by a few percent leave it;
+  * the grid test: uniform-grid K-quants end by rounding every element to the nearest level of
+    its sub-block (``grid_violations``), which scales off by a few percent break even where the
+    error level cannot show it (Q2_K: 3 % is a tenth of its noise).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..dtypes import DType
+
+# Float types a real pipeline may round the weights to before quantizing (llama.cpp quantizes
+# from an f16/bf16 GGUF). None = quantized straight from the reference.
+INTERMEDIATES: tuple[DType | None, ...] = (None, DType.F16, DType.BF16)
+
+
+@dataclass(frozen=True)
+class StepGeometry:
+    """Rounding step of a block-quantized type: every ``sub`` elements share a scale; the step is
+    ``amax / half_levels`` (symmetric grids) or ``(max − min) / (levels − 1)`` (grids with a min)."""
+
+    sub: int
+    levels: int
+    symmetric: bool
+
+    def step(self, blocks: np.ndarray) -> np.ndarray:
+        if self.symmetric:
+            return np.abs(blocks).max(axis=1) / (self.levels / 2)
+        return (blocks.max(axis=1) - blocks.min(axis=1)) / (self.levels - 1)
+
+
+GEOMETRY: dict[DType, StepGeometry] = {
+    DType.Q8_0: StepGeometry(32, 254, True), DType.Q4_0: StepGeometry(32, 16, True),
+    DType.Q5_0: StepGeometry(32, 32, True), DType.Q4_1: StepGeometry(32, 16, False),
+    DType.Q5_1: StepGeometry(32, 32, False), DType.Q2_K: StepGeometry(16, 4, False),
+    DType.Q3_K: StepGeometry(16, 8, True), DType.Q4_K: StepGeometry(32, 16, False),
+    DType.Q5_K: StepGeometry(32, 32, False), DType.Q6_K: StepGeometry(16, 64, True),
+    # non-linear 16-entry grid spanning −127..113 units of d: mean step ≈ amax/8
+    DType.IQ4_NL: StepGeometry(32, 16, True), DType.IQ4_XS: StepGeometry(32, 16, True),
+}
+
+
+@dataclass(frozen=True)
+class StepBand:
+    """rel-L2 of a faithful quantizer / step-model rel-L2, as measured (lo, hi) and as allowed."""
+
+    measured_lo: float
+    measured_hi: float
+    limit: float
+
+
+# Measured with scripts/measure_quant_bands.py (llama.cpp 0.3.36's ggml_quantize_chunk on f16-rounded
+# weights, 7 weight distributions x {no imatrix, random imatrix}; docs/tolerances.md has the table):
+# rel-L2 / step model spans measured_lo..measured_hi; the limit is measured_hi x 1.10 (margin for
+# distributions not measured).
+STEP_BANDS: dict[DType, StepBand] = {
+    DType.Q3_K: StepBand(0.750, 1.093, 1.20),
+    DType.Q2_K: StepBand(0.753, 0.896, 0.99),
+    DType.IQ4_NL: StepBand(0.679, 1.115, 1.23),
+    DType.IQ4_XS: StepBand(0.687, 1.122, 1.23),
+}
+
+# err/noise limits where aprqa has a quantizer of the type (ratio to its error on the same rows).
+# Round-to-nearest types: every faithful quantizer is the same algorithm up to the scale's f16
+# rounding and imatrix weighting (llama.cpp measured at most 1.001 for q8_0, 1.018 for q4_0, 1.014
+# for q5_0); search-based K-quants differ in their search and imatrix weighting (measured at most
+# 1.07 for q4_k, 1.04 q5_k, 1.12 q6_k).
+NOISE_LIMITS: dict[str, float] = {
+    "q8_0": 1.10, "q8_1": 1.10, "apr_q8": 1.10,
+    "q4_0": 1.25, "q4_1": 1.25, "q5_0": 1.25, "q5_1": 1.25, "apr_q4": 1.25, "iq4_nl": 1.5,
+}
+DEFAULT_NOISE_LIMIT = 1.5   # k-quants and the rest
+STRICT_NOISE_LIMIT = 1.02
+
+# The least-squares gain g = <a,b>/<b,b> of a faithful quantizer lies between the two ends of the
+# family: error orthogonal to the reference (round-to-nearest with a fixed scale: g = 1/(1 + rel²))
+# and error orthogonal to the reconstruction (least-squares scales: g = 1). Measured llama.cpp
+# gains all fall inside with at most 0.006 to spare; GAIN_MARGIN is the allowance on both ends.
+GAIN_MARGIN = 0.01
+# Share of sampled elements allowed off their nearest grid level (measured: 0 for every K-quant,
+# with and without an importance matrix; 0.67-3.6 % once the scales are off by 3 %).
+GRID_TOLERANCE = 1e-3
+# Intermediate rounding allowed in the grid test when it cannot be detected: half an ulp of bf16,
+# the coarsest intermediate in use (covers f16 and none).
+GRID_MARGIN_REL = 2.0 ** -9
+
+
+def step_model_rel_l2(a: np.ndarray, dt: DType) -> float | None:
+    """rel-L2 of rounding ``a`` (rows whose length is a multiple of the sub-block) with ``dt``'s
+    step: sqrt(Σ sub·Δ²/12 / Σ a²). None when the type has no step model."""
+    g = GEOMETRY.get(dt)
+    if g is None or a.size % g.sub:
+        return None
+    blocks = a.reshape(-1, g.sub).astype(np.float64)
+    den = float(np.square(blocks).sum())
+    if den == 0:
+        return None
+    mse = float(np.square(g.step(blocks)).sum()) * g.sub / 12.0
+    return math.sqrt(mse / den)
+
+
+def grid_violations(a: np.ndarray, b: np.ndarray, dt: DType, scale: float = 1.0, margin_rel: float = 0.0) -> int:
+    """Elements of ``b / scale`` that are not the nearest point of their sub-block's grid to ``a``.
+
+    Every faithful quantizer of a uniform-grid type measured (llama.cpp's, with or without an
+    importance matrix; aprqa's) ends by rounding each element to the nearest level of its
+    sub-block's final (quantized) scale. The grid is read off the decoded values: its step is the
+    smallest gap between a sub-block's distinct values (a multiple of the true step when levels
+    are missing, which only loosens the test). Elements at a sub-block's lowest/highest decoded
+    value that lie beyond it may be clamped and are not counted. ``margin_rel``·|a| allows the
+    pipeline's intermediate rounding. 0 for types without a uniform grid (``UNIFORM_GRID``)."""
+    g = GEOMETRY.get(dt)
+    if dt not in UNIFORM_GRID or g is None or a.size % g.sub or a.size == 0:
+        return 0
+    A = a.reshape(-1, g.sub).astype(np.float64)
+    B = b.reshape(-1, g.sub).astype(np.float64) / scale
+    srt = np.sort(B, axis=1)
+    hi, lo = srt[:, -1:], srt[:, :1]
+    tiny = 1e-5 * np.maximum(np.abs(hi), np.abs(lo)) + 1e-30
+    gaps = np.diff(srt, axis=1)
+    step = np.where(gaps > tiny, gaps, np.inf).min(axis=1, keepdims=True)
+    dev = A - B
+    clamped = ((B >= hi - tiny) & (dev > 0)) | ((B <= lo + tiny) & (dev < 0))
+    bound = step / 2 * (1 + 1e-3) + margin_rel * np.abs(A) + tiny
+    return int(((np.abs(dev) > bound) & ~clamped & np.isfinite(step)).sum())
+
+
+# Types whose levels are a uniform grid per sub-block and whose faithful quantizers end with
+# round-to-nearest under the final scales. Not IQ4's non-linear grid; not Q4_0/Q5_0, whose imatrix
+# path keeps the levels of its scale search while storing a refitted scale; not Q8_0, which rounds
+# with the f32 scale and stores it as f16 (its own per-block bound covers that).
+UNIFORM_GRID = frozenset({DType.Q2_K, DType.Q3_K, DType.Q4_K, DType.Q5_K, DType.Q6_K})
+
+
+def step_limit(dt: DType) -> StepBand | None:
+    return STEP_BANDS.get(dt)
+
+
+def gain_range(rel_l2: float) -> tuple[float, float]:
+    """The least-squares gains a faithful quantizer with this rel-L2 can have (see GAIN_MARGIN)."""
+    return 1.0 / (1.0 + rel_l2 * rel_l2) - GAIN_MARGIN, 1.0 + GAIN_MARGIN
+
+
+def least_squares_gain(sum_ab: float, sum_b2: float) -> float:
+    """⟨a,b⟩/⟨b,b⟩: the factor that best maps candidate b onto reference a."""
+    return sum_ab / sum_b2 if sum_b2 > 0 else math.nan

@@ -1,0 +1,322 @@
+"""Diagnosis of a failing tensor pair: which known fault explains the candidate?
+
+Every hypothesis is screened on sampled rows and confirmed with one full fused pass
+only when the sample fits. The work is bounded per failing tensor, whatever the
+model's size: sampled rows are decoded in one native call (``core.gather_rows``),
+and the SWAPPED screen compares the candidate with every same-shape reference tensor
+at once against a per-compare signature matrix (a few rows of each reference tensor,
+decoded once), so a model where every tensor fails costs about what a passing one does.
+
+Hypotheses, in order: transposed, RoPE rows permuted (either direction, or forgotten),
+another tensor's data (SWAPPED), bytes of another dtype (DTYPE-MISREAD), scaled/offset.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .. import core
+from ..dtypes import DType, payload_nbytes
+from ..errors import AprqaError
+from ..formats.model import Model, TensorInfo
+from ..formats.naming import layer_index
+from . import transforms as tf
+from ._sampling import as_2d, rel_l2, row_aligned, sample_rows
+from .report import NoiseFloor, Verdict
+from .tolerance import Tolerance
+
+if TYPE_CHECKING:
+    from .verdicts import Context
+
+SAMPLE_ELEMENTS = 1 << 14      # elements per side a hypothesis is screened on (rel-L2 spread ~1 %)
+SIGNATURE_ELEMENTS = 1 << 12   # elements per reference tensor in the SWAPPED screen
+# The signature is small: its rel-L2 estimate spreads by ~sqrt(2/4096) = 2 %; screening at twice the
+# match threshold keeps every true match, and the full pass then decides.
+_SCREEN_SLACK = 2.0
+_MAX_CONFIRMATIONS = 4         # full passes spent on SWAPPED candidates that pass the screen
+
+# Rounding of each float type (unit roundoff): the noise a float "match" may carry.
+FLOAT_EPS = {DType.F32: 2.0 ** -24, DType.F16: 2.0 ** -11, DType.BF16: 2.0 ** -8, DType.F64: 2.0 ** -53}
+CONFIRM_FLOAT_REL = 2.0 ** -7   # a hypothesis on a float candidate must explain it to ~bf16 precision
+
+
+def numeric(dt: DType) -> bool:
+    return dt.is_float or dt.is_quantized
+
+
+def dequantizable(dt: DType) -> bool:
+    return bool(core._core.dequant_supported(int(dt)))
+
+
+def quantizable(dt: DType) -> bool:
+    return bool(core._core.quant_supported(int(dt)))
+
+
+@functools.lru_cache(maxsize=1)
+def decodable_numeric() -> tuple[DType, ...]:
+    """Every float/quantized dtype the core can decode (the DTYPE-MISREAD candidates)."""
+    return tuple(dt for dt in DType if numeric(dt) and dequantizable(dt))
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    verdict: Verdict
+    transform: str
+    detail: str
+    stats: core.DiffStats | None
+    related: str | None = None
+
+
+def match_threshold(tb_dtype: DType, noise: NoiseFloor | None, tol: Tolerance) -> float:
+    """rel-L2 under which a hypothesis 'explains' the candidate."""
+    if tb_dtype.is_quantized:
+        floor = noise.rel_l2 if noise is not None and noise.rel_l2 > 0 else 0.05
+        return floor * max(tol.max_noise_ratio or 1.5, 1.5) * 1.5
+    return CONFIRM_FLOAT_REL
+
+
+def expected_quant_noise(dt: DType, a: np.ndarray) -> float:
+    try:
+        q = core.quantize(a, dt)
+        return rel_l2(a, core.dequantize(q, dt, a.shape))
+    except AprqaError:
+        return 0.1
+
+
+def _rows(t: TensorInfo, shape: tuple[int, int], idx: np.ndarray, threads: int | None,
+          dtype: DType | None = None) -> np.ndarray:
+    """Rows ``idx`` of ``t`` viewed as ``shape`` (one native call), float32 [len(idx), cols]."""
+    return core.gather_rows([t], shape, idx, dtypes=[dtype], threads=threads)[0]
+
+
+@dataclass
+class SwapIndex:
+    """Signatures of the reference's tensors for the SWAPPED screen, built once per shape and row map.
+
+    A signature is a few evenly spread rows (``SIGNATURE_ELEMENTS`` elements) of every same-shape
+    reference tensor, decoded in one native call; the candidate's rows are then compared with all
+    of them in one vectorized step.
+    """
+
+    ref: Model
+    threads: int | None = None
+    _by_key: dict[tuple, tuple[list[TensorInfo], np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def signatures(self, shape: tuple[int, ...], row_map: tf.RowMap | None
+                   ) -> tuple[list[TensorInfo], np.ndarray, np.ndarray]:
+        """``(tensors, candidate rows, matrix [len(tensors), elements])`` for this shape and row map."""
+        key = (tuple(shape), row_map.name if row_map is not None else None)
+        hit = self._by_key.get(key)
+        if hit is not None:
+            return hit
+        rows, cols = as_2d(tuple(shape))
+        tensors = [t for t in self.ref.tensors.values() if tuple(t.shape) == tuple(shape) and not t.past_eof
+                   and numeric(t.dtype) and dequantizable(t.dtype)]
+        idx = sample_rows(rows, cols, SIGNATURE_ELEMENTS)
+        ref_rows = row_map.perm[idx] if row_map is not None else idx
+        try:
+            m = core.gather_rows(tensors, (rows, cols), ref_rows, threads=self.threads)
+        except AprqaError:  # one unreadable tensor: screen tensor by tensor instead
+            kept, parts = [], []
+            for t in tensors:
+                try:
+                    parts.append(_rows(t, (rows, cols), ref_rows, self.threads))
+                    kept.append(t)
+                except AprqaError:
+                    continue
+            tensors = kept
+            m = np.stack(parts) if parts else np.empty((0, len(idx), cols), np.float32)
+        hit = (tensors, idx, m.reshape(len(tensors), -1))
+        self._by_key[key] = hit
+        return hit
+
+
+def screen(matrix: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """rel-L2 of candidate sample ``b`` against every row of ``matrix`` (over ``b``'s finite
+    elements; nan where a reference row has a non-finite value or no energy)."""
+    ok = np.isfinite(b)
+    if not ok.all():
+        matrix, b = matrix[:, ok], b[ok]
+    d = matrix - b[None, :]
+    num = np.einsum("ij,ij->i", d, d, dtype=np.float64)
+    den = np.einsum("ij,ij->i", matrix, matrix, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(num / den)
+
+
+class Diagnoser:
+    """Tries hypotheses on sampled rows and confirms the first that fits with a full pass."""
+
+    def __init__(self, ctx: Context, ta: TensorInfo, tb: TensorInfo, expected: tf.RowMap | None,
+                 threshold: float, full: core.DiffStats | None = None):
+        self.ctx, self.ta, self.tb, self.expected, self.thr, self.full = ctx, ta, tb, expected, threshold, full
+        self.rows, self.cols = as_2d(ta.shape)
+        self.shape2 = (self.rows, self.cols)
+        self.idx = sample_rows(self.rows, self.cols, budget=SAMPLE_ELEMENTS)
+        self.perm = expected.perm if expected is not None else None
+        a_idx = self.perm[self.idx] if self.perm is not None else self.idx
+        both = core.gather_rows([ta, tb], self.shape2, a_idx, threads=ctx.threads) if self.perm is None else None
+        if both is not None:
+            self.a, self.b = both[0], both[1]  # one native call for the two samples
+        else:
+            self.a = _rows(ta, self.shape2, a_idx, ctx.threads)
+            self.b = _rows(tb, self.shape2, self.idx, ctx.threads)
+
+    def _diff(self, a, b, **kw) -> core.DiffStats:
+        return core.diff_stats(a, b, threads=self.ctx.threads, **kw)
+
+    def transposed(self) -> Hypothesis | None:
+        if len(self.ta.shape) != 2 or self.rows == 1 or self.cols == 1:
+            return None
+        r, c = self.rows, self.cols
+        if not row_aligned(self.tb.dtype, r):
+            return None
+        # B's bytes read as [c, r] should be A^T: row i of that view is column i of A.
+        cols_i = sample_rows(c, r, budget=1 << 13)
+        rows_j = sample_rows(r, c, budget=1 << 13)
+        a_s = _rows(self.ta, self.shape2, rows_j, self.ctx.threads)[:, cols_i].T
+        b_s = _rows(self.tb, (c, r), cols_i, self.ctx.threads)[:, rows_j]
+        if rel_l2(a_s, b_s) > self.thr:
+            return None
+        s = self._diff(self.ta, self.tb.raw(), b_dtype=self.tb.dtype, transform=("transpose", r, c))
+        if s.rel_l2 > self.thr:
+            return None
+        where = (f"data transposed (square [{r}, {c}]: the shape cannot show it)" if r == c else
+                 f"stored [{c}, {r}] data under shape [{r}, {c}]")
+        as_stored = self.a if self.perm is None else _rows(self.ta, self.shape2, self.idx, self.ctx.threads)
+        return Hypothesis(Verdict.TRANSPOSED, "transpose",
+                          f"{where}: rel-L2 {rel_l2(as_stored, self.b):.3g} as stored → {s.rel_l2:.3g} "
+                          "if transposed", s)
+
+    def row_maps(self) -> Hypothesis | None:
+        maps = tf.rope_hypotheses(self.ta.name, self.ctx.ref, self.ctx.cand, self.rows)
+        if self.expected is not None:
+            maps = [m for m in maps if m.name != self.expected.name]
+            maps.insert(0, tf.RowMap("identity", np.arange(self.rows, dtype=np.int64)))
+        for m in maps:
+            a_s = _rows(self.ta, self.shape2, m.perm[self.idx], self.ctx.threads)
+            if rel_l2(a_s, self.b) > self.thr:
+                continue
+            s = self._diff(self.ta, self.tb.raw(), b_dtype=self.tb.dtype, transform=("row_perm", m.perm))
+            if s.rel_l2 > self.thr:
+                continue
+            cand = self.ctx.cand
+            if m.name == "identity":
+                assert self.expected is not None
+                what = (f"rows are in the reference order, but {cand.format} {cand.config.architecture or ''} "
+                        f"expects {self.expected.name}: the RoPE permutation was forgotten")
+            elif self.expected is None:
+                what = (f"rows match after {m.name}; {cand.format} {cand.config.architecture or ''} stores this "
+                        "tensor unpermuted: the RoPE permutation was applied wrongly")
+            else:
+                what = f"rows match after {m.name} instead of the expected {self.expected.name}"
+            return Hypothesis(Verdict.ROW_PERMUTED, m.name, f"{what} (rel-L2 {s.rel_l2:.3g})", s)
+        return None
+
+    def swapped(self) -> Hypothesis | None:
+        me = self.ta.name
+        tensors, sig_rows, matrix = self.ctx.swap_index.signatures(tuple(self.ta.shape), self.expected)
+        if len(tensors) < 2:
+            return None
+        b_sig = _rows(self.tb, self.shape2, sig_rows, self.ctx.threads).reshape(-1)
+        err = screen(matrix, b_sig)
+        own = self.full.rel_l2 if self.full is not None else math.inf
+        suffix = me.split(".", 3)[-1] if layer_index(me) is not None else None
+        hits = [i for i in np.flatnonzero(err <= self.thr * _SCREEN_SLACK) if tensors[i].name != me]
+        # closest first; the same role (another layer's tensor of this kind) wins a tie
+        hits.sort(key=lambda i: (float(err[i]), 0 if suffix and tensors[i].name.endswith(suffix) else 1))
+        kw = {"transform": ("row_perm", self.perm)} if self.perm is not None else {}
+        for i in hits[:_MAX_CONFIRMATIONS]:
+            other = tensors[i]
+            s = self._diff(other, self.tb.raw(), b_dtype=self.tb.dtype, **kw)
+            # it must explain the candidate, and better than the tensor's own reference does
+            if s.rel_l2 <= self.thr and s.rel_l2 < own:
+                return Hypothesis(Verdict.SWAPPED, "none", f"holds the data of {other.name} "
+                                  f"(rel-L2 {s.rel_l2:.3g} against it)", s, related=other.name)
+        return None
+
+    def affine(self, full: core.DiffStats) -> Hypothesis | None:
+        # least squares b ≈ k·a + c on the sample, from the fused kernel's double sums over finite pairs
+        st = core.diff_stats(self.a.reshape(-1), self.b.reshape(-1), threads=1)
+        n = st.n_finite
+        if n < 2:
+            return None
+        ma, mb = st.sum_a / n, (st.sum_a + st.sum_d) / n
+        saa = st.sum_a2 - n * ma * ma
+        if not saa > 0:
+            return None
+        k = (st.sum_ab - n * ma * mb) / saa
+        c = mb - k * ma
+        fit = self.a * np.float32(k) + np.float32(c)
+        if rel_l2(fit, self.b) > self.thr:
+            return None
+        scale_a = math.sqrt(st.sum_a2 / n)
+        is_offset = abs(k - 1) <= 4 * self.thr and abs(c) > self.thr * scale_a
+        is_scale = abs(c) <= self.thr * scale_a and abs(k - 1) > 4 * self.thr
+        # confirm on the full pass: an offset makes |d| constant, a scale keeps cosine at ±1
+        if is_offset and full.n_finite:
+            if abs(full.mean_d - c) <= 0.05 * abs(c) + self.thr * scale_a and \
+                    full.max_abs <= abs(c) * 1.05 + 4 * self.thr * scale_a:
+                return Hypothesis(Verdict.OFFSET, f"offset({c:+.4g})",
+                                  f"candidate = reference {c:+.4g} (mean error {full.mean_d:+.4g}, "
+                                  f"max |d| {full.max_abs:.4g})", None)
+            return None
+        if is_scale and abs(abs(full.cosine) - 1) <= self.thr:
+            k_full = math.copysign(math.sqrt(full.sum_b2 / full.sum_a2), full.sum_ab) if full.sum_a2 else k
+            return Hypothesis(Verdict.SCALED, f"scale({k_full:.4g})",
+                              f"candidate = {k_full:.4g} × reference (cosine {full.cosine:.6f})", None)
+        if not is_offset and not is_scale and (abs(k - 1) > 4 * self.thr or abs(c) > self.thr * scale_a):
+            return Hypothesis(Verdict.SCALED, f"affine({k:.4g}, {c:+.4g})",
+                              f"candidate ≈ {k:.4g} × reference {c:+.4g} on sampled rows", None)
+        return None
+
+    def misread(self) -> Hypothesis | None:
+        return misread_as(self.ctx, self.ta, self.tb, self.rows, self.cols, self.a if self.perm is None else None,
+                          self.idx)
+
+
+def misread_as(ctx: Context, ta: TensorInfo, tb: TensorInfo, rows: int, cols: int,
+               a_sample: np.ndarray | None = None, idx: np.ndarray | None = None) -> Hypothesis | None:
+    """Do B's bytes decode as A (within that dtype's noise) under another dtype of the same byte size?
+
+    ``a_sample``: A's rows ``idx`` when the caller has them already."""
+    n = rows * cols
+    raw = tb.raw()
+    same_size = []
+    for dt in decodable_numeric():
+        if dt is tb.dtype:
+            continue
+        try:
+            if payload_nbytes(dt, n) == raw.nbytes:
+                same_size.append(dt)
+        except AprqaError:
+            continue
+    if not same_size:
+        return None
+    if idx is None:
+        idx = sample_rows(rows, cols, budget=SAMPLE_ELEMENTS)
+    if a_sample is None:
+        a_sample = _rows(ta, (rows, cols), idx, ctx.threads)
+    try:  # every reinterpretation's rows in one native call
+        b_all = core.gather_rows([raw] * len(same_size), (rows, cols), idx, dtypes=same_size, threads=ctx.threads)
+    except AprqaError:
+        return None
+    for dt, b_s in zip(same_size, b_all):
+        err = rel_l2(a_sample, b_s)
+        expected = expected_quant_noise(dt, a_sample) if dt.is_quantized and quantizable(dt) else \
+            FLOAT_EPS.get(dt, 0.01)
+        limit = max(expected * 2.0, 1e-6) if dt.is_quantized else CONFIRM_FLOAT_REL
+        if err > limit:
+            continue
+        s = core.diff_stats(ta.raw(), raw, a_dtype=ta.dtype, b_dtype=dt, threads=ctx.threads, shape=(n,))
+        if s.rel_l2 > limit:
+            continue
+        return Hypothesis(Verdict.DTYPE_MISREAD, f"reinterpret-as-{dt.lname}",
+                          f"the bytes are {dt.lname} data labelled {tb.dtype.lname}: read as {dt.lname} they "
+                          f"match (rel-L2 {s.rel_l2:.3g}, {dt.lname} noise ≈ {expected:.3g})", s)
+    return None

@@ -1,0 +1,35 @@
+"""Write the run report of evidence records: HTML and/or Markdown, same content.
+
+Used by ``aprqa run`` (report.html + report.md beside the evidence) and ``aprqa report
+EVIDENCE --html/--md`` (any evidence file, aprqa's or apr-qa's).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .page import write_page
+from .run_html import render_run_html
+from .run_markdown import render_run_markdown
+from .run_view import build_run_view
+
+
+def write_run_report(records: list[dict[str, Any]], html: str | Path | None = None, md: str | Path | None = None,
+                     **view: Any) -> list[Path]:
+    """Render ``records`` once and write the requested files.
+
+    Args:
+        records: evidence records.
+        html / md: where to write the HTML page / the Markdown version (None: not written).
+        **view: passed to ``build_run_view`` (source, notes, links, seconds, title).
+    Returns:
+        The paths written.
+    """
+    v = build_run_view(list(records), **view)
+    out = []
+    if html is not None:
+        out.append(write_page(html, render_run_html(v)))
+    if md is not None:
+        out.append(write_page(md, render_run_markdown(v)))
+    return out

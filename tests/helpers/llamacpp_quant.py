@@ -1,0 +1,79 @@
+"""llama.cpp's own quantizer as an independent oracle (llama-cpp-python built from its sdist).
+
+Two entry points:
+  * ``quantize_file``: ``llama_model_quantize`` on a whole GGUF (what users run);
+  * ``quantize_array``: ggml's ``ggml_quantize_chunk`` on one float32 matrix, optionally with an
+    importance matrix — the very function ``llama_model_quantize`` calls per tensor — through
+    ctypes on the ggml library that ships inside llama-cpp-python.
+
+Used by the tests (tests/test_compare_foreign_quant.py) and scripts/measure_quant_bands.py.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+
+import numpy as np
+
+# llama.cpp file types (llama.h: enum llama_ftype)
+FTYPES = {"q4_0": 2, "q8_0": 7, "q2_k": 10, "q3_k_m": 12, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18,
+          "iq4_nl": 25, "iq4_xs": 30}
+
+
+def _ggml() -> ctypes.CDLL:
+    import llama_cpp  # optional dependency: only tests and the measuring script need it
+
+    libdir = Path(llama_cpp.__file__).parent / "lib"
+    for name in ("libggml-base.so", "libggml.so", "libggml-base.dylib", "libggml.dylib"):
+        p = libdir / name
+        if p.exists():
+            lib = ctypes.CDLL(str(p))
+            if hasattr(lib, "ggml_quantize_chunk"):
+                break
+    else:
+        raise RuntimeError(f"no ggml library with ggml_quantize_chunk under {libdir}")
+    lib.ggml_quantize_chunk.restype = ctypes.c_size_t
+    lib.ggml_quantize_chunk.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                        ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    lib.ggml_quantize_init.argtypes = [ctypes.c_int]
+    lib.ggml_row_size.restype = ctypes.c_size_t
+    lib.ggml_row_size.argtypes = [ctypes.c_int, ctypes.c_int64]
+    return lib
+
+
+_LIB: ctypes.CDLL | None = None
+
+
+def quantize_array(x: np.ndarray, ggml_type: int, imatrix: np.ndarray | None = None) -> np.ndarray:
+    """``x`` ([rows, cols] float32) quantized by ggml to ``ggml_type``; raw block bytes.
+
+    ``imatrix``: per-column importance weights (length cols), as llama-imatrix would supply."""
+    global _LIB
+    if _LIB is None:
+        _LIB = _ggml()
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    rows, cols = x.shape
+    _LIB.ggml_quantize_init(ggml_type)
+    out = np.zeros(rows * _LIB.ggml_row_size(ggml_type, cols), np.uint8)
+    w = None
+    if imatrix is not None:
+        w = np.ascontiguousarray(imatrix, dtype=np.float32)
+        assert w.shape == (cols,)
+    n = _LIB.ggml_quantize_chunk(ggml_type, x.ctypes.data, out.ctypes.data, 0, rows, cols,
+                                 w.ctypes.data if w is not None else None)
+    assert n == out.nbytes, (n, out.nbytes)
+    return out
+
+
+def quantize_file(src: str | Path, dst: str | Path, ftype: str, threads: int = 2) -> Path:
+    """``llama_model_quantize(src, dst)`` to the llama.cpp file type ``ftype`` (a FTYPES key)."""
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = FTYPES[ftype]
+    params.nthread = threads
+    rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), ctypes.byref(params))
+    if rc != 0:
+        raise RuntimeError(f"llama_model_quantize({src}, {ftype}) returned {rc}")
+    return Path(dst)

@@ -1,0 +1,51 @@
+"""The atheris fuzzers (tests/fuzz/fuzz.py) run for a bounded time: 0 crashes, 0 hangs.
+
+Each target starts from its checked-in seed corpus (tests/fuzz/corpus/TARGET, copied so the
+run does not modify it) and runs ``APRQA_FUZZ_SECONDS`` seconds (default 20; all five run in
+parallel). A nightly-length run is the same command with a larger value (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("atheris", reason="atheris is in the [test] extra")
+
+FUZZ = Path(__file__).parent / "fuzz" / "fuzz.py"
+TARGETS = ("gguf", "apr", "safetensors", "playbook", "evidence")
+SECONDS = int(os.environ.get("APRQA_FUZZ_SECONDS", "20"))
+
+
+def _run(target: str, cwd: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(FUZZ), target, *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_fuzzers_find_no_crash_or_hang(tmp_path):
+    runs = {}
+    for t in TARGETS:
+        corpus = tmp_path / t / "corpus"
+        shutil.copytree(FUZZ.parent / "corpus" / t, corpus)
+        runs[t] = _run(t, tmp_path / t, f"-max_total_time={SECONDS}", "-timeout=10", "-rss_limit_mb=3072",
+                       "-max_len=8192", str(corpus))
+    failed = {}
+    for t, p in runs.items():
+        out, _ = p.communicate(timeout=SECONDS + 300)
+        artifacts = [a.name for a in (tmp_path / t).iterdir() if a.name.startswith(("crash-", "timeout-", "oom-"))]
+        if p.returncode != 0 or artifacts or "DONE" not in out:
+            failed[t] = f"exit {p.returncode}, artifacts {artifacts}:\n{out[-3000:]}"
+    assert not failed, "\n\n".join(f"[{t}] {m}" for t, m in failed.items())
+
+
+def test_harness_reports_an_untyped_exception(tmp_path):
+    crash = tmp_path / "input"
+    crash.write_bytes(b"crash!")
+    p = _run("selfcheck", tmp_path, str(crash))
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode != 0 and "KeyError" in out, out[-2000:]
