@@ -64,7 +64,7 @@ def _check_complete(res, out: Path, work: Path) -> None:
         ev = json.loads((out / m.name / "evidence.json").read_text())
         assert [r["id"] for r in ev] == [r["id"] for r in m.records] and len(ev) == 9
         assert all(r["outcome"] == "Corroborated" for r in ev)
-    assert not list(work.rglob(".partial.*"))  # no half-written model left behind
+    assert not list(work.rglob(".partial.*")) and not list(work.rglob("*.aprqa-tmp-*"))  # no half-written model
     assert {p.name for p in (work / "zoo-qwen3-tiny").iterdir()} == {"src_G-f16.gguf", "src_G-keep.gguf",
                                                                      "src_G-keep_S-keep", "src_G-f16_again.gguf"}
 
