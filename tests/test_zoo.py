@@ -94,12 +94,19 @@ def test_local_executor_runs_the_zoo_and_survives_a_killed_worker(zoo_dir, local
 def test_rerun_resumes_corroborated_gates_and_reruns_when_the_playbook_changes(zoo_dir, local_run, capsys):
     _res, out, work = local_run
     pbs = zoo_dir / "playbooks"
-    rc = main(["run", str(pbs / "llama-tiny.playbook.yaml"), str(pbs / "qwen2-tiny.playbook.yaml"), "--output",
-               str(out), "--work-dir", str(work), "--json"])
+    # a model whose task fails (its local_path is gone) is a Crashed row; the other models go on
+    broken = zoo_dir / "broken.playbook.yaml"
+    broken.write_text('name: zoo-broken\nversion: "1.0.0"\nmodel:\n  local_path: gone\n  formats: [gguf]\n')
+    rc = main(["run", str(pbs / "llama-tiny.playbook.yaml"), str(pbs / "qwen2-tiny.playbook.yaml"), str(broken),
+               "--output", str(out), "--work-dir", str(work), "--json"])
     cap = capsys.readouterr()
     doc = json.loads(cap.out)  # stdout is pure JSON; progress went to stderr
-    assert rc == 0 and [m["resumed"] for m in doc["models"]] == [9, 9]
-    assert "2/2" in cap.err and "(9 resumed)" in cap.err
+    assert rc == 1 and [m["resumed"] for m in doc["models"]] == [9, 9, 0]
+    assert [m["passed"] for m in doc["models"]] == [True, True, False]
+    assert "does not exist" in doc["models"][2]["error"]
+    assert {"model": "zoo-broken", "format": "—", "quant": "—", "passed": 0, "failed": 1, "skipped": 0,
+            "status": "FAIL"} in doc["table"]
+    assert "3/3" in cap.err and "(9 resumed)" in cap.err
     # a changed playbook (different sha256) measures everything again
     p = pbs / "llama-tiny.playbook.yaml"
     original = p.read_text()
@@ -112,7 +119,7 @@ def test_rerun_resumes_corroborated_gates_and_reruns_when_the_playbook_changes(z
 
 
 def test_ray_executor_gives_the_same_records_and_survives_a_killed_worker(zoo_dir, local_run):
-    ray = pytest.importorskip("ray")  # installed by the [test] extra; absent only outside CI
+    import ray  # the [test] extra installs it: a missing Ray fails here, it is not skipped
     out, work = zoo_dir / "ray", zoo_dir / "ray-work"
     (zoo_dir / "kill-marker").unlink(missing_ok=True)
     ray.init(num_cpus=2, resources=size_resources(), include_dashboard=False, log_to_driver=False,

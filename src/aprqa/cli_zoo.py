@@ -61,6 +61,7 @@ def cmd_zoo(args: argparse.Namespace, out: Console, err: Console) -> int:
         counts = " · ".join(f"{v} {k}" for k, v in oc.items())
         resumed = sum(1 for r in m.records if r["metadata"].get("resumed") == "true")
         counts += f" ({resumed} resumed)" if resumed else ""
+        counts += f": {m.result['error']}" if m.result.get("error") else ""
         err.print(f"{bar} {done}/{n}  {'[green]PASS[/]' if m.passed else '[red]FAIL[/]'} {escape(m.name)} "
                   f"({escape(m.model_name)}): {counts} · {m.result['seconds']:.1f} s")
 

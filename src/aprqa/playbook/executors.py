@@ -1,6 +1,7 @@
 """Who runs a zoo's model tasks: a local process pool, or a Ray cluster.
 
-A task is one model's playbook run (``zoo.run_model``): it converts, measures and writes that
+A task is one model's playbook run; one that raises (or dies more than ``MAX_RETRIES`` times) is
+reported with its error and the other models go on. A task is one model's playbook run (``zoo.run_model``): it converts, measures and writes that
 model's evidence folder; every file it writes is written to a temporary name and renamed, so a
 task killed part-way leaves no half-written model or record, and its retry resumes from the
 records already streamed (``resume``). Results come back as they finish and the caller merges them
@@ -64,7 +65,7 @@ class LocalExecutor:
         self.workers = workers
         self.retries: dict[int, int] = {}
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[Task, Any]]:
+    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[Task, Any, BaseException | None]]:
         pending = list(tasks)
         limit = min([self.workers] + [SIZE_LIMITS.get(t.size_category or DEFAULT_SIZE, 4) for t in tasks])
         while pending:
@@ -78,16 +79,20 @@ class LocalExecutor:
                         t = futs.pop(f)
                         try:
                             res = f.result()
-                        except BrokenProcessPool:
+                        except BrokenProcessPool as err:
                             tries = self.retries.get(t.index, 0) + 1
                             if tries > MAX_RETRIES:
-                                raise
+                                yield t, None, err
+                                continue
                             self.retries[t.index] = tries
                             print(f"aprqa: a worker died running task {t.index}; retry {tries}/{MAX_RETRIES}",
                                   file=sys.stderr)
                             pending.append(t)
                             continue
-                        yield t, res
+                        except Exception as err:  # this model's task failed: the others go on
+                            yield t, None, err
+                            continue
+                        yield t, res, None
 
 
 class RayExecutor:
@@ -115,7 +120,7 @@ class RayExecutor:
         self.available = set(ray.cluster_resources())
         self.warnings: list[str] = []
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[Task, Any]]:
+    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[Task, Any, BaseException | None]]:
         ray = self.ray
         refs: dict[Any, Task] = {}
         for t in tasks:
@@ -134,7 +139,12 @@ class RayExecutor:
             done, _ = ray.wait(list(refs), num_returns=1)
             for r in done:
                 t = refs.pop(r)
-                yield t, ray.get(r)
+                try:
+                    res = ray.get(r)
+                except Exception as err:  # the task raised, or died more often than max_retries
+                    yield t, None, err
+                    continue
+                yield t, res, None
 
 
 def make_executor(spec: str, workers: int = 1) -> LocalExecutor | RayExecutor:

@@ -68,9 +68,15 @@ def model_dir_for(pb: Playbook, pb_path: Path, model_root: Path | None) -> Path 
 
 def run_model(pb_path: str, output: str, model_path: str | None, work_dir: str, workers: int,
               resume: bool) -> dict[str, Any]:
-    """One model task (runs in a worker process): the playbook's run, resumed from its evidence."""
-    res = run_playbook(pb_path, output=output, model_path=model_path, workers=workers, work_dir=work_dir,
-                       resume=resume)
+    """One model task (runs in a worker process): the playbook's run, resumed from its evidence.
+
+    An error becomes a Crashed result here, in the worker: exceptions do not all survive the trip
+    back to the parent (aprqa's carry keyword arguments), and one model must not stop the zoo."""
+    try:
+        res = run_playbook(pb_path, output=output, model_path=model_path, workers=workers, work_dir=work_dir,
+                           resume=resume)
+    except Exception as err:
+        return _crashed(err)
     d = res.to_dict()
     d["records"] = list(res.records)
     return d
@@ -115,7 +121,7 @@ class ZooResult:
                 "output": str(self.output), "summaries": {k: str(v) for k, v in self.summaries.items()},
                 "models": [{"name": m.name, "model": m.model_name, "playbook": str(m.playbook),
                             "size_category": m.size_category, "passed": m.passed, "output": str(m.output),
-                            "outcomes": m.result["outcomes"],
+                            "outcomes": m.result["outcomes"], "error": m.result.get("error"),
                             "resumed": sum(1 for r in m.records if r["metadata"].get("resumed") == "true")}
                            for m in self.models],
                 "table": [r.to_dict() for r in self.rows], "warnings": list(self.warnings)}
@@ -160,8 +166,8 @@ def run_zoo(playbooks: Sequence[str | Path], output: str | Path, model_root: str
                                  resume), pb.model.size_category)
              for i, (p, pb, m) in enumerate(loaded)]
     results: dict[int, dict[str, Any]] = {}
-    for task, res in ex.run(tasks):
-        results[task.index] = res
+    for task, res, err in ex.run(tasks):
+        results[task.index] = res if err is None else _crashed(err)
         p, pb, _m = loaded[task.index]
         zm = _zoo_model(p, pb, out, res)
         if on_model is not None:
@@ -171,6 +177,14 @@ def run_zoo(playbooks: Sequence[str | Path], output: str | Path, model_root: str
     summaries = write_zoo_summary(out, rows, [m.name for m in models])
     warnings = tuple(getattr(ex, "warnings", ()))
     return ZooResult(models, rows, out, summaries, ex.name, time.perf_counter() - t0, warnings)
+
+
+def _crashed(err: BaseException) -> dict[str, Any]:
+    """The result of a model task that raised: one Crashed record (in the summary, not in its evidence)."""
+    text = f"the model's task failed: {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
+    rec = {"gate_id": "ZOO-TASK", "outcome": "Crashed", "reason": text, "metadata": {},
+           "scenario": {"format": "—", "model": {"variant": None}}}
+    return {"passed": False, "outcomes": {"Crashed": 1}, "records": [rec], "seconds": 0.0, "error": text}
 
 
 def _zoo_model(p: Path, pb: Playbook, out: Path, res: dict[str, Any]) -> ZooModel:
