@@ -42,7 +42,7 @@ def cmd_dry_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     for p, plan in plans:
         out.print(f"[bold]{escape(str(p))}[/]")
         for line in render_plan(plan):
-            out.print(escape(line))
+            out.print(escape(line), soft_wrap=True)
     return EXIT_OK
 
 
