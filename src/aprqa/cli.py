@@ -139,10 +139,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .playbook import run_playbook
+    from . import cli_zoo
+    from .playbook import load_playbook, run_playbook
     from .playbook.evidence import render_line
 
     out = _stdout()
+    if args.dry_run:
+        return cli_zoo.cmd_dry_run(args, out, _stderr())
+    if len(args.playbook) > 1 or Path(args.playbook[0]).is_dir() or args.executor != "local" or args.model_root:
+        return cli_zoo.cmd_zoo(args, out, _stderr())
+    args.playbook = args.playbook[0]
+    if args.json:  # stdout carries only the JSON summary
+        out = _stderr()
+    cli_zoo.warn_unknown_keys(load_playbook(args.playbook)[0], Path(args.playbook), _stderr())
     res = run_playbook(args.playbook, output=args.output, model_path=args.model_path, workers=args.workers,
                        fail_fast=args.fail_fast, on_record=lambda r: out.print(escape(render_line(r))))
     if args.json:
@@ -271,10 +280,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_compare)
     s = sub.add_parser("run", help="run a playbook's gates and write apr-qa-shaped evidence")
-    s.add_argument("playbook", help="playbook YAML (docs/playbooks.md)")
-    s.add_argument("--output", metavar="DIR", help="evidence and converted models (default aprqa-out/NAME)")
+    s.add_argument("playbook", nargs="+", help="playbook YAML (docs/playbooks.md); several, or a directory of "
+                                               "them, run as a zoo (docs/zoo.md)")
+    s.add_argument("--output", metavar="DIR", help="evidence and converted models (default aprqa-out/NAME; "
+                                                   "a zoo: aprqa-out/zoo)")
+    s.add_argument("--dry-run", action="store_true", help="print the plan (conversions, gates, what is Skipped "
+                                                          "and why) without a model; run nothing")
+    s.add_argument("--model-root", metavar="DIR", help="zoo: one model directory per hf_repo playbook (by name)")
+    s.add_argument("--work-dir", metavar="DIR", help="zoo: shared folder for converted models (default OUTPUT/work)")
+    s.add_argument("--executor", default="local", metavar="local|ray[=ADDRESS]",
+                   help="zoo: a local process pool (default) or a Ray cluster (pip install 'aprqa[ray]')")
+    s.add_argument("--gate-workers", type=int, default=1, metavar="N", help="zoo: threads per model (default 1)")
     s.add_argument("--model-path", metavar="DIR", help="local model to use (required for hf_repo playbooks)")
-    s.add_argument("--workers", type=int, default=1, metavar="N", help="parallel conversions/gates (default 1)")
+    s.add_argument("--workers", type=int, default=1, metavar="N", help="parallel conversions/gates (a zoo: models "
+                                                                    "at once on the local executor; default 1)")
     s.add_argument("--fail-fast", action="store_true", help="stop after the first gate that is not Corroborated")
     s.add_argument("--json", action="store_true", help="print the run summary as JSON")
     s.set_defaults(func=cmd_run)

@@ -45,6 +45,13 @@ _STORABLE = {
             DType.Q4_K, DType.Q6_K, DType.APR_Q4, DType.APR_Q8},
 }
 
+
+
+def storable_types(fmt: str) -> frozenset[DType]:
+    """The dtypes format ``fmt`` can store (what the writers accept)."""
+    return frozenset(_STORABLE[fmt])
+
+
 # llama.cpp's fallbacks when a row length is not a multiple of 256 (llama-quantize).
 _K_FALLBACK = {DType.Q4_K: DType.Q5_0, DType.Q5_K: DType.Q5_1, DType.Q6_K: DType.Q8_0,
                DType.Q2_K: DType.Q4_0, DType.Q3_K: DType.Q4_0}
