@@ -40,7 +40,11 @@ from typing import Sequence
 from .dtypes import DType, dtype_from_name
 from .errors import UsageError
 
-__all__ = ["MIXES", "Mix", "mix_base", "tensor_type", "use_more_bits", "unquantizable_types", "is_mix"]
+__all__ = ["QUANT_CHOICES", "MIXES", "Mix", "mix_base", "tensor_type", "use_more_bits", "unquantizable_types", "is_mix"]
+
+# `aprqa convert --quant` choices (here, not in convert.py, so that the CLI's parser stays light)
+QUANT_CHOICES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k",
+                 "q6_k", "apr-q4", "apr-q8", "q4_k_m", "q5_k_m", "q3_k_s", "q3_k_m", "q3_k_l")
 
 # mix -> its default (most common) type
 MIXES: dict[str, DType] = {"q4_k_m": DType.Q4_K, "q5_k_m": DType.Q5_K, "q3_k_s": DType.Q3_K, "q3_k_m": DType.Q3_K,
