@@ -70,7 +70,8 @@ def _parse_header(mf: MappedFile) -> tuple[dict[str, Any], int]:
         raise TruncatedError(path, f"header length {hlen:,} is larger than the {size - 8:,} bytes after it",
                              field="header_size", offset=0)
     # Typed errors for bad UTF-8, syntax, depth, 4,300+-digit integers; duplicate keys refused.
-    header = parse_json(bytes(mf.array[8 : 8 + hlen]), path, "header", offset=8, unique_keys=True)
+    header = parse_json(bytes(mf.array[8 : 8 + hlen]), path, "header", offset=8, unique_keys=True,
+                        field="header")
     if not isinstance(header, dict):
         raise FormatError(path, f"header is a JSON {type(header).__name__}, expected an object",
                           field="header", offset=8)
