@@ -18,14 +18,13 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .. import arch as archreg
+from ..arch import config_keys
 from ..dtypes import DType, payload_nbytes
 from ..errors import FormatError, TruncatedError, UsageError
 from ..fsio import CAP_INDEX, atomic_output, parse_json, read_json
-from ..limits import check_config_value
 from .hf import read_hf_config, read_hf_tokenizer, write_hf_config, write_hf_tokenizer
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
-from .. import arch as archreg
-from ..arch import config_keys
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
