@@ -20,7 +20,6 @@ SpecialVocab and llama-vocab.cpp):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from functools import lru_cache
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError, UsageError
+from ..fsio import CAP_CONFIG, CAP_TOKENIZER, parse_json, read_bounded, read_json
 from ..pretokenizers import CHECK_TEXT, Identification, PreTokenizerError, check_hash, identify, known_names, lookup
 from .model import Model, TokenizerInfo
 
@@ -122,10 +122,7 @@ def _hf_root(model: Model) -> Path | None:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise FormatError(path, f"unreadable JSON: {err}") from err
+    return read_json(path, CAP_TOKENIZER, path.name)  # bounded, regular files only, typed errors
 
 
 def _added_specials(backend: Any) -> tuple[bool, bool]:
@@ -176,12 +173,17 @@ def _hf_facts_cached(root: Path, _version: tuple, chat_template: str | None, n_t
     """One tokenizer.json load per file version (compare and the playbook gates ask repeatedly)."""
     from tokenizers import Tokenizer
 
-    tj = _read_json(root / "tokenizer.json")
-    backend = Tokenizer.from_file(str(root / "tokenizer.json"))
+    raw = read_bounded(root / "tokenizer.json", CAP_TOKENIZER, "tokenizer.json")
+    tj = parse_json(raw, root / "tokenizer.json", "tokenizer.json")
+    try:
+        backend = Tokenizer.from_str(raw.decode("utf-8"))
+    except Exception as err:  # the tokenizers library raises plain Exceptions
+        raise FormatError(root / "tokenizer.json", f"the tokenizers library cannot load it: {err}") from None
     add_bos, add_eos = _added_specials(backend)
     template = chat_template
     if template is None and (root / "chat_template.jinja").is_file():
-        template = (root / "chat_template.jinja").read_text(encoding="utf-8")
+        template = read_bounded(root / "chat_template.jinja", CAP_CONFIG, "chat_template.jinja").decode(
+            "utf-8", errors="replace")
     return HFFacts(identify(tj, backend), check_hash(backend.encode(CHECK_TEXT).ids),
                    hf_token_types(tj, n_tokens), add_bos, add_eos, template)
 

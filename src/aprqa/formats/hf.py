@@ -15,6 +15,7 @@ from ..errors import FormatError
 from ..fsio import CAP_CONFIG, CAP_TOKENIZER, read_json
 from .model import ArchConfig, TokenizerInfo
 
+
 def _read_json(path: Path) -> Any:
     """A side file (bounded read, regular files only; typed errors for every malformed input)."""
     cap = CAP_TOKENIZER if path.name.startswith("tokenizer") else CAP_CONFIG

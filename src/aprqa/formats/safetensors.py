@@ -18,14 +18,13 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .. import arch as archreg
+from ..arch import config_keys
 from ..dtypes import DType, payload_nbytes
 from ..errors import FormatError, TruncatedError, UsageError
 from ..fsio import CAP_INDEX, atomic_output, parse_json, read_json
-from ..limits import check_config_value
 from .hf import read_hf_config, read_hf_tokenizer, write_hf_config, write_hf_tokenizer
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
-from .. import arch as archreg
-from ..arch import config_keys
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
@@ -70,7 +69,8 @@ def _parse_header(mf: MappedFile) -> tuple[dict[str, Any], int]:
         raise TruncatedError(path, f"header length {hlen:,} is larger than the {size - 8:,} bytes after it",
                              field="header_size", offset=0)
     # Typed errors for bad UTF-8, syntax, depth, 4,300+-digit integers; duplicate keys refused.
-    header = parse_json(bytes(mf.array[8 : 8 + hlen]), path, "header", offset=8, unique_keys=True)
+    header = parse_json(bytes(mf.array[8 : 8 + hlen]), path, "header", offset=8, unique_keys=True,
+                        field="header")
     if not isinstance(header, dict):
         raise FormatError(path, f"header is a JSON {type(header).__name__}, expected an object",
                           field="header", offset=8)

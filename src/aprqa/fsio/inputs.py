@@ -92,7 +92,7 @@ def _no_duplicates(path: str | Path, what: str) -> Callable[[list[tuple[str, Any
 
 
 def parse_json(data: bytes | str, path: str | Path, what: str = "JSON", *, offset: int = 0,
-               unique_keys: bool = False) -> Any:
+               unique_keys: bool = False, field: str | None = None) -> Any:
     """``json.loads`` whose every failure is an ``InputError`` naming file, line and offset.
 
     Covers what ``json`` raises beyond syntax: nesting deeper than the recursion limit,
@@ -104,15 +104,15 @@ def parse_json(data: bytes | str, path: str | Path, what: str = "JSON", *, offse
         text = data.decode("utf-8") if isinstance(data, (bytes, bytearray, memoryview)) else data
         return json.loads(text, object_pairs_hook=hook)
     except UnicodeDecodeError as err:
-        raise InputError(path, f"{what} is not valid UTF-8 ({err.reason})", offset=offset + err.start) from None
+        raise InputError(path, f"{what} is not valid UTF-8 ({err.reason})", offset=offset + err.start, field=field) from None
     except json.JSONDecodeError as err:
         raise InputError(path, f"{what} is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})",
-                         offset=offset + len(err.doc[: err.pos].encode("utf-8", "replace"))) from None
+                         offset=offset + len(err.doc[: err.pos].encode("utf-8", "replace")), field=field) from None
     except RecursionError:
         raise InputError(path, f"{what} is JSON nested too deeply (over ~{_depth_limit()} levels)",
-                         offset=offset) from None
+                         offset=offset, field=field) from None
     except ValueError as err:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
-        raise InputError(path, f"{what}: {err}", offset=offset) from None
+        raise InputError(path, f"{what}: {err}", offset=offset, field=field) from None
 
 
 def _depth_limit() -> int:

@@ -199,7 +199,7 @@ def _thresholds(r: dict[str, Any]) -> dict[str, Any]:
         return {}
     try:
         d = json.loads(t)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         return {"recorded": str(t)}
     return d if isinstance(d, dict) else {"recorded": d}
 
@@ -294,7 +294,7 @@ def _environment(records: list[dict[str, Any]], summary: EvidenceSummary) -> tup
         env.append(("host", " · ".join(f"{k} {host[k]}" for k in ("hostname", "os", "cpu", "gpu") if host.get(k))))
     try:
         versions = json.loads(md.get("environment") or "{}")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         versions = {}
     if isinstance(versions, dict) and versions:
         env.append(("software", " · ".join(f"{k} {v}" for k, v in versions.items())))
