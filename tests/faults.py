@@ -20,9 +20,9 @@ import numpy as np
 
 from aprqa import core  # noqa: E402
 from aprqa.dtypes import DType  # noqa: E402
-from aprqa.formats import open_model, write_model  # noqa: E402
+from aprqa.formats import gguf_vocab, open_model, write_model  # noqa: E402
 from aprqa.formats.model import TensorData  # noqa: E402
-from aprqa.formats.naming import rope_permuted  # noqa: E402
+from aprqa.arch import family, rope_permuted  # noqa: E402
 
 
 def rope_permute(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -76,6 +76,11 @@ def _arrays(ref_path: Path) -> tuple[dict[str, np.ndarray], object, dict[str, np
     return arrays, m, ints
 
 
+def family_config_complete(arch: str | None) -> bool:
+    spec = family(arch)
+    return spec is None or spec.config_complete  # unlisted: the writer refuses, and the test sees it
+
+
 def convert(ref_path: Path, out: Path, fmt: str, dtype: DType | str = DType.F32, *,
             faults: tuple[Fault, ...] = (), permute_qk: bool | None = None, lm_head_copy: bool = False,
             weight_dtype: Callable[[str, np.ndarray], DType] | None = None, arch: str | None = None) -> Path:
@@ -97,6 +102,9 @@ def convert(ref_path: Path, out: Path, fmt: str, dtype: DType | str = DType.F32,
                 arrays[n] = rope_permute(arrays[n], cfg.num_heads)
             elif n.endswith(("k_proj.weight", "k_proj.bias")):
                 arrays[n] = rope_permute(arrays[n], cfg.num_kv_heads)
+    if fmt == "gguf" and tok is not None:  # the tokenizer as aprqa's converter writes it for llama.cpp
+        tok = gguf_vocab.for_gguf(m, tok, arrays["model.embed_tokens.weight"].shape[0]
+                                  if "model.embed_tokens.weight" in arrays else None)
     meta = {"config": cfg, "tokenizer": tok}
     for f in faults:
         if f.stage == "values":
@@ -116,6 +124,9 @@ def convert(ref_path: Path, out: Path, fmt: str, dtype: DType | str = DType.F32,
     if fmt == "safetensors":  # an HF directory: config.json and tokenizer travel with the weights
         out = out.with_suffix("") if out.suffix == ".safetensors" else out
         out.mkdir(parents=True, exist_ok=True)
+        if not family_config_complete(meta["config"].architecture):  # e.g. bert: weights only
+            write_model(out / "model.safetensors", fmt, list(tds.values()), meta["config"], None)
+            return out
     write_model(out, fmt, list(tds.values()), meta["config"], meta["tokenizer"])
     return out
 

@@ -27,15 +27,14 @@ from . import core
 from .dtypes import DType, dtype_from_name
 from .errors import UsageError
 from .formats import FORMATS, format_module, open_model
-from .formats.model import Model, TensorData, TensorInfo
-from .formats.naming import LLAMA_FAMILY, ROPE_PERMUTED_ARCHS, rope_permuted
+from .formats import gguf_vocab
+from .formats.model import Model, TensorData, TensorInfo, TokenizerInfo
+from .arch import NORM_OFFSET, config_keys, family, norm_offset, rope_permuted
 from .fsio import refuse_input_as_output
-from .quantmix import Mix, is_mix, unquantizable_types
+from .quantmix import QUANT_CHOICES, Mix, is_mix, unquantizable_types
 
-QUANT_CHOICES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k",
-                 "apr-q4", "apr-q8", "q4_k_m", "q5_k_m", "q3_k_m")
-# llama.cpp mixes (aprqa.quantmix): per-tensor types; q3_k_m needs Q3_K, which aprqa.core cannot
-# quantize, so converting to it is refused with the tensors that need it.
+# llama.cpp mixes (aprqa.quantmix): per-tensor types (q2_k is a mix, not a uniform type); a type
+# aprqa.core cannot quantize (the IQ types) is refused, naming the tensors that need it.
 
 # What each format can store (APR in aprender's dialect).
 _STORABLE = {
@@ -45,6 +44,13 @@ _STORABLE = {
     "apr": {DType.F32, DType.F16, DType.BF16, DType.F64, DType.I32, DType.I64, DType.I8, DType.U8,
             DType.Q4_K, DType.Q6_K, DType.APR_Q4, DType.APR_Q8},
 }
+
+
+
+def storable_types(fmt: str) -> frozenset[DType]:
+    """The dtypes format ``fmt`` can store (what the writers accept)."""
+    return frozenset(_STORABLE[fmt])
+
 
 # llama.cpp's fallbacks when a row length is not a multiple of 256 (llama-quantize).
 _K_FALLBACK = {DType.Q4_K: DType.Q5_0, DType.Q5_K: DType.Q5_1, DType.Q6_K: DType.Q8_0,
@@ -125,7 +131,7 @@ def plan_quant(model: Model, quant: str | None, fmt: str) -> "DType | Mix | None
 
     Raises:
         UsageError: a tensor's type cannot be stored by ``fmt`` or produced by aprqa.core
-            (e.g. Q3_K for q3_k_m), naming the tensors.
+            (e.g. an IQ type), naming the tensors.
     """
     if not quant:
         return None
@@ -200,19 +206,25 @@ def convert_tensors(model: Model, fmt: str, quant: "DType | Mix | None",
                 transform = "rope-unpermute"
             else:
                 transform = "rope-permute"
+        # llama.cpp's gemma norms are stored as offset + w: take the source's off, put the target's on.
+        shift = norm_offset(t.name, arch, fmt) - norm_offset(t.name, arch, model.format)
+        if shift:
+            transform = ((transform + "+") if transform else "") + NORM_OFFSET
+            if want == t.dtype and not want.is_float:
+                want = DType.F32  # a shifted quantized norm would be re-quantized: keep it exact
         if log is not None:
             log.append((t.name, t.dtype.lname, want.lname, transform))
-        if perm is None and want == t.dtype:
+        if perm is None and want == t.dtype and not shift:
             if on_tensor is not None:
                 on_tensor(t)
             yield TensorData.from_info(t)
         else:
-            yield TensorData(t.name, want, t.shape, _converter(t, want, perm, on_tensor))
+            yield TensorData(t.name, want, t.shape, _converter(t, want, perm, on_tensor, shift))
 
 
 def _converter(t: TensorInfo, want: DType, perm: np.ndarray | None,
-               on_tensor: Callable[[TensorInfo], None] | None) -> Callable[[], np.ndarray]:
-    """The lazy payload of ``t`` re-encoded to ``want`` with its rows in ``perm`` order."""
+               on_tensor: Callable[[TensorInfo], None] | None, shift: float = 0.0) -> Callable[[], np.ndarray]:
+    """The lazy payload of ``t`` re-encoded to ``want`` with its rows in ``perm`` order, plus ``shift``."""
 
     def produce() -> np.ndarray:
         raw = t.raw()
@@ -222,7 +234,11 @@ def _converter(t: TensorInfo, want: DType, perm: np.ndarray | None,
                 raw = core.quantize(core.dequantize(t).reshape(t.shape)[perm], t.dtype)
             else:
                 raw = _permute_rows_raw(raw, t.shape[0], perm)
-        data = raw if want == t.dtype else _encode(core.dequantize(raw, t.dtype, t.shape), want)
+        if shift:  # float32 arithmetic, as llama.cpp's converter and transformers' loader do it
+            values = np.asarray(core.dequantize(raw, t.dtype, t.shape), dtype=np.float32) + np.float32(shift)
+            data = _encode(values, want)
+        else:
+            data = raw if want == t.dtype else _encode(core.dequantize(raw, t.dtype, t.shape), want)
         if on_tensor is not None:
             on_tensor(t)
         return data
@@ -231,7 +247,8 @@ def _converter(t: TensorInfo, want: DType, perm: np.ndarray | None,
 
 
 def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, quant: str | None = None,
-            on_tensor: Callable[[TensorInfo], None] | None = None, weights_only: bool = False) -> ConvertResult:
+            on_tensor: Callable[[TensorInfo], None] | None = None, weights_only: bool = False,
+            pre_tokenizer: str | None = None) -> ConvertResult:
     """Convert a model to another format (and optionally dtype).
 
     Args:
@@ -242,10 +259,14 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
         on_tensor: progress callback, called once per tensor after it is converted.
         weights_only: allow a single ``.safetensors`` file as output, which cannot carry the
             config and tokenizer (by default that is refused: give a directory instead).
+        pre_tokenizer: GGUF output: the ``tokenizer.ggml.pre`` name to write when aprqa cannot
+            identify the source tokenizer's (``aprqa.pretokenizers.known_names()``).
     Returns:
         ConvertResult listing every tensor's source and target dtype and any transform.
     Raises:
         UsageError: unsupported target type for the format, unknown quant name.
+        PreTokenizerError: GGUF output from a byte-level BPE whose pre-tokenizer cannot be
+            identified (pass ``pre_tokenizer``), or a name llama.cpp does not know.
         FormatError: unreadable source.
     """
     dst = Path(dst)
@@ -261,20 +282,49 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
     try:
         refuse_input_as_output(dst, [model.path, *(f.path for f in model._files)])
         qtype = plan_quant(model, quant, fmt)
+        tokenizer, metadata = _tokenizer_for(model, fmt, pre_tokenizer)
     except BaseException:
         if not isinstance(src, Model):
             model.close()
         raise
     result = ConvertResult(Path(model.path), dst, fmt, quant or "keep")
     config = model.config
-    if config.architecture in LLAMA_FAMILY:
-        # The RoPE style describes the row order of the written Q/K weights.
-        permuted = fmt == "gguf" and config.architecture in ROPE_PERMUTED_ARCHS
-        config = replace(config, rope_style="norm" if permuted else "neox")
+    # The RoPE style describes the row order of the written Q/K weights.
+    if family(config.architecture) is not None:
+        config = replace(config, rope_style=config_keys.rope_style(config.architecture, fmt))
+    source_config = model.metadata.get("config") if model.format == "safetensors" else None
+    extra = {}
+    if fmt == "safetensors" and dst.suffix != ".safetensors":
+        try:  # refuse before writing anything when no honest config.json can be written
+            config_keys.to_hf(config, tokenizer, source_config)
+        except BaseException:
+            if not isinstance(src, Model):
+                model.close()
+            raise
+        extra["source_config"] = source_config
     try:
         format_module(fmt).write(dst, convert_tensors(model, fmt, qtype, on_tensor, result.tensors),
-                                 config, model.tokenizer, None)
+                                 config, tokenizer, metadata, **extra)
     finally:
         if not isinstance(src, Model):
             model.close()
     return result
+
+
+def _tokenizer_for(model: Model, fmt: str, pre_tokenizer: str | None) -> tuple[TokenizerInfo | None, dict | None]:
+    """The tokenizer and extra metadata to write: for GGUF, what llama.cpp's converter writes."""
+    if fmt != "gguf":
+        if pre_tokenizer is not None:
+            raise UsageError("--pre-tokenizer names a GGUF's tokenizer.ggml.pre; the output is not a GGUF")
+        tok = gguf_vocab.with_identified_pre(model)
+        return (gguf_vocab.unpadded(tok) if tok is not None and fmt == "safetensors" else tok), None
+    name = model.metadata.get("general.name") if model.format == "gguf" else None
+    path = Path(model.path)
+    meta = {"general.type": "model",
+            "general.name": name if isinstance(name, str) else path.name if path.is_dir() else path.stem}
+    if model.tokenizer is None:
+        return None, meta
+    embed = model.tensors.get("model.embed_tokens.weight")
+    rows = embed.shape[0] if embed is not None and len(embed.shape) == 2 else None
+    return gguf_vocab.for_gguf(model, model.tokenizer, rows, pre_tokenizer), meta
+

@@ -98,9 +98,21 @@ except (OSError, AttributeError):  # pragma: no cover - non-POSIX
     _madvise = None
 
 
+def _file_mapped(view: np.ndarray) -> bool:
+    base: Any = view
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):  # np.frombuffer(mmap) keeps a memoryview of the map
+        base = base.obj
+    return isinstance(base, mmap.mmap)
+
+
 def release(view: np.ndarray) -> None:
-    """Tell the kernel the pages under ``view`` (a read-only file mapping) may be dropped."""
-    if _madvise is None or view.nbytes < 4 * _PAGE:
+    """Tell the kernel the pages under ``view`` (a read-only file mapping) may be dropped.
+
+    Anything else (an in-memory array, e.g. values an expected transform produced) is left
+    alone: dropping anonymous pages would zero them."""
+    if _madvise is None or view.nbytes < 4 * _PAGE or not _file_mapped(view):
         return
     start = view.ctypes.data
     lo = (start + _PAGE - 1) // _PAGE * _PAGE

@@ -24,7 +24,7 @@ from .. import core
 from ..dtypes import DType, payload_nbytes
 from ..errors import AprqaError
 from ..formats.model import Model, TensorInfo
-from ..formats.naming import layer_index
+from ..arch import layer_index
 from . import transforms as tf
 from ._sampling import as_2d, rel_l2, row_aligned, sample_rows
 from .report import NoiseFloor, Verdict

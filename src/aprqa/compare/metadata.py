@@ -6,7 +6,7 @@ values are kept. DIFFERENT and MISSING fail; EXTRA and NOT-STATED are shown, nev
 counted as matches. A tokenizer missing from the candidate is a failure.
 
 Known equivalence: a GGUF of a llama-family architecture that llama.cpp stores with
-Q/K rows permuted (naming.ROPE_PERMUTED_ARCHS) says RoPE "norm"; with the permuted
+Q/K rows permuted (the registry's ``rope_permuted``) says RoPE "norm"; with the permuted
 weights this is the same model as HF's "neox" (rotate_half). That pair is a MATCH
 with a note, not DIFFERENT.
 """
@@ -14,11 +14,11 @@ with a note, not DIFFERENT.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..formats.model import ArchConfig, Model, TokenizerInfo
-from ..formats.naming import ROPE_PERMUTED_ARCHS
+from .. import arch as archreg
 
 
 class FieldStatus:
@@ -88,7 +88,8 @@ class SectionDiff:
 
 
 _CONFIG_FIELDS = ("architecture", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
-                  "intermediate_size", "vocab_size", "rope_theta", "rope_style", "rms_eps", "context_length")
+                  "intermediate_size", "vocab_size", "rope_theta", "rope_style", "rms_eps", "context_length",
+                  "sliding_window", "attn_softcap", "final_softcap")
 
 
 def _close(a: Any, b: Any) -> bool:
@@ -113,11 +114,27 @@ def _field(name: str, a: Any, b: Any, note: str = "") -> FieldDiff:
 
 
 def _permuted_qk(model: Model) -> bool:
-    return model.format == "gguf" and (model.config.architecture or "") in ROPE_PERMUTED_ARCHS
+    return archreg.rope_permuted("model.layers.0.self_attn.q_proj.weight", model.config.architecture, model.format)
+
+
+def carries_config(model: Model) -> bool:
+    """False for a side that states no architecture at all (a bare .safetensors, a GGUF without
+    general.architecture): there is nothing to compare, which is not a difference."""
+    if model.format == "safetensors":
+        return bool(model.metadata.get("config"))
+    return model.config.architecture is not None
+
+
+def _no_config(ref: Model, cand: Model) -> str | None:
+    sides = [side for side, m in (("reference", ref), ("candidate", cand)) if not carries_config(m)]
+    return f"not compared (no config: {' and '.join(sides)})" if sides else None
 
 
 def compare_config(ref: Model, cand: Model) -> SectionDiff:
-    """Field-by-field diff of the two ArchConfigs."""
+    """Field-by-field diff of the two ArchConfigs ("not compared" when a side has no config)."""
+    note = _no_config(ref, cand)
+    if note is not None:
+        return SectionDiff("metadata", (), note=note)
     a, b = ref.config, cand.config
     out: list[FieldDiff] = []
     for name in _CONFIG_FIELDS:
@@ -164,6 +181,9 @@ def _seq_field(name: str, xs: tuple[str, ...], ys: tuple[str, ...], what: str) -
 def compare_tokenizer(ref: Model, cand: Model) -> SectionDiff:
     """Model type, vocabulary, merges, special ids, pre-tokenizer and chat template."""
     a, b = ref.tokenizer, cand.tokenizer
+    note = _no_config(ref, cand)
+    if note is not None and (a is None or b is None):  # a weights-only file cannot carry one
+        return SectionDiff("tokenizer", (), note=note)
     if a is None and b is None:
         return SectionDiff("tokenizer", (), note="neither model carries a tokenizer (not compared)")
     if b is None:
@@ -172,19 +192,38 @@ def compare_tokenizer(ref: Model, cand: Model) -> SectionDiff:
     if a is None:
         return SectionDiff("tokenizer", (), note="only the candidate carries a tokenizer (nothing to compare "
                                                  "it against)")
-    return SectionDiff("tokenizer", _tok_fields(a, b))
+    return SectionDiff("tokenizer", _tok_fields(a, b, ref, cand))
 
 
-def _tok_fields(a: TokenizerInfo, b: TokenizerInfo) -> tuple[FieldDiff, ...]:
+_SPM_SPACE = str.maketrans({" ": "\u2581"})
+
+
+def _spm_tokens(t: TokenizerInfo) -> tuple[str, ...]:
+    """SentencePiece pieces with spaces spelled as U+2581: GGUF keeps user-defined whitespace
+    pieces as spaces, transformers' tokenizer.json spells them with U+2581 — the same piece."""
+    return tuple(tok.translate(_SPM_SPACE) for tok in t.tokens)
+
+
+def _tok_fields(a: TokenizerInfo, b: TokenizerInfo, ref: Model, cand: Model) -> tuple[FieldDiff, ...]:
+    spm = a.model_type == b.model_type == "llama"
+    vocab = _seq_field("vocabulary", *((_spm_tokens(a), _spm_tokens(b)) if spm else (a.tokens, b.tokens)),
+                       "token id")
+    if spm and vocab.status == FieldStatus.MATCH and a.tokens != b.tokens:
+        vocab = replace(vocab, note="SentencePiece: ' ' and '\u2581' compared as the same character")
+    pre = _field("pre", a.pre, b.pre)
+    hf_side = {m.format for m, v in ((ref, a.pre), (cand, b.pre)) if v is None} == {"safetensors"}
+    if pre.status in (FieldStatus.MISSING, FieldStatus.EXTRA) and hf_side:
+        pre = FieldDiff("pre", FieldStatus.NOT_STATED, a.pre, b.pre,
+                        note="tokenizer.json names no llama.cpp pre-tokenizer (not compared)")
     return (
         _field("model_type", a.model_type, b.model_type),
-        _seq_field("vocabulary", a.tokens, b.tokens, "token id"),
+        vocab,
         _seq_field("merges", a.merges, b.merges, "merge"),
         _field("bos_id", a.bos_id, b.bos_id),
         _field("eos_id", a.eos_id, b.eos_id),
         _field("pad_id", a.pad_id, b.pad_id),
         _field("unk_id", a.unk_id, b.unk_id),
-        _field("pre", a.pre, b.pre),
+        pre,
         _field("chat_template", a.chat_template, b.chat_template),
     )
 

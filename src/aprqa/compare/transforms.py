@@ -5,7 +5,10 @@
 * llama.cpp's Q/K RoPE row permutation (llama/mistral GGUF; never qwen2/qwen3):
   within each head, GGUF row ``2i`` = HF row ``i`` and GGUF row ``2i+1`` = HF row
   ``i + hd/2`` (shared/specs/gguf-quants.md §3). Which side carries it comes from
-  ``naming.rope_permuted``; when exactly one side does, the comparison maps rows.
+  ``arch.rope_permuted``; when exactly one side does, the comparison maps rows.
+
+* gemma norm offset (gemma/gemma2/gemma3 GGUF): llama.cpp stores every ``*norm.weight`` as
+  ``1 + w``; the GGUF side's values minus the offset are compared (``offset_undone``).
 
 Row maps use one convention everywhere in compare/: ``perm[p]`` is the reference row
 that candidate row ``p`` should hold (candidate[p] == reference[perm[p]]).
@@ -13,12 +16,14 @@ that candidate row ``p`` should hold (candidate[p] == reference[perm[p]]).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .. import core
+from ..arch import NORM_OFFSET, norm_offset, rope_permuted
+from ..dtypes import DType
 from ..formats.model import Model, TensorInfo
-from ..formats.naming import rope_permuted
 
 
 def rope_permutation(rows: int, n_head: int) -> np.ndarray:
@@ -96,3 +101,39 @@ def layout_notes(ta: TensorInfo, tb: TensorInfo, ref: Model, cand: Model) -> lis
                 and tuple(t.shape) != tuple(t.shape)[::-1])):
             return ["gguf-dim-order" if m.format == "gguf" else "dim-order"]
     return []
+
+
+class _InMemory:
+    """Stands in for a file mapping: a TensorInfo whose payload is values computed here."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.array = np.ascontiguousarray(values).view(np.uint8).reshape(-1)
+        self.size = self.array.nbytes
+
+    def view(self, offset: int, nbytes: int) -> np.ndarray:
+        return self.array[offset:offset + nbytes]
+
+
+def offset_undone(name: str, ta: TensorInfo, tb: TensorInfo, ref: Model,
+                  cand: Model) -> tuple[TensorInfo, TensorInfo, str | None]:
+    """Both sides on one scale where exactly one stores a norm as ``offset + w``.
+
+    Either the offset is taken off that side (what transformers' GGUF loader computes) or put on
+    the other (what llama.cpp's converter computes), in float32; ``(w + 1) - 1`` is not always
+    ``w`` in float32, so the way that reproduces the other side bit for bit is used, else the
+    first (norm vectors are small: both are cheap)."""
+    off_a = norm_offset(name, ref.config.architecture, ref.format)
+    off_b = norm_offset(name, cand.config.architecture, cand.format)
+    if off_a == off_b or ta.past_eof or tb.past_eof:
+        return ta, tb, None
+    va = np.asarray(core.dequantize(ta), dtype=np.float32).reshape(ta.shape)
+    vb = np.asarray(core.dequantize(tb), dtype=np.float32).reshape(tb.shape)
+    shift = np.float32(off_b - off_a)  # what to add to the reference to reach the candidate's scale
+    taken_off = (va, vb - shift) if off_b else (va + shift, vb)  # the offset side moves down
+    put_on = (va + shift, vb) if off_b else (va, vb - shift)  # the plain side moves up
+    pick = put_on if np.array_equal(*put_on) and not np.array_equal(*taken_off) else taken_off
+
+    def mem(t: TensorInfo, values: np.ndarray) -> TensorInfo:
+        return replace(t, dtype=DType.F32, nbytes=values.nbytes, offset=0, _mapped=_InMemory(values))
+
+    return mem(ta, pick[0]), mem(tb, pick[1]), NORM_OFFSET

@@ -29,7 +29,7 @@ from .. import core
 from ..dtypes import DType
 from ..errors import AprqaError, DTypeError
 from ..formats.model import Model, TensorInfo
-from ..formats.naming import layer_index
+from ..arch import layer_index
 from . import noise as noise_mod
 from . import transforms as tf
 from .diagnose import CONFIRM_FLOAT_REL as _CONFIRM_FLOAT_REL
@@ -147,6 +147,7 @@ def judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str | None = 
 
 def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> TensorResult:
     tol, tol_src = ctx.policy.for_tensor(name, ta.dtype, tb.dtype)
+    ta, tb, offset_name = tf.offset_undone(name, ta, tb, ctx.ref, ctx.cand)
     base = dict(tolerance=tol, tolerance_source=tol_src)
     for t, side in ((ta, "reference"), (tb, "candidate")):
         if t.past_eof:
@@ -168,7 +169,7 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
 
     notes = tf.layout_notes(ta, tb, ctx.ref, ctx.cand)
     expected = tf.rope_map_for(name, ctx.ref, ctx.cand, rows)
-    transform = tuple(notes + ([expected.name] if expected else []))
+    transform = tuple(notes + ([expected.name] if expected else []) + ([offset_name] if offset_name else []))
     atol, rtol = (tol.atol, tol.rtol)
     if expected is not None:
         raw = core.diff_stats(ta, tb.raw(), b_dtype=tb.dtype, atol=atol, rtol=rtol, threads=ctx.threads,

@@ -38,11 +38,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..dtypes import DType, ggml_type, payload_nbytes
-from ..fsio import atomic_output
 from ..errors import DTypeError, FormatError, TruncatedError, UnsupportedFormatError, UsageError
+from ..fsio import atomic_output
 from ._binary import Cursor, align_up, check_extents
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
-from .naming import canonical_name
+from .. import arch as archreg
+from ..arch import config_keys
 
 __all__ = ["open", "sniff", "write"]
 
@@ -67,7 +68,6 @@ _WRITE_CODES: dict[DType, int] = {
     DType.U8: 7, DType.Q4_K: 12, DType.Q6_K: 14, DType.APR_Q4: 128, DType.APR_Q8: 129,
 }
 _ROPE_TYPE = {0: "norm", 2: "neox"}
-_ROPE_STYLE_OF_ARCH = {"llama": "norm", "mistral": "norm", "qwen2": "neox", "qwen3": "neox"}
 _BLK_RE = re.compile(r"^blk\.\d+\.")
 
 _HEADER = struct.Struct("<4sBBHIQIQQI20s")
@@ -355,7 +355,7 @@ def _read(path: Path, mf: MappedFile, buf: memoryview, verify_footer: bool | Non
     model = Model(path=path, format="apr", dialect=dialect, metadata=metadata, config=ArchConfig(),
                   tokenizer=None, tensors={}, dialect_note=note, warnings=warnings, _files=[mf])
     for (name, dtype, shape, dims, rel, nbytes), past_eof in zip(infos, past):
-        canon, known = canonical_name(name)
+        canon, known = archreg.canonical_name(name, _arch_of(metadata))
         if canon in model.tensors:
             raise FormatError(path, f"tensor '{name}' maps to canonical name '{canon}' which "
                               f"'{model.tensors[canon].source_name}' already has", field=f"tensor '{name}'")
@@ -372,6 +372,13 @@ def _read(path: Path, mf: MappedFile, buf: memoryview, verify_footer: bool | Non
         warnings.append(f"{len(model.truncated_tensors)} tensor(s) run past the end of the file "
                         "(truncated; still inspectable): " + ", ".join(model.truncated_tensors[:20]))
     return model
+
+
+def _arch_of(meta: dict[str, Any]) -> str | None:
+    for key in ("architecture", "model_type"):
+        if isinstance(meta.get(key), str):
+            return archreg.arch_name(meta[key])
+    return None
 
 
 def _first(meta: dict[str, Any], keys: tuple[str, ...], kind: type, warnings: list[str]) -> Any:
@@ -392,22 +399,24 @@ def _first(meta: dict[str, Any], keys: tuple[str, ...], kind: type, warnings: li
 
 def _config(meta: dict[str, Any], tensors: dict[str, TensorInfo], tok: TokenizerInfo | None,
             warnings: list[str]) -> ArchConfig:
-    arch = _first(meta, ("architecture", "model_type"), str, warnings)
+    arch = _arch_of(meta)
     hidden = _first(meta, ("hidden_size", "hidden_dim", "d_model", "n_embd"), int, warnings)
     heads = _first(meta, ("num_heads", "n_heads", "num_attention_heads", "n_head"), int, warnings)
     head_dim = _first(meta, ("head_dim",), int, warnings)
     if head_dim is None and hidden and heads and hidden % heads == 0:
         head_dim = hidden // heads
     rope_type = _first(meta, ("rope_type",), int, warnings)
-    rope_style = _ROPE_TYPE.get(rope_type) if rope_type is not None else _ROPE_STYLE_OF_ARCH.get(arch or "")
+    rope_style = _ROPE_TYPE.get(rope_type) if rope_type is not None else config_keys.rope_style(arch, "gguf")  # aprender: llama -> norm
     vocab = _first(meta, ("vocab_size", "n_vocab"), int, warnings)
     if vocab is None and tok is not None and tok.tokens:
         vocab = len(tok.tokens)
-    if vocab is None and "model.embed_tokens.weight" in tensors:
-        vocab = tensors["model.embed_tokens.weight"].shape[0]
+    shapes = {n: t.shape for n, t in tensors.items()}
+    emb = config_keys.embedding_name(arch)
+    if vocab is None and emb in shapes:
+        vocab = shapes[emb][0]
     tied = _first(meta, ("tied_embeddings",), bool, warnings)
-    if tied is None and ("model.embed_tokens.weight" in tensors or "lm_head.weight" in tensors):
-        tied = "lm_head.weight" not in tensors
+    if tied is None:
+        tied = config_keys.tied(arch, shapes)
     return ArchConfig(
         architecture=arch, hidden_size=hidden,
         num_layers=_first(meta, ("num_layers", "n_layers", "num_hidden_layers", "n_layer"), int, warnings),
@@ -421,6 +430,9 @@ def _config(meta: dict[str, Any], tensors: dict[str, TensorInfo], tok: Tokenizer
         tied_embeddings=tied,
         context_length=_first(meta, ("max_position_embeddings", "max_seq_len", "context_length", "n_ctx"), int,
                               warnings),
+        sliding_window=_first(meta, ("sliding_window",), int, warnings),
+        attn_softcap=_first(meta, ("attn_logit_softcapping",), float, warnings),
+        final_softcap=_first(meta, ("final_logit_softcapping",), float, warnings),
     )
 
 
@@ -471,7 +483,8 @@ def _metadata_json(config: ArchConfig, tokenizer: TokenizerInfo | None, metadata
         ("num_kv_heads", c.num_kv_heads), ("vocab_size", c.vocab_size), ("intermediate_size", c.intermediate_size),
         ("max_position_embeddings", c.context_length), ("rope_theta", c.rope_theta),
         ("rope_type", {"norm": 0, "neox": 2}.get(c.rope_style or "")), ("rms_norm_eps", c.rms_eps),
-        ("head_dim", c.head_dim), ("tied_embeddings", c.tied_embeddings),
+        ("head_dim", c.head_dim), ("tied_embeddings", c.tied_embeddings), ("sliding_window", c.sliding_window),
+        ("attn_logit_softcapping", c.attn_softcap), ("final_logit_softcapping", c.final_softcap),
     ):
         if val is not None:
             d[key] = val

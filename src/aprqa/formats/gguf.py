@@ -26,24 +26,28 @@ from __future__ import annotations
 
 import re
 import struct
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
 from ..dtypes import DType, ggml_type, payload_nbytes
-from ..fsio import atomic_output
 from ..errors import DTypeError, FormatError, UnsupportedFormatError, UsageError
+from ..fsio import atomic_output
 from ._binary import Cursor, align_up, check_extents
 from ._strings import PackedStrings, read_string_array
+from .gguf_vocab import padded
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
-from .naming import canonical_name, gguf_name
+from .. import arch as archreg
+from ..arch import config_keys
 
 __all__ = ["open", "sniff", "write"]
 
 MAGIC = b"GGUF"
 HEADER_BYTES = 24
 DEFAULT_ALIGNMENT = 32
+GGML_QUANT_VERSION = 2  # general.quantization_version of the block layouts written (ggml's current)
 MAX_DIMS = 8  # llama.cpp allows 4; we read up to 8 and warn
 MAX_NESTING = 16
 _INT63 = (1 << 63) - 1
@@ -60,7 +64,6 @@ _VT_MIN = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 8: 8, 9: 12, 10: 8, 1
 
 _SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
-_ROPE_STYLE = {"llama": "norm", "mistral": "norm", "qwen2": "neox", "qwen3": "neox"}
 
 # llama_ftype written as general.file_type, by the dominant weight dtype
 _FILE_TYPE = {
@@ -269,7 +272,13 @@ def _parse_header(buf: memoryview, path: Path) -> _Header:
     return h
 
 
-def _open_file(path: Path, model: Model) -> tuple[_Header, list[TensorInfo]]:
+def _arch_of(kv: dict[str, Any]) -> str | None:
+    arch = kv.get("general.architecture")
+    return arch if isinstance(arch, str) else None
+
+
+def _open_file(path: Path, model: Model, arch: str | None) -> tuple[_Header, list[TensorInfo]]:
+    """One file's header and tensors; ``arch``: the first shard's (later shards state none)."""
     mf = MappedFile(path)
     model._files.append(mf)
     buf = memoryview(mf.array)
@@ -281,7 +290,7 @@ def _open_file(path: Path, model: Model) -> tuple[_Header, list[TensorInfo]]:
                          h.alignment)
     tensors = []
     for (name, dtype, ne, rel, nbytes, _), past_eof in zip(h.infos, past):
-        canon, known = canonical_name(name)
+        canon, known = archreg.canonical_name(name, _arch_of(h.kv) or arch)
         tensors.append(TensorInfo(
             source_name=name, name=canon, dtype=dtype, shape=tuple(reversed(ne)), nbytes=nbytes,
             offset=h.data_start + rel, file=path, known_name=known, past_eof=past_eof, stored_shape=ne,
@@ -307,41 +316,11 @@ def _as_float(kv: dict[str, Any], key: str) -> float | None:
     return v
 
 
-def _tied(tensors: dict[str, TensorInfo]) -> bool | None:
-    """No output.weight means tied embeddings (llama.cpp reuses token_embd); None without either tensor."""
-    if "model.embed_tokens.weight" in tensors or "lm_head.weight" in tensors:
-        return "lm_head.weight" not in tensors
-    return None
-
-
 def _config(kv: dict[str, Any], tensors: dict[str, TensorInfo], tok: TokenizerInfo | None,
             warnings: list[str]) -> ArchConfig:
-    arch = kv.get("general.architecture")
-    if not isinstance(arch, str):
-        return ArchConfig(tied_embeddings=_tied(tensors))
-    p = f"{arch}."
-    hidden = _as_int(kv, p + "embedding_length")
-    heads = _as_int(kv, p + "attention.head_count")
-    head_dim = _as_int(kv, p + "attention.key_length")
-    if head_dim is None and hidden and heads and hidden % heads == 0:
-        head_dim = hidden // heads
-    theta = _as_float(kv, p + "rope.freq_base")
-    if theta is None:
-        theta = 10000.0
-        warnings.append(f"{p}rope.freq_base is absent: llama.cpp's default 10000 assumed")
-    vocab = _as_int(kv, p + "vocab_size")
-    if vocab is None and tok is not None and tok.tokens:
-        vocab = len(tok.tokens)
-    if vocab is None and "model.embed_tokens.weight" in tensors:
-        vocab = tensors["model.embed_tokens.weight"].shape[0]
-    kv_heads = _as_int(kv, p + "attention.head_count_kv")
-    return ArchConfig(
-        architecture=arch, hidden_size=hidden, num_layers=_as_int(kv, p + "block_count"), num_heads=heads,
-        num_kv_heads=kv_heads if kv_heads is not None else heads, head_dim=head_dim,
-        intermediate_size=_as_int(kv, p + "feed_forward_length"), vocab_size=vocab, rope_theta=theta,
-        rope_style=_ROPE_STYLE.get(arch), rms_eps=_as_float(kv, p + "attention.layer_norm_rms_epsilon"),
-        tied_embeddings=_tied(tensors), context_length=_as_int(kv, p + "context_length"),
-    )
+    shapes = {n: t.shape for n, t in tensors.items()}
+    vocab = len(tok.tokens) if tok is not None and tok.tokens else None
+    return config_keys.from_gguf(kv, shapes, vocab, _as_int, _as_float, warnings)
 
 
 def _tokenizer(kv: dict[str, Any], path: Path) -> TokenizerInfo | None:
@@ -361,6 +340,10 @@ def _tokenizer(kv: dict[str, Any], path: Path) -> TokenizerInfo | None:
         return v if isinstance(v, str) else None
 
     add_bos = kv.get("tokenizer.ggml.add_bos_token")
+    add_eos = kv.get("tokenizer.ggml.add_eos_token")
+    types = kv.get("tokenizer.ggml.token_type", [])
+    if not isinstance(types, list) or not all(isinstance(x, int) for x in types):
+        raise FormatError(path, "expected an array of integers", field="tokenizer.ggml.token_type")
     return TokenizerInfo(
         model_type=opt_str("tokenizer.ggml.model"), tokens=strings("tokenizer.ggml.tokens"),
         merges=strings("tokenizer.ggml.merges"), bos_id=_as_int(kv, "tokenizer.ggml.bos_token_id"),
@@ -368,6 +351,7 @@ def _tokenizer(kv: dict[str, Any], path: Path) -> TokenizerInfo | None:
         unk_id=_as_int(kv, "tokenizer.ggml.unknown_token_id"), pre=opt_str("tokenizer.ggml.pre"),
         chat_template=opt_str("tokenizer.chat_template"),
         add_bos=add_bos if isinstance(add_bos, bool) else None,
+        add_eos=add_eos if isinstance(add_eos, bool) else None, token_types=tuple(types),
     )
 
 
@@ -411,7 +395,7 @@ def _open_into(path: Path, model: Model) -> None:
                                   hint=f"all {count} shards must sit next to {path.name}")
     first: _Header | None = None
     for i, shard in enumerate(shards):
-        h, infos = _open_file(shard, model)
+        h, infos = _open_file(shard, model, _arch_of(first.kv) if first is not None else None)
         if first is None:
             first = h
         if len(shards) > 1:
@@ -483,7 +467,7 @@ def _write_file(
 ) -> None:
     """Write a GGUF v3 file with gguf-py's ``GGUFWriter``.
 
-    Tensor names go through ``naming.gguf_name`` (unknown names are kept), dims are
+    Tensor names go through ``arch.gguf_name`` (unknown names are kept), dims are
     reversed to ``ne`` order, payload bytes are written verbatim (no Q/K permutation).
 
     Args:
@@ -505,31 +489,18 @@ def _write_file(
     tds = list(tensors)
     VT = _g.GGUFValueType
     kv: dict[str, tuple[Any, Any]] = {}
-    p = f"{arch}."
-    c = config
-    for key, val, vt in (
-        (p + "context_length", c.context_length, VT.UINT32),
-        (p + "embedding_length", c.hidden_size, VT.UINT32),
-        (p + "block_count", c.num_layers, VT.UINT32),
-        (p + "feed_forward_length", c.intermediate_size, VT.UINT32),
-        (p + "attention.head_count", c.num_heads, VT.UINT32),
-        (p + "attention.head_count_kv", c.num_kv_heads, VT.UINT32),
-        (p + "rope.freq_base", c.rope_theta, VT.FLOAT32),
-        (p + "attention.layer_norm_rms_epsilon", c.rms_eps, VT.FLOAT32),
-        (p + "vocab_size", c.vocab_size, VT.UINT32),
-    ):
-        if val is not None:
-            kv[key] = (val, vt)
-    if c.head_dim is not None and not (c.hidden_size and c.num_heads and c.hidden_size == c.head_dim * c.num_heads):
-        kv[p + "attention.key_length"] = (c.head_dim, VT.UINT32)
-        kv[p + "attention.value_length"] = (c.head_dim, VT.UINT32)
+    for key, val, kind in config_keys.to_gguf(replace(config, architecture=arch)):
+        kv[key] = (val, VT.FLOAT32 if kind == "f32" else VT.UINT32)
     weights = [t.dtype for t in tds if len(t.shape) >= 2]
     if weights:
         dominant = max(set(weights), key=lambda d: (sum(1 for w in weights if w == d), d.is_quantized, int(d)))
         if dominant in _FILE_TYPE:
             kv["general.file_type"] = (_FILE_TYPE[dominant], VT.UINT32)
+    kv["general.quantization_version"] = (GGML_QUANT_VERSION, VT.UINT32)
     if tokenizer is not None:
-        t = tokenizer
+        # llama.cpp needs one token per embedding row: pad with [PAD{id}] as its converter does.
+        embed = next((td for td in tds if td.name == "model.embed_tokens.weight" and len(td.shape) == 2), None)
+        t = padded(tokenizer, embed.shape[0] if embed is not None else None)
         for key, val, vt in (
             ("tokenizer.ggml.model", t.model_type, VT.STRING),
             ("tokenizer.ggml.pre", t.pre, VT.STRING),
@@ -539,7 +510,9 @@ def _write_file(
             ("tokenizer.ggml.eos_token_id", t.eos_id, VT.UINT32),
             ("tokenizer.ggml.padding_token_id", t.pad_id, VT.UINT32),
             ("tokenizer.ggml.unknown_token_id", t.unk_id, VT.UINT32),
+            ("tokenizer.ggml.token_type", list(t.token_types) or None, VT.ARRAY),
             ("tokenizer.ggml.add_bos_token", t.add_bos, VT.BOOL),
+            ("tokenizer.ggml.add_eos_token", t.add_eos, VT.BOOL),
             ("tokenizer.chat_template", t.chat_template, VT.STRING),
         ):
             if val is not None:
@@ -584,7 +557,7 @@ def _write_file(
             raise UsageError(f"tensor '{td.name}' ({td.dtype.lname}, shape {list(td.shape)}): payload is "
                              f"{td.payload().nbytes:,} bytes, expected {expected:,}")
         byte_shape = shape[:-1] + (row // td.dtype.info.block_elems * td.dtype.info.block_bytes,)
-        w.add_tensor_info(gguf_name(td.name), byte_shape, np.dtype(np.uint8), expected,
+        w.add_tensor_info(archreg.gguf_name(td.name, arch), byte_shape, np.dtype(np.uint8), expected,
                           raw_dtype=_g.GGMLQuantizationType(int(td.dtype)))
         layout.append((td, expected, byte_shape))
     w.write_header_to_file()

@@ -10,17 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..arch import config_keys
 from ..errors import FormatError
 from ..fsio import CAP_CONFIG, CAP_TOKENIZER, read_json
 from .model import ArchConfig, TokenizerInfo
-
-_HF_CLASSES = {
-    "llama": "LlamaForCausalLM",
-    "mistral": "MistralForCausalLM",
-    "qwen2": "Qwen2ForCausalLM",
-    "qwen3": "Qwen3ForCausalLM",
-}
-
 
 def _read_json(path: Path) -> Any:
     """A side file (bounded read, regular files only; typed errors for every malformed input)."""
@@ -77,7 +70,8 @@ def read_hf_tokenizer(root: Path, hf_config: dict[str, Any]) -> TokenizerInfo | 
     tokens = tuple(id_to_tok.get(i, f"[PAD{i}]") for i in range(size))
     merges_raw = model.get("merges") or []
     if not isinstance(merges_raw, list):
-        raise FormatError(tj_path, f"merges is a JSON {type(merges_raw).__name__}, expected a list", field="model.merges")
+        raise FormatError(tj_path, f"merges is a JSON {type(merges_raw).__name__}, expected a list",
+                          field="model.merges")
     merges = tuple(" ".join(map(str, m)) if isinstance(m, list) else str(m) for m in merges_raw)
     mtype = model.get("type")
     if mtype == "BPE":
@@ -111,34 +105,15 @@ def read_hf_tokenizer(root: Path, hf_config: dict[str, Any]) -> TokenizerInfo | 
     )
 
 
-def write_hf_config(root: Path, config: ArchConfig, tokenizer: TokenizerInfo | None = None) -> None:
-    """config.json that transformers loads for llama/mistral/qwen2/qwen3."""
-    arch = config.architecture or "llama"
-    cfg: dict[str, Any] = {
-        "architectures": [_HF_CLASSES.get(arch, "LlamaForCausalLM")],
-        "model_type": arch,
-        "hidden_size": config.hidden_size,
-        "num_hidden_layers": config.num_layers,
-        "num_attention_heads": config.num_heads,
-        "num_key_value_heads": config.num_kv_heads,
-        "head_dim": config.head_dim,
-        "intermediate_size": config.intermediate_size,
-        "vocab_size": config.vocab_size,
-        "rms_norm_eps": config.rms_eps,
-        "max_position_embeddings": config.context_length,
-        "tie_word_embeddings": bool(config.tied_embeddings),
-        "hidden_act": "silu",
-        "rope_theta": config.rope_theta,
-        "rope_parameters": {"rope_theta": config.rope_theta, "rope_type": "default"},
-        "torch_dtype": "float32",
-    }
-    if arch == "qwen2":
-        cfg["attention_bias"] = True
-    if tokenizer is not None:
-        cfg["bos_token_id"] = tokenizer.bos_id
-        cfg["eos_token_id"] = tokenizer.eos_id
-        cfg["pad_token_id"] = tokenizer.pad_id
-    (root / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if v is not None}, indent=2) + "\n")
+def write_hf_config(root: Path, config: ArchConfig, tokenizer: TokenizerInfo | None = None,
+                    source: dict[str, Any] | None = None) -> None:
+    """config.json that transformers loads, for the families the registry maps completely.
+
+    Raises:
+        UsageError: the architecture's config is not mapped (arch.config_keys.to_hf names what).
+    """
+    cfg = config_keys.to_hf(config, tokenizer, source)
+    (root / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 
 
 def write_hf_tokenizer(root: Path, tok: TokenizerInfo) -> None:

@@ -121,6 +121,9 @@ class ArchConfig:
     rms_eps: float | None = None
     tied_embeddings: bool | None = None
     context_length: int | None = None
+    sliding_window: int | None = None  # gemma2/3, mistral: local attention window
+    attn_softcap: float | None = None  # gemma2: tanh soft-capping of attention scores
+    final_softcap: float | None = None  # gemma2: tanh soft-capping of the logits
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -155,6 +158,8 @@ class TokenizerInfo:
     pre: str | None = None
     chat_template: str | None = None
     add_bos: bool | None = None
+    add_eos: bool | None = None
+    token_types: tuple[int, ...] = ()  # GGUF tokenizer.ggml.token_type (1 normal, 3 control, 5 unused...)
 
     @property
     def vocab_size(self) -> int:

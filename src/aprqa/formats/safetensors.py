@@ -12,7 +12,6 @@ The writer goes through the ``safetensors`` package.
 
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,12 +19,13 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..dtypes import DType, payload_nbytes
-from ..limits import check_config_value
-from ..fsio import CAP_INDEX, atomic_output, parse_json, read_json
 from ..errors import FormatError, TruncatedError, UsageError
+from ..fsio import CAP_INDEX, atomic_output, parse_json, read_json
+from ..limits import check_config_value
 from .hf import read_hf_config, read_hf_tokenizer, write_hf_config, write_hf_tokenizer
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
-from .naming import canonical_name
+from .. import arch as archreg
+from ..arch import config_keys
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 
@@ -77,7 +77,7 @@ def _parse_header(mf: MappedFile) -> tuple[dict[str, Any], int]:
     return header, 8 + hlen
 
 
-def _open_file(path: Path, mf: MappedFile) -> tuple[list[TensorInfo], dict[str, str], list[str]]:
+def _open_file(path: Path, mf: MappedFile, arch: str | None) -> tuple[list[TensorInfo], dict[str, str], list[str]]:
     """Parse one .safetensors file into TensorInfos (canonical names filled in)."""
     header, data_start = _parse_header(mf)
     meta = header.pop("__metadata__", None) or {}
@@ -117,9 +117,9 @@ def _open_file(path: Path, mf: MappedFile) -> tuple[list[TensorInfo], dict[str, 
                               f"{dt_name} needs {nbytes:,}", field=where, offset=data_start + begin)
         past_eof = end > data_size
         spans.append((begin, end, name))
-        canon, known = canonical_name(name)
+        canon, known = archreg.canonical_name(name, arch)
         if not known:
-            warnings.append(f"tensor '{name}' has no canonical llama-family name; kept as is")
+            warnings.append(f"tensor '{name}' has no canonical {arch or 'llama'} name; kept as is")
         infos.append(TensorInfo(
             source_name=name, name=canon, dtype=dtype, shape=tuple(shape), nbytes=nbytes,
             offset=data_start + begin, file=path, known_name=known, past_eof=past_eof,
@@ -163,6 +163,9 @@ def open(path: str | Path) -> Model:  # noqa: A001 - same name in every formats/
         files, dialect = _shards_from_index(path), "sharded"
     else:
         files, dialect = [path], "single-file"
+    hf_config = read_hf_config(root) if (root / "config.json").exists() else {}
+    model_type = hf_config.get("model_type")
+    arch = archreg.arch_name(model_type) if isinstance(model_type, str) else None
     mapped: list[MappedFile] = []
     tensors: dict[str, TensorInfo] = {}
     st_meta: dict[str, str] = {}
@@ -171,7 +174,7 @@ def open(path: str | Path) -> Model:  # noqa: A001 - same name in every formats/
         for f in files:
             mf = MappedFile(f)
             mapped.append(mf)
-            infos, meta, warns = _open_file(f, mf)
+            infos, meta, warns = _open_file(f, mf, arch)
             st_meta.update(meta)
             warnings.extend(warns)
             for info in infos:
@@ -179,9 +182,8 @@ def open(path: str | Path) -> Model:  # noqa: A001 - same name in every formats/
                     raise FormatError(f, f"tensor name '{info.source_name}' also appears in "
                                       f"{tensors[info.name].file.name}", field=f"tensor '{info.source_name}'")
                 tensors[info.name] = info
-        hf_config = read_hf_config(root) if (root / "config.json").exists() else {}
         tensor_shapes = {n: t.shape for n, t in tensors.items()}
-        config = arch_config_from_hf(hf_config, tensor_shapes, root / "config.json")
+        config = config_keys.from_hf(hf_config, tensor_shapes, root / "config.json")
         tokenizer = read_hf_tokenizer(root, hf_config)
     except BaseException:
         for mf in mapped:
@@ -211,55 +213,15 @@ def _shards_from_index(index: Path) -> list[Path]:
     return files
 
 
-def arch_config_from_hf(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]],
-                        source: Path | None = None) -> ArchConfig:
-    """ArchConfig from a config.json dict (transformers 4.x and 5.x spellings).
-
-    Raises:
-        FormatError: a size is not a positive integer below 2**31 (GGUF stores them as uint32),
-            or rope_theta / rms_norm_eps is not a positive finite number.
-    """
-    def get(*keys: str) -> Any:
-        for k in keys:
-            if cfg.get(k) is not None:
-                return check_config_value(source or "config.json", k, cfg[k])
-        return None
-
-    hidden = get("hidden_size", "n_embd", "d_model")
-    heads = get("num_attention_heads", "n_head")
-    kv = get("num_key_value_heads") or heads
-    head_dim = get("head_dim") or (hidden // heads if hidden and heads else None)
-    rope = cfg.get("rope_parameters") if isinstance(cfg.get("rope_parameters"), dict) else {}
-    theta = get("rope_theta") if get("rope_theta") is not None else rope.get("rope_theta")
-    theta = check_config_value(source or "config.json", "rope_theta", theta) if theta is not None else None
-    vocab = get("vocab_size")
-    if vocab is None and "model.embed_tokens.weight" in shapes:
-        vocab = shapes["model.embed_tokens.weight"][0]
-    tied = cfg.get("tie_word_embeddings")
-    if tied is None and shapes:
-        tied = "lm_head.weight" not in shapes
-    arch = get("model_type")
-    if arch is not None and not isinstance(arch, str):
-        raise FormatError(source or "config.json", f"model_type {arch!r} is not a string", field="model_type")
-    return ArchConfig(
-        architecture=arch, hidden_size=hidden, num_layers=get("num_hidden_layers", "n_layer"),
-        num_heads=heads, num_kv_heads=kv, head_dim=head_dim,
-        intermediate_size=get("intermediate_size", "n_inner"), vocab_size=vocab,
-        rope_theta=float(theta) if theta is not None else None,
-        # transformers' llama-family attention uses rotate_half (split halves).
-        rope_style="neox" if arch else None,
-        rms_eps=get("rms_norm_eps"), tied_embeddings=tied,
-        context_length=get("max_position_embeddings", "n_positions"),
-    )
-
-
 def write(path: str | Path, tensors: Iterable[TensorData], config: ArchConfig,
-          tokenizer: TokenizerInfo | None, metadata: dict[str, str] | None = None) -> None:
+          tokenizer: TokenizerInfo | None, metadata: dict[str, str] | None = None, *,
+          source_config: dict[str, Any] | None = None) -> None:
     """Write tensors as SafeTensors (HF names, [out, in] shapes).
 
     ``path`` ending in ``.safetensors`` writes one file; otherwise ``path`` is a directory
     that receives config.json, model.safetensors and (if given) tokenizer.json +
-    tokenizer_config.json.
+    tokenizer_config.json. ``source_config``: the source's config.json (an HF source), carried
+    over for a family whose config the registry does not map completely.
 
     Raises:
         UsageError: a tensor's dtype cannot be stored in SafeTensors (quantized types).
@@ -267,18 +229,19 @@ def write(path: str | Path, tensors: Iterable[TensorData], config: ArchConfig,
     path = Path(path)
     # Atomic (fsio.atomic_output): an HF directory is built beside the final name and swapped in whole.
     with atomic_output(path, directory=path.suffix != ".safetensors", make_parents=True) as tmp:
-        _write_to(tmp, path.suffix == ".safetensors", tensors, config, tokenizer, metadata)
+        _write_to(tmp, path.suffix == ".safetensors", tensors, config, tokenizer, metadata, source_config)
 
 
 def _write_to(path: Path, single_file: bool, tensors: Iterable[TensorData], config: ArchConfig,
-              tokenizer: TokenizerInfo | None, metadata: dict[str, str] | None) -> None:
+              tokenizer: TokenizerInfo | None, metadata: dict[str, str] | None,
+              source_config: dict[str, Any] | None = None) -> None:
     from safetensors import SafetensorError, TensorSpec, serialize_file
 
     if single_file:
         weights = path
     else:
         weights = path / "model.safetensors"
-        write_hf_config(path, config, tokenizer)
+        write_hf_config(path, config, tokenizer, source_config)
         if tokenizer is not None:
             write_hf_tokenizer(path, tokenizer)
     specs: dict[str, Any] = {}

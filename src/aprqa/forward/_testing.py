@@ -14,9 +14,9 @@ from typing import Callable
 import numpy as np
 
 from ..dtypes import DType, dtype_from_name
-from ..formats import format_module
+from ..formats import format_module, gguf_vocab
 from ..formats.model import Model, TensorData
-from ..formats.naming import ROPE_PERMUTED_ARCHS
+from ..arch import rope_permuted
 from .weights import dequantize_full, permute_rope_rows
 
 # llama-quantize's fallbacks when a row is not a multiple of 256 (gguf-quants.md §3)
@@ -61,13 +61,15 @@ def write_variant(model: Model, path: str | Path, fmt: str, dtype: str | DType =
         w = np.array(dequantize_full(info), dtype=np.float32)
         if mutate is not None:
             w = np.ascontiguousarray(mutate(info.name, w), np.float32)
-        if (fmt == "gguf" and permute_rope and arch in ROPE_PERMUTED_ARCHS
-                and (".self_attn.q_proj." in info.name or ".self_attn.k_proj." in info.name)):
+        if permute_rope and rope_permuted(info.name, arch, fmt) and w.ndim == 2:
             heads = cfg.num_heads if ".q_proj." in info.name else (cfg.num_kv_heads or cfg.num_heads)
             w = permute_rope_rows(w, heads)
         tdt, data = _cast(w, dt) if w.ndim == 2 else (DType.F32, w)
         tensors.append(TensorData(info.name, tdt, tuple(w.shape), data))
     out = Path(path)
     tok = tokenizer if tokenizer is not None else model.tokenizer
+    if fmt == "gguf" and tokenizer is None and tok is not None:  # as aprqa's converter writes it
+        embed = model.tensors.get("model.embed_tokens.weight")
+        tok = gguf_vocab.for_gguf(model, tok, embed.shape[0] if embed is not None else None)
     format_module(fmt).write(out, tensors, cfg, tok)
     return out

@@ -26,10 +26,10 @@ from . import kernels
 from .weights import ForwardConfig, LayerWeights, ModelWeights
 
 
-def rope_tables(cfg: ForwardConfig, pos0: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+def rope_tables(cfg: ForwardConfig, pos0: int, n: int, theta: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """cos/sin ``[n, head_dim/2]`` float32 for positions ``pos0..pos0+n-1`` (HF's float32 recipe)."""
     hd = cfg.head_dim
-    inv_freq = (np.float32(1.0) / (np.float32(cfg.rope_theta)
+    inv_freq = (np.float32(1.0) / (np.float32(theta if theta is not None else cfg.rope_theta)
                                    ** (np.arange(0, hd, 2, dtype=np.float32) / np.float32(hd)))).astype(np.float32)
     pos = np.arange(pos0, pos0 + n, dtype=np.float32)
     ang = pos[:, None] * inv_freq[None, :]
@@ -77,14 +77,32 @@ class NumpyBackend:
     def silu_mul(self, g: np.ndarray, u: np.ndarray) -> np.ndarray:
         return kernels.silu_mul(g, u)
 
-    def attention(self, q: np.ndarray, k_all: np.ndarray, v_all: np.ndarray, pos0: int) -> np.ndarray:
-        """q ``[T, nh, hd]``; k_all/v_all ``[nkv, S, hd]`` (S = pos0 + T); returns ``[T, nh*hd]``."""
+    def gelu_tanh_mul(self, g: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """GELU (tanh approximation, HF ``gelu_pytorch_tanh``) of ``g`` times ``u``, float32."""
+        c = np.float32(np.sqrt(2.0 / np.pi))
+        return (np.float32(0.5) * g * (np.float32(1.0) + np.tanh(c * (g + np.float32(0.044715) * g * g * g)))) * u
+
+    def softcap(self, x: np.ndarray, cap: float) -> np.ndarray:
+        return np.tanh(x / np.float32(cap)) * np.float32(cap)
+
+    def attention(self, q: np.ndarray, k_all: np.ndarray, v_all: np.ndarray, pos0: int,
+                  window: int | None = None, softcap: float | None = None) -> np.ndarray:
+        """q ``[T, nh, hd]``; k_all/v_all ``[nkv, S, hd]`` (S = pos0 + T); returns ``[T, nh*hd]``.
+
+        ``window``: a query sees only the last ``window`` positions (sliding-window layers);
+        ``softcap``: scores become ``cap * tanh(scores / cap)`` before the mask (gemma2)."""
         t_len, nh, hd = q.shape
         nkv, s_len, _ = k_all.shape
         g = nh // nkv
         qh = np.ascontiguousarray(q.transpose(1, 0, 2)).reshape(nkv, g * t_len, hd)
         scores = np.matmul(qh, k_all.transpose(0, 2, 1))  # [nkv, g*T, S]
         scores *= np.float32(1.0 / np.sqrt(hd))
+        if softcap:
+            scores = self.softcap(scores, softcap)
+        if window is not None:
+            qpos = pos0 + np.arange(t_len)
+            far = np.arange(s_len)[None, :] <= (qpos[:, None] - window)  # [T, S]
+            scores.reshape(nh, t_len, s_len)[:, far] = -np.inf
         kernels.softmax_causal(scores.reshape(nh, t_len, s_len), pos0)
         ctx = np.matmul(scores, v_all)  # [nkv, g*T, hd]
         return np.ascontiguousarray(ctx.reshape(nh, t_len, hd).transpose(1, 0, 2)).reshape(t_len, nh * hd)
@@ -131,6 +149,8 @@ class LlamaRunner:
             q = be.rmsnorm(q, lw.q_norm, c.rms_eps)
         if lw.k_norm is not None:
             k = be.rmsnorm(k, lw.k_norm, c.rms_eps)
+        if lw.index in c.sliding_layers:
+            cos, sin = self._local_rope
         q = be.rope(q, cos, sin)
         k = be.rope(k, cos, sin)
         if cache is not None:
@@ -142,14 +162,27 @@ class LlamaRunner:
             if pos0:
                 raise UsageError("a forward at position > 0 needs a KV cache")
             k_all, v_all = be.heads_first(k), be.heads_first(v)
-        ctx = be.attention(q, k_all, v_all, pos0)
-        return h + be.linear(ctx, lw.o, lw.o_bias)
+        if c.sliding_layers or c.attn_softcap:
+            window = c.sliding_window if lw.index in c.sliding_layers else None
+            ctx = be.attention(q, k_all, v_all, pos0, window=window, softcap=c.attn_softcap)
+        else:
+            ctx = be.attention(q, k_all, v_all, pos0)
+        out = be.linear(ctx, lw.o, lw.o_bias)
+        if lw.post_attn_norm is not None:
+            out = be.rmsnorm(out, lw.post_attn_norm, c.rms_eps)
+        return h + out
 
     def _mlp(self, h: Any, lw: LayerWeights) -> Any:
         be = self.backend
         x = be.rmsnorm(h, lw.mlp_norm, self.cfg.rms_eps)
-        g = be.silu_mul(be.linear(x, lw.gate), be.linear(x, lw.up))
-        return h + be.linear(g, lw.down)
+        if self.cfg.activation == "silu":
+            g = be.silu_mul(be.linear(x, lw.gate), be.linear(x, lw.up))
+        else:
+            g = be.gelu_tanh_mul(be.linear(x, lw.gate), be.linear(x, lw.up))
+        out = be.linear(g, lw.down)
+        if lw.post_mlp_norm is not None:
+            out = be.rmsnorm(out, lw.post_mlp_norm, self.cfg.rms_eps)
+        return h + out
 
     def stream(self, token_ids: Any, cache: KVCache | None = None, pos0: int = 0) -> Iterator[tuple[int, str, Any]]:
         """Yield ``(layer, sub_block, hidden)`` after the embedding (layer -1, "embed") and after
@@ -165,7 +198,14 @@ class LlamaRunner:
         be = self.backend
         cos_np, sin_np = rope_tables(self.cfg, pos0, ids.size)
         cos, sin = be.asarray(cos_np), be.asarray(sin_np)
+        if self.cfg.rope_theta_local is not None:
+            cl, sl = rope_tables(self.cfg, pos0, ids.size, self.cfg.rope_theta_local)
+            self._local_rope = (be.asarray(cl), be.asarray(sl))
+        else:
+            self._local_rope = (cos, sin)
         h = be.asarray(self.weights.embed(ids))
+        if self.cfg.embed_scale is not None:
+            h = h * np.float32(self.cfg.embed_scale)
         yield -1, "embed", h
         for i in range(self.cfg.num_layers):
             lw = be.layer(self.weights.layer(i))
@@ -190,6 +230,8 @@ class LlamaRunner:
         bias = self.weights.head_bias()
         if bias is not None:
             out += bias
+        if self.cfg.final_softcap:
+            out = np.tanh(out / np.float32(self.cfg.final_softcap)) * np.float32(self.cfg.final_softcap)
         return out
 
     def run(self, token_ids: Any, cache: KVCache | None = None, pos0: int = 0, last_only: bool = False) -> np.ndarray:

@@ -11,7 +11,7 @@ Two facts about formats live here and nowhere else in forward/:
 * F32 payloads are used as zero-copy read-only views of the memory map (no
   dequantization needed; every other dtype goes through ``aprqa.core``).
 * llama/mistral GGUF files store Q/K rows in llama.cpp's adjacent-pair RoPE order
-  (``naming.rope_permuted``). Those rows are inverse-permuted on load, so the
+  (``arch.rope_permuted``). Those rows are inverse-permuted on load, so the
   forward pass always uses split-halves ("neox") RoPE — the one convention it has.
 """
 
@@ -26,10 +26,10 @@ import numpy as np
 
 from ..dtypes import DType
 from ..errors import UsageError
-from ..formats import naming
-from ..formats.model import Model, TensorInfo
+from .. import arch as archreg
+from ..formats.model import ArchConfig, Model, TensorInfo
 
-SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3")
+SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3")
 # LM-head chunk budget: rows per chunk = this many bytes of float32 / hidden size.
 HEAD_CHUNK_BYTES = 64 << 20
 
@@ -117,6 +117,17 @@ class ForwardConfig:
     qk_norm: bool
     rope_unpermute: bool  # q/k rows are stored in llama.cpp order and undone on load
     notes: tuple[str, ...] = ()
+    # gemma family (arch.families.ForwardFacts): (1+w) norms, GELU-tanh, scaled embeddings,
+    # post-attention/post-MLP norms, windowed layers with their own RoPE base, soft-capping.
+    norm_one_plus: bool = False
+    activation: str = "silu"
+    embed_scale: float | None = None
+    sandwich_norms: bool = False
+    sliding_window: int | None = None
+    sliding_layers: tuple[int, ...] = ()
+    rope_theta_local: float | None = None
+    attn_softcap: float | None = None
+    final_softcap: float | None = None
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -142,10 +153,29 @@ class LayerWeights:
     o_bias: np.ndarray | None = None
     q_norm: np.ndarray | None = None
     k_norm: np.ndarray | None = None
+    post_attn_norm: np.ndarray | None = None
+    post_mlp_norm: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.__dict__.values() if isinstance(a, np.ndarray))
+
+
+def _family_facts(arch: str, c: ArchConfig, hidden: int, n_layers: int) -> dict:
+    """The ForwardConfig fields the registry's ForwardFacts set for this family."""
+    spec = archreg.family(arch)
+    if spec is None or spec.forward.norm != "rms1p":
+        return {}
+    f = spec.forward
+    # Which layers attend in a window: gemma2 every other one (from the first), gemma3 all but
+    # every sixth (llama.cpp's and transformers' defaults for these families).
+    period = 6 if arch == "gemma3" else 2 if arch == "gemma2" else 0
+    sliding = tuple(i for i in range(n_layers) if period and (i + 1) % period)
+    return dict(norm_one_plus=True, activation=f.activation, embed_scale=float(np.float32(hidden ** 0.5))
+                if f.embed_scale else None, sandwich_norms=f.sandwich_norms,
+                sliding_window=c.sliding_window if sliding else None, sliding_layers=sliding if c.sliding_window
+                else (), rope_theta_local=10000.0 if arch == "gemma3" else None,
+                attn_softcap=c.attn_softcap, final_softcap=c.final_softcap)
 
 
 def _infer_arch(tensors: dict[str, TensorInfo]) -> str:
@@ -211,18 +241,20 @@ class ModelWeights:
         vocab, hidden = emb.shape
         if c.hidden_size is not None and c.hidden_size != hidden:
             raise UsageError(f"{m.path}: config hidden_size {c.hidden_size} but embedding width {hidden}")
+        fused = "model.layers.0.self_attn.qkv_proj.weight" in tensors  # phi3: qkv and gate_up in one
+        marker = "self_attn.qkv_proj.weight" if fused else "self_attn.q_proj.weight"
         n_layers = c.num_layers
         if n_layers is None:
             n_layers = 0
-            while f"model.layers.{n_layers}.self_attn.q_proj.weight" in tensors:
+            while f"model.layers.{n_layers}.{marker}" in tensors:
                 n_layers += 1
             notes.append(f"num_layers not stated; counted {n_layers} blocks")
         if n_layers <= 0:
             raise UsageError(f"{m.path}: model has no transformer blocks")
         # The stated count must be what the file holds, before anything is sized from it.
-        if (f"model.layers.{n_layers - 1}.self_attn.q_proj.weight" not in tensors
-                or f"model.layers.{n_layers}.self_attn.q_proj.weight" in tensors):
-            held = sum(1 for n in tensors if n.endswith(".self_attn.q_proj.weight"))
+        if (f"model.layers.{n_layers - 1}.{marker}" not in tensors
+                or f"model.layers.{n_layers}.{marker}" in tensors):
+            held = sum(1 for n in tensors if n.endswith("." + marker))
             raise UsageError(f"{m.path}: config states {n_layers:,} layers but the file holds {held} blocks")
         if c.vocab_size is not None and c.vocab_size != vocab:
             notes.append(f"config vocab_size {c.vocab_size} differs from the embedding's {vocab} rows; "
@@ -231,17 +263,23 @@ class ModelWeights:
         if heads is None:
             raise UsageError(f"{m.path}: config states no num_heads (attention head count)")
         kv_heads = c.num_kv_heads or heads
-        q = self._t("model.layers.0.self_attn.q_proj.weight")
-        k = self._t("model.layers.0.self_attn.k_proj.weight")
-        head_dim = c.head_dim or q.shape[0] // heads
-        if q.shape != (heads * head_dim, hidden) or k.shape != (kv_heads * head_dim, hidden):
-            raise UsageError(f"{m.path}: q_proj {list(q.shape)} / k_proj {list(k.shape)} do not fit "
+        if fused:
+            qkv = self._t("model.layers.0.self_attn.qkv_proj.weight").shape
+            head_dim = c.head_dim or qkv[0] // (heads + 2 * kv_heads)
+            q_shape, k_shape = (heads * head_dim, qkv[1]), ((qkv[0] - heads * head_dim) // 2, qkv[1])
+        else:
+            q_shape = self._t("model.layers.0.self_attn.q_proj.weight").shape
+            k_shape = self._t("model.layers.0.self_attn.k_proj.weight").shape
+            head_dim = c.head_dim or q_shape[0] // heads
+        if q_shape != (heads * head_dim, hidden) or k_shape != (kv_heads * head_dim, hidden):
+            raise UsageError(f"{m.path}: q_proj {list(q_shape)} / k_proj {list(k_shape)} do not fit "
                              f"{heads} heads × {head_dim} (kv heads {kv_heads}), hidden {hidden}")
         if heads % kv_heads:
             raise UsageError(f"{m.path}: {heads} heads is not a multiple of {kv_heads} kv heads")
         if head_dim % 2:
             raise UsageError(f"{m.path}: head_dim {head_dim} is odd; RoPE needs pairs")
-        ff = self._t("model.layers.0.mlp.gate_proj.weight").shape[0]
+        ff = (self._t("model.layers.0.mlp.gate_up_proj.weight").shape[0] // 2 if fused
+              else self._t("model.layers.0.mlp.gate_proj.weight").shape[0])
         theta = c.rope_theta
         if theta is None:
             theta = 10000.0
@@ -258,8 +296,8 @@ class ModelWeights:
             rms_eps=float(eps), tied_embeddings=tied,
             qkv_bias="model.layers.0.self_attn.q_proj.bias" in tensors,
             qk_norm="model.layers.0.self_attn.q_norm.weight" in tensors,
-            rope_unpermute=naming.rope_permuted("model.layers.0.self_attn.q_proj.weight", arch, m.format),
-            notes=tuple(notes),
+            rope_unpermute=archreg.rope_permuted("model.layers.0.self_attn.q_proj.weight", arch, m.format),
+            notes=tuple(notes), **_family_facts(arch, c, hidden, n_layers),
         )
 
     # ------------------------------------------------------------------ access
@@ -269,9 +307,14 @@ class ModelWeights:
         info = self._t(name)
         role = re.sub(r"^model\.layers\.\d+\.", "", name)
         w = dequantize_full(info, None if info.dtype is DType.F32 else self._buffer(role, info.shape))
-        if naming.rope_permuted(name, self.config.architecture, self.model.format):
+        if archreg.rope_permuted(name, self.config.architecture, self.model.format):
             n = self.config.num_heads if ".q_proj." in name else self.config.num_kv_heads
             w = unpermute_rope_rows(w, n)
+        if self.config.norm_one_plus and name.endswith("norm.weight"):
+            # HF value (a gemma GGUF stores 1 + w), then the 1 + w the norm multiplies by, in float32
+            # in the order transformers computes it.
+            off = archreg.norm_offset(name, self.config.architecture, self.model.format)
+            w = (w - np.float32(off) if off else w) + np.float32(1.0)
         return w
 
     def layer(self, i: int) -> LayerWeights:
@@ -280,16 +323,35 @@ class ModelWeights:
             raise UsageError(f"layer {i} out of range (model has {self.config.num_layers})")
         p = f"model.layers.{i}."
         g = self._get
+        sandwich = self.config.sandwich_norms
+        if p + "self_attn.qkv_proj.weight" in self.model.tensors:
+            return self._fused_layer(i)
         return LayerWeights(
             index=i,
             attn_norm=g(p + "input_layernorm.weight"), q=g(p + "self_attn.q_proj.weight"),
             k=g(p + "self_attn.k_proj.weight"), v=g(p + "self_attn.v_proj.weight"),
-            o=g(p + "self_attn.o_proj.weight"), mlp_norm=g(p + "post_attention_layernorm.weight"),
+            o=g(p + "self_attn.o_proj.weight"),
+            mlp_norm=g(p + ("pre_feedforward_layernorm.weight" if sandwich else "post_attention_layernorm.weight")),
+            post_attn_norm=g(p + "post_attention_layernorm.weight") if sandwich else None,
+            post_mlp_norm=g(p + "post_feedforward_layernorm.weight") if sandwich else None,
             gate=g(p + "mlp.gate_proj.weight"), up=g(p + "mlp.up_proj.weight"), down=g(p + "mlp.down_proj.weight"),
             q_bias=g(p + "self_attn.q_proj.bias", True), k_bias=g(p + "self_attn.k_proj.bias", True),
             v_bias=g(p + "self_attn.v_proj.bias", True), o_bias=g(p + "self_attn.o_proj.bias", True),
             q_norm=g(p + "self_attn.q_norm.weight", True), k_norm=g(p + "self_attn.k_norm.weight", True),
         )
+
+    def _fused_layer(self, i: int) -> LayerWeights:
+        """phi3: rows of qkv_proj are q, k, v; rows of gate_up_proj are gate, up (HF's split)."""
+        p, c, g = f"model.layers.{i}.", self.config, self._get
+        qkv = g(p + "self_attn.qkv_proj.weight")
+        nq, nk = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+        gate_up = g(p + "mlp.gate_up_proj.weight")
+        ff = gate_up.shape[0] // 2
+        return LayerWeights(
+            index=i, attn_norm=g(p + "input_layernorm.weight"),
+            q=qkv[:nq], k=qkv[nq:nq + nk], v=qkv[nq + nk:], o=g(p + "self_attn.o_proj.weight"),
+            mlp_norm=g(p + "post_attention_layernorm.weight"), gate=gate_up[:ff], up=gate_up[ff:],
+            down=g(p + "mlp.down_proj.weight"))
 
     def final_norm(self) -> np.ndarray:
         return self._get("model.norm.weight")

