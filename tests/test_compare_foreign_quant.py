@@ -7,6 +7,7 @@ from its sdist) and transformers, never aprqa checking itself."""
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from aprqa import core
-from aprqa.compare import compare
+from aprqa.compare import compare, noise
 from aprqa.convert import convert
 from aprqa.dtypes import DType
 
@@ -204,6 +205,16 @@ def aprqa_files(pipeline):
             pipeline["root"] / f"aprqa-{q}.gguf" for q in ("q8_0", "q4_0", "q6_k", "q5_k_m", "q4_k_m")}
 
 
+def _controls_fail(pipeline, src: Path, tmp_path: Path) -> None:
+    """Both negative controls built from ``src`` fail with their verdict."""
+    path, dt = _scaled(src, tmp_path / "scaled.gguf", 1.03)
+    t = _by_gguf_name(compare(pipeline["hf32"], path, fast=True), VICTIM)
+    assert t.verdict.value == "SCALED", (dt, t.verdict, t.detail)
+    path, dt, coarse = _requantized_from_coarser(pipeline, src, tmp_path / "coarse.gguf")
+    t = _by_gguf_name(compare(pipeline["hf32"], path, fast=True), VICTIM)
+    assert t.verdict.value == "DEGRADED", (dt, coarse, t.verdict, t.detail)
+
+
 @pytest.mark.parametrize("quant", ["q8_0", "q4_0", "q6_k", "q5_k_m", "q4_k_m"])
 def test_aprqa_quantizer_passes_and_its_controls_fail(pipeline, aprqa_files, quant, tmp_path):
     good = aprqa_files[quant]
@@ -211,18 +222,23 @@ def test_aprqa_quantizer_passes_and_its_controls_fail(pipeline, aprqa_files, qua
     assert rep.passed, [(t.name, t.detail) for t in rep.failures()]
     t = _by_gguf_name(rep, VICTIM)
     assert t.noise.blocks_bit_equal == t.noise.blocks_compared > 0, t.detail  # our own algorithm, exactly
-    path, dt = _scaled(good, tmp_path / "scaled.gguf", 1.03)
-    t = _by_gguf_name(compare(pipeline["hf32"], path, fast=True), VICTIM)
-    assert t.verdict.value == "SCALED", (dt, t.verdict, t.detail)
-    path, dt, coarse = _requantized_from_coarser(pipeline, good, tmp_path / "coarse.gguf")
-    t = _by_gguf_name(compare(pipeline["hf32"], path, fast=True), VICTIM)
-    assert t.verdict.value == "DEGRADED", (dt, coarse, t.verdict, t.detail)
+    _controls_fail(pipeline, good, tmp_path)
 
 
 def test_measure_script_smoke():
-    import subprocess
-
     script = Path(__file__).resolve().parents[1] / "scripts" / "measure_quant_bands.py"
     proc = subprocess.run([sys.executable, str(script), "--smoke"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "SUMMARY q8_0" in proc.stdout and "SUMMARY q3_k" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("ftype", ["q3_k_m", "q2_k"])
+def test_step_band_alone_judges_a_type_aprqa_cannot_quantize(pipeline, ftype, tmp_path, monkeypatch):
+    """The step model (the basis of every type aprqa has no quantizer for) on its own: with aprqa's
+    Q3_K/Q2_K quantizers hidden, llama.cpp's files pass and the controls still fail."""
+    own = noise.quantizable
+    monkeypatch.setattr(noise, "quantizable", lambda dt: dt not in (DType.Q2_K, DType.Q3_K) and own(dt))
+    src = pipeline["files"][ftype]
+    t = _by_gguf_name(compare(pipeline["hf32"], src, fast=True), VICTIM)
+    assert t.passed and "step model" in t.detail and t.noise.basis == "step", t.detail
+    _controls_fail(pipeline, src, tmp_path)

@@ -99,9 +99,11 @@ GAIN_MARGIN = 0.01
 # Share of sampled elements allowed off their nearest grid level (measured: 0 for every K-quant,
 # with and without an importance matrix; 0.67-3.6 % once the scales are off by 3 %).
 GRID_TOLERANCE = 1e-3
-# Intermediate rounding allowed in the grid test when it cannot be detected: half an ulp of bf16,
+# Intermediate rounding allowed in the grid test: half an ulp (relative) of the detected
+# intermediate (None: float32 arithmetic only), or when it cannot be detected half an ulp of bf16,
 # the coarsest intermediate in use (covers f16 and none).
-GRID_MARGIN_REL = 2.0 ** -9
+HALF_ULP: dict[DType | None, float] = {None: 2.0 ** -20, DType.F16: 2.0 ** -11, DType.BF16: 2.0 ** -9}
+GRID_MARGIN_REL = HALF_ULP[DType.BF16]
 
 
 def step_model_rel_l2(a: np.ndarray, dt: DType) -> float | None:

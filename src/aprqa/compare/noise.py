@@ -111,7 +111,8 @@ def measure(ta: TensorInfo, tb: TensorInfo, perm: np.ndarray | None, threads: in
 
     off_grid = None
     if dt in bands.UNIFORM_GRID:
-        off_grid = bands.grid_violations(a, b, dt, margin_rel=bands.GRID_MARGIN_REL)
+        margin = bands.HALF_ULP[via] if detected else bands.GRID_MARGIN_REL
+        off_grid = bands.grid_violations(a, b, dt, margin_rel=margin)
 
     def floor_of(x: np.ndarray) -> float:
         if own:
