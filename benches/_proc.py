@@ -77,7 +77,7 @@ def median_call(fn, reps: int, clock=time.perf_counter) -> float:  # type: ignor
 
 
 def line(name: str, r: dict[str, float], base: dict[str, float] | None = None) -> str:
-    s = f"  {name:<34} wall {r['wall_s'] * 1e3:8.1f} ms  cpu {r['cpu_s'] * 1e3:8.1f} ms  peak RSS {r['peak_rss_mb']:7.1f} MB"
+    s = f"  {name:<44} wall {r['wall_s'] * 1e3:8.1f} ms  cpu {r['cpu_s'] * 1e3:8.1f} ms  peak RSS {r['peak_rss_mb']:7.1f} MB"
     if base is not None:
         s += f"  | x{r['wall_s'] / base['wall_s']:.2f} wall, x{r['cpu_s'] / base['cpu_s']:.2f} cpu"
     return s

@@ -137,20 +137,26 @@ def main(argv: list[str] | None = None) -> int:
     import gguf
     from gguf.quants import dequantize as gguf_dequantize
 
-    # types core.quantize cannot produce: random bytes with sane f16 scales (byte offsets of d/dmin in a block)
-    for qt in ("q4_1", "q5_0", "q5_1"):
+    for qt in ("q4_1", "q5_0", "q5_1", "q2_k", "q3_k"):
         enc[qt] = core.quantize(w2, qt)
-    for qt, offs in (("q2_k", (80, 82)), ("q3_k", (108,)), ("iq4_nl", (0,)), ("iq4_xs", (0,))):
+    # types core.quantize cannot produce: random bytes with sane f16 scales (byte offsets of d in a block)
+    iq_types = ("iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s", "iq3_xxs", "iq3_s")
+    for qt in ("iq4_nl", "iq4_xs") + iq_types:
         be, bb = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType[qt.upper()]]
         blk = rng.integers(0, 256, (n // be, bb), dtype=np.uint8)
-        for off in offs:
-            sc = (rng.standard_normal(len(blk)) * 0.01).astype(np.float16)
-            blk[:, off:off + 2] = sc.view(np.uint8).reshape(-1, 2)
+        sc = (rng.standard_normal(len(blk)) * 0.01).astype(np.float16).view(np.uint16)
+        if qt == "iq1_m":  # its f16 scale is the top nibble of each of the four u16 scale words
+            words = blk[:, 48:56].copy().view(np.uint16)
+            for k in range(4):
+                words[:, k] = (words[:, k] & 0x0FFF) | (((sc >> (4 * k)) & 0xF) << 12)
+            blk[:, 48:56] = words.view(np.uint8)
+        else:
+            blk[:, 0:2] = sc.view(np.uint8).reshape(-1, 2)
         enc[qt] = blk.reshape(-1)
 
     out = np.empty(n, np.float32)
     deq_types = ("f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q6_k", "iq4_nl",
-                 "iq4_xs")
+                 "iq4_xs") + iq_types
     deq_ratio: dict[str, float] = {}
     deq_simd: dict[str, float] = {}
     for qt in deq_types:

@@ -85,6 +85,43 @@ static_assert(sizeof(block_iq4_nl) == 18, "iq4_nl block size");
 struct block_iq4_xs { uint16_t d; uint16_t scales_h; uint8_t scales_l[QK_K / 64]; uint8_t qs[QK_K / 2]; };
 static_assert(sizeof(block_iq4_xs) == 136, "iq4_xs block size");
 
+// IQ2_XXS: per 32: two u32 (4 grid indices as bytes; 4x7 sign-index bits + 4-bit scale s in the top):
+// y = (d*(0.5+s)*0.25)*grid[j]*sign. 2.0625 bits per weight. (u16/u32 fields are stored as bytes.)
+struct block_iq2_xxs { uint16_t d; uint8_t qs[QK_K / 4]; };
+static_assert(sizeof(block_iq2_xxs) == 66, "iq2_xxs block size");
+
+// IQ2_XS: u16 q = 9-bit grid index | 7-bit sign index << 9; 4-bit scales per 16: y = (d*(0.5+s)*0.25)*grid*sign.
+// 2.3125 bits per weight.
+struct block_iq2_xs { uint16_t d; uint8_t qs[QK_K / 4]; uint8_t scales[QK_K / 32]; };
+static_assert(sizeof(block_iq2_xs) == 74, "iq2_xs block size");
+
+// IQ2_S: 10-bit grid index (qs byte | 2 bits of qh), explicit sign bytes after the indices.
+// 2.5625 bits per weight.
+struct block_iq2_s { uint16_t d; uint8_t qs[QK_K / 4]; uint8_t qh[QK_K / 32]; uint8_t scales[QK_K / 32]; };
+static_assert(sizeof(block_iq2_s) == 82, "iq2_s block size");
+
+// IQ3_XXS: 64 grid indices (4 values each), then per 32 a u32 of 4x7 sign-index bits + 4-bit scale:
+// y = (d*(0.5+s)*0.5)*grid*sign. 3.0625 bits per weight.
+struct block_iq3_xxs { uint16_t d; uint8_t qs[3 * QK_K / 8]; };
+static_assert(sizeof(block_iq3_xxs) == 98, "iq3_xxs block size");
+
+// IQ3_S: 9-bit grid index (qs byte | 1 bit of qh), sign bytes, 4-bit scales: y = (d*(1+2s))*grid*sign.
+// 3.4375 bits per weight.
+struct block_iq3_s {
+    uint16_t d; uint8_t qs[QK_K / 4]; uint8_t qh[QK_K / 32]; uint8_t signs[QK_K / 8]; uint8_t scales[QK_K / 64];
+};
+static_assert(sizeof(block_iq3_s) == 110, "iq3_s block size");
+
+// IQ1_S: 11-bit index into a -1/0/1 grid; per 32 a u16 qh (3 high index bits x4, 3-bit scale, delta sign):
+// y = (d*(2s+1))*(grid +- 0.125). 1.5625 bits per weight.
+struct block_iq1_s { uint16_t d; uint8_t qs[QK_K / 8]; uint8_t qh[QK_K / 16]; };
+static_assert(sizeof(block_iq1_s) == 50, "iq1_s block size");
+
+// IQ1_M: as IQ1_S with a delta sign per 8 and 3-bit scales per 16; the f16 d is the top nibbles
+// of the four u16 scale words. 1.75 bits per weight.
+struct block_iq1_m { uint8_t qs[QK_K / 8]; uint8_t qh[QK_K / 16]; uint8_t scales[QK_K / 32]; };
+static_assert(sizeof(block_iq1_m) == 56, "iq1_m block size");
+
 // TQ1_0: base-3 digits packed 5 (or 4) per byte: t = ((uint8)(q*3^n) * 3) >> 8, y = d*(t-1).
 // 1.6875 bits per weight.
 struct block_tq1_0 { uint8_t qs[(QK_K - 4 * QK_K / 64) / 5]; uint8_t qh[QK_K / 64]; uint16_t d; };

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "blocks.h"
+#include "dequant_iq.h"
 #include "dtypes.h"
 #include "half.h"
 
@@ -358,13 +359,20 @@ DequantKernel dequant_kernel(int dtype) {
         case 13: return {dequant_q5_K_ref, SIMD(dequant_q5_K_avx2)};
         case 14: return {dequant_q6_K_ref, SIMD(dequant_q6_K_avx2)};
         case 15: return {dequant_q8_K_ref, nullptr};
+        case 16: return {dequant_iq2_xxs_ref, SIMD(dequant_iq2_xxs_avx2)};
+        case 17: return {dequant_iq2_xs_ref, SIMD(dequant_iq2_xs_avx2)};
+        case 18: return {dequant_iq3_xxs_ref, SIMD(dequant_iq3_xxs_avx2)};
+        case 19: return {dequant_iq1_s_ref, SIMD(dequant_iq1_s_avx2)};
         case 20: return {dequant_iq4_nl_ref, SIMD(dequant_iq4_nl_avx2)};
+        case 21: return {dequant_iq3_s_ref, SIMD(dequant_iq3_s_avx2)};
+        case 22: return {dequant_iq2_s_ref, SIMD(dequant_iq2_s_avx2)};
         case 23: return {dequant_iq4_xs_ref, SIMD(dequant_iq4_xs_avx2)};
         case 24: return {dequant_int_ref<int8_t>, nullptr};
         case 25: return {dequant_int_ref<int16_t>, nullptr};
         case 26: return {dequant_int_ref<int32_t>, nullptr};
         case 27: return {dequant_int_ref<int64_t>, nullptr};
         case 28: return {dequant_f64_ref, nullptr};
+        case 29: return {dequant_iq1_m_ref, SIMD(dequant_iq1_m_avx2)};
         case 30: return {dequant_bf16_ref, SIMD(dequant_bf16_avx2)};
         case 34: return {dequant_tq1_0_ref, nullptr};
         case 35: return {dequant_tq2_0_ref, nullptr};

@@ -12,12 +12,10 @@
 #include "dtypes.h"
 #include "half.h"
 #include "parallel.h"
+#include "quant_k.h"
 
 namespace aprqa {
 
-static constexpr float GROUP_MAX_EPS = 1e-15f;
-
-static inline int nearest_int(float v) { return (int)std::nearbyint(v); }  // ties to even, like ggml's
 static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 // ---- legacy blocks (bit-exact with ggml / gguf-py) -------------------------
@@ -123,234 +121,6 @@ static void quant_q5_1(const float* x, uint8_t* out, size_t nb) {
     }
 }
 
-// ---- K-quants: ggml's reference search, re-derived -------------------------
-
-// Weighted least-squares fit of x ~ scale*L + min (min <= 0) over a small grid
-// of inverse scales; returns scale, writes -min to *the_min.
-static float make_qkx2_quants(int n, int nmax, const float* x, const float* w, uint8_t* L, float* the_min,
-                              uint8_t* Laux, float rmin, float rdelta, int nstep) {
-    float mn = x[0], mx = x[0], sum_w = w[0], sum_x = sum_w * x[0];
-    for (int i = 1; i < n; ++i) {
-        if (x[i] < mn) mn = x[i];
-        if (x[i] > mx) mx = x[i];
-        sum_w += w[i];
-        sum_x += w[i] * x[i];
-    }
-    if (mn > 0) mn = 0;
-    if (mx == mn) {
-        std::memset(L, 0, n);
-        *the_min = -mn;
-        return 0.0f;
-    }
-    float iscale = nmax / (mx - mn);
-    float scale = 1 / iscale;
-    float best = 0;
-    for (int i = 0; i < n; ++i) {
-        L[i] = (uint8_t)clampi(nearest_int(iscale * (x[i] - mn)), 0, nmax);
-        const float diff = scale * L[i] + mn - x[i];
-        best += w[i] * diff * diff;
-    }
-    for (int is = 0; is <= nstep; ++is) {
-        iscale = (rmin + rdelta * is + nmax) / (mx - mn);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; ++i) {
-            const int l = clampi(nearest_int(iscale * (x[i] - mn)), 0, nmax);
-            Laux[i] = (uint8_t)l;
-            sum_l += w[i] * l;
-            sum_l2 += w[i] * l * l;
-            sum_xl += w[i] * l * x[i];
-        }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float err = 0;
-            for (int i = 0; i < n; ++i) {
-                const float diff = this_scale * Laux[i] + this_min - x[i];
-                err += w[i] * diff * diff;
-            }
-            if (err < best) {
-                std::memcpy(L, Laux, n);
-                best = err;
-                scale = this_scale;
-                mn = this_min;
-            }
-        }
-    }
-    *the_min = -mn;
-    return scale;
-}
-
-static void pack_scale_min_k4(int j, int ls, int lm, uint8_t* s) {
-    if (j < 4) {
-        s[j] = (uint8_t)ls;
-        s[j + 4] = (uint8_t)lm;
-    } else {
-        s[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
-        s[j - 4] |= (uint8_t)((ls >> 4) << 6);
-        s[j] |= (uint8_t)((lm >> 4) << 6);
-    }
-}
-static void unpack_scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
-// Shared by Q4_K (nmax 15) and Q5_K (nmax 31): fills d, dmin, scales[12], L[256].
-static void quant_k_scales(const float* x, int nmax, float rmin, int nstep, uint16_t* d16, uint16_t* dmin16,
-                           uint8_t* scales, uint8_t* L) {
-    float mins[8], sc[8], weights[32];
-    uint8_t Laux[32];
-    float max_scale = 0, max_min = 0;
-    for (int j = 0; j < 8; ++j) {
-        float sum_x2 = 0;
-        for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-        const float av_x = std::sqrt(sum_x2 / 32);
-        for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-        sc[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, 0.1f, nstep);
-        if (sc[j] > max_scale) max_scale = sc[j];
-        if (mins[j] > max_min) max_min = mins[j];
-    }
-    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-    const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-    std::memset(scales, 0, K_SCALE_SIZE);
-    for (int j = 0; j < 8; ++j) {
-        const int ls = std::min(63, nearest_int(inv_scale * sc[j]));
-        const int lm = std::min(63, nearest_int(inv_min * mins[j]));
-        pack_scale_min_k4(j, ls, lm, scales);
-    }
-    *d16 = f32_to_f16(max_scale / 63.f);
-    *dmin16 = f32_to_f16(max_min / 63.f);
-    const float d = f16_to_f32(*d16), dmin = f16_to_f32(*dmin16);
-    for (int j = 0; j < 8; ++j) {
-        int s, m;
-        unpack_scale_min_k4(j, scales, &s, &m);
-        const float dl = d * s;
-        if (dl == 0.0f) continue;
-        const float dm = dmin * m;
-        for (int ii = 0; ii < 32; ++ii) L[32 * j + ii] = (uint8_t)clampi(nearest_int((x[32 * j + ii] + dm) / dl), 0, nmax);
-    }
-}
-
-static void quant_q4_K(const float* x, uint8_t* out, size_t nb) {
-    block_q4_K* y = reinterpret_cast<block_q4_K*>(out);
-    for (size_t i = 0; i < nb; ++i, x += QK_K) {
-        uint8_t L[QK_K] = {0};
-        quant_k_scales(x, 15, -1.f, 20, &y[i].d, &y[i].dmin, y[i].scales, L);
-        uint8_t* q = y[i].qs;
-        for (int j = 0; j < QK_K; j += 64, q += 32)
-            for (int l = 0; l < 32; ++l) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
-    }
-}
-static void quant_q5_K(const float* x, uint8_t* out, size_t nb) {
-    block_q5_K* y = reinterpret_cast<block_q5_K*>(out);
-    for (size_t i = 0; i < nb; ++i, x += QK_K) {
-        uint8_t L[QK_K] = {0};
-        quant_k_scales(x, 31, -0.5f, 15, &y[i].d, &y[i].dmin, y[i].scales, L);
-        std::memset(y[i].qh, 0, sizeof y[i].qh);
-        uint8_t* ql = y[i].qs;
-        uint8_t m1 = 1, m2 = 2;
-        for (int n = 0; n < QK_K; n += 64, ql += 32, m1 <<= 2, m2 <<= 2) {
-            for (int j = 0; j < 32; ++j) {
-                int l1 = L[n + j], l2 = L[n + j + 32];
-                if (l1 > 15) { l1 -= 16; y[i].qh[j] |= m1; }
-                if (l2 > 15) { l2 -= 16; y[i].qh[j] |= m2; }
-                ql[j] = (uint8_t)(l1 | (l2 << 4));
-            }
-        }
-    }
-}
-
-// Signed symmetric fit x ~ scale*(L - nmax), weights x^2, search 18 nearby scales.
-static float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
-    float amax = 0, max = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) { amax = ax; max = x[i]; }
-    }
-    if (amax < GROUP_MAX_EPS) {
-        std::memset(L, 0, n);
-        return 0.f;
-    }
-    float iscale = -nmax / max;
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-        L[i] = (int8_t)(l + nmax);
-        const float w = x[i] * x[i];
-        sumlx += w * x[i] * l;
-        suml2 += w * l * l;
-    }
-    float scale = suml2 ? sumlx / suml2 : 0.0f;
-    float best = scale * sumlx;
-    for (int is = -9; is <= 9; ++is) {
-        if (is == 0) continue;
-        iscale = -(nmax + 0.1f * is) / max;
-        sumlx = suml2 = 0;
-        for (int i = 0; i < n; ++i) {
-            const int l = clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-            const float w = x[i] * x[i];
-            sumlx += w * x[i] * l;
-            suml2 += w * l * l;
-        }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
-            for (int i = 0; i < n; ++i) L[i] = (int8_t)(nmax + clampi(nearest_int(iscale * x[i]), -nmax, nmax - 1));
-            scale = sumlx / suml2;
-            best = scale * sumlx;
-        }
-    }
-    return scale;
-}
-
-static void quant_q6_K(const float* x, uint8_t* out, size_t nb) {
-    block_q6_K* y = reinterpret_cast<block_q6_K*>(out);
-    for (size_t i = 0; i < nb; ++i, x += QK_K) {
-        int8_t L[QK_K];
-        float scales[16];
-        float max_scale = 0, max_abs_scale = 0;
-        for (int ib = 0; ib < 16; ++ib) {
-            scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib);
-            const float a = std::fabs(scales[ib]);
-            if (a > max_abs_scale) { max_abs_scale = a; max_scale = scales[ib]; }
-        }
-        if (max_abs_scale < GROUP_MAX_EPS) {
-            std::memset(&y[i], 0, sizeof y[i]);
-            continue;
-        }
-        const float iscale = -128.f / max_scale;
-        y[i].d = f32_to_f16(1 / iscale);
-        for (int ib = 0; ib < 16; ++ib) y[i].scales[ib] = (int8_t)std::min(127, nearest_int(iscale * scales[ib]));
-        const float d16 = f16_to_f32(y[i].d);
-        for (int j = 0; j < 16; ++j) {
-            const float dl = d16 * y[i].scales[j];
-            if (dl == 0.0f) continue;
-            for (int ii = 0; ii < 16; ++ii)
-                L[16 * j + ii] = (int8_t)(clampi(nearest_int(x[16 * j + ii] / dl), -32, 31) + 32);
-        }
-        uint8_t* ql = y[i].ql;
-        uint8_t* qh = y[i].qh;
-        for (int j = 0; j < QK_K; j += 128, ql += 64, qh += 32) {
-            for (int l = 0; l < 32; ++l) {
-                const uint8_t q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF;
-                const uint8_t q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
-                ql[l] = (uint8_t)(q1 | (q3 << 4));
-                ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
-                qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
-                                  ((L[j + l + 96] >> 4) << 6));
-            }
-        }
-    }
-}
-
 // ---- APR ------------------------------------------------------------------
 
 // Per 32 values: scale = absmax/7 (1.0 if all zero), stored as f16; nibble =
@@ -377,7 +147,8 @@ static void quant_apr_q4(const float* x, size_t n, uint8_t* out, size_t b0, size
 bool quant_supported(int dtype) {
     switch (dtype) {
         case 0: case 1: case 30:  // float casts, round-to-nearest-even
-        case 2: case 3: case 6: case 7: case 8: case 12: case 13: case 14: case kAprQ4: case kAprQ8: return true;
+        case 2: case 3: case 6: case 7: case 8: case 10: case 11: case 12: case 13: case 14:
+        case kAprQ4: case kAprQ8: return true;
         default: return false;
     }
 }
@@ -425,6 +196,8 @@ void quantize(int dtype, const float* x, size_t n, uint8_t* out, int threads) {
         case 6: fn = quant_q5_0; break;
         case 7: fn = quant_q5_1; break;
         case 8: fn = quant_q8_0; break;
+        case 10: fn = quant_q2_K; break;
+        case 11: fn = quant_q3_K; break;
         case 12: fn = quant_q4_K; break;
         case 13: fn = quant_q5_K; break;
         case 14: fn = quant_q6_K; break;

@@ -20,7 +20,7 @@ import numpy as np
 
 from aprqa import core  # noqa: E402
 from aprqa.dtypes import DType  # noqa: E402
-from aprqa.formats import open_model, write_model  # noqa: E402
+from aprqa.formats import gguf_vocab, open_model, write_model  # noqa: E402
 from aprqa.formats.model import TensorData  # noqa: E402
 from aprqa.arch import family, rope_permuted  # noqa: E402
 
@@ -102,6 +102,9 @@ def convert(ref_path: Path, out: Path, fmt: str, dtype: DType | str = DType.F32,
                 arrays[n] = rope_permute(arrays[n], cfg.num_heads)
             elif n.endswith(("k_proj.weight", "k_proj.bias")):
                 arrays[n] = rope_permute(arrays[n], cfg.num_kv_heads)
+    if fmt == "gguf" and tok is not None:  # the tokenizer as aprqa's converter writes it for llama.cpp
+        tok = gguf_vocab.for_gguf(m, tok, arrays["model.embed_tokens.weight"].shape[0]
+                                  if "model.embed_tokens.weight" in arrays else None)
     meta = {"config": cfg, "tokenizer": tok}
     for f in faults:
         if f.stage == "values":

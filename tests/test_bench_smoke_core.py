@@ -15,5 +15,7 @@ def test_bench_core_smoke() -> None:
     out = proc.stdout
     for line in ("read probe", "fused diff  f16/f16", "numpy diff", "ratio fused f16/f16 vs numpy",
                  "ratio fused f16/f16 vs read probe", "ratio 2 threads vs 1", "ratio dequant q8_0 vs gguf-py",
-                 "ratio dequant q4_k vs gguf-py", "ratio dequant q6_k vs gguf-py", "ratio dequant q4_0 vs gguf-py"):
+                 "ratio dequant q4_k vs gguf-py", "ratio dequant q6_k vs gguf-py", "ratio dequant q4_0 vs gguf-py",
+                 *(f"ratio dequant {t} vs gguf-py" for t in ("iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s",
+                                                               "iq3_xxs", "iq3_s"))):
         assert line in out, f"missing {line!r} in:\n{out}"

@@ -35,7 +35,7 @@ SCALE_FIELDS = {DType.Q8_0: (0,), DType.Q4_0: (0,), DType.Q4_1: (0, 2), DType.Q5
 # A clearly coarser type to re-quantize from (error several times the target type's).
 COARSER = {DType.Q8_0: DType.Q4_0, DType.Q6_K: DType.Q3_K, DType.Q5_K: DType.Q2_K, DType.Q4_K: DType.Q2_K,
            DType.Q4_0: DType.Q2_K, DType.IQ4_NL: DType.Q2_K, DType.IQ4_XS: DType.Q2_K, DType.Q3_K: DType.IQ2_XXS,
-           DType.Q2_K: DType.IQ1_S}
+           DType.Q2_K: DType.IQ2_XXS}
 
 
 def _hf_model(out: Path, tokenizer_dir: Path, dtype) -> Path:
@@ -87,8 +87,8 @@ def _requantized_from_coarser(pipeline, src: Path, dst: Path) -> tuple[Path, DTy
     _, off16, n16, _ = _tensor(pipeline["f16"], VICTIM)
     x = np.fromfile(pipeline["f16"], np.float16, count=n16 // 2, offset=off16).astype(np.float32).reshape(shape)
     coarse = COARSER[dt]
-    ones = np.ones(shape[1], np.float32)  # IQ1/IQ2 types need an importance matrix
-    # gguf-py decodes the IQ1/IQ2 types aprqa's core does not read
+    ones = np.ones(shape[1], np.float32)  # IQ2 types need an importance matrix
+    # gguf-py decodes the IQ2 types aprqa's core does not read
     xc = gguf.quants.dequantize(quantize_array(x, int(coarse), ones).reshape(x.shape[0], -1),
                                 gguf.GGMLQuantizationType(int(coarse))).astype(np.float32)
     return _patch(src, dst, VICTIM, quantize_array(xc, int(dt))), dt, coarse
@@ -195,3 +195,34 @@ def test_output_level_check_agrees(pipeline, ftype):
     rep = compare(pipeline["hf32"], pipeline["files"][ftype], fast=False)
     assert rep.outputs is not None, rep.outputs_note  # it ran
     assert rep.passed and rep.outputs.passed, (rep.errors, rep.outputs)
+
+
+@pytest.fixture(scope="module")
+def aprqa_files(pipeline):
+    """The same model quantized by aprqa's own converter (no regression)."""
+    return {q: convert(pipeline["hf32"], pipeline["root"] / f"aprqa-{q}.gguf", quant=q) and
+            pipeline["root"] / f"aprqa-{q}.gguf" for q in ("q8_0", "q4_0", "q6_k", "q5_k_m", "q4_k_m")}
+
+
+@pytest.mark.parametrize("quant", ["q8_0", "q4_0", "q6_k", "q5_k_m", "q4_k_m"])
+def test_aprqa_quantizer_passes_and_its_controls_fail(pipeline, aprqa_files, quant, tmp_path):
+    good = aprqa_files[quant]
+    rep = compare(pipeline["hf32"], good, fast=True)
+    assert rep.passed, [(t.name, t.detail) for t in rep.failures()]
+    t = _by_gguf_name(rep, VICTIM)
+    assert t.noise.blocks_bit_equal == t.noise.blocks_compared > 0, t.detail  # our own algorithm, exactly
+    path, dt = _scaled(good, tmp_path / "scaled.gguf", 1.03)
+    t = _by_gguf_name(compare(pipeline["hf32"], path, fast=True), VICTIM)
+    assert t.verdict.value == "SCALED", (dt, t.verdict, t.detail)
+    path, dt, coarse = _requantized_from_coarser(pipeline, good, tmp_path / "coarse.gguf")
+    t = _by_gguf_name(compare(pipeline["hf32"], path, fast=True), VICTIM)
+    assert t.verdict.value == "DEGRADED", (dt, coarse, t.verdict, t.detail)
+
+
+def test_measure_script_smoke():
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "measure_quant_bands.py"
+    proc = subprocess.run([sys.executable, str(script), "--smoke"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "SUMMARY q8_0" in proc.stdout and "SUMMARY q3_k" in proc.stdout, proc.stdout

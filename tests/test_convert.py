@@ -7,6 +7,7 @@ from aprqa.convert import QUANT_CHOICES, _STORABLE, convert
 from aprqa.dtypes import dtype_from_name
 from aprqa.errors import DTypeError, UsageError
 from aprqa.formats import open_model
+from aprqa.quantmix import is_mix
 
 SUFFIX = {"safetensors": "", "gguf": ".gguf", "apr": ".apr"}  # safetensors: an HF directory
 
@@ -20,7 +21,10 @@ def _expected(quant: str) -> set[str]:
 
 
 def _single_type(q: str):
-    """The DType of a uniform quant choice; None for llama.cpp mixes (tests/test_quantmix.py covers those)."""
+    """The DType of a uniform quant choice; None for llama.cpp mixes (tests/test_quantmix.py covers those,
+    q2_k included: it names a mix, not a uniform type)."""
+    if is_mix(q):
+        return None
     try:
         return dtype_from_name(q)
     except DTypeError:

@@ -22,7 +22,10 @@ ORACLE: dict[DType, tuple[int, ...]] = {
     DType.Q4_0: (0,), DType.Q4_1: (0, 2), DType.Q5_0: (0,), DType.Q5_1: (0, 2), DType.Q8_0: (0,),
     DType.Q2_K: (80, 82), DType.Q3_K: (108,), DType.Q4_K: (0, 2), DType.Q5_K: (0, 2), DType.Q6_K: (208,),
     DType.IQ4_NL: (0,), DType.IQ4_XS: (0,), DType.TQ1_0: (52,), DType.TQ2_0: (64,), DType.MXFP4: (),
+    DType.IQ2_XXS: (0,), DType.IQ2_XS: (0,), DType.IQ2_S: (0,), DType.IQ3_XXS: (0,), DType.IQ3_S: (0,),
+    DType.IQ1_S: (0,), DType.IQ1_M: (),  # IQ1_M's f16 scale is split: _put_iq1m_scale
 }
+IQ_TYPES = (DType.IQ1_S, DType.IQ1_M, DType.IQ2_XXS, DType.IQ2_XS, DType.IQ2_S, DType.IQ3_XXS, DType.IQ3_S)
 # plain element types checked against numpy / torch casts
 PLAIN = {
     DType.F32: np.float32, DType.F64: np.float64, DType.I8: np.int8, DType.I16: np.int16, DType.I32: np.int32,
@@ -32,8 +35,7 @@ PLAIN = {
 FP8 = {DType.F8_E4M3: "float8_e4m3fn", DType.F8_E5M2: "float8_e5m2"}
 # types gguf-py cannot decode, checked against a numpy transcription of the spec
 FORMULA = {DType.Q8_1, DType.Q8_K, DType.APR_Q4, DType.APR_Q8}
-UNSUPPORTED = {DType.IQ2_XXS, DType.IQ2_XS, DType.IQ3_XXS, DType.IQ1_S, DType.IQ3_S, DType.IQ2_S, DType.IQ1_M,
-               DType.NVFP4, DType.Q1_0}
+UNSUPPORTED = {DType.NVFP4, DType.Q1_0}
 
 
 def test_every_registry_type_is_covered() -> None:
@@ -54,13 +56,30 @@ def _bits_equal(x: np.ndarray, y: np.ndarray) -> bool:
     return bool(np.array_equal(nx, ny) and np.array_equal(x.view(np.uint32)[~nx], y.view(np.uint32)[~ny]))
 
 
+def _put_iq1m_scale(rows: np.ndarray, h: np.ndarray) -> None:
+    """IQ1_M stores its f16 scale as the top nibbles of the four u16 scale words (bytes 48..55)."""
+    words = rows[:, 48:56].copy().view(np.uint16)
+    for k in range(4):
+        words[:, k] = (words[:, k] & 0x0FFF) | (((h.astype(np.uint16) >> (4 * k)) & 0xF) << 12)
+    rows[:, 48:56] = words.view(np.uint8)
+
+
+def _put_scales(dt: DType, rows: np.ndarray, h: "np.ndarray | None" = None,
+                rng: "np.random.Generator | None" = None) -> None:
+    """Write f16 scales (bits h, or small finite ones from rng) into every scale field of rows."""
+    for off in ORACLE.get(dt, ()):
+        v = h if h is not None else (rng.standard_normal(len(rows)) * 0.05).astype(np.float16).view(np.uint16)
+        rows[:, off:off + 2] = v.astype(np.uint16).view(np.uint8).reshape(-1, 2)
+    if dt is DType.IQ1_M:
+        v = h if h is not None else (rng.standard_normal(len(rows)) * 0.05).astype(np.float16).view(np.uint16)
+        _put_iq1m_scale(rows, v)
+
+
 def _blocks(dt: DType, nb: int, rng: np.random.Generator, finite: bool) -> np.ndarray:
     bb = dt.info.block_bytes
     raw = rng.integers(0, 256, (nb, bb), dtype=np.uint8)
     if finite:
-        for off in ORACLE[dt]:
-            sc = (rng.standard_normal(nb) * 0.05).astype(np.float16)
-            raw[:, off:off + 2] = sc.view(np.uint8).reshape(nb, 2)
+        _put_scales(dt, raw, rng=rng)
     return raw
 
 
@@ -86,10 +105,9 @@ def test_bit_exact_vs_gguf(dt: DType, case: str) -> None:
     raw = _blocks(dt, nb, rng, finite=(case == "finite"))
     if case == "zeros":
         raw[::2] = 0
-    if case == "special" and ORACLE[dt]:
+    if case == "special" and (ORACLE[dt] or dt is DType.IQ1_M):
         specials = np.array([0x7C00, 0xFC00, 0x7E00, 0x7C01, 0x0001, 0x8000, 0x03FF, 0x7BFF], np.uint16)
-        for off in ORACLE[dt]:
-            raw[:, off:off + 2] = rng.choice(specials, nb).view(np.uint8).reshape(nb, 2)
+        _put_scales(dt, raw, rng.choice(specials, nb))
     ref = _oracle(dt, raw)
     for simd in (0, 1):
         got = _ours(dt, raw, nb * be, simd)
@@ -98,7 +116,7 @@ def test_bit_exact_vs_gguf(dt: DType, case: str) -> None:
 
 # types with an AVX2 kernel in csrc/dequant_avx2.cpp (every block type is checked below anyway)
 AVX2_TYPES = (DType.F16, DType.BF16, DType.Q4_0, DType.Q4_1, DType.Q5_0, DType.Q5_1, DType.Q8_0, DType.Q2_K,
-              DType.Q3_K, DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.IQ4_NL, DType.IQ4_XS)
+              DType.Q3_K, DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.IQ4_NL, DType.IQ4_XS) + IQ_TYPES
 
 
 @pytest.mark.parametrize("dt", sorted(set(ORACLE) | {DType.Q8_1, DType.Q8_K, DType.APR_Q4}), ids=lambda d: d.lname)
@@ -113,8 +131,9 @@ def test_simd_equals_ref(dt: DType) -> None:
     raw = _blocks(dt, nb, rng, finite=False)
     raw[1::3] = 0
     specials = np.array([0x7C00, 0xFC00, 0x7E00, 0x0001, 0x8000, 0x03FF, 0x7BFF, 0x3C00], np.uint16)
-    for off in ORACLE.get(dt, ()):
-        raw[2::5, off:off + 2] = rng.choice(specials, len(raw[2::5])).view(np.uint8).reshape(-1, 2)
+    sub = raw[2::5]
+    _put_scales(dt, sub, rng.choice(specials, len(sub)))
+    raw[2::5] = sub
     raw = raw.reshape(-1)
     assert _bits_equal(_ours(dt, raw, n, 1), _ours(dt, raw, n, 0))
     for start, count in ((1, n - 2), (be // 2 + 3, 5 * be + 1), (n - be - 1, be + 1)):
@@ -307,3 +326,26 @@ def test_simd_switch() -> None:
         assert core.simd_level() == "scalar"
     finally:
         core.set_simd(True)
+
+
+def test_iq_grid_header_is_gguf_py_s() -> None:
+    """csrc/iq_grids.h is exactly what scripts/gen_iq_grids.py renders from gguf-py's grids today."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("gen_iq_grids", root / "scripts" / "gen_iq_grids.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert (root / "csrc" / "iq_grids.h").read_text() == gen.render()
+
+
+@pytest.mark.parametrize("dt", IQ_TYPES, ids=lambda d: d.lname)
+def test_iq_every_grid_row_vs_gguf(dt: DType) -> None:
+    """Enough random blocks that (nearly) every grid row and sign pattern is decoded, both paths."""
+    rng = np.random.default_rng(int(dt) + 300)
+    nb = 600
+    raw = _blocks(dt, nb, rng, finite=True)
+    ref = _oracle(dt, raw)
+    for simd in (0, 1):
+        assert _bits_equal(_ours(dt, raw.reshape(-1), nb * 256, simd), ref), f"{dt.lname} simd={simd}"

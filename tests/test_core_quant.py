@@ -1,4 +1,6 @@
-"""Quantizers: byte-identical to gguf-py for the legacy types, round-trip bounds for K/APR."""
+"""Quantizers: byte-identical to gguf-py for the legacy types, round-trip bounds for K/APR.
+
+Byte identity of the K-quants with llama.cpp itself: tests/test_llamacpp_quant.py."""
 
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ def test_legacy_quantizers_match_gguf(qt: str) -> None:
 
 
 # relative RMSE bound on Gaussian weights (ggml's reference lands well inside these)
-K_BOUNDS = {"q4_k": 0.12, "q5_k": 0.06, "q6_k": 0.03, "apr_q4": 0.2, "apr_q8": 0.015}
+K_BOUNDS = {"q2_k": 0.33, "q3_k": 0.17, "q4_k": 0.12, "q5_k": 0.06, "q6_k": 0.03, "apr_q4": 0.2, "apr_q8": 0.015}
 
 
 @pytest.mark.parametrize("qt", sorted(K_BOUNDS))
@@ -56,7 +58,12 @@ def test_roundtrip_error_bounds(qt: str) -> None:
         assert np.all(np.abs(ys - xs).max(1) <= 2.0 * step + 1e-6)
 
 
-@pytest.mark.parametrize("qt", ["q4_k", "q5_k", "q6_k"])
+# max error on a ramp over [-1, 1]: groups above zero keep min 0 (ggml clamps min <= 0), so Q2_K's
+# top group spans [0, 1] with 3 steps (half a step = 1/6)
+RAMP_BOUND = {"q2_k": 0.17, "q3_k": 0.1, "q4_k": 0.1, "q5_k": 0.1, "q6_k": 0.1}
+
+
+@pytest.mark.parametrize("qt", sorted(RAMP_BOUND))
 def test_kquant_edge_blocks(qt: str) -> None:
     x = np.zeros((3, 256), np.float32)
     x[1] = 0.5
@@ -65,7 +72,15 @@ def test_kquant_edge_blocks(qt: str) -> None:
     assert np.all(np.isfinite(y))
     assert np.array_equal(y[0], np.zeros(256, np.float32))
     assert np.abs(y[1] - 0.5).max() < 0.02
-    assert np.abs(y[2] - x[2]).max() < 0.1
+    assert np.abs(y[2] - x[2]).max() < RAMP_BOUND[qt]
+
+
+@pytest.mark.parametrize("qt", ["q2_k", "q3_k", "q4_k", "q5_k", "q6_k"])
+def test_kquant_non_finite_input_does_not_crash(qt: str) -> None:
+    """NaN/Inf weights are garbage in, but must not crash or trip the sanitizers (ggml asserts instead)."""
+    x = np.zeros((2, 256), np.float32)
+    x[0, 5], x[0, 9], x[1, 7] = np.nan, np.inf, -np.inf
+    assert core.quantize(x, qt).size == 2 * DType[qt.upper()].info.block_bytes
 
 
 def test_apr_layouts() -> None:
@@ -108,4 +123,5 @@ def test_registry_quantizers_round_trip() -> None:
         if not _core.quant_supported(int(dt)):
             continue
         y = core.dequantize(core.quantize(x, dt), dt, 512)
-        assert np.corrcoef(x, y)[0, 1] > 0.98, dt.lname
+        # Q2_K (2.6 bits per weight) keeps a correlation of ~0.96 on Gaussian weights
+        assert np.corrcoef(x, y)[0, 1] > (0.95 if dt is DType.Q2_K else 0.98), dt.lname

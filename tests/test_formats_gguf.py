@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from pathlib import Path
 
 import gguf as ggufpy
@@ -252,7 +253,9 @@ def test_write_open_roundtrip(tmp_path):
     assert m.metadata["llama.attention.key_length"] == 32  # head_dim != hidden / heads
     assert m.metadata["general.name"] == "rt" and m.metadata["custom.list"] == [1, 2]
     assert m.metadata["general.file_type"] in (0, 1, 7, 15, 18, 32)
-    assert m.tokenizer == TOK
+    # token types were not given: the writer derives them (special ids CONTROL, others NORMAL)
+    assert m.tokenizer == replace(TOK, token_types=(3, 3, 3, 3) + (1,) * 12)
+    assert m.metadata["general.quantization_version"] == 2
     # the oracle reads our file too
     ref = ggufpy.GGUFReader(str(path))
     assert {t.name for t in ref.tensors} == {t.source_name for t in m}
@@ -549,7 +552,9 @@ def test_reopen_and_rewrite_preserves_tensors_and_metadata(tmp_path):
         assert (t2.dtype, t2.shape) == (t.dtype, t.shape) and t2.raw().tobytes() == t.raw().tobytes()
     for key in ("t.str", "t.arr_str", "t.arr_nested", "t.u32", "t.bool", "qwen2.embedding_length"):
         assert m2.metadata[key] == m.metadata[key]
-    assert m2.config == m.config and m2.tokenizer == m.tokenizer
+    # the rewrite adds the token types the source lacked (derived: specials CONTROL), nothing else
+    assert m2.config == m.config and replace(m2.tokenizer, token_types=()) == m.tokenizer
+    assert len(m2.tokenizer.token_types) == len(m.tokenizer.tokens)
 
 
 def test_invalid_utf8_in_string_array(tmp_path):

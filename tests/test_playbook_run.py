@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -138,6 +139,12 @@ def test_corrupting_converter_falsifies_exactly_the_gguf_gates(tmp_path, capsys)
             assert "profile" in r["reason"]
     golden = next(r for r in recs if r["gate_id"] == "F-GOLDEN-RULE-001" and r["outcome"] == "Falsified")
     assert "KL" in golden["reason"] or "top-1" in golden["reason"]
+    # the run report: failures first, the GGUF cells failing, the output check's own failures shown
+    page = (out / "report.html").read_text()
+    assert page.index(f"<h2>Failures ({len(bad)})</h2>") < page.index("<h2>Conversions")
+    failing_cells = set(re.findall(r'<a class="cell fail" href="#cell-(\w+)-', page))
+    assert failing_cells == {"gguf"}
+    assert "outside the limit:" in page and "## Failures (8)" in (out / "report.md").read_text()
 
 
 def test_killed_run_keeps_valid_jsonl_and_no_evidence_json(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from aprqa.cli import main
 from aprqa.compare import compare
-from aprqa.convert import convert
+from aprqa.convert import convert, plan_quant
 from aprqa.dtypes import DType
 from aprqa.errors import UsageError
 from aprqa.formats import open_model
@@ -89,9 +89,19 @@ def test_uniform_names_and_unknown():
         tensor_type(Q.format(0), (256, 512), 8, "q4_k_x")
 
 
-def test_core_cannot_quantize_q2_k_q3_k():
-    assert unquantizable_types({DType.Q2_K, DType.Q3_K, DType.Q4_K, DType.Q6_K, DType.F32}) == [DType.Q2_K,
-                                                                                                   DType.Q3_K]
+def test_q3_k_s_and_q3_k_l_rules():
+    for name in (Q.format(1), V.format(0), DOWN.format(0), "model.layers.3.self_attn.o_proj.weight"):
+        assert tensor_type(name, (256, 512), 32, "q3_k_s") is DType.Q3_K
+    assert tensor_type("lm_head.weight", (512, 256), 32, "q3_k_s") is DType.Q6_K
+    assert tensor_type(Q.format(1), (256, 512), 32, "q3_k_l") is DType.Q3_K
+    for name in (V.format(7), DOWN.format(7), "model.layers.3.self_attn.o_proj.weight"):
+        assert tensor_type(name, (256, 512), 32, "q3_k_l") is DType.Q5_K
+    assert tensor_type(DOWN.format(7), (256, 544), 32, "q3_k_l") is DType.Q5_1  # Q5_K's fallback
+
+
+def test_only_the_iq_types_cannot_be_quantized():
+    types = {DType.Q2_K, DType.Q3_K, DType.Q4_K, DType.Q5_K, DType.Q6_K, DType.F32, DType.IQ2_XXS, DType.IQ1_S}
+    assert unquantizable_types(types) == [DType.IQ1_S, DType.IQ2_XXS]
 
 
 @pytest.fixture(scope="module")
@@ -133,10 +143,28 @@ def test_q4_k_m_conversion_passes_compare_per_tensor_dtype(eight_layer):
     assert rep.policy.profile == "q4_k_m"
 
 
-def test_q3_k_m_is_refused_naming_q3_k(tmp_path, tiny_models):
-    with pytest.raises(UsageError, match=r"cannot produce q3_k_m: .*q3_k.*aprqa.core.quantize"):
-        convert(tiny_models["qwen2-tiny"], tmp_path / "x.gguf", quant="q3_k_m")
-    assert not (tmp_path / "x.gguf").exists()
+@pytest.mark.parametrize("mix", ["q2_k", "q3_k_m"])
+def test_low_bit_mixes_convert_and_pass_compare(mix, tmp_path, tiny_models):
+    src = tiny_models["qwen2-tiny"]  # 4 heads / 2 kv heads: q2_k's attn_v gets Q3_K
+    dst = tmp_path / f"m-{mix}.gguf"
+    convert(src, dst, quant=mix)
+    with open_model(dst) as m:
+        types = {n: t.dtype for n, t in m.tensors.items()}
+    assert types["lm_head.weight"] is DType.Q6_K
+    if mix == "q2_k":
+        assert types[Q.format(0)] is DType.Q2_K and types[V.format(1)] is DType.Q3_K
+        assert types[DOWN.format(0)] is DType.Q3_K
+    else:
+        assert types[Q.format(0)] is DType.Q3_K and types[V.format(1)] is DType.Q5_K
+        assert types[DOWN.format(1)] is DType.Q4_K  # i >= n/16
+    rep = compare(src, dst, profile=mix)
+    assert rep.passed, [(t.name, t.detail) for t in rep.failures()]
+
+
+def test_a_type_core_cannot_quantize_is_refused_naming_it(tiny_models):
+    with open_model(tiny_models["qwen2-tiny"]) as m, \
+            pytest.raises(UsageError, match=r"cannot produce iq2_xxs: .*iq2_xxs.*aprqa.core.quantize"):
+        plan_quant(m, "iq2_xxs", "gguf")
 
 
 def test_apr_cannot_store_q5_k_m(tmp_path, tiny_models):

@@ -23,7 +23,22 @@ CLI = [sys.executable, "-m", "aprqa.cli"]
 
 
 def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The CLI in a child process (for inputs that could block: the timeout catches a hang)."""
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """The CLI in this process: (exit code, stdout, stderr)."""
+    from aprqa.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        rc = main(list(args))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, rc, out, err)
+
+    return run
 
 
 def _st_file(path: Path, header: bytes | dict, data: bytes = b"") -> Path:
@@ -126,17 +141,17 @@ def test_config_values_of_wrong_type_are_typed(tiny_models, tmp_path, key, value
         open_model(d)
 
 
-def test_layer_count_must_match_the_tensors_before_allocation(tiny_models, tmp_path):
+def test_layer_count_must_match_the_tensors_before_allocation(tiny_models, tmp_path, run_cli):
     from aprqa.forward import generate
 
     d = _edit_config(tiny_models["llama-tiny"], tmp_path / "m", num_hidden_layers=1_000_000_000)
-    p = _cli("generate", str(d), "--ids", "1 2 3", "-n", "2", timeout=120)
+    p = run_cli("generate", str(d), "--ids", "1 2 3", "-n", "2")
     assert p.returncode == 2 and "states 1,000,000,000 layers but the file holds 2 blocks" in p.stderr, p.stderr
     with pytest.raises(UsageError, match="limit is 0..65,536"):
         generate(tiny_models["llama-tiny"], [1, 2], 10**9)  # -n 1e9: refused before the KV cache is sized
     with pytest.raises(UsageError, match="prompt has 65,537 tokens; the limit is 65,536"):
         generate(tiny_models["llama-tiny"], [1] * 65_537, 1)
-    p = _cli("generate", str(tiny_models["llama-tiny"]), "--ids", "1 x 3")
+    p = run_cli("generate", str(tiny_models["llama-tiny"]), "--ids", "1 x 3")
     assert p.returncode == 2 and "--ids" in p.stderr and "Traceback" not in p.stderr
 
 
@@ -189,35 +204,41 @@ def test_safetensors_trailing_bytes_are_reported(tmp_path):
         assert any("4 byte(s) of the data section belong to no tensor" in w for w in m.warnings)
 
 
-def test_edited_evidence_does_not_crash_verify_or_report(tmp_path):
+def test_edited_evidence_does_not_crash_verify_or_report(tmp_path, run_cli):
     from aprqa.playbook.evidence import verify_evidence
 
     pb = Path(__file__).resolve().parents[1] / "playbooks" / "demo.playbook.yaml"
     ev = tmp_path / "evidence.json"
     for records in ([{"gate_id": "G1", "metadata": {"thresholds": 5, "thresholds_key": "x"}}],
-                    [{"gate_id": "G1", "metadata": "not a dict"}],
                     [{"gate_id": "G1", "metadata": {"thresholds": "{not json"}}]):
         ev.write_text(json.dumps(records))
-        v = verify_evidence(ev, pb)
+        v = verify_evidence(ev, pb)  # a named problem per record
         assert not v.passed and v.problems
-        p = _cli("report", str(ev))
-        assert p.returncode in (0, 2) and "Traceback" not in p.stderr, p.stderr
+        p = run_cli("report", str(ev))
+        assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    for records, field in (([{"gate_id": "G1", "metadata": "not a dict"}], "metadata is a JSON str"),
+                           ([{"scenario": {"model": "m"}}], "scenario.model is a JSON str"),
+                           ([{"metrics": {"aprqa": {"tensor": {"failures": [1]}}}}], "failures must be")):
+        ev.write_text(json.dumps(records))
+        for args in (("verify-evidence", str(ev), str(pb)), ("report", str(ev))):
+            p = run_cli(*args)
+            assert p.returncode == 2 and field in p.stderr and "Traceback" not in p.stderr, p.stderr
     ev.write_text(json.dumps([1, 2]))
-    p = _cli("verify-evidence", str(ev), str(pb))
+    p = run_cli("verify-evidence", str(ev), str(pb))
     assert p.returncode == 2 and "record 0 is a JSON int" in p.stderr
     ev.write_text("[" * 100_000)
-    p = _cli("verify-evidence", str(ev), str(pb))
+    p = run_cli("verify-evidence", str(ev), str(pb))
     assert p.returncode == 2 and "nested too deeply" in p.stderr and "Traceback" not in p.stderr
 
 
 # ---- names from files never drive the terminal ----------------------------------------------
 
 
-def test_hostile_tensor_names_are_escaped(tmp_path):
+def test_hostile_tensor_names_are_escaped(tmp_path, run_cli):
     name = "[/]evil\x1b[31mRED\x1b]0;title\x07[link=x]"
     f = _st_file(tmp_path / "n.safetensors", {name: {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}},
                  b"\0" * 4)
-    p = _cli("inspect", str(f))
+    p = run_cli("inspect", str(f))
     assert p.returncode == 0, p.stderr
     assert "\x1b" not in p.stdout and "\x07" not in p.stdout
     assert "[/]evil\\x1b[31mRED\\x1b]0;title\\x07[link=x]" in p.stdout

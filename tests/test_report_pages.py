@@ -16,8 +16,11 @@ from aprqa.cli import main
 from aprqa.report import svg
 from aprqa.report.compare_view import bucket_label, diagnosis, error_grid, histograms, positions, role_of
 from aprqa.report.environment import environment, environment_json
-from aprqa.report.html import render_html, write_report
+from aprqa.compare import compare
+from aprqa.report.html import (failing_html, grid_html, histogram_html, localization_html, outputs_html, render_html,
+                               write_report)
 from aprqa.report.markdown import render_markdown
+from aprqa.report.markdown import write_report as write_markdown
 from aprqa.report.page import num, page, status_html, table, write_page
 from aprqa.report.run_html import gate_detail_html, gate_rows_html, matrix_html, render_run_html, tradeoff_html
 from aprqa.report.run_markdown import render_run_markdown
@@ -240,3 +243,34 @@ def test_render_compare_html_and_markdown(failing_compare, tmp_path):
     assert "| layer 1 |" in md and "✗ 1.4" in md and "| position | token | KL | top-1 |" in md
     assert md.count("✗ differs") == sum(1 for p in positions(rep.outputs) if p.top1_same is False)
     assert math.isfinite(rep.candidate.bits_per_weight) and 8 < rep.candidate.bits_per_weight < 9  # Q8_0: 8.5
+
+
+def test_compare_sections_render_their_part_and_nothing_when_empty(failing_compare, tiny_models, tmp_path):
+    rep = failing_compare
+    html = render_html(rep)
+    for part in (failing_html(rep), outputs_html(rep), localization_html(rep), grid_html(rep), histogram_html(rep)):
+        assert part and part in html
+    assert "if transposed back" in failing_html(rep) and "first divergent block" in localization_html(rep)
+    # a passing tensor-level compare: no failing section, no output chart, the note says why
+    same = compare(tiny_models["qwen2-tiny"], tiny_models["qwen2-tiny"], fast=True)
+    assert same.passed and failing_html(same) == "" and localization_html(same) == ""
+    assert "KL divergence per token position" not in outputs_html(same)
+    assert same.outputs_note and same.outputs_note in outputs_html(same)
+    assert set(histograms(same)) == {"all tensors"} and "failing tensors" not in histogram_html(same)
+    assert "✗" not in grid_html(same)  # nothing failed, nothing marked
+    md = write_markdown(same, tmp_path / "same.md").read_text()
+    assert md.startswith("# aprqa compare: PASS") and "## Failing tensors" not in md
+
+
+@pytest.mark.parametrize("records", [
+    [{"gate_id": "F-CONV-S-G", "metadata": "not a dict", "scenario": {"model": "x", "format": 3}}],
+    [{"gate_id": "F-CONV-S-G", "outcome": "Falsified", "metadata": {"thresholds": 5, "environment": 7},
+      "metrics": {"aprqa": {"tensor": {"failures": ["x"], "bits_per_weight": "8", "worst": 1, "verdicts": [1]},
+                            "output": {"metrics": [], "failures": "y"}, "prompts": [1]}}}],
+    [{"gate_id": "F-GOLDEN-RULE-001", "metrics": None, "host": [], "scenario": None}, 5],
+], ids=["metadata-str", "wrong-types", "nones"])
+def test_run_report_of_edited_evidence_renders_what_is_there(records, tmp_path):
+    """Edited or foreign evidence is drawn as far as it goes, never a traceback."""
+    html, md = write_run_report(records, html=tmp_path / "r.html", md=tmp_path / "r.md")
+    assert "F-CONV-S-G" in html.read_text() + md.read_text() or "F-GOLDEN-RULE-001" in html.read_text()
+    assert write_run_report(records) == []  # nothing asked, nothing built or written

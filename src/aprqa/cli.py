@@ -14,7 +14,7 @@ from typing import Sequence
 from rich.console import Console
 
 from . import __version__
-from .errors import AprqaError, as_aprqa_error
+from .errors import AprqaError, UsageError, as_aprqa_error
 from .fsio import check_output
 from .textsafe import markup_safe as escape  # rich markup + terminal control characters
 
@@ -63,7 +63,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
                 progress(done, None, t.name)
 
         result = convert(args.src, args.dst, to=args.to, quant=args.quant, on_tensor=on_tensor,
-                         weights_only=args.weights_only)
+                         weights_only=args.weights_only, pre_tokenizer=args.pre_tokenizer)
     changed = sum(1 for _, a, b, _t in result.tensors if a != b)
     transformed = sum(1 for *_x, t in result.tensors if t)
     _stderr().print(f"wrote {result.dst} ({result.fmt}, quant {result.quant}): {len(result.tensors)} tensors, "
@@ -121,9 +121,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         check_output(Path(args.report))  # a bad --report path fails now, not after the comparison
     err = _stderr()
     with progress_bar(err, enabled=err.is_terminal and not args.json and not args.no_progress) as progress:
+        if args.engine and args.fast:
+            raise UsageError(f"--engine {args.engine} runs the output-level check; it cannot be combined with --fast")
         report = compare(args.reference, args.candidate, fast=args.fast, profile=args.profile,
                          tolerances=args.tol or None, only=args.only, threads=args.threads, progress=progress,
-                         locate=args.locate)
+                         locate=args.locate, engine=args.engine)
     if args.report:
         from .report import html, markdown
 
@@ -137,10 +139,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .playbook import run_playbook
+    from . import cli_zoo
+    from .playbook import load_playbook, run_playbook
     from .playbook.evidence import render_line
 
     out = _stdout()
+    if args.dry_run:
+        return cli_zoo.cmd_dry_run(args, out, _stderr())
+    if len(args.playbook) > 1 or Path(args.playbook[0]).is_dir() or args.executor != "local" or args.model_root:
+        return cli_zoo.cmd_zoo(args, out, _stderr())
+    args.playbook = args.playbook[0]
+    if args.json:  # stdout carries only the JSON summary
+        out = _stderr()
+    cli_zoo.warn_unknown_keys(load_playbook(args.playbook)[0], Path(args.playbook), _stderr())
     res = run_playbook(args.playbook, output=args.output, model_path=args.model_path, workers=args.workers,
                        fail_fast=args.fail_fast, on_record=lambda r: out.print(escape(render_line(r))))
     if args.json:
@@ -210,17 +221,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--verify", action="store_true", help="also verify whole-file checksums (reads every byte)")
     s.set_defaults(func=cmd_inspect)
 
-    from .convert import QUANT_CHOICES
+    from .quantmix import QUANT_CHOICES
 
     s = sub.add_parser("convert", help="reference converter between SafeTensors, GGUF and APR")
     s.add_argument("src", help="source model (file or HF directory)")
     s.add_argument("dst", help="output: .gguf, .apr, .safetensors or a directory (HF layout)")
     s.add_argument("--to", choices=["safetensors", "gguf", "apr"], help="output format (default: from dst)")
     s.add_argument("--quant", choices=QUANT_CHOICES, help="target type of 2-D weights, or a llama.cpp mix "
-                   "(q4_k_m, q5_k_m, q3_k_m: docs/quantizations.md); default: keep")
+                   "(q4_k_m, q5_k_m, q3_k_s/m/l, q2_k: docs/quantizations.md); default: keep")
     s.add_argument("--json", action="store_true", help="print what was written per tensor as JSON")
     s.add_argument("--weights-only", action="store_true",
                    help="allow a single .safetensors output file (it cannot carry config and tokenizer)")
+    s.add_argument("--pre-tokenizer", metavar="NAME",
+                   help="GGUF: tokenizer.ggml.pre to write when aprqa cannot identify it (a llama.cpp name, "
+                        "e.g. qwen2, llama-bpe, gpt-2)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_convert)
 
@@ -260,13 +274,26 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", default="auto", help="tolerance profile: auto, strict, exact or a target dtype")
     s.add_argument("--tol", action="append", metavar="GLOB=ATOL:RTOL",
                    help="elementwise tolerance override for matching tensors (repeatable)")
+    s.add_argument("--engine", choices=["llama.cpp"],
+                   help="run the candidate (GGUF) of the output-level check in this engine instead of aprqa's "
+                        "forward pass (needs aprqa[llamacpp])")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_compare)
     s = sub.add_parser("run", help="run a playbook's gates and write apr-qa-shaped evidence")
-    s.add_argument("playbook", help="playbook YAML (docs/playbooks.md)")
-    s.add_argument("--output", metavar="DIR", help="evidence and converted models (default aprqa-out/NAME)")
+    s.add_argument("playbook", nargs="+", help="playbook YAML (docs/playbooks.md); several, or a directory of "
+                                               "them, run as a zoo (docs/zoo.md)")
+    s.add_argument("--output", metavar="DIR", help="evidence and converted models (default aprqa-out/NAME; "
+                                                   "a zoo: aprqa-out/zoo)")
+    s.add_argument("--dry-run", action="store_true", help="print the plan (conversions, gates, what is Skipped "
+                                                          "and why) without a model; run nothing")
+    s.add_argument("--model-root", metavar="DIR", help="zoo: one model directory per hf_repo playbook (by name)")
+    s.add_argument("--work-dir", metavar="DIR", help="zoo: shared folder for converted models (default OUTPUT/work)")
+    s.add_argument("--executor", default="local", metavar="local|ray[=ADDRESS]",
+                   help="zoo: a local process pool (default) or a Ray cluster (pip install 'aprqa[ray]')")
+    s.add_argument("--gate-workers", type=int, default=1, metavar="N", help="zoo: threads per model (default 1)")
     s.add_argument("--model-path", metavar="DIR", help="local model to use (required for hf_repo playbooks)")
-    s.add_argument("--workers", type=int, default=1, metavar="N", help="parallel conversions/gates (default 1)")
+    s.add_argument("--workers", type=int, default=1, metavar="N", help="parallel conversions/gates (a zoo: models "
+                                                                    "at once on the local executor; default 1)")
     s.add_argument("--fail-fast", action="store_true", help="stop after the first gate that is not Corroborated")
     s.add_argument("--json", action="store_true", help="print the run summary as JSON")
     s.set_defaults(func=cmd_run)

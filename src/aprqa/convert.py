@@ -27,15 +27,14 @@ from . import core
 from .dtypes import DType, dtype_from_name
 from .errors import UsageError
 from .formats import FORMATS, format_module, open_model
-from .formats.model import Model, TensorData, TensorInfo
+from .formats import gguf_vocab
+from .formats.model import Model, TensorData, TensorInfo, TokenizerInfo
 from .arch import NORM_OFFSET, config_keys, family, norm_offset, rope_permuted
 from .fsio import refuse_input_as_output
-from .quantmix import Mix, is_mix, unquantizable_types
+from .quantmix import QUANT_CHOICES, Mix, is_mix, unquantizable_types
 
-QUANT_CHOICES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k",
-                 "apr-q4", "apr-q8", "q4_k_m", "q5_k_m", "q3_k_m")
-# llama.cpp mixes (aprqa.quantmix): per-tensor types; q3_k_m needs Q3_K, which aprqa.core cannot
-# quantize, so converting to it is refused with the tensors that need it.
+# llama.cpp mixes (aprqa.quantmix): per-tensor types (q2_k is a mix, not a uniform type); a type
+# aprqa.core cannot quantize (the IQ types) is refused, naming the tensors that need it.
 
 # What each format can store (APR in aprender's dialect).
 _STORABLE = {
@@ -45,6 +44,13 @@ _STORABLE = {
     "apr": {DType.F32, DType.F16, DType.BF16, DType.F64, DType.I32, DType.I64, DType.I8, DType.U8,
             DType.Q4_K, DType.Q6_K, DType.APR_Q4, DType.APR_Q8},
 }
+
+
+
+def storable_types(fmt: str) -> frozenset[DType]:
+    """The dtypes format ``fmt`` can store (what the writers accept)."""
+    return frozenset(_STORABLE[fmt])
+
 
 # llama.cpp's fallbacks when a row length is not a multiple of 256 (llama-quantize).
 _K_FALLBACK = {DType.Q4_K: DType.Q5_0, DType.Q5_K: DType.Q5_1, DType.Q6_K: DType.Q8_0,
@@ -125,7 +131,7 @@ def plan_quant(model: Model, quant: str | None, fmt: str) -> "DType | Mix | None
 
     Raises:
         UsageError: a tensor's type cannot be stored by ``fmt`` or produced by aprqa.core
-            (e.g. Q3_K for q3_k_m), naming the tensors.
+            (e.g. an IQ type), naming the tensors.
     """
     if not quant:
         return None
@@ -241,7 +247,8 @@ def _converter(t: TensorInfo, want: DType, perm: np.ndarray | None,
 
 
 def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, quant: str | None = None,
-            on_tensor: Callable[[TensorInfo], None] | None = None, weights_only: bool = False) -> ConvertResult:
+            on_tensor: Callable[[TensorInfo], None] | None = None, weights_only: bool = False,
+            pre_tokenizer: str | None = None) -> ConvertResult:
     """Convert a model to another format (and optionally dtype).
 
     Args:
@@ -252,10 +259,14 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
         on_tensor: progress callback, called once per tensor after it is converted.
         weights_only: allow a single ``.safetensors`` file as output, which cannot carry the
             config and tokenizer (by default that is refused: give a directory instead).
+        pre_tokenizer: GGUF output: the ``tokenizer.ggml.pre`` name to write when aprqa cannot
+            identify the source tokenizer's (``aprqa.pretokenizers.known_names()``).
     Returns:
         ConvertResult listing every tensor's source and target dtype and any transform.
     Raises:
         UsageError: unsupported target type for the format, unknown quant name.
+        PreTokenizerError: GGUF output from a byte-level BPE whose pre-tokenizer cannot be
+            identified (pass ``pre_tokenizer``), or a name llama.cpp does not know.
         FormatError: unreadable source.
     """
     dst = Path(dst)
@@ -271,6 +282,7 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
     try:
         refuse_input_as_output(dst, [model.path, *(f.path for f in model._files)])
         qtype = plan_quant(model, quant, fmt)
+        tokenizer, metadata = _tokenizer_for(model, fmt, pre_tokenizer)
     except BaseException:
         if not isinstance(src, Model):
             model.close()
@@ -284,7 +296,7 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
     extra = {}
     if fmt == "safetensors" and dst.suffix != ".safetensors":
         try:  # refuse before writing anything when no honest config.json can be written
-            config_keys.to_hf(config, model.tokenizer, source_config)
+            config_keys.to_hf(config, tokenizer, source_config)
         except BaseException:
             if not isinstance(src, Model):
                 model.close()
@@ -292,8 +304,27 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
         extra["source_config"] = source_config
     try:
         format_module(fmt).write(dst, convert_tensors(model, fmt, qtype, on_tensor, result.tensors),
-                                 config, model.tokenizer, None, **extra)
+                                 config, tokenizer, metadata, **extra)
     finally:
         if not isinstance(src, Model):
             model.close()
     return result
+
+
+def _tokenizer_for(model: Model, fmt: str, pre_tokenizer: str | None) -> tuple[TokenizerInfo | None, dict | None]:
+    """The tokenizer and extra metadata to write: for GGUF, what llama.cpp's converter writes."""
+    if fmt != "gguf":
+        if pre_tokenizer is not None:
+            raise UsageError("--pre-tokenizer names a GGUF's tokenizer.ggml.pre; the output is not a GGUF")
+        tok = gguf_vocab.with_identified_pre(model)
+        return (gguf_vocab.unpadded(tok) if tok is not None and fmt == "safetensors" else tok), None
+    name = model.metadata.get("general.name") if model.format == "gguf" else None
+    path = Path(model.path)
+    meta = {"general.type": "model",
+            "general.name": name if isinstance(name, str) else path.name if path.is_dir() else path.stem}
+    if model.tokenizer is None:
+        return None, meta
+    embed = model.tensors.get("model.embed_tokens.weight")
+    rows = embed.shape[0] if embed is not None and len(embed.shape) == 2 else None
+    return gguf_vocab.for_gguf(model, model.tokenizer, rows, pre_tokenizer), meta
+

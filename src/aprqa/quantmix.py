@@ -3,19 +3,21 @@
 ``tensor_type(name, shape, n_layers, mix)`` maps one tensor (aprqa canonical name, PyTorch
 shape ``[out, in]``, so ``shape[-1]`` is GGML's ``ne[0]``) to the type it is written with.
 
-Mixes (llama-quantize's ``*_K_M`` ftypes and ``Q2_K``) — docs/quantizations.md has the table:
+Mixes (llama-quantize's ``Q4_K_M``, ``Q5_K_M``, ``Q3_K_S/M/L`` and ``Q2_K`` ftypes) — docs/quantizations.md has the table:
 
 * ``q4_k_m`` / ``q5_k_m``: default Q4_K / Q5_K; ``lm_head`` (llama.cpp ``output.weight``) Q6_K;
   ``v_proj`` (``attn_v``) and ``down_proj`` (``ffn_down``) Q6_K in "more bits" layers
   ``i < n/8 or i >= 7n/8 or (i - n/8) % 3 == 2`` (integer division), the default elsewhere.
+* ``q3_k_s``: Q3_K everywhere but ``lm_head`` Q6_K.
 * ``q3_k_m``: default Q3_K; ``v_proj`` Q5_K in layers 0-1, Q4_K after; ``down_proj`` Q5_K for
   ``i < n/16``, Q4_K after; ``o_proj`` Q4_K; ``lm_head`` Q6_K.
+* ``q3_k_l``: default Q3_K; ``v_proj``, ``down_proj`` and ``o_proj`` Q5_K; ``lm_head`` Q6_K.
 * ``q2_k``: default Q2_K; ``v_proj`` Q4_K when n_heads/n_kv_heads >= 4, else Q3_K; ``down_proj``
   and ``o_proj`` Q3_K; ``lm_head`` Q6_K.
 * With tied embeddings (no ``lm_head``) the output rule applies to ``embed_tokens`` instead;
   otherwise ``embed_tokens`` gets the default type.
 
-Uniform names (``f32 f16 bf16 q8_0 q6_k q5_k q5_0 q5_1 q4_k q4_0 q4_1 apr-q8 apr-q4``) give every
+Uniform names (``f32 f16 bf16 q8_0 q6_k q5_k q5_0 q5_1 q4_k q4_0 q4_1 q3_k apr-q8 apr-q4``) give every
 quantized weight that one type (llama-quantize would also raise ``output.weight`` to Q6_K for
 the legacy types; aprqa's uniform names do not).
 
@@ -23,10 +25,10 @@ Always: 1-D tensors, norms and biases stay F32. Then llama.cpp's shape fallbacks
 length is not a multiple of 256: Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, Q2_K/Q3_K→Q4_0; F16 if the row
 is not a multiple of 32 either (the fallback's block) — per tensor, after the mix rule.
 
-Only the q4_k_m/q5_k_m rules and the fallbacks are in our spec (shared/specs/gguf-quants.md
-§3); the q3_k_m and q2_k rules are our reading of llama.cpp's ``llama_tensor_get_type`` and were
-not checked against a real file. Model-specific exceptions llama.cpp also has (Falcon, 70B
-attn_v, MoE experts, fused attn_qkv, IQ types) are not modelled.
+The q4_k_m/q5_k_m rules and the fallbacks are in our spec (shared/specs/gguf-quants.md §3); the
+q2_k and q3_k_s/m/l rules are our reading of llama.cpp's ``llama_tensor_get_type``, checked per
+tensor against ``llama_model_quantize`` in tests/test_llamacpp_quant.py. Model-specific exceptions
+llama.cpp also has (Falcon, 70B attn_v, MoE experts, fused attn_qkv, IQ types) are not modelled.
 """
 
 from __future__ import annotations
@@ -38,10 +40,15 @@ from typing import Sequence
 from .dtypes import DType, dtype_from_name
 from .errors import UsageError
 
-__all__ = ["MIXES", "Mix", "mix_base", "tensor_type", "use_more_bits", "unquantizable_types", "is_mix"]
+__all__ = ["QUANT_CHOICES", "MIXES", "Mix", "mix_base", "tensor_type", "use_more_bits", "unquantizable_types", "is_mix"]
+
+# `aprqa convert --quant` choices (here, not in convert.py, so that the CLI's parser stays light)
+QUANT_CHOICES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k",
+                 "q6_k", "apr-q4", "apr-q8", "q4_k_m", "q5_k_m", "q3_k_s", "q3_k_m", "q3_k_l")
 
 # mix -> its default (most common) type
-MIXES: dict[str, DType] = {"q4_k_m": DType.Q4_K, "q5_k_m": DType.Q5_K, "q3_k_m": DType.Q3_K, "q2_k": DType.Q2_K}
+MIXES: dict[str, DType] = {"q4_k_m": DType.Q4_K, "q5_k_m": DType.Q5_K, "q3_k_s": DType.Q3_K, "q3_k_m": DType.Q3_K,
+                           "q3_k_l": DType.Q3_K, "q2_k": DType.Q2_K}
 
 # llama-quantize's fallbacks when ne[0] % 256 != 0 (spec §3).
 FALLBACK: dict[DType, DType] = {DType.Q4_K: DType.Q5_0, DType.Q5_K: DType.Q5_1, DType.Q6_K: DType.Q8_0,
@@ -103,18 +110,23 @@ def _mix_rule(name: str, n_layers: int, mix: str, has_output: bool, n_gqa: int) 
             return DType.Q6_K if use_more_bits(i, n_layers) else base
         if mix == "q3_k_m":
             return DType.Q5_K if i < 2 else DType.Q4_K
-        return DType.Q4_K if n_gqa >= 4 else DType.Q3_K  # q2_k
+        if mix == "q3_k_l":
+            return DType.Q5_K
+        if mix == "q2_k":
+            return DType.Q4_K if n_gqa >= 4 else DType.Q3_K
+        return base  # q3_k_s
     if name.endswith("mlp.down_proj.weight"):
         if mix in ("q4_k_m", "q5_k_m"):
             return DType.Q6_K if use_more_bits(i, n_layers) else base
         if mix == "q3_k_m":
             return DType.Q5_K if i < n_layers // 16 else DType.Q4_K
-        return DType.Q3_K  # q2_k
-    if name.endswith("self_attn.o_proj.weight"):
-        if mix == "q3_k_m":
-            return DType.Q4_K
+        if mix == "q3_k_l":
+            return DType.Q5_K
         if mix == "q2_k":
             return DType.Q3_K
+        return base  # q3_k_s
+    if name.endswith("self_attn.o_proj.weight"):
+        return {"q3_k_m": DType.Q4_K, "q3_k_l": DType.Q5_K, "q2_k": DType.Q3_K}.get(mix, base)
     return base
 
 
@@ -126,7 +138,7 @@ def tensor_type(name: str, shape: Sequence[int], n_layers: int, mix: str, *, has
         name: canonical tensor name (``model.layers.3.mlp.down_proj.weight``).
         shape: PyTorch-order shape; ``shape[-1]`` is the row length (GGML ne[0]).
         n_layers: the model's layer count (the "more bits" rule depends on it).
-        mix: ``q4_k_m``, ``q5_k_m``, ``q3_k_m``, ``q2_k`` or a uniform type name (``q8_0``, ``f16``...).
+        mix: ``q4_k_m``, ``q5_k_m``, ``q3_k_s/m/l``, ``q2_k`` or a uniform type name (``q8_0``, ``f16``...).
         has_output: False for tied embeddings (no ``lm_head``): ``embed_tokens`` then gets the output rule.
         n_gqa: num_heads / num_kv_heads (used by q2_k's attn_v rule).
     Returns:
@@ -199,6 +211,6 @@ def _quantizable() -> set[DType]:
 
 
 def unquantizable_types(types: Sequence[DType] | set[DType]) -> list[DType]:
-    """The quantized types among ``types`` that ``aprqa.core.quantize`` cannot produce (e.g. Q2_K, Q3_K)."""
+    """The quantized types among ``types`` that ``aprqa.core.quantize`` cannot produce (e.g. the IQ types)."""
     ok = _quantizable()
     return sorted({t for t in types if t.is_quantized and t not in ok}, key=lambda t: t.lname)

@@ -32,7 +32,6 @@ from aprqa.playbook.schema import parse_playbook
 from aprqa.report.evidence_report import summarize
 
 
-
 def _instrument_aprqa() -> int:
     """Add coverage instrumentation to every Python function of the loaded aprqa modules.
 

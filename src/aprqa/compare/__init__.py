@@ -17,9 +17,11 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from .. import core
+from ..engines import check_engine
 from ..errors import AprqaError, UsageError
 from ..formats import open_model
 from ..formats.model import Model, TensorInfo
+from .consumer import tokenizer_section
 from .metadata import SectionDiff, compare_config, compare_tokenizer, config_summary
 from .pairing import Pair, pair_tensors
 from .pipeline import plan, run_ordered
@@ -57,7 +59,7 @@ def _open(x: str | Path | Model) -> tuple[Model, bool]:
 def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, profile: str | None = None,
             tolerances: Mapping[str, Any] | Iterable[str] | None = None, only: str | None = None,
             threads: int | None = None, progress: ProgressFn | None = None, prompt: str | None = None,
-            locate: bool = False) -> Report:
+            locate: bool = False, engine: str | None = None) -> Report:
     """Compare candidate ``b`` with reference ``a`` tensor by tensor (plus config and tokenizer).
 
     Args:
@@ -75,6 +77,9 @@ def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, 
         locate: also run both models in lockstep on the prompt's ids and report the per-block
             hidden-state error curve and the first divergent block (``aprqa.forward.locate``).
             Diagnostic: it explains a failure, it does not change ``passed``. Needs ``fast=False``.
+        engine: run the candidate of the output-level check in this engine ("llama.cpp":
+            ``aprqa.engines.llamacpp``, a GGUF candidate) instead of aprqa's forward pass; implies
+            ``fast=False``. An engine that is not installed is an error in the report, not a skip.
 
     Returns:
         A ``Report``; ``bool(report)`` is ``report.passed``. Comparing zero tensor pairs is a
@@ -91,6 +96,9 @@ def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, 
     if threads is not None and (not isinstance(threads, int) or threads < 0):
         raise UsageError(f"threads must be a non-negative integer, got {threads!r}")
     policy = TolerancePolicy.build(profile, tolerances)
+    if engine is not None:
+        check_engine(engine)
+        fast = False  # the engine runs the output-level check
     t0 = time.perf_counter()
     ref, close_a = _open(a)
     try:
@@ -101,7 +109,7 @@ def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, 
         raise
     try:
         return _compare_models(ref, cand, policy=policy, fast=fast, only=only, threads=threads,
-                               progress=progress, t0=t0, prompt=prompt, locate=locate)
+                               progress=progress, t0=t0, prompt=prompt, locate=locate, engine=engine)
     finally:
         if close_b:
             cand.close()
@@ -111,7 +119,7 @@ def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, 
 
 def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: bool, only: str | None,
                     threads: int | None, progress: ProgressFn | None, t0: float, prompt: str | None,
-                    locate: bool = False) -> Report:
+                    locate: bool = False, engine: str | None = None) -> Report:
     pairs = pair_tensors(ref, cand, only)
     unmatched = policy.unmatched_overrides([p.name for p in pairs])
     if unmatched:
@@ -157,7 +165,7 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
     if fast:
         outputs_note = "tensor level only (--fast)"
     else:
-        outputs, outputs_note, out_err = _outputs(ref, cand, prompt or DEFAULT_PROMPT)
+        outputs, outputs_note, out_err = _outputs(ref, cand, prompt or DEFAULT_PROMPT, engine)
         if out_err:
             errors.append(out_err)  # a check that could not run is not a pass
     localization, locate_note = None, ""
@@ -166,7 +174,8 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
     if locate:
         localization, locate_note = _locate(ref, cand, prompt or DEFAULT_PROMPT)
     return Report(reference=_summary(ref), candidate=_summary(cand), tensors=tuple(results),
-                  metadata=compare_config(ref, cand), tokenizer=compare_tokenizer(ref, cand), policy=policy,
+                  metadata=compare_config(ref, cand),
+                  tokenizer=tokenizer_section(compare_tokenizer(ref, cand), ref, cand), policy=policy,
                   fast=fast, only=only, outputs=outputs, outputs_note=outputs_note,
                   localization=localization, locate_note=locate_note,
                   seconds=time.perf_counter() - t0, bytes_read=done, errors=tuple(errors))
@@ -175,14 +184,20 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
 DEFAULT_PROMPT = "The quick brown fox jumps over the lazy dog. def add(a, b): return a + b"
 
 
-def _outputs(ref: Model, cand: Model, prompt: str) -> tuple[Any, str, str | None]:
+def _outputs(ref: Model, cand: Model, prompt: str, engine: str | None = None) -> tuple[Any, str, str | None]:
     """(result, note, error): the output-level check of aprqa.forward; an error when it cannot run."""
     from ..forward import compare_outputs
 
     try:
+        if engine is not None:  # only "llama.cpp" passes check_engine
+            from ..engines.llamacpp import compare_with_llamacpp
+
+            out = compare_with_llamacpp(ref, cand.path, prompt=prompt)
+            return out, f"output-level check on prompt {prompt[:40]!r}, candidate run in {out.engine}", None
         return compare_outputs(ref, cand, prompt=prompt), f"output-level check on prompt {prompt[:40]!r}", None
     except AprqaError as err:
-        return None, "output-level check could not run", f"output-level check could not run: {err}"
+        what = f"output-level check ({engine})" if engine else "output-level check"
+        return None, f"{what} could not run", f"{what} could not run: {err}"
 
 
 def _locate(ref: Model, cand: Model, prompt: str) -> tuple[Any, str]:

@@ -199,17 +199,19 @@ def scaled(m: Measured, limit: float, full: core.DiffStats) -> tuple[float, str]
             return bands.grid_violations(a, b, dt, scale=k, margin_rel=bands.GRID_MARGIN_REL)
 
         coarse = min(np.arange(0.80, 1.2501, 0.01), key=off)
-        k = float(min(np.arange(coarse - 0.01, coarse + 0.01001, 0.0005), key=off))
-        if abs(k - 1) < 0.005 or off(k) > bands.GRID_TOLERANCE * a.size:
+        fine = np.arange(coarse - 0.01, coarse + 0.01001, 0.0005)
+        counts = np.array([off(k) for k in fine])
+        k = float(np.median(fine[counts == counts.min()]))  # the middle of the best-fitting factors
+        left = off(k)
+        if abs(k - 1) < 0.005 or left > bands.GRID_TOLERANCE * a.size:
             return None
         after = rel_l2(a, b / np.float32(k))
         ratio_after = after / noise.rel_l2 if noise.rel_l2 > 0 else math.inf
         if ratio_after > limit:
             return None
         return k, (f"candidate = {k:.4g} × a faithful {noise.dtype} quantization of the reference: divided by "
-                   f"{k:.4g}, every sampled element is on its nearest grid level ({noise.off_grid:,} of "
-                   f"{noise.grid_checked:,} are not as stored) and rel-L2 is {after:.3g}, err/noise "
-                   f"{ratio_after:.3g} ≤ {limit:g}")
+                   f"{k:.4g}, {left:,} of {a.size:,} sampled elements are off their nearest grid level "
+                   f"({noise.off_grid:,} as stored) and rel-L2 is {after:.3g}, err/noise {ratio_after:.3g} ≤ {limit:g}")
     if _gain_ok(g, full.rel_l2):
         return None
     # error of g·b against a, from the pass's sums: Σa² − ⟨a,b⟩²/Σb² (Cauchy-Schwarz residual)

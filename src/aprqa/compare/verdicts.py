@@ -210,10 +210,10 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
             if ok:
                 natural, detail = Verdict.QUANT_FAITHFUL, "within the " + desc
             elif scaled is not None:
-                return _result(ta, tb, name, Verdict.SCALED, False, detail=f"{scaled[1]}; outside the {desc}",
+                return _result(ta, tb, name, Verdict.SCALED, False, detail=f"{scaled[1]}; not in the {desc}",
                                **dict(res, transform=transform + (f"scale({scaled[0]:.4g})",)))
             else:
-                detail = ("outside the " if limit is not None else "") + desc
+                detail = ("not in the " if limit is not None else "") + desc
 
     if natural is not None and not (tol.statistic is Statistic.EXACT and ctx.policy.profile == "exact"
                                     and natural is not Verdict.IDENTICAL):

@@ -53,7 +53,9 @@ def detect_format(path: str | Path) -> str:
     fd, _st = open_regular(path, "model file")  # refuses FIFOs/devices before a read could block
     with os.fdopen(fd, "rb") as fh:
         head = fh.read(16)
-    if head[:2] == b"PK" or head[:1] == b"\x80" or path.suffix in _PICKLE_SUFFIXES:
+    # b"\x80" starts a pickle, and also a SafeTensors file whose header length is 128 mod 256
+    pickle_magic = head[:2] == b"PK" or (head[:1] == b"\x80" and not format_module("safetensors").sniff(head))
+    if pickle_magic or path.suffix in _PICKLE_SUFFIXES:
         raise UnsupportedFormatError(path, "looks like a pickle/PyTorch checkpoint; aprqa never unpickles",
                                      field="magic", offset=0,
                                      hint="convert it to SafeTensors with a trusted tool first")

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..dtypes import DType, ggml_type, payload_nbytes
-from ..fsio import atomic_output
 from ..errors import DTypeError, FormatError, TruncatedError, UnsupportedFormatError, UsageError
+from ..fsio import atomic_output
 from ._binary import Cursor, align_up, check_extents
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
 from .. import arch as archreg

@@ -33,10 +33,11 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..dtypes import DType, ggml_type, payload_nbytes
-from ..fsio import atomic_output
 from ..errors import DTypeError, FormatError, UnsupportedFormatError, UsageError
+from ..fsio import atomic_output
 from ._binary import Cursor, align_up, check_extents
 from ._strings import PackedStrings, read_string_array
+from .gguf_vocab import padded
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
 from .. import arch as archreg
 from ..arch import config_keys
@@ -46,6 +47,7 @@ __all__ = ["open", "sniff", "write"]
 MAGIC = b"GGUF"
 HEADER_BYTES = 24
 DEFAULT_ALIGNMENT = 32
+GGML_QUANT_VERSION = 2  # general.quantization_version of the block layouts written (ggml's current)
 MAX_DIMS = 8  # llama.cpp allows 4; we read up to 8 and warn
 MAX_NESTING = 16
 _INT63 = (1 << 63) - 1
@@ -338,6 +340,10 @@ def _tokenizer(kv: dict[str, Any], path: Path) -> TokenizerInfo | None:
         return v if isinstance(v, str) else None
 
     add_bos = kv.get("tokenizer.ggml.add_bos_token")
+    add_eos = kv.get("tokenizer.ggml.add_eos_token")
+    types = kv.get("tokenizer.ggml.token_type", [])
+    if not isinstance(types, list) or not all(isinstance(x, int) for x in types):
+        raise FormatError(path, "expected an array of integers", field="tokenizer.ggml.token_type")
     return TokenizerInfo(
         model_type=opt_str("tokenizer.ggml.model"), tokens=strings("tokenizer.ggml.tokens"),
         merges=strings("tokenizer.ggml.merges"), bos_id=_as_int(kv, "tokenizer.ggml.bos_token_id"),
@@ -345,6 +351,7 @@ def _tokenizer(kv: dict[str, Any], path: Path) -> TokenizerInfo | None:
         unk_id=_as_int(kv, "tokenizer.ggml.unknown_token_id"), pre=opt_str("tokenizer.ggml.pre"),
         chat_template=opt_str("tokenizer.chat_template"),
         add_bos=add_bos if isinstance(add_bos, bool) else None,
+        add_eos=add_eos if isinstance(add_eos, bool) else None, token_types=tuple(types),
     )
 
 
@@ -489,8 +496,11 @@ def _write_file(
         dominant = max(set(weights), key=lambda d: (sum(1 for w in weights if w == d), d.is_quantized, int(d)))
         if dominant in _FILE_TYPE:
             kv["general.file_type"] = (_FILE_TYPE[dominant], VT.UINT32)
+    kv["general.quantization_version"] = (GGML_QUANT_VERSION, VT.UINT32)
     if tokenizer is not None:
-        t = tokenizer
+        # llama.cpp needs one token per embedding row: pad with [PAD{id}] as its converter does.
+        embed = next((td for td in tds if td.name == "model.embed_tokens.weight" and len(td.shape) == 2), None)
+        t = padded(tokenizer, embed.shape[0] if embed is not None else None)
         for key, val, vt in (
             ("tokenizer.ggml.model", t.model_type, VT.STRING),
             ("tokenizer.ggml.pre", t.pre, VT.STRING),
@@ -500,7 +510,9 @@ def _write_file(
             ("tokenizer.ggml.eos_token_id", t.eos_id, VT.UINT32),
             ("tokenizer.ggml.padding_token_id", t.pad_id, VT.UINT32),
             ("tokenizer.ggml.unknown_token_id", t.unk_id, VT.UINT32),
+            ("tokenizer.ggml.token_type", list(t.token_types) or None, VT.ARRAY),
             ("tokenizer.ggml.add_bos_token", t.add_bos, VT.BOOL),
+            ("tokenizer.ggml.add_eos_token", t.add_eos, VT.BOOL),
             ("tokenizer.chat_template", t.chat_template, VT.STRING),
         ):
             if val is not None:

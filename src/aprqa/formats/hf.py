@@ -70,7 +70,8 @@ def read_hf_tokenizer(root: Path, hf_config: dict[str, Any]) -> TokenizerInfo | 
     tokens = tuple(id_to_tok.get(i, f"[PAD{i}]") for i in range(size))
     merges_raw = model.get("merges") or []
     if not isinstance(merges_raw, list):
-        raise FormatError(tj_path, f"merges is a JSON {type(merges_raw).__name__}, expected a list", field="model.merges")
+        raise FormatError(tj_path, f"merges is a JSON {type(merges_raw).__name__}, expected a list",
+                          field="model.merges")
     merges = tuple(" ".join(map(str, m)) if isinstance(m, list) else str(m) for m in merges_raw)
     mtype = model.get("type")
     if mtype == "BPE":

@@ -158,6 +158,8 @@ class TokenizerInfo:
     pre: str | None = None
     chat_template: str | None = None
     add_bos: bool | None = None
+    add_eos: bool | None = None
+    token_types: tuple[int, ...] = ()  # GGUF tokenizer.ggml.token_type (1 normal, 3 control, 5 unused...)
 
     @property
     def vocab_size(self) -> int:

@@ -12,7 +12,6 @@ The writer goes through the ``safetensors`` package.
 
 from __future__ import annotations
 
-import json
 import struct
 from pathlib import Path
 from typing import Any, Iterable
@@ -20,9 +19,9 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..dtypes import DType, payload_nbytes
-from ..limits import check_config_value
-from ..fsio import CAP_INDEX, atomic_output, parse_json, read_json
 from ..errors import FormatError, TruncatedError, UsageError
+from ..fsio import CAP_INDEX, atomic_output, parse_json, read_json
+from ..limits import check_config_value
 from .hf import read_hf_config, read_hf_tokenizer, write_hf_config, write_hf_tokenizer
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
 from .. import arch as archreg

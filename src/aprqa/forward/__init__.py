@@ -163,7 +163,8 @@ def _profile(profile: OutputProfile | str | None, cand: Model) -> OutputProfile:
 
 def compare_outputs(ref_model: ModelLike, cand_model: ModelLike, prompt: str | None = None,
                     token_ids: Sequence[int] | None = None, n_generate: int = 8,
-                    profile: OutputProfile | str | None = None, device: str = "cpu") -> OutputComparison:
+                    profile: OutputProfile | str | None = None, device: str = "cpu",
+                    candidate_engine: Any = None) -> OutputComparison:
     """Compare a candidate's outputs with a reference's on the same token ids.
 
     The reference generates ``n_generate`` greedy tokens (its logits at every prompt position
@@ -181,6 +182,8 @@ def compare_outputs(ref_model: ModelLike, cand_model: ModelLike, prompt: str | N
         profile: an ``OutputProfile``, a profile name, or None for the default of the
             candidate's dominant weight dtype.
         device: as for ``forward``.
+        candidate_engine: run the candidate in this engine instead of aprqa's forward pass
+            (``aprqa.engines.llamacpp.LlamaCppModel``: its ``run``, ``tokenizer()``, ``version``).
     Returns:
         ``OutputComparison`` (truthy when passed).
     Raises:
@@ -203,7 +206,7 @@ def compare_outputs(ref_model: ModelLike, cand_model: ModelLike, prompt: str | N
         if prompt is not None:
             ref_tok = load_tokenizer(ref)
             try:
-                cand_tok = load_tokenizer(cand)
+                cand_tok = candidate_engine.tokenizer() if candidate_engine is not None else load_tokenizer(cand)
             except UsageError as err:
                 fails.append(f"candidate tokenizer: {err}")
                 ids = _ids(ref_tok.encode(prompt))
@@ -216,7 +219,8 @@ def compare_outputs(ref_model: ModelLike, cand_model: ModelLike, prompt: str | N
                                  f"({mm.reference_token!r}), candidate {mm.candidate_id} ({mm.candidate_token!r})")
         else:
             ids = _ids(token_ids)
-        ra, rb = _runner(ref, device), _runner(cand, device)
+        ra = _runner(ref, device)
+        rb = candidate_engine if candidate_engine is not None else _runner(cand, device)
         if ra.cfg.vocab_size != rb.cfg.vocab_size:
             raise UsageError(f"vocabulary sizes differ: reference {ra.cfg.vocab_size}, candidate {rb.cfg.vocab_size}")
         gen, ref_logits = ra.generate(ids, n_generate, keep_logits=True)
@@ -234,6 +238,7 @@ def compare_outputs(ref_model: ModelLike, cand_model: ModelLike, prompt: str | N
             passed=not fails, profile=prof, metrics=metrics, greedy=greedy, tokenizer=tok_cmp,
             token_ids=tuple(ids), failures=tuple(fails), notes=tuple(notes),
             reference=str(ref.path), candidate=str(cand.path),
+            engine=f"llama.cpp ({candidate_engine.version})" if candidate_engine is not None else "aprqa",
         )
 
 

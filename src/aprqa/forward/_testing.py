@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 
 from ..dtypes import DType, dtype_from_name
-from ..formats import format_module
+from ..formats import format_module, gguf_vocab
 from ..formats.model import Model, TensorData
 from ..arch import rope_permuted
 from .weights import dequantize_full, permute_rope_rows
@@ -68,5 +68,8 @@ def write_variant(model: Model, path: str | Path, fmt: str, dtype: str | DType =
         tensors.append(TensorData(info.name, tdt, tuple(w.shape), data))
     out = Path(path)
     tok = tokenizer if tokenizer is not None else model.tokenizer
+    if fmt == "gguf" and tokenizer is None and tok is not None:  # as aprqa's converter writes it
+        embed = model.tensors.get("model.embed_tokens.weight")
+        tok = gguf_vocab.for_gguf(model, tok, embed.shape[0] if embed is not None else None)
     format_module(fmt).write(out, tensors, cfg, tok)
     return out

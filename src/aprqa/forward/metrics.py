@@ -286,6 +286,7 @@ class OutputComparison:
     notes: tuple[str, ...] = ()
     reference: str = ""
     candidate: str = ""
+    engine: str = "aprqa"  # what ran the candidate: aprqa's forward pass or "llama.cpp (llama-cpp-python X)"
 
     def __bool__(self) -> bool:
         return self.passed
@@ -303,7 +304,7 @@ class OutputComparison:
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed, "reference": self.reference, "candidate": self.candidate,
-            "profile": self.profile.to_dict(), "minimum_passing": self.minimum_passing,
+            "engine": self.engine, "profile": self.profile.to_dict(), "minimum_passing": self.minimum_passing,
             "token_ids": list(self.token_ids),
             "metrics": self.metrics.to_dict() if self.metrics else None,
             "greedy": self.greedy.to_dict() if self.greedy else None,

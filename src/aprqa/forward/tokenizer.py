@@ -2,7 +2,8 @@
 
 * HF directories: ``tokenizers.Tokenizer.from_file(tokenizer.json)`` — the reference.
 * GGUF / APR: an equivalent byte-level BPE is rebuilt from ``TokenizerInfo`` (tokens +
-  merges, GGUF type "gpt2"), with the pre-tokenizer regex chosen by ``tokenizer.ggml.pre``.
+  merges, GGUF type "gpt2"), split the way llama.cpp splits for its ``tokenizer.ggml.pre``
+  (``aprqa.pretokenizers``: every name llama.cpp knows; none means llama.cpp's "default").
   SentencePiece ("llama") vocabularies carry no merges/scores in ``TokenizerInfo`` and are
   refused with a clear message (give token ids directly instead).
 """
@@ -14,16 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import FormatError, UsageError
 from ..formats.model import Model, TokenizerInfo
+from ..fsio import CAP_TOKENIZER, read_bounded
+from ..pretokenizers import hf_pre_tokenizer, lookup
 
-# Pre-tokenizer split patterns by GGUF ``tokenizer.ggml.pre`` (public regexes of those tokenizers).
-_QWEN2_PAT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-              r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-_LLAMA3_PAT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
-_PRE_PATTERNS = {"qwen2": _QWEN2_PAT, "llama-bpe": _LLAMA3_PAT, "llama3": _LLAMA3_PAT, "smaug-bpe": _LLAMA3_PAT}
-_GPT2_DEFAULT = (None, "default", "gpt2", "gpt-2")
 _SPECIAL_RE = re.compile(r"^<\|[^|]*\|>$|^<(s|/s|unk|pad|mask)>$|^\[(PAD|UNK|CLS|SEP|MASK)\d*\]$")
 
 
@@ -98,7 +94,7 @@ def rebuild_bpe(info: TokenizerInfo) -> Any:
     Raises:
         UsageError: not a byte-level BPE, no tokens/merges, or an unknown pre-tokenizer.
     """
-    from tokenizers import Regex, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer as HFTokenizer, decoders, models
 
     if info.model_type != "gpt2":
         raise UsageError(f"cannot rebuild a '{info.model_type}' tokenizer from the file's metadata (only byte-level "
@@ -113,19 +109,16 @@ def rebuild_bpe(info: TokenizerInfo) -> Any:
         if not sep:
             raise UsageError(f"BPE merge {m!r} is not 'left right'")
         merges.append((a, b))
-    tok = HFTokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False))
-    if info.pre in _GPT2_DEFAULT:
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    elif info.pre in _PRE_PATTERNS:
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(_PRE_PATTERNS[info.pre]), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    else:
-        raise UsageError(f"unknown BPE pre-tokenizer {info.pre!r} (known: default, "
-                         f"{', '.join(sorted(_PRE_PATTERNS))})")
+    # llama.cpp splits by tokenizer.ggml.pre and falls back to its "default" rules without one.
+    pre = lookup(info.pre or "default")
+    tok = HFTokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, ignore_merges=pre.ignore_merges))
+    tok.pre_tokenizer = hf_pre_tokenizer(pre)
     tok.decoder = decoders.ByteLevel()
-    specials = {i for i in (info.bos_id, info.eos_id, info.pad_id, info.unk_id) if i is not None}
-    specials |= {i for i, t in enumerate(info.tokens) if _SPECIAL_RE.match(t)}
+    if info.token_types:  # llama.cpp matches CONTROL and USER_DEFINED tokens whole, before BPE
+        specials = {i for i, k in enumerate(info.token_types) if k in (3, 4)}
+    else:
+        specials = {i for i in (info.bos_id, info.eos_id, info.pad_id, info.unk_id) if i is not None}
+        specials |= {i for i, t in enumerate(info.tokens) if _SPECIAL_RE.match(t)}
     from tokenizers import AddedToken
 
     tok.add_special_tokens([AddedToken(info.tokens[i], special=True, normalized=False)
@@ -143,7 +136,11 @@ def load_tokenizer(model: Model) -> Tokenizer:
 
     path = _hf_tokenizer_file(model)
     if path is not None:
-        return Tokenizer(HFTokenizer.from_file(str(path)), source=str(path))
+        text = read_bounded(path, CAP_TOKENIZER, path.name).decode("utf-8", errors="replace")  # bounded, no FIFO
+        try:
+            return Tokenizer(HFTokenizer.from_str(text), source=str(path))
+        except Exception as err:  # the tokenizers library raises plain Exceptions
+            raise FormatError(path, f"the tokenizers library cannot load it: {err}") from None
     info = model.tokenizer
     if info is None or not info.tokens:
         raise UsageError(f"{model.path}: the model carries no tokenizer; give token ids instead of text")

@@ -207,19 +207,46 @@ def load_evidence(path: str | Path) -> list[dict[str, Any]]:
 
     p = Path(path)
     if p.suffix == ".jsonl":
-        return read_jsonl(p)
-    try:
-        data = read_json(p, CAP_EVIDENCE, "evidence")
-    except InputError as err:
-        raise PlaybookError(p, f"cannot read evidence: {err.message}") from None
+        data: Any = read_jsonl(p)
+    else:
+        try:
+            data = read_json(p, CAP_EVIDENCE, "evidence")
+        except InputError as err:
+            raise PlaybookError(p, f"cannot read evidence: {err.message}") from None
     if isinstance(data, dict) and isinstance(data.get("evidence"), list):
         data = data["evidence"]
     if not isinstance(data, list):
         raise PlaybookError(p, f"evidence must be a JSON array of records, got {type(data).__name__}")
-    bad = next((i for i, r in enumerate(data) if not isinstance(r, dict)), None)
-    if bad is not None:  # edited evidence: name the record instead of crashing on it later
-        raise PlaybookError(p, f"evidence record {bad} is a JSON {type(data[bad]).__name__}, not an object")
+    for i, r in enumerate(data):  # edited evidence: name the record instead of crashing on it later
+        _check_shape(p, i, r)
     return data
+
+
+# Fields that readers of a record walk into: each must be an object when present.
+_OBJECT_FIELDS = (("scenario",), ("scenario", "model"), ("metrics",), ("metrics", "aprqa"),
+                  ("metrics", "aprqa", "tensor"), ("host",), ("metadata",))
+
+
+def _check_shape(p: Path, i: int, r: Any) -> None:
+    from .schema import PlaybookError
+
+    if not isinstance(r, dict):
+        raise PlaybookError(p, f"evidence record {i} is a JSON {type(r).__name__}, not an object")
+    for fields in _OBJECT_FIELDS:
+        x: Any = r
+        for depth, key in enumerate(fields):
+            x = x.get(key)
+            if x is None:
+                break
+            if not isinstance(x, dict):
+                raise PlaybookError(p, f"evidence record {i}: {'.'.join(fields[:depth + 1])} is a JSON "
+                                       f"{type(x).__name__}, expected an object")
+    failures = ((r.get("metrics") or {}).get("aprqa") or {}).get("tensor", {}) or {}
+    failures = failures.get("failures") or []
+    if not isinstance(failures, list) or not all(isinstance(f, dict) and isinstance(f.get("verdict"), str)
+                                                 for f in failures):
+        raise PlaybookError(p, f"evidence record {i}: metrics.aprqa.tensor.failures must be a list of objects "
+                               "with a string verdict")
 
 
 def verify_evidence(evidence: str | Path, playbook: str | Path) -> Verification:

@@ -317,7 +317,8 @@ def judge_outputs(oc: Any) -> tuple[bool, str, dict[str, Any]]:
     d["metrics"] = None if m is None else {k: v for k, v in m.to_dict().items() if k not in ("kl_per_position", "top1_per_position")}
     if m is None:
         return False, "outputs: no metrics (nothing compared)", d
-    head = f"outputs ({m.n_positions} positions, profile {p.name})"
+    engine = getattr(oc, "engine", "aprqa")
+    head = f"outputs ({m.n_positions} positions, profile {p.name}" + ("" if engine == "aprqa" else f", {engine}") + ")"
     kl = f"mean KL {m.kl_mean:.3g}" + (f" (≤ {p.max_mean_kl:g})" if p.max_mean_kl is not None else "")
     top1 = f"top-1 {m.top1_decisive:.1%} (≥ {p.min_top1:.0%})"
     g = oc.greedy

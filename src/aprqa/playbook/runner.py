@@ -1,6 +1,7 @@
 """Run a playbook: obtain the model, convert it, measure every gate, write the evidence.
 
-Order of work (docs/playbooks.md):
+What to convert and which gates to measure is the plan (plan.py: ``build_plan``, pure); this module
+executes it. Order of work (docs/playbooks.md):
   1. the source model (``--model-path``, else ``synthetic`` generated under OUTPUT/model,
      ``local_path``, or ``hf_repo`` downloaded with huggingface_hub when it is installed and
      the network allows — otherwise a PlaybookError naming ``--model-path``);
@@ -11,7 +12,7 @@ Order of work (docs/playbooks.md):
   4. gates: F-CONV-{S,A,G}-{S,A,G} (tensor level + output level), F-GOLDEN-RULE-001 (every
      prompt), F-CONV-RT-001..004, F-CONV-IDEM-001, F-CONV-CARD-001, F-CONV-NAME-001, F-CONV-TOK-001;
   5. Skipped records for what aprqa does not execute (notrun.py: runtime modalities, GPU,
-     oracles, profile_ci, ...) and for conversions it cannot produce (q2_k, q3_k_m, a type a
+     oracles, profile_ci, ...) and for conversions it cannot produce (an IQ type, a type a
      format cannot store) — listed, recorded, never fatal, never counted as passed;
   6. evidence.jsonl (streamed), evidence.json, junit.xml, summary.md (atomic), the run report
      (report.html + report.md: report/run_report.py) and the compare report of the worst
@@ -20,8 +21,11 @@ Order of work (docs/playbooks.md):
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -33,28 +37,14 @@ from typing import Any, Callable
 
 from ..errors import AprqaError
 from . import gates as G
-from .evidence import EvidenceStream, family_of, host_info, make_record, write_evidence_json
+from .evidence import (EvidenceStream, family_of, host_info, load_evidence, make_record, read_jsonl,
+                       write_evidence_json)
 from .notrun import NotRun, not_executed
-from .schema import FORMAT_LETTER, FORMAT_TITLE, EXPECTED_FACTS, Playbook, PlaybookError, load_playbook
 from ..report.environment import environment_json
+from .plan import ROUND_TRIPS, Conversion, ConvKey, GateKind, Plan, PlannedGate, SourceFacts, build_plan
+from .schema import FORMAT_TITLE, Playbook, PlaybookError, load_playbook
 
-# What each target format can store (quant labels of the playbook), assumed for external converters;
-# the built-in converter is asked per tensor instead (aprqa.convert.plan_quant).
-_STORABLE = {
-    "safetensors": {"f32", "f16", "bf16"},
-    "apr": {"f32", "f16", "bf16", "q4_k", "q4_k_m", "q6_k", "apr-q8", "apr-q4"},
-    "gguf": {"f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_k", "q5_0", "q5_1", "q4_k_m", "q4_k", "q4_0",
-             "q4_1", "q3_k_m", "q2_k"},
-}
-_EXT = {"gguf": ".gguf", "apr": ".apr", "safetensors": ""}
-
-# Round trips (apr-qa's ids; our mapping, docs/playbooks.md): lossless chains, start -> ... -> start format.
-ROUND_TRIPS = {
-    "F-CONV-RT-001": ("gguf", "apr", "gguf"),
-    "F-CONV-RT-002": ("safetensors", "apr", "safetensors"),
-    "F-CONV-RT-003": ("safetensors", "gguf", "safetensors"),
-    "F-CONV-RT-004": ("safetensors", "apr", "gguf", "safetensors"),
-}
+__all__ = ["ROUND_TRIPS", "RunResult", "run_playbook", "download_hf_repo", "is_not_executed"]
 
 
 @dataclass(frozen=True)
@@ -147,6 +137,14 @@ class _Conv:
     exit_code: int | None = None
 
 
+def _remove(path: Path) -> None:
+    """Delete a file or directory tree if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _tail(s: str | bytes | None, n: int = 2000) -> str | None:
     if s is None:
         return None
@@ -158,19 +156,21 @@ def _tail(s: str | bytes | None, n: int = 2000) -> str | None:
 
 class _Runner:
     def __init__(self, pb: Playbook, digest: str, pb_path: Path, out: Path, model_path: str | Path | None,
-                 workers: int, fail_fast: bool, on_record: Callable[[dict[str, Any]], None] | None) -> None:
+                 workers: int, fail_fast: bool, on_record: Callable[[dict[str, Any]], None] | None,
+                 work_dir: Path | None = None, resume: bool = False) -> None:
         self.pb, self.digest, self.pb_path, self.out = pb, digest, pb_path, out
         self.model_path = model_path
         self.workers = max(1, int(workers))
         self.fail_fast = fail_fast or pb.failure_policy == "stop_on_first"
         self.on_record = on_record
-        self.work = out / "work"
+        self.work = work_dir if work_dir is not None else out / "work"
+        self.resume = resume
+        self.model_sha256 = ""
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.records: list[tuple[int, dict[str, Any]]] = []
         self.order = 0
-        self.convs: dict[tuple, Future] = {}
-        self.tags: dict[tuple, str] = {}
+        self.convs: dict[ConvKey, Future] = {}
         self.out_cache: dict[tuple, Future] = {}
         self.host = host_info()
         self.environment = environment_json()  # software versions, in every record's metadata
@@ -204,21 +204,35 @@ class _Runner:
               seconds: float, extra_md: dict[str, str] | None = None) -> None:
         thr = G.thresholds_for(self.pb, gate_id, key)
         md = {"playbook_sha256": self.digest, "playbook": str(self.pb_path), "playbook_name": self.pb.name,
-              "playbook_version": self.pb.version, "gate_family": family_of(gate_id),
+              "playbook_version": self.pb.version, "model_sha256": self.model_sha256,
+              "playbook_dialect": self.pb.dialect or "aprqa", "gate_family": family_of(gate_id),
               "thresholds_key": key, "thresholds": G.thresholds_json(thr), "converter": self.pb.converter,
               "environment": self.environment}
+        if self.pb.unknown_keys:
+            md["playbook_unknown_keys"] = ", ".join(self.pb.unknown_keys)
         md.update(extra_md or {})
         rec = make_record(gate_id=gate_id, outcome=outcome.outcome, reason=outcome.reason,
                           output=outcome.output or outcome.reason, scenario=scenario, metrics=outcome.metrics,
                           metadata=md, host=self.host, duration_ms=int(seconds * 1000), stderr=outcome.stderr,
                           exit_code=outcome.exit_code, total_tokens=outcome.total_tokens)
+        self._keep(order, rec)
+        if outcome.outcome != "Corroborated" and self.fail_fast:
+            self.stop.set()
+
+    def _keep(self, order: int, rec: dict[str, Any]) -> None:
         self.stream.write(rec)
         with self.lock:
             self.records.append((order, rec))
         if self.on_record is not None:
             self.on_record(rec)
-        if outcome.outcome != "Corroborated" and self.fail_fast:
-            self.stop.set()
+
+    def _earlier_records(self) -> list[dict[str, Any]]:
+        """Records of an earlier run into this output (the streamed ones: a killed run's too)."""
+        jsonl, full = self.out / "evidence.jsonl", self.out / "evidence.json"
+        try:
+            return read_jsonl(jsonl) if jsonl.exists() else (load_evidence(full) if full.exists() else [])
+        except (OSError, ValueError, AprqaError):
+            return []  # unreadable earlier evidence: measure everything again
 
     def _next(self) -> int:
         with self.lock:
@@ -251,52 +265,52 @@ class _Runner:
         return self.pool.submit(task)
 
     # -- conversions ----------------------------------------------------------------------------
-    def conversion(self, src: tuple | None, fmt: str, quant: str, tag_hint: str | None = None) -> tuple:
-        """Schedule (once) the conversion of ``src`` (None = the source model) to ``fmt``/``quant``."""
-        key = (src, fmt, quant, tag_hint)
-        if key in self.convs:
-            return key
-        src_tag = "src" if src is None else self.tags[src]
-        tag = f"{src_tag}_{FORMAT_LETTER[fmt]}-{quant}" + (f"_{tag_hint}" if tag_hint else "")
-        self.tags[key] = tag
-        src_label = self.native_letter if src is None else self.labels[src]
-        self.labels[key] = f"{src_label}→{FORMAT_LETTER[fmt]} {quant}"
-        self.convs[key] = self.pool.submit(self._convert_task, src, fmt, quant, tag, self.labels[key])
-        return key
+    def submit_conversion(self, conv: Conversion) -> None:
+        """Schedule a planned conversion (its input was submitted before it, so the pool cannot deadlock)."""
+        if conv.key not in self.convs:
+            self.convs[conv.key] = self.pool.submit(self._convert_task, conv)
 
-    def artefact(self, key: tuple | None) -> _Conv:
+    def artefact(self, key: ConvKey | None) -> _Conv:
         if key is None:
             return _Conv(self.native_letter, self.source)
         return self.convs[key].result()
 
-    def _convert_task(self, src: tuple | None, fmt: str, quant: str, tag: str, label: str) -> _Conv:
+    def _convert_task(self, conv: Conversion) -> _Conv:
+        label, fmt, quant = conv.label, conv.key.fmt, conv.key.quant
         if self.stop.is_set():
             return _Conv(label, None, G.GateOutcome("Skipped", f"conversion {label} not run: stopped after the "
                                                                "first failure"))
-        parent = self.artefact(src)
+        parent = self.artefact(conv.key.src)
         if parent.path is None:
             return _Conv(label, None, G.GateOutcome(parent.failure.outcome if parent.failure else "Crashed",
                                                     f"conversion {label} could not run: its input "
                                                     f"({parent.label}) failed: "
                                                     f"{parent.failure.reason if parent.failure else '?'}"))
-        ext = _EXT[fmt]
-        builtin = self.pb.converter == "builtin"
-        if fmt == "safetensors":  # an HF directory (config.json, model.safetensors, tokenizer.json)
-            dst = self.work / tag
-        else:
-            dst = self.work / f"{tag}{ext}"
+        final = self.work / conv.file_name  # SafeTensors: an HF directory (config.json, model.safetensors, ...)
+        # written under a temporary name and renamed when complete: a process killed mid-conversion
+        # leaves a ".partial." file that its retry overwrites, never a half-written model under the real name
+        dst = final.with_name(f".partial.{final.name}")
+        _remove(dst)
         t0 = time.perf_counter()
-        if builtin:
+        if self.pb.converter == "builtin":
             from ..convert import convert
 
             try:
                 convert(parent.path, dst, to=fmt, quant=G.converter_quant(quant))
             except Exception as err:
+                _remove(dst)
                 return _Conv(label, None, G.GateOutcome("Crashed", f"conversion {label} failed (built-in converter):"
                                                                    f" {G.error_text(err)}"),
                              time.perf_counter() - t0)
-            return _Conv(label, dst, None, time.perf_counter() - t0)
-        return self._external(parent.path, dst, fmt, quant, label, t0)
+            res = _Conv(label, dst, None, time.perf_counter() - t0)
+        else:
+            res = self._external(parent.path, dst, fmt, quant, label, t0)
+        if res.path is None:
+            _remove(dst)
+            return res
+        _remove(final)
+        os.replace(dst, final)
+        return dataclasses.replace(res, path=final)
 
     def _external(self, src: Path, dst: Path, fmt: str, quant: str, label: str, t0: float) -> _Conv:
         self.work.mkdir(parents=True, exist_ok=True)
@@ -342,13 +356,19 @@ class _Runner:
             from ..forward import compare_outputs
 
             try:
-                oc = compare_outputs(ref, cand, prompt=prompt, n_generate=n, profile=G.output_profile(self.pb, base))
+                profile = G.output_profile(self.pb, base)
+                if self.pb.differential_tests.inference_compare.engine == "llama.cpp" and cand.suffix == ".gguf":
+                    from ..engines.llamacpp import compare_with_llamacpp
+
+                    oc = compare_with_llamacpp(ref, cand, prompt=prompt, n_generate=n, profile=profile)
+                else:
+                    oc = compare_outputs(ref, cand, prompt=prompt, n_generate=n, profile=profile)
                 fut.set_result(G.judge_outputs(oc))
             except BaseException as err:
                 fut.set_exception(err)
         return fut.result()
 
-    def _conv_gate(self, src_key: tuple | None, key: tuple, quant: str, base: str, tprofile: str) -> G.GateOutcome:
+    def _conv_gate(self, src_key: ConvKey | None, key: ConvKey, quant: str, base: str, tprofile: str) -> G.GateOutcome:
         ref, cand = self.artefact(src_key), self.artefact(key)
         if cand.path is None:
             f = cand.failure
@@ -389,7 +409,7 @@ class _Runner:
             if self.worst is None or score > self.worst[0]:
                 self.worst = (score, rep)
 
-    def _golden(self, key: tuple, base: str) -> G.GateOutcome:
+    def _golden(self, key: ConvKey, base: str) -> G.GateOutcome:
         ref, cand = self.artefact(None), self.artefact(key)
         if cand.path is None:
             f = cand.failure
@@ -412,7 +432,7 @@ class _Runner:
                     output=f"Golden Rule PASS: {cand.label} agrees on {len(prompts)} prompts",
                     metrics={"prompts": results}, total_tokens=tokens)
 
-    def _round_trip(self, chain_keys: list[tuple | None], chain: tuple[str, ...]) -> G.GateOutcome:
+    def _round_trip(self, chain_keys: list[ConvKey | None], chain: tuple[str, ...]) -> G.GateOutcome:
         arts = [self.artefact(k) for k in chain_keys]
         for a in arts:
             if a.path is None:
@@ -428,7 +448,7 @@ class _Runner:
         return G.GateOutcome("Corroborated" if ok_t else "Falsified", f"{path} (lossless chain): {text}",
                              output=f"Round trip {path}: {'PASS' if ok_t else 'FAIL'}", metrics=m)
 
-    def _idempotent(self, pairs: list[tuple[tuple, tuple]]) -> G.GateOutcome:
+    def _idempotent(self, pairs: list[tuple[ConvKey | None, ConvKey | None]]) -> G.GateOutcome:
         from ..compare import compare
 
         lines, bad, m = [], [], []
@@ -463,7 +483,7 @@ class _Runner:
             return G.falsified("converting twice is not deterministic: " + "; ".join(bad), metrics={"pairs": m})
         return G.ok("; ".join(lines), metrics={"pairs": m})
 
-    def _structural(self, gate_id: str, keys: list[tuple]) -> G.GateOutcome:
+    def _structural(self, gate_id: str, keys: list[ConvKey | None]) -> G.GateOutcome:
         from ..formats import open_model
 
         if not keys:
@@ -507,11 +527,12 @@ class _Runner:
                    (f"extra {extra[:3]}{'…' if len(extra) > 3 else ''}" if extra else "")
             return not missing and not extra and bool(a), text.strip() or f"{len(a)} names", \
                 {"missing": missing, "extra": extra, "names": len(a)}
+        from ..compare.consumer import tokenizer_section
         from ..compare.metadata import compare_tokenizer
 
         if src.tokenizer is None:
             return False, "the source carries no tokenizer: nothing to preserve, gate cannot be checked", {}
-        sec = compare_tokenizer(src, cand)
+        sec = tokenizer_section(compare_tokenizer(src, cand), src, cand)  # a GGUF: also as llama.cpp reads it
         probs = [f"{f.field} {f.status}" for f in sec.problems()] + ([sec.note] if sec.failed_outright else [])
         return sec.passed, ", ".join(probs) or f"{src.tokenizer.vocab_size} tokens", sec.to_dict()
 
@@ -534,56 +555,31 @@ class _Runner:
             raise PlaybookError(self.pb_path, f"model path {str(p)!r} does not exist", field="model")
         return p
 
-    def _skip(self, gate_id: str, fmt: str, prompt: str, quant: str | None, key: str, reason: str,
-              section: str, modality: str = "run", backend: str = "cpu") -> None:
-        """A Skipped record for something aprqa does not execute or cannot produce."""
-        self.gate(gate_id, fmt, prompt, quant, key, lambda: G.GateOutcome("Skipped", reason, output=f"SKIPPED: {reason}"),
-                  extra_md={"not_executed": "true", "section": section}, sync=True, modality=modality,
-                  backend=backend)
-
-    def _record_not_run(self, native: str) -> None:
-        for n in self.not_run_items:
-            self._skip(n.gate_id, n.format or native, f"not executed by aprqa: {n.section}", None, n.key, n.text(),
-                       n.section, modality=n.modality, backend=n.backend)
-
-    def _unproducible(self, fmt: str, q: str) -> str | None:
-        """Why conversion ``fmt``/``q`` cannot be produced (None when it can)."""
-        if self.pb.converter != "builtin":
-            if q not in _STORABLE[fmt]:
-                return f"{FORMAT_TITLE[fmt]} cannot store {q}"
-            return None
-        from ..convert import plan_quant
-        from ..formats import open_model
-
-        try:
-            with open_model(self.source) as src:
-                plan_quant(src, G.converter_quant(q), fmt)
-        except AprqaError as err:
-            return G.error_text(err)
-        return None
-
     def run(self) -> RunResult:
         t0 = time.perf_counter()
         self.work.mkdir(parents=True, exist_ok=True)
+        earlier = self._earlier_records() if self.resume else []  # read before the stream truncates it
         # Locks the output for the run: a second run into it fails here, before deleting anything.
         self.stream = EvidenceStream(self.out / "evidence.jsonl")
         for stale in ("evidence.json", "junit.xml", "summary.md", "report.html", "report.md", "compare-report.html"):
             (self.out / stale).unlink(missing_ok=True)
-        self.labels: dict[tuple, str] = {}
+        self.source = self.resolve_source()
+        self.model_sha256 = G.files_digest(self.source)
+        prior = {r["scenario"]["id"]: r for r in earlier
+                 if r.get("outcome") == "Corroborated" and not is_not_executed(r)
+                 and (r.get("metadata") or {}).get("playbook_sha256") == self.digest
+                 and (r.get("metadata") or {}).get("model_sha256") == self.model_sha256}
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="aprqa-gate")
         try:
-            self._plan_and_run()
+            self._plan_and_run(prior)
         finally:
             self.pool.shutdown(wait=True)
             self.stream.close()
         return self._finish(time.perf_counter() - t0)
 
-    def _plan_and_run(self) -> None:
+    def _plan_and_run(self, prior: dict[str, dict[str, Any]]) -> None:
         from ..formats import open_model
 
-        pb = self.pb
-        self.source = self.resolve_source()
-        t = time.perf_counter()
         try:
             src = open_model(self.source)
         except AprqaError as err:
@@ -592,108 +588,47 @@ class _Runner:
                       lambda: G.falsified(f"the source model cannot be opened: {G.error_text(err)}"), sync=True)
             return
         with src:
-            native = src.format
-            self.native_letter = FORMAT_LETTER[native]
-            try:
-                from ..forward.weights import dominant_dtype
-
-                src_dtype = dominant_dtype(src).lname
-            except AprqaError:
-                src_dtype = "f32"
-            self.gate("G0-VALIDATE-001", native, "G0: open and validate the source model", None, "",
-                      lambda: G.g0_validate(src, pb), sync=True)
-            # G0 is header-only and cheap: every G0 gate is measured even under --fail-fast
-            self.gate("G0-INTEGRITY-CONFIG", native, "G0: config.json vs tensor shapes", None, "",
-                      lambda: G.g0_config(src), sync=True, always=True)
-            for k, v in pb.model.expected_facts().items():
-                self.gate(f"G0-INTEGRITY-{EXPECTED_FACTS[k][0]}", native, f"G0: {k} = {v}", None, k,
-                          lambda k=k, v=v: G.g0_expected(src, k, v), sync=True, always=True)
-        del t
-
-        if pb.failure_policy == "stop_on_p0":
-            self.notes.append("failure_policy stop_on_p0: aprqa has no P0 classes; run as collect_all")
-
-        # -- plan conversions (one that cannot be produced is a Skipped record naming why)
-        direct: list[tuple[tuple, str]] = []
-        for fmt in pb.model.formats:
-            for q in pb.model.quantizations:
-                why = self._unproducible(fmt, q)
-                if why is not None:
-                    gid = f"F-CONV-{self.native_letter}-{FORMAT_LETTER[fmt]}"
-                    sec = f"model.quantizations {q} × {fmt}"
-                    self.notes.append(f"{gid} {q}: not produced: {why}")
-                    self._skip(gid, fmt, f"Convert {FORMAT_TITLE[native]} to {FORMAT_TITLE[fmt]} ({q})", q,
-                               f"not-run:{sec}", f"not executed: aprqa cannot produce {FORMAT_TITLE[fmt]} {q} "
-                               f"(no substitute type is used): {why}", sec)
+            self.plan = build_plan(self.pb, SourceFacts.from_model(self.pb, src))
+            self.native_letter = self.plan.native_letter
+            self.notes.extend(self.plan.notes)
+            name = self.model_id["name"]
+            resumed = {g: prior[f"{name}_{g.scenario_suffix}"] for g in self.plan.gates
+                       if f"{name}_{g.scenario_suffix}" in prior}
+            for conv in self.plan.needed([g for g in self.plan.gates if g not in resumed]):
+                self.submit_conversion(conv)
+            for g in self.plan.gates:
+                if g in resumed:  # Corroborated before with the same playbook and model bytes: not measured again
+                    rec = resumed[g]
+                    self._keep(self._next(), {**rec, "metadata": {**rec["metadata"], "resumed": "true"}})
                     continue
-                direct.append((self.conversion(None, fmt, q), q))
-        bases: dict[str, tuple | None] = {native: None}
-        for fmt in pb.model.formats:
-            if fmt != native:
-                bases[fmt] = self.conversion(None, fmt, "keep")
-        cross: list[tuple[str, tuple, str]] = []
-        for x in pb.model.formats:
-            if x == native:
-                continue
-            for y in pb.model.formats:
-                if y != x:
-                    cross.append((x, self.conversion(bases[x], y, "keep"), y))
-        rts: list[tuple[str, tuple, list]] = []
-        for gid, chain in ROUND_TRIPS.items():
-            if not all(f in pb.model.formats or f == native for f in chain):
-                self.notes.append(f"{gid} ({'→'.join(FORMAT_LETTER[f] for f in chain)}) not run: needs formats "
-                                  f"{sorted(set(chain))}")
-                continue
-            start = bases.get(chain[0]) if chain[0] in bases else self.conversion(None, chain[0], "keep")
-            keys: list[tuple | None] = [start]
-            for f in chain[1:]:
-                keys.append(self.conversion(keys[-1], f, "keep"))
-            rts.append((gid, chain, keys))
-        idem: list[tuple[tuple, tuple]] = []
-        last_per_fmt: dict[str, tuple[tuple, str]] = {}
-        for key, q in direct:  # the last listed type of each format: usually the most quantized
-            last_per_fmt[key[1]] = (key, q)
-        for key, q in last_per_fmt.values():
-            idem.append((key, self.conversion(None, key[1], q, tag_hint="again")))
+                self.gate(g.gate_id, g.fmt, g.prompt, g.quant, g.thresholds_key, self._measure(g, src),
+                          max_tokens=g.max_tokens, extra_md=dict(g.metadata) or None, sync=g.kind.synchronous,
+                          modality=g.modality, backend=g.backend, always=g.always)
 
-        # -- gates
-        dt = pb.differential_tests
-        if not direct:
-            self.gate("F-CONV-COVERAGE-001", native, "plan conversions", None, "",
-                      lambda: G.falsified(f"0 conversions planned (formats {pb.model.formats} × quantizations "
-                                          f"{pb.model.quantizations}): a playbook that converts nothing proves "
-                                          "nothing" + (f"; {'; '.join(self.notes)}" if self.notes else "")))
-        for key, q in direct:
-            fmt = key[1]
-            base = G.output_base(q, src_dtype)
-            gid = f"F-CONV-{self.native_letter}-{FORMAT_LETTER[fmt]}"
-            self.gate(gid, fmt, f"Convert {FORMAT_TITLE[native]} to {FORMAT_TITLE[fmt]} ({q})", q,
-                      G.conversion_key(q, base),
-                      lambda key=key, q=q, base=base: self._conv_gate(None, key, q, base, q),
-                      max_tokens=G.inference_tokens(pb), extra_md={"quant": q})
-        for x, key, y in cross:
-            base = G.output_base("keep", src_dtype)
-            gid = f"F-CONV-{FORMAT_LETTER[x]}-{FORMAT_LETTER[y]}"
-            self.gate(gid, y, f"Convert {FORMAT_TITLE[x]} to {FORMAT_TITLE[y]} (keep types)", "keep",
-                      G.conversion_key("keep", base),
-                      lambda bx=bases[x], key=key, base=base: self._conv_gate(bx, key, "keep", base, "auto"),
-                      max_tokens=G.inference_tokens(pb), extra_md={"quant": "keep"})
-        if dt.inference_compare.enabled:
-            for key, q in direct:
-                base = G.output_base(q, src_dtype)
-                self.gate("F-GOLDEN-RULE-001", key[1], f"Golden Rule: convert → inference → diff ({q})", q,
-                          G.conversion_key(q, base), lambda key=key, base=base: self._golden(key, base),
-                          max_tokens=pb.test_matrix.max_tokens, extra_md={"quant": q})
-        for gid, chain, keys in rts:
-            self.gate(gid, chain[0], "Round-trip " + "→".join(FORMAT_LETTER[f] for f in chain), "keep", "",
-                      lambda keys=keys, chain=chain: self._round_trip(keys, chain))
-        dkeys = [k for k, _q in direct]
-        self.gate("F-CONV-IDEM-001", native, "Idempotency: convert twice", None, "",
-                  lambda: self._idempotent(idem))
-        for gid, desc in (("F-CONV-CARD-001", "tensor count preserved"), ("F-CONV-NAME-001", "tensor names preserved"),
-                          ("F-CONV-TOK-001", "tokenizer preserved")):
-            self.gate(gid, native, desc, None, "", lambda gid=gid: self._structural(gid, dkeys))
-        self._record_not_run(native)
+    def _measure(self, g: PlannedGate, src: Any) -> Callable[[], G.GateOutcome]:
+        """The measurement of one planned gate (dispatch on its kind)."""
+        K, pb, ins = GateKind, self.pb, g.inputs
+        if g.kind is K.VALIDATE:
+            return lambda: G.g0_validate(src, pb)
+        if g.kind is K.CONFIG:
+            return lambda: G.g0_config(src)
+        if g.kind is K.EXPECTED:
+            assert g.expected is not None
+            return lambda: G.g0_expected(src, *g.expected)
+        if g.kind is K.COVERAGE:
+            return lambda: G.falsified(g.reason or "")
+        if g.kind is K.SKIPPED:
+            return lambda: G.GateOutcome("Skipped", g.reason or "", output=f"SKIPPED: {g.reason}")
+        if g.kind is K.CONVERSION:
+            return lambda: self._conv_gate(ins[0], ins[1], g.quant or "keep", g.output_base or "f32",
+                                           g.tensor_profile or "auto")
+        if g.kind is K.GOLDEN:
+            return lambda: self._golden(ins[1], g.output_base or "f32")
+        if g.kind is K.ROUND_TRIP:
+            return lambda: self._round_trip(list(ins), g.chain)
+        if g.kind is K.IDEMPOTENT:
+            return lambda: self._idempotent(list(zip(ins[::2], ins[1::2])))
+        return lambda: self._structural(g.gate_id, list(ins))
 
     def _finish(self, seconds: float) -> RunResult:
         # report/ reads playbook.evidence: imported here so that neither package needs the other first
@@ -766,7 +701,8 @@ def download_hf_repo(repo: str, pb_path: Path) -> Path:
 
 def run_playbook(path: str | Path, output: str | Path | None = None, model_path: str | Path | None = None,
                  workers: int = 1, fail_fast: bool = False,
-                 on_record: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+                 on_record: Callable[[dict[str, Any]], None] | None = None,
+                 work_dir: str | Path | None = None, resume: bool = False) -> RunResult:
     """Run every gate of a playbook and write its evidence.
 
     Args:
@@ -778,6 +714,10 @@ def run_playbook(path: str | Path, output: str | Path | None = None, model_path:
         workers: threads running conversions and gates.
         fail_fast: stop after the first gate that is not Corroborated (the rest are recorded Skipped).
         on_record: called with each record as its gate finishes.
+        work_dir: where converted models go (default ``OUTPUT/work``; a zoo shares one).
+        resume: reuse the Corroborated records of an earlier run in ``output`` made with the same
+            playbook and model bytes (``metadata.playbook_sha256`` / ``model_sha256``) instead of
+            measuring those gates again (their records say ``metadata.resumed``).
     Returns:
         ``RunResult`` (truthy when every gate was Corroborated).
     Raises:
@@ -792,4 +732,5 @@ def run_playbook(path: str | Path, output: str | Path | None = None, model_path:
     if workers < 1:
         raise PlaybookError(pb_path, f"workers must be ≥ 1, got {workers}")
     out = Path(output) if output is not None else Path("aprqa-out") / pb.name
-    return _Runner(pb, digest, pb_path, out, model_path, workers, fail_fast, on_record).run()
+    return _Runner(pb, digest, pb_path, out, model_path, workers, fail_fast, on_record,
+                   Path(work_dir) if work_dir is not None else None, resume).run()

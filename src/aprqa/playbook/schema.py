@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from ..errors import AprqaError, InputError
 from ..fsio import CAP_PLAYBOOK, read_bounded
@@ -33,10 +33,10 @@ FORMAT_TITLE = {"safetensors": "SafeTensors", "apr": "APR", "gguf": "GGUF"}
 
 # apr-qa's quantization names plus the converter's own (aprqa.convert.QUANT_CHOICES).
 QUANT_NAMES = ("f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_k", "q5_0", "q5_1", "q4_k_m", "q4_k",
-               "q4_0", "q4_1", "q3_k_m", "q2_k", "apr-q8", "apr-q4")
+               "q4_0", "q4_1", "q3_k_s", "q3_k_m", "q3_k_l", "q3_k", "q2_k", "apr-q8", "apr-q4")
 # llama.cpp mix -> its default type (names the output-level profile; the built-in converter writes
 # the real mix, aprqa.quantmix).
-QUANT_ALIASES = {"q4_k_m": "q4_k", "q5_k_m": "q5_k", "q3_k_m": "q3_k"}
+QUANT_ALIASES = {"q4_k_m": "q4_k", "q5_k_m": "q5_k", "q3_k_s": "q3_k", "q3_k_m": "q3_k", "q3_k_l": "q3_k"}
 SYNTHETIC_PRESETS = ("qwen2-tiny", "llama-tiny", "qwen3-tiny")
 
 # apr-qa sections accepted as data but not executed by aprqa (recorded as Skipped, notrun.py).
@@ -100,7 +100,10 @@ class ModelSpec(_Strict):
                                      description=f"target types; known: {', '.join(QUANT_NAMES)}")
     family: str | None = Field(None, description="architecture family (qwen2, llama, ...); checked "
                                                  "against the model's config when given")
-    size_category: Literal["tiny", "small", "medium", "large", "xlarge", "huge", "auto"] | None = None
+    size_category: Literal["tiny", "small", "medium", "large", "xlarge", "huge", "auto"] | None = Field(
+        None, description="apr-qa's size class; the zoo executors place a model by it (docs/zoo.md)")
+    size_variant: str | None = Field(None, description="apr-qa's size variant of the family (0.5b, 7b, ...); "
+                                                       "recorded, names the model in zoo summaries")
     expected_hidden_dim: int | None = Field(None, ge=1)
     expected_num_layers: int | None = Field(None, ge=1)
     expected_num_heads: int | None = Field(None, ge=1)
@@ -185,6 +188,9 @@ class InferenceCompare(_Strict):
     tolerance: float | None = Field(None, ge=0, description="apr-qa's single epsilon: applied only to lossless "
                                                             "(f32) targets, as the max |Δlogit| limit")
     gates: list[str] = Field(default_factory=list)
+    engine: Literal["aprqa", "llama.cpp"] = Field(
+        "aprqa", description="what runs a GGUF candidate: aprqa's forward pass, or llama.cpp (aprqa[llamacpp]); "
+                             "the evidence records the engine and its version")
 
 
 class DifferentialTests(_Strict):
@@ -276,6 +282,11 @@ class Playbook(_Strict):
                                                   "{format} {quant} {python}; run without a shell")
     failure_policy: Literal["stop_on_first", "stop_on_p0", "collect_all"] = "collect_all"
     metadata: dict[str, Any] = Field(default_factory=dict)
+    dialect: Literal["aprqa", "apr-qa"] | None = Field(
+        None, description="whose playbook this is: 'aprqa' (unknown keys are errors) or 'apr-qa' (unknown keys "
+                          "are warnings, recorded in the evidence); default: 'aprqa' when the playbook uses one "
+                          "of aprqa's own keys (converter, thresholds, model.synthetic, model.synthetic_seed, "
+                          "test_matrix.max_tokens), else 'apr-qa'")
     # apr-qa sections accepted as data, not run by aprqa.
     gates: dict[str, Any] | None = None
     oracles: list[Any] | None = None
@@ -288,6 +299,12 @@ class Playbook(_Strict):
     kernel_profile: dict[str, Any] | None = None
     mvp_matrix: list[Any] | None = None
     falsification_gates: Any = None
+    _unknown_keys: tuple[str, ...] = PrivateAttr(default=())
+
+    @property
+    def unknown_keys(self) -> tuple[str, ...]:
+        """Keys of an apr-qa playbook that aprqa does not know (``model.foo (line 7)``), ignored with a warning."""
+        return self._unknown_keys
 
     @field_validator("converter")
     @classmethod
@@ -466,6 +483,59 @@ def _describe(err: dict, lines: dict[tuple, int]) -> tuple[int | None, str, str,
     return _line_for(lines, loc, value=True), dotted, msg, hint
 
 
+# Keys aprqa defines and apr-qa's runner does not: using one makes a playbook aprqa's own (strict).
+APRQA_ONLY_KEYS = (("converter",), ("thresholds",), ("dialect",), ("model", "synthetic"),
+                   ("model", "synthetic_seed"), ("test_matrix", "max_tokens"))
+
+
+def playbook_dialect(data: dict[str, Any]) -> str:
+    """'aprqa' or 'apr-qa' for a parsed playbook mapping (see the ``dialect`` field)."""
+    said = data.get("dialect")
+    if said in ("aprqa", "apr-qa"):
+        return said
+    for path in APRQA_ONLY_KEYS:
+        node: Any = data
+        for part in path:
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            return "aprqa"
+    return "apr-qa"
+
+
+# Similarity (difflib ratio) above which an unknown key is taken for a misspelt known key
+# (quantisations, max_token): an error even in an apr-qa playbook, since ignoring it would silently
+# run the default instead of what the author meant.
+TYPO_CUTOFF = 0.85
+
+
+def _drop_unknown(data: Any, cls: Any, path: tuple, lines: dict[tuple, int], dropped: list[str]) -> Any:
+    """A copy of ``data`` without the unknown keys model ``cls`` forbids (apr-qa dialect), each listed in
+    ``dropped``; near-misses of known keys are kept so that validation reports them."""
+    if isinstance(cls, _DictOf):
+        if isinstance(data, dict):
+            return {k: _drop_unknown(v, cls.inner, path + (k,), lines, dropped) for k, v in data.items()}
+        return data
+    if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or not isinstance(data, dict):
+        return data
+    if cls.model_config.get("extra") != "forbid":
+        return data
+    out = {}
+    for k, v in data.items():
+        f = cls.model_fields.get(str(k))
+        if f is None and difflib.get_close_matches(str(k), list(cls.model_fields), n=1, cutoff=TYPO_CUTOFF):
+            out[k] = v  # a near-miss of a known key is a typo, not a newer apr-qa key: validation rejects it
+            continue
+        if f is None:
+            where = ".".join(str(p) for p in path + (k,))
+            line = lines.get(path + (k,))
+            dropped.append(f"{where} (line {line})" if line else where)
+            continue
+        out[k] = _drop_unknown(v, _first_model(f.annotation), path + (k,), lines, dropped)
+    return out
+
+
 def parse_playbook(text: str, file: str | Path | None = None) -> Playbook:
     """Validate playbook YAML text.
 
@@ -483,8 +553,15 @@ def parse_playbook(text: str, file: str | Path | None = None) -> Playbook:
         raise PlaybookError(file, f"not a valid playbook value: {err}") from None
     if not isinstance(data, dict):
         raise PlaybookError(file, f"a playbook is a YAML mapping, got {type(data).__name__}", line=1)
+    dropped: list[str] = []
+    dialect = playbook_dialect(data)
+    if dialect == "apr-qa":  # apr-qa's runner ignores keys it does not know; so does aprqa, saying so
+        data = _drop_unknown(data, Playbook, (), lines, dropped)
+    data = {**data, "dialect": dialect}
     try:
-        return Playbook.model_validate(data)
+        pb = Playbook.model_validate(data)
+        pb._unknown_keys = tuple(dropped)
+        return pb
     except ValidationError as err:
         errs = [e for e in err.errors()]
         locs = [_clean_loc(tuple(e["loc"])) for e in errs]

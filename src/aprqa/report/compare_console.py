@@ -160,4 +160,7 @@ def _outputs_line(o: Any) -> str:
     if g is not None:
         parts.append(f"greedy {g.agreed}/{g.n_generated} agree" if g.first_divergence is None else
                      f"greedy diverges at {g.first_divergence}" + (" (near-tie)" if g.near_tie else ""))
+    engine = getattr(o, "engine", "aprqa")
+    if engine != "aprqa":
+        parts.insert(0, f"candidate in {engine}")
     return " · ".join(parts)

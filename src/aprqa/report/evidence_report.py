@@ -93,6 +93,22 @@ class EvidenceSummary:
                 "not_executed": [{"gate_id": g, "section": s} for g, s in self.not_executed]}
 
 
+def sane_record(r: Any) -> dict[str, Any]:
+    """A record whose containers have the types the readers expect (edited or foreign evidence may
+    hold anything anywhere): a wrong-typed scenario/model/metadata/metrics/host becomes {}."""
+    if not isinstance(r, dict):
+        return {"gate_id": "?", "outcome": "?", "reason": f"not a record: {r!r}"[:200]}
+    out = dict(r)
+    for k in ("scenario", "metadata", "metrics", "host"):
+        if not isinstance(out.get(k), dict):
+            out[k] = {}
+    if not isinstance(out["scenario"].get("model"), dict):
+        out["scenario"] = {**out["scenario"], "model": {}}
+    if not isinstance(out["metrics"].get("aprqa", {}), dict):
+        out["metrics"] = {**out["metrics"], "aprqa": {}}
+    return out
+
+
 def _outcome(r: dict[str, Any]) -> str:
     o = r.get("outcome")
     if isinstance(o, dict) and o:  # apr-qa's schema allows {"Falsified": {...}}
@@ -135,7 +151,8 @@ def cause_of(r: dict[str, Any]) -> str:
         if gid.startswith("G0-INTEGRITY-") and gid != "G0-INTEGRITY-CONFIG":
             return "architecture fact differs from the playbook's expected_* value"
         t = m.get("tensor") or {}
-        verdicts = sorted({f["verdict"] for f in t.get("failures") or ()})
+        fails = t.get("failures") if isinstance(t, dict) and isinstance(t.get("failures"), list) else []
+        verdicts = sorted({str(f.get("verdict")) for f in fails if isinstance(f, dict)})
         if verdicts:
             return "tensor verdict " + "/".join(verdicts)
         if "outputs" in reason and "FAIL" in reason:
@@ -196,6 +213,7 @@ def summarize(records: list[dict[str, Any]], path: str = "") -> EvidenceSummary:
         >>> s.failed, s.causes[0].gates
         (1, ('F-CONV-S-G',))
     """
+    records = [sane_record(r) for r in records]
     outcomes: dict[str, int] = {o: 0 for o in OUTCOMES}
     families: dict[str, dict[str, int]] = {}
     groups: dict[str, list[dict[str, Any]]] = {}

@@ -12,7 +12,7 @@ from typing import Any
 
 from . import svg
 from .page import chips, esc, kv, num, page, status_html, table
-from .run_view import Cell, GateView, RunView
+from .run_view import Cell, GateView, RunView, prompt_rows, strings
 
 _OUTCOME_CLASS = {"Corroborated": "pass", "Falsified": "fail", "Crashed": "fail", "Timeout": "fail", "Skipped": "skip"}
 
@@ -25,19 +25,19 @@ def _pre_json(d: Any, limit: int = 4000) -> str:
 def _compare_summary(t: dict[str, Any]) -> str:
     """The compare summary of one conversion, from its record's tensor metrics."""
     parts = []
-    fails = t.get("failures") or []
+    fails = [f for f in t.get("failures") or [] if isinstance(f, dict)] if isinstance(t.get("failures"), list) else []
     if fails:
         parts.append(table(("tensor", "verdict", "evidence"),
                            ((f"<code>{esc(f.get('name'))}</code>", status_html("fail", str(f.get("verdict"))),
                              esc(f.get("detail", ""))) for f in fails)))
-    probs = t.get("problems") or []
+    probs = t.get("problems") if isinstance(t.get("problems"), list) else []
     if probs:
         parts.append("<ul>" + "".join(f"<li>{esc(p)}</li>" for p in probs) + "</ul>")
     return "".join(parts)
 
 
 def _prompts(g: GateView) -> str:
-    prompts = g.raw_metrics.get("aprqa", {}).get("prompts") if isinstance(g.raw_metrics.get("aprqa"), dict) else None
+    prompts = prompt_rows(g)
     if not prompts:
         return ""
     return table(("prompt", "result", "measured"),
@@ -51,7 +51,11 @@ def gate_detail_html(g: GateView) -> str:
              f"<code class=id>{esc(g.gate_id)}</code> {esc(g.title)}</h3>"]
     if g.status == "skip":
         parts.append(f"<p><b>Why skipped:</b> {esc(g.reason)}</p>")
-    elif g.measures:
+    out_fails = strings((g.output_check or {}).get("failures"))
+    if out_fails:  # the output check's own verdicts, as recorded
+        parts.append("<ul>" + "".join(f"<li>{status_html('fail', 'outside the limit:')} {esc(f)}</li>"
+                                      for f in out_fails) + "</ul>")
+    if g.status != "skip" and g.measures:
         parts.append(table(("measure", "measured", "limit"),
                            ((esc(m.name), esc(num(m.value)), esc(m.limit)) for m in g.measures)))
     if g.tensor:

@@ -4,23 +4,27 @@ as a table of icons and each cell's gates in collapsible <details> blocks (GitHu
 from __future__ import annotations
 
 from .page import md_cell, num, status_md
-from .run_view import Cell, GateView, RunView
+from .run_view import Cell, GateView, RunView, prompt_rows, strings
 
 
 def _gate_md(g: GateView) -> list[str]:
     lines = [f"**{status_md(g.status, g.outcome)}** `{g.gate_id}` {md_cell(g.title)}", ""]
     if g.status == "skip":
         return lines + [f"Why skipped: {md_cell(g.reason)}", ""]
+    out_fails = strings((g.output_check or {}).get("failures"))
+    if out_fails:
+        lines += [f"- ✗ outside the limit: {md_cell(f)}" for f in out_fails] + [""]
     if g.measures:
         lines += ["| measure | measured | limit |", "|---|---|---|"]
         lines += [f"| {md_cell(m.name)} | {md_cell(num(m.value))} | {md_cell(m.limit)} |" for m in g.measures]
         lines.append("")
-    fails = (g.tensor or {}).get("failures") or []
+    fails = [f for f in (g.tensor or {}).get("failures") or [] if isinstance(f, dict)] \
+        if isinstance((g.tensor or {}).get("failures"), list) else []
     if fails:
         lines += ["| failing tensor | verdict | evidence |", "|---|---|---|"]
         lines += [f"| `{f.get('name')}` | {f.get('verdict')} | {md_cell(f.get('detail', ''))} |" for f in fails]
         lines.append("")
-    prompts = (g.raw_metrics.get("aprqa") or {}).get("prompts") if isinstance(g.raw_metrics.get("aprqa"), dict) else None
+    prompts = prompt_rows(g)
     if prompts:
         lines += ["| prompt | result | measured |", "|---|---|---|"]
         lines += [f"| {md_cell(p.get('prompt'))} | {status_md('pass' if p.get('passed') else 'fail')} | "

@@ -26,8 +26,10 @@ def write_run_report(records: list[dict[str, Any]], html: str | Path | None = No
     Returns:
         The paths written.
     """
+    out: list[Path] = []
+    if html is None and md is None:
+        return out
     v = build_run_view(list(records), **view)
-    out = []
     if html is not None:
         out.append(write_page(html, render_run_html(v)))
     if md is not None:

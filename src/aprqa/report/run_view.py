@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .evidence_report import EvidenceSummary, summarize
+from .evidence_report import EvidenceSummary, sane_record, summarize
 
 _CONV = re.compile(r"^F-CONV-([A-Za-z]+)-([A-Za-z]+)$")
 _FAILING = ("Falsified", "Crashed", "Timeout")
@@ -21,6 +21,21 @@ FORMAT_ORDER = ("safetensors", "apr", "gguf")
 QUANT_ORDER = ("f32", "bf16", "f16", "q8_0", "apr-q8", "q6_k", "q5_k_m", "q5_k", "q5_1", "q5_0", "q4_k_m", "q4_k",
                "q4_1", "q4_0", "apr-q4", "q3_k_m", "q2_k")
 AS_STORED = "as stored"
+
+
+def _d(x: Any) -> dict[str, Any]:
+    """``x`` when it is a dict, else {}: edited or foreign evidence may hold anything anywhere."""
+    return x if isinstance(x, dict) else {}
+
+
+def strings(x: Any) -> list[str]:
+    return [str(v) for v in x] if isinstance(x, list) else []
+
+
+def prompt_rows(g: "GateView") -> list[dict[str, Any]]:
+    """The golden rule's per-prompt results of a record (empty when absent or malformed)."""
+    p = _d(g.raw_metrics.get("aprqa")).get("prompts")
+    return [x for x in p if isinstance(x, dict)] if isinstance(p, list) else []
 
 
 def outcome_of(r: dict[str, Any]) -> str:
@@ -39,7 +54,7 @@ def _anchor(*parts: str) -> str:
 
 
 def _aprqa(r: dict[str, Any]) -> dict[str, Any]:
-    m = (r.get("metrics") or {}).get("aprqa")
+    m = _d(r.get("metrics")).get("aprqa")
     return m if isinstance(m, dict) else {}
 
 
@@ -93,13 +108,14 @@ class Cell:
         st = [g.status for g in self.gates]
         return "fail" if "fail" in st else ("pass" if "pass" in st else "skip")
 
-    def _first(self, *keys: str) -> Any:
+    def _first(self, *keys: str) -> float | None:
+        """The first gate's number at ``keys`` (non-numbers, e.g. from edited evidence, are skipped)."""
         for g in self.gates:
             d: Any = {"tensor": g.tensor or {}, "output": g.output_check or {}}
             for k in keys:
                 d = d.get(k) if isinstance(d, dict) else None
-            if d is not None:
-                return d
+            if isinstance(d, (int, float)) and not isinstance(d, bool):
+                return float(d)
         return None
 
     @property
@@ -178,7 +194,7 @@ class RunView:
 
 
 def _thresholds(r: dict[str, Any]) -> dict[str, Any]:
-    t = (r.get("metadata") or {}).get("thresholds")
+    t = _d(r.get("metadata")).get("thresholds")
     if not t:
         return {}
     try:
@@ -197,12 +213,12 @@ _OUTPUT_LIMITS = (("mean KL", "kl_mean", "max_mean_kl", "≤"), ("p99 KL", "kl_p
 def measures_of(t: dict[str, Any] | None, o: dict[str, Any] | None, thr: dict[str, Any]) -> tuple[Measure, ...]:
     out: list[Measure] = []
     if t:
-        prof = (thr.get("tensor") or {}).get("profile") if isinstance(thr.get("tensor"), dict) else None
-        v = t.get("verdicts") or {}
+        prof = _d(thr.get("tensor")).get("profile")
+        v = _d(t.get("verdicts"))
         out.append(Measure("tensor verdicts", " · ".join(f"{k} {n}" for k, n in v.items()) or "none",
                            f"every tensor passes profile {prof}" if prof else ""))
         out.append(Measure("tensors compared", f"{t.get('pairs_compared')}/{t.get('tensors')}"))
-        w = t.get("worst") or {}
+        w = _d(t.get("worst"))
         if w:
             measure = "err/noise" if w.get("verdict") == "QUANT-FAITHFUL" else "rel-L2"
             out.append(Measure("worst passing tensor", f"{w.get('name')} {w.get('verdict')} "
@@ -214,14 +230,14 @@ def measures_of(t: dict[str, Any] | None, o: dict[str, Any] | None, thr: dict[st
         if t.get("min_atol") is not None:
             out.append(Measure("minimum passing atol (rtol 0)", t["min_atol"]))
     if o:
-        m = o.get("metrics") or {}
-        p = o.get("profile") or {}
+        m = _d(o.get("metrics"))
+        p = _d(o.get("profile"))
         for name, mk, pk, op in _OUTPUT_LIMITS:
             if m.get(mk) is None:
                 continue
             lim = p.get(pk)
             out.append(Measure(name, m[mk], f"{op} {_short(lim)}" if lim is not None else ""))
-        g = o.get("greedy") or {}
+        g = _d(o.get("greedy"))
         if g:
             fd = g.get("first_divergence")
             out.append(Measure("greedy continuation", f"{g.get('n_generated')}/{g.get('n_generated')} agree" if fd is None
@@ -237,17 +253,18 @@ def _short(x: Any) -> str:
 def gate_view(r: dict[str, Any], index: int) -> GateView:
     """One record as a ``GateView`` (``index`` makes its anchor unique)."""
     gid = str(r.get("gate_id", "?"))
-    sc = r.get("scenario") or {}
-    md = r.get("metadata") or {}
+    sc = _d(r.get("scenario"))
+    md = _d(r.get("metadata"))
     fmt = str(sc.get("format") or "?")
-    quant = (sc.get("model") or {}).get("variant") or md.get("quant") or None
+    quant = _d(sc.get("model")).get("variant") or md.get("quant") or None
+    quant = None if quant is None else str(quant)
     a = _aprqa(r)
     tensor = a.get("tensor") if isinstance(a.get("tensor"), dict) else None
     output = a.get("output") if isinstance(a.get("output"), dict) else None
     m = _CONV.match(gid)
     title = f"{m.group(1)}→{m.group(2)}" + (f" {quant}" if quant else "") if m else str(sc.get("prompt") or "")
     thr = _thresholds(r)
-    metrics = r.get("metrics") or {}
+    metrics = _d(r.get("metrics"))
     return GateView(anchor=_anchor("g", str(index), gid), gate_id=gid, outcome=outcome_of(r), format=fmt,
                     quant=quant, title=title, reason=str(r.get("reason") or ""), output=str(r.get("output") or ""),
                     thresholds=thr, measures=measures_of(tensor, output, thr), tensor=tensor, output_check=output,
@@ -256,17 +273,17 @@ def gate_view(r: dict[str, Any], index: int) -> GateView:
 
 
 def _is_not_executed(r: dict[str, Any]) -> bool:
-    return (r.get("metadata") or {}).get("not_executed") == "true"
+    return _d(r.get("metadata")).get("not_executed") == "true"
 
 
 def _environment(records: list[dict[str, Any]], summary: EvidenceSummary) -> tuple[tuple[str, str], ...]:
     env: list[tuple[str, str]] = []
     first = records[0] if records else {}
-    md = first.get("metadata") or {}
-    host = first.get("host") or {}
+    md = _d(first.get("metadata"))
+    host = _d(first.get("host"))
     if md.get("playbook_name"):
         env.append(("playbook", f"{md.get('playbook_name')} {md.get('playbook_version', '')} ({md.get('playbook', '')})"))
-    shas = sorted({(r.get("metadata") or {}).get("playbook_sha256") for r in records} - {None})
+    shas = sorted({str(_d(r.get("metadata")).get("playbook_sha256")) for r in records} - {"None"})
     if shas:
         env.append(("playbook sha256", ", ".join(shas)))
     if md.get("converter"):
@@ -277,7 +294,7 @@ def _environment(records: list[dict[str, Any]], summary: EvidenceSummary) -> tup
         env.append(("host", " · ".join(f"{k} {host[k]}" for k in ("hostname", "os", "cpu", "gpu") if host.get(k))))
     try:
         versions = json.loads(md.get("environment") or "{}")
-    except ValueError:
+    except (TypeError, ValueError):
         versions = {}
     if isinstance(versions, dict) and versions:
         env.append(("software", " · ".join(f"{k} {v}" for k, v in versions.items())))
@@ -305,6 +322,7 @@ def build_run_view(records: list[dict[str, Any]], source: str = "", notes: tuple
         >>> v.cells[("gguf", "q8_0")].status
         'pass'
     """
+    records = [sane_record(r) for r in records]
     summary = summarize(records, source)
     views = [gate_view(r, i) for i, r in enumerate(records)]
     cells: dict[tuple[str, str], list[GateView]] = {}
@@ -334,9 +352,9 @@ def build_run_view(records: list[dict[str, Any]], source: str = "", notes: tuple
             continue
         points.append(TradePoint(c.format, c.quant, float(c.bits_per_weight), c.kl_mean, c.worst_rel_l2,
                                  c.status == "fail"))
-    first_model = ((records[0].get("scenario") or {}).get("model") or {}) if records else {}
+    first_model = _d(_d(records[0].get("scenario")).get("model")) if records else {}
     model = summary.model or str(first_model.get("name") or "")
-    md0 = (records[0].get("metadata") or {}) if records else {}
+    md0 = _d(records[0].get("metadata")) if records else {}
     return RunView(
         title=title or f"{md0.get('playbook_name') or model or 'evidence'}", source=source,
         producer=summary.producer, model=model, records=len(records), passed=summary.passed,

@@ -1,16 +1,5 @@
-"""Every file aprqa writes and every input it opens goes through this module.
-
-Outputs (``atomic_output``): the destination is locked (``fcntl.flock`` on a hidden sibling
-``.NAME.aprqa-lock``, non-blocking: a second writer gets ``OutputLockedError`` at once), the
-data is written to a hidden temporary sibling, fsynced, and renamed over the final name; a
-directory (an HF model dir) is built the same way and swapped in as a whole. A killed or
-failing writer therefore leaves the old output or none under the final name, never a part.
-New files get ``0666 & ~umask`` (0644 under the usual umask); a replaced file keeps its mode.
-
-Inputs (``open_regular``, ``read_bounded``, ``read_json``): only regular files are opened
-(a FIFO, device or directory is refused before anything can block on it), and side files
-(config.json, tokenizer.json, playbooks, evidence) are read up to a size cap that the error
-states. Every ``OSError`` here becomes a typed ``InputError`` / ``OutputError``.
+"""Outputs: locked, written to a hidden temporary sibling, fsynced and renamed into place (an HF
+directory swapped in whole); see ``aprqa.fsio`` and docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -18,7 +7,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import json
 import os
 import shutil
 import stat
@@ -26,18 +14,10 @@ import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
-from .errors import InputError, OutputError, OutputLockedError
-
-MiB = 1 << 20
-# Size caps of side files (bytes). Generous for real models (Llama-3's tokenizer.json is 9 MB,
-# Gemma's 33 MB), small enough that /dev/zero-style inputs fail in well under a second.
-CAP_CONFIG = 16 * MiB
-CAP_TOKENIZER = 256 * MiB
-CAP_INDEX = 64 * MiB
-CAP_PLAYBOOK = 4 * MiB
-CAP_EVIDENCE = 512 * MiB
+from ..errors import OutputError, OutputLockedError
+from .inputs import kind_of
 
 _TMP_TAG = ".aprqa-tmp-"
 _LOCK_TAG = ".aprqa-lock"
@@ -46,112 +26,6 @@ _LOCK_TAG = ".aprqa-lock"
 _HF_SUFFIXES = {".json", ".safetensors", ".model", ".txt", ".md", ".jinja", ".tiktoken"}
 
 
-# ---------------------------------------------------------------------------------------------
-# inputs
-
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO (named pipe)"),
-                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
-                       (stat.S_ISSOCK, "socket")):
-        if test(mode):
-            return name
-    return "special file"
-
-
-def open_regular(path: str | Path, what: str = "file") -> tuple[int, os.stat_result]:
-    """Open ``path`` read-only and return ``(fd, stat)``; refuse anything but a regular file.
-
-    The open is non-blocking, so a FIFO cannot hang it; the type check is on the opened fd
-    (``fstat``), so the file cannot be swapped between check and use.
-
-    Raises:
-        InputError: missing, unreadable, or not a regular file.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise InputError(path, f"{what}: no such file") from None
-    except OSError as err:
-        raise InputError(path, f"{what}: cannot open: {err.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(path, f"{what} is a {_kind(st.st_mode)}, not a regular file; aprqa reads regular "
-                                   "files only")
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd, st
-
-
-def read_bounded(path: str | Path, cap: int, what: str = "file") -> bytes:
-    """All bytes of the regular file ``path``, refusing one larger than ``cap`` bytes."""
-    fd, st = open_regular(path, what)
-    with os.fdopen(fd, "rb") as fh:
-        if st.st_size > cap:
-            raise InputError(path, f"{what} is {st.st_size:,} bytes; aprqa reads at most {cap:,} bytes "
-                                   f"({cap / MiB:g} MiB) for it")
-        try:
-            data = fh.read(cap + 1)
-        except OSError as err:
-            raise InputError(path, f"{what}: read failed: {err.strerror}") from None
-    if len(data) > cap:  # grew while we read it
-        raise InputError(path, f"{what} is over the cap of {cap:,} bytes ({cap / MiB:g} MiB)")
-    return data
-
-
-def _no_duplicates(path: str | Path, what: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
-    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in pairs:
-            if k in out:
-                raise InputError(path, f"{what}: duplicate key {k!r} (refused: which one is meant is ambiguous)",
-                                 field=k)
-            out[k] = v
-        return out
-
-    return hook
-
-
-def parse_json(data: bytes | str, path: str | Path, what: str = "JSON", *, offset: int = 0,
-               unique_keys: bool = False) -> Any:
-    """``json.loads`` whose every failure is an ``InputError`` naming file, line and offset.
-
-    Covers what ``json`` raises beyond syntax: nesting deeper than the recursion limit,
-    integers over Python's 4,300-digit limit, invalid UTF-8; ``unique_keys`` refuses an object
-    with a repeated key (otherwise the last one silently wins).
-    """
-    hook = _no_duplicates(path, what) if unique_keys else None
-    try:
-        text = data.decode("utf-8") if isinstance(data, (bytes, bytearray, memoryview)) else data
-        return json.loads(text, object_pairs_hook=hook)
-    except UnicodeDecodeError as err:
-        raise InputError(path, f"{what} is not valid UTF-8 ({err.reason})", offset=offset + err.start) from None
-    except json.JSONDecodeError as err:
-        raise InputError(path, f"{what} is not valid JSON: {err.msg} (line {err.lineno}, column {err.colno})",
-                         offset=offset + len(err.doc[: err.pos].encode("utf-8", "replace"))) from None
-    except RecursionError:
-        raise InputError(path, f"{what} is JSON nested too deeply (over ~{_depth_limit()} levels)",
-                         offset=offset) from None
-    except ValueError as err:  # e.g. "Exceeds the limit (4300 digits) for integer string conversion"
-        raise InputError(path, f"{what}: {err}", offset=offset) from None
-
-
-def _depth_limit() -> int:
-    import sys
-
-    return sys.getrecursionlimit()
-
-
-def read_json(path: str | Path, cap: int, what: str = "JSON file", *, unique_keys: bool = False) -> Any:
-    """A side file read with ``read_bounded`` and parsed with ``parse_json``."""
-    return parse_json(read_bounded(path, cap, what), path, what, unique_keys=unique_keys)
-
-
-# ---------------------------------------------------------------------------------------------
-# outputs
 
 
 def _umask() -> int:
@@ -265,8 +139,8 @@ def _check_destination(dst: Path, directory: bool, make_parents: bool) -> None:
         raise OutputError(dst, "output is a symbolic link; aprqa replaces files, not what links point at")
     if directory:
         if not stat.S_ISDIR(st.st_mode):
-            raise OutputError(dst, f"output exists and is a {_kind(st.st_mode) if not stat.S_ISREG(st.st_mode) else 'file'}"
-                                   ", not a directory")
+            what = "file" if stat.S_ISREG(st.st_mode) else kind_of(st.st_mode)
+            raise OutputError(dst, f"output exists and is a {what}, not a directory")
         foreign = [e.name + ("/" if e.is_dir() else "") for e in os.scandir(dst)
                    if e.is_dir() or (Path(e.name).suffix not in _HF_SUFFIXES and _TMP_TAG not in e.name)]
         if foreign:
@@ -274,7 +148,7 @@ def _check_destination(dst: Path, directory: bool, make_parents: bool) -> None:
                               + ", ".join(sorted(foreign)[:5]) + "); aprqa replaces an output directory as a whole",
                               hint="remove them or choose another output directory")
     elif not stat.S_ISREG(st.st_mode):
-        raise OutputError(dst, f"output exists and is a {_kind(st.st_mode)}; aprqa writes regular files only")
+        raise OutputError(dst, f"output exists and is a {kind_of(st.st_mode)}; aprqa writes regular files only")
 
 
 def check_output(dst: str | Path, *, directory: bool = False) -> None:

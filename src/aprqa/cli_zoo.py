@@ -1,0 +1,77 @@
+"""``aprqa run`` beyond one playbook: ``--dry-run`` (print the plan) and zoos (many playbooks, executors).
+
+Kept apart from cli.py so the single-playbook path stays as it was. stdout carries the plan or,
+with ``--json``, only JSON; progress and warnings go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from .playbook.plan import SourceFacts, build_plan, render_plan
+from .playbook.schema import Playbook, load_playbook
+from .playbook.zoo import ZooModel, collect_playbooks, run_zoo
+
+EXIT_OK, EXIT_FAIL = 0, 1
+
+
+def warn_unknown_keys(pb: Playbook, path: Path, err: Console) -> None:
+    """Once per playbook: the apr-qa keys aprqa ignores (they are also recorded in the evidence)."""
+    if pb.unknown_keys:
+        err.print(f"[yellow]warning:[/] {escape(str(path))}: apr-qa playbook keys aprqa does not know, ignored: "
+                  f"{escape(', '.join(pb.unknown_keys))}", soft_wrap=True)
+
+
+def cmd_dry_run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """Print the plan of every playbook; opens no model, converts and writes nothing."""
+    plans = []
+    for p in collect_playbooks(args.playbook):
+        pb, _digest = load_playbook(p)
+        warn_unknown_keys(pb, p, err)
+        plan = build_plan(pb, SourceFacts.assumed(pb, args.model_path))
+        plans.append((p, plan))
+    if args.json:
+        sys.stdout.write(json.dumps([{"path": str(p), **plan.to_dict()} for p, plan in plans], indent=2) + "\n")
+        return EXIT_OK
+    for p, plan in plans:
+        out.print(f"[bold]{escape(str(p))}[/]")
+        for line in render_plan(plan):
+            out.print(escape(line), soft_wrap=True)
+    return EXIT_OK
+
+
+def cmd_zoo(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """Run many playbooks as one job; one line per model and an overall count on stderr."""
+    paths = collect_playbooks(args.playbook)
+    for p in paths:
+        pb, _ = load_playbook(p)
+        warn_unknown_keys(pb, p, err)
+    total = len(paths)
+    err.print(f"zoo: {total} models · executor {escape(args.executor)} · output {escape(args.output or 'aprqa-out/zoo')}")
+
+    def on_model(m: ZooModel, done: int, n: int) -> None:
+        oc = m.result["outcomes"]
+        bar = "█" * round(20 * done / n) + "░" * (20 - round(20 * done / n))
+        counts = " · ".join(f"{v} {k}" for k, v in oc.items())
+        resumed = sum(1 for r in m.records if r["metadata"].get("resumed") == "true")
+        counts += f" ({resumed} resumed)" if resumed else ""
+        counts += f": {m.result['error']}" if m.result.get("error") else ""
+        err.print(f"{bar} {done}/{n}  {'[green]PASS[/]' if m.passed else '[red]FAIL[/]'} {escape(m.name)} "
+                  f"({escape(m.model_name)}): {counts} · {m.result['seconds']:.1f} s")
+
+    res = run_zoo(paths, output=args.output or "aprqa-out/zoo", model_root=args.model_root, work_dir=args.work_dir,
+                  executor=args.executor, workers=args.workers, gate_workers=args.gate_workers, on_model=on_model)
+    if args.json:
+        sys.stdout.write(json.dumps(res.to_dict(), indent=2) + "\n")
+    else:
+        out.print(Path(res.summaries["markdown"]).read_text(encoding="utf-8"))
+        out.print(f"zoo: {len(res.models)} models · {res.seconds:.1f} s · "
+                  f"{'[green]PASS[/]' if res.passed else '[red]FAIL[/]'} · summary → "
+                  f"{escape(', '.join(str(p) for p in res.summaries.values()))}")
+    return EXIT_OK if res.passed else EXIT_FAIL

@@ -1,0 +1,382 @@
+"""The plan of a playbook run: which conversions, which gates, what is Skipped and why — computed, not run.
+
+``build_plan(playbook, facts)`` is a pure function: the same playbook and the same facts about the
+source model give the same plan, and nothing is opened, converted or written. The runner
+(runner.py) executes a plan; ``aprqa run --dry-run`` prints one (``render_plan``).
+
+``SourceFacts`` are what planning needs to know about the source model: its format, its dominant
+dtype (names the output profile of "keep" conversions) and which (format, quantization) pairs
+cannot be produced. ``SourceFacts.from_model`` asks the built-in converter per tensor;
+``SourceFacts.assumed`` infers them from the playbook alone (dry run: no model), from what each
+format can store — a run may still find a tensor that cannot be written, and says so.
+
+Order of gates = order of records (docs/playbooks.md): G0, Skipped conversions that cannot be
+produced, conversions (direct, cross-format), Golden Rule, round trips, idempotency, structural,
+then the Skipped records of what aprqa does not execute (notrun.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..convert import plan_quant, storable_types
+from ..dtypes import dtype_from_name
+from ..errors import AprqaError
+from ..forward.weights import dominant_dtype
+from ..quantmix import unquantizable_types
+from . import gates as G
+from .notrun import not_executed
+from .schema import EXPECTED_FACTS, FORMAT_LETTER, FORMAT_TITLE, FORMATS, QUANT_ALIASES, Playbook
+
+# What each target format can store (quant labels of the playbook), assumed for external converters;
+# the built-in converter is asked per tensor instead (aprqa.convert.plan_quant).
+EXTERNAL_STORABLE = {
+    "safetensors": {"f32", "f16", "bf16"},
+    "apr": {"f32", "f16", "bf16", "q4_k", "q4_k_m", "q6_k", "apr-q8", "apr-q4"},
+    "gguf": {"f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_k", "q5_0", "q5_1", "q4_k_m", "q4_k", "q4_0",
+             "q4_1", "q3_k_s", "q3_k_m", "q3_k_l", "q3_k", "q2_k"},
+}
+
+# Round trips (apr-qa's ids; our mapping, docs/playbooks.md): lossless chains, start -> ... -> start format.
+ROUND_TRIPS = {
+    "F-CONV-RT-001": ("gguf", "apr", "gguf"),
+    "F-CONV-RT-002": ("safetensors", "apr", "safetensors"),
+    "F-CONV-RT-003": ("safetensors", "gguf", "safetensors"),
+    "F-CONV-RT-004": ("safetensors", "apr", "gguf", "safetensors"),
+}
+
+_EXT = {"gguf": ".gguf", "apr": ".apr", "safetensors": ".safetensors"}
+
+
+class GateKind(Enum):
+    """What the executor does for a planned gate (dispatch on this, never on the gate id)."""
+
+    VALIDATE = "validate"        # G0-VALIDATE-001: the source opens and validates
+    CONFIG = "config"            # G0-INTEGRITY-CONFIG: config.json vs tensor shapes
+    EXPECTED = "expected"        # G0-INTEGRITY-*: one expected_* fact
+    COVERAGE = "coverage"        # nothing to convert: Falsified with the plan's reason
+    CONVERSION = "conversion"    # F-CONV-X-Y: tensors + outputs of one conversion
+    GOLDEN = "golden"            # F-GOLDEN-RULE-001: every prompt
+    ROUND_TRIP = "round_trip"    # F-CONV-RT-*: a lossless chain
+    IDEMPOTENT = "idempotent"    # F-CONV-IDEM-001: convert twice
+    CARDINALITY = "cardinality"  # F-CONV-CARD-001
+    NAMES = "names"              # F-CONV-NAME-001
+    TOKENIZER = "tokenizer"      # F-CONV-TOK-001
+    SKIPPED = "skipped"          # a Skipped record: not producible or not executed by aprqa
+
+    @property
+    def synchronous(self) -> bool:
+        """Measured in plan order before anything else is submitted (cheap, header-only or no work)."""
+        return self in (GateKind.VALIDATE, GateKind.CONFIG, GateKind.EXPECTED, GateKind.SKIPPED)
+
+
+@dataclass(frozen=True)
+class ConvKey:
+    """One conversion: of ``src`` (None = the source model) to ``fmt`` at ``quant`` ("keep" = source types)."""
+
+    src: "ConvKey | None"
+    fmt: str
+    quant: str
+    tag_hint: str | None = None
+
+
+@dataclass(frozen=True)
+class Conversion:
+    key: ConvKey
+    tag: str      # file name stem under the work directory
+    label: str    # for people: "S→G q8_0"
+
+    @property
+    def file_name(self) -> str:
+        """Name of the converted artefact (SafeTensors: an HF directory)."""
+        return self.tag if self.key.fmt == "safetensors" else self.tag + _EXT[self.key.fmt]
+
+
+@dataclass(frozen=True)
+class PlannedGate:
+    """One record-to-be. ``inputs`` are the conversions it reads (None = the source model)."""
+
+    gate_id: str
+    kind: GateKind
+    fmt: str
+    prompt: str
+    quant: str | None
+    thresholds_key: str
+    max_tokens: int = 0
+    metadata: tuple[tuple[str, str], ...] = ()
+    inputs: tuple[ConvKey | None, ...] = ()
+    chain: tuple[str, ...] = ()
+    output_base: str | None = None      # output profile of a conversion / golden gate
+    tensor_profile: str | None = None   # tensor profile of a conversion gate
+    reason: str | None = None           # SKIPPED / COVERAGE: why
+    expected: tuple[str, int] | None = None
+    modality: str = "run"
+    backend: str = "cpu"
+    always: bool = False                # measured even after a --fail-fast stop
+
+    @property
+    def scenario_suffix(self) -> str:
+        return f"{self.gate_id}_{self.fmt}_{self.quant or 'na'}"
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    """What planning knows about the source model."""
+
+    format: str
+    dtype: str
+    unproducible: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    assumed: bool = False
+
+    @classmethod
+    def from_model(cls, pb: Playbook, model: Any) -> "SourceFacts":
+        """Facts of an opened source model; producibility asked of the converter per tensor."""
+        try:
+            dtype = dominant_dtype(model).lname
+        except AprqaError:
+            dtype = "f32"
+        bad: dict[tuple[str, str], str] = {}
+        for fmt in pb.model.formats:
+            for q in pb.model.quantizations:
+                why = _external_unproducible(fmt, q) if pb.converter != "builtin" else None
+                if pb.converter == "builtin":
+                    try:
+                        plan_quant(model, G.converter_quant(q), fmt)
+                    except AprqaError as err:
+                        why = G.error_text(err)
+                if why is not None:
+                    bad[(fmt, q)] = why
+        return cls(model.format, dtype, bad, assumed=False)
+
+    @classmethod
+    def assumed(cls, pb: Playbook, model_path: str | Path | None = None) -> "SourceFacts":
+        """Facts inferred from the playbook alone (no model is opened): the source format from the
+        path's suffix (an HF repo or a synthetic model is SafeTensors), f32 weights for a synthetic
+        model (else bf16, the usual HF dtype), producibility from what each format can store."""
+        where = str(model_path) if model_path is not None else pb.model.local_path
+        fmt = "safetensors"
+        if where:
+            suffix = Path(where).suffix
+            fmt = {".gguf": "gguf", ".apr": "apr"}.get(suffix, "safetensors")
+        dtype = "f32" if pb.model.synthetic else ("f32" if fmt != "safetensors" else "bf16")
+        bad = {}
+        for f in pb.model.formats:
+            for q in pb.model.quantizations:
+                why = (_builtin_unproducible(f, q) if pb.converter == "builtin" else _external_unproducible(f, q))
+                if why is not None:
+                    bad[(f, q)] = why
+        return cls(fmt, dtype, bad, assumed=True)
+
+
+def _external_unproducible(fmt: str, q: str) -> str | None:
+    return None if q in EXTERNAL_STORABLE[fmt] else f"{FORMAT_TITLE[fmt]} cannot store {q}"
+
+
+def _builtin_unproducible(fmt: str, q: str) -> str | None:
+    """The built-in converter's answer for a quantization's nominal type (a mix: its default type)."""
+    try:
+        d = dtype_from_name(QUANT_ALIASES.get(q, q))
+    except AprqaError as err:
+        return G.error_text(err)
+    if d not in storable_types(fmt):
+        return f"{fmt} cannot store {d.lname}"
+    if unquantizable_types({d}):
+        return f"cannot produce {q}: aprqa.core.quantize does not implement {d.lname}"
+    return None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Conversions in submission order (a conversion follows its input) and gates in record order."""
+
+    playbook: Playbook
+    source: SourceFacts
+    conversions: tuple[Conversion, ...]
+    gates: tuple[PlannedGate, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def native_letter(self) -> str:
+        return FORMAT_LETTER[self.source.format]
+
+    def conversion(self, key: ConvKey) -> Conversion:
+        return self._by_key[key]
+
+    @property
+    def _by_key(self) -> dict[ConvKey, Conversion]:
+        return {c.key: c for c in self.conversions}
+
+    def needed(self, gates: "list[PlannedGate] | tuple[PlannedGate, ...]") -> list[Conversion]:
+        """The conversions ``gates`` read, with their inputs, in submission order."""
+        want: set[ConvKey] = set()
+        for g in gates:
+            for k in g.inputs:
+                while k is not None and k not in want:
+                    want.add(k)
+                    k = k.src
+        return [c for c in self.conversions if c.key in want]
+
+    def counts(self) -> dict[str, int]:
+        """``{"gates": n, "will_run": n, "skipped": n, "conversions": n}``."""
+        skipped = sum(1 for g in self.gates if g.kind is GateKind.SKIPPED)
+        return {"gates": len(self.gates), "will_run": len(self.gates) - skipped, "skipped": skipped,
+                "conversions": len(self.conversions)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"playbook": self.playbook.name, "dialect": self.playbook.dialect,
+                "unknown_keys": list(self.playbook.unknown_keys),
+                "source": {"format": self.source.format, "dtype": self.source.dtype, "assumed": self.source.assumed},
+                "counts": self.counts(),
+                "conversions": [{"tag": c.tag, "label": c.label, "format": c.key.fmt, "quant": c.key.quant}
+                                for c in self.conversions],
+                "gates": [{"gate_id": g.gate_id, "format": g.fmt, "quant": g.quant, "kind": g.kind.value,
+                           "inputs": [self.conversion(k).label if k else "source" for k in g.inputs],
+                           **({"skipped": g.reason} if g.kind is GateKind.SKIPPED else {})} for g in self.gates],
+                "notes": list(self.notes)}
+
+
+class _Builder:
+    def __init__(self, pb: Playbook, facts: SourceFacts) -> None:
+        self.pb, self.facts = pb, facts
+        self.letter = FORMAT_LETTER[facts.format]
+        self.convs: dict[ConvKey, Conversion] = {}
+        self.gates: list[PlannedGate] = []
+        self.notes: list[str] = []
+
+    def conv(self, src: ConvKey | None, fmt: str, quant: str, tag_hint: str | None = None) -> ConvKey:
+        key = ConvKey(src, fmt, quant, tag_hint)
+        if key not in self.convs:
+            parent = None if src is None else self.convs[src]
+            tag = f"{'src' if parent is None else parent.tag}_{FORMAT_LETTER[fmt]}-{quant}"
+            tag += f"_{tag_hint}" if tag_hint else ""
+            label = f"{self.letter if parent is None else parent.label}→{FORMAT_LETTER[fmt]} {quant}"
+            self.convs[key] = Conversion(key, tag, label)
+        return key
+
+    def skip(self, gate_id: str, fmt: str, prompt: str, quant: str | None, key: str, reason: str, section: str,
+             modality: str = "run", backend: str = "cpu") -> None:
+        self.gates.append(PlannedGate(gate_id, GateKind.SKIPPED, fmt, prompt, quant, key, reason=reason,
+                                      metadata=(("not_executed", "true"), ("section", section)),
+                                      modality=modality, backend=backend))
+
+    def build(self) -> Plan:
+        pb, native, L = self.pb, self.facts.format, self.letter
+        add = self.gates.append
+        add(PlannedGate("G0-VALIDATE-001", GateKind.VALIDATE, native, "G0: open and validate the source model",
+                        None, ""))
+        # G0 is header-only and cheap: every G0 gate is measured even under --fail-fast
+        add(PlannedGate("G0-INTEGRITY-CONFIG", GateKind.CONFIG, native, "G0: config.json vs tensor shapes", None, "",
+                        always=True))
+        for k, v in pb.model.expected_facts().items():
+            add(PlannedGate(f"G0-INTEGRITY-{EXPECTED_FACTS[k][0]}", GateKind.EXPECTED, native, f"G0: {k} = {v}",
+                            None, k, expected=(k, v), always=True))
+        if pb.failure_policy == "stop_on_p0":
+            self.notes.append("failure_policy stop_on_p0: aprqa has no P0 classes; run as collect_all")
+
+        direct: list[tuple[ConvKey, str]] = []
+        for fmt in pb.model.formats:
+            for q in pb.model.quantizations:
+                why = self.facts.unproducible.get((fmt, q))
+                if why is not None:
+                    gid, sec = f"F-CONV-{L}-{FORMAT_LETTER[fmt]}", f"model.quantizations {q} × {fmt}"
+                    self.notes.append(f"{gid} {q}: not produced: {why}")
+                    self.skip(gid, fmt, f"Convert {FORMAT_TITLE[native]} to {FORMAT_TITLE[fmt]} ({q})", q,
+                              f"not-run:{sec}", f"not executed: aprqa cannot produce {FORMAT_TITLE[fmt]} {q} "
+                              f"(no substitute type is used): {why}", sec)
+                    continue
+                direct.append((self.conv(None, fmt, q), q))
+        bases: dict[str, ConvKey | None] = {native: None}
+        for fmt in pb.model.formats:
+            if fmt != native:
+                bases[fmt] = self.conv(None, fmt, "keep")
+        cross = [(x, self.conv(bases[x], y, "keep"), y) for x in pb.model.formats if x != native
+                 for y in pb.model.formats if y != x]
+        rts: list[tuple[str, tuple[str, ...], list[ConvKey | None]]] = []
+        for gid, chain in ROUND_TRIPS.items():
+            if not all(f in pb.model.formats or f == native for f in chain):
+                self.notes.append(f"{gid} ({'→'.join(FORMAT_LETTER[f] for f in chain)}) not run: needs formats "
+                                  f"{sorted(set(chain))}")
+                continue
+            keys: list[ConvKey | None] = [bases[chain[0]] if chain[0] in bases else self.conv(None, chain[0], "keep")]
+            for f in chain[1:]:
+                keys.append(self.conv(keys[-1], f, "keep"))
+            rts.append((gid, chain, keys))
+        last_per_fmt: dict[str, tuple[ConvKey, str]] = {}
+        for key, q in direct:  # the last listed type of each format: usually the most quantized
+            last_per_fmt[key.fmt] = (key, q)
+        idem = [(key, self.conv(None, key.fmt, q, tag_hint="again")) for key, q in last_per_fmt.values()]
+
+        dt = pb.differential_tests
+        if not direct:
+            add(PlannedGate("F-CONV-COVERAGE-001", GateKind.COVERAGE, native, "plan conversions", None, "",
+                            reason=f"0 conversions planned (formats {pb.model.formats} × quantizations "
+                                   f"{pb.model.quantizations}): a playbook that converts nothing proves nothing"
+                                   + (f"; {'; '.join(self.notes)}" if self.notes else "")))
+        for key, q in direct:
+            base = G.output_base(q, self.facts.dtype)
+            add(PlannedGate(f"F-CONV-{L}-{FORMAT_LETTER[key.fmt]}", GateKind.CONVERSION, key.fmt,
+                            f"Convert {FORMAT_TITLE[native]} to {FORMAT_TITLE[key.fmt]} ({q})", q,
+                            G.conversion_key(q, base), max_tokens=G.inference_tokens(pb), metadata=(("quant", q),),
+                            inputs=(None, key), output_base=base, tensor_profile=q))
+        for x, key, y in cross:
+            base = G.output_base("keep", self.facts.dtype)
+            add(PlannedGate(f"F-CONV-{FORMAT_LETTER[x]}-{FORMAT_LETTER[y]}", GateKind.CONVERSION, y,
+                            f"Convert {FORMAT_TITLE[x]} to {FORMAT_TITLE[y]} (keep types)", "keep",
+                            G.conversion_key("keep", base), max_tokens=G.inference_tokens(pb),
+                            metadata=(("quant", "keep"),), inputs=(bases[x], key), output_base=base,
+                            tensor_profile="auto"))
+        if dt.inference_compare.enabled:
+            for key, q in direct:
+                base = G.output_base(q, self.facts.dtype)
+                add(PlannedGate("F-GOLDEN-RULE-001", GateKind.GOLDEN, key.fmt,
+                                f"Golden Rule: convert → inference → diff ({q})", q, G.conversion_key(q, base),
+                                max_tokens=pb.test_matrix.max_tokens, metadata=(("quant", q),), inputs=(None, key),
+                                output_base=base))
+        for gid, chain, keys in rts:
+            add(PlannedGate(gid, GateKind.ROUND_TRIP, chain[0], "Round-trip " + "→".join(FORMAT_LETTER[f] for f in chain),
+                            "keep", "", inputs=tuple(keys), chain=chain))
+        add(PlannedGate("F-CONV-IDEM-001", GateKind.IDEMPOTENT, native, "Idempotency: convert twice", None, "",
+                        inputs=tuple(k for pair in idem for k in pair)))
+        dkeys = tuple(k for k, _q in direct)
+        for gid, kind, desc in (("F-CONV-CARD-001", GateKind.CARDINALITY, "tensor count preserved"),
+                                ("F-CONV-NAME-001", GateKind.NAMES, "tensor names preserved"),
+                                ("F-CONV-TOK-001", GateKind.TOKENIZER, "tokenizer preserved")):
+            add(PlannedGate(gid, kind, native, desc, None, "", inputs=dkeys))
+        for n in not_executed(pb):
+            self.skip(n.gate_id, n.format or native, f"not executed by aprqa: {n.section}", None, n.key, n.text(),
+                      n.section, modality=n.modality, backend=n.backend)
+        return Plan(pb, self.facts, tuple(self.convs.values()), tuple(self.gates), tuple(self.notes))
+
+
+def build_plan(pb: Playbook, facts: SourceFacts) -> Plan:
+    """The plan of ``pb`` for a source with ``facts`` (pure: opens, converts and writes nothing)."""
+    if facts.format not in FORMATS:
+        raise ValueError(f"source format {facts.format!r} not in {FORMATS}")
+    return _Builder(pb, facts).build()
+
+
+def render_plan(plan: Plan) -> list[str]:
+    """The dry-run text: conversions, then gates (Skipped ones with why), then notes."""
+    pb, c = plan.playbook, plan.counts()
+    src = plan.source
+    out = [f"plan of {pb.name} {pb.version} ({pb.dialect} playbook): {c['gates']} gates "
+           f"({c['will_run']} to run, {c['skipped']} Skipped) · {c['conversions']} conversions",
+           f"source: {FORMAT_TITLE[src.format]} {src.dtype}" + (" (assumed from the playbook: no model opened)"
+                                                               if src.assumed else "")]
+    out.append("conversions:")
+    for conv in plan.conversions:
+        out.append(f"  {conv.label:<22} → {conv.file_name}")
+    out.append("gates:")
+    for g in plan.gates:
+        what = f"  {g.gate_id:<25} {g.fmt:<11} {g.quant or '':<7}"
+        if g.kind is GateKind.SKIPPED:
+            out.append(f"{what} Skipped: {g.reason}")
+        else:
+            ins = ", ".join(plan.conversion(k).label if k else "source" for k in g.inputs)
+            out.append(f"{what} {g.prompt}" + (f"  [{ins}]" if ins else ""))
+    for n in plan.notes:
+        out.append(f"note: {n}")
+    return out

@@ -1,0 +1,159 @@
+"""Zoos (playbook/zoo.py): three synthetic models through the local process pool and a Ray cluster.
+
+Both executors must give the same records (ids, timestamps and durations aside). One model's
+conversions run through tests/helpers/kill_once_converter.py, whose first call SIGKILLs the worker
+process running that model: the task is retried, resumes from its streamed records, and the
+evidence is complete, with no half-written model left under the work directory.
+
+Cost: two zoo runs of 3 tiny models (one conversion type each) plus a Ray start (~10-20 s).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from aprqa.cli import main
+from aprqa.playbook.executors import size_resources
+from aprqa.playbook.zoo import model_dir_for, run_zoo
+from aprqa.playbook.schema import PlaybookError, load_playbook
+from aprqa.synthetic import make_hf_model
+
+HELPER = Path(__file__).resolve().parent / "helpers" / "kill_once_converter.py"
+MODELS = ("qwen2-tiny", "llama-tiny", "qwen3-tiny")
+
+
+def _playbook(dirpath: Path, preset: str, marker: Path | None) -> Path:
+    conv = f'converter: "{{python}} {HELPER} {{src}} {{dst}} {{format}} {{quant}} {marker}"\n' if marker else ""
+    p = dirpath / f"{preset}.playbook.yaml"
+    p.write_text(f"""name: zoo-{preset}
+version: "1.0.0"
+model:
+  synthetic: {preset}
+  formats: [gguf]
+  quantizations: [f16]
+  size_category: tiny
+test_matrix:
+  prompts: ["The quick brown fox"]
+  max_tokens: 4
+{conv}""")
+    return p
+
+
+@pytest.fixture(scope="module")
+def zoo_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("zoo")
+    (d / "playbooks").mkdir()
+    for preset in MODELS:  # the qwen3 model's first conversion kills its worker
+        _playbook(d / "playbooks", preset, d / "kill-marker" if preset == "qwen3-tiny" else None)
+    return d
+
+
+def _comparable(res) -> list[tuple]:
+    return [(m.name, r["gate_id"], r["scenario"]["id"], r["outcome"], r["reason"]) for m in res.models
+            for r in m.records]
+
+
+def _check_complete(res, out: Path, work: Path) -> None:
+    assert res.passed, [(m.name, m.result["outcomes"]) for m in res.models]
+    for m in res.models:
+        ev = json.loads((out / m.name / "evidence.json").read_text())
+        assert [r["id"] for r in ev] == [r["id"] for r in m.records] and len(ev) == 9
+        assert all(r["outcome"] == "Corroborated" for r in ev)
+    assert not list(work.rglob(".partial.*")) and not list(work.rglob("*.aprqa-tmp-*"))  # no half-written model
+    assert {p.name for p in (work / "zoo-qwen3-tiny").iterdir()} == {"src_G-f16.gguf", "src_G-keep.gguf",
+                                                                     "src_G-keep_S-keep", "src_G-f16_again.gguf"}
+
+
+@pytest.fixture(scope="module")
+def local_run(zoo_dir):
+    out, work = zoo_dir / "local", zoo_dir / "local-work"
+    (zoo_dir / "kill-marker").unlink(missing_ok=True)
+    res = run_zoo([zoo_dir / "playbooks"], out, work_dir=work, executor="local", workers=2)
+    return res, out, work
+
+
+def test_local_executor_runs_the_zoo_and_survives_a_killed_worker(zoo_dir, local_run):
+    res, out, work = local_run
+    assert (zoo_dir / "kill-marker").exists()  # the worker was killed once...
+    _check_complete(res, out, work)           # ...and nothing was lost
+    assert [m.name for m in res.models] == ["zoo-llama-tiny", "zoo-qwen2-tiny", "zoo-qwen3-tiny"]
+    rows = list(csv.DictReader((out / "zoo-summary.csv").open()))
+    assert [(r["model"], r["format"], r["quant"], r["passed"], r["status"]) for r in rows if r["quant"] == "f16"] \
+        == [(f"zoo-{m}", "gguf", "f16", "2", "PASS") for m in ("llama-tiny", "qwen2-tiny", "qwen3-tiny")]
+    assert sum(int(r["passed"]) for r in rows) == 27
+    md = (out / "zoo-summary.md").read_text()
+    assert "| zoo-qwen3-tiny | 9 | 0 | 0 | PASS |" in md
+    assert "<td>zoo-llama-tiny</td>" in (out / "zoo-summary.html").read_text()
+
+
+def test_rerun_resumes_corroborated_gates_and_reruns_when_the_playbook_changes(zoo_dir, local_run, capsys):
+    _res, out, work = local_run
+    pbs = zoo_dir / "playbooks"
+    # a model whose task fails (its local_path is gone) is a Crashed row; the other models go on
+    broken = zoo_dir / "broken.playbook.yaml"
+    broken.write_text('name: zoo-broken\nversion: "1.0.0"\nmodel:\n  local_path: gone\n  formats: [gguf]\n')
+    rc = main(["run", str(pbs / "llama-tiny.playbook.yaml"), str(pbs / "qwen2-tiny.playbook.yaml"), str(broken),
+               "--output", str(out), "--work-dir", str(work), "--json"])
+    cap = capsys.readouterr()
+    doc = json.loads(cap.out)  # stdout is pure JSON; progress went to stderr
+    assert rc == 1 and [m["resumed"] for m in doc["models"]] == [9, 9, 0]
+    assert [m["passed"] for m in doc["models"]] == [True, True, False]
+    assert "does not exist" in doc["models"][2]["error"]
+    assert {"model": "zoo-broken", "format": "—", "quant": "—", "passed": 0, "failed": 1, "skipped": 0,
+            "status": "FAIL"} in doc["table"]
+    assert "3/3" in cap.err and "(9 resumed)" in cap.err
+    # a changed playbook (different sha256) measures everything again
+    p = pbs / "llama-tiny.playbook.yaml"
+    original = p.read_text()
+    try:
+        p.write_text(original + "description: changed\n")
+        res = run_zoo([p], out, work_dir=work)
+        assert res.to_dict()["models"][0]["resumed"] == 0 and res.passed
+    finally:
+        p.write_text(original)
+
+
+def test_ray_executor_gives_the_same_records_and_survives_a_killed_worker(zoo_dir, local_run):
+    import ray  # the [test] extra installs it: a missing Ray fails here, it is not skipped
+    out, work = zoo_dir / "ray", zoo_dir / "ray-work"
+    (zoo_dir / "kill-marker").unlink(missing_ok=True)
+    ray.init(num_cpus=2, resources=size_resources(), include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": ":".join(sys.path)}})
+    try:
+        res = run_zoo([zoo_dir / "playbooks"], out, work_dir=work, executor="ray")
+    finally:
+        ray.shutdown()
+    assert (zoo_dir / "kill-marker").exists()
+    _check_complete(res, out, work)
+    assert res.executor == "ray" and not res.warnings
+    assert _comparable(res) == _comparable(local_run[0])
+
+
+def test_models_are_found_under_model_root_by_hf_repo_name(tmp_path):
+    make_hf_model(tmp_path / "root" / "Tiny-Llama", "llama-tiny")
+    p = tmp_path / "up.yaml"
+    p.write_text('name: up\nversion: "1.0.0"\nmodel:\n  hf_repo: Org/Tiny-Llama\n  formats: [gguf]\n')
+    pb, _ = load_playbook(p)
+    assert model_dir_for(pb, p, tmp_path / "root") == tmp_path / "root" / "Tiny-Llama"
+    with pytest.raises(PlaybookError, match="no model directory under --model-root"):
+        model_dir_for(pb, p, tmp_path / "elsewhere")
+
+
+def test_unknown_apr_qa_keys_are_recorded_in_the_evidence(tmp_path, capsys):
+    make_hf_model(tmp_path / "root" / "Tiny-Llama", "llama-tiny")
+    p = tmp_path / "up.yaml"
+    p.write_text('name: up\nversion: "1.0.0"\nmodel:\n  hf_repo: Org/Tiny-Llama\n  formats: [gguf]\n'
+                 '  quantizations: [f32]\n  newer_upstream_key: 1\ndifferential_tests:\n  inference_compare:\n'
+                 '    enabled: "false"\n')
+    assert main(["run", str(p), "--model-path", str(tmp_path / "root" / "Tiny-Llama"), "--output",
+                 str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("model.newer_upstream_key (line 7)") == 1
+    ev = json.loads((tmp_path / "o" / "evidence.json").read_text())
+    assert ev and all(r["metadata"]["playbook_unknown_keys"] == "model.newer_upstream_key (line 7)"
+                      and r["metadata"]["playbook_dialect"] == "apr-qa" for r in ev)
