@@ -84,6 +84,11 @@ def test_aprqa_conversion_equals_transformers_and_gives_the_same_logits(tmp_path
     assert cfg["architectures"] == ["Gemma3ForCausalLM"] and cfg["hidden_activation"] == "gelu_pytorch_tanh"
     r = compare(transformers_dir, out, fast=True)
     assert {t.verdict for t in r.tensors} == {Verdict.IDENTICAL} and r.metadata.passed, r.summary()
+    assert r.tokenizer.passed, r.summary()
+    from tokenizers import Tokenizer as HFTokenizer  # the written tokenizer.json tokenizes as transformers'
+    ours, theirs = (HFTokenizer.from_file(str(d / "tokenizer.json")) for d in (out, transformers_dir))
+    for text in ("The capital of France is", "Hello,  world!\n\n  x", "naïve 🙂 <start_of_turn>"):
+        assert ours.encode(text).ids == theirs.encode(text).ids, text
     ids = torch.tensor([PROMPT_IDS])
     logits = []
     for d in (transformers_dir, out):
