@@ -42,7 +42,7 @@ def transformers_dir(gemma3_gguf: Path) -> Path:
     if (out / "done").exists():
         return out
     shutil.rmtree(out, ignore_errors=True)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")  # concurrent test runs share the cache
     shutil.rmtree(tmp, ignore_errors=True)
     model = transformers.AutoModelForCausalLM.from_pretrained(gemma3_gguf.parent, gguf_file=gemma3_gguf.name,
                                                               dtype=torch.float32)
@@ -55,7 +55,12 @@ def transformers_dir(gemma3_gguf: Path) -> Path:
     tok = transformers.AutoTokenizer.from_pretrained(gemma3_gguf.parent, gguf_file=gemma3_gguf.name)
     tok.save_pretrained(tmp)
     (tmp / "done").write_text("ok\n")
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:
+        if not (out / "done").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another test run finished the same conversion first
     return out
 
 
