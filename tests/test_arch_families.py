@@ -212,3 +212,24 @@ def test_forward_matches_transformers(tmp_path, tiny, family, fmt):
     w.model.close()
     # fp32 both sides; differences are summation order only (BLAS vs torch): 1e-4 of logits ~O(1).
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "gguf", "apr"])
+def test_bert_hidden_states_match_transformers(tmp_path, tiny, fmt):
+    """BERT encoders: last hidden states equal transformers' (cosine and elementwise)."""
+    from aprqa.forward.encoder import encoder_hidden_states
+
+    path = tiny["bert"]
+    if fmt != "safetensors":
+        path = tmp_path / f"b.{fmt}"
+        convert(tiny["bert"], path)
+    ids = np.random.default_rng(2).integers(0, 96, size=20)
+    ref = transformers.AutoModel.from_pretrained(tiny["bert"], attn_implementation="eager").eval()
+    with torch.no_grad():
+        want = ref(torch.tensor(ids[None])).last_hidden_state[0].numpy()
+    m = open_model(path)
+    got = encoder_hidden_states(m, ids)
+    m.close()
+    cos = (got * want).sum(-1) / np.linalg.norm(got, axis=-1) / np.linalg.norm(want, axis=-1)
+    assert cos.min() > 1 - 1e-6, cos.min()
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)  # fp32 both sides, LayerNorm outputs O(1)

@@ -89,6 +89,11 @@ def test_aprqa_conversion_equals_transformers_and_gives_the_same_logits(tmp_path
     assert cfg["architectures"] == ["Gemma3ForCausalLM"] and cfg["hidden_activation"] == "gelu_pytorch_tanh"
     r = compare(transformers_dir, out, fast=True)
     assert {t.verdict for t in r.tensors} == {Verdict.IDENTICAL} and r.metadata.passed, r.summary()
+    assert r.tokenizer.passed, r.summary()
+    from tokenizers import Tokenizer as HFTokenizer  # the written tokenizer.json tokenizes as transformers'
+    ours, theirs = (HFTokenizer.from_file(str(d / "tokenizer.json")) for d in (out, transformers_dir))
+    for text in ("The capital of France is", "Hello,  world!\n\n  x", "naïve 🙂 <start_of_turn>"):
+        assert ours.encode(text).ids == theirs.encode(text).ids, text
     ids = torch.tensor([PROMPT_IDS])
     logits = []
     for d in (transformers_dir, out):
@@ -116,3 +121,22 @@ def test_forward_on_the_gguf_matches_transformers(gemma3_gguf, transformers_dir)
     assert (got.argmax(-1) == want.argmax(-1)).all()
     # Measured: max |Δlogit| 3.9e-5 with logits up to 22; the bound leaves 5x for BLAS builds.
     assert abs(got - want).max() < 2e-4, abs(got - want).max()
+
+
+def test_sentencepiece_tokenizer_rebuilt_from_the_gguf_matches_transformers(gemma3_gguf, transformers_dir):
+    """tokenizer.ggml.model "llama": scores, token types (control specials, user-defined whitespace
+    runs matched whole) and byte fallback, against transformers' tokenizer of the same GGUF."""
+    from tokenizers import Tokenizer as HFTokenizer
+
+    from aprqa.forward.tokenizer import load_tokenizer
+
+    m = open_model(gemma3_gguf)
+    ours = load_tokenizer(m)
+    theirs = HFTokenizer.from_file(str(transformers_dir / "tokenizer.json"))
+    texts = ["The capital of France is", "Hello,  world!\n\n  indented\tTab", "    four spaces",
+             "<start_of_turn>user\nHi<end_of_turn>", "naïve café 北京 🙂 𝔘", "x" * 50]
+    for text in texts:
+        assert ours.encode(text) == theirs.encode(text).ids, text
+    assert ours.encode("The capital of France is") == PROMPT_IDS
+    assert ours.encode("𝔘")[1:] == [m.tokenizer.tokens.index(f"<0x{b:02X}>") for b in "𝔘".encode()]  # byte fallback
+    m.close()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -246,6 +246,22 @@ def _converter(t: TensorInfo, want: DType, perm: np.ndarray | None,
     return produce
 
 
+def _spm_tokenizer_json(model: Model) -> Any:
+    """A GGUF's SentencePiece vocabulary as a tokenizer.json transformers loads (merges from the
+    scores, byte fallback, control/user-defined tokens; BOS prepended when the GGUF says so)."""
+    from tokenizers import processors
+
+    from .forward.tokenizer_spm import rebuild_spm
+
+    tok = rebuild_spm(model)
+    info = model.tokenizer
+    if info is not None and info.add_bos and info.bos_id is not None:
+        bos = info.tokens[info.bos_id]
+        tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A $B",
+                                                           special_tokens=[(bos, info.bos_id)])
+    return tok
+
+
 def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, quant: str | None = None,
             on_tensor: Callable[[TensorInfo], None] | None = None, weights_only: bool = False,
             pre_tokenizer: str | None = None) -> ConvertResult:
@@ -293,10 +309,12 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
     if family(config.architecture) is not None:
         config = replace(config, rope_style=config_keys.rope_style(config.architecture, fmt))
     source_config = model.metadata.get("config") if model.format == "safetensors" else None
-    extra = {}
+    extra: dict[str, Any] = {}
     if fmt == "safetensors" and dst.suffix != ".safetensors":
         try:  # refuse before writing anything when no honest config.json can be written
             config_keys.to_hf(config, tokenizer, source_config)
+            if model.format == "gguf" and model.tokenizer is not None and model.tokenizer.model_type == "llama":
+                extra["tokenizer_json"] = _spm_tokenizer_json(model)
         except BaseException:
             if not isinstance(src, Model):
                 model.close()

@@ -210,6 +210,13 @@ def _tok_fields(a: TokenizerInfo, b: TokenizerInfo, ref: Model, cand: Model) -> 
                        "token id")
     if spm and vocab.status == FieldStatus.MATCH and a.tokens != b.tokens:
         vocab = replace(vocab, note="SentencePiece: ' ' and '\u2581' compared as the same character")
+    merges = _seq_field("merges", a.merges, b.merges, "merge")
+    if spm and merges.status == FieldStatus.DIFFERENT:
+        # A SentencePiece model has scores, not merges: each converter derives its own merge list
+        # from them (same tokenization, different lists); the output level compares tokenizations.
+        merges = FieldDiff("merges", FieldStatus.NOT_STATED, len(a.merges), len(b.merges),
+                           note="SentencePiece merges are derived from piece scores by each converter (not "
+                                "compared; token ids are compared at the output level)")
     pre = _field("pre", a.pre, b.pre)
     hf_side = {m.format for m, v in ((ref, a.pre), (cand, b.pre)) if v is None} == {"safetensors"}
     if pre.status in (FieldStatus.MISSING, FieldStatus.EXTRA) and hf_side:
@@ -218,7 +225,7 @@ def _tok_fields(a: TokenizerInfo, b: TokenizerInfo, ref: Model, cand: Model) -> 
     return (
         _field("model_type", a.model_type, b.model_type),
         vocab,
-        _seq_field("merges", a.merges, b.merges, "merge"),
+        merges,
         _field("bos_id", a.bos_id, b.bos_id),
         _field("eos_id", a.eos_id, b.eos_id),
         _field("pad_id", a.pad_id, b.pad_id),

@@ -215,13 +215,14 @@ def _shards_from_index(index: Path) -> list[Path]:
 
 def write(path: str | Path, tensors: Iterable[TensorData], config: ArchConfig,
           tokenizer: TokenizerInfo | None, metadata: dict[str, str] | None = None, *,
-          source_config: dict[str, Any] | None = None) -> None:
+          source_config: dict[str, Any] | None = None, tokenizer_json: Any = None) -> None:
     """Write tensors as SafeTensors (HF names, [out, in] shapes).
 
     ``path`` ending in ``.safetensors`` writes one file; otherwise ``path`` is a directory
     that receives config.json, model.safetensors and (if given) tokenizer.json +
     tokenizer_config.json. ``source_config``: the source's config.json (an HF source), carried
-    over for a family whose config the registry does not map completely.
+    over for a family whose config the registry does not map completely. ``tokenizer_json``: a
+    ``tokenizers.Tokenizer`` saved as tokenizer.json instead of the one built from ``tokenizer``.
 
     Raises:
         UsageError: a tensor's dtype cannot be stored in SafeTensors (quantized types).
@@ -229,12 +230,13 @@ def write(path: str | Path, tensors: Iterable[TensorData], config: ArchConfig,
     path = Path(path)
     # Atomic (fsio.atomic_output): an HF directory is built beside the final name and swapped in whole.
     with atomic_output(path, directory=path.suffix != ".safetensors", make_parents=True) as tmp:
-        _write_to(tmp, path.suffix == ".safetensors", tensors, config, tokenizer, metadata, source_config)
+        _write_to(tmp, path.suffix == ".safetensors", tensors, config, tokenizer, metadata, source_config,
+                  tokenizer_json)
 
 
 def _write_to(path: Path, single_file: bool, tensors: Iterable[TensorData], config: ArchConfig,
               tokenizer: TokenizerInfo | None, metadata: dict[str, str] | None,
-              source_config: dict[str, Any] | None = None) -> None:
+              source_config: dict[str, Any] | None = None, tokenizer_json: Any = None) -> None:
     from safetensors import SafetensorError, TensorSpec, serialize_file
 
     if single_file:
@@ -244,6 +246,8 @@ def _write_to(path: Path, single_file: bool, tensors: Iterable[TensorData], conf
         write_hf_config(path, config, tokenizer, source_config)
         if tokenizer is not None:
             write_hf_tokenizer(path, tokenizer)
+        if tokenizer_json is not None:  # a rebuilt tokenizers.Tokenizer (SentencePiece from a GGUF)
+            tokenizer_json.save(str(path / "tokenizer.json"))
     specs: dict[str, Any] = {}
     keep_alive: list[np.ndarray] = []
     for t in tensors:

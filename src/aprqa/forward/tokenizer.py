@@ -145,6 +145,9 @@ def load_tokenizer(model: Model) -> Tokenizer:
     if info is None or not info.tokens:
         raise UsageError(f"{model.path}: the model carries no tokenizer; give token ids instead of text")
     bos = info.bos_id if info.add_bos else None
+    if info.model_type == "llama":  # SentencePiece: its own module
+        from .tokenizer_spm import rebuild_spm
+        return Tokenizer(rebuild_spm(model), add_bos_id=bos, source=f"{model.path} (SentencePiece rebuilt)")
     return Tokenizer(rebuild_bpe(info), add_bos_id=bos, source=f"{model.path} ({info.model_type} rebuilt)")
 
 

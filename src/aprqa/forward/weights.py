@@ -27,7 +27,8 @@ import numpy as np
 from ..dtypes import DType
 from ..errors import UsageError
 from .. import arch as archreg
-from ..formats.model import ArchConfig, Model, TensorInfo
+from ..formats.model import Model, TensorInfo
+from .family_facts import family_facts
 
 SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3")
 # LM-head chunk budget: rows per chunk = this many bytes of float32 / hidden size.
@@ -161,23 +162,6 @@ class LayerWeights:
         return sum(a.nbytes for a in self.__dict__.values() if isinstance(a, np.ndarray))
 
 
-def _family_facts(arch: str, c: ArchConfig, hidden: int, n_layers: int) -> dict:
-    """The ForwardConfig fields the registry's ForwardFacts set for this family."""
-    spec = archreg.family(arch)
-    if spec is None or spec.forward.norm != "rms1p":
-        return {}
-    f = spec.forward
-    # Which layers attend in a window: gemma2 every other one (from the first), gemma3 all but
-    # every sixth (llama.cpp's and transformers' defaults for these families).
-    period = 6 if arch == "gemma3" else 2 if arch == "gemma2" else 0
-    sliding = tuple(i for i in range(n_layers) if period and (i + 1) % period)
-    return dict(norm_one_plus=True, activation=f.activation, embed_scale=float(np.float32(hidden ** 0.5))
-                if f.embed_scale else None, sandwich_norms=f.sandwich_norms,
-                sliding_window=c.sliding_window if sliding else None, sliding_layers=sliding if c.sliding_window
-                else (), rope_theta_local=10000.0 if arch == "gemma3" else None,
-                attn_softcap=c.attn_softcap, final_softcap=c.final_softcap)
-
-
 def _infer_arch(tensors: dict[str, TensorInfo]) -> str:
     if "model.layers.0.self_attn.q_norm.weight" in tensors:
         return "qwen3"
@@ -297,7 +281,7 @@ class ModelWeights:
             qkv_bias="model.layers.0.self_attn.q_proj.bias" in tensors,
             qk_norm="model.layers.0.self_attn.q_norm.weight" in tensors,
             rope_unpermute=archreg.rope_permuted("model.layers.0.self_attn.q_proj.weight", arch, m.format),
-            notes=tuple(notes), **_family_facts(arch, c, hidden, n_layers),
+            notes=tuple(notes), **family_facts(arch, c, hidden, n_layers),
         )
 
     # ------------------------------------------------------------------ access
