@@ -22,9 +22,20 @@ TARGETS = ("gguf", "apr", "safetensors", "playbook", "evidence")
 SECONDS = int(os.environ.get("APRQA_FUZZ_SECONDS", "20"))
 
 
+# ru_maxrss survives fork and exec on Linux, and libFuzzer's -rss_limit_mb reads it: a fuzzer started
+# straight from this pytest process (which may have peaked above 3 GB on the model tests) would
+# report an OOM before its first input. A small launcher forks it instead, from a fresh low peak.
+_LAUNCH = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) & 0xFF)
+"""
+
+
 def _run(target: str, cwd: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(FUZZ), target, *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen([sys.executable, "-S", "-c", _LAUNCH, str(FUZZ), target, *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def test_fuzzers_find_no_crash_or_hang(tmp_path):
