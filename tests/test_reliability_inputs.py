@@ -178,10 +178,20 @@ def test_tokenizer_values_are_checked(tiny_models, tmp_path):
     (json.dumps({"a": {"dtype": ["F32"], "shape": [1], "data_offsets": [0, 4]}}).encode(), "unknown dtype"),
     (b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
      b'"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', "duplicate key 'a'"),
+    # zero elements, yet a dimension numpy cannot hold / more dimensions than numpy allows
+    (json.dumps({"a": {"dtype": "F32", "shape": [0, 2 ** 64], "data_offsets": [0, 0]}}).encode(), "2\\*\\*63-1"),
+    (json.dumps({"a": {"dtype": "F32", "shape": [1] * 70, "data_offsets": [0, 4]}}).encode(), "at most 8"),
 ])
 def test_safetensors_header_beyond_syntax(tmp_path, header, match):
     f = _st_file(tmp_path / "x.safetensors", header, b"\0" * 4)
     with pytest.raises(FormatError, match=match):
+        open_model(f)
+
+
+def test_apr_zero_dim_cannot_hide_a_huge_one():
+    # found by the atheris fuzzer: dims [0, 9.4e18] have 0 elements but no numpy array can take the shape
+    f = Path(__file__).parent / "fuzz" / "regressions" / "apr-zero-dim-hides-huge-dim"
+    with pytest.raises(FormatError, match="dimension over 2\\*\\*63-1"):
         open_model(f)
 
 

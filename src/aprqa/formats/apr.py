@@ -255,8 +255,8 @@ def _read(path: Path, mf: MappedFile, buf: memoryview, verify_footer: bool | Non
         n = 1
         for d in dims:
             n *= d
-        if n > _INT63:
-            raise FormatError(path, f"shape {list(dims)} has {n:,} elements, more than 2**63-1",
+        if n > _INT63 or any(d > _INT63 for d in dims):  # a 0 dim must not hide a huge one
+            raise FormatError(path, f"shape {list(dims)} has {n:,} elements or a dimension over 2**63-1",
                               field=f"{field} dims", offset=dims_at, hint="a dimension is corrupt")
         rel_at = cur.pos
         rel = cur.u64(f"{field} offset")

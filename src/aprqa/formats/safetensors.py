@@ -27,6 +27,8 @@ from .hf import read_hf_config, read_hf_tokenizer, write_hf_config, write_hf_tok
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+_MAX_DIMS = 8  # as the GGUF and APR readers allow
+_INT63 = (1 << 63) - 1  # numpy's largest dimension
 
 _ST_DTYPES: dict[str, DType] = {
     "F64": DType.F64, "F32": DType.F32, "F16": DType.F16, "BF16": DType.BF16,
@@ -100,6 +102,9 @@ def _open_file(path: Path, mf: MappedFile, arch: str | None) -> tuple[list[Tenso
         if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                   for d in shape):
             raise FormatError(path, f"shape {shape!r} is not a list of non-negative integers",
+                              field=where, offset=8)
+        if len(shape) > _MAX_DIMS or any(d > _INT63 for d in shape):  # a 0 dim must not hide a huge one
+            raise FormatError(path, f"shape {shape!r}: at most {_MAX_DIMS} dimensions of at most 2**63-1",
                               field=where, offset=8)
         offs = entry.get("data_offsets")
         if (not isinstance(offs, list) or len(offs) != 2
