@@ -52,24 +52,10 @@ void check_row_blocks(int dtype, uint64_t row_len, const char* what) {
 
 py::dict to_dict(const DiffResult& r) {
     py::dict d;
-    d["n"] = r.n;
-    d["n_equal"] = r.n_equal;
-    d["n_finite"] = r.n_finite;
-    d["n_fail"] = r.n_fail;
-    d["nan_a"] = r.nan_a;
-    d["nan_b"] = r.nan_b;
-    d["inf_a"] = r.inf_a;
-    d["inf_b"] = r.inf_b;
-    d["nan_both"] = r.nan_both;
-    d["nonfinite_mismatch"] = r.nonfinite_mismatch;
-    d["sum_d"] = r.sum_d;
-    d["sum_abs"] = r.sum_abs;
-    d["sum_sq"] = r.sum_sq;
-    d["sum_a"] = r.sum_a;
-    d["sum_a2"] = r.sum_a2;
-    d["sum_b2"] = r.sum_b2;
-    d["sum_ab"] = r.sum_ab;
-    d["sum_ad"] = r.sum_ad;
+#define APRQA_X(f) d[#f] = r.f;
+    APRQA_DIFF_COUNTS(APRQA_X)
+    APRQA_DIFF_SUMS(APRQA_X)
+#undef APRQA_X
     d["max_abs"] = r.max_abs;
     d["argmax"] = r.argmax;
     d["min_atol"] = r.min_atol;
@@ -77,6 +63,24 @@ py::dict to_dict(const DiffResult& r) {
     for (int i = 0; i < kHistBuckets; ++i) h.append(r.hist[i]);
     d["hist"] = h;
     return d;
+}
+
+// Every key of to_dict with the rule that merges it across consecutive chunks:
+// "count" / "sum" add, "max_abs" is the max (its chunk gives "argmax", offset by the
+// chunk's first index), "max" is the max, "hist" adds bucket-wise.
+py::list diff_fields() {
+    py::list l;
+#define APRQA_X(f) l.append(py::make_tuple(#f, "count"));
+    APRQA_DIFF_COUNTS(APRQA_X)
+#undef APRQA_X
+#define APRQA_X(f) l.append(py::make_tuple(#f, "sum"));
+    APRQA_DIFF_SUMS(APRQA_X)
+#undef APRQA_X
+    l.append(py::make_tuple("max_abs", "max_abs"));
+    l.append(py::make_tuple("argmax", "argmax"));
+    l.append(py::make_tuple("min_atol", "max"));
+    l.append(py::make_tuple("hist", "hist"));
+    return l;
 }
 
 DiffOptions make_opts(double atol, double rtol, int threads, int simd, bool histogram) {
@@ -187,6 +191,8 @@ PYBIND11_MODULE(_core, m) {
         "Quantize n float32 values into out (storage_bytes(dtype, n) bytes).");
 
     // ---- fused diff --------------------------------------------------------
+    m.def("diff_fields", &diff_fields,
+          "[(name, merge rule)] of every statistic the diff kernels return, in order.");
     m.def(
         "diff_plain",
         [](const py::buffer& a, int a_dtype, const py::buffer& b, int b_dtype, uint64_t n, double atol,

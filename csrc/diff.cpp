@@ -89,7 +89,10 @@ namespace aprqa {
 
 namespace {
 
-constexpr int kSums = 8;                 // sum_d, sum_abs, sum_sq, sum_a, sum_a2, sum_b2, sum_ab, sum_ad
+// The AVX2 kernels hold the sums as s0..s7 in APRQA_DIFF_SUMS order (diff.h).
+static_assert(kSums == 8 && kSum_sum_d == 0 && kSum_sum_abs == 1 && kSum_sum_sq == 2 && kSum_sum_a == 3 &&
+                  kSum_sum_a2 == 4 && kSum_sum_b2 == 5 && kSum_sum_ab == 6 && kSum_sum_ad == 7,
+              "s0..s7 in the AVX2 kernels follow APRQA_DIFF_SUMS");
 constexpr size_t kPiece = 2048;          // elements dequantized and reduced per step (multiple of 256)
 constexpr size_t kChunk = 1024;          // AVX2 verification / histogram unit
 constexpr uint64_t kMinPerThread = 65536;  // fewer elements per thread do not pay for a thread
@@ -115,8 +118,9 @@ struct TileOut {
     double s[kSums] = {0};
     double max_abs = 0;
     double min_atol = 0;
-    uint64_t n_finite = 0, n_equal = 0, n_fail = 0;
-    uint64_t nan_a = 0, nan_b = 0, inf_a = 0, inf_b = 0, nan_both = 0, mismatch = 0;
+#define APRQA_X(f) uint64_t f = 0;
+    APRQA_DIFF_COUNTS(APRQA_X)  // n is set by the caller, the rest by the kernels
+#undef APRQA_X
 };
 
 // Per-thread histogram: 8 interleaved u64 copies for scalar increments (so
@@ -157,7 +161,7 @@ void stats_scalar(const float* A, const float* B, size_t n, const DiffOptions& o
             t.inf_b += std::isinf(bf);
             if (na && nb) ++t.nan_both;
             else if (!(std::isinf(af) && std::isinf(bf) && af == bf)) {
-                ++t.mismatch;
+                ++t.nonfinite_mismatch;
                 ++t.n_fail;
             }
             if (hist) ++hist->h[0][63];
@@ -165,14 +169,14 @@ void stats_scalar(const float* A, const float* B, size_t n, const DiffOptions& o
         }
         const double a = af, b = bf, d = b - a, ad = std::fabs(d), aa = std::fabs(a);
         ++t.n_finite;
-        t.s[0] += d;
-        t.s[1] += ad;
-        t.s[2] += d * d;
-        t.s[3] += a;
-        t.s[4] += a * a;
-        t.s[5] += b * b;
-        t.s[6] += a * b;
-        t.s[7] += a * d;
+        t.s[kSum_sum_d] += d;
+        t.s[kSum_sum_abs] += ad;
+        t.s[kSum_sum_sq] += d * d;
+        t.s[kSum_sum_a] += a;
+        t.s[kSum_sum_a2] += a * a;
+        t.s[kSum_sum_b2] += b * b;
+        t.s[kSum_sum_ab] += a * b;
+        t.s[kSum_sum_ad] += a * d;
         if (ad > t.max_abs) t.max_abs = ad;
         const double m = ad - o.rtol * aa;  // fails when m > atol; min_atol = max m
         if (m > o.atol) ++t.n_fail;
@@ -692,18 +696,12 @@ struct alignas(64) ThreadAcc {
     template <typename Flat>
     void add(PieceSide a, PieceSide b, size_t n, int64_t first, Flat flat, const DiffOptions& o) {
         TileOut t;
+        t.n = n;
         t.min_atol = r.min_atol;  // running max so far: the f16 kernel skips chunks that cannot raise it
         tile_stats(a, b, n, o, t, o.histogram ? &hist : nullptr);
-        r.n += n;
-        r.n_equal += t.n_equal;
-        r.n_finite += t.n_finite;
-        r.n_fail += t.n_fail;
-        r.nan_a += t.nan_a;
-        r.nan_b += t.nan_b;
-        r.inf_a += t.inf_a;
-        r.inf_b += t.inf_b;
-        r.nan_both += t.nan_both;
-        r.nonfinite_mismatch += t.mismatch;
+#define APRQA_X(f) r.f += t.f;
+        APRQA_DIFF_COUNTS(APRQA_X)
+#undef APRQA_X
         if (t.min_atol > r.min_atol) r.min_atol = t.min_atol;
         pw.push(t.s);
         if (t.n_finite) {
@@ -727,14 +725,9 @@ struct alignas(64) ThreadAcc {
     void finish() {
         double s[kSums];
         pw.result(s);
-        r.sum_d = s[0];
-        r.sum_abs = s[1];
-        r.sum_sq = s[2];
-        r.sum_a = s[3];
-        r.sum_a2 = s[4];
-        r.sum_b2 = s[5];
-        r.sum_ab = s[6];
-        r.sum_ad = s[7];
+#define APRQA_X(f) r.f = s[kSum_##f];
+        APRQA_DIFF_SUMS(APRQA_X)
+#undef APRQA_X
         hist.drain();
         for (int j = 0; j < 8; ++j)
             for (int i = 0; i < kHistBuckets; ++i) r.hist[i] += hist.h[j][i];
@@ -756,13 +749,8 @@ DiffResult merge(std::vector<ThreadAcc>& accs) {
         for (size_t i = 0; i + 1 < rs.size(); i += 2) {
             DiffResult x = rs[i];
             const DiffResult& y = rs[i + 1];
-            x.n += y.n; x.n_equal += y.n_equal; x.n_finite += y.n_finite; x.n_fail += y.n_fail;
-            x.nan_a += y.nan_a; x.nan_b += y.nan_b; x.inf_a += y.inf_a; x.inf_b += y.inf_b;
-            x.nan_both += y.nan_both; x.nonfinite_mismatch += y.nonfinite_mismatch;
-            x.sum_d += y.sum_d; x.sum_abs += y.sum_abs; x.sum_sq += y.sum_sq; x.sum_a += y.sum_a;
-            x.sum_a2 += y.sum_a2; x.sum_b2 += y.sum_b2; x.sum_ab += y.sum_ab; x.sum_ad += y.sum_ad;
+            add_counts_sums_hist(x, y);
             x.min_atol = std::fmax(x.min_atol, y.min_atol);
-            for (int k = 0; k < kHistBuckets; ++k) x.hist[k] += y.hist[k];
             bool hx = has[i], hy = has[i + 1];
             if (hy && (!hx || y.max_abs > x.max_abs || (y.max_abs == x.max_abs && y.argmax < x.argmax))) {
                 x.max_abs = y.max_abs;

@@ -24,16 +24,47 @@ namespace aprqa {
 
 constexpr int kHistBuckets = 64;
 
-struct DiffResult {
-    uint64_t n = 0, n_equal = 0, n_finite = 0, n_fail = 0;
-    uint64_t nan_a = 0, nan_b = 0, inf_a = 0, inf_b = 0, nan_both = 0, nonfinite_mismatch = 0;
-    double sum_d = 0, sum_abs = 0, sum_sq = 0, sum_a = 0, sum_a2 = 0, sum_b2 = 0, sum_ab = 0;
-    double sum_ad = 0;   // Σa·d, accumulated directly: 1 - cosine = (Σa²Σd² - (Σad)²) / (Σa²Σb²(1 + cos))
-    double max_abs = 0;  // over finite pairs
-    int64_t argmax = -1; // flat index into a (reference); -1 when no finite pair
-    double min_atol = 0;  // smallest atol that passes at this rtol (inf if a non-finite mismatch)
-    uint64_t hist[kHistBuckets] = {0};
+// The statistics, listed once: these lists generate DiffResult's fields, the
+// tile -> thread -> total merge (diff.cpp) and the Python binding (bindings.cpp,
+// diff_fields()); aprqa.core derives DiffStats' merge rules from that binding.
+// Counts (uint64) merge by addition.
+#define APRQA_DIFF_COUNTS(X) \
+    X(n) X(n_equal) X(n_finite) X(n_fail) X(nan_a) X(nan_b) X(inf_a) X(inf_b) X(nan_both) X(nonfinite_mismatch)
+// Double sums over finite pairs, merge by (pairwise) addition. The AVX2 kernels in
+// diff.cpp keep these in this order as s0..s7 (checked by static_asserts there).
+// sum_ad = Σa·d, accumulated directly: 1 - cosine = (Σa²Σd² - (Σad)²) / (Σa²Σb²(1 + cos)).
+#define APRQA_DIFF_SUMS(X) X(sum_d) X(sum_abs) X(sum_sq) X(sum_a) X(sum_a2) X(sum_b2) X(sum_ab) X(sum_ad)
+
+// Index of each sum in the kernels' accumulator arrays.
+enum DiffSum : int {
+#define APRQA_X(f) kSum_##f,
+    APRQA_DIFF_SUMS(APRQA_X)
+#undef APRQA_X
+    kSums
 };
+
+struct DiffResult {
+#define APRQA_X(f) uint64_t f = 0;
+    APRQA_DIFF_COUNTS(APRQA_X)
+#undef APRQA_X
+#define APRQA_X(f) double f = 0;
+    APRQA_DIFF_SUMS(APRQA_X)
+#undef APRQA_X
+    // The fields below have their own merge rules (see diff_fields()).
+    double max_abs = 0;  // over finite pairs; merge: max, ties to the smaller argmax
+    int64_t argmax = -1; // flat index into a (reference) of max_abs; -1 when no finite pair
+    double min_atol = 0;  // smallest atol that passes at this rtol (inf if a non-finite mismatch); merge: max
+    uint64_t hist[kHistBuckets] = {0};  // merge: bucket-wise addition
+};
+
+// Adds y's counts, sums and histogram into x (the merge rules of the listed fields).
+inline void add_counts_sums_hist(DiffResult& x, const DiffResult& y) {
+#define APRQA_X(f) x.f += y.f;
+    APRQA_DIFF_COUNTS(APRQA_X)
+    APRQA_DIFF_SUMS(APRQA_X)
+#undef APRQA_X
+    for (int k = 0; k < kHistBuckets; ++k) x.hist[k] += y.hist[k];
+}
 
 struct DiffSide {
     int dtype;

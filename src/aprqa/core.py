@@ -12,7 +12,7 @@ arguments raise :class:`aprqa.errors.UsageError` (also a ``ValueError``).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence, Union
 
 import numpy as np
@@ -22,8 +22,10 @@ from .dtypes import DType, dtype_from_name
 from .errors import DTypeError, UsageError
 
 __all__ = [
+    "DIFF_FIELDS",
     "DiffStats",
     "HIST_BUCKETS",
+    "merge_diff_stats",
     "dequantize",
     "dequantize_rows",
     "diff_stats",
@@ -36,6 +38,10 @@ __all__ = [
 
 DTypeLike = Union[DType, str, int]
 HIST_BUCKETS = 64
+# Every statistic the native diff returns -> its merge rule across consecutive chunks ("count" and
+# "sum" add, "max_abs" takes the max and its chunk's "argmax", "max" takes the max, "hist" adds
+# bucket-wise). The one list lives in csrc/diff.h (APRQA_DIFF_COUNTS / APRQA_DIFF_SUMS).
+DIFF_FIELDS: dict[str, str] = dict(_core.diff_fields())
 
 
 class CoreUsageError(UsageError, ValueError):
@@ -455,6 +461,46 @@ class DiffStats:
         return d
 
 
+# DiffStats declares each native statistic (for typing and docs); a field added in C++ but not here
+# would be dropped silently, so the two lists are checked against each other once, at import.
+_missing = set(DIFF_FIELDS) - {f.name for f in fields(DiffStats)}
+if _missing:  # pragma: no cover - a build out of step with this module
+    raise ImportError(f"aprqa._core returns statistics DiffStats lacks: {sorted(_missing)}")
+
+
+def merge_diff_stats(parts: Sequence[DiffStats], offsets: Sequence[int]) -> DiffStats:
+    """Combine the DiffStats of consecutive chunks of one tensor into the whole tensor's.
+
+    ``offsets[i]`` is chunk ``i``'s first flat index. Every field in :data:`DIFF_FIELDS` is merged by
+    its rule; ``atol`` and ``rtol`` (the same for all chunks) come from the first. Counts, the
+    histogram, ``max_abs``, ``argmax`` and ``min_atol`` equal a single pass's exactly; the double sums
+    equal it up to summation order.
+    """
+    if not parts or len(parts) != len(offsets):
+        raise CoreUsageError(f"merge needs one offset per chunk, got {len(parts)} chunks, {len(offsets)} offsets")
+    if len(parts) == 1:
+        return parts[0]
+    # first chunk holding the largest |d| (ties: the earliest, so its argmax is the smallest index)
+    best = max((i for i in range(len(parts)) if parts[i].argmax >= 0),
+               key=lambda i: (parts[i].max_abs, -i), default=-1)
+    merged: dict[str, Any] = {}
+    for name, rule in DIFF_FIELDS.items():
+        values = [getattr(p, name) for p in parts]
+        if rule in ("count", "sum"):
+            merged[name] = sum(values)
+        elif rule == "max":
+            merged[name] = max(values)
+        elif rule == "max_abs":
+            merged[name] = parts[best].max_abs if best >= 0 else 0.0
+        elif rule == "argmax":
+            merged[name] = parts[best].argmax + offsets[best] if best >= 0 else -1
+        elif rule == "hist":
+            merged[name] = tuple(int(sum(h)) for h in zip(*values)) if all(values) else ()
+        else:  # pragma: no cover - a rule added in C++ but not here
+            raise CoreUsageError(f"no merge rule {rule!r} for statistic {name!r}")
+    return DiffStats(**merged, atol=parts[0].atol, rtol=parts[0].rtol)
+
+
 def hist_bucket_edges() -> list[tuple[float, float]]:
     """``[lo, hi)`` of each histogram bucket of :class:`DiffStats` (63: non-finite -> (nan, nan))."""
     edges: list[tuple[float, float]] = [(0.0, 0.0), (0.0, 2.0**-40)]
@@ -548,8 +594,8 @@ def diff_stats(
             r = _call(_core.diff_row_perm, ba, int(da), bb, int(db), rows, na // rows, perm, atol, rtol, t)
         else:
             raise CoreUsageError(f"unknown transform {transform!r}; use None, ('transpose', rows, cols) or ('row_perm', perm)")
-    hist = tuple(r.pop("hist"))
-    return DiffStats(**r, atol=atol, rtol=rtol, hist=hist)
+    r["hist"] = tuple(r["hist"])
+    return DiffStats(**r, atol=atol, rtol=rtol)
 
 
 def set_threads(n: int | None) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ctypes
 import math
 import mmap
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -24,6 +23,9 @@ SAMPLE_ELEMENTS = 1 << 16      # elements decoded per side to choose a hypothesi
 # 16K, far inside the err/noise limits (>= 1.5), and it keeps the floor off the streaming pass's
 # critical path (about 5 % of a full-tensor diff at 16M elements).
 NOISE_SAMPLE_ELEMENTS = 1 << 14
+# A full diff walks tensors larger than this (both payloads together) in row chunks, releasing the
+# pages of each chunk, so resident memory stays bounded.
+CHUNK_BYTES = 64 << 20
 
 
 def as_2d(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -73,21 +75,6 @@ def rel_l2(ref: np.ndarray, cand: np.ndarray) -> float:
     return s.rel_l2
 
 
-def merge_stats(parts: list[core.DiffStats], offsets: list[int]) -> core.DiffStats:
-    """Combine the DiffStats of consecutive chunks (``offsets``: each chunk's first flat index)."""
-    if len(parts) == 1:
-        return parts[0]
-    best = max(range(len(parts)), key=lambda i: (parts[i].max_abs, -i))
-    argmax = parts[best].argmax + offsets[best] if parts[best].argmax >= 0 else -1
-    summed: dict[str, Any] = {}
-    for f in ("n", "n_equal", "n_finite", "n_fail", "nan_a", "nan_b", "inf_a", "inf_b", "nan_both",
-              "nonfinite_mismatch", "sum_d", "sum_abs", "sum_sq", "sum_a", "sum_a2", "sum_b2", "sum_ab", "sum_ad"):
-        summed[f] = sum(getattr(p, f) for p in parts)
-    hist = tuple(int(sum(h)) for h in zip(*(p.hist for p in parts))) if parts[0].hist else ()
-    return replace(parts[0], **summed, max_abs=parts[best].max_abs, argmax=argmax,
-                   min_atol=max(p.min_atol for p in parts), hist=hist)
-
-
 _PAGE = mmap.PAGESIZE
 try:  # Linux/macOS: drop pages of a read-only file mapping once a chunk is done (bounded RSS)
     _libc = ctypes.CDLL(None, use_errno=True)
@@ -122,9 +109,10 @@ def release(view: np.ndarray) -> None:
 
 
 def chunked_diff(ta: TensorInfo, tb: TensorInfo, *, atol: float, rtol: float, threads: int | None,
-                 chunk_bytes: int, b_dtype: DType | None = None) -> core.DiffStats:
+                 chunk_bytes: int | None = None, b_dtype: DType | None = None) -> core.DiffStats:
     """Full plain pass over two same-layout tensors, in row chunks of about ``chunk_bytes``;
     pages are released after each chunk so resident memory stays bounded."""
+    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     ra, rb = ta.raw(), tb.raw()
     bdt = b_dtype or tb.dtype
     rows, cols = as_2d(ta.shape)
@@ -147,4 +135,4 @@ def chunked_diff(ta: TensorInfo, tb: TensorInfo, *, atol: float, rtol: float, th
         offsets.append(r0 * cols)
         release(va)
         release(vb)
-    return merge_stats(parts, offsets)
+    return core.merge_diff_stats(parts, offsets)

@@ -37,11 +37,10 @@ from .diagnose import Diagnoser, Hypothesis, SwapIndex, misread_as
 from .diagnose import dequantizable as _dequantizable
 from .diagnose import match_threshold as _match_threshold
 from .diagnose import numeric as _numeric
-from ._sampling import as_2d, chunked_diff, release, row_aligned
+from ._sampling import CHUNK_BYTES, as_2d, chunked_diff, release, row_aligned
 from .report import NoiseFloor, TensorResult, TensorStats, Verdict
 from .tolerance import Statistic, Tolerance, TolerancePolicy
 
-CHUNK_BYTES = 64 << 20
 _SAME_TENSOR_COSINE = 0.95      # DEGRADED vs CORRUPT
 
 
