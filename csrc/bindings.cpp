@@ -178,7 +178,7 @@ PYBIND11_MODULE(_core, m) {
         [](const py::buffer& x, int dtype, uint64_t n, const py::buffer& out, int threads) {
             require_quant(dtype);
             ReadBuffer rb(x, "x");
-            const ByteSpan src = rb.span_for(0, n);  // n float32 values
+            const ByteSpan src = rb.span_for(kF32, n);
             const size_t need = storage_bytes(dtype, n);
             WriteBuffer wb(out, "out");
             uint8_t* dst = wb.span_for_items(need, 1).data;
@@ -247,7 +247,7 @@ PYBIND11_MODULE(_core, m) {
             check_row_blocks(b_dtype, cols, "b");
             ReadBuffer ra(a, "a"), rb(b, "b"), rp(perm, "perm");
             const ByteSpan sa = tensor_span(ra, a_dtype, n, "a"), sb = tensor_span(rb, b_dtype, n, "b");
-            const ByteSpan sp = rp.span_for(27, rows);  // rows int64 values
+            const ByteSpan sp = rp.span_for(kI64, rows);
             const int64_t* p = reinterpret_cast<const int64_t*>(sp.data);
             std::vector<uint8_t> seen(rows, 0);
             for (uint64_t i = 0; i < rows; ++i) {

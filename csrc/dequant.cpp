@@ -17,7 +17,7 @@
 namespace aprqa {
 
 static const int8_t kIQ4NL[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
-static const int8_t kMXFP4[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+static const int8_t kMxfp4Values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
 // ---- plain types -------------------------------------------------------------
 
@@ -140,8 +140,8 @@ static void dequant_mxfp4_ref(const uint8_t* s, float* y, size_t nb) {
     for (size_t i = 0; i < nb; ++i, y += 32) {
         const float d = e8m0_to_f32_half(b[i].e);
         for (int j = 0; j < 16; ++j) {
-            y[j] = d * (float)kMXFP4[b[i].qs[j] & 0xF];
-            y[j + 16] = d * (float)kMXFP4[b[i].qs[j] >> 4];
+            y[j] = d * (float)kMxfp4Values[b[i].qs[j] & 0xF];
+            y[j + 16] = d * (float)kMxfp4Values[b[i].qs[j] >> 4];
         }
     }
 }
@@ -345,47 +345,47 @@ void dequant_iq4_xs_avx2(const uint8_t*, float*, size_t);
 
 DequantKernel dequant_kernel(int dtype) {
     switch (dtype) {
-        case 0: return {dequant_f32_ref, nullptr};
-        case 1: return {dequant_f16_ref, SIMD(dequant_f16_avx2)};
-        case 2: return {dequant_q4_0_ref, SIMD(dequant_q4_0_avx2)};
-        case 3: return {dequant_q4_1_ref, SIMD(dequant_q4_1_avx2)};
-        case 6: return {dequant_q5_0_ref, SIMD(dequant_q5_0_avx2)};
-        case 7: return {dequant_q5_1_ref, SIMD(dequant_q5_1_avx2)};
-        case 8: return {dequant_q8_0_ref, SIMD(dequant_q8_0_avx2)};
-        case 9: return {dequant_q8_1_ref, nullptr};
-        case 10: return {dequant_q2_K_ref, SIMD(dequant_q2_K_avx2)};
-        case 11: return {dequant_q3_K_ref, SIMD(dequant_q3_K_avx2)};
-        case 12: return {dequant_q4_K_ref, SIMD(dequant_q4_K_avx2)};
-        case 13: return {dequant_q5_K_ref, SIMD(dequant_q5_K_avx2)};
-        case 14: return {dequant_q6_K_ref, SIMD(dequant_q6_K_avx2)};
-        case 15: return {dequant_q8_K_ref, nullptr};
-        case 16: return {dequant_iq2_xxs_ref, SIMD(dequant_iq2_xxs_avx2)};
-        case 17: return {dequant_iq2_xs_ref, SIMD(dequant_iq2_xs_avx2)};
-        case 18: return {dequant_iq3_xxs_ref, SIMD(dequant_iq3_xxs_avx2)};
-        case 19: return {dequant_iq1_s_ref, SIMD(dequant_iq1_s_avx2)};
-        case 20: return {dequant_iq4_nl_ref, SIMD(dequant_iq4_nl_avx2)};
-        case 21: return {dequant_iq3_s_ref, SIMD(dequant_iq3_s_avx2)};
-        case 22: return {dequant_iq2_s_ref, SIMD(dequant_iq2_s_avx2)};
-        case 23: return {dequant_iq4_xs_ref, SIMD(dequant_iq4_xs_avx2)};
-        case 24: return {dequant_int_ref<int8_t>, nullptr};
-        case 25: return {dequant_int_ref<int16_t>, nullptr};
-        case 26: return {dequant_int_ref<int32_t>, nullptr};
-        case 27: return {dequant_int_ref<int64_t>, nullptr};
-        case 28: return {dequant_f64_ref, nullptr};
-        case 29: return {dequant_iq1_m_ref, SIMD(dequant_iq1_m_avx2)};
-        case 30: return {dequant_bf16_ref, SIMD(dequant_bf16_avx2)};
-        case 34: return {dequant_tq1_0_ref, nullptr};
-        case 35: return {dequant_tq2_0_ref, nullptr};
-        case 39: return {dequant_mxfp4_ref, nullptr};
+        case kF32: return {dequant_f32_ref, nullptr};
+        case kF16: return {dequant_f16_ref, SIMD(dequant_f16_avx2)};
+        case kQ4_0: return {dequant_q4_0_ref, SIMD(dequant_q4_0_avx2)};
+        case kQ4_1: return {dequant_q4_1_ref, SIMD(dequant_q4_1_avx2)};
+        case kQ5_0: return {dequant_q5_0_ref, SIMD(dequant_q5_0_avx2)};
+        case kQ5_1: return {dequant_q5_1_ref, SIMD(dequant_q5_1_avx2)};
+        case kQ8_0: return {dequant_q8_0_ref, SIMD(dequant_q8_0_avx2)};
+        case kQ8_1: return {dequant_q8_1_ref, nullptr};
+        case kQ2_K: return {dequant_q2_K_ref, SIMD(dequant_q2_K_avx2)};
+        case kQ3_K: return {dequant_q3_K_ref, SIMD(dequant_q3_K_avx2)};
+        case kQ4_K: return {dequant_q4_K_ref, SIMD(dequant_q4_K_avx2)};
+        case kQ5_K: return {dequant_q5_K_ref, SIMD(dequant_q5_K_avx2)};
+        case kQ6_K: return {dequant_q6_K_ref, SIMD(dequant_q6_K_avx2)};
+        case kQ8_K: return {dequant_q8_K_ref, nullptr};
+        case kIQ2_XXS: return {dequant_iq2_xxs_ref, SIMD(dequant_iq2_xxs_avx2)};
+        case kIQ2_XS: return {dequant_iq2_xs_ref, SIMD(dequant_iq2_xs_avx2)};
+        case kIQ3_XXS: return {dequant_iq3_xxs_ref, SIMD(dequant_iq3_xxs_avx2)};
+        case kIQ1_S: return {dequant_iq1_s_ref, SIMD(dequant_iq1_s_avx2)};
+        case kIQ4_NL: return {dequant_iq4_nl_ref, SIMD(dequant_iq4_nl_avx2)};
+        case kIQ3_S: return {dequant_iq3_s_ref, SIMD(dequant_iq3_s_avx2)};
+        case kIQ2_S: return {dequant_iq2_s_ref, SIMD(dequant_iq2_s_avx2)};
+        case kIQ4_XS: return {dequant_iq4_xs_ref, SIMD(dequant_iq4_xs_avx2)};
+        case kI8: return {dequant_int_ref<int8_t>, nullptr};
+        case kI16: return {dequant_int_ref<int16_t>, nullptr};
+        case kI32: return {dequant_int_ref<int32_t>, nullptr};
+        case kI64: return {dequant_int_ref<int64_t>, nullptr};
+        case kF64: return {dequant_f64_ref, nullptr};
+        case kIQ1_M: return {dequant_iq1_m_ref, SIMD(dequant_iq1_m_avx2)};
+        case kBF16: return {dequant_bf16_ref, SIMD(dequant_bf16_avx2)};
+        case kTQ1_0: return {dequant_tq1_0_ref, nullptr};
+        case kTQ2_0: return {dequant_tq2_0_ref, nullptr};
+        case kMXFP4: return {dequant_mxfp4_ref, nullptr};
         case kAprQ4: return {dequant_apr_q4_ref, nullptr};
         case kAprQ8: return {nullptr, nullptr};  // handled in dequant_range (tensor-wide scale)
-        case 200: return {dequant_int_ref<uint8_t>, nullptr};
-        case 201: return {dequant_int_ref<uint16_t>, nullptr};
-        case 202: return {dequant_int_ref<uint32_t>, nullptr};
-        case 203: return {dequant_int_ref<uint64_t>, nullptr};
-        case 204: return {dequant_bool_ref, nullptr};
-        case 205: return {dequant_f8_e4m3_ref, nullptr};
-        case 206: return {dequant_f8_e5m2_ref, nullptr};
+        case kU8: return {dequant_int_ref<uint8_t>, nullptr};
+        case kU16: return {dequant_int_ref<uint16_t>, nullptr};
+        case kU32: return {dequant_int_ref<uint32_t>, nullptr};
+        case kU64: return {dequant_int_ref<uint64_t>, nullptr};
+        case kBool: return {dequant_bool_ref, nullptr};
+        case kF8_E4M3: return {dequant_f8_e4m3_ref, nullptr};
+        case kF8_E5M2: return {dequant_f8_e5m2_ref, nullptr};
         default: return {nullptr, nullptr};
     }
 }

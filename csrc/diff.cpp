@@ -76,6 +76,7 @@
 #include <vector>
 
 #include "dequant.h"
+#include "dtypes.h"
 #include "half.h"
 #include "parallel.h"
 
@@ -782,10 +783,10 @@ int threads_for(uint64_t n, int requested) {
 // dequantized into buf.
 PieceSide load_side(const DiffSide& s, uint64_t start, size_t len, float* buf, const DiffOptions& o) {
 #ifdef APRQA_X86
-    if (s.dtype == 1 && o.simd && kHaveFma && reinterpret_cast<uintptr_t>(s.base) % 2 == 0)
+    if (s.dtype == kF16 && o.simd && kHaveFma && reinterpret_cast<uintptr_t>(s.base) % 2 == 0)
         return {s.base + start * 2, true};
 #endif
-    if (s.dtype == 0) {  // f32
+    if (s.dtype == kF32) {
         const uint8_t* p = s.base + start * 4;
         if (reinterpret_cast<uintptr_t>(p) % alignof(float) == 0) return {p, false};
     }

@@ -18,27 +18,66 @@ struct DTypeTraits {
     uint32_t block_bytes;   // bytes per block
 };
 
-// Keep sorted by id. bytes for Q8_1 follow the C struct (36), not gguf-py's stale 40.
-inline constexpr DTypeTraits kDTypes[] = {
-    {0, "f32", 1, 4},        {1, "f16", 1, 2},        {2, "q4_0", 32, 18},
-    {3, "q4_1", 32, 20},     {6, "q5_0", 32, 22},     {7, "q5_1", 32, 24},
-    {8, "q8_0", 32, 34},     {9, "q8_1", 32, 36},     {10, "q2_k", 256, 84},
-    {11, "q3_k", 256, 110},  {12, "q4_k", 256, 144},  {13, "q5_k", 256, 176},
-    {14, "q6_k", 256, 210},  {15, "q8_k", 256, 292},  {16, "iq2_xxs", 256, 66},
-    {17, "iq2_xs", 256, 74}, {18, "iq3_xxs", 256, 98}, {19, "iq1_s", 256, 50},
-    {20, "iq4_nl", 32, 18},  {21, "iq3_s", 256, 110}, {22, "iq2_s", 256, 82},
-    {23, "iq4_xs", 256, 136}, {24, "i8", 1, 1},       {25, "i16", 1, 2},
-    {26, "i32", 1, 4},       {27, "i64", 1, 8},       {28, "f64", 1, 8},
-    {29, "iq1_m", 256, 56},  {30, "bf16", 1, 2},      {34, "tq1_0", 256, 54},
-    {35, "tq2_0", 256, 66},  {39, "mxfp4", 32, 17},   {40, "nvfp4", 64, 36},
-    {41, "q1_0", 128, 18},
-    {128, "apr_q4", 32, 18}, {129, "apr_q8", 1, 1},  // apr_q8 also has a 4-byte f32 header
-    {200, "u8", 1, 1},       {201, "u16", 1, 2},      {202, "u32", 1, 4},
-    {203, "u64", 1, 8},      {204, "bool", 1, 1},     {205, "f8_e4m3", 1, 1},
-    {206, "f8_e5m2", 1, 1},
+// The one list: X(symbol, id, name, elements per block, bytes per block), sorted by id.
+// It generates the DTypeId enum (kF32, kQ4_K, kAprQ8, ...) and the kDTypes table.
+// Bytes for Q8_1 follow the C struct (36), not gguf-py's stale 40; apr_q8 also has a
+// 4-byte f32 header (payload_bytes adds it).
+#define APRQA_DTYPES(X) \
+    X(F32, 0, "f32", 1, 4) \
+    X(F16, 1, "f16", 1, 2) \
+    X(Q4_0, 2, "q4_0", 32, 18) \
+    X(Q4_1, 3, "q4_1", 32, 20) \
+    X(Q5_0, 6, "q5_0", 32, 22) \
+    X(Q5_1, 7, "q5_1", 32, 24) \
+    X(Q8_0, 8, "q8_0", 32, 34) \
+    X(Q8_1, 9, "q8_1", 32, 36) \
+    X(Q2_K, 10, "q2_k", 256, 84) \
+    X(Q3_K, 11, "q3_k", 256, 110) \
+    X(Q4_K, 12, "q4_k", 256, 144) \
+    X(Q5_K, 13, "q5_k", 256, 176) \
+    X(Q6_K, 14, "q6_k", 256, 210) \
+    X(Q8_K, 15, "q8_k", 256, 292) \
+    X(IQ2_XXS, 16, "iq2_xxs", 256, 66) \
+    X(IQ2_XS, 17, "iq2_xs", 256, 74) \
+    X(IQ3_XXS, 18, "iq3_xxs", 256, 98) \
+    X(IQ1_S, 19, "iq1_s", 256, 50) \
+    X(IQ4_NL, 20, "iq4_nl", 32, 18) \
+    X(IQ3_S, 21, "iq3_s", 256, 110) \
+    X(IQ2_S, 22, "iq2_s", 256, 82) \
+    X(IQ4_XS, 23, "iq4_xs", 256, 136) \
+    X(I8, 24, "i8", 1, 1) \
+    X(I16, 25, "i16", 1, 2) \
+    X(I32, 26, "i32", 1, 4) \
+    X(I64, 27, "i64", 1, 8) \
+    X(F64, 28, "f64", 1, 8) \
+    X(IQ1_M, 29, "iq1_m", 256, 56) \
+    X(BF16, 30, "bf16", 1, 2) \
+    X(TQ1_0, 34, "tq1_0", 256, 54) \
+    X(TQ2_0, 35, "tq2_0", 256, 66) \
+    X(MXFP4, 39, "mxfp4", 32, 17) \
+    X(NVFP4, 40, "nvfp4", 64, 36) \
+    X(Q1_0, 41, "q1_0", 128, 18) \
+    X(AprQ4, 128, "apr_q4", 32, 18) \
+    X(AprQ8, 129, "apr_q8", 1, 1) \
+    X(U8, 200, "u8", 1, 1) \
+    X(U16, 201, "u16", 1, 2) \
+    X(U32, 202, "u32", 1, 4) \
+    X(U64, 203, "u64", 1, 8) \
+    X(Bool, 204, "bool", 1, 1) \
+    X(F8_E4M3, 205, "f8_e4m3", 1, 1) \
+    X(F8_E5M2, 206, "f8_e5m2", 1, 1)
+
+enum DTypeId : int {
+#define APRQA_X(sym, id, name, block_elems, block_bytes) k##sym = id,
+    APRQA_DTYPES(APRQA_X)
+#undef APRQA_X
 };
 
-enum : int { kAprQ4 = 128, kAprQ8 = 129 };
+inline constexpr DTypeTraits kDTypes[] = {
+#define APRQA_X(sym, id, name, block_elems, block_bytes) {k##sym, name, block_elems, block_bytes},
+    APRQA_DTYPES(APRQA_X)
+#undef APRQA_X
+};
 
 inline const DTypeTraits* find_dtype(int id) {
     for (const auto& t : kDTypes)

@@ -146,8 +146,9 @@ static void quant_apr_q4(const float* x, size_t n, uint8_t* out, size_t b0, size
 
 bool quant_supported(int dtype) {
     switch (dtype) {
-        case 0: case 1: case 30:  // float casts, round-to-nearest-even
-        case 2: case 3: case 6: case 7: case 8: case 10: case 11: case 12: case 13: case 14:
+        case kF32: case kF16: case kBF16:  // float casts, round-to-nearest-even
+        case kQ4_0: case kQ4_1: case kQ5_0: case kQ5_1: case kQ8_0:
+        case kQ2_K: case kQ3_K: case kQ4_K: case kQ5_K: case kQ6_K:
         case kAprQ4: case kAprQ8: return true;
         default: return false;
     }
@@ -160,13 +161,13 @@ void require_quant(int dtype) {
 }
 
 void quantize(int dtype, const float* x, size_t n, uint8_t* out, int threads) {
-    if (dtype == 0 || dtype == 1 || dtype == 30) {  // f32 copy, f16 / bf16 round-to-nearest-even
+    if (dtype == kF32 || dtype == kF16 || dtype == kBF16) {  // f32 copy, f16 / bf16 round-to-nearest-even
         parallel_slices(n, threads, [&](int, size_t lo, size_t hi) {
             for (size_t i = lo; i < hi; ++i) {
-                if (dtype == 0) {
+                if (dtype == kF32) {
                     std::memcpy(out + 4 * i, &x[i], 4);
                 } else {
-                    const uint16_t h = dtype == 1 ? f32_to_f16(x[i]) : f32_to_bf16(x[i]);
+                    const uint16_t h = dtype == kF16 ? f32_to_f16(x[i]) : f32_to_bf16(x[i]);
                     std::memcpy(out + 2 * i, &h, 2);
                 }
             }
@@ -191,16 +192,16 @@ void quantize(int dtype, const float* x, size_t n, uint8_t* out, int threads) {
     }
     void (*fn)(const float*, uint8_t*, size_t) = nullptr;
     switch (dtype) {
-        case 2: fn = quant_q4_0; break;
-        case 3: fn = quant_q4_1; break;
-        case 6: fn = quant_q5_0; break;
-        case 7: fn = quant_q5_1; break;
-        case 8: fn = quant_q8_0; break;
-        case 10: fn = quant_q2_K; break;
-        case 11: fn = quant_q3_K; break;
-        case 12: fn = quant_q4_K; break;
-        case 13: fn = quant_q5_K; break;
-        case 14: fn = quant_q6_K; break;
+        case kQ4_0: fn = quant_q4_0; break;
+        case kQ4_1: fn = quant_q4_1; break;
+        case kQ5_0: fn = quant_q5_0; break;
+        case kQ5_1: fn = quant_q5_1; break;
+        case kQ8_0: fn = quant_q8_0; break;
+        case kQ2_K: fn = quant_q2_K; break;
+        case kQ3_K: fn = quant_q3_K; break;
+        case kQ4_K: fn = quant_q4_K; break;
+        case kQ5_K: fn = quant_q5_K; break;
+        case kQ6_K: fn = quant_q6_K; break;
         default: return;
     }
     const DTypeTraits& t = *find_dtype(dtype);
