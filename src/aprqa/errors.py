@@ -1,9 +1,12 @@
 """One error family for everything aprqa refuses.
 
-Every error names the file, the field (or tensor) and the byte offset where the
-problem was found, so a user can open a hex editor at the right place. The CLI
-maps ``AprqaError`` to exit code 2 and a single line; anything else is a bug and
-keeps its traceback.
+Errors about a file (``LocatedError`` and its subclasses: ``FormatError``,
+``TruncatedError``, ``InputError``, ``OutputError``, ...) name the file, the field
+(or tensor) and the byte offset where the problem was found, so a user can open a
+hex editor at the right place. ``DTypeError`` and ``UsageError`` are about an
+argument, not a file: they carry no location, and their message names the argument
+and the value refused. The CLI maps ``AprqaError`` to exit code 2 and a single line;
+anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -83,11 +86,13 @@ class TruncatedError(FormatError):
 
 
 class DTypeError(AprqaError, ValueError):
-    """An unknown or unsupported dtype name or id was requested."""
+    """An unknown or unsupported dtype name or id was requested (no file location: the message
+    names the dtype; a dtype found inside a file is reported as a ``FormatError`` with its offset)."""
 
 
 class UsageError(AprqaError):
-    """Invalid arguments to an API call or CLI command."""
+    """Invalid arguments to an API call or CLI command (no file location: the message names the
+    argument or option and the value refused)."""
 
 
 def as_aprqa_error(err: BaseException) -> AprqaError:

@@ -55,7 +55,10 @@ class Tolerance:
             is reported.
         max_noise_ratio: NOISE: limit on err(candidate) / err(re-quantized reference).
         min_cosine, max_rel_l2, max_nmse: aggregate limits (None = not checked).
-        allow_nan: NaN/Inf in the candidate where the reference is finite fails unless True.
+
+    NaN/Inf in the candidate where the reference is finite always fails; both-NaN and same-signed
+    infinities match. (Older records carry ``allow_nan: false``, a field that was never read;
+    ``drop_legacy_fields`` lets readers accept it.)
     """
 
     statistic: Statistic = Statistic.EXACT
@@ -65,7 +68,6 @@ class Tolerance:
     min_cosine: float | None = None
     max_rel_l2: float | None = None
     max_nmse: float | None = None
-    allow_nan: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.statistic, Statistic):
@@ -116,10 +118,19 @@ class Tolerance:
     def to_dict(self) -> dict[str, Any]:
         return {"statistic": self.statistic.value, "atol": self.atol, "rtol": self.rtol,
                 "max_noise_ratio": self.max_noise_ratio, "min_cosine": self.min_cosine,
-                "max_rel_l2": self.max_rel_l2, "max_nmse": self.max_nmse, "allow_nan": self.allow_nan}
+                "max_rel_l2": self.max_rel_l2, "max_nmse": self.max_nmse}
 
 
 EXACT = Tolerance(Statistic.EXACT)
+
+# Fields older aprqa wrote into every tolerance, with the only value that matched its behaviour.
+LEGACY_FIELDS: dict[str, object] = {"allow_nan": False}
+
+
+def drop_legacy_fields(d: Mapping[str, Any]) -> dict[str, Any]:
+    """``d`` without the legacy fields that hold their only honest value (``allow_nan: false``);
+    any other value stays, so it is refused as an unknown field rather than silently ignored."""
+    return {k: v for k, v in d.items() if not (k in LEGACY_FIELDS and v is LEGACY_FIELDS[k])}
 
 PROFILE_NAMES = ("auto", "exact", "strict")
 
@@ -225,6 +236,7 @@ def _as_tolerance(glob: object, tol: object) -> Tolerance:
     if isinstance(tol, str):
         return Tolerance.parse(tol)
     if isinstance(tol, Mapping):
+        tol = drop_legacy_fields(tol)
         unknown = set(tol) - set(Tolerance.__dataclass_fields__)
         if unknown:
             raise UsageError(f"tolerance for {glob!r}: unknown field(s) {sorted(unknown)}; known: "

@@ -33,8 +33,8 @@ from typing import Any, Iterable
 from ..errors import InputError
 from ..fsio import (CAP_EVIDENCE, LockedAppender, open_regular, parse_json, read_bounded, read_json,
                     write_text_atomic)
+from .records import OUTCOMES, Outcome, parse_outcome
 
-OUTCOMES = ("Corroborated", "Falsified", "Skipped", "Timeout", "Crashed")
 
 
 def now_iso() -> str:
@@ -68,12 +68,13 @@ def family_of(gate_id: str) -> str:
     return gate_id
 
 
-def make_record(*, gate_id: str, outcome: str, reason: str, output: str, scenario: dict[str, Any],
+def make_record(*, gate_id: str, outcome: Outcome | str, reason: str, output: str, scenario: dict[str, Any],
                 metrics: dict[str, Any], metadata: dict[str, str], host: dict[str, Any],
                 duration_ms: int, stderr: str | None = None, exit_code: int | None = None,
                 total_tokens: int | None = None) -> dict[str, Any]:
-    if outcome not in OUTCOMES:
-        raise ValueError(f"outcome {outcome!r} not in {OUTCOMES}")
+    member = parse_outcome(outcome)
+    if member is None:
+        raise ValueError(f"outcome {outcome!r} not in {tuple(o.value for o in OUTCOMES)}")
     try:
         import resource
 
@@ -84,7 +85,7 @@ def make_record(*, gate_id: str, outcome: str, reason: str, output: str, scenari
         "id": uuid.uuid4().hex,
         "gate_id": gate_id,
         "scenario": scenario,
-        "outcome": outcome,
+        "outcome": member.value,  # a plain str in the record: JSON and equality as apr-qa's
         "reason": reason,
         "output": output,
         "stderr": stderr,
@@ -259,8 +260,14 @@ def verify_evidence(evidence: str | Path, playbook: str | Path) -> Verification:
     Raises:
         PlaybookError: unreadable evidence or playbook.
     """
+    from ..compare.tolerance import drop_legacy_fields  # here, not at the top: compare loads the core
     from .gates import thresholds_for
     from .schema import load_playbook
+
+    def current(x: Any) -> Any:  # recorded thresholds as written now: legacy tolerance fields dropped
+        if isinstance(x, dict):
+            return {k: current(v) for k, v in drop_legacy_fields(x).items()}
+        return [current(v) for v in x] if isinstance(x, list) else x
 
     pb, digest = load_playbook(playbook)
     records = load_evidence(evidence)
@@ -289,6 +296,11 @@ def verify_evidence(evidence: str | Path, playbook: str | Path) -> Verification:
             recorded = None
         if not isinstance(recorded, dict):
             problems.append(f"{r.get('gate_id')} ({r.get('id')}): recorded thresholds are not a JSON object")
+            continue
+        try:
+            recorded = current(recorded)
+        except RecursionError:
+            problems.append(f"{r.get('gate_id')} ({r.get('id')}): recorded thresholds nested too deeply")
             continue
         if recorded != now:
             diffs = _dict_diff(recorded, now)

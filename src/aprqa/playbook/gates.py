@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AprqaError
+from .records import Outcome
 from .schema import EXPECTED_FACTS, QUANT_ALIASES, Playbook
 
 # The rules of the structural gates, recorded as their thresholds.
@@ -32,7 +33,7 @@ RULES = {
 
 @dataclass
 class GateOutcome:
-    outcome: str
+    outcome: Outcome
     reason: str
     output: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -42,15 +43,15 @@ class GateOutcome:
 
     @property
     def passed(self) -> bool:
-        return self.outcome == "Corroborated"
+        return self.outcome == Outcome.CORROBORATED
 
 
 def ok(reason: str, **kw: Any) -> GateOutcome:
-    return GateOutcome("Corroborated", reason, **kw)
+    return GateOutcome(Outcome.CORROBORATED, reason, **kw)
 
 
 def falsified(reason: str, **kw: Any) -> GateOutcome:
-    return GateOutcome("Falsified", reason, **kw)
+    return GateOutcome(Outcome.FALSIFIED, reason, **kw)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from .evidence import atomic_write_text, family_of
+from .records import ERRORED, TABLE_COLUMNS, Outcome
 
 
 def _case_name(r: dict[str, Any]) -> str:
@@ -26,21 +27,22 @@ def junit_xml(res: Any) -> str:
     for r in res.records:
         fams.setdefault(family_of(r["gate_id"]), []).append(r)
     for fam, recs in fams.items():
-        n = {o: sum(1 for r in recs if r["outcome"] == o) for o in ("Falsified", "Crashed", "Timeout", "Skipped")}
-        suite = ET.SubElement(suites, "testsuite", name=fam, tests=str(len(recs)), failures=str(n["Falsified"]),
-                              errors=str(n["Crashed"] + n["Timeout"]), skipped=str(n["Skipped"]),
+        n = {o: sum(1 for r in recs if r["outcome"] == o) for o in Outcome}
+        suite = ET.SubElement(suites, "testsuite", name=fam, tests=str(len(recs)),
+                              failures=str(n[Outcome.FALSIFIED]), errors=str(sum(n[o] for o in ERRORED)),
+                              skipped=str(n[Outcome.SKIPPED]),
                               time=f"{sum(r['metrics']['duration_ms'] for r in recs) / 1000:.3f}")
         for r in recs:
             case = ET.SubElement(suite, "testcase", classname=f"aprqa.{fam}", name=_case_name(r),
                                  time=f"{r['metrics']['duration_ms'] / 1000:.3f}")
             o = r["outcome"]
-            if o == "Falsified":
-                el = ET.SubElement(case, "failure", message=r["reason"][:500], type="Falsified")
+            if o == Outcome.FALSIFIED:
+                el = ET.SubElement(case, "failure", message=r["reason"][:500], type=Outcome.FALSIFIED.value)
                 el.text = r["reason"]
-            elif o in ("Crashed", "Timeout"):
+            elif o in ERRORED:
                 el = ET.SubElement(case, "error", message=r["reason"][:500], type=o)
                 el.text = r["reason"] + (f"\n--- stderr ---\n{r['stderr']}" if r.get("stderr") else "")
-            elif o == "Skipped":
+            elif o == Outcome.SKIPPED:
                 ET.SubElement(case, "skipped", message=r["reason"][:500])
             props = ET.SubElement(case, "properties")
             ET.SubElement(props, "property", name="thresholds", value=r["metadata"].get("thresholds", ""))
@@ -68,11 +70,11 @@ def summary_md(res: Any) -> str:
         lines.append(f"- run report: `{res.report.name}` (+ `report.md`)")
     if res.compare_report:
         lines.append(f"- compare report of the worst conversion: `{res.compare_report.name}`")
-    lines += ["", "## Gate families", "", "| family | gates | Corroborated | Falsified | Crashed | Timeout | Skipped |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+    cols = tuple(o.value for o in TABLE_COLUMNS)
+    lines += ["", "## Gate families", "", "| family | gates | " + " | ".join(cols) + " |",
+              "|---|---:|" + "---:|" * len(cols)]
     for fam, c in res.counts.items():
-        lines.append(f"| {fam} | {sum(c.values())} | " + " | ".join(str(c.get(o, 0)) for o in
-                     ("Corroborated", "Falsified", "Crashed", "Timeout", "Skipped")) + " |")
+        lines.append(f"| {fam} | {sum(c.values())} | " + " | ".join(str(c.get(o, 0)) for o in cols) + " |")
     lines += ["", "## Gates", "", "| gate | format | quant | outcome | reason |", "|---|---|---|---|---|"]
     for r in res.records:
         sc = r["scenario"]

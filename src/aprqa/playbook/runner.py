@@ -41,6 +41,7 @@ from .evidence import (EvidenceStream, family_of, host_info, load_evidence, make
                        write_evidence_json)
 from .notrun import NotRun, not_executed
 from ..report.environment import environment_json
+from .records import Outcome
 from .plan import ROUND_TRIPS, Conversion, ConvKey, GateKind, Plan, PlannedGate, SourceFacts, build_plan
 from .schema import FORMAT_TITLE, Playbook, PlaybookError, load_playbook
 
@@ -91,7 +92,7 @@ class RunResult:
         """Every executed gate Corroborated, and at least one executed; not-executed Skipped
         records neither pass nor fail a run."""
         ex = self.executed
-        return bool(ex) and all(r["outcome"] == "Corroborated" for r in ex)
+        return bool(ex) and all(r["outcome"] == Outcome.CORROBORATED for r in ex)
 
     def __bool__(self) -> bool:
         return self.passed
@@ -111,7 +112,7 @@ class RunResult:
         return out
 
     def failures(self) -> list[dict[str, Any]]:
-        return [r for r in self.records if r["outcome"] != "Corroborated"]
+        return [r for r in self.records if r["outcome"] != Outcome.CORROBORATED]
 
     def to_dict(self) -> dict[str, Any]:
         return {"playbook": self.playbook, "playbook_sha256": self.playbook_sha256, "name": self.name,
@@ -216,7 +217,7 @@ class _Runner:
                           metadata=md, host=self.host, duration_ms=int(seconds * 1000), stderr=outcome.stderr,
                           exit_code=outcome.exit_code, total_tokens=outcome.total_tokens)
         self._keep(order, rec)
-        if outcome.outcome != "Corroborated" and self.fail_fast:
+        if outcome.outcome != Outcome.CORROBORATED and self.fail_fast:
             self.stop.set()
 
     def _keep(self, order: int, rec: dict[str, Any]) -> None:
@@ -248,7 +249,7 @@ class _Runner:
         def task() -> None:
             t0 = time.perf_counter()
             if self.stop.is_set() and not always:
-                res = G.GateOutcome("Skipped", "not run: stopped after the first failure "
+                res = G.GateOutcome(Outcome.SKIPPED, "not run: stopped after the first failure "
                                                "(--fail-fast / failure_policy stop_on_first)")
             else:
                 try:
@@ -256,7 +257,7 @@ class _Runner:
                 except AprqaError as err:  # the measurement refused its input: not a pass
                     res = G.falsified(f"could not be measured: {G.error_text(err)}")
                 except Exception as err:  # a bug or an environment failure while measuring
-                    res = G.GateOutcome("Crashed", f"aprqa crashed while measuring: {G.error_text(err)}")
+                    res = G.GateOutcome(Outcome.CRASHED, f"aprqa crashed while measuring: {G.error_text(err)}")
             self._emit(order, gate_id, scenario, key, res, time.perf_counter() - t0, extra_md)
 
         if sync:
@@ -278,11 +279,11 @@ class _Runner:
     def _convert_task(self, conv: Conversion) -> _Conv:
         label, fmt, quant = conv.label, conv.key.fmt, conv.key.quant
         if self.stop.is_set():
-            return _Conv(label, None, G.GateOutcome("Skipped", f"conversion {label} not run: stopped after the "
+            return _Conv(label, None, G.GateOutcome(Outcome.SKIPPED, f"conversion {label} not run: stopped after the "
                                                                "first failure"))
         parent = self.artefact(conv.key.src)
         if parent.path is None:
-            return _Conv(label, None, G.GateOutcome(parent.failure.outcome if parent.failure else "Crashed",
+            return _Conv(label, None, G.GateOutcome(parent.failure.outcome if parent.failure else Outcome.CRASHED,
                                                     f"conversion {label} could not run: its input "
                                                     f"({parent.label}) failed: "
                                                     f"{parent.failure.reason if parent.failure else '?'}"))
@@ -299,8 +300,8 @@ class _Runner:
                 convert(parent.path, dst, to=fmt, quant=G.converter_quant(quant))
             except Exception as err:
                 _remove(dst)
-                return _Conv(label, None, G.GateOutcome("Crashed", f"conversion {label} failed (built-in converter):"
-                                                                   f" {G.error_text(err)}"),
+                return _Conv(label, None, G.GateOutcome(Outcome.CRASHED, f"conversion {label} failed "
+                                                        f"(built-in converter): {G.error_text(err)}"),
                              time.perf_counter() - t0)
             res = _Conv(label, dst, None, time.perf_counter() - t0)
         else:
@@ -322,24 +323,24 @@ class _Runner:
         try:
             proc = subprocess.run(args, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired as err:
-            return _Conv(label, None, G.GateOutcome("Timeout", f"conversion {label}: `{shlex.join(args)}` ran past "
-                                                               f"timeout_ms {self.pb.test_matrix.timeout_ms}",
+            return _Conv(label, None, G.GateOutcome(Outcome.TIMEOUT, f"conversion {label}: `{shlex.join(args)}` "
+                                                    f"ran past timeout_ms {self.pb.test_matrix.timeout_ms}",
                                                     stderr=_tail(err.stderr)), time.perf_counter() - t0)
         except OSError as err:
-            return _Conv(label, None, G.GateOutcome("Crashed", f"conversion {label}: cannot run "
-                                                               f"`{shlex.join(args)}`: {err.strerror or err}"),
+            return _Conv(label, None, G.GateOutcome(Outcome.CRASHED, f"conversion {label}: cannot run "
+                                                    f"`{shlex.join(args)}`: {err.strerror or err}"),
                          time.perf_counter() - t0)
         secs = time.perf_counter() - t0
         stderr = _tail(proc.stderr)
         if proc.returncode != 0:
             sig = f" (killed by signal {-proc.returncode})" if proc.returncode < 0 else ""
             return _Conv(label, None, G.GateOutcome(
-                "Crashed", f"conversion {label}: `{shlex.join(args)}` exited {proc.returncode}{sig}"
-                           + (f": {stderr.splitlines()[-1]}" if stderr else ""),
+                Outcome.CRASHED, f"conversion {label}: `{shlex.join(args)}` exited {proc.returncode}{sig}"
+                + (f": {stderr.splitlines()[-1]}" if stderr else ""),
                 stderr=stderr, exit_code=proc.returncode), secs, stderr, proc.returncode)
         if not dst.exists():
-            return _Conv(label, None, G.GateOutcome("Falsified", f"conversion {label}: `{shlex.join(args)}` exited 0 "
-                                                                 f"but wrote no {dst}", stderr=stderr, exit_code=0),
+            return _Conv(label, None, G.GateOutcome(Outcome.FALSIFIED, f"conversion {label}: `{shlex.join(args)}` "
+                                                    f"exited 0 but wrote no {dst}", stderr=stderr, exit_code=0),
                          secs, stderr, 0)
         return _Conv(label, dst, None, secs, stderr, 0)
 
@@ -372,7 +373,7 @@ class _Runner:
         ref, cand = self.artefact(src_key), self.artefact(key)
         if cand.path is None:
             f = cand.failure
-            return G.GateOutcome(f.outcome if f else "Crashed", f.reason if f else "conversion failed",
+            return G.GateOutcome(f.outcome if f else Outcome.CRASHED, f.reason if f else "conversion failed",
                                  stderr=f.stderr if f else None, exit_code=f.exit_code if f else None)
         dt = self.pb.differential_tests
         parts, metrics, passed = [], {"conversion_seconds": cand.seconds, "candidate": str(cand.path)}, True
@@ -398,8 +399,8 @@ class _Runner:
                                "disabled", metrics=metrics)
         reason = " | ".join(parts)
         out = f"Conversion {cand.label} ({cand.path.name}): " + ("PASS" if passed else "FAIL")
-        return G.GateOutcome("Corroborated" if passed else "Falsified", reason, output=out, metrics=metrics,
-                             stderr=cand.stderr, exit_code=cand.exit_code)
+        return G.GateOutcome(Outcome.CORROBORATED if passed else Outcome.FALSIFIED, reason, output=out,
+                             metrics=metrics, stderr=cand.stderr, exit_code=cand.exit_code)
 
     def _keep_worst(self, rep: Any, passed: bool) -> None:
         fails = len(rep.failures())
@@ -413,7 +414,7 @@ class _Runner:
         ref, cand = self.artefact(None), self.artefact(key)
         if cand.path is None:
             f = cand.failure
-            return G.GateOutcome(f.outcome if f else "Crashed", f.reason if f else "conversion failed")
+            return G.GateOutcome(f.outcome if f else Outcome.CRASHED, f.reason if f else "conversion failed")
         prompts = self.pb.test_matrix.prompts
         if not prompts:
             return G.falsified("no prompts: test_matrix.prompts is empty")
@@ -437,7 +438,7 @@ class _Runner:
         for a in arts:
             if a.path is None:
                 f = a.failure
-                return G.GateOutcome(f.outcome if f else "Crashed",
+                return G.GateOutcome(f.outcome if f else Outcome.CRASHED,
                                      f"round trip could not run: {f.reason if f else a.label}")
         from ..compare import compare
 
@@ -445,7 +446,7 @@ class _Runner:
         ok_t, text, m = G.judge_tensors(rep, None)
         path = "→".join(FORMAT_TITLE[f] if f != "safetensors" else "ST" for f in chain)
         m["chain"] = [str(a.path) for a in arts]
-        return G.GateOutcome("Corroborated" if ok_t else "Falsified", f"{path} (lossless chain): {text}",
+        return G.GateOutcome(Outcome.CORROBORATED if ok_t else Outcome.FALSIFIED, f"{path} (lossless chain): {text}",
                              output=f"Round trip {path}: {'PASS' if ok_t else 'FAIL'}", metrics=m)
 
     def _idempotent(self, pairs: list[tuple[ConvKey | None, ConvKey | None]]) -> G.GateOutcome:
@@ -456,7 +457,7 @@ class _Runner:
             a, b = self.artefact(k1), self.artefact(k2)
             if a.path is None or b.path is None:
                 f = (a.failure or b.failure)
-                return G.GateOutcome(f.outcome if f else "Crashed", f"idempotency could not run: "
+                return G.GateOutcome(f.outcome if f else Outcome.CRASHED, f"idempotency could not run: "
                                                                     f"{f.reason if f else '?'}")
             from ..formats import open_model
 
@@ -497,7 +498,7 @@ class _Runner:
                 art = self.artefact(k)
                 if art.path is None:
                     f = art.failure
-                    bad.append(f"{art.label}: conversion failed ({f.outcome if f else 'Crashed'})")
+                    bad.append(f"{art.label}: conversion failed ({f.outcome if f else Outcome.CRASHED})")
                     rows.append({"conversion": art.label, "passed": False, "error": f.reason if f else None})
                     continue
                 try:
@@ -566,7 +567,7 @@ class _Runner:
         self.source = self.resolve_source()
         self.model_sha256 = G.files_digest(self.source)
         prior = {r["scenario"]["id"]: r for r in earlier
-                 if r.get("outcome") == "Corroborated" and not is_not_executed(r)
+                 if r.get("outcome") == Outcome.CORROBORATED and not is_not_executed(r)
                  and (r.get("metadata") or {}).get("playbook_sha256") == self.digest
                  and (r.get("metadata") or {}).get("model_sha256") == self.model_sha256}
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="aprqa-gate")
@@ -618,7 +619,7 @@ class _Runner:
         if g.kind is K.COVERAGE:
             return lambda: G.falsified(g.reason or "")
         if g.kind is K.SKIPPED:
-            return lambda: G.GateOutcome("Skipped", g.reason or "", output=f"SKIPPED: {g.reason}")
+            return lambda: G.GateOutcome(Outcome.SKIPPED, g.reason or "", output=f"SKIPPED: {g.reason}")
         if g.kind is K.CONVERSION:
             return lambda: self._conv_gate(ins[0], ins[1], g.quant or "keep", g.output_base or "f32",
                                            g.tensor_profile or "auto")

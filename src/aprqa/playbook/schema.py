@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from ..errors import AprqaError, InputError
 from ..fsio import CAP_PLAYBOOK, read_bounded
+from .records import Outcome
 
 FORMATS = ("safetensors", "apr", "gguf")
 FORMAT_LETTER = {"safetensors": "S", "apr": "A", "gguf": "G"}
@@ -438,7 +439,7 @@ def _clean_loc(loc: tuple) -> tuple:
     out = []
     for p in loc:
         if isinstance(p, str) and (p in ("str", "int", "float", "bool") or p.startswith(("literal[", "function-"))
-                                   or (p[:1].isupper() and p.isidentifier() and p not in ("Corroborated",))):
+                                   or (p[:1].isupper() and p.isidentifier() and p != Outcome.CORROBORATED)):
             continue
         out.append(p)
     return tuple(out)

@@ -20,6 +20,7 @@ from ..errors import UsageError
 from ..report.zoo import ZooRow, write_zoo_summary, zoo_rows
 from .evidence import load_evidence
 from .executors import Task, make_executor
+from .records import Outcome
 from .runner import run_playbook
 from .schema import Playbook, PlaybookError, load_playbook
 
@@ -182,9 +183,10 @@ def run_zoo(playbooks: Sequence[str | Path], output: str | Path, model_root: str
 def _crashed(err: BaseException) -> dict[str, Any]:
     """The result of a model task that raised: one Crashed record (in the summary, not in its evidence)."""
     text = f"the model's task failed: {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
-    rec = {"gate_id": "ZOO-TASK", "outcome": "Crashed", "reason": text, "metadata": {},
+    crashed = Outcome.CRASHED.value  # a plain str, as in evidence records
+    rec = {"gate_id": "ZOO-TASK", "outcome": crashed, "reason": text, "metadata": {},
            "scenario": {"format": "—", "model": {"variant": None}}}
-    return {"passed": False, "outcomes": {"Crashed": 1}, "records": [rec], "seconds": 0.0, "error": text}
+    return {"passed": False, "outcomes": {crashed: 1}, "records": [rec], "seconds": 0.0, "error": text}
 
 
 def _zoo_model(p: Path, pb: Playbook, out: Path, res: dict[str, Any]) -> ZooModel:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..playbook.evidence import OUTCOMES, family_of
+from ..playbook.evidence import family_of
+from ..playbook.records import ERRORED, FAILING, OUTCOMES, TABLE_COLUMNS, Outcome
 
 _TEXT_DIFF = re.compile(r"produced different output \(diff: ([0-9.eE+-]+), ε: ([0-9.eE+-]+)\)")
 _MAX_DIFF = re.compile(r"max_diff: ([0-9.eE+-]+)")
@@ -77,7 +78,7 @@ class EvidenceSummary:
 
     @property
     def failed(self) -> int:
-        return sum(self.outcomes.get(o, 0) for o in ("Falsified", "Crashed", "Timeout"))
+        return sum(self.outcomes.get(o, 0) for o in FAILING)
 
     @property
     def passed(self) -> bool:
@@ -146,7 +147,7 @@ def cause_of(r: dict[str, Any]) -> str:
     if _is_aprqa(r):
         m = (r.get("metrics") or {}).get("aprqa") or {}
         gid = str(r.get("gate_id", ""))
-        if out in ("Crashed", "Timeout"):
+        if out in ERRORED:
             return f"{out.lower()}: " + ("conversion failed" if "conversion" in reason else "measurement failed")
         if gid.startswith("G0-INTEGRITY-") and gid != "G0-INTEGRITY-CONFIG":
             return "architecture fact differs from the playbook's expected_* value"
@@ -187,7 +188,7 @@ def note_for(r: dict[str, Any], golden_text: str | None) -> str | None:
         return ("The record carries no measurement: the output field is a 16-hex digest of the printed output, "
                 "so the round trip was judged on text, not on tensors.")
     md = _MAX_DIFF.search(output)
-    if md and _outcome(r) == "Corroborated":
+    if md and _outcome(r) == Outcome.CORROBORATED:
         v = float(md.group(1))
         if v > 0:
             return (f"Corroborated with max_diff {md.group(1)}: the reason ('{reason}') does not say what was "
@@ -214,12 +215,12 @@ def summarize(records: list[dict[str, Any]], path: str = "") -> EvidenceSummary:
         (1, ('F-CONV-S-G',))
     """
     records = [sane_record(r) for r in records]
-    outcomes: dict[str, int] = {o: 0 for o in OUTCOMES}
+    outcomes: dict[str, int] = {o.value: 0 for o in OUTCOMES}
     families: dict[str, dict[str, int]] = {}
     groups: dict[str, list[dict[str, Any]]] = {}
     golden = None
     for r in records:
-        if r.get("gate_id") == "F-GOLDEN-RULE-001" and _outcome(r) == "Corroborated" and not _is_aprqa(r):
+        if r.get("gate_id") == "F-GOLDEN-RULE-001" and _outcome(r) == Outcome.CORROBORATED and not _is_aprqa(r):
             out = str(r.get("output") or "")
             golden = out.split("identical output:", 1)[1].strip() if "identical output:" in out else golden
     notes: dict[str, list[tuple[str, str, str]]] = {}
@@ -230,10 +231,10 @@ def summarize(records: list[dict[str, Any]], path: str = "") -> EvidenceSummary:
         outcomes[o] = outcomes.get(o, 0) + 1
         fam = families.setdefault(family_of(gid), {})
         fam[o] = fam.get(o, 0) + 1
-        if o in ("Falsified", "Crashed", "Timeout"):
+        if o in FAILING:
             groups.setdefault(cause_of(r), []).append(r)
         md = r.get("metadata") or {}
-        if o == "Skipped" and md.get("not_executed") == "true":
+        if o == Outcome.SKIPPED and md.get("not_executed") == "true":
             not_exec.append((gid, str(md.get("section", ""))))
         n = note_for(r, golden)
         if n:
@@ -269,7 +270,7 @@ def load_summary(path: str | Path) -> EvidenceSummary:
 # ---------------------------------------------------------------------------------------------
 # Renderers
 
-_COLS = ("Corroborated", "Falsified", "Crashed", "Timeout", "Skipped")
+_COLS = tuple(o.value for o in TABLE_COLUMNS)
 
 
 def render_console(s: EvidenceSummary, console: Any) -> None:
@@ -284,7 +285,7 @@ def render_console(s: EvidenceSummary, console: Any) -> None:
     for c in _COLS:
         t.add_column(c, justify="right")
     for fam, c in s.families.items():
-        bad = c.get("Falsified", 0) + c.get("Crashed", 0) + c.get("Timeout", 0)
+        bad = sum(c.get(o, 0) for o in FAILING)
         t.add_row(f"[red]{escape(fam)}[/]" if bad else escape(fam), *(str(c.get(o, 0) or "") for o in _COLS))
     console.print(t)
     if s.causes:

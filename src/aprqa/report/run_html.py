@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..playbook.records import TABLE_COLUMNS, Outcome
 from . import svg
 from .page import chips, esc, kv, num, page, status_html, table
-from .run_view import Cell, GateView, RunView, prompt_rows, strings
+from .run_view import Cell, GateView, RunView, prompt_rows, status_of, strings
 
-_OUTCOME_CLASS = {"Corroborated": "pass", "Falsified": "fail", "Crashed": "fail", "Timeout": "fail", "Skipped": "skip"}
+_OUTCOME_CLASS = {o.value: status_of(o) for o in Outcome}
 
 
 def _pre_json(d: Any, limit: int = 4000) -> str:
@@ -179,7 +180,7 @@ def _failures_html(v: RunView) -> str:
 
 def _summary_html(v: RunView) -> str:
     s = v.summary
-    cols = ("Corroborated", "Falsified", "Crashed", "Timeout", "Skipped")
+    cols = tuple(o.value for o in TABLE_COLUMNS)
     fam = table(("family",) + cols, ((esc(f),) + tuple(str(c.get(o, 0) or "") for o in cols)
                                      for f, c in s.families.items()), num_cols=range(1, 6))
     parts = [f"<h2>Gate families</h2>{fam}"]

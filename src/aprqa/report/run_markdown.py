@@ -3,6 +3,7 @@ as a table of icons and each cell's gates in collapsible <details> blocks (GitHu
 
 from __future__ import annotations
 
+from ..playbook.records import TABLE_COLUMNS
 from .page import md_cell, num, status_md
 from .run_view import Cell, GateView, RunView, prompt_rows, strings
 
@@ -94,7 +95,7 @@ def render_run_markdown(v: RunView) -> str:
                   for g in gates]
         lines.append("")
     s = v.summary
-    cols = ("Corroborated", "Falsified", "Crashed", "Timeout", "Skipped")
+    cols = tuple(o.value for o in TABLE_COLUMNS)
     lines += ["## Gate families", "", "| family | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     lines += [f"| {md_cell(f)} | " + " | ".join(str(c.get(o, 0)) for o in cols) + " |" for f, c in s.families.items()]
     if s.causes:

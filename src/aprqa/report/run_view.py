@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..playbook.records import FAILING, Outcome
 from .evidence_report import EvidenceSummary, sane_record, summarize
 
 _CONV = re.compile(r"^F-CONV-([A-Za-z]+)-([A-Za-z]+)$")
-_FAILING = ("Falsified", "Crashed", "Timeout")
 FORMAT_ORDER = ("safetensors", "apr", "gguf")
 # matrix columns from most to fewest bits; others follow in record order, then keep / as stored
 QUANT_ORDER = ("f32", "bf16", "f16", "q8_0", "apr-q8", "q6_k", "q5_k_m", "q5_k", "q5_1", "q5_0", "q4_k_m", "q4_k",
@@ -46,7 +46,7 @@ def outcome_of(r: dict[str, Any]) -> str:
 
 
 def status_of(outcome: str) -> str:
-    return "fail" if outcome in _FAILING else ("pass" if outcome == "Corroborated" else "skip")
+    return "fail" if outcome in FAILING else ("pass" if outcome == Outcome.CORROBORATED else "skip")
 
 
 def _anchor(*parts: str) -> str:

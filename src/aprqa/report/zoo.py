@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..playbook.evidence import atomic_write_text
+from ..playbook.records import Outcome
 
 NO_QUANT = "—"
 FORMAT_ORDER = {"safetensors": 0, "apr": 1, "gguf": 2}
@@ -51,7 +52,7 @@ def zoo_rows(models: Iterable[tuple[str, Sequence[dict[str, Any]]]]) -> list[Zoo
             fmt = r["scenario"]["format"]
             q = (r.get("metadata") or {}).get("quant") or r["scenario"]["model"].get("variant") or NO_QUANT
             c = counts.setdefault((fmt, q), [0, 0, 0])
-            c[{"Corroborated": 0, "Skipped": 2}.get(r["outcome"], 1)] += 1
+            c[{Outcome.CORROBORATED: 0, Outcome.SKIPPED: 2}.get(r["outcome"], 1)] += 1
         for (fmt, q), (p, f, s) in sorted(counts.items(), key=lambda kv: (FORMAT_ORDER.get(kv[0][0], 9),
                                                                           kv[0][1] == NO_QUANT, kv[0][1])):
             out.append(ZooRow(name, fmt, q, p, f, s))
