@@ -26,15 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from aprqa import _core, core  # noqa: E402
 
-
-def _median_time(fn: Callable[[], object], reps: int, clock: Callable[[], float] = time.perf_counter) -> float:
-    fn()  # warm-up (page faults, thread start)
-    ts = []
-    for _ in range(reps):
-        t0 = clock()
-        fn()
-        ts.append(clock() - t0)
-    return statistics.median(ts)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _proc import median_call as _median_time  # noqa: E402  (one median-of-reps timer for all benches)
 
 
 def _median_times(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:

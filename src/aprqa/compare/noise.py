@@ -17,11 +17,11 @@ from .. import core
 from ..dtypes import DType, payload_nbytes
 from ..formats.model import TensorInfo
 from . import bands
+from .diagnose import FLOAT_EPS
 from ._sampling import NOISE_SAMPLE_ELEMENTS, RowReader, as_2d, rel_l2, row_aligned, sample_rows
 from .report import NoiseFloor
 from .tolerance import Statistic, Tolerance
 
-_FLOAT_EPS = {DType.F16: 2.0 ** -11, DType.BF16: 2.0 ** -8}
 # Per-element bound |a − deq| ≤ k·d + (qmax + k)·h, d the stored f16 scale and h ≥ its rounding
 # error (half an f16 ulp at d, 2^-25 once d is subnormal): Q8_0 rounds to nearest (k = 1/2, every
 # quantizer measured stays within); Q4_0's importance-weighted path keeps the levels of its scale
@@ -56,7 +56,7 @@ def _block_violations(dt: DType, got: np.ndarray, a: np.ndarray, b: np.ndarray, 
     h = np.maximum(d * 2.0 ** -11, 2.0 ** -25)
     # a reference stored narrower than f32 may have been quantized from its wider source:
     # allow its own half-ulp on top of the block bound
-    slack = _FLOAT_EPS.get(ref_dtype, 0.0)
+    slack = FLOAT_EPS[ref_dtype] if ref_dtype in (DType.F16, DType.BF16) else 0.0  # narrower than f32 only
     bound = (k * d + (qmax + k) * h)[:, None] * (1 + 1e-6) + slack * np.abs(a32) + 1e-30
     return int((err > bound).sum())
 
