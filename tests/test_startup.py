@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-HEAVY = ("numba", "torch", "transformers", "aprqa.forward", "llama_cpp")
+HEAVY = ("numba", "torch", "transformers", "aprqa.forward", "llama_cpp", "gguf")  # gguf-py: writers only
 
 
 def _loaded(code: str) -> dict[str, bool]:

@@ -1,6 +1,7 @@
 """Architecture facts between the three spellings: GGUF KV, ``ArchConfig`` and config.json.
 
-GGUF keys come from gguf-py's ``gguf.Keys`` (``{arch}.embedding_length`` ...); config.json
+GGUF keys come from gguf-py's ``gguf.Keys`` (``{arch}.embedding_length`` ..., read through
+``gguf_tables`` so gguf-py is not imported); config.json
 keys are transformers' (4.x and 5.x spellings). Which facts an architecture has is the
 registry's to say: an encoder (BERT) has no RoPE, its norm epsilon is a LayerNorm's.
 """
@@ -10,29 +11,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import gguf
-
 from ..errors import FormatError, UsageError
 from ..limits import check_config_value
 from ..formats.model import ArchConfig, TokenizerInfo
 from .families import ArchSpec, arch_name, family
+from .gguf_tables import tables
 
-_K = gguf.Keys
+_K = tables().key
 
 # ArchConfig field -> GGUF key template (the eps key depends on the norm style).
 GGUF_KEYS: dict[str, str] = {
-    "context_length": _K.LLM.CONTEXT_LENGTH,
-    "hidden_size": _K.LLM.EMBEDDING_LENGTH,
-    "num_layers": _K.LLM.BLOCK_COUNT,
-    "intermediate_size": _K.LLM.FEED_FORWARD_LENGTH,
-    "num_heads": _K.Attention.HEAD_COUNT,
-    "num_kv_heads": _K.Attention.HEAD_COUNT_KV,
-    "rope_theta": _K.Rope.FREQ_BASE,
-    "vocab_size": _K.LLM.VOCAB_SIZE,
-    "head_dim": _K.Attention.KEY_LENGTH,
-    "sliding_window": _K.Attention.SLIDING_WINDOW,
-    "attn_softcap": _K.LLM.ATTN_LOGIT_SOFTCAPPING,
-    "final_softcap": _K.LLM.FINAL_LOGIT_SOFTCAPPING,
+    "context_length": _K("LLM.CONTEXT_LENGTH"),
+    "hidden_size": _K("LLM.EMBEDDING_LENGTH"),
+    "num_layers": _K("LLM.BLOCK_COUNT"),
+    "intermediate_size": _K("LLM.FEED_FORWARD_LENGTH"),
+    "num_heads": _K("Attention.HEAD_COUNT"),
+    "num_kv_heads": _K("Attention.HEAD_COUNT_KV"),
+    "rope_theta": _K("Rope.FREQ_BASE"),
+    "vocab_size": _K("LLM.VOCAB_SIZE"),
+    "head_dim": _K("Attention.KEY_LENGTH"),
+    "sliding_window": _K("Attention.SLIDING_WINDOW"),
+    "attn_softcap": _K("LLM.ATTN_LOGIT_SOFTCAPPING"),
+    "final_softcap": _K("LLM.FINAL_LOGIT_SOFTCAPPING"),
 }
 FLOAT_FIELDS = frozenset({"rope_theta", "rms_eps", "attn_softcap", "final_softcap"})
 
@@ -55,7 +55,7 @@ HF_KEYS: dict[str, tuple[str, ...]] = {
 
 def eps_key(spec: ArchSpec | None) -> str:
     layer = spec is not None and spec.forward.norm == "layer"
-    return _K.Attention.LAYERNORM_EPS if layer else _K.Attention.LAYERNORM_RMS_EPS
+    return _K("Attention.LAYERNORM_EPS") if layer else _K("Attention.LAYERNORM_RMS_EPS")
 
 
 def has_rope(arch: str | None) -> bool:
@@ -238,7 +238,7 @@ def to_gguf(config: ArchConfig) -> list[tuple[str, Any, str]]:
             c = config
             if val is None or (c.hidden_size and c.num_heads and c.hidden_size == val * c.num_heads):
                 continue
-            out.append((_K.Attention.VALUE_LENGTH.format(arch=arch), val, "u32"))
+            out.append((_K("Attention.VALUE_LENGTH").format(arch=arch), val, "u32"))
         if field == "rope_theta" and not has_rope(arch):
             continue
         if val is not None:

@@ -1,5 +1,8 @@
 """Tensor names per architecture, derived from gguf-py's tables (never written by hand here).
 
+The tables come through ``gguf_tables`` (a snapshot of gguf-py's, or gguf-py itself when
+the installed version differs), so reading a model's names does not import gguf-py.
+
 gguf-py's ``TensorNameMap`` lists, for every GGUF tensor kind (``blk.{bid}.attn_q``), the
 Hugging Face names that converters know for it, across all architectures, and
 ``MODEL_TENSORS[arch]`` says which kinds an architecture has. From those two tables this
@@ -23,7 +26,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-import gguf
+from .gguf_tables import tables
 
 # Parameter suffixes llama.cpp keeps on tensor names (gguf-py maps the stem).
 _SUFFIXES = ("weight", "bias", "scale")
@@ -35,10 +38,10 @@ class TensorNames:
     """The HF <-> GGUF tensor-name tables of one GGUF architecture."""
 
     arch: str
-    hf_to_kind: dict[str, "gguf.MODEL_TENSOR"]  # HF template -> tensor kind
-    kind_to_gguf: dict["gguf.MODEL_TENSOR", str]  # tensor kind -> GGUF template
-    gguf_to_kind: dict[str, "gguf.MODEL_TENSOR"]
-    kind_to_hf: dict["gguf.MODEL_TENSOR", str]  # tensor kind -> canonical HF template
+    hf_to_kind: dict[str, str]  # HF template -> tensor kind (gguf-py's MODEL_TENSOR name)
+    kind_to_gguf: dict[str, str]  # tensor kind -> GGUF template
+    gguf_to_kind: dict[str, str]
+    kind_to_hf: dict[str, str]  # tensor kind -> canonical HF template
 
     def to_gguf(self, name: str) -> str | None:
         """GGUF name of an HF (or GGUF) tensor name, None when no table knows it."""
@@ -68,7 +71,7 @@ def _fill(template: str, bid: str | None) -> str:
     return template.replace("{bid}", bid) if bid is not None else template
 
 
-def _lookup(name: str, table: dict[str, "gguf.MODEL_TENSOR"]) -> tuple["gguf.MODEL_TENSOR", str | None, str] | None:
+def _lookup(name: str, table: dict[str, str]) -> tuple[str, str | None, str] | None:
     """(kind, block number, suffix) of a concrete name in a template table."""
     stems = [(name, "")]
     head, dot, tail = name.rpartition(".")
@@ -86,46 +89,41 @@ def _lookup(name: str, table: dict[str, "gguf.MODEL_TENSOR"]) -> tuple["gguf.MOD
     return None
 
 
-def _arch_enum(arch: str) -> "gguf.MODEL_ARCH | None":
-    for a, n in gguf.MODEL_ARCH_NAMES.items():
-        if n == arch:
-            return a
-    return None
-
-
 def known_archs() -> tuple[str, ...]:
     """Every architecture name gguf-py knows."""
-    return tuple(gguf.MODEL_ARCH_NAMES[a] for a in gguf.MODEL_ARCH)
+    return tables().arch_names
 
 
 @lru_cache(maxsize=None)
 def tensor_names(arch: str, hf_prefixes: tuple[str, ...] = (),
                  hf_names: tuple[tuple[str, str], ...] = ()) -> TensorNames | None:
     """The tables of GGUF architecture ``arch`` (None when gguf-py does not know it)."""
-    a = _arch_enum(arch)
-    if a is None:
+    t = tables()
+    if arch not in t.model_tensors:
         return None
-    kinds = set(gguf.MODEL_TENSORS[a])
+    kinds = set(t.model_tensors[arch])
     # Same order and overriding as TensorNameMap.__init__: global keys, then block keys
     # (with the architecture's own overrides); a key listed for two kinds keeps the last.
-    block_cfg = dict(gguf.TensorNameMap.block_mappings_cfg)
-    block_cfg.update(gguf.TensorNameMap.arch_block_mappings_cfg.get(a, {}))
-    hf_to_kind: dict[str, gguf.MODEL_TENSOR] = {}
-    for cfg in (gguf.TensorNameMap.mappings_cfg, block_cfg):
+    block_cfg = dict(t.block_mappings)
+    block_cfg.update(t.arch_block_mappings.get(arch, {}))
+    hf_to_kind: dict[str, str] = {}
+    for cfg in (t.mappings, block_cfg):
         for kind, keys in cfg.items():
             if kind in kinds:
                 for key in keys:
                     hf_to_kind[key] = kind
-    kind_to_gguf = {k: gguf.TENSOR_NAMES[k] for k in kinds}
-    gguf_to_kind = {v: k for k, v in kind_to_gguf.items()}
-    candidates: dict[gguf.MODEL_TENSOR, list[str]] = {}  # in gguf-py's listing order per kind
-    for cfg in (gguf.TensorNameMap.mappings_cfg, block_cfg):
+    kind_to_gguf = {k: t.tensor_names[k] for k in t.model_tensors[arch]}
+    gguf_to_kind: dict[str, str] = {}
+    for kind, template in kind_to_gguf.items():  # two kinds can share a template: the first listed wins
+        gguf_to_kind.setdefault(template, kind)
+    candidates: dict[str, list[str]] = {}  # in gguf-py's listing order per kind
+    for cfg in (t.mappings, block_cfg):
         for kind, keys in cfg.items():
             for key in keys:
                 if hf_to_kind.get(key) == kind:
                     candidates.setdefault(kind, []).append(key)
     chosen = dict(hf_names)
-    kind_to_hf: dict[gguf.MODEL_TENSOR, str] = {}
+    kind_to_hf: dict[str, str] = {}
     for kind, keys in candidates.items():
         pick = chosen.get(kind_to_gguf[kind])
         if pick not in keys:
