@@ -4,12 +4,14 @@ import json
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from aprqa.cli import main
 from aprqa.compare import compare
 from aprqa.errors import UsageError
 from aprqa.formats import gguf, open_model
 from aprqa.formats.model import TensorData
+from aprqa.report.compare_console import render_localization
 
 BROKEN = "model.layers.1.self_attn.q_proj.weight"
 
@@ -70,3 +72,16 @@ def test_faithful_conversion_locates_nothing(tiny_models, tmp_path):
 def test_locate_needs_the_forward_pass(tiny_models):
     with pytest.raises(UsageError, match="cannot be combined with fast=True"):
         compare(tiny_models["qwen2-tiny"], tiny_models["qwen2-tiny"], fast=True, locate=True)
+
+
+def test_render_localization_directly(tiny_models, broken_gguf):
+    report = compare(tiny_models["qwen2-tiny"], broken_gguf, fast=False, locate=True)
+    console = Console(record=True, width=200, color_system=None)
+    render_localization(report, console)
+    text = console.export_text()
+    assert "← first divergent block: model.layers.1 (attn)" in text
+    assert f"{BROKEN}  TRANSPOSED" in text
+    same = compare(tiny_models["qwen2-tiny"], tiny_models["qwen2-tiny"], fast=False, locate=True)
+    console = Console(record=True, width=200, color_system=None)
+    render_localization(same, console)
+    assert "no block exceeds the limit" in console.export_text()
