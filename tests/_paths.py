@@ -3,6 +3,7 @@
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+TESTS = ROOT / "tests"
 SHARED = ROOT.parent / "shared"
 APR_QA_FIXTURES = SHARED / "fixtures" / "apr-qa"
 
