@@ -173,10 +173,10 @@ class _Execution:
             GateKind.COVERAGE: lambda g: falsified(g.reason or ""),
             GateKind.SKIPPED: lambda g: GateOutcome(Outcome.SKIPPED, g.reason or "", output=f"SKIPPED: {g.reason}"),
             GateKind.CONVERSION: self._conversion,
-            GateKind.GOLDEN: lambda g: golden_gate(self.pb, self.artefact(None), self.artefact(g.inputs[1]),
+            GateKind.GOLDEN: lambda g: golden_gate(self.pb, self.artefact(g.reference), self.artefact(g.candidate),
                                                    g.output_base or "f32", self.outputs),
             GateKind.ROUND_TRIP: lambda g: round_trip_gate(list(g.inputs), g.chain, self.artefact),
-            GateKind.IDEMPOTENT: lambda g: idempotency_gate(list(zip(g.inputs[::2], g.inputs[1::2])), self.artefact),
+            GateKind.IDEMPOTENT: lambda g: idempotency_gate(g.pairs, self.artefact),
             GateKind.CARDINALITY: self._structure,
             GateKind.NAMES: self._structure,
             GateKind.TOKENIZER: self._structure,
@@ -215,7 +215,7 @@ class _Execution:
         return g0_expected(self.model, key, value)
 
     def _conversion(self, g: PlannedGate) -> GateOutcome:
-        return conversion_gate(self.pb, self.artefact(g.inputs[0]), self.artefact(g.inputs[1]),
+        return conversion_gate(self.pb, self.artefact(g.reference), self.artefact(g.candidate),
                                g.output_base or "f32", g.tensor_profile or "auto", self.outputs, self.worst)
 
     def _structure(self, g: PlannedGate) -> GateOutcome:

@@ -122,6 +122,21 @@ class PlannedGate:
     def scenario_suffix(self) -> str:
         return f"{self.gate_id}_{self.fmt}_{self.quant or 'na'}"
 
+    @property
+    def reference(self) -> "ConvKey | None":
+        """CONVERSION / GOLDEN: what the candidate is compared with (None = the source model)."""
+        return self.inputs[0]
+
+    @property
+    def candidate(self) -> "ConvKey | None":
+        """CONVERSION / GOLDEN: the conversion being judged."""
+        return self.inputs[1]
+
+    @property
+    def pairs(self) -> list[tuple["ConvKey | None", "ConvKey | None"]]:
+        """IDEMPOTENT: (a conversion, the same conversion again)."""
+        return list(zip(self.inputs[::2], self.inputs[1::2]))
+
 
 @dataclass(frozen=True)
 class SourceFacts:
