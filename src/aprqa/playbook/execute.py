@@ -72,10 +72,10 @@ class RunIdentity:
     environment: str
 
     def scenario(self, g: PlannedGate) -> Scenario:
-        return Scenario(id=f"{self.model.name}_{g.scenario_suffix}", model=dataclasses.replace(self.model, variant=g.quant),
-                        modality=g.modality, backend=g.backend, format=g.fmt, prompt=g.prompt, temperature=0.0,
-                        max_tokens=g.max_tokens, seed=self.pb.test_matrix.seed, trace_level="none",
-                        oracle_type="aprqa")
+        return Scenario(id=f"{self.model.name}_{g.scenario_suffix}",
+                        model=dataclasses.replace(self.model, variant=g.quant), modality=g.modality,
+                        backend=g.backend, format=g.fmt, prompt=g.prompt, temperature=0.0, max_tokens=g.max_tokens,
+                        seed=self.pb.test_matrix.seed, trace_level="none", oracle_type="aprqa")
 
     def metadata(self, g: PlannedGate) -> dict[str, str]:
         pb = self.pb

@@ -1,11 +1,10 @@
-"""What every gate family shares: outcome constructors, an exception as reason text, and the
+"""What every gate family shares: outcome constructors, the executor's artefact lookup, and the
 outcome of a gate whose input conversion failed."""
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from ...errors import AprqaError
 from ...records import GateOutcome, Outcome
 from ..conversions import Artefact
 from ..plan import ConvKey
