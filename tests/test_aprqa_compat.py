@@ -16,8 +16,8 @@ import yaml
 
 from aprqa.cli import main
 from aprqa.playbook import PlaybookError, load_playbook, run_playbook, verify_evidence
-from aprqa.playbook.runner import download_hf_repo
-from aprqa.report.evidence_report import load_summary
+from aprqa.playbook.sources import download_hf_repo
+from aprqa.playbook.evidence import load_summary
 from aprqa.report.run_html import render_run_html
 from aprqa.report.run_markdown import render_run_markdown
 from aprqa.report.run_view import build_run_view

@@ -1,11 +1,13 @@
-"""Outcome as one enum (playbook/records.py): its values are apr-qa's strings, records written
+"""Outcome as one enum (aprqa/records.py): its values are apr-qa's strings, records written
 with members are the same JSON as apr-qa's, no outcome literal is spelled outside records.py,
 and readers accept apr-qa's evidence strings and survive unknown ones."""
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +15,8 @@ from aprqa.compare.tolerance import Tolerance, TolerancePolicy
 from aprqa.errors import UsageError
 from aprqa.playbook import verify_evidence
 from aprqa.playbook.evidence import load_evidence, make_record
-from aprqa.playbook.records import FAILING, OUTCOMES, Outcome, parse_outcome
+from aprqa.records import (FAILING, OUTCOMES, GateOutcome, Host, ModelRef, Outcome, Record, RecordError, Scenario,
+                           parse_outcome)
 from aprqa.report.evidence_report import summarize
 from aprqa.report.run_view import status_of
 from _paths import APR_QA_FIXTURES, ROOT
@@ -42,8 +45,11 @@ def test_members_behave_as_their_strings():
 
 
 def _record(outcome):
-    return make_record(gate_id="F-CONV-S-G", outcome=outcome, reason="r", output="o", scenario={"format": "gguf"},
-                       metrics={}, metadata={"quant": "q8_0"}, host={"hostname": "h"}, duration_ms=1)
+    scenario = Scenario("m_F-CONV-S-G_gguf_q8_0", ModelRef("org", "m", "q8_0"), "run", "cpu", "gguf", "p", 0.0, 0, 0,
+                        "none", "aprqa")
+    return make_record(gate_id="F-CONV-S-G", outcome=outcome, reason="r", output="o", scenario=scenario,
+                       metrics={}, metadata={"quant": "q8_0"}, host=Host("h", "linux", "cpu", None, "aprqa"),
+                       duration_ms=1).to_json()
 
 
 @pytest.mark.parametrize("outcome", list(Outcome))
@@ -69,7 +75,7 @@ def test_no_outcome_literal_outside_records():
     outcome value anywhere in src/ except records.py is a leftover (docstrings never equal one)."""
     found = []
     for path in sorted((ROOT / "src" / "aprqa").rglob("*.py")):
-        if path.name == "records.py" and path.parent.name == "playbook":
+        if path.relative_to(ROOT) == Path("src/aprqa/records.py"):
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
             if isinstance(node, ast.Constant) and node.value in APR_QA_OUTCOMES:
@@ -103,3 +109,62 @@ def test_verify_evidence_reads_old_records_with_allow_nan(demo_run, tmp_path):
         assert bool(v) is ok, v.problems
         if not ok:
             assert any("allow_nan" in p for p in v.problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Record: to_json / from_json at the JSON boundary
+
+
+@pytest.mark.parametrize("path", sorted((APR_QA_FIXTURES / "evidence").glob("*.json")), ids=lambda p: p.name)
+def test_every_fixture_record_round_trips_byte_for_byte(path):
+    raw = path.read_bytes()
+    data = json.loads(raw)
+    records = [Record.from_json(d, f"record {i}") for i, d in enumerate(data)]
+    assert len(records) == len(data) > 0
+    for r, d in zip(records, data):
+        assert isinstance(r.outcome, Outcome) and r.to_json() == d
+    # apr-qa's file is serde_json's pretty print: the same bytes come back (key order, floats, escapes)
+    assert json.dumps([r.to_json() for r in records], indent=2, ensure_ascii=False).encode() == raw
+
+
+def test_own_records_round_trip(demo_run):
+    for d in json.loads(demo_run.evidence.read_text()):
+        r = Record.from_json(d)
+        assert r.to_json() == d and json.dumps(r.to_json()) == json.dumps(d)  # same keys in the same order
+        assert r.metrics.aprqa is not None and r.metadata["playbook_sha256"] == demo_run.playbook_sha256
+    assert demo_run.records == tuple(r.to_json() for r in demo_run.gate_records)
+
+
+def _fixture_record():
+    return json.loads((APR_QA_FIXTURES / "evidence" / "qwen2.5-coder-0.5b.passing-run.evidence.json").read_text())[0]
+
+
+@pytest.mark.parametrize("edit, field, message", [
+    (lambda d: d.pop("reason"), "record 3.reason", "missing"),
+    (lambda d: d.update(extra=1), "record 3", "unknown key(s) 'extra'"),
+    (lambda d: d.update(outcome="Passed"), "record 3.outcome", "'Passed' is not one of Corroborated"),
+    (lambda d: d.update(outcome={"Falsified": {}}), "record 3.outcome", "expected string, got object"),
+    (lambda d: d["scenario"]["model"].pop("org"), "record 3.scenario.model.org", "missing"),
+    (lambda d: d["scenario"].update(max_tokens=True), "record 3.scenario.max_tokens", "expected integer, got boolean"),
+    (lambda d: d["metrics"].update(duration_ms="5"), "record 3.metrics.duration_ms", "expected integer, got string"),
+    (lambda d: d.update(host=[]), "record 3.host", "expected object, got array"),
+    (lambda d: d["metadata"].update(k=1), "record 3.metadata.k", "metadata values are strings"),
+])
+def test_from_json_names_the_offending_field(edit, field, message):
+    d = _fixture_record()
+    edit(d)
+    with pytest.raises(RecordError) as ei:
+        Record.from_json(d, "record 3")
+    assert ei.value.field == field and message in str(ei.value)
+
+
+def test_records_are_frozen_and_outcomes_typed():
+    r = Record.from_json(_fixture_record())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.reason = "edited"  # type: ignore[misc]
+    assert r.outcome is Outcome.CORROBORATED and r.passed and not r.not_executed
+    assert r.metrics.aprqa is None and "aprqa" not in r.to_json()["metrics"]  # apr-qa's records have none
+    g = GateOutcome(Outcome.FALSIFIED, "why")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        g.outcome = Outcome.CORROBORATED  # type: ignore[misc]
+    assert not g.passed

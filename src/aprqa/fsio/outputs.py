@@ -225,8 +225,12 @@ def _commit_dir(tmp: Path, dst: Path) -> None:
 
 
 @contextmanager
-def atomic_output(dst: str | Path, *, directory: bool = False, make_parents: bool = False) -> Iterator[Path]:
+def atomic_output(dst: str | Path, *, directory: bool = False, make_parents: bool = False,
+                  keep_suffix: bool = False) -> Iterator[Path]:
     """Write ``dst`` all-or-nothing: yields a temporary sibling path to write instead.
+
+    ``keep_suffix``: the temporary name ends with ``dst``'s suffix (``.gguf``), for writers that
+    choose the format by the name they are given (an external converter command).
 
     For a file, the caller creates/overwrites the yielded path; for ``directory=True`` it
     fills the yielded (existing, empty) directory. On normal exit the temporary is fsynced
@@ -239,6 +243,7 @@ def atomic_output(dst: str | Path, *, directory: bool = False, make_parents: boo
     """
     dst = Path(os.path.abspath(dst))
     _check_destination(dst, directory, make_parents)
+    suffix = dst.suffix if keep_suffix else ""
     with DestinationLock(dst):
         _remove_stale(dst)
         try:
@@ -247,10 +252,10 @@ def atomic_output(dst: str | Path, *, directory: bool = False, make_parents: boo
             old = None
         try:
             if directory:
-                tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}{_TMP_TAG}", dir=dst.parent))
+                tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}{_TMP_TAG}", suffix=suffix, dir=dst.parent))
                 os.chmod(tmp, 0o777 & ~_umask())
             else:
-                fd, name = tempfile.mkstemp(prefix=f".{dst.name}{_TMP_TAG}", dir=dst.parent)
+                fd, name = tempfile.mkstemp(prefix=f".{dst.name}{_TMP_TAG}", suffix=suffix, dir=dst.parent)
                 tmp = Path(name)
                 os.fchmod(fd, stat.S_IMODE(old.st_mode) if old is not None else 0o666 & ~_umask())
                 os.close(fd)

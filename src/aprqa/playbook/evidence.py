@@ -1,6 +1,6 @@
 """Evidence records in apr-qa's shape, streamed and written atomically; verify-evidence.
 
-A record has apr-qa's fields and value types (docs/evidence.md)::
+A record (``aprqa.records.Record``) has apr-qa's fields and value types (docs/evidence.md)::
 
     id (32 hex) · gate_id · scenario {id, model {org, name, variant}, modality, backend, format,
     prompt, temperature, max_tokens, seed, trace_level, oracle_type} · outcome (Corroborated |
@@ -20,20 +20,24 @@ through a temporary file and ``os.replace`` — it is either absent or complete.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
-import os
+import math
 import platform
+import resource  # Unix, as fsio's fcntl: the peak RSS of a record
 import socket
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
+from .. import __version__
+from ..compare.tolerance import drop_legacy_fields
 from ..errors import InputError
-from ..fsio import (CAP_EVIDENCE, LockedAppender, open_regular, parse_json, read_bounded, read_json,
-                    write_text_atomic)
-from .records import OUTCOMES, Outcome, parse_outcome
+from ..fsio import CAP_EVIDENCE, LockedAppender, parse_json, read_bounded, read_json, write_text_atomic
+from ..records import OUTCOMES, Host, Metrics, Outcome, Record, Scenario, parse_outcome
+from ..report.evidence_report import EvidenceSummary, summarize
+from .schema import PlaybookError, load_playbook
+from .thresholds import thresholds_for
 
 
 
@@ -41,9 +45,7 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def host_info() -> dict[str, Any]:
-    from .. import __version__
-
+def host_info() -> Host:
     cpu = platform.processor() or platform.machine() or "unknown"
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
@@ -53,55 +55,40 @@ def host_info() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    return {"hostname": socket.gethostname(), "os": platform.system().lower() or "unknown", "cpu": cpu,
-            "gpu": None, "apr_version": f"aprqa {__version__}"}
+    return Host(hostname=socket.gethostname(), os=platform.system().lower() or "unknown", cpu=cpu, gpu=None,
+                apr_version=f"aprqa {__version__}")
 
 
-def family_of(gate_id: str) -> str:
-    """Gate family for counts: ``G0-INTEGRITY-HIDDEN`` → ``G0-INTEGRITY``, ``F-CONV-RT-002`` →
-    ``F-CONV-RT``, ``F-CONV-S-G`` stays."""
-    parts = gate_id.split("-")
-    if gate_id.startswith("G0-INTEGRITY"):
-        return "G0-INTEGRITY"
-    if parts[-1].isdigit():
-        return "-".join(parts[:-1])
-    return gate_id
+def _peak_rss_mb() -> float | None:
+    try:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+    except OSError:
+        return None
 
 
-def make_record(*, gate_id: str, outcome: Outcome | str, reason: str, output: str, scenario: dict[str, Any],
-                metrics: dict[str, Any], metadata: dict[str, str], host: dict[str, Any],
-                duration_ms: int, stderr: str | None = None, exit_code: int | None = None,
-                total_tokens: int | None = None) -> dict[str, Any]:
+def make_record(*, gate_id: str, outcome: Outcome | str, reason: str, output: str, scenario: Scenario,
+                metrics: Mapping[str, Any], metadata: Mapping[str, Any], host: Host, duration_ms: int,
+                stderr: str | None = None, exit_code: int | None = None,
+                total_tokens: int | None = None) -> Record:
+    """A new record (fresh id, timestamp now, this process's peak RSS); ``metrics`` go under
+    ``metrics.aprqa`` made JSON-safe, ``metadata`` values become strings.
+
+    Raises:
+        ValueError: ``outcome`` is not one of apr-qa's outcomes.
+    """
     member = parse_outcome(outcome)
     if member is None:
         raise ValueError(f"outcome {outcome!r} not in {tuple(o.value for o in OUTCOMES)}")
-    try:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-    except (ImportError, OSError):
-        peak = None
-    return {
-        "id": uuid.uuid4().hex,
-        "gate_id": gate_id,
-        "scenario": scenario,
-        "outcome": member.value,  # a plain str in the record: JSON and equality as apr-qa's
-        "reason": reason,
-        "output": output,
-        "stderr": stderr,
-        "exit_code": exit_code,
-        "metrics": {"tokens_per_second": None, "time_to_first_token_ms": None, "total_tokens": total_tokens,
-                    "memory_peak_mb": peak, "duration_ms": int(max(0, duration_ms)), "aprqa": _clean(metrics)},
-        "timestamp": now_iso(),
-        "host": host,
-        "metadata": {k: str(v) for k, v in metadata.items()},
-    }
+    return Record(id=uuid.uuid4().hex, gate_id=gate_id, scenario=scenario, outcome=member, reason=reason,
+                  output=output, stderr=stderr, exit_code=exit_code,
+                  metrics=Metrics(tokens_per_second=None, time_to_first_token_ms=None, total_tokens=total_tokens,
+                                  memory_peak_mb=_peak_rss_mb(), duration_ms=int(max(0, duration_ms)),
+                                  aprqa=_clean(dict(metrics))),
+                  timestamp=now_iso(), host=host, metadata={k: str(v) for k, v in metadata.items()})
 
 
 def _clean(x: Any) -> Any:
     """JSON-safe: non-finite floats become strings, tuples lists, numpy scalars Python numbers."""
-    import math
-
     if hasattr(x, "item") and not isinstance(x, (list, tuple, dict, str)):
         try:
             x = x.item()
@@ -116,11 +103,6 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` all-or-nothing, under the output lock (``fsio.atomic_output``)."""
-    write_text_atomic(path, text)
-
-
 class EvidenceStream:
     """Appends records to ``evidence.jsonl`` as gates finish (one ``write`` + fsync per record).
 
@@ -132,8 +114,8 @@ class EvidenceStream:
         self.path = path
         self._out = LockedAppender(path)
 
-    def write(self, record: dict[str, Any]) -> None:
-        self._out.append(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
+    def write(self, record: Record) -> None:
+        self._out.append(json.dumps(record.to_json(), ensure_ascii=False, allow_nan=False) + "\n")
 
     def close(self) -> None:
         self._out.close()
@@ -141,8 +123,6 @@ class EvidenceStream:
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Records of an ``evidence.jsonl``; a torn last line (killed mid-write) is ignored."""
-    from .schema import PlaybookError
-
     out = []
     lines = read_bounded(path, CAP_EVIDENCE, "evidence").decode("utf-8", errors="replace").splitlines()
     for i, line in enumerate(lines):
@@ -157,17 +137,10 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
-def write_evidence_json(path: Path, records: Iterable[dict[str, Any]]) -> None:
-    atomic_write_text(path, json.dumps(list(records), indent=2, ensure_ascii=False, allow_nan=False) + "\n")
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    fd, _st = open_regular(path)
-    with os.fdopen(fd, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def write_evidence_json(path: Path, records: Iterable[Record]) -> None:
+    """evidence.json: the records as one JSON array, written all-or-nothing."""
+    write_text_atomic(path, json.dumps([r.to_json() for r in records], indent=2, ensure_ascii=False,
+                                       allow_nan=False) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,9 +176,9 @@ class Verification:
 
 
 def load_evidence(path: str | Path) -> list[dict[str, Any]]:
-    """Records of an ``evidence.json`` (array, or apr-qa's ``{"evidence": [...]}``) or ``.jsonl``."""
-    from .schema import PlaybookError
-
+    """Records of an ``evidence.json`` (array, or apr-qa's ``{"evidence": [...]}``) or ``.jsonl``, as
+    JSON objects (evidence of any producer, checked only where readers walk into it; ``Record.from_json``
+    types one)."""
     p = Path(path)
     if p.suffix == ".jsonl":
         data: Any = read_jsonl(p)
@@ -223,14 +196,21 @@ def load_evidence(path: str | Path) -> list[dict[str, Any]]:
     return data
 
 
+def load_summary(path: str | Path) -> EvidenceSummary:
+    """Read an evidence file (.json array, apr-qa's {"evidence": [...]}, or .jsonl) and summarize it.
+
+    Raises:
+        PlaybookError: unreadable or malformed evidence.
+    """
+    return summarize(load_evidence(path), str(path))
+
+
 # Fields that readers of a record walk into: each must be an object when present.
 _OBJECT_FIELDS = (("scenario",), ("scenario", "model"), ("metrics",), ("metrics", "aprqa"),
                   ("metrics", "aprqa", "tensor"), ("host",), ("metadata",))
 
 
 def _check_shape(p: Path, i: int, r: Any) -> None:
-    from .schema import PlaybookError
-
     if not isinstance(r, dict):
         raise PlaybookError(p, f"evidence record {i} is a JSON {type(r).__name__}, not an object")
     for fields in _OBJECT_FIELDS:
@@ -260,10 +240,6 @@ def verify_evidence(evidence: str | Path, playbook: str | Path) -> Verification:
     Raises:
         PlaybookError: unreadable evidence or playbook.
     """
-    from ..compare.tolerance import drop_legacy_fields  # here, not at the top: compare loads the core
-    from .gates import thresholds_for
-    from .schema import load_playbook
-
     def current(x: Any) -> Any:  # recorded thresholds as written now: legacy tolerance fields dropped
         if isinstance(x, dict):
             return {k: current(v) for k, v in drop_legacy_fields(x).items()}

@@ -1,8 +1,8 @@
 """The plan of a playbook run: which conversions, which gates, what is Skipped and why — computed, not run.
 
 ``build_plan(playbook, facts)`` is a pure function: the same playbook and the same facts about the
-source model give the same plan, and nothing is opened, converted or written. The runner
-(runner.py) executes a plan; ``aprqa run --dry-run`` prints one (``render_plan``).
+source model give the same plan, and nothing is opened, converted or written. The executor
+(execute.py) runs a plan; ``aprqa run --dry-run`` prints one (``render_plan``).
 
 ``SourceFacts`` are what planning needs to know about the source model: its format, its dominant
 dtype (names the output profile of "keep" conversions) and which (format, quantization) pairs
@@ -27,9 +27,10 @@ from ..dtypes import dtype_from_name
 from ..errors import AprqaError
 from ..forward.weights import dominant_dtype
 from ..quantmix import unquantizable_types
-from . import gates as G
+from ..records import error_text
 from .notrun import not_executed
 from .schema import EXPECTED_FACTS, FORMAT_LETTER, FORMAT_TITLE, FORMATS, QUANT_ALIASES, Playbook
+from .thresholds import conversion_key, converter_quant, inference_tokens, output_base
 
 # What each target format can store (quant labels of the playbook), assumed for external converters;
 # the built-in converter is asked per tensor instead (aprqa.convert.plan_quant).
@@ -121,6 +122,21 @@ class PlannedGate:
     def scenario_suffix(self) -> str:
         return f"{self.gate_id}_{self.fmt}_{self.quant or 'na'}"
 
+    @property
+    def reference(self) -> "ConvKey | None":
+        """CONVERSION / GOLDEN: what the candidate is compared with (None = the source model)."""
+        return self.inputs[0]
+
+    @property
+    def candidate(self) -> "ConvKey | None":
+        """CONVERSION / GOLDEN: the conversion being judged."""
+        return self.inputs[1]
+
+    @property
+    def pairs(self) -> list[tuple["ConvKey | None", "ConvKey | None"]]:
+        """IDEMPOTENT: (a conversion, the same conversion again)."""
+        return list(zip(self.inputs[::2], self.inputs[1::2]))
+
 
 @dataclass(frozen=True)
 class SourceFacts:
@@ -144,9 +160,9 @@ class SourceFacts:
                 why = _external_unproducible(fmt, q) if pb.converter != "builtin" else None
                 if pb.converter == "builtin":
                     try:
-                        plan_quant(model, G.converter_quant(q), fmt)
+                        plan_quant(model, converter_quant(q), fmt)
                     except AprqaError as err:
-                        why = G.error_text(err)
+                        why = error_text(err)
                 if why is not None:
                     bad[(fmt, q)] = why
         return cls(model.format, dtype, bad, assumed=False)
@@ -180,7 +196,7 @@ def _builtin_unproducible(fmt: str, q: str) -> str | None:
     try:
         d = dtype_from_name(QUANT_ALIASES.get(q, q))
     except AprqaError as err:
-        return G.error_text(err)
+        return error_text(err)
     if d not in storable_types(fmt):
         return f"{fmt} cannot store {d.lname}"
     if unquantizable_types({d}):
@@ -316,23 +332,23 @@ class _Builder:
                                    f"{pb.model.quantizations}): a playbook that converts nothing proves nothing"
                                    + (f"; {'; '.join(self.notes)}" if self.notes else "")))
         for key, q in direct:
-            base = G.output_base(q, self.facts.dtype)
+            base = output_base(q, self.facts.dtype)
             add(PlannedGate(f"F-CONV-{L}-{FORMAT_LETTER[key.fmt]}", GateKind.CONVERSION, key.fmt,
                             f"Convert {FORMAT_TITLE[native]} to {FORMAT_TITLE[key.fmt]} ({q})", q,
-                            G.conversion_key(q, base), max_tokens=G.inference_tokens(pb), metadata=(("quant", q),),
+                            conversion_key(q, base), max_tokens=inference_tokens(pb), metadata=(("quant", q),),
                             inputs=(None, key), output_base=base, tensor_profile=q))
         for x, key, y in cross:
-            base = G.output_base("keep", self.facts.dtype)
+            base = output_base("keep", self.facts.dtype)
             add(PlannedGate(f"F-CONV-{FORMAT_LETTER[x]}-{FORMAT_LETTER[y]}", GateKind.CONVERSION, y,
                             f"Convert {FORMAT_TITLE[x]} to {FORMAT_TITLE[y]} (keep types)", "keep",
-                            G.conversion_key("keep", base), max_tokens=G.inference_tokens(pb),
+                            conversion_key("keep", base), max_tokens=inference_tokens(pb),
                             metadata=(("quant", "keep"),), inputs=(bases[x], key), output_base=base,
                             tensor_profile="auto"))
         if dt.inference_compare.enabled:
             for key, q in direct:
-                base = G.output_base(q, self.facts.dtype)
+                base = output_base(q, self.facts.dtype)
                 add(PlannedGate("F-GOLDEN-RULE-001", GateKind.GOLDEN, key.fmt,
-                                f"Golden Rule: convert → inference → diff ({q})", q, G.conversion_key(q, base),
+                                f"Golden Rule: convert → inference → diff ({q})", q, conversion_key(q, base),
                                 max_tokens=pb.test_matrix.max_tokens, metadata=(("quant", q),), inputs=(None, key),
                                 output_base=base))
         for gid, chain, keys in rts:

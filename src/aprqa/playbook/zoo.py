@@ -20,8 +20,8 @@ from ..errors import UsageError
 from ..report.zoo import ZooRow, write_zoo_summary, zoo_rows
 from .evidence import load_evidence
 from .executors import Task, make_executor
-from .records import Outcome
-from .runner import run_playbook
+from ..records import Outcome
+from .execute import run_playbook
 from .schema import Playbook, PlaybookError, load_playbook
 
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from ..playbook.evidence import family_of
-from ..playbook.records import ERRORED, FAILING, OUTCOMES, TABLE_COLUMNS, Outcome
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..records import ERRORED, FAILING, OUTCOMES, TABLE_COLUMNS, Outcome, family_of
 
 _TEXT_DIFF = re.compile(r"produced different output \(diff: ([0-9.eE+-]+), ε: ([0-9.eE+-]+)\)")
 _MAX_DIFF = re.compile(r"max_diff: ([0-9.eE+-]+)")
@@ -204,7 +206,8 @@ def summarize(records: list[dict[str, Any]], path: str = "") -> EvidenceSummary:
     """Summarize evidence records (aprqa's or apr-qa's).
 
     Args:
-        records: the records (``aprqa.playbook.load_evidence``).
+        records: the records as JSON objects (``aprqa.playbook.load_evidence``; any producer's, so
+            nothing about their shape is assumed).
         path: the file they came from (shown in the header).
     Returns:
         EvidenceSummary.
@@ -256,27 +259,13 @@ def summarize(records: list[dict[str, Any]], path: str = "") -> EvidenceSummary:
                            tuple(not_exec), model)
 
 
-def load_summary(path: str | Path) -> EvidenceSummary:
-    """Read an evidence file (.json array, apr-qa's {"evidence": [...]}, or .jsonl) and summarize it.
-
-    Raises:
-        PlaybookError: unreadable or malformed evidence.
-    """
-    from ..playbook.evidence import load_evidence
-
-    return summarize(load_evidence(path), str(path))
-
-
 # ---------------------------------------------------------------------------------------------
 # Renderers
 
 _COLS = tuple(o.value for o in TABLE_COLUMNS)
 
 
-def render_console(s: EvidenceSummary, console: Any) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
+def render_console(s: EvidenceSummary, console: Console) -> None:
     verdict = "[green]no failures[/]" if s.passed else f"[red]{s.failed} failing[/]"
     console.print(f"[bold]{escape(s.path)}[/] · {s.producer} evidence · {escape(s.model)} · {s.records} records · "
                   + " · ".join(f"{v} {k}" for k, v in s.outcomes.items()) + f" · {verdict}")

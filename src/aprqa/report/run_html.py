@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..playbook.records import TABLE_COLUMNS, Outcome
+from ..records import TABLE_COLUMNS, Outcome
 from . import svg
 from .page import chips, esc, kv, num, page, status_html, table
 from .run_view import Cell, GateView, RunView, prompt_rows, status_of, strings

@@ -3,7 +3,7 @@ as a table of icons and each cell's gates in collapsible <details> blocks (GitHu
 
 from __future__ import annotations
 
-from ..playbook.records import TABLE_COLUMNS
+from ..records import TABLE_COLUMNS
 from .page import md_cell, num, status_md
 from .run_view import Cell, GateView, RunView, prompt_rows, strings
 

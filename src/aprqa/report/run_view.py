@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..playbook.records import FAILING, Outcome
+from ..records import FAILING, Outcome
 from .evidence_report import EvidenceSummary, sane_record, summarize
 
 _CONV = re.compile(r"^F-CONV-([A-Za-z]+)-([A-Za-z]+)$")

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..playbook.evidence import atomic_write_text
-from ..playbook.records import Outcome
+from ..fsio import write_text_atomic
+from ..records import Outcome
 
 NO_QUANT = "—"
 FORMAT_ORDER = {"safetensors": 0, "apr": 1, "gguf": 2}
@@ -111,8 +111,8 @@ def write_zoo_summary(output: Path, rows: Sequence[ZooRow], models: Sequence[str
     output.mkdir(parents=True, exist_ok=True)
     files = {"markdown": output / "zoo-summary.md", "html": output / "zoo-summary.html",
              "csv": output / "zoo-summary.csv", "json": output / "zoo-summary.json"}
-    atomic_write_text(files["markdown"], render_markdown(rows, models))
-    atomic_write_text(files["html"], render_html(rows, models))
-    atomic_write_text(files["csv"], render_csv(rows))
-    atomic_write_text(files["json"], json.dumps([r.to_dict() for r in rows], indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(files["markdown"], render_markdown(rows, models))
+    write_text_atomic(files["html"], render_html(rows, models))
+    write_text_atomic(files["csv"], render_csv(rows))
+    write_text_atomic(files["json"], json.dumps([r.to_dict() for r in rows], indent=2, ensure_ascii=False) + "\n")
     return files

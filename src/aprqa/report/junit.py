@@ -1,4 +1,4 @@
-"""junit.xml and summary.md of a playbook run (both written atomically).
+"""junit.xml and summary.md of a playbook run (both written atomically), from its ``RunResult`` alone.
 
 JUnit: one ``testsuite`` per gate family, one ``testcase`` per record; Falsified is a
 ``failure``, Crashed/Timeout an ``error``, Skipped ``skipped``. The reason is the message.
@@ -8,61 +8,60 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from typing import Any
 
-from .evidence import atomic_write_text, family_of
-from .records import ERRORED, TABLE_COLUMNS, Outcome
-
-
-def _case_name(r: dict[str, Any]) -> str:
-    sc = r.get("scenario") or {}
-    variant = (sc.get("model") or {}).get("variant")
-    return f"{r['gate_id']} {sc.get('format', '')}" + (f" {variant}" if variant else "")
+from ..fsio import write_text_atomic
+from ..records import ERRORED, TABLE_COLUMNS, Outcome, Record, RunResult
 
 
-def junit_xml(res: Any) -> str:
-    suites = ET.Element("testsuites", name=f"aprqa {res.name}", tests=str(len(res.records)),
+def _case_name(r: Record) -> str:
+    variant = r.scenario.model.variant
+    return f"{r.gate_id} {r.scenario.format}" + (f" {variant}" if variant else "")
+
+
+def junit_xml(res: RunResult) -> str:
+    """One ``testsuite`` per gate family, one ``testcase`` per record (reason as the message)."""
+    suites = ET.Element("testsuites", name=f"aprqa {res.name}", tests=str(len(res.gate_records)),
                         time=f"{res.seconds:.3f}")
-    fams: dict[str, list[dict[str, Any]]] = {}
-    for r in res.records:
-        fams.setdefault(family_of(r["gate_id"]), []).append(r)
+    fams: dict[str, list[Record]] = {}
+    for r in res.gate_records:
+        fams.setdefault(r.family, []).append(r)
     for fam, recs in fams.items():
-        n = {o: sum(1 for r in recs if r["outcome"] == o) for o in Outcome}
+        n = {o: sum(1 for r in recs if r.outcome is o) for o in Outcome}
         suite = ET.SubElement(suites, "testsuite", name=fam, tests=str(len(recs)),
                               failures=str(n[Outcome.FALSIFIED]), errors=str(sum(n[o] for o in ERRORED)),
                               skipped=str(n[Outcome.SKIPPED]),
-                              time=f"{sum(r['metrics']['duration_ms'] for r in recs) / 1000:.3f}")
+                              time=f"{sum(r.metrics.duration_ms for r in recs) / 1000:.3f}")
         for r in recs:
             case = ET.SubElement(suite, "testcase", classname=f"aprqa.{fam}", name=_case_name(r),
-                                 time=f"{r['metrics']['duration_ms'] / 1000:.3f}")
-            o = r["outcome"]
-            if o == Outcome.FALSIFIED:
-                el = ET.SubElement(case, "failure", message=r["reason"][:500], type=Outcome.FALSIFIED.value)
-                el.text = r["reason"]
+                                 time=f"{r.metrics.duration_ms / 1000:.3f}")
+            o = r.outcome
+            if o is Outcome.FALSIFIED:
+                el = ET.SubElement(case, "failure", message=r.reason[:500], type=Outcome.FALSIFIED.value)
+                el.text = r.reason
             elif o in ERRORED:
-                el = ET.SubElement(case, "error", message=r["reason"][:500], type=o)
-                el.text = r["reason"] + (f"\n--- stderr ---\n{r['stderr']}" if r.get("stderr") else "")
-            elif o == Outcome.SKIPPED:
-                ET.SubElement(case, "skipped", message=r["reason"][:500])
+                el = ET.SubElement(case, "error", message=r.reason[:500], type=o.value)
+                el.text = r.reason + (f"\n--- stderr ---\n{r.stderr}" if r.stderr else "")
+            elif o is Outcome.SKIPPED:
+                ET.SubElement(case, "skipped", message=r.reason[:500])
             props = ET.SubElement(case, "properties")
-            ET.SubElement(props, "property", name="thresholds", value=r["metadata"].get("thresholds", ""))
-            ET.SubElement(props, "property", name="playbook_sha256", value=r["metadata"].get("playbook_sha256", ""))
+            ET.SubElement(props, "property", name="thresholds", value=r.metadata.get("thresholds", ""))
+            ET.SubElement(props, "property", name="playbook_sha256", value=r.metadata.get("playbook_sha256", ""))
     ET.indent(suites)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
 
 
-def write_junit(res: Any) -> None:
-    atomic_write_text(res.junit, junit_xml(res))
+def write_junit(res: RunResult) -> None:
+    write_text_atomic(res.junit, junit_xml(res))
 
 
 def _md(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
 
 
-def summary_md(res: Any) -> str:
+def summary_md(res: RunResult) -> str:
     oc = res.outcome_counts()
     lines = [f"# aprqa playbook run: {res.name}", "",
-             f"**{'PASS' if res.passed else 'FAIL'}** · {len(res.records)} gates · "
+             f"**{'PASS' if res.passed else 'FAIL'}** · {len(res.gate_records)} gates · "
              + " · ".join(f"{v} {k}" for k, v in oc.items()) + f" · {res.seconds:.1f} s", "",
              f"- playbook: `{res.playbook}` (sha256 `{res.playbook_sha256}`)",
              f"- evidence: `{res.evidence.name}` (+ `{res.evidence_jsonl.name}`, `{res.junit.name}`)"]
@@ -76,24 +75,23 @@ def summary_md(res: Any) -> str:
     for fam, c in res.counts.items():
         lines.append(f"| {fam} | {sum(c.values())} | " + " | ".join(str(c.get(o, 0)) for o in cols) + " |")
     lines += ["", "## Gates", "", "| gate | format | quant | outcome | reason |", "|---|---|---|---|---|"]
-    for r in res.records:
-        sc = r["scenario"]
-        lines.append(f"| {r['gate_id']} | {sc['format']} | {(sc['model'] or {}).get('variant') or ''} | "
-                     f"{r['outcome']} | {_md(r['reason'])[:400]} |")
-    skipped = [r for r in res.records if r["metadata"].get("not_executed") == "true"]
+    for r in res.gate_records:
+        lines.append(f"| {r.gate_id} | {r.scenario.format} | {r.scenario.model.variant or ''} | "
+                     f"{r.outcome} | {_md(r.reason)[:400]} |")
+    skipped = [r for r in res.gate_records if r.not_executed]
     if skipped:
         lines += ["", "## Not executed by aprqa", "", "Recorded as Skipped evidence records — neither passed nor "
                   "failed ([apr-qa-gates.md](../docs/apr-qa-gates.md) maps each id):", ""]
-        lines += [f"- {r['gate_id']} (`{_md(r['metadata'].get('section', ''))}`): {_md(r['reason'])[:300]}"
+        lines += [f"- {r.gate_id} (`{_md(r.metadata.get('section', ''))}`): {_md(r.reason)[:300]}"
                   for r in skipped]
     if res.notes:
         lines += ["", "## Planning notes", ""] + [f"- {n}" for n in res.notes]
-    thr = sorted({(r["gate_id"], r["metadata"]["thresholds_key"], r["metadata"]["thresholds"]) for r in res.records})
+    thr = sorted({(r.gate_id, r.metadata["thresholds_key"], r.metadata["thresholds"]) for r in res.gate_records})
     lines += ["", "## Thresholds used", ""]
     for gid, key, t in thr[:60]:
         lines.append(f"- {gid} `{key}`: `{json.dumps(json.loads(t), sort_keys=True)[:600]}`")
     return "\n".join(lines) + "\n"
 
 
-def write_summary(res: Any) -> None:
-    atomic_write_text(res.summary, summary_md(res))
+def write_summary(res: RunResult) -> None:
+    write_text_atomic(res.summary, summary_md(res))

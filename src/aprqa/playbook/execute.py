@@ -1,0 +1,348 @@
+"""Run a playbook: obtain the model, execute its plan, stream the records, write the run's files.
+
+What to convert and which gates to measure is the plan (plan.py: ``build_plan``, pure); this module
+executes it. Order of work (docs/playbooks.md):
+  1. the source model (sources.py: ``--model-path``, synthetic, ``local_path`` or ``hf_repo``);
+  2. G0 gates, measured at once in plan order (header-only; gates/integrity.py);
+  3. the conversions the remaining gates read, each at most once, in a thread pool (``workers``;
+     conversions.py); a gate waits only on conversions submitted before it, so the pool cannot
+     deadlock;
+  4. the other gates, each dispatched by its ``GateKind`` to its family's function (gates/);
+     a gate Corroborated by an earlier run with the same playbook and model bytes is taken
+     over (``resume``) instead of measured again;
+  5. Skipped records for what aprqa does not execute or cannot produce (planned, never fatal,
+     never counted as passed);
+  6. evidence.jsonl (streamed as gates finish), evidence.json, junit.xml, summary.md, the run
+     report (report.html + report.md) and the compare report of the worst conversion
+     (compare-report.html) — all written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..errors import AprqaError
+from ..formats import open_model
+from ..formats.model import Model
+from ..records import (GateOutcome, Host, ModelRef, Outcome, Record, RecordError, RunResult, Scenario, error_text,
+                       family_of)
+from ..report.environment import environment_json
+from ..report.html import write_report
+from ..report.junit import write_junit, write_summary
+from ..report.run_report import write_run_report
+from .conversions import Artefact, run_conversion, stopped
+from .digest import files_digest
+from .evidence import EvidenceStream, host_info, load_evidence, make_record, read_jsonl, write_evidence_json
+from .gates.common import falsified
+from .gates.conversion import OutputComparer, WorstReport, conversion_gate, golden_gate
+from .gates.integrity import g0_config, g0_expected, g0_validate
+from .gates.roundtrip import idempotency_gate, round_trip_gate
+from .gates.structure import structure_gate
+from .notrun import not_executed
+from .plan import Conversion, ConvKey, GateKind, Plan, PlannedGate, SourceFacts, build_plan
+from .schema import Playbook, PlaybookError, load_playbook
+from .sources import model_ref, resolve_source
+from .thresholds import thresholds_for, thresholds_json
+
+__all__ = ["RunResult", "run_playbook"]
+
+# Files of an earlier run into the same output, removed before this run writes its own.
+_RUN_FILES = ("evidence.json", "junit.xml", "summary.md", "report.html", "report.md", "compare-report.html")
+# The record of a source that cannot be opened (no plan can be made).
+_OPEN_FAILED = PlannedGate("G0-VALIDATE-001", GateKind.VALIDATE, "safetensors", "G0: open the source model", None, "")
+_STOPPED = "not run: stopped after the first failure (--fail-fast / failure_policy stop_on_first)"
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What every record of a run says about where it came from."""
+
+    pb: Playbook
+    pb_path: Path
+    digest: str
+    model_sha256: str
+    model: ModelRef
+    host: Host
+    environment: str
+
+    def scenario(self, g: PlannedGate) -> Scenario:
+        return Scenario(id=f"{self.model.name}_{g.scenario_suffix}",
+                        model=dataclasses.replace(self.model, variant=g.quant), modality=g.modality,
+                        backend=g.backend, format=g.fmt, prompt=g.prompt, temperature=0.0, max_tokens=g.max_tokens,
+                        seed=self.pb.test_matrix.seed, trace_level="none", oracle_type="aprqa")
+
+    def metadata(self, g: PlannedGate) -> dict[str, str]:
+        pb = self.pb
+        md = {"playbook_sha256": self.digest, "playbook": str(self.pb_path), "playbook_name": pb.name,
+              "playbook_version": pb.version, "model_sha256": self.model_sha256,
+              "playbook_dialect": pb.dialect or "aprqa", "gate_family": family_of(g.gate_id),
+              "thresholds_key": g.thresholds_key,
+              "thresholds": thresholds_json(thresholds_for(pb, g.gate_id, g.thresholds_key)),
+              "converter": pb.converter, "environment": self.environment}
+        if pb.unknown_keys:
+            md["playbook_unknown_keys"] = ", ".join(pb.unknown_keys)
+        md.update(dict(g.metadata))
+        return md
+
+    def resumable(self, earlier: list[dict[str, Any]]) -> dict[str, Record]:
+        """Records of an earlier run that need not be measured again, by scenario id: Corroborated,
+        executed, with this playbook's and this model's sha256 (an unreadable one is measured again)."""
+        out: dict[str, Record] = {}
+        for d in earlier:
+            try:
+                r = Record.from_json(d)
+            except RecordError:
+                continue
+            if r.passed and not r.not_executed and r.metadata.get("playbook_sha256") == self.digest \
+                    and r.metadata.get("model_sha256") == self.model_sha256:
+                out[r.scenario.id] = r
+        return out
+
+
+class Recorder:
+    """Turns measured gates into records, streams each as it finishes, and keeps them in plan order.
+
+    ``stop`` is set by the first record that is not Corroborated when the run fails fast."""
+
+    def __init__(self, identity: RunIdentity, stream: EvidenceStream,
+                 on_record: Callable[[dict[str, Any]], None] | None, fail_fast: bool) -> None:
+        self.identity = identity
+        self.stream = stream
+        self.on_record = on_record
+        self.fail_fast = fail_fast
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._records: list[tuple[int, Record]] = []
+        self._order = 0
+
+    def next_slot(self) -> int:
+        """The plan-order position of the next record (taken when a gate is submitted)."""
+        with self._lock:
+            self._order += 1
+            return self._order
+
+    def record(self, slot: int, g: PlannedGate, outcome: GateOutcome, seconds: float) -> None:
+        ident = self.identity
+        self.keep(slot, make_record(gate_id=g.gate_id, outcome=outcome.outcome, reason=outcome.reason,
+                                    output=outcome.output or outcome.reason, scenario=ident.scenario(g),
+                                    metrics=outcome.metrics, metadata=ident.metadata(g), host=ident.host,
+                                    duration_ms=int(seconds * 1000), stderr=outcome.stderr,
+                                    exit_code=outcome.exit_code, total_tokens=outcome.total_tokens))
+        if not outcome.passed and self.fail_fast:
+            self.stop.set()
+
+    def keep(self, slot: int, rec: Record) -> None:
+        self.stream.write(rec)
+        with self._lock:
+            self._records.append((slot, rec))
+        if self.on_record is not None:
+            self.on_record(rec.to_json())
+
+    def in_plan_order(self) -> tuple[Record, ...]:
+        with self._lock:
+            return tuple(r for _slot, r in sorted(self._records, key=lambda x: x[0]))
+
+
+class _Execution:
+    """The plan of one opened source model, executed on a thread pool."""
+
+    def __init__(self, recorder: Recorder, plan: Plan, model: Model, source: Path, pool: ThreadPoolExecutor,
+                 work: Path) -> None:
+        self.recorder = recorder
+        self.plan = plan
+        self.pb = plan.playbook
+        self.model = model
+        self.source_path = source
+        self.source = Artefact(plan.native_letter, source)
+        self.pool = pool
+        self.work = work
+        self.convs: dict[ConvKey, Future[Artefact]] = {}
+        self.outputs = OutputComparer(self.pb)
+        self.worst = WorstReport()
+        # how each kind of gate is measured: every GateKind has one entry (tests/test_playbook_plan.py)
+        self.measures: dict[GateKind, Callable[[PlannedGate], GateOutcome]] = {
+            GateKind.VALIDATE: lambda g: g0_validate(self.model, self.pb),
+            GateKind.CONFIG: lambda g: g0_config(self.model),
+            GateKind.EXPECTED: self._expected,
+            GateKind.COVERAGE: lambda g: falsified(g.reason or ""),
+            GateKind.SKIPPED: lambda g: GateOutcome(Outcome.SKIPPED, g.reason or "", output=f"SKIPPED: {g.reason}"),
+            GateKind.CONVERSION: self._conversion,
+            GateKind.GOLDEN: lambda g: golden_gate(self.pb, self.artefact(g.reference), self.artefact(g.candidate),
+                                                   g.output_base or "f32", self.outputs),
+            GateKind.ROUND_TRIP: lambda g: round_trip_gate(list(g.inputs), g.chain, self.artefact),
+            GateKind.IDEMPOTENT: lambda g: idempotency_gate(g.pairs, self.artefact),
+            GateKind.CARDINALITY: self._structure,
+            GateKind.NAMES: self._structure,
+            GateKind.TOKENIZER: self._structure,
+        }
+
+    def run(self, prior: Mapping[str, Record]) -> None:
+        """Submit the conversions the gates to measure need, then every gate in plan order."""
+        rec = self.recorder
+        name = rec.identity.model.name
+        resumed = {g: prior[f"{name}_{g.scenario_suffix}"] for g in self.plan.gates
+                   if f"{name}_{g.scenario_suffix}" in prior}
+        for conv in self.plan.needed([g for g in self.plan.gates if g not in resumed]):
+            if conv.key not in self.convs:  # its input was submitted before it: the pool cannot deadlock
+                self.convs[conv.key] = self.pool.submit(self._convert, conv)
+        for g in self.plan.gates:
+            if g in resumed:  # Corroborated before with the same playbook and model bytes: not measured again
+                r = resumed[g]
+                rec.keep(rec.next_slot(), dataclasses.replace(r, metadata={**r.metadata, "resumed": "true"}))
+                continue
+            measure = self.measures[g.kind]
+            submit_gate(rec, g, lambda g=g, measure=measure: measure(g), self.pool)
+
+    def artefact(self, key: ConvKey | None) -> Artefact:
+        """The source (None) or a conversion's artefact, waiting for the conversion to finish."""
+        return self.source if key is None else self.convs[key].result()
+
+    def _convert(self, conv: Conversion) -> Artefact:
+        if self.recorder.stop.is_set():
+            return stopped(conv)
+        return run_conversion(self.pb, conv, self.artefact(conv.key.src), self.work)
+
+    def _expected(self, g: PlannedGate) -> GateOutcome:
+        if g.expected is None:
+            raise ValueError(f"planned gate {g.gate_id} has no expected fact")
+        key, value = g.expected
+        return g0_expected(self.model, key, value)
+
+    def _conversion(self, g: PlannedGate) -> GateOutcome:
+        return conversion_gate(self.pb, self.artefact(g.reference), self.artefact(g.candidate),
+                               g.output_base or "f32", g.tensor_profile or "auto", self.outputs, self.worst)
+
+    def _structure(self, g: PlannedGate) -> GateOutcome:
+        return structure_gate(g.kind, self.source_path, list(g.inputs), self.artefact)
+
+
+def submit_gate(rec: Recorder, g: PlannedGate, fn: Callable[[], GateOutcome], pool: ThreadPoolExecutor) -> None:
+    """Measure ``g`` with ``fn`` (now when its kind is synchronous, else on the pool) and record it.
+
+    A measurement that raises is not a pass: an aprqa error (it refused its input) is Falsified,
+    anything else Crashed. After a --fail-fast stop only gates marked ``always`` are measured."""
+    slot = rec.next_slot()
+
+    def task() -> None:
+        t0 = time.perf_counter()
+        if rec.stop.is_set() and not g.always:
+            res = GateOutcome(Outcome.SKIPPED, _STOPPED)
+        else:
+            try:
+                res = fn()
+            except AprqaError as err:  # the measurement refused its input: not a pass
+                res = falsified(f"could not be measured: {error_text(err)}")
+            except Exception as err:  # a bug or an environment failure while measuring
+                res = GateOutcome(Outcome.CRASHED, f"aprqa crashed while measuring: {error_text(err)}")
+        rec.record(slot, g, res, time.perf_counter() - t0)
+
+    if g.kind.synchronous:
+        task()
+    else:
+        pool.submit(task)
+
+
+def _earlier_records(out: Path) -> list[dict[str, Any]]:
+    """Records of an earlier run into ``out`` (the streamed ones: a killed run's too)."""
+    jsonl, full = out / "evidence.jsonl", out / "evidence.json"
+    try:
+        return read_jsonl(jsonl) if jsonl.exists() else (load_evidence(full) if full.exists() else [])
+    except (OSError, ValueError, AprqaError):
+        return []  # unreadable earlier evidence: measure everything again
+
+
+def _measure(rec: Recorder, pb: Playbook, source: Path, pool: ThreadPoolExecutor, work: Path,
+             prior: Mapping[str, Record]) -> tuple[WorstReport | None, tuple[str, ...]]:
+    """Plan from the opened source and submit everything; (the worst-report tracker, planning notes)."""
+    try:
+        model = open_model(source)
+    except AprqaError as err:
+        submit_gate(rec, _OPEN_FAILED, lambda: falsified(f"the source model cannot be opened: {error_text(err)}"),
+                    pool)
+        return None, ()
+    with model:
+        plan = build_plan(pb, SourceFacts.from_model(pb, model))
+        ex = _Execution(rec, plan, model, source, pool, work)
+        ex.run(prior)
+        return ex.worst, plan.notes
+
+
+def run_playbook(path: str | Path, output: str | Path | None = None, model_path: str | Path | None = None,
+                 workers: int = 1, fail_fast: bool = False,
+                 on_record: Callable[[dict[str, Any]], None] | None = None,
+                 work_dir: str | Path | None = None, resume: bool = False) -> RunResult:
+    """Run every gate of a playbook and write its evidence.
+
+    Args:
+        path: the playbook YAML.
+        output: directory for evidence.json(l), junit.xml, summary.md, report.html and the
+            converted models (default ``aprqa-out/<playbook name>``).
+        model_path: local model to use instead of the playbook's ``model`` source (an
+            ``hf_repo`` is otherwise downloaded with huggingface_hub when possible).
+        workers: threads running conversions and gates.
+        fail_fast: stop after the first gate that is not Corroborated (the rest are recorded Skipped).
+        on_record: called with each record (its JSON object) as its gate finishes.
+        work_dir: where converted models go (default ``OUTPUT/work``; a zoo shares one).
+        resume: reuse the Corroborated records of an earlier run in ``output`` made with the same
+            playbook and model bytes (``metadata.playbook_sha256`` / ``model_sha256``) instead of
+            measuring those gates again (their records say ``metadata.resumed``).
+    Returns:
+        ``RunResult`` (truthy when every gate was Corroborated).
+    Raises:
+        PlaybookError: invalid playbook, missing model.
+    Example:
+        >>> res = run_playbook("playbooks/demo.playbook.yaml", output="demo-out")  # doctest: +SKIP
+        >>> res.passed, res.counts["F-CONV-S-G"]  # doctest: +SKIP
+        (True, {'Corroborated': 4})
+    """
+    pb_path = Path(path)
+    pb, digest = load_playbook(pb_path)
+    if workers < 1:
+        raise PlaybookError(pb_path, f"workers must be ≥ 1, got {workers}")
+    out = Path(output) if output is not None else Path("aprqa-out") / pb.name
+    work = Path(work_dir) if work_dir is not None else out / "work"
+    t0 = time.perf_counter()
+    work.mkdir(parents=True, exist_ok=True)
+    earlier = _earlier_records(out) if resume else []  # read before the stream truncates it
+    # Locks the output for the run: a second run into it fails here, before deleting anything.
+    stream = EvidenceStream(out / "evidence.jsonl")
+    try:
+        for stale in _RUN_FILES:
+            (out / stale).unlink(missing_ok=True)
+        source = resolve_source(pb, pb_path, out, model_path)
+        identity = RunIdentity(pb, pb_path, digest, files_digest(source), model_ref(pb, model_path), host_info(),
+                               environment_json())  # software versions, in every record's metadata
+        rec = Recorder(identity, stream, on_record, fail_fast or pb.failure_policy == "stop_on_first")
+        with ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix="aprqa-gate") as pool:
+            worst, notes = _measure(rec, pb, source, pool, work, identity.resumable(earlier))
+    finally:
+        stream.close()
+    return _write_run_files(identity, rec.in_plan_order(), out, worst, notes, time.perf_counter() - t0)
+
+
+def _write_run_files(identity: RunIdentity, records: tuple[Record, ...], out: Path, worst: WorstReport | None,
+                     notes: tuple[str, ...], seconds: float) -> RunResult:
+    pb = identity.pb
+    ev = out / "evidence.json"
+    write_evidence_json(ev, records)
+    report = worst.report if worst is not None else None
+    compare_path = write_report(report, out / "compare-report.html") if report is not None else None
+    res = RunResult(playbook=str(identity.pb_path), playbook_sha256=identity.digest, name=pb.name,
+                    gate_records=records, output=out, evidence=ev, evidence_jsonl=out / "evidence.jsonl",
+                    junit=out / "junit.xml", summary=out / "summary.md", report=out / "report.html",
+                    seconds=seconds, not_run=tuple(dict.fromkeys(n.top for n in not_executed(pb))),
+                    notes=notes, compare_report=compare_path)
+    write_junit(res)
+    write_summary(res)
+    links = [(p.name, p.name) for p in (ev, res.evidence_jsonl, res.junit, res.summary, out / "report.md")]
+    if compare_path is not None:
+        links.append(("compare report of the worst conversion", compare_path.name))
+    write_run_report(list(res.records), html=res.report, md=out / "report.md", source=str(ev), notes=res.notes,
+                     links=tuple(links), seconds=seconds)
+    return res

@@ -1,0 +1,82 @@
+"""Structure gates over every direct conversion: the tensor count (F-CONV-CARD-001), the canonical
+tensor names as a bijection (F-CONV-NAME-001) and the tokenizer (F-CONV-TOK-001) are kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from ...compare.consumer import tokenizer_section
+from ...compare.metadata import compare_tokenizer
+from ...errors import AprqaError
+from ...formats import open_model
+from ...formats.model import Model
+from ...records import GateOutcome, Outcome, error_text
+from ..plan import ConvKey, GateKind
+from .common import ArtefactLookup, falsified, ok
+
+# (passed, text, metrics row) of one converted model against the source
+Checked = tuple[bool, str, dict[str, Any]]
+
+
+def _cardinality(src: Model, cand: Model) -> Checked:
+    a, b = len(src.tensors), len(cand.tensors)
+    return a == b and a > 0, f"{b} tensors, source {a}", {"source": a, "converted": b}
+
+
+def _names(src: Model, cand: Model) -> Checked:
+    a, b = set(src.tensors), set(cand.tensors)
+    missing, extra = sorted(a - b), sorted(b - a)
+    text = (f"missing {missing[:3]}{'…' if len(missing) > 3 else ''} " if missing else "") + \
+           (f"extra {extra[:3]}{'…' if len(extra) > 3 else ''}" if extra else "")
+    return not missing and not extra and bool(a), text.strip() or f"{len(a)} names", \
+        {"missing": missing, "extra": extra, "names": len(a)}
+
+
+def _tokenizer(src: Model, cand: Model) -> Checked:
+    if src.tokenizer is None:
+        return False, "the source carries no tokenizer: nothing to preserve, gate cannot be checked", {}
+    sec = tokenizer_section(compare_tokenizer(src, cand), src, cand)  # a GGUF: also as llama.cpp reads it
+    probs = [f"{f.field} {f.status}" for f in sec.problems()] + ([sec.note] if sec.failed_outright else [])
+    return sec.passed, ", ".join(probs) or f"{src.tokenizer.vocab_size} tokens", sec.to_dict()
+
+
+# kind -> (check of one converted model, what a pass kept; {n}: the source's tensor count)
+_CHECKS: dict[GateKind, tuple[Callable[[Model, Model], Checked], str]] = {
+    GateKind.CARDINALITY: (_cardinality, "{n} tensors kept"),
+    GateKind.NAMES: (_names, "{n} names kept"),
+    GateKind.TOKENIZER: (_tokenizer, "tokenizer kept"),
+}
+
+
+def structure_gate(kind: GateKind, source: Path, keys: list[ConvKey | None],
+                   artefact: ArtefactLookup) -> GateOutcome:
+    """One structure gate (``kind``) over the conversions ``keys``; every one must keep the structure."""
+    check, kept = _CHECKS[kind]
+    if not keys:
+        return falsified("0 conversions to check")
+    rows, bad = [], []
+    with open_model(source) as src:
+        names = list(src.tensors)
+        if not names and kind is not GateKind.TOKENIZER:
+            return falsified("the source has 0 tensors: '0 of 0' is not a pass")
+        for k in keys:
+            art = artefact(k)
+            if art.path is None:
+                f = art.failure
+                bad.append(f"{art.label}: conversion failed ({f.outcome if f else Outcome.CRASHED})")
+                rows.append({"conversion": art.label, "passed": False, "error": f.reason if f else None})
+                continue
+            try:
+                with open_model(art.path) as cand:
+                    ok_, text, row = check(src, cand)
+            except AprqaError as err:
+                ok_, text, row = False, f"cannot open: {error_text(err)}", {}
+            row.update({"conversion": art.label, "passed": ok_})
+            rows.append(row)
+            if not ok_:
+                bad.append(f"{art.label}: {text}")
+    m = {"conversions": rows}
+    if bad:
+        return falsified(f"{len(bad)}/{len(keys)} conversions: " + "; ".join(bad[:6]), metrics=m)
+    return ok(f"{len(keys)}/{len(keys)} conversions: {kept.format(n=len(names))}", metrics=m)

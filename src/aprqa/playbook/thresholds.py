@@ -1,0 +1,115 @@
+"""The thresholds each gate is judged by: derived from the playbook, recorded in every record
+(``metadata.thresholds``) and derived again by ``aprqa verify-evidence`` (evidence.py).
+
+Also the small playbook-to-measurement translations both the plan and the gates need: the
+converter's quant name, the output profile of a target type, a conversion record's thresholds key.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..compare.tolerance import TolerancePolicy
+from ..forward.metrics import OutputProfile, profile_for
+from .schema import QUANT_ALIASES, Playbook
+
+# The rules of the structural gates, recorded as their thresholds.
+RULES = {
+    "G0-VALIDATE-001": "source opens, has > 0 tensors, no payload past EOF, family matches model.family",
+    "G0-INTEGRITY-CONFIG": "config facts equal the tensor shapes (hidden, layers, heads, kv heads, vocab, "
+                           "intermediate)",
+    "F-CONV-CARD-001": "converted tensor count == source tensor count, source count > 0",
+    "F-CONV-NAME-001": "converted canonical names == source canonical names (bijection), > 0 names",
+    "F-CONV-TOK-001": "tokenizer model type, vocabulary, merges, special ids, pre-tokenizer, chat template equal",
+    "F-CONV-IDEM-001": "converting the same source twice gives identical bytes, else bit-identical tensors",
+    "F-CONV-COVERAGE-001": "at least one conversion planned",
+}
+
+
+def converter_quant(quant: str) -> str | None:
+    """Playbook quant label -> the converter's --quant (None = keep source types). Mixes such as
+    q4_k_m pass through: the built-in converter writes llama.cpp's per-tensor types."""
+    if quant == "keep":
+        return None
+    return quant
+
+
+def output_base(quant: str, source_dtype: str | None = None) -> str:
+    """Name of the default output profile of a target quant ("keep": the source's dtype; a mix:
+    its default type, q4_k_m -> q4_k)."""
+    if quant == "keep":
+        return profile_for(source_dtype or "f32").name
+    return profile_for(QUANT_ALIASES.get(quant, quant)).name
+
+
+def tensor_policy(pb: Playbook, profile: str) -> TolerancePolicy:
+    tols = {g: (s if isinstance(s, str) else s.model_dump()) for g, s in pb.thresholds.tolerances.items()}
+    return TolerancePolicy.build(pb.thresholds.profile or profile, tols or None)
+
+
+def output_profile(pb: Playbook, base: str) -> OutputProfile:
+    prof = profile_for(base)
+    over = pb.thresholds.output.get(prof.name)
+    changes = {k: v for k, v in (over.model_dump().items() if over else ()) if v is not None}
+    eps = pb.differential_tests.inference_compare.tolerance
+    if eps is not None and prof.name == "f32":
+        changes["max_abs_logit"] = eps
+    return prof.with_(**changes) if changes else prof
+
+
+def conversion_key(quant: str, base: str) -> str:
+    """``thresholds_key`` of a conversion record: ``QUANT/OUTPUT-PROFILE`` (``q8_0/q8_0``, ``keep/f32``)."""
+    return f"{quant}/{base}"
+
+
+def thresholds_for(pb: Playbook, gate_id: str, key: str) -> dict[str, Any]:
+    """The thresholds gate ``gate_id`` uses under playbook ``pb`` (``key`` from the record).
+
+    Raises:
+        UsageError / ValueError: unknown profile or key.
+    """
+    dt = pb.differential_tests
+    if key.startswith("not-run:"):
+        return {"rule": "not executed by aprqa: recorded Skipped, never counted as passed", "section": key[8:]}
+    if gate_id.startswith("G0-INTEGRITY-") and gate_id != "G0-INTEGRITY-CONFIG":
+        return {"rule": "expected fact == config value == tensor-shape value", "expected": {key: pb.model.expected_facts().get(key)}}
+    if gate_id in RULES:
+        d: dict[str, Any] = {"rule": RULES[gate_id]}
+        if gate_id == "F-CONV-IDEM-001":
+            d["tensor"] = TolerancePolicy.build("exact").to_dict()
+        if gate_id == "G0-VALIDATE-001":
+            d["family"] = pb.model.family
+        return d
+    if gate_id.startswith("F-CONV-RT-"):
+        return {"rule": "lossless round trip: every tensor bit-identical to the chain's start",
+                "tensor": TolerancePolicy.build("exact").to_dict()}
+    quant, _, base = key.partition("/")
+    if not base:
+        raise ValueError(f"thresholds key {key!r} is not QUANT/OUTPUT-PROFILE")
+    tprofile = "auto" if quant == "keep" else quant
+    if gate_id == "F-GOLDEN-RULE-001":
+        return {"output": output_profile(pb, base).to_dict(), "prompts": list(pb.test_matrix.prompts),
+                "max_tokens": pb.test_matrix.max_tokens}
+    if gate_id.startswith("F-CONV-"):
+        return {
+            "tensor": tensor_policy(pb, tprofile).to_dict() if dt.tensor_diff.enabled else None,
+            "tensor_filter": dt.tensor_diff.filter,
+            "output": output_profile(pb, base).to_dict() if dt.inference_compare.enabled else None,
+            "prompt": inference_prompt(pb) if dt.inference_compare.enabled else None,
+            "max_tokens": inference_tokens(pb) if dt.inference_compare.enabled else None,
+        }
+    raise ValueError(f"no thresholds known for gate {gate_id!r}")
+
+
+def inference_prompt(pb: Playbook) -> str:
+    return pb.differential_tests.inference_compare.prompt or pb.test_matrix.prompts[0]
+
+
+def inference_tokens(pb: Playbook) -> int:
+    n = pb.differential_tests.inference_compare.max_tokens
+    return pb.test_matrix.max_tokens if n is None else n
+
+
+def thresholds_json(d: dict[str, Any]) -> str:
+    return json.dumps(d, sort_keys=True, ensure_ascii=False)

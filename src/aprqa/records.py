@@ -1,0 +1,371 @@
+"""Evidence records as data: the outcome vocabulary, a gate's outcome, a record, a run's result.
+
+The playbook executor (aprqa.playbook) produces these and the renderers (aprqa.report) read them;
+this module imports neither, so neither package needs the other to load (a leaf both depend on).
+
+``Outcome`` values are exactly the strings apr-qa's evidence uses, and ``Outcome`` is a ``str`` so a
+record written with a member serializes to the same JSON bytes as one written with the string.
+Evidence read back from files holds plain strings; ``parse_outcome`` maps them to members and gives
+``None`` for a value apr-qa does not define (the caller lists it as a problem).
+
+``Record`` is one evidence record in apr-qa's shape (docs/evidence.md): ``Record.from_json(d)``
+checks every field's presence and JSON type and ``to_json()`` gives back the same keys in the same
+order, so apr-qa's own evidence files round-trip byte for byte. Records flow through aprqa as
+``Record``; dicts exist only at the JSON boundary (files, ``RunResult.records``, callbacks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import AprqaError, LocatedError
+
+
+class Outcome(str, Enum):
+    CORROBORATED = "Corroborated"
+    FALSIFIED = "Falsified"
+    SKIPPED = "Skipped"
+    TIMEOUT = "Timeout"
+    CRASHED = "Crashed"
+
+    def __str__(self) -> str:  # f-strings and format() show the evidence string, not "Outcome.X"
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    def __hash__(self) -> int:  # Enum hashes the member name; hash as the string so "Skipped" finds SKIPPED in sets
+        return hash(self.value)
+
+
+# Evidence order (apr-qa's schema): the order of OUTCOMES in summaries and of columns in tables.
+OUTCOMES: tuple[Outcome, ...] = (Outcome.CORROBORATED, Outcome.FALSIFIED, Outcome.SKIPPED, Outcome.TIMEOUT,
+                                 Outcome.CRASHED)
+# Column order of the rendered tables (failures first, skips last).
+TABLE_COLUMNS: tuple[Outcome, ...] = (Outcome.CORROBORATED, Outcome.FALSIFIED, Outcome.CRASHED, Outcome.TIMEOUT,
+                                      Outcome.SKIPPED)
+# A gate that did not hold: it measured a failure, or could not measure at all.
+FAILING: frozenset[Outcome] = frozenset({Outcome.FALSIFIED, Outcome.CRASHED, Outcome.TIMEOUT})
+# A gate that could not measure (JUnit "error", not "failure").
+ERRORED: frozenset[Outcome] = frozenset({Outcome.CRASHED, Outcome.TIMEOUT})
+
+
+def parse_outcome(value: Any) -> Outcome | None:
+    """The member for an evidence string, None for anything else (unknown string, non-string)."""
+    if isinstance(value, Outcome):
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        return Outcome(value)
+    except ValueError:
+        return None
+
+
+def family_of(gate_id: str) -> str:
+    """Gate family for counts: ``G0-INTEGRITY-HIDDEN`` → ``G0-INTEGRITY``, ``F-CONV-RT-002`` →
+    ``F-CONV-RT``, ``F-CONV-S-G`` stays."""
+    parts = gate_id.split("-")
+    if gate_id.startswith("G0-INTEGRITY"):
+        return "G0-INTEGRITY"
+    if parts[-1].isdigit():
+        return "-".join(parts[:-1])
+    return gate_id
+
+
+def error_text(err: BaseException) -> str:
+    """An exception as reason text: an aprqa error's message as it is, any other prefixed with its type."""
+    s = str(err).strip() or type(err).__name__
+    return s if isinstance(err, AprqaError) else f"{type(err).__name__}: {s}"
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """What measuring one gate found (becomes a ``Record`` with the run's identity around it)."""
+
+    outcome: Outcome
+    reason: str
+    output: str = ""
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    stderr: str | None = None
+    exit_code: int | None = None
+    total_tokens: int | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == Outcome.CORROBORATED
+
+
+# ---------------------------------------------------------------------------------------------
+# Records (apr-qa's shape). Each part lists its JSON fields in apr-qa's order with the JSON types
+# allowed; from_json refuses a missing or unknown key and a value of another type.
+
+
+class RecordError(LocatedError):
+    """An evidence record that does not have apr-qa's shape (``field`` names the offending key)."""
+
+
+_STR, _INT, _NUM, _NULL = (str,), (int,), (int, float), (type(None),)
+_JSON_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array",
+               type(None): "null"}
+
+
+def _check(cls: type, d: Any, where: str, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Field values of ``cls`` from JSON object ``d``, types checked (nested parts not converted)."""
+    if not isinstance(d, dict):
+        raise RecordError(None, f"expected object, got {_JSON_NAMES.get(type(d), type(d).__name__)}",
+                          field=where or "record")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in d if k not in names]
+    if unknown:
+        raise RecordError(None, f"unknown key(s) {', '.join(map(repr, unknown))}; apr-qa's record has "
+                                f"{', '.join(names)}", field=where or "record")
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        path = f"{where}.{f.name}" if where else f.name
+        if f.name not in d:
+            if f.name in optional:
+                out[f.name] = None
+                continue
+            raise RecordError(None, "missing", field=path)
+        v, allowed = d[f.name], f.metadata.get("json", ())
+        if allowed and (not isinstance(v, allowed) or (isinstance(v, bool) and bool not in allowed)):
+            want = " or ".join(_JSON_NAMES[t] for t in allowed)
+            got = _JSON_NAMES.get(type(v), type(v).__name__)
+            raise RecordError(None, f"expected {want}, got {got} {v!r:.60}", field=path)
+        out[f.name] = v
+    return out
+
+
+def _json(types: tuple[type, ...]) -> Any:
+    return field(metadata={"json": types})
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    org: str = _json(_STR)
+    name: str = _json(_STR)
+    variant: str | None = _json(_STR + _NULL)  # aprqa: the target quantization
+
+    def to_json(self) -> dict[str, Any]:
+        return {"org": self.org, "name": self.name, "variant": self.variant}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str = _json(_STR)
+    model: ModelRef = _json((dict,))
+    modality: str = _json(_STR)
+    backend: str = _json(_STR)
+    format: str = _json(_STR)
+    prompt: str = _json(_STR)
+    temperature: float = _json(_NUM)
+    max_tokens: int = _json(_INT)
+    seed: int = _json(_INT)
+    trace_level: str = _json(_STR)
+    oracle_type: str = _json(_STR)
+
+    @classmethod
+    def from_json(cls, d: Any, where: str = "scenario") -> "Scenario":
+        v = _check(cls, d, where)
+        return cls(**{**v, "model": ModelRef(**_check(ModelRef, v["model"], f"{where}.model"))})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "model": self.model.to_json(), "modality": self.modality, "backend": self.backend,
+                "format": self.format, "prompt": self.prompt, "temperature": self.temperature,
+                "max_tokens": self.max_tokens, "seed": self.seed, "trace_level": self.trace_level,
+                "oracle_type": self.oracle_type}
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """apr-qa's performance fields (aprqa measures none but the duration and peak RSS) and, under
+    ``aprqa``, the gate's own measurements (absent from apr-qa's records)."""
+
+    tokens_per_second: float | None = _json(_NUM + _NULL)
+    time_to_first_token_ms: float | None = _json(_NUM + _NULL)
+    total_tokens: int | None = _json(_INT + _NULL)
+    memory_peak_mb: float | None = _json(_NUM + _NULL)
+    duration_ms: int = _json(_INT)
+    aprqa: Mapping[str, Any] | None = _json((dict,) + _NULL)
+
+    @classmethod
+    def from_json(cls, d: Any, where: str = "metrics") -> "Metrics":
+        return cls(**_check(cls, d, where, optional=("aprqa",)))
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"tokens_per_second": self.tokens_per_second, "time_to_first_token_ms": self.time_to_first_token_ms,
+               "total_tokens": self.total_tokens, "memory_peak_mb": self.memory_peak_mb,
+               "duration_ms": self.duration_ms}
+        if self.aprqa is not None:
+            out["aprqa"] = self.aprqa
+        return out
+
+
+@dataclass(frozen=True)
+class Host:
+    hostname: str = _json(_STR)
+    os: str = _json(_STR)
+    cpu: str = _json(_STR)
+    gpu: str | None = _json(_STR + _NULL)
+    apr_version: str = _json(_STR)
+
+    @classmethod
+    def from_json(cls, d: Any, where: str = "host") -> "Host":
+        return cls(**_check(cls, d, where))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"hostname": self.hostname, "os": self.os, "cpu": self.cpu, "gpu": self.gpu,
+                "apr_version": self.apr_version}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One evidence record (apr-qa's fields; aprqa's measurements under ``metrics.aprqa``, its
+    thresholds and provenance as strings under ``metadata``)."""
+
+    id: str = _json(_STR)
+    gate_id: str = _json(_STR)
+    scenario: Scenario = _json((dict,))
+    outcome: Outcome = _json(_STR)
+    reason: str = _json(_STR)
+    output: str = _json(_STR)
+    stderr: str | None = _json(_STR + _NULL)
+    exit_code: int | None = _json(_INT + _NULL)
+    metrics: Metrics = _json((dict,))
+    timestamp: str = _json(_STR)
+    host: Host = _json((dict,))
+    metadata: Mapping[str, str] = _json((dict,))
+
+    @classmethod
+    def from_json(cls, d: Any, where: str = "") -> "Record":
+        """A record from its JSON object (as read from evidence.json / .jsonl).
+
+        Raises:
+            RecordError: a missing or unknown key, a value of the wrong JSON type, an outcome apr-qa
+                does not define, a metadata value that is not a string (``field`` names it).
+        """
+        v = _check(cls, d, where)
+        at = f"{where}." if where else ""
+        outcome = parse_outcome(v["outcome"])
+        if outcome is None:
+            raise RecordError(None, f"{v['outcome']!r} is not one of {', '.join(o.value for o in OUTCOMES)}",
+                              field=f"{at}outcome")
+        bad = [k for k, x in v["metadata"].items() if not isinstance(x, str)]
+        if bad:
+            raise RecordError(None, "metadata values are strings in apr-qa's records", field=f"{at}metadata.{bad[0]}")
+        return cls(**{**v, "outcome": outcome, "scenario": Scenario.from_json(v["scenario"], f"{at}scenario"),
+                      "metrics": Metrics.from_json(v["metrics"], f"{at}metrics"),
+                      "host": Host.from_json(v["host"], f"{at}host")})
+
+    def to_json(self) -> dict[str, Any]:
+        """The record's JSON object: apr-qa's keys in apr-qa's order; the outcome a plain string."""
+        return {"id": self.id, "gate_id": self.gate_id, "scenario": self.scenario.to_json(),
+                "outcome": self.outcome.value, "reason": self.reason, "output": self.output, "stderr": self.stderr,
+                "exit_code": self.exit_code, "metrics": self.metrics.to_json(), "timestamp": self.timestamp,
+                "host": self.host.to_json(), "metadata": dict(self.metadata)}
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == Outcome.CORROBORATED
+
+    @property
+    def not_executed(self) -> bool:
+        """A Skipped record of a check aprqa does not execute or a conversion it cannot produce."""
+        return self.metadata.get("not_executed") == "true"
+
+    @property
+    def family(self) -> str:
+        return family_of(self.gate_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# A run's result
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """The outcome of ``run_playbook``: truthy when every executed gate was Corroborated (and there was one).
+
+    Attributes:
+        gate_records: the records (``Record``), in plan order; ``records`` is the same as JSON
+            objects (dicts in apr-qa's shape, as in evidence.json).
+        counts: per gate family, ``{outcome: count}``.
+        output: the output directory; evidence/jsonl/junit/summary/report: written files
+            (report = the run report page; compare_report = the worst conversion's compare page).
+        not_run: top-level playbook sections with checks aprqa does not execute (each check is
+            also a Skipped record: ``not_executed``).
+        notes: planning notes (quantizations a format cannot store, policy notes).
+    """
+
+    playbook: str
+    playbook_sha256: str
+    name: str
+    gate_records: tuple[Record, ...]
+    output: Path
+    evidence: Path
+    evidence_jsonl: Path
+    junit: Path
+    summary: Path
+    report: Path | None
+    seconds: float
+    not_run: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    compare_report: Path | None = None
+
+    @cached_property
+    def records(self) -> tuple[dict[str, Any], ...]:
+        """The records as JSON objects (what evidence.json holds), in plan order."""
+        return tuple(r.to_json() for r in self.gate_records)
+
+    def _json_where(self, keep: Any) -> tuple[dict[str, Any], ...]:
+        return tuple(j for r, j in zip(self.gate_records, self.records) if keep(r))
+
+    @property
+    def executed(self) -> tuple[dict[str, Any], ...]:
+        """Records of the gates aprqa executed (not the Skipped "not executed by aprqa" ones)."""
+        return self._json_where(lambda r: not r.not_executed)
+
+    @property
+    def not_executed(self) -> tuple[dict[str, Any], ...]:
+        """The Skipped records of checks aprqa does not execute or conversions it cannot produce."""
+        return self._json_where(lambda r: r.not_executed)
+
+    @property
+    def passed(self) -> bool:
+        """Every executed gate Corroborated, and at least one executed; not-executed Skipped
+        records neither pass nor fail a run."""
+        ex = [r for r in self.gate_records if not r.not_executed]
+        return bool(ex) and all(r.passed for r in ex)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for r in self.gate_records:
+            fam = out.setdefault(r.family, {})
+            fam[r.outcome.value] = fam.get(r.outcome.value, 0) + 1
+        return out
+
+    def outcome_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.gate_records:
+            out[r.outcome.value] = out.get(r.outcome.value, 0) + 1
+        return out
+
+    def failures(self) -> list[dict[str, Any]]:
+        return list(self._json_where(lambda r: not r.passed))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"playbook": self.playbook, "playbook_sha256": self.playbook_sha256, "name": self.name,
+                "passed": self.passed, "counts": self.counts, "outcomes": self.outcome_counts(),
+                "output": str(self.output), "evidence": str(self.evidence), "junit": str(self.junit),
+                "summary": str(self.summary), "report": str(self.report) if self.report else None,
+                "seconds": self.seconds, "not_run": list(self.not_run), "notes": list(self.notes)}
