@@ -20,20 +20,27 @@
 //   piece's double lanes, which go onto the pairwise stack like every sum.
 //   Bound: recursive summation of k = 32 terms in u = 2^-24 errs by at most
 //   γ_32·Σ|term| (γ_k = k·u/(1 - k·u)), the double stages add < 2^-46, so each
-//   sum is within 33·2^-24 ≈ 1.97e-6 of Σ|term| (tests use exactly that), plus
+//   sum is within 33·2^-24 ≈ 1.97e-6 of Σ|term| (tests use exactly that; 35·2^-24
+//   for pairs other than two f16 sides, see below), plus
 //   at most 2^-150 per term for results below f32's normal range (f16 pairs
 //   never: their values are in [2^-24, 65504], products in [2^-48, 2^35]).
 //   A term or lane sum that overflows f32 makes the chunk's sums non-finite:
 //   such a chunk is redone in double.
-// - d must be exact in f32 (then |d|, its max, the histogram and every count
-//   equal the double reference's). One verification pass over the (L1-hot)
-//   chunk checks b - d == a and a + d == b per element (exactness by Fast2Sum; a
-//   NaN/Inf fails it too); a chunk that fails is redone by the double kernel
-//   below. Two f16 sides skip the pass when the chunk's max |d| < 1: both are
-//   multiples of 2^-24, so d is k·2^-24 with k < 2^24, and rounding is monotonic.
-//   With d exact, max|d| is the unsigned max of the f32 bits, n_equal compares
-//   bits, and the histogram bucket is the f32 exponent - 85 (a nonzero subnormal
-//   counts as exponent 1; clamped to 1..62, never needed for f16 pairs).
+// - Counts, max|d| and the histogram need the exact d (the double reference's).
+//   One verification pass over the (L1-hot) chunk checks b - d == a and
+//   a + d == b per element: by Fast2Sum both hold iff fl(b - a) is exact (a
+//   NaN/Inf fails them too). Two f16 sides skip the pass when the chunk's max
+//   |d| < 1: both are multiples of 2^-24, so d is k·2^-24 with k < 2^24, and
+//   rounding is monotonic; an f16 chunk that fails is redone by the double
+//   kernel below. With d exact, max|d| is the unsigned max of the f32 bits,
+//   n_equal compares bits, and the histogram bucket is the f32 exponent - 85 (a
+//   nonzero subnormal counts as exponent 1; clamped to 1..62, never needed for
+//   f16 pairs). Other pairs (f32 values near zero next to a larger difference,
+//   quantization noise) often hold a few rounded d: such a finite chunk keeps
+//   its f32 sums, which then carry one more rounding of d per term (d, |d|, ad:
+//   u, d²: 2u + u²; the bound becomes 35·2^-24 of Σ|term|), and takes |d| in
+//   double for max|d|, the histogram and the tolerance (abs_d_double), so every
+//   count stays exact. A chunk with a non-finite sum is redone in double.
 // - min_atol / n_fail with rtol > 0: m32 = |d| - f32(rtol)·|a| (FMA) is within
 //   2^-21.4·max|d| (+ 2^-150 below the normal range) of the double m for every
 //   m >= 0 that can matter (there rtol·|a| <= |d|), so a chunk is rescanned in
@@ -563,6 +570,19 @@ AVX2 uint64_t fail_max_avx2(const TA* A, const TB* B, size_t len, const DiffOpti
     return n;
 }
 
+// |d| in double (the reference's d) of a finite chunk into ad; returns its max.
+template <typename TA, typename TB>
+AVX2 double abs_d_double(const TA* A, const TB* B, size_t len, double* ad) {
+    const __m256d sign = _mm256_set1_pd(-0.0);
+    __m256d vm = _mm256_setzero_pd();
+    for (size_t j = 0; j < len; j += 4) {
+        const __m256d x = _mm256_andnot_pd(sign, _mm256_sub_pd(load4_pd(B, j), load4_pd(A, j)));
+        _mm256_store_pd(ad + j, x);
+        vm = _mm256_max_pd(vm, x);
+    }
+    return hmax_pd(vm);
+}
+
 // True when every f32 difference b - a of the chunk is exact and finite:
 // fl(b - a) is exact <=> b - d == a and a + d == b (Fast2Sum: z = fl(s - x) is
 // exact for |x| >= |y|, so the order that applies decides, and an exact d
@@ -593,6 +613,8 @@ AVX2 void stats_f32acc(const TA* A, const TB* B, size_t n, const DiffOptions& o,
     __m256 Pmax = zf;
     uint64_t n_fin = 0, n_eq = 0, n_fail = 0;
     alignas(32) float adb[kChunk];  // |d| of verified chunks, histogrammed kChunk at a time
+    alignas(32) double dd[kChunk32];  // |d| in double of an inexact chunk
+    double dmax = 0;                  // max |d| over inexact chunks
     size_t fill = 0;
     const size_t nc = n - n % kChunk32;
     for (size_t k = 0; k < nc; k += kChunk32) {
@@ -618,18 +640,18 @@ AVX2 void stats_f32acc(const TA* A, const TB* B, size_t n, const DiffOptions& o,
             if (kRtol) vmat = _mm256_max_ps(vmat, _mm256_fnmadd_ps(vrtol, _mm256_andnot_ps(sign, a), ad));
             if (hist) _mm256_store_ps(adb + fill + j, ad);
         }
-        bool redo;
+        bool redo, inexact = false;  // inexact: finite, but some f32 d is rounded (never for f16 pairs)
         if (kF16Pair) {
             // every d is exact when max |d| < 1 (header comment); else verify (NaN/Inf land here too);
             // f16 terms cannot overflow an f32 lane sum
             redo = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(vmax, _mm256_set1_epi32(0x3f7fffff)))) &&
                    !chunk_exact(a0, b0, kChunk32);
         } else {
-            // all lane sums finite (x * 0 == 0), then every d exact and finite (a, b finite too)
+            // all lane sums finite (x * 0 == 0): a, b and every d32 are finite
             const __m256 x = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)),
                                            _mm256_add_ps(_mm256_add_ps(s4, s5), _mm256_add_ps(s6, s7)));
-            redo = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_mul_ps(x, zf), zf, _CMP_EQ_OQ)) != 0xff ||
-                   !chunk_exact(a0, b0, kChunk32);
+            redo = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_mul_ps(x, zf), zf, _CMP_EQ_OQ)) != 0xff;
+            inexact = !redo && !chunk_exact(a0, b0, kChunk32);
         }
         if (redo) {
             stats_avx2<kRtol>(a0, b0, kChunk32, o, t, hist);
@@ -639,8 +661,14 @@ AVX2 void stats_f32acc(const TA* A, const TB* B, size_t n, const DiffOptions& o,
         for (int i = 0; i < kSums; ++i)
             P[i] = _mm256_add_pd(P[i], _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(sv[i])),
                                                      _mm256_cvtps_pd(_mm256_extractf128_ps(sv[i], 1))));
-        Pmax = _mm256_max_ps(Pmax, _mm256_castsi256_ps(vmax));
-        const double cmax = hmax_ps(_mm256_castsi256_ps(vmax));  // exact max |d| of the chunk
+        double cmax;  // exact max |d| of the chunk
+        if (inexact) {  // the sums keep d32 (one more rounding, header comment); |d| for the rest in double
+            cmax = abs_d_double(a0, b0, kChunk32, dd);
+            if (cmax > dmax) dmax = cmax;
+        } else {
+            Pmax = _mm256_max_ps(Pmax, _mm256_castsi256_ps(vmax));
+            cmax = hmax_ps(_mm256_castsi256_ps(vmax));
+        }
         if (kRtol) {
             // |m32 - m| < 2^-20 * cmax + 2^-149 for every m that can matter (header comment)
             if ((double)hmax_ps(vmat) + cmax * 0x1p-20 + 0x1p-149 > std::min(o.atol, t.min_atol)) {
@@ -653,7 +681,9 @@ AVX2 void stats_f32acc(const TA* A, const TB* B, size_t n, const DiffOptions& o,
         }
         n_eq += count_equal_avx2(a0, b0, kChunk32);
         n_fin += kChunk32;
-        if (hist && (fill += kChunk32) == kChunk) {
+        if (hist && inexact) {
+            hist_chunk_avx2(dd, kChunk32, *hist);
+        } else if (hist && (fill += kChunk32) == kChunk) {
             hist_chunk_f32_avx2<kF16Pair>(adb, fill, *hist);
             fill = 0;
         }
@@ -662,7 +692,7 @@ AVX2 void stats_f32acc(const TA* A, const TB* B, size_t n, const DiffOptions& o,
     alignas(32) double buf[kSums][4];
     for (int i = 0; i < kSums; ++i) _mm256_store_pd(buf[i], P[i]);
     for (int i = 0; i < kSums; ++i) t.s[i] += (buf[i][0] + buf[i][1]) + (buf[i][2] + buf[i][3]);
-    const double mx = hmax_ps(Pmax);
+    const double mx = std::max<double>(hmax_ps(Pmax), dmax);
     if (mx > t.max_abs) t.max_abs = mx;
     if (!kRtol && mx > t.min_atol) t.min_atol = mx;  // m = |d| when rtol == 0
     t.n_finite += n_fin;
