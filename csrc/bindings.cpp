@@ -196,22 +196,39 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "diff_plain",
         [](const py::buffer& a, int a_dtype, const py::buffer& b, int b_dtype, uint64_t n, double atol,
-           double rtol, int threads, int simd, bool histogram) {
+           double rtol, int threads, int simd, bool histogram, uint64_t chunk_bytes, bool release_a,
+           bool release_b) {
             require_dequant(a_dtype);
             require_dequant(b_dtype);
             ReadBuffer ra(a, "a"), rb(b, "b");
             const ByteSpan sa = tensor_span(ra, a_dtype, n, "a"), sb = tensor_span(rb, b_dtype, n, "b");
-            const DiffOptions o = make_opts(atol, rtol, threads, simd, histogram);
+            DiffOptions o = make_opts(atol, rtol, threads, simd, histogram);
+            if (chunk_bytes) o.chunk_elems = chunk_elems_for(a_dtype, b_dtype, n, chunk_bytes);
             DiffResult r;
             {
-                py::gil_scoped_release release;
-                r = diff_plain({a_dtype, sa.data}, {b_dtype, sb.data}, n, o);
+                py::gil_scoped_release release;  // for the whole tensor, every chunk
+                r = diff_plain({a_dtype, sa.data, sa.size, release_a}, {b_dtype, sb.data, sb.size, release_b}, n, o);
             }
             return to_dict(r);
         },
         py::arg("a"), py::arg("a_dtype"), py::arg("b"), py::arg("b_dtype"), py::arg("n"), py::arg("atol") = 0.0,
         py::arg("rtol") = 0.0, py::arg("threads") = 0, py::arg("simd") = -1, py::arg("histogram") = true,
-        "Fused one-pass statistics of b - a over n elements (a = reference). Returns a dict.");
+        py::arg("chunk_bytes") = 0, py::arg("release_a") = false, py::arg("release_b") = false,
+        "Fused statistics of b - a over n elements (a = reference), walked in chunks of about chunk_bytes "
+        "of both payloads (0: one chunk); release_a/_b drop each chunk's pages of that side (read-only "
+        "file mappings only). Returns a dict.");
+    m.def("diff_chunk_elems", &chunk_elems_for, py::arg("a_dtype"), py::arg("b_dtype"), py::arg("n"),
+          py::arg("chunk_bytes"), "Elements per chunk diff_plain uses for chunk_bytes.");
+    m.def(
+        "release_pages",
+        [](const py::buffer& buf) {
+            ReadBuffer rb(buf, "buf");
+            const ByteSpan s = rb.span();
+            release_pages(s.data, s.size);
+        },
+        py::arg("buf"),
+        "madvise(MADV_DONTNEED) of the whole pages inside buf: for read-only file mappings only "
+        "(their pages are re-read from the file; anonymous memory would read back as zeros).");
 
     m.def(
         "diff_transpose",

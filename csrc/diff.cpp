@@ -11,35 +11,49 @@
 // pairwise-summation stack; stacks are combined pairwise across threads. The
 // location of max|d| is found by rescanning a piece only when its max can win.
 //
-// Two raw f16 sides on the AVX2 path (stats_f16_f32acc): f32 lane sums.
+// Every dtype pair on the AVX2 path (stats_f32acc): f32 lanes. The sides are raw
+// f16 (converted in registers), f32 read in place, or a piece dequantized into
+// the thread's L1 buffer (bf16, quantized, unaligned), all reduced in one pass.
 // - Per chunk of kChunk32 = 256 elements, 8 f32 lanes: d = b - a, |d|, a with
 //   adds; d², a², b², ab, ad with FMAs (one rounding per step). Each lane adds
 //   32 terms, then the chunk's lanes are converted to double and added into the
 //   piece's double lanes, which go onto the pairwise stack like every sum.
 //   Bound: recursive summation of k = 32 terms in u = 2^-24 errs by at most
 //   γ_32·Σ|term| (γ_k = k·u/(1 - k·u)), the double stages add < 2^-46, so each
-//   sum is within 33·2^-24 ≈ 1.97e-6 of Σ|term| (tests use exactly that). No
-//   term can overflow or underflow: f16 values are in [2^-24, 65504], products
-//   in [2^-48, 2^35].
-// - d is exact in f32 whenever |d| < 1: both sides are multiples of 2^-24, so d
-//   is k·2^-24 with k < 2^24; rounding is monotonic, so a computed max |d| < 1
-//   proves it for the whole chunk. Otherwise one verification pass checks
-//   b - d == a and a + d == b per element (exactness by Fast2Sum; a NaN/Inf fails
-//   it too), and a chunk that fails is redone by the double kernel below. With d
-//   exact, max|d| (unsigned max of the f32 bits), n_equal, the histogram (f32
-//   exponent - 85, no clamps needed for f16 differences) are exact.
+//   sum is within 33·2^-24 ≈ 1.97e-6 of Σ|term| (tests use exactly that; 35·2^-24
+//   for pairs other than two f16 sides, see below), plus
+//   at most 2^-150 per term for results below f32's normal range (f16 pairs
+//   never: their values are in [2^-24, 65504], products in [2^-48, 2^35]).
+//   A term or lane sum that overflows f32 makes the chunk's sums non-finite:
+//   such a chunk is redone in double.
+// - Counts, max|d| and the histogram need the exact d (the double reference's).
+//   One verification pass over the (L1-hot) chunk checks b - d == a and
+//   a + d == b per element: by Fast2Sum both hold iff fl(b - a) is exact (a
+//   NaN/Inf fails them too). Two f16 sides skip the pass when the chunk's max
+//   |d| < 1: both are multiples of 2^-24, so d is k·2^-24 with k < 2^24, and
+//   rounding is monotonic; an f16 chunk that fails is redone by the double
+//   kernel below. With d exact, max|d| is the unsigned max of the f32 bits,
+//   n_equal compares bits, and the histogram bucket is the f32 exponent - 85 (a
+//   nonzero subnormal counts as exponent 1; clamped to 1..62, never needed for
+//   f16 pairs). Other pairs (f32 values near zero next to a larger difference,
+//   quantization noise) often hold a few rounded d: such a finite chunk keeps
+//   its f32 sums, which then carry one more rounding of d per term (d, |d|, ad:
+//   u, d²: 2u + u²; the bound becomes 35·2^-24 of Σ|term|), and takes |d| in
+//   double for max|d|, the histogram and the tolerance (abs_d_double), so every
+//   count stays exact. A chunk with a non-finite sum is redone in double.
 // - min_atol / n_fail with rtol > 0: m32 = |d| - f32(rtol)·|a| (FMA) is within
-//   2^-21.4·max|d| of the double m for every m >= 0 that can matter, so a chunk
-//   is rescanned in double (fail_max_avx2: n_fail and the exact max m) only when
-//   max m32 + 2^-20·max|d| exceeds min(atol, running min_atol); the running value
+//   2^-21.4·max|d| (+ 2^-150 below the normal range) of the double m for every
+//   m >= 0 that can matter (there rtol·|a| <= |d|), so a chunk is rescanned in
+//   double (fail_max_avx2: n_fail and the exact max m) only when
+//   max m32 + 2^-20·max|d| + 2^-149 exceeds min(atol, running min_atol); the running value
 //   is carried across pieces (TileOut starts at the thread's min_atol). rtol = 0:
 //   m = |d| exactly, n_fail by a double rescan when max|d| > atol.
 // - Σab and Σb² are direct sums (b ≈ 0 keeps them accurate); Σad is the extra
 //   sum behind DiffStats.one_minus_cosine = (Σa²Σd² - (Σad)²)/(Σa²Σb²(1 + cos)),
 //   which keeps 1 - cos to the sums' relative accuracy for close tensors.
 //
-// Double AVX2+FMA kernel (all other dtype pairs, and the f16 chunks above that
-// fail verification), per chunk of up to kChunk elements (runtime-dispatched, the
+// Double AVX2+FMA kernel (the chunks above that fail verification, and rtol
+// outside f32's normal range), per chunk of up to kChunk elements (runtime-dispatched, the
 // scalar path stays the reference and is tested equal):
 // - Everything is computed optimistically in double, 4 lanes: d = b - a is the
 //   same double subtraction as the float64 reference; Σd, Σ|d|, Σa accumulate
@@ -73,8 +87,15 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
+#include "blocks.h"
 #include "dequant.h"
 #include "dtypes.h"
 #include "half.h"
@@ -99,6 +120,13 @@ constexpr size_t kChunk = 1024;          // AVX2 verification / histogram unit
 constexpr uint64_t kMinPerThread = 65536;  // fewer elements per thread do not pay for a thread
 constexpr int kVecBuckets = 48;          // wider chunks count their histogram with scalar increments
 static_assert(kPiece % kChunk == 0 && kChunk % 32 == 0, "chunks tile a piece in whole byte vectors");
+static_assert(kChunkQuantum % kPiece == 0, "a chunked walk reads the same pieces as one pass");
+constexpr bool quantum_holds_whole_blocks() {
+    for (const DTypeTraits& t : kDTypes)
+        if (kChunkQuantum % t.block_elems != 0) return false;
+    return true;
+}
+static_assert(quantum_holds_whole_blocks(), "chunks start on a block boundary of every dtype");
 static_assert(kChunk / 32 <= 255, "one chunk must fit the 8-bit histogram lane counters");
 static_assert(kChunk / 4 < (1u << 15), "per-lane counts of a chunk fit 16-bit lanes");
 
@@ -330,20 +358,34 @@ AVX2 void hist_chunk_avx2(const double* ad, size_t len, Hist& h) {
     for (size_t i = 32 * nv; i < len; ++i) ++h.h[i & 7][bucket_of(ad[i])];
 }
 
-// Same from |d| as f32 (sign clear). |d| of two f16 values is 0 or in
-// [2^-24, 2^18), biased exponent e in {0} u [103, 144], so the bucket is
-// e - (127 - 42) saturated at 0 (18..59 for nonzero |d|, never clamped).
+// Same from |d| as f32 (sign clear, finite). kF16Pair: |d| of two f16 values is 0 or
+// in [2^-24, 2^18), biased exponent e in {0} u [103, 144], so the bucket is
+// e - (127 - 42) saturated at 0 (18..59 for nonzero |d|, never clamped). Otherwise
+// e is 0..254 and a nonzero subnormal |d| has e = 0: the bucket is 0 for |d| == 0,
+// else clamp(max(e, 1) - 85, 1, 62) (bucket 1 below 2^-40, 62 from 2^20 up).
 // len is a multiple of 32.
+template <bool kF16Pair>
 AVX2 void hist_chunk_f32_avx2(const float* ad, size_t len, Hist& h) {
     const size_t nv = len / 32;
-    const __m256i c85 = _mm256_set1_epi16(127 - 42), one8 = _mm256_set1_epi8(1);
+    const __m256i c85 = _mm256_set1_epi16(127 - 42), one8 = _mm256_set1_epi8(1), one32 = _mm256_set1_epi32(1);
+    const __m256i one16 = _mm256_set1_epi16(1), c62 = _mm256_set1_epi16(62);
     alignas(32) __m256i by[kChunk / 32];
     __m256i vlo = _mm256_set1_epi8(-1), vhi = _mm256_setzero_si256();
     for (size_t v = 0; v < nv; ++v) {
         const float* p = ad + 32 * v;
-        auto e = [&](int q) AVX2 { return _mm256_srli_epi32(_mm256_castps_si256(_mm256_load_ps(p + 8 * q)), 23); };
-        const __m256i x0 = _mm256_subs_epu16(_mm256_packs_epi32(e(0), e(1)), c85);
-        const __m256i x1 = _mm256_subs_epu16(_mm256_packs_epi32(e(2), e(3)), c85);
+        __m256i e[4];
+        for (int q = 0; q < 4; ++q) {
+            const __m256i bits = _mm256_castps_si256(_mm256_load_ps(p + 8 * q));
+            e[q] = _mm256_srli_epi32(bits, 23);
+            // a nonzero subnormal counts as exponent 1 (so bucket 1 below), zero stays 0
+            if (!kF16Pair) e[q] = _mm256_max_epu32(e[q], _mm256_min_epu32(bits, one32));
+        }
+        const __m256i z0 = _mm256_packs_epi32(e[0], e[1]), z1 = _mm256_packs_epi32(e[2], e[3]);  // 0..255: exact
+        __m256i x0 = _mm256_subs_epu16(z0, c85), x1 = _mm256_subs_epu16(z1, c85);
+        if (!kF16Pair) {  // nonzero |d| -> at least bucket 1, at most 62
+            x0 = _mm256_min_epu16(_mm256_max_epu16(x0, _mm256_min_epu16(z0, one16)), c62);
+            x1 = _mm256_min_epu16(_mm256_max_epu16(x1, _mm256_min_epu16(z1, one16)), c62);
+        }
         by[v] = _mm256_packus_epi16(x0, x1);  // lane order is irrelevant for a histogram
         vlo = _mm256_min_epu8(vlo, _mm256_sub_epi8(by[v], one8));  // bucket 0 -> 255
         vhi = _mm256_max_epu8(vhi, by[v]);
@@ -362,6 +404,11 @@ AVX2 inline __m256i load8_bits(const float* p, size_t j) {
 }
 AVX2 inline __m256i load8_bits(const uint16_t* p, size_t j) {
     return _mm256_castps_si256(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j))));
+}
+
+AVX2 inline __m256 load8_ps(const float* p, size_t j) { return _mm256_loadu_ps(p + j); }
+AVX2 inline __m256 load8_ps(const uint16_t* p, size_t j) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + j)));
 }
 
 // f32 values of len elements of a side: in place for f32, exact scalar
@@ -494,14 +541,7 @@ AVX2 void stats_avx2(const TA* A, const TB* B, size_t n, const DiffOptions& o, T
     }
 }
 
-template <typename TA, typename TB>
-void stats_avx2_dispatch(const TA* A, const TB* B, size_t n, const DiffOptions& o, TileOut& t, Hist* hist) {
-    if (o.rtol > 0)
-        stats_avx2<true>(A, B, n, o, t, hist);
-    else
-        stats_avx2<false>(A, B, n, o, t, hist);
-}
-// ---- f16/f16 kernel with f32 lane accumulators (see the header comment) ----
+// ---- f32 lane accumulators, every pair (see the header comment) ----
 constexpr size_t kChunk32 = 256;  // elements per f32 accumulation chunk: 32 terms per lane
 static_assert(kChunk32 % 32 == 0 && kChunk32 <= kChunk, "f32 chunks fit the histogram byte buffer");
 
@@ -530,15 +570,28 @@ AVX2 uint64_t fail_max_avx2(const TA* A, const TB* B, size_t len, const DiffOpti
     return n;
 }
 
+// |d| in double (the reference's d) of a finite chunk into ad; returns its max.
+template <typename TA, typename TB>
+AVX2 double abs_d_double(const TA* A, const TB* B, size_t len, double* ad) {
+    const __m256d sign = _mm256_set1_pd(-0.0);
+    __m256d vm = _mm256_setzero_pd();
+    for (size_t j = 0; j < len; j += 4) {
+        const __m256d x = _mm256_andnot_pd(sign, _mm256_sub_pd(load4_pd(B, j), load4_pd(A, j)));
+        _mm256_store_pd(ad + j, x);
+        vm = _mm256_max_pd(vm, x);
+    }
+    return hmax_pd(vm);
+}
+
 // True when every f32 difference b - a of the chunk is exact and finite:
 // fl(b - a) is exact <=> b - d == a and a + d == b (Fast2Sum: z = fl(s - x) is
 // exact for |x| >= |y|, so the order that applies decides, and an exact d
 // passes both); a NaN or Inf fails one of the two compares.
-AVX2 bool f16_chunk_exact(const uint16_t* A, const uint16_t* B, size_t len) {
+template <typename TA, typename TB>
+AVX2 bool chunk_exact(const TA* A, const TB* B, size_t len) {
     __m256 bad = _mm256_setzero_ps();
     for (size_t j = 0; j < len; j += 8) {
-        const __m256 a = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(A + j)));
-        const __m256 b = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(B + j)));
+        const __m256 a = load8_ps(A, j), b = load8_ps(B, j);
         const __m256 d = _mm256_sub_ps(b, a);
         bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(_mm256_sub_ps(b, d), a, _CMP_NEQ_UQ),
                                              _mm256_cmp_ps(_mm256_add_ps(a, d), b, _CMP_NEQ_UQ)));
@@ -546,11 +599,13 @@ AVX2 bool f16_chunk_exact(const uint16_t* A, const uint16_t* B, size_t len) {
     return _mm256_movemask_ps(bad) == 0;
 }
 
-// One piece of two raw f16 sides, in chunks of kChunk32. Chunks that hold a
-// NaN/Inf or a difference not exact in f32 are redone by stats_avx2 (double).
-template <bool kRtol>
-AVX2 void stats_f16_f32acc(const uint16_t* A, const uint16_t* B, size_t n, const DiffOptions& o, TileOut& t,
-                           Hist* hist) {
+// One piece in chunks of kChunk32 with f32 lane sums (header comment). TA/TB:
+// float (f32 read in place, or a dequantized buffer) or uint16_t (raw f16).
+// Chunks that hold a NaN/Inf, a difference not exact in f32 or a sum that
+// overflows f32 are redone by stats_avx2 (double).
+template <bool kRtol, typename TA, typename TB>
+AVX2 void stats_f32acc(const TA* A, const TB* B, size_t n, const DiffOptions& o, TileOut& t, Hist* hist) {
+    constexpr bool kF16Pair = std::is_same<TA, uint16_t>::value && std::is_same<TB, uint16_t>::value;
     const __m256 sign = _mm256_set1_ps(-0.0f), zf = _mm256_setzero_ps();
     const __m256 vrtol = _mm256_set1_ps((float)o.rtol);
     __m256d P[kSums];
@@ -558,16 +613,18 @@ AVX2 void stats_f16_f32acc(const uint16_t* A, const uint16_t* B, size_t n, const
     __m256 Pmax = zf;
     uint64_t n_fin = 0, n_eq = 0, n_fail = 0;
     alignas(32) float adb[kChunk];  // |d| of verified chunks, histogrammed kChunk at a time
+    alignas(32) double dd[kChunk32];  // |d| in double of an inexact chunk
+    double dmax = 0;                  // max |d| over inexact chunks
     size_t fill = 0;
     const size_t nc = n - n % kChunk32;
     for (size_t k = 0; k < nc; k += kChunk32) {
-        const uint16_t* a0 = A + k;
-        const uint16_t* b0 = B + k;
+        const TA* a0 = A + k;
+        const TB* b0 = B + k;
         __m256 s0 = zf, s1 = zf, s2 = zf, s3 = zf, s4 = zf, s5 = zf, s6 = zf, s7 = zf, vmat = zf;
         __m256i vmax = _mm256_setzero_si256();  // max |d| as unsigned bits (NaN above every finite value)
         for (size_t j = 0; j < kChunk32; j += 8) {
-            const __m256 a = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a0 + j)));
-            const __m256 b = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + j)));
+            const __m256 a = load8_ps(a0, j);
+            const __m256 b = load8_ps(b0, j);
             const __m256 d = _mm256_sub_ps(b, a);
             const __m256 ad = _mm256_andnot_ps(sign, d);
             // unsigned max of the bits of values >= 0 is their float max; a NaN stays the max
@@ -583,9 +640,20 @@ AVX2 void stats_f16_f32acc(const uint16_t* A, const uint16_t* B, size_t n, const
             if (kRtol) vmat = _mm256_max_ps(vmat, _mm256_fnmadd_ps(vrtol, _mm256_andnot_ps(sign, a), ad));
             if (hist) _mm256_store_ps(adb + fill + j, ad);
         }
-        // every d is exact when max |d| < 1 (header comment); else verify the chunk (NaN/Inf land here too)
-        if (_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(vmax, _mm256_set1_epi32(0x3f7fffff)))) &&
-            !f16_chunk_exact(a0, b0, kChunk32)) {
+        bool redo, inexact = false;  // inexact: finite, but some f32 d is rounded (never for f16 pairs)
+        if (kF16Pair) {
+            // every d is exact when max |d| < 1 (header comment); else verify (NaN/Inf land here too);
+            // f16 terms cannot overflow an f32 lane sum
+            redo = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(vmax, _mm256_set1_epi32(0x3f7fffff)))) &&
+                   !chunk_exact(a0, b0, kChunk32);
+        } else {
+            // all lane sums finite (x * 0 == 0): a, b and every d32 are finite
+            const __m256 x = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)),
+                                           _mm256_add_ps(_mm256_add_ps(s4, s5), _mm256_add_ps(s6, s7)));
+            redo = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_mul_ps(x, zf), zf, _CMP_EQ_OQ)) != 0xff;
+            inexact = !redo && !chunk_exact(a0, b0, kChunk32);
+        }
+        if (redo) {
             stats_avx2<kRtol>(a0, b0, kChunk32, o, t, hist);
             continue;
         }
@@ -593,11 +661,17 @@ AVX2 void stats_f16_f32acc(const uint16_t* A, const uint16_t* B, size_t n, const
         for (int i = 0; i < kSums; ++i)
             P[i] = _mm256_add_pd(P[i], _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(sv[i])),
                                                      _mm256_cvtps_pd(_mm256_extractf128_ps(sv[i], 1))));
-        Pmax = _mm256_max_ps(Pmax, _mm256_castsi256_ps(vmax));
-        const double cmax = hmax_ps(_mm256_castsi256_ps(vmax));  // exact max |d| of the chunk
+        double cmax;  // exact max |d| of the chunk
+        if (inexact) {  // the sums keep d32 (one more rounding, header comment); |d| for the rest in double
+            cmax = abs_d_double(a0, b0, kChunk32, dd);
+            if (cmax > dmax) dmax = cmax;
+        } else {
+            Pmax = _mm256_max_ps(Pmax, _mm256_castsi256_ps(vmax));
+            cmax = hmax_ps(_mm256_castsi256_ps(vmax));
+        }
         if (kRtol) {
-            // |m32 - m| < 2^-20 * cmax for every m that can matter (header comment)
-            if ((double)hmax_ps(vmat) + cmax * 0x1p-20 > std::min(o.atol, t.min_atol)) {
+            // |m32 - m| < 2^-20 * cmax + 2^-149 for every m that can matter (header comment)
+            if ((double)hmax_ps(vmat) + cmax * 0x1p-20 + 0x1p-149 > std::min(o.atol, t.min_atol)) {
                 double mx = 0;
                 n_fail += fail_max_avx2(a0, b0, kChunk32, o, mx);
                 if (mx > t.min_atol) t.min_atol = mx;
@@ -607,16 +681,18 @@ AVX2 void stats_f16_f32acc(const uint16_t* A, const uint16_t* B, size_t n, const
         }
         n_eq += count_equal_avx2(a0, b0, kChunk32);
         n_fin += kChunk32;
-        if (hist && (fill += kChunk32) == kChunk) {
-            hist_chunk_f32_avx2(adb, fill, *hist);
+        if (hist && inexact) {
+            hist_chunk_avx2(dd, kChunk32, *hist);
+        } else if (hist && (fill += kChunk32) == kChunk) {
+            hist_chunk_f32_avx2<kF16Pair>(adb, fill, *hist);
             fill = 0;
         }
     }
-    if (hist && fill) hist_chunk_f32_avx2(adb, fill, *hist);
+    if (hist && fill) hist_chunk_f32_avx2<kF16Pair>(adb, fill, *hist);
     alignas(32) double buf[kSums][4];
     for (int i = 0; i < kSums; ++i) _mm256_store_pd(buf[i], P[i]);
     for (int i = 0; i < kSums; ++i) t.s[i] += (buf[i][0] + buf[i][1]) + (buf[i][2] + buf[i][3]);
-    const double mx = hmax_ps(Pmax);
+    const double mx = std::max<double>(hmax_ps(Pmax), dmax);
     if (mx > t.max_abs) t.max_abs = mx;
     if (!kRtol && mx > t.min_atol) t.min_atol = mx;  // m = |d| when rtol == 0
     t.n_finite += n_fin;
@@ -625,12 +701,12 @@ AVX2 void stats_f16_f32acc(const uint16_t* A, const uint16_t* B, size_t n, const
     if (nc < n) stats_avx2<kRtol>(A + nc, B + nc, n - nc, o, t, hist);
 }
 
-AVX2 void stats_f16_pair(const uint16_t* A, const uint16_t* B, size_t n, const DiffOptions& o, TileOut& t,
-                         Hist* hist) {
+template <typename TA, typename TB>
+AVX2 void stats_lanes(const TA* A, const TB* B, size_t n, const DiffOptions& o, TileOut& t, Hist* hist) {
     if (!(o.rtol > 0))
-        stats_f16_f32acc<false>(A, B, n, o, t, hist);
+        stats_f32acc<false>(A, B, n, o, t, hist);
     else if (o.rtol >= 1e-30 && o.rtol <= 1e30)  // rtol is a normal f32 (bound on m32 holds)
-        stats_f16_f32acc<true>(A, B, n, o, t, hist);
+        stats_f32acc<true>(A, B, n, o, t, hist);
     else
         stats_avx2<true>(A, B, n, o, t, hist);
 }
@@ -647,10 +723,10 @@ struct PieceSide {
 void tile_stats(PieceSide a, PieceSide b, size_t n, const DiffOptions& o, TileOut& t, Hist* hist) {
 #ifdef APRQA_X86
     if (o.simd && kHaveFma) {
-        if (a.f16 && b.f16) stats_f16_pair(a.half(), b.half(), n, o, t, hist);
-        else if (a.f16) stats_avx2_dispatch(a.half(), b.f32(), n, o, t, hist);
-        else if (b.f16) stats_avx2_dispatch(a.f32(), b.half(), n, o, t, hist);
-        else stats_avx2_dispatch(a.f32(), b.f32(), n, o, t, hist);
+        if (a.f16 && b.f16) stats_lanes(a.half(), b.half(), n, o, t, hist);
+        else if (a.f16) stats_lanes(a.half(), b.f32(), n, o, t, hist);
+        else if (b.f16) stats_lanes(a.f32(), b.half(), n, o, t, hist);
+        else stats_lanes(a.f32(), b.f32(), n, o, t, hist);
         return;
     }
 #endif
@@ -735,37 +811,33 @@ struct alignas(64) ThreadAcc {
     }
 };
 
+// x <- x merged with y, the result of the elements after x's (or of another
+// thread's later slice): counts, sums and histogram add, min_atol is the max,
+// max_abs the max with ties to the smaller argmax (argmax < 0: no finite pair).
+void combine(DiffResult& x, const DiffResult& y) {
+    add_counts_sums_hist(x, y);
+    x.min_atol = std::fmax(x.min_atol, y.min_atol);
+    if (y.argmax >= 0 && (x.argmax < 0 || y.max_abs > x.max_abs || (y.max_abs == x.max_abs && y.argmax < x.argmax))) {
+        x.max_abs = y.max_abs;
+        x.argmax = y.argmax;
+    }
+}
+
 DiffResult merge(std::vector<ThreadAcc>& accs) {
     // pairwise over threads as well
     std::vector<DiffResult> rs;
-    std::vector<bool> has;
     for (auto& a : accs) {
         a.finish();
         rs.push_back(a.r);
-        has.push_back(a.has_max);
     }
     while (rs.size() > 1) {
         std::vector<DiffResult> nx;
-        std::vector<bool> nh;
         for (size_t i = 0; i + 1 < rs.size(); i += 2) {
-            DiffResult x = rs[i];
-            const DiffResult& y = rs[i + 1];
-            add_counts_sums_hist(x, y);
-            x.min_atol = std::fmax(x.min_atol, y.min_atol);
-            bool hx = has[i], hy = has[i + 1];
-            if (hy && (!hx || y.max_abs > x.max_abs || (y.max_abs == x.max_abs && y.argmax < x.argmax))) {
-                x.max_abs = y.max_abs;
-                x.argmax = y.argmax;
-            }
-            nx.push_back(x);
-            nh.push_back(hx || hy);
+            nx.push_back(rs[i]);
+            combine(nx.back(), rs[i + 1]);
         }
-        if (rs.size() % 2) {
-            nx.push_back(rs.back());
-            nh.push_back(has.back());
-        }
+        if (rs.size() % 2) nx.push_back(rs.back());
         rs.swap(nx);
-        has.swap(nh);
     }
     DiffResult out = rs.empty() ? DiffResult{} : rs[0];
     if (out.nonfinite_mismatch) out.min_atol = std::numeric_limits<double>::infinity();
@@ -794,9 +866,8 @@ PieceSide load_side(const DiffSide& s, uint64_t start, size_t len, float* buf, c
     return {buf, false};
 }
 
-}  // namespace
-
-DiffResult diff_plain(DiffSide a, DiffSide b, uint64_t n, const DiffOptions& o) {
+// Elements [start, start + n) of both sides, one parallel pass; argmax is a flat index.
+DiffResult diff_range(const DiffSide& a, const DiffSide& b, uint64_t start, uint64_t n, const DiffOptions& o) {
     const size_t ntiles = (size_t)((n + kPiece - 1) / kPiece);
     const int nt = threads_for(n, o.threads);
     std::vector<ThreadAcc> accs(nt);
@@ -805,14 +876,75 @@ DiffResult diff_plain(DiffSide a, DiffSide b, uint64_t n, const DiffOptions& o) 
         acc.A.resize(kPiece);
         acc.B.resize(kPiece);
         for (size_t i = lo; i < hi; ++i) {
-            const uint64_t s = (uint64_t)i * kPiece;
-            const size_t len = (size_t)std::min<uint64_t>(kPiece, n - s);
+            const uint64_t s = start + (uint64_t)i * kPiece;
+            const size_t len = (size_t)std::min<uint64_t>(kPiece, start + n - s);
             const PieceSide pa = load_side(a, s, len, acc.A.data(), o);
             const PieceSide pb = load_side(b, s, len, acc.B.data(), o);
             acc.add(pa, pb, len, (int64_t)s, [&](size_t k) { return (int64_t)(s + k); }, o);
         }
     });
     return merge(accs);
+}
+
+// Byte offset of element `start` (a multiple of kChunkQuantum, so of every block) in a payload.
+uint64_t byte_offset(int dtype, uint64_t start) {
+    if (dtype == kAprQ8) return (uint64_t)APR_Q8_HEADER_BYTES + start;
+    const DTypeTraits& t = dtype_or_throw(dtype);
+    return start / t.block_elems * t.block_bytes;
+}
+
+// Drops the pages of side s's elements [lo, hi) (clipped to its payload).
+void release_chunk(const DiffSide& s, uint64_t lo, uint64_t hi, bool last) {
+    if (!s.release) return;
+    const uint64_t b0 = std::min<uint64_t>(byte_offset(s.dtype, lo), s.nbytes);
+    const uint64_t b1 = last ? s.nbytes : std::min<uint64_t>(byte_offset(s.dtype, hi), s.nbytes);
+    release_pages(s.base + b0, (size_t)(b1 - b0));
+}
+
+}  // namespace
+
+uint64_t chunk_elems_for(int a_dtype, int b_dtype, uint64_t n, uint64_t chunk_bytes) {
+    const unsigned __int128 both = (unsigned __int128)storage_bytes(a_dtype, n) + storage_bytes(b_dtype, n);
+    const unsigned __int128 e = both ? (unsigned __int128)chunk_bytes * n / both : n;
+    if (e >= n) return n;  // one chunk
+    return std::max<uint64_t>((uint64_t)e / kChunkQuantum * kChunkQuantum, kChunkQuantum);
+}
+
+void release_pages(const uint8_t* p, size_t nbytes) {
+#if defined(__unix__) || defined(__APPLE__)
+    static const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = ((uintptr_t)p + page - 1) / page * page, hi = ((uintptr_t)p + nbytes) / page * page;
+    if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);  // advisory: errors ignored
+#else
+    (void)p;
+    (void)nbytes;
+#endif
+}
+
+DiffResult diff_plain(DiffSide a, DiffSide b, uint64_t n, const DiffOptions& o) {
+    const uint64_t step = o.chunk_elems ? o.chunk_elems : n;
+    DiffResult total;
+    Pairwise sums;  // chunk sums combine pairwise, like pieces and threads
+    for (uint64_t c0 = 0; c0 < n; c0 += step) {
+        const uint64_t c1 = std::min(n, c0 + step);
+        const DiffResult r = diff_range(a, b, c0, c1 - c0, o);
+        combine(total, r);
+        double s[kSums] = {
+#define APRQA_X(f) r.f,
+            APRQA_DIFF_SUMS(APRQA_X)
+#undef APRQA_X
+        };
+        sums.push(s);
+        release_chunk(a, c0, c1, c1 == n);
+        release_chunk(b, c0, c1, c1 == n);
+    }
+    double s[kSums];
+    sums.result(s);
+#define APRQA_X(f) total.f = s[kSum_##f];
+    APRQA_DIFF_SUMS(APRQA_X)
+#undef APRQA_X
+    if (total.nonfinite_mismatch) total.min_atol = std::numeric_limits<double>::infinity();
+    return total;
 }
 
 DiffResult diff_row_perm(DiffSide a, DiffSide b, uint64_t rows, uint64_t cols, const int64_t* perm,

@@ -69,6 +69,8 @@ inline void add_counts_sums_hist(DiffResult& x, const DiffResult& y) {
 struct DiffSide {
     int dtype;
     const uint8_t* base;  // payload start (validated)
+    size_t nbytes = 0;    // payload bytes (validated); bounds the pages release_pages may drop
+    bool release = false; // a read-only file mapping: drop each chunk's pages once it is done
 };
 
 struct DiffOptions {
@@ -76,9 +78,24 @@ struct DiffOptions {
     int threads = 1;
     bool simd = true;
     bool histogram = true;
+    // diff_plain walks [0, n) in consecutive chunks of this many elements (a multiple of
+    // kChunkQuantum; 0 = one chunk), dropping the pages of each `release` side after its chunk,
+    // so a file-mapped tensor of any size keeps about one chunk resident.
+    uint64_t chunk_elems = 0;
 };
 
-// Plain: a and b both hold n elements in the same order.
+// Chunk lengths are multiples of this (a whole number of every dtype's blocks and of the
+// kernel's pieces, so a chunked walk reads exactly the pieces of a one-chunk walk).
+constexpr uint64_t kChunkQuantum = 2048;
+// Elements per chunk so that both payloads of one chunk take about chunk_bytes: n when the pair
+// fits, else a multiple of kChunkQuantum (at least one quantum).
+uint64_t chunk_elems_for(int a_dtype, int b_dtype, uint64_t n, uint64_t chunk_bytes);
+// madvise(MADV_DONTNEED) of the whole pages inside [p, p + nbytes) (no-op where unsupported).
+// Only for read-only file mappings: dropped pages are re-read from the file on the next touch
+// (anonymous memory would read back as zeros).
+void release_pages(const uint8_t* p, size_t nbytes);
+
+// Plain: a and b both hold n elements in the same order (walked in opt.chunk_elems chunks).
 DiffResult diff_plain(DiffSide a, DiffSide b, uint64_t n, const DiffOptions& opt);
 // b is [cols, rows], compared with a [rows, cols] transposed: a[i,j] vs b[j,i].
 DiffResult diff_transpose(DiffSide a, DiffSide b, uint64_t rows, uint64_t cols, const DiffOptions& opt);

@@ -12,6 +12,7 @@ arguments raise :class:`aprqa.errors.UsageError` (also a ``ValueError``).
 from __future__ import annotations
 
 import math
+import mmap
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence, Union
 
@@ -25,12 +26,12 @@ __all__ = [
     "DIFF_FIELDS",
     "DiffStats",
     "HIST_BUCKETS",
-    "merge_diff_stats",
     "dequantize",
     "dequantize_rows",
     "diff_stats",
     "hist_bucket_edges",
     "quantize",
+    "release_pages",
     "set_simd",
     "set_threads",
     "simd_level",
@@ -38,7 +39,7 @@ __all__ = [
 
 DTypeLike = Union[DType, str, int]
 HIST_BUCKETS = 64
-# Every statistic the native diff returns -> its merge rule across consecutive chunks ("count" and
+# Every statistic the native diff returns -> its merge rule across threads and chunks ("count" and
 # "sum" add, "max_abs" takes the max and its chunk's "argmax", "max" takes the max, "hist" adds
 # bucket-wise). The one list lives in csrc/diff.h (APRQA_DIFF_COUNTS / APRQA_DIFF_SUMS).
 DIFF_FIELDS: dict[str, str] = dict(_core.diff_fields())
@@ -468,37 +469,24 @@ if _missing:  # pragma: no cover - a build out of step with this module
     raise ImportError(f"aprqa._core returns statistics DiffStats lacks: {sorted(_missing)}")
 
 
-def merge_diff_stats(parts: Sequence[DiffStats], offsets: Sequence[int]) -> DiffStats:
-    """Combine the DiffStats of consecutive chunks of one tensor into the whole tensor's.
+def _file_mapped(buf: Any) -> bool:
+    """True for a numpy view (or memoryview) into an ``mmap.mmap``: pages the kernel can re-read."""
+    base: Any = buf
+    while isinstance(base, np.ndarray):
+        base = base.base
+    if isinstance(base, memoryview):  # np.frombuffer(mmap) keeps a memoryview of the map
+        base = base.obj
+    return isinstance(base, mmap.mmap)
 
-    ``offsets[i]`` is chunk ``i``'s first flat index. Every field in :data:`DIFF_FIELDS` is merged by
-    its rule; ``atol`` and ``rtol`` (the same for all chunks) come from the first. Counts, the
-    histogram, ``max_abs``, ``argmax`` and ``min_atol`` equal a single pass's exactly; the double sums
-    equal it up to summation order.
+
+def release_pages(view: Any) -> None:
+    """Let the OS drop the resident pages under ``view`` when it is a read-only file mapping.
+
+    Anything else (an in-memory array, e.g. values an expected transform produced) is left alone:
+    dropping anonymous pages would zero them. The pages are re-read from the file on the next touch.
     """
-    if not parts or len(parts) != len(offsets):
-        raise CoreUsageError(f"merge needs one offset per chunk, got {len(parts)} chunks, {len(offsets)} offsets")
-    if len(parts) == 1:
-        return parts[0]
-    # first chunk holding the largest |d| (ties: the earliest, so its argmax is the smallest index)
-    best = max((i for i in range(len(parts)) if parts[i].argmax >= 0),
-               key=lambda i: (parts[i].max_abs, -i), default=-1)
-    merged: dict[str, Any] = {}
-    for name, rule in DIFF_FIELDS.items():
-        values = [getattr(p, name) for p in parts]
-        if rule in ("count", "sum"):
-            merged[name] = sum(values)
-        elif rule == "max":
-            merged[name] = max(values)
-        elif rule == "max_abs":
-            merged[name] = parts[best].max_abs if best >= 0 else 0.0
-        elif rule == "argmax":
-            merged[name] = parts[best].argmax + offsets[best] if best >= 0 else -1
-        elif rule == "hist":
-            merged[name] = tuple(int(sum(h)) for h in zip(*values)) if all(values) else ()
-        else:  # pragma: no cover - a rule added in C++ but not here
-            raise CoreUsageError(f"no merge rule {rule!r} for statistic {name!r}")
-    return DiffStats(**merged, atol=parts[0].atol, rtol=parts[0].rtol)
+    if isinstance(view, np.ndarray) and view.flags.c_contiguous and _file_mapped(view):
+        _core.release_pages(view.reshape(-1).view(np.uint8))
 
 
 def hist_bucket_edges() -> list[tuple[float, float]]:
@@ -532,6 +520,8 @@ def diff_stats(
     threads: int | None = None,
     transform: tuple[Any, ...] | None = None,
     shape: Sequence[int] | None = None,
+    chunk_bytes: int = 0,
+    release: bool = False,
 ) -> DiffStats:
     """Compare candidate ``b`` with reference ``a`` in one fused, multi-threaded pass.
 
@@ -550,6 +540,10 @@ def diff_stats(
             ``perm[i]`` of ``a`` (``perm`` a permutation, int64; ``a`` is 2-D,
             its shape taken from ``shape``, a ``TensorInfo`` or a numpy array).
         shape: logical shape of ``a`` when it is a raw payload (default: inferred 1-D).
+        chunk_bytes: walk the (untransformed) pair in consecutive chunks of about this many bytes of
+            both payloads (0: one chunk); the statistics are those of one pass (sums up to order).
+        release: drop each chunk's pages of a side that is a read-only file mapping once the chunk is
+            done, so resident memory stays about one chunk (other buffers are never touched).
 
     Returns:
         A :class:`DiffStats`; ``bool(stats)`` is ``stats.passed``.
@@ -571,8 +565,13 @@ def diff_stats(
         raise CoreUsageError("nothing to compare: both tensors are empty")
     t = threads or 0
     atol, rtol = float(atol), float(rtol)
+    if chunk_bytes < 0:
+        raise CoreUsageError(f"chunk_bytes must be >= 0, got {chunk_bytes}")
+    if transform is not None and (chunk_bytes or release):
+        raise CoreUsageError("chunk_bytes and release apply to an untransformed pair only")
     if transform is None:
-        r = _call(_core.diff_plain, ba, int(da), bb, int(db), na, atol, rtol, t)
+        r = _call(_core.diff_plain, ba, int(da), bb, int(db), na, atol, rtol, t, chunk_bytes=int(chunk_bytes),
+                  release_a=release and _file_mapped(ba), release_b=release and _file_mapped(bb))
     else:
         kind = transform[0] if transform else None
         if kind == "transpose":
