@@ -18,6 +18,8 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
+from tokenizers import Regex, pre_tokenizers
+
 from .errors import UsageError
 from .pretokenizer_table import _SAME_SPLITS, _SPLITS, CHECK_HASHES, LLAMA_CPP_NAMES
 
@@ -109,8 +111,6 @@ def hf_pre_tokenizer(pre: PreTokenizer) -> Any:
     Raises:
         PreTokenizerError: llama.cpp splits it with hand-written code, or it is not byte-level.
     """
-    from tokenizers import Regex, pre_tokenizers
-
     if pre.custom:
         raise PreTokenizerError(f"pre-tokenizer {pre.name!r}: llama.cpp splits it with {pre.custom}, which "
                                 "aprqa does not reproduce; give token ids instead of text", pre.name)

@@ -27,7 +27,7 @@ from ..formats.model import Model, TensorInfo
 from ..arch import layer_index
 from . import transforms as tf
 from ._sampling import as_2d, rel_l2, row_aligned, sample_rows
-from .report import NoiseFloor, Verdict
+from .results import NoiseFloor, Verdict
 from .tolerance import Tolerance
 
 if TYPE_CHECKING:

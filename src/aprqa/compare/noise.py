@@ -19,7 +19,7 @@ from ..formats.model import TensorInfo
 from . import bands
 from .diagnose import FLOAT_EPS
 from ._sampling import NOISE_SAMPLE_ELEMENTS, RowReader, as_2d, rel_l2, row_aligned, sample_rows
-from .report import NoiseFloor
+from .results import NoiseFloor
 from .tolerance import Statistic, Tolerance
 
 # Per-element bound |a − deq| ≤ k·d + (qmax + k)·h, d the stored f16 scale and h ≥ its rounding
