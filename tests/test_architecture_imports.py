@@ -36,6 +36,13 @@ LAZY: dict[str, dict[str, str]] = {
         "aprqa.compare.output_checks": "the output-level check imports the forward pass (numba); "
                                        "compare(fast=True) never needs it",
     },
+    "aprqa.formats.gguf_vocab": {
+        "tokenizers": "the tokenizers library loads only when a tokenizer.json is read; `aprqa inspect` never does",
+    },
+    "aprqa.pretokenizers": {
+        "tokenizers": "the tokenizers library loads only when a pre-tokenizer is built; identifying one by "
+                      "name or hash (inspect, the GGUF writer) needs none",
+    },
     "aprqa.report.console": {
         "rich.progress": "the progress bar's columns load only when a bar is drawn (a TTY); "
                          "--json and piped runs never draw one",

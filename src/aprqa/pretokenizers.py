@@ -18,8 +18,6 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from tokenizers import Regex, pre_tokenizers
-
 from .errors import UsageError
 from .pretokenizer_table import _SAME_SPLITS, _SPLITS, CHECK_HASHES, LLAMA_CPP_NAMES
 
@@ -111,6 +109,10 @@ def hf_pre_tokenizer(pre: PreTokenizer) -> Any:
     Raises:
         PreTokenizerError: llama.cpp splits it with hand-written code, or it is not byte-level.
     """
+    # Declared lazy import (tests/test_architecture_imports.py): the tokenizers library loads only
+    # when a pre-tokenizer is built; identifying one by name or hash (inspect, the GGUF writer) needs none.
+    from tokenizers import Regex, pre_tokenizers
+
     if pre.custom:
         raise PreTokenizerError(f"pre-tokenizer {pre.name!r}: llama.cpp splits it with {pre.custom}, which "
                                 "aprqa does not reproduce; give token ids instead of text", pre.name)

@@ -26,8 +26,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tokenizers import Tokenizer
-
 from ..errors import FormatError, UsageError
 from ..fsio import CAP_CONFIG, CAP_TOKENIZER, parse_json, read_bounded, read_json
 from ..pretokenizers import CHECK_TEXT, Identification, PreTokenizerError, check_hash, identify, known_names, lookup
@@ -173,6 +171,10 @@ def hf_facts(model: Model) -> HFFacts | None:
 @lru_cache(maxsize=8)
 def _hf_facts_cached(root: Path, _version: tuple, chat_template: str | None, n_tokens: int) -> HFFacts:
     """One tokenizer.json load per file version (compare and the playbook gates ask repeatedly)."""
+    # Declared lazy import (tests/test_architecture_imports.py): the tokenizers library loads only
+    # when a tokenizer.json is read; `aprqa inspect` of a GGUF never does.
+    from tokenizers import Tokenizer
+
     raw = read_bounded(root / "tokenizer.json", CAP_TOKENIZER, "tokenizer.json")
     tj = parse_json(raw, root / "tokenizer.json", "tokenizer.json")
     try:
