@@ -7,23 +7,20 @@ One home for both facts, derived from where they are true rather than restated:
 * ``storable_quant_names(fmt)``: the quantization names (``quantmix.QUANT_CHOICES``) whose nominal
   type (a mix's default type) the format stores — what the planner assumes an external converter
   can produce (the built-in converter is asked per tensor instead);
-* ``unquantizable_types``: the quantized types ``aprqa.core.quantize`` has no quantizer for,
-  found by asking the core once.
+* ``quantizable`` / ``unquantizable_types``: whether ``aprqa.core.quantize`` has a quantizer for a
+  type (the native core's answer; compare's diagnosis asks the same function).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-import numpy as np
-
 from . import core
 from .dtypes import DType
-from .errors import DTypeError
 from .formats import FORMATS, apr, gguf, safetensors
-from .quantmix import QUANT_CHOICES, SUPER_BLOCK, mix_base
+from .quantmix import QUANT_CHOICES, mix_base
 
-__all__ = ["STORABLE", "storable_types", "storable_quant_names", "unquantizable_types"]
+__all__ = ["STORABLE", "quantizable", "storable_types", "storable_quant_names", "unquantizable_types"]
 
 _WRITERS = {"safetensors": safetensors, "gguf": gguf, "apr": apr}
 STORABLE: Mapping[str, frozenset[DType]] = {fmt: _WRITERS[fmt].WRITABLE for fmt in FORMATS}
@@ -39,27 +36,11 @@ def storable_quant_names(fmt: str) -> frozenset[str]:
     return frozenset(q for q in QUANT_CHOICES if mix_base(q) in STORABLE[fmt])
 
 
-_QUANTIZABLE: set[DType] | None = None
-
-
-def _quantizable() -> set[DType]:
-    global _QUANTIZABLE
-    if _QUANTIZABLE is None:
-        ok = set()
-        probe = np.zeros(SUPER_BLOCK, np.float32)
-        for d in DType:
-            if not d.is_quantized:
-                continue
-            try:
-                core.quantize(probe, d)
-                ok.add(d)
-            except DTypeError:  # no quantizer for d
-                pass
-        _QUANTIZABLE = ok
-    return _QUANTIZABLE
+def quantizable(dt: DType) -> bool:
+    """Whether ``aprqa.core.quantize`` has a quantizer for ``dt`` (the core's own answer)."""
+    return bool(core._core.quant_supported(int(dt)))
 
 
 def unquantizable_types(types: Iterable[DType]) -> list[DType]:
     """The quantized types among ``types`` that ``aprqa.core.quantize`` cannot produce (e.g. the IQ types)."""
-    ok = _quantizable()
-    return sorted({t for t in types if t.is_quantized and t not in ok}, key=lambda t: t.lname)
+    return sorted({t for t in types if t.is_quantized and not quantizable(t)}, key=lambda t: t.lname)

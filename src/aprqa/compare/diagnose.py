@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import core
+from ..capabilities import quantizable
 from ..dtypes import DType, payload_nbytes
 from ..errors import AprqaError
 from ..formats.model import Model, TensorInfo
@@ -51,10 +52,6 @@ def numeric(dt: DType) -> bool:
 
 def dequantizable(dt: DType) -> bool:
     return bool(core._core.dequant_supported(int(dt)))
-
-
-def quantizable(dt: DType) -> bool:
-    return bool(core._core.quant_supported(int(dt)))
 
 
 @functools.lru_cache(maxsize=1)
