@@ -15,7 +15,7 @@ import faults as F
 from aprqa import arch
 from aprqa.arch.tensor_names import known_archs, tensor_names
 from aprqa.compare import compare
-from aprqa.compare.report import Verdict
+from aprqa.compare.results import Verdict
 from aprqa.convert import convert
 from aprqa.errors import UsageError
 from aprqa.formats import open_model

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from aprqa.compare import compare
-from aprqa.compare.report import Verdict
+from aprqa.compare.results import Verdict
 from aprqa.convert import convert
 from aprqa.formats import open_model
 

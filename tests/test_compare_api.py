@@ -9,7 +9,7 @@ import pytest
 import faults as F
 from aprqa.cli import main
 from aprqa.compare import Tolerance, TolerancePolicy, compare
-from aprqa.compare.report import Verdict
+from aprqa.compare.results import Verdict
 from aprqa.compare.tolerance import Statistic
 from aprqa.errors import UsageError
 from aprqa.testing import assert_models_close

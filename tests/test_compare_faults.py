@@ -9,7 +9,7 @@ import pytest
 
 import faults as F
 from aprqa.compare import compare
-from aprqa.compare.report import Verdict
+from aprqa.compare.results import Verdict
 from aprqa.dtypes import DType
 
 Q = "model.layers.0.self_attn.q_proj.weight"

@@ -10,7 +10,7 @@ import pytest
 
 import faults as F
 from aprqa.compare import compare
-from aprqa.compare.report import Verdict
+from aprqa.compare.results import Verdict
 
 
 def _weights() -> Path | None:

@@ -3,7 +3,8 @@
 import pytest
 
 from aprqa.compare import compare
-from aprqa.convert import QUANT_CHOICES, _STORABLE, convert
+from aprqa.capabilities import STORABLE
+from aprqa.convert import QUANT_CHOICES, convert
 from aprqa.dtypes import dtype_from_name
 from aprqa.errors import DTypeError, UsageError
 from aprqa.formats import open_model
@@ -32,7 +33,7 @@ def _single_type(q: str):
 
 
 CASES = [(fmt, q) for fmt in SUFFIX for q in QUANT_CHOICES
-         if _single_type(q) is not None and _single_type(q) in _STORABLE[fmt]]
+         if _single_type(q) is not None and _single_type(q) in STORABLE[fmt]]
 
 
 @pytest.mark.parametrize("preset", ["qwen2-tiny", "llama-tiny"])

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from gguf import GGUFReader
 
-from aprqa.convert import convert, rope_row_permutation
+from aprqa.arch import rope_row_permutation
+from aprqa.convert import convert
 from aprqa.formats import open_model
 
 

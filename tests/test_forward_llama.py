@@ -142,7 +142,7 @@ def test_memory_bounded_streaming(tiny_models, tmp_path, monkeypatch):
     with open_model(tiny_models["qwen3-tiny"]) as m:  # tied embeddings: the head is the embedding
         p = write_variant(m, tmp_path / "q8.gguf", "gguf", "q8_0")
     calls = []
-    real = wmod._core()
+    real = wmod.core
 
     class Spy:
         def dequantize(self, info, *a, **k):
@@ -153,7 +153,7 @@ def test_memory_bounded_streaming(tiny_models, tmp_path, monkeypatch):
             calls.append(("rows", tuple(shape), r1 - r0))
             return real.dequantize_rows(raw, dtype, shape, r0, r1, *a, **k)
 
-    monkeypatch.setattr(wmod, "_core", lambda: Spy())
+    monkeypatch.setattr(wmod, "core", Spy())
     monkeypatch.setattr(wmod, "HEAD_CHUNK_BYTES", 100 * 256 * 4)  # 100 rows per head chunk
     with open_model(p) as c:
         r = LlamaRunner(ModelWeights(c))

@@ -12,7 +12,8 @@ from aprqa.convert import convert, plan_quant
 from aprqa.dtypes import DType
 from aprqa.errors import UsageError
 from aprqa.formats import open_model
-from aprqa.quantmix import tensor_type, unquantizable_types, use_more_bits
+from aprqa.capabilities import unquantizable_types
+from aprqa.quantmix import tensor_type, use_more_bits
 from aprqa.synthetic import make_hf_model
 
 V = "model.layers.{}.self_attn.v_proj.weight"

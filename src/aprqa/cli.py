@@ -16,6 +16,7 @@ from rich.console import Console
 from . import __version__
 from .errors import AprqaError, UsageError, as_aprqa_error
 from .fsio import check_output
+from .quantmix import QUANT_CHOICES
 from .textsafe import markup_safe as escape  # rich markup + terminal control characters
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
@@ -221,8 +222,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--verify", action="store_true", help="also verify whole-file checksums (reads every byte)")
     s.set_defaults(func=cmd_inspect)
 
-    from .quantmix import QUANT_CHOICES
-
     s = sub.add_parser("convert", help="reference converter between SafeTensors, GGUF and APR")
     s.add_argument("src", help="source model (file or HF directory)")
     s.add_argument("dst", help="output: .gguf, .apr, .safetensors or a directory (HF layout)")
@@ -239,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_convert)
 
     s = sub.add_parser("synth", help="write a deterministic tiny model (HF layout) for experiments")
-    from .synthetic import preset_names
+    from .synthetic_presets import preset_names  # the presets alone: the writers load on `synth`
 
     s.add_argument("preset", choices=preset_names())
     s.add_argument("out", help="output directory")

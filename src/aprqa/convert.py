@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+from tokenizers import processors
 
 from . import core
 from .dtypes import DType, dtype_from_name
@@ -29,32 +30,16 @@ from .errors import UsageError
 from .formats import FORMATS, format_module, open_model
 from .formats import gguf_vocab
 from .formats.model import Model, TensorData, TensorInfo, TokenizerInfo
-from .arch import NORM_OFFSET, config_keys, family, norm_offset, rope_permuted
+from .formats.tokenizer_spm import rebuild_spm
+from .arch import (NORM_OFFSET, config_keys, family, inverse_permutation, layer_count, norm_offset, rope_heads,
+                   rope_permuted, rope_row_permutation)
+from .capabilities import STORABLE, unquantizable_types
 from .fsio import refuse_input_as_output
-from .quantmix import QUANT_CHOICES, Mix, is_mix, unquantizable_types
+from .quantmix import QUANT_CHOICES, Mix, is_mix, row_fallback
 
 # llama.cpp mixes (aprqa.quantmix): per-tensor types (q2_k is a mix, not a uniform type); a type
 # aprqa.core cannot quantize (the IQ types) is refused, naming the tensors that need it.
 
-# What each format can store (APR in aprender's dialect).
-_STORABLE = {
-    "safetensors": {DType.F32, DType.F16, DType.BF16, DType.F64, DType.I8, DType.I16, DType.I32, DType.I64,
-                    DType.U8, DType.U16, DType.U32, DType.U64, DType.BOOL, DType.F8_E4M3, DType.F8_E5M2},
-    "gguf": {d for d in DType if int(d) < 128},
-    "apr": {DType.F32, DType.F16, DType.BF16, DType.F64, DType.I32, DType.I64, DType.I8, DType.U8,
-            DType.Q4_K, DType.Q6_K, DType.APR_Q4, DType.APR_Q8},
-}
-
-
-
-def storable_types(fmt: str) -> frozenset[DType]:
-    """The dtypes format ``fmt`` can store (what the writers accept)."""
-    return frozenset(_STORABLE[fmt])
-
-
-# llama.cpp's fallbacks when a row length is not a multiple of 256 (llama-quantize).
-_K_FALLBACK = {DType.Q4_K: DType.Q5_0, DType.Q5_K: DType.Q5_1, DType.Q6_K: DType.Q8_0,
-               DType.Q2_K: DType.Q4_0, DType.Q3_K: DType.Q4_0}
 SMALL_TENSOR_ELEMENTS = 1024
 
 
@@ -90,38 +75,30 @@ def target_dtype(t: TensorInfo, quant: "DType | Mix | None", fmt: str) -> DType:
     """
     src = t.dtype
     if quant is None:  # keep the source type where the format can store it
-        return src if src in _STORABLE[fmt] else DType.F32
+        return src if src in STORABLE[fmt] else DType.F32
     if isinstance(quant, Mix):
         want = DType.F32 if len(t.shape) < 2 or t.n_elements < SMALL_TENSOR_ELEMENTS else quant.type_for(t.name,
                                                                                                           t.shape)
-        if want not in _STORABLE[fmt]:
+        if want not in STORABLE[fmt]:
             raise UsageError(f"{fmt} cannot store {want.lname} (tensor '{t.name}', {quant.name} mix); "
-                             f"storable: {', '.join(sorted(d.lname for d in _STORABLE[fmt]))}")
+                             f"storable: {', '.join(sorted(d.lname for d in STORABLE[fmt]))}")
         return want
     if len(t.shape) < 2 or t.n_elements < SMALL_TENSOR_ELEMENTS:
         want = DType.F32 if quant.is_quantized or quant is DType.F32 else quant
         if len(t.shape) < 2:
             want = DType.F32  # norms and biases: converters keep them F32
         return want
-    want = quant
-    row = t.shape[-1]
-    if want.is_quantized and want is not DType.APR_Q8:
-        block = want.info.block_elems
-        if row % block:
-            want = _K_FALLBACK.get(want, want)
-            if row % want.info.block_elems:
-                want = DType.F16
-    if want not in _STORABLE[fmt]:
+    want = row_fallback(quant, t.shape[-1])
+    if want not in STORABLE[fmt]:
         raise UsageError(f"{fmt} cannot store {want.lname} (tensor '{t.name}'); "
-                         f"storable: {', '.join(sorted(d.lname for d in _STORABLE[fmt]))}")
+                         f"storable: {', '.join(sorted(d.lname for d in STORABLE[fmt]))}")
     return want
 
 
 def mix_for(model: Model, name: str) -> Mix:
     """The llama.cpp mix ``name`` bound to ``model`` (layer count, tied embeddings, GQA ratio)."""
     c = model.config
-    n_layers = c.num_layers or max((int(n.split(".")[2]) + 1 for n in model.tensors
-                                    if n.startswith("model.layers.") and n.split(".")[2].isdigit()), default=1)
+    n_layers = layer_count(c.num_layers, model.tensors) or 1
     gqa = (c.num_heads // c.num_kv_heads) if c.num_heads and c.num_kv_heads else 1
     return Mix(name, n_layers, has_output="lm_head.weight" in model.tensors, n_gqa=gqa)
 
@@ -146,19 +123,6 @@ def plan_quant(model: Model, quant: str | None, fmt: str) -> "DType | Mix | None
     return q
 
 
-def rope_row_permutation(rows: int, n_heads: int) -> np.ndarray:
-    """Index array p with gguf_row[i] = hf_row[p[i]] (llama.cpp's Q/K permutation).
-
-    Within each head of ``hd = rows / n_heads`` rows, GGUF row 2i is HF row i and
-    GGUF row 2i+1 is HF row i + hd/2.
-    """
-    if rows % n_heads or (rows // n_heads) % 2:
-        raise UsageError(f"cannot RoPE-permute {rows} rows into {n_heads} heads of even size")
-    hd = rows // n_heads
-    idx = np.arange(rows).reshape(n_heads, 2, hd // 2).transpose(0, 2, 1).reshape(rows)
-    return idx
-
-
 def _permute_rows_raw(raw: np.ndarray, rows: int, perm: np.ndarray) -> np.ndarray:
     """Reorder the rows of a payload without decoding it (blocks never span rows)."""
     stride = raw.nbytes // rows
@@ -167,8 +131,8 @@ def _permute_rows_raw(raw: np.ndarray, rows: int, perm: np.ndarray) -> np.ndarra
 
 def _rope_heads(t: TensorInfo, model: Model) -> int:
     c = model.config
-    heads = c.num_heads if ".q_proj." in t.name else c.num_kv_heads
-    if not heads:
+    heads = rope_heads(t.name, c.num_heads, c.num_kv_heads)
+    if heads is None:
         raise UsageError(f"{model.path}: head counts unknown; cannot apply the Q/K RoPE permutation")
     return heads
 
@@ -202,7 +166,7 @@ def convert_tensors(model: Model, fmt: str, quant: "DType | Mix | None",
         if perm_in != perm_out:
             perm = rope_row_permutation(t.shape[0], _rope_heads(t, model))
             if perm_in:  # source rows are GGUF-ordered: invert
-                perm = np.argsort(perm)
+                perm = inverse_permutation(perm)
                 transform = "rope-unpermute"
             else:
                 transform = "rope-permute"
@@ -249,10 +213,6 @@ def _converter(t: TensorInfo, want: DType, perm: np.ndarray | None,
 def _spm_tokenizer_json(model: Model) -> Any:
     """A GGUF's SentencePiece vocabulary as a tokenizer.json transformers loads (merges from the
     scores, byte fallback, control/user-defined tokens; BOS prepended when the GGUF says so)."""
-    from tokenizers import processors
-
-    from .forward.tokenizer_spm import rebuild_spm
-
     tok = rebuild_spm(model)
     info = model.tokenizer
     if info is not None and info.add_bos and info.bos_id is not None:

@@ -1,3 +1,4 @@
+# size: the typed wrapper of every native entry point, each validating its buffers before calling C++, in one place
 """Native numeric core: dequantize, quantize and the fused diff kernel.
 
 Thin typed wrappers over ``aprqa._core`` (C++). Every call validates buffer sizes

@@ -109,6 +109,8 @@ def hf_pre_tokenizer(pre: PreTokenizer) -> Any:
     Raises:
         PreTokenizerError: llama.cpp splits it with hand-written code, or it is not byte-level.
     """
+    # Declared lazy import (tests/test_architecture_imports.py): the tokenizers library loads only
+    # when a pre-tokenizer is built; identifying one by name or hash (inspect, the GGUF writer) needs none.
     from tokenizers import Regex, pre_tokenizers
 
     if pre.custom:

@@ -40,7 +40,8 @@ from typing import Sequence
 from .dtypes import DType, dtype_from_name
 from .errors import UsageError
 
-__all__ = ["QUANT_CHOICES", "MIXES", "Mix", "mix_base", "tensor_type", "use_more_bits", "unquantizable_types", "is_mix"]
+__all__ = ["QUANT_CHOICES", "MIXES", "FALLBACK", "Mix", "mix_base", "tensor_type", "use_more_bits", "is_mix",
+           "row_fallback"]
 
 # `aprqa convert --quant` choices (here, not in convert.py, so that the CLI's parser stays light)
 QUANT_CHOICES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k",
@@ -86,7 +87,9 @@ def _is_float_kept(name: str, shape: Sequence[int]) -> bool:
     return len(shape) < 2 or not name.endswith(".weight") or name.endswith("norm.weight")
 
 
-def _fallback(want: DType, row: int) -> DType:
+def row_fallback(want: DType, row: int) -> DType:
+    """llama-quantize's type for a row of ``row`` elements when ``want``'s block does not divide it
+    (K types: ``FALLBACK``; then F16 when the row is not a multiple of the block either)."""
     if not want.is_quantized:
         return want
     if want in FALLBACK and row % SUPER_BLOCK:
@@ -159,7 +162,7 @@ def tensor_type(name: str, shape: Sequence[int], n_layers: int, mix: str, *, has
     if _is_float_kept(name, shape):
         return DType.F32
     want = _mix_rule(name, n_layers, mix, has_output, n_gqa) if mix in MIXES else mix_base(mix)
-    return _fallback(want, int(shape[-1]))
+    return row_fallback(want, int(shape[-1]))
 
 
 @dataclass(frozen=True)
@@ -184,33 +187,3 @@ class Mix:
     @property
     def lname(self) -> str:
         return self.name
-
-
-_QUANTIZABLE: set[DType] | None = None
-
-
-def _quantizable() -> set[DType]:
-    global _QUANTIZABLE
-    if _QUANTIZABLE is None:
-        import numpy as np
-
-        from . import core
-
-        ok = set()
-        probe = np.zeros(SUPER_BLOCK, np.float32)
-        for d in DType:
-            if not d.is_quantized:
-                continue
-            try:
-                core.quantize(probe, d)
-                ok.add(d)
-            except Exception:  # DTypeError: no quantizer for d
-                pass
-        _QUANTIZABLE = ok
-    return _QUANTIZABLE
-
-
-def unquantizable_types(types: Sequence[DType] | set[DType]) -> list[DType]:
-    """The quantized types among ``types`` that ``aprqa.core.quantize`` cannot produce (e.g. the IQ types)."""
-    ok = _quantizable()
-    return sorted({t for t in types if t.is_quantized and t not in ok}, key=lambda t: t.lname)

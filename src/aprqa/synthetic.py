@@ -9,39 +9,20 @@ numpy draws, so the same preset and seed give byte-identical files.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from .dtypes import DType
 from .errors import UsageError
 from .formats.hf import write_hf_config
-from .formats.model import ArchConfig, TensorData
+from .formats import safetensors as st
+from .formats.model import ArchConfig, TensorData, TokenizerInfo
 from .fsio import atomic_output
+from .synthetic_presets import PRESETS, Preset, preset_names
 
-
-@dataclass(frozen=True)
-class Preset:
-    config: ArchConfig
-    qkv_bias: bool = False
-    qk_norm: bool = False
-
-
-_BASE = ArchConfig(hidden_size=256, num_layers=2, num_heads=4, num_kv_heads=2, head_dim=64,
-                   intermediate_size=512, vocab_size=512, rope_style="neox", context_length=2048)
-
-PRESETS: dict[str, Preset] = {
-    # Qwen2.5-style: q/k/v biases, rope theta 1e6, untied head.
-    "qwen2-tiny": Preset(replace(_BASE, architecture="qwen2", rope_theta=1_000_000.0, rms_eps=1e-6,
-                                 tied_embeddings=False), qkv_bias=True),
-    # Llama/Mistral-style GQA, no biases.
-    "llama-tiny": Preset(replace(_BASE, architecture="llama", rope_theta=10_000.0, rms_eps=1e-5,
-                                 tied_embeddings=False)),
-    # Qwen3-style: per-head q/k RMSNorm, tied embeddings.
-    "qwen3-tiny": Preset(replace(_BASE, architecture="qwen3", rope_theta=1_000_000.0, rms_eps=1e-6,
-                                 tied_embeddings=True), qk_norm=True),
-}
 
 _CORPUS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -57,14 +38,8 @@ CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['cont
                  "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
-def preset_names() -> list[str]:
-    return sorted(PRESETS)
-
-
 def train_tokenizer_json(vocab_size: int) -> str:
     """A byte-level BPE tokenizer.json trained deterministically on the embedded corpus."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -124,8 +99,6 @@ def make_hf_model(path: str | Path, preset: str = "qwen2-tiny", *, seed: int = 0
     Raises:
         UsageError: unknown preset, dtype or override.
     """
-    from .formats import safetensors as st
-
     if preset not in PRESETS:
         raise UsageError(f"unknown synthetic preset {preset!r} (known: {', '.join(preset_names())})")
     if dtype not in ("f32", "f16"):
@@ -152,8 +125,6 @@ def make_hf_model(path: str | Path, preset: str = "qwen2-tiny", *, seed: int = 0
         tcfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": None, "eos_token": eos,
                 "pad_token": "<|endoftext|>", "chat_template": CHAT_TEMPLATE, "model_max_length": 2048}
         (tmp / "tokenizer_config.json").write_text(json.dumps(tcfg, indent=2) + "\n", encoding="utf-8")
-        from .formats.model import TokenizerInfo
-
         write_hf_config(tmp, p.config, TokenizerInfo("gpt2", (), eos_id=tok_to_id[eos],
                                                       pad_id=tok_to_id["<|endoftext|>"]))
     return path

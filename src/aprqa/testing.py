@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .compare import compare
 from .formats.model import Model
 
 __all__ = ["assert_models_close"]
@@ -35,8 +36,6 @@ def assert_models_close(reference: str | Path | Model, candidate: str | Path | M
     Example:
         >>> assert_models_close("model/", "model.f16.gguf", profile="f16")  # doctest: +SKIP
     """
-    from .compare import compare
-
     report = compare(reference, candidate, fast=True, profile=profile, tolerances=tolerances, only=only,
                      threads=threads)
     if report.passed:

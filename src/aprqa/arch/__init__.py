@@ -12,13 +12,16 @@ readers map stored names to them with ``canonical_name``, writers back with ``gg
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from .families import FAMILIES, NORM_OFFSET, ROPE_PERMUTE, ArchSpec, ForwardFacts, arch_name, family
+from .rope import inverse_permutation, rope_heads, rope_row_permutation
 from .tensor_names import TensorNames, known_archs, tensor_names
 
 __all__ = ["ArchSpec", "FAMILIES", "ForwardFacts", "NORM_OFFSET", "ROPE_PERMUTE", "TensorNames",
-           "arch_name", "canonical_name", "family", "gguf_name", "known_archs", "layer_index", "names_for",
-           "norm_offset", "rope_permuted", "stored_transforms"]
+           "arch_name", "canonical_name", "family", "gguf_name", "inverse_permutation", "known_archs",
+           "layer_count", "layer_index", "names_for", "norm_offset", "rope_heads", "rope_permuted",
+           "rope_row_permutation", "stored_transforms"]
 
 _DEFAULT_ARCH = "llama"  # names of a model that states no architecture
 _HF_BLOCK_RE = re.compile(r"^(?:model\.layers|encoder\.layer|model\.language_model\.layers)\.(\d+)\.")
@@ -63,6 +66,15 @@ def layer_index(canonical: str) -> int | None:
     """Block index of a canonical (or GGUF) name, or None for global tensors."""
     m = _HF_BLOCK_RE.match(canonical) or _GGUF_BLOCK_RE.match(canonical)
     return int(m.group(1)) if m else None
+
+
+def layer_count(stated: int | None, names: Iterable[str]) -> int | None:
+    """A model's transformer block count: the config's when stated, else the highest block index
+    among the tensor names + 1 (None: the config states none and no tensor is in a block)."""
+    if stated is not None:
+        return stated
+    blocks = [i for i in map(layer_index, names) if i is not None]
+    return max(blocks) + 1 if blocks else None
 
 
 def rope_permuted(canonical: str, architecture: str | None, fmt: str) -> bool:

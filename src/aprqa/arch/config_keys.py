@@ -14,7 +14,8 @@ from typing import Any
 from ..errors import FormatError, UsageError
 from ..limits import check_config_value
 from ..formats.model import ArchConfig, TokenizerInfo
-from .families import ArchSpec, arch_name, family
+from . import canonical_name  # the package's own names; arch/__init__ never imports this module
+from .families import FAMILIES, ArchSpec, arch_name, family
 from .gguf_tables import tables
 
 _K = tables().key
@@ -76,12 +77,10 @@ def rope_style(arch: str | None, fmt: str) -> str | None:
 
 def embedding_name(arch: str | None) -> str:
     """Canonical name of the token embedding (where a vocabulary size can be read)."""
-    from . import canonical_name  # the package imports this module: no cycle at import time
     return canonical_name("token_embd.weight", arch)[0]
 
 
 def output_name(arch: str | None) -> str:
-    from . import canonical_name
     return canonical_name("output.weight", arch)[0]
 
 
@@ -190,7 +189,6 @@ def to_hf(config: ArchConfig, tokenizer: TokenizerInfo | None,
 
 
 def _complete() -> dict[str, bool]:
-    from .families import FAMILIES
     return {a: s.config_complete for a, s in FAMILIES.items()}
 
 

@@ -21,11 +21,12 @@ from ..engines import check_engine
 from ..errors import AprqaError, UsageError
 from ..formats import open_model
 from ..formats.model import Model, TensorInfo
+from ..prompts import DEFAULT_PROMPT
 from .consumer import tokenizer_section
 from .metadata import SectionDiff, compare_config, compare_tokenizer, config_summary
 from .pairing import Pair, pair_tensors
 from .pipeline import plan, run_ordered
-from .report import ModelSummary, NoiseFloor, Report, TensorResult, TensorStats, Verdict
+from .results import ModelSummary, NoiseFloor, Report, TensorResult, TensorStats, Verdict
 from .tolerance import Statistic, Tolerance, TolerancePolicy
 from .verdicts import Context, _result, judge_pair
 from ._sampling import RowReader, as_2d, rel_l2, sample_rows
@@ -162,53 +163,27 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
         errors.append(f"no tensor pair{what} could be compared ({len(pairs)} tensors: "
                       f"{len(missing)} only in the reference, {len(extra)} only in the candidate)")
     outputs, outputs_note = None, ""
-    if fast:
-        outputs_note = "tensor level only (--fast)"
-    else:
-        outputs, outputs_note, out_err = _outputs(ref, cand, prompt or DEFAULT_PROMPT, engine)
-        if out_err:
-            errors.append(out_err)  # a check that could not run is not a pass
     localization, locate_note = None, ""
     if locate and fast:
         raise UsageError("locate needs the forward pass: it cannot be combined with fast=True (--fast)")
-    if locate:
-        localization, locate_note = _locate(ref, cand, prompt or DEFAULT_PROMPT)
+    if fast:
+        outputs_note = "tensor level only (--fast)"
+    else:
+        # Declared lazy import (tests/test_architecture_imports.py): the forward pass loads numba,
+        # which the tensor-level comparison (--fast) never needs.
+        from . import output_checks
+
+        outputs, outputs_note, out_err = output_checks.run_outputs(ref, cand, prompt or DEFAULT_PROMPT, engine)
+        if out_err:
+            errors.append(out_err)  # a check that could not run is not a pass
+        if locate:
+            localization, locate_note = output_checks.run_locate(ref, cand, prompt or DEFAULT_PROMPT)
     return Report(reference=_summary(ref), candidate=_summary(cand), tensors=tuple(results),
                   metadata=compare_config(ref, cand),
                   tokenizer=tokenizer_section(compare_tokenizer(ref, cand), ref, cand), policy=policy,
                   fast=fast, only=only, outputs=outputs, outputs_note=outputs_note,
                   localization=localization, locate_note=locate_note,
                   seconds=time.perf_counter() - t0, bytes_read=done, errors=tuple(errors))
-
-
-DEFAULT_PROMPT = "The quick brown fox jumps over the lazy dog. def add(a, b): return a + b"
-
-
-def _outputs(ref: Model, cand: Model, prompt: str, engine: str | None = None) -> tuple[Any, str, str | None]:
-    """(result, note, error): the output-level check of aprqa.forward; an error when it cannot run."""
-    from ..forward import compare_outputs
-
-    try:
-        if engine is not None:  # only "llama.cpp" passes check_engine
-            from ..engines.llamacpp import compare_with_llamacpp
-
-            out = compare_with_llamacpp(ref, cand.path, prompt=prompt)
-            return out, f"output-level check on prompt {prompt[:40]!r}, candidate run in {out.engine}", None
-        return compare_outputs(ref, cand, prompt=prompt), f"output-level check on prompt {prompt[:40]!r}", None
-    except AprqaError as err:
-        what = f"output-level check ({engine})" if engine else "output-level check"
-        return None, f"{what} could not run", f"{what} could not run: {err}"
-
-
-def _locate(ref: Model, cand: Model, prompt: str) -> tuple[Any, str]:
-    """(localization, note): lockstep hidden-state comparison on the prompt's reference ids."""
-    from ..forward import locate, tokenize
-
-    try:
-        ids = tokenize(ref, prompt)
-        return locate(ref, cand, ids), f"{len(ids)} tokens of {prompt[:40]!r}"
-    except AprqaError as err:
-        return None, f"localization could not run: {err}"
 
 
 def _quick_match(ctx: Context, ta: TensorInfo, tb: TensorInfo) -> float:

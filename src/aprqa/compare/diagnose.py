@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import core
+from ..capabilities import quantizable
 from ..dtypes import DType, payload_nbytes
 from ..errors import AprqaError
 from ..formats.model import Model, TensorInfo
 from ..arch import layer_index
 from . import transforms as tf
 from ._sampling import as_2d, rel_l2, row_aligned, sample_rows
-from .report import NoiseFloor, Verdict
+from .results import NoiseFloor, Verdict
 from .tolerance import Tolerance
 
 if TYPE_CHECKING:
@@ -51,10 +52,6 @@ def numeric(dt: DType) -> bool:
 
 def dequantizable(dt: DType) -> bool:
     return bool(core._core.dequant_supported(int(dt)))
-
-
-def quantizable(dt: DType) -> bool:
-    return bool(core._core.quant_supported(int(dt)))
 
 
 @functools.lru_cache(maxsize=1)

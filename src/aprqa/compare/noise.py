@@ -14,12 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import core
+from ..capabilities import quantizable
 from ..dtypes import DType, payload_nbytes
 from ..formats.model import TensorInfo
 from . import bands
 from .diagnose import FLOAT_EPS
 from ._sampling import NOISE_SAMPLE_ELEMENTS, RowReader, as_2d, rel_l2, row_aligned, sample_rows
-from .report import NoiseFloor
+from .results import NoiseFloor
 from .tolerance import Statistic, Tolerance
 
 # Per-element bound |a − deq| ≤ k·d + (qmax + k)·h, d the stored f16 scale and h ≥ its rounding
@@ -28,10 +29,6 @@ from .tolerance import Statistic, Tolerance
 # search and stores a refitted scale, measured up to 3.9·d with llama.cpp (k = 4.5 then only
 # catches gross element damage).
 _BLOCK_BOUND = {DType.Q8_0: (0.5, 127), DType.Q4_0: (4.5, 8)}
-
-
-def quantizable(dt: DType) -> bool:
-    return bool(core._core.quant_supported(int(dt)))
 
 
 def _rounded(a: np.ndarray, via: DType | None) -> np.ndarray:

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping
 
 from ..dtypes import DType, dtype_from_name
 from ..errors import DTypeError, UsageError
+from ..quantmix import is_mix
 from .bands import DEFAULT_NOISE_LIMIT, NOISE_LIMITS, STRICT_NOISE_LIMIT
 
 
@@ -136,7 +137,7 @@ PROFILE_NAMES = ("auto", "exact", "strict")
 
 
 def _profile_known(name: str) -> bool:
-    if name in PROFILE_NAMES or name in ("q4_k_m", "q4_k_s", "q5_k_m", "q5_k_s", "q3_k_m", "q3_k_s", "q3_k_l"):
+    if name in PROFILE_NAMES or is_mix(name):
         return True
     try:
         dtype_from_name(name)

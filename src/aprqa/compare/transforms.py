@@ -21,32 +21,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .. import core
-from ..arch import NORM_OFFSET, norm_offset, rope_permuted
+from ..arch import NORM_OFFSET, inverse_permutation, norm_offset, rope_heads, rope_permuted, rope_row_permutation
 from ..dtypes import DType
 from ..formats.model import Model, TensorInfo
-
-
-def rope_permutation(rows: int, n_head: int) -> np.ndarray:
-    """llama.cpp's permute as a row map: ``gguf[p] == hf[perm[p]]``.
-
-    Raises:
-        ValueError: rows is not a multiple of 2*n_head.
-    """
-    if n_head <= 0 or rows % (2 * n_head):
-        raise ValueError(f"{rows} rows cannot be split into {n_head} heads of even size")
-    hd = rows // n_head
-    p = np.arange(rows, dtype=np.int64).reshape(n_head, hd)
-    i = np.arange(hd // 2, dtype=np.int64)
-    out = np.empty_like(p)
-    out[:, 0::2] = p[:, i]
-    out[:, 1::2] = p[:, i + hd // 2]
-    return out.reshape(-1)
-
-
-def inverse(perm: np.ndarray) -> np.ndarray:
-    inv = np.empty_like(perm)
-    inv[perm] = np.arange(perm.size, dtype=perm.dtype)
-    return inv
 
 
 @dataclass(frozen=True)
@@ -59,10 +36,9 @@ class RowMap:
 
 def _rope_heads(name: str, ref: Model, cand: Model) -> int | None:
     for cfg in (ref.config, cand.config):
-        if name.endswith(("q_proj.weight", "q_proj.bias")) and cfg.num_heads:
-            return cfg.num_heads
-        if name.endswith(("k_proj.weight", "k_proj.bias")) and (cfg.num_kv_heads or cfg.num_heads):
-            return cfg.num_kv_heads or cfg.num_heads
+        n = rope_heads(name, cfg.num_heads, cfg.num_kv_heads)
+        if n is not None:
+            return n
     return None
 
 
@@ -75,10 +51,10 @@ def rope_map_for(name: str, ref: Model, cand: Model, rows: int) -> RowMap | None
     n_head = _rope_heads(name, ref, cand)
     if n_head is None or rows % (2 * n_head):
         return None
-    perm = rope_permutation(rows, n_head)
+    perm = rope_row_permutation(rows, n_head)
     if b_p:  # candidate is the permuted one: candidate[p] == reference[perm[p]]
         return RowMap(f"rope-permute(n_head={n_head})", perm)
-    return RowMap(f"rope-unpermute(n_head={n_head})", inverse(perm))
+    return RowMap(f"rope-unpermute(n_head={n_head})", inverse_permutation(perm))
 
 
 def rope_hypotheses(name: str, ref: Model, cand: Model, rows: int) -> list[RowMap]:
@@ -88,9 +64,9 @@ def rope_hypotheses(name: str, ref: Model, cand: Model, rows: int) -> list[RowMa
     n_head = _rope_heads(name, ref, cand)
     if n_head is None or rows % (2 * n_head):
         return []
-    perm = rope_permutation(rows, n_head)
+    perm = rope_row_permutation(rows, n_head)
     return [RowMap(f"rope-permute(n_head={n_head})", perm), RowMap(f"rope-unpermute(n_head={n_head})",
-                                                                    inverse(perm))]
+                                                                    inverse_permutation(perm))]
 
 
 def layout_notes(ta: TensorInfo, tb: TensorInfo, ref: Model, cand: Model) -> list[str]:

@@ -38,7 +38,7 @@ from .diagnose import dequantizable as _dequantizable
 from .diagnose import match_threshold as _match_threshold
 from .diagnose import numeric as _numeric
 from ._sampling import CHUNK_BYTES, as_2d, chunked_diff, release, row_aligned
-from .report import NoiseFloor, TensorResult, TensorStats, Verdict
+from .results import NoiseFloor, TensorResult, TensorStats, Verdict
 from .tolerance import Statistic, Tolerance, TolerancePolicy
 
 _SAME_TENSOR_COSINE = 0.95      # DEGRADED vs CORRUPT

@@ -24,6 +24,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..errors import UsageError
+from ..forward import OutputComparison, compare_outputs
 from . import EngineUnavailableError
 
 INSTALL_HINT = ("llama-cpp-python is not installed: pip install 'aprqa[llamacpp]' (builds llama.cpp from "
@@ -161,7 +162,8 @@ class LlamaCppModel:
 
 
 def compare_with_llamacpp(reference: Any, candidate: str | Path, prompt: str | None = None,
-                          n_generate: int = 8, profile: Any = None, threads: int | None = None) -> Any:
+                          n_generate: int = 8, profile: Any = None,
+                          threads: int | None = None) -> OutputComparison:
     """``aprqa.forward.compare_outputs`` with llama.cpp running the candidate GGUF.
 
     Returns:
@@ -171,8 +173,6 @@ def compare_with_llamacpp(reference: Any, candidate: str | Path, prompt: str | N
         EngineUnavailableError: llama-cpp-python is not installed.
         UsageError: llama.cpp refuses the file, or the candidate is not a GGUF.
     """
-    from ..forward import compare_outputs
-
     if Path(candidate).suffix != ".gguf":
         raise UsageError(f"--engine llama.cpp runs GGUF files; {candidate} is not one")
     with LlamaCppModel(candidate, threads=threads) as engine:

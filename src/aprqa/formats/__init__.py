@@ -1,8 +1,9 @@
 """Readers and writers of the model formats aprqa understands.
 
 Every format module (safetensors, gguf, apr) exposes the same functions:
-``sniff(head) -> bool``, ``open(path) -> Model`` and
-``write(path, tensors, config, tokenizer, metadata=None)``.
+``sniff(head) -> bool``, ``open(path) -> Model``,
+``write(path, tensors, config, tokenizer, metadata=None)`` and ``WRITABLE`` (the dtypes its
+writer stores; ``aprqa.capabilities`` is built from them).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""APR v2 reader and writer (paiml aprender / realizar ``.apr``), per shared/specs/apr-format.md.
+# size: one reader whose checks run in the docstring's cheap-to-costly order, top to bottom, in one place
+"""APR v2 reader (paiml aprender / realizar ``.apr``), per shared/specs/apr-format.md; the writer is
+``apr_write`` (``write`` here too) and the byte layout both share is ``apr_layout``.
 
 Check order of ``open`` (cheap to costly; no tensor byte is read, except the footer CRC below):
 
@@ -30,57 +32,34 @@ realizar clue is present; ``Model.dialect_note`` lists the clues.
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 import zlib
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from ..dtypes import DType, ggml_type, payload_nbytes
-from ..errors import DTypeError, FormatError, TruncatedError, UnsupportedFormatError, UsageError
-from ..fsio import atomic_output, parse_json
-from ._binary import Cursor, align_up, check_extents
-from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
 from .. import arch as archreg
 from ..arch import config_keys
+from ..dtypes import DType, ggml_type
+from ..errors import DTypeError, FormatError, TruncatedError, UnsupportedFormatError
+from ..fsio import parse_json
+from ._binary import Cursor, align_up, check_extents
+from .apr_layout import (ALIGN, APRENDER_CODES, F_COL_MAJOR, F_ENCRYPTED, F_LZ4, F_QUANTIZED, F_ROW_MAJOR,
+                         F_SHARDED, F_SIGNED, F_ZSTD, HEADER, HEADER_BYTES, MAGIC, MAGIC_OLD, MAX_DIMS, MIN_ENTRY,
+                         expected_size, header_crc)
+from .apr_write import WRITABLE, write
+from .model import ArchConfig, MappedFile, Model, TensorInfo, TokenizerInfo
 
-__all__ = ["open", "sniff", "write"]
+__all__ = ["WRITABLE", "header_crc", "open", "sniff", "write"]
 
-MAGIC = b"APR\x00"
-MAGIC_OLD = b"APR2"
-HEADER_BYTES = 64
-ALIGN = 64
-MAX_DIMS = 8
-MIN_ENTRY = 20  # name_len 2 + dtype 1 + ndim 1 + offset 8 + size 8
 _INT63 = (1 << 63) - 1
-
-F_LZ4, F_ZSTD, F_ENCRYPTED, F_SIGNED = 0x1, 0x2, 0x4, 0x8
-F_SHARDED, F_QUANTIZED, F_HAS_VOCAB, F_ROW_MAJOR, F_COL_MAJOR = 0x10, 0x20, 0x200, 0x400, 0x800
-
-_APRENDER_CODES: dict[int, DType] = {
-    0: DType.F32, 1: DType.F16, 30: DType.BF16, 3: DType.F64, 4: DType.I32, 5: DType.I64, 6: DType.I8,
-    7: DType.U8, 12: DType.Q4_K, 14: DType.Q6_K, 128: DType.APR_Q4, 129: DType.APR_Q8,
-    8: DType.APR_Q4, 9: DType.APR_Q8,  # legacy codes
-}
-_WRITE_CODES: dict[DType, int] = {
-    DType.F32: 0, DType.F16: 1, DType.BF16: 30, DType.F64: 3, DType.I32: 4, DType.I64: 5, DType.I8: 6,
-    DType.U8: 7, DType.Q4_K: 12, DType.Q6_K: 14, DType.APR_Q4: 128, DType.APR_Q8: 129,
-}
 _ROPE_TYPE = {0: "norm", 2: "neox"}
 _BLK_RE = re.compile(r"^blk\.\d+\.")
-
-_HEADER = struct.Struct("<4sBBHIQIQQI20s")
 
 
 def sniff(head: bytes) -> bool:
     """True when ``head`` starts with an APR magic (v2 ones, and APR1/APRN so they get refused clearly)."""
     return bytes(head[:4]) in (MAGIC, MAGIC_OLD, b"APR1", b"APRN")
-
-
-def header_crc(header: bytes | memoryview) -> int:
-    """zlib CRC32 over header bytes [0,40) followed by [44,64)."""
-    return zlib.crc32(bytes(header[44:64]), zlib.crc32(bytes(header[0:40])))
 
 
 def _crc_of(buf: memoryview, end: int) -> int:
@@ -89,29 +68,6 @@ def _crc_of(buf: memoryview, end: int) -> int:
     for a in range(0, end, step):
         crc = zlib.crc32(buf[a : min(end, a + step)], crc)
     return crc
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def _expected_size(dtype: DType, shape: tuple[int, ...], n: int, aprender: bool) -> tuple[int | None, int | None]:
-    """(exact payload size or None when n is not whole blocks, row-padded K-quant size or None)."""
-    info = dtype.info
-    if dtype is DType.APR_Q4:
-        return -(-n // 32) * 18, None
-    if dtype is DType.APR_Q8:
-        return 4 + n, None
-    exact: int | None
-    try:
-        exact = payload_nbytes(dtype, n)
-    except DTypeError:
-        exact = None
-    padded = None
-    if aprender and dtype in (DType.Q4_K, DType.Q6_K) and shape:
-        cols = shape[-1]
-        rows = n // cols if cols else 0
-        padded = rows * (-(-cols // 256)) * info.block_bytes
-    return exact, padded
 
 
 def _parse_json(buf: memoryview, path: Path, off: int, size: int) -> dict[str, Any]:
@@ -191,7 +147,7 @@ def _read(path: Path, mf: MappedFile, buf: memoryview, verify_footer: bool | Non
         raise TruncatedError(path, f"file is {size} bytes, smaller than the {HEADER_BYTES}-byte APR header",
                              field="header", offset=size, hint="the file is truncated")
     (_, major, minor, flags, n_tensors, meta_off, meta_size, index_off, data_off, stored_crc,
-     _reserved) = _HEADER.unpack_from(buf, 0)
+     _reserved) = HEADER.unpack_from(buf, 0)
     computed = header_crc(buf[:HEADER_BYTES])
     if computed != stored_crc:
         raise FormatError(path, f"header CRC32 is {stored_crc:#010x} but bytes [0,40)+[44,64) give "
@@ -308,9 +264,9 @@ def _read(path: Path, mf: MappedFile, buf: memoryview, verify_footer: bool | Non
             if realizar:
                 dtype = ggml_type(code)
             else:
-                dtype = _APRENDER_CODES[code]
+                dtype = APRENDER_CODES[code]
         except (DTypeError, KeyError) as err:
-            known = "raw GGML ids" if realizar else ", ".join(str(c) for c in sorted(_APRENDER_CODES))
+            known = "raw GGML ids" if realizar else ", ".join(str(c) for c in sorted(APRENDER_CODES))
             raise FormatError(path, f"unknown dtype code {code} in the {dialect} dialect (known: {known})",
                               field=f"{field} dtype", offset=name_at + len(name.encode('utf-8'))) from err
         if code in (8, 9) and not realizar:
@@ -319,7 +275,7 @@ def _read(path: Path, mf: MappedFile, buf: memoryview, verify_footer: bool | Non
         n = 1
         for d in shape:
             n *= d
-        exact, padded = _expected_size(dtype, shape, n, not realizar)
+        exact, padded = expected_size(dtype, shape, n, not realizar)
         if nbytes != exact:
             if padded is not None and nbytes == padded:
                 warnings.append(f"tensor '{name}': {dtype.lname} payload is row-padded (aprender): "
@@ -412,7 +368,7 @@ def _config(meta: dict[str, Any], tensors: dict[str, TensorInfo], tok: Tokenizer
         tied = config_keys.tied(arch, shapes)
     return ArchConfig(
         architecture=arch, hidden_size=hidden,
-        num_layers=_first(meta, ("num_layers", "n_layers", "num_hidden_layers", "n_layer"), int, warnings),
+        num_layers=_first(meta, ("num_layers", "n_layers", *config_keys.HF_KEYS["num_layers"]), int, warnings),
         num_heads=heads, num_kv_heads=_first(meta, ("num_kv_heads", "n_kv_heads", "num_key_value_heads"), int,
                                              warnings),
         head_dim=head_dim,
@@ -460,132 +416,3 @@ def _tokenizer(meta: dict[str, Any], path: Path) -> TokenizerInfo | None:
         pad_id=opt("tokenizer.padding_token_id", int), unk_id=opt("tokenizer.unknown_token_id", int),
         pre=opt("tokenizer.pre_type", str), chat_template=template, add_bos=opt("tokenizer.add_bos_token", bool),
     )
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def _metadata_json(config: ArchConfig, tokenizer: TokenizerInfo | None, metadata: dict | None) -> dict[str, Any]:
-    d: dict[str, Any] = dict(metadata or {})
-    c = config
-    if c.architecture is not None:
-        d.setdefault("model_type", c.architecture)
-        d["architecture"] = c.architecture
-    for key, val in (
-        ("hidden_size", c.hidden_size), ("num_layers", c.num_layers), ("num_heads", c.num_heads),
-        ("num_kv_heads", c.num_kv_heads), ("vocab_size", c.vocab_size), ("intermediate_size", c.intermediate_size),
-        ("max_position_embeddings", c.context_length), ("rope_theta", c.rope_theta),
-        ("rope_type", {"norm": 0, "neox": 2}.get(c.rope_style or "")), ("rms_norm_eps", c.rms_eps),
-        ("head_dim", c.head_dim), ("tied_embeddings", c.tied_embeddings), ("sliding_window", c.sliding_window),
-        ("attn_logit_softcapping", c.attn_softcap), ("final_logit_softcapping", c.final_softcap),
-    ):
-        if val is not None:
-            d[key] = val
-    if tokenizer is not None:
-        t = tokenizer
-        for key, val in (
-            ("tokenizer.model", t.model_type), ("tokenizer.vocabulary", list(t.tokens)),
-            ("tokenizer.vocab_size", len(t.tokens)), ("tokenizer.merges", list(t.merges) or None),
-            ("tokenizer.bos_token_id", t.bos_id), ("tokenizer.eos_token_id", t.eos_id),
-            ("tokenizer.padding_token_id", t.pad_id), ("tokenizer.unknown_token_id", t.unk_id),
-            ("tokenizer.add_bos_token", t.add_bos), ("tokenizer.pre_type", t.pre),
-            ("tokenizer.chat_template", t.chat_template),
-        ):
-            if val is not None:
-                d[key] = val
-    return d
-
-
-def _write_file(
-    path: Path,
-    tensors: Iterable[TensorData],
-    config: ArchConfig,
-    tokenizer: TokenizerInfo | None,
-    metadata: dict | None = None,
-) -> None:
-    """Write an APR v2 file in the aprender dialect.
-
-    Canonical (HF) names, [out, in] shapes as given, flags 0x400 (| 0x20 when a tensor is
-    quantized, | 0x200 when a tokenizer vocabulary is embedded), index sorted by name,
-    64-byte aligned payloads, header CRC and footer CRC. The JSON is ``metadata`` first (in
-    its order), then the typed keys of ``config`` that are not None, then ``tokenizer.*``
-    keys, compact (``separators=(",", ":")``): an empty ``ArchConfig()`` and no tokenizer
-    write ``metadata`` exactly (the spec's 260-byte worked example).
-
-    Raises:
-        UsageError: a dtype APR cannot store (Q8_0, Q4_0, ...), a payload of the wrong size,
-            duplicate names, names over 65535 bytes or more than 8 dims.
-    """
-    tds = sorted(tensors, key=lambda t: t.name.encode("utf-8"))
-    meta = _metadata_json(config, tokenizer, metadata)
-    meta_bytes = json.dumps(meta, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    if len(meta_bytes) >= 1 << 32:
-        raise UsageError(f"APR write: metadata JSON is {len(meta_bytes):,} bytes, the header field is u32")
-    index = bytearray()
-    payloads: list[tuple[TensorData, int]] = []
-    rel = 0
-    flags = F_ROW_MAJOR
-    seen: set[bytes] = set()
-    for td in tds:
-        name = td.name.encode("utf-8")
-        if name in seen:
-            raise UsageError(f"APR write: duplicate tensor name '{td.name}'")
-        seen.add(name)
-        if len(name) > 0xFFFF or len(td.shape) > MAX_DIMS:
-            raise UsageError(f"APR write: tensor '{td.name}': name over 65535 bytes or more than {MAX_DIMS} dims")
-        code = _WRITE_CODES.get(td.dtype)
-        if code is None:
-            raise UsageError(f"APR write: tensor '{td.name}': dtype {td.dtype.lname} has no APR code (APR stores "
-                             + ", ".join(d.lname for d in _WRITE_CODES) + ")")
-        n = 1
-        for d in td.shape:
-            n *= d
-        exact, padded = _expected_size(td.dtype, tuple(td.shape), n, True)
-        # A lazy payload is produced only when written (one at a time) and must have the exact size.
-        size = exact if td.lazy else td.payload().nbytes
-        if size not in (exact, padded):
-            raise UsageError(f"APR write: tensor '{td.name}' ({td.dtype.lname}, shape {list(td.shape)}): payload is "
-                             f"{size:,} bytes, expected {exact}")
-        if td.dtype.is_quantized:
-            flags |= F_QUANTIZED
-        index += struct.pack("<H", len(name)) + name + struct.pack("<BB", code, len(td.shape))
-        index += struct.pack(f"<{len(td.shape)}Q", *td.shape)
-        index += struct.pack("<QQ", rel, size)
-        payloads.append((td, size))
-        rel = align_up(rel + size, ALIGN)
-    if tokenizer is not None and tokenizer.tokens:
-        flags |= F_HAS_VOCAB
-    meta_off = HEADER_BYTES
-    index_off = meta_off + align_up(len(meta_bytes), ALIGN)
-    data_off = index_off + align_up(len(index), ALIGN)
-    head = bytearray(_HEADER.pack(MAGIC, 2, 0, flags, len(tds), meta_off, len(meta_bytes), index_off, data_off, 0,
-                                  bytes(20)))
-    struct.pack_into("<I", head, 40, header_crc(head))
-    crc = 0
-    with Path(path).open("wb") as fh:
-        def put(b: bytes | memoryview) -> None:
-            nonlocal crc
-            crc = zlib.crc32(b, crc)
-            fh.write(b)
-
-        put(bytes(head))
-        put(meta_bytes + bytes(index_off - meta_off - len(meta_bytes)))
-        put(bytes(index) + bytes(data_off - index_off - len(index)))
-        for td, size in payloads:
-            p = td.payload()
-            if p.nbytes != size:
-                fh.close()
-                Path(path).unlink(missing_ok=True)
-                raise UsageError(f"APR write: tensor '{td.name}': lazily produced payload is {p.nbytes:,} bytes, "
-                                 f"expected {size:,}")
-            put(p)
-            put(bytes(align_up(size, ALIGN) - size))
-            del p
-        fh.write(struct.pack("<I", crc))
-
-
-def write(path: Path, tensors: Iterable[TensorData], config: ArchConfig, tokenizer: TokenizerInfo | None,
-          metadata: dict | None = None) -> None:
-    """Write atomically (``fsio.atomic_output``): the old file or the complete new one, never a part."""
-    with atomic_output(path) as tmp:
-        _write_file(tmp, tensors, config, tokenizer, metadata)

@@ -171,6 +171,8 @@ def hf_facts(model: Model) -> HFFacts | None:
 @lru_cache(maxsize=8)
 def _hf_facts_cached(root: Path, _version: tuple, chat_template: str | None, n_tokens: int) -> HFFacts:
     """One tokenizer.json load per file version (compare and the playbook gates ask repeatedly)."""
+    # Declared lazy import (tests/test_architecture_imports.py): the tokenizers library loads only
+    # when a tokenizer.json is read; `aprqa inspect` of a GGUF never does.
     from tokenizers import Tokenizer
 
     raw = read_bounded(root / "tokenizer.json", CAP_TOKENIZER, "tokenizer.json")

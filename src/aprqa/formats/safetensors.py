@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+from safetensors import SafetensorError, TensorSpec, serialize_file
 
 from .. import arch as archreg
 from ..arch import config_keys
@@ -43,6 +44,8 @@ _WRITE_NAMES: dict[DType, str] = {
     DType.U64: "uint64", DType.U32: "uint32", DType.U16: "uint16", DType.U8: "uint8",
     DType.BOOL: "bool", DType.F8_E4M3: "float8_e4m3fn", DType.F8_E5M2: "float8_e5m2",
 }
+# What the writer stores (aprqa.capabilities derives the format's capabilities from it).
+WRITABLE: frozenset[DType] = frozenset(_WRITE_NAMES)
 
 INDEX_NAME = "model.safetensors.index.json"
 
@@ -242,8 +245,6 @@ def write(path: str | Path, tensors: Iterable[TensorData], config: ArchConfig,
 def _write_to(path: Path, single_file: bool, tensors: Iterable[TensorData], config: ArchConfig,
               tokenizer: TokenizerInfo | None, metadata: dict[str, str] | None,
               source_config: dict[str, Any] | None = None, tokenizer_json: Any = None) -> None:
-    from safetensors import SafetensorError, TensorSpec, serialize_file
-
     if single_file:
         weights = path
     else:
@@ -256,7 +257,7 @@ def _write_to(path: Path, single_file: bool, tensors: Iterable[TensorData], conf
     specs: dict[str, Any] = {}
     keep_alive: list[np.ndarray] = []
     for t in tensors:
-        if t.dtype not in _WRITE_NAMES:
+        if t.dtype not in WRITABLE:
             raise UsageError(f"{weights}: tensor '{t.name}' is {t.dtype.lname}; SafeTensors stores only "
                              f"plain types ({', '.join(d.lname for d in _WRITE_NAMES)})")
         buf = np.frombuffer(t.payload(), dtype=np.uint8)

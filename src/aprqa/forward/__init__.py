@@ -25,12 +25,16 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..errors import UsageError
+from ..formats import open_model
 from ..formats.model import Model
 from ..limits import check_token_counts
+from ..prompts import DEFAULT_PROMPT
+from .llama import LlamaRunner, NumpyBackend
 from .locate import BlockError, Localization, locate_runs
 from .metrics import (PROFILES, GreedyAgreement, LogitMetrics, OutputComparison, OutputProfile, evaluate,
                       greedy_agreement, logit_metrics, profile_for)
 from .tokenizer import TokenizerComparison, TokenizerMismatch, compare_tokenizers, load_tokenizer
+from .torch_backend import TorchBackend
 from .weights import ForwardConfig, LayerWeights, ModelWeights, dominant_dtype
 
 __all__ = [
@@ -41,10 +45,6 @@ __all__ = [
 ]
 
 DEVICES = ("cpu", "cuda", "torch-cpu")
-# Used by compare_outputs when neither a prompt nor token ids are given: prose, code and arithmetic.
-DEFAULT_PROMPT = ("The quick brown fox jumps over the lazy dog. Converted models must produce the same output "
-                  "as the original.\ndef add(a, b):\n    return a + b\n2 + 2 equals 4. What is the capital of "
-                  "France? Paris.")
 ModelLike = Model | str | Path
 
 
@@ -54,8 +54,6 @@ def _opened(model: ModelLike) -> Iterator[Model]:
     if isinstance(model, Model):
         yield model
         return
-    from ..formats import open_model
-
     m = open_model(model)
     try:
         yield m
@@ -65,19 +63,13 @@ def _opened(model: ModelLike) -> Iterator[Model]:
 
 def _backend(device: str) -> Any:
     if device == "cpu":
-        from .llama import NumpyBackend
-
         return NumpyBackend()
     if device == "torch-cpu" or device.startswith("cuda"):
-        from .torch_backend import TorchBackend
-
         return TorchBackend("cpu" if device == "torch-cpu" else device)
     raise UsageError(f"unknown device {device!r} (known: {', '.join(DEVICES)})")
 
 
 def _runner(model: Model, device: str) -> Any:
-    from .llama import LlamaRunner
-
     return LlamaRunner(ModelWeights(model, reuse_buffers=True), _backend(device))
 
 

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from .. import core
 from ..dtypes import DType, dtype_from_name
 from ..formats import format_module, gguf_vocab
 from ..formats.model import Model, TensorData
@@ -24,8 +25,6 @@ _K_FALLBACK = {DType.Q4_K: DType.Q5_0, DType.Q5_K: DType.Q5_1, DType.Q6_K: DType
 
 
 def _cast(w: np.ndarray, dt: DType) -> tuple[DType, object]:
-    from .. import core
-
     if dt is DType.F32:
         return dt, np.ascontiguousarray(w, np.float32)
     if dt is DType.F16:

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from ..arch import layer_count
 from ..errors import UsageError
 from ..formats.model import Model
 from .weights import dequantize_full
@@ -56,7 +57,7 @@ def encoder_hidden_states(model: Model, token_ids: np.ndarray | list[int]) -> np
     eps = float(c.rms_eps)
     h = word[ids] + pos[: ids.size] + t("embeddings.token_type_embeddings.weight")[0]
     h = _layer_norm(h, t("embeddings.LayerNorm.weight"), t("embeddings.LayerNorm.bias"), eps)
-    n_layers = c.num_layers or sum(1 for n in model.tensors if n.endswith(".attention.self.query.weight"))
+    n_layers = layer_count(c.num_layers, model.tensors) or 0
     nh = c.num_heads
     for i in range(n_layers):
         p = f"encoder.layer.{i}."

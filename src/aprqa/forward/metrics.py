@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..dtypes import DType
+from ..dtypes import DType, dtype_from_name
 from ..errors import UsageError
 from .tokenizer import TokenizerComparison
 
@@ -119,8 +119,6 @@ def profile_for(dtype: DType | str) -> OutputProfile:
     """
     if isinstance(dtype, str) and dtype.lower() in PROFILES:
         return PROFILES[dtype.lower()]
-    from ..dtypes import dtype_from_name
-
     dt = dtype_from_name(dtype)
     name = _PROFILE_OF_DTYPE.get(dt)
     if name is None:

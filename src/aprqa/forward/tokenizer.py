@@ -15,8 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models
+
 from ..errors import FormatError, UsageError
 from ..formats.model import Model, TokenizerInfo
+from ..formats.tokenizer_spm import rebuild_spm
 from ..fsio import CAP_TOKENIZER, read_bounded
 from ..pretokenizers import hf_pre_tokenizer, lookup
 
@@ -94,8 +97,6 @@ def rebuild_bpe(info: TokenizerInfo) -> Any:
     Raises:
         UsageError: not a byte-level BPE, no tokens/merges, or an unknown pre-tokenizer.
     """
-    from tokenizers import Tokenizer as HFTokenizer, decoders, models
-
     if info.model_type != "gpt2":
         raise UsageError(f"cannot rebuild a '{info.model_type}' tokenizer from the file's metadata (only byte-level "
                          "BPE 'gpt2' is supported; SentencePiece 'llama' needs scores the reader does not keep)",)
@@ -119,8 +120,6 @@ def rebuild_bpe(info: TokenizerInfo) -> Any:
     else:
         specials = {i for i in (info.bos_id, info.eos_id, info.pad_id, info.unk_id) if i is not None}
         specials |= {i for i, t in enumerate(info.tokens) if _SPECIAL_RE.match(t)}
-    from tokenizers import AddedToken
-
     tok.add_special_tokens([AddedToken(info.tokens[i], special=True, normalized=False)
                             for i in sorted(specials) if 0 <= i < len(info.tokens)])
     return tok
@@ -132,8 +131,6 @@ def load_tokenizer(model: Model) -> Tokenizer:
     Raises:
         UsageError: the model carries no tokenizer, or one that cannot be rebuilt.
     """
-    from tokenizers import Tokenizer as HFTokenizer
-
     path = _hf_tokenizer_file(model)
     if path is not None:
         text = read_bounded(path, CAP_TOKENIZER, path.name).decode("utf-8", errors="replace")  # bounded, no FIFO
@@ -146,7 +143,6 @@ def load_tokenizer(model: Model) -> Tokenizer:
         raise UsageError(f"{model.path}: the model carries no tokenizer; give token ids instead of text")
     bos = info.bos_id if info.add_bos else None
     if info.model_type == "llama":  # SentencePiece: its own module
-        from .tokenizer_spm import rebuild_spm
         return Tokenizer(rebuild_spm(model), add_bos_id=bos, source=f"{model.path} (SentencePiece rebuilt)")
     return Tokenizer(rebuild_bpe(info), add_bos_id=bos, source=f"{model.path} ({info.model_type} rebuilt)")
 

@@ -1,8 +1,8 @@
 """Torch backend of the forward pass (``device="cuda"``, or ``"torch-cpu"`` for tests).
 
 Same interface and the same maths as ``llama.NumpyBackend``, in float32 torch ops;
-results agree with the numpy path within float32 rounding. Imported only when a
-torch device is asked for: the CPU path never imports torch.
+results agree with the numpy path within float32 rounding. torch itself (an optional
+dependency) is imported only when a ``TorchBackend`` is built: the CPU path never imports it.
 """
 
 from __future__ import annotations

@@ -24,24 +24,17 @@ from typing import Iterator
 
 import numpy as np
 
+from .. import arch as archreg
+from .. import core
 from ..dtypes import DType
 from ..errors import UsageError
-from .. import arch as archreg
+from ..formats import open_model
 from ..formats.model import Model, TensorInfo
 from .family_facts import family_facts
 
 SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3")
 # LM-head chunk budget: rows per chunk = this many bytes of float32 / hidden size.
 HEAD_CHUNK_BYTES = 64 << 20
-
-
-def _core():
-    try:
-        from .. import core
-    except ImportError as err:  # pragma: no cover - the native core is part of the package
-        raise UsageError("aprqa.core (the native dequantizer) is not available; "
-                         "only F32 models can run without it") from err
-    return core
 
 
 def _f32_view(info: TensorInfo) -> np.ndarray | None:
@@ -60,7 +53,7 @@ def dequantize_full(info: TensorInfo, out: np.ndarray | None = None) -> np.ndarr
     arr = _f32_view(info)
     if arr is not None:
         return arr
-    res = _core().dequantize(info, out=out)
+    res = core.dequantize(info, out=out)
     return np.asarray(res, dtype=np.float32).reshape(info.shape)
 
 
@@ -71,7 +64,7 @@ def dequantize_rows(info: TensorInfo, start: int, stop: int, out: np.ndarray | N
     arr = _f32_view(info)
     if arr is not None:
         return arr[start:stop]
-    res = _core().dequantize_rows(info.raw(), info.dtype, info.shape, start, stop, out=out)
+    res = core.dequantize_rows(info.raw(), info.dtype, info.shape, start, stop, out=out)
     return np.asarray(res, dtype=np.float32).reshape(stop - start, info.shape[1])
 
 
@@ -227,11 +220,8 @@ class ModelWeights:
             raise UsageError(f"{m.path}: config hidden_size {c.hidden_size} but embedding width {hidden}")
         fused = "model.layers.0.self_attn.qkv_proj.weight" in tensors  # phi3: qkv and gate_up in one
         marker = "self_attn.qkv_proj.weight" if fused else "self_attn.q_proj.weight"
-        n_layers = c.num_layers
-        if n_layers is None:
-            n_layers = 0
-            while f"model.layers.{n_layers}.{marker}" in tensors:
-                n_layers += 1
+        n_layers = archreg.layer_count(c.num_layers, tensors) or 0
+        if c.num_layers is None:
             notes.append(f"num_layers not stated; counted {n_layers} blocks")
         if n_layers <= 0:
             raise UsageError(f"{m.path}: model has no transformer blocks")
@@ -381,8 +371,6 @@ class ModelWeights:
 def open_weights(model: Model | str | Path) -> ModelWeights:
     """``ModelWeights`` of an opened model or a path (opened with ``open_model``)."""
     if not isinstance(model, Model):
-        from ..formats import open_model
-
         model = open_model(model)
     return ModelWeights(model)
 

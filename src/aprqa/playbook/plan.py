@@ -22,11 +22,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..convert import plan_quant, storable_types
+from ..capabilities import storable_quant_names, storable_types, unquantizable_types
+from ..convert import plan_quant
 from ..dtypes import dtype_from_name
 from ..errors import AprqaError
 from ..forward.weights import dominant_dtype
-from ..quantmix import unquantizable_types
 from ..records import error_text
 from .notrun import not_executed
 from .schema import EXPECTED_FACTS, FORMAT_LETTER, FORMAT_TITLE, FORMATS, QUANT_ALIASES, Playbook
@@ -34,12 +34,7 @@ from .thresholds import conversion_key, converter_quant, inference_tokens, outpu
 
 # What each target format can store (quant labels of the playbook), assumed for external converters;
 # the built-in converter is asked per tensor instead (aprqa.convert.plan_quant).
-EXTERNAL_STORABLE = {
-    "safetensors": {"f32", "f16", "bf16"},
-    "apr": {"f32", "f16", "bf16", "q4_k", "q4_k_m", "q6_k", "apr-q8", "apr-q4"},
-    "gguf": {"f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_k", "q5_0", "q5_1", "q4_k_m", "q4_k", "q4_0",
-             "q4_1", "q3_k_s", "q3_k_m", "q3_k_l", "q3_k", "q2_k"},
-}
+EXTERNAL_STORABLE = {fmt: storable_quant_names(fmt) for fmt in FORMATS}
 
 # Round trips (apr-qa's ids; our mapping, docs/playbooks.md): lossless chains, start -> ... -> start format.
 ROUND_TRIPS = {

@@ -1,3 +1,4 @@
+# size: the playbook's pydantic models are one schema (apr-qa's keys and aprqa's own), validated together
 """Playbook YAML: the pydantic model, and a loader that reports errors with YAML line numbers
 (yaml_lines.py finds the line of every key and describes pydantic's errors at it).
 
@@ -28,19 +29,20 @@ from ..compare.tolerance import TolerancePolicy
 from ..errors import AprqaError, InputError
 from ..forward.metrics import PROFILES
 from ..fsio import CAP_PLAYBOOK, read_bounded
+from ..quantmix import MIXES, QUANT_CHOICES
+from ..synthetic_presets import PRESETS
 from .yaml_lines import clean_loc, compose_lines, describe, drop_unknown, playbook_dialect
 
 FORMATS = ("safetensors", "apr", "gguf")
 FORMAT_LETTER = {"safetensors": "S", "apr": "A", "gguf": "G"}
 FORMAT_TITLE = {"safetensors": "SafeTensors", "apr": "APR", "gguf": "GGUF"}
 
-# apr-qa's quantization names plus the converter's own (aprqa.convert.QUANT_CHOICES).
-QUANT_NAMES = ("f32", "f16", "bf16", "q8_0", "q6_k", "q5_k_m", "q5_k", "q5_0", "q5_1", "q4_k_m", "q4_k",
-               "q4_0", "q4_1", "q3_k_s", "q3_k_m", "q3_k_l", "q3_k", "q2_k", "apr-q8", "apr-q4")
+# apr-qa's quantization names are the converter's (one list: aprqa.quantmix.QUANT_CHOICES).
+QUANT_NAMES = QUANT_CHOICES
 # llama.cpp mix -> its default type (names the output-level profile; the built-in converter writes
 # the real mix, aprqa.quantmix).
-QUANT_ALIASES = {"q4_k_m": "q4_k", "q5_k_m": "q5_k", "q3_k_s": "q3_k", "q3_k_m": "q3_k", "q3_k_l": "q3_k"}
-SYNTHETIC_PRESETS = ("qwen2-tiny", "llama-tiny", "qwen3-tiny")
+QUANT_ALIASES = {mix: base.lname for mix, base in MIXES.items()}
+SYNTHETIC_PRESETS = tuple(PRESETS)
 
 # apr-qa sections accepted as data but not executed by aprqa (recorded as Skipped, notrun.py).
 NOT_RUN_SECTIONS = ("gates", "oracles", "property_tests", "state_machine", "profile_ci", "trace_payload",

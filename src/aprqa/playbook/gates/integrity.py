@@ -4,20 +4,11 @@ Header-only: measured before any conversion is submitted."""
 
 from __future__ import annotations
 
+from ...arch import layer_count
 from ...formats.model import Model
 from ...records import GateOutcome
 from ..schema import EXPECTED_FACTS, Playbook
 from .common import falsified, ok
-
-
-def _layer_count(names: list[str]) -> int | None:
-    layers = set()
-    for n in names:
-        if n.startswith("model.layers."):
-            part = n.split(".")[2]
-            if part.isdigit():
-                layers.add(int(part))
-    return (max(layers) + 1) if layers else None
 
 
 def shape_facts(model: Model) -> dict[str, int | None]:
@@ -29,7 +20,7 @@ def shape_facts(model: Model) -> dict[str, int | None]:
     emb = t.get("model.embed_tokens.weight") or t.get("lm_head.weight")
     if emb is not None and len(emb.shape) == 2:
         out["vocab_size"], out["hidden_size"] = emb.shape[0], emb.shape[1]
-    out["num_layers"] = _layer_count(list(t))
+    out["num_layers"] = layer_count(None, t)  # what the tensors say, not the config (this checks the config)
     hd = cfg.head_dim or ((cfg.hidden_size // cfg.num_heads) if cfg.hidden_size and cfg.num_heads else None)
     q = t.get("model.layers.0.self_attn.q_proj.weight")
     k = t.get("model.layers.0.self_attn.k_proj.weight")

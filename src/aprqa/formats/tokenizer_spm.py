@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
+
 from ..errors import UsageError
-from ..formats.model import Model
+from .model import Model
 
 SPACE = "\u2581"
 NORMAL, CONTROL, USER_DEFINED, BYTE = 1, 3, 4, 6
@@ -53,8 +55,6 @@ def rebuild_spm(model: Model) -> Any:
     Raises:
         UsageError: not a SentencePiece vocabulary, or scores/token types missing or mis-sized.
     """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
-
     info = model.tokenizer
     if info is None or info.model_type != "llama" or not info.tokens:
         raise UsageError(f"{model.path}: no SentencePiece ('llama') vocabulary to rebuild")

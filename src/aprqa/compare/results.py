@@ -11,10 +11,14 @@ import enum
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .metadata import SectionDiff
 from .tolerance import Tolerance, TolerancePolicy
+
+if TYPE_CHECKING:  # typing only: importing aprqa.forward loads the forward pass (numba), which --fast never needs
+    from ..forward.locate import Localization
+    from ..forward.metrics import OutputComparison
 
 SCHEMA_VERSION = 1
 
@@ -263,9 +267,9 @@ class Report:
     policy: TolerancePolicy
     fast: bool
     only: str | None = None
-    outputs: Any = None             # forward.compare_outputs result, when run
+    outputs: OutputComparison | None = None  # forward.compare_outputs result, when run
     outputs_note: str = ""          # why the output-level check did not run
-    localization: Any = None        # forward.locate result (--locate), diagnostic only
+    localization: Localization | None = None  # forward.locate result (--locate), diagnostic only
     locate_note: str = ""           # what was located on, or why it could not run
     seconds: float = 0.0
     bytes_read: int = 0
@@ -277,7 +281,7 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        outputs_ok = self.outputs is None or bool(getattr(self.outputs, "passed", False))
+        outputs_ok = self.outputs is None or self.outputs.passed
         return (not self.errors and self.pairs_compared > 0 and all(t.passed for t in self.tensors)
                 and self.metadata.passed and self.tokenizer.passed and outputs_ok)
 
@@ -305,7 +309,7 @@ class Report:
 
     def divergent_layer_tensors(self) -> list[TensorResult]:
         """Tensor results of the first divergent layer found by ``--locate`` (empty if none)."""
-        first = getattr(self.localization, "first_bad", None)
+        first = self.localization.first_bad if self.localization is not None else None
         if first is None or first.layer < 0:
             return []
         return [t for t in self.tensors if t.layer == first.layer]
@@ -335,10 +339,6 @@ class Report:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        outputs = None
-        if self.outputs is not None:
-            to_d = getattr(self.outputs, "to_dict", None)
-            outputs = to_d() if callable(to_d) else str(self.outputs)
         return _clean({
             "schema": "aprqa.compare", "schema_version": SCHEMA_VERSION,
             "passed": self.passed, "fast": self.fast, "only": self.only,
@@ -349,7 +349,8 @@ class Report:
                        "verdicts": self.verdict_counts(), "dtype_changes": self.dtype_changes()},
             "min_atol": self.min_atol(),
             "metadata": self.metadata.to_dict(), "tokenizer": self.tokenizer.to_dict(),
-            "outputs": outputs, "outputs_note": self.outputs_note,
+            "outputs": self.outputs.to_dict() if self.outputs is not None else None,
+            "outputs_note": self.outputs_note,
             "localization": self.localization.to_dict() if self.localization is not None else None,
             "locate_note": self.locate_note,
             "errors": list(self.errors), "seconds": self.seconds, "bytes_read": self.bytes_read,

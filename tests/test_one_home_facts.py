@@ -1,0 +1,162 @@
+"""Facts kept once (issue 15): each of these had drifted between two or three copies.
+
+Each test checks the users of a fact against its one home, by behaviour where it can.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from aprqa import capabilities, prompts
+from aprqa.arch import inverse_permutation, layer_count, rope_heads, rope_row_permutation
+from aprqa.compare import transforms
+from aprqa.compare.tolerance import TolerancePolicy
+from aprqa.convert import _rope_heads as convert_rope_heads
+from aprqa.convert import mix_for, target_dtype
+from aprqa.dtypes import DType, payload_nbytes
+from aprqa.errors import UsageError
+from aprqa.formats import FORMATS, apr, gguf, open_model, safetensors
+from aprqa.formats.model import ArchConfig, TensorData
+from aprqa.forward import DEFAULT_PROMPT, ModelWeights, compare_outputs
+from aprqa.forward.weights import permute_rope_rows, unpermute_rope_rows
+from aprqa.playbook import plan, schema
+from aprqa.quantmix import MIXES, QUANT_CHOICES, mix_base, row_fallback
+from aprqa.synthetic_presets import PRESETS
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "aprqa"
+
+
+# --- the default prompt ------------------------------------------------------------------------
+
+def test_one_default_prompt_definition():
+    assigned = [p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py")
+                for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+                if isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "DEFAULT_PROMPT" for t in node.targets)]
+    assert assigned == ["prompts.py"]
+    assert DEFAULT_PROMPT is prompts.DEFAULT_PROMPT
+
+
+def test_compare_and_compare_outputs_use_the_same_prompt(tiny_models, failing_compare):
+    # compare(fast=False) without a prompt (the failing_compare fixture) and compare_outputs without one
+    alone = compare_outputs(tiny_models["qwen2-tiny"], tiny_models["qwen2-tiny"], n_generate=1)
+    assert failing_compare.outputs is not None
+    assert failing_compare.outputs.tokenizer.text == alone.tokenizer.text == prompts.DEFAULT_PROMPT
+
+
+# --- the layer count ---------------------------------------------------------------------------
+
+def test_layer_count_from_config_or_tensor_names():
+    names = ["model.embed_tokens.weight", "model.layers.0.mlp.up_proj.weight", "model.layers.3.input_layernorm.weight"]
+    assert layer_count(None, names) == 4          # highest block index + 1
+    assert layer_count(2, names) == 2             # a stated count wins (the readers check it)
+    assert layer_count(None, ["encoder.layer.1.attention.self.query.weight"]) == 2  # encoders too
+    assert layer_count(None, ["blk.5.attn_q.weight"]) == 6                         # GGUF names
+    assert layer_count(None, ["model.embed_tokens.weight"]) is None                # no block: unknown
+
+
+def test_converter_and_forward_pass_count_layers_alike(tiny_models):
+    with open_model(tiny_models["llama-tiny"]) as m:
+        stated = m.config.num_layers
+        m.config = dataclasses.replace(m.config, num_layers=None)  # a config that states no count
+        assert layer_count(None, m.tensors) == stated
+        assert mix_for(m, "q4_k_m").n_layers == stated
+        weights = ModelWeights(m)
+        assert weights.config.num_layers == stated
+        assert any("counted" in n for n in weights.config.notes)
+
+
+# --- what each format can store ----------------------------------------------------------------
+
+def test_storable_types_are_the_writers():
+    assert capabilities.STORABLE == {"safetensors": safetensors.WRITABLE, "gguf": gguf.WRITABLE,
+                                     "apr": apr.WRITABLE}
+    assert set(capabilities.STORABLE) == set(FORMATS)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_each_writer_takes_exactly_its_storable_types(fmt, tmp_path):
+    # the table is derived from the writers; this checks the writers refuse what it leaves out
+    module = {"safetensors": safetensors, "gguf": gguf, "apr": apr}[fmt]
+    config = ArchConfig(architecture="llama")
+    for dt in DType:
+        cols = max(256, dt.info.block_elems)
+        n = 2 * cols
+        nbytes = 4 + n if dt is DType.APR_Q8 else payload_nbytes(dt, n)  # APR_Q8: one scale per tensor
+        data = TensorData("model.layers.0.mlp.up_proj.weight", dt, (2, cols), np.zeros(nbytes, np.uint8))
+        out = tmp_path / f"{dt.lname}.{fmt}"
+        if dt in capabilities.storable_types(fmt):
+            module.write(out, [data], config, None)
+        else:
+            with pytest.raises(UsageError):
+                module.write(out, [data], config, None)
+
+
+def test_external_converter_assumption_is_derived():
+    assert plan.EXTERNAL_STORABLE == {f: capabilities.storable_quant_names(f) for f in FORMATS}
+    # the labels the planner assumed before the table was derived: nothing changed
+    assert plan.EXTERNAL_STORABLE["safetensors"] == {"f32", "f16", "bf16"}
+    assert plan.EXTERNAL_STORABLE["apr"] == {"f32", "f16", "bf16", "q4_k", "q4_k_m", "q6_k", "apr-q8", "apr-q4"}
+    assert plan.EXTERNAL_STORABLE["gguf"] == set(QUANT_CHOICES) - {"apr-q8", "apr-q4"}
+
+
+# --- the RoPE permutation ----------------------------------------------------------------------
+
+def test_rope_heads_fall_back_to_query_heads_everywhere(tiny_models):
+    with open_model(tiny_models["llama-tiny"]) as m:
+        m.config = dataclasses.replace(m.config, num_kv_heads=None)  # multi-head attention: K has num_heads
+        for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight"):
+            want = rope_heads(name, m.config.num_heads, None)
+            assert want == m.config.num_heads
+            assert convert_rope_heads(m.tensors[name], m) == want
+            assert transforms._rope_heads(name, m, m) == want
+    assert rope_heads("model.layers.0.self_attn.k_proj.weight", 8, 2) == 2
+    assert rope_heads("model.layers.0.self_attn.v_proj.weight", 8, 2) is None
+
+
+def test_rope_permutation_matches_the_forward_pass_row_moves():
+    rows, n_heads = 24, 3
+    w = np.arange(rows * 5, dtype=np.float32).reshape(rows, 5)
+    perm = rope_row_permutation(rows, n_heads)
+    np.testing.assert_array_equal(permute_rope_rows(w, n_heads), w[perm])
+    np.testing.assert_array_equal(unpermute_rope_rows(w, n_heads), w[inverse_permutation(perm)])
+    with pytest.raises(UsageError):
+        rope_row_permutation(rows, 5)
+
+
+# --- the K-quant fallbacks ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("dt", sorted({d for d in capabilities.STORABLE["gguf"] | capabilities.STORABLE["apr"]
+                                       if d.is_quantized}, key=lambda d: d.lname))
+@pytest.mark.parametrize("row", [256, 288, 320, 96, 100])
+def test_converter_fallback_is_the_mix_table(dt, row):
+    fmt = "apr" if dt in capabilities.STORABLE["apr"] and dt not in capabilities.STORABLE["gguf"] else "gguf"
+    t = SimpleNamespace(name="model.layers.0.mlp.up_proj.weight", dtype=DType.F32, shape=(64, row),
+                        n_elements=64 * row)
+    want = row_fallback(dt, row)
+    if want in capabilities.STORABLE[fmt]:
+        assert target_dtype(t, dt, fmt) is want  # type: ignore[arg-type]
+    else:
+        with pytest.raises(UsageError):
+            target_dtype(t, dt, fmt)  # type: ignore[arg-type]
+
+
+# --- quantization names and presets ------------------------------------------------------------
+
+def test_quant_names_are_one_list():
+    assert schema.QUANT_NAMES is QUANT_CHOICES
+    assert schema.QUANT_ALIASES == {m: mix_base(m).lname for m in MIXES}
+    for mix in MIXES:
+        assert TolerancePolicy(profile=mix).profile == mix
+    with pytest.raises(UsageError):
+        TolerancePolicy(profile="q4_k_s")  # no mix aprqa knows: refused like any unknown name
+
+
+def test_synthetic_preset_names_are_one_list():
+    assert schema.SYNTHETIC_PRESETS == tuple(PRESETS)
