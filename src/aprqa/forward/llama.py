@@ -1,7 +1,7 @@
 """The llama-family forward pass (llama, mistral GQA, qwen2 q/k/v biases, qwen3 q/k norms).
 
 One implementation of the model maths, written against a small backend interface
-(``NumpyBackend`` here: numpy BLAS + numba kernels; ``torch_backend.TorchBackend``
+(``cpu_backend.NumpyBackend``: numpy BLAS + numba kernels; ``torch_backend.TorchBackend``
 for CUDA). Weights stream one block at a time from ``ModelWeights``; a
 ``KVCache`` keeps keys/values for prefill-then-decode generation.
 
@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import UsageError
-from . import kernels
+from .cpu_backend import NumpyBackend
 from .weights import ForwardConfig, LayerWeights, ModelWeights
 
 
@@ -34,78 +34,6 @@ def rope_tables(cfg: ForwardConfig, pos0: int, n: int, theta: float | None = Non
     pos = np.arange(pos0, pos0 + n, dtype=np.float32)
     ang = pos[:, None] * inv_freq[None, :]
     return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
-
-
-class NumpyBackend:
-    """CPU backend: numpy BLAS matmuls, numba kernels for the rest. Never imports torch."""
-
-    name = "cpu"
-
-    def layer(self, lw: LayerWeights) -> LayerWeights:
-        return lw
-
-    def asarray(self, a: np.ndarray) -> np.ndarray:
-        return np.asarray(a, dtype=np.float32)
-
-    def to_numpy(self, a: np.ndarray) -> np.ndarray:
-        return a
-
-    def empty_cache(self, shape: tuple[int, ...]) -> np.ndarray:
-        return np.zeros(shape, np.float32)
-
-    def heads_first(self, x: np.ndarray) -> np.ndarray:
-        return x.transpose(1, 0, 2)
-
-    def linear(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
-        # (W·xᵀ)ᵀ: OpenBLAS is up to 3× faster with the weight as the row-major left operand than
-        # with x·Wᵀ for the short-and-wide prefill shapes (measured: down_proj 896×4864, 64 tokens).
-        y = np.ascontiguousarray((w @ x.T).T)
-        if b is not None:
-            y += b
-        return y
-
-    def head_rows(self, x: np.ndarray, w: np.ndarray, dst: np.ndarray) -> None:
-        """``dst[rows, T] = W·xᵀ`` for one LM-head chunk, written in place (no temporaries)."""
-        np.matmul(w, x.T, out=dst)
-
-    def rmsnorm(self, x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
-        return kernels.rmsnorm(x, w, eps)
-
-    def rope(self, x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-        return kernels.rope_neox(np.ascontiguousarray(x), cos, sin)
-
-    def silu_mul(self, g: np.ndarray, u: np.ndarray) -> np.ndarray:
-        return kernels.silu_mul(g, u)
-
-    def gelu_tanh_mul(self, g: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """GELU (tanh approximation, HF ``gelu_pytorch_tanh``) of ``g`` times ``u``, float32."""
-        c = np.float32(np.sqrt(2.0 / np.pi))
-        return (np.float32(0.5) * g * (np.float32(1.0) + np.tanh(c * (g + np.float32(0.044715) * g * g * g)))) * u
-
-    def softcap(self, x: np.ndarray, cap: float) -> np.ndarray:
-        return np.tanh(x / np.float32(cap)) * np.float32(cap)
-
-    def attention(self, q: np.ndarray, k_all: np.ndarray, v_all: np.ndarray, pos0: int,
-                  window: int | None = None, softcap: float | None = None) -> np.ndarray:
-        """q ``[T, nh, hd]``; k_all/v_all ``[nkv, S, hd]`` (S = pos0 + T); returns ``[T, nh*hd]``.
-
-        ``window``: a query sees only the last ``window`` positions (sliding-window layers);
-        ``softcap``: scores become ``cap * tanh(scores / cap)`` before the mask (gemma2)."""
-        t_len, nh, hd = q.shape
-        nkv, s_len, _ = k_all.shape
-        g = nh // nkv
-        qh = np.ascontiguousarray(q.transpose(1, 0, 2)).reshape(nkv, g * t_len, hd)
-        scores = np.matmul(qh, k_all.transpose(0, 2, 1))  # [nkv, g*T, S]
-        scores *= np.float32(1.0 / np.sqrt(hd))
-        if softcap:
-            scores = self.softcap(scores, softcap)
-        if window is not None:
-            qpos = pos0 + np.arange(t_len)
-            far = np.arange(s_len)[None, :] <= (qpos[:, None] - window)  # [T, S]
-            scores.reshape(nh, t_len, s_len)[:, far] = -np.inf
-        kernels.softmax_causal(scores.reshape(nh, t_len, s_len), pos0)
-        ctx = np.matmul(scores, v_all)  # [nkv, g*T, hd]
-        return np.ascontiguousarray(ctx.reshape(nh, t_len, hd).transpose(1, 0, 2)).reshape(t_len, nh * hd)
 
 
 @dataclass
@@ -142,9 +70,10 @@ class LlamaRunner:
         c, be = self.cfg, self.backend
         t_len = h.shape[0]
         x = be.rmsnorm(h, lw.attn_norm, c.rms_eps)
-        q = be.linear(x, lw.q, lw.q_bias).reshape(t_len, c.num_heads, c.head_dim)
-        k = be.linear(x, lw.k, lw.k_bias).reshape(t_len, c.num_kv_heads, c.head_dim)
-        v = be.linear(x, lw.v, lw.v_bias).reshape(t_len, c.num_kv_heads, c.head_dim)
+        q, k, v = be.linears(x, (lw.q, lw.k, lw.v), (lw.q_bias, lw.k_bias, lw.v_bias))
+        q = q.reshape(t_len, c.num_heads, c.head_dim)
+        k = k.reshape(t_len, c.num_kv_heads, c.head_dim)
+        v = v.reshape(t_len, c.num_kv_heads, c.head_dim)
         if lw.q_norm is not None:
             q = be.rmsnorm(q, lw.q_norm, c.rms_eps)
         if lw.k_norm is not None:
@@ -175,10 +104,8 @@ class LlamaRunner:
     def _mlp(self, h: Any, lw: LayerWeights) -> Any:
         be = self.backend
         x = be.rmsnorm(h, lw.mlp_norm, self.cfg.rms_eps)
-        if self.cfg.activation == "silu":
-            g = be.silu_mul(be.linear(x, lw.gate), be.linear(x, lw.up))
-        else:
-            g = be.gelu_tanh_mul(be.linear(x, lw.gate), be.linear(x, lw.up))
+        gate, up = be.linears(x, (lw.gate, lw.up))
+        g = be.silu_mul(gate, up) if self.cfg.activation == "silu" else be.gelu_tanh_mul(gate, up)
         out = be.linear(g, lw.down)
         if lw.post_mlp_norm is not None:
             out = be.rmsnorm(out, lw.post_mlp_norm, self.cfg.rms_eps)
@@ -209,9 +136,11 @@ class LlamaRunner:
         yield -1, "embed", h
         for i in range(self.cfg.num_layers):
             lw = be.layer(self.weights.layer(i))
-            h = self._attn(h, lw, cache, pos0, cos, sin)
+            with be.compute():
+                h = self._attn(h, lw, cache, pos0, cos, sin)
             yield i, "attn", h
-            h = self._mlp(h, lw)
+            with be.compute():
+                h = self._mlp(h, lw)
             del lw
             yield i, "mlp", h
         if cache is not None:
@@ -221,12 +150,11 @@ class LlamaRunner:
         """Final norm + LM head (streamed in row chunks) -> float32 numpy ``[T, vocab]``."""
         be = self.backend
         x = be.rmsnorm(h, be.asarray(self.weights.final_norm()), self.cfg.rms_eps)
-        out_t = np.empty((self.weights.head_info().shape[0], x.shape[0]), np.float32)  # [vocab, T]
+        out = np.empty((x.shape[0], self.weights.head_info().shape[0]), np.float32)  # [T, vocab]
         for r0, r1, w in self.weights.head_chunks():
-            be.head_rows(x, be.asarray(w), out_t[r0:r1])
+            with be.compute():
+                be.head_rows(x, be.asarray(w), out[:, r0:r1])
             del w
-        out = np.ascontiguousarray(out_t.T)
-        del out_t
         bias = self.weights.head_bias()
         if bias is not None:
             out += bias

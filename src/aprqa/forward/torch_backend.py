@@ -7,6 +7,7 @@ dependency) is imported only when a ``TorchBackend`` is built: the CPU path neve
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import fields
 from typing import Any
@@ -56,12 +57,19 @@ class TorchBackend:
     def heads_first(self, x: Any) -> Any:
         return x.permute(1, 0, 2)
 
+    def compute(self) -> contextlib.AbstractContextManager:
+        """No thread policy of ours: torch schedules its own kernels."""
+        return contextlib.nullcontext()
+
     def linear(self, x: Any, w: Any, b: Any = None) -> Any:
         y = x @ w.T
         return y + b if b is not None else y
 
+    def linears(self, x: Any, ws: Any, bs: Any = None) -> list:
+        return [self.linear(x, w, bs[i] if bs is not None else None) for i, w in enumerate(ws)]
+
     def head_rows(self, x: Any, w: Any, dst: np.ndarray) -> None:
-        dst[...] = self.to_numpy(w @ x.T)
+        dst[...] = self.to_numpy(x @ w.T)
 
     def rmsnorm(self, x: Any, w: Any, eps: float) -> Any:
         var = x.pow(2).mean(-1, keepdim=True)
