@@ -36,6 +36,10 @@ LAZY: dict[str, dict[str, str]] = {
         "gguf": "gguf-py is read live only when its installed version is not the shipped snapshot's; "
                 "the snapshot keeps `inspect`/`compare` from importing it",
     },
+    "aprqa.formats.gguf_write": {
+        "gguf": "gguf-py's GGUFWriter loads only when a GGUF is written; what it can lay out comes from "
+                "the gguf_tables snapshot, so opening or comparing files never imports it",
+    },
     "aprqa.compare": {
         "aprqa.compare.output_checks": "the output-level check imports the forward pass (numba); "
                                        "compare(fast=True) never needs it",

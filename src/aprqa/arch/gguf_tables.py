@@ -1,7 +1,8 @@
 """gguf-py's naming tables, read without importing gguf-py when a snapshot of them matches.
 
 The registry's tensor names and GGUF KV keys come from gguf-py (``TensorNameMap``'s
-mapping tables, ``MODEL_TENSORS``, ``TENSOR_NAMES``, ``Keys``). Importing gguf-py costs
+mapping tables, ``MODEL_TENSORS``, ``TENSOR_NAMES``, ``Keys``), and so does what the GGUF
+writer can lay out (``GGML_QUANT_SIZES``). Importing gguf-py costs
 about as much CPU as numpy does, which `aprqa inspect` would pay on every start. So the
 tables of one gguf-py version ship as ``gguf_tables.json`` (``scripts/gen_gguf_tables.py``
 writes it from the installed gguf-py): they are used only when the installed gguf-py is
@@ -37,6 +38,7 @@ class GGUFTables:
     arch_block_mappings: dict[str, dict[str, tuple[str, ...]]]  # arch -> its overrides
     model_tensors: dict[str, tuple[str, ...]]  # arch -> the kinds it has
     keys: dict[str, str]  # "LLM.CONTEXT_LENGTH" -> "{arch}.context_length" (gguf.Keys)
+    quant_sizes: dict[int, tuple[int, int]]  # GGML type id -> (block elements, block bytes) (GGML_QUANT_SIZES)
 
     def key(self, name: str) -> str:
         """A ``gguf.Keys`` template by its dotted attribute path (``"Attention.HEAD_COUNT"``)."""
@@ -46,14 +48,16 @@ class GGUFTables:
         return {"version": self.version, "arch_names": list(self.arch_names), "tensor_names": self.tensor_names,
                 "mappings": _lists(self.mappings), "block_mappings": _lists(self.block_mappings),
                 "arch_block_mappings": {a: _lists(m) for a, m in self.arch_block_mappings.items()},
-                "model_tensors": _lists(self.model_tensors), "keys": self.keys}
+                "model_tensors": _lists(self.model_tensors), "keys": self.keys,
+                "quant_sizes": {str(k): list(v) for k, v in self.quant_sizes.items()}}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "GGUFTables":
         return cls(version=d["version"], arch_names=tuple(d["arch_names"]), tensor_names=dict(d["tensor_names"]),
                    mappings=_tuples(d["mappings"]), block_mappings=_tuples(d["block_mappings"]),
                    arch_block_mappings={a: _tuples(m) for a, m in d["arch_block_mappings"].items()},
-                   model_tensors=_tuples(d["model_tensors"]), keys=dict(d["keys"]))
+                   model_tensors=_tuples(d["model_tensors"]), keys=dict(d["keys"]),
+                   quant_sizes={int(k): (int(v[0]), int(v[1])) for k, v in d["quant_sizes"].items()})
 
 
 def _lists(m: dict[str, tuple[str, ...]]) -> dict[str, list[str]]:
@@ -99,7 +103,8 @@ def live() -> GGUFTables:
         mappings=kinds(m.mappings_cfg), block_mappings=kinds(m.block_mappings_cfg),
         arch_block_mappings={names[a]: kinds(c) for a, c in m.arch_block_mappings_cfg.items()},
         model_tensors={names[a]: tuple(k.name for k in v) for a, v in gguf.MODEL_TENSORS.items()},
-        keys=keys)
+        keys=keys,
+        quant_sizes={int(q): (int(n), int(b)) for q, (n, b) in gguf.GGML_QUANT_SIZES.items()})
 
 
 def snapshot() -> GGUFTables:

@@ -11,11 +11,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
-import gguf as gguf_py
 import numpy as np
 
 from .. import arch as archreg
 from ..arch import config_keys
+from ..arch.gguf_tables import tables
 from ..dtypes import DType, payload_nbytes
 from ..errors import DTypeError, UsageError
 from ..fsio import atomic_output
@@ -28,14 +28,18 @@ __all__ = ["WRITABLE", "write"]
 GGML_QUANT_VERSION = 2  # general.quantization_version of the block layouts written (ggml's current)
 
 
+def _gguf_py():
+    """gguf-py itself, loaded when a GGUF is written (reading and inspecting never need it)."""
+    import gguf
+
+    return gguf
+
+
 def _gguf_py_lays_out(d: DType) -> bool:
-    """gguf-py's writer sizes a tensor from its own block table: a type it has a different block
-    geometry for (its Q8_1 is 40 bytes, ggml's 36) cannot be written through it."""
-    try:
-        q = gguf_py.GGMLQuantizationType(int(d))
-    except ValueError:
-        return False
-    return gguf_py.GGML_QUANT_SIZES.get(q) == (d.info.block_elems, d.info.block_bytes)
+    """gguf-py's writer sizes a tensor from its own block table (read through the snapshot of
+    arch.gguf_tables): a type it has a different block geometry for (its Q8_1 is 40 bytes,
+    ggml's 36) cannot be written through it."""
+    return tables().quant_sizes.get(int(d)) == (d.info.block_elems, d.info.block_bytes)
 
 
 # What the writer stores (aprqa.capabilities derives the format's capabilities from it): the types
@@ -51,7 +55,7 @@ _FILE_TYPE = {
 
 
 def _kv_type(value: Any) -> Any:
-    VT = gguf_py.GGUFValueType
+    VT = _gguf_py().GGUFValueType
     if isinstance(value, bool):
         return VT.BOOL
     if isinstance(value, int):
@@ -96,6 +100,7 @@ def _write_file(
     if not isinstance(arch, str) or not arch:
         raise UsageError("GGUF write: config.architecture (or metadata['general.architecture']) is required")
     tds = list(tensors)
+    gguf_py = _gguf_py()
     VT = gguf_py.GGUFValueType
     kv: dict[str, tuple[Any, Any]] = {}
     for key, val, kind in config_keys.to_gguf(replace(config, architecture=arch)):

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from . import kernels
 
@@ -51,9 +52,7 @@ class NumpyBackend:
     @contextlib.contextmanager
     def compute(self) -> Iterator[None]:
         """BLAS at one thread for the duration (our workers do the parallel part)."""
-        if self._blas is None:
-            from threadpoolctl import ThreadpoolController
-
+        if self._blas is None:  # built on first use: it scans the process's loaded libraries
             self._blas = ThreadpoolController()
         with self._blas.limit(limits=1, user_api="blas"):
             yield
