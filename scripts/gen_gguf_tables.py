@@ -2,7 +2,7 @@
 """Write src/aprqa/arch/gguf_tables.json from the installed gguf-py (run after upgrading gguf-py).
 
 aprqa reads the snapshot instead of importing gguf-py only while the installed version is the
-snapshot's; tests/test_arch_gguf_tables.py checks the snapshot equals the live tables.
+snapshot's; tests/arch/test_arch_gguf_tables.py checks the snapshot equals the live tables.
 """
 
 from __future__ import annotations

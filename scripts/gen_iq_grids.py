@@ -5,7 +5,7 @@ gguf-py (gguf.quants) keeps each grid packed (2 or 3 bits per value plus a value
 script unpacks them with gguf-py's own ``init_grid`` and writes one C array per grid, each entry
 the grid row's bytes little-endian (8 values -> uint64, 4 values -> uint32), as ggml lays them
 out. Run it again only when gguf-py's grids change: ``.venv/bin/python scripts/gen_iq_grids.py``.
-tests/test_core_dequant.py checks the header against a fresh render, so a stale file fails there.
+tests/core/test_core_dequant.py checks the header against a fresh render, so a stale file fails there.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ LAZY: dict[str, dict[str, str]] = {
 
 # Dynamic imports: module -> why.
 DYNAMIC: dict[str, str] = {
-    "aprqa": "PEP 562 lazy exports: `import aprqa` loads no numpy (tests/test_startup.py)",
+    "aprqa": "PEP 562 lazy exports: `import aprqa` loads no numpy (tests/cli/test_startup.py)",
     "aprqa.formats": "format_module(name): a format's reader/writer loads when that format is opened",
 }
 

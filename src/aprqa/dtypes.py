@@ -3,7 +3,7 @@
 Ids 0..63 are ggml ``ggml_type`` ids, so a GGUF type id *is* a DType value.
 128/129 are APR's own q4/q8 layouts (see shared/specs/apr-format.md); 200+ are
 SafeTensors types that have no GGML id. Block geometry must agree with the C++
-table (``aprqa._core.dtype_table``); tests/test_dtypes.py checks it.
+table (``aprqa._core.dtype_table``); tests/core/test_dtypes.py checks it.
 """
 
 from __future__ import annotations

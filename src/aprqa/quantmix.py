@@ -27,7 +27,7 @@ is not a multiple of 32 either (the fallback's block) — per tensor, after the 
 
 The q4_k_m/q5_k_m rules and the fallbacks are in our spec (shared/specs/gguf-quants.md §3); the
 q2_k and q3_k_s/m/l rules are our reading of llama.cpp's ``llama_tensor_get_type``, checked per
-tensor against ``llama_model_quantize`` in tests/test_llamacpp_quant.py. Model-specific exceptions
+tensor against ``llama_model_quantize`` in tests/engines/test_llamacpp_quant.py. Model-specific exceptions
 llama.cpp also has (Falcon, 70B attn_v, MoE experts, fused attn_qkv, IQ types) are not modelled.
 """
 

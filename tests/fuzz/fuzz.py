@@ -9,7 +9,7 @@ a bounded dequantization of small tensors; ``parse_playbook``; ``load_evidence``
 other exception is a crash (libFuzzer saves the input as ``crash-*``), a signal (segfault in the
 native core) too, and an input slower than ``-timeout`` seconds is a hang.
 
-tests/test_fuzz_atheris.py runs each target for a bounded time in CI; docs/reliability.md gives
+tests/fuzz/test_fuzz_atheris.py runs each target for a bounded time in CI; docs/reliability.md gives
 the nightly-length command.
 """
 
@@ -96,7 +96,7 @@ def _evidence(data: bytes) -> None:
 
 
 def _selfcheck(data: bytes) -> None:
-    """Proves the harness reports an untyped exception (tests/test_fuzz_atheris.py)."""
+    """Proves the harness reports an untyped exception (tests/fuzz/test_fuzz_atheris.py)."""
     if data.startswith(b"crash"):
         raise KeyError("selfcheck: an untyped exception must be reported as a crash")
 

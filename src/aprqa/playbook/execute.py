@@ -165,7 +165,7 @@ class _Execution:
         self.convs: dict[ConvKey, Future[Artefact]] = {}
         self.outputs = OutputComparer(self.pb)
         self.worst = WorstReport()
-        # how each kind of gate is measured: every GateKind has one entry (tests/test_playbook_plan.py)
+        # how each kind of gate is measured: every GateKind has one entry (tests/playbook/test_playbook_plan.py)
         self.measures: dict[GateKind, Callable[[PlannedGate], GateOutcome]] = {
             GateKind.VALIDATE: lambda g: g0_validate(self.model, self.pb),
             GateKind.CONFIG: lambda g: g0_config(self.model),

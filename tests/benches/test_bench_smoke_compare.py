@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from _paths import ROOT
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "benches" / "bench_compare.py"
+BENCH = ROOT / "benches" / "bench_compare.py"
 
 
 def test_bench_compare_smoke():

@@ -6,6 +6,7 @@ from its sdist) and transformers, never aprqa checking itself."""
 
 from __future__ import annotations
 
+from _paths import ROOT, TESTS
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
+sys.path.insert(0, str(TESTS / "helpers"))
 from llamacpp_quant import quantize_array, quantize_file  # noqa: E402
 
 FTYPES = ["q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "q3_k_m", "q2_k", "iq4_nl", "iq4_xs"]
@@ -226,7 +227,7 @@ def test_aprqa_quantizer_passes_and_its_controls_fail(pipeline, aprqa_files, qua
 
 
 def test_measure_script_smoke():
-    script = Path(__file__).resolve().parents[1] / "scripts" / "measure_quant_bands.py"
+    script = ROOT / "scripts" / "measure_quant_bands.py"
     proc = subprocess.run([sys.executable, str(script), "--smoke"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "SUMMARY q8_0" in proc.stdout and "SUMMARY q3_k" in proc.stdout, proc.stdout

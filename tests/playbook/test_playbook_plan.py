@@ -6,6 +6,7 @@ plan; an unknown key in an apr-qa playbook is a warning, in aprqa's own playbook
 
 from __future__ import annotations
 
+from _paths import ROOT
 import json
 import re
 from pathlib import Path
@@ -18,7 +19,7 @@ from aprqa.playbook import PlaybookError, load_playbook, parse_playbook
 from aprqa.playbook.plan import GateKind, SourceFacts, build_plan, render_plan
 from aprqa.synthetic import make_hf_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 UPSTREAM = sorted((REPO / "tests" / "fixtures" / "apr-qa-models").glob("*.playbook.yaml"))
 DEMO = REPO / "playbooks" / "demo.playbook.yaml"
 

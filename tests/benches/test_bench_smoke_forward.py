@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from _paths import ROOT
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benches" / "bench_forward.py"
+BENCH = ROOT / "benches" / "bench_forward.py"
 
 
 def test_bench_forward_smoke(tmp_path):

@@ -8,6 +8,7 @@ logits are as close to transformers' as the file's type allows.
 
 from __future__ import annotations
 
+from _paths import ROOT
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from aprqa.playbook import run_playbook
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (scripts/setup builds it)")
 from aprqa.engines.llamacpp import LlamaCppModel  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 HARD = [
     "12345 67 3.14159 1000000",
     "I've been told he's there, 'RE you sure? WE'LL see, they'd do it",

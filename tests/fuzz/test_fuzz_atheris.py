@@ -7,6 +7,7 @@ parallel). A nightly-length run is the same command with a larger value (docs/re
 
 from __future__ import annotations
 
+from _paths import TESTS
 import os
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 
 pytest.importorskip("atheris", reason="atheris is in the [test] extra")
 
-FUZZ = Path(__file__).parent / "fuzz" / "fuzz.py"
+FUZZ = TESTS / "fuzz" / "fuzz.py"
 TARGETS = ("gguf", "apr", "safetensors", "playbook", "evidence")
 SECONDS = int(os.environ.get("APRQA_FUZZ_SECONDS", "20"))
 # A fixed seed keeps CI reproducible (a finding is fixed, and its input added to the corpus, before

@@ -21,9 +21,9 @@ from aprqa.formats import write_model
 from aprqa.formats.model import ArchConfig
 from aprqa.playbook import PlaybookError, run_playbook, verify_evidence
 from aprqa.playbook.evidence import read_jsonl
-from _paths import APR_QA_FIXTURES
+from _paths import APR_QA_FIXTURES, ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 DEMO = REPO / "playbooks" / "demo.playbook.yaml"
 HELPER = REPO / "tests" / "helpers" / "corrupting_converter.py"
 FIXTURE_EVIDENCE = APR_QA_FIXTURES / "evidence" / "qwen2.5-coder-0.5b.passing-run.evidence.json"

@@ -8,6 +8,7 @@ APRQA_DOCS_SCREENSHOTS=1 also writes the screenshots to docs/images/ (how the do
 
 from __future__ import annotations
 
+from _paths import ROOT
 import json
 import os
 import struct
@@ -19,7 +20,7 @@ from aprqa.report.html import write_report
 from aprqa.report.run_view import build_run_view
 from helpers.browser import Browser, chromium_binary
 
-DOCS_IMAGES = Path(__file__).resolve().parent.parent / "docs" / "images"
+DOCS_IMAGES = ROOT / "docs" / "images"
 
 
 @pytest.fixture(scope="module")

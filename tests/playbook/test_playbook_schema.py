@@ -9,10 +9,10 @@ import pytest
 
 from aprqa.cli import main
 from aprqa.playbook import PlaybookError, json_schema, load_playbook, parse_playbook
-from _paths import APR_QA_FIXTURES
+from _paths import APR_QA_FIXTURES, ROOT
 
 FIXTURES = APR_QA_FIXTURES / "playbooks"
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 
 GOOD = """\
 name: t

@@ -3,6 +3,7 @@ config values, malformed JSON/YAML, edited evidence, terminal injection, typed C
 
 from __future__ import annotations
 
+from _paths import ROOT, TESTS
 import json
 import os
 import shutil
@@ -190,7 +191,7 @@ def test_safetensors_header_beyond_syntax(tmp_path, header, match):
 
 def test_apr_zero_dim_cannot_hide_a_huge_one():
     # found by the atheris fuzzer: dims [0, 9.4e18] have 0 elements but no numpy array can take the shape
-    f = Path(__file__).parent / "fuzz" / "regressions" / "apr-zero-dim-hides-huge-dim"
+    f = TESTS / "fuzz" / "regressions" / "apr-zero-dim-hides-huge-dim"
     with pytest.raises(FormatError, match="dimension over 2\\*\\*63-1"):
         open_model(f)
 
@@ -217,7 +218,7 @@ def test_safetensors_trailing_bytes_are_reported(tmp_path):
 def test_edited_evidence_does_not_crash_verify_or_report(tmp_path, run_cli):
     from aprqa.playbook.evidence import verify_evidence
 
-    pb = Path(__file__).resolve().parents[1] / "playbooks" / "demo.playbook.yaml"
+    pb = ROOT / "playbooks" / "demo.playbook.yaml"
     ev = tmp_path / "evidence.json"
     for records in ([{"gate_id": "G1", "metadata": {"thresholds": 5, "thresholds_key": "x"}}],
                     [{"gate_id": "G1", "metadata": {"thresholds": "{not json"}}]):

@@ -1,6 +1,6 @@
 """Quantizers: byte-identical to gguf-py for the legacy types, round-trip bounds for K/APR.
 
-Byte identity of the K-quants with llama.cpp itself: tests/test_llamacpp_quant.py."""
+Byte identity of the K-quants with llama.cpp itself: tests/engines/test_llamacpp_quant.py."""
 
 from __future__ import annotations
 

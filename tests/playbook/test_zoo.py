@@ -10,6 +10,7 @@ Cost: two zoo runs of 3 tiny models (one conversion type each) plus a Ray start 
 
 from __future__ import annotations
 
+from _paths import TESTS
 import csv
 import json
 import sys
@@ -23,7 +24,7 @@ from aprqa.playbook.zoo import model_dir_for, run_zoo
 from aprqa.playbook.schema import PlaybookError, load_playbook
 from aprqa.synthetic import make_hf_model
 
-HELPER = Path(__file__).resolve().parent / "helpers" / "kill_once_converter.py"
+HELPER = TESTS / "helpers" / "kill_once_converter.py"
 MODELS = ("qwen2-tiny", "llama-tiny", "qwen3-tiny")
 
 

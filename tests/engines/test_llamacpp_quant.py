@@ -9,6 +9,7 @@ the type llama.cpp gives it, with the same bytes.
 
 from __future__ import annotations
 
+from _paths import TESTS
 import ctypes
 import shutil
 import sys
@@ -24,7 +25,7 @@ from aprqa.convert import convert
 from aprqa.dtypes import DType
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (extra aprqa[llamacpp])")
-sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))
+sys.path.insert(0, str(TESTS / "helpers"))
 from llamacpp_quant import quantize_array  # noqa: E402  (ggml_quantize_chunk, what llama_model_quantize calls)
 
 # ftype (llama.h) -> the uniform type it gives every 2-D tensor in pure mode

@@ -3,12 +3,13 @@ Figures are not asserted (tests check correctness, not timings); their presence 
 
 from __future__ import annotations
 
+from _paths import ROOT
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "benches" / "bench_cli.py"
+BENCH = ROOT / "benches" / "bench_cli.py"
 
 
 def test_bench_cli_smoke(tmp_path):

@@ -22,7 +22,7 @@ def _expected(quant: str) -> set[str]:
 
 
 def _single_type(q: str):
-    """The DType of a uniform quant choice; None for llama.cpp mixes (tests/test_quantmix.py covers those,
+    """The DType of a uniform quant choice; None for llama.cpp mixes (tests/convert/test_quantmix.py covers those,
     q2_k included: it names a mix, not a uniform type)."""
     if is_mix(q):
         return None

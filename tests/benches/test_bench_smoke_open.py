@@ -1,8 +1,9 @@
+from _paths import ROOT
 import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parent.parent / "benches" / "bench_open.py"
+BENCH = ROOT / "benches" / "bench_open.py"
 
 
 def test_bench_open_smoke():

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from _paths import ROOT
 import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "benches" / "bench_core.py"
+BENCH = ROOT / "benches" / "bench_core.py"
 
 
 def test_bench_core_smoke() -> None:

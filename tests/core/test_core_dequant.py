@@ -6,6 +6,7 @@ a new registry type without a test fails ``test_every_registry_type_is_covered``
 
 from __future__ import annotations
 
+from _paths import ROOT
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as G
@@ -333,7 +334,7 @@ def test_iq_grid_header_is_gguf_py_s() -> None:
     import importlib.util
     from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     spec = importlib.util.spec_from_file_location("gen_iq_grids", root / "scripts" / "gen_iq_grids.py")
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)

@@ -4,6 +4,7 @@ Builds build/asan once (about a minute on 2 cores, incremental afterwards) and r
 tests/test_core_{dequant,quant,diff}.py in a subprocess with the sanitized extension.
 """
 
+from _paths import ROOT
 import os
 import shutil
 import subprocess
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _have_asan() -> bool:
