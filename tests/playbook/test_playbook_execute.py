@@ -128,3 +128,14 @@ def test_no_function_level_import_except_optional_dependencies(module):
               and not (isinstance(n, ast.Import) and {a.name.split(".")[0] for a in n.names} <= allowed)
               and not (isinstance(n, ast.ImportFrom) and (n.module or "").split(".")[0] in allowed)]
     assert not nested, nested
+
+
+def test_failing_converter_keeps_only_the_tail_of_a_huge_stderr(tmp_path):
+    # 8 MB of stderr noise, then the line that says what went wrong, then exit 3 (YAML: \\" is a quote)
+    script = ('import sys; nl = chr(10); [sys.stderr.write(\\"x\\" * 1023 + nl) for _ in range(8192)]; '
+              'sys.stderr.write(\\"converter: boom at the end\\" + nl); sys.exit(3)')
+    art, final, work = _run(tmp_path, script, "gguf")
+    assert art.path is None and art.failure.outcome is Outcome.CRASHED and art.exit_code == 3
+    assert art.failure.reason.endswith("exited 3: converter: boom at the end")
+    assert art.stderr.endswith("converter: boom at the end") and len(art.stderr) <= 2000
+    assert not final.exists() and list(work.iterdir()) == []

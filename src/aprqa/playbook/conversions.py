@@ -11,14 +11,17 @@ under the real name. A failed conversion is an ``Artefact`` without a path and w
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ..convert import convert
 from ..fsio import atomic_output
@@ -56,12 +59,11 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def _tail(s: str | bytes | None, n: int = 2000) -> str | None:
-    if s is None:
-        return None
-    if isinstance(s, bytes):
-        s = s.decode("utf-8", "replace")
-    s = s.strip()
+def _file_tail(f: BinaryIO, n: int = 2000) -> str | None:
+    """The last ``n`` characters of what a child process wrote to ``f`` (at most 4·n bytes are read)."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(max(0, size - 4 * n))
+    s = f.read(4 * n).decode("utf-8", "replace").strip()
     return s[-n:] if s else None
 
 
@@ -111,18 +113,21 @@ def _external(pb: Playbook, src: Path, dst: Path, fmt: str, quant: str, label: s
     args = [re.sub(r"\{(src|dst|format|quant|python)\}", lambda m: values[m.group(1)], a)
             for a in shlex.split(pb.converter)]
     timeout = pb.test_matrix.timeout_ms / 1000.0
-    try:
-        proc = subprocess.run(args, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired as err:
-        return Artefact(label, None, GateOutcome(Outcome.TIMEOUT, f"conversion {label}: `{shlex.join(args)}` ran "
-                                                                  f"past timeout_ms {pb.test_matrix.timeout_ms}",
-                                                 stderr=_tail(err.stderr)), time.perf_counter() - t0)
-    except OSError as err:
-        return Artefact(label, None, GateOutcome(Outcome.CRASHED, f"conversion {label}: cannot run "
-                                                                  f"`{shlex.join(args)}`: {err.strerror or err}"),
-                        time.perf_counter() - t0)
-    secs = time.perf_counter() - t0
-    stderr = _tail(proc.stderr)
+    # stderr goes to a file and only its tail is read back: a chatty converter cannot fill memory;
+    # its stdout is not recorded, so it is not kept at all
+    with tempfile.TemporaryFile() as err_file:
+        try:
+            proc = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=err_file, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return Artefact(label, None, GateOutcome(Outcome.TIMEOUT, f"conversion {label}: `{shlex.join(args)}` "
+                                                                      f"ran past timeout_ms {pb.test_matrix.timeout_ms}",
+                                                     stderr=_file_tail(err_file)), time.perf_counter() - t0)
+        except OSError as err:
+            return Artefact(label, None, GateOutcome(Outcome.CRASHED, f"conversion {label}: cannot run "
+                                                                      f"`{shlex.join(args)}`: {err.strerror or err}"),
+                            time.perf_counter() - t0)
+        secs = time.perf_counter() - t0
+        stderr = _file_tail(err_file)
     if proc.returncode != 0:
         sig = f" (killed by signal {-proc.returncode})" if proc.returncode < 0 else ""
         return Artefact(label, None, GateOutcome(
