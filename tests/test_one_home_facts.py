@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from aprqa import capabilities, prompts
+from aprqa import capabilities, gate_ids, prompts
 from aprqa.arch import inverse_permutation, layer_count, rope_heads, rope_row_permutation
 from aprqa.compare import transforms
 from aprqa.compare.tolerance import TolerancePolicy
@@ -26,6 +27,7 @@ from aprqa.formats.model import ArchConfig, TensorData
 from aprqa.forward import DEFAULT_PROMPT, ModelWeights, compare_outputs
 from aprqa.forward.weights import permute_rope_rows, unpermute_rope_rows
 from aprqa.playbook import plan, schema
+from aprqa.playbook.notrun import not_run_section
 from aprqa.quantmix import MIXES, QUANT_CHOICES, mix_base, row_fallback
 from aprqa.synthetic_presets import PRESETS
 
@@ -160,3 +162,65 @@ def test_quant_names_are_one_list():
 
 def test_synthetic_preset_names_are_one_list():
     assert schema.SYNTHETIC_PRESETS == tuple(PRESETS)
+
+
+# --- gate ids ----------------------------------------------------------------------------------
+
+_GATE_ID_TEXT = re.compile(r"^(G\d|F-[A-Z])")  # how every gate id of either producer starts: G0-…, F-CONV-…
+_STRING_TESTS = {"startswith", "endswith", "removeprefix", "removesuffix", "match", "fullmatch", "search", "compile"}
+
+
+def _gate_id_comparisons(tree: ast.AST) -> list[int]:
+    """Lines that test a string against gate-id text: ``==``/``!=``/``in`` with a gate-id literal,
+    ``.startswith("F-CONV-")``, a regular expression spelled with one (``re.compile(r"^F-CONV-…")``)."""
+    def spelled(node: ast.AST) -> bool:
+        consts = node.elts if isinstance(node, (ast.Tuple, ast.List, ast.Set)) else [node]
+        return any(isinstance(c, ast.Constant) and isinstance(c.value, str)
+                   and _GATE_ID_TEXT.match(c.value.lstrip("^")) for c in consts)
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare) and any(spelled(x) for x in [node.left, *node.comparators]):
+            found.append(node.lineno)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in _STRING_TESTS and any(spelled(a) for a in node.args)):
+            found.append(node.lineno)
+    return found
+
+
+def test_the_gate_id_guard_sees_string_comparisons():
+    # the forms this guard exists for (they were in thresholds.py and the report before gate_ids.py)
+    snippet = """
+if gate_id.startswith("G0-INTEGRITY-") and gate_id != "G0-INTEGRITY-CONFIG": pass
+if r.get("gate_id") == "F-GOLDEN-RULE-001": pass
+if gid.startswith(("F-CONV-RT", "x")): pass
+_CONV = re.compile(r"^F-CONV-([A-Za-z]+)-([A-Za-z]+)$")
+if gid in ("F-CONV-IDEM-001",): pass
+ok = name.startswith("model.") or fmt == "gguf" or d == {"gate_id": "F-CONV-S-G"}
+"""
+    assert sorted(_gate_id_comparisons(ast.parse(snippet))) == [2, 2, 3, 4, 5, 6]
+
+
+def test_no_module_outside_gate_ids_compares_gate_id_strings():
+    """Gate ids have one home (aprqa/gate_ids.py: spelled, parsed, their series and family); every
+    other module dispatches on GateKind or asks that module, never on the id text."""
+    home = SRC / "gate_ids.py"
+    found = [f"{p.relative_to(SRC)}:{line}" for p in sorted(SRC.rglob("*.py")) if p != home
+             for line in _gate_id_comparisons(ast.parse(p.read_text(encoding="utf-8")))]
+    assert not found, "compare gate ids through aprqa.gate_ids (GateId.parse, kind_of, series_of):\n" + "\n".join(found)
+    assert _gate_id_comparisons(ast.parse(home.read_text(encoding="utf-8")))  # the scan sees the home's own
+
+
+def test_every_planned_gate_id_reads_back_as_its_kind():
+    """The plan spells ids through gate_ids and dispatches on kinds: parsing a planned id gives the
+    planned kind back (a Skipped record keeps the id of the check and says why under a not-run key)."""
+    pb, _ = schema.load_playbook(SRC.parents[1] / "playbooks" / "demo.playbook.yaml")
+    kinds = set()
+    for g in plan.build_plan(pb, plan.SourceFacts.assumed(pb)).gates:
+        if g.kind is gate_ids.GateKind.SKIPPED:
+            assert not_run_section(g.thresholds_key), g
+            continue
+        gate = gate_ids.GateId.parse(g.gate_id)
+        assert gate is not None and gate.kind is g.kind and str(gate) == g.gate_id, g
+        kinds.add(g.kind)
+    assert kinds == set(gate_ids.GateKind) - {gate_ids.GateKind.SKIPPED, gate_ids.GateKind.COVERAGE}

@@ -56,14 +56,12 @@ def cmd_zoo(args: argparse.Namespace, out: Console, err: Console) -> int:
     err.print(f"zoo: {total} models · executor {escape(args.executor)} · output {escape(args.output or 'aprqa-out/zoo')}")
 
     def on_model(m: ZooModel, done: int, n: int) -> None:
-        oc = m.result["outcomes"]
         bar = "█" * round(20 * done / n) + "░" * (20 - round(20 * done / n))
-        counts = " · ".join(f"{v} {k}" for k, v in oc.items())
-        resumed = sum(1 for r in m.records if r["metadata"].get("resumed") == "true")
-        counts += f" ({resumed} resumed)" if resumed else ""
-        counts += f": {m.result['error']}" if m.result.get("error") else ""
+        counts = " · ".join(f"{v} {k}" for k, v in m.outcomes.items())
+        counts += f" ({m.resumed} resumed)" if m.resumed else ""
+        counts += f": {escape(m.error)}" if m.error else ""
         err.print(f"{bar} {done}/{n}  {'[green]PASS[/]' if m.passed else '[red]FAIL[/]'} {escape(m.name)} "
-                  f"({escape(m.model_name)}): {counts} · {m.result['seconds']:.1f} s")
+                  f"({escape(m.model_name)}): {counts} · {m.seconds:.1f} s")
 
     res = run_zoo(paths, output=args.output or "aprqa-out/zoo", model_root=args.model_root, work_dir=args.work_dir,
                   executor=args.executor, workers=args.workers, gate_workers=args.gate_workers, on_model=on_model)

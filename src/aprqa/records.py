@@ -17,6 +17,7 @@ order, so apr-qa's own evidence files round-trip byte for byte. Records flow thr
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import AprqaError, LocatedError
+from .gate_ids import GateId, family_of
 
 
 class Outcome(str, Enum):
@@ -65,17 +67,6 @@ def parse_outcome(value: Any) -> Outcome | None:
         return Outcome(value)
     except ValueError:
         return None
-
-
-def family_of(gate_id: str) -> str:
-    """Gate family for counts: ``G0-INTEGRITY-HIDDEN`` → ``G0-INTEGRITY``, ``F-CONV-RT-002`` →
-    ``F-CONV-RT``, ``F-CONV-S-G`` stays."""
-    parts = gate_id.split("-")
-    if gate_id.startswith("G0-INTEGRITY"):
-        return "G0-INTEGRITY"
-    if parts[-1].isdigit():
-        return "-".join(parts[:-1])
-    return gate_id
 
 
 def error_text(err: BaseException) -> str:
@@ -133,13 +124,17 @@ def _check(cls: type, d: Any, where: str, optional: tuple[str, ...] = ()) -> dic
                 out[f.name] = None
                 continue
             raise RecordError(None, "missing", field=path)
-        v, allowed = d[f.name], f.metadata.get("json", ())
-        if allowed and (not isinstance(v, allowed) or (isinstance(v, bool) and bool not in allowed)):
-            want = " or ".join(_JSON_NAMES[t] for t in allowed)
-            got = _JSON_NAMES.get(type(v), type(v).__name__)
-            raise RecordError(None, f"expected {want}, got {got} {v!r:.60}", field=path)
-        out[f.name] = v
+        out[f.name] = _checked(d[f.name], f.metadata.get("json", ()), path)
     return out
+
+
+def _checked(v: Any, allowed: tuple[type, ...], path: str) -> Any:
+    """``v`` when it has one of the JSON types ``allowed`` (any when empty; a bool is no number)."""
+    if allowed and (not isinstance(v, allowed) or (isinstance(v, bool) and bool not in allowed)):
+        want = " or ".join(_JSON_NAMES[t] for t in allowed)
+        got = _JSON_NAMES.get(type(v), type(v).__name__)
+        raise RecordError(None, f"expected {want}, got {got} {v!r:.60}", field=path)
+    return v
 
 
 def _json(types: tuple[type, ...]) -> Any:
@@ -283,6 +278,11 @@ class Record:
     def family(self) -> str:
         return family_of(self.gate_id)
 
+    @property
+    def gate(self) -> GateId | None:
+        """The typed gate id; None for another producer's id or a check aprqa does not execute."""
+        return GateId.parse(self.gate_id)
+
 
 # ---------------------------------------------------------------------------------------------
 # A run's result
@@ -355,13 +355,31 @@ class RunResult:
         return out
 
     def outcome_counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for r in self.gate_records:
-            out[r.outcome.value] = out.get(r.outcome.value, 0) + 1
-        return out
+        return dict(Counter(r.outcome.value for r in self.gate_records))  # in order of first appearance
 
     def failures(self) -> list[dict[str, Any]]:
         return list(self._json_where(lambda r: not r.passed))
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field as JSON (records in apr-qa's shape): what a zoo's model task sends back as text."""
+        paths = {k: None if (p := getattr(self, k)) is None else str(p) for k in _RUN_PATHS}
+        return {"playbook": self.playbook, "playbook_sha256": self.playbook_sha256, "name": self.name,
+                "records": list(self.records), **paths, "seconds": self.seconds, "not_run": list(self.not_run),
+                "notes": list(self.notes)}
+
+    @classmethod
+    def from_json(cls, d: Any, where: str = "result") -> "RunResult":
+        """The result ``to_json`` gave, every value and record checked (``RecordError`` names the field)."""
+        if not isinstance(d, dict) or set(d) != set(_RUN_JSON):
+            got = sorted(d) if isinstance(d, dict) else _JSON_NAMES.get(type(d), type(d).__name__)
+            raise RecordError(None, f"expected an object with keys {', '.join(_RUN_JSON)}, got {got}", field=where)
+        v = {k: _checked(d[k], t, f"{where}.{k}") for k, t in _RUN_JSON.items()}
+        lines = {k: tuple(_checked(x, _STR, f"{where}.{k}[{i}]") for i, x in enumerate(v[k]))
+                 for k in ("not_run", "notes")}
+        return cls(playbook=v["playbook"], playbook_sha256=v["playbook_sha256"], name=v["name"],
+                   gate_records=tuple(Record.from_json(r, f"{where}.records[{i}]") for i, r in enumerate(v["records"])),
+                   **{k: None if v[k] is None else Path(v[k]) for k in _RUN_PATHS}, seconds=float(v["seconds"]),
+                   **lines)
 
     def to_dict(self) -> dict[str, Any]:
         return {"playbook": self.playbook, "playbook_sha256": self.playbook_sha256, "name": self.name,
@@ -369,3 +387,11 @@ class RunResult:
                 "output": str(self.output), "evidence": str(self.evidence), "junit": str(self.junit),
                 "summary": str(self.summary), "report": str(self.report) if self.report else None,
                 "seconds": self.seconds, "not_run": list(self.not_run), "notes": list(self.notes)}
+
+
+# RunResult.to_json's keys and their JSON types; the paths among them.
+_RUN_PATHS = ("output", "evidence", "evidence_jsonl", "junit", "summary", "report", "compare_report")
+_RUN_JSON: dict[str, tuple[type, ...]] = {
+    "playbook": _STR, "playbook_sha256": _STR, "name": _STR, "records": (list,),
+    **{k: _STR + _NULL if k in ("report", "compare_report") else _STR for k in _RUN_PATHS},
+    "seconds": _NUM, "not_run": (list,), "notes": (list,)}

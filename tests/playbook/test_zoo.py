@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from aprqa.cli import main
-from aprqa.playbook.executors import size_resources
-from aprqa.playbook.zoo import model_dir_for, run_zoo
+from aprqa.playbook.executors import Task, _text, size_resources
+from aprqa.playbook.zoo import _zoo_model, model_dir_for, read_task_result, run_model, run_zoo, zoo_records
+from aprqa.records import Outcome, Record, RecordError, RunResult
 from aprqa.playbook.schema import PlaybookError, load_playbook
 from aprqa.synthetic import make_hf_model
 
@@ -55,16 +56,18 @@ def zoo_dir(tmp_path_factory):
 
 
 def _comparable(res) -> list[tuple]:
-    return [(m.name, r["gate_id"], r["scenario"]["id"], r["outcome"], r["reason"]) for m in res.models
-            for r in m.records]
+    return [(m.name, r.gate_id, r.scenario.id, r.outcome, r.reason) for m in res.models for r in m.records]
 
 
 def _check_complete(res, out: Path, work: Path) -> None:
-    assert res.passed, [(m.name, m.result["outcomes"]) for m in res.models]
+    assert res.passed, [(m.name, m.outcomes, m.error) for m in res.models]
     for m in res.models:
+        # typed records, rebuilt from the task's JSON text: the same as the model's evidence file
+        assert isinstance(m.result, RunResult) and all(isinstance(r, Record) for r in m.records)
+        assert zoo_records(out, m.name) == list(m.records) and len(m.records) == 9
         ev = json.loads((out / m.name / "evidence.json").read_text())
-        assert [r["id"] for r in ev] == [r["id"] for r in m.records] and len(ev) == 9
-        assert all(r["outcome"] == "Corroborated" for r in ev)
+        assert ev == [r.to_json() for r in m.records]
+        assert all(r.outcome is Outcome.CORROBORATED for r in m.records)
     assert not list(work.rglob(".partial.*")) and not list(work.rglob("*.aprqa-tmp-*"))  # no half-written model
     assert {p.name for p in (work / "zoo-qwen3-tiny").iterdir()} == {"src_G-f16.gguf", "src_G-keep.gguf",
                                                                      "src_G-keep_S-keep", "src_G-f16_again.gguf"}
@@ -158,3 +161,41 @@ def test_unknown_apr_qa_keys_are_recorded_in_the_evidence(tmp_path, capsys):
     ev = json.loads((tmp_path / "o" / "evidence.json").read_text())
     assert ev and all(r["metadata"]["playbook_unknown_keys"] == "model.newer_upstream_key (line 7)"
                       and r["metadata"]["playbook_dialect"] == "apr-qa" for r in ev)
+
+
+# ---- the process boundary: only JSON text crosses it, typed records are rebuilt on this side ------
+
+def test_a_task_result_is_rebuilt_from_its_json_text(demo_run):
+    res, err = read_task_result(json.dumps({"result": demo_run.to_json()}))
+    assert err is None and res == demo_run and res.gate_records == demo_run.gate_records
+    assert all(isinstance(r.outcome, Outcome) for r in res.gate_records)
+    assert read_task_result('{"error": "the model\'s task failed: boom"}') == (None, "the model's task failed: boom")
+
+
+def test_a_task_result_of_the_wrong_shape_is_a_typed_error_naming_the_field(demo_run):
+    wrong_record = json.loads(json.dumps(demo_run.to_json()))  # a copy: the fixture's records stay as they are
+    wrong_record["records"][3]["outcome"] = "Passed"
+    for text, field in (("[1", "task result"), ('{"x": 1}', "task result"), ('{"result": 1}', "task result.result"),
+                        (json.dumps({"result": {**demo_run.to_json(), "seconds": "1"}}), "task result.result.seconds"),
+                        (json.dumps({"result": {**demo_run.to_json(), "notes": [1]}}), "task result.result.notes[0]"),
+                        (json.dumps({"result": wrong_record}), "task result.result.records[3].outcome")):
+        with pytest.raises(RecordError) as err:
+            read_task_result(text)
+        assert err.value.field == field, text[:80]
+
+
+def test_a_failed_task_is_a_crashed_model_and_anything_but_text_fails_it(tmp_path):
+    p = _playbook(tmp_path, "llama-tiny", None)
+    pb, _ = load_playbook(p)
+    for text, error in ((None, RuntimeError("worker died\nfor good")), ("not json", None)):
+        m = _zoo_model(p, pb, tmp_path, text, error)
+        assert not m.passed and m.result is None and m.outcomes == {"Crashed": 1} and m.seconds == 0.0
+        assert m.error.startswith("the model's task failed: ")
+        (r,) = m.records
+        assert r.gate_id == "ZOO-TASK" and r.outcome is Outcome.CRASHED and r.reason == m.error
+        assert Record.from_json(json.loads(json.dumps(r.to_json()))) == r  # a record in apr-qa's shape
+    assert m.error.startswith("the model's task failed: RecordError: task result: not JSON")
+    task = Task(0, run_model, (), "tiny")
+    assert _text(task, "{}") == (task, "{}", None)
+    _t, res, err = _text(task, {"result": {}})  # an executor hands on text only
+    assert res is None and isinstance(err, TypeError) and "returned dict, not JSON text" in str(err)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import csv
 import io
 
+from aprqa.playbook.evidence import make_record
+from aprqa.records import Host, ModelRef, Record, Scenario
 from aprqa.report.zoo import ZooRow, render_csv, render_html, render_markdown, zoo_rows
 
 
-def _rec(fmt: str, quant: str | None, outcome: str) -> dict:
-    return {"scenario": {"format": fmt, "model": {"variant": quant}}, "outcome": outcome,
-            "metadata": {"quant": quant} if quant else {}}
+def _rec(fmt: str, quant: str | None, outcome: str) -> Record:
+    scenario = Scenario("s", ModelRef("org", "m", quant), "run", "cpu", fmt, "p", 0.0, 0, 0, "none", "aprqa")
+    return make_record(gate_id="F-CONV-S-G", outcome=outcome, reason="r", output="o", scenario=scenario,
+                       metrics={}, metadata={"quant": quant} if quant else {},
+                       host=Host("h", "linux", "cpu", None, "aprqa"), duration_ms=1)
 
 
 def test_rows_count_pass_fail_skip_per_model_format_quant():

@@ -32,12 +32,13 @@ from typing import Any, Iterable, Mapping
 
 from .. import __version__
 from ..compare.tolerance import drop_legacy_fields
-from ..errors import InputError
+from ..errors import AprqaError, InputError
 from ..fsio import CAP_EVIDENCE, LockedAppender, parse_json, read_bounded, read_json, write_text_atomic
-from ..records import OUTCOMES, Host, Metrics, Outcome, Record, Scenario, parse_outcome
+from ..gate_ids import GateIdError
+from ..records import OUTCOMES, Host, Metrics, Outcome, Record, RecordError, Scenario, parse_outcome
 from ..report.evidence_report import EvidenceSummary, summarize
 from .schema import PlaybookError, load_playbook
-from .thresholds import thresholds_for
+from .thresholds import record_kind, thresholds_for
 
 
 
@@ -196,6 +197,22 @@ def load_evidence(path: str | Path) -> list[dict[str, Any]]:
     return data
 
 
+def load_records(path: str | Path) -> list[Record]:
+    """Typed records of an evidence file (any producer's, in apr-qa's shape).
+
+    Raises:
+        PlaybookError: unreadable evidence (``load_evidence``).
+        RecordError: a record not in apr-qa's shape; names the file and the field (``[3].metrics``).
+    """
+    out = []
+    for i, d in enumerate(load_evidence(path)):
+        try:
+            out.append(Record.from_json(d, f"[{i}]"))
+        except RecordError as err:
+            raise RecordError(path, err.message, field=err.field) from err
+    return out
+
+
 def load_summary(path: str | Path) -> EvidenceSummary:
     """Read an evidence file (.json array, apr-qa's {"evidence": [...]}, or .jsonl) and summarize it.
 
@@ -255,15 +272,24 @@ def verify_evidence(evidence: str | Path, playbook: str | Path) -> Verification:
         found = ", ".join(sorted(str(h)[:12] for h in hashes))
         problems.append(f"playbook sha256 mismatch: the playbook is now {digest[:12]}…, the evidence records "
                         f"{found}… — the playbook was edited after the run (or this evidence is from another one)")
-    for r in records:
+    for i, r in enumerate(records):
         md = _dict(r.get("metadata"))
         if "thresholds" not in md:
             problems.append(f"{r.get('gate_id')} ({r.get('id')}): no recorded thresholds")
             continue
         key = md.get("thresholds_key", "")
+        if not isinstance(key, str):
+            problems.append(f"{r.get('gate_id')} ({r.get('id')}): thresholds_key is not a string: {key!r:.60}")
+            continue
+        try:  # the record's id, typed here at the edge: an id aprqa does not define names file and field
+            kind = record_kind(r.get("gate_id"), key, md.get("not_executed") == "true", evidence,
+                               f"record {i}: gate_id")
+        except GateIdError as err:
+            problems.append(str(err))
+            continue
         try:
-            now = thresholds_for(pb, r.get("gate_id", ""), key)
-        except Exception as err:  # an unknown key in an edited record is a mismatch, not a crash
+            now = thresholds_for(pb, kind, key)
+        except (AprqaError, ValueError) as err:  # an unknown key in an edited record is a mismatch, not a crash
             problems.append(f"{r.get('gate_id')} ({r.get('id')}): cannot recompute thresholds for {key!r}: {err}")
             continue
         try:

@@ -30,8 +30,8 @@ from typing import Any, Callable, Mapping
 from ..errors import AprqaError
 from ..formats import open_model
 from ..formats.model import Model
-from ..records import (GateOutcome, Host, ModelRef, Outcome, Record, RecordError, RunResult, Scenario, error_text,
-                       family_of)
+from ..gate_ids import GateKind, family_of, spell
+from ..records import GateOutcome, Host, ModelRef, Outcome, Record, RecordError, RunResult, Scenario, error_text
 from ..report.environment import environment_json
 from ..report.html import write_report
 from ..report.junit import write_junit, write_summary
@@ -45,7 +45,7 @@ from .gates.integrity import g0_config, g0_expected, g0_validate
 from .gates.roundtrip import idempotency_gate, round_trip_gate
 from .gates.structure import structure_gate
 from .notrun import not_executed
-from .plan import Conversion, ConvKey, GateKind, Plan, PlannedGate, SourceFacts, build_plan
+from .plan import Conversion, ConvKey, Plan, PlannedGate, SourceFacts, build_plan
 from .schema import Playbook, PlaybookError, load_playbook
 from .sources import model_ref, resolve_source
 from .thresholds import thresholds_for, thresholds_json
@@ -55,7 +55,8 @@ __all__ = ["RunResult", "run_playbook"]
 # Files of an earlier run into the same output, removed before this run writes its own.
 _RUN_FILES = ("evidence.json", "junit.xml", "summary.md", "report.html", "report.md", "compare-report.html")
 # The record of a source that cannot be opened (no plan can be made).
-_OPEN_FAILED = PlannedGate("G0-VALIDATE-001", GateKind.VALIDATE, "safetensors", "G0: open the source model", None, "")
+_OPEN_FAILED = PlannedGate(spell(GateKind.VALIDATE), GateKind.VALIDATE, "safetensors", "G0: open the source model",
+                           None, "")
 _STOPPED = "not run: stopped after the first failure (--fail-fast / failure_policy stop_on_first)"
 
 
@@ -83,7 +84,7 @@ class RunIdentity:
               "playbook_version": pb.version, "model_sha256": self.model_sha256,
               "playbook_dialect": pb.dialect or "aprqa", "gate_family": family_of(g.gate_id),
               "thresholds_key": g.thresholds_key,
-              "thresholds": thresholds_json(thresholds_for(pb, g.gate_id, g.thresholds_key)),
+              "thresholds": thresholds_json(thresholds_for(pb, g.kind, g.thresholds_key)),
               "converter": pb.converter, "environment": self.environment}
         if pb.unknown_keys:
             md["playbook_unknown_keys"] = ", ".join(pb.unknown_keys)

@@ -1,8 +1,10 @@
 """Who runs a zoo's model tasks: a local process pool, or a Ray cluster.
 
-A task is one model's playbook run; one that raises (or dies more than ``MAX_RETRIES`` times) is
-reported with its error and the other models go on. A task is one model's playbook run (``zoo.run_model``): it converts, measures and writes that
-model's evidence folder; every file it writes is written to a temporary name and renamed, so a
+A task is one model's playbook run (``zoo.run_model``): it converts, measures and writes that
+model's evidence folder, and returns its result as JSON text (only text crosses the process
+boundary; the caller rebuilds typed records from it). One that raises (or dies more than
+``MAX_RETRIES`` times), or returns anything but text, is reported with its error and the other
+models go on. Every file it writes is written to a temporary name and renamed, so a
 task killed part-way leaves no half-written model or record, and its retry resumes from the
 records already streamed (``resume``). Results come back as they finish and the caller merges them
 in playbook order.
@@ -44,10 +46,10 @@ def size_resources() -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Task:
-    """One model task: ``fn(*args)`` in a worker; ``size_category`` places it."""
+    """One model task: ``fn(*args)`` in a worker, returning JSON text; ``size_category`` places it."""
 
     index: int
-    fn: Callable[..., Any]
+    fn: Callable[..., str]
     args: tuple[Any, ...]
     size_category: str | None
 
@@ -65,7 +67,7 @@ class LocalExecutor:
         self.workers = workers
         self.retries: dict[int, int] = {}
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[Task, Any, BaseException | None]]:
+    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[Task, str | None, BaseException | None]]:
         pending = list(tasks)
         limit = min([self.workers] + [SIZE_LIMITS.get(t.size_category or DEFAULT_SIZE, 4) for t in tasks])
         while pending:
@@ -92,7 +94,7 @@ class LocalExecutor:
                         except Exception as err:  # this model's task failed: the others go on
                             yield t, None, err
                             continue
-                        yield t, res, None
+                        yield _text(t, res)
 
 
 class RayExecutor:
@@ -120,7 +122,7 @@ class RayExecutor:
         self.available = set(ray.cluster_resources())
         self.warnings: list[str] = []
 
-    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[Task, Any, BaseException | None]]:
+    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[Task, str | None, BaseException | None]]:
         ray = self.ray
         refs: dict[Any, Task] = {}
         for t in tasks:
@@ -144,7 +146,14 @@ class RayExecutor:
                 except Exception as err:  # the task raised, or died more often than max_retries
                     yield t, None, err
                     continue
-                yield t, res, None
+                yield _text(t, res)
+
+
+def _text(t: Task, res: Any) -> tuple[Task, str | None, BaseException | None]:
+    """What an executor yields for a finished task: its text, or an error when it returned anything else."""
+    if isinstance(res, str):
+        return t, res, None
+    return t, None, TypeError(f"task {t.index} returned {type(res).__name__}, not JSON text")
 
 
 def make_executor(spec: str, workers: int = 1) -> LocalExecutor | RayExecutor:

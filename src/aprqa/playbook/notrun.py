@@ -24,6 +24,17 @@ G_FLAGS = {"g1_model_loads": ("G1-MODEL-LOADS", "G1: the model loads in apr's ru
            "g3_no_crashes": ("G3-NO-CRASHES", "G3: no panics or crashes in apr's runtime"),
            "g4_output_quality": ("G4-OUTPUT-QUALITY", "G4: generated text is not garbage")}
 NOT_A_RUNTIME = "aprqa checks conversions (tensors, config, tokenizer, logits), not a model runtime"
+_NOT_RUN_KEY = "not-run:"
+
+
+def not_run_key(section: str) -> str:
+    """``thresholds_key`` of the Skipped record of a check in playbook ``section`` (``not-run:SECTION``)."""
+    return _NOT_RUN_KEY + section
+
+
+def not_run_section(key: str) -> str | None:
+    """The section of a ``not_run_key``; None for any other key."""
+    return key[len(_NOT_RUN_KEY):] if key.startswith(_NOT_RUN_KEY) else None
 
 
 @dataclass(frozen=True)
@@ -54,7 +65,7 @@ class NotRun:
     @property
     def key(self) -> str:
         """``thresholds_key`` of its record."""
-        return f"not-run:{self.section}"
+        return not_run_key(self.section)
 
     def text(self) -> str:
         s = f"not executed by aprqa: {self.section} — {self.reason}"

@@ -18,7 +18,6 @@ then the Skipped records of what aprqa does not execute (notrun.py).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -27,9 +26,10 @@ from ..convert import plan_quant
 from ..dtypes import dtype_from_name
 from ..errors import AprqaError
 from ..forward.weights import dominant_dtype
+from ..gate_ids import FORMAT_LETTER, GateKind, conversion_id, spell
 from ..records import error_text
-from .notrun import not_executed
-from .schema import EXPECTED_FACTS, FORMAT_LETTER, FORMAT_TITLE, FORMATS, QUANT_ALIASES, Playbook
+from .notrun import not_executed, not_run_key
+from .schema import EXPECTED_FACTS, FORMAT_TITLE, FORMATS, QUANT_ALIASES, Playbook
 from .thresholds import conversion_key, converter_quant, inference_tokens, output_base
 
 # What each target format can store (quant labels of the playbook), assumed for external converters;
@@ -38,35 +38,13 @@ EXTERNAL_STORABLE = {fmt: storable_quant_names(fmt) for fmt in FORMATS}
 
 # Round trips (apr-qa's ids; our mapping, docs/playbooks.md): lossless chains, start -> ... -> start format.
 ROUND_TRIPS = {
-    "F-CONV-RT-001": ("gguf", "apr", "gguf"),
-    "F-CONV-RT-002": ("safetensors", "apr", "safetensors"),
-    "F-CONV-RT-003": ("safetensors", "gguf", "safetensors"),
-    "F-CONV-RT-004": ("safetensors", "apr", "gguf", "safetensors"),
+    spell(GateKind.ROUND_TRIP, "001"): ("gguf", "apr", "gguf"),
+    spell(GateKind.ROUND_TRIP, "002"): ("safetensors", "apr", "safetensors"),
+    spell(GateKind.ROUND_TRIP, "003"): ("safetensors", "gguf", "safetensors"),
+    spell(GateKind.ROUND_TRIP, "004"): ("safetensors", "apr", "gguf", "safetensors"),
 }
 
 _EXT = {"gguf": ".gguf", "apr": ".apr", "safetensors": ".safetensors"}
-
-
-class GateKind(Enum):
-    """What the executor does for a planned gate (dispatch on this, never on the gate id)."""
-
-    VALIDATE = "validate"        # G0-VALIDATE-001: the source opens and validates
-    CONFIG = "config"            # G0-INTEGRITY-CONFIG: config.json vs tensor shapes
-    EXPECTED = "expected"        # G0-INTEGRITY-*: one expected_* fact
-    COVERAGE = "coverage"        # nothing to convert: Falsified with the plan's reason
-    CONVERSION = "conversion"    # F-CONV-X-Y: tensors + outputs of one conversion
-    GOLDEN = "golden"            # F-GOLDEN-RULE-001: every prompt
-    ROUND_TRIP = "round_trip"    # F-CONV-RT-*: a lossless chain
-    IDEMPOTENT = "idempotent"    # F-CONV-IDEM-001: convert twice
-    CARDINALITY = "cardinality"  # F-CONV-CARD-001
-    NAMES = "names"              # F-CONV-NAME-001
-    TOKENIZER = "tokenizer"      # F-CONV-TOK-001
-    SKIPPED = "skipped"          # a Skipped record: not producible or not executed by aprqa
-
-    @property
-    def synchronous(self) -> bool:
-        """Measured in plan order before anything else is submitted (cheap, header-only or no work)."""
-        return self in (GateKind.VALIDATE, GateKind.CONFIG, GateKind.EXPECTED, GateKind.SKIPPED)
 
 
 @dataclass(frozen=True)
@@ -274,15 +252,15 @@ class _Builder:
                                       modality=modality, backend=backend))
 
     def build(self) -> Plan:
-        pb, native, L = self.pb, self.facts.format, self.letter
+        pb, native = self.pb, self.facts.format
         add = self.gates.append
-        add(PlannedGate("G0-VALIDATE-001", GateKind.VALIDATE, native, "G0: open and validate the source model",
+        add(PlannedGate(spell(GateKind.VALIDATE), GateKind.VALIDATE, native, "G0: open and validate the source model",
                         None, ""))
         # G0 is header-only and cheap: every G0 gate is measured even under --fail-fast
-        add(PlannedGate("G0-INTEGRITY-CONFIG", GateKind.CONFIG, native, "G0: config.json vs tensor shapes", None, "",
+        add(PlannedGate(spell(GateKind.CONFIG), GateKind.CONFIG, native, "G0: config.json vs tensor shapes", None, "",
                         always=True))
         for k, v in pb.model.expected_facts().items():
-            add(PlannedGate(f"G0-INTEGRITY-{EXPECTED_FACTS[k][0]}", GateKind.EXPECTED, native, f"G0: {k} = {v}",
+            add(PlannedGate(spell(GateKind.EXPECTED, EXPECTED_FACTS[k][0]), GateKind.EXPECTED, native, f"G0: {k} = {v}",
                             None, k, expected=(k, v), always=True))
         if pb.failure_policy == "stop_on_p0":
             self.notes.append("failure_policy stop_on_p0: aprqa has no P0 classes; run as collect_all")
@@ -292,10 +270,10 @@ class _Builder:
             for q in pb.model.quantizations:
                 why = self.facts.unproducible.get((fmt, q))
                 if why is not None:
-                    gid, sec = f"F-CONV-{L}-{FORMAT_LETTER[fmt]}", f"model.quantizations {q} × {fmt}"
+                    gid, sec = conversion_id(native, fmt), f"model.quantizations {q} × {fmt}"
                     self.notes.append(f"{gid} {q}: not produced: {why}")
                     self.skip(gid, fmt, f"Convert {FORMAT_TITLE[native]} to {FORMAT_TITLE[fmt]} ({q})", q,
-                              f"not-run:{sec}", f"not executed: aprqa cannot produce {FORMAT_TITLE[fmt]} {q} "
+                              not_run_key(sec), f"not executed: aprqa cannot produce {FORMAT_TITLE[fmt]} {q} "
                               f"(no substitute type is used): {why}", sec)
                     continue
                 direct.append((self.conv(None, fmt, q), q))
@@ -322,19 +300,19 @@ class _Builder:
 
         dt = pb.differential_tests
         if not direct:
-            add(PlannedGate("F-CONV-COVERAGE-001", GateKind.COVERAGE, native, "plan conversions", None, "",
+            add(PlannedGate(spell(GateKind.COVERAGE), GateKind.COVERAGE, native, "plan conversions", None, "",
                             reason=f"0 conversions planned (formats {pb.model.formats} × quantizations "
                                    f"{pb.model.quantizations}): a playbook that converts nothing proves nothing"
                                    + (f"; {'; '.join(self.notes)}" if self.notes else "")))
         for key, q in direct:
             base = output_base(q, self.facts.dtype)
-            add(PlannedGate(f"F-CONV-{L}-{FORMAT_LETTER[key.fmt]}", GateKind.CONVERSION, key.fmt,
+            add(PlannedGate(conversion_id(native, key.fmt), GateKind.CONVERSION, key.fmt,
                             f"Convert {FORMAT_TITLE[native]} to {FORMAT_TITLE[key.fmt]} ({q})", q,
                             conversion_key(q, base), max_tokens=inference_tokens(pb), metadata=(("quant", q),),
                             inputs=(None, key), output_base=base, tensor_profile=q))
         for x, key, y in cross:
             base = output_base("keep", self.facts.dtype)
-            add(PlannedGate(f"F-CONV-{FORMAT_LETTER[x]}-{FORMAT_LETTER[y]}", GateKind.CONVERSION, y,
+            add(PlannedGate(conversion_id(x, y), GateKind.CONVERSION, y,
                             f"Convert {FORMAT_TITLE[x]} to {FORMAT_TITLE[y]} (keep types)", "keep",
                             conversion_key("keep", base), max_tokens=inference_tokens(pb),
                             metadata=(("quant", "keep"),), inputs=(bases[x], key), output_base=base,
@@ -342,20 +320,19 @@ class _Builder:
         if dt.inference_compare.enabled:
             for key, q in direct:
                 base = output_base(q, self.facts.dtype)
-                add(PlannedGate("F-GOLDEN-RULE-001", GateKind.GOLDEN, key.fmt,
+                add(PlannedGate(spell(GateKind.GOLDEN), GateKind.GOLDEN, key.fmt,
                                 f"Golden Rule: convert → inference → diff ({q})", q, conversion_key(q, base),
                                 max_tokens=pb.test_matrix.max_tokens, metadata=(("quant", q),), inputs=(None, key),
                                 output_base=base))
         for gid, chain, keys in rts:
             add(PlannedGate(gid, GateKind.ROUND_TRIP, chain[0], "Round-trip " + "→".join(FORMAT_LETTER[f] for f in chain),
                             "keep", "", inputs=tuple(keys), chain=chain))
-        add(PlannedGate("F-CONV-IDEM-001", GateKind.IDEMPOTENT, native, "Idempotency: convert twice", None, "",
+        add(PlannedGate(spell(GateKind.IDEMPOTENT), GateKind.IDEMPOTENT, native, "Idempotency: convert twice", None, "",
                         inputs=tuple(k for pair in idem for k in pair)))
         dkeys = tuple(k for k, _q in direct)
-        for gid, kind, desc in (("F-CONV-CARD-001", GateKind.CARDINALITY, "tensor count preserved"),
-                                ("F-CONV-NAME-001", GateKind.NAMES, "tensor names preserved"),
-                                ("F-CONV-TOK-001", GateKind.TOKENIZER, "tokenizer preserved")):
-            add(PlannedGate(gid, kind, native, desc, None, "", inputs=dkeys))
+        for kind, desc in ((GateKind.CARDINALITY, "tensor count preserved"), (GateKind.NAMES, "tensor names preserved"),
+                           (GateKind.TOKENIZER, "tokenizer preserved")):
+            add(PlannedGate(spell(kind), kind, native, desc, None, "", inputs=dkeys))
         for n in not_executed(pb):
             self.skip(n.gate_id, n.format or native, f"not executed by aprqa: {n.section}", None, n.key, n.text(),
                       n.section, modality=n.modality, backend=n.backend)

@@ -34,7 +34,6 @@ from ..synthetic_presets import PRESETS
 from .yaml_lines import clean_loc, compose_lines, describe, drop_unknown, playbook_dialect
 
 FORMATS = ("safetensors", "apr", "gguf")
-FORMAT_LETTER = {"safetensors": "S", "apr": "A", "gguf": "G"}
 FORMAT_TITLE = {"safetensors": "SafeTensors", "apr": "APR", "gguf": "GGUF"}
 
 # apr-qa's quantization names are the converter's (one list: aprqa.quantmix.QUANT_CHOICES).

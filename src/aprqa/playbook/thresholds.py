@@ -8,22 +8,24 @@ converter's quant name, the output profile of a target type, a conversion record
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from ..compare.tolerance import TolerancePolicy
 from ..forward.metrics import OutputProfile, profile_for
-from .schema import QUANT_ALIASES, Playbook
+from ..gate_ids import GateIdError, GateKind, read_gate_id
+from .notrun import not_run_key, not_run_section
+from .schema import EXPECTED_FACTS, QUANT_ALIASES, Playbook
 
 # The rules of the structural gates, recorded as their thresholds.
 RULES = {
-    "G0-VALIDATE-001": "source opens, has > 0 tensors, no payload past EOF, family matches model.family",
-    "G0-INTEGRITY-CONFIG": "config facts equal the tensor shapes (hidden, layers, heads, kv heads, vocab, "
-                           "intermediate)",
-    "F-CONV-CARD-001": "converted tensor count == source tensor count, source count > 0",
-    "F-CONV-NAME-001": "converted canonical names == source canonical names (bijection), > 0 names",
-    "F-CONV-TOK-001": "tokenizer model type, vocabulary, merges, special ids, pre-tokenizer, chat template equal",
-    "F-CONV-IDEM-001": "converting the same source twice gives identical bytes, else bit-identical tensors",
-    "F-CONV-COVERAGE-001": "at least one conversion planned",
+    GateKind.VALIDATE: "source opens, has > 0 tensors, no payload past EOF, family matches model.family",
+    GateKind.CONFIG: "config facts equal the tensor shapes (hidden, layers, heads, kv heads, vocab, intermediate)",
+    GateKind.CARDINALITY: "converted tensor count == source tensor count, source count > 0",
+    GateKind.NAMES: "converted canonical names == source canonical names (bijection), > 0 names",
+    GateKind.TOKENIZER: "tokenizer model type, vocabulary, merges, special ids, pre-tokenizer, chat template equal",
+    GateKind.IDEMPOTENT: "converting the same source twice gives identical bytes, else bit-identical tensors",
+    GateKind.COVERAGE: "at least one conversion planned",
 }
 
 
@@ -63,35 +65,41 @@ def conversion_key(quant: str, base: str) -> str:
     return f"{quant}/{base}"
 
 
-def thresholds_for(pb: Playbook, gate_id: str, key: str) -> dict[str, Any]:
-    """The thresholds gate ``gate_id`` uses under playbook ``pb`` (``key`` from the record).
+def thresholds_for(pb: Playbook, kind: GateKind, key: str) -> dict[str, Any]:
+    """The thresholds a gate of ``kind`` uses under playbook ``pb`` (``key``: its record's
+    ``thresholds_key``). ``kind`` is the planned gate's, or a record's as read at the edge
+    (``record_kind``): SKIPPED for a check aprqa did not execute, whatever its id.
 
     Raises:
-        UsageError / ValueError: unknown profile or key.
+        UsageError / ValueError: unknown profile or key, a key of the wrong shape for ``kind``.
     """
     dt = pb.differential_tests
-    if key.startswith("not-run:"):
-        return {"rule": "not executed by aprqa: recorded Skipped, never counted as passed", "section": key[8:]}
-    if gate_id.startswith("G0-INTEGRITY-") and gate_id != "G0-INTEGRITY-CONFIG":
-        return {"rule": "expected fact == config value == tensor-shape value", "expected": {key: pb.model.expected_facts().get(key)}}
-    if gate_id in RULES:
-        d: dict[str, Any] = {"rule": RULES[gate_id]}
-        if gate_id == "F-CONV-IDEM-001":
+    if kind is GateKind.SKIPPED:
+        section = not_run_section(key)
+        if section is None:
+            raise ValueError(f"thresholds key {key!r} of a Skipped check is not {not_run_key('SECTION')!r}")
+        return {"rule": "not executed by aprqa: recorded Skipped, never counted as passed", "section": section}
+    if kind is GateKind.EXPECTED:
+        return {"rule": "expected fact == config value == tensor-shape value",
+                "expected": {key: pb.model.expected_facts().get(key)}}
+    if kind in RULES:
+        d: dict[str, Any] = {"rule": RULES[kind]}
+        if kind is GateKind.IDEMPOTENT:
             d["tensor"] = TolerancePolicy.build("exact").to_dict()
-        if gate_id == "G0-VALIDATE-001":
+        if kind is GateKind.VALIDATE:
             d["family"] = pb.model.family
         return d
-    if gate_id.startswith("F-CONV-RT-"):
+    if kind is GateKind.ROUND_TRIP:
         return {"rule": "lossless round trip: every tensor bit-identical to the chain's start",
                 "tensor": TolerancePolicy.build("exact").to_dict()}
     quant, _, base = key.partition("/")
     if not base:
         raise ValueError(f"thresholds key {key!r} is not QUANT/OUTPUT-PROFILE")
     tprofile = "auto" if quant == "keep" else quant
-    if gate_id == "F-GOLDEN-RULE-001":
+    if kind is GateKind.GOLDEN:
         return {"output": output_profile(pb, base).to_dict(), "prompts": list(pb.test_matrix.prompts),
                 "max_tokens": pb.test_matrix.max_tokens}
-    if gate_id.startswith("F-CONV-"):
+    if kind is GateKind.CONVERSION:
         return {
             "tensor": tensor_policy(pb, tprofile).to_dict() if dt.tensor_diff.enabled else None,
             "tensor_filter": dt.tensor_diff.filter,
@@ -99,7 +107,26 @@ def thresholds_for(pb: Playbook, gate_id: str, key: str) -> dict[str, Any]:
             "prompt": inference_prompt(pb) if dt.inference_compare.enabled else None,
             "max_tokens": inference_tokens(pb) if dt.inference_compare.enabled else None,
         }
-    raise ValueError(f"no thresholds known for gate {gate_id!r}")
+    raise ValueError(f"no thresholds known for gates of kind {kind.name}")
+
+
+def record_kind(gate_id: object, key: object, not_executed: bool, file: str | Path | None, field: str) -> GateKind:
+    """The kind a record read from ``file`` is judged as: SKIPPED for a check aprqa did not execute
+    (any id: apr-qa's, the playbook's), else the kind of its typed gate id.
+
+    Raises:
+        GateIdError: an id aprqa does not define, or an integrity id (``G0-INTEGRITY-<FACT>``) whose
+            fact is not the one its thresholds key names (``field`` says where).
+    """
+    if not_executed:
+        return GateKind.SKIPPED
+    gate = read_gate_id(gate_id, file, field)
+    if gate.kind is GateKind.EXPECTED:
+        fact = EXPECTED_FACTS[key][0] if isinstance(key, str) and key in EXPECTED_FACTS else None
+        if fact != gate.instance:
+            raise GateIdError(file, f"{gate_id!r} names fact {gate.instance}, its thresholds key {key!r} "
+                                    f"names {fact or 'no expected_* fact'}", field=field)
+    return gate.kind
 
 
 def inference_prompt(pb: Playbook) -> str:

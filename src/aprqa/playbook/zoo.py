@@ -7,24 +7,30 @@ task on an executor (executors.py) into ``OUTPUT/<playbook name>/`` with convert
 ``WORK_DIR/<playbook name>/``; a rerun resumes (gates Corroborated before with the same playbook
 and model bytes are not measured again). The summary (report/zoo.py) is written to
 ``OUTPUT/zoo-summary.{md,html,csv,json}``.
+
+Only text crosses the process boundary: a model task returns its ``RunResult`` as JSON text
+(``RunResult.to_json``), and the parent rebuilds the typed result (``RunResult.from_json``, every
+field and record checked), so no object of the worker's is ever unpickled as such.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import UsageError
+from ..records import ModelRef, Outcome, Record, RecordError, RunResult, Scenario
 from ..report.zoo import ZooRow, write_zoo_summary, zoo_rows
-from .evidence import load_evidence
-from .executors import Task, make_executor
-from ..records import Outcome
+from .evidence import host_info, load_records, make_record
 from .execute import run_playbook
+from .executors import Task, make_executor
 from .schema import Playbook, PlaybookError, load_playbook
 
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
+NO_FORMAT = "—"  # the scenario format of a failed task's Crashed record: about no one format
 
 
 def collect_playbooks(args: Sequence[str | Path]) -> list[Path]:
@@ -68,39 +74,87 @@ def model_dir_for(pb: Playbook, pb_path: Path, model_root: Path | None) -> Path 
 
 
 def run_model(pb_path: str, output: str, model_path: str | None, work_dir: str, workers: int,
-              resume: bool) -> dict[str, Any]:
+              resume: bool) -> str:
     """One model task (runs in a worker process): the playbook's run, resumed from its evidence.
 
-    An error becomes a Crashed result here, in the worker: exceptions do not all survive the trip
-    back to the parent (aprqa's carry keyword arguments), and one model must not stop the zoo."""
+    Returns JSON text: ``{"result": RunResult.to_json()}``, or ``{"error": why}`` when the run
+    raised — an error is caught here, in the worker: exceptions do not all survive the trip back to
+    the parent (aprqa's carry keyword arguments), and one model must not stop the zoo."""
     try:
         res = run_playbook(pb_path, output=output, model_path=model_path, workers=workers, work_dir=work_dir,
                            resume=resume)
     except Exception as err:
-        return _crashed(err)
-    d = res.to_dict()
-    d["records"] = list(res.records)
-    return d
+        return json.dumps({"error": _failure_text(err)}, ensure_ascii=False)
+    return json.dumps({"result": res.to_json()}, ensure_ascii=False, allow_nan=False)
+
+
+def _failure_text(err: BaseException) -> str:
+    last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+    return f"the model's task failed: {type(err).__name__}: {last}"
+
+
+def read_task_result(text: str) -> tuple[RunResult | None, str | None]:
+    """(result, None) or (None, why the task failed) from a model task's JSON text.
+
+    Raises:
+        RecordError: text that is not what ``run_model`` returns (``field`` names the part).
+    """
+    try:
+        d = json.loads(text)
+    except (TypeError, ValueError, RecursionError) as err:
+        raise RecordError(None, f"not JSON: {err}", field="task result") from err
+    if isinstance(d, dict) and set(d) == {"error"} and isinstance(d["error"], str):
+        return None, d["error"]
+    if not isinstance(d, dict) or set(d) != {"result"}:
+        raise RecordError(None, "expected {\"result\": {...}} or {\"error\": \"...\"}", field="task result")
+    return RunResult.from_json(d["result"], "task result.result"), None
 
 
 @dataclass(frozen=True)
 class ZooModel:
-    """One model of the zoo: its playbook, its result (records in plan order) and where it went."""
+    """One model of the zoo: its playbook, its result and where it went.
+
+    Attributes:
+        result: the model's run (records in plan order); None when its task failed.
+        error: why the task failed (None when it ran).
+        failure: the Crashed record standing for a failed task (in the summary, never in an
+            evidence file); None when the task ran.
+    """
 
     playbook: Path
     name: str
     model_name: str
     size_category: str | None
     output: Path
-    result: dict[str, Any]
+    result: RunResult | None
+    error: str | None = None
+    failure: Record | None = None
 
     @property
-    def records(self) -> list[dict[str, Any]]:
-        return self.result["records"]
+    def records(self) -> tuple[Record, ...]:
+        if self.result is not None:
+            return self.result.gate_records
+        return (self.failure,) if self.failure is not None else ()
 
     @property
     def passed(self) -> bool:
-        return bool(self.result["passed"])
+        return self.result is not None and self.result.passed
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        """``{outcome: count}`` over the records (a failed task: one Crashed)."""
+        if self.result is not None:
+            return self.result.outcome_counts()
+        return {Outcome.CRASHED.value: 1}
+
+    @property
+    def seconds(self) -> float:
+        return self.result.seconds if self.result is not None else 0.0
+
+    @property
+    def resumed(self) -> int:
+        """Records taken over from an earlier run instead of measured again."""
+        return sum(1 for r in self.records if r.metadata.get("resumed") == "true")
 
 
 @dataclass(frozen=True)
@@ -122,8 +176,7 @@ class ZooResult:
                 "output": str(self.output), "summaries": {k: str(v) for k, v in self.summaries.items()},
                 "models": [{"name": m.name, "model": m.model_name, "playbook": str(m.playbook),
                             "size_category": m.size_category, "passed": m.passed, "output": str(m.output),
-                            "outcomes": m.result["outcomes"], "error": m.result.get("error"),
-                            "resumed": sum(1 for r in m.records if r["metadata"].get("resumed") == "true")}
+                            "outcomes": m.outcomes, "error": m.error, "resumed": m.resumed}
                            for m in self.models],
                 "table": [r.to_dict() for r in self.rows], "warnings": list(self.warnings)}
 
@@ -166,34 +219,45 @@ def run_zoo(playbooks: Sequence[str | Path], output: str | Path, model_root: str
                                  str(m.resolve()) if m else None, str((work / pb.name).resolve()), gate_workers,
                                  resume), pb.model.size_category)
              for i, (p, pb, m) in enumerate(loaded)]
-    results: dict[int, dict[str, Any]] = {}
-    for task, res, err in ex.run(tasks):
-        results[task.index] = res if err is None else _crashed(err)
+    models: dict[int, ZooModel] = {}
+    for task, text, err in ex.run(tasks):
         p, pb, _m = loaded[task.index]
-        zm = _zoo_model(p, pb, out, res)
+        models[task.index] = _zoo_model(p, pb, out, text, err)
         if on_model is not None:
-            on_model(zm, len(results), len(tasks))
-    models = tuple(_zoo_model(p, pb, out, results[i]) for i, (p, pb, _m) in enumerate(loaded))
-    rows = tuple(zoo_rows([(m.name, m.records) for m in models]))
-    summaries = write_zoo_summary(out, rows, [m.name for m in models])
+            on_model(models[task.index], len(models), len(tasks))
+    done = tuple(models[i] for i in range(len(loaded)))
+    rows = tuple(zoo_rows([(m.name, m.records) for m in done]))
+    summaries = write_zoo_summary(out, rows, [m.name for m in done])
     warnings = tuple(getattr(ex, "warnings", ()))
-    return ZooResult(models, rows, out, summaries, ex.name, time.perf_counter() - t0, warnings)
+    return ZooResult(done, rows, out, summaries, ex.name, time.perf_counter() - t0, warnings)
 
 
-def _crashed(err: BaseException) -> dict[str, Any]:
-    """The result of a model task that raised: one Crashed record (in the summary, not in its evidence)."""
-    text = f"the model's task failed: {type(err).__name__}: {str(err).strip().splitlines()[-1] if str(err).strip() else ''}"
-    crashed = Outcome.CRASHED.value  # a plain str, as in evidence records
-    rec = {"gate_id": "ZOO-TASK", "outcome": crashed, "reason": text, "metadata": {},
-           "scenario": {"format": "—", "model": {"variant": None}}}
-    return {"passed": False, "outcomes": {crashed: 1}, "records": [rec], "seconds": 0.0, "error": text}
-
-
-def _zoo_model(p: Path, pb: Playbook, out: Path, res: dict[str, Any]) -> ZooModel:
+def _zoo_model(p: Path, pb: Playbook, out: Path, text: str | None, err: BaseException | None) -> ZooModel:
+    """The model of a finished task: its typed result, or a failure and its Crashed record."""
     model_name = pb.model.hf_repo or pb.model.synthetic or pb.model.local_path or pb.name
-    return ZooModel(p, pb.name, model_name, pb.model.size_category, out / pb.name, res)
+    result, error = None, _failure_text(err) if err is not None else None
+    if text is not None:
+        try:
+            result, error = read_task_result(text)
+        except RecordError as bad:  # a task that sent back something else failed, like one that raised
+            error = _failure_text(bad)
+    return ZooModel(p, pb.name, model_name, pb.model.size_category, out / pb.name, result, error,
+                    None if result is not None else _failure_record(pb.name, model_name, error or "no result"))
 
 
-def zoo_records(output: str | Path, name: str) -> list[dict[str, Any]]:
-    """The evidence records of model ``name`` in zoo folder ``output``."""
-    return load_evidence(Path(output) / name / "evidence.json")
+def _failure_record(name: str, model_name: str, why: str) -> Record:
+    """The Crashed record of a model task that failed: counted in the summary under no format."""
+    scenario = Scenario(id=f"{name}_ZOO-TASK", model=ModelRef(org="", name=model_name, variant=None),
+                        modality="run", backend="cpu", format=NO_FORMAT, prompt="", temperature=0.0, max_tokens=0,
+                        seed=0, trace_level="none", oracle_type="aprqa")
+    return make_record(gate_id="ZOO-TASK", outcome=Outcome.CRASHED, reason=why, output=why, scenario=scenario,
+                       metrics={}, metadata={}, host=host_info(), duration_ms=0)
+
+
+def zoo_records(output: str | Path, name: str) -> list[Record]:
+    """The evidence records of model ``name`` in zoo folder ``output``.
+
+    Raises:
+        PlaybookError: unreadable evidence; RecordError: a record not in apr-qa's shape (names file and field).
+    """
+    return load_records(Path(output) / name / "evidence.json")

@@ -23,7 +23,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..records import ERRORED, FAILING, OUTCOMES, TABLE_COLUMNS, Outcome, family_of
+from ..gate_ids import GateKind, Series, family_of, kind_of, series_of
+from ..records import ERRORED, FAILING, OUTCOMES, TABLE_COLUMNS, Outcome
 
 _TEXT_DIFF = re.compile(r"produced different output \(diff: ([0-9.eE+-]+), ε: ([0-9.eE+-]+)\)")
 _MAX_DIFF = re.compile(r"max_diff: ([0-9.eE+-]+)")
@@ -151,7 +152,7 @@ def cause_of(r: dict[str, Any]) -> str:
         gid = str(r.get("gate_id", ""))
         if out in ERRORED:
             return f"{out.lower()}: " + ("conversion failed" if "conversion" in reason else "measurement failed")
-        if gid.startswith("G0-INTEGRITY-") and gid != "G0-INTEGRITY-CONFIG":
+        if kind_of(gid) is GateKind.EXPECTED:
             return "architecture fact differs from the playbook's expected_* value"
         t = m.get("tensor") or {}
         fails = t.get("failures") if isinstance(t, dict) and isinstance(t.get("failures"), list) else []
@@ -160,7 +161,7 @@ def cause_of(r: dict[str, Any]) -> str:
             return "tensor verdict " + "/".join(verdicts)
         if "outputs" in reason and "FAIL" in reason:
             return "output metrics outside the profile (KL / top-1 / greedy)"
-        if "round trip" in reason.lower() or gid.startswith("F-CONV-RT"):
+        if "round trip" in reason.lower() or kind_of(gid) is GateKind.ROUND_TRIP:
             return "round trip not bit-identical"
     return _normalize(reason)
 
@@ -168,7 +169,7 @@ def cause_of(r: dict[str, Any]) -> str:
 def note_for(r: dict[str, Any], golden_text: str | None) -> str | None:
     """What an apr-qa F-CONV record measured (None for aprqa's records: their reason says it)."""
     gid = str(r.get("gate_id", ""))
-    if _is_aprqa(r) or not gid.startswith("F-CONV"):
+    if _is_aprqa(r) or series_of(gid) is not Series.CONVERSION:
         return None
     reason = str(r.get("reason") or "")
     output = str(r.get("output") or "")
@@ -223,7 +224,7 @@ def summarize(records: list[dict[str, Any]], path: str = "") -> EvidenceSummary:
     groups: dict[str, list[dict[str, Any]]] = {}
     golden = None
     for r in records:
-        if r.get("gate_id") == "F-GOLDEN-RULE-001" and _outcome(r) == Outcome.CORROBORATED and not _is_aprqa(r):
+        if kind_of(r.get("gate_id")) is GateKind.GOLDEN and _outcome(r) == Outcome.CORROBORATED and not _is_aprqa(r):
             out = str(r.get("output") or "")
             golden = out.split("identical output:", 1)[1].strip() if "identical output:" in out else golden
     notes: dict[str, list[tuple[str, str, str]]] = {}

@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..gate_ids import GateKind, Series, conversion_pair, kind_of, series_of
 from ..records import FAILING, Outcome
 from .evidence_report import EvidenceSummary, sane_record, summarize
 
-_CONV = re.compile(r"^F-CONV-([A-Za-z]+)-([A-Za-z]+)$")
 FORMAT_ORDER = ("safetensors", "apr", "gguf")
 # matrix columns from most to fewest bits; others follow in record order, then keep / as stored
 QUANT_ORDER = ("f32", "bf16", "f16", "q8_0", "apr-q8", "q6_k", "q5_k_m", "q5_k", "q5_1", "q5_0", "q4_k_m", "q4_k",
@@ -261,8 +261,8 @@ def gate_view(r: dict[str, Any], index: int) -> GateView:
     a = _aprqa(r)
     tensor = a.get("tensor") if isinstance(a.get("tensor"), dict) else None
     output = a.get("output") if isinstance(a.get("output"), dict) else None
-    m = _CONV.match(gid)
-    title = f"{m.group(1)}→{m.group(2)}" + (f" {quant}" if quant else "") if m else str(sc.get("prompt") or "")
+    pair = conversion_pair(gid)
+    title = f"{pair[0]}→{pair[1]}" + (f" {quant}" if quant else "") if pair else str(sc.get("prompt") or "")
     thr = _thresholds(r)
     metrics = _d(r.get("metrics"))
     return GateView(anchor=_anchor("g", str(index), gid), gate_id=gid, outcome=outcome_of(r), format=fmt,
@@ -329,16 +329,16 @@ def build_run_view(records: list[dict[str, Any]], source: str = "", notes: tuple
     integrity, structure, other, not_exec = [], [], [], []
     quants: list[str] = []
     for r, g in zip(records, views):
-        if _CONV.match(g.gate_id) or g.gate_id == "F-GOLDEN-RULE-001":
+        if conversion_pair(g.gate_id) or kind_of(g.gate_id) is GateKind.GOLDEN:
             q = g.quant or AS_STORED
             cells.setdefault((g.format, q), []).append(g)
             if q not in quants:
                 quants.append(q)
         elif _is_not_executed(r):
             not_exec.append(g)
-        elif g.gate_id.startswith("G0-"):
+        elif series_of(g.gate_id) is Series.INTEGRITY:
             integrity.append(g)
-        elif g.gate_id.startswith("F-CONV-"):
+        elif series_of(g.gate_id) is Series.CONVERSION:
             structure.append(g)
         else:
             other.append(g)

@@ -1,6 +1,6 @@
 """The zoo certification table: model × format × quantization with pass / fail / skipped counts.
 
-Built from evidence records only (``zoo_rows``); rendered as Markdown, HTML and CSV, plus the rows
+Built from evidence records (``Record``) only (``zoo_rows``); rendered as Markdown, HTML and CSV, plus the rows
 as JSON. A row's quantization is the record's target (``metadata.quant``); gates about the whole
 model (G0, idempotency, structure, Skipped runtime checks) have none and are counted under "—".
 Status: FAIL when any gate failed (Falsified, Timeout, Crashed), PASS when at least one passed and
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..fsio import write_text_atomic
-from ..records import Outcome
+from ..records import Outcome, Record
 
 NO_QUANT = "—"
 FORMAT_ORDER = {"safetensors": 0, "apr": 1, "gguf": 2}
@@ -43,16 +43,16 @@ class ZooRow:
         return {**asdict(self), "status": self.status}
 
 
-def zoo_rows(models: Iterable[tuple[str, Sequence[dict[str, Any]]]]) -> list[ZooRow]:
+def zoo_rows(models: Iterable[tuple[str, Sequence[Record]]]) -> list[ZooRow]:
     """One row per (model, format, quantization) present in each model's records, in model order."""
     out: list[ZooRow] = []
     for name, records in models:
         counts: dict[tuple[str, str], list[int]] = {}
         for r in records:
-            fmt = r["scenario"]["format"]
-            q = (r.get("metadata") or {}).get("quant") or r["scenario"]["model"].get("variant") or NO_QUANT
+            fmt = r.scenario.format
+            q = r.metadata.get("quant") or r.scenario.model.variant or NO_QUANT
             c = counts.setdefault((fmt, q), [0, 0, 0])
-            c[{Outcome.CORROBORATED: 0, Outcome.SKIPPED: 2}.get(r["outcome"], 1)] += 1
+            c[{Outcome.CORROBORATED: 0, Outcome.SKIPPED: 2}.get(r.outcome, 1)] += 1
         for (fmt, q), (p, f, s) in sorted(counts.items(), key=lambda kv: (FORMAT_ORDER.get(kv[0][0], 9),
                                                                           kv[0][1] == NO_QUANT, kv[0][1])):
             out.append(ZooRow(name, fmt, q, p, f, s))

@@ -11,8 +11,9 @@ from ...compare.metadata import compare_tokenizer
 from ...errors import AprqaError
 from ...formats import open_model
 from ...formats.model import Model
+from ...gate_ids import GateKind
 from ...records import GateOutcome, Outcome, error_text
-from ..plan import ConvKey, GateKind
+from ..plan import ConvKey
 from .common import ArtefactLookup, falsified, ok
 
 # (passed, text, metrics row) of one converted model against the source
