@@ -10,9 +10,7 @@
 // double sums are pushed onto a
 // pairwise-summation stack; stacks are combined pairwise across threads. The
 // location of max|d| is found by rescanning a piece only when its max can win
-// (vectorized on the AVX2 path). The payload bytes of the next piece are
-// prefetched before a piece is reduced, so memory keeps streaming while the
-// core computes the sums and the histogram.
+// (vectorized on the AVX2 path).
 //
 // Every dtype pair on the AVX2 path (stats_f32acc): f32 lanes. The sides are raw
 // f16 (converted in registers), f32 read in place, or a piece dequantized into
@@ -934,15 +932,6 @@ uint64_t byte_offset(int dtype, uint64_t start) {
     return start / t.block_elems * t.block_bytes;
 }
 
-// Asks for the payload bytes of side s's elements [lo, hi) (lo a multiple of kPiece from a chunk
-// start, so of every block) ahead of use: while a piece is reduced and histogrammed, the next
-// one streams in, instead of the memory system idling through the compute between loads.
-void prefetch_piece(const DiffSide& s, uint64_t lo, uint64_t hi) {
-    const uint64_t b0 = std::min<uint64_t>(byte_offset(s.dtype, lo), s.nbytes);
-    const uint64_t b1 = std::min<uint64_t>(byte_offset(s.dtype, hi), s.nbytes);
-    for (uint64_t p = b0; p < b1; p += 64) __builtin_prefetch(s.base + p, 0, 3);
-}
-
 // Elements [start, start + n) of both sides, one parallel pass; argmax is a flat index.
 DiffResult diff_range(const DiffSide& a, const DiffSide& b, uint64_t start, uint64_t n, const DiffOptions& o) {
     const size_t ntiles = (size_t)((n + kPiece - 1) / kPiece);
@@ -955,11 +944,6 @@ DiffResult diff_range(const DiffSide& a, const DiffSide& b, uint64_t start, uint
         for (size_t i = lo; i < hi; ++i) {
             const uint64_t s = start + (uint64_t)i * kPiece;
             const size_t len = (size_t)std::min<uint64_t>(kPiece, start + n - s);
-            if (i + 1 < hi) {
-                const uint64_t s1 = s + kPiece, e1 = std::min<uint64_t>(s1 + kPiece, start + n);
-                prefetch_piece(a, s1, e1);
-                prefetch_piece(b, s1, e1);
-            }
             const PieceSide pa = load_side(a, s, len, acc.A.data(), o);
             const PieceSide pb = load_side(b, s, len, acc.B.data(), o);
             acc.add(pa, pb, len, (int64_t)s, [&](size_t k) { return (int64_t)(s + k); }, o);
