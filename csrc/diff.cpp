@@ -9,7 +9,8 @@
 // NaN/Inf is converted exactly in scalar code, payloads kept). A piece's
 // double sums are pushed onto a
 // pairwise-summation stack; stacks are combined pairwise across threads. The
-// location of max|d| is found by rescanning a piece only when its max can win.
+// location of max|d| is found by rescanning a piece only when its max can win
+// (vectorized on the AVX2 path).
 //
 // Every dtype pair on the AVX2 path (stats_f32acc): f32 lanes. The sides are raw
 // f16 (converted in registers), f32 read in place, or a piece dequantized into
@@ -76,11 +77,15 @@
 //   by a rescan of the chunk only when the chunk's max m exceeds atol.
 // - Histogram: the bucket comes from the exponent bits of |d| in double (high
 //   dword >> 20, saturating u16 arithmetic, no log2), packed to one byte per
-//   element. Per chunk the vector min/max of the bucket bytes gives a range
-//   [lo, hi]; each bucket in it is counted with byte compares (cmpeq + sub into
-//   8-bit lane counters, drained with sad_epu8 before they can wrap), bucket 0
-//   (|d| == 0) always; a chunk spanning more than kVecBuckets buckets falls back
-//   to scalar increments. Counts are exact.
+//   element (f32 lanes: the f32 exponent; for two f16 sides the raw exponent
+//   byte, bucket = byte - 85). Per chunk the vector min/max of the bytes gives
+//   the occupied range [lo, hi]; it is counted in windows of 16 values from lo
+//   (hist_count_bytes_avx2): one vpshufb per two buckets turns a byte's offset
+//   in the window into +1 in the low or high nibble of a byte accumulator,
+//   nibbles are split into 8-bit lane counters every 15 vectors (drained with
+//   sad_epu8 before they can wrap), and bucket 0 (|d| == 0) is the rest. A
+//   chunk spanning more than kVecBuckets buckets falls back to scalar
+//   increments. Counts are exact.
 #include "diff.h"
 
 #include <algorithm>
@@ -127,7 +132,8 @@ constexpr bool quantum_holds_whole_blocks() {
     return true;
 }
 static_assert(quantum_holds_whole_blocks(), "chunks start on a block boundary of every dtype");
-static_assert(kChunk / 32 <= 255, "one chunk must fit the 8-bit histogram lane counters");
+constexpr size_t kHistChunk = 2048;      // |d| of verified f32-lane chunks, histogrammed this many at a time
+static_assert(kHistChunk / 32 <= 255 && kChunk <= kHistChunk, "one chunk must fit the 8-bit histogram lane counters");
 static_assert(kChunk / 4 < (1u << 15), "per-lane counts of a chunk fit 16-bit lanes");
 
 struct LUT {
@@ -267,56 +273,86 @@ AVX2 void drain_avx2(Hist& h) {
     h.touched_hi = -1;
 }
 
-// Adds, for each of the G bucket ids ks[0..G), the number of bytes equal to it
-// in by[0..nv) to that bucket's byte-lane counters. G independent
-// compare/subtract chains per loaded vector.
-template <int G>
-AVX2 inline void count_group_avx2(const __m256i* by, size_t nv, const int* ks, Hist& h, __m256i& tot) {
-    __m256i kk[G], c[G];
-    for (int j = 0; j < G; ++j) {
-        kk[j] = _mm256_set1_epi8((char)ks[j]);
-        c[j] = _mm256_setzero_si256();
+// Nibble tables for count_window_avx2: table t maps byte offset 2t to 0x01 and 2t + 1 to 0x10 (the
+// low / high nibble counter of one byte lane), every other offset to 0; both 128-bit halves alike.
+struct NibbleTables {
+    alignas(32) uint8_t t[8][32];
+    NibbleTables() {
+        std::memset(t, 0, sizeof t);
+        for (int k = 0; k < 8; ++k)
+            for (int half = 0; half < 32; half += 16) {
+                t[k][half + 2 * k] = 0x01;
+                t[k][half + 2 * k + 1] = 0x10;
+            }
     }
-    for (size_t v = 0; v < nv; ++v) {
-        const __m256i x = _mm256_load_si256(by + v);
-        for (int j = 0; j < G; ++j) c[j] = _mm256_sub_epi8(c[j], _mm256_cmpeq_epi8(x, kk[j]));
-    }
-    for (int j = 0; j < G; ++j) {
-        __m256i* row = reinterpret_cast<__m256i*>(h.c8[ks[j]]);
-        _mm256_store_si256(row, _mm256_add_epi8(_mm256_load_si256(row), c[j]));
-        tot = _mm256_add_epi8(tot, c[j]);
+};
+const NibbleTables kNibble;
+
+// Counts the bytes of by[0..nv) equal to base .. base + 2T - 1 into the 8-bit lane counters
+// rows[0 .. 2T) (rows[j] counts value base + j) and adds the counted bytes per lane to tot.
+// off = adds_epu8(by - base, 0x70) keeps offsets 0..15 as 0x70..0x7F and sends every other
+// byte (below base, zero, or base + 16 and up: base is 1..240) to 0x80 and above, which
+// vpshufb maps to 0; table t turns offsets 2t / 2t + 1 into +1 in the low / high nibble of
+// a byte accumulator, so one shuffle and one add count two buckets. A nibble holds 15:
+// the accumulators are split into the 8-bit rows after every 15 vectors.
+template <int T>
+AVX2 inline void count_window_avx2(const __m256i* by, size_t nv, int base, uint8_t (*rows)[32], __m256i& tot) {
+    static_assert(T >= 1 && T <= 8, "one window: at most 16 buckets");
+    const __m256i vbase = _mm256_set1_epi8((char)base), c70 = _mm256_set1_epi8(0x70);
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    __m256i tab[T];
+    for (int t = 0; t < T; ++t) tab[t] = _mm256_load_si256(reinterpret_cast<const __m256i*>(kNibble.t[t]));
+    for (size_t v0 = 0; v0 < nv; v0 += 15) {
+        const size_t v1 = std::min(nv, v0 + 15);
+        __m256i acc[T];
+        for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_si256();
+        for (size_t v = v0; v < v1; ++v) {
+            const __m256i off = _mm256_adds_epu8(_mm256_sub_epi8(_mm256_load_si256(by + v), vbase), c70);
+            for (int t = 0; t < T; ++t) acc[t] = _mm256_add_epi8(acc[t], _mm256_shuffle_epi8(tab[t], off));
+        }
+        for (int t = 0; t < T; ++t) {
+            const __m256i c0 = _mm256_and_si256(acc[t], low4);
+            const __m256i c1 = _mm256_and_si256(_mm256_srli_epi16(acc[t], 4), low4);
+            __m256i* r0 = reinterpret_cast<__m256i*>(rows[2 * t]);
+            __m256i* r1 = reinterpret_cast<__m256i*>(rows[2 * t + 1]);
+            _mm256_store_si256(r0, _mm256_add_epi8(_mm256_load_si256(r0), c0));
+            _mm256_store_si256(r1, _mm256_add_epi8(_mm256_load_si256(r1), c1));
+            tot = _mm256_add_epi8(tot, _mm256_add_epi8(c0, c1));
+        }
     }
 }
 
-// Counts the bucket bytes by[0..nv) (32 per vector) whose nonzero buckets span
-// [lo, hi]: byte compares for bucket 0 and each bucket of the range, or scalar
-// increments when the range is wider than kVecBuckets.
-AVX2 void hist_count_bytes_avx2(const __m256i* by, size_t nv, int lo, int hi, Hist& h) {
-    const int nb = 1 + (hi >= lo ? hi - lo + 1 : 0);
-    if (nb > kVecBuckets) {
+// Counts the bytes by[0..nv) (32 per vector): a byte v is 0 (bucket 0) or bias + its
+// bucket, and the nonzero bytes lie in [lo, hi] (1 <= lo, hi <= bias + 62, bias + 62 <= 240).
+// Windows of 16 values from lo are counted by count_window_avx2 (two buckets per shuffle),
+// bucket 0 is the rest; a range wider than kVecBuckets counts with scalar increments.
+AVX2 void hist_count_bytes_avx2(const __m256i* by, size_t nv, int lo, int hi, int bias, Hist& h) {
+    if (hi >= lo && hi - lo + 1 > kVecBuckets) {
         const uint8_t* bb = reinterpret_cast<const uint8_t*>(by);
-        for (size_t i = 0; i < 32 * nv; ++i) ++h.h[i & 7][bb[i]];
+        for (size_t i = 0; i < 32 * nv; ++i) ++h.h[i & 7][bb[i] ? bb[i] - bias : 0];
         return;
     }
     if (h.pending + (int)nv > 255) drain_avx2(h);
     h.pending += (int)nv;
-    // buckets lo..hi by byte compares; bucket 0 is the rest: each byte lane holds nv bytes
-    int ks[kHistBuckets], m = 0;
-    for (int k = lo; k <= hi; ++k) ks[m++] = k;
     __m256i tot = _mm256_setzero_si256();
-    int g = 0;
-    for (; g + 4 <= m; g += 4) count_group_avx2<4>(by, nv, ks + g, h, tot);
-    switch (m - g) {
-        case 3: count_group_avx2<3>(by, nv, ks + g, h, tot); break;
-        case 2: count_group_avx2<2>(by, nv, ks + g, h, tot); break;
-        case 1: count_group_avx2<1>(by, nv, ks + g, h, tot); break;
-        default: break;
+    for (int base = lo; base <= hi; base += 16) {
+        uint8_t(*rows)[32] = h.c8 + (base - bias);
+        switch ((std::min(hi, base + 15) - base + 2) / 2) {  // shuffles needed: the last may count one row beyond hi
+            case 1: count_window_avx2<1>(by, nv, base, rows, tot); break;
+            case 2: count_window_avx2<2>(by, nv, base, rows, tot); break;
+            case 3: count_window_avx2<3>(by, nv, base, rows, tot); break;
+            case 4: count_window_avx2<4>(by, nv, base, rows, tot); break;
+            case 5: count_window_avx2<5>(by, nv, base, rows, tot); break;
+            case 6: count_window_avx2<6>(by, nv, base, rows, tot); break;
+            case 7: count_window_avx2<7>(by, nv, base, rows, tot); break;
+            default: count_window_avx2<8>(by, nv, base, rows, tot); break;
+        }
     }
-    __m256i* row0 = reinterpret_cast<__m256i*>(h.c8[0]);
+    __m256i* row0 = reinterpret_cast<__m256i*>(h.c8[0]);  // each byte lane saw nv bytes
     _mm256_store_si256(row0, _mm256_add_epi8(_mm256_load_si256(row0),
                                              _mm256_sub_epi8(_mm256_set1_epi8((char)nv), tot)));
     h.touched_lo = 0;
-    if (hi > h.touched_hi) h.touched_hi = hi;
+    h.touched_hi = std::max(h.touched_hi, hi >= lo ? hi - bias + 1 : 0);
 }
 
 // Biased exponents in 16-bit lanes (x0, x1) -> bucket bytes: 0 if e == 0
@@ -353,23 +389,23 @@ AVX2 void hist_chunk_avx2(const double* ad, size_t len, Hist& h) {
             const __m256i e2 = _mm256_srli_epi32(hi8(2), 20), e3 = _mm256_srli_epi32(hi8(3), 20);
             by[v] = bucket_bytes(_mm256_packs_epi32(e0, e1), _mm256_packs_epi32(e2, e3), c981, vlo, vhi);
         }
-        hist_count_bytes_avx2(by, nv, hmin_epu8(vlo) + 1, hmax_epu8(vhi), h);
+        hist_count_bytes_avx2(by, nv, hmin_epu8(vlo) + 1, hmax_epu8(vhi), 0, h);
     }
     for (size_t i = 32 * nv; i < len; ++i) ++h.h[i & 7][bucket_of(ad[i])];
 }
 
 // Same from |d| as f32 (sign clear, finite). kF16Pair: |d| of two f16 values is 0 or
-// in [2^-24, 2^18), biased exponent e in {0} u [103, 144], so the bucket is
-// e - (127 - 42) saturated at 0 (18..59 for nonzero |d|, never clamped). Otherwise
-// e is 0..254 and a nonzero subnormal |d| has e = 0: the bucket is 0 for |d| == 0,
-// else clamp(max(e, 1) - 85, 1, 62) (bucket 1 below 2^-40, 62 from 2^20 up).
+// in [2^-24, 2^18), biased exponent e in {0} u [103, 144], so the byte is e itself and
+// the bucket e - (127 - 42) (18..59 for nonzero |d|, never clamped): bias 85. Otherwise
+// e is 0..254 and a nonzero subnormal |d| has e = 0: the byte is the bucket, 0 for
+// |d| == 0, else clamp(max(e, 1) - 85, 1, 62) (bucket 1 below 2^-40, 62 from 2^20 up).
 // len is a multiple of 32.
 template <bool kF16Pair>
 AVX2 void hist_chunk_f32_avx2(const float* ad, size_t len, Hist& h) {
     const size_t nv = len / 32;
     const __m256i c85 = _mm256_set1_epi16(127 - 42), one8 = _mm256_set1_epi8(1), one32 = _mm256_set1_epi32(1);
     const __m256i one16 = _mm256_set1_epi16(1), c62 = _mm256_set1_epi16(62);
-    alignas(32) __m256i by[kChunk / 32];
+    alignas(32) __m256i by[kHistChunk / 32];
     __m256i vlo = _mm256_set1_epi8(-1), vhi = _mm256_setzero_si256();
     for (size_t v = 0; v < nv; ++v) {
         const float* p = ad + 32 * v;
@@ -380,17 +416,17 @@ AVX2 void hist_chunk_f32_avx2(const float* ad, size_t len, Hist& h) {
             // a nonzero subnormal counts as exponent 1 (so bucket 1 below), zero stays 0
             if (!kF16Pair) e[q] = _mm256_max_epu32(e[q], _mm256_min_epu32(bits, one32));
         }
-        const __m256i z0 = _mm256_packs_epi32(e[0], e[1]), z1 = _mm256_packs_epi32(e[2], e[3]);  // 0..255: exact
-        __m256i x0 = _mm256_subs_epu16(z0, c85), x1 = _mm256_subs_epu16(z1, c85);
+        __m256i x0 = _mm256_packs_epi32(e[0], e[1]), x1 = _mm256_packs_epi32(e[2], e[3]);  // 0..255: exact
         if (!kF16Pair) {  // nonzero |d| -> at least bucket 1, at most 62
-            x0 = _mm256_min_epu16(_mm256_max_epu16(x0, _mm256_min_epu16(z0, one16)), c62);
-            x1 = _mm256_min_epu16(_mm256_max_epu16(x1, _mm256_min_epu16(z1, one16)), c62);
+            const __m256i z0 = x0, z1 = x1;
+            x0 = _mm256_min_epu16(_mm256_max_epu16(_mm256_subs_epu16(z0, c85), _mm256_min_epu16(z0, one16)), c62);
+            x1 = _mm256_min_epu16(_mm256_max_epu16(_mm256_subs_epu16(z1, c85), _mm256_min_epu16(z1, one16)), c62);
         }
         by[v] = _mm256_packus_epi16(x0, x1);  // lane order is irrelevant for a histogram
-        vlo = _mm256_min_epu8(vlo, _mm256_sub_epi8(by[v], one8));  // bucket 0 -> 255
+        vlo = _mm256_min_epu8(vlo, _mm256_sub_epi8(by[v], one8));  // zero -> 255
         vhi = _mm256_max_epu8(vhi, by[v]);
     }
-    hist_count_bytes_avx2(by, nv, hmin_epu8(vlo) + 1, hmax_epu8(vhi), h);
+    hist_count_bytes_avx2(by, nv, hmin_epu8(vlo) + 1, hmax_epu8(vhi), kF16Pair ? 127 - 42 : 0, h);
 }
 
 // Sides as the AVX2 kernel reads them: f32 values, or a raw IEEE half payload
@@ -543,7 +579,7 @@ AVX2 void stats_avx2(const TA* A, const TB* B, size_t n, const DiffOptions& o, T
 
 // ---- f32 lane accumulators, every pair (see the header comment) ----
 constexpr size_t kChunk32 = 256;  // elements per f32 accumulation chunk: 32 terms per lane
-static_assert(kChunk32 % 32 == 0 && kChunk32 <= kChunk, "f32 chunks fit the histogram byte buffer");
+static_assert(kChunk32 % 32 == 0 && kHistChunk % kChunk32 == 0, "f32 chunks fill the histogram buffer");
 
 AVX2 inline float hmax_ps(__m256 v) {
     __m128 x = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -612,7 +648,7 @@ AVX2 void stats_f32acc(const TA* A, const TB* B, size_t n, const DiffOptions& o,
     for (int i = 0; i < kSums; ++i) P[i] = _mm256_setzero_pd();
     __m256 Pmax = zf;
     uint64_t n_fin = 0, n_eq = 0, n_fail = 0;
-    alignas(32) float adb[kChunk];  // |d| of verified chunks, histogrammed kChunk at a time
+    alignas(32) float adb[kHistChunk];  // |d| of verified chunks, histogrammed kHistChunk at a time
     alignas(32) double dd[kChunk32];  // |d| in double of an inexact chunk
     double dmax = 0;                  // max |d| over inexact chunks
     size_t fill = 0;
@@ -683,7 +719,7 @@ AVX2 void stats_f32acc(const TA* A, const TB* B, size_t n, const DiffOptions& o,
         n_fin += kChunk32;
         if (hist && inexact) {
             hist_chunk_avx2(dd, kChunk32, *hist);
-        } else if (hist && (fill += kChunk32) == kChunk) {
+        } else if (hist && (fill += kChunk32) == kHistChunk) {
             hist_chunk_f32_avx2<kF16Pair>(adb, fill, *hist);
             fill = 0;
         }
@@ -710,6 +746,24 @@ AVX2 void stats_lanes(const TA* A, const TB* B, size_t n, const DiffOptions& o, 
     else
         stats_avx2<true>(A, B, n, o, t, hist);
 }
+
+// find_first_abs on the AVX2 path, sides as the kernel reads them (raw f16 converted with F16C: a
+// NaN's payload may change, but a pair holding a NaN or Inf never has |b - a| == target, which is finite).
+inline float value_at(const float* p, size_t i) { return p[i]; }
+inline float value_at(const uint16_t* p, size_t i) { return f16_to_f32(p[i]); }
+template <typename TA, typename TB>
+AVX2 size_t find_first_abs_avx2(const TA* A, const TB* B, size_t n, double target) {
+    const __m256d sign = _mm256_set1_pd(-0.0), t = _mm256_set1_pd(target);
+    size_t k = 0;
+    for (; k + 4 <= n; k += 4) {
+        const __m256d ad = _mm256_andnot_pd(sign, _mm256_sub_pd(load4_pd(B, k), load4_pd(A, k)));
+        const int m = _mm256_movemask_pd(_mm256_cmp_pd(ad, t, _CMP_EQ_OQ));
+        if (m) return k + (size_t)__builtin_ctz((unsigned)m);
+    }
+    for (; k < n; ++k)
+        if (std::fabs((double)value_at(B, k) - (double)value_at(A, k)) == target) return k;
+    return 0;
+}
 #endif
 
 // One side of a piece: f32 values, or (AVX2 path only) a raw f16 payload.
@@ -731,6 +785,19 @@ void tile_stats(PieceSide a, PieceSide b, size_t n, const DiffOptions& o, TileOu
     }
 #endif
     stats_scalar(a.f32(), b.f32(), n, o, t, hist);  // raw f16 sides only exist on the AVX2 path
+}
+
+// First k < n of a finite pair with |b - a| == target (a finite max|d| of the piece).
+size_t find_first(PieceSide a, PieceSide b, size_t n, double target, const DiffOptions& o) {
+#ifdef APRQA_X86
+    if (o.simd && kHaveFma) {
+        if (a.f16 && b.f16) return find_first_abs_avx2(a.half(), b.half(), n, target);
+        if (a.f16) return find_first_abs_avx2(a.half(), b.f32(), n, target);
+        if (b.f16) return find_first_abs_avx2(a.f32(), b.half(), n, target);
+        return find_first_abs_avx2(a.f32(), b.f32(), n, target);
+    }
+#endif
+    return find_first_abs(a.f32(), b.f32(), n, target);  // raw f16 sides only exist on the AVX2 path
 }
 
 // Pairwise combination of per-tile double sums: a binary-counter stack.
@@ -769,7 +836,6 @@ struct alignas(64) ThreadAcc {
 
     // Fold one tile; flat(k) maps a tile offset to the reference's flat index,
     // first is flat(0) (the smallest flat index in the tile).
-    // a raw f16 side is converted into A / B only for the rare max rescan.
     template <typename Flat>
     void add(PieceSide a, PieceSide b, size_t n, int64_t first, Flat flat, const DiffOptions& o) {
         TileOut t;
@@ -783,9 +849,7 @@ struct alignas(64) ThreadAcc {
         pw.push(t.s);
         if (t.n_finite) {
             if (!has_max || t.max_abs > r.max_abs || (t.max_abs == r.max_abs && first < r.argmax)) {
-                const float* fa = a.f16 ? half_to_buf(a.half(), n, A) : a.f32();
-                const float* fb = b.f16 ? half_to_buf(b.half(), n, B) : b.f32();
-                const int64_t idx = flat(find_first_abs(fa, fb, n, t.max_abs));
+                const int64_t idx = flat(find_first(a, b, n, t.max_abs, o));
                 if (!has_max || t.max_abs > r.max_abs || idx < r.argmax) {
                     r.max_abs = t.max_abs;
                     r.argmax = idx;
@@ -793,11 +857,6 @@ struct alignas(64) ThreadAcc {
                 }
             }
         }
-    }
-    static const float* half_to_buf(const uint16_t* p, size_t n, std::vector<float>& buf) {
-        if (buf.size() < n) buf.resize(n);
-        for (size_t i = 0; i < n; ++i) buf[i] = f16_to_f32(p[i]);
-        return buf.data();
     }
     void finish() {
         double s[kSums];
@@ -866,6 +925,13 @@ PieceSide load_side(const DiffSide& s, uint64_t start, size_t len, float* buf, c
     return {buf, false};
 }
 
+// Byte offset of element `start` (a multiple of kChunkQuantum, so of every block) in a payload.
+uint64_t byte_offset(int dtype, uint64_t start) {
+    if (dtype == kAprQ8) return (uint64_t)APR_Q8_HEADER_BYTES + start;
+    const DTypeTraits& t = dtype_or_throw(dtype);
+    return start / t.block_elems * t.block_bytes;
+}
+
 // Elements [start, start + n) of both sides, one parallel pass; argmax is a flat index.
 DiffResult diff_range(const DiffSide& a, const DiffSide& b, uint64_t start, uint64_t n, const DiffOptions& o) {
     const size_t ntiles = (size_t)((n + kPiece - 1) / kPiece);
@@ -884,13 +950,6 @@ DiffResult diff_range(const DiffSide& a, const DiffSide& b, uint64_t start, uint
         }
     });
     return merge(accs);
-}
-
-// Byte offset of element `start` (a multiple of kChunkQuantum, so of every block) in a payload.
-uint64_t byte_offset(int dtype, uint64_t start) {
-    if (dtype == kAprQ8) return (uint64_t)APR_Q8_HEADER_BYTES + start;
-    const DTypeTraits& t = dtype_or_throw(dtype);
-    return start / t.block_elems * t.block_bytes;
 }
 
 // Drops the pages of side s's elements [lo, hi) (clipped to its payload).
