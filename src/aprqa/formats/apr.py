@@ -116,7 +116,7 @@ def open(path: Path, *, verify_footer: bool | None = None) -> Model:  # noqa: A0
     path = Path(path)
     mf = MappedFile(path)
     try:
-        buf = memoryview(mf.array)
+        buf = memoryview(mf.buffer)
         try:
             return _read(path, mf, buf, verify_footer)
         finally:

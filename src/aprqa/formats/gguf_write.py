@@ -11,8 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
-
 from .. import arch as archreg
 from ..arch import config_keys
 from ..arch.gguf_tables import tables
@@ -20,7 +18,6 @@ from ..dtypes import DType, payload_nbytes
 from ..errors import DTypeError, UsageError
 from ..fsio import atomic_output
 from ._strings import PackedStrings
-from .gguf_vocab import padded
 from .model import ArchConfig, TensorData, TokenizerInfo
 
 __all__ = ["WRITABLE", "write"]
@@ -99,6 +96,12 @@ def _write_file(
     arch = config.architecture or meta.get("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise UsageError("GGUF write: config.architecture (or metadata['general.architecture']) is required")
+    # Declared lazy imports (tests/test_architecture_imports.py): the GGUF reader imports this
+    # module (WRITABLE), and reading needs neither numpy nor the tokenizer preparation.
+    import numpy as np
+
+    from .gguf_vocab import padded
+
     tds = list(tensors)
     gguf_py = _gguf_py()
     VT = gguf_py.GGUFValueType

@@ -7,7 +7,8 @@ Check order, cheap to costly, before any tensor byte is read:
      end - begin == element count x dtype size (Python ints: no overflow);
   4. data ranges inside the data section (past-EOF tensors are marked, not fatal),
      no two tensors overlap.
-The writer goes through the ``safetensors`` package.
+The writer goes through the ``safetensors`` package; it and numpy are imported when a file is
+written, never to read one (``aprqa inspect`` loads neither).
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 from typing import Any, Iterable
-
-import numpy as np
-from safetensors import SafetensorError, TensorSpec, serialize_file
 
 from .. import arch as archreg
 from ..arch import config_keys
@@ -66,7 +64,7 @@ def _parse_header(mf: MappedFile) -> tuple[dict[str, Any], int]:
     if size < 8:
         raise TruncatedError(path, f"file is {size} bytes, shorter than the 8-byte header length",
                              field="header_size", offset=0)
-    (hlen,) = struct.unpack("<Q", bytes(mf.array[:8]))
+    (hlen,) = struct.unpack("<Q", bytes(mf.buffer[:8]))
     if hlen > MAX_HEADER_BYTES:
         raise FormatError(path, f"header length {hlen:,} exceeds the {MAX_HEADER_BYTES:,}-byte limit",
                           field="header_size", offset=0)
@@ -74,7 +72,7 @@ def _parse_header(mf: MappedFile) -> tuple[dict[str, Any], int]:
         raise TruncatedError(path, f"header length {hlen:,} is larger than the {size - 8:,} bytes after it",
                              field="header_size", offset=0)
     # Typed errors for bad UTF-8, syntax, depth, 4,300+-digit integers; duplicate keys refused.
-    header = parse_json(bytes(mf.array[8 : 8 + hlen]), path, "header", offset=8, unique_keys=True,
+    header = parse_json(bytes(mf.buffer[8 : 8 + hlen]), path, "header", offset=8, unique_keys=True,
                         field="header")
     if not isinstance(header, dict):
         raise FormatError(path, f"header is a JSON {type(header).__name__}, expected an object",
@@ -254,6 +252,10 @@ def _write_to(path: Path, single_file: bool, tensors: Iterable[TensorData], conf
             write_hf_tokenizer(path, tokenizer)
         if tokenizer_json is not None:  # a rebuilt tokenizers.Tokenizer (SentencePiece from a GGUF)
             tokenizer_json.save(str(path / "tokenizer.json"))
+    # Declared lazy imports (tests/test_architecture_imports.py): only writing needs them.
+    import numpy as np
+    from safetensors import SafetensorError, TensorSpec, serialize_file
+
     specs: dict[str, Any] = {}
     keep_alive: list[np.ndarray] = []
     for t in tensors:
