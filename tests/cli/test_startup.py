@@ -63,7 +63,8 @@ def _inspect_loads(path: Path, *flags: str) -> dict[str, bool]:
     code = ("import io, json, sys\nfrom aprqa.cli import main\nout, sys.stdout = sys.stdout, io.StringIO()\n"
             f"rc = main(['inspect', {str(path)!r}, *{list(flags)!r}])\ntext, sys.stdout = sys.stdout.getvalue(), out\n"
             "assert rc == 0 and 'model.layers.1.mlp.down_proj.weight' in text, (rc, text[-2000:])\n"
-            "print(json.dumps({m: m in sys.modules for m in ('numpy', 'rich')}))")
+            "print(json.dumps({m: m in sys.modules for m in ('numpy', 'rich', 'aprqa.formats.safetensors', "
+            "'aprqa.formats.gguf', 'aprqa.formats.apr')}))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
@@ -72,12 +73,17 @@ def _inspect_loads(path: Path, *flags: str) -> dict[str, bool]:
 @pytest.mark.parametrize("kind", ["hf-dir", "safetensors", "gguf", "apr"])
 def test_inspect_json_imports_neither_numpy_nor_rich(model_files, kind):
     # headers are parsed from a memoryview, numbers with struct/array: numpy loads only when a
-    # tensor's bytes are touched; rich only when a console prints (issue 14: start-up)
-    assert _inspect_loads(model_files[kind], "--json") == {"numpy": False, "rich": False}
+    # tensor's bytes are touched; rich only when a console prints; of the readers only the one
+    # that opens the file (formats.magic sniffs without them) (issue 14: start-up)
+    loaded = _inspect_loads(model_files[kind], "--json")
+    reader = "safetensors" if kind == "hf-dir" else kind
+    assert loaded == {"numpy": False, "rich": False, **{f"aprqa.formats.{f}": f == reader
+                                                        for f in ("safetensors", "gguf", "apr")}}
 
 
 def test_inspect_console_view_imports_rich_but_not_numpy(model_files):
-    assert _inspect_loads(model_files["gguf"]) == {"numpy": False, "rich": True}
+    loaded = _inspect_loads(model_files["gguf"])
+    assert (loaded["numpy"], loaded["rich"]) == (False, True)
 
 
 def test_version_imports_neither_numpy_nor_rich():

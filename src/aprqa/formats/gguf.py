@@ -37,11 +37,11 @@ from ..errors import DTypeError, FormatError, UnsupportedFormatError
 from ._binary import Cursor, align_up, check_extents, f32_shortest
 from ._strings import PackedStrings, read_string_array
 from .gguf_write import WRITABLE, write
+from .magic import GGUF_MAGIC as MAGIC, gguf as sniff
 from .model import ArchConfig, MappedFile, Model, TensorInfo, TokenizerInfo
 
 __all__ = ["WRITABLE", "open", "sniff", "write"]
 
-MAGIC = b"GGUF"
 HEADER_BYTES = 24
 DEFAULT_ALIGNMENT = 32
 MAX_DIMS = 8  # llama.cpp allows 4; we read up to 8 and warn
@@ -59,11 +59,6 @@ _VT_NUMBER = {0: "u8", 1: "i8", 2: "u16", 3: "i16", 4: "u32", 5: "i32", 6: "f32"
 _VT_MIN = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 8: 8, 9: 12, 10: 8, 11: 8, 12: 8}
 
 _SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
-
-
-def sniff(head: bytes) -> bool:
-    """True when ``head`` (the first bytes of a file) starts with the GGUF magic."""
-    return bytes(head[:4]) == MAGIC
 
 
 # --------------------------------------------------------------------------- reading

@@ -22,6 +22,7 @@ from ..arch import config_keys
 from ..dtypes import DType, payload_nbytes
 from ..errors import FormatError, TruncatedError, UsageError
 from ..fsio import CAP_INDEX, atomic_output, parse_json, read_json
+from .magic import safetensors as sniff
 from .hf import read_hf_config, read_hf_tokenizer, write_hf_config, write_hf_tokenizer
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
 
@@ -46,11 +47,6 @@ _WRITE_NAMES: dict[DType, str] = {
 WRITABLE: frozenset[DType] = frozenset(_WRITE_NAMES)
 
 INDEX_NAME = "model.safetensors.index.json"
-
-
-def sniff(head: bytes) -> bool:
-    """A SafeTensors file starts with a u64 header length then ``{``."""
-    return len(head) >= 9 and head[8:9] == b"{"
 
 
 def is_hf_dir(path: Path) -> bool:
