@@ -51,6 +51,14 @@ _FILE_TYPE = {
 }
 
 
+def padded(info: TokenizerInfo, rows: int | None) -> TokenizerInfo:
+    """``gguf_vocab.padded``, loaded when a GGUF is written: its pre-tokenizer tables are not
+    needed to read one (declared lazy import)."""
+    from .gguf_vocab import padded as pad_to_rows
+
+    return pad_to_rows(info, rows)
+
+
 def _kv_type(value: Any) -> Any:
     VT = _gguf_py().GGUFValueType
     if isinstance(value, bool):
@@ -96,11 +104,9 @@ def _write_file(
     arch = config.architecture or meta.get("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise UsageError("GGUF write: config.architecture (or metadata['general.architecture']) is required")
-    # Declared lazy imports (tests/test_architecture_imports.py): the GGUF reader imports this
-    # module (WRITABLE), and reading needs neither numpy nor the tokenizer preparation.
+    # Declared lazy import (tests/test_architecture_imports.py): the GGUF reader imports this
+    # module (WRITABLE), and reading needs no numpy.
     import numpy as np
-
-    from .gguf_vocab import padded
 
     tds = list(tensors)
     gguf_py = _gguf_py()
