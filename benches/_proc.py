@@ -4,6 +4,7 @@ child (``os.wait4``'s rusage), commands interleaved over rounds, medians per com
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -36,8 +37,17 @@ with open(sys.argv[1], "w") as fh:
 """
 
 
+def _child_env(env: dict[str, str] | None) -> dict[str, str]:
+    """Bytecode caching on, as an installed package has it: under PYTHONDONTWRITEBYTECODE (set in
+    some CI and agent shells) every start of an editable install recompiles aprqa from source."""
+    out = dict(os.environ if env is None else env)
+    out.pop("PYTHONDONTWRITEBYTECODE", None)
+    return out
+
+
 def run_process(cmd: list[str], env: dict[str, str] | None = None) -> ProcResult:
     """Run ``cmd`` to completion: its own wall time, CPU and peak RSS (not this process's)."""
+    env = _child_env(env)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile(suffix=".json") as rus:
         subprocess.run([sys.executable, "-S", "-c", _LAUNCH, rus.name, *cmd], stdout=out, stderr=err, env=env,

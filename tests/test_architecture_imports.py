@@ -31,6 +31,20 @@ LAZY: dict[str, dict[str, str]] = {
     "aprqa.cli": {
         "aprqa": "subcommand dispatch: each command imports only what it runs, so `aprqa --version`, "
                  "`inspect` and `compare --fast` never load the forward pass, the playbook or numba",
+        "rich": "the consoles are made when something is printed for a person: `inspect --json` and "
+                "`--version` never load rich (tests/cli/test_startup.py)",
+    },
+    "aprqa.formats.model": {
+        "numpy": "headers are parsed from a memoryview of the map; numpy loads when a tensor's bytes are "
+                 "touched (raw(), a writer's payload), so `aprqa inspect` never imports it",
+    },
+    "aprqa.formats.safetensors": {
+        "numpy": "the writer's payload buffers; reading a file needs none",
+        "safetensors": "the safetensors package is the writer; reading parses the header here",
+    },
+    "aprqa.arch.rope": {
+        "numpy": "the permutation index arrays; the registry around them is read by `aprqa inspect`, "
+                 "which needs no numpy",
     },
     "aprqa.arch.gguf_tables": {
         "gguf": "gguf-py is read live only when its installed version is not the shipped snapshot's; "
@@ -39,6 +53,9 @@ LAZY: dict[str, dict[str, str]] = {
     "aprqa.formats.gguf_write": {
         "gguf": "gguf-py's GGUFWriter loads only when a GGUF is written; what it can lay out comes from "
                 "the gguf_tables snapshot, so opening or comparing files never imports it",
+        "numpy": "payload buffers of a write; the GGUF reader imports this module (WRITABLE) and needs none",
+        "aprqa.formats.gguf_vocab": "the tokenizer preparation (pre-tokenizer tables) is needed only to "
+                                    "write; `aprqa inspect` of a GGUF never loads it",
     },
     "aprqa.compare": {
         "aprqa.compare.output_checks": "the output-level check imports the forward pass (numba); "

@@ -1,6 +1,9 @@
 """Command line: parse arguments, make one API call, render. Nothing else.
 
 Exit codes: 0 pass/ok, 1 fidelity failure, 2 bad input or usage.
+
+rich is imported when something is rendered for a person (``_stdout``/``_stderr``/``escape``):
+``--json`` output and ``--version`` never load it (start-up, issue 14).
 """
 
 from __future__ import annotations
@@ -9,20 +12,22 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Sequence
 
 from . import __version__
 from .errors import AprqaError, UsageError, as_aprqa_error
 from .fsio import check_output
 from .quantmix import QUANT_CHOICES
-from .textsafe import markup_safe as escape  # rich markup + terminal control characters
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 
 
 def _stdout() -> Console:
+    from rich.console import Console  # declared lazy import: --json output never loads rich
+
     console = Console(highlight=False, soft_wrap=False)
     if not console.is_terminal:  # piped output: don't squeeze tensor names into 80 columns
         console = Console(highlight=False, soft_wrap=False, width=160)
@@ -30,22 +35,32 @@ def _stdout() -> Console:
 
 
 def _stderr() -> Console:
+    from rich.console import Console  # declared lazy import (see _stdout)
+
     console = Console(stderr=True, highlight=False)
     if not console.is_terminal:
         console = Console(stderr=True, highlight=False, width=160)
     return console
 
 
+def escape(text: str) -> str:
+    """``text`` with rich markup and terminal control characters neutralized (``textsafe``)."""
+    from .textsafe import markup_safe  # imports rich.markup: loaded with the console that prints it
+
+    return markup_safe(text)
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .formats import open_model
     from .inspect import describe
-    from .report.console import render_inspect
 
     with open_model(args.path, verify=args.verify) as model:
         desc = describe(model, args.tensors)
     if args.json:
         sys.stdout.write(json.dumps(desc, indent=2) + "\n")
     else:
+        from .report.console import render_inspect  # rich: only for the console view
+
         render_inspect(desc, _stdout())
     return EXIT_OK
 

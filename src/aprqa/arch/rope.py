@@ -9,10 +9,12 @@ mistral, ...) with rows reordered per head: stored row ``2i`` is HF row ``i`` an
 from __future__ import annotations
 
 import re
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["rope_heads", "rope_row_permutation", "inverse_permutation"]
 
@@ -38,11 +40,15 @@ def rope_row_permutation(rows: int, n_heads: int) -> np.ndarray:
     if n_heads <= 0 or rows % n_heads or (rows // n_heads) % 2:
         raise UsageError(f"cannot RoPE-permute {rows} rows into {n_heads} heads of even size")
     hd = rows // n_heads
+    import numpy as np  # declared lazy import: the arch registry is read by `aprqa inspect`, which needs no numpy
+
     return np.arange(rows, dtype=np.int64).reshape(n_heads, 2, hd // 2).transpose(0, 2, 1).reshape(rows)
 
 
 def inverse_permutation(perm: np.ndarray) -> np.ndarray:
     """``q`` with ``q[perm[i]] == i``: undoes ``perm``."""
+    import numpy as np  # declared lazy import (see rope_row_permutation)
+
     inv = np.empty_like(perm)
     inv[perm] = np.arange(perm.size, dtype=perm.dtype)
     return inv

@@ -15,6 +15,7 @@ from types import ModuleType
 
 from ..errors import FormatError, UnsupportedFormatError
 from ..fsio import open_regular
+from . import magic
 from .model import ArchConfig, Model, TensorData, TensorInfo, TokenizerInfo
 
 FORMATS = ("safetensors", "gguf", "apr")
@@ -41,9 +42,8 @@ def detect_format(path: str | Path) -> str:
     path = Path(path)
     if not path.exists():
         raise FormatError(path, "no such file or directory")
-    st = format_module("safetensors")
     if path.is_dir():
-        if st.is_hf_dir(path):
+        if format_module("safetensors").is_hf_dir(path):
             return "safetensors"
         pickles = [p.name for p in path.iterdir() if p.suffix in _PICKLE_SUFFIXES]
         raise FormatError(path, "directory has no config.json, model.safetensors.index.json or *.safetensors",
@@ -55,14 +55,15 @@ def detect_format(path: str | Path) -> str:
     with os.fdopen(fd, "rb") as fh:
         head = fh.read(16)
     # b"\x80" starts a pickle, and also a SafeTensors file whose header length is 128 mod 256
-    pickle_magic = head[:2] == b"PK" or (head[:1] == b"\x80" and not format_module("safetensors").sniff(head))
+    pickle_magic = head[:2] == b"PK" or (head[:1] == b"\x80" and not magic.safetensors(head))
     if pickle_magic or path.suffix in _PICKLE_SUFFIXES:
         raise UnsupportedFormatError(path, "looks like a pickle/PyTorch checkpoint; aprqa never unpickles",
                                      field="magic", offset=0,
                                      hint="convert it to SafeTensors with a trusted tool first")
-    # APR's sniff also claims APR1/APRN, so that its reader refuses them with a reason.
-    for fmt in ("gguf", "apr", "safetensors"):
-        if format_module(fmt).sniff(head):
+    # APR's sniff also claims APR1/APRN, so that its reader refuses them with a reason. No reader is
+    # imported to sniff (formats.magic): only the one that opens the file.
+    for fmt, sniff in magic.SNIFF_ORDER:
+        if sniff(head):
             return fmt
     raise FormatError(path, f"unrecognised magic bytes {head[:8].hex(' ')} (expected GGUF, APR or SafeTensors)",
                       field="magic", offset=0)

@@ -7,10 +7,10 @@ leak out of a reader. Sizes are Python ints (no overflow).
 
 from __future__ import annotations
 
+import array
 import struct
+import sys
 from pathlib import Path
-
-import numpy as np
 
 from ..errors import FormatError, TruncatedError
 
@@ -24,6 +24,13 @@ _I32 = struct.Struct("<i")
 _I64 = struct.Struct("<q")
 _F32 = struct.Struct("<f")
 _F64 = struct.Struct("<d")
+_F32_MAX = 3.4028234663852886e38
+
+# ``array`` typecodes of the fixed-size numbers a header stores (sizes checked: they are the C types')
+NUMBER_CODES = {"u8": "B", "i8": "b", "u16": "H", "i16": "h", "u32": "I", "i32": "i", "u64": "Q", "i64": "q",
+                "f32": "f", "f64": "d"}
+if any(array.array(c).itemsize != int(k[1:]) // 8 for k, c in NUMBER_CODES.items()):  # pragma: no cover
+    raise ImportError("this platform's C int sizes do not match the file formats' (array typecodes)")
 
 
 def align_up(n: int, alignment: int) -> int:
@@ -117,14 +124,17 @@ class Cursor:
                 field=field, offset=start + err.start,
             ) from err
 
-    def array(self, np_dtype: str, count: int, field: str) -> np.ndarray:
-        """``count`` numbers of little-endian ``np_dtype`` (bounded before allocating)."""
-        dt = np.dtype(np_dtype)
-        nbytes = count * dt.itemsize
+    def numbers(self, kind: str, count: int, field: str) -> list[int] | list[float]:
+        """``count`` little-endian numbers of ``kind`` (``"u32"``, ``"f32"``... as in ``NUMBER_CODES``),
+        as a list of Python numbers; bounded before allocating. No numpy: headers are read without it."""
+        out = array.array(NUMBER_CODES[kind])
+        nbytes = count * out.itemsize
         self.need(nbytes, field)
-        out = np.frombuffer(self.buf, dtype=dt, count=count, offset=self.pos)
+        out.frombytes(self.buf[self.pos : self.pos + nbytes])
+        if sys.byteorder != "little":  # pragma: no cover - the formats are little-endian
+            out.byteswap()
         self.pos += nbytes
-        return out
+        return out.tolist()
 
 
 def check_extents(
@@ -176,3 +186,66 @@ def check_extents(
                 hint="each tensor must own its bytes",
             )
     return flags
+
+
+
+def f32_shortest(v: float) -> float | None:
+    """The float32 value ``v`` written with its shortest round-tripping decimal (``1e-06``, not
+    ``9.99999997e-07``): the digits numpy prints for ``np.float32(v)``, as a Python float; None
+    when ``v`` is not a finite float32 value.
+
+    Shortest: the fewest significant digits whose decimal rounds back to this float32; among
+    those, the closest to ``v`` (a tie keeps the even last digit, as formatting does). Exact
+    rational arithmetic on integers, so no decimal -> double -> float32 double rounding can pick
+    a wrong neighbour.
+    """
+    if v != v or not abs(v) <= _F32_MAX or _F32.unpack(_F32.pack(v))[0] != v:
+        return None
+    if v <= 0.0:
+        return v if v == 0.0 else -f32_shortest(-v)  # type: ignore[operator]
+    bits = _U32.unpack(_F32.pack(v))[0]
+    below = _F32.unpack(_U32.pack(bits - 1))[0]
+    above = _F32.unpack(_U32.pack(bits + 1))[0] if bits + 1 < 0x7F800000 else v + (v - below)
+    # decimals that read back as v lie between the midpoints to its neighbours; a decimal exactly
+    # on a midpoint rounds to the even mantissa, so the ends belong to v only when v's is even
+    closed = bits % 2 == 0
+    vq = v.as_integer_ratio()
+    lo, hi = _mid(vq, below.as_integer_ratio()), _mid(vq, above.as_integer_ratio())
+
+    def inside(c: tuple[int, int]) -> bool:
+        a, b = _cmp(lo, c), _cmp(c, hi)
+        return (a < 0 or (closed and a == 0)) and (b < 0 or (closed and b == 0))
+
+    for p in range(1, 10):
+        mant, exp = f"{v:.{p - 1}e}".split("e")  # the nearest p-digit decimal, correctly rounded
+        n0, k = int(mant.replace(".", "")), int(exp) - (p - 1)
+        down = (10**p - 1, k - 1) if n0 == 10 ** (p - 1) else (n0 - 1, k)  # the grid is finer below a power of 10
+        hits = [c for c in ((n0, k), (n0 + 1, k), down) if inside(_dec(*c))]
+        if hits:  # the nearest first: min keeps the first of equally close ones
+            best = min(hits, key=lambda c: _Dist(_dec(*c), vq))
+            return float(f"{best[0]}e{best[1]}")
+    return v  # unreachable: 9 significant digits always round-trip a float32
+
+
+def _dec(n: int, k: int) -> tuple[int, int]:
+    """``n * 10**k`` as (numerator, denominator)."""
+    return (n * 10**k, 1) if k >= 0 else (n, 10**-k)
+
+
+def _mid(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    return a[0] * b[1] + b[0] * a[1], 2 * a[1] * b[1]
+
+
+def _cmp(a: tuple[int, int], b: tuple[int, int]) -> int:
+    x, y = a[0] * b[1], b[0] * a[1]
+    return (x > y) - (x < y)
+
+
+class _Dist:
+    """|c - v| of two rationals, ordered exactly (a sort key)."""
+
+    def __init__(self, c: tuple[int, int], v: tuple[int, int]) -> None:
+        self.q = (abs(c[0] * v[1] - v[0] * c[1]), c[1] * v[1])
+
+    def __lt__(self, other: "_Dist") -> bool:
+        return _cmp(self.q, other.q) < 0

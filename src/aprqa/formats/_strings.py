@@ -8,10 +8,9 @@ validated in one native pass at open time and decoded only when its strings are 
 
 from __future__ import annotations
 
+import array
 import hashlib
 from typing import Any, Callable, Iterator, Sequence, overload
-
-import numpy as np
 
 from .. import _core
 from ._binary import Cursor
@@ -20,11 +19,12 @@ from ._binary import Cursor
 class PackedStrings(Sequence[str]):
     """Length-prefixed UTF-8 strings (already validated), decoded on access."""
 
-    __slots__ = ("_data", "_offs", "_decoded")
+    __slots__ = ("_data", "_offs", "_base", "_decoded")
 
-    def __init__(self, data: bytes, offs: np.ndarray):
+    def __init__(self, data: bytes, offs: array.array, base: int = 0):
         self._data = data      # the entries' bytes, each a u64 LE length then UTF-8
-        self._offs = offs      # int64[len + 1]: each entry's start in data, then len(data)
+        self._offs = offs      # int64[len + 1]: each entry's start, then the end (data[0] is at base)
+        self._base = base
         self._decoded: list[str] | None = None
 
     def __len__(self) -> int:
@@ -44,13 +44,14 @@ class PackedStrings(Sequence[str]):
             raise IndexError(f"string index {i} out of range for {n} strings")
         if self._decoded is not None:
             return self._decoded[j]
-        return self._data[int(self._offs[j]) + 8:int(self._offs[j + 1])].decode("utf-8")
+        base = self._base
+        return self._data[self._offs[j] - base + 8:self._offs[j + 1] - base].decode("utf-8")
 
     def strings(self) -> list[str]:
         """Every string, decoded once and kept."""
         if self._decoded is None:
-            data, offs = self._data, self._offs.tolist()
-            self._decoded = [data[a + 8:b].decode("utf-8") for a, b in zip(offs, offs[1:])]
+            data, offs, b0 = self._data, self._offs.tolist(), self._base
+            self._decoded = [data[a - b0 + 8:b - b0].decode("utf-8") for a, b in zip(offs, offs[1:])]
         return self._decoded
 
     def __iter__(self) -> Iterator[str]:
@@ -79,12 +80,11 @@ def read_string_array(cur: Cursor, count: int, field: str,
                       slow: Callable[[Cursor, int, str], Sequence[str]]) -> Sequence[str]:
     """``count`` strings at ``cur`` (advanced past them). When an entry is bad, ``slow`` re-reads
     the array string by string, which raises the precise error (field, offset, reason)."""
-    offs = np.empty(count + 1, np.int64)
+    offs = array.array("q", bytes(8 * (count + 1)))  # the caller bounded count by the bytes left
     end, bad = _core.scan_strings(cur.buf, cur.pos, cur.end, count, offs)
     if bad >= 0:
         return slow(cur, count, field)
     start = cur.pos
     data = bytes(cur.buf[start:end])
-    offs -= start
     cur.pos = end
-    return PackedStrings(data, offs)
+    return PackedStrings(data, offs, start)

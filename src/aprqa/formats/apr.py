@@ -48,6 +48,7 @@ from .apr_layout import (ALIGN, APRENDER_CODES, F_COL_MAJOR, F_ENCRYPTED, F_LZ4,
                          F_SHARDED, F_SIGNED, F_ZSTD, HEADER, HEADER_BYTES, MAGIC, MAGIC_OLD, MAX_DIMS, MIN_ENTRY,
                          expected_size, header_crc)
 from .apr_write import WRITABLE, write
+from .magic import apr as sniff
 from .model import ArchConfig, MappedFile, Model, TensorInfo, TokenizerInfo
 
 __all__ = ["WRITABLE", "header_crc", "open", "sniff", "write"]
@@ -55,11 +56,6 @@ __all__ = ["WRITABLE", "header_crc", "open", "sniff", "write"]
 _INT63 = (1 << 63) - 1
 _ROPE_TYPE = {0: "norm", 2: "neox"}
 _BLK_RE = re.compile(r"^blk\.\d+\.")
-
-
-def sniff(head: bytes) -> bool:
-    """True when ``head`` starts with an APR magic (v2 ones, and APR1/APRN so they get refused clearly)."""
-    return bytes(head[:4]) in (MAGIC, MAGIC_OLD, b"APR1", b"APRN")
 
 
 def _crc_of(buf: memoryview, end: int) -> int:
@@ -116,7 +112,7 @@ def open(path: Path, *, verify_footer: bool | None = None) -> Model:  # noqa: A0
     path = Path(path)
     mf = MappedFile(path)
     try:
-        buf = memoryview(mf.array)
+        buf = memoryview(mf.buffer)
         try:
             return _read(path, mf, buf, verify_footer)
         finally:

@@ -30,20 +30,18 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .. import arch as archreg
 from ..arch import config_keys
 from ..dtypes import DType, ggml_type, payload_nbytes
 from ..errors import DTypeError, FormatError, UnsupportedFormatError
-from ._binary import Cursor, align_up, check_extents
+from ._binary import Cursor, align_up, check_extents, f32_shortest
 from ._strings import PackedStrings, read_string_array
 from .gguf_write import WRITABLE, write
+from .magic import GGUF_MAGIC as MAGIC, gguf as sniff
 from .model import ArchConfig, MappedFile, Model, TensorInfo, TokenizerInfo
 
 __all__ = ["WRITABLE", "open", "sniff", "write"]
 
-MAGIC = b"GGUF"
 HEADER_BYTES = 24
 DEFAULT_ALIGNMENT = 32
 MAX_DIMS = 8  # llama.cpp allows 4; we read up to 8 and warn
@@ -51,21 +49,16 @@ MAX_NESTING = 16
 _INT63 = (1 << 63) - 1
 _U64_FROM = struct.Struct("<Q").unpack_from
 
-# value type id -> (name, numpy dtype for numeric arrays, minimum encoded size)
+# value type id -> name, fixed-size number kind (a Cursor method), minimum encoded size
 _VT_NAMES = {
     0: "UINT8", 1: "INT8", 2: "UINT16", 3: "INT16", 4: "UINT32", 5: "INT32", 6: "FLOAT32",
     7: "BOOL", 8: "STRING", 9: "ARRAY", 10: "UINT64", 11: "INT64", 12: "FLOAT64",
 }
-_VT_NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4",
-             10: "<u8", 11: "<i8", 12: "<f8"}
+_VT_NUMBER = {0: "u8", 1: "i8", 2: "u16", 3: "i16", 4: "u32", 5: "i32", 6: "f32", 10: "u64", 11: "i64",
+              12: "f64"}
 _VT_MIN = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 8: 8, 9: 12, 10: 8, 11: 8, 12: 8}
 
 _SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
-
-
-def sniff(head: bytes) -> bool:
-    """True when ``head`` (the first bytes of a file) starts with the GGUF magic."""
-    return bytes(head[:4]) == MAGIC
 
 
 # --------------------------------------------------------------------------- reading
@@ -122,8 +115,8 @@ def _read_string_array(cur: Cursor, count: int, field: str) -> list[str]:
 
 
 def _read_value(cur: Cursor, vtype: int, field: str, depth: int = 0) -> Any:
-    if vtype in _VT_NUMPY:
-        return cur.array(_VT_NUMPY[vtype], 1, field)[0].item()
+    if vtype in _VT_NUMBER:
+        return getattr(cur, _VT_NUMBER[vtype])(field)  # cur.u32(field), cur.f32(field)...
     if vtype == 7:
         start = cur.pos
         b = cur.u8(field)
@@ -150,8 +143,8 @@ def _read_value(cur: Cursor, vtype: int, field: str, depth: int = 0) -> Any:
                 f"only {cur.remaining:,} are left in the file",
                 field=f"{field} count", offset=count_at, hint="the count is corrupt or the file is truncated",
             )
-        if etype in _VT_NUMPY:
-            return cur.array(_VT_NUMPY[etype], count, field).tolist()
+        if etype in _VT_NUMBER:
+            return cur.numbers(_VT_NUMBER[etype], count, field)
         if etype == 8:
             return read_string_array(cur, count, field, _read_string_array)
         return [_read_value(cur, etype, f"{field}[{i}]", depth + 1) for i in range(count)]
@@ -271,7 +264,7 @@ def _open_file(path: Path, model: Model, arch: str | None) -> tuple[_Header, lis
     """One file's header and tensors; ``arch``: the first shard's (later shards state none)."""
     mf = MappedFile(path)
     model._files.append(mf)
-    buf = memoryview(mf.array)
+    buf = memoryview(mf.buffer)
     try:
         h = _parse_header(buf, path)
     finally:
@@ -297,13 +290,11 @@ def _as_int(kv: dict[str, Any], key: str) -> int | None:
 def _as_float(kv: dict[str, Any], key: str) -> float | None:
     """A float KV value; f32-stored values become their shortest decimal (1e-06, not 9.99999997e-07)."""
     v = kv.get(key)
-    if not isinstance(v, (int, float, np.floating)) or isinstance(v, bool):
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
         return None
     v = float(v)
-    f32 = np.float32(v)
-    if np.isfinite(f32) and float(f32) == v:
-        return float(str(f32))
-    return v
+    short = f32_shortest(v)
+    return v if short is None else short
 
 
 def _config(kv: dict[str, Any], tensors: dict[str, TensorInfo], tok: TokenizerInfo | None,
@@ -332,7 +323,8 @@ def _tokenizer(kv: dict[str, Any], path: Path) -> TokenizerInfo | None:
     add_bos = kv.get("tokenizer.ggml.add_bos_token")
     add_eos = kv.get("tokenizer.ggml.add_eos_token")
     types = kv.get("tokenizer.ggml.token_type", [])
-    if not isinstance(types, list) or not all(isinstance(x, int) for x in types):
+    # A GGUF array has one element type, so its first element speaks for all (no 262k-item scan).
+    if not isinstance(types, list) or (types and not isinstance(types[0], int)):
         raise FormatError(path, "expected an array of integers", field="tokenizer.ggml.token_type")
     return TokenizerInfo(
         model_type=opt_str("tokenizer.ggml.model"), tokens=strings("tokenizer.ggml.tokens"),

@@ -11,8 +11,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
-
 from .. import arch as archreg
 from ..arch import config_keys
 from ..arch.gguf_tables import tables
@@ -20,7 +18,6 @@ from ..dtypes import DType, payload_nbytes
 from ..errors import DTypeError, UsageError
 from ..fsio import atomic_output
 from ._strings import PackedStrings
-from .gguf_vocab import padded
 from .model import ArchConfig, TensorData, TokenizerInfo
 
 __all__ = ["WRITABLE", "write"]
@@ -52,6 +49,14 @@ _FILE_TYPE = {
     DType.Q5_1: 9, DType.Q2_K: 10, DType.Q3_K: 12, DType.Q4_K: 15, DType.Q5_K: 17, DType.Q6_K: 18,
     DType.IQ4_NL: 25, DType.IQ4_XS: 30, DType.BF16: 32,
 }
+
+
+def padded(info: TokenizerInfo, rows: int | None) -> TokenizerInfo:
+    """``gguf_vocab.padded``, loaded when a GGUF is written: its pre-tokenizer tables are not
+    needed to read one (declared lazy import)."""
+    from .gguf_vocab import padded as pad_to_rows
+
+    return pad_to_rows(info, rows)
 
 
 def _kv_type(value: Any) -> Any:
@@ -99,6 +104,10 @@ def _write_file(
     arch = config.architecture or meta.get("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise UsageError("GGUF write: config.architecture (or metadata['general.architecture']) is required")
+    # Declared lazy import (tests/test_architecture_imports.py): the GGUF reader imports this
+    # module (WRITABLE), and reading needs no numpy.
+    import numpy as np
+
     tds = list(tensors)
     gguf_py = _gguf_py()
     VT = gguf_py.GGUFValueType

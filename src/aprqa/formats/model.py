@@ -5,6 +5,10 @@ A ``Model`` is metadata plus a dict of ``TensorInfo`` keyed by canonical
 returns a read-only ``uint8`` numpy view into the file's memory map. Logical
 shapes are row-major PyTorch order ([out, in]); GGUF's reversed dims are undone
 inside the GGUF reader and nowhere else.
+
+Headers are read from a plain ``memoryview`` of the map (``MappedFile.buffer``): numpy is
+imported only when a tensor's bytes are touched, so ``aprqa inspect`` never loads it
+(start-up, issue 14; tests/cli/test_startup.py).
 """
 
 from __future__ import annotations
@@ -14,17 +18,22 @@ import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from ..dtypes import DType
 from ..errors import FormatError
 from ..fsio import open_regular
 
+if TYPE_CHECKING:
+    import numpy as np
+
 
 class MappedFile:
-    """A read-only memory map of one file, shared by all tensors that live in it."""
+    """A read-only memory map of one file, shared by all tensors that live in it.
+
+    ``buffer`` (a ``memoryview``) is what the header parsers read; ``array``, the same bytes as
+    a numpy ``uint8`` array, is made on first use (a tensor's payload), not at open.
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -35,9 +44,19 @@ class MappedFile:
         self._mm: mmap.mmap | None = (
             mmap.mmap(self._fh.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
         )
-        self.array = (
-            np.frombuffer(self._mm, dtype=np.uint8) if self._mm is not None else np.empty(0, np.uint8)
-        )
+        self.buffer = memoryview(self._mm if self._mm is not None else b"")
+        self._array: np.ndarray | None = None
+
+    @property
+    def array(self) -> np.ndarray:
+        """The whole file as a read-only ``uint8`` numpy array (zero-copy, based on the map)."""
+        if self._array is None:
+            # Declared lazy import (tests/test_architecture_imports.py): headers need no numpy.
+            import numpy as np
+
+            self._array = (np.frombuffer(self._mm, dtype=np.uint8) if self._mm is not None
+                           else np.empty(0, np.uint8))
+        return self._array
 
     def view(self, offset: int, nbytes: int) -> np.ndarray:
         """Zero-copy read-only view of ``[offset, offset+nbytes)``; caller checked the bounds."""
@@ -48,7 +67,8 @@ class MappedFile:
 
     def close(self) -> None:
         # numpy views keep the mmap alive; dropping our references is enough.
-        self.array = np.empty(0, np.uint8)
+        self.buffer = memoryview(b"")
+        self._array = None
         self._mm = None
         self._fh.close()
 
@@ -278,6 +298,8 @@ class TensorData:
         arr = self.data() if callable(self.data) else self.data
         if isinstance(arr, (bytes, bytearray, memoryview)):
             return memoryview(arr).cast("B")
+        import numpy as np  # declared lazy import: only writers call this, with numpy arrays
+
         arr = np.ascontiguousarray(arr)
         return memoryview(arr.reshape(-1).view(np.uint8))
 

@@ -7,7 +7,8 @@ Check order, cheap to costly, before any tensor byte is read:
      end - begin == element count x dtype size (Python ints: no overflow);
   4. data ranges inside the data section (past-EOF tensors are marked, not fatal),
      no two tensors overlap.
-The writer goes through the ``safetensors`` package.
+The writer goes through the ``safetensors`` package; it and numpy are imported when a file is
+written, never to read one (``aprqa inspect`` loads neither).
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ import struct
 from pathlib import Path
 from typing import Any, Iterable
 
-import numpy as np
-from safetensors import SafetensorError, TensorSpec, serialize_file
-
 from .. import arch as archreg
 from ..arch import config_keys
 from ..dtypes import DType, payload_nbytes
 from ..errors import FormatError, TruncatedError, UsageError
 from ..fsio import CAP_INDEX, atomic_output, parse_json, read_json
+from .magic import safetensors as sniff
 from .hf import read_hf_config, read_hf_tokenizer, write_hf_config, write_hf_tokenizer
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
 
@@ -50,11 +49,6 @@ WRITABLE: frozenset[DType] = frozenset(_WRITE_NAMES)
 INDEX_NAME = "model.safetensors.index.json"
 
 
-def sniff(head: bytes) -> bool:
-    """A SafeTensors file starts with a u64 header length then ``{``."""
-    return len(head) >= 9 and head[8:9] == b"{"
-
-
 def is_hf_dir(path: Path) -> bool:
     return path.is_dir() and (
         (path / "config.json").exists() or (path / INDEX_NAME).exists() or any(path.glob("*.safetensors"))
@@ -66,7 +60,7 @@ def _parse_header(mf: MappedFile) -> tuple[dict[str, Any], int]:
     if size < 8:
         raise TruncatedError(path, f"file is {size} bytes, shorter than the 8-byte header length",
                              field="header_size", offset=0)
-    (hlen,) = struct.unpack("<Q", bytes(mf.array[:8]))
+    (hlen,) = struct.unpack("<Q", bytes(mf.buffer[:8]))
     if hlen > MAX_HEADER_BYTES:
         raise FormatError(path, f"header length {hlen:,} exceeds the {MAX_HEADER_BYTES:,}-byte limit",
                           field="header_size", offset=0)
@@ -74,7 +68,7 @@ def _parse_header(mf: MappedFile) -> tuple[dict[str, Any], int]:
         raise TruncatedError(path, f"header length {hlen:,} is larger than the {size - 8:,} bytes after it",
                              field="header_size", offset=0)
     # Typed errors for bad UTF-8, syntax, depth, 4,300+-digit integers; duplicate keys refused.
-    header = parse_json(bytes(mf.array[8 : 8 + hlen]), path, "header", offset=8, unique_keys=True,
+    header = parse_json(bytes(mf.buffer[8 : 8 + hlen]), path, "header", offset=8, unique_keys=True,
                         field="header")
     if not isinstance(header, dict):
         raise FormatError(path, f"header is a JSON {type(header).__name__}, expected an object",
@@ -254,6 +248,10 @@ def _write_to(path: Path, single_file: bool, tensors: Iterable[TensorData], conf
             write_hf_tokenizer(path, tokenizer)
         if tokenizer_json is not None:  # a rebuilt tokenizers.Tokenizer (SentencePiece from a GGUF)
             tokenizer_json.save(str(path / "tokenizer.json"))
+    # Declared lazy imports (tests/test_architecture_imports.py): only writing needs them.
+    import numpy as np
+    from safetensors import SafetensorError, TensorSpec, serialize_file
+
     specs: dict[str, Any] = {}
     keep_alive: list[np.ndarray] = []
     for t in tensors:
