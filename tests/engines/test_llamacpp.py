@@ -19,7 +19,7 @@ import pytest
 from aprqa.cli import main
 from aprqa.compare import compare
 from aprqa.convert import convert
-from aprqa.formats import gguf, gguf_write, open_model
+from aprqa.formats import gguf, gguf_vocab, open_model
 from aprqa.formats.model import TensorData
 from aprqa.forward.tokenizer import load_tokenizer
 from aprqa.playbook import run_playbook
@@ -113,7 +113,7 @@ def test_unpadded_vocabulary_is_refused_by_llamacpp_and_failed_by_compare(ggufs,
     bad = tmp_path / "unpadded.gguf"
     n = len(open_model(src).tokenizer.tokens)
     tok = replace(m.tokenizer, tokens=m.tokenizer.tokens[:n], token_types=m.tokenizer.token_types[:n])
-    monkeypatch.setattr(gguf_write, "padded", lambda info, rows: info)  # write what aprqa's writer used to write
+    monkeypatch.setattr(gguf_vocab, "padded", lambda info, rows: info)  # write what aprqa's writer used to write
     gguf.write(bad, [TensorData.from_info(t) for t in m], m.config, tok, None)
     with pytest.raises(Exception, match="wrong shape|refuses to load"):
         LlamaCppModel(bad)

@@ -51,14 +51,6 @@ _FILE_TYPE = {
 }
 
 
-def padded(info: TokenizerInfo, rows: int | None) -> TokenizerInfo:
-    """``gguf_vocab.padded``, loaded when a GGUF is written: its pre-tokenizer tables are not
-    needed to read one (declared lazy import)."""
-    from .gguf_vocab import padded as pad_to_rows
-
-    return pad_to_rows(info, rows)
-
-
 def _kv_type(value: Any) -> Any:
     VT = _gguf_py().GGUFValueType
     if isinstance(value, bool):
@@ -123,6 +115,8 @@ def _write_file(
     if tokenizer is not None:
         # llama.cpp needs one token per embedding row: pad with [PAD{id}] as its converter does.
         embed = next((td for td in tds if td.name == "model.embed_tokens.weight" and len(td.shape) == 2), None)
+        from .gguf_vocab import padded  # declared lazy import: its pre-tokenizer tables are needed only to write
+
         t = padded(tokenizer, embed.shape[0] if embed is not None else None)
         for key, val, vt in (
             ("tokenizer.ggml.model", t.model_type, VT.STRING),
