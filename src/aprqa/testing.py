@@ -7,9 +7,13 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .compare import compare
+from .compare.results import Verdict
 from .formats.model import Model
 
 __all__ = ["assert_models_close"]
+
+# Failures where a looser tolerance is a meaningful answer: the same tensor with more error than its dtype allows.
+_TOLERANCE_KIND = {Verdict.DEGRADED, Verdict.SCALED, Verdict.OFFSET}
 
 
 def _g(x: float) -> str:
@@ -36,6 +40,7 @@ def assert_models_close(reference: str | Path | Model, candidate: str | Path | M
     Example:
         >>> assert_models_close("model/", "model.f16.gguf", profile="f16")  # doctest: +SKIP
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not aprqa's frames
     report = compare(reference, candidate, fast=True, profile=profile, tolerances=tolerances, only=only,
                      threads=threads)
     if report.passed:
@@ -50,14 +55,20 @@ def assert_models_close(reference: str | Path | Model, candidate: str | Path | M
         s = w.stats
         if s is not None:
             idx = ", ".join(map(str, s.max_abs_index))
-            lines.append(f"Greatest absolute difference: {_g(s.max_abs)} at index ({idx}) "
-                         f"(up to {_g(s.min_atol)} allowed at rtol {_g(s.rtol)} would pass)")
+            would_pass = (f" (up to {_g(s.min_atol)} allowed at rtol {_g(s.rtol)} would pass)"
+                          if w.verdict in _TOLERANCE_KIND else "")
+            lines.append(f"Greatest absolute difference: {_g(s.max_abs)} at index ({idx}){would_pass}")
             lines.append(f"Relative L2: {_g(s.rel_l2)}, cosine {_g(s.cosine)}, mismatched elements "
                          f"{s.n - s.n_equal} / {s.n}")
         for t in fails[1:10]:
             lines.append(f"  also {t.name}: {t.verdict.value}")
+    structural = sorted({t.verdict.value for t in fails if t.verdict not in _TOLERANCE_KIND})
+    if structural:
+        # A transposed, permuted, swapped or missing tensor is a conversion bug: no tolerance explains it.
+        lines.append(f"Not a tolerance problem: {', '.join(structural)} means the conversion is wrong; "
+                     "loosening the tolerance would hide it")
     mat = report.min_atol()
-    if mat is not None:
+    if mat is not None and not structural:
         lines.append(f"Minimum tolerance that would pass every compared tensor: atol {_g(mat)} at rtol 0")
     for sec in (report.metadata, report.tokenizer):
         for f in sec.problems():

@@ -75,6 +75,17 @@ def test_assert_models_close_message(tiny_models, truncated):
     msg = str(ei.value)
     assert "Mismatched tensors: 1 / 27" in msg and DOWN in msg and "DEGRADED" in msg
     assert "Greatest absolute difference" in msg and "Minimum tolerance" in msg
+    assert "Not a tolerance problem" not in msg  # DEGRADED: a looser tolerance is a meaningful answer
+
+
+def test_assert_models_close_does_not_offer_a_tolerance_for_a_transposed_tensor(tiny_models, tmp_path):
+    square = "model.layers.1.self_attn.q_proj.weight"
+    broken = F.convert(tiny_models["qwen2-tiny"], tmp_path / "t", "safetensors", "f32", faults=(F.transpose(square),))
+    with pytest.raises(AssertionError) as ei:
+        assert_models_close(tiny_models["qwen2-tiny"], broken)
+    msg = str(ei.value)
+    assert "TRANSPOSED" in msg and "Not a tolerance problem: TRANSPOSED" in msg, msg
+    assert "Minimum tolerance" not in msg and "would pass" not in msg, msg
 
 
 def test_cli_exit_codes_and_outputs(tiny_models, truncated, tmp_path, capsys):
