@@ -337,11 +337,25 @@ class RunResult:
         return self._json_where(lambda r: r.not_executed)
 
     @property
+    def planned(self) -> int | None:
+        """How many gates the run planned (``metadata.planned_gates``; None when no record says)."""
+        for r in self.gate_records:
+            n = r.metadata.get("planned_gates")
+            if isinstance(n, str) and n.isdigit():
+                return int(n)
+        return None
+
+    @property
+    def missing(self) -> int:
+        """Planned gates without a record (a gap fails the run)."""
+        return max(0, (self.planned or 0) - len({r.scenario.id for r in self.gate_records}))
+
+    @property
     def passed(self) -> bool:
-        """Every executed gate Corroborated, and at least one executed; not-executed Skipped
-        records neither pass nor fail a run."""
+        """Every executed gate Corroborated, at least one executed and every planned gate recorded;
+        not-executed Skipped records neither pass nor fail a run."""
         ex = [r for r in self.gate_records if not r.not_executed]
-        return bool(ex) and all(r.passed for r in ex)
+        return bool(ex) and all(r.passed for r in ex) and self.missing == 0
 
     def __bool__(self) -> bool:
         return self.passed

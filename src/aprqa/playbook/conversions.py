@@ -100,7 +100,9 @@ def run_conversion(pb: Playbook, conv: Conversion, parent: Artefact, work: Path)
 def _builtin(src: Path, dst: Path, fmt: str, quant: str, label: str, t0: float) -> Artefact:
     try:
         convert(src, dst, to=fmt, quant=converter_quant(quant))
-    except Exception as err:  # any failure of the converter is this conversion's Crashed outcome
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as err:  # noqa: BLE001 (any failure of the converter, a native panic too, is Crashed)
         return Artefact(label, None, GateOutcome(Outcome.CRASHED, f"conversion {label} failed (built-in "
                                                                   f"converter): {error_text(err)}"),
                         time.perf_counter() - t0)

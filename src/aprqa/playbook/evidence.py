@@ -272,6 +272,7 @@ def verify_evidence(evidence: str | Path, playbook: str | Path) -> Verification:
         found = ", ".join(sorted(str(h)[:12] for h in hashes))
         problems.append(f"playbook sha256 mismatch: the playbook is now {digest[:12]}…, the evidence records "
                         f"{found}… — the playbook was edited after the run (or this evidence is from another one)")
+    problems += planned_gaps(records)
     for i, r in enumerate(records):
         md = _dict(r.get("metadata"))
         if "thresholds" not in md:
@@ -309,6 +310,31 @@ def verify_evidence(evidence: str | Path, playbook: str | Path) -> Verification:
             problems.append(f"{r.get('gate_id')} [{key}]: recorded thresholds differ from the playbook's: "
                             + "; ".join(diffs[:6]))
     return Verification(str(evidence), str(playbook), len(records), digest, tuple(problems))
+
+
+def planned_gaps(records: list[dict[str, Any]]) -> list[str]:
+    """Problems when the records are not one per planned gate: every record states how many gates its
+    run planned (``metadata.planned_gates``); fewer distinct scenarios than that is a gap (a gate that
+    left no record), and a record without the count cannot show there is none."""
+    if not records:
+        return []
+    counts = {_dict(r.get("metadata")).get("planned_gates") for r in records}
+    if None in counts:
+        return ["some records state no metadata.planned_gates: cannot show that every planned gate has a record"]
+    if len(counts) != 1:
+        return [f"records disagree on how many gates were planned: {', '.join(sorted(map(str, counts)))[:200]}"]
+    raw = counts.pop()
+    if not (isinstance(raw, str) and raw.isdigit()):
+        return [f"metadata.planned_gates is not a count: {raw!r:.60}"]
+    ids = [_dict(r.get("scenario")).get("id") for r in records]
+    distinct = len({str(i) for i in ids})
+    out = []
+    if distinct != len(ids):
+        out.append(f"{len(ids) - distinct} record(s) repeat a scenario id")
+    if distinct != int(raw):
+        out.append(f"{int(raw)} gates planned, {distinct} recorded: "
+                   + ("a planned gate has no record" if distinct < int(raw) else "records no plan made"))
+    return out
 
 
 def _dict(x: Any) -> dict[str, Any]:

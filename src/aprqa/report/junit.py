@@ -61,10 +61,14 @@ def _md(s: str) -> str:
 def summary_md(res: RunResult) -> str:
     oc = res.outcome_counts()
     lines = [f"# aprqa playbook run: {res.name}", "",
-             f"**{'PASS' if res.passed else 'FAIL'}** · {len(res.gate_records)} gates · "
+             f"**{'PASS' if res.passed else 'FAIL'}** · {len(res.gate_records)} gates"
+             + (f" of {res.planned} planned" if res.planned is not None else "") + " · "
              + " · ".join(f"{v} {k}" for k, v in oc.items()) + f" · {res.seconds:.1f} s", "",
              f"- playbook: `{res.playbook}` (sha256 `{res.playbook_sha256}`)",
              f"- evidence: `{res.evidence.name}` (+ `{res.evidence_jsonl.name}`, `{res.junit.name}`)"]
+    if res.missing:
+        lines.insert(3, f"**{res.missing} planned gate(s) left no record: the run fails.**")
+        lines.insert(4, "")
     if res.report:
         lines.append(f"- run report: `{res.report.name}` (+ `report.md`)")
     if res.compare_report:

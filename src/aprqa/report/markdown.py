@@ -126,4 +126,4 @@ def render_markdown(report: Any) -> str:
 
 def write_report(report: Any, path: str | Path) -> Path:
     """Write the compare report as Markdown to ``path``."""
-    return write_page(path, render_markdown(report))
+    return write_page(path, render_markdown(report), (report.reference.path, report.candidate.path))

@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..fsio import write_text_atomic
+from ..fsio import refuse_input_as_output, write_text_atomic
 
 # status -> (css class, icon, word): the icon and word carry the meaning without colour
 STATUS = {
@@ -149,8 +149,13 @@ def md_cell(x: Any) -> str:
     return str(x).replace("|", "\\|").replace("\n", " ")
 
 
-def write_page(path: str | Path, text: str) -> Path:
-    """Write a report file (HTML or Markdown) atomically; every report writer goes through here."""
+def write_page(path: str | Path, text: str, inputs: Iterable[str | Path] = ()) -> Path:
+    """Write a report file (HTML or Markdown) atomically; every report writer goes through here.
+
+    Raises:
+        OutputError: ``path`` is one of ``inputs`` (or a directory holding one): never overwritten.
+    """
     p = Path(path)
+    refuse_input_as_output(p, [i for i in inputs if i])
     write_text_atomic(p, text)
     return p
