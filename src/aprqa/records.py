@@ -1,3 +1,4 @@
+# size: the outcome vocabulary, Record and RunResult are one schema (apr-qa's shape) every renderer reads
 """Evidence records as data: the outcome vocabulary, a gate's outcome, a record, a run's result.
 
 The playbook executor (aprqa.playbook) produces these and the renderers (aprqa.report) read them;
@@ -339,15 +340,10 @@ class RunResult:
     @property
     def planned(self) -> int | None:
         """How many gates the run planned (``metadata.planned_gates``; None when no record says)."""
-        for r in self.gate_records:
-            n = r.metadata.get("planned_gates")
-            if isinstance(n, str) and n.isdigit():
-                return int(n)
-        return None
+        return next((int(n) for r in self.gate_records if (n := r.metadata.get("planned_gates", "")).isdigit()), None)
 
     @property
-    def missing(self) -> int:
-        """Planned gates without a record (a gap fails the run)."""
+    def missing(self) -> int:  # planned gates without a record: a gap fails the run
         return max(0, (self.planned or 0) - len({r.scenario.id for r in self.gate_records}))
 
     @property

@@ -23,6 +23,8 @@ import signal
 import sys
 from typing import Any
 
+import numpy as np
+
 _CONT = 5  # GGML_LOG_LEVEL_CONT: continues the previous line's level
 
 
@@ -47,8 +49,7 @@ def main() -> None:
     sys.stdout = sys.stderr
     log_fd = os.dup(2)  # llama.cpp's log lines, even where a library points fd 2 elsewhere
 
-    import numpy as np
-    import llama_cpp
+    import llama_cpp  # after the descriptors are set: its import may already print
 
     lines: list[list[Any]] = []
     last = [1]

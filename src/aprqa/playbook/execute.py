@@ -20,11 +20,6 @@ executes it. Order of work (docs/playbooks.md):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
-import json
-import os
-import secrets
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,7 +30,7 @@ from typing import Any, Callable, Mapping
 from .. import __version__
 from ..errors import AprqaError
 from ..formats import open_model
-from ..fsio import read_bounded, sweep_stale
+from ..fsio import sweep_stale
 from ..formats.model import Model
 from ..gate_ids import GateKind, family_of, spell
 from ..records import GateOutcome, Host, ModelRef, Outcome, Record, RecordError, RunResult, Scenario, error_text
@@ -53,6 +48,7 @@ from .gates.roundtrip import idempotency_gate, round_trip_gate
 from .gates.structure import structure_gate
 from .notrun import not_executed
 from .plan import Conversion, ConvKey, Plan, PlannedGate, SourceFacts, build_plan
+from .resume import MAC, resumable, resume_key, resume_mac
 from .schema import Playbook, PlaybookError, load_playbook
 from .sources import model_ref, resolve_source
 from .thresholds import thresholds_for, thresholds_json
@@ -100,59 +96,8 @@ class RunIdentity:
         return md
 
     def resumable(self, earlier: list[dict[str, Any]], key: bytes) -> dict[str, Record]:
-        """Records of an earlier run that need not be measured again, by scenario id: Corroborated,
-        executed, signed with this output's resume key (``resume_mac``), by this aprqa version, with
-        this playbook's and this model's sha256 (anything else is measured again)."""
-        out: dict[str, Record] = {}
-        for d in earlier:
-            md = d.get("metadata") if isinstance(d, dict) else None
-            if not isinstance(md, dict) or not hmac.compare_digest(str(md.get(_MAC, "")), resume_mac(key, d)):
-                continue  # unsigned, edited, or from another output directory
-            try:
-                r = Record.from_json(d)
-            except RecordError:
-                continue
-            if r.passed and not r.not_executed and r.metadata.get("playbook_sha256") == self.digest \
-                    and r.metadata.get("model_sha256") == self.model_sha256 \
-                    and r.metadata.get("aprqa_version") == __version__:
-                out[r.scenario.id] = r
-        return out
-
-
-_MAC = "resume_mac"
-_KEY_FILE = ".aprqa-resume-key"
-
-
-def resume_mac(key: bytes, record: Mapping[str, Any]) -> str:
-    """HMAC-SHA256 of a record's JSON (sorted keys, its own ``metadata.resume_mac`` left out)."""
-    d = dict(record)
-    d["metadata"] = {k: v for k, v in dict(d.get("metadata") or {}).items() if k != _MAC}
-    text = json.dumps(d, sort_keys=True, ensure_ascii=True, allow_nan=True, default=str)
-    return hmac.new(key, text.encode("ascii"), hashlib.sha256).hexdigest()
-
-
-def resume_key(out: Path) -> bytes:
-    """The output directory's resume key (32 random bytes in ``OUT/.aprqa-resume-key``, mode 0600,
-    made on first use): records signed with it are the only ones a resumed run takes over, so an
-    edited evidence line, or one copied from another output, is measured again."""
-    path = out / _KEY_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        try:
-            data = read_bounded(path, 1024, "resume key")
-        except AprqaError:
-            data = b""
-        if len(data) == 32:
-            return data
-        path.unlink(missing_ok=True)  # damaged: a new key (earlier records are measured again)
-        return resume_key(out)
-    except OSError:
-        return secrets.token_bytes(32)  # an unwritable output: nothing can be resumed from it anyway
-    key = secrets.token_bytes(32)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
-    return key
+        """Records of an earlier run not measured again (``resume.resumable``)."""
+        return resumable(earlier, key, self.digest, self.model_sha256)
 
 
 class Recorder:
@@ -205,9 +150,9 @@ class Recorder:
 
     def keep(self, slot: int, rec: Record) -> None:
         if self.key:
-            md = {k: v for k, v in rec.metadata.items() if k != _MAC}
+            md = {k: v for k, v in rec.metadata.items() if k != MAC}
             rec = dataclasses.replace(rec, metadata=md)
-            rec = dataclasses.replace(rec, metadata={**md, _MAC: resume_mac(self.key, rec.to_json())})
+            rec = dataclasses.replace(rec, metadata={**md, MAC: resume_mac(self.key, rec.to_json())})
         with self._lock:  # at most one record per slot: a late report after fill_gaps is dropped
             if any(s == slot for s, _r in self._records):
                 return
