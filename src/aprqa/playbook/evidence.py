@@ -122,10 +122,15 @@ class EvidenceStream:
         self._out.close()
 
 
+MAX_RECORDS = 200_000  # records one evidence file may hold (a real run has hundreds to a few thousand)
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Records of an ``evidence.jsonl``; a torn last line (killed mid-write) is ignored."""
     out = []
     lines = read_bounded(path, CAP_EVIDENCE, "evidence").decode("utf-8", errors="replace").splitlines()
+    if len(lines) > MAX_RECORDS:
+        raise PlaybookError(Path(path), f"evidence has {len(lines):,} lines; aprqa reads at most {MAX_RECORDS:,} records")
     for i, line in enumerate(lines):
         if not line.strip():
             continue
@@ -192,6 +197,8 @@ def load_evidence(path: str | Path) -> list[dict[str, Any]]:
         data = data["evidence"]
     if not isinstance(data, list):
         raise PlaybookError(p, f"evidence must be a JSON array of records, got {type(data).__name__}")
+    if len(data) > MAX_RECORDS:
+        raise PlaybookError(p, f"evidence has {len(data):,} records; aprqa reads at most {MAX_RECORDS:,}")
     for i, r in enumerate(data):  # edited evidence: name the record instead of crashing on it later
         _check_shape(p, i, r)
     return data
