@@ -87,7 +87,9 @@ td.wide{min-width:14em}.scroll>table{min-width:680px}.scroll>table.matrix{min-wi
 
 
 def esc(x: Any) -> str:
-    return html.escape(str(x))
+    """Text from a file as HTML text: entities for markup, terminal control and bidi characters shown as
+    escapes (a U+202E would make the page read differently than the data). Every HTML writer uses it."""
+    return html.escape(printable(str(x)))
 
 
 def num(x: Any, digits: int = 3) -> str:
