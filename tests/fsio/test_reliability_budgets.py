@@ -87,3 +87,20 @@ def test_the_report_matrix_is_bounded(demo_run, tmp_path):
     write_run_report(records, html=html, md=md)
     per_record = html.stat().st_size / len(records)
     assert per_record < 20_000, per_record  # linear in the records (was 437 MB for such a file)
+
+
+def test_a_prompt_longer_than_the_models_context_is_refused_at_once(tiny_models):
+    from aprqa.errors import UsageError
+    from aprqa.forward import compare_outputs, forward, generate
+
+    m = tiny_models["qwen2-tiny"]
+    ctx = open_model(m).config.context_length
+    ids = [1] * (4 * ctx)  # 8k tokens on a 2k model: gigabytes of KV cache and minutes unchecked
+    for call in (lambda: generate(m, ids, 4), lambda: forward(m, ids),
+                 lambda: compare_outputs(m, m, token_ids=ids, n_generate=4)):
+        t0 = time.perf_counter()
+        with pytest.raises(UsageError, match=f"exceeds the model's context length of {ctx:,} tokens"):
+            call()
+        assert time.perf_counter() - t0 < 5
+    with pytest.raises(UsageError, match="context length"):
+        generate(m, [1] * (ctx - 2), 4)  # the generated tokens count too
