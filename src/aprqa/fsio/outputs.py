@@ -46,6 +46,11 @@ def _umask() -> int:
 _UMASK_LOCK = threading.Lock()
 
 
+def new_file_mode() -> int:
+    """The mode of a new output file: ``0666 & ~umask`` (what ``open(2)`` gives; 0644 usually)."""
+    return 0o666 & ~_umask()
+
+
 def refuse_input_as_output(dst: str | Path, inputs: Iterable[str | Path]) -> None:
     """Raise ``OutputError`` when ``dst`` is one of ``inputs`` (same inode), or a directory
     output that contains one of them — before anything is written."""
