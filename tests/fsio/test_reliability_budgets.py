@@ -104,3 +104,23 @@ def test_a_prompt_longer_than_the_models_context_is_refused_at_once(tiny_models)
         assert time.perf_counter() - t0 < 5
     with pytest.raises(UsageError, match="context length"):
         generate(m, [1] * (ctx - 2), 4)  # the generated tokens count too
+
+
+def test_synth_with_a_negative_seed_is_one_typed_line(tmp_path, capsys):
+    assert main(["synth", "qwen2-tiny", str(tmp_path / "m"), "--seed", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "seed must be an integer in 0..2**63-1, got -1" in err and "crashed" not in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_model_safetensors_gets_the_documented_mode(tmp_path, capsys):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        assert main(["synth", "qwen2-tiny", str(tmp_path / "m")]) == 0
+        assert main(["convert", str(tmp_path / "m"), str(tmp_path / "w.safetensors"), "--weights-only", "-q"]) == 0
+    finally:
+        os.umask(old)
+    for p in (tmp_path / "m" / "model.safetensors", tmp_path / "m" / "config.json", tmp_path / "w.safetensors"):
+        assert oct(p.stat().st_mode & 0o777) == oct(0o666 & ~0o027), p  # not the library's 0600
