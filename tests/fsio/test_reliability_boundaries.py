@@ -1,7 +1,7 @@
 """"Could not measure" is never a pass: gate and command boundaries, gaps in evidence, reports that
 would overwrite their input.
 
-The hostile tokenizer.json has a pre-tokenizer Split regex, ``[a-z]*[a-z]*\z``, that makes the
+The hostile tokenizer.json has a pre-tokenizer Split regex, ``[a-z]*[a-z]*\\z``, that makes the
 ``tokenizers`` library panic on a long run of "a"s followed by another letter (Oniguruma's retry limit:
 "Onig: Regex search error: retry-limit-in-match over"), raised as ``pyo3_runtime.PanicException``,
 a BaseException. (It passes aprqa's static regex check, which refuses worse ones such as
