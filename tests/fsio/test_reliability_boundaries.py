@@ -218,3 +218,25 @@ def test_report_never_overwrites_its_evidence(demo_run, tmp_path, capsys):
     with pytest.raises(OutputError):
         write_run_report(load_evidence(ev), html=ev, source=str(ev))
     assert ev.read_bytes() == before
+
+
+def test_sweep_removes_a_killed_writers_nested_temporaries_but_keeps_a_live_one(tmp_path):
+    from aprqa.fsio import DestinationLock, sweep_stale
+
+    work = tmp_path / "work"
+    (work / "model").mkdir(parents=True)
+    dead = [work / "model" / ".x.gguf.aprqa-tmp-A1.gguf", work / "model" / "..x.gguf.aprqa-tmp-A1.gguf.aprqa-tmp-B2",
+            work / "model" / ".x.gguf.aprqa-tmp-A1.aprqa-tmp-B2", work / "model" / ".x.gguf.aprqa-lock"]
+    for p in dead:
+        p.write_bytes(b"partial")
+    (work / "model" / ".dir.aprqa-tmp-C3").mkdir()
+    (work / "model" / ".dir.aprqa-tmp-C3" / "model.safetensors").write_bytes(b"partial")
+    live = work / "model" / ".y.gguf.aprqa-tmp-D4.gguf"
+    live.write_bytes(b"being written")
+    keep = work / "model" / "done.gguf"
+    keep.write_bytes(b"whole")
+    with DestinationLock(work / "model" / "y.gguf"):  # a live writer of y.gguf
+        removed = sweep_stale(work)
+        assert live.exists() and (work / "model" / ".y.gguf.aprqa-lock").exists()
+    assert sorted(removed) == sorted(dead[:3] + [work / "model" / ".dir.aprqa-tmp-C3"])
+    assert not any(p.exists() for p in dead) and keep.read_bytes() == b"whole"
