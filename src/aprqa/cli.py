@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from . import __version__
 from .errors import AprqaError, UsageError, as_aprqa_error
-from .fsio import check_output
+from .fsio import check_output, refuse_input_as_output
 from .quantmix import QUANT_CHOICES
 
 if TYPE_CHECKING:
@@ -135,6 +135,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.report:
         check_output(Path(args.report))  # a bad --report path fails now, not after the comparison
+        refuse_input_as_output(args.report, (args.reference, args.candidate))
     err = _stderr()
     with progress_bar(err, enabled=err.is_terminal and not args.json and not args.no_progress) as progress:
         if args.engine and args.fast:
@@ -173,7 +174,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(res.to_dict(), indent=2) + "\n")
     oc = res.outcome_counts()
-    out.print(f"{len(res.records)} gates · " + " · ".join(f"{v} {k}" for k, v in oc.items())
+    gap = f" ([red]{res.missing} planned gate(s) without a record[/])" if res.missing else ""
+    out.print(f"{len(res.records)} gates{gap} · " + " · ".join(f"{v} {k}" for k, v in oc.items())
               + f" · {res.seconds:.1f} s · {'[green]PASS[/]' if res.passed else '[red]FAIL[/]'}")
     extra = ", ".join(str(p.name) for p in (res.evidence_jsonl, res.junit, res.summary, res.report,
                                             res.compare_report) if p)
@@ -214,6 +216,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .report.evidence_report import render_console, summarize
     from .report.run_report import write_run_report
 
+    for p in (args.html, args.md):
+        if p:
+            refuse_input_as_output(p, (args.evidence,))
+    if args.html and args.md and Path(args.html).resolve() == Path(args.md).resolve():
+        raise UsageError(f"--html and --md name the same file {args.html}")
     records = load_evidence(args.evidence)
     summary = summarize(records, str(args.evidence))
     for path in write_run_report(records, html=args.html, md=args.md, source=str(args.evidence)):
@@ -347,6 +354,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _stderr().print("interrupted")
         return 130
+    except SystemExit:
+        raise
+    except BaseException as err:  # noqa: BLE001 (a native library's panic, a bug: one line, never a traceback)
+        _stderr().print(f"[red]error:[/] aprqa crashed: {escape(f'{type(err).__name__}: {err}'[:2000])}",
+                        highlight=False, soft_wrap=True)
+        return EXIT_INPUT
 
 
 if __name__ == "__main__":

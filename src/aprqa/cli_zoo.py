@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
 
 from .playbook.plan import SourceFacts, build_plan, render_plan
 from .playbook.schema import Playbook, load_playbook
-from .playbook.zoo import ZooModel, collect_playbooks, run_zoo
+from .playbook.zoo import ZooInterrupted, ZooModel, collect_playbooks, run_zoo
+from .textsafe import markup_safe as escape  # file-derived text: no markup, no terminal control
 
-EXIT_OK, EXIT_FAIL = 0, 1
+EXIT_OK, EXIT_FAIL, EXIT_INTERRUPTED = 0, 1, 130
 
 
 def warn_unknown_keys(pb: Playbook, path: Path, err: Console) -> None:
@@ -63,12 +63,20 @@ def cmd_zoo(args: argparse.Namespace, out: Console, err: Console) -> int:
         err.print(f"{bar} {done}/{n}  {'[green]PASS[/]' if m.passed else '[red]FAIL[/]'} {escape(m.name)} "
                   f"({escape(m.model_name)}): {counts} · {m.seconds:.1f} s")
 
-    res = run_zoo(paths, output=args.output or "aprqa-out/zoo", model_root=args.model_root, work_dir=args.work_dir,
-                  executor=args.executor, workers=args.workers, gate_workers=args.gate_workers, on_model=on_model)
+    try:
+        res = run_zoo(paths, output=args.output or "aprqa-out/zoo", model_root=args.model_root,
+                      work_dir=args.work_dir, executor=args.executor, workers=args.workers,
+                      gate_workers=args.gate_workers, on_model=on_model)
+    except ZooInterrupted as stop:
+        r = stop.result
+        finished = sum(1 for m in r.models if m.result is not None)
+        err.print(f"[red]interrupted[/]: {finished} of {len(r.models)} models finished · summary of what ran → "
+                  f"{escape(', '.join(str(p) for p in r.summaries.values()))}")
+        return EXIT_INTERRUPTED
     if args.json:
         sys.stdout.write(json.dumps(res.to_dict(), indent=2) + "\n")
     else:
-        out.print(Path(res.summaries["markdown"]).read_text(encoding="utf-8"))
+        out.print(escape(Path(res.summaries["markdown"]).read_text(encoding="utf-8")))
         out.print(f"zoo: {len(res.models)} models · {res.seconds:.1f} s · "
                   f"{'[green]PASS[/]' if res.passed else '[red]FAIL[/]'} · summary → "
                   f"{escape(', '.join(str(p) for p in res.summaries.values()))}")

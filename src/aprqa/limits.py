@@ -42,10 +42,15 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def check_token_counts(n_prompt: int, n_new: int = 0) -> None:
-    """Refuse prompt/generation lengths over ``MAX_PROMPT_TOKENS`` / ``MAX_NEW_TOKENS``."""
+def check_token_counts(n_prompt: int, n_new: int = 0, context: int | None = None) -> None:
+    """Refuse prompt/generation lengths over ``MAX_PROMPT_TOKENS`` / ``MAX_NEW_TOKENS``, and a prompt
+    plus generation longer than the model's ``context`` length (when it states one): positions past
+    it were never trained, and the KV cache would be sized for them."""
     if n_prompt > MAX_PROMPT_TOKENS:
         raise UsageError(f"prompt has {n_prompt:,} tokens; the limit is {MAX_PROMPT_TOKENS:,} (aprqa.limits)")
     if not 0 <= n_new <= MAX_NEW_TOKENS:
         raise UsageError(f"cannot generate {n_new:,} tokens; the limit is 0..{MAX_NEW_TOKENS:,} per call "
                          "(aprqa.limits)")
+    if context is not None and context > 0 and n_prompt + n_new > context:
+        raise UsageError(f"prompt of {n_prompt:,} tokens + {n_new:,} to generate exceeds the model's "
+                         f"context length of {context:,} tokens")

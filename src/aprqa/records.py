@@ -1,3 +1,4 @@
+# size: the outcome vocabulary, Record and RunResult are one schema (apr-qa's shape) every renderer reads
 """Evidence records as data: the outcome vocabulary, a gate's outcome, a record, a run's result.
 
 The playbook executor (aprqa.playbook) produces these and the renderers (aprqa.report) read them;
@@ -337,11 +338,20 @@ class RunResult:
         return self._json_where(lambda r: r.not_executed)
 
     @property
+    def planned(self) -> int | None:
+        """How many gates the run planned (``metadata.planned_gates``; None when no record says)."""
+        return next((int(n) for r in self.gate_records if (n := r.metadata.get("planned_gates", "")).isdigit()), None)
+
+    @property
+    def missing(self) -> int:  # planned gates without a record: a gap fails the run
+        return max(0, (self.planned or 0) - len({r.scenario.id for r in self.gate_records}))
+
+    @property
     def passed(self) -> bool:
-        """Every executed gate Corroborated, and at least one executed; not-executed Skipped
-        records neither pass nor fail a run."""
+        """Every executed gate Corroborated, at least one executed and every planned gate recorded;
+        not-executed Skipped records neither pass nor fail a run."""
         ex = [r for r in self.gate_records if not r.not_executed]
-        return bool(ex) and all(r.passed for r in ex)
+        return bool(ex) and all(r.passed for r in ex) and self.missing == 0
 
     def __bool__(self) -> bool:
         return self.passed

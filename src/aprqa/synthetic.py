@@ -101,6 +101,8 @@ def make_hf_model(path: str | Path, preset: str = "qwen2-tiny", *, seed: int = 0
     """
     if preset not in PRESETS:
         raise UsageError(f"unknown synthetic preset {preset!r} (known: {', '.join(preset_names())})")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise UsageError(f"synthetic seed must be an integer in 0..2**63-1, got {seed!r}")
     if dtype not in ("f32", "f16"):
         raise UsageError(f"synthetic dtype must be f32 or f16, not {dtype!r}")
     p = PRESETS[preset]

@@ -13,7 +13,12 @@ from __future__ import annotations
 from _paths import TESTS
 import csv
 import json
+import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -199,3 +204,189 @@ def test_a_failed_task_is_a_crashed_model_and_anything_but_text_fails_it(tmp_pat
     assert _text(task, "{}") == (task, "{}", None)
     _t, res, err = _text(task, {"result": {}})  # an executor hands on text only
     assert res is None and isinstance(err, TypeError) and "returned dict, not JSON text" in str(err)
+
+
+# ---- lifecycle: real signals on the local pool ---------------------------------------------------
+
+SLOW = TESTS / "helpers" / "slow_converter.py"
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie (dead, waiting for a reaper that may be slow in a container)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+def _wait_for(cond, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def _slow_zoo(d: Path) -> tuple[Path, Path]:
+    """One model that finishes at once (zoo-a) and two whose conversions wait on MARKERS/fast."""
+    pbs, markers = d / "pbs", d / "markers"
+    pbs.mkdir()
+    for name, preset, slow in (("a", "llama-tiny", False), ("b", "qwen2-tiny", True), ("c", "qwen3-tiny", True)):
+        conv = f'converter: "{{python}} {SLOW} {{src}} {{dst}} {{format}} {{quant}} {markers}"\n' if slow else ""
+        (pbs / f"{name}.yaml").write_text(f'name: zoo-{name}\nversion: "1.0.0"\nmodel:\n  synthetic: {preset}\n'
+                                          f'  formats: [gguf]\n  quantizations: [f16]\n  size_category: tiny\n'
+                                          f'test_matrix:\n  prompts: ["hi"]\n  max_tokens: 2\n{conv}')
+    return pbs, markers
+
+
+def _start_zoo(pbs: Path, out: Path, work: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "aprqa.cli", "run", str(pbs), "--output", str(out),
+                             "--work-dir", str(work), "--workers", "3"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _running(markers: Path) -> list[tuple[int, int]]:
+    """(converter pid, worker pid) of every slow conversion that started."""
+    out = []
+    for p in markers.glob("*.pid"):
+        try:
+            a, b = p.read_text().split()
+        except ValueError:  # being written
+            continue
+        out.append((int(a), int(b)))
+    return out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_zoo_in_seconds_keeps_what_finished_and_leaves_no_process(tmp_path, sig):
+    pbs, markers = _slow_zoo(tmp_path)
+    out, work = tmp_path / "out", tmp_path / "work"
+    proc = _start_zoo(pbs, out, work)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
+    try:
+        _wait_for(lambda: len(_running(markers)) == 2 and any("zoo-a" in ln for ln in lines), 120,
+                  "zoo-a's progress line and both slow conversions to start")
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        stopped_in = time.monotonic() - t0
+        reader.join(timeout=10)
+        err = "".join(lines)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert stopped_in < 15, stopped_in  # STOP_SECONDS (5) after SIGTERM, then SIGKILL
+    assert "interrupted" in err and "1 of 3 models finished" in " ".join(err.split()), err
+    doc = json.loads((out / "zoo-summary.json").read_text())
+    status = {r["model"]: r["status"] for r in doc}
+    assert status == {"zoo-a": "PASS", "zoo-b": "FAIL", "zoo-c": "FAIL"}, doc
+    for conv, worker in _running(markers):
+        _wait_for(lambda: _gone(conv) and _gone(worker), 10, f"worker {worker} and converter {conv} to end")
+
+
+def test_sigkill_of_the_zoo_kills_its_workers_and_a_rerun_is_not_locked_out(tmp_path):
+    pbs, markers = _slow_zoo(tmp_path)
+    out, work = tmp_path / "out", tmp_path / "work"
+    proc = _start_zoo(pbs, out, work)
+    try:
+        _wait_for(lambda: len(_running(markers)) == 2, 120, "both slow conversions to start")
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    running = _running(markers)
+    for conv, worker in running:  # the death signal: no orphan converts on or keeps a lock
+        _wait_for(lambda: _gone(conv) and _gone(worker), 10, f"worker {worker} and converter {conv} to end")
+    (markers / "fast").write_text("")
+    res = run_zoo([pbs], out, work_dir=work, workers=3)
+    assert res.passed, [(m.name, m.error) for m in res.models]
+    assert not list(work.rglob("*.aprqa-tmp-*")) and not list(work.rglob("*.aprqa-lock"))
+    assert not list(out.rglob("*.aprqa-tmp-*")) and not list(out.rglob("*.aprqa-lock"))
+
+
+def _sleep_then(text: str) -> str:
+    time.sleep(1.5)
+    return text
+
+
+def _die(_text: str) -> str:
+    os.kill(os.getpid(), signal.SIGKILL)
+    return ""
+
+
+def test_a_dead_worker_costs_only_its_own_model(capfd):
+    from aprqa.playbook.executors import MAX_RETRIES, LocalExecutor
+
+    ex = LocalExecutor(workers=2)
+    tasks = [Task(0, _sleep_then, ("fine",), "tiny", "zoo-ok"), Task(1, _die, ("x",), "tiny", "zoo-dies")]
+    got = {t.name: (text, err) for t, text, err in ex.run(tasks)}
+    assert got["zoo-ok"] == ("fine", None)  # never restarted: its worker was not touched
+    text, err = got["zoo-dies"]
+    assert text is None and f"died {MAX_RETRIES + 1} times (killed by SIGKILL)" in str(err)
+    assert ex.retries == {1: MAX_RETRIES}
+    assert capfd.readouterr().err.count("the worker running zoo-dies died (killed by SIGKILL)") == MAX_RETRIES
+
+
+# ---- resume trusts only what this output signed ----------------------------------------------------
+
+def test_resume_measures_an_edited_record_again(tmp_path):
+    from aprqa.playbook import run_playbook
+
+    helper = TESTS / "helpers" / "corrupting_converter.py"
+    p = tmp_path / "c.yaml"
+    p.write_text('name: c\nversion: "1.0.0"\nmodel:\n  synthetic: qwen2-tiny\n  formats: [gguf]\n'
+                 f'  quantizations: [f16]\ntest_matrix:\n  prompts: ["hi"]\n  max_tokens: 2\n'
+                 f'converter: "{{python}} {helper} {{src}} {{dst}} {{format}} {{quant}}"\n')
+    out = tmp_path / "out"
+    first = run_playbook(p, output=out)
+    assert not first.passed
+    jsonl = out / "evidence.jsonl"
+    lines = [json.loads(x) for x in jsonl.read_text().splitlines()]
+    for d in lines:  # the attack: every Falsified line edited to Corroborated
+        if d["outcome"] == "Falsified":
+            d["outcome"] = "Corroborated"
+    jsonl.write_text("".join(json.dumps(d) + "\n" for d in lines))
+    again = run_playbook(p, output=out, resume=True)
+    assert not again.passed  # the edited lines are measured again and fail again
+    resumed = [r for r in again.gate_records if r.metadata.get("resumed") == "true"]
+    assert resumed and all(r.passed for r in resumed)
+    assert len(resumed) == sum(1 for r in first.gate_records if r.passed)
+
+
+def test_resume_needs_the_same_aprqa_version(tmp_path, monkeypatch):
+    from aprqa.playbook import resume, run_playbook
+
+    p = _playbook(tmp_path, "llama-tiny", None)
+    out = tmp_path / "out"
+    assert run_playbook(p, output=out).passed
+    assert sum(r.metadata.get("resumed") == "true" for r in run_playbook(p, output=out, resume=True).gate_records)
+    monkeypatch.setattr(resume, "__version__", "0.0.0-other")
+    assert not any(r.metadata.get("resumed") == "true" for r in run_playbook(p, output=out, resume=True).gate_records)
+
+
+# ---- addresses and names from playbooks and flags ---------------------------------------------------
+
+@pytest.mark.parametrize("repo", ["x/../outside/m", "../m", "a/b/c", "/abs", "x/..", ".hidden/m", "a b/c"])
+def test_hf_repo_must_be_org_slash_name(tmp_path, repo):
+    p = tmp_path / "up.yaml"
+    p.write_text(f'name: up\nversion: "1.0.0"\nmodel:\n  hf_repo: "{repo}"\n  formats: [gguf]\n')
+    try:
+        pb, _ = load_playbook(p)
+    except PlaybookError:
+        return  # refused while reading the playbook: fine too
+    with pytest.raises(PlaybookError, match="not ORG/NAME"):
+        model_dir_for(pb, p, tmp_path / "root")
+
+
+@pytest.mark.parametrize("spec,why", [("ray=bogus", "not an address"), ("ray=127.0.0.1:1", "cannot connect"),
+                                      ("ray=host:99999", "not an address")])
+def test_a_bad_ray_address_is_refused_quickly(spec, why):
+    from aprqa.errors import UsageError
+    from aprqa.playbook.executors import make_executor
+
+    t0 = time.monotonic()
+    with pytest.raises(UsageError, match=why):
+        make_executor(spec)
+    assert time.monotonic() - t0 < 10

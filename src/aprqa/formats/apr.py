@@ -75,7 +75,8 @@ def _parse_json(buf: memoryview, path: Path, off: int, size: int) -> dict[str, A
     except UnicodeDecodeError as err:
         raise FormatError(path, f"metadata JSON is not valid UTF-8 ({err.reason}) at byte {err.start} of "
                           f"{size}", field="metadata", offset=off + err.start) from err
-    obj = parse_json(text, path, "metadata", offset=off, field="metadata")  # typed: syntax, depth, 4,300+-digit integers
+    # typed: syntax, depth, 4,300+-digit integers; a repeated key is read as aprender's serde_json reads it (last wins)
+    obj = parse_json(text, path, "metadata", offset=off, field="metadata", unique_keys=False)
     if not isinstance(obj, dict):
         raise FormatError(path, f"metadata JSON is a {type(obj).__name__}, expected an object",
                           field="metadata", offset=off)

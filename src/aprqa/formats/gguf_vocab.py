@@ -28,6 +28,7 @@ from typing import Any
 
 from ..errors import FormatError, UsageError
 from ..fsio import CAP_CONFIG, CAP_TOKENIZER, parse_json, read_bounded, read_json
+from ..pretokenizer_regex import check_split_regexes
 from ..pretokenizers import CHECK_TEXT, Identification, PreTokenizerError, check_hash, identify, known_names, lookup
 from .model import Model, TokenizerInfo
 
@@ -177,6 +178,7 @@ def _hf_facts_cached(root: Path, _version: tuple, chat_template: str | None, n_t
 
     raw = read_bounded(root / "tokenizer.json", CAP_TOKENIZER, "tokenizer.json")
     tj = parse_json(raw, root / "tokenizer.json", "tokenizer.json")
+    check_split_regexes(tj, root / "tokenizer.json")  # before tokenizers runs any of them
     try:
         backend = Tokenizer.from_str(raw.decode("utf-8"))
     except Exception as err:  # the tokenizers library raises plain Exceptions

@@ -13,6 +13,8 @@ written, never to read one (``aprqa inspect`` loads neither).
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from pathlib import Path
 from typing import Any, Iterable
@@ -21,7 +23,7 @@ from .. import arch as archreg
 from ..arch import config_keys
 from ..dtypes import DType, payload_nbytes
 from ..errors import FormatError, TruncatedError, UsageError
-from ..fsio import CAP_INDEX, atomic_output, parse_json, read_json
+from ..fsio import CAP_INDEX, atomic_output, new_file_mode, parse_json, read_json
 from .magic import safetensors as sniff
 from .hf import read_hf_config, read_hf_tokenizer, write_hf_config, write_hf_tokenizer
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
@@ -273,7 +275,12 @@ def _write_to(path: Path, single_file: bool, tensors: Iterable[TensorData], conf
     meta = {"format": "pt"}
     meta.update(metadata or {})
     try:
+        mode = stat.S_IMODE(os.stat(weights).st_mode)  # what atomic_output gave the file
+    except FileNotFoundError:
+        mode = new_file_mode()
+    try:
         serialize_file(specs, str(weights), metadata=meta)
     except SafetensorError as err:  # its I/O errors (disk full...) are not OSErrors
         raise OSError(f"safetensors: {err}") from err
+    os.chmod(weights, mode)  # the library creates its file 0600; aprqa's outputs are 0666 & ~umask
     del keep_alive

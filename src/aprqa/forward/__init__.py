@@ -110,7 +110,9 @@ def forward(model: ModelLike, token_ids: Sequence[int] | np.ndarray, device: str
         (3, 512)
     """
     with _opened(model) as m:
-        return _runner(m, device).run(_ids(token_ids))
+        ids = _ids(token_ids)
+        check_token_counts(len(ids), 0, m.config.context_length)
+        return _runner(m, device).run(ids)
 
 
 def generate(model: ModelLike, token_ids: Sequence[int] | np.ndarray, n: int, device: str = "cpu") -> list[int]:
@@ -125,6 +127,7 @@ def generate(model: ModelLike, token_ids: Sequence[int] | np.ndarray, n: int, de
     ids = _ids(token_ids)
     check_token_counts(len(ids), int(n))  # before the KV cache is sized from them
     with _opened(model) as m:
+        check_token_counts(len(ids), int(n), m.config.context_length)
         new, _ = _runner(m, device).generate(ids, int(n))
         return new
 
@@ -215,6 +218,8 @@ def compare_outputs(ref_model: ModelLike, cand_model: ModelLike, prompt: str | N
         rb = candidate_engine if candidate_engine is not None else _runner(cand, device)
         if ra.cfg.vocab_size != rb.cfg.vocab_size:
             raise UsageError(f"vocabulary sizes differ: reference {ra.cfg.vocab_size}, candidate {rb.cfg.vocab_size}")
+        for m in (ref, cand):  # before any KV cache is sized: each model's own trained length
+            check_token_counts(len(ids), n_generate, m.config.context_length)
         gen, ref_logits = ra.generate(ids, n_generate, keep_logits=True)
         seq = ids + gen[:-1] if gen else list(ids)
         cand_logits = rb.run(seq)

@@ -8,10 +8,35 @@ Shapes are checked by the Python wrappers before the compiled code runs.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numba as nb
 import numpy as np
 
-_JIT = dict(cache=True, fastmath=False, nogil=True)
+
+def _cache_enabled() -> bool:
+    """Whether compiled kernels can be cached: beside this file when its folder is writable, else in
+    ``NUMBA_CACHE_DIR`` or ``~/.cache/aprqa/numba``; never (compiled per process) when none is, since
+    numba's ``cache=True`` otherwise fails with "no locator available" on a read-only install."""
+    if nb.config.CACHE_DIR:
+        return True
+    here = Path(__file__).resolve().parent
+    pycache = here / "__pycache__"  # where numba's in-tree cache writes
+    if os.access(pycache if pycache.exists() else here, os.W_OK):
+        return True
+    user = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "aprqa" / "numba"
+    try:
+        user.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    if not os.access(user, os.W_OK):
+        return False
+    nb.config.CACHE_DIR = str(user)
+    return True
+
+
+_JIT = dict(cache=_cache_enabled(), fastmath=False, nogil=True)
 
 
 @nb.njit(**_JIT)

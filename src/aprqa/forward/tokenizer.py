@@ -20,7 +20,8 @@ from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models
 from ..errors import FormatError, UsageError
 from ..formats.model import Model, TokenizerInfo
 from ..formats.tokenizer_spm import rebuild_spm
-from ..fsio import CAP_TOKENIZER, read_bounded
+from ..fsio import CAP_TOKENIZER, parse_json, read_bounded
+from ..pretokenizer_regex import check_split_regexes
 from ..pretokenizers import hf_pre_tokenizer, lookup
 
 _SPECIAL_RE = re.compile(r"^<\|[^|]*\|>$|^<(s|/s|unk|pad|mask)>$|^\[(PAD|UNK|CLS|SEP|MASK)\d*\]$")
@@ -134,6 +135,7 @@ def load_tokenizer(model: Model) -> Tokenizer:
     path = _hf_tokenizer_file(model)
     if path is not None:
         text = read_bounded(path, CAP_TOKENIZER, path.name).decode("utf-8", errors="replace")  # bounded, no FIFO
+        check_split_regexes(parse_json(text, path, path.name), path)  # before tokenizers runs any of them
         try:
             return Tokenizer(HFTokenizer.from_str(text), source=str(path))
         except Exception as err:  # the tokenizers library raises plain Exceptions

@@ -30,11 +30,13 @@ from .outputs import (
                      LockedAppender,
                      atomic_output,
                      check_output,
+                     new_file_mode,
                      refuse_input_as_output,
+                     sweep_stale,
                      write_bytes_atomic,
                      write_text_atomic,
 )
 
 __all__ = ["CAP_CONFIG", "CAP_EVIDENCE", "CAP_INDEX", "CAP_PLAYBOOK", "CAP_TOKENIZER", "MiB", "open_regular",
            "parse_json", "read_bounded", "read_json", "DestinationLock", "LockedAppender", "atomic_output",
-           "check_output", "refuse_input_as_output", "write_bytes_atomic", "write_text_atomic"]
+           "check_output", "new_file_mode", "refuse_input_as_output", "sweep_stale", "write_bytes_atomic", "write_text_atomic"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -91,15 +92,36 @@ def _no_duplicates(path: str | Path, what: str) -> Callable[[list[tuple[str, Any
     return hook
 
 
+# JSON objects and arrays one document may hold: each costs ~60-100 bytes of memory however small
+# its text (``{}``, 3 bytes), so 15 MB of ``[{},{},…]`` would take gigabytes once built. Real files
+# stay far below (Llama-3's tokenizer.json: ~300k, a 2,000-gate evidence file: ~20k).
+MAX_CONTAINERS = 2_000_000
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def _containers(raw: bytes) -> int:
+    """How many JSON objects and arrays ``raw`` holds (brackets inside strings not counted)."""
+    n = raw.count(b"{") + raw.count(b"[")
+    if n <= MAX_CONTAINERS:  # an upper bound: cheap and usually enough
+        return n
+    bare = _STRING.sub(b"", raw)
+    return bare.count(b"{") + bare.count(b"[")
+
+
 def parse_json(data: bytes | str, path: str | Path, what: str = "JSON", *, offset: int = 0,
-               unique_keys: bool = False, field: str | None = None) -> Any:
+               unique_keys: bool = True, field: str | None = None, max_containers: int = MAX_CONTAINERS) -> Any:
     """``json.loads`` whose every failure is an ``InputError`` naming file, line and offset.
 
     Covers what ``json`` raises beyond syntax: nesting deeper than the recursion limit,
-    integers over Python's 4,300-digit limit, invalid UTF-8; ``unique_keys`` refuses an object
-    with a repeated key (otherwise the last one silently wins).
+    integers over Python's 4,300-digit limit, invalid UTF-8, more than ``max_containers``
+    objects and arrays (refused before any is built); ``unique_keys`` (the default) refuses an
+    object with a repeated key (otherwise the last one silently wins).
     """
     hook = _no_duplicates(path, what) if unique_keys else None
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
+    if _containers(raw) > max_containers:
+        raise InputError(path, f"{what} holds more than {max_containers:,} JSON objects/arrays; aprqa builds at "
+                               "most that many (docs/reliability.md)", offset=offset, field=field)
     try:
         text = data.decode("utf-8") if isinstance(data, (bytes, bytearray, memoryview)) else data
         return json.loads(text, object_pairs_hook=hook)
@@ -119,6 +141,6 @@ def _depth_limit() -> int:
     return sys.getrecursionlimit()
 
 
-def read_json(path: str | Path, cap: int, what: str = "JSON file", *, unique_keys: bool = False) -> Any:
+def read_json(path: str | Path, cap: int, what: str = "JSON file", *, unique_keys: bool = True) -> Any:
     """A side file read with ``read_bounded`` and parsed with ``parse_json``."""
     return parse_json(read_bounded(path, cap, what), path, what, unique_keys=unique_keys)

@@ -46,6 +46,11 @@ def _umask() -> int:
 _UMASK_LOCK = threading.Lock()
 
 
+def new_file_mode() -> int:
+    """The mode of a new output file: ``0666 & ~umask`` (what ``open(2)`` gives; 0644 usually)."""
+    return 0o666 & ~_umask()
+
+
 def refuse_input_as_output(dst: str | Path, inputs: Iterable[str | Path]) -> None:
     """Raise ``OutputError`` when ``dst`` is one of ``inputs`` (same inode), or a directory
     output that contains one of them — before anything is written."""
@@ -161,6 +166,41 @@ def _remove_stale(dst: Path) -> None:
     """Temporaries of a killed writer of ``dst`` (we hold its lock, so none is in use)."""
     for p in dst.parent.glob(f".{_glob_escape(dst.name)}{_TMP_TAG}*"):
         _remove(p)
+
+
+def sweep_stale(folder: str | Path, depth: int = 2) -> list[Path]:
+    """Remove what killed writers left in ``folder`` (and its subfolders down to ``depth``):
+    temporaries — nested ones too (``.x.aprqa-tmp-A.aprqa-tmp-B``) — and lock files, each only
+    when the lock of the destination it belongs to can be taken (a live writer's are kept).
+    Returns what was removed."""
+    removed: list[Path] = []
+    root = Path(folder)
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for e in entries:
+        if _TMP_TAG not in e.name and not e.name.endswith(_LOCK_TAG):
+            if depth > 0 and e.is_dir(follow_symlinks=False):
+                removed += sweep_stale(e.path, depth - 1)
+            continue
+        # the destination: the name up to its first tag, without the leading dots temporaries add
+        base = e.name.lstrip(".")
+        cut = min((i for i in (base.find(_TMP_TAG), base.find(_LOCK_TAG)) if i >= 0), default=0)
+        if cut <= 0:
+            continue
+        lock = DestinationLock(root / base[:cut])
+        try:
+            lock.acquire()
+        except OutputError:  # OutputLockedError too: a live writer (or an unwritable folder) keeps it
+            continue
+        try:
+            if e.name != lock.path.name:
+                _remove(Path(e.path))
+                removed.append(Path(e.path))
+        finally:
+            lock.release()  # removes the lock file itself
+    return removed
 
 
 def _glob_escape(name: str) -> str:

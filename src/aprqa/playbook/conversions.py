@@ -100,11 +100,31 @@ def run_conversion(pb: Playbook, conv: Conversion, parent: Artefact, work: Path)
 def _builtin(src: Path, dst: Path, fmt: str, quant: str, label: str, t0: float) -> Artefact:
     try:
         convert(src, dst, to=fmt, quant=converter_quant(quant))
-    except Exception as err:  # any failure of the converter is this conversion's Crashed outcome
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as err:  # noqa: BLE001 (any failure of the converter, a native panic too, is Crashed)
         return Artefact(label, None, GateOutcome(Outcome.CRASHED, f"conversion {label} failed (built-in "
                                                                   f"converter): {error_text(err)}"),
                         time.perf_counter() - t0)
     return Artefact(label, dst, None, time.perf_counter() - t0)
+
+
+# The converter command runs through this launcher on Linux: it arms PR_SET_PDEATHSIG (kept across
+# exec) so a converter whose aprqa was killed is killed too, instead of converting on as an orphan.
+_LAUNCHER = """import ctypes, os, sys
+ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+if os.getppid() != int(sys.argv[1]):
+    os._exit(1)
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as err:
+    sys.stderr.write(f"cannot run {sys.argv[2]}: {err.strerror}\\n")
+    os._exit(127)
+"""
+
+
+def _dies_with_us() -> list[str]:
+    return [sys.executable, "-c", _LAUNCHER, str(os.getpid())] if sys.platform.startswith("linux") else []
 
 
 def _external(pb: Playbook, src: Path, dst: Path, fmt: str, quant: str, label: str, t0: float) -> Artefact:
@@ -117,7 +137,7 @@ def _external(pb: Playbook, src: Path, dst: Path, fmt: str, quant: str, label: s
     # its stdout is not recorded, so it is not kept at all
     with tempfile.TemporaryFile() as err_file:
         try:
-            proc = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=err_file, timeout=timeout)
+            proc = subprocess.run(_dies_with_us() + args, stdout=subprocess.DEVNULL, stderr=err_file, timeout=timeout)
         except subprocess.TimeoutExpired:
             return Artefact(label, None, GateOutcome(Outcome.TIMEOUT, f"conversion {label}: `{shlex.join(args)}` "
                                                                       f"ran past timeout_ms {pb.test_matrix.timeout_ms}",

@@ -122,10 +122,15 @@ class EvidenceStream:
         self._out.close()
 
 
+MAX_RECORDS = 200_000  # records one evidence file may hold (a real run has hundreds to a few thousand)
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Records of an ``evidence.jsonl``; a torn last line (killed mid-write) is ignored."""
     out = []
     lines = read_bounded(path, CAP_EVIDENCE, "evidence").decode("utf-8", errors="replace").splitlines()
+    if len(lines) > MAX_RECORDS:
+        raise PlaybookError(Path(path), f"evidence has {len(lines):,} lines; aprqa reads at most {MAX_RECORDS:,} records")
     for i, line in enumerate(lines):
         if not line.strip():
             continue
@@ -192,6 +197,8 @@ def load_evidence(path: str | Path) -> list[dict[str, Any]]:
         data = data["evidence"]
     if not isinstance(data, list):
         raise PlaybookError(p, f"evidence must be a JSON array of records, got {type(data).__name__}")
+    if len(data) > MAX_RECORDS:
+        raise PlaybookError(p, f"evidence has {len(data):,} records; aprqa reads at most {MAX_RECORDS:,}")
     for i, r in enumerate(data):  # edited evidence: name the record instead of crashing on it later
         _check_shape(p, i, r)
     return data
@@ -272,6 +279,7 @@ def verify_evidence(evidence: str | Path, playbook: str | Path) -> Verification:
         found = ", ".join(sorted(str(h)[:12] for h in hashes))
         problems.append(f"playbook sha256 mismatch: the playbook is now {digest[:12]}…, the evidence records "
                         f"{found}… — the playbook was edited after the run (or this evidence is from another one)")
+    problems += planned_gaps(records)
     for i, r in enumerate(records):
         md = _dict(r.get("metadata"))
         if "thresholds" not in md:
@@ -309,6 +317,31 @@ def verify_evidence(evidence: str | Path, playbook: str | Path) -> Verification:
             problems.append(f"{r.get('gate_id')} [{key}]: recorded thresholds differ from the playbook's: "
                             + "; ".join(diffs[:6]))
     return Verification(str(evidence), str(playbook), len(records), digest, tuple(problems))
+
+
+def planned_gaps(records: list[dict[str, Any]]) -> list[str]:
+    """Problems when the records are not one per planned gate: every record states how many gates its
+    run planned (``metadata.planned_gates``); fewer distinct scenarios than that is a gap (a gate that
+    left no record), and a record without the count cannot show there is none."""
+    if not records:
+        return []
+    counts = {_dict(r.get("metadata")).get("planned_gates") for r in records}
+    if None in counts:
+        return ["some records state no metadata.planned_gates: cannot show that every planned gate has a record"]
+    if len(counts) != 1:
+        return [f"records disagree on how many gates were planned: {', '.join(sorted(map(str, counts)))[:200]}"]
+    raw = counts.pop()
+    if not (isinstance(raw, str) and raw.isdigit()):
+        return [f"metadata.planned_gates is not a count: {raw!r:.60}"]
+    ids = [_dict(r.get("scenario")).get("id") for r in records]
+    distinct = len({str(i) for i in ids})
+    out = []
+    if distinct != len(ids):
+        out.append(f"{len(ids) - distinct} record(s) repeat a scenario id")
+    if distinct != int(raw):
+        out.append(f"{int(raw)} gates planned, {distinct} recorded: "
+                   + ("a planned gate has no record" if distinct < int(raw) else "records no plan made"))
+    return out
 
 
 def _dict(x: Any) -> dict[str, Any]:

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .. import __version__
 from ..errors import AprqaError
 from ..formats import open_model
+from ..fsio import sweep_stale
 from ..formats.model import Model
 from ..gate_ids import GateKind, family_of, spell
 from ..records import GateOutcome, Host, ModelRef, Outcome, Record, RecordError, RunResult, Scenario, error_text
@@ -46,6 +48,7 @@ from .gates.roundtrip import idempotency_gate, round_trip_gate
 from .gates.structure import structure_gate
 from .notrun import not_executed
 from .plan import Conversion, ConvKey, Plan, PlannedGate, SourceFacts, build_plan
+from .resume import MAC, resumable, resume_key, resume_mac
 from .schema import Playbook, PlaybookError, load_playbook
 from .sources import model_ref, resolve_source
 from .thresholds import thresholds_for, thresholds_json
@@ -58,6 +61,7 @@ _RUN_FILES = ("evidence.json", "junit.xml", "summary.md", "report.html", "report
 _OPEN_FAILED = PlannedGate(spell(GateKind.VALIDATE), GateKind.VALIDATE, "safetensors", "G0: open the source model",
                            None, "")
 _STOPPED = "not run: stopped after the first failure (--fail-fast / failure_policy stop_on_first)"
+_NO_RECORD = "aprqa crashed: this planned gate left no record (its measurement never reported back)"
 
 
 @dataclass(frozen=True)
@@ -91,19 +95,9 @@ class RunIdentity:
         md.update(dict(g.metadata))
         return md
 
-    def resumable(self, earlier: list[dict[str, Any]]) -> dict[str, Record]:
-        """Records of an earlier run that need not be measured again, by scenario id: Corroborated,
-        executed, with this playbook's and this model's sha256 (an unreadable one is measured again)."""
-        out: dict[str, Record] = {}
-        for d in earlier:
-            try:
-                r = Record.from_json(d)
-            except RecordError:
-                continue
-            if r.passed and not r.not_executed and r.metadata.get("playbook_sha256") == self.digest \
-                    and r.metadata.get("model_sha256") == self.model_sha256:
-                out[r.scenario.id] = r
-        return out
+    def resumable(self, earlier: list[dict[str, Any]], key: bytes) -> dict[str, Record]:
+        """Records of an earlier run not measured again (``resume.resumable``)."""
+        return resumable(earlier, key, self.digest, self.model_sha256)
 
 
 class Recorder:
@@ -112,8 +106,9 @@ class Recorder:
     ``stop`` is set by the first record that is not Corroborated when the run fails fast."""
 
     def __init__(self, identity: RunIdentity, stream: EvidenceStream,
-                 on_record: Callable[[dict[str, Any]], None] | None, fail_fast: bool) -> None:
+                 on_record: Callable[[dict[str, Any]], None] | None, fail_fast: bool, key: bytes = b"") -> None:
         self.identity = identity
+        self.key = key  # signs every record for a later resume (resume_mac)
         self.stream = stream
         self.on_record = on_record
         self.fail_fast = fail_fast
@@ -121,27 +116,48 @@ class Recorder:
         self._lock = threading.Lock()
         self._records: list[tuple[int, Record]] = []
         self._order = 0
+        self._planned: dict[int, PlannedGate] = {}  # slot -> gate, for every gate submitted
+        self.planned_total = 0  # gates the plan has (set once the plan is made)
 
-    def next_slot(self) -> int:
+    def next_slot(self, g: PlannedGate | None = None) -> int:
         """The plan-order position of the next record (taken when a gate is submitted)."""
         with self._lock:
             self._order += 1
+            if g is not None:
+                self._planned[self._order] = g
             return self._order
+
+    def fill_gaps(self) -> int:
+        """A Crashed record for every submitted gate that left none (a measurement that died
+        beyond the gate's own boundary); returns how many were missing."""
+        with self._lock:
+            have = {slot for slot, _r in self._records}
+            missing = [(slot, g) for slot, g in self._planned.items() if slot not in have]
+        for slot, g in missing:
+            self.record(slot, g, GateOutcome(Outcome.CRASHED, _NO_RECORD), 0.0)
+        return len(missing)
 
     def record(self, slot: int, g: PlannedGate, outcome: GateOutcome, seconds: float) -> None:
         ident = self.identity
+        md = {**ident.metadata(g), "planned_gates": str(self.planned_total), "aprqa_version": __version__}
         self.keep(slot, make_record(gate_id=g.gate_id, outcome=outcome.outcome, reason=outcome.reason,
                                     output=outcome.output or outcome.reason, scenario=ident.scenario(g),
-                                    metrics=outcome.metrics, metadata=ident.metadata(g), host=ident.host,
+                                    metrics=outcome.metrics, metadata=md, host=ident.host,
                                     duration_ms=int(seconds * 1000), stderr=outcome.stderr,
                                     exit_code=outcome.exit_code, total_tokens=outcome.total_tokens))
         if not outcome.passed and self.fail_fast:
             self.stop.set()
 
     def keep(self, slot: int, rec: Record) -> None:
-        self.stream.write(rec)
-        with self._lock:
+        if self.key:
+            md = {k: v for k, v in rec.metadata.items() if k != MAC}
+            rec = dataclasses.replace(rec, metadata=md)
+            rec = dataclasses.replace(rec, metadata={**md, MAC: resume_mac(self.key, rec.to_json())})
+        with self._lock:  # at most one record per slot: a late report after fill_gaps is dropped
+            if any(s == slot for s, _r in self._records):
+                return
             self._records.append((slot, rec))
+        self.stream.write(rec)
         if self.on_record is not None:
             self.on_record(rec.to_json())
 
@@ -192,10 +208,12 @@ class _Execution:
         for conv in self.plan.needed([g for g in self.plan.gates if g not in resumed]):
             if conv.key not in self.convs:  # its input was submitted before it: the pool cannot deadlock
                 self.convs[conv.key] = self.pool.submit(self._convert, conv)
+        rec.planned_total = len(self.plan.gates)
         for g in self.plan.gates:
             if g in resumed:  # Corroborated before with the same playbook and model bytes: not measured again
                 r = resumed[g]
-                rec.keep(rec.next_slot(), dataclasses.replace(r, metadata={**r.metadata, "resumed": "true"}))
+                rec.keep(rec.next_slot(g), dataclasses.replace(r, metadata={
+                    **r.metadata, "resumed": "true", "planned_gates": str(rec.planned_total)}))
                 continue
             measure = self.measures[g.kind]
             submit_gate(rec, g, lambda g=g, measure=measure: measure(g), self.pool)
@@ -227,26 +245,36 @@ def submit_gate(rec: Recorder, g: PlannedGate, fn: Callable[[], GateOutcome], po
     """Measure ``g`` with ``fn`` (now when its kind is synchronous, else on the pool) and record it.
 
     A measurement that raises is not a pass: an aprqa error (it refused its input) is Falsified,
-    anything else Crashed. After a --fail-fast stop only gates marked ``always`` are measured."""
-    slot = rec.next_slot()
+    anything else Crashed — BaseExceptions too (a Rust panic in ``tokenizers`` is
+    ``pyo3_runtime.PanicException``, a BaseException), all but KeyboardInterrupt/SystemExit, which
+    stop the run. After a --fail-fast stop only gates marked ``always`` are measured."""
+    slot = rec.next_slot(g)
 
     def task() -> None:
         t0 = time.perf_counter()
         if rec.stop.is_set() and not g.always:
             res = GateOutcome(Outcome.SKIPPED, _STOPPED)
         else:
-            try:
-                res = fn()
-            except AprqaError as err:  # the measurement refused its input: not a pass
-                res = falsified(f"could not be measured: {error_text(err)}")
-            except Exception as err:  # a bug or an environment failure while measuring
-                res = GateOutcome(Outcome.CRASHED, f"aprqa crashed while measuring: {error_text(err)}")
+            res = measured(fn)
         rec.record(slot, g, res, time.perf_counter() - t0)
 
     if g.kind.synchronous:
         task()
     else:
         pool.submit(task)
+
+
+def measured(fn: Callable[[], GateOutcome]) -> GateOutcome:
+    """``fn()``, or the outcome of its failure: Falsified for an aprqa error, Crashed for anything
+    else that is not KeyboardInterrupt/SystemExit/GeneratorExit."""
+    try:
+        return fn()
+    except AprqaError as err:  # the measurement refused its input: not a pass
+        return falsified(f"could not be measured: {error_text(err)}")
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as err:  # noqa: BLE001 (a bug, an environment failure or a native panic while measuring)
+        return GateOutcome(Outcome.CRASHED, f"aprqa crashed while measuring: {error_text(err)}")
 
 
 def _earlier_records(out: Path) -> list[dict[str, Any]]:
@@ -261,6 +289,7 @@ def _earlier_records(out: Path) -> list[dict[str, Any]]:
 def _measure(rec: Recorder, pb: Playbook, source: Path, pool: ThreadPoolExecutor, work: Path,
              prior: Mapping[str, Record]) -> tuple[WorstReport | None, tuple[str, ...]]:
     """Plan from the opened source and submit everything; (the worst-report tracker, planning notes)."""
+    rec.planned_total = 1  # until the plan is made: the open itself
     try:
         model = open_model(source)
     except AprqaError as err:
@@ -310,18 +339,22 @@ def run_playbook(path: str | Path, output: str | Path | None = None, model_path:
     work = Path(work_dir) if work_dir is not None else out / "work"
     t0 = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
+    sweep_stale(work)  # a killed attempt's temporaries and locks (a live writer's are kept)
     earlier = _earlier_records(out) if resume else []  # read before the stream truncates it
     # Locks the output for the run: a second run into it fails here, before deleting anything.
     stream = EvidenceStream(out / "evidence.jsonl")
     try:
+        sweep_stale(out, depth=0)  # temporaries of a killed run's evidence and reports
         for stale in _RUN_FILES:
             (out / stale).unlink(missing_ok=True)
         source = resolve_source(pb, pb_path, out, model_path)
         identity = RunIdentity(pb, pb_path, digest, files_digest(source), model_ref(pb, model_path), host_info(),
                                environment_json())  # software versions, in every record's metadata
-        rec = Recorder(identity, stream, on_record, fail_fast or pb.failure_policy == "stop_on_first")
+        key = resume_key(out)
+        rec = Recorder(identity, stream, on_record, fail_fast or pb.failure_policy == "stop_on_first", key)
         with ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix="aprqa-gate") as pool:
-            worst, notes = _measure(rec, pb, source, pool, work, identity.resumable(earlier))
+            worst, notes = _measure(rec, pb, source, pool, work, identity.resumable(earlier, key))
+        rec.fill_gaps()  # every planned gate has a record: a gap is Crashed, never a silent pass
     finally:
         stream.close()
     return _write_run_files(identity, rec.in_plan_order(), out, worst, notes, time.perf_counter() - t0)

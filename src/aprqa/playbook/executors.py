@@ -18,11 +18,18 @@ most the smallest limit among the queued models' classes.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import re
+import signal
+import socket
 import sys
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as mp_wait
+from multiprocessing.process import BaseProcess
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import UsageError
@@ -31,6 +38,7 @@ from ..errors import UsageError
 SIZE_LIMITS = {"tiny": 4, "small": 4, "medium": 2, "large": 1, "xlarge": 1, "huge": 1}
 DEFAULT_SIZE = "small"  # a playbook without size_category (apr-qa's serde default is tiny; small is safer)
 MAX_RETRIES = 2
+STOP_SECONDS = 5.0  # a stopped worker gets this long after SIGTERM before SIGKILL
 
 
 def size_resource(size_category: str | None) -> str:
@@ -52,12 +60,59 @@ class Task:
     fn: Callable[..., str]
     args: tuple[Any, ...]
     size_category: str | None
+    name: str = ""  # the model, for messages
+
+
+class TaskFailed(Exception):
+    """A model task that raised in its worker, or whose worker died (the message says which)."""
+
+
+def arm_death_signal(parent: int) -> None:
+    """In a worker: SIGKILL it when ``parent`` dies (Linux ``prctl(PR_SET_PDEATHSIG)``), so a
+    killed ``aprqa run`` leaves no worker converting on and holding locks; exits at once when the
+    parent is already gone."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _worker(conn: Connection, parent: int, fn: Callable[..., str], args: tuple[Any, ...]) -> None:
+    """A worker process's body: one task; only UTF-8 text goes back (b"R" + result or b"E" + why)."""
+    arm_death_signal(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides: Ctrl-C reaches the whole group
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        res = fn(*args)
+        out = b"R" + res.encode("utf-8") if isinstance(res, str) else \
+            b"E" + f"returned {type(res).__name__}, not JSON text".encode("utf-8")
+    except BaseException as err:  # noqa: BLE001 (a worker reports every failure as text, then exits)
+        out = b"E" + f"{type(err).__name__}: {err}".encode("utf-8", "replace")
+    try:
+        conn.send_bytes(out)
+    finally:
+        conn.close()
+
+
+@dataclass
+class _Running:
+    task: Task
+    proc: BaseProcess
+    conn: Connection
 
 
 class LocalExecutor:
-    """A process pool (spawned workers: no inherited threads or CUDA state). A worker that dies
-    breaks the pool; the unfinished tasks are resubmitted to a fresh pool, each at most
-    ``MAX_RETRIES`` times."""
+    """One spawned process per model task (no inherited threads or CUDA state), at most ``workers``
+    (and the queued models' size limit) at once.
+
+    Lifecycle: every worker dies with the parent (``arm_death_signal``) and ignores SIGINT; a
+    KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one by the caller) in ``run`` stops the
+    running workers (SIGTERM, then SIGKILL after ``STOP_SECONDS``) and is re-raised. A worker
+    that dies costs only its own task: that task is run again, at most ``MAX_RETRIES`` times
+    (its retry resumes from the streamed records and sweeps the dead attempt's temporaries).
+    Only text comes back: nothing of a worker's is unpickled."""
 
     name = "local"
 
@@ -66,35 +121,84 @@ class LocalExecutor:
             raise UsageError(f"--workers must be ≥ 1, got {workers}")
         self.workers = workers
         self.retries: dict[int, int] = {}
+        self.warnings: list[str] = []
 
     def run(self, tasks: Sequence[Task]) -> Iterator[tuple[Task, str | None, BaseException | None]]:
         pending = list(tasks)
-        limit = min([self.workers] + [SIZE_LIMITS.get(t.size_category or DEFAULT_SIZE, 4) for t in tasks])
-        while pending:
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max(1, limit), mp_context=ctx) as pool:
-                futs: dict[Future, Task] = {pool.submit(t.fn, *t.args): t for t in pending}
-                pending = []
-                while futs:
-                    done, _ = wait(futs, return_when=FIRST_COMPLETED)
-                    for f in done:
-                        t = futs.pop(f)
-                        try:
-                            res = f.result()
-                        except BrokenProcessPool as err:
-                            tries = self.retries.get(t.index, 0) + 1
-                            if tries > MAX_RETRIES:
-                                yield t, None, err
-                                continue
-                            self.retries[t.index] = tries
-                            print(f"aprqa: a worker died running task {t.index}; retry {tries}/{MAX_RETRIES}",
-                                  file=sys.stderr)
-                            pending.append(t)
-                            continue
-                        except Exception as err:  # this model's task failed: the others go on
-                            yield t, None, err
-                            continue
-                        yield _text(t, res)
+        limit = max(1, min([self.workers] + [SIZE_LIMITS.get(t.size_category or DEFAULT_SIZE, 4) for t in tasks]))
+        ctx = multiprocessing.get_context("spawn")
+        running: list[_Running] = []
+        try:
+            while pending or running:
+                while pending and len(running) < limit:
+                    t = pending.pop(0)
+                    recv, send = ctx.Pipe(duplex=False)
+                    proc = ctx.Process(target=_worker, args=(send, os.getpid(), t.fn, t.args),
+                                       name=f"aprqa-zoo-{t.index}", daemon=True)
+                    proc.start()
+                    send.close()
+                    running.append(_Running(t, proc, recv))
+                ready = set(mp_wait([r.conn for r in running] + [r.proc.sentinel for r in running]))
+                for r in [r for r in running if r.conn in ready or r.proc.sentinel in ready]:
+                    outcome = self._finished(r)
+                    if outcome is None:  # still running (its sentinel fired before the pipe closed)
+                        continue
+                    running.remove(r)
+                    if outcome == "retry":
+                        pending.append(r.task)
+                        continue
+                    yield outcome
+        except BaseException:
+            stop_workers([r.proc for r in running])
+            raise
+        finally:
+            for r in running:
+                r.conn.close()
+
+    def _finished(self, r: _Running) -> tuple[Task, str | None, BaseException | None] | str | None:
+        """The finished task's result, ``"retry"`` when its worker died and it may run again, or None."""
+        try:
+            data = r.conn.recv_bytes() if r.conn.poll() else None
+        except (EOFError, OSError):
+            data = None
+        if data is None and r.proc.is_alive():
+            r.proc.join(timeout=1.0)
+            if r.proc.is_alive():
+                return None
+        r.proc.join(timeout=10.0)
+        r.conn.close()
+        if data is not None:
+            text = data[1:].decode("utf-8", "replace")
+            return (r.task, text, None) if data[:1] == b"R" else (r.task, None, TaskFailed(text))
+        code = r.proc.exitcode
+        died = f"killed by {_signal_name(-code)}" if code is not None and code < 0 else f"exit status {code}"
+        tries = self.retries.get(r.task.index, 0) + 1
+        who = r.task.name or f"task {r.task.index}"
+        if tries > MAX_RETRIES:
+            return r.task, None, TaskFailed(f"its worker died {tries} times ({died})")
+        self.retries[r.task.index] = tries
+        print(f"aprqa: the worker running {who} died ({died}); retry {tries}/{MAX_RETRIES}", file=sys.stderr)
+        return "retry"
+
+
+def stop_workers(procs: Sequence[BaseProcess]) -> None:
+    """SIGTERM every live worker, SIGKILL the ones still alive after ``STOP_SECONDS``; waits for all."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + STOP_SECONDS
+    for p in procs:
+        p.join(timeout=max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(timeout=5.0)
+
+
+def _signal_name(n: int) -> str:
+    try:
+        return signal.Signals(n).name
+    except ValueError:
+        return f"signal {n}"
 
 
 class RayExecutor:
@@ -115,10 +219,14 @@ class RayExecutor:
             raise UsageError("--executor ray needs Ray: pip install 'aprqa[ray]'") from None
         self.ray = ray
         if not ray.is_initialized():
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(resources=size_resources(), log_to_driver=False, include_dashboard=False)
+            try:
+                if address:
+                    ray.init(address=address, log_to_driver=False)
+                else:
+                    ray.init(resources=size_resources(), log_to_driver=False, include_dashboard=False)
+            except Exception as err:  # noqa: BLE001 (Ray raises ConnectionError, RuntimeError, ValueError...)
+                raise UsageError(f"--executor ray{'=' + address if address else ''}: Ray could not start or "
+                                 f"join a cluster: {type(err).__name__}: {str(err).strip()[:300]}") from None
         self.available = set(ray.cluster_resources())
         self.warnings: list[str] = []
 
@@ -156,11 +264,38 @@ def _text(t: Task, res: Any) -> tuple[Task, str | None, BaseException | None]:
     return t, None, TypeError(f"task {t.index} returned {type(res).__name__}, not JSON text")
 
 
+CONNECT_SECONDS = 5.0  # a cluster address that does not accept a TCP connection in this time is refused
+_ADDRESS = re.compile(r"(?:ray://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):([0-9]{1,5})")
+
+
+def check_ray_address(address: str) -> None:
+    """Refuse a Ray address that is not ``auto`` or ``[ray://]HOST:PORT``, or that accepts no TCP
+    connection within ``CONNECT_SECONDS`` (``ray.init`` would otherwise wait minutes).
+
+    Raises:
+        UsageError: the address and why.
+    """
+    if address == "auto":
+        return
+    m = _ADDRESS.fullmatch(address)
+    if m is None or not 0 < int(m.group(2)) < 65536:
+        raise UsageError(f"--executor ray={address!r}: not an address; use ray=auto, ray=HOST:PORT or "
+                         "ray=ray://HOST:PORT")
+    host = m.group(1).strip("[]")
+    try:
+        socket.create_connection((host, int(m.group(2))), timeout=CONNECT_SECONDS).close()
+    except OSError as err:
+        raise UsageError(f"--executor ray={address}: cannot connect to {host}:{m.group(2)} within "
+                         f"{CONNECT_SECONDS:.0f} s ({err.strerror or err})") from None
+
+
 def make_executor(spec: str, workers: int = 1) -> LocalExecutor | RayExecutor:
     """``local`` or ``ray`` / ``ray=ADDRESS`` (the --executor value)."""
     kind, _, address = spec.partition("=")
     if kind == "local" and not address:
         return LocalExecutor(workers)
     if kind == "ray":
+        if address:
+            check_ray_address(address)
         return RayExecutor(address or None)
     raise UsageError(f"unknown --executor {spec!r}: use local, ray or ray=ADDRESS")

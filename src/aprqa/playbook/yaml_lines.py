@@ -52,8 +52,14 @@ def compose_lines(text: str) -> tuple[Any, dict[tuple, int]]:
         def walk(n: yaml.Node, path: tuple) -> None:
             lines.setdefault(path, n.start_mark.line + 1)
             if isinstance(n, yaml.MappingNode):
+                seen: set[str] = set()
                 for k, v in n.value:
                     key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
+                    if key in seen:  # otherwise the last one silently wins
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key!r} (refused: which one is meant is ambiguous)",
+                            k.start_mark)
+                    seen.add(key)
                     lines[path + (key,)] = k.start_mark.line + 1
                     lines[path + (key, "__value__")] = v.start_mark.line + 1
                     walk(v, path + (key,))

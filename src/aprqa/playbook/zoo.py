@@ -16,20 +16,26 @@ field and record checked), so no object of the worker's is ever unpickled as suc
 from __future__ import annotations
 
 import json
+import re
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import UsageError
 from ..records import ModelRef, Outcome, Record, RecordError, RunResult, Scenario
 from ..report.zoo import ZooRow, write_zoo_summary, zoo_rows
 from .evidence import host_info, load_records, make_record
 from .execute import run_playbook
-from .executors import Task, make_executor
+from .executors import Task, TaskFailed, make_executor
 from .schema import Playbook, PlaybookError, load_playbook
 
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
+# Hugging Face's repo id: ORG/NAME or NAME, each part [A-Za-z0-9._-] not starting with '.' or '-'
+_HF_REPO = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,95})?")
 NO_FORMAT = "—"  # the scenario format of a failed task's Crashed record: about no one format
 
 
@@ -63,6 +69,9 @@ def model_dir_for(pb: Playbook, pb_path: Path, model_root: Path | None) -> Path 
     repo = pb.model.hf_repo
     if repo is None or model_root is None:
         return None
+    if not _HF_REPO.fullmatch(repo) or ".." in repo:
+        raise PlaybookError(pb_path, f"model.hf_repo {repo!r} is not ORG/NAME (letters, digits, '-', '_', '.'; "
+                                     "no '..', no other '/')", field="model.hf_repo")
     org, _, name = repo.partition("/")
     cands = [model_root / (name or org), model_root / org / name, model_root / f"{org}--{name}"] if name \
         else [model_root / org]
@@ -83,13 +92,17 @@ def run_model(pb_path: str, output: str, model_path: str | None, work_dir: str, 
     try:
         res = run_playbook(pb_path, output=output, model_path=model_path, workers=workers, work_dir=work_dir,
                            resume=resume)
-    except Exception as err:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as err:  # noqa: BLE001 (a native panic too: one model must not stop the zoo)
         return json.dumps({"error": _failure_text(err)}, ensure_ascii=False)
     return json.dumps({"result": res.to_json()}, ensure_ascii=False, allow_nan=False)
 
 
 def _failure_text(err: BaseException) -> str:
     last = str(err).strip().splitlines()[-1] if str(err).strip() else ""
+    if isinstance(err, TaskFailed):  # already "Type: message" from the worker, or how it died
+        return f"the model's task failed: {last}"
     return f"the model's task failed: {type(err).__name__}: {last}"
 
 
@@ -217,19 +230,62 @@ def run_zoo(playbooks: Sequence[str | Path], output: str | Path, model_root: str
     ex = make_executor(executor, workers)
     tasks = [Task(i, run_model, (str(p.resolve()), str((out / pb.name).resolve()),
                                  str(m.resolve()) if m else None, str((work / pb.name).resolve()), gate_workers,
-                                 resume), pb.model.size_category)
+                                 resume), pb.model.size_category, pb.name)
              for i, (p, pb, m) in enumerate(loaded)]
     models: dict[int, ZooModel] = {}
-    for task, text, err in ex.run(tasks):
-        p, pb, _m = loaded[task.index]
-        models[task.index] = _zoo_model(p, pb, out, text, err)
-        if on_model is not None:
-            on_model(models[task.index], len(models), len(tasks))
-    done = tuple(models[i] for i in range(len(loaded)))
+    results = ex.run(tasks)
+    try:
+        with _sigterm_interrupts():
+            for task, text, err in results:
+                p, pb, _m = loaded[task.index]
+                models[task.index] = _zoo_model(p, pb, out, text, err)
+                if on_model is not None:
+                    on_model(models[task.index], len(models), len(tasks))
+    except KeyboardInterrupt:
+        results.close()  # stops the running workers
+        done = tuple(models[i] if i in models else _interrupted(loaded[i][0], loaded[i][1], out)
+                     for i in range(len(loaded)))
+        raise ZooInterrupted(_finish(done, out, ex, t0)) from None
+    finally:
+        results.close()
+    return _finish(tuple(models[i] for i in range(len(loaded))), out, ex, t0)
+
+
+class ZooInterrupted(KeyboardInterrupt):
+    """SIGINT/SIGTERM stopped the zoo: ``result`` has the models that finished (the others are
+    Crashed "interrupted" rows) and the summary written of what ran."""
+
+    def __init__(self, result: ZooResult) -> None:
+        super().__init__("zoo interrupted")
+        self.result = result
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the main thread while the block runs (as Ctrl-C does)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _finish(done: tuple[ZooModel, ...], out: Path, ex: Any, t0: float) -> ZooResult:
     rows = tuple(zoo_rows([(m.name, m.records) for m in done]))
     summaries = write_zoo_summary(out, rows, [m.name for m in done])
     warnings = tuple(getattr(ex, "warnings", ()))
     return ZooResult(done, rows, out, summaries, ex.name, time.perf_counter() - t0, warnings)
+
+
+def _interrupted(p: Path, pb: Playbook, out: Path) -> ZooModel:
+    """A model the interrupt stopped (or that never started): Crashed, never a pass."""
+    why = "interrupted (SIGINT/SIGTERM) before this model finished"
+    model_name = pb.model.hf_repo or pb.model.synthetic or pb.model.local_path or pb.name
+    return ZooModel(p, pb.name, model_name, pb.model.size_category, out / pb.name, None, why,
+                    _failure_record(pb.name, model_name, why))
 
 
 def _zoo_model(p: Path, pb: Playbook, out: Path, text: str | None, err: BaseException | None) -> ZooModel:

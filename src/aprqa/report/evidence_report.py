@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from ..textsafe import markup_safe as escape  # file-derived text: no markup, no terminal control
 from rich.table import Table
 
 from ..gate_ids import GateKind, Series, family_of, kind_of, series_of
@@ -268,8 +268,8 @@ _COLS = tuple(o.value for o in TABLE_COLUMNS)
 
 def render_console(s: EvidenceSummary, console: Console) -> None:
     verdict = "[green]no failures[/]" if s.passed else f"[red]{s.failed} failing[/]"
-    console.print(f"[bold]{escape(s.path)}[/] · {s.producer} evidence · {escape(s.model)} · {s.records} records · "
-                  + " · ".join(f"{v} {k}" for k, v in s.outcomes.items()) + f" · {verdict}")
+    console.print(f"[bold]{escape(s.path)}[/] · {escape(s.producer)} evidence · {escape(s.model)} · {s.records} "
+                  "records · " + " · ".join(f"{v} {escape(k)}" for k, v in s.outcomes.items()) + f" · {verdict}")
     t = Table(title="gate families", show_lines=False)
     t.add_column("family")
     for c in _COLS:
@@ -287,7 +287,7 @@ def render_console(s: EvidenceSummary, console: Console) -> None:
     if s.notes:
         console.print("[bold]what apr-qa's F-CONV gates measured[/]")
         for n in s.notes:
-            console.print(f"  {escape(n.gate_id)} ({n.outcome}): {escape(n.note)}")
+            console.print(f"  {escape(n.gate_id)} ({escape(n.outcome)}): {escape(n.note)}")
     if s.not_executed:
         console.print(f"[bold]not executed by aprqa[/] ({len(s.not_executed)} Skipped records): "
                       + escape(", ".join(g for g, _ in s.not_executed)))

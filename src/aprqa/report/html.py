@@ -194,4 +194,4 @@ def render_html(report: Any) -> str:
 
 def write_report(report: Any, path: str | Path) -> Path:
     """Write the compare report page to ``path``."""
-    return write_page(path, render_html(report))
+    return write_page(path, render_html(report), (report.reference.path, report.candidate.path))

@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 
 from ..fsio import write_text_atomic
 from ..records import ERRORED, TABLE_COLUMNS, Outcome, Record, RunResult
+from .page import md_cell, md_code
 
 
 def _case_name(r: Record) -> str:
@@ -54,17 +55,19 @@ def write_junit(res: RunResult) -> None:
     write_text_atomic(res.junit, junit_xml(res))
 
 
-def _md(s: str) -> str:
-    return s.replace("|", "\\|").replace("\n", " ")
 
 
 def summary_md(res: RunResult) -> str:
     oc = res.outcome_counts()
-    lines = [f"# aprqa playbook run: {res.name}", "",
-             f"**{'PASS' if res.passed else 'FAIL'}** · {len(res.gate_records)} gates · "
+    lines = [f"# aprqa playbook run: {md_cell(res.name)}", "",
+             f"**{'PASS' if res.passed else 'FAIL'}** · {len(res.gate_records)} gates"
+             + (f" of {res.planned} planned" if res.planned is not None else "") + " · "
              + " · ".join(f"{v} {k}" for k, v in oc.items()) + f" · {res.seconds:.1f} s", "",
-             f"- playbook: `{res.playbook}` (sha256 `{res.playbook_sha256}`)",
+             f"- playbook: {md_code(res.playbook)} (sha256 `{res.playbook_sha256}`)",
              f"- evidence: `{res.evidence.name}` (+ `{res.evidence_jsonl.name}`, `{res.junit.name}`)"]
+    if res.missing:
+        lines.insert(3, f"**{res.missing} planned gate(s) left no record: the run fails.**")
+        lines.insert(4, "")
     if res.report:
         lines.append(f"- run report: `{res.report.name}` (+ `report.md`)")
     if res.compare_report:
@@ -73,23 +76,23 @@ def summary_md(res: RunResult) -> str:
     lines += ["", "## Gate families", "", "| family | gates | " + " | ".join(cols) + " |",
               "|---|---:|" + "---:|" * len(cols)]
     for fam, c in res.counts.items():
-        lines.append(f"| {fam} | {sum(c.values())} | " + " | ".join(str(c.get(o, 0)) for o in cols) + " |")
+        lines.append(f"| {md_cell(fam)} | {sum(c.values())} | " + " | ".join(str(c.get(o, 0)) for o in cols) + " |")
     lines += ["", "## Gates", "", "| gate | format | quant | outcome | reason |", "|---|---|---|---|---|"]
     for r in res.gate_records:
-        lines.append(f"| {r.gate_id} | {r.scenario.format} | {r.scenario.model.variant or ''} | "
-                     f"{r.outcome} | {_md(r.reason)[:400]} |")
+        lines.append(f"| {md_cell(r.gate_id)} | {md_cell(r.scenario.format)} | {md_cell(r.scenario.model.variant or '')} | "
+                     f"{r.outcome} | {md_cell(r.reason[:400])} |")
     skipped = [r for r in res.gate_records if r.not_executed]
     if skipped:
         lines += ["", "## Not executed by aprqa", "", "Recorded as Skipped evidence records — neither passed nor "
                   "failed ([apr-qa-gates.md](../docs/apr-qa-gates.md) maps each id):", ""]
-        lines += [f"- {r.gate_id} (`{_md(r.metadata.get('section', ''))}`): {_md(r.reason)[:300]}"
+        lines += [f"- {md_cell(r.gate_id)} ({md_code(r.metadata.get('section', ''))}): {md_cell(r.reason[:300])}"
                   for r in skipped]
     if res.notes:
-        lines += ["", "## Planning notes", ""] + [f"- {n}" for n in res.notes]
+        lines += ["", "## Planning notes", ""] + [f"- {md_cell(n)}" for n in res.notes]
     thr = sorted({(r.gate_id, r.metadata["thresholds_key"], r.metadata["thresholds"]) for r in res.gate_records})
     lines += ["", "## Thresholds used", ""]
     for gid, key, t in thr[:60]:
-        lines.append(f"- {gid} `{key}`: `{json.dumps(json.loads(t), sort_keys=True)[:600]}`")
+        lines.append(f"- {md_cell(gid)} {md_code(key)}: {md_code(json.dumps(json.loads(t), sort_keys=True)[:600])}")
     return "\n".join(lines) + "\n"
 
 

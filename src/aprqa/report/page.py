@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..fsio import write_text_atomic
+from ..fsio import refuse_input_as_output, write_text_atomic
+from ..textsafe import printable
 
 # status -> (css class, icon, word): the icon and word carry the meaning without colour
 STATUS = {
@@ -85,7 +87,9 @@ td.wide{min-width:14em}.scroll>table{min-width:680px}.scroll>table.matrix{min-wi
 
 
 def esc(x: Any) -> str:
-    return html.escape(str(x))
+    """Text from a file as HTML text: entities for markup, terminal control and bidi characters shown as
+    escapes (a U+202E would make the page read differently than the data). Every HTML writer uses it."""
+    return html.escape(printable(str(x)))
 
 
 def num(x: Any, digits: int = 3) -> str:
@@ -145,12 +149,36 @@ def page(title: str, body: str) -> str:
             f"<title>{esc(title)}</title><style>{CSS}</style></head>\n<body><main>\n{body}\n</main></body></html>\n")
 
 
+# Markdown punctuation that could start markup inside a line (emphasis, links, code, tables, headings;
+# "<" and "&" become entities); CommonMark lets any ASCII punctuation be backslash-escaped.
+# "_" inside a word (q8_0) starts no emphasis: only one at a word's edge is escaped.
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|~#]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z]))")
+
+
 def md_cell(x: Any) -> str:
-    return str(x).replace("|", "\\|").replace("\n", " ")
+    """Text from a file as Markdown that shows exactly that text: on one line, terminal control and
+    bidi characters shown as escapes, ``<``/``>``/``&`` as entities (raw HTML never reaches a
+    renderer) and Markdown punctuation backslash-escaped. Every Markdown writer uses it."""
+    text = printable(str(x), keep_newlines=False).replace("\\x0a", " ").replace("\\x0d", " ")
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
-def write_page(path: str | Path, text: str) -> Path:
-    """Write a report file (HTML or Markdown) atomically; every report writer goes through here."""
+def md_code(x: Any) -> str:
+    """Text from a file as a Markdown code span (monospace, no markup inside; ``|`` escaped for tables)."""
+    text = printable(str(x), keep_newlines=False).replace("\\x0a", " ").replace("\\x0d", " ")
+    run = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (run + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or run else ""
+    return f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}"
+
+
+def write_page(path: str | Path, text: str, inputs: Iterable[str | Path] = ()) -> Path:
+    """Write a report file (HTML or Markdown) atomically; every report writer goes through here.
+
+    Raises:
+        OutputError: ``path`` is one of ``inputs`` (or a directory holding one): never overwritten.
+    """
     p = Path(path)
+    refuse_input_as_output(p, [i for i in inputs if i])
     write_text_atomic(p, text)
     return p

@@ -4,12 +4,12 @@ as a table of icons and each cell's gates in collapsible <details> blocks (GitHu
 from __future__ import annotations
 
 from ..records import TABLE_COLUMNS
-from .page import md_cell, num, status_md
+from .page import md_cell, md_code, num, status_md
 from .run_view import Cell, GateView, RunView, prompt_rows, strings
 
 
 def _gate_md(g: GateView) -> list[str]:
-    lines = [f"**{status_md(g.status, g.outcome)}** `{g.gate_id}` {md_cell(g.title)}", ""]
+    lines = [f"**{status_md(g.status, md_cell(g.outcome))}** {md_code(g.gate_id)} {md_cell(g.title)}", ""]
     if g.status == "skip":
         return lines + [f"Why skipped: {md_cell(g.reason)}", ""]
     out_fails = strings((g.output_check or {}).get("failures"))
@@ -23,7 +23,8 @@ def _gate_md(g: GateView) -> list[str]:
         if isinstance((g.tensor or {}).get("failures"), list) else []
     if fails:
         lines += ["| failing tensor | verdict | evidence |", "|---|---|---|"]
-        lines += [f"| `{f.get('name')}` | {f.get('verdict')} | {md_cell(f.get('detail', ''))} |" for f in fails]
+        lines += [f"| {md_code(f.get('name'))} | {md_cell(f.get('verdict'))} | {md_cell(f.get('detail', ''))} |"
+                  for f in fails]
         lines.append("")
     prompts = prompt_rows(g)
     if prompts:
@@ -50,29 +51,31 @@ def render_run_markdown(v: RunView) -> str:
     """The run report of ``v`` (``build_run_view``) as Markdown."""
     verdict = "PASS" if v.passed else "FAIL"
     lines = [f"# aprqa playbook run: {md_cell(v.title)} — {status_md('pass' if v.passed else 'fail', verdict)}", "",
-             f"{md_cell(v.model)} · {v.producer} evidence · {v.records} records · "
-             + " · ".join(f"{n} {k}" for k, n in v.outcomes.items())
+             f"{md_cell(v.model)} · {md_cell(v.producer)} evidence · {v.records} records · "
+             + " · ".join(f"{n} {md_cell(k)}" for k, n in v.outcomes.items())
              + (f" · {v.seconds:.1f} s" if v.seconds is not None else ""), ""]
     if v.links:
-        lines += [" · ".join(f"[{lab}]({href})" for lab, href in v.links), ""]
+        lines += [" · ".join(f"[{md_cell(lab)}](<{md_cell(href).replace('>', '%3E')}>)" for lab, href in v.links), ""]
     if v.failures:
         lines += [f"## Failures ({len(v.failures)})", "", "| gate | format | cause | reason |", "|---|---|---|---|"]
         for g in v.failures:
             first = g.reason.strip().splitlines()[0] if g.reason.strip() else ""
-            lines.append(f"| {status_md('fail')} `{g.gate_id}` | {g.format} {g.quant or ''} | "
+            lines.append(f"| {status_md('fail')} {md_code(g.gate_id)} | {md_cell(g.format)} {md_cell(g.quant or '')} | "
                          f"{md_cell(v.cause_of.get(g.gate_id, ''))} | {md_cell(first[:300])} |")
         lines.append("")
     lines += ["## Conversions: format × quantization", ""]
     if v.cells:
-        lines += ["| format \\ quantization | " + " | ".join(v.quants) + " |", "|---|" + "---|" * len(v.quants)]
+        lines += ["| format \\ quantization | " + " | ".join(md_cell(q) for q in v.quants) + " |",
+                  "|---|" + "---|" * len(v.quants)]
         for f in v.formats:
-            lines.append(f"| **{f}** | " + " | ".join(_cell_md(v.cells.get((f, q))) for q in v.quants) + " |")
+            lines.append(f"| **{md_cell(f)}** | " + " | ".join(_cell_md(v.cells.get((f, q))) for q in v.quants) + " |")
         lines += ["", "✓ pass: every gate Corroborated · ✗ FAIL: a gate Falsified / Crashed / Timeout · "
                       "– skipped: not produced or not run (never counted as passed) · KL: mean KL of the output "
                       "check · b/w: bits per weight of the converted file", ""]
         for c in v.ordered_cells():
             op = " open" if c.status == "fail" else ""
-            lines += [f"<details{op}><summary>{c.format} · {c.quant} — {status_md(c.status)}</summary>", ""]
+            lines += [f"<details{op}><summary>{md_cell(c.format)} · {md_cell(c.quant)} — {status_md(c.status)}</summary>",
+                      ""]
             for g in c.gates:
                 lines += _gate_md(g)
             lines += ["</details>", ""]
@@ -81,7 +84,8 @@ def render_run_markdown(v: RunView) -> str:
     lines += ["## Fidelity against size", ""]
     if v.points:
         lines += ["| format | quantization | bits/weight | mean KL | worst rel-L2 | gates |", "|---|---|---:|---:|---:|---|"]
-        lines += [f"| {p.format} | {p.quant} | {num(p.bits_per_weight)} | {num(p.kl_mean)} | {num(p.worst_rel_l2)} | "
+        lines += [f"| {md_cell(p.format)} | {md_cell(p.quant)} | {num(p.bits_per_weight)} | {num(p.kl_mean)} | "
+                  f"{num(p.worst_rel_l2)} | "
                   f"{status_md('fail' if p.failed else 'pass')} |" for p in v.points]
     else:
         lines.append("No conversion in this evidence records bits per weight with its errors.")
@@ -91,7 +95,8 @@ def render_run_markdown(v: RunView) -> str:
         if not gates:
             continue
         lines += [f"## {title}", "", "| gate | format | outcome | reason |", "|---|---|---|---|"]
-        lines += [f"| `{g.gate_id}` | {g.format} | {status_md(g.status, g.outcome)} | {md_cell(g.reason[:300])} |"
+        lines += [f"| {md_code(g.gate_id)} | {md_cell(g.format)} | {status_md(g.status, md_cell(g.outcome))} | "
+                  f"{md_cell(g.reason[:300])} |"
                   for g in gates]
         lines.append("")
     s = v.summary
@@ -104,10 +109,10 @@ def render_run_markdown(v: RunView) -> str:
                   for c in s.causes]
     if s.notes:
         lines += ["", "## What apr-qa's F-CONV gates measured", ""]
-        lines += [f"- **{md_cell(n.gate_id)}** ({n.outcome}) — reason: `{md_cell(n.reason[:160])}`. {md_cell(n.note)}"
+        lines += [f"- **{md_cell(n.gate_id)}** ({md_cell(n.outcome)}) — reason: {md_code(n.reason[:160])}. {md_cell(n.note)}"
                   for n in s.notes]
     if v.notes:
         lines += ["", "## Planning notes", ""] + [f"- {md_cell(n)}" for n in v.notes]
     lines += ["", "## Environment", "", "| | |", "|---|---|"]
-    lines += [f"| {k} | {md_cell(val)} |" for k, val in v.environment]
+    lines += [f"| {md_cell(k)} | {md_cell(val)} |" for k, val in v.environment]
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..fsio import refuse_input_as_output
 from .page import write_page
 from .run_html import render_run_html
 from .run_markdown import render_run_markdown
@@ -29,9 +30,13 @@ def write_run_report(records: list[dict[str, Any]], html: str | Path | None = No
     out: list[Path] = []
     if html is None and md is None:
         return out
+    inputs = [view["source"]] if view.get("source") else []
+    for p in (html, md):  # before rendering: the evidence read is never overwritten by its report
+        if p is not None:
+            refuse_input_as_output(p, inputs)
     v = build_run_view(list(records), **view)
     if html is not None:
-        out.append(write_page(html, render_run_html(v)))
+        out.append(write_page(html, render_run_html(v), inputs))
     if md is not None:
-        out.append(write_page(md, render_run_markdown(v)))
+        out.append(write_page(md, render_run_markdown(v), inputs))
     return out

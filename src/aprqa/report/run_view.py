@@ -304,6 +304,27 @@ def _environment(records: list[dict[str, Any]], summary: EvidenceSummary) -> tup
     return tuple(env)
 
 
+# The matrix shows at most this many format rows and quantization columns (the page stays linear in
+# the records); the rest are folded into one "other" row/column whose cells hold all their gates.
+MAX_ROWS, MAX_COLUMNS = 12, 24
+
+
+def bounded_matrix(fmts: list[str], quants: list[str], cells: dict[tuple[str, str], list[GateView]]
+                   ) -> tuple[list[str], list[str], dict[tuple[str, str], list[GateView]]]:
+    """``fmts`` × ``quants`` cut to ``MAX_ROWS`` × ``MAX_COLUMNS``, the rest folded into "other (N)"."""
+    if len(fmts) <= MAX_ROWS and len(quants) <= MAX_COLUMNS:
+        return fmts, quants, cells
+    keep_f = fmts if len(fmts) <= MAX_ROWS else fmts[:MAX_ROWS - 1] + [f"other formats ({len(fmts) - MAX_ROWS + 1})"]
+    keep_q = quants if len(quants) <= MAX_COLUMNS else \
+        quants[:MAX_COLUMNS - 1] + [f"other ({len(quants) - MAX_COLUMNS + 1})"]
+    row = {f: f if f in keep_f else keep_f[-1] for f in fmts}
+    col = {q: q if q in keep_q else keep_q[-1] for q in quants}
+    out: dict[tuple[str, str], list[GateView]] = {}
+    for (f, q), gates in cells.items():
+        out.setdefault((row[f], col[q]), []).extend(gates)
+    return keep_f, keep_q, out
+
+
 def build_run_view(records: list[dict[str, Any]], source: str = "", notes: tuple[str, ...] = (),
                    links: tuple[tuple[str, str], ...] = (), seconds: float | None = None,
                    title: str | None = None) -> RunView:
@@ -345,6 +366,7 @@ def build_run_view(records: list[dict[str, Any]], source: str = "", notes: tuple
     seen = {q: i for i, q in enumerate(quants)}
     quants.sort(key=lambda q: (q in ("keep", AS_STORED), QUANT_ORDER.index(q) if q in QUANT_ORDER else 99, seen[q]))
     fmts = sorted({f for f, _q in cells}, key=lambda f: (FORMAT_ORDER.index(f) if f in FORMAT_ORDER else 9, f))
+    fmts, quants, cells = bounded_matrix(fmts, quants, cells)
     cell_objs = {k: Cell(k[0], k[1], tuple(v)) for k, v in cells.items()}
     points = []
     for c in cell_objs.values():

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Sequence
 
 from ..fsio import write_text_atomic
 from ..records import Outcome, Record
+from .page import esc, md_cell
 
 NO_QUANT = "—"
 FORMAT_ORDER = {"safetensors": 0, "apr": 1, "gguf": 2}
@@ -70,10 +71,10 @@ def _totals(rows: Sequence[ZooRow], models: Sequence[str]) -> list[tuple[str, in
 
 def render_markdown(rows: Sequence[ZooRow], models: Sequence[str]) -> str:
     lines = ["# Zoo certification", "", "| model | gates passed | failed | skipped | status |", "|---|--:|--:|--:|---|"]
-    lines += [f"| {m} | {p} | {f} | {s} | {st} |" for m, p, f, s, st in _totals(rows, models)]
+    lines += [f"| {md_cell(m)} | {p} | {f} | {s} | {st} |" for m, p, f, s, st in _totals(rows, models)]
     lines += ["", "| model | format | quant | passed | failed | skipped | status |", "|---|---|---|--:|--:|--:|---|"]
-    lines += [f"| {r.model} | {r.format} | {r.quant} | {r.passed} | {r.failed} | {r.skipped} | {r.status} |"
-              for r in rows]
+    lines += [f"| {md_cell(r.model)} | {md_cell(r.format)} | {md_cell(r.quant)} | {r.passed} | {r.failed} | "
+              f"{r.skipped} | {r.status} |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -92,7 +93,7 @@ _CSS = ("body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:co
 
 
 def render_html(rows: Sequence[ZooRow], models: Sequence[str]) -> str:
-    e = html.escape
+    e = esc
     head = "<tr>" + "".join(f"<th>{h}</th>" for h in ("model", "passed", "failed", "skipped", "status")) + "</tr>"
     tot = "".join(f"<tr><td>{e(m)}</td><td class=n>{p}</td><td class=n>{f}</td><td class=n>{s}</td>"
                   f"<td class={st}>{st}</td></tr>" for m, p, f, s, st in _totals(rows, models))

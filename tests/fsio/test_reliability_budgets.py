@@ -1,0 +1,126 @@
+"""Budgets: inputs that would amplify (objects, report cells) are refused or folded, fast and small;
+duplicate keys are refused in every JSON and YAML aprqa reads (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from aprqa.cli import main
+from aprqa.errors import InputError
+from aprqa.formats import open_model
+from aprqa.fsio import parse_json
+from aprqa.fsio.inputs import MAX_CONTAINERS
+from aprqa.playbook.evidence import load_evidence
+from aprqa.playbook.schema import PlaybookError, load_playbook
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_fifteen_megabytes_of_empty_objects_are_refused_before_any_is_built(tmp_path, capsys):
+    ev = tmp_path / "bomb.json"
+    ev.write_bytes(b"[" + b"{}," * 5_000_000 + b"{}]")  # 15 MB
+    before = _peak_mib()
+    t0 = time.perf_counter()
+    assert main(["report", str(ev)]) == 2
+    assert time.perf_counter() - t0 < 10
+    assert _peak_mib() - before < 200  # building them would take gigabytes
+    assert f"more than {MAX_CONTAINERS:,} JSON objects/arrays" in capsys.readouterr().err
+
+
+def test_brackets_inside_strings_do_not_count():
+    text = json.dumps({"s": "[" * (MAX_CONTAINERS + 10)})
+    assert parse_json(text, "x.json")["s"].startswith("[[[")
+
+
+@pytest.mark.parametrize("where", ["config", "evidence", "tokenizer"])
+def test_duplicate_keys_are_refused_in_every_json(tiny_models, tmp_path, demo_run, where):
+    if where == "evidence":
+        rec = json.dumps(load_evidence(demo_run.evidence)[0])
+        p = tmp_path / "ev.json"
+        p.write_text("[" + rec[:-1] + ', "outcome": "Corroborated"}]')  # "outcome" twice
+        with pytest.raises(PlaybookError, match="duplicate key 'outcome'"):
+            load_evidence(p)
+        return
+    d = shutil.copytree(tiny_models["qwen2-tiny"], tmp_path / "m")
+    name = "config.json" if where == "config" else "tokenizer.json"
+    text = (d / name).read_text()
+    key = '"hidden_size": ' if where == "config" else '"version": '
+    assert key in text
+    (d / name).write_text(text.replace(key, key + "1, " + key, 1))
+    with pytest.raises(InputError, match="duplicate key"):
+        m = open_model(d)
+        m.tokenizer  # noqa: B018  (tokenizer.json is read when the tokenizer is)
+
+
+def test_duplicate_keys_are_refused_in_playbook_yaml(tmp_path):
+    p = tmp_path / "dup.yaml"
+    p.write_text('name: a\nversion: "1.0.0"\nname: b\nmodel:\n  synthetic: qwen2-tiny\n  formats: [gguf]\n')
+    with pytest.raises(PlaybookError, match=r"dup.yaml:3: .*duplicate key 'name'"):
+        load_playbook(p)
+
+
+def test_the_report_matrix_is_bounded(demo_run, tmp_path):
+    from aprqa.report.run_view import MAX_COLUMNS, MAX_ROWS, build_run_view
+    from aprqa.report.run_report import write_run_report
+
+    base = load_evidence(demo_run.evidence)
+    conv = next(r for r in base if r["gate_id"] == "F-CONV-S-G")
+    records = []
+    for i in range(2000):  # 2,000 distinct format/quantization pairs: 4 million cells unbounded
+        r = json.loads(json.dumps(conv))
+        r["scenario"]["format"] = f"fmt{i}"
+        r["scenario"]["model"]["variant"] = f"q{i}"
+        records.append(r)
+    v = build_run_view(records)
+    assert len(v.formats) == MAX_ROWS and len(v.quants) == MAX_COLUMNS
+    assert v.quants[-1] == f"other ({2000 - MAX_COLUMNS + 1})"
+    assert sum(len(c.gates) for c in v.cells.values()) == 2000  # folded, none dropped
+    html, md = tmp_path / "r.html", tmp_path / "r.md"
+    write_run_report(records, html=html, md=md)
+    per_record = html.stat().st_size / len(records)
+    assert per_record < 20_000, per_record  # linear in the records (was 437 MB for such a file)
+
+
+def test_a_prompt_longer_than_the_models_context_is_refused_at_once(tiny_models):
+    from aprqa.errors import UsageError
+    from aprqa.forward import compare_outputs, forward, generate
+
+    m = tiny_models["qwen2-tiny"]
+    ctx = open_model(m).config.context_length
+    ids = [1] * (4 * ctx)  # 8k tokens on a 2k model: gigabytes of KV cache and minutes unchecked
+    for call in (lambda: generate(m, ids, 4), lambda: forward(m, ids),
+                 lambda: compare_outputs(m, m, token_ids=ids, n_generate=4)):
+        t0 = time.perf_counter()
+        with pytest.raises(UsageError, match=f"exceeds the model's context length of {ctx:,} tokens"):
+            call()
+        assert time.perf_counter() - t0 < 5
+    with pytest.raises(UsageError, match="context length"):
+        generate(m, [1] * (ctx - 2), 4)  # the generated tokens count too
+
+
+def test_synth_with_a_negative_seed_is_one_typed_line(tmp_path, capsys):
+    assert main(["synth", "qwen2-tiny", str(tmp_path / "m"), "--seed", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "seed must be an integer in 0..2**63-1, got -1" in err and "crashed" not in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_model_safetensors_gets_the_documented_mode(tmp_path, capsys):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        assert main(["synth", "qwen2-tiny", str(tmp_path / "m")]) == 0
+        assert main(["convert", str(tmp_path / "m"), str(tmp_path / "w.safetensors"), "--weights-only", "-q"]) == 0
+    finally:
+        os.umask(old)
+    for p in (tmp_path / "m" / "model.safetensors", tmp_path / "m" / "config.json", tmp_path / "w.safetensors"):
+        assert oct(p.stat().st_mode & 0o777) == oct(0o666 & ~0o027), p  # not the library's 0600
