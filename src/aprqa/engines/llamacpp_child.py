@@ -28,6 +28,28 @@ import numpy as np
 _CONT = 5  # GGML_LOG_LEVEL_CONT: continues the previous line's level
 
 
+def _plain_cpu_buffers(llama_cpp: Any) -> None:
+    """Load weights into llama.cpp's plain CPU buffers, never its "extra" (repacked) buffer types.
+
+    Which extra buffer a weight lands in depends on the host CPU (AMX tiles, AVX-512 or AVX2 repacks),
+    so the same file would be computed by different kernels on different machines; and the pinned
+    llama.cpp's AMX path crashes (SIGSEGV) on Q8_0 models on Sapphire Rapids hosts. The plain CPU
+    kernels are llama.cpp's own reference path and the same on every x86-64 host. llama-cpp-python
+    has no constructor argument for it, so the model-params factory is wrapped in this child only."""
+    low = llama_cpp.llama_cpp
+    if getattr(low.llama_model_default_params, "_aprqa_plain", False):
+        return
+    make = low.llama_model_default_params
+
+    def plain() -> Any:
+        params = make()
+        params.use_extra_bufts = False
+        return params
+
+    plain._aprqa_plain = True  # type: ignore[attr-defined]
+    low.llama_model_default_params = plain
+
+
 def _die_with_parent(parent: int) -> None:
     """SIGKILL this process when the parent dies (Linux prctl PR_SET_PDEATHSIG); elsewhere the
     closed stdin ends the loop instead."""
@@ -89,6 +111,7 @@ def main() -> None:
                 lines.clear()
                 # verbose=True: otherwise llama-cpp-python points fd 2 at /dev/null while loading, and
                 # an abort's own message would be lost
+                _plain_cpu_buffers(llama_cpp)
                 llm = llama_cpp.Llama(model_path=req["path"], n_ctx=req["n_ctx"], n_batch=req["n_ctx"],
                                       logits_all=True, n_gpu_layers=0, n_threads=req["threads"], verbose=True,
                                       seed=0)
