@@ -13,7 +13,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from .playbook.plan import SourceFacts, build_plan, render_plan
+from .playbook.plan import build_plan, render_plan
+from .playbook.sources import planning_facts
 from .playbook.schema import Playbook, load_playbook
 from .playbook.zoo import ZooInterrupted, ZooModel, collect_playbooks, run_zoo
 from .textsafe import markup_safe as escape  # file-derived text: no markup, no terminal control
@@ -29,12 +30,13 @@ def warn_unknown_keys(pb: Playbook, path: Path, err: Console) -> None:
 
 
 def cmd_dry_run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    """Print the plan of every playbook; opens no model, converts and writes nothing."""
+    """Print the plan of every playbook from the model the run would open (``planning_facts``); converts
+    and writes nothing."""
     plans = []
     for p in collect_playbooks(args.playbook):
         pb, _digest = load_playbook(p)
         warn_unknown_keys(pb, p, err)
-        plan = build_plan(pb, SourceFacts.assumed(pb, args.model_path))
+        plan = build_plan(pb, planning_facts(pb, Path(p), args.model_path))
         plans.append((p, plan))
     if args.json:
         sys.stdout.write(json.dumps([{"path": str(p), **plan.to_dict()} for p, plan in plans], indent=2) + "\n")

@@ -120,10 +120,47 @@ def _infer_elements(dt: DType, nbytes: int) -> int:
     return nbytes // info.block_bytes * info.block_elems
 
 
+_SUPER = 256  # K-quant super-block
+
+
+def _padded_width(t: Any) -> int | None:
+    """The stored row length of a row-padded K-quant tensor, else None.
+
+    aprender writes a 2-D Q4_K/Q6_K tensor whose rows are not whole super-blocks row by row, each row
+    zero-padded to a multiple of 256 (its ``quantize_q4_k_matrix``): rows × ceil(cols/256) blocks. Read as
+    one flat stream those bytes would give wrong values, so such a tensor is decoded row-wise and handed on as
+    float32 (no other producer writes that size: llama.cpp needs whole super-blocks per row)."""
+    shp = tuple(t.shape)
+    if len(shp) < 2 or t.dtype not in (DType.Q4_K, DType.Q6_K) or shp[-1] % _SUPER == 0:
+        return None
+    width = -(-shp[-1] // _SUPER) * _SUPER
+    return width if t.nbytes == _prod(shp[:-1]) * (width // _SUPER) * t.dtype.info.block_bytes else None
+
+
+def _row_padded_values(t: Any, row_start: int = 0, row_stop: int | None = None) -> np.ndarray | None:
+    """Rows ``[row_start, row_stop)`` (default: all) of a row-padded K-quant tensor as float32 ``[n, cols]``
+    (all rows: the tensor's shape); None for any other tensor. Only the bytes of those rows are read."""
+    width = _padded_width(t)
+    if width is None:
+        return None
+    shp = tuple(t.shape)
+    cols, rows = shp[-1], _prod(shp[:-1])
+    stop = rows if row_stop is None else row_stop
+    row_bytes = (width // _SUPER) * t.dtype.info.block_bytes
+    buf = _as_bytes(t.raw())[row_start * row_bytes:stop * row_bytes]
+    full = np.empty((stop - row_start) * width, np.float32)
+    _call(_core.dequantize, buf, int(t.dtype), full.size, full, 0, full.size, 0)
+    out = np.ascontiguousarray(full.reshape(stop - row_start, width)[:, :cols])
+    return out.reshape(shp) if row_start == 0 and row_stop is None else out
+
+
 def _resolve(raw: Any, dtype: DTypeLike | None, shape: int | Sequence[int] | None) -> tuple[Any, DType, tuple[int, ...]]:
     if _is_tensor_info(raw):
         dt = raw.dtype if dtype is None else _dtype(dtype)
         shp = tuple(raw.shape) if shape is None else _shape_tuple(shape)
+        padded = _row_padded_values(raw) if dt is raw.dtype else None
+        if padded is not None:
+            return padded, DType.F32, shp
         return _as_bytes(raw.raw()), dt, shp
     if isinstance(raw, np.ndarray) and raw.dtype == np.float32 and dtype is None:
         return raw if raw.flags.c_contiguous else np.ascontiguousarray(raw), DType.F32, tuple(raw.shape)
@@ -215,6 +252,16 @@ def dequantize_rows(
         DTypeError: unknown or unsupported dtype.
         UsageError: bad row range or payload size.
     """
+    if (_is_tensor_info(raw) and dtype in (None, raw.dtype) and (shape is None or tuple(shape) == tuple(raw.shape))
+            and _padded_width(raw) is not None):
+        rows = _prod(tuple(raw.shape)[:-1])
+        if not (0 <= row_start <= row_stop <= rows):
+            raise CoreUsageError(f"row range [{row_start}, {row_stop}) is outside [0, {rows}]")
+        vals = _row_padded_values(raw, row_start, row_stop)
+        if out is None:
+            return vals
+        _out_array(out, vals.size)[:] = vals.reshape(-1)
+        return out.reshape(vals.shape)
     buf, dt, shp = _resolve(raw, dtype, shape)
     if len(shp) < 1:
         raise CoreUsageError("dequantize_rows needs a shape with at least one dimension")
@@ -500,6 +547,9 @@ def hist_bucket_edges() -> list[tuple[float, float]]:
 
 def _side(x: Any, dtype: DTypeLike | None, what: str) -> tuple[Any, DType, tuple[int, ...] | None]:
     if _is_tensor_info(x):
+        padded = _row_padded_values(x) if dtype is None or _dtype(dtype) is x.dtype else None
+        if padded is not None:
+            return padded, DType.F32, tuple(x.shape)
         return _as_bytes(x.raw()), (x.dtype if dtype is None else _dtype(dtype)), tuple(x.shape)
     if isinstance(x, np.ndarray) and dtype is None:
         if x.dtype != np.float32:

@@ -1,4 +1,4 @@
-# size: the outcome vocabulary, Record and RunResult are one schema (apr-qa's shape) every renderer reads
+# size: one record schema — apr-qa's declared field types, their checks and the run result that carries the records
 """Evidence records as data: the outcome vocabulary, a gate's outcome, a record, a run's result.
 
 The playbook executor (aprqa.playbook) produces these and the renderers (aprqa.report) read them;
@@ -10,14 +10,16 @@ Evidence read back from files holds plain strings; ``parse_outcome`` maps them t
 ``None`` for a value apr-qa does not define (the caller lists it as a problem).
 
 ``Record`` is one evidence record in apr-qa's shape (docs/evidence.md): ``Record.from_json(d)``
-checks every field's presence and JSON type and ``to_json()`` gives back the same keys in the same
-order, so apr-qa's own evidence files round-trip byte for byte. Records flow through aprqa as
+checks every field against the type apr-qa declares for it (presence, JSON type, integer range, enum
+spelling; an ``Option`` field may be null or absent) and ``to_json()`` gives back the same keys in the
+same order, so apr-qa's own evidence files round-trip byte for byte. Records flow through aprqa as
 ``Record``; dicts exist only at the JSON boundary (files, ``RunResult.records``, callbacks).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
@@ -94,8 +96,11 @@ class GateOutcome:
 
 
 # ---------------------------------------------------------------------------------------------
-# Records (apr-qa's shape). Each part lists its JSON fields in apr-qa's order with the JSON types
-# allowed; from_json refuses a missing or unknown key and a value of another type.
+# Records (apr-qa's shape). Each part lists its JSON fields in apr-qa's order with the value type apr-qa
+# declares for it (crates/apr-qa-runner/src/evidence.rs, apr-qa-gen's scenario.rs and models.rs), checked
+# as serde_json checks it: integers in their Rust type's range (a float is no integer), enums spelled as
+# serde spells them, an ``Option`` field null or absent. from_json refuses a missing required key, an
+# unknown key (aprqa's reader is stricter than serde here: it keeps what it reads) and any other value.
 
 
 class RecordError(LocatedError):
@@ -105,9 +110,18 @@ class RecordError(LocatedError):
 _STR, _INT, _NUM, _NULL = (str,), (int,), (int, float), (type(None),)
 _JSON_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array",
                type(None): "null"}
+# Rust integer types apr-qa declares -> inclusive range (serde_json refuses a value outside it).
+_INT_RANGES = {"u32": (0, 2**32 - 1), "u64": (0, 2**64 - 1), "i32": (-2**31, 2**31 - 1)}
+# apr-qa's enums (``#[serde(rename_all = "lowercase")]``): the only spellings serde accepts.
+MODALITIES = ("run", "chat", "serve")
+BACKENDS = ("cpu", "gpu")
+SCENARIO_FORMATS = ("gguf", "safetensors", "apr")
+TRACE_LEVELS = ("none", "basic", "layer", "payload")
+# chrono's DateTime<Utc> reads RFC 3339: date, 'T', time, optional fraction, 'Z' or an offset.
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 
 
-def _check(cls: type, d: Any, where: str, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+def _check(cls: type, d: Any, where: str) -> dict[str, Any]:
     """Field values of ``cls`` from JSON object ``d``, types checked (nested parts not converted)."""
     if not isinstance(d, dict):
         raise RecordError(None, f"expected object, got {_JSON_NAMES.get(type(d), type(d).__name__)}",
@@ -120,26 +134,39 @@ def _check(cls: type, d: Any, where: str, optional: tuple[str, ...] = ()) -> dic
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         path = f"{where}.{f.name}" if where else f.name
+        allowed = f.metadata.get("json", ())
         if f.name not in d:
-            if f.name in optional:
+            if type(None) in allowed:  # serde: a missing Option field is None
                 out[f.name] = None
                 continue
             raise RecordError(None, "missing", field=path)
-        out[f.name] = _checked(d[f.name], f.metadata.get("json", ()), path)
+        out[f.name] = _checked(d[f.name], allowed, path, f.metadata.get("rust"))
     return out
 
 
-def _checked(v: Any, allowed: tuple[type, ...], path: str) -> Any:
-    """``v`` when it has one of the JSON types ``allowed`` (any when empty; a bool is no number)."""
+def _checked(v: Any, allowed: tuple[type, ...], path: str, rust: Any = None) -> Any:
+    """``v`` when it has one of the JSON types ``allowed`` (any when empty; a bool is no number) and,
+    when ``rust`` names apr-qa's declared type, a value that type holds."""
     if allowed and (not isinstance(v, allowed) or (isinstance(v, bool) and bool not in allowed)):
         want = " or ".join(_JSON_NAMES[t] for t in allowed)
         got = _JSON_NAMES.get(type(v), type(v).__name__)
         raise RecordError(None, f"expected {want}, got {got} {v!r:.60}", field=path)
+    if v is None or rust is None:
+        return v
+    if isinstance(rust, tuple):
+        if v not in rust:
+            raise RecordError(None, f"{v!r:.60} is not one of apr-qa's spellings {', '.join(rust)}", field=path)
+    elif rust in _INT_RANGES:
+        lo, hi = _INT_RANGES[rust]
+        if not lo <= v <= hi:
+            raise RecordError(None, f"{v} is out of range of apr-qa's {rust}", field=path)
+    elif rust == "datetime" and not _RFC3339.match(v):
+        raise RecordError(None, f"{v!r:.60} is not an RFC 3339 date-time (apr-qa's DateTime<Utc>)", field=path)
     return v
 
 
-def _json(types: tuple[type, ...]) -> Any:
-    return field(metadata={"json": types})
+def _json(types: tuple[type, ...], rust: Any = None) -> Any:
+    return field(metadata={"json": types, "rust": rust})
 
 
 @dataclass(frozen=True)
@@ -156,14 +183,14 @@ class ModelRef:
 class Scenario:
     id: str = _json(_STR)
     model: ModelRef = _json((dict,))
-    modality: str = _json(_STR)
-    backend: str = _json(_STR)
-    format: str = _json(_STR)
+    modality: str = _json(_STR, MODALITIES)
+    backend: str = _json(_STR, BACKENDS)
+    format: str = _json(_STR, SCENARIO_FORMATS)
     prompt: str = _json(_STR)
-    temperature: float = _json(_NUM)
-    max_tokens: int = _json(_INT)
-    seed: int = _json(_INT)
-    trace_level: str = _json(_STR)
+    temperature: float = _json(_NUM)  # f32
+    max_tokens: int = _json(_INT, "u32")
+    seed: int = _json(_INT, "u64")
+    trace_level: str = _json(_STR, TRACE_LEVELS)
     oracle_type: str = _json(_STR)
 
     @classmethod
@@ -183,16 +210,16 @@ class Metrics:
     """apr-qa's performance fields (aprqa measures none but the duration and peak RSS) and, under
     ``aprqa``, the gate's own measurements (absent from apr-qa's records)."""
 
-    tokens_per_second: float | None = _json(_NUM + _NULL)
-    time_to_first_token_ms: float | None = _json(_NUM + _NULL)
-    total_tokens: int | None = _json(_INT + _NULL)
-    memory_peak_mb: float | None = _json(_NUM + _NULL)
-    duration_ms: int = _json(_INT)
+    tokens_per_second: float | None = _json(_NUM + _NULL)  # f64
+    time_to_first_token_ms: float | None = _json(_NUM + _NULL)  # f64
+    total_tokens: int | None = _json(_INT + _NULL, "u32")
+    memory_peak_mb: int | None = _json(_INT + _NULL, "u64")
+    duration_ms: int = _json(_INT, "u64")
     aprqa: Mapping[str, Any] | None = _json((dict,) + _NULL)
 
     @classmethod
     def from_json(cls, d: Any, where: str = "metrics") -> "Metrics":
-        return cls(**_check(cls, d, where, optional=("aprqa",)))
+        return cls(**_check(cls, d, where))
 
     def to_json(self) -> dict[str, Any]:
         out = {"tokens_per_second": self.tokens_per_second, "time_to_first_token_ms": self.time_to_first_token_ms,
@@ -232,9 +259,9 @@ class Record:
     reason: str = _json(_STR)
     output: str = _json(_STR)
     stderr: str | None = _json(_STR + _NULL)
-    exit_code: int | None = _json(_INT + _NULL)
+    exit_code: int | None = _json(_INT + _NULL, "i32")
     metrics: Metrics = _json((dict,))
-    timestamp: str = _json(_STR)
+    timestamp: str = _json(_STR, "datetime")
     host: Host = _json((dict,))
     metadata: Mapping[str, str] = _json((dict,))
 
@@ -287,6 +314,10 @@ class Record:
 
 # ---------------------------------------------------------------------------------------------
 # A run's result
+
+
+# Starts the planning note (and F-CONV-COVERAGE-001's reason) of a playbook that has nothing to convert.
+CANNOT_PASS = "cannot pass under aprqa"
 
 
 @dataclass(frozen=True)
@@ -355,6 +386,11 @@ class RunResult:
 
     def __bool__(self) -> bool:
         return self.passed
+
+    @property
+    def cannot_pass(self) -> str | None:
+        """Why the playbook cannot pass under aprqa whatever the model (a planning note), else None."""
+        return next((n for n in self.notes if n.startswith(CANNOT_PASS)), None)
 
     @property
     def counts(self) -> dict[str, dict[str, int]]:

@@ -197,11 +197,11 @@ def test_evidence_records_keep_apr_qa_field_names_and_types(runs):
     ref_keys = {p for p in ref}
     assert _fixture_shape(FAILING).keys() == ref_keys  # apr-qa's two runs agree on the field set
     # Where apr-qa itself writes null (its failing run: exit_code/stderr when no process ran), null is
-    # its type too; memory_peak_mb / time_to_first_token_ms are numeric-or-null in apr-qa's schema
-    # (PerformanceMetrics), the fixtures only ever show null.
+    # its type too; memory_peak_mb is Option<u64> and time_to_first_token_ms Option<f64> in apr-qa's
+    # PerformanceMetrics (the fixtures only ever show null): an integer, and a number.
     for p, t in _fixture_shape(FAILING).items():
         ref[p] |= t & {"null"}
-    ref["metrics.memory_peak_mb"] |= {"number"}
+    ref["metrics.memory_peak_mb"] |= {"integer"}
     ref["metrics.time_to_first_token_ms"] |= {"integer"}
     # scenario.model.variant: an optional string in apr-qa (a model variant name); the fixtures show only
     # null. aprqa puts the target quantization there.

@@ -15,7 +15,7 @@ import pytest
 
 from aprqa.cli import main
 from aprqa.formats import open_model
-from aprqa.playbook import PlaybookError, load_playbook, parse_playbook
+from aprqa.playbook import PlaybookError, load_playbook, parse_playbook, run_playbook
 from aprqa.playbook.plan import GateKind, SourceFacts, build_plan, render_plan
 from aprqa.synthetic import make_hf_model
 
@@ -136,3 +136,52 @@ def test_cli_dry_run_of_an_invalid_playbook_exits_2(tmp_path, capsys):
     bad.write_text(UPSTREAM_TEXT.replace("[q8_0]", "[q8_00]"))
     assert main(["run", str(bad), "--dry-run"]) == 2
     assert "did you mean 'q8_0'" in capsys.readouterr().err
+
+
+SMOKE_TEXT = """\
+name: x-smoke
+version: "1.0.0"
+model:
+  hf_repo: Qwen/Qwen2.5-Coder-0.5B-Instruct
+  formats: [safetensors]
+  quantizations: [q4_k_m]
+test_matrix:
+  modalities: [run]
+  backends: [cpu]
+gates:
+  g1_model_loads: "true"
+oracles:
+  - type: garbage
+"""
+
+
+def test_smoke_playbook_is_said_to_be_unpassable_in_the_plan(tmp_path, capsys):
+    # apr-qa's *-smoke playbooks: SafeTensors only, q4_k_m, runtime checks: nothing aprqa can convert
+    pb = parse_playbook(SMOKE_TEXT, "smoke.yaml")
+    plan = build_plan(pb, SourceFacts.assumed(pb))
+    assert plan.cannot_pass.startswith("cannot pass under aprqa: 0 conversions planned")
+    assert "SafeTensors cannot store" in plan.cannot_pass or "safetensors cannot store" in plan.cannot_pass
+    assert "model runtime" in plan.cannot_pass
+    assert [g.gate_id for g in plan.gates if g.kind not in (GateKind.SKIPPED,)][-1] == "F-CONV-COVERAGE-001"
+    assert plan.cannot_pass in render_plan(plan)
+    f = tmp_path / "smoke.yaml"
+    f.write_text(SMOKE_TEXT)
+    assert main(["run", str(f), "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["cannot_pass"] == plan.cannot_pass
+
+
+def test_dry_run_with_a_local_model_lists_what_the_run_records(tmp_path, capsys):
+    """--dry-run opens the local model and applies the converter's per-tensor rules, so the dry run and the
+    run agree gate for gate, Skipped reasons included (tiny rows make llama.cpp's fallbacks matter)."""
+    model = make_hf_model(tmp_path / "m", "qwen2-tiny", seed=0)
+    f = tmp_path / "pb.yaml"
+    f.write_text(UPSTREAM_TEXT.replace("formats: [gguf]", "formats: [safetensors, gguf, apr]")
+                 .replace("quantizations: [q8_0]", "quantizations: [q4_k_m, q8_0]"))
+    assert main(["run", str(f), "--dry-run", "--json", "--model-path", str(model)]) == 0
+    doc = json.loads(capsys.readouterr().out)[0]
+    assert doc["source"]["assumed"] is False
+    res = run_playbook(f, output=tmp_path / "out", model_path=model, workers=2)
+    planned = [(g["gate_id"], g["format"], g["quant"], g.get("skipped")) for g in doc["gates"]]
+    ran = [(r["gate_id"], r["scenario"]["format"], r["scenario"]["model"]["variant"],
+            r["reason"] if r["outcome"] == "Skipped" else None) for r in res.records]
+    assert planned == ran

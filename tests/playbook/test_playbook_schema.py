@@ -101,8 +101,12 @@ def test_schema_command_prints_json_schema(capsys):
     assert main(["schema"]) == 0
     s = json.loads(capsys.readouterr().out)
     assert s == json.loads(json.dumps(json_schema()))
-    assert {"name", "version", "model", "converter", "thresholds"} <= set(s["properties"])
-    assert s["additionalProperties"] is False
+    own, apr_qa = s["$defs"]["Playbook"], s["$defs"]["AprQaPlaybook"]
+    assert {"name", "version", "model", "converter", "thresholds"} <= set(own["properties"]) == \
+        set(apr_qa["properties"])
+    # aprqa's own dialect forbids unknown keys; apr-qa's ignores them (as the loader does)
+    assert own["additionalProperties"] is False and "additionalProperties" not in apr_qa
+    assert (s["then"], s["else"]) == ({"$ref": "#/$defs/Playbook"}, {"$ref": "#/$defs/AprQaPlaybook"})
 
 
 def test_cli_reports_schema_error_exit_2(tmp_path, capsys):

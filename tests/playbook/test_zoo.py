@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+import apr_qa_reader
+
 from aprqa.cli import main
 from aprqa.playbook.executors import Task, _text, size_resources
 from aprqa.playbook.zoo import _zoo_model, model_dir_for, read_task_result, run_model, run_zoo, zoo_records
@@ -98,6 +100,18 @@ def test_local_executor_runs_the_zoo_and_survives_a_killed_worker(zoo_dir, local
     md = (out / "zoo-summary.md").read_text()
     assert "| zoo-qwen3-tiny | 9 | 0 | 0 | PASS |" in md
     assert "<td>zoo-llama-tiny</td>" in (out / "zoo-summary.html").read_text()
+
+
+def test_zoo_evidence_is_read_by_apr_qa(local_run):
+    # every model's evidence.json, as apr-qa's reader (serde, its declared types) reads it
+    res, out, _work = local_run
+    try:
+        verdicts = apr_qa_reader.read([out / m.name / "evidence.json" for m in res.models])
+    except apr_qa_reader.ReaderUnavailable as err:
+        pytest.skip(str(err))
+    assert len(verdicts) == len(res.models) == 3
+    for v, m in zip(verdicts, res.models):
+        assert v["ok"] and v["parsed"] == len(m.records), v
 
 
 def test_rerun_resumes_corroborated_gates_and_reruns_when_the_playbook_changes(zoo_dir, local_run, capsys):

@@ -64,7 +64,8 @@ def dequantize_rows(info: TensorInfo, start: int, stop: int, out: np.ndarray | N
     arr = _f32_view(info)
     if arr is not None:
         return arr[start:stop]
-    res = core.dequantize_rows(info.raw(), info.dtype, info.shape, start, stop, out=out)
+    # the TensorInfo itself, not its bytes: a row-padded payload is read row by row
+    res = core.dequantize_rows(info, info.dtype, info.shape, start, stop, out=out)
     return np.asarray(res, dtype=np.float32).reshape(stop - start, info.shape[1])
 
 

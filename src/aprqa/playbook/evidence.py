@@ -2,17 +2,19 @@
 
 A record (``aprqa.records.Record``) has apr-qa's fields and value types (docs/evidence.md)::
 
-    id (32 hex) · gate_id · scenario {id, model {org, name, variant}, modality, backend, format,
-    prompt, temperature, max_tokens, seed, trace_level, oracle_type} · outcome (Corroborated |
-    Falsified | Skipped | Timeout | Crashed) · reason · output · stderr · exit_code ·
-    metrics {tokens_per_second, time_to_first_token_ms, total_tokens, memory_peak_mb,
-    duration_ms, aprqa {...measurements}} · timestamp · host {...} · metadata {str: str}
+    id (32 hex) · gate_id · scenario {id, model {org, name, variant}, modality (run|chat|serve),
+    backend (cpu|gpu), format (gguf|safetensors|apr), prompt, temperature, max_tokens (u32), seed (u64),
+    trace_level (none|...), oracle_type} · outcome (Corroborated | Falsified | Skipped | Timeout |
+    Crashed) · reason · output · stderr · exit_code (i32) · metrics {tokens_per_second,
+    time_to_first_token_ms, total_tokens (u32), memory_peak_mb (u64), duration_ms (u64), aprqa
+    {...measurements}} · timestamp (RFC 3339) · host {...} · metadata {str: str}
 
 aprqa's measurements live under ``metrics.aprqa``; the thresholds that judged the gate are a
 JSON string under ``metadata.thresholds`` and the playbook's sha256 under
 ``metadata.playbook_sha256`` (apr-qa's metadata values are strings).
 
-Files: ``evidence.jsonl`` gets one line per finished gate, flushed and fsynced, so an
+Files: ``evidence.json`` is what apr-qa reads (``apr-qa score``/``report`` deserialize it as a JSON
+array of its ``Evidence``); ``evidence.jsonl`` gets one line per finished gate, flushed and fsynced, so an
 interrupted run keeps what finished; ``evidence.json`` (the array) is written once at the end
 through a temporary file and ``os.replace`` — it is either absent or complete.
 """
@@ -60,9 +62,10 @@ def host_info() -> Host:
                 apr_version=f"aprqa {__version__}")
 
 
-def _peak_rss_mb() -> float | None:
+def _peak_rss_mb() -> int | None:
+    """This process's peak RSS in whole MiB, rounded up (apr-qa declares ``memory_peak_mb: Option<u64>``)."""
     try:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+        return -(-int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) // 1024)  # KiB on Linux
     except OSError:
         return None
 

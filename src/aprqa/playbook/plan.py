@@ -27,7 +27,7 @@ from ..dtypes import dtype_from_name
 from ..errors import AprqaError
 from ..forward.weights import dominant_dtype
 from ..gate_ids import FORMAT_LETTER, GateKind, conversion_id, spell
-from ..records import error_text
+from ..records import CANNOT_PASS, error_text
 from .notrun import not_executed, not_run_key
 from .schema import EXPECTED_FACTS, FORMAT_TITLE, FORMATS, QUANT_ALIASES, Playbook
 from .thresholds import conversion_key, converter_quant, inference_tokens, output_base
@@ -188,6 +188,11 @@ class Plan:
     notes: tuple[str, ...]
 
     @property
+    def cannot_pass(self) -> str | None:
+        """Why this playbook cannot pass under aprqa whatever the model (nothing to convert), else None."""
+        return next((n for n in self.notes if n.startswith(CANNOT_PASS)), None)
+
+    @property
     def native_letter(self) -> str:
         return FORMAT_LETTER[self.source.format]
 
@@ -218,7 +223,7 @@ class Plan:
         return {"playbook": self.playbook.name, "dialect": self.playbook.dialect,
                 "unknown_keys": list(self.playbook.unknown_keys),
                 "source": {"format": self.source.format, "dtype": self.source.dtype, "assumed": self.source.assumed},
-                "counts": self.counts(),
+                "counts": self.counts(), "cannot_pass": self.cannot_pass,
                 "conversions": [{"tag": c.tag, "label": c.label, "format": c.key.fmt, "quant": c.key.quant}
                                 for c in self.conversions],
                 "gates": [{"gate_id": g.gate_id, "format": g.fmt, "quant": g.quant, "kind": g.kind.value,
@@ -250,6 +255,19 @@ class _Builder:
         self.gates.append(PlannedGate(gate_id, GateKind.SKIPPED, fmt, prompt, quant, key, reason=reason,
                                       metadata=(("not_executed", "true"), ("section", section)),
                                       modality=modality, backend=backend))
+
+    def _cannot_pass(self) -> str:
+        """Why a playbook with no conversion to make cannot pass under aprqa (said in the plan, the run's
+        F-CONV-COVERAGE-001 record and its summary)."""
+        pb = self.pb
+        unproducible = [n for n in self.notes if ": not produced: " in n]
+        runtime = len(not_executed(pb))
+        return (f"{CANNOT_PASS}: 0 conversions planned (formats {pb.model.formats} × quantizations "
+                f"{pb.model.quantizations}"
+                + (f"; {'; '.join(unproducible)}" if unproducible else "") + "), and a playbook that converts "
+                "nothing proves nothing to a conversion checker"
+                + (f"; what it asks for otherwise checks a model runtime, which aprqa does not execute ({runtime} "
+                   "Skipped records)" if runtime else ""))
 
     def build(self) -> Plan:
         pb, native = self.pb, self.facts.format
@@ -300,10 +318,10 @@ class _Builder:
 
         dt = pb.differential_tests
         if not direct:
+            why = self._cannot_pass()
+            self.notes.append(why)
             add(PlannedGate(spell(GateKind.COVERAGE), GateKind.COVERAGE, native, "plan conversions", None, "",
-                            reason=f"0 conversions planned (formats {pb.model.formats} × quantizations "
-                                   f"{pb.model.quantizations}): a playbook that converts nothing proves nothing"
-                                   + (f"; {'; '.join(self.notes)}" if self.notes else "")))
+                            reason=why))
         for key, q in direct:
             base = output_base(q, self.facts.dtype)
             add(PlannedGate(conversion_id(native, key.fmt), GateKind.CONVERSION, key.fmt,
@@ -327,12 +345,13 @@ class _Builder:
         for gid, chain, keys in rts:
             add(PlannedGate(gid, GateKind.ROUND_TRIP, chain[0], "Round-trip " + "→".join(FORMAT_LETTER[f] for f in chain),
                             "keep", "", inputs=tuple(keys), chain=chain))
-        add(PlannedGate(spell(GateKind.IDEMPOTENT), GateKind.IDEMPOTENT, native, "Idempotency: convert twice", None, "",
-                        inputs=tuple(k for pair in idem for k in pair)))
         dkeys = tuple(k for k, _q in direct)
-        for kind, desc in ((GateKind.CARDINALITY, "tensor count preserved"), (GateKind.NAMES, "tensor names preserved"),
-                           (GateKind.TOKENIZER, "tokenizer preserved")):
-            add(PlannedGate(spell(kind), kind, native, desc, None, "", inputs=dkeys))
+        if direct:  # with no conversion they have nothing to measure: F-CONV-COVERAGE-001 says why
+            add(PlannedGate(spell(GateKind.IDEMPOTENT), GateKind.IDEMPOTENT, native, "Idempotency: convert twice",
+                            None, "", inputs=tuple(k for pair in idem for k in pair)))
+            for kind, desc in ((GateKind.CARDINALITY, "tensor count preserved"),
+                               (GateKind.NAMES, "tensor names preserved"), (GateKind.TOKENIZER, "tokenizer preserved")):
+                add(PlannedGate(spell(kind), kind, native, desc, None, "", inputs=dkeys))
         for n in not_executed(pb):
             self.skip(n.gate_id, n.format or native, f"not executed by aprqa: {n.section}", None, n.key, n.text(),
                       n.section, modality=n.modality, backend=n.backend)
@@ -354,6 +373,8 @@ def render_plan(plan: Plan) -> list[str]:
            f"({c['will_run']} to run, {c['skipped']} Skipped) · {c['conversions']} conversions",
            f"source: {FORMAT_TITLE[src.format]} {src.dtype}" + (" (assumed from the playbook: no model opened)"
                                                                if src.assumed else "")]
+    if plan.cannot_pass:
+        out.append(plan.cannot_pass)
     out.append("conversions:")
     for conv in plan.conversions:
         out.append(f"  {conv.label:<22} → {conv.file_name}")

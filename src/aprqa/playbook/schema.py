@@ -31,7 +31,7 @@ from ..forward.metrics import PROFILES
 from ..fsio import CAP_PLAYBOOK, read_bounded
 from ..quantmix import MIXES, QUANT_CHOICES
 from ..synthetic_presets import PRESETS
-from .yaml_lines import clean_loc, compose_lines, describe, drop_unknown, playbook_dialect
+from .yaml_lines import APRQA_ONLY_KEYS, clean_loc, compose_lines, describe, drop_unknown, playbook_dialect
 
 FORMATS = ("safetensors", "apr", "gguf")
 FORMAT_TITLE = {"safetensors": "SafeTensors", "apr": "APR", "gguf": "GGUF"}
@@ -395,9 +395,82 @@ def load_playbook(path: str | Path) -> tuple[Playbook, str]:
     return parse_playbook(text, p), hashlib.sha256(raw).hexdigest()
 
 
+# What pydantic's lax mode (the runner's) accepts for a scalar besides the JSON type itself, as JSON Schema:
+# apr-qa's playbooks write ``enabled: "true"`` and ``tolerance: "1e-5"``, and the runner takes them.
+_BOOL_WORDS = ("0", "off", "f", "false", "n", "no", "1", "on", "t", "true", "y", "yes")  # any letter case
+_ANY_CASE = "|".join("".join(f"[{c}{c.upper()}]" if c.isalpha() else c for c in w) for w in _BOOL_WORDS)
+_LAX = {
+    "boolean": [{"type": "string", "pattern": f"^({_ANY_CASE})$"}, {"enum": [0, 1]}],
+    "integer": [{"type": "string", "pattern": r"^\s*[+-]?\d+\s*$"}],
+    "number": [{"type": "string", "pattern": r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"}],
+}
+_META = ("title", "description", "default", "examples")
+
+
+def _lax(node: Any) -> Any:
+    """``node`` with every boolean/integer/number schema widened to the strings the runner also accepts.
+
+    A numeric string's bounds (``minimum``...) cannot be checked by a pattern; only a non-negative
+    number's string form is narrowed (no leading minus)."""
+    if isinstance(node, list):
+        return [_lax(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _lax(v) for k, v in node.items()}
+    t = node.get("type")
+    if isinstance(t, str) and t in _LAX:
+        meta = {k: node.pop(k) for k in _META if k in node}
+        alts = [dict(a) for a in _LAX[t]]
+        if t != "boolean" and isinstance(node.get("minimum"), (int, float)) and node["minimum"] >= 0:
+            alts[0]["pattern"] = alts[0]["pattern"].replace("[+-]?", "[+]?", 1)
+        return {**meta, "anyOf": [node, *alts]}
+    return node
+
+
+def _open(node: Any, prefix: str) -> Any:
+    """``node`` without ``additionalProperties: false`` and with its ``$ref``s renamed to ``prefix``+name."""
+    if isinstance(node, list):
+        return [_open(x, prefix) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for k, v in node.items():
+        if k == "additionalProperties" and v is False:
+            continue
+        if k == "$ref" and isinstance(v, str) and v.startswith("#/$defs/"):
+            v = "#/$defs/" + prefix + v[len("#/$defs/"):]
+        out[k] = _open(v, prefix)
+    return out
+
+
+def _aprqa_dialect_test() -> dict[str, Any]:
+    """JSON Schema ``if``: the playbook is aprqa's own (``dialect: aprqa``, or no ``dialect`` and one of the
+    keys only aprqa defines, yaml_lines.APRQA_ONLY_KEYS) — then unknown keys are errors."""
+    def has(path: tuple[str, ...]) -> dict[str, Any]:
+        head, *rest = path
+        return {"required": [head], **({"properties": {head: has(tuple(rest))}} if rest else {})}
+
+    own = [has(p) for p in APRQA_ONLY_KEYS if p != ("dialect",)]
+    return {"anyOf": [{"required": ["dialect"], "properties": {"dialect": {"const": "aprqa"}}},
+                      {"not": {"required": ["dialect"]}, "anyOf": own}]}
+
+
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of a playbook (``aprqa schema``)."""
-    s = Playbook.model_json_schema()
-    s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    s["title"] = "aprqa playbook"
-    return s
+    """The JSON Schema of what ``aprqa run`` accepts (``aprqa schema``).
+
+    Two variants of one model: aprqa's own playbooks (unknown keys are errors) and apr-qa's (unknown
+    keys are ignored, with a warning), chosen as the loader chooses (``Playbook.dialect``); scalars
+    accept the strings pydantic's lax mode converts (``"true"``, ``"1e-5"``, ``"42"``). What a schema
+    cannot say: a key that is a near-miss of a known one (``formts``) is an error in both dialects, and
+    a numeric string's bounds are checked only when the playbook is loaded.
+    """
+    strict = _lax(Playbook.model_json_schema())
+    defs = strict.pop("$defs", {})
+    open_body = _open(strict, "AprQa")
+    all_defs = {**defs, "Playbook": strict, **{"AprQa" + k: _open(v, "AprQa") for k, v in defs.items()},
+                "AprQaPlaybook": open_body}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "aprqa playbook",
+            "description": "A playbook aprqa runs: aprqa's own dialect (then) or apr-qa's (else); "
+                           "docs/playbooks.md", "type": "object", "$defs": all_defs,
+            "if": _aprqa_dialect_test(), "then": {"$ref": "#/$defs/Playbook"},
+            "else": {"$ref": "#/$defs/AprQaPlaybook"}}

@@ -10,25 +10,36 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from pathlib import Path
 
+from ..errors import AprqaError
+from ..formats import open_model
 from ..records import ModelRef
 from ..synthetic import make_hf_model
+from .plan import SourceFacts
 from .schema import Playbook, PlaybookError
 
 _DOWNLOADED = ["*.json", "*.safetensors", "*.gguf", "*.apr", "tokenizer*", "*.model", "*.txt"]
 
 
 def model_ref(pb: Playbook, model_path: str | Path | None) -> ModelRef:
-    """``scenario.model`` of the run's records (``variant`` is set per record: the target quantization)."""
+    """``scenario.model`` of the run's records (``variant`` is set per record: the target quantization).
+
+    The playbook names the model (``hf_repo: Qwen/Qwen2.5-Coder-0.5B-Instruct`` → org ``Qwen``, name
+    ``Qwen2.5-Coder-0.5B-Instruct``, as apr-qa's own evidence says) even when ``--model-path`` supplies a
+    local copy of it, so both tools' evidence of one model aggregates; "local" only when the playbook
+    names no repository.
+    """
     m = pb.model
+    repo = os.path.expandvars(m.hf_repo) if m.hf_repo else None
+    if repo and "$" not in repo:
+        org, _, name = repo.strip("/").partition("/")
+        return ModelRef(org, name or org, None)
     if model_path is not None:
         return ModelRef("local", Path(model_path).name, None)
     if m.synthetic:
         return ModelRef("aprqa-synthetic", m.synthetic, None)
-    if m.hf_repo:
-        org, _, name = m.hf_repo.partition("/")
-        return ModelRef(org, name or org, None)
     return ModelRef("local", Path(m.local_path or "model").name, None)
 
 
@@ -90,3 +101,40 @@ def download_hf_repo(repo: str, pb_path: Path) -> Path:
                                      f"{str(err).splitlines()[0] if str(err) else ''}; {fix}",
                             field="model.hf_repo") from err
     return Path(path)
+
+
+def planning_facts(pb: Playbook, pb_path: Path, model_path: str | Path | None) -> SourceFacts:
+    """What ``--dry-run`` plans from: the facts of the model the run would open (``--model-path``,
+    ``local_path``, a synthetic model generated into a temporary directory and removed, or an
+    ``hf_repo`` already in huggingface_hub's cache), so the dry run lists the gates and Skipped reasons
+    the run will; the playbook alone (``SourceFacts.assumed``) only when no such model is at hand.
+    Nothing is downloaded or written beside the temporary synthetic model.
+    """
+    m = pb.model
+    with tempfile.TemporaryDirectory(prefix="aprqa-plan-") as tmp:
+        path: Path | None = None
+        if model_path is not None:
+            path = Path(model_path)
+        elif m.synthetic:
+            path = Path(make_hf_model(Path(tmp) / m.synthetic, m.synthetic, seed=m.synthetic_seed))
+        elif m.local_path:
+            path = Path(m.local_path) if Path(m.local_path).is_absolute() else pb_path.parent / m.local_path
+        elif m.hf_repo:
+            path = _cached_hf_repo(m.hf_repo)
+        if path is None or not path.exists():
+            return SourceFacts.assumed(pb, model_path)
+        try:
+            with open_model(path) as model:
+                return SourceFacts.from_model(pb, model)
+        except AprqaError:
+            return SourceFacts.assumed(pb, model_path)  # the run records why it cannot open it
+
+
+def _cached_hf_repo(repo: str) -> Path | None:
+    """The local snapshot of ``repo`` in huggingface_hub's cache, without touching the network."""
+    try:
+        import huggingface_hub
+        return Path(huggingface_hub.snapshot_download(repo_id=os.path.expandvars(repo), local_files_only=True,
+                                                      allow_patterns=_DOWNLOADED))
+    except Exception:  # not installed, not cached, unresolved ${VAR}: plan from the playbook alone
+        return None

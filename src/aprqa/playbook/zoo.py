@@ -36,7 +36,9 @@ from .schema import Playbook, PlaybookError, load_playbook
 PLAYBOOK_SUFFIXES = (".yaml", ".yml")
 # Hugging Face's repo id: ORG/NAME or NAME, each part [A-Za-z0-9._-] not starting with '.' or '-'
 _HF_REPO = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9_][A-Za-z0-9._-]{0,95})?")
-NO_FORMAT = "—"  # the scenario format of a failed task's Crashed record: about no one format
+# The scenario format of a failed task's Crashed record. It is about no one format, but apr-qa's reader
+# accepts only gguf/safetensors/apr there: the model's source as an apr-qa playbook names it (an HF repo).
+NO_FORMAT = "safetensors"
 
 
 def collect_playbooks(args: Sequence[str | Path]) -> list[Path]:
@@ -307,7 +309,8 @@ def _failure_record(name: str, model_name: str, why: str) -> Record:
                         modality="run", backend="cpu", format=NO_FORMAT, prompt="", temperature=0.0, max_tokens=0,
                         seed=0, trace_level="none", oracle_type="aprqa")
     return make_record(gate_id="ZOO-TASK", outcome=Outcome.CRASHED, reason=why, output=why, scenario=scenario,
-                       metrics={}, metadata={}, host=host_info(), duration_ms=0)
+                       metrics={}, metadata={"scenario_format": "none: the model's task failed before any format"},
+                       host=host_info(), duration_ms=0)
 
 
 def zoo_records(output: str | Path, name: str) -> list[Record]:

@@ -63,6 +63,7 @@ def summary_md(res: RunResult) -> str:
              f"**{'PASS' if res.passed else 'FAIL'}** · {len(res.gate_records)} gates"
              + (f" of {res.planned} planned" if res.planned is not None else "") + " · "
              + " · ".join(f"{v} {k}" for k, v in oc.items()) + f" · {res.seconds:.1f} s", "",
+             *([f"**{md_cell(res.cannot_pass)}**", ""] if res.cannot_pass else []),
              f"- playbook: {md_code(res.playbook)} (sha256 `{res.playbook_sha256}`)",
              f"- evidence: `{res.evidence.name}` (+ `{res.evidence_jsonl.name}`, `{res.junit.name}`)"]
     if res.missing:

@@ -50,7 +50,8 @@ def zoo_rows(models: Iterable[tuple[str, Sequence[Record]]]) -> list[ZooRow]:
     for name, records in models:
         counts: dict[tuple[str, str], list[int]] = {}
         for r in records:
-            fmt = r.scenario.format
+            # a failed model task's record names a format only because apr-qa's record needs one
+            fmt = NO_QUANT if r.metadata.get("scenario_format", "").startswith("none") else r.scenario.format
             q = r.metadata.get("quant") or r.scenario.model.variant or NO_QUANT
             c = counts.setdefault((fmt, q), [0, 0, 0])
             c[{Outcome.CORROBORATED: 0, Outcome.SKIPPED: 2}.get(r.outcome, 1)] += 1
