@@ -19,6 +19,7 @@ import pytest
 from aprqa.cli import main
 from aprqa.formats import write_model
 from aprqa.formats.model import ArchConfig
+from aprqa.report.page import md_cell
 from aprqa.playbook import PlaybookError, run_playbook, verify_evidence
 from aprqa.playbook.evidence import read_jsonl
 from _paths import APR_QA_FIXTURES, ROOT
@@ -186,7 +187,7 @@ def test_no_formats_is_falsified_not_corroborated(tmp_path):
     for gid in ("F-CONV-IDEM-001", "F-CONV-CARD-001", "F-CONV-NAME-001", "F-CONV-TOK-001"):
         assert gid not in by, gid
     assert not any(r["gate_id"].startswith("F-CONV-S-") for r in res.records)
-    assert f"**{res.cannot_pass}**" in res.summary.read_text()
+    assert f"**{md_cell(res.cannot_pass)}**" in res.summary.read_text()  # Markdown-escaped like every file-derived string
 
 
 def test_zero_tensor_model_is_falsified(tmp_path):
