@@ -1,7 +1,7 @@
 // Quantized block layouts, one struct per type, little-endian, no padding.
 // Each struct has a size static_assert and a two-line comment: the decode
-// formula, then the bits per weight. Facts from shared/specs/gguf-quants.md
-// and shared/specs/apr-format.md; field order is the on-disk order.
+// formula, then the bits per weight. Facts from docs/format-facts.md §2
+// (GGML) and §1 (APR); field order is the on-disk order.
 #pragma once
 #include <cstdint>
 

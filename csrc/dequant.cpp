@@ -1,5 +1,5 @@
 // Scalar reference dequantizers (`dequant_<type>_ref`) and the dispatch table.
-// Float evaluation order follows shared/specs/gguf-quants.md exactly (scale
+// Float evaluation order follows docs/format-facts.md §2 exactly (scale
 // product first, then `* q`, then `- min` / `+ m`); -ffp-contract=off keeps
 // the compiler from fusing it, so these are bit-exact with ggml and gguf-py.
 #include "dequant.h"

@@ -1,7 +1,7 @@
 // Quantizers from float32. Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 are byte-identical to ggml's
 // reference (and gguf-py, which rounds half away from zero); Q4_K/Q5_K/Q6_K follow
 // ggml's reference search (make_qkx2_quants / make_qx_quants); APR q4/q8 follow
-// shared/specs/apr-format.md. Kernels get validated pointers and never throw.
+// docs/format-facts.md §1. Kernels get validated pointers and never throw.
 #pragma once
 #include <cstddef>
 #include <cstdint>

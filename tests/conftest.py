@@ -11,11 +11,37 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))  # tests/helpers/*.py import by name
 
 import faults  # tests/faults.py: the independent fault-injecting writer
+from _paths import HAVE_APR_QA, UPSTREAM_REASON
 from aprqa.compare import compare
 from aprqa.playbook import run_playbook
 from aprqa.synthetic import make_hf_model
 
 DEMO_PLAYBOOK = Path(__file__).resolve().parent.parent / "playbooks" / "demo.playbook.yaml"
+_NOT_RUN = f"upstream-fixture test not run: {UPSTREAM_REASON}"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "upstream_fixture: compares against apr-qa's own files (tests/_paths.py); "
+                                       "not run, and listed by name, where they are absent")
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAVE_APR_QA:
+        return
+    for item in items:
+        if item.get_closest_marker("upstream_fixture"):
+            item.add_marker(pytest.mark.skip(reason=_NOT_RUN))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Name every upstream-fixture test that did not run, then one count line with the reason."""
+    names = [r.nodeid for r in terminalreporter.stats.get("skipped", [])
+             if isinstance(r.longrepr, tuple) and _NOT_RUN in str(r.longrepr[-1])]
+    if names:
+        terminalreporter.section("upstream fixtures")
+        for name in names:
+            terminalreporter.write_line(f"not run: {name}")
+        terminalreporter.write_line(f"{len(names)} upstream-fixture tests not run: {UPSTREAM_REASON}")
 
 
 @pytest.fixture(autouse=True)

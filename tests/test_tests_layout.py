@@ -9,7 +9,7 @@ from __future__ import annotations
 from _paths import ROOT, TESTS
 
 TOP_LEVEL = {"test_public_api.py", "test_readme_examples.py", "test_architecture_imports.py",
-             "test_one_home_facts.py", "test_source_size.py", "test_tests_layout.py"}
+             "test_one_home_facts.py", "test_source_size.py", "test_tests_layout.py", "test_self_contained.py"}
 # test folders -> the source they cover (a package under src/aprqa, a top-level module, or benches/)
 COUNTERPART = {"arch": "src/aprqa/arch", "compare": "src/aprqa/compare", "core": "src/aprqa/core.py",
                "formats": "src/aprqa/formats", "forward": "src/aprqa/forward", "playbook": "src/aprqa/playbook",

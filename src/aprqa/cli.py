@@ -140,6 +140,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     with progress_bar(err, enabled=err.is_terminal and not args.json and not args.no_progress) as progress:
         if args.engine and args.fast:
             raise UsageError(f"--engine {args.engine} runs the output-level check; it cannot be combined with --fast")
+        if args.engine == "llama.cpp":
+            from .engines.llamacpp import load_llama_cpp
+
+            load_llama_cpp()  # not installed: a usage error (exit 2) before any work, not a failed comparison
         report = compare(args.reference, args.candidate, fast=args.fast, profile=args.profile,
                          tolerances=args.tol or None, only=args.only, threads=args.threads, progress=progress,
                          locate=args.locate, engine=args.engine)

@@ -1,7 +1,7 @@
 """The single dtype table of aprqa.
 
 Ids 0..63 are ggml ``ggml_type`` ids, so a GGUF type id *is* a DType value.
-128/129 are APR's own q4/q8 layouts (see shared/specs/apr-format.md); 200+ are
+128/129 are APR's own q4/q8 layouts (docs/format-facts.md §1); 200+ are
 SafeTensors types that have no GGML id. Block geometry must agree with the C++
 table (``aprqa._core.dtype_table``); tests/core/test_dtypes.py checks it.
 """

@@ -25,7 +25,7 @@ Always: 1-D tensors, norms and biases stay F32. Then llama.cpp's shape fallbacks
 length is not a multiple of 256: Q4_K→Q5_0, Q5_K→Q5_1, Q6_K→Q8_0, Q2_K/Q3_K→Q4_0; F16 if the row
 is not a multiple of 32 either (the fallback's block) — per tensor, after the mix rule.
 
-The q4_k_m/q5_k_m rules and the fallbacks are in our spec (shared/specs/gguf-quants.md §3); the
+The q4_k_m/q5_k_m rules and the fallbacks are in docs/format-facts.md §3; the
 q2_k and q3_k_s/m/l rules are our reading of llama.cpp's ``llama_tensor_get_type``, checked per
 tensor against ``llama_model_quantize`` in tests/engines/test_llamacpp_quant.py. Model-specific exceptions
 llama.cpp also has (Falcon, 70B attn_v, MoE experts, fused attn_qkv, IQ types) are not modelled.

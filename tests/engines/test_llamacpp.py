@@ -183,8 +183,8 @@ def test_engine_missing_is_a_clear_failure_not_a_skip(ggufs, monkeypatch, capsys
     r = compare(src, path, engine="llama.cpp")
     assert not r.passed
     assert any("llama-cpp-python is not installed" in e for e in r.errors)
-    assert main(["compare", str(src), str(path), "--engine", "llama.cpp", "--no-progress"]) == 1
-    assert "llama-cpp-python is not installed" in capsys.readouterr().out
+    assert main(["compare", str(src), str(path), "--engine", "llama.cpp", "--no-progress"]) == 2  # usage error
+    assert "llama-cpp-python is not installed" in capsys.readouterr().err
 
 
 def test_playbook_runs_gguf_candidates_in_llamacpp(tmp_path):

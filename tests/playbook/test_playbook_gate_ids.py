@@ -13,7 +13,7 @@ from aprqa.playbook import verify_evidence
 from aprqa.playbook.evidence import load_evidence
 from aprqa.playbook.schema import EXPECTED_FACTS, load_playbook
 from aprqa.playbook.thresholds import record_kind, thresholds_for
-from _paths import APR_QA_FIXTURES, ROOT
+from _paths import APR_QA_FIXTURES, OWN_FAILING, OWN_PASSING, ROOT, upstream
 
 DEMO = ROOT / "playbooks" / "demo.playbook.yaml"
 
@@ -76,8 +76,11 @@ def test_other_ids_do_not_parse_and_are_an_error_where_read_strictly(text, tmp_p
     assert "is not a gate id aprqa defines" in str(err.value) and "G0-VALIDATE-001" in str(err.value)
 
 
-def test_apr_qa_fixture_ids_keep_their_series_family_and_conversion_pair():
-    ids = {r["gate_id"] for p in sorted((APR_QA_FIXTURES / "evidence").glob("*.json")) for r in load_evidence(p)}
+@pytest.mark.parametrize("paths", [pytest.param(lambda: [OWN_FAILING, OWN_PASSING], id="own"),
+                                   pytest.param(lambda: sorted((APR_QA_FIXTURES / "evidence").glob("*.json")),
+                                                marks=upstream, id="apr-qa")])
+def test_apr_qa_fixture_ids_keep_their_series_family_and_conversion_pair(paths):
+    ids = {r["gate_id"] for p in paths() for r in load_evidence(p)}
     assert {"G0-PULL-001", "F-CONV-Gguf-Apr", "F-A1-001", "F-GOLDEN-RULE-001"} <= ids  # the fixtures hold these
     assert kind_of("F-GOLDEN-RULE-001") is GateKind.GOLDEN  # apr-qa's id, which aprqa took over
     assert series_of("G0-PULL-001") is Series.INTEGRITY and series_of("F-CONV-COM-001") is Series.CONVERSION

@@ -19,21 +19,28 @@ from aprqa.records import (FAILING, OUTCOMES, GateOutcome, Host, ModelRef, Outco
                            parse_outcome)
 from aprqa.report.evidence_report import summarize
 from aprqa.report.run_view import status_of
-from _paths import APR_QA_FIXTURES, ROOT
+from _paths import OWN_FAILING, OWN_PASSING, ROOT, upstream_files
 
 # apr-qa's outcome strings, spelled here independently of records.py (its evidence schema).
 APR_QA_OUTCOMES = {"Corroborated", "Falsified", "Skipped", "Timeout", "Crashed"}
+# evidence in apr-qa's schema: our own fixtures, then apr-qa's own files where present (tests/_paths.py)
+EVIDENCE = [pytest.param(OWN_FAILING, id="own-failing"), pytest.param(OWN_PASSING, id="own-passing"),
+            *upstream_files("evidence", "*.json")]
 
 
-def test_values_are_apr_qa_strings_and_every_fixture_outcome_parses():
+def test_values_are_apr_qa_strings():
     assert {o.value for o in Outcome} == APR_QA_OUTCOMES == {o.value for o in OUTCOMES}
+
+
+@pytest.mark.parametrize("path", EVIDENCE)
+def test_every_fixture_outcome_parses(path):
     seen = set()
-    for path in sorted((APR_QA_FIXTURES / "evidence").glob("*.json")):
-        for r in load_evidence(path):
-            member = parse_outcome(r["outcome"])
-            assert member is not None and member == r["outcome"], (path.name, r["outcome"])
-            seen.add(member)
-    assert {Outcome.CORROBORATED, Outcome.FALSIFIED} <= seen  # the fixtures hold both
+    for r in load_evidence(path):
+        member = parse_outcome(r["outcome"])
+        assert member is not None and member == r["outcome"], (path.name, r["outcome"])
+        seen.add(member)
+    # every file has passes; the failing runs hold failures too
+    assert Outcome.CORROBORATED in seen and (Outcome.FALSIFIED in seen) == ("failing" in path.name)
 
 
 def test_members_behave_as_their_strings():
@@ -115,7 +122,7 @@ def test_verify_evidence_reads_old_records_with_allow_nan(demo_run, tmp_path):
 # Record: to_json / from_json at the JSON boundary
 
 
-@pytest.mark.parametrize("path", sorted((APR_QA_FIXTURES / "evidence").glob("*.json")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", EVIDENCE)
 def test_every_fixture_record_round_trips_byte_for_byte(path):
     raw = path.read_bytes()
     data = json.loads(raw)
@@ -123,7 +130,7 @@ def test_every_fixture_record_round_trips_byte_for_byte(path):
     assert len(records) == len(data) > 0
     for r, d in zip(records, data):
         assert isinstance(r.outcome, Outcome) and r.to_json() == d
-    # apr-qa's file is serde_json's pretty print: the same bytes come back (key order, floats, escapes)
+    # apr-qa writes serde_json's pretty print: the same bytes come back (key order, floats, escapes)
     assert json.dumps([r.to_json() for r in records], indent=2, ensure_ascii=False).encode() == raw
 
 
@@ -136,7 +143,7 @@ def test_own_records_round_trip(demo_run):
 
 
 def _fixture_record():
-    return json.loads((APR_QA_FIXTURES / "evidence" / "qwen2.5-coder-0.5b.passing-run.evidence.json").read_text())[0]
+    return json.loads(OWN_PASSING.read_text())[0]
 
 
 @pytest.mark.parametrize("edit, field, message", [

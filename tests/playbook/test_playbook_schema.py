@@ -9,9 +9,8 @@ import pytest
 
 from aprqa.cli import main
 from aprqa.playbook import PlaybookError, json_schema, load_playbook, parse_playbook
-from _paths import APR_QA_FIXTURES, ROOT
+from _paths import OWN_MVP_PLAYBOOK, ROOT, upstream_files
 
-FIXTURES = APR_QA_FIXTURES / "playbooks"
 REPO = ROOT
 
 GOOD = """\
@@ -30,8 +29,8 @@ def _err(text: str) -> PlaybookError:
     return ei.value
 
 
-@pytest.mark.parametrize("path", sorted(p for p in FIXTURES.glob("*.y*ml") if p.name != "playbook.schema.yaml"),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [pytest.param(OWN_MVP_PLAYBOOK, id="own-mvp"),
+                                  *upstream_files("playbooks", "*.y*ml", exclude=("playbook.schema.yaml",))])
 def test_apr_qa_fixture_playbooks_validate(path):
     pb, digest = load_playbook(path)
     assert pb.model.hf_repo and len(digest) == 64

@@ -26,7 +26,7 @@ from aprqa.report.run_html import gate_detail_html, gate_rows_html, matrix_html,
 from aprqa.report.run_markdown import render_run_markdown
 from aprqa.report.run_report import write_run_report
 from aprqa.report.run_view import build_run_view, gate_view, measures_of
-from _paths import APR_QA_FIXTURES
+from _paths import APR_QA_FIXTURES, OWN_FAILING, upstream
 from conftest import TRANSPOSED_TENSOR
 
 FAILING_APR_QA = APR_QA_FIXTURES / "evidence" / "qwen2.5-coder-0.5b-mvp.failing-run.evidence.json"
@@ -162,17 +162,19 @@ def test_render_run_html_and_markdown(demo_view):
     assert "| gguf | q4_k |" in md and "## Environment" in md and "<details><summary>gguf · q4_k" in md
 
 
-def test_run_report_of_apr_qa_failing_evidence_puts_failures_first():
-    records = json.loads(FAILING_APR_QA.read_text())
-    v = build_run_view(records, str(FAILING_APR_QA))
-    assert not v.passed and len(v.failures) == 14 and v.producer == "apr-qa"
+@pytest.mark.parametrize("path, n", [pytest.param(OWN_FAILING, 6, id="own"),
+                                     pytest.param(FAILING_APR_QA, 14, marks=upstream, id="apr-qa")])
+def test_run_report_of_apr_qa_failing_evidence_puts_failures_first(path, n):
+    records = json.loads(path.read_text())
+    v = build_run_view(records, str(path))
+    assert not v.passed and len(v.failures) == n and v.producer == "apr-qa"
     assert v.cells[("gguf", "as stored")].status == "fail" and not v.points
     html = render_run_html(v)
-    assert html.index("<h2>Failures (14)</h2>") < html.index("<h2>Conversions")
+    assert html.index(f"<h2>Failures ({n})</h2>") < html.index("<h2>Conversions")
     assert "printed text output differed" in html and "character by character" in html
     assert v.default_cell.status == "fail" and 'class="panel default"' in html
     md = render_run_markdown(v)
-    assert md.index("## Failures (14)") < md.index("## Conversions") and "<details open>" in md
+    assert md.index(f"## Failures ({n})") < md.index("## Conversions") and "<details open>" in md
 
 
 def test_write_run_report_and_cli_report(demo_run, tmp_path, capsys):

@@ -4,7 +4,7 @@
   logical PyTorch-order shape, so only the name of the transform is recorded here.
 * llama.cpp's Q/K RoPE row permutation (llama/mistral GGUF; never qwen2/qwen3):
   within each head, GGUF row ``2i`` = HF row ``i`` and GGUF row ``2i+1`` = HF row
-  ``i + hd/2`` (shared/specs/gguf-quants.md §3). Which side carries it comes from
+  ``i + hd/2`` (docs/format-facts.md §3). Which side carries it comes from
   ``arch.rope_permuted``; when exactly one side does, the comparison maps rows.
 
 * gemma norm offset (gemma/gemma2/gemma3 GGUF): llama.cpp stores every ``*norm.weight`` as

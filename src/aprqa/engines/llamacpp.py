@@ -38,8 +38,8 @@ from ..errors import UsageError
 from ..forward import OutputComparison, compare_outputs
 from . import EngineUnavailableError
 
-INSTALL_HINT = ("llama-cpp-python is not installed: pip install 'aprqa[llamacpp]' (builds llama.cpp from "
-                "source, several minutes) or run scripts/setup")
+INSTALL_HINT = ("llama-cpp-python is not installed: run scripts/setup --llamacpp in aprqa's checkout, or "
+                "pip install 'aprqa[llamacpp]' (either builds llama.cpp from source once, several minutes)")
 _WARN, _ERROR, _CONT = 3, 4, 5  # ggml_log_level (ggml.h; 1 debug, 2 info)
 
 

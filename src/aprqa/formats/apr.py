@@ -1,5 +1,5 @@
 # size: one reader whose checks run in the docstring's cheap-to-costly order, top to bottom, in one place
-"""APR v2 reader (paiml aprender / realizar ``.apr``), per shared/specs/apr-format.md; the writer is
+"""APR v2 reader (paiml aprender / realizar ``.apr``), per docs/format-facts.md §1; the writer is
 ``apr_write`` (``write`` here too) and the byte layout both share is ``apr_layout``.
 
 Check order of ``open`` (cheap to costly; no tensor byte is read, except the footer CRC below):

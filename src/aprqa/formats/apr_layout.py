@@ -1,4 +1,4 @@
-"""The APR v2 byte layout (shared/specs/apr-format.md): what the reader checks and the writer produces.
+"""The APR v2 byte layout (docs/format-facts.md §1): what the reader checks and the writer produces.
 
 One definition for both sides: magic, header struct and CRC, flags, alignment, the aprender dtype
 codes, and a payload's expected size.
