@@ -18,7 +18,7 @@ import numpy as np
 
 # llama.cpp file types (llama.h: enum llama_ftype)
 FTYPES = {"q4_0": 2, "q8_0": 7, "q2_k": 10, "q3_k_m": 12, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18,
-          "iq4_nl": 25, "iq4_xs": 30}
+          "iq4_nl": 25, "iq4_xs": 30, "nvfp4": 39, "q1_0": 40, "q2_0": 41}
 
 
 def _ggml() -> ctypes.CDLL:

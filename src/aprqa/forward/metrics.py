@@ -285,6 +285,9 @@ class OutputComparison:
     reference: str = ""
     candidate: str = ""
     engine: str = "aprqa"  # what ran the candidate: aprqa's forward pass or "llama.cpp (llama-cpp-python X)"
+    # the calibrated band's measurements (forward/calibrate.py): the faithful twin's (and the engine's) KL,
+    # the factor; None when a fixed profile judged (given explicitly, or the named fallback)
+    calibration: dict[str, Any] | None = None
 
     def __bool__(self) -> bool:
         return self.passed
@@ -307,7 +310,7 @@ class OutputComparison:
             "metrics": self.metrics.to_dict() if self.metrics else None,
             "greedy": self.greedy.to_dict() if self.greedy else None,
             "tokenizer": self.tokenizer.to_dict() if self.tokenizer else None,
-            "failures": list(self.failures), "notes": list(self.notes),
+            "failures": list(self.failures), "notes": list(self.notes), "calibration": self.calibration,
         }
 
 
