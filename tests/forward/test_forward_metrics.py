@@ -93,7 +93,9 @@ def test_same_model_passes_f32(tiny_models):
 @pytest.mark.parametrize("dt", ["f16", "q8_0"])
 def test_quantized_candidates_land_in_their_profiles(tiny_models, variants, dt):
     r = compare_outputs(tiny_models["llama-tiny"], variants[dt], prompt=PROMPT, n_generate=8)
-    assert r.profile.name == dt
+    # float candidates keep their fixed profile; quantized ones are judged by the band calibrated on a
+    # faithful twin of this very model (forward/calibrate.py)
+    assert r.profile.name == dt if dt == "f16" else r.profile.name.startswith(f"calibrated (faithful twin ({dt})")
     assert r.passed, r.failures
     assert 0 < r.metrics.kl_mean <= r.profile.max_mean_kl
     # and the strict f32 profile rejects them: the gates are not vacuous
@@ -130,3 +132,29 @@ def test_compare_inputs(tiny_models):
         compare_outputs(tiny_models["qwen2-tiny"], tiny_models["qwen2-tiny"], prompt="x", token_ids=[1])
     with pytest.raises(UsageError, match="empty"):
         compare_outputs(tiny_models["qwen2-tiny"], tiny_models["qwen2-tiny"], token_ids=[])
+
+
+def test_calibrated_band_fails_a_scaled_candidate_and_names_its_twin(tiny_models, variants, tmp_path):
+    """The calibrated band is not vacuous: every q8_0 weight scaled x1.05 leaves it (KL ~5x a faithful file's,
+    measured by scripts/measure_output_band.py --tiny), while the faithful file passes."""
+    import numpy as np
+
+    from aprqa.formats import gguf
+    from aprqa.formats.model import TensorData
+
+    good = compare_outputs(tiny_models["llama-tiny"], variants["q8_0"], prompt=PROMPT, n_generate=8)
+    assert good.passed and good.calibration is not None
+    assert good.calibration["faithful_kl_mean"] > 0 and "calibrated on this model" in " ".join(good.notes)
+    with open_model(variants["q8_0"]) as m:
+        tds = []
+        for t in m:
+            if t.dtype.lname == "q8_0":
+                raw = t.raw().reshape(-1, 34).copy()
+                d = raw[:, :2].copy().view(np.float16)
+                raw[:, :2] = (d.astype(np.float32) * 1.05).astype(np.float16).view(np.uint8)
+                tds.append(TensorData(t.name, t.dtype, t.shape, raw.ravel()))
+            else:
+                tds.append(TensorData.from_info(t))
+        gguf.write(tmp_path / "scaled.gguf", tds, m.config, m.tokenizer)
+    bad = compare_outputs(tiny_models["llama-tiny"], tmp_path / "scaled.gguf", prompt=PROMPT, n_generate=8)
+    assert not bad.passed and any("KL" in f for f in bad.failures), (bad.metrics.kl_mean, bad.profile)

@@ -159,6 +159,9 @@ def _calibrated(ref: Model, cand: Model, fixed: OutputProfile, seq: list[int], r
                 next_ids: list[int], device: str, engine: Any) -> tuple[OutputProfile, str, dict | None]:
     """(profile, note): the output band calibrated on this model (forward/calibrate.py), or the fixed
     profile ``fixed`` as a named fallback when the faithful twin cannot be built."""
+    if not any(t.dtype.is_quantized for t in cand.tensors.values() if len(t.shape) == 2):
+        # float candidates: the fixed f32/f16/bf16 profiles are exact-rounding tight already
+        return fixed, f"output profile {fixed.name} (a float candidate: no quantization to calibrate)", None
     try:
         twin = cal.faithful_twin(ref, cand)
         faithful = logit_metrics(ref_logits, _runner(twin.model, device).run(seq), next_ids, fixed.near_tie_delta)
