@@ -158,3 +158,40 @@ def test_calibrated_band_fails_a_scaled_candidate_and_names_its_twin(tiny_models
         gguf.write(tmp_path / "scaled.gguf", tds, m.config, m.tokenizer)
     bad = compare_outputs(tiny_models["llama-tiny"], tmp_path / "scaled.gguf", prompt=PROMPT, n_generate=8)
     assert not bad.passed and any("KL" in f for f in bad.failures), (bad.metrics.kl_mean, bad.profile)
+
+
+class _ForwardAsEngine:
+    """An engine with llama.cpp's public shape (path constructor, run, tokenizer, cfg, version) that runs aprqa's
+    own forward: the engine-noise plumbing is checked without llama.cpp (its noise is then exactly 0)."""
+
+    version = "aprqa-forward-as-engine"
+
+    def __init__(self, path) -> None:
+        from aprqa.forward import _runner
+        from aprqa.forward.tokenizer import load_tokenizer
+
+        self.model = open_model(path)
+        self._r = _runner(self.model, "cpu")
+        self.cfg = self._r.cfg
+        self._tok = load_tokenizer(self.model)
+
+    def tokenizer(self):
+        return self._tok
+
+    def run(self, ids):
+        return self._r.run(list(ids))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.model.close()
+
+
+def test_engine_noise_is_measured_on_a_float_file_of_the_reference(tiny_models, variants):
+    with _ForwardAsEngine(variants["q8_0"]) as eng:
+        r = compare_outputs(tiny_models["llama-tiny"], variants["q8_0"], prompt=PROMPT, n_generate=4,
+                            candidate_engine=eng)
+    c = r.calibration
+    assert c is not None and c["engine_kl_mean"] is not None and c["engine_kl_mean"] < 1e-9, c
+    assert any("engine noise" in n for n in r.notes) and r.passed, (r.notes, r.failures)
