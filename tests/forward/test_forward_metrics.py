@@ -195,3 +195,22 @@ def test_engine_noise_is_measured_on_a_float_file_of_the_reference(tiny_models, 
     c = r.calibration
     assert c is not None and c["engine_kl_mean"] is not None and c["engine_kl_mean"] < 1e-9, c
     assert any("engine noise" in n for n in r.notes) and r.passed, (r.notes, r.failures)
+
+
+def test_top5_is_not_gated_where_the_reference_is_near_flat():
+    """A near-flat reference (every logit within the near-tie δ of its neighbours) decides no top-5 set: a
+    candidate that reorders it is reported, not failed; a peaked reference's top-5 is gated."""
+    from aprqa.forward.metrics import evaluate
+
+    rng = np.random.default_rng(0)
+    flat = rng.normal(0, 1e-3, (8, 50)).astype(np.float32)
+    shuffled = flat[:, rng.permutation(50)]
+    m = logit_metrics(flat, shuffled, near_tie_delta=0.1)
+    assert m.n_top5_decisive == 0 and m.top5_overlap < 0.5
+    prof = PROFILES["q8_0"]
+    fails, notes = evaluate(m, None, prof)
+    assert not any("top-5" in f for f in fails) and any("near-flat" in n for n in notes)
+    peaked = np.tile(np.arange(50, dtype=np.float32), (8, 1))
+    m2 = logit_metrics(peaked, peaked[:, ::-1].copy(), near_tie_delta=0.1)
+    assert m2.n_top5_decisive == 8
+    assert any("top-5" in f for f in evaluate(m2, None, prof)[0])

@@ -175,11 +175,11 @@ def _calibrated(ref: Model, cand: Model, fixed: OutputProfile, seq: list[int], r
     prof = cal.calibrated_profile(fixed, faithful, eng, twin.describe())
     info = {"twin": twin.describe(), "factor": cal.KL_FACTOR, "faithful_kl_mean": faithful.kl_mean,
             "faithful_kl_p99": faithful.kl_p99, "faithful_top1": faithful.top1_decisive,
-            "faithful_top5": faithful.top5_overlap, "engine_kl_mean": eng.kl_mean if eng is not None else None,
+            "faithful_top5": faithful.top5_decisive, "engine_kl_mean": eng.kl_mean if eng is not None else None,
             "engine_kl_p99": eng.kl_p99 if eng is not None else None}
     return prof, (f"output band calibrated on this model and prompt: the {twin.describe()} has mean KL "
                   f"{faithful.kl_mean:.3g} (p99 {faithful.kl_p99:.3g}, top-1 {faithful.top1_decisive:.1%}, top-5 "
-                  f"{faithful.top5_overlap:.1%}){eng_note}; the candidate may have {cal.KL_FACTOR:g}x that KL "
+                  f"{faithful.top5_decisive:.1%}){eng_note}; the candidate may have {cal.KL_FACTOR:g}x that KL "
                   f"(mean ≤ {prof.max_mean_kl:.3g}, p99 ≤ {prof.max_p99_kl:.3g})"), info
 
 

@@ -135,7 +135,10 @@ def calibrated_profile(base: OutputProfile, faithful: LogitMetrics, engine: Logi
     noise_p99 = faithful.kl_p99 + (engine.kl_p99 if engine is not None else 0.0)
     n = max(faithful.n_decisive, 1)
     top1 = max(0.0, min(faithful.top1_decisive, engine.top1_decisive if engine else 1.0) - TOP1_SLACK_POSITIONS / n)
-    top5 = max(0.0, min(faithful.top5_overlap, engine.top5_overlap if engine else 1.0) - TOP5_SLACK)
+    def t5(m: LogitMetrics | None) -> float:  # over the positions whose top-5 set is decided (metrics.py)
+        return 1.0 if m is None or not m.n_top5_decisive else m.top5_decisive
+
+    top5 = max(0.0, min(t5(faithful), t5(engine)) - TOP5_SLACK)
     return base.with_(name=f"calibrated ({what})", max_mean_kl=KL_FACTOR * noise_mean + KL_SLACK,
                       max_p99_kl=KL_FACTOR * noise_p99 + KL_SLACK, max_kl=None, min_top1=top1,
                       min_top5_overlap=top5, max_abs_logit=None, max_rms_dp=None)
