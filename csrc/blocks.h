@@ -10,6 +10,7 @@ namespace aprqa {
 constexpr int QK4_0 = 32, QK4_1 = 32, QK5_0 = 32, QK5_1 = 32, QK8_0 = 32, QK8_1 = 32;
 constexpr int QK_K = 256, QK4_NL = 32, QK_MXFP4 = 32, QK_APR4 = 32;
 constexpr int K_SCALE_SIZE = 12;
+constexpr int QK1_0 = 128, QK2_0 = 64, QK_NVFP4 = 64, QK_NVFP4_SUB = 16;
 
 #pragma pack(push, 1)
 
@@ -136,6 +137,21 @@ static_assert(sizeof(block_tq2_0) == 66, "tq2_0 block size");
 // 4.25 bits per weight.
 struct block_mxfp4 { uint8_t e; uint8_t qs[QK_MXFP4 / 2]; };
 static_assert(sizeof(block_mxfp4) == 17, "mxfp4 block size");
+
+// NVFP4: four UE4M3 sub-block scales (one per 16), then E2M1 nibbles per sub-block as in MXFP4
+// (lo nibbles the first 8, hi nibbles the last 8): y = ue4m3(d[s])/2 * kv_e2m1x2[nibble]. 4.5 bits per weight.
+struct block_nvfp4 { uint8_t d[QK_NVFP4 / QK_NVFP4_SUB]; uint8_t qs[QK_NVFP4 / 2]; };
+static_assert(sizeof(block_nvfp4) == 36, "nvfp4 block size");
+
+// Q1_0: bit j of qs (LSB first) selects y[j] = +d (1) or -d (0).
+// 1.125 bits per weight (f16 scale per 128).
+struct block_q1_0 { uint16_t d; uint8_t qs[QK1_0 / 8]; };
+static_assert(sizeof(block_q1_0) == 18, "q1_0 block size");
+
+// Q2_0: q = 2-bit field j of qs (LSB first, four per byte), y[j] = d*(q-1) ∈ {-d, 0, d, 2d}.
+// 2.25 bits per weight (f16 scale per 64).
+struct block_q2_0 { uint16_t d; uint8_t qs[QK2_0 / 4]; };
+static_assert(sizeof(block_q2_0) == 18, "q2_0 block size");
 
 // APR q4 (dtype 128): element i is lo nibble of qs[i/2] when i even, hi when odd: y = (nib-8)*d.
 // 4.5 bits per weight; the tensor's last block is zero-padded.

@@ -5,6 +5,7 @@
 #include "dequant.h"
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -143,6 +144,41 @@ static void dequant_mxfp4_ref(const uint8_t* s, float* y, size_t nb) {
             y[j] = d * (float)kMxfp4Values[b[i].qs[j] & 0xF];
             y[j + 16] = d * (float)kMxfp4Values[b[i].qs[j] >> 4];
         }
+    }
+}
+// UE4M3 (unsigned E4M3, bias 7) at half its value, as ggml decodes NVFP4 scales; 0x00 and 0x7F are 0.
+static inline float ue4m3_to_f32_half(uint8_t x) {
+    if (x == 0 || x == 0x7F) return 0.0f;
+    const int e = (x >> 3) & 0xF, m = x & 7;
+    // subnormal m·2^-9, normal (1 + m/8)·2^(e-7); both exact in f32, then halved (exact)
+    const float raw = e == 0 ? std::ldexp((float)m, -9) : std::ldexp(1.0f + (float)m / 8.0f, e - 7);
+    return raw * 0.5f;
+}
+static void dequant_nvfp4_ref(const uint8_t* s, float* y, size_t nb) {
+    const block_nvfp4* b = reinterpret_cast<const block_nvfp4*>(s);
+    for (size_t i = 0; i < nb; ++i) {
+        for (int sb = 0; sb < QK_NVFP4 / QK_NVFP4_SUB; ++sb, y += QK_NVFP4_SUB) {
+            const float d = ue4m3_to_f32_half(b[i].d[sb]);
+            const uint8_t* q = b[i].qs + sb * (QK_NVFP4_SUB / 2);
+            for (int j = 0; j < QK_NVFP4_SUB / 2; ++j) {
+                y[j] = (float)kMxfp4Values[q[j] & 0xF] * d;
+                y[j + QK_NVFP4_SUB / 2] = (float)kMxfp4Values[q[j] >> 4] * d;
+            }
+        }
+    }
+}
+static void dequant_q1_0_ref(const uint8_t* s, float* y, size_t nb) {
+    const block_q1_0* b = reinterpret_cast<const block_q1_0*>(s);
+    for (size_t i = 0; i < nb; ++i, y += QK1_0) {
+        const float d = f16_to_f32(b[i].d);
+        for (int j = 0; j < QK1_0; ++j) y[j] = ((b[i].qs[j >> 3] >> (j & 7)) & 1) ? d : -d;
+    }
+}
+static void dequant_q2_0_ref(const uint8_t* s, float* y, size_t nb) {
+    const block_q2_0* b = reinterpret_cast<const block_q2_0*>(s);
+    for (size_t i = 0; i < nb; ++i, y += QK2_0) {
+        const float d = f16_to_f32(b[i].d);
+        for (int j = 0; j < QK2_0; ++j) y[j] = (float)((int)((b[i].qs[j >> 2] >> (2 * (j & 3))) & 3) - 1) * d;
     }
 }
 static void dequant_apr_q4_ref(const uint8_t* s, float* y, size_t nb) {
@@ -377,6 +413,9 @@ DequantKernel dequant_kernel(int dtype) {
         case kTQ1_0: return {dequant_tq1_0_ref, nullptr};
         case kTQ2_0: return {dequant_tq2_0_ref, nullptr};
         case kMXFP4: return {dequant_mxfp4_ref, nullptr};
+        case kNVFP4: return {dequant_nvfp4_ref, nullptr};
+        case kQ1_0: return {dequant_q1_0_ref, nullptr};
+        case kQ2_0: return {dequant_q2_0_ref, nullptr};
         case kAprQ4: return {dequant_apr_q4_ref, nullptr};
         case kAprQ8: return {nullptr, nullptr};  // handled in dequant_range (tensor-wide scale)
         case kU8: return {dequant_int_ref<uint8_t>, nullptr};

@@ -196,7 +196,7 @@ def dequantize(
         A float32 array of ``shape`` (a fresh array unless ``out`` was given).
 
     Raises:
-        DTypeError: the dtype is unknown or has no dequantizer (e.g. ``q1_0``).
+        DTypeError: the dtype is unknown or has no dequantizer.
         UsageError: the payload is too short for ``shape``, the element count is
             not a whole number of blocks, or ``out`` has the wrong size/dtype.
 

@@ -49,6 +49,7 @@ class DType(enum.IntEnum):
     MXFP4 = 39
     NVFP4 = 40
     Q1_0 = 41
+    Q2_0 = 42
     APR_Q4 = 128
     APR_Q8 = 129
     U8 = 200
@@ -99,7 +100,7 @@ _GEOMETRY: dict[DType, tuple[int, int]] = {
     DType.IQ2_S: (256, 82), DType.IQ4_XS: (256, 136), DType.I8: (1, 1), DType.I16: (1, 2),
     DType.I32: (1, 4), DType.I64: (1, 8), DType.F64: (1, 8), DType.IQ1_M: (256, 56),
     DType.BF16: (1, 2), DType.TQ1_0: (256, 54), DType.TQ2_0: (256, 66), DType.MXFP4: (32, 17),
-    DType.NVFP4: (64, 36), DType.Q1_0: (128, 18), DType.APR_Q4: (32, 18), DType.APR_Q8: (1, 1),
+    DType.NVFP4: (64, 36), DType.Q1_0: (128, 18), DType.Q2_0: (64, 18), DType.APR_Q4: (32, 18), DType.APR_Q8: (1, 1),
     DType.U8: (1, 1), DType.U16: (1, 2), DType.U32: (1, 4), DType.U64: (1, 8), DType.BOOL: (1, 1),
     DType.F8_E4M3: (1, 1), DType.F8_E5M2: (1, 1),
 }

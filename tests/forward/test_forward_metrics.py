@@ -93,7 +93,9 @@ def test_same_model_passes_f32(tiny_models):
 @pytest.mark.parametrize("dt", ["f16", "q8_0"])
 def test_quantized_candidates_land_in_their_profiles(tiny_models, variants, dt):
     r = compare_outputs(tiny_models["llama-tiny"], variants[dt], prompt=PROMPT, n_generate=8)
-    assert r.profile.name == dt
+    # float candidates keep their fixed profile; quantized ones are judged by the band calibrated on a
+    # faithful twin of this very model (forward/calibrate.py)
+    assert r.profile.name == dt if dt == "f16" else r.profile.name.startswith(f"calibrated (faithful twin ({dt})")
     assert r.passed, r.failures
     assert 0 < r.metrics.kl_mean <= r.profile.max_mean_kl
     # and the strict f32 profile rejects them: the gates are not vacuous
@@ -130,3 +132,85 @@ def test_compare_inputs(tiny_models):
         compare_outputs(tiny_models["qwen2-tiny"], tiny_models["qwen2-tiny"], prompt="x", token_ids=[1])
     with pytest.raises(UsageError, match="empty"):
         compare_outputs(tiny_models["qwen2-tiny"], tiny_models["qwen2-tiny"], token_ids=[])
+
+
+def test_calibrated_band_fails_a_scaled_candidate_and_names_its_twin(tiny_models, variants, tmp_path):
+    """The calibrated band is not vacuous: every q8_0 weight scaled x1.05 leaves it (KL ~5x a faithful file's,
+    measured by scripts/measure_output_band.py --tiny), while the faithful file passes."""
+    import numpy as np
+
+    from aprqa.formats import gguf
+    from aprqa.formats.model import TensorData
+
+    good = compare_outputs(tiny_models["llama-tiny"], variants["q8_0"], prompt=PROMPT, n_generate=8)
+    assert good.passed and good.calibration is not None
+    assert good.calibration["faithful_kl_mean"] > 0 and "calibrated on this model" in " ".join(good.notes)
+    with open_model(variants["q8_0"]) as m:
+        tds = []
+        for t in m:
+            if t.dtype.lname == "q8_0":
+                raw = t.raw().reshape(-1, 34).copy()
+                d = raw[:, :2].copy().view(np.float16)
+                raw[:, :2] = (d.astype(np.float32) * 1.05).astype(np.float16).view(np.uint8)
+                tds.append(TensorData(t.name, t.dtype, t.shape, raw.ravel()))
+            else:
+                tds.append(TensorData.from_info(t))
+        gguf.write(tmp_path / "scaled.gguf", tds, m.config, m.tokenizer)
+    bad = compare_outputs(tiny_models["llama-tiny"], tmp_path / "scaled.gguf", prompt=PROMPT, n_generate=8)
+    assert not bad.passed and any("KL" in f for f in bad.failures), (bad.metrics.kl_mean, bad.profile)
+
+
+class _ForwardAsEngine:
+    """An engine with llama.cpp's public shape (path constructor, run, tokenizer, cfg, version) that runs aprqa's
+    own forward: the engine-noise plumbing is checked without llama.cpp (its noise is then exactly 0)."""
+
+    version = "aprqa-forward-as-engine"
+
+    def __init__(self, path) -> None:
+        from aprqa.forward import _runner
+        from aprqa.forward.tokenizer import load_tokenizer
+
+        self.model = open_model(path)
+        self._r = _runner(self.model, "cpu")
+        self.cfg = self._r.cfg
+        self._tok = load_tokenizer(self.model)
+
+    def tokenizer(self):
+        return self._tok
+
+    def run(self, ids):
+        return self._r.run(list(ids))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.model.close()
+
+
+def test_engine_noise_is_measured_on_a_float_file_of_the_reference(tiny_models, variants):
+    with _ForwardAsEngine(variants["q8_0"]) as eng:
+        r = compare_outputs(tiny_models["llama-tiny"], variants["q8_0"], prompt=PROMPT, n_generate=4,
+                            candidate_engine=eng)
+    c = r.calibration
+    assert c is not None and c["engine_kl_mean"] is not None and c["engine_kl_mean"] < 1e-9, c
+    assert any("engine noise" in n for n in r.notes) and r.passed, (r.notes, r.failures)
+
+
+def test_top5_is_not_gated_where_the_reference_is_near_flat():
+    """A near-flat reference (every logit within the near-tie δ of its neighbours) decides no top-5 set: a
+    candidate that reorders it is reported, not failed; a peaked reference's top-5 is gated."""
+    from aprqa.forward.metrics import evaluate
+
+    rng = np.random.default_rng(0)
+    flat = rng.normal(0, 1e-3, (8, 50)).astype(np.float32)
+    shuffled = flat[:, rng.permutation(50)]
+    m = logit_metrics(flat, shuffled, near_tie_delta=0.1)
+    assert m.n_top5_decisive == 0 and m.top5_overlap < 0.5
+    prof = PROFILES["q8_0"]
+    fails, notes = evaluate(m, None, prof)
+    assert not any("top-5" in f for f in fails) and any("near-flat" in n for n in notes)
+    peaked = np.tile(np.arange(50, dtype=np.float32), (8, 1))
+    m2 = logit_metrics(peaked, peaked[:, ::-1].copy(), near_tie_delta=0.1)
+    assert m2.n_top5_decisive == 8
+    assert any("top-5" in f for f in evaluate(m2, None, prof)[0])

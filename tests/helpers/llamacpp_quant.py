@@ -18,7 +18,7 @@ import numpy as np
 
 # llama.cpp file types (llama.h: enum llama_ftype)
 FTYPES = {"q4_0": 2, "q8_0": 7, "q2_k": 10, "q3_k_m": 12, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18,
-          "iq4_nl": 25, "iq4_xs": 30}
+          "iq4_nl": 25, "iq4_xs": 30, "nvfp4": 39, "q1_0": 40, "q2_0": 41}
 
 
 def _ggml() -> ctypes.CDLL:
@@ -77,3 +77,50 @@ def quantize_file(src: str | Path, dst: str | Path, ftype: str, threads: int = 2
     if rc != 0:
         raise RuntimeError(f"llama_model_quantize({src}, {ftype}) returned {rc}")
     return Path(dst)
+
+
+class _TypeTraits(ctypes.Structure):
+    # ggml.h struct ggml_type_traits of the pinned version (field order is the ABI)
+    _fields_ = [("type_name", ctypes.c_char_p), ("blck_size", ctypes.c_int64),
+                ("blck_size_interleave", ctypes.c_int64), ("type_size", ctypes.c_size_t),
+                ("is_quantized", ctypes.c_bool), ("to_float", ctypes.c_void_p), ("from_float_ref", ctypes.c_void_p)]
+
+
+_TO_FLOAT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+
+
+def ggml_type_traits(ggml_type: int) -> tuple[str, int, int, bool]:
+    """``(name, block elements, block bytes, has to_float)`` as ggml's own type table states them."""
+    global _LIB
+    if _LIB is None:
+        _LIB = _ggml()
+    _LIB.ggml_get_type_traits.restype = ctypes.POINTER(_TypeTraits)
+    _LIB.ggml_get_type_traits.argtypes = [ctypes.c_int]
+    t = _LIB.ggml_get_type_traits(ggml_type).contents
+    return (t.type_name or b"").decode(), int(t.blck_size), int(t.type_size), bool(t.to_float)
+
+
+def requires_imatrix(ggml_type: int) -> bool:
+    global _LIB
+    if _LIB is None:
+        _LIB = _ggml()
+    _LIB.ggml_quantize_requires_imatrix.restype = ctypes.c_bool
+    _LIB.ggml_quantize_requires_imatrix.argtypes = [ctypes.c_int]
+    return bool(_LIB.ggml_quantize_requires_imatrix(ggml_type))
+
+
+def to_float(raw: np.ndarray, ggml_type: int, n: int) -> np.ndarray:
+    """ggml's own ``to_float`` (its type traits' dequantizer) on ``n`` elements of raw block bytes."""
+    global _LIB
+    if _LIB is None:
+        _LIB = _ggml()
+    _LIB.ggml_get_type_traits.restype = ctypes.POINTER(_TypeTraits)
+    _LIB.ggml_get_type_traits.argtypes = [ctypes.c_int]
+    t = _LIB.ggml_get_type_traits(ggml_type).contents
+    if not t.to_float:
+        raise RuntimeError(f"ggml type {ggml_type} has no to_float")
+    raw = np.ascontiguousarray(raw, dtype=np.uint8)
+    assert raw.nbytes == n // t.blck_size * t.type_size
+    out = np.empty(n, np.float32)
+    _TO_FLOAT(t.to_float)(raw.ctypes.data, out.ctypes.data, n)
+    return out

@@ -31,51 +31,7 @@ from ..dtypes import DType
 INTERMEDIATES: tuple[DType | None, ...] = (None, DType.F16, DType.BF16)
 
 
-@dataclass(frozen=True)
-class StepGeometry:
-    """Rounding step of a block-quantized type: every ``sub`` elements share a scale; the step is
-    ``amax / half_levels`` (symmetric grids) or ``(max − min) / (levels − 1)`` (grids with a min)."""
-
-    sub: int
-    levels: int
-    symmetric: bool
-
-    def step(self, blocks: np.ndarray) -> np.ndarray:
-        if self.symmetric:
-            return np.abs(blocks).max(axis=1) / (self.levels / 2)
-        return (blocks.max(axis=1) - blocks.min(axis=1)) / (self.levels - 1)
-
-
-GEOMETRY: dict[DType, StepGeometry] = {
-    DType.Q8_0: StepGeometry(32, 254, True), DType.Q4_0: StepGeometry(32, 16, True),
-    DType.Q5_0: StepGeometry(32, 32, True), DType.Q4_1: StepGeometry(32, 16, False),
-    DType.Q5_1: StepGeometry(32, 32, False), DType.Q2_K: StepGeometry(16, 4, False),
-    DType.Q3_K: StepGeometry(16, 8, True), DType.Q4_K: StepGeometry(32, 16, False),
-    DType.Q5_K: StepGeometry(32, 32, False), DType.Q6_K: StepGeometry(16, 64, True),
-    # non-linear 16-entry grid spanning −127..113 units of d: mean step ≈ amax/8
-    DType.IQ4_NL: StepGeometry(32, 16, True), DType.IQ4_XS: StepGeometry(32, 16, True),
-}
-
-
-@dataclass(frozen=True)
-class StepBand:
-    """rel-L2 of a faithful quantizer / step-model rel-L2, as measured (lo, hi) and as allowed."""
-
-    measured_lo: float
-    measured_hi: float
-    limit: float
-
-
-# Measured with scripts/measure_quant_bands.py (llama.cpp 0.3.36's ggml_quantize_chunk on f16-rounded
-# weights, 7 weight distributions x {no imatrix, random imatrix}; docs/tolerances.md has the table):
-# rel-L2 / step model spans measured_lo..measured_hi; the limit is measured_hi x 1.10 (margin for
-# distributions not measured).
-STEP_BANDS: dict[DType, StepBand] = {
-    DType.Q3_K: StepBand(0.750, 1.093, 1.20),
-    DType.Q2_K: StepBand(0.753, 0.896, 0.99),
-    DType.IQ4_NL: StepBand(0.679, 1.115, 1.23),
-    DType.IQ4_XS: StepBand(0.687, 1.122, 1.23),
-}
+from ..step_bands import GEOMETRY, MEASURED_GAINS, STEP_BANDS, StepBand, StepGeometry, step_model_rel_l2  # noqa: F401
 
 # err/noise limits where aprqa has a quantizer of the type (ratio to its error on the same rows).
 # Round-to-nearest types: every faithful quantizer is the same algorithm up to the scale's f16
@@ -104,20 +60,6 @@ GRID_TOLERANCE = 1e-3
 # the coarsest intermediate in use (covers f16 and none).
 HALF_ULP: dict[DType | None, float] = {None: 2.0 ** -20, DType.F16: 2.0 ** -11, DType.BF16: 2.0 ** -9}
 GRID_MARGIN_REL = HALF_ULP[DType.BF16]
-
-
-def step_model_rel_l2(a: np.ndarray, dt: DType) -> float | None:
-    """rel-L2 of rounding ``a`` (rows whose length is a multiple of the sub-block) with ``dt``'s
-    step: sqrt(Σ sub·Δ²/12 / Σ a²). None when the type has no step model."""
-    g = GEOMETRY.get(dt)
-    if g is None or a.size % g.sub:
-        return None
-    blocks = a.reshape(-1, g.sub).astype(np.float64)
-    den = float(np.square(blocks).sum())
-    if den == 0:
-        return None
-    mse = float(np.square(g.step(blocks)).sum()) * g.sub / 12.0
-    return math.sqrt(mse / den)
 
 
 def grid_violations(a: np.ndarray, b: np.ndarray, dt: DType, scale: float = 1.0, margin_rel: float = 0.0) -> int:
@@ -153,12 +95,53 @@ def grid_violations(a: np.ndarray, b: np.ndarray, dt: DType, scale: float = 1.0,
 UNIFORM_GRID = frozenset({DType.Q2_K, DType.Q3_K, DType.Q4_K, DType.Q5_K, DType.Q6_K})
 
 
+def reference_on_grid(own: float, step: float | None, dt: DType) -> bool:
+    """Whether aprqa's requantization error ``own`` is so far below what the type does on any
+    measured distribution (``ON_GRID_FRACTION`` x the lowest faithful/step ratio) that the reference
+    must already lie on the type's grid (a dequantized GGUF, a QAT release). aprqa's error then
+    says nothing about other faithful quantizers, whose search may land on another grid."""
+    band = STEP_BANDS.get(dt)
+    return bool(step) and band is not None and own < ON_GRID_FRACTION * band.measured_lo * step
+
+
+# A reference is "on the grid" when aprqa's requantization error is below a quarter of the least a
+# faithful quantizer of the type produced on any measured distribution (relative to the step model).
+# Quantizing ordinary weights never comes near (measured floor ≥ measured_lo); a reference that is
+# one requantization away from the grid gives ~0.
+ON_GRID_FRACTION = 0.25
+
+
+# Quantized types with no band, and why: they are judged NOT-JUDGED, never DEGRADED.
+NO_BAND: dict[DType, str] = {
+    DType.Q8_1: "an activation type of ggml's dot products; llama.cpp never stores weights in it",
+    DType.Q8_K: "an activation type of ggml's K-quant dot products; llama.cpp never stores weights in it",
+}
+
+
+def band_basis(dt: DType, own_quantizer: bool) -> str | None:
+    """How a quantized candidate of ``dt`` is judged: "aprqa" (ratio to aprqa's own quantizer of the
+    type, with the step band for references already on its grid), "step" (the measured step band)
+    or None (no band: NOT-JUDGED, reason in ``NO_BAND``)."""
+    if own_quantizer:
+        return "aprqa"
+    if dt in GEOMETRY and dt in STEP_BANDS:
+        return "step"
+    return None
+
+
 def step_limit(dt: DType) -> StepBand | None:
     return STEP_BANDS.get(dt)
 
 
-def gain_range(rel_l2: float) -> tuple[float, float]:
-    """The least-squares gains a faithful quantizer with this rel-L2 can have (see GAIN_MARGIN)."""
+def gain_range(rel_l2: float, dt: DType | None = None) -> tuple[float, float]:
+    """The least-squares gains a faithful quantizer with this rel-L2 can have (see GAIN_MARGIN).
+
+    Codebook, ternary and FP4 types fall outside the two-ends theory (their scales are fitted to a
+    non-uniform or clamped grid; llama.cpp's IQ2 gains reach 0.75): their measured range
+    (``MEASURED_GAINS``) widened by ``GAIN_MARGIN`` applies instead."""
+    measured = MEASURED_GAINS.get(dt) if dt is not None else None
+    if measured is not None:
+        return measured[0] - GAIN_MARGIN, measured[1] + GAIN_MARGIN
     return 1.0 / (1.0 + rel_l2 * rel_l2) - GAIN_MARGIN, 1.0 + GAIN_MARGIN
 
 

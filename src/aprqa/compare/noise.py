@@ -111,23 +111,27 @@ def measure(ta: TensorInfo, tb: TensorInfo, perm: np.ndarray | None, threads: in
         margin = bands.HALF_ULP[via] if detected else bands.GRID_MARGIN_REL
         off_grid = bands.grid_violations(a, b, dt, margin_rel=margin)
 
-    def floor_of(x: np.ndarray) -> float:
-        if own:
-            xi = _rounded(x, via if detected else None)
-            f = rel_l2(x, core.dequantize(core.quantize(xi, dt, threads=threads if x.size > (1 << 20) else 1),
-                                          dt, x.shape, threads=threads))
-            if not detected:  # stated margin: an undetected f16/bf16 step before quantizing
-                f = math.hypot(f, rel_l2(x, _rounded(x, DType.BF16)))
-            return f
-        return bands.step_model_rel_l2(x, dt) or 0.0
+    def floor_of(x: np.ndarray) -> tuple[float, str]:
+        """(floor, basis) on rows ``x``."""
+        step = bands.step_model_rel_l2(x, dt)
+        if not own:
+            return (step or 0.0), "step"
+        xi = _rounded(x, via if detected else None)
+        f = rel_l2(x, core.dequantize(core.quantize(xi, dt, threads=threads if x.size > (1 << 20) else 1),
+                                      dt, x.shape, threads=threads))
+        if not detected:  # stated margin: an undetected f16/bf16 step before quantizing
+            f = math.hypot(f, rel_l2(x, _rounded(x, DType.BF16)))
+        if bands.reference_on_grid(f, step, dt):
+            return step, "grid-reference"
+        return f, "aprqa"
 
-    floor = floor_of(a)
+    floor, basis = floor_of(a)
     n_floor_rows = len(idx)
     if len(idx) < rows and not _same_error(full.rel_l2, cand):
         # The sampled rows do not represent the tensor (damage elsewhere, or rows of very different
         # scale): measure the floor on every row instead of trusting the sample.
         every = np.arange(rows, dtype=np.int64)
-        floor = floor_of(ra.rows_at(perm if perm is not None else every))
+        floor, basis = floor_of(ra.rows_at(perm if perm is not None else every))
         n_floor_rows = rows
         ratio = _ratio(full.rel_l2, floor)
     elif len(idx) < rows:
@@ -135,12 +139,11 @@ def measure(ta: TensorInfo, tb: TensorInfo, perm: np.ndarray | None, threads: in
     else:
         ratio = _ratio(full.rel_l2, floor)
     gain = bands.least_squares_gain(full.sum_ab, full.sum_b2)
-    basis = "aprqa" if own else "step"
     intermediate = _intermediate_name(via) if detected else None
     noise = NoiseFloor(dt.lname, floor, cand, ratio, n_floor_rows, rows, blocks_equal, blocks, violations,
                        basis=basis, intermediate=intermediate, gain=gain, off_grid=off_grid,
                        grid_checked=a.size if off_grid is not None else 0)
-    return Measured(noise, a, b)
+    return Measured(noise, a, b, representative=len(idx) == rows or _same_error(full.rel_l2, cand))
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,25 @@ class Measured:
     floor: NoiseFloor
     a: np.ndarray
     b: np.ndarray
+    representative: bool = True  # the sampled rows' error agrees with the whole tensor's
+
+
+def faithful_evidence(m: Measured, full: core.DiffStats) -> str | None:
+    """Direct evidence that the candidate is a faithful quantization, whatever its error level: the
+    sampled blocks are bit-identical to aprqa's quantizer of the reference (the same algorithm), or
+    every sampled element sits at its nearest grid level under the stored scales with a gain in the
+    family's range (what every faithful grid quantizer ends with). Only when the sample represents
+    the tensor (its error agrees with the whole tensor's) and nothing is non-finite; None otherwise.
+    A candidate with such evidence is never failed for its error level (a reference already on a
+    grid, or f16-rounded, can push aprqa's own error to ~0)."""
+    n = m.floor
+    if not m.representative or full.nonfinite_mismatch:
+        return None
+    if n.blocks_compared and n.blocks_bit_equal == n.blocks_compared and not n.block_bound_violations:
+        return f"bit-identical to our {n.dtype} quantizer on {n.blocks_bit_equal:,}/{n.blocks_compared:,} sampled blocks"
+    if n.off_grid is not None and n.grid_checked and n.off_grid == 0 and _gain_ok(n.gain, full.rel_l2, n.dtype):
+        return f"all {n.grid_checked:,} sampled elements at their nearest grid level, gain {n.gain:.4f} in range"
+    return None
 
 
 def _on_grid(noise: NoiseFloor) -> bool:
@@ -159,11 +181,11 @@ def _on_grid(noise: NoiseFloor) -> bool:
 def in_band(noise: NoiseFloor, limit: float | None, full: core.DiffStats) -> bool:
     """Error within the band, per-block bound and grid test met, gain within the family's range."""
     return (limit is not None and noise.ratio <= limit and not noise.block_bound_violations
-            and _on_grid(noise) and _gain_ok(noise.gain, full.rel_l2))
+            and _on_grid(noise) and _gain_ok(noise.gain, full.rel_l2, noise.dtype))
 
 
-def _gain_ok(g: float | None, rel: float) -> bool:
-    lo, hi = bands.gain_range(rel)
+def _gain_ok(g: float | None, rel: float, dtype: str) -> bool:
+    lo, hi = bands.gain_range(rel, DType[dtype.upper()])
     return g is not None and math.isfinite(g) and lo <= g <= hi
 
 
@@ -172,9 +194,9 @@ def limit_for(noise: NoiseFloor, tol: Tolerance, tol_source: str) -> float | Non
     (unless an override sets one), else the tolerance's."""
     if tol.statistic is not Statistic.NOISE:
         return None
-    if noise.basis == "step" and not tol_source.startswith("override"):
+    if noise.basis in ("step", "grid-reference") and not tol_source.startswith("override"):
         band = bands.step_limit(DType[noise.dtype.upper()])
-        return band.limit if band is not None else tol.max_noise_ratio
+        return band.limit if band is not None else None  # no measured band: NOT-JUDGED, never a guess
     return tol.max_noise_ratio
 
 
@@ -210,7 +232,7 @@ def scaled(m: Measured, limit: float, full: core.DiffStats) -> tuple[float, str]
         return k, (f"candidate = {k:.4g} × a faithful {noise.dtype} quantization of the reference: divided by "
                    f"{k:.4g}, {left:,} of {a.size:,} sampled elements are off their nearest grid level "
                    f"({noise.off_grid:,} as stored) and rel-L2 is {after:.3g}, err/noise {ratio_after:.3g} ≤ {limit:g}")
-    if _gain_ok(g, full.rel_l2):
+    if _gain_ok(g, full.rel_l2, noise.dtype):
         return None
     # error of g·b against a, from the pass's sums: Σa² − ⟨a,b⟩²/Σb² (Cauchy-Schwarz residual)
     resid = max(full.sum_a2 - full.sum_ab * full.sum_ab / full.sum_b2, 0.0)
@@ -218,7 +240,7 @@ def scaled(m: Measured, limit: float, full: core.DiffStats) -> tuple[float, str]
     ratio_after = noise.ratio * after / max(full.rel_l2, 1e-300)
     if ratio_after > limit:
         return None
-    lo, hi = bands.gain_range(after)
+    lo, hi = bands.gain_range(after, DType[noise.dtype.upper()])
     return 1 / g, (f"candidate = {1 / g:.4g} × a faithful {noise.dtype} quantization of the reference (gain "
                    f"{g:.4f} outside {lo:.4f}..{hi:.4f}; with the scale undone rel-L2 {after:.3g}, err/noise "
                    f"{ratio_after:.3g} ≤ {limit:g})")
@@ -229,6 +251,9 @@ def describe(noise: NoiseFloor, limit: float | None, full: core.DiffStats) -> st
     dt = noise.dtype
     if noise.basis == "step":
         basis = f"{dt} step model {noise.rel_l2:.3g}"
+    elif noise.basis == "grid-reference":
+        basis = (f"{dt} step model {noise.rel_l2:.3g} (the reference is already on the {dt} grid: aprqa's "
+                 "requantization reproduces it, so the type's own step sets the band)")
     else:
         basis = f"aprqa's {dt} error {noise.rel_l2:.3g}"
         if noise.intermediate not in (None, "none"):
@@ -247,8 +272,8 @@ def describe(noise: NoiseFloor, limit: float | None, full: core.DiffStats) -> st
     if noise.off_grid is not None:
         s += (f"; {noise.off_grid:,} of {noise.grid_checked:,} sampled elements are not on their nearest grid level"
               if noise.off_grid else f"; all {noise.grid_checked:,} sampled elements on their nearest grid level")
-    lo, hi = bands.gain_range(full.rel_l2)
-    if not _gain_ok(noise.gain, full.rel_l2):
+    lo, hi = bands.gain_range(full.rel_l2, DType[dt.upper()])
+    if not _gain_ok(noise.gain, full.rel_l2, dt):
         s += f"; gain outside {lo:.4f}..{hi:.4f}"
     return s
 

@@ -31,6 +31,7 @@ class Verdict(str, enum.Enum):
     QUANT_FAITHFUL = "QUANT-FAITHFUL"    # quantized, error within the type's noise floor
     TIED = "TIED"                        # lm_head absent on one side / a copy of embed_tokens (tied embeddings)
     WITHIN_TOLERANCE = "WITHIN-TOLERANCE"  # not the expected bits/noise, but inside an explicit user tolerance
+    NOT_JUDGED = "NOT-JUDGED"            # no band for the type / undecodable type: not measured, so not a pass
     DEGRADED = "DEGRADED"                # same tensor, error above the noise floor / not the exact rounding
     SCALED = "SCALED"                    # candidate ≈ k·reference
     OFFSET = "OFFSET"                    # candidate ≈ reference + c (e.g. norm stored ±1)
@@ -120,7 +121,9 @@ class NoiseFloor:
             (same algorithm) on the sampled rows.
         block_bound_violations: Q8_0/Q4_0: elements past the per-block bound |a−deq| ≤ d/2
             (d for Q4_0's clamped edge) on the sampled rows; None when not applicable.
-        basis: "aprqa" or "step" (see rel_l2).
+        basis: "aprqa", "step" (see rel_l2) or "grid-reference": the reference already lies on the
+            type's grid (a dequantized GGUF, a QAT release), so aprqa's requantization error is ~0 and
+            says nothing about other faithful quantizers; the floor is the type's step model then.
         intermediate: the float type the data show the weights were rounded to before quantizing
             ("none", "f16", "bf16"); None when not detectable.
         gain: least-squares gain ⟨a,b⟩/⟨b,b⟩ over the whole tensor (faithful: between

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -153,8 +154,9 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
             return _result(ta, tb, name, Verdict.UNREADABLE, False, detail=f"{side} payload runs past the end "
                            f"of {t.file.name}", **base)
         if _numeric(t.dtype) and not _dequantizable(t.dtype):
-            return _result(ta, tb, name, Verdict.UNREADABLE, False,
-                           detail=f"{side} dtype {t.dtype.lname} cannot be decoded by aprqa's core", **base)
+            return _result(ta, tb, name, Verdict.NOT_JUDGED, False,
+                           detail=f"NOT-JUDGED: {side} dtype {t.dtype.lname} cannot be decoded by aprqa's core "
+                                  "(the other tensors are still compared)", **base)
     if not (_numeric(ta.dtype) and _numeric(tb.dtype)):
         if ta.dtype == tb.dtype and tuple(ta.shape) == tuple(tb.shape):
             same = ta.nbytes == tb.nbytes and bool(np.array_equal(ta.raw(), tb.raw()))
@@ -197,20 +199,32 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
                 (f" ({toward_zero:,} toward zero)" if toward_zero else "")
             detail = (f"not round-to-nearest-even: {bad:,} of {raw.n:,} elements differ from the correctly "
                       f"rounded {tb.dtype.lname} value{how}; max |d| {raw.max_abs:.3g}")
-    if natural is None and tb.dtype.is_quantized and tb.dtype != ta.dtype and raw.nonfinite_mismatch == 0:
+    not_judged = ""
+    if natural is None and tb.dtype.is_quantized and raw.nonfinite_mismatch == 0:
+        # a quantized reference of the same type too: a GGUF requantized to its own type
         measured = noise_mod.measure(ta, tb, perm, ctx.threads, raw)
-        if measured is not None:
+        if measured is None:
+            not_judged = (f"no error band for {tb.dtype.lname} on this tensor (aprqa has no {tb.dtype.lname} "
+                          "quantizer and no step model fits its rows)")
+        else:
             limit = noise_mod.limit_for(measured.floor, tol, tol_src)
             noise = dataclasses.replace(measured.floor, limit=limit)
             res["noise"] = noise
-            ok = noise_mod.in_band(noise, limit, raw) and _aggregate_ok(tol, raw)
+            evidence = noise_mod.faithful_evidence(measured, raw)
+            in_band = noise_mod.in_band(noise, limit, raw)
+            ok = (in_band or evidence is not None) and _aggregate_ok(tol, raw)
             desc = noise_mod.describe(noise, limit, raw)
             scaled = noise_mod.scaled(measured, limit, raw) if not ok and limit is not None else None
             if ok:
-                natural, detail = Verdict.QUANT_FAITHFUL, "within the " + desc
+                natural, detail = Verdict.QUANT_FAITHFUL, ("within the " + desc if in_band else
+                                                           f"{evidence}: a faithful {tb.dtype.lname} quantization "
+                                                           f"whatever its error level; {desc}")
             elif scaled is not None:
                 return _result(ta, tb, name, Verdict.SCALED, False, detail=f"{scaled[1]}; not in the {desc}",
                                **dict(res, transform=transform + (f"scale({scaled[0]:.4g})",)))
+            elif limit is None and tol.statistic is Statistic.NOISE:
+                not_judged = (f"no measured error band for {tb.dtype.lname} (scripts/measure_quant_bands.py); "
+                              f"{desc}")
             else:
                 detail = ("not in the " if limit is not None else "") + desc
 
@@ -239,6 +253,10 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
         return _result(ta, tb, name, Verdict.NAN_INF, False,
                        detail=f"{raw.nan_b - raw.nan_both:,} NaN and {raw.inf_b:,} Inf in the candidate where the "
                               f"reference is finite ({raw.nan_a:,} NaN / {raw.inf_a:,} Inf in the reference)", **res)
+    if not_judged and raw.cosine > 0:
+        # the structural faults above were ruled out; the error level itself cannot be judged
+        return _result(ta, tb, name, Verdict.NOT_JUDGED, False, detail=f"NOT-JUDGED: {not_judged}; rel-L2 "
+                       f"{raw.rel_l2:.3g}, cos {raw.cosine:.6f}", **res)
     if _same_tensor(raw, noise):
         if not detail:
             detail = f"rel-L2 {raw.rel_l2:.3g}, max |d| {raw.max_abs:.3g}, cos {raw.cosine:.6f}"
@@ -314,3 +332,22 @@ def _loose(ta: TensorInfo, tb: TensorInfo) -> float:
 
 
 ProgressFn = Callable[[int, int, str], None]
+
+
+_ON_GRID = re.compile(r"all [\d,]+ sampled elements (on|at) their nearest grid level")
+
+
+def contradiction(t: TensorResult) -> str | None:
+    """Why ``t``'s verdict contradicts its own detail, or None: a failing verdict whose detail
+    states evidence of faithfulness (bit-identical to our quantizer; every element on its nearest
+    grid level with the gain in range), or a passing one whose detail says it is outside its band."""
+    d = t.detail or ""
+    if t.passed:
+        return "passing verdict whose detail says it is outside its band" if d.startswith("not in the ") else None
+    if t.verdict is Verdict.SCALED and "× a faithful" in d:
+        return None  # evidence *after* undoing the scale: the verdict names that scale
+    if "bit-identical to our" in d:
+        return f"{t.verdict.value} although the detail says bit-identical to our quantizer"
+    if _ON_GRID.search(d) and "gain outside" not in d:
+        return f"{t.verdict.value} although every sampled element is on its nearest grid level with the gain in range"
+    return None

@@ -18,17 +18,19 @@ Public API::
 
 from __future__ import annotations
 
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import AprqaError, UsageError
 from ..formats import open_model
 from ..formats.model import Model
 from ..limits import check_token_counts
 from ..prompts import DEFAULT_PROMPT
+from . import calibrate as cal
 from .llama import LlamaRunner, NumpyBackend
 from .locate import BlockError, Localization, locate_runs
 from .metrics import (PROFILES, GreedyAgreement, LogitMetrics, OutputComparison, OutputProfile, evaluate,
@@ -156,6 +158,34 @@ def _profile(profile: OutputProfile | str | None, cand: Model) -> OutputProfile:
     return profile_for(profile)
 
 
+def _calibrated(ref: Model, cand: Model, fixed: OutputProfile, seq: list[int], ref_logits: np.ndarray,
+                next_ids: list[int], device: str, engine: Any) -> tuple[OutputProfile, str, dict | None]:
+    """(profile, note): the output band calibrated on this model (forward/calibrate.py), or the fixed
+    profile ``fixed`` as a named fallback when the faithful twin cannot be built."""
+    if not any(t.dtype.is_quantized for t in cand.tensors.values() if len(t.shape) == 2):
+        # float candidates: the fixed f32/f16/bf16 profiles are exact-rounding tight already
+        return fixed, f"output profile {fixed.name} (a float candidate: no quantization to calibrate)", None
+    try:
+        twin = cal.faithful_twin(ref, cand)
+        faithful = logit_metrics(ref_logits, _runner(twin.model, device).run(seq), next_ids, fixed.near_tie_delta)
+    except (AprqaError, MemoryError) as err:
+        return fixed, f"fixed output profile {fixed.name} (fallback: the band could not be calibrated: {err})", None
+    eng, eng_note = None, ""
+    if engine is not None:
+        with tempfile.TemporaryDirectory(prefix="aprqa-engine-noise-") as td:
+            eng, eng_note = cal.engine_noise(ref, engine, seq, ref_logits, next_ids, fixed.near_tie_delta, Path(td))
+        eng_note = "; " + eng_note
+    prof = cal.calibrated_profile(fixed, faithful, eng, twin.describe())
+    info = {"twin": twin.describe(), "factor": cal.KL_FACTOR, "faithful_kl_mean": faithful.kl_mean,
+            "faithful_kl_p99": faithful.kl_p99, "faithful_top1": faithful.top1_decisive,
+            "faithful_top5": faithful.top5_decisive, "engine_kl_mean": eng.kl_mean if eng is not None else None,
+            "engine_kl_p99": eng.kl_p99 if eng is not None else None}
+    return prof, (f"output band calibrated on this model and prompt: the {twin.describe()} has mean KL "
+                  f"{faithful.kl_mean:.3g} (p99 {faithful.kl_p99:.3g}, top-1 {faithful.top1_decisive:.1%}, top-5 "
+                  f"{faithful.top5_decisive:.1%}){eng_note}; the candidate may have {cal.KL_FACTOR:g}x that KL "
+                  f"(mean ≤ {prof.max_mean_kl:.3g}, p99 ≤ {prof.max_p99_kl:.3g})"), info
+
+
 def compare_outputs(ref_model: ModelLike, cand_model: ModelLike, prompt: str | None = None,
                     token_ids: Sequence[int] | None = None, n_generate: int = 8,
                     profile: OutputProfile | str | None = None, device: str = "cpu",
@@ -195,6 +225,8 @@ def compare_outputs(ref_model: ModelLike, cand_model: ModelLike, prompt: str | N
         raise UsageError(f"n_generate must be ≥ 0, got {n_generate}")
     with _opened(ref_model) as ref, _opened(cand_model) as cand:
         prof = _profile(profile, cand)
+        calibrate = profile is None  # an explicit profile is the user's choice: used as given
+        calibration = None
         fails: list[str] = []
         notes: list[str] = []
         tok_cmp = None
@@ -225,6 +257,10 @@ def compare_outputs(ref_model: ModelLike, cand_model: ModelLike, prompt: str | N
         cand_logits = rb.run(seq)
         if ref_logits is None or ref_logits.shape[0] != len(seq):  # n_generate == 0
             ref_logits = ra.run(seq)
+        if calibrate:
+            prof, note, calibration = _calibrated(ref, cand, prof, seq, ref_logits, (ids + gen)[1:], device,
+                                                  candidate_engine)
+            notes.append(note)
         metrics = logit_metrics(ref_logits, cand_logits, (ids + gen)[1:], prof.near_tie_delta)
         greedy = (greedy_agreement(ref_logits[len(ids) - 1:], cand_logits[len(ids) - 1:], gen, prof.near_tie_delta)
                   if gen else None)
@@ -236,6 +272,7 @@ def compare_outputs(ref_model: ModelLike, cand_model: ModelLike, prompt: str | N
             token_ids=tuple(ids), failures=tuple(fails), notes=tuple(notes),
             reference=str(ref.path), candidate=str(cand.path),
             engine=f"llama.cpp ({candidate_engine.version})" if candidate_engine is not None else "aprqa",
+            calibration=calibration,
         )
 
 
