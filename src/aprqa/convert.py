@@ -28,7 +28,7 @@ from . import core
 from .dtypes import DType, dtype_from_name
 from .errors import UsageError
 from .formats import FORMATS, format_module, open_model
-from .formats import gguf_vocab
+from .formats import gguf_hf_vocab, gguf_vocab
 from .formats.model import Model, TensorData, TensorInfo, TokenizerInfo
 from .formats.tokenizer_spm import rebuild_spm
 from .arch import (NORM_OFFSET, config_keys, family, inverse_permutation, layer_count, norm_offset, rope_heads,
@@ -280,6 +280,11 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
                 model.close()
             raise
         extra["source_config"] = source_config
+    if fmt == "gguf" and source_config is not None:
+        extra["hparams"] = config_keys.hf_gguf_hparams(config, source_config)
+        pooling = gguf_hf_vocab.pooling_type(Path(model.path) if Path(model.path).is_dir() else Path(model.path).parent)
+        if pooling is not None:
+            extra["hparams"][0].append((f"{config.architecture}.pooling_type", pooling, "u32"))
     try:
         format_module(fmt).write(dst, convert_tensors(model, fmt, qtype, on_tensor, result.tensors),
                                  config, tokenizer, metadata, **extra)
@@ -300,6 +305,16 @@ def _tokenizer_for(model: Model, fmt: str, pre_tokenizer: str | None) -> tuple[T
     path = Path(model.path)
     meta = {"general.type": "model",
             "general.name": name if isinstance(name, str) else path.name if path.is_dir() else path.stem}
+    root = gguf_vocab.hf_root(model)
+    if root is not None:  # an HF dir: the tokenizer keys llama.cpp's converter writes for it, by vocabulary type
+        kv = gguf_hf_vocab.tokenizer_kv(root, model.config.architecture, model.metadata.get("config") or {},
+                                        pre_tokenizer)
+        if kv is not None:
+            for key, val, _kind in kv:
+                if key == "tokenizer.ggml.tokens":
+                    gguf_hf_vocab.refuse_duplicates(val, str(root))
+                meta[key] = val
+            return None, meta
     if model.tokenizer is None:
         return None, meta
     embed = model.tensors.get("model.embed_tokens.weight")

@@ -76,6 +76,7 @@ def _write_file(
     config: ArchConfig,
     tokenizer: TokenizerInfo | None,
     metadata: dict | None = None,
+    hparams: tuple[list, set] | None = None,
 ) -> None:
     """Write a GGUF v3 file with gguf-py's ``GGUFWriter``.
 
@@ -88,6 +89,8 @@ def _write_file(
         config: architecture facts written as ``{arch}.*`` keys.
         tokenizer: written as ``tokenizer.ggml.*`` keys (None: none written).
         metadata: extra KV pairs (keys the config/tokenizer write, and ``split.*``, are skipped).
+        hparams: (entries to add, keys to drop) over the config's keys: what llama.cpp's converter
+            writes for the source (``config_keys.hf_gguf_hparams``).
 
     Raises:
         UsageError: no architecture, a dtype with no GGML id, or a payload of the wrong size.
@@ -106,6 +109,12 @@ def _write_file(
     kv: dict[str, tuple[Any, Any]] = {}
     for key, val, kind in config_keys.to_gguf(replace(config, architecture=arch)):
         kv[key] = (val, VT.FLOAT32 if kind == "f32" else VT.UINT32)
+    if hparams is not None:
+        add, drop = hparams
+        for key in drop:
+            kv.pop(key, None)
+        for key, val, kind in add:
+            kv[key] = (val, VT.FLOAT32 if kind == "f32" else VT.BOOL if kind == "bool" else VT.UINT32)
     weights = [t.dtype for t in tds if len(t.shape) >= 2]
     if weights:
         dominant = max(set(weights), key=lambda d: (sum(1 for w in weights if w == d), d.is_quantized, int(d)))
@@ -194,7 +203,7 @@ def _write_file(
 
 
 def write(path: Path, tensors: Iterable[TensorData], config: ArchConfig, tokenizer: TokenizerInfo | None,
-          metadata: dict | None = None) -> None:
+          metadata: dict | None = None, hparams: tuple[list, set] | None = None) -> None:
     """Write atomically (``fsio.atomic_output``): the old file or the complete new one, never a part."""
     with atomic_output(path) as tmp:
-        _write_file(tmp, tensors, config, tokenizer, metadata)
+        _write_file(tmp, tensors, config, tokenizer, metadata, hparams)
