@@ -28,10 +28,10 @@ from . import core
 from .dtypes import DType, dtype_from_name
 from .errors import UsageError
 from .formats import FORMATS, format_module, open_model
-from .formats import gguf_hf_vocab, gguf_vocab
+from .formats import gguf_hf_vocab, gguf_policy, gguf_vocab
 from .formats.model import Model, TensorData, TensorInfo, TokenizerInfo
 from .formats.tokenizer_spm import rebuild_spm
-from .arch import (NORM_OFFSET, config_keys, family, inverse_permutation, layer_count, norm_offset, rope_heads,
+from .arch import (NORM_OFFSET, config_keys, family, gguf_name, inverse_permutation, layer_count, norm_offset, rope_heads,
                    rope_permuted, rope_row_permutation)
 from .capabilities import STORABLE, unquantizable_types
 from .fsio import refuse_input_as_output
@@ -157,7 +157,11 @@ def convert_tensors(model: Model, fmt: str, quant: "DType | Mix | None",
     """
     arch = model.config.architecture
     for t in model.tensors.values():
+        if fmt == "gguf" and gguf_policy.skipped(t.name, arch):
+            continue  # what llama.cpp's converter leaves out (bert's position_ids buffer, its pooler)
         want = target_dtype(t, quant, fmt)
+        if fmt == "gguf" and quant is not None and gguf_policy.keeps_f32(gguf_name(t.name, arch), len(t.shape)):
+            want = DType.F32
         # Rows of the source in HF order (undo a source GGUF permutation first).
         perm_in = rope_permuted(t.name, arch, model.format)
         perm_out = rope_permuted(t.name, arch, fmt)
@@ -268,6 +272,11 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
     # The RoPE style describes the row order of the written Q/K weights.
     if family(config.architecture) is not None:
         config = replace(config, rope_style=config_keys.rope_style(config.architecture, fmt))
+        spec = family(config.architecture)
+        if fmt == "gguf" and spec is not None and spec.gguf_tensor_arch:
+            # llama.cpp's converter writes such a family under the architecture whose graph runs it
+            # (mistral as llama); a GGUF "mistral" is refused by llama.cpp's loader
+            config = replace(config, architecture=spec.gguf_tensor_arch)
     source_config = model.metadata.get("config") if model.format == "safetensors" else None
     extra: dict[str, Any] = {}
     if fmt == "safetensors" and dst.suffix != ".safetensors":

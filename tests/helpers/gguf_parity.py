@@ -26,6 +26,17 @@ ALLOWED: dict[str, str] = {
     "general.version": "llama.cpp's naming heuristics; provenance only",
     "general.quantized_by": "provenance only",
 }
+# Key prefixes allowed to differ: the model card's provenance llama.cpp copies into general.* (README.md
+# front matter: license, organization, datasets, tags, languages, base models). aprqa writes none of it.
+ALLOWED_PREFIXES: dict[str, str] = {
+    "general.dataset.": "model-card provenance (README.md datasets), not read by llama.cpp's loader",
+    "general.base_model.": "model-card provenance (README.md base_model), not read by the loader",
+    "general.license": "model-card provenance (README.md license), not read by the loader",
+    "general.organization": "model-card / directory-name provenance, not read by the loader",
+    "general.tags": "model-card provenance (README.md tags), not read by the loader",
+    "general.languages": "model-card provenance (README.md language), not read by the loader",
+    "general.repo_url": "model-card provenance, not read by the loader",
+}
 
 
 def _field_value(field: Any) -> Any:
@@ -75,7 +86,7 @@ def diff(ref: Path, cand: Path, allowed: dict[str, str] | None = None) -> list[s
     ckv, ct = read(cand)
     out: list[str] = []
     for k in sorted(set(rkv) | set(ckv)):
-        if k in allowed:
+        if k in allowed or k.startswith(tuple(ALLOWED_PREFIXES)):
             continue
         if k not in ckv:
             out.append(f"kv missing: {k} = {_short(rkv[k][1])}")

@@ -275,6 +275,8 @@ def hf_gguf_hparams(config: ArchConfig, cfg: dict[str, Any]) -> tuple[list[tuple
     head_dim = cfg.get("head_dim") if isinstance(cfg.get("head_dim"), int) else None
     if arch.startswith("gemma") and head_dim is None:
         head_dim = config.head_dim
+    if not arch.startswith("gemma") and not any(k in cfg for k in ("num_key_value_heads", "n_kv_heads")):
+        drop.add(_K("Attention.HEAD_COUNT_KV").format(arch=arch))
     if head_dim is not None:
         add += [(head_kl, head_dim, "u32"), (head_vl, head_dim, "u32")]
     else:
@@ -292,6 +294,19 @@ def hf_gguf_hparams(config: ArchConfig, cfg: dict[str, Any]) -> tuple[list[tuple
     spec = family(arch)
     if spec is not None and not spec.forward.causal:
         add.append((_K("Attention.CAUSAL").format(arch=arch), False, "bool"))
+    if arch == "phi3":  # its own parameter set: partial rotary dims, the original context, window 0 = none
+        rope = cfg.get("rope_parameters") if isinstance(cfg.get("rope_parameters"), dict) else \
+            cfg.get("rope_scaling") if isinstance(cfg.get("rope_scaling"), dict) else {}
+        pct = rope.get("partial_rotary_factor", cfg.get("partial_rotary_factor", 1.0))
+        if config.num_heads and config.hidden_size and isinstance(pct, (int, float)):
+            add.append((_K("Rope.DIMENSION_COUNT").format(arch=arch), int(pct * config.hidden_size) // config.num_heads,
+                        "u32"))
+        orig = rope.get("original_max_position_embeddings", cfg.get("original_max_position_embeddings"))
+        if isinstance(orig, int):
+            add.append((_K("Rope.SCALING_ORIG_CTX_LEN").format(arch=arch), orig, "u32"))
+        window = cfg.get("sliding_window")
+        add.append((_K("Attention.SLIDING_WINDOW").format(arch=arch), window if isinstance(window, int) else 0, "u32"))
+        drop.discard(_K("Attention.HEAD_COUNT_KV").format(arch=arch))
     if arch == "gemma3" and cfg.get("sliding_window_pattern") == 1:
         drop.add(_K("Attention.SLIDING_WINDOW").format(arch=arch))
     return add, drop

@@ -108,9 +108,13 @@ def _backend(root: Path) -> tuple[dict, Any]:
     raw = read_bounded(root / "tokenizer.json", CAP_TOKENIZER, "tokenizer.json")
     tj = parse_json(raw, root / "tokenizer.json", "tokenizer.json")
     try:
-        return tj, Tokenizer.from_str(raw.decode("utf-8"))
+        backend = Tokenizer.from_str(raw.decode("utf-8"))
     except Exception as err:  # the tokenizers library raises plain Exceptions
         raise FormatError(root / "tokenizer.json", f"the tokenizers library cannot load it: {err}") from None
+    # The converter encodes through transformers, which neither truncates nor pads by default.
+    backend.no_truncation()
+    backend.no_padding()
+    return tj, backend
 
 
 def _base(tj: dict, backend: Any, vocab_size: int | None) -> tuple[list[str], list[int]]:
@@ -147,10 +151,14 @@ def _base(tj: dict, backend: Any, vocab_size: int | None) -> tuple[list[str], li
     return tokens, types
 
 
+# Hashes the converter's table lists under two names: its later test wins (the checks are not exclusive).
+_LAST_NAME = {"0876d13b50744004aa9aeae05e7b0647eac9d801b5ba4668afc01e709c15e19f": "jina-v2-en"}
+
+
 def _pre_name(root: Path, tj: dict, backend: Any, pre: str | None, wordpiece: bool) -> str:
     digest = check_hash(backend.encode(CHECK_TEXT).ids)
     if wordpiece:  # llama.cpp does not check a WordPiece vocabulary's pre name; the converter's hash names it
-        name = pre or CHECK_HASHES.get(digest)
+        name = pre or _LAST_NAME.get(digest) or CHECK_HASHES.get(digest)
         if name is None:
             from .gguf_vocab import missing_pre
 
@@ -203,7 +211,7 @@ def tokenizer_kv(root: Path, arch: str | None, hf_config: dict, pre: str | None 
     tokens, types = _base(tj, backend, vs)
     name = _pre_name(root, tj, backend, pre, wordpiece=path == "wpm")
     if path == "wpm":
-        out.append((f"{arch}.token_type_count", int(hf_config.get("type_vocab_size", 1)), "u32"))
+        out.append(("tokenizer.ggml.token_type_count", int(hf_config.get("type_vocab_size", 1)), "u32"))
         tokens = [t if k == TokenType.CONTROL else t[2:] if t.startswith("##") else SPACE + t
                   for t, k in zip(tokens, types)]
         out += [("tokenizer.ggml.model", "bert", "str"), ("tokenizer.ggml.pre", name, "str"),

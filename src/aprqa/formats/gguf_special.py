@@ -25,11 +25,11 @@ from typing import Any
 from ..fsio import CAP_CONFIG, CAP_TOKENIZER, read_bounded, read_json
 
 TYPES = ("bos", "eos", "unk", "sep", "pad", "cls", "mask")
-# GGUF key of each special id (gguf-py's Keys.Tokenizer spellings)
+# GGUF key of each special id (gguf-py's Keys.Tokenizer spellings); cls has no writer method in the
+# pinned gguf-py, so the converter skips it
 ID_KEYS = {"bos": "tokenizer.ggml.bos_token_id", "eos": "tokenizer.ggml.eos_token_id",
            "unk": "tokenizer.ggml.unknown_token_id", "sep": "tokenizer.ggml.seperator_token_id",
-           "pad": "tokenizer.ggml.padding_token_id", "cls": "tokenizer.ggml.cls_token_id",
-           "mask": "tokenizer.ggml.mask_token_id", "prefix": "tokenizer.ggml.prefix_token_id",
+           "pad": "tokenizer.ggml.padding_token_id", "mask": "tokenizer.ggml.mask_token_id", "prefix": "tokenizer.ggml.prefix_token_id",
            "suffix": "tokenizer.ggml.suffix_token_id", "middle": "tokenizer.ggml.middle_token_id",
            "eot": "tokenizer.ggml.eot_token_id", "eom": "tokenizer.ggml.eom_token_id",
            "fsep": "tokenizer.ggml.fim_sep_token_id"}
@@ -88,7 +88,7 @@ def _normalizer(norm: Any, out: dict[str, bool]) -> None:
         out["strip_accents"] = True
     elif kind == "BertNormalizer":
         for k in ("lowercase", "strip_accents"):
-            if k in norm:
+            if norm.get(k) is not None:  # null (BERT's "strip when lowercasing") is not written
                 out[k] = norm[k]
     elif kind == "Sequence":
         for n in norm.get("normalizers") or []:
