@@ -41,6 +41,13 @@ from .quantmix import QUANT_CHOICES, Mix, is_mix, row_fallback
 # aprqa.core cannot quantize (the IQ types) is refused, naming the tensors that need it.
 
 SMALL_TENSOR_ELEMENTS = 1024
+# KV pairs of a source GGUF that describe its tensors, recomputed when a GGUF is rewritten
+_RECOMPUTED = frozenset({"general.file_type", "general.quantization_version", "general.alignment",
+                         "general.architecture"})
+# llama_ftype (general.file_type) of each --quant name, as llama_model_quantize / the converter write it
+LLAMA_FTYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q2_k": 10,
+               "q3_k_s": 11, "q3_k_m": 12, "q3_k_l": 13, "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17,
+               "q6_k": 18, "bf16": 32}
 
 
 @dataclass
@@ -289,8 +296,14 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
                 model.close()
             raise
         extra["source_config"] = source_config
+    if fmt == "gguf":
+        extra["hparams"] = config_keys.hf_gguf_hparams(config, source_config) if source_config is not None \
+            else ([], set())
+        if model.format == "gguf":  # rewriting a GGUF: its architecture keys as the source wrote them
+            extra["hparams"][1].update(k for k, _, _ in config_keys.to_gguf(config) if k not in model.metadata)
+        if quant in LLAMA_FTYPE:  # the mix's type, not its most common tensor type (q4_k_m is 15, not Q5_0's 8)
+            extra["hparams"][0].append(("general.file_type", LLAMA_FTYPE[quant], "u32"))
     if fmt == "gguf" and source_config is not None:
-        extra["hparams"] = config_keys.hf_gguf_hparams(config, source_config)
         pooling = gguf_hf_vocab.pooling_type(Path(model.path) if Path(model.path).is_dir() else Path(model.path).parent)
         if pooling is not None:
             extra["hparams"][0].append((f"{config.architecture}.pooling_type", pooling, "u32"))
@@ -314,6 +327,13 @@ def _tokenizer_for(model: Model, fmt: str, pre_tokenizer: str | None) -> tuple[T
     path = Path(model.path)
     meta = {"general.type": "model",
             "general.name": name if isinstance(name, str) else path.name if path.is_dir() else path.stem}
+    if model.format == "gguf" and model.tokenizer is not None:
+        # GGUF -> GGUF (requantization): every source key is kept as written (scores, add_space_prefix,
+        # merges, provenance...) but what describes the new tensors, which the writer recomputes
+        meta.update({k: v for k, v in model.metadata.items() if k not in _RECOMPUTED and not k.startswith("split.")})
+        if pre_tokenizer is not None:
+            meta["tokenizer.ggml.pre"] = gguf_vocab.lookup_pre(pre_tokenizer)
+        return None, meta
     root = gguf_vocab.hf_root(model)
     if root is not None:  # an HF dir: the tokenizer keys llama.cpp's converter writes for it, by vocabulary type
         kv = gguf_hf_vocab.tokenizer_kv(root, model.config.architecture, model.metadata.get("config") or {},

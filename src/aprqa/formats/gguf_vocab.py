@@ -65,6 +65,12 @@ def default_token_types(info: TokenizerInfo) -> tuple[int, ...]:
                  for i, t in enumerate(info.tokens))
 
 
+def lookup_pre(name: str) -> str:
+    """``name`` when llama.cpp knows it as a ``tokenizer.ggml.pre`` (PreTokenizerError otherwise)."""
+    lookup(name)
+    return name
+
+
 def hf_token_types(tokenizer_json: dict, n_tokens: int) -> tuple[int, ...]:
     """Token types of a tokenizer.json vocabulary of ``n_tokens`` ids, as the converter assigns them."""
     model = tokenizer_json.get("model") or {}

@@ -109,18 +109,18 @@ def _write_file(
     kv: dict[str, tuple[Any, Any]] = {}
     for key, val, kind in config_keys.to_gguf(replace(config, architecture=arch)):
         kv[key] = (val, VT.FLOAT32 if kind == "f32" else VT.UINT32)
-    if hparams is not None:
-        add, drop = hparams
-        for key in drop:
-            kv.pop(key, None)
-        for key, val, kind in add:
-            kv[key] = (val, VT.FLOAT32 if kind == "f32" else VT.BOOL if kind == "bool" else VT.UINT32)
     weights = [t.dtype for t in tds if len(t.shape) >= 2]
     if weights:
         dominant = max(set(weights), key=lambda d: (sum(1 for w in weights if w == d), d.is_quantized, int(d)))
         if dominant in _FILE_TYPE:
             kv["general.file_type"] = (_FILE_TYPE[dominant], VT.UINT32)
     kv["general.quantization_version"] = (GGML_QUANT_VERSION, VT.UINT32)
+    if hparams is not None:
+        add, drop = hparams
+        for key in drop:
+            kv.pop(key, None)
+        for key, val, kind in add:
+            kv[key] = (val, VT.FLOAT32 if kind == "f32" else VT.BOOL if kind == "bool" else VT.UINT32)
     if tokenizer is not None:
         # llama.cpp needs one token per embedding row: pad with [PAD{id}] as its converter does.
         embed = next((td for td in tds if td.name == "model.embed_tokens.weight" and len(td.shape) == 2), None)
