@@ -20,7 +20,7 @@ from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models
 
 from ..errors import FormatError, UsageError
 from ..formats.model import Model, TokenizerInfo
-from ..formats.tokenizer_spm import rebuild_spm
+from ..formats.tokenizer_spm import byte_spelling, rebuild_spm
 from ..formats.tokenizer_wpm import rebuild_wpm
 from ..fsio import CAP_TOKENIZER, read_bounded
 from ..pretokenizers import hf_pre_tokenizer, lookup
@@ -68,8 +68,10 @@ class Tokenizer:
     """A loaded tokenizer: ``encode(text) -> list[int]``, ``decode(ids) -> str``, ``token(id)``."""
 
     def __init__(self, backend: Any, add_bos_id: int | None = None, source: str = "",
-                 add_end_id: int | None = None, always_bos: bool = False) -> None:
+                 add_end_id: int | None = None, always_bos: bool = False,
+                 respell: dict[int, list[int]] | None = None) -> None:
         self._tok = backend
+        self.respell = respell or {}  # backend-only ids -> the model's ids (SPM lone characters as bytes)
         self.add_bos_id = add_bos_id
         self.always_bos = always_bos  # llama.cpp's WordPiece path adds BOS even before a text's own [CLS]
         self.add_end_id = add_end_id  # appended after the text (a WordPiece [SEP])
@@ -77,6 +79,8 @@ class Tokenizer:
 
     def encode(self, text: str) -> list[int]:
         ids = list(self._tok.encode(text, add_special_tokens=False).ids)
+        if self.respell:
+            ids = [j for i in ids for j in self.respell.get(i, (i,))]
         if self.add_bos_id is not None and (self.always_bos or not ids or ids[0] != self.add_bos_id):
             ids.insert(0, self.add_bos_id)
         if self.add_end_id is not None:
@@ -151,7 +155,9 @@ def load_tokenizer(model: Model) -> Tokenizer:
     bos = info.bos_id if info.add_bos else None
     if info.model_type == "llama":  # SentencePiece: its own module; llama.cpp adds BOS unless the file says not
         bos = info.bos_id if info.add_bos is not False else None
-        return Tokenizer(rebuild_spm(model), add_bos_id=bos, source=f"{model.path} (SentencePiece rebuilt)")
+        backend = rebuild_spm(model, lone=True)
+        return Tokenizer(backend, add_bos_id=bos, source=f"{model.path} (SentencePiece rebuilt)",
+                         respell=byte_spelling(model, backend))
     if info.model_type == "bert":  # WordPiece: llama.cpp wraps the text in its BOS ([CLS]) and SEP ids
         sep = model.metadata.get("tokenizer.ggml.seperator_token_id")
         return Tokenizer(rebuild_wpm(model), add_bos_id=info.bos_id, source=f"{model.path} (WordPiece rebuilt)",
