@@ -131,3 +131,29 @@ def test_real_gemma3_gguf_reads_back_as_llamacpp_tokenizes(gemma3_gguf):
     texts = gguf_parity.corpus_for("gemma3")
     tok = load_tokenizer(open_model(gemma3_gguf))
     assert [tok.encode(t) for t in texts] == gguf_parity.llamacpp_ids(gemma3_gguf, texts)
+
+
+@pytest.mark.slow
+def test_real_gemma3_gguf_to_hf_to_gguf_keeps_the_tokenizer(gemma3_gguf, tmp_path):
+    """GGUF -> HF writes tokenizer.model and added_tokens_decoder, so HF -> GGUF takes llama.cpp's
+    SentencePiece path again: every tokenizer key comes back equal, transformers tokenizes the HF dir as
+    llama.cpp tokenizes the source, and llama.cpp tokenizes the round trip the same."""
+    pytest.importorskip("llama_cpp")
+    transformers = pytest.importorskip("transformers")
+    import gguf_parity
+
+    from aprqa.convert import convert
+
+    convert(gemma3_gguf, tmp_path / "hf")
+    assert (tmp_path / "hf" / "tokenizer.model").is_file()
+    convert(tmp_path / "hf", tmp_path / "back.gguf", quant="q4_k_m")
+    lines = gguf_parity.diff(gemma3_gguf, tmp_path / "back.gguf")
+    kv_lines = [ln for ln in lines if ln.startswith("kv")]
+    # the one key the round trip adds: the HF config states gemma3's sliding-window RoPE base (10000, the
+    # value llama.cpp assumes without the key), and llama.cpp's converter writes it from such a config
+    assert kv_lines == ["kv extra: gemma3.rope.freq_base_swa = 10000.0"], kv_lines
+    texts = gguf_parity.corpus_for("gemma3")
+    want = gguf_parity.llamacpp_ids(gemma3_gguf, texts)
+    tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert [tok(t).input_ids for t in texts] == want
+    assert gguf_parity.llamacpp_ids(tmp_path / "back.gguf", texts) == want

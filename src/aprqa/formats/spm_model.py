@@ -90,3 +90,41 @@ def read_pieces(path: Path) -> list[tuple[str, float, int]]:
     if not out:
         raise FormatError(path, "no sentencepiece pieces (not a tokenizer.model?)", offset=0)
     return out
+
+
+def _varint_bytes(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(num: int, payload: bytes) -> bytes:
+    return _varint_bytes(num << 3 | 2) + _varint_bytes(len(payload)) + payload
+
+
+def _flag(num: int, value: int) -> bytes:
+    return _varint_bytes(num << 3) + _varint_bytes(value)
+
+
+def model_bytes(pieces: list[tuple[str, float, int]], add_dummy_prefix: bool, byte_fallback: bool = True) -> bytes:
+    """A sentencepiece ModelProto (BPE) holding ``pieces``: what the sentencepiece library loads and
+    llama.cpp's converter reads tokens, scores and types from.
+
+    TrainerSpec: model_type BPE (3: 2), vocab_size (4), byte_fallback (35); NormalizerSpec: name
+    "identity" (1), add_dummy_prefix (3), remove_extra_whitespaces (4) false, escape_whitespaces (5).
+    """
+    out = bytearray()
+    for text, score, kind in pieces:
+        body = _field(1, text.encode("utf-8")) + b"\x15" + struct.pack("<f", score)
+        if kind != NORMAL:
+            body += _flag(3, kind)
+        out += _field(1, body)
+    trainer = _flag(3, 2) + _flag(4, len(pieces)) + (_flag(35, 1) if byte_fallback else b"")
+    out += _field(2, trainer)
+    normalizer = _field(1, b"identity") + _flag(3, int(add_dummy_prefix)) + _flag(4, 0) + _flag(5, 1)
+    out += _field(3, normalizer)
+    return bytes(out)
