@@ -23,12 +23,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tokenizers import Tokenizer
+
 from ..errors import FormatError, UsageError
 from ..fsio import CAP_TOKENIZER, parse_json, read_bounded, read_json
 from ..pretokenizer_table import CHECK_HASHES
 from ..pretokenizers import CHECK_TEXT, check_hash, identify, lookup
 from .gguf_special import special_vocab
-from .gguf_vocab import TokenType, looks_special, pad_token
+from .gguf_vocab import TokenType, looks_special, missing_pre, pad_token
 from .spm_model import BYTE, CONTROL, UNKNOWN, UNUSED, read_pieces
 
 SPACE = "\u2581"
@@ -103,8 +105,6 @@ def _spm(root: Path, vocab_size: int | None, phi3: bool) -> tuple[list[str], lis
 
 
 def _backend(root: Path) -> tuple[dict, Any]:
-    from tokenizers import Tokenizer  # declared lazy import: only a conversion reads tokenizer.json
-
     raw = read_bounded(root / "tokenizer.json", CAP_TOKENIZER, "tokenizer.json")
     tj = parse_json(raw, root / "tokenizer.json", "tokenizer.json")
     try:
@@ -160,8 +160,6 @@ def _pre_name(root: Path, tj: dict, backend: Any, pre: str | None, wordpiece: bo
     if wordpiece:  # llama.cpp does not check a WordPiece vocabulary's pre name; the converter's hash names it
         name = pre or _LAST_NAME.get(digest) or CHECK_HASHES.get(digest)
         if name is None:
-            from .gguf_vocab import missing_pre
-
             raise missing_pre(str(root), digest)
         return name
     if pre is not None:
@@ -169,8 +167,6 @@ def _pre_name(root: Path, tj: dict, backend: Any, pre: str | None, wordpiece: bo
         return pre
     found = identify(tj, backend)
     if found is None:
-        from .gguf_vocab import missing_pre
-
         raise missing_pre(str(root), digest)
     return found.name
 

@@ -13,6 +13,8 @@ written, never to read one (``aprqa inspect`` loads neither).
 
 from __future__ import annotations
 
+import json
+
 import struct
 from pathlib import Path
 from typing import Any, Iterable
@@ -240,8 +242,6 @@ def write(path: str | Path, tensors: Iterable[TensorData], config: ArchConfig,
 def _write_side_files(root: Path, side: dict[str, Any]) -> None:
     """Extra HF side files: bytes written as they are; ``tokenizer_config.json`` (a dict) merged into the one
     written before it."""
-    import json
-
     for name, content in side.items():
         if name == "tokenizer_config.json":
             cfg_path = root / name
