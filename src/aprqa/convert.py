@@ -28,10 +28,11 @@ from . import core
 from .dtypes import DType, dtype_from_name
 from .errors import UsageError
 from .formats import FORMATS, format_module, open_model
-from .formats import gguf_vocab
+from .formats import gguf_hf_vocab, gguf_policy, gguf_vocab
 from .formats.model import Model, TensorData, TensorInfo, TokenizerInfo
+from .formats import spm_model
 from .formats.tokenizer_spm import rebuild_spm
-from .arch import (NORM_OFFSET, config_keys, family, inverse_permutation, layer_count, norm_offset, rope_heads,
+from .arch import (NORM_OFFSET, config_keys, family, gguf_name, inverse_permutation, layer_count, norm_offset, rope_heads,
                    rope_permuted, rope_row_permutation)
 from .capabilities import STORABLE, unquantizable_types
 from .fsio import refuse_input_as_output
@@ -41,6 +42,13 @@ from .quantmix import QUANT_CHOICES, Mix, is_mix, row_fallback
 # aprqa.core cannot quantize (the IQ types) is refused, naming the tensors that need it.
 
 SMALL_TENSOR_ELEMENTS = 1024
+# KV pairs of a source GGUF that describe its tensors, recomputed when a GGUF is rewritten
+_RECOMPUTED = frozenset({"general.file_type", "general.quantization_version", "general.alignment",
+                         "general.architecture"})
+# llama_ftype (general.file_type) of each --quant name, as llama_model_quantize / the converter write it
+LLAMA_FTYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q2_k": 10,
+               "q3_k_s": 11, "q3_k_m": 12, "q3_k_l": 13, "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17,
+               "q6_k": 18, "bf16": 32}
 
 
 @dataclass
@@ -157,7 +165,11 @@ def convert_tensors(model: Model, fmt: str, quant: "DType | Mix | None",
     """
     arch = model.config.architecture
     for t in model.tensors.values():
+        if fmt == "gguf" and gguf_policy.skipped(t.name, arch):
+            continue  # what llama.cpp's converter leaves out (bert's position_ids buffer, its pooler)
         want = target_dtype(t, quant, fmt)
+        if fmt == "gguf" and quant is not None and gguf_policy.keeps_f32(gguf_name(t.name, arch), len(t.shape)):
+            want = DType.F32
         # Rows of the source in HF order (undo a source GGUF permutation first).
         perm_in = rope_permuted(t.name, arch, model.format)
         perm_out = rope_permuted(t.name, arch, fmt)
@@ -222,6 +234,34 @@ def _spm_tokenizer_json(model: Model) -> Any:
     return tok
 
 
+def _spm_side_files(model: Model) -> dict[str, Any]:
+    """What an HF dir needs besides tokenizer.json so that llama.cpp's converter writes the GGUF's
+    SentencePiece vocabulary back (its SPM path reads tokenizer.model, and tokenizer_config.json's
+    added_tokens_decoder for CONTROL / USER_DEFINED types), and transformers adds what llama.cpp adds."""
+    info = model.tokenizer
+    assert info is not None
+    meta = model.metadata
+    scores = list(meta.get("tokenizer.ggml.scores") or [])
+    types = list(info.token_types)
+    out: dict[str, Any] = {}
+    unk = info.unk_id if info.unk_id is not None and 0 <= info.unk_id < len(types) else \
+        next((i for i, k in enumerate(types) if k == 2), None)
+    if len(scores) == len(types) == len(info.tokens) and unk is not None:  # sentencepiece needs an unknown piece
+        prefix = meta.get("tokenizer.ggml.add_space_prefix") is not False
+        kinds = [2 if i == unk else k for i, k in enumerate(types)]  # tokenizer_config restores a CONTROL <unk>
+        out["tokenizer.model"] = spm_model.model_bytes(list(zip(info.tokens, map(float, scores), kinds)), prefix)
+    decoder = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
+                        "special": k == 3}
+               for i, (t, k) in enumerate(zip(info.tokens, types)) if k in (3, 4)}
+    cfg: dict[str, Any] = {"added_tokens_decoder": decoder}
+    for typ in ("bos", "eos", "sep"):
+        flag = meta.get(f"tokenizer.ggml.add_{typ}_token")
+        if isinstance(flag, bool):
+            cfg[f"add_{typ}_token"] = flag
+    out["tokenizer_config.json"] = cfg
+    return out
+
+
 def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, quant: str | None = None,
             on_tensor: Callable[[TensorInfo], None] | None = None, weights_only: bool = False,
             pre_tokenizer: str | None = None) -> ConvertResult:
@@ -268,6 +308,11 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
     # The RoPE style describes the row order of the written Q/K weights.
     if family(config.architecture) is not None:
         config = replace(config, rope_style=config_keys.rope_style(config.architecture, fmt))
+        spec = family(config.architecture)
+        if fmt == "gguf" and spec is not None and spec.gguf_tensor_arch:
+            # llama.cpp's converter writes such a family under the architecture whose graph runs it
+            # (mistral as llama); a GGUF "mistral" is refused by llama.cpp's loader
+            config = replace(config, architecture=spec.gguf_tensor_arch)
     source_config = model.metadata.get("config") if model.format == "safetensors" else None
     extra: dict[str, Any] = {}
     if fmt == "safetensors" and dst.suffix != ".safetensors":
@@ -275,11 +320,23 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
             config_keys.to_hf(config, tokenizer, source_config)
             if model.format == "gguf" and model.tokenizer is not None and model.tokenizer.model_type == "llama":
                 extra["tokenizer_json"] = _spm_tokenizer_json(model)
+                extra["side_files"] = _spm_side_files(model)
         except BaseException:
             if not isinstance(src, Model):
                 model.close()
             raise
         extra["source_config"] = source_config
+    if fmt == "gguf":
+        extra["hparams"] = config_keys.hf_gguf_hparams(config, source_config) if source_config is not None \
+            else ([], set())
+        if model.format == "gguf":  # rewriting a GGUF: its architecture keys as the source wrote them
+            extra["hparams"][1].update(k for k, _, _ in config_keys.to_gguf(config) if k not in model.metadata)
+        if quant in LLAMA_FTYPE:  # the mix's type, not its most common tensor type (q4_k_m is 15, not Q5_0's 8)
+            extra["hparams"][0].append(("general.file_type", LLAMA_FTYPE[quant], "u32"))
+    if fmt == "gguf" and source_config is not None:
+        pooling = gguf_hf_vocab.pooling_type(Path(model.path) if Path(model.path).is_dir() else Path(model.path).parent)
+        if pooling is not None:
+            extra["hparams"][0].append((f"{config.architecture}.pooling_type", pooling, "u32"))
     try:
         format_module(fmt).write(dst, convert_tensors(model, fmt, qtype, on_tensor, result.tensors),
                                  config, tokenizer, metadata, **extra)
@@ -300,6 +357,23 @@ def _tokenizer_for(model: Model, fmt: str, pre_tokenizer: str | None) -> tuple[T
     path = Path(model.path)
     meta = {"general.type": "model",
             "general.name": name if isinstance(name, str) else path.name if path.is_dir() else path.stem}
+    if model.format == "gguf" and model.tokenizer is not None:
+        # GGUF -> GGUF (requantization): every source key is kept as written (scores, add_space_prefix,
+        # merges, provenance...) but what describes the new tensors, which the writer recomputes
+        meta.update({k: v for k, v in model.metadata.items() if k not in _RECOMPUTED and not k.startswith("split.")})
+        if pre_tokenizer is not None:
+            meta["tokenizer.ggml.pre"] = gguf_vocab.lookup_pre(pre_tokenizer)
+        return None, meta
+    root = gguf_vocab.hf_root(model)
+    if root is not None:  # an HF dir: the tokenizer keys llama.cpp's converter writes for it, by vocabulary type
+        kv = gguf_hf_vocab.tokenizer_kv(root, model.config.architecture, model.metadata.get("config") or {},
+                                        pre_tokenizer)
+        if kv is not None:
+            for key, val, _kind in kv:
+                if key == "tokenizer.ggml.tokens":
+                    gguf_hf_vocab.refuse_duplicates(val, str(root))
+                meta[key] = val
+            return None, meta
     if model.tokenizer is None:
         return None, meta
     embed = model.tensors.get("model.embed_tokens.weight")

@@ -244,3 +244,69 @@ def to_gguf(config: ArchConfig) -> list[tuple[str, Any, str]]:
     if config.rms_eps is not None:
         out.append((eps_key(spec).format(arch=arch), config.rms_eps, "f32"))
     return out
+
+
+def _hf_local_theta(cfg: dict[str, Any]) -> float | None:
+    """The sliding-window layers' RoPE base of a config.json (gemma3's rope_parameters, or a local key)."""
+    rope = cfg.get("rope_parameters") if isinstance(cfg.get("rope_parameters"), dict) else \
+        cfg.get("rope_scaling") if isinstance(cfg.get("rope_scaling"), dict) else {}
+    sliding = rope.get("sliding_attention") if isinstance(rope.get("sliding_attention"), dict) else None
+    if sliding is not None and isinstance(sliding.get("rope_theta"), (int, float)):
+        return float(sliding["rope_theta"])
+    for k in ("local_rope_theta", "rope_local_theta", "rope_theta_local", "swa_rope_theta", "rope_local_base_freq"):
+        if isinstance(cfg.get(k), (int, float)) and not isinstance(cfg.get(k), bool):
+            return float(cfg[k])
+    return None
+
+
+def hf_gguf_hparams(config: ArchConfig, cfg: dict[str, Any]) -> tuple[list[tuple[str, Any, str]], set[str]]:
+    """(keys to add, keys to drop) that make ``to_gguf`` of an HF source what llama.cpp's converter writes.
+
+    Facts of the pinned converter: the head size is written (key and value length) when config.json
+    states ``head_dim`` (gemma families: always); only llama/mistral write ``vocab_size`` and
+    ``rope.dimension_count``; gemma and gemma2 write no RoPE base; a sliding-window RoPE base is
+    written as ``rope.freq_base_swa``; encoders say ``attention.causal`` false; gemma3 writes its
+    sliding window unless every layer is local.
+    """
+    arch = config.architecture or ""
+    add: list[tuple[str, Any, str]] = []
+    drop: set[str] = set()
+    head_kl, head_vl = _K("Attention.KEY_LENGTH").format(arch=arch), _K("Attention.VALUE_LENGTH").format(arch=arch)
+    head_dim = cfg.get("head_dim") if isinstance(cfg.get("head_dim"), int) else None
+    if arch.startswith("gemma") and head_dim is None:
+        head_dim = config.head_dim
+    if not arch.startswith("gemma") and not any(k in cfg for k in ("num_key_value_heads", "n_kv_heads")):
+        drop.add(_K("Attention.HEAD_COUNT_KV").format(arch=arch))
+    if head_dim is not None:
+        add += [(head_kl, head_dim, "u32"), (head_vl, head_dim, "u32")]
+    else:
+        drop |= {head_kl, head_vl}
+    if arch not in ("llama", "mistral"):
+        drop.add(_K("LLM.VOCAB_SIZE").format(arch=arch))
+    elif config.num_heads:
+        rope_dim = head_dim if head_dim is not None else (config.hidden_size or 0) // config.num_heads
+        add.append((_K("Rope.DIMENSION_COUNT").format(arch=arch), rope_dim, "u32"))
+    if arch in ("gemma", "gemma2"):
+        drop.add(_K("Rope.FREQ_BASE").format(arch=arch))
+    local = _hf_local_theta(cfg)
+    if local is not None and has_rope(arch):
+        add.append((_K("Rope.FREQ_BASE_SWA").format(arch=arch), local, "f32"))
+    spec = family(arch)
+    if spec is not None and not spec.forward.causal:
+        add.append((_K("Attention.CAUSAL").format(arch=arch), False, "bool"))
+    if arch == "phi3":  # its own parameter set: partial rotary dims, the original context, window 0 = none
+        rope = cfg.get("rope_parameters") if isinstance(cfg.get("rope_parameters"), dict) else \
+            cfg.get("rope_scaling") if isinstance(cfg.get("rope_scaling"), dict) else {}
+        pct = rope.get("partial_rotary_factor", cfg.get("partial_rotary_factor", 1.0))
+        if config.num_heads and config.hidden_size and isinstance(pct, (int, float)):
+            add.append((_K("Rope.DIMENSION_COUNT").format(arch=arch), int(pct * config.hidden_size) // config.num_heads,
+                        "u32"))
+        orig = rope.get("original_max_position_embeddings", cfg.get("original_max_position_embeddings"))
+        if isinstance(orig, int):
+            add.append((_K("Rope.SCALING_ORIG_CTX_LEN").format(arch=arch), orig, "u32"))
+        window = cfg.get("sliding_window")
+        add.append((_K("Attention.SLIDING_WINDOW").format(arch=arch), window if isinstance(window, int) else 0, "u32"))
+        drop.discard(_K("Attention.HEAD_COUNT_KV").format(arch=arch))
+    if arch == "gemma3" and cfg.get("sliding_window_pattern") == 1:
+        drop.add(_K("Attention.SLIDING_WINDOW").format(arch=arch))
+    return add, drop

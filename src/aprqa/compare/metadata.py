@@ -147,8 +147,24 @@ def compare_config(ref: Model, cand: Model) -> SectionDiff:
                                      note=f"{norm_side.format} {norm_side.config.architecture} says 'norm' because "
                                           "llama.cpp stores Q/K rows permuted; equivalent to HF 'neox'"))
                 continue
+        if name == "architecture" and va != vb and _gguf_arch_of(va, vb):
+            out.append(FieldDiff(name, FieldStatus.MATCH, va, vb,
+                                 note="llama.cpp's converter writes this family under the architecture whose "
+                                      "graph runs it (mistral as llama); a file converted back from such a GGUF "
+                                      "says the same"))
+            continue
         out.append(_field(name, va, vb))
     return SectionDiff("metadata", tuple(out))
+
+
+def _gguf_arch_of(va: str | None, vb: str | None) -> bool:
+    """Whether one side's architecture is the GGUF architecture llama.cpp writes the other side's family
+    under (a GGUF of it, or a file converted back from one)."""
+    for fam, arch in ((va, vb), (vb, va)):
+        spec = archreg.family(fam)
+        if spec is not None and spec.gguf_tensor_arch and spec.gguf_tensor_arch == arch:
+            return True
+    return False
 
 
 def _first_diff(xs: tuple[str, ...], ys: tuple[str, ...]) -> int | None:

@@ -66,6 +66,12 @@ def default_token_types(info: TokenizerInfo) -> tuple[int, ...]:
                  for i, t in enumerate(info.tokens))
 
 
+def lookup_pre(name: str) -> str:
+    """``name`` when llama.cpp knows it as a ``tokenizer.ggml.pre`` (PreTokenizerError otherwise)."""
+    lookup(name)
+    return name
+
+
 def hf_token_types(tokenizer_json: dict, n_tokens: int) -> tuple[int, ...]:
     """Token types of a tokenizer.json vocabulary of ``n_tokens`` ids, as the converter assigns them."""
     model = tokenizer_json.get("model") or {}
@@ -115,7 +121,8 @@ def unpadded(info: TokenizerInfo) -> TokenizerInfo:
     return replace(info, tokens=tuple(info.tokens[:n]), token_types=tuple(info.token_types[:n]))
 
 
-def _hf_root(model: Model) -> Path | None:
+def hf_root(model: Model) -> Path | None:
+    """The HF directory of a model read from one (None for other sources or without tokenizer.json)."""
     if model.format != "safetensors":
         return None
     root = model.path if model.path.is_dir() else model.path.parent
@@ -136,7 +143,7 @@ def _added_specials(backend: Any) -> tuple[bool, bool]:
     return at > 0, at + len(plain) < len(full)
 
 
-def _missing_pre(what: str, digest: str | None) -> PreTokenizerError:
+def missing_pre(what: str, digest: str | None) -> PreTokenizerError:
     hashed = f" (check-text hash {digest[:16]}...)" if digest else ""
     return PreTokenizerError(
         f"{what}: cannot tell which llama.cpp pre-tokenizer this tokenizer uses{hashed}; a GGUF without "
@@ -159,7 +166,7 @@ class HFFacts:
 
 def hf_facts(model: Model) -> HFFacts | None:
     """The GGUF tokenizer facts of an HF directory's byte-level BPE tokenizer.json (None otherwise)."""
-    root = _hf_root(model)
+    root = hf_root(model)
     info = model.tokenizer
     if root is None or info is None or info.model_type != "gpt2":
         return None
@@ -221,13 +228,13 @@ def for_gguf(model: Model, info: TokenizerInfo, rows: int | None, pre: str | Non
     facts = hf_facts(model) if info is model.tokenizer else None
     if facts is not None:
         if pre is None and facts.pre is None:
-            raise _missing_pre(f"{model.path}", facts.check_hash)
+            raise missing_pre(f"{model.path}", facts.check_hash)
         info = replace(info, pre=pre or (facts.pre.name if facts.pre else None), token_types=facts.token_types,
                        add_bos=facts.add_bos, add_eos=facts.add_eos, chat_template=facts.chat_template)
     elif info.model_type == "gpt2":
         name = pre or info.pre
         if name is None:
-            raise _missing_pre(f"{model.path}", None)
+            raise missing_pre(f"{model.path}", None)
         lookup(name)
         info = replace(info, pre=name)
     elif pre is not None:

@@ -76,6 +76,7 @@ def _write_file(
     config: ArchConfig,
     tokenizer: TokenizerInfo | None,
     metadata: dict | None = None,
+    hparams: tuple[list, set] | None = None,
 ) -> None:
     """Write a GGUF v3 file with gguf-py's ``GGUFWriter``.
 
@@ -88,6 +89,8 @@ def _write_file(
         config: architecture facts written as ``{arch}.*`` keys.
         tokenizer: written as ``tokenizer.ggml.*`` keys (None: none written).
         metadata: extra KV pairs (keys the config/tokenizer write, and ``split.*``, are skipped).
+        hparams: (entries to add, keys to drop) over the config's keys: what llama.cpp's converter
+            writes for the source (``config_keys.hf_gguf_hparams``).
 
     Raises:
         UsageError: no architecture, a dtype with no GGML id, or a payload of the wrong size.
@@ -112,6 +115,12 @@ def _write_file(
         if dominant in _FILE_TYPE:
             kv["general.file_type"] = (_FILE_TYPE[dominant], VT.UINT32)
     kv["general.quantization_version"] = (GGML_QUANT_VERSION, VT.UINT32)
+    if hparams is not None:
+        add, drop = hparams
+        for key in drop:
+            kv.pop(key, None)
+        for key, val, kind in add:
+            kv[key] = (val, VT.FLOAT32 if kind == "f32" else VT.BOOL if kind == "bool" else VT.UINT32)
     if tokenizer is not None:
         # llama.cpp needs one token per embedding row: pad with [PAD{id}] as its converter does.
         embed = next((td for td in tds if td.name == "model.embed_tokens.weight" and len(td.shape) == 2), None)
@@ -194,7 +203,7 @@ def _write_file(
 
 
 def write(path: Path, tensors: Iterable[TensorData], config: ArchConfig, tokenizer: TokenizerInfo | None,
-          metadata: dict | None = None) -> None:
+          metadata: dict | None = None, hparams: tuple[list, set] | None = None) -> None:
     """Write atomically (``fsio.atomic_output``): the old file or the complete new one, never a part."""
     with atomic_output(path) as tmp:
-        _write_file(tmp, tensors, config, tokenizer, metadata)
+        _write_file(tmp, tensors, config, tokenizer, metadata, hparams)

@@ -13,6 +13,7 @@ written, never to read one (``aprqa inspect`` loads neither).
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import struct
@@ -219,7 +220,8 @@ def _shards_from_index(index: Path) -> list[Path]:
 
 def write(path: str | Path, tensors: Iterable[TensorData], config: ArchConfig,
           tokenizer: TokenizerInfo | None, metadata: dict[str, str] | None = None, *,
-          source_config: dict[str, Any] | None = None, tokenizer_json: Any = None) -> None:
+          source_config: dict[str, Any] | None = None, tokenizer_json: Any = None,
+          side_files: dict[str, Any] | None = None) -> None:
     """Write tensors as SafeTensors (HF names, [out, in] shapes).
 
     ``path`` ending in ``.safetensors`` writes one file; otherwise ``path`` is a directory
@@ -235,12 +237,26 @@ def write(path: str | Path, tensors: Iterable[TensorData], config: ArchConfig,
     # Atomic (fsio.atomic_output): an HF directory is built beside the final name and swapped in whole.
     with atomic_output(path, directory=path.suffix != ".safetensors", make_parents=True) as tmp:
         _write_to(tmp, path.suffix == ".safetensors", tensors, config, tokenizer, metadata, source_config,
-                  tokenizer_json)
+                  tokenizer_json, side_files)
+
+
+def _write_side_files(root: Path, side: dict[str, Any]) -> None:
+    """Extra HF side files: bytes written as they are; ``tokenizer_config.json`` (a dict) merged into the one
+    written before it."""
+    for name, content in side.items():
+        if name == "tokenizer_config.json":
+            cfg_path = root / name
+            cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+            cfg.update(content)
+            cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        else:
+            (root / name).write_bytes(content)
 
 
 def _write_to(path: Path, single_file: bool, tensors: Iterable[TensorData], config: ArchConfig,
               tokenizer: TokenizerInfo | None, metadata: dict[str, str] | None,
-              source_config: dict[str, Any] | None = None, tokenizer_json: Any = None) -> None:
+              source_config: dict[str, Any] | None = None, tokenizer_json: Any = None,
+              side_files: dict[str, Any] | None = None) -> None:
     if single_file:
         weights = path
     else:
@@ -250,6 +266,7 @@ def _write_to(path: Path, single_file: bool, tensors: Iterable[TensorData], conf
             write_hf_tokenizer(path, tokenizer)
         if tokenizer_json is not None:  # a rebuilt tokenizers.Tokenizer (SentencePiece from a GGUF)
             tokenizer_json.save(str(path / "tokenizer.json"))
+        _write_side_files(path, side_files or {})
     # Declared lazy imports (tests/test_architecture_imports.py): only writing needs them.
     import numpy as np
     from safetensors import SafetensorError, TensorSpec, serialize_file

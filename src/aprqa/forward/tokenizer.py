@@ -4,8 +4,9 @@
 * GGUF / APR: an equivalent byte-level BPE is rebuilt from ``TokenizerInfo`` (tokens +
   merges, GGUF type "gpt2"), split the way llama.cpp splits for its ``tokenizer.ggml.pre``
   (``aprqa.pretokenizers``: every name llama.cpp knows; none means llama.cpp's "default").
-  SentencePiece ("llama") vocabularies carry no merges/scores in ``TokenizerInfo`` and are
-  refused with a clear message (give token ids directly instead).
+  SentencePiece ("llama") vocabularies are rebuilt from tokens, scores and types
+  (``formats.tokenizer_spm``), WordPiece ("bert") from llama.cpp's phantom-space spelling
+  (``formats.tokenizer_wpm``), each with llama.cpp's BOS/SEP defaults.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models
 
 from ..errors import FormatError, UsageError
 from ..formats.model import Model, TokenizerInfo
-from ..formats.tokenizer_spm import rebuild_spm
+from ..formats.tokenizer_spm import byte_spelling, rebuild_spm
+from ..formats.tokenizer_wpm import rebuild_wpm
 from ..fsio import CAP_TOKENIZER, parse_json, read_bounded
 from ..pretokenizer_regex import check_split_regexes
 from ..pretokenizers import hf_pre_tokenizer, lookup
@@ -66,15 +68,24 @@ class TokenizerComparison:
 class Tokenizer:
     """A loaded tokenizer: ``encode(text) -> list[int]``, ``decode(ids) -> str``, ``token(id)``."""
 
-    def __init__(self, backend: Any, add_bos_id: int | None = None, source: str = "") -> None:
+    def __init__(self, backend: Any, add_bos_id: int | None = None, source: str = "",
+                 add_end_id: int | None = None, always_bos: bool = False,
+                 respell: dict[int, list[int]] | None = None) -> None:
         self._tok = backend
+        self.respell = respell or {}  # backend-only ids -> the model's ids (SPM lone characters as bytes)
         self.add_bos_id = add_bos_id
+        self.always_bos = always_bos  # llama.cpp's WordPiece path adds BOS even before a text's own [CLS]
+        self.add_end_id = add_end_id  # appended after the text (a WordPiece [SEP])
         self.source = source
 
     def encode(self, text: str) -> list[int]:
-        ids = list(self._tok.encode(text).ids)
-        if self.add_bos_id is not None and (not ids or ids[0] != self.add_bos_id):
+        ids = list(self._tok.encode(text, add_special_tokens=False).ids)
+        if self.respell:
+            ids = [j for i in ids for j in self.respell.get(i, (i,))]
+        if self.add_bos_id is not None and (self.always_bos or not ids or ids[0] != self.add_bos_id):
             ids.insert(0, self.add_bos_id)
+        if self.add_end_id is not None:
+            ids.append(self.add_end_id)
         return ids
 
     def decode(self, ids: list[int]) -> str:
@@ -144,8 +155,16 @@ def load_tokenizer(model: Model) -> Tokenizer:
     if info is None or not info.tokens:
         raise UsageError(f"{model.path}: the model carries no tokenizer; give token ids instead of text")
     bos = info.bos_id if info.add_bos else None
-    if info.model_type == "llama":  # SentencePiece: its own module
-        return Tokenizer(rebuild_spm(model), add_bos_id=bos, source=f"{model.path} (SentencePiece rebuilt)")
+    if info.model_type == "llama":  # SentencePiece: its own module; llama.cpp adds BOS unless the file says not
+        bos = info.bos_id if info.add_bos is not False else None
+        backend = rebuild_spm(model, lone=True)
+        return Tokenizer(backend, add_bos_id=bos, source=f"{model.path} (SentencePiece rebuilt)",
+                         respell=byte_spelling(model, backend))
+    if info.model_type == "bert":  # WordPiece: llama.cpp wraps the text in its BOS ([CLS]) and SEP ids
+        sep = model.metadata.get("tokenizer.ggml.seperator_token_id")
+        return Tokenizer(rebuild_wpm(model), add_bos_id=info.bos_id, source=f"{model.path} (WordPiece rebuilt)",
+                         add_end_id=sep if isinstance(sep, int) and not isinstance(sep, bool) else None,
+                         always_bos=True)
     return Tokenizer(rebuild_bpe(info), add_bos_id=bos, source=f"{model.path} ({info.model_type} rebuilt)")
 
 
