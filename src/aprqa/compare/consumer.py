@@ -208,12 +208,3 @@ def reconcile_pre(section: SectionDiff, ref: Model, cand: Model) -> SectionDiff:
                               f.reference or facts.pre.name, f.candidate or facts.pre.name, note)
         out.append(f)
     return replace(section, fields=tuple(out))
-
-
-def tokenizer_section(section: SectionDiff, ref: Model, cand: Model) -> SectionDiff:
-    """``compare_tokenizer``'s section with padding reconciled and llama.cpp's checks appended."""
-    if cand.tokenizer is None:
-        return section
-    section = reconcile_pre(reconcile_padding(section, ref, cand), ref, cand)
-    extra = consumer_fields(ref, cand)
-    return replace(section, fields=section.fields + extra) if extra else section
