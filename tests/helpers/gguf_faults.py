@@ -33,6 +33,7 @@ class Fault:
     edit: dict[str, Edit] = field(default_factory=dict)  # GGUF tensor name -> edit
     relabel: dict[str, str] = field(default_factory=dict)  # GGUF tensor name -> GGMLQuantizationType name
     truncate_to: float | None = None  # keep this fraction of the file
+    drop_tensors: tuple[str, ...] = ()
 
 
 def _writer_arch(reader: Any) -> str:
@@ -61,7 +62,8 @@ def _apply(src: Path, dst: Path, fault: Fault) -> None:
             writer.add_key_value(key, value, gguf.GGUFValueType[tname])
     tensors = {t.name: np.array(t.data) for t in reader.tensors}
     datas = {}
-    for t in reader.tensors:
+    kept = [t for t in reader.tensors if t.name not in fault.drop_tensors]
+    for t in kept:
         data = tensors[t.name]
         if t.name in fault.edit:
             data = np.ascontiguousarray(fault.edit[t.name](data.copy(), tensors)).astype(data.dtype, copy=False)
@@ -71,7 +73,7 @@ def _apply(src: Path, dst: Path, fault: Fault) -> None:
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
-    for t in reader.tensors:
+    for t in kept:
         writer.write_tensor_data(datas[t.name])
     writer.close()
 

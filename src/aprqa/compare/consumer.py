@@ -155,6 +155,20 @@ def _special_fields(tok: TokenizerInfo, facts: HFFacts | None) -> list[FieldDiff
     return out
 
 
+def _scores_field(cand: Model, tok: TokenizerInfo) -> FieldDiff:
+    """A SentencePiece vocabulary is merged by piece score: without scores llama.cpp scores every piece 0."""
+    scores = cand.metadata.get("tokenizer.ggml.scores")
+    n = len(tok.tokens)
+    if scores is None:
+        return _fail("scores", FieldStatus.MISSING, n, None,
+                     "no tokenizer.ggml.scores: llama.cpp gives every piece score 0, so it merges pieces in another "
+                     "order and the token ids change")
+    if len(scores) != n:
+        return _fail("scores", FieldStatus.DIFFERENT, n, len(scores),
+                     f"{len(scores):,} scores for {n:,} tokens: llama.cpp will refuse to load it")
+    return _ok("scores", n, len(scores), "one score per piece")
+
+
 def consumer_fields(ref: Model, cand: Model) -> tuple[FieldDiff, ...]:
     """The llama.cpp reading checks of a GGUF candidate (empty for other formats or no tokenizer)."""
     tok = cand.tokenizer
@@ -164,6 +178,8 @@ def consumer_fields(ref: Model, cand: Model) -> tuple[FieldDiff, ...]:
     out: list[FieldDiff] = []
     if tok.model_type == "gpt2":
         out.append(_pre_field(ref, tok, facts))
+    if tok.model_type == "llama":
+        out.append(_scores_field(cand, tok))
     rows = _rows_field(cand, tok)
     if rows is not None:
         out.append(rows)

@@ -39,6 +39,23 @@ def row_errors(dg: Diagnoser) -> tuple[np.ndarray, np.ndarray]:
     return dg.row_err
 
 
+def _sample_row_rel(dg: Diagnoser) -> np.ndarray:
+    """rel-L2 of each sampled row (evenly spread rows, already decoded)."""
+    d = (dg.b - dg.a).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(np.einsum("ij,ij->i", d, d) / np.einsum("ij,ij->i", dg.a, dg.a, dtype=np.float64))
+
+
+def _few_rows_plausible(dg: Diagnoser) -> bool:
+    """Before scanning every row: a float candidate must differ in at most MAX_MOVED_ROWS rows' worth of
+    elements; any candidate must match on nearly all sampled rows."""
+    full = dg.full
+    if full is not None and not dg.tb.dtype.is_quantized and full.n - full.n_equal > MAX_MOVED_ROWS * dg.cols:
+        return False
+    rel = _sample_row_rel(dg)
+    return float(np.mean(~(rel <= dg.thr))) <= 0.1
+
+
 def _find_row(dg: Diagnoser, row: np.ndarray) -> int | None:
     """The reference row (in candidate order) ``row`` matches, scanning every row in bounded chunks."""
     step = max(1, (ROW_SCAN_BYTES // 4) // max(dg.cols, 1))
@@ -58,13 +75,11 @@ def _find_row(dg: Diagnoser, row: np.ndarray) -> int | None:
 
 def rows_permuted(dg: Diagnoser) -> Hypothesis | None:
     """A few rows moved (two swapped, a cycle, one row copied over another): every other row matches."""
-    if len(dg.ta.shape) != 2 or dg.rows < 2:
+    if len(dg.ta.shape) != 2 or dg.rows < 2 or not _few_rows_plausible(dg):
         return None
     err, energy = row_errors(dg)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.sqrt(err / np.maximum(energy, 1e-30))
-    bad = np.flatnonzero(~(rel <= dg.thr))
-    if len(bad) == 0 or len(bad) > max(MAX_MOVED_ROWS, 0) or len(bad) == dg.rows:
+    bad = np.flatnonzero((err > 0) & ~(err <= dg.thr * dg.thr * energy))
+    if len(bad) == 0 or len(bad) > MAX_MOVED_ROWS or len(bad) == dg.rows:
         return None
     ref_rows = np.arange(dg.rows, dtype=np.int64) if dg.perm is None else dg.perm
     a_bad = _rows(dg.ta, dg.shape2, ref_rows[bad], dg.ctx.threads)
@@ -81,6 +96,9 @@ def rows_permuted(dg: Diagnoser) -> Hypothesis | None:
         moves.append((int(bad[j]), src))
     s = dg._diff(dg.ta, dg.tb.raw(), b_dtype=dg.tb.dtype, transform=("row_perm", perm))
     if s.rel_l2 > dg.thr:
+        return None
+    moves = [(j, k) for j, k in moves if j != k]
+    if not moves:
         return None
     sources = [k for _, k in moves]
     if len(set(sources)) < len(sources):
@@ -107,9 +125,8 @@ def noise(dg: Diagnoser, full: core.DiffStats) -> Hypothesis | None:
     corr = (full.sum_ab - full.sum_a2) / math.sqrt(full.sum_a2 * max(full.sum_sq, 1e-300))  # Σa·d = Σab − Σa²
     if abs(corr) > NOISE_MAX_CORR:
         return None
-    err, energy = row_errors(dg)
-    per_row = np.sqrt(err / max(float(energy.sum()) / dg.rows, 1e-30))
-    if dg.rows >= 8 and np.median(per_row) < 0.25 * rel:  # concentrated in a few rows: not noise
+    per_row = _sample_row_rel(dg)
+    if len(per_row) >= 8 and not np.median(per_row) >= 0.25 * rel:  # concentrated in a few rows: not noise
         return None
     sigma = full.rmse
     return Hypothesis(Verdict.NOISE, f"noise(sigma={sigma:.3g})",

@@ -72,7 +72,14 @@ class KeyRule:
     layers: bool = False  # the value is a per-layer flag list (a scalar pattern is expanded)
 
 
+def _final_softcap(cfg: dict[str, Any], _: int) -> Any:
+    if "final_logit_softcapping" not in cfg:
+        return None
+    return cfg["final_logit_softcapping"] or 0.0  # null: no soft-capping, llama.cpp's 0
+
+
 RULES: tuple[KeyRule, ...] = (
+    KeyRule("LLM.FINAL_LOGIT_SOFTCAPPING", ("gemma3",), 0.0, _final_softcap),
     KeyRule("Rope.FREQ_BASE_SWA", ("gemma3",), 10000.0, _swa_base),
     KeyRule("Attention.SLIDING_WINDOW_PATTERN", ("gemma3",), 6, _hf_swa_layers, layers=True),
     KeyRule("Attention.CAUSAL", ("bert",), True, _causal),

@@ -19,10 +19,14 @@ explain it; a side that cannot be tokenized makes the behaviour field NOT-JUDGED
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
-from ..errors import AprqaError
+import numpy as np
+
+from ..errors import AprqaError, UsageError
 from ..formats.gguf_vocab import hf_token_types
 from ..formats.model import Model, TokenizerInfo
 from ..fsio import CAP_TOKENIZER, read_json
@@ -57,14 +61,56 @@ CHAT = ({"role": "user", "content": "Hi there, 2+2?"}, {"role": "assistant", "co
 class Probe:
     label: str
     text: str
+    specials: bool = True  # add the tokenizer's own BOS/EOS (a rendered chat template carries them: no)
+
+    def encode(self, tok: Any) -> list[int]:
+        return tok.encode(self.text) if self.specials else list(tok._tok.encode(self.text, add_special_tokens=False).ids)
+
+
+# The formats whose consumer's tokenizer aprqa models: transformers (tokenizers) for an HF dir, llama.cpp for a GGUF.
+_CONSUMERS = ("safetensors", "gguf")
+_LOADED: OrderedDict[tuple, Any] = OrderedDict()  # a few loaded tokenizers (or their load errors), by content
+_LOADED_MAX = 4
+
+
+def _content_key(model: Model) -> tuple:
+    """What a loaded tokenizer depends on: an HF dir's tokenizer.json file version, a GGUF's tokenizer keys."""
+    if not _is_gguf(model):
+        root = model.path if model.path.is_dir() else model.path.parent
+        st = (root / "tokenizer.json").stat() if (root / "tokenizer.json").is_file() else None
+        return ("hf", str(root.resolve()), st.st_mtime_ns if st else None, st.st_size if st else None)
+    info = model.tokenizer
+    assert info is not None
+    h = hashlib.sha256()
+    for k, v in sorted(_gguf_tok_keys(model).items()):
+        if k in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges"):
+            continue  # hashed below from the packed strings
+        h.update(k.encode() + b"=" + (np.asarray(v).tobytes() if isinstance(v, (list, tuple)) and v and
+                                      not isinstance(v[0], str) else repr(v).encode()) + b";")
+    return ("gguf", info.vocab_hash, info.merges_hash, h.hexdigest())
 
 
 def _load(model: Model) -> Any:
+    """The model's tokenizer as its consumer builds it (cached by content: many candidates share one)."""
     # Declared lazy import (tests/test_architecture_imports.py): the tokenizer rebuild lives in the forward
     # package; the config and tensor sections never need it.
     from ..forward.tokenizer import load_tokenizer
 
-    return load_tokenizer(model)
+    key = _content_key(model)
+    hit = _LOADED.get(key)
+    if hit is None:
+        try:
+            hit = load_tokenizer(model)
+        except AprqaError as err:
+            hit = err
+        except Exception as err:  # the tokenizers library refuses a vocabulary with plain Exceptions
+            hit = UsageError(f"the tokenizers library refuses the rebuilt vocabulary: {err}")
+        _LOADED[key] = hit
+        while len(_LOADED) > _LOADED_MAX:
+            _LOADED.popitem(last=False)
+    if isinstance(hit, AprqaError):
+        raise hit
+    return hit
 
 
 def _specials(tok: Any, info: TokenizerInfo | None) -> list[str]:
@@ -115,12 +161,13 @@ def corpus(ref_tok: Any, ref: Model) -> list[Probe]:
     probes = [Probe(label, text) for label, text in CORPUS]
     specials = _specials(ref_tok, ref.tokenizer)
     if specials:
-        probes.append(Probe("control tokens", "".join(f"{s}Hi {s} x" for s in specials)))
+        # text first: what a tokenizer does with a prompt that itself starts with BOS is the engine's choice
+        probes.append(Probe("control tokens", "".join(f"x {s}Hi {s}" for s in specials)))
     template = ref.tokenizer.chat_template if ref.tokenizer is not None else None
     if template:
         chat = render_chat(template, ref.tokenizer)
         if chat:
-            probes.append(Probe("chat template", chat))
+            probes.append(Probe("chat template", chat, specials=False))  # as apply_chat_template tokenizes
     return probes
 
 
@@ -162,7 +209,7 @@ def behaviour(ref: Model, cand: Model, explain: Sequence[FieldDiff] = ()) -> Fie
     probes = corpus(ra, ref)
     for p in probes:
         try:
-            a, b = ra.encode(p.text), cb.encode(p.text)
+            a, b = p.encode(ra), p.encode(cb)
         except Exception as err:  # the tokenizers library raises plain Exceptions
             return FieldDiff(BEHAVIOUR, FieldStatus.NOT_JUDGED, None, None,
                              f"tokenizing the {p.label!r} string failed: {err}")
@@ -254,7 +301,13 @@ def hf_gguf_arrays(ref: Model, cand: Model) -> list[FieldDiff]:
     a, b = ref.tokenizer, cand.tokenizer
     assert a is not None and b is not None
     kind = b.model_type if _is_gguf(cand) else a.model_type
-    out = [_field("model_type", a.model_type, b.model_type)]
+    # tokenizer.json names no GGUF vocabulary type (aprqa's reader guesses one): the behaviour decides
+    mt = _field("model_type", a.model_type, b.model_type)
+    if mt.status == FieldStatus.DIFFERENT:
+        mt = replace(mt, status=FieldStatus.NOT_STATED,
+                     note="tokenizer.json states no GGUF vocabulary type (the HF side's is inferred); llama.cpp's "
+                          "converter chose the GGUF's; not compared, the token ids are")
+    out = [mt]
     vocab = _seq_field("vocabulary", _spelled(ref, kind), _spelled(cand, kind), "token id")
     if kind == "bert" and vocab.status == FieldStatus.MATCH:
         vocab = replace(vocab, note="WordPiece in llama.cpp's spelling ('##' stripped, '\u2581' before a word start, control tokens kept)")
@@ -297,6 +350,15 @@ def compare_tokenizers(ref: Model, cand: Model) -> SectionDiff:
     if not (_is_gguf(ref) and _is_gguf(cand)):
         section = reconcile_pre(reconcile_padding(section, ref, cand), ref, cand)
     section = replace(section, fields=section.fields + consumer_fields(ref, cand))
-    ids = behaviour(ref, cand, section.fields)
+    if _is_gguf(ref) and _is_gguf(cand) and arrays and all(f.status == FieldStatus.MATCH for f in arrays):
+        # llama.cpp builds its tokenizer from these keys alone: equal keys, equal token ids
+        ids = FieldDiff(BEHAVIOUR, FieldStatus.MATCH, len(arrays), len(arrays),
+                        f"every tokenizer key is equal ({len(arrays)} keys): llama.cpp builds the same tokenizer")
+    elif unmodelled := [m.format for m in (ref, cand) if m.format not in _CONSUMERS]:
+        ids = FieldDiff(BEHAVIOUR, FieldStatus.NOT_STATED, None, None,
+                        f"not compared: the token ids of a {unmodelled[0]} file are its runtime's (aprender), which "
+                        "aprqa does not model; the arrays are compared")
+    else:
+        ids = behaviour(ref, cand, section.fields)
     note = f"token ids NOT-JUDGED: {ids.note}" if ids.status == FieldStatus.NOT_JUDGED else ""
     return replace(section, fields=(ids,) + section.fields, note=note)
