@@ -12,6 +12,7 @@ runs every type llama.cpp writes.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -188,7 +189,7 @@ SPM_FAULTS = (
     gf.Fault("space-prefix", ("tokenizer", "token ids"),
              set_kv={"tokenizer.ggml.add_space_prefix": (True, "BOOL")}),
     gf.Fault("no-bos", ("tokenizer", "token ids"), set_kv={"tokenizer.ggml.add_bos_token": (False, "BOOL")}),
-    gf.Fault("tokens-swapped", ("tokenizer", "vocabulary"), set_kv={"tokenizer.ggml.tokens": ("@swap", "ARRAY")}),
+    gf.Fault("tokens-swapped", ("tokenizer", "vocabulary|tokenizer.ggml.tokens"), set_kv={"tokenizer.ggml.tokens": ("@swap", "ARRAY")}),
 )
 
 MINILM_FAULTS = (
@@ -199,8 +200,18 @@ MINILM_FAULTS = (
              edit={"blk.1.attn_q.weight": gf.scale(1.05)}),
     gf.Fault("position-embd-dropped", ("tensor", "embeddings.position_embeddings.weight", "MISSING", ""),
              drop_tensors=("position_embd.weight",)),
-    gf.Fault("wordpiece-spelling", ("tokenizer", "vocabulary"), set_kv={"tokenizer.ggml.tokens": ("@unphantom", "ARRAY")}),
+    gf.Fault("wordpiece-spelling", ("tokenizer", "vocabulary|tokenizer.ggml.tokens"), set_kv={"tokenizer.ggml.tokens": ("@unphantom", "ARRAY")}),
 )
+
+
+# CI runs these faults of each group; APRQA_THIRDPARTY_FULL=1 (scripts/check_thirdparty.py) runs the whole catalogue.
+FULL = os.environ.get("APRQA_THIRDPARTY_FULL") == "1"
+CI_SLICE = {"rows-swapped", "layer-copied", "block-scales", "swa-rope-base", "no-merges", "no-scores",
+            "control-as-normal", "causal", "noise", "scaled-f16", "position-embd-dropped", "wordpiece-spelling"}
+
+
+def _selected(faults: tuple[gf.Fault, ...]) -> list:
+    return [pytest.param(f, id=f.name) for f in faults if FULL or f.name in CI_SLICE]
 
 
 def _named(r, expect: tuple[str, ...]) -> None:
@@ -215,7 +226,8 @@ def _named(r, expect: tuple[str, ...]) -> None:
     else:
         sec = r.metadata if where == "metadata" else r.tokenizer
         bad = [f.field for f in sec.problems()]
-        assert expect[1] in bad, f"{expect[1]} not among the failing {sec.name} fields {bad}:\n{r.summary()}"
+        assert set(expect[1].split("|")) & set(bad), \
+            f"{expect[1]} not among the failing {sec.name} fields {bad}:\n{r.summary()}"
 
 
 def _exit_code(ref: Path, cand: Path) -> int:
@@ -227,7 +239,7 @@ def fault_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("planted")
 
 
-@pytest.mark.parametrize("fault", GEMMA3_FAULTS, ids=lambda f: f.name)
+@pytest.mark.parametrize("fault", _selected(GEMMA3_FAULTS))
 def test_gemma3_planted_fault_is_caught_and_named(fault, transformers_dir, gemma3_f16, fault_dir, capsys):
     base = _product("gemma3", "q8_0", transformers_dir)
     bad = gf.plant(base, fault, fault_dir)
@@ -270,7 +282,7 @@ def _resolved(fault: gf.Fault, base: Path) -> gf.Fault:
     return dataclasses.replace(fault, set_kv=kv)
 
 
-@pytest.mark.parametrize("fault", SPM_FAULTS, ids=lambda f: f.name)
+@pytest.mark.parametrize("fault", _selected(SPM_FAULTS))
 def test_shipped_gemma3_tokenizer_fault_is_caught_and_named(fault, transformers_dir, gemma3_gguf, fault_dir, capsys):
     bad = gf.plant(gemma3_gguf, _resolved(fault, gemma3_gguf), fault_dir)
     try:
@@ -288,7 +300,7 @@ def test_shipped_gemma3_tokenizer_fault_is_caught_and_named(fault, transformers_
         bad.unlink(missing_ok=True)
 
 
-@pytest.mark.parametrize("fault", MINILM_FAULTS, ids=lambda f: f.name)
+@pytest.mark.parametrize("fault", _selected(MINILM_FAULTS))
 def test_minilm_planted_fault_is_caught_and_named(fault, minilm_dir, minilm_f16, fault_dir, capsys):
     bad = gf.plant(minilm_f16, _resolved(fault, minilm_f16), fault_dir)
     for ref in (minilm_dir, minilm_f16):

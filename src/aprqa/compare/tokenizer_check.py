@@ -27,10 +27,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import AprqaError, UsageError
-from ..formats.gguf_vocab import hf_token_types
 from ..formats.model import Model, TokenizerInfo
-from ..fsio import CAP_TOKENIZER, read_json
-from .consumer import consumer_fields, reconcile_padding, reconcile_pre
+from .consumer import consumer_fields, reconcile_padding, reconcile_pre, tokenizer_types
 from .metadata import FieldDiff, FieldStatus, SectionDiff, _field, _seq_field, carries_config
 
 SPACE = "\u2581"
@@ -240,8 +238,12 @@ def _gguf_tok_keys(m: Model) -> dict[str, Any]:
     return {k: v for k, v in m.metadata.items() if k.startswith("tokenizer.")}
 
 
+def _is_array(v: Any) -> bool:
+    return v is not None and not isinstance(v, (str, bytes)) and hasattr(v, "__len__") and hasattr(v, "__getitem__")
+
+
 def _value_field(key: str, a: Any, b: Any) -> FieldDiff:
-    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+    if _is_array(a) or _is_array(b):
         if a is None:
             return FieldDiff(key, FieldStatus.EXTRA, None, len(b))
         if b is None:
@@ -273,25 +275,13 @@ def wordpiece_spelling(token: str, token_type: int) -> str:
     return SPACE + token
 
 
-def _types(m: Model) -> tuple[int, ...]:
-    """The GGUF token types a side states (GGUF) or implies (an HF dir's tokenizer.json: added tokens)."""
-    info = m.tokenizer
-    assert info is not None
-    if _is_gguf(m) or info.token_types:
-        return tuple(info.token_types)
-    root = m.path if m.path.is_dir() else m.path.parent
-    if not (root / "tokenizer.json").is_file():
-        return ()
-    return hf_token_types(read_json(root / "tokenizer.json", CAP_TOKENIZER, "tokenizer.json"), len(info.tokens))
-
-
 def _spelled(m: Model, kind: str | None) -> tuple[str, ...]:
     info = m.tokenizer
     assert info is not None
     if kind == "llama":  # GGUF keeps user-defined whitespace pieces as spaces, tokenizer.json spells ▁
         return tuple(t.replace(" ", SPACE) for t in info.tokens)
     if kind == "bert" and not _is_gguf(m):
-        types = _types(m)
+        types = tokenizer_types(m)
         return tuple(wordpiece_spelling(t, types[i] if i < len(types) else 1) for i, t in enumerate(info.tokens))
     return tuple(info.tokens)
 
