@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 import llamacpp_pipeline as lp  # noqa: E402
 
 from aprqa.compare import compare  # noqa: E402
+from aprqa.errors import AprqaError  # noqa: E402
 
 CONVERTER = ("f32", "f16", "bf16", "q8_0")
 QUANTIZER = tuple(t for t in lp.FTYPES if t not in lp.NEEDS_IMATRIX and t not in ("f32", "f16", "bf16"))
@@ -77,7 +78,12 @@ def main() -> int:
                 if ref == path:
                     continue
                 t = time.perf_counter()
-                r = compare(ref, path)
+                try:
+                    r = compare(ref, path)
+                except AprqaError as err:  # a file aprqa refuses is a failure of the matrix, reported in its row
+                    print(f"{model}-{kind} vs {name:<20} ERROR  {str(err).splitlines()[0][:200]}", flush=True)
+                    failed += 1
+                    continue
                 print(_line(f"{model}-{kind} vs {name}", r, time.perf_counter() - t), flush=True)
                 failed += not r.passed
     if args.faults:

@@ -61,6 +61,7 @@ def _product(model: str, kind: str, hf: Path) -> Path:
     return lp.quantize(lp.convert_hf(hf, "f16"), kind)
 
 
+FULL = os.environ.get("APRQA_THIRDPARTY_FULL") == "1"  # the full matrix and catalogue (scripts/check_thirdparty.py)
 GEMMA3_SLICE = ("f16", "q8_0", "q4_k_m", "q6_k")
 MINILM_SLICE = ("f16", "q8_0")
 
@@ -141,6 +142,38 @@ def test_gemma3_full_compare_of_q8_0_against_its_f16(gemma3_f16, transformers_di
     assert r.outputs is not None and r.passed, _explain(r)
 
 
+# The full matrix (APRQA_THIRDPARTY_FULL=1): every type the pinned llama.cpp writes without an importance matrix,
+# judged against the f16 GGUF of the same pipeline (the tokenizer is then equal: only tensors and keys decide).
+# Types whose bands the quant helper is adding fail at the tensor level until that work is merged.
+# Measured (scripts/check_thirdparty.py, against the f16 GGUF): gemma3 iq3_s/iq3_xxs DEGRADED, q5_1 SCALED while
+# bit-identical to aprqa's quantizer, q1_0 UNREADABLE, q2_0 refused (iq3_xs, iq3_m, tq1_0, tq2_0 not built in
+# that run; MiniLM's fail); MiniLM iq3_xs/iq3_s/iq3_m DEGRADED, tq1_0/tq2_0 CORRUPT, q1_0 UNREADABLE, q2_0 refused.
+BANDS_PENDING = {
+    "gemma3": {"iq3_xxs", "iq3_xs", "iq3_s", "iq3_m", "q1_0", "q2_0", "tq1_0", "tq2_0", "q5_1"},
+    "minilm": {"iq3_xs", "iq3_s", "iq3_m", "q1_0", "q2_0", "tq1_0", "tq2_0"},
+}
+ALL_TYPES = tuple(t for t in lp.FTYPES if t not in lp.NEEDS_IMATRIX and t not in ("f32", "f16", "bf16"))
+
+
+def _matrix(model: str) -> list:
+    if not FULL:
+        return []
+    return [pytest.param(t, id=f"{model}-{t}", marks=pytest.mark.xfail(strict=True, reason="bands: quant helper"))
+            if t in BANDS_PENDING[model] else pytest.param(t, id=f"{model}-{t}") for t in ALL_TYPES]
+
+
+@pytest.mark.parametrize("kind", _matrix("gemma3"))
+def test_gemma3_every_type_passes_against_its_f16_gguf(gemma3_f16, transformers_dir, kind):
+    r = compare(gemma3_f16, _product("gemma3", kind, transformers_dir))
+    assert r.passed, _explain(r)
+
+
+@pytest.mark.parametrize("kind", _matrix("minilm"))
+def test_minilm_every_type_passes_against_its_f16_gguf(minilm_f16, minilm_dir, kind):
+    r = compare(minilm_f16, _product("minilm", kind, minilm_dir))
+    assert r.passed, _explain(r)
+
+
 # ----------------------------------------------------------------------------- planted faults
 
 EMB = "model.embed_tokens.weight"
@@ -176,14 +209,14 @@ GEMMA3_FAULTS = (
     gf.Fault("rms-eps", ("metadata", "rms_eps"),
              set_kv={"gemma3.attention.layer_norm_rms_epsilon": (1e-5, "FLOAT32")}),
     gf.Fault("kv-heads", ("metadata", "num_kv_heads"), set_kv={"gemma3.attention.head_count_kv": (2, "UINT32")}),
-    gf.Fault("bpe-pre", ("tokenizer", "llama.cpp pre-tokenizer"), set_kv={"tokenizer.ggml.pre": ("llama3", "STRING")}),
-    gf.Fault("no-merges", ("tokenizer", "merges"), drop_kv=("tokenizer.ggml.merges",)),
-    gf.Fault("eos-id", ("tokenizer", "eos_id"), set_kv={"tokenizer.ggml.eos_token_id": (106, "UINT32")}),
+    gf.Fault("bpe-pre", ("tokenizer", "llama.cpp pre-tokenizer|tokenizer.ggml.pre"), set_kv={"tokenizer.ggml.pre": ("llama3", "STRING")}),
+    gf.Fault("no-merges", ("tokenizer", "merges|tokenizer.ggml.merges"), drop_kv=("tokenizer.ggml.merges",)),
+    gf.Fault("eos-id", ("tokenizer", "eos_id|tokenizer.ggml.eos_token_id"), set_kv={"tokenizer.ggml.eos_token_id": (106, "UINT32")}),
 )
 
 # The shipped SentencePiece GGUF: its arrays (scores, token types) and flags.
 SPM_FAULTS = (
-    gf.Fault("no-scores", ("tokenizer", "llama.cpp scores"), drop_kv=("tokenizer.ggml.scores",)),
+    gf.Fault("no-scores", ("tokenizer", "llama.cpp scores|tokenizer.ggml.scores"), drop_kv=("tokenizer.ggml.scores",)),
     gf.Fault("control-as-normal", ("tokenizer", "llama.cpp token types"),
              set_kv={"tokenizer.ggml.token_type": ("@types-normal", "ARRAY")}),
     gf.Fault("space-prefix", ("tokenizer", "token ids"),
@@ -205,7 +238,6 @@ MINILM_FAULTS = (
 
 
 # CI runs these faults of each group; APRQA_THIRDPARTY_FULL=1 (scripts/check_thirdparty.py) runs the whole catalogue.
-FULL = os.environ.get("APRQA_THIRDPARTY_FULL") == "1"
 CI_SLICE = {"rows-swapped", "layer-copied", "block-scales", "swa-rope-base", "no-merges", "no-scores",
             "control-as-normal", "causal", "noise", "scaled-f16", "position-embd-dropped", "wordpiece-spelling"}
 
@@ -230,8 +262,16 @@ def _named(r, expect: tuple[str, ...]) -> None:
             f"{expect[1]} not among the failing {sec.name} fields {bad}:\n{r.summary()}"
 
 
-def _exit_code(ref: Path, cand: Path) -> int:
-    return main(["compare", str(ref), str(cand), "--fast"])
+def _only(fault: gf.Fault, default: str) -> str | None:
+    """The tensors worth comparing for this fault (CI time): the faulted one, or one tensor when the fault is in
+    the metadata or the tokenizer (those sections are compared whatever --only says)."""
+    if fault.expect[0] == "tensor":
+        return None if fault.expect[1] == "*" else fault.expect[1]
+    return default
+
+
+def _exit_code(ref: Path, cand: Path, only: str | None) -> int:
+    return main(["compare", str(ref), str(cand), "--fast"] + (["--only", only] if only else []))
 
 
 @pytest.fixture(scope="module")
@@ -247,12 +287,12 @@ def test_gemma3_planted_fault_is_caught_and_named(fault, transformers_dir, gemma
         for ref in (transformers_dir, base):
             if fault.expect[0] == "tokenizer" and ref == transformers_dir and fault.name == "bpe-pre":
                 continue  # the HF side states no pre name; its split rules are the gguf-vs-gguf check's
-            r = compare(ref, bad)
+            r = compare(ref, bad, only=_only(fault, "model.norm.weight"))
             assert not r.passed, r.summary()
             _named(r, fault.expect)
             if fault.truncate_to is not None:  # nothing past the end of the file is counted as read
                 assert r.bytes_read < r.reference.nbytes + r.candidate.nbytes
-        assert _exit_code(base, bad) == 1
+        assert _exit_code(base, bad, _only(fault, "model.norm.weight")) == 1
         capsys.readouterr()
     finally:
         bad.unlink(missing_ok=True)  # hundreds of MB each: planted files are not kept
@@ -287,14 +327,14 @@ def test_shipped_gemma3_tokenizer_fault_is_caught_and_named(fault, transformers_
     bad = gf.plant(gemma3_gguf, _resolved(fault, gemma3_gguf), fault_dir)
     try:
         for ref in (transformers_dir, gemma3_gguf):
-            r = compare(ref, bad)
+            r = compare(ref, bad, only="model.norm.weight")
             assert not r.passed, r.summary()
             if ref == gemma3_gguf:  # every array both GGUFs have is compared as stored
                 changed = {k for k in fault.set_kv} | set(fault.drop_kv)
                 assert changed <= {f.field for f in r.tokenizer.problems()}, r.summary()
             else:
                 _named(r, fault.expect)
-        assert _exit_code(gemma3_gguf, bad) == 1
+        assert _exit_code(gemma3_gguf, bad, "model.norm.weight") == 1
         capsys.readouterr()
     finally:
         bad.unlink(missing_ok=True)
@@ -304,10 +344,10 @@ def test_shipped_gemma3_tokenizer_fault_is_caught_and_named(fault, transformers_
 def test_minilm_planted_fault_is_caught_and_named(fault, minilm_dir, minilm_f16, fault_dir, capsys):
     bad = gf.plant(minilm_f16, _resolved(fault, minilm_f16), fault_dir)
     for ref in (minilm_dir, minilm_f16):
-        r = compare(ref, bad)
+        r = compare(ref, bad, only=_only(fault, "embeddings.LayerNorm.weight"))
         assert not r.passed, r.summary()
         _named(r, fault.expect)
-    assert _exit_code(minilm_f16, bad) == 1
+    assert _exit_code(minilm_f16, bad, _only(fault, "embeddings.LayerNorm.weight")) == 1
     capsys.readouterr()
 
 

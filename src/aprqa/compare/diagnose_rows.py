@@ -116,6 +116,8 @@ def noise(dg: Diagnoser, full: core.DiffStats) -> Hypothesis | None:
     """A float candidate = reference + random noise: most elements moved, by more than the float type's
     rounding, the error uncorrelated with the reference and spread over every row."""
     eps = FLOAT_EPS.get(dg.tb.dtype)
+    if eps is not None:  # an error within the coarser side's rounding is that precision, not added noise
+        eps = max(eps, FLOAT_EPS.get(dg.ta.dtype, 0.0) if not dg.ta.dtype.is_quantized else eps)
     if eps is None or not full.n or full.n_equal > 0.5 * full.n or not full.sum_a2 > 0:
         return None
     rel = full.rel_l2
