@@ -259,10 +259,25 @@ def _value_field(key: str, a: Any, b: Any) -> FieldDiff:
     return _field(key, a, b)
 
 
+# Flags llama.cpp reads with a default that does not depend on the vocabulary type (llama-vocab.cpp): a key one
+# side omits is compared at that default.
+_FLAG_DEFAULTS = {"tokenizer.ggml.add_eos_token": False, "tokenizer.ggml.add_sep_token": False}
+
+
 def gguf_arrays(ref: Model, cand: Model) -> list[FieldDiff]:
-    """GGUF vs GGUF: every tokenizer key either side stores, compared as stored."""
+    """GGUF vs GGUF: every tokenizer key either side stores, compared as stored (an omitted flag at llama.cpp's
+    default)."""
     ka, kb = _gguf_tok_keys(ref), _gguf_tok_keys(cand)
-    return [_value_field(k, ka.get(k), kb.get(k)) for k in sorted(set(ka) | set(kb))]
+    out = []
+    for k in sorted(set(ka) | set(kb)):
+        a, b = ka.get(k), kb.get(k)
+        if k in _FLAG_DEFAULTS and (a is None) != (b is None):
+            d = _FLAG_DEFAULTS[k]
+            f = _field(k, d if a is None else a, d if b is None else b)
+            out.append(replace(f, reference=a, candidate=b, note=f"absent: llama.cpp's default {d}"))
+            continue
+        out.append(_value_field(k, a, b))
+    return out
 
 
 def wordpiece_spelling(token: str, token_type: int) -> str:

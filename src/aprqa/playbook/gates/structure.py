@@ -44,7 +44,9 @@ def _tokenizer(src: Model, cand: Model) -> Checked:
     probs = [f"{f.field} {f.status}: {f.note}" if f.field == BEHAVIOUR else f"{f.field} {f.status}"
              for f in faults] + ([sec.note] if sec.failed_outright else [])
     row = sec.to_dict()
-    if not probs and (judged is None or judged.status != FieldStatus.MATCH):
+    # token ids that could not be judged where a consumer is modelled: not a pass (an APR side's runtime is not
+    # modelled: its arrays are the evidence, NOT-STATED)
+    if not probs and (judged is None and not sec.fields or judged is not None and judged.status == FieldStatus.NOT_JUDGED):
         row["not_judged"] = judged.note if judged is not None else sec.note or "no tokenizer to compare"
     return not probs, ", ".join(probs) or f"{src.tokenizer.vocab_size} tokens, same ids on the corpus", row
 
