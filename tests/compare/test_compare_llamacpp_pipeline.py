@@ -198,7 +198,8 @@ GEMMA3_FAULTS = (
                    "blk.4.ffn_up.weight": gf.copy_from("blk.3.ffn_up.weight")}),
     gf.Fault("block-scales", ("tensor", "model.layers.5.self_attn.q_proj.weight", "SCALED", "1.1"),
              edit={"blk.5.attn_q.weight": gf.q8_0_block_scale(1.1)}),
-    gf.Fault("random-bytes", ("tensor", "model.layers.6.mlp.down_proj.weight", "CORRUPT|DEGRADED", ""),
+    # random bytes hit f16 block scales too: NaN scales are named NAN/INF
+    gf.Fault("random-bytes", ("tensor", "model.layers.6.mlp.down_proj.weight", "CORRUPT|DEGRADED|NAN/INF", ""),
              edit={"blk.6.ffn_down.weight": gf.random_bytes(0.2)}),
     gf.Fault("nan", ("tensor", "model.norm.weight", "NAN/INF", "NaN"), edit={"output_norm.weight": gf.put_nan()}),
     gf.Fault("norm-offset", ("tensor", "model.layers.2.post_attention_layernorm.weight", "OFFSET", "+0.5"),
