@@ -24,7 +24,7 @@ PACKAGE = SRC / "aprqa"
 # Optional dependencies (pyproject's extras and test-only packages): imported where used, so aprqa
 # works without them and says how to install them.
 OPTIONAL = frozenset({"torch", "transformers", "llama_cpp", "ray", "huggingface_hub", "atheris", "accelerate",
-                      "sentencepiece"})
+                      "sentencepiece", "jinja2"})
 
 # Declared lazy imports: importing module -> {imported module (or prefix): why it is lazy}.
 LAZY: dict[str, dict[str, str]] = {
@@ -60,6 +60,10 @@ LAZY: dict[str, dict[str, str]] = {
     "aprqa.compare": {
         "aprqa.compare.output_checks": "the output-level check imports the forward pass (numba); "
                                        "compare(fast=True) never needs it",
+    },
+    "aprqa.compare.tokenizer_check": {
+        "aprqa.forward.tokenizer": "the tokenizer rebuild lives in the forward package (which loads numba); "
+                                   "only the tokenizer's behaviour check needs it, not the tensor level",
     },
     "aprqa.formats.gguf_vocab": {
         "tokenizers": "the tokenizers library loads only when a tokenizer.json is read; `aprqa inspect` never does",

@@ -51,7 +51,9 @@ def test_unmatched_override_glob_is_an_error(tiny_models):
 
 def test_explicit_tolerance_accepts_truncation(tiny_models, truncated):
     r = compare(tiny_models["qwen2-tiny"], truncated, tolerances={DOWN: "1e-6:1e-3"})
-    assert r.passed, r.summary()
+    # the tensor level and the config; the tokenizer of this HF copy is aprqa's writer's (test_compare_faults:
+    # HF_TOKENIZER_WRITER)
+    assert all(t.passed for t in r.tensors) and r.metadata.passed and not r.errors, r.summary()
     t = next(t for t in r.tensors if t.name == DOWN)
     assert t.verdict is Verdict.WITHIN_TOLERANCE and t.tolerance_source == f"override '{DOWN}'"
     r2 = compare(tiny_models["qwen2-tiny"], truncated, tolerances={DOWN: "0:1e-5"})

@@ -9,6 +9,7 @@ JSON layout of ``Report.to_dict()``.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -20,12 +21,14 @@ from .. import core
 from ..engines import check_engine
 from ..errors import AprqaError, UsageError
 from ..formats import open_model
+from ..arch.conventions import expected_difference
 from ..formats.model import Model, TensorInfo
 from ..prompts import DEFAULT_PROMPT
-from .consumer import tokenizer_section
-from .metadata import SectionDiff, compare_config, compare_tokenizer, config_summary
+from .llamacpp_keys import llamacpp_key_fields
+from .metadata import SectionDiff, compare_config, config_summary
 from .pairing import Pair, pair_tensors
 from .pipeline import plan, run_ordered
+from .tokenizer_check import compare_tokenizers
 from .results import ModelSummary, NoiseFloor, Report, TensorResult, TensorStats, Verdict
 from .tolerance import Statistic, Tolerance, TolerancePolicy
 from .verdicts import Context, _result, judge_pair
@@ -128,8 +131,8 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
                          f"(names look like {pairs[0].name if pairs else EMBED!r})")
     workers, kernel_threads = plan(threads, sum(1 for p in pairs if p.both))
     ctx = Context(ref, cand, policy, kernel_threads if workers > 1 else threads)
-    total = sum(p.reference.nbytes if p.reference else 0 for p in pairs) + \
-        sum(p.candidate.nbytes if p.candidate else 0 for p in pairs)
+    total = sum(0 if any(t is not None and t.past_eof for t in (p.reference, p.candidate))
+                else _readable(p.reference) + _readable(p.candidate) for p in pairs)
     done = 0
     missing = [p for p in pairs if p.candidate is None]
     extra = [p for p in pairs if p.reference is None]
@@ -137,9 +140,10 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
 
     def judge(p: Pair) -> TensorResult:
         try:
-            return judge_pair(ctx, p.reference, p.candidate, p.name)  # type: ignore[arg-type]
+            r = judge_pair(ctx, p.reference, p.candidate, p.name)  # type: ignore[arg-type]
         except AprqaError as err:
-            return _result(p.reference, p.candidate, p.name, Verdict.UNREADABLE, False, detail=str(err))
+            r = _result(p.reference, p.candidate, p.name, Verdict.UNREADABLE, False, detail=str(err))
+        return _honest_bytes(r, p)
 
     def tick(_: int, r: TensorResult) -> None:
         nonlocal done
@@ -154,7 +158,7 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
         if p.both:
             results.append(next(judged))
             continue
-        r = _judge_missing(ctx, p, extra) if p.candidate is None else _judge_extra(ctx, p, missing)
+        r = _honest_bytes(_judge_missing(ctx, p, extra) if p.candidate is None else _judge_extra(ctx, p, missing), p)
         results.append(r)
         tick(0, r)
     errors: list[str] = []
@@ -179,11 +183,30 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
         if locate:
             localization, locate_note = output_checks.run_locate(ref, cand, prompt or DEFAULT_PROMPT)
     return Report(reference=_summary(ref), candidate=_summary(cand), tensors=tuple(results),
-                  metadata=compare_config(ref, cand),
-                  tokenizer=tokenizer_section(compare_tokenizer(ref, cand), ref, cand), policy=policy,
+                  metadata=_metadata(ref, cand),
+                  tokenizer=compare_tokenizers(ref, cand), policy=policy,
                   fast=fast, only=only, outputs=outputs, outputs_note=outputs_note,
                   localization=localization, locate_note=locate_note,
                   seconds=time.perf_counter() - t0, bytes_read=done, errors=tuple(errors))
+
+
+def _readable(t: TensorInfo | None) -> int:
+    """Payload bytes that can be read: none of a tensor that runs past the end of a truncated file."""
+    return 0 if t is None or t.past_eof else t.nbytes
+
+
+def _honest_bytes(r: TensorResult, p: Pair) -> TensorResult:
+    """The pair's bytes actually read: a pair with a payload past the end of its file is not read at all."""
+    past = any(t is not None and t.past_eof for t in (p.reference, p.candidate))
+    n = 0 if past else _readable(p.reference) + _readable(p.candidate)
+    return r if r.nbytes == n else dataclasses.replace(r, nbytes=n)
+
+
+def _metadata(ref: Model, cand: Model) -> SectionDiff:
+    """The ArchConfig fields, then every key llama.cpp reads for the architecture."""
+    section = compare_config(ref, cand)
+    keys = llamacpp_key_fields(ref, cand) if not section.note else []
+    return dataclasses.replace(section, fields=section.fields + tuple(keys)) if keys else section
 
 
 def _quick_match(ctx: Context, ta: TensorInfo, tb: TensorInfo) -> float:
@@ -200,9 +223,27 @@ def _quick_match(ctx: Context, ta: TensorInfo, tb: TensorInfo) -> float:
     return rel_l2(a, b)
 
 
+def _convention(ctx: Context, t: TensorInfo, only_in: Model) -> TensorResult | None:
+    """EXPECTED when llama.cpp's converter drops (HF side) or adds (GGUF side) this tensor by design."""
+    other = ctx.cand if only_in is ctx.ref else ctx.ref
+    if {only_in.format, other.format} != {"safetensors", "gguf"}:
+        return None
+    side = "hf" if only_in.format == "safetensors" else "gguf"
+    c = expected_difference(t.name, t.source_name, only_in.config.architecture or other.config.architecture, side)
+    if c is None:
+        return None
+    where = "reference" if only_in is ctx.ref else "candidate"
+    ta, tb = (t, None) if only_in is ctx.ref else (None, t)
+    return _result(ta, tb, t.name, Verdict.EXPECTED, True,
+                   detail=f"only in the {where}: llama.cpp's converter {c.kind} it by design ({c.reason})")
+
+
 def _judge_missing(ctx: Context, p: Pair, extra: list[Pair]) -> TensorResult:
     ta = p.reference
     assert ta is not None
+    conv = _convention(ctx, ta, ctx.ref)
+    if conv is not None:
+        return conv
     if p.name == LM_HEAD and EMBED in ctx.ref.tensors and EMBED in ctx.cand.tensors:
         emb = ctx.ref.tensors[EMBED]
         if tuple(emb.shape) == tuple(ta.shape):
@@ -225,6 +266,9 @@ def _judge_missing(ctx: Context, p: Pair, extra: list[Pair]) -> TensorResult:
 def _judge_extra(ctx: Context, p: Pair, missing: list[Pair]) -> TensorResult:
     tb = p.candidate
     assert tb is not None
+    conv = _convention(ctx, tb, ctx.cand)
+    if conv is not None:
+        return conv
     if p.name == LM_HEAD and EMBED in ctx.ref.tensors and tuple(ctx.ref.tensors[EMBED].shape) == tuple(tb.shape):
         r = judge_pair(ctx, ctx.ref.tensors[EMBED], tb, p.name)
         if r.passed:

@@ -22,7 +22,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..errors import AprqaError
-from ..formats.gguf_vocab import HFFacts, TokenType, hf_facts, pad_token, padded
+from ..formats.gguf_vocab import HFFacts, TokenType, hf_facts, hf_token_types, pad_token, padded
+from ..fsio import CAP_TOKENIZER, read_json
 from ..formats.model import Model, TokenizerInfo
 from ..pretokenizers import PreTokenizerError, lookup, same_splits
 from .metadata import FieldDiff, FieldStatus, SectionDiff
@@ -97,6 +98,35 @@ def _rows_field(cand: Model, tok: TokenizerInfo) -> FieldDiff | None:
     return _ok("token count", rows, n, "one token per embedding row")
 
 
+def tokenizer_types(m: Model) -> tuple[int, ...]:
+    """The GGUF token types a side states (GGUF) or implies (an HF dir's tokenizer.json: its added tokens)."""
+    info = m.tokenizer
+    assert info is not None
+    if m.format == "gguf" or info.token_types:
+        return tuple(info.token_types)
+    root = m.path if m.path.is_dir() else m.path.parent
+    if m.format != "safetensors" or not (root / "tokenizer.json").is_file():
+        return ()
+    return hf_token_types(read_json(root / "tokenizer.json", CAP_TOKENIZER, "tokenizer.json"), len(info.tokens))
+
+
+def _control_field(ref: Model, tok: TokenizerInfo) -> FieldDiff:
+    """Against an HF tokenizer that is not byte-level BPE, only CONTROL is comparable: tokenizer.json marks its
+    special added tokens, llama.cpp matches CONTROL tokens whole (its BYTE/UNUSED types have no HF spelling)."""
+    want = {i for i, t in enumerate(tokenizer_types(ref)) if t == TokenType.CONTROL}
+    got = {i for i, t in enumerate(tok.token_types) if t == TokenType.CONTROL}
+    if not want:
+        return _ok("token types", None, len(tok.token_types), "no reference types to compare with")
+    if want == got:
+        return _ok("token types", len(want), len(got), f"the same {len(want):,} control tokens")
+    lost, extra = sorted(want - got), sorted(got - want)
+    i = (lost or extra)[0]
+    return _fail("token types", FieldStatus.DIFFERENT, len(want), len(got),
+                 f"{len(lost):,} of the reference's control tokens are not CONTROL in the GGUF, {len(extra):,} other "
+                 f"tokens are (first: id {i} {tok.tokens[i] if i < len(tok.tokens) else None!r}): llama.cpp will "
+                 "not match those tokens whole as the reference does")
+
+
 def _types_field(ref: Model, tok: TokenizerInfo, facts: HFFacts | None) -> FieldDiff:
     got = tok.token_types
     n = len(tok.tokens)
@@ -112,6 +142,8 @@ def _types_field(ref: Model, tok: TokenizerInfo, facts: HFFacts | None) -> Field
             if ref.tokenizer is not None and len(facts.token_types) <= n else facts.token_types
     elif ref.format == "gguf" and ref.tokenizer is not None and ref.tokenizer.token_types:
         expected = ref.tokenizer.token_types
+    elif ref.format == "safetensors" and ref.tokenizer is not None:
+        return _control_field(ref, tok)
     else:
         return _ok("token types", None, len(got), "no reference types to compare with")
     diff = [i for i in range(max(len(expected), n)) if (expected[i] if i < len(expected) else None)
@@ -155,6 +187,20 @@ def _special_fields(tok: TokenizerInfo, facts: HFFacts | None) -> list[FieldDiff
     return out
 
 
+def _scores_field(cand: Model, tok: TokenizerInfo) -> FieldDiff:
+    """A SentencePiece vocabulary is merged by piece score: without scores llama.cpp scores every piece 0."""
+    scores = cand.metadata.get("tokenizer.ggml.scores")
+    n = len(tok.tokens)
+    if scores is None:
+        return _fail("scores", FieldStatus.MISSING, n, None,
+                     "no tokenizer.ggml.scores: llama.cpp gives every piece score 0, so it merges pieces in another "
+                     "order and the token ids change")
+    if len(scores) != n:
+        return _fail("scores", FieldStatus.DIFFERENT, n, len(scores),
+                     f"{len(scores):,} scores for {n:,} tokens: llama.cpp will refuse to load it")
+    return _ok("scores", n, len(scores), "one score per piece")
+
+
 def consumer_fields(ref: Model, cand: Model) -> tuple[FieldDiff, ...]:
     """The llama.cpp reading checks of a GGUF candidate (empty for other formats or no tokenizer)."""
     tok = cand.tokenizer
@@ -164,6 +210,8 @@ def consumer_fields(ref: Model, cand: Model) -> tuple[FieldDiff, ...]:
     out: list[FieldDiff] = []
     if tok.model_type == "gpt2":
         out.append(_pre_field(ref, tok, facts))
+    if tok.model_type == "llama":
+        out.append(_scores_field(cand, tok))
     rows = _rows_field(cand, tok)
     if rows is not None:
         out.append(rows)
@@ -208,12 +256,3 @@ def reconcile_pre(section: SectionDiff, ref: Model, cand: Model) -> SectionDiff:
                               f.reference or facts.pre.name, f.candidate or facts.pre.name, note)
         out.append(f)
     return replace(section, fields=tuple(out))
-
-
-def tokenizer_section(section: SectionDiff, ref: Model, cand: Model) -> SectionDiff:
-    """``compare_tokenizer``'s section with padding reconciled and llama.cpp's checks appended."""
-    if cand.tokenizer is None:
-        return section
-    section = reconcile_pre(reconcile_padding(section, ref, cand), ref, cand)
-    extra = consumer_fields(ref, cand)
-    return replace(section, fields=section.fields + extra) if extra else section

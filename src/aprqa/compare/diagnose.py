@@ -156,6 +156,7 @@ class Diagnoser:
         self.shape2 = (self.rows, self.cols)
         self.idx = sample_rows(self.rows, self.cols, budget=SAMPLE_ELEMENTS)
         self.perm = expected.perm if expected is not None else None
+        self.row_err: tuple[np.ndarray, np.ndarray] | None = None  # diagnose_rows.row_errors caches it here
         a_idx = self.perm[self.idx] if self.perm is not None else self.idx
         both = core.gather_rows([ta, tb], self.shape2, a_idx, threads=ctx.threads) if self.perm is None else None
         if both is not None:
@@ -233,9 +234,33 @@ class Diagnoser:
             s = self._diff(other, self.tb.raw(), b_dtype=self.tb.dtype, **kw)
             # it must explain the candidate, and better than the tensor's own reference does
             if s.rel_l2 <= self.thr and s.rel_l2 < own:
-                return Hypothesis(Verdict.SWAPPED, "none", f"holds the data of {other.name} "
-                                  f"(rel-L2 {s.rel_l2:.3g} against it)", s, related=other.name)
+                return self._swap_or_copy(other, s)
         return None
+
+    def _swap_or_copy(self, other: TensorInfo, s: core.DiffStats) -> Hypothesis:
+        """SWAPPED when the candidate's ``other`` holds this tensor's data; COPIED when it still holds its own
+        (the data was copied over this tensor, not exchanged)."""
+        partner = self.ctx.cand.tensors.get(other.name)
+        head = f"holds the data of {other.name} (rel-L2 {s.rel_l2:.3g} against it)"
+        if partner is not None and tuple(partner.shape) == tuple(other.shape) and not partner.past_eof:
+            idx = sample_rows(self.rows, self.cols, SIGNATURE_ELEMENTS)
+            try:
+                mine, theirs, cand_other = core.gather_rows([self.ta, other, partner], self.shape2, idx,
+                                                            threads=self.ctx.threads)
+            except AprqaError:
+                mine = None
+            if mine is not None:
+                to_me, to_own = rel_l2(mine, cand_other), rel_l2(theirs, cand_other)
+                if to_me <= self.thr and to_me < to_own:
+                    return Hypothesis(Verdict.SWAPPED, "none", f"{head}, and the candidate's {other.name} holds "
+                                      f"this tensor's (rel-L2 {to_me:.3g}): the two were exchanged", s,
+                                      related=other.name)
+                if to_own <= self.thr:
+                    return Hypothesis(Verdict.COPIED, "none", f"{head}, which is also still in place (the "
+                                      f"candidate's {other.name} matches its reference, rel-L2 {to_own:.3g}): "
+                                      "copied over this tensor, this tensor's own data is gone", s,
+                                      related=other.name)
+        return Hypothesis(Verdict.SWAPPED, "none", head, s, related=other.name)
 
     def affine(self, full: core.DiffStats) -> Hypothesis | None:
         # least squares b ≈ k·a + c on the sample, from the fused kernel's double sums over finite pairs
@@ -250,11 +275,16 @@ class Diagnoser:
         k = (st.sum_ab - n * ma * mb) / saa
         c = mb - k * ma
         fit = self.a * np.float32(k) + np.float32(c)
-        if rel_l2(fit, self.b) > self.thr:
+        fit_err = rel_l2(fit, self.b)
+        # the fit must explain the candidate, and much better than "unchanged" does
+        if fit_err > self.thr or not fit_err < 0.5 * rel_l2(self.a, self.b):
             return None
         scale_a = math.sqrt(st.sum_a2 / n)
-        is_offset = abs(k - 1) <= 4 * self.thr and abs(c) > self.thr * scale_a
-        is_scale = abs(c) <= self.thr * scale_a and abs(k - 1) > 4 * self.thr
+        # how far k and c must be from 1 and 0 to be a fault: the fit's own error, not the match threshold
+        # (a quantized reference and candidate of one type can match to ~0, a band is ~0.1)
+        tau = max(fit_err, 1e-6)
+        is_offset = abs(k - 1) <= 4 * tau and abs(c) > tau * scale_a
+        is_scale = abs(c) <= tau * scale_a and abs(k - 1) > 4 * tau
         # confirm on the full pass: an offset makes |d| constant, a scale keeps cosine at ±1
         if is_offset and full.n_finite:
             if abs(full.mean_d - c) <= 0.05 * abs(c) + self.thr * scale_a and \
@@ -263,11 +293,11 @@ class Diagnoser:
                                   f"candidate = reference {c:+.4g} (mean error {full.mean_d:+.4g}, "
                                   f"max |d| {full.max_abs:.4g})", None)
             return None
-        if is_scale and abs(abs(full.cosine) - 1) <= self.thr:
+        if is_scale and abs(abs(full.cosine) - 1) <= max(self.thr, 4 * tau):
             k_full = math.copysign(math.sqrt(full.sum_b2 / full.sum_a2), full.sum_ab) if full.sum_a2 else k
             return Hypothesis(Verdict.SCALED, f"scale({k_full:.4g})",
                               f"candidate = {k_full:.4g} × reference (cosine {full.cosine:.6f})", None)
-        if not is_offset and not is_scale and (abs(k - 1) > 4 * self.thr or abs(c) > self.thr * scale_a):
+        if not is_offset and not is_scale and (abs(k - 1) > 4 * tau or abs(c) > tau * scale_a):
             return Hypothesis(Verdict.SCALED, f"affine({k:.4g}, {c:+.4g})",
                               f"candidate ≈ {k:.4g} × reference {c:+.4g} on sampled rows", None)
         return None

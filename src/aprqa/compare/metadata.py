@@ -2,8 +2,9 @@
 
 Each field is MATCH, DIFFERENT, MISSING (stated by the reference, absent from the
 candidate), EXTRA (stated only by the candidate) or NOT-STATED (neither side): both
-values are kept. DIFFERENT and MISSING fail; EXTRA and NOT-STATED are shown, never
-counted as matches. A tokenizer missing from the candidate is a failure.
+values are kept; NOT-JUDGED (a check that could not run, with the reason). DIFFERENT, MISSING
+and NOT-JUDGED fail; EXTRA and NOT-STATED are shown, never counted as matches. A tokenizer
+missing from the candidate is a failure.
 
 Known equivalence: a GGUF of a llama-family architecture that llama.cpp stores with
 Q/K rows permuted (the registry's ``rope_permuted``) says RoPE "norm"; with the permuted
@@ -14,10 +15,10 @@ with a note, not DIFFERENT.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from ..formats.model import ArchConfig, Model, TokenizerInfo
+from ..formats.model import ArchConfig, Model
 from .. import arch as archreg
 
 
@@ -27,9 +28,11 @@ class FieldStatus:
     MISSING = "MISSING"
     EXTRA = "EXTRA"
     NOT_STATED = "NOT-STATED"
+    NOT_JUDGED = "NOT-JUDGED"  # the check could not run (reason in the note): neither a pass nor a fault
 
 
-_FAILING = {FieldStatus.DIFFERENT, FieldStatus.MISSING}
+# NOT-JUDGED fails too: a check that could not run is never a pass (the note says why)
+_FAILING = {FieldStatus.DIFFERENT, FieldStatus.MISSING, FieldStatus.NOT_JUDGED}
 
 
 @dataclass(frozen=True)
@@ -192,63 +195,6 @@ def _seq_field(name: str, xs: tuple[str, ...], ys: tuple[str, ...], what: str) -
     return FieldDiff(name, FieldStatus.DIFFERENT, len(xs), len(ys),
                      note=f"first difference at {what} {i}: reference {ta!r}, candidate {tb!r} "
                           f"({n_diff:,} differ)")
-
-
-def compare_tokenizer(ref: Model, cand: Model) -> SectionDiff:
-    """Model type, vocabulary, merges, special ids, pre-tokenizer and chat template."""
-    a, b = ref.tokenizer, cand.tokenizer
-    note = _no_config(ref, cand)
-    if note is not None and (a is None or b is None):  # a weights-only file cannot carry one
-        return SectionDiff("tokenizer", (), note=note)
-    if a is None and b is None:
-        return SectionDiff("tokenizer", (), note="neither model carries a tokenizer (not compared)")
-    if b is None:
-        return SectionDiff("tokenizer", (), note="the candidate carries no tokenizer (the reference does)",
-                           failed_outright=True)
-    if a is None:
-        return SectionDiff("tokenizer", (), note="only the candidate carries a tokenizer (nothing to compare "
-                                                 "it against)")
-    return SectionDiff("tokenizer", _tok_fields(a, b, ref, cand))
-
-
-_SPM_SPACE = str.maketrans({" ": "\u2581"})
-
-
-def _spm_tokens(t: TokenizerInfo) -> tuple[str, ...]:
-    """SentencePiece pieces with spaces spelled as U+2581: GGUF keeps user-defined whitespace
-    pieces as spaces, transformers' tokenizer.json spells them with U+2581 — the same piece."""
-    return tuple(tok.translate(_SPM_SPACE) for tok in t.tokens)
-
-
-def _tok_fields(a: TokenizerInfo, b: TokenizerInfo, ref: Model, cand: Model) -> tuple[FieldDiff, ...]:
-    spm = a.model_type == b.model_type == "llama"
-    vocab = _seq_field("vocabulary", *((_spm_tokens(a), _spm_tokens(b)) if spm else (a.tokens, b.tokens)),
-                       "token id")
-    if spm and vocab.status == FieldStatus.MATCH and a.tokens != b.tokens:
-        vocab = replace(vocab, note="SentencePiece: ' ' and '\u2581' compared as the same character")
-    merges = _seq_field("merges", a.merges, b.merges, "merge")
-    if spm and merges.status == FieldStatus.DIFFERENT:
-        # A SentencePiece model has scores, not merges: each converter derives its own merge list
-        # from them (same tokenization, different lists); the output level compares tokenizations.
-        merges = FieldDiff("merges", FieldStatus.NOT_STATED, len(a.merges), len(b.merges),
-                           note="SentencePiece merges are derived from piece scores by each converter (not "
-                                "compared; token ids are compared at the output level)")
-    pre = _field("pre", a.pre, b.pre)
-    hf_side = {m.format for m, v in ((ref, a.pre), (cand, b.pre)) if v is None} == {"safetensors"}
-    if pre.status in (FieldStatus.MISSING, FieldStatus.EXTRA) and hf_side:
-        pre = FieldDiff("pre", FieldStatus.NOT_STATED, a.pre, b.pre,
-                        note="tokenizer.json names no llama.cpp pre-tokenizer (not compared)")
-    return (
-        _field("model_type", a.model_type, b.model_type),
-        vocab,
-        merges,
-        _field("bos_id", a.bos_id, b.bos_id),
-        _field("eos_id", a.eos_id, b.eos_id),
-        _field("pad_id", a.pad_id, b.pad_id),
-        _field("unk_id", a.unk_id, b.unk_id),
-        pre,
-        _field("chat_template", a.chat_template, b.chat_template),
-    )
 
 
 def config_summary(cfg: ArchConfig) -> str:

@@ -30,14 +30,17 @@ class Verdict(str, enum.Enum):
     EXACT_CAST = "EXACT-CAST"            # candidate == reference rounded to nearest-even (float narrowing)
     QUANT_FAITHFUL = "QUANT-FAITHFUL"    # quantized, error within the type's noise floor
     TIED = "TIED"                        # lm_head absent on one side / a copy of embed_tokens (tied embeddings)
+    EXPECTED = "EXPECTED"                # only on one side by a converter's deliberate choice (arch/conventions.py)
     WITHIN_TOLERANCE = "WITHIN-TOLERANCE"  # not the expected bits/noise, but inside an explicit user tolerance
     NOT_JUDGED = "NOT-JUDGED"            # no band for the type / undecodable type: not measured, so not a pass
     DEGRADED = "DEGRADED"                # same tensor, error above the noise floor / not the exact rounding
     SCALED = "SCALED"                    # candidate ≈ k·reference
     OFFSET = "OFFSET"                    # candidate ≈ reference + c (e.g. norm stored ±1)
+    NOISE = "NOISE"                      # candidate = reference + random noise of a stated level
     TRANSPOSED = "TRANSPOSED"            # data transposed (same or swapped shape)
     ROW_PERMUTED = "ROW-PERMUTED"        # rows reordered (RoPE permutation applied/undone wrongly, ...)
-    SWAPPED = "SWAPPED"                  # candidate holds another reference tensor's data
+    SWAPPED = "SWAPPED"                  # candidate holds another reference tensor's data (and that one holds its)
+    COPIED = "COPIED"                    # candidate holds another reference tensor's data, which is still in place
     DTYPE_MISREAD = "DTYPE-MISREAD"      # candidate bytes decode correctly as another dtype
     NAN_INF = "NAN/INF"                  # NaN/Inf where the reference is finite
     CORRUPT = "CORRUPT"                  # none of the above explains the difference
@@ -52,7 +55,8 @@ class Verdict(str, enum.Enum):
         return self in _PASSING
 
 
-_PASSING = {Verdict.IDENTICAL, Verdict.EXACT_CAST, Verdict.QUANT_FAITHFUL, Verdict.TIED, Verdict.WITHIN_TOLERANCE}
+_PASSING = {Verdict.IDENTICAL, Verdict.EXACT_CAST, Verdict.QUANT_FAITHFUL, Verdict.TIED, Verdict.EXPECTED,
+            Verdict.WITHIN_TOLERANCE}
 
 # worst first when sorting failures
 _SEVERITY = {v: i for i, v in enumerate(reversed(list(Verdict)))}

@@ -35,6 +35,7 @@ from . import noise as noise_mod
 from . import transforms as tf
 from .diagnose import CONFIRM_FLOAT_REL as _CONFIRM_FLOAT_REL
 from .diagnose import Diagnoser, Hypothesis, SwapIndex, misread_as
+from .diagnose_rows import noise as added_noise, rows_permuted
 from .diagnose import dequantizable as _dequantizable
 from .diagnose import match_threshold as _match_threshold
 from .diagnose import numeric as _numeric
@@ -242,11 +243,11 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
     # ---- diagnosis
     thr = _match_threshold(tb.dtype, noise, tol)
     dg = Diagnoser(ctx, ta, tb, expected, thr, raw)
-    for hyp in (dg.transposed, dg.row_maps, dg.swapped, dg.misread):
+    for hyp in (dg.transposed, dg.row_maps, dg.swapped, dg.misread, lambda: rows_permuted(dg)):
         h = hyp()
         if h is not None:
             return _failed(ta, tb, name, h, res)
-    h = dg.affine(raw)
+    h = dg.affine(raw) or (added_noise(dg, raw) if raw.nonfinite_mismatch == 0 else None)
     if h is not None:
         return _failed(ta, tb, name, h, res)
     if raw.nonfinite_mismatch:

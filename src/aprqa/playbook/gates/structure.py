@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from ...compare.consumer import tokenizer_section
-from ...compare.metadata import compare_tokenizer
+from ...compare.metadata import FieldStatus
+from ...compare.tokenizer_check import BEHAVIOUR, compare_tokenizers
 from ...errors import AprqaError
 from ...formats import open_model
 from ...formats.model import Model
@@ -37,9 +37,18 @@ def _names(src: Model, cand: Model) -> Checked:
 def _tokenizer(src: Model, cand: Model) -> Checked:
     if src.tokenizer is None:
         return False, "the source carries no tokenizer: nothing to preserve, gate cannot be checked", {}
-    sec = tokenizer_section(compare_tokenizer(src, cand), src, cand)  # a GGUF: also as llama.cpp reads it
-    probs = [f"{f.field} {f.status}" for f in sec.problems()] + ([sec.note] if sec.failed_outright else [])
-    return sec.passed, ", ".join(probs) or f"{src.tokenizer.vocab_size} tokens", sec.to_dict()
+    # by behaviour (token ids on a fixed corpus), the arrays both sides have, and as llama.cpp reads a GGUF
+    sec = compare_tokenizers(src, cand)
+    judged = next((f for f in sec.fields if f.field == BEHAVIOUR), None)
+    faults = [f for f in sec.problems() if f.status != FieldStatus.NOT_JUDGED]
+    probs = [f"{f.field} {f.status}: {f.note}" if f.field == BEHAVIOUR else f"{f.field} {f.status}"
+             for f in faults] + ([sec.note] if sec.failed_outright else [])
+    row = sec.to_dict()
+    # token ids that could not be judged where a consumer is modelled: not a pass (an APR side's runtime is not
+    # modelled: its arrays are the evidence, NOT-STATED)
+    if not probs and (judged is None and not sec.fields or judged is not None and judged.status == FieldStatus.NOT_JUDGED):
+        row["not_judged"] = judged.note if judged is not None else sec.note or "no tokenizer to compare"
+    return not probs, ", ".join(probs) or f"{src.tokenizer.vocab_size} tokens, same ids on the corpus", row
 
 
 # kind -> (check of one converted model, what a pass kept; {n}: the source's tensor count)
@@ -80,4 +89,8 @@ def structure_gate(kind: GateKind, source: Path, keys: list[ConvKey | None],
     m = {"conversions": rows}
     if bad:
         return falsified(f"{len(bad)}/{len(keys)} conversions: " + "; ".join(bad[:6]), metrics=m)
+    unjudged = [f"{r['conversion']}: {r['not_judged']}" for r in rows if r.get("not_judged")]
+    if unjudged:  # the token ids could not be compared: not a pass
+        return GateOutcome(Outcome.SKIPPED, f"NOT-JUDGED ({len(unjudged)}/{len(keys)} conversions): "
+                           + "; ".join(unjudged[:3]), metrics=m)
     return ok(f"{len(keys)}/{len(keys)} conversions: {kept.format(n=len(names))}", metrics=m)
