@@ -13,6 +13,7 @@ before encoding, or to the {name: TensorData} dict after encoding (``stage="byte
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -128,6 +129,13 @@ def convert(ref_path: Path, out: Path, fmt: str, dtype: DType | str = DType.F32,
             write_model(out / "model.safetensors", fmt, list(tds.values()), meta["config"], None)
             return out
     write_model(out, fmt, list(tds.values()), meta["config"], meta["tokenizer"])
+    src_root = Path(ref_path) if Path(ref_path).is_dir() else Path(ref_path).parent
+    if fmt == "safetensors" and meta["tokenizer"] is tok and (src_root / "tokenizer.json").is_file():
+        # An HF copy carries the source's tokenizer files as they are (as any HF->HF copy does); a tokenizer
+        # fault instead writes the changed vocabulary so that the fault is what the copy shows.
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model"):
+            if (src_root / name).is_file():
+                shutil.copyfile(src_root / name, out / name)
     return out
 
 

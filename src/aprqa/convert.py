@@ -22,16 +22,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
-from tokenizers import processors
 
 from . import core
 from .dtypes import DType, dtype_from_name
 from .errors import UsageError
 from .formats import FORMATS, format_module, open_model
 from .formats import gguf_hf_vocab, gguf_policy, gguf_vocab
+from .formats.hf_tokenizer_out import hf_tokenizer_outputs
 from .formats.model import Model, TensorData, TensorInfo, TokenizerInfo
-from .formats import spm_model
-from .formats.tokenizer_spm import rebuild_spm
 from .arch import (NORM_OFFSET, config_keys, family, gguf_name, inverse_permutation, layer_count, norm_offset, rope_heads,
                    rope_permuted, rope_row_permutation)
 from .capabilities import STORABLE, unquantizable_types
@@ -222,46 +220,6 @@ def _converter(t: TensorInfo, want: DType, perm: np.ndarray | None,
     return produce
 
 
-def _spm_tokenizer_json(model: Model) -> Any:
-    """A GGUF's SentencePiece vocabulary as a tokenizer.json transformers loads (merges from the
-    scores, byte fallback, control/user-defined tokens; BOS prepended when the GGUF says so)."""
-    tok = rebuild_spm(model)
-    info = model.tokenizer
-    if info is not None and info.add_bos and info.bos_id is not None:
-        bos = info.tokens[info.bos_id]
-        tok.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A $B",
-                                                           special_tokens=[(bos, info.bos_id)])
-    return tok
-
-
-def _spm_side_files(model: Model) -> dict[str, Any]:
-    """What an HF dir needs besides tokenizer.json so that llama.cpp's converter writes the GGUF's
-    SentencePiece vocabulary back (its SPM path reads tokenizer.model, and tokenizer_config.json's
-    added_tokens_decoder for CONTROL / USER_DEFINED types), and transformers adds what llama.cpp adds."""
-    info = model.tokenizer
-    assert info is not None
-    meta = model.metadata
-    scores = list(meta.get("tokenizer.ggml.scores") or [])
-    types = list(info.token_types)
-    out: dict[str, Any] = {}
-    unk = info.unk_id if info.unk_id is not None and 0 <= info.unk_id < len(types) else \
-        next((i for i, k in enumerate(types) if k == 2), None)
-    if len(scores) == len(types) == len(info.tokens) and unk is not None:  # sentencepiece needs an unknown piece
-        prefix = meta.get("tokenizer.ggml.add_space_prefix") is not False
-        kinds = [2 if i == unk else k for i, k in enumerate(types)]  # tokenizer_config restores a CONTROL <unk>
-        out["tokenizer.model"] = spm_model.model_bytes(list(zip(info.tokens, map(float, scores), kinds)), prefix)
-    decoder = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
-                        "special": k == 3}
-               for i, (t, k) in enumerate(zip(info.tokens, types)) if k in (3, 4)}
-    cfg: dict[str, Any] = {"added_tokens_decoder": decoder}
-    for typ in ("bos", "eos", "sep"):
-        flag = meta.get(f"tokenizer.ggml.add_{typ}_token")
-        if isinstance(flag, bool):
-            cfg[f"add_{typ}_token"] = flag
-    out["tokenizer_config.json"] = cfg
-    return out
-
-
 def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, quant: str | None = None,
             on_tensor: Callable[[TensorInfo], None] | None = None, weights_only: bool = False,
             pre_tokenizer: str | None = None) -> ConvertResult:
@@ -318,9 +276,7 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
     if fmt == "safetensors" and dst.suffix != ".safetensors":
         try:  # refuse before writing anything when no honest config.json can be written
             config_keys.to_hf(config, tokenizer, source_config)
-            if model.format == "gguf" and model.tokenizer is not None and model.tokenizer.model_type == "llama":
-                extra["tokenizer_json"] = _spm_tokenizer_json(model)
-                extra["side_files"] = _spm_side_files(model)
+            extra.update(hf_tokenizer_outputs(model, tokenizer))
         except BaseException:
             if not isinstance(src, Model):
                 model.close()

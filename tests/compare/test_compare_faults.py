@@ -33,16 +33,12 @@ def _only_failure(report, name, verdict):
 # --------------------------------------------------------------------- correct conversions
 
 
-# aprqa's HF tokenizer writer (formats/hf.py write_hf_tokenizer) keeps only BOS/EOS/PAD/UNK as added tokens and
-# writes the gpt2 split regex: the token ids of the written tokenizer.json differ (compare's behaviour check).
-HF_TOKENIZER_WRITER = pytest.mark.xfail(strict=True, reason="aprqa's HF tokenizer writer changes the token ids "
-                                                            "(control tokens, split rules) — writer helper")
 
 
 @pytest.mark.parametrize("fmt,dtype,verdicts", [
-    pytest.param("safetensors", "f32", {"IDENTICAL"}, marks=HF_TOKENIZER_WRITER),
-    pytest.param("safetensors", "f16", {"IDENTICAL", "EXACT-CAST"}, marks=HF_TOKENIZER_WRITER),
-    pytest.param("safetensors", "bf16", {"IDENTICAL", "EXACT-CAST"}, marks=HF_TOKENIZER_WRITER),
+    pytest.param("safetensors", "f32", {"IDENTICAL"}),
+    pytest.param("safetensors", "f16", {"IDENTICAL", "EXACT-CAST"}),
+    pytest.param("safetensors", "bf16", {"IDENTICAL", "EXACT-CAST"}),
     ("gguf", "f16", {"IDENTICAL", "EXACT-CAST"}),
     ("gguf", "q8_0", {"IDENTICAL", "QUANT-FAITHFUL"}),
     ("gguf", "q4_0", {"IDENTICAL", "QUANT-FAITHFUL"}),

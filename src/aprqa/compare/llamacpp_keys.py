@@ -66,8 +66,8 @@ class KeyRule:
     the key is absent, and the value an HF config.json implies."""
 
     key: str  # gguf.Keys attribute path
-    archs: tuple[str, ...]
-    default: Any
+    archs: tuple[str, ...]  # ("*",): every architecture
+    default: Any  # a value, or a function of the GGUF's Model (a default llama.cpp derives from other keys)
     hf: HFValue | None = None
     layers: bool = False  # the value is a per-layer flag list (a scalar pattern is expanded)
 
@@ -78,7 +78,15 @@ def _final_softcap(cfg: dict[str, Any], _: int) -> Any:
     return cfg["final_logit_softcapping"] or 0.0  # null: no soft-capping, llama.cpp's 0
 
 
+def _embd_per_head(m: Model) -> int | None:
+    """llama.cpp's n_embd_head_k/v when the keys are absent: n_embd / n_head."""
+    c = m.config
+    return c.hidden_size // c.num_heads if c.hidden_size and c.num_heads else None
+
+
 RULES: tuple[KeyRule, ...] = (
+    KeyRule("Attention.KEY_LENGTH", ("*",), _embd_per_head),
+    KeyRule("Attention.VALUE_LENGTH", ("*",), _embd_per_head),
     KeyRule("LLM.FINAL_LOGIT_SOFTCAPPING", ("gemma3",), 0.0, _final_softcap),
     KeyRule("Rope.FREQ_BASE_SWA", ("gemma3",), 10000.0, _swa_base),
     KeyRule("Attention.SLIDING_WINDOW_PATTERN", ("gemma3",), 6, _hf_swa_layers, layers=True),
@@ -100,7 +108,8 @@ def _effective(rule: KeyRule, m: Model, key: str) -> tuple[Any, str]:
     v = _gguf_value(m, key)
     how = "stored"
     if v is None:
-        v, how = rule.default, "llama.cpp's default (key absent)"
+        v = rule.default(m) if callable(rule.default) else rule.default
+        how = "llama.cpp's default (key absent)"
     if rule.layers and isinstance(v, int) and not isinstance(v, bool):
         v = _pattern_layers(v, _n_layer(m))
     elif rule.layers and isinstance(v, list):
@@ -121,7 +130,7 @@ def _show(v: Any) -> Any:
 
 
 def _rules_for(arch: str | None) -> list[KeyRule]:
-    return [r for r in RULES if arch in r.archs]
+    return [r for r in RULES if arch in r.archs or "*" in r.archs]
 
 
 def gguf_vs_gguf(ref: Model, cand: Model) -> list[FieldDiff]:

@@ -11,22 +11,20 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models
+from tokenizers import Tokenizer as HFTokenizer
 
 from ..errors import FormatError, UsageError
 from ..formats.model import Model, TokenizerInfo
+from ..formats.tokenizer_bpe import rebuild_bpe
 from ..formats.tokenizer_spm import byte_spelling, rebuild_spm
 from ..formats.tokenizer_wpm import rebuild_wpm
 from ..fsio import CAP_TOKENIZER, parse_json, read_bounded
 from ..pretokenizer_regex import check_split_regexes
-from ..pretokenizers import hf_pre_tokenizer, lookup
 
-_SPECIAL_RE = re.compile(r"^<\|[^|]*\|>$|^<(s|/s|unk|pad|mask)>$|^\[(PAD|UNK|CLS|SEP|MASK)\d*\]$")
 
 
 @dataclass(frozen=True)
@@ -101,40 +99,6 @@ def _hf_tokenizer_file(model: Model) -> Path | None:
     root = model.path if model.path.is_dir() else model.path.parent
     p = root / "tokenizer.json"
     return p if p.is_file() else None
-
-
-def rebuild_bpe(info: TokenizerInfo) -> Any:
-    """A ``tokenizers.Tokenizer`` equivalent to a GGUF/APR byte-level BPE ("gpt2") vocabulary.
-
-    Raises:
-        UsageError: not a byte-level BPE, no tokens/merges, or an unknown pre-tokenizer.
-    """
-    if info.model_type != "gpt2":
-        raise UsageError(f"cannot rebuild a '{info.model_type}' tokenizer from the file's metadata (only byte-level "
-                         "BPE 'gpt2' is supported; SentencePiece 'llama' needs scores the reader does not keep)",)
-    if not info.tokens or not info.merges:
-        raise UsageError(f"tokenizer has {len(info.tokens)} tokens and {len(info.merges)} merges; "
-                         "a byte-level BPE needs both")
-    vocab = {t: i for i, t in enumerate(info.tokens)}
-    merges = []
-    for m in info.merges:
-        a, sep, b = m.partition(" ")
-        if not sep:
-            raise UsageError(f"BPE merge {m!r} is not 'left right'")
-        merges.append((a, b))
-    # llama.cpp splits by tokenizer.ggml.pre and falls back to its "default" rules without one.
-    pre = lookup(info.pre or "default")
-    tok = HFTokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, ignore_merges=pre.ignore_merges))
-    tok.pre_tokenizer = hf_pre_tokenizer(pre)
-    tok.decoder = decoders.ByteLevel()
-    if info.token_types:  # llama.cpp matches CONTROL and USER_DEFINED tokens whole, before BPE
-        specials = {i for i, k in enumerate(info.token_types) if k in (3, 4)}
-    else:
-        specials = {i for i in (info.bos_id, info.eos_id, info.pad_id, info.unk_id) if i is not None}
-        specials |= {i for i, t in enumerate(info.tokens) if _SPECIAL_RE.match(t)}
-    tok.add_special_tokens([AddedToken(info.tokens[i], special=True, normalized=False)
-                            for i in sorted(specials) if 0 <= i < len(info.tokens)])
-    return tok
 
 
 def load_tokenizer(model: Model) -> Tokenizer:

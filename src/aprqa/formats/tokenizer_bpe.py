@@ -1,0 +1,50 @@
+"""A GGUF/APR byte-level BPE ("gpt2") vocabulary rebuilt as a ``tokenizers.Tokenizer`` that splits and merges as
+llama.cpp does for its ``tokenizer.ggml.pre`` (``aprqa.pretokenizers``: every name llama.cpp knows; none means its
+"default" rules). Used to tokenize such a file (forward, compare) and to write it as an HF tokenizer.json."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models
+
+from ..errors import UsageError
+from ..pretokenizers import hf_pre_tokenizer, lookup
+from .model import TokenizerInfo
+
+_SPECIAL_RE = re.compile(r"^<\|[^|]*\|>$|^<(s|/s|unk|pad|mask)>$|^\[(PAD|UNK|CLS|SEP|MASK)\d*\]$")
+
+
+def rebuild_bpe(info: TokenizerInfo) -> Any:
+    """A ``tokenizers.Tokenizer`` equivalent to a GGUF/APR byte-level BPE ("gpt2") vocabulary.
+
+    Raises:
+        UsageError: not a byte-level BPE, no tokens/merges, or an unknown pre-tokenizer.
+    """
+    if info.model_type != "gpt2":
+        raise UsageError(f"cannot rebuild a '{info.model_type}' tokenizer from the file's metadata (only byte-level "
+                         "BPE 'gpt2' is supported; SentencePiece 'llama' needs scores the reader does not keep)",)
+    if not info.tokens or not info.merges:
+        raise UsageError(f"tokenizer has {len(info.tokens)} tokens and {len(info.merges)} merges; "
+                         "a byte-level BPE needs both")
+    vocab = {t: i for i, t in enumerate(info.tokens)}
+    merges = []
+    for m in info.merges:
+        a, sep, b = m.partition(" ")
+        if not sep:
+            raise UsageError(f"BPE merge {m!r} is not 'left right'")
+        merges.append((a, b))
+    # llama.cpp splits by tokenizer.ggml.pre and falls back to its "default" rules without one.
+    pre = lookup(info.pre or "default")
+    tok = HFTokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, ignore_merges=pre.ignore_merges))
+    tok.pre_tokenizer = hf_pre_tokenizer(pre)
+    tok.decoder = decoders.ByteLevel()
+    if info.token_types:  # llama.cpp matches CONTROL and USER_DEFINED tokens whole, before BPE
+        specials = {i for i, k in enumerate(info.token_types) if k in (3, 4)}
+    else:
+        specials = {i for i in (info.bos_id, info.eos_id, info.pad_id, info.unk_id) if i is not None}
+        specials |= {i for i, t in enumerate(info.tokens) if _SPECIAL_RE.match(t)}
+    tok.add_special_tokens([AddedToken(info.tokens[i], special=True, normalized=False)
+                            for i in sorted(specials) if 0 <= i < len(info.tokens)])
+    return tok
