@@ -36,6 +36,9 @@ CHECK_TEXT = (
 # Types whose llama.cpp splitting is a hand-written routine rather than its regexes.
 _CUSTOM = {"kimi_k2": "a custom Han/digit splitter", "afmoe": "a custom digit-grouping splitter"}
 _NOT_BYTE_LEVEL = {"gemma4", "sarvam_moe", "whitespace"}
+# SentencePiece-style BPE: llama.cpp writes every space as U+2581, splits only at newlines and merges raw
+# UTF-8 characters (unknown ones fall back to <0xXX> byte tokens).
+_SPM_STYLE = {"gemma4", "sarvam_moe"}
 # When several names share rules, the name written for a tokenizer recognised by its regexes.
 _PREFERRED = ("gpt-2", "llama-bpe", "qwen2", "qwen35", "deepseek-llm", "deepseek-coder", "deepseek-v3",
               "starcoder", "falcon", "tekken", "gpt-4o", "bloom", "default")
@@ -67,6 +70,7 @@ class PreTokenizer:
         splits: regexes applied in order; each isolates its matches in the current pieces.
         ignore_merges: a piece that is itself a token is taken whole, before any merge.
         byte_level: pieces go through the GPT-2 byte-to-unicode mapping before BPE.
+        spm_style: SentencePiece-style BPE (spaces as U+2581, raw UTF-8 merges, <0xXX> byte fallback).
         custom: why aprqa cannot reproduce it ("" when it can).
     """
 
@@ -76,6 +80,7 @@ class PreTokenizer:
     ignore_merges: bool
     byte_level: bool
     custom: str = ""
+    spm_style: bool = False
 
 
 def known_names() -> list[str]:
@@ -94,7 +99,8 @@ def lookup(name: str) -> PreTokenizer:
                                 f"('unknown pre-tokenizer type'); known: {', '.join(known_names())}", name)
     kind, ignore_merges = LLAMA_CPP_NAMES[name]
     splits = _SPLITS[_SAME_SPLITS.get(kind, kind)]
-    return PreTokenizer(name, kind, splits, ignore_merges, kind not in _NOT_BYTE_LEVEL, _CUSTOM.get(kind, ""))
+    return PreTokenizer(name, kind, splits, ignore_merges, kind not in _NOT_BYTE_LEVEL, _CUSTOM.get(kind, ""),
+                        kind in _SPM_STYLE)
 
 
 def same_splits(a: str, b: str) -> bool:
@@ -107,7 +113,8 @@ def hf_pre_tokenizer(pre: PreTokenizer) -> Any:
     """A ``tokenizers`` pre-tokenizer that splits text as llama.cpp does for ``pre``.
 
     Raises:
-        PreTokenizerError: llama.cpp splits it with hand-written code, or it is not byte-level.
+        PreTokenizerError: llama.cpp splits it with hand-written code, or it is neither byte-level nor
+            SentencePiece-style.
     """
     # Declared lazy import (tests/test_architecture_imports.py): the tokenizers library loads only
     # when a pre-tokenizer is built; identifying one by name or hash (inspect, the GGUF writer) needs none.
@@ -116,11 +123,12 @@ def hf_pre_tokenizer(pre: PreTokenizer) -> Any:
     if pre.custom:
         raise PreTokenizerError(f"pre-tokenizer {pre.name!r}: llama.cpp splits it with {pre.custom}, which "
                                 "aprqa does not reproduce; give token ids instead of text", pre.name)
-    if not pre.byte_level:
-        raise PreTokenizerError(f"pre-tokenizer {pre.name!r} is not byte-level (SentencePiece-style BPE); "
-                                "aprqa rebuilds only byte-level BPE vocabularies", pre.name)
+    if not pre.byte_level and not pre.spm_style:
+        raise PreTokenizerError(f"pre-tokenizer {pre.name!r} is neither byte-level nor SentencePiece-style BPE; "
+                                "aprqa does not rebuild it", pre.name)
     steps = [pre_tokenizers.Split(Regex(r), behavior="isolated", invert=False) for r in pre.splits]
-    steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False))
+    if pre.byte_level:
+        steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False))
     return pre_tokenizers.Sequence(steps)
 
 

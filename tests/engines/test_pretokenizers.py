@@ -39,7 +39,7 @@ def test_every_llamacpp_name_maps_to_split_rules():
     for name in names:
         pre = P.lookup(name)
         assert pre.splits, name
-        if pre.custom or not pre.byte_level:
+        if pre.custom or not (pre.byte_level or pre.spm_style):
             with pytest.raises(P.PreTokenizerError):
                 P.hf_pre_tokenizer(pre)
         else:
@@ -49,6 +49,13 @@ def test_every_llamacpp_name_maps_to_split_rules():
     assert rebuilt >= 85
     assert P.same_splits("qwen2", "deepseek-r1-qwen") and not P.same_splits("qwen2", "llama-bpe")
     assert P.lookup("llama-bpe").ignore_merges and not P.lookup("qwen2").ignore_merges
+    # SentencePiece-style BPE: only newlines split, no byte-level mapping (the normalizer writes U+2581).
+    gemma = P.lookup("granite-embed-multi-311m")
+    assert gemma.spm_style and not gemma.byte_level and P.same_splits("gemma4", "granite-embed-multi-311m")
+    assert P.hf_pre_tokenizer(gemma).pre_tokenize_str("a b\n\nc") == [("a b", (0, 3)), ("\n\n", (3, 5)),
+                                                                       ("c", (5, 6))]
+    with pytest.raises(P.PreTokenizerError, match="neither byte-level"):
+        P.hf_pre_tokenizer(P.lookup("whitespace"))
 
 
 def test_unknown_name_is_refused():

@@ -1,13 +1,14 @@
-"""A GGUF/APR byte-level BPE ("gpt2") vocabulary rebuilt as a ``tokenizers.Tokenizer`` that splits and merges as
-llama.cpp does for its ``tokenizer.ggml.pre`` (``aprqa.pretokenizers``: every name llama.cpp knows; none means its
-"default" rules). Used to tokenize such a file (forward, compare) and to write it as an HF tokenizer.json."""
+"""A GGUF/APR BPE ("gpt2") vocabulary rebuilt as a ``tokenizers.Tokenizer`` that splits and merges as llama.cpp does
+for its ``tokenizer.ggml.pre`` (``aprqa.pretokenizers``: every name llama.cpp knows; none means its "default" rules):
+byte-level for most names, SentencePiece-style (spaces as U+2581, raw UTF-8, <0xXX> byte fallback) for gemma4-like
+ones. Used to tokenize such a file (forward, compare) and to write it as an HF tokenizer.json."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models
+from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models, normalizers
 
 from ..errors import UsageError
 from ..pretokenizers import hf_pre_tokenizer, lookup
@@ -17,10 +18,10 @@ _SPECIAL_RE = re.compile(r"^<\|[^|]*\|>$|^<(s|/s|unk|pad|mask)>$|^\[(PAD|UNK|CLS
 
 
 def rebuild_bpe(info: TokenizerInfo) -> Any:
-    """A ``tokenizers.Tokenizer`` equivalent to a GGUF/APR byte-level BPE ("gpt2") vocabulary.
+    """A ``tokenizers.Tokenizer`` equivalent to a GGUF/APR BPE ("gpt2") vocabulary as llama.cpp reads it.
 
     Raises:
-        UsageError: not a byte-level BPE, no tokens/merges, or an unknown pre-tokenizer.
+        UsageError: not a BPE, no tokens/merges, or a pre-tokenizer aprqa cannot rebuild.
     """
     if info.model_type != "gpt2":
         raise UsageError(f"cannot rebuild a '{info.model_type}' tokenizer from the file's metadata (only byte-level "
@@ -37,9 +38,16 @@ def rebuild_bpe(info: TokenizerInfo) -> Any:
         merges.append((a, b))
     # llama.cpp splits by tokenizer.ggml.pre and falls back to its "default" rules without one.
     pre = lookup(info.pre or "default")
-    tok = HFTokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, ignore_merges=pre.ignore_merges))
+    tok = HFTokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, ignore_merges=pre.ignore_merges,
+                                 byte_fallback=pre.spm_style))
     tok.pre_tokenizer = hf_pre_tokenizer(pre)
-    tok.decoder = decoders.ByteLevel()
+    if pre.spm_style:
+        # llama.cpp escapes spaces in the raw text between special tokens, then merges UTF-8 characters; a
+        # character with no token becomes its <0xXX> byte tokens.
+        tok.normalizer = normalizers.Replace(" ", "\u2581")
+        tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+    else:
+        tok.decoder = decoders.ByteLevel()
     if info.token_types:  # llama.cpp matches CONTROL and USER_DEFINED tokens whole, before BPE
         specials = {i for i, k in enumerate(info.token_types) if k in (3, 4)}
     else:

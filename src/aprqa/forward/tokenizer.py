@@ -101,6 +101,10 @@ def _hf_tokenizer_file(model: Model) -> Path | None:
     return p if p.is_file() else None
 
 
+# tokenizer.ggml.pre names of llama.cpp's gemma4 type: it adds BOS whatever tokenizer.ggml.add_bos_token says.
+_BOS_ALWAYS = frozenset({"gemma4", "granite-embed-multi-311m"})
+
+
 def load_tokenizer(model: Model) -> Tokenizer:
     """The model's tokenizer: its tokenizer.json (HF) or a rebuild from ``model.tokenizer``.
 
@@ -129,6 +133,8 @@ def load_tokenizer(model: Model) -> Tokenizer:
         return Tokenizer(rebuild_wpm(model), add_bos_id=info.bos_id, source=f"{model.path} (WordPiece rebuilt)",
                          add_end_id=sep if isinstance(sep, int) and not isinstance(sep, bool) else None,
                          always_bos=True)
+    if info.pre in _BOS_ALWAYS:  # llama.cpp overrides add_bos=false for these vocabularies
+        bos = info.bos_id
     return Tokenizer(rebuild_bpe(info), add_bos_id=bos, source=f"{model.path} ({info.model_type} rebuilt)")
 
 
