@@ -68,8 +68,9 @@ class Tokenizer:
 
     def __init__(self, backend: Any, add_bos_id: int | None = None, source: str = "",
                  add_end_id: int | None = None, always_bos: bool = False,
-                 respell: dict[int, list[int]] | None = None) -> None:
+                 respell: dict[int, list[int]] | None = None, post_process: bool = False) -> None:
         self._tok = backend
+        self.post_process = post_process  # run the backend's own post-processor (an HF tokenizer.json's BOS/CLS)
         self.respell = respell or {}  # backend-only ids -> the model's ids (SPM lone characters as bytes)
         self.add_bos_id = add_bos_id
         self.always_bos = always_bos  # llama.cpp's WordPiece path adds BOS even before a text's own [CLS]
@@ -77,7 +78,7 @@ class Tokenizer:
         self.source = source
 
     def encode(self, text: str) -> list[int]:
-        ids = list(self._tok.encode(text, add_special_tokens=False).ids)
+        ids = list(self._tok.encode(text, add_special_tokens=self.post_process).ids)
         if self.respell:
             ids = [j for i in ids for j in self.respell.get(i, (i,))]
         if self.add_bos_id is not None and (self.always_bos or not ids or ids[0] != self.add_bos_id):
@@ -116,9 +117,14 @@ def load_tokenizer(model: Model) -> Tokenizer:
         text = read_bounded(path, CAP_TOKENIZER, path.name).decode("utf-8", errors="replace")  # bounded, no FIFO
         check_split_regexes(parse_json(text, path, path.name), path)  # before tokenizers runs any of them
         try:
-            return Tokenizer(HFTokenizer.from_str(text), source=str(path))
+            backend = HFTokenizer.from_str(text)
         except Exception as err:  # the tokenizers library raises plain Exceptions
             raise FormatError(path, f"the tokenizers library cannot load it: {err}") from None
+        # transformers encodes one text with the file's post-processor (Gemma's <bos>, BERT's [CLS] ... [SEP])
+        # and without the padding/truncation a tokenizer.json may store (it sets those per call)
+        backend.no_padding()
+        backend.no_truncation()
+        return Tokenizer(backend, source=str(path), post_process=True)
     info = model.tokenizer
     if info is None or not info.tokens:
         raise UsageError(f"{model.path}: the model carries no tokenizer; give token ids instead of text")
