@@ -119,6 +119,13 @@ def test_gemma3_full_compare_of_q8_0_against_its_f16(gemma3_f16, transformers_di
     assert r.outputs is not None and r.passed, _explain(r)
 
 
+def test_gemma3_full_compare_of_q8_0_against_hf(transformers_dir):
+    """The output level against the HF dir: the prompt's ids come from its tokenizer.json (BOS as transformers
+    adds it) and the GGUF's SentencePiece-style BPE agrees; the calibrated band decides."""
+    r = compare(transformers_dir, _product("gemma3", "q8_0", transformers_dir), fast=False)
+    assert _ids_match(r) and r.outputs is not None and r.passed, _explain(r)
+
+
 # The full matrix (APRQA_THIRDPARTY_FULL=1): every type the pinned llama.cpp writes without an importance matrix,
 # judged against the f16 GGUF of the same pipeline (the tokenizer is then equal: only tensors and keys decide).
 ALL_TYPES = tuple(t for t in lp.FTYPES if t not in lp.NEEDS_IMATRIX and t not in ("f32", "f16", "bf16"))
