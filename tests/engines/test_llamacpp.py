@@ -175,6 +175,25 @@ def test_compare_engine_cli(ggufs, capsys):
     assert out["tokenizer"]["passed"] and out["metrics"]["kl_mean"] <= 2e-3
 
 
+def test_engine_band_is_what_a_faithful_file_costs_in_llamacpp_and_a_fault_leaves_it(ggufs, tmp_path):
+    """--engine llama.cpp: the output band holds llama.cpp's KL on aprqa's faithful twin of the candidate's types
+    (llama.cpp's Q8 activations included); the faithful q8_0 file passes, every layer's down projection scaled by
+    1.3 (a block-scale fault) leaves the band."""
+    import faults as F
+
+    src, path = ggufs["qwen2-q8_0"]
+    r = compare(src, path, fast=False, engine="llama.cpp")
+    c = r.outputs.calibration
+    assert c is not None and c["engine_kl_mean"] is not None and r.outputs.passed, r.summary()
+    assert any("in the engine (llama.cpp on the faithful twin" in n for n in r.outputs.notes), r.outputs.notes
+    downs = [n for n in open_model(src).tensors if n.endswith("mlp.down_proj.weight")]
+    broken = F.convert(src, tmp_path / "scaled.q8_0.gguf", "gguf", "q8_0",
+                       faults=tuple(F.scale(n, 1.3) for n in downs))
+    rb = compare(src, broken, fast=False, engine="llama.cpp")
+    assert rb.outputs is not None and not rb.outputs.passed, rb.summary()
+    assert any("KL" in f for f in rb.outputs.failures), rb.outputs.failures
+
+
 def test_engine_missing_is_a_clear_failure_not_a_skip(ggufs, monkeypatch, capsys):
     import sys
 

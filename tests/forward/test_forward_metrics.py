@@ -188,13 +188,17 @@ class _ForwardAsEngine:
         self.model.close()
 
 
-def test_engine_noise_is_measured_on_a_float_file_of_the_reference(tiny_models, variants):
+def test_engine_noise_is_measured_on_the_faithful_twin_in_the_engine(tiny_models, variants):
+    """With an engine, the band holds what a faithful file costs in that engine: the twin (every tensor quantized by
+    aprqa) written as a GGUF and run there. The engine here is aprqa's own forward, so the twin's KL in it equals the
+    twin's KL in aprqa's forward (same weights, same computation: float rounding of the GGUF round trip only)."""
     with _ForwardAsEngine(variants["q8_0"]) as eng:
         r = compare_outputs(tiny_models["llama-tiny"], variants["q8_0"], prompt=PROMPT, n_generate=4,
                             candidate_engine=eng)
     c = r.calibration
-    assert c is not None and c["engine_kl_mean"] is not None and c["engine_kl_mean"] < 1e-9, c
-    assert any("engine noise" in n for n in r.notes) and r.passed, (r.notes, r.failures)
+    assert c is not None and c["engine_kl_mean"] is not None, c
+    assert c["faithful_kl_mean"] > 0 and abs(c["engine_kl_mean"] - c["faithful_kl_mean"]) <= 1e-3 * c["faithful_kl_mean"], c
+    assert any("in the engine" in n and "as a GGUF" in n for n in r.notes) and r.passed, (r.notes, r.failures)
 
 
 def test_top5_is_not_gated_where_the_reference_is_near_flat():

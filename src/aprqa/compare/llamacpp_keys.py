@@ -87,6 +87,7 @@ def _embd_per_head(m: Model) -> int | None:
 RULES: tuple[KeyRule, ...] = (
     KeyRule("Attention.KEY_LENGTH", ("*",), _embd_per_head),
     KeyRule("Attention.VALUE_LENGTH", ("*",), _embd_per_head),
+    KeyRule("Rope.DIMENSION_COUNT", ("*",), _embd_per_head),  # n_rot defaults to n_embd_head_k
     KeyRule("LLM.FINAL_LOGIT_SOFTCAPPING", ("gemma3",), 0.0, _final_softcap),
     KeyRule("Rope.FREQ_BASE_SWA", ("gemma3",), 10000.0, _swa_base),
     KeyRule("Attention.SLIDING_WINDOW_PATTERN", ("gemma3",), 6, _hf_swa_layers, layers=True),

@@ -173,7 +173,8 @@ def _calibrated(ref: Model, cand: Model, fixed: OutputProfile, seq: list[int], r
     eng, eng_note = None, ""
     if engine is not None:
         with tempfile.TemporaryDirectory(prefix="aprqa-engine-noise-") as td:
-            eng, eng_note = cal.engine_noise(ref, engine, seq, ref_logits, next_ids, fixed.near_tie_delta, Path(td))
+            eng, eng_note = cal.engine_noise(ref, engine, seq, ref_logits, next_ids, fixed.near_tie_delta, Path(td),
+                                              twin)
         eng_note = "; " + eng_note
     prof = cal.calibrated_profile(fixed, faithful, eng, twin.describe())
     info = {"twin": twin.describe(), "factor": cal.KL_FACTOR, "faithful_kl_mean": faithful.kl_mean,

@@ -131,6 +131,7 @@ def faithful_twin(ref: Model, cand: Model, seed: int = 0) -> Twin:
 def calibrated_profile(base: OutputProfile, faithful: LogitMetrics, engine: LogitMetrics | None,
                        what: str) -> OutputProfile:
     """``base`` with its KL and top-k gates set from the faithful twin's (and the engine's) metrics."""
+    # with an engine, its KL on a faithful file (or on the reference's floats) joins the twin's in aprqa's forward
     noise_mean = faithful.kl_mean + (engine.kl_mean if engine is not None else 0.0)
     noise_p99 = faithful.kl_p99 + (engine.kl_p99 if engine is not None else 0.0)
     n = max(faithful.n_decisive, 1)
@@ -145,15 +146,19 @@ def calibrated_profile(base: OutputProfile, faithful: LogitMetrics, engine: Logi
 
 
 def engine_noise(ref: Model, engine: Any, seq: list[int], ref_logits: np.ndarray, next_ids: list[int],
-                 near_tie_delta: float, workdir: Path) -> tuple[LogitMetrics | None, str]:
-    """The engine's own compute noise: the engine (same class as ``engine``) on an f32 GGUF of the
-    reference, against aprqa's forward of the reference. (metrics or None, note)."""
-    path = workdir / "reference-f32.gguf"
+                 near_tie_delta: float, workdir: Path, twin: Twin | None = None) -> tuple[LogitMetrics | None, str]:
+    """What a faithful file costs in the engine (same class as ``engine``), against aprqa's forward of the
+    reference: the faithful twin written as a GGUF of the candidate's types when aprqa quantized every one of
+    its tensors (the engine's own quantized kernels, e.g. llama.cpp's Q8 activations, are then in the number),
+    else an f32 GGUF of the reference (the engine's float compute noise only). (metrics or None, note)."""
+    on_twin = twin is not None and twin.by_noise == 0 and twin.by_aprqa > 0
+    src, what = (twin.model, f"the {twin.describe()} as a GGUF") if on_twin else (ref, "an f32 GGUF of the reference")
+    path = workdir / ("twin.gguf" if on_twin else "reference-f32.gguf")
     try:
-        convert(ref, path, quant="f32")
+        convert(src, path, quant=None if on_twin else "f32")
         with type(engine)(path) as ref_engine:
             logits = ref_engine.run(seq)
     except (AprqaError, OSError, TypeError) as err:
         return None, f"engine noise not measured ({err}); the band holds the twin's KL only"
     m = logit_metrics(ref_logits, logits, next_ids, near_tie_delta)
-    return m, f"engine noise (llama.cpp on an f32 GGUF of the reference): mean KL {m.kl_mean:.3g}"
+    return m, f"in the engine (llama.cpp on {what}): mean KL {m.kl_mean:.3g}"
