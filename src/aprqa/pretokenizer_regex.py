@@ -71,6 +71,16 @@ def _quantifier(rx: str, i: int) -> tuple[int, bool, bool]:
     return n, unbounded, many
 
 
+def _note_quantifier(group: list[Any], rx: str, i: int) -> int:
+    """Record a quantifier at ``rx[i]`` (if any) on the open group after an atom; its length in characters."""
+    q, unb, _many = _quantifier(rx, i)
+    if q:
+        group[0] = True
+        if unb:
+            group[2] += 1
+    return q
+
+
 def unbounded_reason(rx: str) -> str | None:
     """Why backtracking on ``rx`` is not bounded (None: it is, by the rules above)."""
     # per open group: [has a quantifier inside, has an alternation inside, unbounded count per branch]
@@ -80,12 +90,7 @@ def unbounded_reason(rx: str) -> str | None:
         c = rx[i]
         if c == "\\":
             i += 2
-            q, unb, _many = _quantifier(rx, i)
-            if q:
-                stack[-1][0] = True
-                if unb:
-                    stack[-1][2] += 1
-            i += q
+            i += _note_quantifier(stack[-1], rx, i)
         elif c == "[":  # a character class (nested classes and escapes inside)
             depth, i = 1, i + 1
             while i < len(rx) and depth:
@@ -96,12 +101,7 @@ def unbounded_reason(rx: str) -> str | None:
                 elif rx[i] == "]":
                     depth -= 1
                 i += 1
-            q, unb, _many = _quantifier(rx, i)
-            if q:
-                stack[-1][0] = True
-                if unb:
-                    stack[-1][2] += 1
-            i += q
+            i += _note_quantifier(stack[-1], rx, i)
         elif c == "(":
             stack.append([False, False, 0])
             i += 1
@@ -124,12 +124,7 @@ def unbounded_reason(rx: str) -> str | None:
             i += 1
         else:
             i += 1
-            q, unb, _many = _quantifier(rx, i)
-            if q:
-                stack[-1][0] = True
-                if unb:
-                    stack[-1][2] += 1
-            i += q
+            i += _note_quantifier(stack[-1], rx, i)
         if stack[-1][2] > MAX_UNBOUNDED:
             return (f"more than {MAX_UNBOUNDED} unbounded quantifiers in one alternative (backtracking polynomial "
                     f"of that degree in the text)")
