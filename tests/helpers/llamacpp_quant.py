@@ -89,14 +89,19 @@ class _TypeTraits(ctypes.Structure):
 _TO_FLOAT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 
 
-def ggml_type_traits(ggml_type: int) -> tuple[str, int, int, bool]:
-    """``(name, block elements, block bytes, has to_float)`` as ggml's own type table states them."""
+def _traits(ggml_type: int) -> "_TypeTraits":
+    """ggml's own type-table row for ``ggml_type``."""
     global _LIB
     if _LIB is None:
         _LIB = _ggml()
     _LIB.ggml_get_type_traits.restype = ctypes.POINTER(_TypeTraits)
     _LIB.ggml_get_type_traits.argtypes = [ctypes.c_int]
-    t = _LIB.ggml_get_type_traits(ggml_type).contents
+    return _LIB.ggml_get_type_traits(ggml_type).contents
+
+
+def ggml_type_traits(ggml_type: int) -> tuple[str, int, int, bool]:
+    """``(name, block elements, block bytes, has to_float)`` as ggml's own type table states them."""
+    t = _traits(ggml_type)
     return (t.type_name or b"").decode(), int(t.blck_size), int(t.type_size), bool(t.to_float)
 
 
@@ -111,12 +116,7 @@ def requires_imatrix(ggml_type: int) -> bool:
 
 def to_float(raw: np.ndarray, ggml_type: int, n: int) -> np.ndarray:
     """ggml's own ``to_float`` (its type traits' dequantizer) on ``n`` elements of raw block bytes."""
-    global _LIB
-    if _LIB is None:
-        _LIB = _ggml()
-    _LIB.ggml_get_type_traits.restype = ctypes.POINTER(_TypeTraits)
-    _LIB.ggml_get_type_traits.argtypes = [ctypes.c_int]
-    t = _LIB.ggml_get_type_traits(ggml_type).contents
+    t = _traits(ggml_type)
     if not t.to_float:
         raise RuntimeError(f"ggml type {ggml_type} has no to_float")
     raw = np.ascontiguousarray(raw, dtype=np.uint8)
