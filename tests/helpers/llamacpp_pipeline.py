@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Callable
 
 LLAMA_CPP_PYTHON = "0.3.36"  # the version scripts/setup builds; one pin for engine and converter
 CACHE = Path(os.environ.get("APRQA_TEST_CACHE", Path.home() / ".cache" / "aprqa-tests"))
@@ -56,6 +57,16 @@ def _tmp(out: Path) -> Path:
     tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
     return tmp
+
+
+def _cached(out: Path, make: Callable[[Path], object]) -> Path:
+    """``out`` if a run made it before, else ``make(tmp)`` and ``tmp`` renamed to ``out``."""
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(out)
+    make(tmp)
+    return _publish(tmp, out)
 
 
 def dir_digest(path: Path) -> str:
@@ -127,11 +138,11 @@ def convert_hf(hf_dir: Path, outtype: str, extra_args: tuple[str, ...] = (), pre
     if outtype not in CONVERTER_OUTTYPES:
         raise ValueError(f"convert_hf_to_gguf.py has no --outtype {outtype!r}; quantize its f16 output instead")
     key = hashlib.sha256(f"{dir_digest(hf_dir)}|{outtype}|{extra_args}|{pre}|{LLAMA_CPP_PYTHON}".encode()).hexdigest()
-    out = CACHE / "llamacpp-convert" / f"{hf_dir.name}.{outtype}.{key[:16]}.gguf"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(out)
+    return _cached(CACHE / "llamacpp-convert" / f"{hf_dir.name}.{outtype}.{key[:16]}.gguf",
+                   lambda tmp: _run_converter(hf_dir, tmp, outtype, extra_args, pre))
+
+
+def _run_converter(hf_dir: Path, tmp: Path, outtype: str, extra_args: tuple[str, ...], pre: str | None) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     env.pop("NO_LOCAL_GGUF", None)  # the script must use its own gguf-py, not the installed one
     head = [sys.executable, str(converter_script())]
@@ -142,7 +153,6 @@ def convert_hf(hf_dir: Path, outtype: str, extra_args: tuple[str, ...] = (), pre
                        capture_output=True, text=True)
     if r.returncode != 0:
         raise RuntimeError(f"convert_hf_to_gguf.py {hf_dir} --outtype {outtype} failed:\n{r.stderr[-4000:]}")
-    return _publish(tmp, out)
 
 
 def quantize(src: Path, ftype: str, threads: int = 2) -> Path:
@@ -152,13 +162,8 @@ def quantize(src: Path, ftype: str, threads: int = 2) -> Path:
 
     _known.update(FTYPES)  # the full enum of the pinned llama.cpp
     key = hashlib.sha256(f"{dir_digest(src)}|{ftype}|{LLAMA_CPP_PYTHON}".encode()).hexdigest()
-    out = CACHE / "llamacpp-quantize" / f"{src.stem}.{ftype}.{key[:16]}.gguf"
-    if out.exists():
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(out)
-    quantize_file(src, tmp, ftype, threads=threads)
-    return _publish(tmp, out)
+    return _cached(CACHE / "llamacpp-quantize" / f"{src.stem}.{ftype}.{key[:16]}.gguf",
+                   lambda tmp: quantize_file(src, tmp, ftype, threads=threads))
 
 
 def gemma3_gguf() -> Path:
