@@ -83,7 +83,7 @@ def make_pair(root: Path, size_gb: float, rows: int, cols: int) -> tuple[Path, P
 def child_compare(mode: str, a: str, b: str, threads: int, reps: int) -> None:
     """In-process seconds (median after a warm-up) of compare() or the bare kernel loop."""
     from aprqa import core
-    from aprqa.compare import compare
+    from aprqa.comparison import compare
     from aprqa.formats import open_model
 
     t = threads or None
@@ -171,9 +171,9 @@ def section_compare(args: argparse.Namespace, tmp: Path) -> dict:
 
 _IMPORT_PROBE = ("import time; t0, c0 = time.perf_counter(), time.process_time(); import {mod}; "
                  "print(time.perf_counter() - t0, time.process_time() - c0)")
-_JSON_PATH = "aprqa.cli, aprqa.formats.gguf, aprqa.formats.safetensors, aprqa.inspect"  # `inspect --json`
-_IMPORTS = ("numpy", "rich.console", "aprqa", "aprqa.compare", _JSON_PATH,
-            "aprqa.cli, aprqa.formats, aprqa.inspect, aprqa.report.console")
+_JSON_PATH = "aprqa.cli, aprqa.formats.gguf, aprqa.formats.safetensors, aprqa.report.inspect_view"  # `inspect --json`
+_IMPORTS = ("numpy", "rich.console", "aprqa", "aprqa.comparison", _JSON_PATH,
+            "aprqa.cli, aprqa.formats, aprqa.report.inspect_view, aprqa.report.console")
 
 
 def section_startup(args: argparse.Namespace, tmp: Path) -> dict:
@@ -266,7 +266,7 @@ def big_safetensors(path: Path, size_gb: float) -> Path:
 
 _OPEN_PROBE = """import sys, time
 from aprqa.formats import open_model
-from aprqa.inspect import describe
+from aprqa.report.inspect_view import describe
 t0, c0 = time.perf_counter(), time.process_time()
 m = open_model(sys.argv[1]); d = describe(m); m.close()
 print(time.perf_counter() - t0, time.process_time() - c0)"""

@@ -4,7 +4,7 @@ and compare's peak RSS.
 Generates a pair (f16 SafeTensors reference vs its Q8_0 GGUF, made with aprqa's quantizer)
 of ``--size-gb`` reference bytes, then in a fresh child process for each measurement:
   1. kernel: ``core.diff_stats`` over every tensor pair (raw f16 vs raw q8_0), nothing else;
-  2. compare: ``aprqa.compare.compare(ref, cand, fast=True)`` (pairing, verdicts, noise floor);
+  2. compare: ``aprqa.comparison.compare(ref, cand, fast=True)`` (pairing, verdicts, noise floor);
 both after one warm-up pass so the page cache is hot for both, alternating kernel and compare
 children for --rounds rounds (medians). Prints the ratio (target ≤ 1.3×) and compare's peak RSS
 (target ≤ 1 GB on a ≥ 8 GB pair).
@@ -69,7 +69,7 @@ def child(mode: str, ref: str, cand: str, threads: int | None) -> None:
         return dt
 
     def compare_() -> float:
-        from aprqa.compare import compare
+        from aprqa.comparison import compare
 
         t0 = time.perf_counter()
         r = compare(ref, cand, fast=True, threads=threads)

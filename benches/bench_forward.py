@@ -2,7 +2,7 @@
 
 Model: Qwen2.5-0.5B-shaped (24 layers, hidden 896, 14 heads / 2 kv heads, head_dim 64,
 intermediate 4864, vocab 151936, tied embeddings), seeded random weights written by
-``aprqa.synthetic.make_hf_model`` (f32 SafeTensors), plus GGUF copies with Q8_0 and
+``aprqa.synth.models.make_hf_model`` (f32 SafeTensors), plus GGUF copies with Q8_0 and
 "Q4_K" weights (rows of 896 are not a multiple of 256, so llama-quantize's fallback
 Q5_0 applies to those tensors; ffn_down (4864 = 19×256) is Q4_K). Token ids are given
 directly (64 by default).
@@ -63,8 +63,8 @@ def child(kind: str, model: str, n_tokens: int) -> None:
                 return m(x).logits[0].numpy()
     else:
         from aprqa.formats import open_model
-        from aprqa.forward.llama import LlamaRunner
-        from aprqa.forward.weights import ModelWeights
+        from aprqa.inference.llama import LlamaRunner
+        from aprqa.inference.weights import ModelWeights
 
         runner = LlamaRunner(ModelWeights(open_model(model), reuse_buffers=True))
 
@@ -111,8 +111,8 @@ class _Child:
 
 def build(root: Path, smoke: bool) -> dict[str, Path]:
     from aprqa.formats import open_model
-    from aprqa.forward._testing import write_variant
-    from aprqa.synthetic import make_hf_model
+    from aprqa.inference._testing import write_variant
+    from aprqa.synth.models import make_hf_model
 
     hf = root / "hf-f32"
     if not (hf / "model.safetensors").exists():

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Every llama.cpp file of the real gemma3 and MiniLM dirs through ``aprqa compare``: the full third-party matrix.
 
-The CI suite (tests/compare/test_compare_llamacpp_pipeline.py) runs a representative slice; this script runs
+The CI suite (tests/comparison/test_compare_llamacpp_pipeline.py) runs a representative slice; this script runs
 every type: the converter's outtypes (f32, f16, bf16, q8_0) and llama_model_quantize of the converter's f16 to
 every type that needs no importance matrix. Each file is compared (tensor level, ``--fast``) against its HF dir
 and against the f16 GGUF of the same pipeline, and one line per file says PASS/FAIL with the verdict counts and
@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests" / "helpers"))
 
 import llamacpp_pipeline as lp  # noqa: E402
 
-from aprqa.compare import compare  # noqa: E402
+from aprqa.comparison import compare  # noqa: E402
 from aprqa.errors import AprqaError  # noqa: E402
 
 CONVERTER = ("f32", "f16", "bf16", "q8_0")
@@ -89,7 +89,7 @@ def main() -> int:
     if args.faults:
         env = {**os.environ, "APRQA_THIRDPARTY_FULL": "1"}
         rc = subprocess.call([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                              "tests/compare/test_compare_llamacpp_pipeline.py", "-k", "planted or tokenizer_fault"],
+                              "tests/comparison/test_compare_llamacpp_pipeline.py", "-k", "planted or tokenizer_fault"],
                              cwd=ROOT, env=env)
         failed += rc != 0
     print(f"{failed} comparison(s) failed")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The full matrix behind tests/compare/test_compare_gemma3_bands.py: every type llama_model_quantize of the
+"""The full matrix behind tests/comparison/test_compare_gemma3_bands.py: every type llama_model_quantize of the
 pinned llama.cpp writes without an importance matrix, made from llama.cpp's own f16 GGUF of the real Gemma 3
 270M HF dir (tests/helpers/llamacpp_pipeline.py; products cached), judged by ``aprqa compare HF FILE --fast``.
 Prints per file: tensors, verdict counts, failures (with their detail) and seconds.
@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"
 
 import llamacpp_pipeline as lp  # noqa: E402
 
-from aprqa.compare import compare  # noqa: E402
-from aprqa.compare.verdicts import contradiction  # noqa: E402
+from aprqa.comparison import compare  # noqa: E402
+from aprqa.comparison.verdicts import contradiction  # noqa: E402
 
 ALL = ["q8_0", "q6_k", "q5_k_m", "q5_k_s", "q5_1", "q5_0", "q4_k_m", "q4_k_s", "q4_1", "q4_0", "iq4_nl", "iq4_xs",
        "q3_k_l", "q3_k_m", "q3_k_s", "iq3_m", "iq3_s", "iq3_xs", "iq3_xxs", "q2_k", "tq1_0", "tq2_0", "mxfp4_moe",

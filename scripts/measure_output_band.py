@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"
 import numpy as np  # noqa: E402
 
 from aprqa.dtypes import DType  # noqa: E402
-from aprqa.forward import compare_outputs  # noqa: E402
+from aprqa.inference import compare_outputs  # noqa: E402
 
 # f16 block-scale fields (byte offsets in a block) of the types whose scales are plain f16 numbers
 SCALE_FIELDS = {DType.Q8_0: (0,), DType.Q4_0: (0,), DType.Q4_1: (0, 2), DType.Q5_0: (0,), DType.Q5_1: (0, 2),
@@ -67,14 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     from llamacpp_pipeline import CACHE, convert_hf, gemma3_hf_dir, quantize
 
     if args.tiny:
-        from aprqa.synthetic import make_hf_model
+        from aprqa.synth.models import make_hf_model
 
         hf = CACHE / "quant-band-qwen2-tiny"
         if not hf.exists():
             make_hf_model(hf, "qwen2-tiny", seed=0)
         f16 = CACHE / "quant-band-qwen2-tiny.f16.gguf"  # llama.cpp's converter does not know its tokenizer
         if not f16.exists():
-            from aprqa.convert import convert
+            from aprqa.conversion import convert
 
             convert(hf, f16, quant="f16")
     else:

@@ -4,7 +4,7 @@
 For each quant type and each weight distribution, with and without a random importance matrix:
   * rel-L2 of llama.cpp's quantizer (ggml_quantize_chunk, what llama_model_quantize calls per tensor)
     on the f16-rounded weights (the usual pipeline) — versus the f32 weights;
-  * the ratio of that rel-L2 to the type's step model (aprqa.compare.bands.step_model_rel_l2);
+  * the ratio of that rel-L2 to the type's step model (aprqa.comparison.bands.step_model_rel_l2);
   * where aprqa has a quantizer of the type: the ratio to aprqa's rel-L2 on the same weights;
   * the least-squares gain <a,b>/<b,b>.
 Prints one row per (type, distribution, imatrix) and a summary per type (min/max).
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"
 from llamacpp_quant import quantize_array, requires_imatrix  # noqa: E402
 
 from aprqa import core  # noqa: E402
-from aprqa.compare.bands import UNIFORM_GRID, grid_violations, step_model_rel_l2  # noqa: E402
+from aprqa.comparison.bands import UNIFORM_GRID, grid_violations, step_model_rel_l2  # noqa: E402
 from aprqa.dtypes import DType, dtype_from_name  # noqa: E402
 
 # every type llama_model_quantize of the pinned llama.cpp writes

@@ -12,9 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "helpers"))  # tests/he
 
 import faults  # tests/faults.py: the independent fault-injecting writer
 from _paths import HAVE_APR_QA, UPSTREAM_REASON
-from aprqa.compare import compare
+from aprqa.comparison import compare
 from aprqa.playbook import run_playbook
-from aprqa.synthetic import make_hf_model
+from aprqa.synth.models import make_hf_model
 
 DEMO_PLAYBOOK = Path(__file__).resolve().parent.parent / "playbooks" / "demo.playbook.yaml"
 _NOT_RUN = f"upstream-fixture test not run: {UPSTREAM_REASON}"

@@ -57,18 +57,18 @@ LAZY: dict[str, dict[str, str]] = {
         "aprqa.formats.gguf_vocab": "the tokenizer preparation (pre-tokenizer tables) is needed only to "
                                     "write; `aprqa inspect` of a GGUF never loads it",
     },
-    "aprqa.compare": {
-        "aprqa.compare.output_checks": "the output-level check imports the forward pass (numba); "
+    "aprqa.comparison": {
+        "aprqa.comparison.output_checks": "the output-level check imports the forward pass (numba); "
                                        "compare(fast=True) never needs it",
     },
-    "aprqa.compare.tokenizer_check": {
-        "aprqa.forward.tokenizer": "the tokenizer rebuild lives in the forward package (which loads numba); "
+    "aprqa.comparison.tokenizer_check": {
+        "aprqa.inference.tokenizer": "the tokenizer rebuild lives in the forward package (which loads numba); "
                                    "only the tokenizer's behaviour check needs it, not the tensor level",
     },
     "aprqa.formats.gguf_vocab": {
         "tokenizers": "the tokenizers library loads only when a tokenizer.json is read; `aprqa inspect` never does",
     },
-    "aprqa.pretokenizers": {
+    "aprqa.pretokenize.splits": {
         "tokenizers": "the tokenizers library loads only when a pre-tokenizer is built; identifying one by "
                       "name or hash (inspect, the GGUF writer) needs none",
     },
@@ -218,12 +218,12 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_scan_sees_the_package():
     # a scan that found nothing would pass both tests below vacuously
-    assert {"aprqa", "aprqa.cli", "aprqa.compare", "aprqa.forward", "aprqa.formats.gguf"} <= set(MODULES)
+    assert {"aprqa", "aprqa.cli", "aprqa.comparison", "aprqa.inference", "aprqa.formats.gguf"} <= set(MODULES)
     assert sum(1 for i in IMPORTS if i.function is None) > 200
     graph = import_graph()
-    assert "aprqa.compare.results" in graph["aprqa.compare"]
-    assert "aprqa.formats" in graph["aprqa.convert"]
-    assert "aprqa.forward" not in graph["aprqa.compare.results"]  # typing-only import excluded
+    assert "aprqa.comparison.results" in graph["aprqa.comparison"]
+    assert "aprqa.formats" in graph["aprqa.conversion"]
+    assert "aprqa.inference" not in graph["aprqa.comparison.results"]  # typing-only import excluded
 
 
 def test_no_import_cycle():
@@ -272,7 +272,7 @@ def test_cycle_finder(graph, expected):
 
 
 def test_imports_of_a_submodule_run_its_packages():
-    imp = Import("aprqa.compare.results", "aprqa.forward.metrics", 1, None)
-    assert _edges(imp) == ["aprqa.forward", "aprqa.forward.metrics"]
-    own = Import("aprqa.compare.verdicts", "aprqa.compare.results", 1, None)
-    assert _edges(own) == ["aprqa.compare.results"]  # its own package is already being imported
+    imp = Import("aprqa.comparison.results", "aprqa.inference.metrics", 1, None)
+    assert _edges(imp) == ["aprqa.inference", "aprqa.inference.metrics"]
+    own = Import("aprqa.comparison.verdicts", "aprqa.comparison.results", 1, None)
+    assert _edges(own) == ["aprqa.comparison.results"]  # its own package is already being imported

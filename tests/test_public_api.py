@@ -34,10 +34,29 @@ def test_import_is_light():
     assert out == ["False"]
 
 
-@pytest.mark.parametrize("name", ["compare", "convert", "forward"])
-def test_function_names_survive_submodule_imports(name):
+@pytest.mark.parametrize(("name", "package"), [("compare", "comparison"), ("convert", "conversion"),
+                                               ("forward", "inference")])
+def test_public_functions_and_their_packages_have_different_names(name, package):
     import importlib
 
-    importlib.import_module(f"aprqa.{name}")  # importing the submodule must not rebind the name
+    importlib.import_module(f"aprqa.{package}")  # importing the package must not touch the function's name
     fn = getattr(aprqa, name)
     assert callable(fn) and not isinstance(fn, type(aprqa)), fn
+    assert fn.__module__.startswith(f"aprqa.{package}"), fn.__module__
+
+
+def test_every_module_imports_by_its_dotted_name():
+    """``import aprqa.<package>.<module>`` works for every module: no name is both a function and a package."""
+    import importlib
+    import pkgutil
+
+    failed = {}
+    for info in pkgutil.walk_packages(aprqa.__path__, "aprqa."):
+        if info.name.endswith("__main__"):
+            continue
+        try:
+            importlib.import_module(info.name)
+        except ImportError as err:
+            failed[info.name] = repr(err)
+    assert not failed, failed
+    assert not hasattr(aprqa, "_Package") and type(aprqa) is type(importlib)

@@ -11,10 +11,10 @@ from _paths import ROOT, TESTS
 TOP_LEVEL = {"test_public_api.py", "test_readme_examples.py", "test_architecture_imports.py",
              "test_one_home_facts.py", "test_source_size.py", "test_tests_layout.py", "test_self_contained.py"}
 # test folders -> the source they cover (a package under src/aprqa, a top-level module, or benches/)
-COUNTERPART = {"arch": "src/aprqa/arch", "compare": "src/aprqa/compare", "core": "src/aprqa/core.py",
-               "formats": "src/aprqa/formats", "forward": "src/aprqa/forward", "playbook": "src/aprqa/playbook",
+COUNTERPART = {"arch": "src/aprqa/arch", "comparison": "src/aprqa/comparison", "core": "src/aprqa/core.py",
+               "formats": "src/aprqa/formats", "inference": "src/aprqa/inference", "playbook": "src/aprqa/playbook",
                "report": "src/aprqa/report", "engines": "src/aprqa/engines", "fsio": "src/aprqa/fsio",
-               "cli": "src/aprqa/cli.py", "convert": "src/aprqa/convert.py", "benches": "benches",
+               "cli": "src/aprqa/cli", "conversion": "src/aprqa/conversion.py", "benches": "benches",
                "fuzz": "src/aprqa/formats"}
 SUPPORT = {"helpers", "fixtures", "__pycache__"}
 

@@ -1,7 +1,7 @@
 """aprqa: is this converted model the same model, within what its dtype allows?
 
 The public surface is ``__all__``; everything else lives in subpackages
-(formats, core, compare, forward, convert, playbook, report). Only ``DType`` and
+(formats, core, comparison, inference, conversion, playbook, report). Only ``DType`` and
 the errors are imported with the package; every other public name is imported on
 first use (PEP 562), so the CLI's inspect/compare paths never load the forward pass.
 """
@@ -9,8 +9,6 @@ first use (PEP 562), so the CLI's inspect/compare paths never load the forward p
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 from .dtypes import DType
@@ -22,13 +20,13 @@ __version__ = "0.1.0"
 # the readers, compare/convert and the forward pass (numba) only when they are used.
 _LAZY: dict[str, tuple[str, str | None]] = {
     "open_model": (".formats", "open_model"),
-    "compare": (".compare", "compare"),
-    "convert": (".convert", "convert"),
-    "forward": (".forward", "forward"),
-    "generate": (".forward", "generate"),
-    "tokenize": (".forward", "tokenize"),
-    "compare_outputs": (".forward", "compare_outputs"),
-    "locate": (".forward", "locate"),
+    "compare": (".comparison", "compare"),
+    "convert": (".conversion", "convert"),
+    "forward": (".inference", "forward"),
+    "generate": (".inference", "generate"),
+    "tokenize": (".inference", "tokenize"),
+    "compare_outputs": (".inference", "compare_outputs"),
+    "locate": (".inference", "locate"),
     "dequantize": (".core", "dequantize"),
     "dequantize_rows": (".core", "dequantize_rows"),
     "quantize": (".core", "quantize"),
@@ -37,21 +35,6 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "run_playbook": (".playbook", "run_playbook"),
     "testing": (".testing", None),
 }
-# compare, convert and forward are both submodules and public functions. Importing a submodule
-# sets it as an attribute of this package; this package's module class keeps the function
-# of the same name there instead, so ``aprqa.compare(...)`` works whichever was imported first.
-_FUNCTION_SUBMODULES = ("compare", "convert", "forward")
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _FUNCTION_SUBMODULES and isinstance(value, types.ModuleType):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
 __all__ = [
     "DType", "AprqaError", "FormatError", "TruncatedError", "UnsupportedFormatError",
     "DTypeError", "UsageError", "__version__", *_LAZY,

@@ -1,6 +1,6 @@
-"""The default prompt of every output-level check (one definition: compare and forward import it).
+"""The default prompt of every output-level check (one definition: comparison and inference import it).
 
-A leaf module: ``aprqa.compare`` must reach it without loading the forward pass.
+A leaf module: ``aprqa.comparison`` must reach it without loading the forward pass.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Step models and measured step bands of the quantized types (docs/tolerances.md, "Faithful quantizers").
 
-A leaf module (numpy and the dtype table only) shared by the tensor bands (compare/bands.py) and the
-output calibration's step-noise model (forward/calibrate.py).
+A leaf module (numpy and the dtype table only) shared by the tensor bands (comparison/bands.py) and the
+output calibration's step-noise model (inference/calibrate.py).
 """
 
 from __future__ import annotations

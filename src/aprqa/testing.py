@@ -6,8 +6,8 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .compare import compare
-from .compare.results import Verdict
+from .comparison import compare
+from .comparison.results import Verdict
 from .formats.model import Model
 
 __all__ = ["assert_models_close"]
@@ -27,7 +27,7 @@ def assert_models_close(reference: str | Path | Model, candidate: str | Path | M
 
     Args:
         reference, candidate: paths or opened Models.
-        profile, tolerances, only, threads: as for :func:`aprqa.compare.compare`.
+        profile, tolerances, only, threads: as for :func:`aprqa.comparison.compare`.
 
     Returns:
         The passing ``Report``.

@@ -14,10 +14,10 @@ import pytest
 import faults as F
 from aprqa import arch
 from aprqa.arch.tensor_names import known_archs, tensor_names
-from aprqa.compare import compare
-from aprqa.compare.results import Verdict
+from aprqa.comparison import compare
+from aprqa.comparison.results import Verdict
 from aprqa.formats import gguf_policy
-from aprqa.convert import convert
+from aprqa.conversion import convert
 from aprqa.errors import UsageError
 from aprqa.formats import open_model
 
@@ -202,8 +202,8 @@ def test_bare_safetensors_side_is_not_compared_for_metadata(tmp_path, tiny):
 def test_forward_matches_transformers(tmp_path, tiny, family, fmt):
     """aprqa's forward pass on the model in each format equals transformers' on the source.
     The prompt is longer than the tiny sliding window (32), so windowed layers are exercised."""
-    from aprqa.forward.llama import LlamaRunner
-    from aprqa.forward.weights import open_weights
+    from aprqa.inference.llama import LlamaRunner
+    from aprqa.inference.weights import open_weights
 
     path = tiny[family]
     if fmt != "safetensors":
@@ -223,7 +223,7 @@ def test_forward_matches_transformers(tmp_path, tiny, family, fmt):
 @pytest.mark.parametrize("fmt", ["safetensors", "gguf", "apr"])
 def test_bert_hidden_states_match_transformers(tmp_path, tiny, fmt):
     """BERT encoders: last hidden states equal transformers' (cosine and elementwise)."""
-    from aprqa.forward.encoder import encoder_hidden_states
+    from aprqa.inference.encoder import encoder_hidden_states
 
     path = tiny["bert"]
     if fmt != "safetensors":

@@ -12,9 +12,9 @@ import json
 
 import pytest
 
-from aprqa.compare import compare
-from aprqa.compare.results import Verdict
-from aprqa.convert import convert
+from aprqa.comparison import compare
+from aprqa.comparison.results import Verdict
+from aprqa.conversion import convert
 from aprqa.formats import open_model
 
 torch = pytest.importorskip("torch")
@@ -68,8 +68,8 @@ def test_aprqa_conversion_equals_transformers_and_gives_the_same_logits(tmp_path
 
 def test_forward_on_the_gguf_matches_transformers(gemma3_gguf, transformers_dir):
     """aprqa's forward pass straight from the Q4_K_M GGUF vs transformers on its own loading."""
-    from aprqa.forward.llama import LlamaRunner
-    from aprqa.forward.weights import open_weights
+    from aprqa.inference.llama import LlamaRunner
+    from aprqa.inference.weights import open_weights
 
     model = transformers.AutoModelForCausalLM.from_pretrained(transformers_dir, dtype=torch.float32).eval()
     with torch.no_grad():
@@ -88,7 +88,7 @@ def test_sentencepiece_tokenizer_rebuilt_from_the_gguf_matches_transformers(gemm
     runs matched whole) and byte fallback, against transformers' tokenizer of the same GGUF."""
     from tokenizers import Tokenizer as HFTokenizer
 
-    from aprqa.forward.tokenizer import load_tokenizer
+    from aprqa.inference.tokenizer import load_tokenizer
 
     m = open_model(gemma3_gguf)
     ours = load_tokenizer(m)

@@ -6,7 +6,7 @@ from aprqa.cli import main
 def test_inspect_json_is_stable_schema(qwen2_dir, capsys):
     assert main(["inspect", str(qwen2_dir), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["schema"] == "aprqa.inspect" and doc["schema_version"] == 1
+    assert doc["schema"] == "aprqa.report.inspect_view" and doc["schema_version"] == 1
     assert doc["format"] == "safetensors" and doc["config"]["hidden_size"] == 256
     names = {t["name"] for t in doc["tensors"]}
     assert "model.layers.1.mlp.down_proj.weight" in names

@@ -1,6 +1,6 @@
 from rich.console import Console
 
-from aprqa.demo import DEMO_TARGETS, run_demo
+from aprqa.synth.demo import DEMO_TARGETS, run_demo
 
 
 def test_demo_runs_and_every_conversion_is_faithful(tmp_path):

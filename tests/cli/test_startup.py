@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from aprqa.convert import convert
+from aprqa.conversion import convert
 
-HEAVY = ("numba", "torch", "transformers", "aprqa.forward", "llama_cpp", "gguf")  # gguf-py: writers only
+HEAVY = ("numba", "torch", "transformers", "aprqa.inference", "llama_cpp", "gguf")  # gguf-py: writers only
 
 
 def _loaded(code: str) -> dict[str, bool]:
@@ -28,9 +28,9 @@ def test_import_aprqa_loads_only_the_package():
 
 
 @pytest.mark.parametrize("code", [
-    "import aprqa.compare",
+    "import aprqa.comparison",
     "from aprqa import open_model, compare, diff_stats",
-    "from aprqa.cli import build_parser; from aprqa.formats import open_model; from aprqa.inspect import describe",
+    "from aprqa.cli import build_parser; from aprqa.formats import open_model; from aprqa.report.inspect_view import describe",
     "from aprqa.report.compare_console import render_compare; from aprqa.report.console import render_inspect",
 ])
 def test_inspect_and_compare_paths_skip_the_forward_pass(code):
@@ -39,10 +39,10 @@ def test_inspect_and_compare_paths_skip_the_forward_pass(code):
     assert not any(loaded.values()), loaded
 
 
-def test_submodule_import_keeps_the_function_names():
-    code = ("import aprqa.compare, aprqa.convert, aprqa.forward, aprqa\n"
+def test_package_imports_keep_the_function_names():
+    code = ("import aprqa.comparison, aprqa.conversion, aprqa.inference, aprqa\n"
             "assert callable(aprqa.compare) and callable(aprqa.convert) and callable(aprqa.forward)\n"
-            "from aprqa.compare import Report, compare\n"
+            "from aprqa.comparison import Report, compare\n"
             "assert aprqa.compare is compare\n"
             "print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

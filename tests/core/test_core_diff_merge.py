@@ -15,7 +15,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from aprqa import _core, core
-from aprqa.compare import _sampling
+from aprqa.comparison import _sampling
 from aprqa.core import DIFF_FIELDS, DiffStats
 from aprqa.dtypes import DType
 from aprqa.formats import open_model

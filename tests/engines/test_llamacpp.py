@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from aprqa.cli import main
-from aprqa.compare import compare
-from aprqa.convert import convert
+from aprqa.comparison import compare
+from aprqa.conversion import convert
 from aprqa.formats import gguf, gguf_vocab, open_model
 from aprqa.formats.model import TensorData
-from aprqa.forward.tokenizer import load_tokenizer
+from aprqa.inference.tokenizer import load_tokenizer
 from aprqa.playbook import run_playbook
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (scripts/setup builds it)")

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from aprqa.convert import convert
+from aprqa.conversion import convert
 from aprqa.errors import UsageError
 from aprqa.formats import open_model
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from aprqa.cli import main
-from aprqa.convert import convert
+from aprqa.conversion import convert
 from aprqa.engines import EngineUnavailableError
 from aprqa.engines.llamacpp import load_llama_cpp
 from aprqa.errors import UsageError

@@ -21,7 +21,7 @@ from gguf import GGUFReader
 from safetensors.numpy import load_file, save_file
 
 from aprqa import core
-from aprqa.convert import convert
+from aprqa.conversion import convert
 from aprqa.dtypes import DType
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (extra aprqa[llamacpp])")

@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from aprqa import pretokenizers as P
+from aprqa.pretokenize import splits as P
 from aprqa.cli import main
-from aprqa.convert import convert
+from aprqa.conversion import convert
 from aprqa.formats import open_model
 from aprqa.formats.gguf_vocab import TokenType
 
@@ -125,7 +125,7 @@ def test_written_gguf_tokenizer_is_what_llamacpp_needs(tiny_models, tmp_path):
     specials = [i for i, tok in enumerate(t.tokens[:n]) if tok.startswith("<|")]
     assert specials and all(t.token_types[i] == TokenType.CONTROL for i in specials)
     # add_bos/add_eos are written only where tokenizer_config.json states them, as llama.cpp's converter does
-    # (tests/convert/test_llamacpp_parity.py); the synthetic model's config states neither
+    # (tests/conversion/test_llamacpp_parity.py); the synthetic model's config states neither
     assert (t.pre, t.add_bos, t.add_eos) == ("gpt-2", None, None) and t.chat_template
     md = m.metadata
     assert md["general.name"] == src.name and md["general.quantization_version"] == 2

@@ -82,7 +82,7 @@ def test_special_vocab_facts(tmp_path):
 
 def test_q4_k_m_file_type_and_gguf_to_gguf_keeps_every_key(tmp_path, qwen2_dir):
     gguf = pytest.importorskip("gguf")
-    from aprqa.convert import convert
+    from aprqa.conversion import convert
 
     convert(qwen2_dir, tmp_path / "a.gguf", quant="q4_k_m")
     r = gguf.GGUFReader(str(tmp_path / "a.gguf"))
@@ -112,7 +112,7 @@ def test_llamacpp_written_vocabularies_read_back_as_llamacpp_tokenizes(family):
     import tiny_families
 
     from aprqa.formats import open_model
-    from aprqa.forward.tokenizer import load_tokenizer
+    from aprqa.inference.tokenizer import load_tokenizer
 
     f = llamacpp_pipeline.convert_hf(tiny_families.tiny_hf_dir(family), "f16", pre=tiny_families.FORCED_PRE.get(family))
     texts = [t for t in gguf_parity.corpus_for(family) if not any(g in t for g in GAPS.get(family, ()))]
@@ -126,7 +126,7 @@ def test_real_gemma3_gguf_reads_back_as_llamacpp_tokenizes(gemma3_gguf):
     import gguf_parity
 
     from aprqa.formats import open_model
-    from aprqa.forward.tokenizer import load_tokenizer
+    from aprqa.inference.tokenizer import load_tokenizer
 
     texts = gguf_parity.corpus_for("gemma3")
     tok = load_tokenizer(open_model(gemma3_gguf))
@@ -142,7 +142,7 @@ def test_real_gemma3_gguf_to_hf_to_gguf_keeps_the_tokenizer(gemma3_gguf, tmp_pat
     transformers = pytest.importorskip("transformers")
     import gguf_parity
 
-    from aprqa.convert import convert
+    from aprqa.conversion import convert
 
     convert(gemma3_gguf, tmp_path / "hf")
     assert (tmp_path / "hf" / "tokenizer.model").is_file()

@@ -51,7 +51,7 @@ def test_the_hostile_regex_really_panics_tokenizers():
 # The built-in converter cannot name this pre-tokenizer (its splits are no known model's): this one
 # names it, so the conversion succeeds and the gates that tokenize the prompt meet the panic.
 CONVERTER = """import sys
-from aprqa.convert import convert
+from aprqa.conversion import convert
 src, dst, fmt, quant = sys.argv[1:]
 convert(src, dst, to=fmt, quant=None if quant == "keep" else quant, pre_tokenizer="qwen2" if fmt == "gguf" else None)
 """
@@ -173,7 +173,7 @@ def test_compare_with_a_panicking_tokenizer_is_one_line_not_a_traceback(panic_mo
 
 def test_the_static_regex_check_refuses_unbounded_patterns_and_keeps_llamacpps():
     from aprqa.errors import FormatError
-    from aprqa.pretokenizer_regex import _KNOWN, check_split_regexes, unbounded_reason
+    from aprqa.pretokenize.patterns import _KNOWN, check_split_regexes, unbounded_reason
 
     def tj(rx: str) -> dict:
         return {"pre_tokenizer": {"type": "Sequence", "pretokenizers": [
@@ -194,7 +194,7 @@ def test_the_static_regex_check_refuses_unbounded_patterns_and_keeps_llamacpps()
 
 
 def test_compare_report_never_overwrites_the_candidate(tiny_models, tmp_path, capsys):
-    from aprqa.convert import convert
+    from aprqa.conversion import convert
 
     cand = tmp_path / "c.gguf"
     convert(tiny_models["qwen2-tiny"], cand, quant="f16")

@@ -91,7 +91,7 @@ def test_the_report_matrix_is_bounded(demo_run, tmp_path):
 
 def test_a_prompt_longer_than_the_models_context_is_refused_at_once(tiny_models):
     from aprqa.errors import UsageError
-    from aprqa.forward import compare_outputs, forward, generate
+    from aprqa.inference import compare_outputs, forward, generate
 
     m = tiny_models["qwen2-tiny"]
     ctx = open_model(m).config.context_length

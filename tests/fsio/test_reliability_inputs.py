@@ -143,7 +143,7 @@ def test_config_values_of_wrong_type_are_typed(tiny_models, tmp_path, key, value
 
 
 def test_layer_count_must_match_the_tensors_before_allocation(tiny_models, tmp_path, run_cli):
-    from aprqa.forward import generate
+    from aprqa.inference import generate
 
     d = _edit_config(tiny_models["llama-tiny"], tmp_path / "m", num_hidden_layers=1_000_000_000)
     p = run_cli("generate", str(d), "--ids", "1 2 3", "-n", "2")

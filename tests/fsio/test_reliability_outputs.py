@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aprqa.convert import convert
+from aprqa.conversion import convert
 from aprqa.errors import OutputError, OutputLockedError
 from aprqa.fsio import DestinationLock, LockedAppender, atomic_output
 

@@ -26,7 +26,7 @@ import atheris
 from aprqa import core
 from aprqa.errors import AprqaError
 from aprqa.formats import format_module
-from aprqa.inspect import describe
+from aprqa.report.inspect_view import describe
 from aprqa.playbook.evidence import load_evidence, verify_evidence
 from aprqa.playbook.schema import parse_playbook
 from aprqa.report.evidence_report import summarize

@@ -18,7 +18,7 @@ CORRUPT_TENSOR = "model.layers.1.mlp.down_proj.weight"
 
 def main(argv: list[str]) -> int:
     src, dst, fmt, quant = argv
-    from aprqa.convert import convert
+    from aprqa.conversion import convert
     from aprqa.formats import open_model
 
     convert(src, dst, to=fmt, quant=None if quant == "keep" else quant)

@@ -196,7 +196,7 @@ def convert_both(hf_dir: Path, out_dir: Path, outtype: str = "f16", pre: str | N
     """(llama.cpp's convert_hf_to_gguf.py output, aprqa convert output) of ``hf_dir`` at ``outtype``."""
     import llamacpp_pipeline
 
-    from aprqa.convert import convert
+    from aprqa.conversion import convert
 
     ref = llamacpp_pipeline.convert_hf(hf_dir, outtype, pre=pre)
     cand = out_dir / f"{hf_dir.name}.aprqa.{outtype}.gguf"

@@ -88,7 +88,7 @@ def make_hostile(src: str | Path, dst: str | Path, case: str) -> Path:
 
 def main(argv: list[str]) -> int:
     src, dst, fmt, quant, case = argv
-    from aprqa.convert import convert
+    from aprqa.conversion import convert
 
     if fmt != "gguf":
         convert(src, dst, to=fmt, quant=None if quant == "keep" else quant)

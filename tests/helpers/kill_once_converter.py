@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
     try:
         fd = os.open(m, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
-        from aprqa.convert import convert
+        from aprqa.conversion import convert
 
         convert(src, dst, to=fmt, quant=None if quant == "keep" else quant)
         return 0

@@ -6,7 +6,7 @@ Two entry points:
     importance matrix — the very function ``llama_model_quantize`` calls per tensor — through
     ctypes on the ggml library that ships inside llama-cpp-python.
 
-Used by the tests (tests/compare/test_compare_foreign_quant.py) and scripts/measure_quant_bands.py.
+Used by the tests (tests/comparison/test_compare_foreign_quant.py) and scripts/measure_quant_bands.py.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
     deadline = time.monotonic() + 120
     while not (d / "fast").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    from aprqa.convert import convert
+    from aprqa.conversion import convert
 
     convert(src, dst, to=fmt, quant=None if quant == "keep" else quant)
     return 0

@@ -19,7 +19,7 @@ PLANTED = "model.layers.0.self_attn.o_proj.weight"  # [hidden, hidden]: square, 
 
 def main(argv: list[str]) -> int:
     src, dst, fmt, quant = argv
-    from aprqa.convert import convert
+    from aprqa.conversion import convert
     from aprqa.formats import open_model
 
     convert(src, dst, to=fmt, quant=None if quant == "keep" else quant)

@@ -21,7 +21,7 @@ from aprqa.playbook.evidence import load_summary
 from aprqa.report.run_html import render_run_html
 from aprqa.report.run_markdown import render_run_markdown
 from aprqa.report.run_view import build_run_view
-from aprqa.synthetic import make_hf_model
+from aprqa.synth.models import make_hf_model
 from _paths import APR_QA_FIXTURES, OWN_FAILING, OWN_MVP_PLAYBOOK, OWN_PASSING, upstream
 
 FIX = APR_QA_FIXTURES

@@ -22,7 +22,7 @@ import apr_qa_reader
 from llamacpp_pipeline import CACHE, _publish, _tmp
 from aprqa.cli import main
 from aprqa.playbook import run_playbook
-from aprqa.synthetic import make_hf_model
+from aprqa.synth.models import make_hf_model
 
 pytestmark = pytest.mark.slow
 

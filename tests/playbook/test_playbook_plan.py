@@ -17,7 +17,7 @@ from aprqa.cli import main
 from aprqa.formats import open_model
 from aprqa.playbook import PlaybookError, load_playbook, parse_playbook, run_playbook
 from aprqa.playbook.plan import GateKind, SourceFacts, build_plan, render_plan
-from aprqa.synthetic import make_hf_model
+from aprqa.synth.models import make_hf_model
 
 REPO = ROOT
 UPSTREAM = sorted((REPO / "tests" / "fixtures" / "apr-qa-models").glob("*.playbook.yaml"))

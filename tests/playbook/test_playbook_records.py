@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aprqa.compare.tolerance import Tolerance, TolerancePolicy
+from aprqa.comparison.tolerance import Tolerance, TolerancePolicy
 from aprqa.errors import UsageError
 from aprqa.playbook import verify_evidence
 from aprqa.playbook.evidence import load_evidence, make_record

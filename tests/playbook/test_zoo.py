@@ -30,7 +30,7 @@ from aprqa.playbook.executors import Task, _text, size_resources
 from aprqa.playbook.zoo import _zoo_model, model_dir_for, read_task_result, run_model, run_zoo, zoo_records
 from aprqa.records import Outcome, Record, RecordError, RunResult
 from aprqa.playbook.schema import PlaybookError, load_playbook
-from aprqa.synthetic import make_hf_model
+from aprqa.synth.models import make_hf_model
 
 HELPER = TESTS / "helpers" / "kill_once_converter.py"
 MODELS = ("qwen2-tiny", "llama-tiny", "qwen3-tiny")

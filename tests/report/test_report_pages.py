@@ -16,7 +16,7 @@ from aprqa.cli import main
 from aprqa.report import svg
 from aprqa.report.compare_view import bucket_label, diagnosis, error_grid, histograms, positions, role_of
 from aprqa.report.environment import environment, environment_json
-from aprqa.compare import compare
+from aprqa.comparison import compare
 from aprqa.report.html import (failing_html, grid_html, histogram_html, localization_html, outputs_html, render_html,
                                write_report)
 from aprqa.report.markdown import render_markdown

@@ -8,7 +8,7 @@ returns float32 logits ``[n_tokens, n_vocab]`` for teacher-forced token ids: wha
 ``llama-perplexity --kl-divergence`` compares. llama.cpp's log lines of the load are kept
 (``load_log``/``warnings``) so a caller can check for, e.g., the missing pre-tokenizer warning.
 
-``compare_with_llamacpp`` runs ``aprqa.forward.compare_outputs`` with this model as the
+``compare_with_llamacpp`` runs ``aprqa.inference.compare_outputs`` with this model as the
 candidate: the reference generates greedily in aprqa's forward pass, llama.cpp is run once on
 the prompt plus that continuation, and mean/p99/max KL, top-1 agreement and the greedy check
 are judged by the candidate dtype's output profile.
@@ -35,7 +35,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ..errors import UsageError
-from ..forward import OutputComparison, compare_outputs
+from ..inference import OutputComparison, compare_outputs
 from . import EngineUnavailableError
 
 INSTALL_HINT = ("llama-cpp-python is not installed: run scripts/setup --llamacpp in aprqa's checkout, or "
@@ -213,7 +213,7 @@ class _Child:
 
 
 class _EngineTokenizer:
-    """``aprqa.forward.tokenizer.Tokenizer``'s interface over llama.cpp's tokenizer."""
+    """``aprqa.inference.tokenizer.Tokenizer``'s interface over llama.cpp's tokenizer."""
 
     def __init__(self, model: "LlamaCppModel") -> None:
         self._model = model
@@ -344,7 +344,7 @@ def _log_lines(raw: Any) -> Iterator[LogLine]:
 def compare_with_llamacpp(reference: Any, candidate: str | Path, prompt: str | None = None,
                           n_generate: int = 8, profile: Any = None,
                           threads: int | None = None) -> OutputComparison:
-    """``aprqa.forward.compare_outputs`` with llama.cpp running the candidate GGUF.
+    """``aprqa.inference.compare_outputs`` with llama.cpp running the candidate GGUF.
 
     Returns:
         ``OutputComparison`` whose ``engine`` names llama.cpp and its version; its tokenizer

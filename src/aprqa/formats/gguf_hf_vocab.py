@@ -27,8 +27,8 @@ from tokenizers import Tokenizer
 
 from ..errors import FormatError, UsageError
 from ..fsio import CAP_TOKENIZER, parse_json, read_bounded, read_json
-from ..pretokenizer_table import CHECK_HASHES
-from ..pretokenizers import CHECK_TEXT, check_hash, identify, lookup
+from ..pretokenize.table import CHECK_HASHES
+from ..pretokenize.splits import CHECK_TEXT, check_hash, identify, lookup
 from .gguf_special import special_vocab
 from .gguf_vocab import TokenType, looks_special, missing_pre, pad_token
 from .spm_model import BYTE, CONTROL, UNKNOWN, UNUSED, read_pieces

@@ -3,7 +3,7 @@
 What llama.cpp needs besides tokens and merges (facts from convert_hf_to_gguf.py / gguf-py's
 SpecialVocab and llama-vocab.cpp):
 
-* ``tokenizer.ggml.pre``: named by ``aprqa.pretokenizers.identify`` (the converter's check-text
+* ``tokenizer.ggml.pre``: named by ``aprqa.pretokenize.splits.identify`` (the converter's check-text
   hash, else exact regex identity); a tokenizer that cannot be named is refused with
   ``PreTokenizerError`` unless the caller names it (``aprqa convert --pre-tokenizer``), never
   written without one (llama.cpp would silently fall back to its "default" splitting).
@@ -28,8 +28,8 @@ from typing import Any
 
 from ..errors import FormatError, UsageError
 from ..fsio import CAP_CONFIG, CAP_TOKENIZER, parse_json, read_bounded, read_json
-from ..pretokenizer_regex import check_split_regexes
-from ..pretokenizers import CHECK_TEXT, Identification, PreTokenizerError, check_hash, identify, known_names, lookup
+from ..pretokenize.patterns import check_split_regexes
+from ..pretokenize.splits import CHECK_TEXT, Identification, PreTokenizerError, check_hash, identify, known_names, lookup
 from .model import Model, TokenizerInfo
 
 __all__ = ["TokenType", "for_gguf", "padded", "default_token_types", "hf_token_types", "looks_special"]

@@ -1,5 +1,5 @@
 """A GGUF/APR BPE ("gpt2") vocabulary rebuilt as a ``tokenizers.Tokenizer`` that splits and merges as llama.cpp does
-for its ``tokenizer.ggml.pre`` (``aprqa.pretokenizers``: every name llama.cpp knows; none means its "default" rules):
+for its ``tokenizer.ggml.pre`` (``aprqa.pretokenize.splits``: every name llama.cpp knows; none means its "default" rules):
 byte-level for most names, SentencePiece-style (spaces as U+2581, raw UTF-8, <0xXX> byte fallback) for gemma4-like
 ones. Used to tokenize such a file (forward, compare) and to write it as an HF tokenizer.json."""
 
@@ -11,7 +11,7 @@ from typing import Any
 from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models, normalizers
 
 from ..errors import UsageError
-from ..pretokenizers import hf_pre_tokenizer, lookup
+from ..pretokenize.splits import hf_pre_tokenizer, lookup
 from .model import TokenizerInfo
 
 _SPECIAL_RE = re.compile(r"^<\|[^|]*\|>$|^<(s|/s|unk|pad|mask)>$|^\[(PAD|UNK|CLS|SEP|MASK)\d*\]$")

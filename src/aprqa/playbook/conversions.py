@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from ..convert import convert
+from ..conversion import convert
 from ..fsio import atomic_output
 from ..records import GateOutcome, Outcome, error_text
 from .plan import Conversion

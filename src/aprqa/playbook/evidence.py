@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .. import __version__
-from ..compare.tolerance import drop_legacy_fields
+from ..comparison.tolerance import drop_legacy_fields
 from ..errors import AprqaError, InputError
 from ..fsio import CAP_EVIDENCE, LockedAppender, parse_json, read_bounded, read_json, write_text_atomic
 from ..gate_ids import GateIdError

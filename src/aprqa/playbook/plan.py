@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..capabilities import storable_quant_names, storable_types, unquantizable_types
-from ..convert import plan_quant
+from ..conversion import plan_quant
 from ..dtypes import dtype_from_name
 from ..errors import AprqaError
-from ..forward.weights import dominant_dtype
+from ..inference.weights import dominant_dtype
 from ..gate_ids import FORMAT_LETTER, GateKind, conversion_id, spell
 from ..records import CANNOT_PASS, error_text
 from .notrun import not_executed, not_run_key
@@ -33,7 +33,7 @@ from .schema import EXPECTED_FACTS, FORMAT_TITLE, FORMATS, QUANT_ALIASES, Playbo
 from .thresholds import conversion_key, converter_quant, inference_tokens, output_base
 
 # What each target format can store (quant labels of the playbook), assumed for external converters;
-# the built-in converter is asked per tensor instead (aprqa.convert.plan_quant).
+# the built-in converter is asked per tensor instead (aprqa.conversion.plan_quant).
 EXTERNAL_STORABLE = {fmt: storable_quant_names(fmt) for fmt in FORMATS}
 
 # Round trips (apr-qa's ids; our mapping, docs/playbooks.md): lossless chains, start -> ... -> start format.

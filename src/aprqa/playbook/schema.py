@@ -25,12 +25,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from ..compare.tolerance import TolerancePolicy
+from ..comparison.tolerance import TolerancePolicy
 from ..errors import AprqaError, InputError
-from ..forward.metrics import PROFILES
+from ..inference.metrics import PROFILES
 from ..fsio import CAP_PLAYBOOK, read_bounded
 from ..quantmix import MIXES, QUANT_CHOICES
-from ..synthetic_presets import PRESETS
+from ..synth.presets import PRESETS
 from .yaml_lines import APRQA_ONLY_KEYS, clean_loc, compose_lines, describe, drop_unknown, playbook_dialect
 
 FORMATS = ("safetensors", "apr", "gguf")
@@ -211,7 +211,7 @@ class ToleranceSpec(_Strict):
 
 
 class OutputThresholds(_Strict):
-    """Overrides of one output-level profile (aprqa.forward.PROFILES)."""
+    """Overrides of one output-level profile (aprqa.inference.metrics.PROFILES)."""
 
     max_mean_kl: float | None = Field(None, ge=0)
     max_p99_kl: float | None = Field(None, ge=0)

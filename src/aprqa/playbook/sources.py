@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import AprqaError
 from ..formats import open_model
 from ..records import ModelRef
-from ..synthetic import make_hf_model
+from ..synth.models import make_hf_model
 from .plan import SourceFacts
 from .schema import Playbook, PlaybookError
 

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..compare.tolerance import TolerancePolicy
-from ..forward.metrics import OutputProfile, profile_for
+from ..comparison.tolerance import TolerancePolicy
+from ..inference.metrics import OutputProfile, profile_for
 from ..gate_ids import GateIdError, GateKind, read_gate_id
 from .notrun import not_run_key, not_run_section
 from .schema import EXPECTED_FACTS, QUANT_ALIASES, Playbook

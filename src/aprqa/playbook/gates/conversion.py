@@ -15,10 +15,10 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from ...compare import Report, compare
+from ...comparison import Report, compare
 from ...engines.llamacpp import compare_with_llamacpp
-from ...forward import compare_outputs
-from ...forward.metrics import OutputComparison
+from ...inference import compare_outputs
+from ...inference.metrics import OutputComparison
 from ...records import GateOutcome, Outcome
 from ..conversions import Artefact
 from ..schema import Playbook

@@ -4,7 +4,7 @@ identical bytes, else bit-identical tensors)."""
 
 from __future__ import annotations
 
-from ...compare import compare
+from ...comparison import compare
 from ...formats import open_model
 from ...records import GateOutcome, Outcome
 from ..digest import files_digest

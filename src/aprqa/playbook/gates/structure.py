@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from ...compare.metadata import FieldStatus
-from ...compare.tokenizer_check import BEHAVIOUR, compare_tokenizers
+from ...comparison.metadata import FieldStatus
+from ...comparison.tokenizer_check import BEHAVIOUR, compare_tokenizers
 from ...errors import AprqaError
 from ...formats import open_model
 from ...formats.model import Model

@@ -1,0 +1,164 @@
+"""Output verdicts calibrated on the model at hand (docs/tolerances.md, "Calibrated output band").
+
+The KL a faithful quantization causes depends on the model (a small, sensitive model moves far
+more than a 7B one) and on the prompt, so no fixed number fits every file. Instead a *faithful
+twin* of the reference is built with the candidate's exact per-tensor types:
+
+  * every weight the candidate stores in another type than the reference is replaced by aprqa's
+    own quantization of the reference tensor (byte-identical to llama.cpp's for the round-to-
+    nearest and K types), or for a type aprqa cannot quantize, by the reference plus Gaussian
+    noise at that type's error level (its step model times the middle of its measured band,
+    comparison/bands.py), per sub-block;
+  * the twin runs on the same ids as the candidate; its KL against the reference is the KL a
+    faithful file has on this model and prompt.
+
+The candidate passes when its KL stays within ``KL_FACTOR`` of the twin's (plus, with an engine,
+the engine's own noise measured the same way: the engine on a float GGUF of the reference).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import core
+from ..capabilities import quantizable
+from ..conversion import convert
+from ..dtypes import DType, payload_nbytes
+from ..errors import AprqaError, UsageError
+from ..formats.model import Model, TensorInfo
+from .. import step_bands as bands
+from .metrics import LogitMetrics, OutputProfile, logit_metrics
+
+# The candidate's mean and p99 KL may be this many times the faithful twin's. Measured
+# (scripts/measure_output_band.py, docs/tolerances.md): llama.cpp's own faithful files sit at 0.62-1.26x
+# their twin's mean KL on the real Gemma 3 270M and 0.99-1.26x (p99 up to 1.75x) on a tiny random qwen2
+# (the spread comes from the step-noise twin of the types aprqa cannot quantize); a planted fault (the
+# scales of every ffn_down x1.05) at 12.9x (Gemma 3 q4_k_m) and 5.6x (tiny q8_0). 3 keeps the first
+# with room for another faithful scale search and fails the second.
+KL_FACTOR = 3.0
+# Absolute slack (nats) for the forward's own float32 summation noise: a candidate whose bits equal the
+# twin's has exactly its KL; the same weights laid out in another file measured ≤ 4e-13.
+KL_SLACK = 1e-7
+# Top-1 / top-5: the candidate may lose this many positions more than the twin (a faithful file
+# flips a few near-ties differently from the twin), counted over the positions compared.
+TOP1_SLACK_POSITIONS = 2
+TOP5_SLACK = 0.05
+
+
+class _InMemory:
+    """Stands in for a file mapping: the twin's replaced tensors live in memory."""
+
+    def __init__(self, arr: np.ndarray) -> None:
+        self.arr = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)
+
+    def view(self, offset: int, nbytes: int) -> np.ndarray:
+        return self.arr[offset:offset + nbytes]
+
+
+def _mem_tensor(like: TensorInfo, dtype: DType, payload: np.ndarray) -> TensorInfo:
+    mem = _InMemory(payload)
+    return dataclasses.replace(like, dtype=dtype, nbytes=int(mem.arr.nbytes), offset=0, past_eof=False,
+                               _mapped=mem)
+
+
+def _step_noise(a: np.ndarray, dt: DType, rng: np.random.Generator) -> np.ndarray | None:
+    """``a`` plus Gaussian noise with the per-sub-block variance of ``dt``'s faithful error (its step
+    model Δ²/12 times the middle of the measured band squared); None when the type has no band."""
+    g, band = bands.GEOMETRY.get(dt), bands.STEP_BANDS.get(dt)
+    if g is None or band is None or a.size % g.sub:
+        return None
+    blocks = a.reshape(-1, g.sub).astype(np.float64)
+    ratio = (band.measured_lo + band.measured_hi) / 2
+    sigma = g.step(blocks) / math.sqrt(12.0) * ratio
+    noisy = blocks + rng.standard_normal(blocks.shape) * sigma[:, None]
+    return noisy.astype(np.float32).reshape(a.shape)
+
+
+@dataclass(frozen=True)
+class Twin:
+    model: Model
+    by_aprqa: int      # tensors quantized by aprqa's own quantizer of the candidate's type
+    by_noise: int      # tensors given the step-noise model of a type aprqa cannot quantize
+    types: tuple[str, ...]
+
+    def describe(self) -> str:
+        s = f"faithful twin ({', '.join(self.types)}): {self.by_aprqa} tensors quantized by aprqa"
+        return s + (f", {self.by_noise} by the step-noise model" if self.by_noise else "")
+
+
+def faithful_twin(ref: Model, cand: Model, seed: int = 0) -> Twin:
+    """The reference with every weight the candidate stores in another numeric type replaced by a
+    faithful quantization of it to that type (see the module docstring).
+
+    Raises:
+        UsageError: a candidate type that neither aprqa's quantizers nor a measured step band cover.
+    """
+    rng = np.random.default_rng(seed)
+    tensors = dict(ref.tensors)
+    n_own = n_noise = 0
+    types: set[str] = set()
+    for name, tr in ref.tensors.items():
+        tc = cand.tensors.get(name)
+        if tc is None or tc.dtype is tr.dtype or tuple(tc.shape) != tuple(tr.shape):
+            continue
+        dt = tc.dtype
+        if not (dt.is_quantized or dt.is_float) or not (tr.dtype.is_quantized or tr.dtype.is_float):
+            continue
+        a = core.dequantize(tr).reshape(tr.shape)
+        cols = tr.shape[-1] if tr.shape else 1
+        if quantizable(dt) and cols % dt.info.block_elems == 0 and dt is not DType.APR_Q8:
+            raw = core.quantize(a, dt)
+            assert raw.nbytes == payload_nbytes(dt, a.size)
+            tensors[name] = _mem_tensor(tr, dt, raw)
+            n_own += 1
+        else:
+            noisy = _step_noise(a, dt, rng)
+            if noisy is None:
+                raise UsageError(f"no faithful model of {dt.lname} for '{name}' (no aprqa quantizer, no measured "
+                                 "step band): the output band cannot be calibrated")
+            tensors[name] = _mem_tensor(tr, DType.F32, noisy)
+            n_noise += 1
+        types.add(dt.lname)
+    return Twin(dataclasses.replace(ref, tensors=tensors), n_own, n_noise, tuple(sorted(types)))
+
+
+def calibrated_profile(base: OutputProfile, faithful: LogitMetrics, engine: LogitMetrics | None,
+                       what: str) -> OutputProfile:
+    """``base`` with its KL and top-k gates set from the faithful twin's (and the engine's) metrics."""
+    # with an engine, its KL on a faithful file (or on the reference's floats) joins the twin's in aprqa's forward
+    noise_mean = faithful.kl_mean + (engine.kl_mean if engine is not None else 0.0)
+    noise_p99 = faithful.kl_p99 + (engine.kl_p99 if engine is not None else 0.0)
+    n = max(faithful.n_decisive, 1)
+    top1 = max(0.0, min(faithful.top1_decisive, engine.top1_decisive if engine else 1.0) - TOP1_SLACK_POSITIONS / n)
+    def t5(m: LogitMetrics | None) -> float:  # over the positions whose top-5 set is decided (metrics.py)
+        return 1.0 if m is None or not m.n_top5_decisive else m.top5_decisive
+
+    top5 = max(0.0, min(t5(faithful), t5(engine)) - TOP5_SLACK)
+    return base.with_(name=f"calibrated ({what})", max_mean_kl=KL_FACTOR * noise_mean + KL_SLACK,
+                      max_p99_kl=KL_FACTOR * noise_p99 + KL_SLACK, max_kl=None, min_top1=top1,
+                      min_top5_overlap=top5, max_abs_logit=None, max_rms_dp=None)
+
+
+def engine_noise(ref: Model, engine: Any, seq: list[int], ref_logits: np.ndarray, next_ids: list[int],
+                 near_tie_delta: float, workdir: Path, twin: Twin | None = None) -> tuple[LogitMetrics | None, str]:
+    """What a faithful file costs in the engine (same class as ``engine``), against aprqa's forward of the
+    reference: the faithful twin written as a GGUF of the candidate's types when aprqa quantized every one of
+    its tensors (the engine's own quantized kernels, e.g. llama.cpp's Q8 activations, are then in the number),
+    else an f32 GGUF of the reference (the engine's float compute noise only). (metrics or None, note)."""
+    on_twin = twin is not None and twin.by_noise == 0 and twin.by_aprqa > 0
+    src, what = (twin.model, f"the {twin.describe()} as a GGUF") if on_twin else (ref, "an f32 GGUF of the reference")
+    path = workdir / ("twin.gguf" if on_twin else "reference-f32.gguf")
+    try:
+        convert(src, path, quant=None if on_twin else "f32")
+        with type(engine)(path) as ref_engine:
+            logits = ref_engine.run(seq)
+    except (AprqaError, OSError, TypeError) as err:
+        return None, f"engine noise not measured ({err}); the band holds the twin's KL only"
+    m = logit_metrics(ref_logits, logits, next_ids, near_tie_delta)
+    return m, f"in the engine (llama.cpp on {what}): mean KL {m.kl_mean:.3g}"
