@@ -60,6 +60,22 @@ def test_duplicate_keys_are_refused_in_every_json(tiny_models, tmp_path, demo_ru
         m.tokenizer  # noqa: B018  (tokenizer.json is read when the tokenizer is)
 
 
+def test_duplicate_keys_in_recorded_thresholds_are_a_verify_evidence_problem(demo_run, tmp_path):
+    from aprqa.playbook import verify_evidence
+
+    records = load_evidence(demo_run.evidence)
+    md = records[0]["metadata"]
+    t = md["thresholds"]
+    assert t.startswith("{") and t != "{}"
+    inner = json.loads(t)
+    key = next(iter(inner))
+    md["thresholds"] = "{" + f'"{key}": 1e9, ' + t[1:]  # the first key twice: the last one would win
+    p = tmp_path / "ev.json"
+    p.write_text(json.dumps(records))
+    v = verify_evidence(p, demo_run.playbook)
+    assert not v and any(f"duplicate key '{key}'" in prob for prob in v.problems), v.problems
+
+
 def test_duplicate_keys_are_refused_in_playbook_yaml(tmp_path):
     p = tmp_path / "dup.yaml"
     p.write_text('name: a\nversion: "1.0.0"\nname: b\nmodel:\n  synthetic: qwen2-tiny\n  formats: [gguf]\n')

@@ -303,10 +303,12 @@ def verify_evidence(evidence: str | Path, playbook: str | Path) -> Verification:
         except (AprqaError, ValueError) as err:  # an unknown key in an edited record is a mismatch, not a crash
             problems.append(f"{r.get('gate_id')} ({r.get('id')}): cannot recompute thresholds for {key!r}: {err}")
             continue
-        try:
-            recorded = json.loads(md["thresholds"]) if isinstance(md["thresholds"], str) else None
-        except (ValueError, RecursionError):
-            recorded = None
+        try:  # duplicate keys refused here too: {"max_kl": 9, "max_kl": 0.1} would read as the last one
+            recorded = parse_json(md["thresholds"], evidence, f"record {i}: metadata.thresholds") \
+                if isinstance(md["thresholds"], str) else None
+        except InputError as err:
+            problems.append(f"{r.get('gate_id')} ({r.get('id')}): {err.message}")
+            continue
         if not isinstance(recorded, dict):
             problems.append(f"{r.get('gate_id')} ({r.get('id')}): recorded thresholds are not a JSON object")
             continue

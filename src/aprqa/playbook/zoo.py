@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import UsageError
+from ..fsio import sweep_stale
 from ..records import ModelRef, Outcome, Record, RecordError, RunResult, Scenario
 from ..report.zoo import ZooRow, write_zoo_summary, zoo_rows
 from .evidence import host_info, load_records, make_record
@@ -245,6 +246,10 @@ def run_zoo(playbooks: Sequence[str | Path], output: str | Path, model_root: str
                     on_model(models[task.index], len(models), len(tasks))
     except KeyboardInterrupt:
         results.close()  # stops the running workers
+        for i, (_p, pb, _m) in enumerate(loaded):  # their locks and temporaries (a live writer's are kept)
+            if i not in models:
+                sweep_stale(out / pb.name, depth=0)
+                sweep_stale(work / pb.name)
         done = tuple(models[i] if i in models else _interrupted(loaded[i][0], loaded[i][1], out)
                      for i in range(len(loaded)))
         raise ZooInterrupted(_finish(done, out, ex, t0)) from None
