@@ -4,6 +4,7 @@ duplicate keys are refused in every JSON and YAML aprqa reads (docs/reliability.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import time
@@ -140,3 +141,39 @@ def test_model_safetensors_gets_the_documented_mode(tmp_path, capsys):
         os.umask(old)
     for p in (tmp_path / "m" / "model.safetensors", tmp_path / "m" / "config.json", tmp_path / "w.safetensors"):
         assert oct(p.stat().st_mode & 0o777) == oct(0o666 & ~0o027), p  # not the library's 0600
+
+
+NUMBA_PROBE = """
+import numpy as np, numba
+import importlib
+k = importlib.import_module("aprqa.forward.kernels")
+out = k.rmsnorm(np.ones((2, 4), np.float32), np.ones(4, np.float32), 1e-5)
+print(numba.config.CACHE_DIR or "-", k._JIT["cache"], float(out.sum()))
+"""
+
+
+def test_numba_cache_moves_to_the_user_cache_on_a_read_only_install(tmp_path):
+    """The package folder mounted read-only (a private mount namespace: root ignores mode bits): the
+    kernels compile and run, and numba caches them under ~/.cache/aprqa/numba instead of failing
+    with "no locator available"."""
+    import subprocess
+    import sys
+
+    import aprqa
+
+    fwd = Path(aprqa.__file__).resolve().parent / "forward"  # kernels.py's folder (not imported here)
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("no private mount namespace here (unshare -m): the read-only install cannot be made")
+    home = tmp_path / "home"
+    home.mkdir()
+    script = (f"mount --bind '{fwd}' '{fwd}' && mount -o remount,bind,ro '{fwd}' && "
+              f"touch '{fwd}/probe' 2>/dev/null && echo writable; exec '{sys.executable}' -c '{NUMBA_PROBE}'")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "writable" not in r.stdout  # the mount really is read-only
+    cache_dir, cached, total = r.stdout.split()
+    assert (cache_dir, cached) == (str(home / ".cache" / "aprqa" / "numba"), "True")
+    assert float(total) == pytest.approx(8 / (1 + 1e-5) ** 0.5, rel=1e-6)  # 8 ones, normalised (f32 rounding)
+    assert list((home / ".cache" / "aprqa" / "numba").rglob("*.nbi"))  # the compiled kernels were cached there
