@@ -246,3 +246,22 @@ def test_sweep_removes_a_killed_writers_nested_temporaries_but_keeps_a_live_one(
         assert live.exists() and (work / "model" / ".y.gguf.aprqa-lock").exists()
     assert sorted(removed) == sorted(dead[:3] + [work / "model" / ".dir.aprqa-tmp-C3"])
     assert not any(p.exists() for p in dead) and keep.read_bytes() == b"whole"
+
+
+def test_run_and_zoo_outputs_never_overwrite_the_playbook(tmp_path, capsys):
+    """A playbook that sits where the run writes (``OUTPUT/summary.md``, ``OUTPUT/zoo-summary.md``) is
+    refused before anything is deleted or written."""
+    out = tmp_path / "out"
+    out.mkdir()
+    text = ('name: rio\nversion: "1.0.0"\nmodel:\n  synthetic: qwen2-tiny\n  formats: [gguf]\n'
+            '  quantizations: [f16]\ntest_matrix:\n  prompts: ["hi"]\n  max_tokens: 2\n')
+    (tmp_path / "other.yaml").write_text(text.replace("name: rio", "name: other"))
+    for name, args in (("summary.md", []), ("evidence.json", []), ("zoo-summary.md", [])):
+        pb = out / name
+        pb.write_text(text)
+        rc = main(["run", str(pb), "--output", str(out), *args] if name != "zoo-summary.md"
+                  else ["run", str(pb), str(tmp_path / "other.yaml"), "--output", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 2 and "output is the input" in err, (name, rc, err[-500:])
+        assert pb.read_text() == text  # untouched
+        pb.unlink()
