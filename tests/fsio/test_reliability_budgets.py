@@ -130,17 +130,31 @@ def test_synth_with_a_negative_seed_is_one_typed_line(tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
-def test_model_safetensors_gets_the_documented_mode(tmp_path, capsys):
+def test_every_writer_gives_the_documented_mode(tmp_path, capsys):
+    """0666 & ~umask for every file aprqa writes (models, HF dirs, run files, reports), not mkstemp's 0600;
+    the one exception is a run's resume key, a secret (0600, docs/zoo.md)."""
     import os
 
+    pb = tmp_path / "pb.yaml"
+    pb.write_text('name: modes\nversion: "1.0.0"\nmodel:\n  synthetic: qwen2-tiny\n  formats: [gguf]\n'
+                  '  quantizations: [f16]\ntest_matrix:\n  prompts: ["hi"]\n  max_tokens: 2\n')
     old = os.umask(0o027)
     try:
         assert main(["synth", "qwen2-tiny", str(tmp_path / "m")]) == 0
         assert main(["convert", str(tmp_path / "m"), str(tmp_path / "w.safetensors"), "--weights-only", "-q"]) == 0
+        for name in ("x.gguf", "x.apr"):
+            assert main(["convert", str(tmp_path / "m"), str(tmp_path / name), "-q"]) == 0
+        assert main(["run", str(pb), "--output", str(tmp_path / "run")]) == 0
+        assert main(["compare", str(tmp_path / "m"), str(tmp_path / "x.gguf"), "--no-progress",
+                     "--report", str(tmp_path / "c.html")]) == 0
     finally:
         os.umask(old)
-    for p in (tmp_path / "m" / "model.safetensors", tmp_path / "m" / "config.json", tmp_path / "w.safetensors"):
-        assert oct(p.stat().st_mode & 0o777) == oct(0o666 & ~0o027), p  # not the library's 0600
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p != pb]
+    assert len(files) > 20 and {"evidence.json", "report.html", "c.html", "x.apr", "model.safetensors"} <= \
+        {p.name for p in files}
+    modes = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in files}
+    assert modes.pop("run/.aprqa-resume-key") == oct(0o600)
+    assert set(modes.values()) == {oct(0o666 & ~0o027)}, modes
 
 
 NUMBA_PROBE = """
