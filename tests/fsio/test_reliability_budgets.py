@@ -41,8 +41,24 @@ def test_brackets_inside_strings_do_not_count():
     assert parse_json(text, "x.json")["s"].startswith("[[[")
 
 
-@pytest.mark.parametrize("where", ["config", "evidence", "tokenizer"])
-def test_duplicate_keys_are_refused_in_every_json(tiny_models, tmp_path, demo_run, where):
+@pytest.mark.parametrize("where", ["config", "evidence", "evidence.jsonl", "tokenizer", "tokenizer_config"])
+def test_duplicate_keys_are_refused_in_every_json(tiny_models, tmp_path, demo_run, where, capsys):
+    if where == "evidence.jsonl":  # a whole last line (not a torn one) is read, never skipped
+        rec = json.dumps(load_evidence(demo_run.evidence)[0])
+        p = tmp_path / "ev.jsonl"
+        p.write_text(rec + "\n" + rec[:-1] + ', "outcome": "Corroborated"}\n')
+        with pytest.raises(PlaybookError, match="duplicate key 'outcome'"):
+            load_evidence(p)
+        p.write_text(rec + "\n" + rec[:40])  # killed mid-write: the torn last line is ignored
+        assert len(load_evidence(p)) == 1
+        return
+    if where == "tokenizer_config":
+        d = shutil.copytree(tiny_models["qwen2-tiny"], tmp_path / "m")
+        text = (d / "tokenizer_config.json").read_text()
+        (d / "tokenizer_config.json").write_text(text.replace('"eos_token": ', '"eos_token": "x", "eos_token": ', 1))
+        assert main(["convert", str(d), str(tmp_path / "x.gguf"), "-q"]) == 2
+        assert "duplicate key 'eos_token'" in capsys.readouterr().err
+        return
     if where == "evidence":
         rec = json.dumps(load_evidence(demo_run.evidence)[0])
         p = tmp_path / "ev.json"

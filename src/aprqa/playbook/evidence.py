@@ -129,9 +129,11 @@ MAX_RECORDS = 200_000  # records one evidence file may hold (a real run has hund
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Records of an ``evidence.jsonl``; a torn last line (killed mid-write) is ignored."""
+    """Records of an ``evidence.jsonl``; a torn last line (killed mid-write: no newline after it) is ignored."""
     out = []
-    lines = read_bounded(path, CAP_EVIDENCE, "evidence").decode("utf-8", errors="replace").splitlines()
+    text = read_bounded(path, CAP_EVIDENCE, "evidence").decode("utf-8", errors="replace")
+    torn = not text.endswith("\n")  # each record is written with its newline in one write(2)
+    lines = text.splitlines()
     if len(lines) > MAX_RECORDS:
         raise PlaybookError(Path(path), f"evidence has {len(lines):,} lines; aprqa reads at most {MAX_RECORDS:,} records")
     for i, line in enumerate(lines):
@@ -140,7 +142,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         try:
             out.append(parse_json(line, path, f"evidence line {i + 1}"))
         except InputError as err:
-            if i == len(lines) - 1:
+            if i == len(lines) - 1 and torn:  # a complete line that is not a record is an error, not a tear
                 break
             raise PlaybookError(Path(path), str(err.message)) from None
     return out
