@@ -103,3 +103,20 @@ def test_a_regex_the_guarded_engine_cannot_run_faithfully_is_refused_at_load(tin
     with pytest.raises(FormatError, match="cannot run under aprqa's time budget") as info:
         load_tokenizer(open_model(model))
     assert why in str(info.value) and info.value.field == "pre_tokenizer.pretokenizers[0].pattern.Regex"
+
+
+@pytest.mark.parametrize("kind", ["normalizer", "decoder"])
+def test_replace_regexes_of_the_normalizer_and_decoder_are_checked(tiny_models, tmp_path, kind):
+    """They run in the library with no budget: more than one unbounded quantifier per alternative is refused."""
+    from aprqa.pretokenizer_regex import check_split_regexes
+
+    def tj(rx: str) -> dict:
+        return {kind: {"type": "Sequence", f"{kind}s": [
+            {"type": "Replace", "pattern": {"Regex": rx}, "content": " "}]}}
+
+    for rx in ("(a|a?)+$", r"[a-z]*[a-z]*\z"):
+        with pytest.raises(FormatError, match=f"{kind} Replace regex .* refused") as info:
+            check_split_regexes(tj(rx), "tokenizer.json")
+        assert info.value.field == kind
+    for rx in (" {2,}", r"^\s+", "\u2581"):  # what real tokenizers use
+        check_split_regexes(tj(rx), "tokenizer.json")
