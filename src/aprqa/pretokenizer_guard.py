@@ -10,8 +10,9 @@ keeps the library for everything but the regexes it cannot vouch for:
 * every other Split regex runs in Python's ``regex`` engine with ``timeout``: all of a text's
   Split steps share ``REGEX_SECONDS``; past it the text's encoding stops with a ``FormatError``
   naming the file, the field, the regex and the text position reached. The Oniguruma spelling is
-  translated where the engines differ (``\\w``/``\\b`` include every number and mark in Oniguruma,
-  ``\\z``, ``\\h``); a construct without a faithful translation is refused when the file is loaded.
+  translated where the engines differ (``\\w``/``\\b`` with Oniguruma's word characters, ``\\z``,
+  ``\\h``, ``^``/``$`` at every line); a construct without a faithful translation is refused when the
+  file is loaded.
 
 Such a tokenizer is returned as a ``GuardedTokenizer`` (a proxy that sets the per-text deadline
 around ``encode``); a tokenizer.json without such a regex is the library's own object.

@@ -45,13 +45,13 @@ def base_gguf(tiny_models, tmp_path_factory) -> Path:
 
 
 def _write(base: Path, dst: Path, edit: dict) -> Path:
-    from gguf import GGUFValueType, GGUFWriter
     import numpy as np
+    from gguf import GGUFWriter
 
     r, kv = _fields(base)
-    for k in [k for k in kv if k.startswith("tokenizer.ggml.") and k not in edit]:
-        if k in ("tokenizer.ggml.merges", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
-            kv.pop(k)
+    for k in ("tokenizer.ggml.merges", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
+        if k not in edit:  # the base file's arrays belong to its own vocabulary: absent unless drawn
+            kv.pop(k, None)
     kv.update(edit)
     arch = kv["general.architecture"][0]
     w = GGUFWriter(str(dst), arch)
@@ -64,7 +64,6 @@ def _write(base: Path, dst: Path, edit: dict) -> Path:
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    _ = GGUFValueType
     return dst
 
 
