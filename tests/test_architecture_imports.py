@@ -28,6 +28,11 @@ OPTIONAL = frozenset({"torch", "transformers", "llama_cpp", "ray", "huggingface_
 
 # Declared lazy imports: importing module -> {imported module (or prefix): why it is lazy}.
 LAZY: dict[str, dict[str, str]] = {
+    "aprqa.pretokenize.guard": {
+        "tokenizers": "the tokenizers library loads only when a tokenizer.json is read; `aprqa inspect` of a "
+                      "GGUF never does",
+        "regex": "the time-bounded regex engine loads only for a tokenizer.json Split regex aprqa does not know",
+    },
     "aprqa.cli": {
         "aprqa": "subcommand dispatch: each command imports only what it runs, so `aprqa --version`, "
                  "`inspect` and `compare --fast` never load the forward pass, the playbook or numba",
@@ -64,9 +69,6 @@ LAZY: dict[str, dict[str, str]] = {
     "aprqa.comparison.tokenizer_check": {
         "aprqa.inference.tokenizer": "the tokenizer rebuild lives in the forward package (which loads numba); "
                                    "only the tokenizer's behaviour check needs it, not the tensor level",
-    },
-    "aprqa.formats.gguf_vocab": {
-        "tokenizers": "the tokenizers library loads only when a tokenizer.json is read; `aprqa inspect` never does",
     },
     "aprqa.pretokenize.splits": {
         "tokenizers": "the tokenizers library loads only when a pre-tokenizer is built; identifying one by "

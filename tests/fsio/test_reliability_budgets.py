@@ -4,6 +4,7 @@ duplicate keys are refused in every JSON and YAML aprqa reads (docs/reliability.
 from __future__ import annotations
 
 import json
+import os
 import resource
 import shutil
 import time
@@ -40,8 +41,24 @@ def test_brackets_inside_strings_do_not_count():
     assert parse_json(text, "x.json")["s"].startswith("[[[")
 
 
-@pytest.mark.parametrize("where", ["config", "evidence", "tokenizer"])
-def test_duplicate_keys_are_refused_in_every_json(tiny_models, tmp_path, demo_run, where):
+@pytest.mark.parametrize("where", ["config", "evidence", "evidence.jsonl", "tokenizer", "tokenizer_config"])
+def test_duplicate_keys_are_refused_in_every_json(tiny_models, tmp_path, demo_run, where, capsys):
+    if where == "evidence.jsonl":  # a whole last line (not a torn one) is read, never skipped
+        rec = json.dumps(load_evidence(demo_run.evidence)[0])
+        p = tmp_path / "ev.jsonl"
+        p.write_text(rec + "\n" + rec[:-1] + ', "outcome": "Corroborated"}\n')
+        with pytest.raises(PlaybookError, match="duplicate key 'outcome'"):
+            load_evidence(p)
+        p.write_text(rec + "\n" + rec[:40])  # killed mid-write: the torn last line is ignored
+        assert len(load_evidence(p)) == 1
+        return
+    if where == "tokenizer_config":
+        d = shutil.copytree(tiny_models["qwen2-tiny"], tmp_path / "m")
+        text = (d / "tokenizer_config.json").read_text()
+        (d / "tokenizer_config.json").write_text(text.replace('"eos_token": ', '"eos_token": "x", "eos_token": ', 1))
+        assert main(["convert", str(d), str(tmp_path / "x.gguf"), "-q"]) == 2
+        assert "duplicate key 'eos_token'" in capsys.readouterr().err
+        return
     if where == "evidence":
         rec = json.dumps(load_evidence(demo_run.evidence)[0])
         p = tmp_path / "ev.json"
@@ -58,6 +75,22 @@ def test_duplicate_keys_are_refused_in_every_json(tiny_models, tmp_path, demo_ru
     with pytest.raises(InputError, match="duplicate key"):
         m = open_model(d)
         m.tokenizer  # noqa: B018  (tokenizer.json is read when the tokenizer is)
+
+
+def test_duplicate_keys_in_recorded_thresholds_are_a_verify_evidence_problem(demo_run, tmp_path):
+    from aprqa.playbook import verify_evidence
+
+    records = load_evidence(demo_run.evidence)
+    md = records[0]["metadata"]
+    t = md["thresholds"]
+    assert t.startswith("{") and t != "{}"
+    inner = json.loads(t)
+    key = next(iter(inner))
+    md["thresholds"] = "{" + f'"{key}": 1e9, ' + t[1:]  # the first key twice: the last one would win
+    p = tmp_path / "ev.json"
+    p.write_text(json.dumps(records))
+    v = verify_evidence(p, demo_run.playbook)
+    assert not v and any(f"duplicate key '{key}'" in prob for prob in v.problems), v.problems
 
 
 def test_duplicate_keys_are_refused_in_playbook_yaml(tmp_path):
@@ -113,14 +146,64 @@ def test_synth_with_a_negative_seed_is_one_typed_line(tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
-def test_model_safetensors_gets_the_documented_mode(tmp_path, capsys):
+def test_every_writer_gives_the_documented_mode(tmp_path, capsys):
+    """0666 & ~umask for every file aprqa writes (models, HF dirs, run files, reports), not mkstemp's 0600;
+    the one exception is a run's resume key, a secret (0600, docs/zoo.md)."""
     import os
 
+    pb = tmp_path / "pb.yaml"
+    pb.write_text('name: modes\nversion: "1.0.0"\nmodel:\n  synthetic: qwen2-tiny\n  formats: [gguf]\n'
+                  '  quantizations: [f16]\ntest_matrix:\n  prompts: ["hi"]\n  max_tokens: 2\n')
     old = os.umask(0o027)
     try:
         assert main(["synth", "qwen2-tiny", str(tmp_path / "m")]) == 0
         assert main(["convert", str(tmp_path / "m"), str(tmp_path / "w.safetensors"), "--weights-only", "-q"]) == 0
+        for name in ("x.gguf", "x.apr"):
+            assert main(["convert", str(tmp_path / "m"), str(tmp_path / name), "-q"]) == 0
+        assert main(["run", str(pb), "--output", str(tmp_path / "run")]) == 0
+        assert main(["compare", str(tmp_path / "m"), str(tmp_path / "x.gguf"), "--no-progress",
+                     "--report", str(tmp_path / "c.html")]) == 0
     finally:
         os.umask(old)
-    for p in (tmp_path / "m" / "model.safetensors", tmp_path / "m" / "config.json", tmp_path / "w.safetensors"):
-        assert oct(p.stat().st_mode & 0o777) == oct(0o666 & ~0o027), p  # not the library's 0600
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p != pb]
+    assert len(files) > 20 and {"evidence.json", "report.html", "c.html", "x.apr", "model.safetensors"} <= \
+        {p.name for p in files}
+    modes = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in files}
+    assert modes.pop("run/.aprqa-resume-key") == oct(0o600)
+    assert set(modes.values()) == {oct(0o666 & ~0o027)}, modes
+
+
+NUMBA_PROBE = """
+import numpy as np, numba
+import importlib
+k = importlib.import_module("aprqa.inference.kernels")
+out = k.rmsnorm(np.ones((2, 4), np.float32), np.ones(4, np.float32), 1e-5)
+print(numba.config.CACHE_DIR or "-", k._JIT["cache"], float(out.sum()))
+"""
+
+
+def test_numba_cache_moves_to_the_user_cache_on_a_read_only_install(tmp_path):
+    """The package folder mounted read-only (a private mount namespace: root ignores mode bits): the
+    kernels compile and run, and numba caches them under ~/.cache/aprqa/numba instead of failing
+    with "no locator available"."""
+    import subprocess
+    import sys
+
+    import aprqa
+
+    fwd = Path(aprqa.__file__).resolve().parent / "forward"  # kernels.py's folder (not imported here)
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("no private mount namespace here (unshare -m): the read-only install cannot be made")
+    home = tmp_path / "home"
+    home.mkdir()
+    script = (f"mount --bind '{fwd}' '{fwd}' && mount -o remount,bind,ro '{fwd}' && "
+              f"touch '{fwd}/probe' 2>/dev/null && echo writable; exec '{sys.executable}' -c '{NUMBA_PROBE}'")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "writable" not in r.stdout  # the mount really is read-only
+    cache_dir, cached, total = r.stdout.split()
+    assert (cache_dir, cached) == (str(home / ".cache" / "aprqa" / "numba"), "True")
+    assert float(total) == pytest.approx(8 / (1 + 1e-5) ** 0.5, rel=1e-6)  # 8 ones, normalised (f32 rounding)
+    assert list((home / ".cache" / "aprqa" / "numba").rglob("*.nbi"))  # the compiled kernels were cached there

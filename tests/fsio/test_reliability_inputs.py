@@ -170,6 +170,26 @@ def test_tokenizer_values_are_checked(tiny_models, tmp_path):
         open_model(d)
 
 
+@pytest.mark.parametrize("case,match", [("unigram_int_pieces", "invalid type: integer"),
+                                        ("merge_of_unknown_token", "out of vocabulary")])
+def test_tokenizer_models_the_library_refuses_are_one_typed_line(tiny_models, tmp_path, run_cli, case, match):
+    d = _copy(tiny_models["qwen2-tiny"], tmp_path / "m")
+    tj = json.loads((d / "tokenizer.json").read_text())
+    if case == "unigram_int_pieces":
+        tj["model"] = {"type": "Unigram", "unk_id": 0, "vocab": [[1, -1.0], [2, -2.0], ["a", -3.0]]}
+    else:
+        m = tj["model"]["merges"]
+        tj["model"]["merges"] = (["zzq qqz"] if isinstance(m[0], str) else [["zzq", "qqz"]]) + m
+    (d / "tokenizer.json").write_text(json.dumps(tj))
+    for args in (("inspect", str(d)), ("convert", str(d), str(tmp_path / "x.gguf")),
+                 ("compare", str(tiny_models["qwen2-tiny"]), str(d), "--no-progress")):
+        p = run_cli(*args)
+        assert p.returncode in (0, 1, 2) and "Traceback" not in p.stderr and "crashed" not in p.stderr, \
+            (args, p.stderr[-800:])
+        if args[0] == "convert":
+            assert p.returncode == 2 and match in p.stderr and "tokenizer.json" in p.stderr, p.stderr
+
+
 # ---- malformed JSON beyond syntax -----------------------------------------------------------
 
 

@@ -298,6 +298,8 @@ def test_a_signal_stops_the_zoo_in_seconds_keeps_what_finished_and_leaves_no_pro
     assert status == {"zoo-a": "PASS", "zoo-b": "FAIL", "zoo-c": "FAIL"}, doc
     for conv, worker in _running(markers):
         _wait_for(lambda: _gone(conv) and _gone(worker), 10, f"worker {worker} and converter {conv} to end")
+    for d in (out, work):  # the stopped models' locks and temporaries are swept
+        assert not list(d.rglob("*.aprqa-tmp-*")) and not list(d.rglob("*.aprqa-lock")), list(d.rglob("*"))
 
 
 def test_sigkill_of_the_zoo_kills_its_workers_and_a_rerun_is_not_locked_out(tmp_path):
@@ -404,3 +406,51 @@ def test_a_bad_ray_address_is_refused_quickly(spec, why):
     with pytest.raises(UsageError, match=why):
         make_executor(spec)
     assert time.monotonic() - t0 < 10
+
+
+def _descendants(pid: int) -> list[int]:
+    import psutil
+
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_a_ray_zoo_keeps_what_finished_and_leaves_no_process(tmp_path, sig):
+    """The same zoo on a local Ray cluster that ``aprqa run --executor ray`` starts: the signal cancels the
+    running Ray tasks (their worker processes and converters end), Ray's own processes end with the run,
+    the summary says what finished, and no temporary or lock is left."""
+    pbs, markers = _slow_zoo(tmp_path)
+    out, work = tmp_path / "out", tmp_path / "work"
+    proc = subprocess.Popen([sys.executable, "-m", "aprqa.cli", "run", str(pbs), "--output", str(out),
+                             "--work-dir", str(work), "--executor", "ray"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
+    try:
+        _wait_for(lambda: len(_running(markers)) == 2 and any("zoo-a" in ln for ln in lines), 240,
+                  "zoo-a's progress line and both slow conversions to start on Ray")
+        ray_procs = _descendants(proc.pid)  # raylet, GCS, Ray's workers (the tasks' included)
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        proc.wait(timeout=90)
+        stopped_in = time.monotonic() - t0
+        reader.join(timeout=10)
+        err = "".join(lines)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert stopped_in < 60, stopped_in  # cancel + Ray's shutdown; a hang guard, not a timing claim
+    assert "interrupted" in err and "1 of 3 models finished" in " ".join(err.split()), err[-2000:]
+    doc = json.loads((out / "zoo-summary.json").read_text())
+    assert {r["model"]: r["status"] for r in doc} == {"zoo-a": "PASS", "zoo-b": "FAIL", "zoo-c": "FAIL"}, doc
+    running = _running(markers)
+    assert len(running) == 2 and all(w in ray_procs for _c, w in running)  # the tasks ran in Ray's workers
+    for conv, worker in running:
+        _wait_for(lambda: _gone(conv) and _gone(worker), 30, f"Ray worker {worker} and converter {conv} to end")
+    _wait_for(lambda: all(_gone(p) for p in ray_procs), 60, "every process Ray started to end")
+    for d in (out, work):
+        assert not list(d.rglob("*.aprqa-tmp-*")) and not list(d.rglob("*.aprqa-lock")), list(d.rglob("*"))

@@ -23,12 +23,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tokenizers import Tokenizer
 
 from ..errors import FormatError, UsageError
 from ..fsio import CAP_TOKENIZER, parse_json, read_bounded, read_json
 from ..pretokenize.table import CHECK_HASHES
 from ..pretokenize.splits import CHECK_TEXT, check_hash, identify, lookup
+from ..pretokenize.guard import load_tokenizer_json
 from .gguf_special import special_vocab
 from .gguf_vocab import TokenType, looks_special, missing_pre, pad_token
 from .spm_model import BYTE, CONTROL, UNKNOWN, UNUSED, read_pieces
@@ -107,10 +107,8 @@ def _spm(root: Path, vocab_size: int | None, phi3: bool) -> tuple[list[str], lis
 def _backend(root: Path) -> tuple[dict, Any]:
     raw = read_bounded(root / "tokenizer.json", CAP_TOKENIZER, "tokenizer.json")
     tj = parse_json(raw, root / "tokenizer.json", "tokenizer.json")
-    try:
-        backend = Tokenizer.from_str(raw.decode("utf-8"))
-    except Exception as err:  # the tokenizers library raises plain Exceptions
-        raise FormatError(root / "tokenizer.json", f"the tokenizers library cannot load it: {err}") from None
+    # regexes refused or run under a time budget per text
+    backend = load_tokenizer_json(raw, tj, root / "tokenizer.json")
     # The converter encodes through transformers, which neither truncates nor pads by default.
     backend.no_truncation()
     backend.no_padding()

@@ -26,10 +26,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatError, UsageError
+from ..errors import UsageError
 from ..fsio import CAP_CONFIG, CAP_TOKENIZER, parse_json, read_bounded, read_json
-from ..pretokenize.patterns import check_split_regexes
 from ..pretokenize.splits import CHECK_TEXT, Identification, PreTokenizerError, check_hash, identify, known_names, lookup
+from ..pretokenize.guard import load_tokenizer_json
 from .model import Model, TokenizerInfo
 
 __all__ = ["TokenType", "for_gguf", "padded", "default_token_types", "hf_token_types", "looks_special"]
@@ -181,15 +181,10 @@ def _hf_facts_cached(root: Path, _version: tuple, chat_template: str | None, n_t
     """One tokenizer.json load per file version (compare and the playbook gates ask repeatedly)."""
     # Declared lazy import (tests/test_architecture_imports.py): the tokenizers library loads only
     # when a tokenizer.json is read; `aprqa inspect` of a GGUF never does.
-    from tokenizers import Tokenizer
-
     raw = read_bounded(root / "tokenizer.json", CAP_TOKENIZER, "tokenizer.json")
     tj = parse_json(raw, root / "tokenizer.json", "tokenizer.json")
-    check_split_regexes(tj, root / "tokenizer.json")  # before tokenizers runs any of them
-    try:
-        backend = Tokenizer.from_str(raw.decode("utf-8"))
-    except Exception as err:  # the tokenizers library raises plain Exceptions
-        raise FormatError(root / "tokenizer.json", f"the tokenizers library cannot load it: {err}") from None
+    # regexes refused or run under a time budget per text
+    backend = load_tokenizer_json(raw, tj, root / "tokenizer.json")
     add_bos, add_eos = _added_specials(backend)
     template = chat_template
     if template is None and (root / "chat_template.jinja").is_file():

@@ -38,8 +38,15 @@ def rebuild_bpe(info: TokenizerInfo) -> Any:
         merges.append((a, b))
     # llama.cpp splits by tokenizer.ggml.pre and falls back to its "default" rules without one.
     pre = lookup(info.pre or "default")
-    tok = HFTokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, ignore_merges=pre.ignore_merges,
-                                 byte_fallback=pre.spm_style))
+    try:
+        model = models.BPE(vocab=vocab, merges=merges, fuse_unk=False, ignore_merges=pre.ignore_merges,
+                           byte_fallback=pre.spm_style)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as err:  # noqa: BLE001 (a merge of unexpected pieces can make the library panic)
+        raise UsageError(f"the tokenizers library cannot build this BPE vocabulary: {type(err).__name__}: "
+                         f"{str(err).strip()[:200]}") from None
+    tok = HFTokenizer(model)
     tok.pre_tokenizer = hf_pre_tokenizer(pre)
     if pre.spm_style:
         # llama.cpp escapes spaces in the raw text between special tokens, then merges UTF-8 characters; a

@@ -49,6 +49,9 @@ def rebuild_wpm(model: Model) -> Any:
             raise UsageError(f"{model.path}: tokens {vocab[spelled]} and {i} are both '{spelled}' in WordPiece "
                              "spelling; llama.cpp refuses such a vocabulary")
     unk = info.tokens[info.unk_id] if info.unk_id is not None and 0 <= info.unk_id < len(info.tokens) else "[UNK]"
+    if unk not in vocab:  # the library would fail on the first word outside the vocabulary, untyped
+        raise UsageError(f"{model.path}: the WordPiece vocabulary has no unknown token {unk!r} "
+                         "(tokenizer.ggml.unknown_token_id); a word outside it could not be tokenized")
     tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token=unk, max_input_chars_per_word=100))
     lower = model.metadata.get("tokenizer.ggml.normalizer.lowercase") is True
     strip = model.metadata.get("tokenizer.ggml.normalizer.strip_accents")

@@ -15,15 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tokenizers import Tokenizer as HFTokenizer
 
-from ..errors import FormatError, UsageError
+from ..errors import UsageError
 from ..formats.model import Model, TokenizerInfo
 from ..formats.tokenizer_bpe import rebuild_bpe
 from ..formats.tokenizer_spm import byte_spelling, rebuild_spm
 from ..formats.tokenizer_wpm import rebuild_wpm
 from ..fsio import CAP_TOKENIZER, parse_json, read_bounded
-from ..pretokenize.patterns import check_split_regexes
+from ..pretokenize.guard import load_tokenizer_json
 
 
 
@@ -115,11 +114,8 @@ def load_tokenizer(model: Model) -> Tokenizer:
     path = _hf_tokenizer_file(model)
     if path is not None:
         text = read_bounded(path, CAP_TOKENIZER, path.name).decode("utf-8", errors="replace")  # bounded, no FIFO
-        check_split_regexes(parse_json(text, path, path.name), path)  # before tokenizers runs any of them
-        try:
-            backend = HFTokenizer.from_str(text)
-        except Exception as err:  # the tokenizers library raises plain Exceptions
-            raise FormatError(path, f"the tokenizers library cannot load it: {err}") from None
+        # regexes refused or run under a time budget per text
+        backend = load_tokenizer_json(text, parse_json(text, path, path.name), path)
         # transformers encodes one text with the file's post-processor (Gemma's <bos>, BERT's [CLS] ... [SEP])
         # and without the padding/truncation a tokenizer.json may store (it sets those per call)
         backend.no_padding()

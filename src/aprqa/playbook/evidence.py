@@ -129,9 +129,11 @@ MAX_RECORDS = 200_000  # records one evidence file may hold (a real run has hund
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Records of an ``evidence.jsonl``; a torn last line (killed mid-write) is ignored."""
+    """Records of an ``evidence.jsonl``; a torn last line (killed mid-write: no newline after it) is ignored."""
     out = []
-    lines = read_bounded(path, CAP_EVIDENCE, "evidence").decode("utf-8", errors="replace").splitlines()
+    text = read_bounded(path, CAP_EVIDENCE, "evidence").decode("utf-8", errors="replace")
+    torn = not text.endswith("\n")  # each record is written with its newline in one write(2)
+    lines = text.splitlines()
     if len(lines) > MAX_RECORDS:
         raise PlaybookError(Path(path), f"evidence has {len(lines):,} lines; aprqa reads at most {MAX_RECORDS:,} records")
     for i, line in enumerate(lines):
@@ -140,7 +142,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         try:
             out.append(parse_json(line, path, f"evidence line {i + 1}"))
         except InputError as err:
-            if i == len(lines) - 1:
+            if i == len(lines) - 1 and torn:  # a complete line that is not a record is an error, not a tear
                 break
             raise PlaybookError(Path(path), str(err.message)) from None
     return out
@@ -303,10 +305,12 @@ def verify_evidence(evidence: str | Path, playbook: str | Path) -> Verification:
         except (AprqaError, ValueError) as err:  # an unknown key in an edited record is a mismatch, not a crash
             problems.append(f"{r.get('gate_id')} ({r.get('id')}): cannot recompute thresholds for {key!r}: {err}")
             continue
-        try:
-            recorded = json.loads(md["thresholds"]) if isinstance(md["thresholds"], str) else None
-        except (ValueError, RecursionError):
-            recorded = None
+        try:  # duplicate keys refused here too: {"max_kl": 9, "max_kl": 0.1} would read as the last one
+            recorded = parse_json(md["thresholds"], evidence, f"record {i}: metadata.thresholds") \
+                if isinstance(md["thresholds"], str) else None
+        except InputError as err:
+            problems.append(f"{r.get('gate_id')} ({r.get('id')}): {err.message}")
+            continue
         if not isinstance(recorded, dict):
             problems.append(f"{r.get('gate_id')} ({r.get('id')}): recorded thresholds are not a JSON object")
             continue

@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 from .. import __version__
 from ..errors import AprqaError
 from ..formats import open_model
-from ..fsio import sweep_stale
+from ..fsio import refuse_input_as_output, sweep_stale
 from ..formats.model import Model
 from ..gate_ids import GateKind, family_of, spell
 from ..records import GateOutcome, Host, ModelRef, Outcome, Record, RecordError, RunResult, Scenario, error_text
@@ -337,6 +337,10 @@ def run_playbook(path: str | Path, output: str | Path | None = None, model_path:
         raise PlaybookError(pb_path, f"workers must be ≥ 1, got {workers}")
     out = Path(output) if output is not None else Path("aprqa-out") / pb.name
     work = Path(work_dir) if work_dir is not None else out / "work"
+    # the run's files are deleted and rewritten: none may be the playbook or the model (before anything is touched)
+    local = [Path(pb.model.local_path), pb_path.parent / pb.model.local_path] if pb.model.local_path else []
+    for name in ("evidence.jsonl", *_RUN_FILES):
+        refuse_input_as_output(out / name, [pb_path, *local, *([model_path] if model_path else [])])
     t0 = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     sweep_stale(work)  # a killed attempt's temporaries and locks (a live writer's are kept)

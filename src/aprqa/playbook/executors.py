@@ -245,16 +245,28 @@ class RayExecutor:
                     self.warnings.append(msg)
                     print(f"aprqa: {msg}", file=sys.stderr)
             refs[ray.remote(**opts)(t.fn).remote(*t.args)] = t
-        while refs:
-            done, _ = ray.wait(list(refs), num_returns=1)
-            for r in done:
-                t = refs.pop(r)
+        try:
+            while refs:
+                done, _ = ray.wait(list(refs), num_returns=1)
+                for r in done:
+                    t = refs.pop(r)
+                    try:
+                        res = ray.get(r)
+                    except Exception as err:  # the task raised, or died more often than max_retries
+                        yield t, None, err
+                        continue
+                    yield _text(t, res)
+        finally:  # interrupted (or closed early): no task converts on; force kills its worker process,
+            for r in refs:  # whose converter dies with it (its death signal)
                 try:
-                    res = ray.get(r)
-                except Exception as err:  # the task raised, or died more often than max_retries
-                    yield t, None, err
-                    continue
-                yield _text(t, res)
+                    ray.cancel(r, force=True)
+                except Exception:  # noqa: BLE001 (already finished, or the cluster is gone)
+                    pass
+            if refs:  # a cancelled task resolves once its worker is gone (its locks released)
+                try:
+                    ray.wait(list(refs), num_returns=len(refs), timeout=STOP_SECONDS)
+                except Exception:  # noqa: BLE001
+                    pass
 
 
 def _text(t: Task, res: Any) -> tuple[Task, str | None, BaseException | None]:

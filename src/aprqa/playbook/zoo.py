@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import UsageError
+from ..fsio import refuse_input_as_output, sweep_stale
 from ..records import ModelRef, Outcome, Record, RecordError, RunResult, Scenario
 from ..report.zoo import ZooRow, write_zoo_summary, zoo_rows
 from .evidence import host_info, load_records, make_record
@@ -225,6 +226,8 @@ def run_zoo(playbooks: Sequence[str | Path], output: str | Path, model_root: str
     for p in paths:  # validate everything before running anything
         pb, _digest = load_playbook(p)
         loaded.append((p, pb, model_dir_for(pb, p, root)))
+    for ext in ("md", "html", "csv", "json"):  # the summaries never overwrite a playbook (before anything runs)
+        refuse_input_as_output(out / f"zoo-summary.{ext}", paths)
     names = [pb.name for _p, pb, _m in loaded]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -245,6 +248,10 @@ def run_zoo(playbooks: Sequence[str | Path], output: str | Path, model_root: str
                     on_model(models[task.index], len(models), len(tasks))
     except KeyboardInterrupt:
         results.close()  # stops the running workers
+        for i, (_p, pb, _m) in enumerate(loaded):  # their locks and temporaries (a live writer's are kept)
+            if i not in models:
+                sweep_stale(out / pb.name, depth=0)
+                sweep_stale(work / pb.name)
         done = tuple(models[i] if i in models else _interrupted(loaded[i][0], loaded[i][1], out)
                      for i in range(len(loaded)))
         raise ZooInterrupted(_finish(done, out, ex, t0)) from None

@@ -11,7 +11,10 @@ makes the library panic). aprqa refuses, before any text is tokenized, a Split r
 
 unless the regex is one of llama.cpp's own pre-tokenizer splits (their tokenizer.json spelling too),
 which real models use and which are tested. Every known split has at most two unbounded
-quantifiers per alternative.
+quantifiers per alternative. Split regexes that pass then run under a time budget per text
+(``pretokenize.guard``). ``Replace`` regexes of the normalizer and the decoder stay in the library,
+with no budget: they may hold at most one unbounded quantifier per alternative (real ones, such as
+``" {2,}"``, hold one).
 """
 
 from __future__ import annotations
@@ -40,6 +43,20 @@ def split_regexes(pre: Any) -> Iterator[str]:
             yield regex
     for step in pre.get("pretokenizers") or [] if isinstance(pre.get("pretokenizers"), list) else []:
         yield from split_regexes(step)
+
+
+def replace_regexes(step: Any, kind: str) -> Iterator[str]:
+    """Every ``Replace`` regex of a tokenizer.json ``normalizer`` or ``decoder`` (``kind``; Sequences walked)."""
+    if not isinstance(step, dict):
+        return
+    if step.get("type") == "Replace":
+        pattern = step.get("pattern")
+        regex = pattern.get("Regex") if isinstance(pattern, dict) else None
+        if isinstance(regex, str):
+            yield regex
+    inner = step.get(f"{kind}s")
+    for sub in inner if isinstance(inner, list) else []:
+        yield from replace_regexes(sub, kind)
 
 
 def _quantifier(rx: str, i: int) -> tuple[int, bool, bool]:
@@ -81,7 +98,7 @@ def _note_quantifier(group: list[Any], rx: str, i: int) -> int:
     return q
 
 
-def unbounded_reason(rx: str) -> str | None:
+def unbounded_reason(rx: str, max_unbounded: int = MAX_UNBOUNDED) -> str | None:
     """Why backtracking on ``rx`` is not bounded (None: it is, by the rules above)."""
     # per open group: [has a quantifier inside, has an alternation inside, unbounded count per branch]
     stack: list[list[Any]] = [[False, False, 0]]
@@ -117,7 +134,7 @@ def unbounded_reason(rx: str) -> str | None:
             outer[2] += inner_unb + (1 if q and unb else 0)
             i += q
         elif c == "|":
-            if stack[-1][2] > MAX_UNBOUNDED:
+            if stack[-1][2] > max_unbounded:
                 break
             stack[-1][1] = True
             stack[-1][2] = 0
@@ -125,8 +142,8 @@ def unbounded_reason(rx: str) -> str | None:
         else:
             i += 1
             i += _note_quantifier(stack[-1], rx, i)
-        if stack[-1][2] > MAX_UNBOUNDED:
-            return (f"more than {MAX_UNBOUNDED} unbounded quantifiers in one alternative (backtracking polynomial "
+        if stack[-1][2] > max_unbounded:
+            return (f"more than {max_unbounded} unbounded quantifiers in one alternative (backtracking polynomial "
                     f"of that degree in the text)")
     return None
 
@@ -137,7 +154,14 @@ def check_split_regexes(tokenizer_json: Any, path: str | Path) -> None:
     Raises:
         FormatError: naming the file, the field and why.
     """
-    pre = tokenizer_json.get("pre_tokenizer") if isinstance(tokenizer_json, dict) else None
+    tj = tokenizer_json if isinstance(tokenizer_json, dict) else {}
+    for kind in ("normalizer", "decoder"):  # run by the library with no time budget: degree 1 at most
+        for rx in replace_regexes(tj.get(kind), kind):
+            why = unbounded_reason(rx, 1)
+            if why is not None:
+                raise FormatError(path, f"{kind} Replace regex {rx[:80]!r} refused: {why}; aprqa runs only "
+                                        "regexes whose matching time is bounded (docs/reliability.md)", field=kind)
+    pre = tj.get("pre_tokenizer")
     for rx in split_regexes(pre):
         if rx in _KNOWN or rx.replace(_HF_CONTRACTIONS, _LLAMA_CONTRACTIONS) in _KNOWN:
             continue

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
-from .table import _SAME_SPLITS, _SPLITS, CHECK_HASHES, LLAMA_CPP_NAMES
+from .table import _LINEAR_SPLITS, _SAME_SPLITS, _SPLITS, CHECK_HASHES, LLAMA_CPP_NAMES
 
 __all__ = ["CHECK_TEXT", "PreTokenizer", "PreTokenizerError", "lookup", "known_names", "identify",
-           "hf_pre_tokenizer", "same_splits"]
+           "hf_pre_tokenizer", "linear_split", "same_splits"]
 
 # The text llama.cpp's converter tokenizes to fingerprint a pre-tokenizer (whitespace runs,
 # emoji sequences, digit runs, scripts, contractions in both cases).
@@ -118,7 +118,7 @@ def hf_pre_tokenizer(pre: PreTokenizer) -> Any:
     """
     # Declared lazy import (tests/test_architecture_imports.py): the tokenizers library loads only
     # when a pre-tokenizer is built; identifying one by name or hash (inspect, the GGUF writer) needs none.
-    from tokenizers import Regex, pre_tokenizers
+    from tokenizers import pre_tokenizers
 
     if pre.custom:
         raise PreTokenizerError(f"pre-tokenizer {pre.name!r}: llama.cpp splits it with {pre.custom}, which "
@@ -126,10 +126,20 @@ def hf_pre_tokenizer(pre: PreTokenizer) -> Any:
     if not pre.byte_level and not pre.spm_style:
         raise PreTokenizerError(f"pre-tokenizer {pre.name!r} is neither byte-level nor SentencePiece-style BPE; "
                                 "aprqa does not rebuild it", pre.name)
-    steps = [pre_tokenizers.Split(Regex(r), behavior="isolated", invert=False) for r in pre.splits]
+    steps = [linear_split(r) for r in pre.splits]
     if pre.byte_level:
         steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False))
     return pre_tokenizers.Sequence(steps)
+
+
+def linear_split(regex: str, behavior: str = "isolated") -> Any:
+    """A ``tokenizers`` Split isolating ``regex``'s matches, run in time linear in the text: llama.cpp's
+    two digit-grouping splits are replaced by their linear equivalents (``_LINEAR_SPLITS``)."""
+    from tokenizers import Regex, pre_tokenizers  # declared lazy import (as in hf_pre_tokenizer)
+
+    if behavior == "isolated" and regex in _LINEAR_SPLITS:
+        regex, behavior = _LINEAR_SPLITS[regex]
+    return pre_tokenizers.Split(Regex(regex), behavior=behavior, invert=False)
 
 
 def check_hash(encode_ids: list[int]) -> str:

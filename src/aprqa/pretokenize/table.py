@@ -81,6 +81,19 @@ _SPLITS = {
     'default': (r'[\p{P}\$\+<=>\^~\|]+', r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)", r'\p{N}+', '[0-9][0-9][0-9]'),
 }
 
+# Two of llama.cpp's splits look ahead to the end of a digit run from every position inside it: time
+# quadratic in the run's length (seconds on a few thousand digits). Each is run as a split with the
+# same pieces whose look-ahead is tried once per run: anchored at the run's start by (?<!\d), later
+# groups continue from the previous match (\G, or right after a \d); (regex, tokenizers behavior).
+# tests/engines/test_pretokenizer_digits.py checks them against the original ones.
+_LINEAR_SPLITS = {
+    # superbpe: empty matches before every right-aligned group of three digits. Matching the groups
+    # themselves and merging each with the text after it (merged_with_next) cuts at the same places.
+    r'(?=(\d{3})+(?!\d))': (r'(?<!\d)(?:\d{1,2})?(?=(?:\d{3})+(?!\d))\K\d{3}|(?<=\d)\d{3}', 'merged_with_next'),
+    # tiny_aya: right-aligned groups of 1-3 digits, only in a run that ends at a word boundary.
+    r'\d{1,3}(?=(?:\d{3})*\b)': (r'(?<!\d)\d{1,3}(?=(?:\d{3})*\b)|\G(?<=\d)\d{3}', 'isolated'),
+}
+
 _SAME_SPLITS = {
     'dbrx': 'llama3', 'smaug': 'llama3', 'chatglm4': 'llama3', 'hunyuan_dense': 'deepseek3_llm',
     'joyai_llm': 'deepseek3_llm', 'hy_v4': 'deepseek3_llm', 'refact': 'starcoder', 'command_r': 'starcoder',
