@@ -106,7 +106,7 @@ def mix_for(model: Model, name: str) -> Mix:
     c = model.config
     n_layers = layer_count(c.num_layers, model.tensors) or 1
     gqa = (c.num_heads // c.num_kv_heads) if c.num_heads and c.num_kv_heads else 1
-    return Mix(name, n_layers, has_output="lm_head.weight" in model.tensors, n_gqa=gqa)
+    return Mix(name, n_layers, has_output="lm_head.weight" in model.tensors, n_gqa=gqa, arch=c.architecture)
 
 
 def plan_quant(model: Model, quant: str | None, fmt: str) -> "DType | Mix | None":
@@ -274,6 +274,9 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
     source_config = model.metadata.get("config") if model.format == "safetensors" else None
     extra: dict[str, Any] = {}
     if fmt == "safetensors" and dst.suffix != ".safetensors":
+        swa = model.metadata.get(f"{config.architecture}.rope.freq_base_swa") if model.format == "gguf" else None
+        if isinstance(swa, (int, float)) and not isinstance(swa, bool):
+            extra["rope_theta_swa"] = float(swa)
         try:  # refuse before writing anything when no honest config.json can be written
             config_keys.to_hf(config, tokenizer, source_config)
             extra.update(hf_tokenizer_outputs(model, tokenizer))

@@ -61,6 +61,16 @@ def test_real_minilm_dir_matches_llamacpp_converter(tmp_path):
     _assert_parity(gguf_parity.parity(d, "minilm", tmp_path, "f16"))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["bert", "phi3", "gemma3"])
+def test_q4_k_m_mix_matches_llama_model_quantize(family, tmp_path):
+    """Per-tensor types (and, requantizing llama.cpp's own f16 file, bytes) and general.file_type of aprqa's
+    q4_k_m equal llama_model_quantize's: bert's attn_v/ffn_down/token_embd, phi3's fused attn_qkv, a tied
+    gemma3 embedding. The other mixes and families: scripts/check_llamacpp_parity.py."""
+    d = tiny_families.tiny_hf_dir(family)
+    assert gguf_parity.mix_parity(d, tmp_path, "q4_k_m", tiny_families.FORCED_PRE.get(family)) == []
+
+
 def test_diff_reports_a_changed_value_and_a_missing_tensor(tmp_path):
     """The oracle itself can fail: a KV value changed and a tensor dropped are both reported."""
     import gguf

@@ -149,9 +149,13 @@ def test_real_gemma3_gguf_to_hf_to_gguf_keeps_the_tokenizer(gemma3_gguf, tmp_pat
     convert(tmp_path / "hf", tmp_path / "back.gguf", quant="q4_k_m")
     lines = gguf_parity.diff(gemma3_gguf, tmp_path / "back.gguf")
     kv_lines = [ln for ln in lines if ln.startswith("kv")]
-    # the one key the round trip adds: the HF config states gemma3's sliding-window RoPE base (10000, the
-    # value llama.cpp assumes without the key), and llama.cpp's converter writes it from such a config
-    assert kv_lines == ["kv extra: gemma3.rope.freq_base_swa = 10000.0"], kv_lines
+    # the source states no sliding-window RoPE base, so the HF config states none (transformers and llama.cpp's
+    # converter both take 10000 then) and no gemma3.rope.freq_base_swa comes back: the original's keys exactly
+    assert kv_lines == [], kv_lines
+    hf_rope = json.loads((tmp_path / "hf" / "config.json").read_text())["rope_parameters"]
+    assert "sliding_attention" not in hf_rope
+    assert transformers.AutoConfig.from_pretrained(tmp_path / "hf").rope_parameters["sliding_attention"][
+        "rope_theta"] == 10000.0
     texts = gguf_parity.corpus_for("gemma3")
     want = gguf_parity.llamacpp_ids(gemma3_gguf, texts)
     tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
