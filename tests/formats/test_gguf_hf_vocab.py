@@ -94,28 +94,31 @@ def test_q4_k_m_file_type_and_gguf_to_gguf_keeps_every_key(tmp_path, qwen2_dir):
     assert {k: a[k].contents() for k in keep} == {k: b[k].contents() for k in keep}
 
 
-# Known gaps, excluded by name (docs/llamacpp.md lists them): llama.cpp's WordPiece splits NFD Hangul
-# differently from BERT's normalizer; llama.cpp forces a few texts (<end_of_turn>, <|end|>...) to CONTROL and
-# gives phi3's chat markers rstrip, which a tiny model's own files do not say.
-GAPS = {"bert": ("\ud55c",), "gemma3": ("<end_of_turn>",)}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["llama", "gemma3", "bert"])
-def test_llamacpp_written_vocabularies_read_back_as_llamacpp_tokenizes(family):
-    """SentencePiece (with a lone-character merge: \\n\\n) and WordPiece GGUFs written by llama.cpp's own
-    converter tokenize in aprqa as llama.cpp tokenizes them."""
+@pytest.mark.parametrize("writer", ["llama.cpp", "aprqa"])
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3", "phi3", "bert"])
+def test_gguf_vocabularies_read_back_as_llamacpp_tokenizes(family, writer, tmp_path):
+    """SentencePiece (a lone-character merge: \\n\\n), byte-level BPE and WordPiece GGUFs, written by llama.cpp's
+    converter or by aprqa, tokenize in aprqa as llama-cpp-python tokenizes the same file: BOS added before a text's
+    own, <end_of_turn> typed NORMAL made CONTROL, phi3's whitespace after special tokens stripped, Hangul through
+    llama.cpp's one-for-one NFD, UNKNOWN tokens matched whole."""
     pytest.importorskip("llama_cpp")
     pytest.importorskip("sentencepiece")
     import gguf_parity
     import llamacpp_pipeline
     import tiny_families
 
+    from aprqa.convert import convert
     from aprqa.formats import open_model
     from aprqa.forward.tokenizer import load_tokenizer
 
-    f = llamacpp_pipeline.convert_hf(tiny_families.tiny_hf_dir(family), "f16", pre=tiny_families.FORCED_PRE.get(family))
-    texts = [t for t in gguf_parity.corpus_for(family) if not any(g in t for g in GAPS.get(family, ()))]
+    d, pre = tiny_families.tiny_hf_dir(family), tiny_families.FORCED_PRE.get(family)
+    if writer == "llama.cpp":
+        f = llamacpp_pipeline.convert_hf(d, "f16", pre=pre)
+    else:
+        f = tmp_path / "aprqa.gguf"
+        convert(d, f, quant="f16", pre_tokenizer=pre)
+    texts = gguf_parity.corpus_for(family)
     want = gguf_parity.llamacpp_ids(f, texts)
     tok = load_tokenizer(open_model(f))
     assert [tok.encode(t) for t in texts] == want

@@ -128,12 +128,17 @@ CORPUS = [
     "café naïve résumé Ångström",
     "I've been 'told he's there, 'RE you sure? We'Ve a'lL",
     "UPPER lower MiXeD",
+    "한국어 안녕하세요 ᄒᆞᆫ",  # Hangul: llama.cpp's WordPiece keeps each syllable's leading jamo only
+    "<s>Hello",  # a text starting with BOS: llama.cpp still adds its own (two BOS ids)
+    "<unk> a",  # an UNKNOWN-typed token is matched whole
 ]
 SPECIAL_SNIPPETS = {  # control / added tokens in running text, by the family's chat markup
-    "gemma": ["<start_of_turn>user\nHi there<end_of_turn>\n<start_of_turn>model\n", "a<end_of_turn>b"],
-    "chatml": ["<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n", "a<|im_end|>b"],
-    "phi3": ["<|user|>\nHi there<|end|>\n<|assistant|>\n", "a<|end|>b"],
-    "bert": ["[CLS] hello [SEP] world [MASK]", "a [UNK] b"],
+    "gemma": ["<start_of_turn>user\nHi there<end_of_turn>\n<start_of_turn>model\n", "a<end_of_turn>b", "<bos>Hello",
+              "<start_of_turn>user\n  hi <end_of_turn>\n\n"],
+    "chatml": ["<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n", "a<|im_end|>b", "<|im_end|>  \n z"],
+    # phi3: llama.cpp strips the whitespace after its special tokens (and </s>), by model name
+    "phi3": ["<|user|>\nHi there<|end|>\n<|assistant|>\n", "a<|end|>b", "<|end|>\n\n x <|user|> \n y", "</s> b"],
+    "bert": ["[CLS] hello [SEP] world [MASK]", "a [UNK] b", "[CLS] x"],
 }
 
 

@@ -35,7 +35,7 @@ def hf_tokenizer_outputs(model: Model, info: TokenizerInfo | None) -> dict[str, 
     if model.format == "gguf" and model.tokenizer is not None and model.tokenizer.model_type == "llama":
         return {"tokenizer_json": _spm_tokenizer_json(model), "side_files": _spm_side_files(model)}
     if info.model_type == "gpt2":
-        return {"tokenizer_json": _with_bos(rebuild_bpe(info), info)}
+        return {"tokenizer_json": _with_bos(rebuild_bpe(info, model.metadata), info)}
     return {}
 
 
