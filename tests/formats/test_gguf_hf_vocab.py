@@ -164,3 +164,39 @@ def test_real_gemma3_gguf_to_hf_to_gguf_keeps_the_tokenizer(gemma3_gguf, tmp_pat
     tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     assert [tok(t).input_ids for t in texts] == want
     assert gguf_parity.llamacpp_ids(tmp_path / "back.gguf", texts) == want
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["gemma3", "qwen2", "bert"])
+def test_apr_carries_the_gguf_tokenizer(family, tmp_path):
+    """HF -> APR keeps every tokenizer key llama.cpp's converter writes, in aprender's spelling (tokenizer.scores,
+    tokenizer.token_type, ...): APR -> GGUF writes them back equal to HF -> GGUF, and the APR reads back as
+    llama.cpp tokenizes that GGUF (a SentencePiece APR no longer lacks its scores)."""
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("sentencepiece")
+    import gguf_parity
+    import tiny_families
+
+    from aprqa.convert import convert
+    from aprqa.formats import open_model
+    from aprqa.forward.tokenizer import load_tokenizer
+
+    d, pre = tiny_families.tiny_hf_dir(family), tiny_families.FORCED_PRE.get(family)
+    convert(d, tmp_path / "m.apr", pre_tokenizer=pre)
+    convert(d, tmp_path / "direct.gguf", pre_tokenizer=pre)
+    convert(tmp_path / "m.apr", tmp_path / "back.gguf")
+    apr = open_model(tmp_path / "m.apr")
+    if family == "gemma3":
+        assert len(apr.metadata["tokenizer.scores"]) == len(apr.tokenizer.tokens)
+        assert apr.metadata["tokenizer.add_space_prefix"] is False
+    assert len(apr.tokenizer.token_types) == len(apr.tokenizer.tokens)
+    lines = gguf_parity.diff(tmp_path / "direct.gguf", tmp_path / "back.gguf")
+    assert [ln for ln in lines if "tokenizer." in ln] == []
+    texts = gguf_parity.corpus_for(family)
+    want = gguf_parity.llamacpp_ids(tmp_path / "direct.gguf", texts)
+    assert gguf_parity.llamacpp_ids(tmp_path / "back.gguf", texts) == want
+    tok = load_tokenizer(apr)
+    assert [tok.encode(t) for t in texts] == want
+    if family == "gemma3":  # APR -> GGUF -> HF: the crash of the SentencePiece path without scores is gone
+        convert(tmp_path / "back.gguf", tmp_path / "hf")
+        assert (tmp_path / "hf" / "tokenizer.model").is_file()

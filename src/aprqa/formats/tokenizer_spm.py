@@ -19,13 +19,14 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
 from ..errors import UsageError
 from .model import Model
 from .tokenizer_attrs import loaded_types
+from .apr_tokenizer import gguf_tokenizer_kv
 
 SPACE = "\u2581"
 NORMAL, CONTROL, USER_DEFINED, BYTE = 1, 3, 4, 6
 
 
 def _array(model: Model, key: str, n: int) -> list:
-    v = model.metadata.get(key)
+    v = gguf_tokenizer_kv(model).get(key)
     if v is None:
         raise UsageError(f"{model.path}: SentencePiece tokenizer without '{key}'; cannot rebuild it")
     v = list(v)
@@ -143,11 +144,11 @@ def rebuild_spm(model: Model, lone: bool = False) -> Any:
     tok = Tokenizer(models.BPE(vocab={**chars, **vocab}, merges=spm_merges(tokens, scores, types, chars=chars),
                                unk_token=unk, fuse_unk=True, byte_fallback=True))
     steps = [normalizers.Replace(" ", SPACE)]
-    if model.metadata.get("tokenizer.ggml.add_space_prefix") is not False:  # llama.cpp's SPM default: true
+    if gguf_tokenizer_kv(model).get("tokenizer.ggml.add_space_prefix") is not False:  # llama.cpp's SPM default: true
         steps.insert(0, normalizers.Prepend(SPACE))
     tok.normalizer = normalizers.Sequence(steps)
     tok.decoder = decoders.Sequence([decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()])
-    add_whole_tokens(tok, tokens, types, model.metadata)
+    add_whole_tokens(tok, tokens, types, gguf_tokenizer_kv(model))
     return tok
 
 

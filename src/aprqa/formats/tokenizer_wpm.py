@@ -24,6 +24,7 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre
 from ..errors import UsageError
 from .model import Model
 from .tokenizer_attrs import loaded_types
+from .apr_tokenizer import gguf_tokenizer_kv
 
 SPACE = "\u2581"
 CONTROL = 3
@@ -57,13 +58,13 @@ def rebuild_wpm(model: Model) -> Any:
                              "spelling; llama.cpp refuses such a vocabulary")
     unk = info.tokens[info.unk_id] if info.unk_id is not None and 0 <= info.unk_id < len(info.tokens) else "[UNK]"
     tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token=unk, max_input_chars_per_word=100))
-    lower = model.metadata.get("tokenizer.ggml.normalizer.lowercase") is True
-    strip = model.metadata.get("tokenizer.ggml.normalizer.strip_accents")
+    lower = gguf_tokenizer_kv(model).get("tokenizer.ggml.normalizer.lowercase") is True
+    strip = gguf_tokenizer_kv(model).get("tokenizer.ggml.normalizer.strip_accents")
     tok.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, lowercase=lower,
                                                 strip_accents=strip if isinstance(strip, bool) else lower)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    lt = loaded_types(info.tokens, types, model.metadata)  # by llama.cpp's spelling; added in the HF one
+    lt = loaded_types(info.tokens, types, gguf_tokenizer_kv(model))  # by llama.cpp's spelling; added in the HF one
     spelled = list(vocab)  # duplicates refused above: position i is token i
     tok.add_special_tokens([AddedToken(spelled[i], normalized=False, special=True, rstrip=i in lt.rstrip,
                                        lstrip=i in lt.lstrip) for i in lt.whole()])
@@ -72,8 +73,8 @@ def rebuild_wpm(model: Model) -> Any:
 
 def text_map(model: Model) -> dict[int, int] | None:
     """``str.translate`` table of llama.cpp's one-for-one "NFD" when the file strips accents, else None."""
-    lower = model.metadata.get("tokenizer.ggml.normalizer.lowercase") is True
-    strip = model.metadata.get("tokenizer.ggml.normalizer.strip_accents")
+    lower = gguf_tokenizer_kv(model).get("tokenizer.ggml.normalizer.lowercase") is True
+    strip = gguf_tokenizer_kv(model).get("tokenizer.ggml.normalizer.strip_accents")
     return _first_of_nfd() if (strip if isinstance(strip, bool) else lower) else None
 
 

@@ -25,6 +25,7 @@ from ..formats.tokenizer_wpm import rebuild_wpm
 from ..formats.tokenizer_wpm import text_map as wpm_text_map
 from ..fsio import CAP_TOKENIZER, parse_json, read_bounded
 from ..pretokenizer_regex import check_split_regexes
+from ..formats.apr_tokenizer import gguf_tokenizer_kv
 
 
 
@@ -141,13 +142,13 @@ def load_tokenizer(model: Model) -> Tokenizer:
         return Tokenizer(backend, add_bos_id=bos, source=f"{model.path} (SentencePiece rebuilt)",
                          respell=byte_spelling(model, backend), always_bos=True)
     if info.model_type == "bert":  # WordPiece: llama.cpp wraps the text in its BOS ([CLS]) and SEP ids
-        sep = model.metadata.get("tokenizer.ggml.seperator_token_id")
+        sep = gguf_tokenizer_kv(model).get("tokenizer.ggml.seperator_token_id")
         return Tokenizer(rebuild_wpm(model), add_bos_id=info.bos_id, source=f"{model.path} (WordPiece rebuilt)",
                          add_end_id=sep if isinstance(sep, int) and not isinstance(sep, bool) else None,
                          always_bos=True, text_map=wpm_text_map(model))
     if info.pre in _BOS_ALWAYS:  # llama.cpp overrides add_bos=false for these vocabularies
         bos = info.bos_id
-    return Tokenizer(rebuild_bpe(info, model.metadata), add_bos_id=bos, always_bos=True,
+    return Tokenizer(rebuild_bpe(info, gguf_tokenizer_kv(model)), add_bos_id=bos, always_bos=True,
                      source=f"{model.path} ({info.model_type} rebuilt)")
 
 
