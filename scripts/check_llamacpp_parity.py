@@ -64,6 +64,7 @@ def main() -> int:
                 except Exception as err:
                     r["mixes"][mix] = [f"error: {type(err).__name__}: {err}"]
             ok = not r.get("error") and not r.get("diff") and not r.get("ids_differ") and not r.get("ids_error") \
+                and not r.get("readback_differ") \
                 and not r.get("logits_error") and r.get("logits_max_abs") == 0.0 and not any(r["mixes"].values())
             bad += not ok
             print(f"== {name}: {'IDENTICAL' if ok else 'DIFFERS'}")
@@ -74,6 +75,8 @@ def main() -> int:
                 print(f"   {line}")
             for t, a, b in r.get("ids_differ", [])[:4]:
                 print(f"   ids differ on {t!r}: llama.cpp's file {a[:12]} aprqa's {b[:12]}")
+            for t, a, b in r.get("readback_differ", [])[:4]:
+                print(f"   aprqa reads its file back differently on {t!r}: llama.cpp {a[:12]} aprqa {b[:12]}")
             if "logits_max_abs" in r:
                 print(f"   logits max |diff| = {r['logits_max_abs']}")
             for mix, lines in r["mixes"].items():

@@ -35,6 +35,7 @@ def _assert_parity(r: dict) -> None:
     assert r["diff"] == [], "\n".join(r["diff"])
     assert not r.get("ids_error"), r.get("ids_error")
     assert r["ids_differ"] == [], r["ids_differ"][:3]
+    assert r["readback_differ"] == [], r["readback_differ"][:3]  # aprqa's read-back of its own file
     assert not r.get("logits_error"), r.get("logits_error")
     assert r["logits_max_abs"] == 0.0  # same f16 bytes and vocabulary: llama.cpp must compute the same floats
 

@@ -219,6 +219,12 @@ def parity(hf_dir: Path, family: str, out_dir: Path, outtype: str = "f16", pre: 
         rid = llamacpp_ids(ref, texts)
         cid = llamacpp_ids(cand, texts)
         result["ids_differ"] = [(t, r, c) for t, r, c in zip(texts, rid, cid) if r != c]
+        from aprqa.formats import open_model
+        from aprqa.forward.tokenizer import load_tokenizer
+
+        with open_model(cand) as m:  # aprqa reads back what it wrote and tokenizes it as llama.cpp does
+            tok = load_tokenizer(m)
+            result["readback_differ"] = [(t, c, tok.encode(t)) for t, c in zip(texts, cid) if tok.encode(t) != c]
     except Exception as err:
         result["ids_error"] = f"{type(err).__name__}: {err}"
         return result
