@@ -27,7 +27,8 @@ from . import core
 from .dtypes import DType, dtype_from_name
 from .errors import UsageError
 from .formats import FORMATS, format_module, open_model
-from .formats import gguf_hf_vocab, gguf_policy, gguf_vocab
+from .formats import apr_tokenizer, gguf_hf_vocab, gguf_policy, gguf_vocab
+from .formats.gguf import _tokenizer as gguf_reader_tokenizer
 from .formats.hf_tokenizer_out import hf_tokenizer_outputs
 from .formats.model import Model, TensorData, TensorInfo, TokenizerInfo
 from .arch import (NORM_OFFSET, config_keys, family, gguf_name, inverse_permutation, layer_count, norm_offset, rope_heads,
@@ -106,7 +107,7 @@ def mix_for(model: Model, name: str) -> Mix:
     c = model.config
     n_layers = layer_count(c.num_layers, model.tensors) or 1
     gqa = (c.num_heads // c.num_kv_heads) if c.num_heads and c.num_kv_heads else 1
-    return Mix(name, n_layers, has_output="lm_head.weight" in model.tensors, n_gqa=gqa)
+    return Mix(name, n_layers, has_output="lm_head.weight" in model.tensors, n_gqa=gqa, arch=c.architecture)
 
 
 def plan_quant(model: Model, quant: str | None, fmt: str) -> "DType | Mix | None":
@@ -274,6 +275,9 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
     source_config = model.metadata.get("config") if model.format == "safetensors" else None
     extra: dict[str, Any] = {}
     if fmt == "safetensors" and dst.suffix != ".safetensors":
+        swa = model.metadata.get(f"{config.architecture}.rope.freq_base_swa") if model.format == "gguf" else None
+        if isinstance(swa, (int, float)) and not isinstance(swa, bool):
+            extra["rope_theta_swa"] = float(swa)
         try:  # refuse before writing anything when no honest config.json can be written
             config_keys.to_hf(config, tokenizer, source_config)
             extra.update(hf_tokenizer_outputs(model, tokenizer))
@@ -302,8 +306,30 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
     return result
 
 
+def apr_tokenizer_keys(model: Model, pre_tokenizer: str | None) -> tuple[TokenizerInfo, dict] | None:
+    """For an APR target: the tokenizer a GGUF target of ``model`` gets (llama.cpp's converter's keys for an HF dir,
+    a GGUF's own keys), as TokenizerInfo plus every other key in aprender's APR spelling (``apr_tokenizer``); None
+    where no such set exists (an APR source, an HF family llama.cpp's converter does not map)."""
+    if model.format not in ("gguf", "safetensors"):
+        return None
+    try:
+        tok, meta = _tokenizer_for(model, "gguf", pre_tokenizer)
+    except UsageError:  # PreTokenizerError too
+        if pre_tokenizer is not None:
+            raise
+        return None  # not a vocabulary llama.cpp's converter writes: the tokenizer as the source has it
+    if tok is not None or meta is None or "tokenizer.ggml.tokens" not in meta:
+        return None
+    kv = {k: v for k, v in meta.items() if k.startswith("tokenizer.")}
+    return gguf_reader_tokenizer(kv, Path(model.path)), apr_tokenizer.to_apr(kv)
+
+
 def _tokenizer_for(model: Model, fmt: str, pre_tokenizer: str | None) -> tuple[TokenizerInfo | None, dict | None]:
     """The tokenizer and extra metadata to write: for GGUF, what llama.cpp's converter writes."""
+    if fmt == "apr":
+        carried = apr_tokenizer_keys(model, pre_tokenizer)
+        if carried is not None:
+            return carried
     if fmt != "gguf":
         if pre_tokenizer is not None:
             raise UsageError("--pre-tokenizer names a GGUF's tokenizer.ggml.pre; the output is not a GGUF")
@@ -332,6 +358,8 @@ def _tokenizer_for(model: Model, fmt: str, pre_tokenizer: str | None) -> tuple[T
             return None, meta
     if model.tokenizer is None:
         return None, meta
+    if model.format == "apr":  # the GGUF tokenizer keys it carries beyond TokenizerInfo (scores, add_space_prefix...)
+        meta.update({k: v for k, v in apr_tokenizer.gguf_tokenizer_kv(model).items() if k.startswith("tokenizer.")})
     embed = model.tensors.get("model.embed_tokens.weight")
     rows = embed.shape[0] if embed is not None and len(embed.shape) == 2 else None
     return gguf_vocab.for_gguf(model, model.tokenizer, rows, pre_tokenizer), meta

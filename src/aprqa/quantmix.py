@@ -6,7 +6,7 @@ shape ``[out, in]``, so ``shape[-1]`` is GGML's ``ne[0]``) to the type it is wri
 Mixes (llama-quantize's ``Q4_K_M``, ``Q5_K_M``, ``Q3_K_S/M/L`` and ``Q2_K`` ftypes) — docs/quantizations.md has the table:
 
 * ``q4_k_m`` / ``q5_k_m``: default Q4_K / Q5_K; ``lm_head`` (llama.cpp ``output.weight``) Q6_K;
-  ``v_proj`` (``attn_v``) and ``down_proj`` (``ffn_down``) Q6_K in "more bits" layers
+  ``v_proj`` (``attn_v``, or a fused ``attn_qkv``) and ``down_proj`` (``ffn_down``) Q6_K in "more bits" layers
   ``i < n/8 or i >= 7n/8 or (i - n/8) % 3 == 2`` (integer division), the default elsewhere.
 * ``q3_k_s``: Q3_K everywhere but ``lm_head`` Q6_K.
 * ``q3_k_m``: default Q3_K; ``v_proj`` Q5_K in layers 0-1, Q4_K after; ``down_proj`` Q5_K for
@@ -27,8 +27,10 @@ is not a multiple of 32 either (the fallback's block) — per tensor, after the 
 
 The q4_k_m/q5_k_m rules and the fallbacks are in docs/format-facts.md §3; the
 q2_k and q3_k_s/m/l rules are our reading of llama.cpp's ``llama_tensor_get_type``, checked per
-tensor against ``llama_model_quantize`` in tests/engines/test_llamacpp_quant.py. Model-specific exceptions
-llama.cpp also has (Falcon, 70B attn_v, MoE experts, fused attn_qkv, IQ types) are not modelled.
+tensor against ``llama_model_quantize`` in tests/engines/test_llamacpp_quant.py. The rules read a tensor's GGUF
+name (``arch.gguf_name``), as llama.cpp does, so every family's roles are found (bert's ``attention.self.value``
+is an ``attn_v``, phi3's fused ``qkv_proj`` an attn_v-like ``attn_qkv``). Model-specific exceptions llama.cpp
+also has (Falcon, 70B attn_v, MoE experts, IQ types) are not modelled.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ FALLBACK: dict[DType, DType] = {DType.Q4_K: DType.Q5_0, DType.Q5_K: DType.Q5_1, 
                                 DType.Q2_K: DType.Q4_0, DType.Q3_K: DType.Q4_0}
 SUPER_BLOCK = 256
 
-_LAYER = re.compile(r"^model\.layers\.(\d+)\.")
+_BLOCK = re.compile(r"^blk\.(\d+)\.")
 
 
 def is_mix(name: str) -> bool:
@@ -99,16 +101,17 @@ def row_fallback(want: DType, row: int) -> DType:
     return want
 
 
-def _mix_rule(name: str, n_layers: int, mix: str, has_output: bool, n_gqa: int) -> DType:
+def _mix_rule(gguf: str, n_layers: int, mix: str, has_output: bool, n_gqa: int) -> DType:
+    """llama.cpp's rule for one tensor, by its GGUF name as llama_tensor_get_type reads it: the output (and a
+    tied token embedding), then attn_v-like tensors (``attn_v``, a fused ``attn_qkv``), ffn_down, attn_output."""
     base = MIXES[mix]
-    is_output = name == "lm_head.weight" or (not has_output and name == "model.embed_tokens.weight")
-    if is_output:
+    if gguf == "output.weight" or (not has_output and gguf == "token_embd.weight"):
         return DType.Q6_K
-    m = _LAYER.match(name)
+    m = _BLOCK.match(gguf)
     if m is None:
         return base
     i = int(m.group(1))
-    if name.endswith("self_attn.v_proj.weight"):
+    if "attn_qkv.weight" in gguf or "attn_v.weight" in gguf:
         if mix in ("q4_k_m", "q5_k_m"):
             return DType.Q6_K if use_more_bits(i, n_layers) else base
         if mix == "q3_k_m":
@@ -118,7 +121,9 @@ def _mix_rule(name: str, n_layers: int, mix: str, has_output: bool, n_gqa: int) 
         if mix == "q2_k":
             return DType.Q4_K if n_gqa >= 4 else DType.Q3_K
         return base  # q3_k_s
-    if name.endswith("mlp.down_proj.weight"):
+    if "attn_output.weight" in gguf:
+        return {"q3_k_m": DType.Q4_K, "q3_k_l": DType.Q5_K, "q2_k": DType.Q3_K}.get(mix, base)
+    if "ffn_down" in gguf:
         if mix in ("q4_k_m", "q5_k_m"):
             return DType.Q6_K if use_more_bits(i, n_layers) else base
         if mix == "q3_k_m":
@@ -128,13 +133,11 @@ def _mix_rule(name: str, n_layers: int, mix: str, has_output: bool, n_gqa: int) 
         if mix == "q2_k":
             return DType.Q3_K
         return base  # q3_k_s
-    if name.endswith("self_attn.o_proj.weight"):
-        return {"q3_k_m": DType.Q4_K, "q3_k_l": DType.Q5_K, "q2_k": DType.Q3_K}.get(mix, base)
     return base
 
 
 def tensor_type(name: str, shape: Sequence[int], n_layers: int, mix: str, *, has_output: bool = True,
-                n_gqa: int = 1) -> DType:
+                n_gqa: int = 1, arch: str | None = None) -> DType:
     """The ggml type llama.cpp's recipe ``mix`` gives tensor ``name`` (aprqa canonical name).
 
     Args:
@@ -144,6 +147,8 @@ def tensor_type(name: str, shape: Sequence[int], n_layers: int, mix: str, *, has
         mix: ``q4_k_m``, ``q5_k_m``, ``q3_k_s/m/l``, ``q2_k`` or a uniform type name (``q8_0``, ``f16``...).
         has_output: False for tied embeddings (no ``lm_head``): ``embed_tokens`` then gets the output rule.
         n_gqa: num_heads / num_kv_heads (used by q2_k's attn_v rule).
+        arch: the architecture whose GGUF names ``name`` maps to (llama's when None): the rules read the
+            GGUF name, so a bert ``attention.self.value`` is an ``attn_v`` and its word embedding the token_embd.
     Returns:
         The DType (F32 for 1-D tensors, norms and biases).
     Raises:
@@ -161,7 +166,12 @@ def tensor_type(name: str, shape: Sequence[int], n_layers: int, mix: str, *, has
         raise UsageError(f"n_layers must be >= 1, got {n_layers}")
     if _is_float_kept(name, shape):
         return DType.F32
-    want = _mix_rule(name, n_layers, mix, has_output, n_gqa) if mix in MIXES else mix_base(mix)
+    if mix in MIXES:
+        from .arch import gguf_name  # lazy: the CLI imports this module for QUANT_CHOICES only
+
+        want = _mix_rule(gguf_name(name, arch), n_layers, mix, has_output, n_gqa)
+    else:
+        want = mix_base(mix)
     return row_fallback(want, int(shape[-1]))
 
 
@@ -174,15 +184,18 @@ class Mix:
         n_layers: the model's layer count.
         has_output: whether the model has a separate ``lm_head``.
         n_gqa: num_heads / num_kv_heads.
+        arch: the model's architecture (maps canonical names to the GGUF names the rules read).
     """
 
     name: str
     n_layers: int
     has_output: bool = True
     n_gqa: int = 1
+    arch: str | None = None
 
     def type_for(self, name: str, shape: Sequence[int]) -> DType:
-        return tensor_type(name, shape, self.n_layers, self.name, has_output=self.has_output, n_gqa=self.n_gqa)
+        return tensor_type(name, shape, self.n_layers, self.name, has_output=self.has_output, n_gqa=self.n_gqa,
+                           arch=self.arch)
 
     @property
     def lname(self) -> str:

@@ -25,7 +25,9 @@ def test_same_view_in_every_format(tmp_path, tiny_models, preset, fmt):
     expected_style = "norm" if (fmt == "gguf" and preset == "llama-tiny") else "neox"
     assert out.config == type(src.config)(**{**src.config.to_dict(), "rope_style": expected_style})
     tokens = out.tokenizer.tokens
-    if fmt == "gguf":  # llama.cpp needs a token per embedding row: [PAD{id}] fills the rest (423 -> 512)
+    # llama.cpp needs a token per embedding row: [PAD{id}] fills the rest (423 -> 512); an APR carries the
+    # tokenizer a GGUF gets, so that APR -> GGUF writes llama.cpp's keys back
+    if fmt in ("gguf", "apr"):
         rows = src["model.embed_tokens.weight"].shape[0]
         n = len(src.tokenizer.tokens)
         assert len(tokens) == rows and tuple(tokens[n:]) == tuple(f"[PAD{i}]" for i in range(n, rows))

@@ -35,6 +35,7 @@ def _assert_parity(r: dict) -> None:
     assert r["diff"] == [], "\n".join(r["diff"])
     assert not r.get("ids_error"), r.get("ids_error")
     assert r["ids_differ"] == [], r["ids_differ"][:3]
+    assert r["readback_differ"] == [], r["readback_differ"][:3]  # aprqa's read-back of its own file
     assert not r.get("logits_error"), r.get("logits_error")
     assert r["logits_max_abs"] == 0.0  # same f16 bytes and vocabulary: llama.cpp must compute the same floats
 
@@ -59,6 +60,16 @@ def test_real_minilm_dir_matches_llamacpp_converter(tmp_path):
     if not FULL:
         pytest.skip("full matrix: APRQA_FULL_PARITY=1")
     _assert_parity(gguf_parity.parity(d, "minilm", tmp_path, "f16"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["bert", "phi3", "gemma3"])
+def test_q4_k_m_mix_matches_llama_model_quantize(family, tmp_path):
+    """Per-tensor types (and, requantizing llama.cpp's own f16 file, bytes) and general.file_type of aprqa's
+    q4_k_m equal llama_model_quantize's: bert's attn_v/ffn_down/token_embd, phi3's fused attn_qkv, a tied
+    gemma3 embedding. The other mixes and families: scripts/check_llamacpp_parity.py."""
+    d = tiny_families.tiny_hf_dir(family)
+    assert gguf_parity.mix_parity(d, tmp_path, "q4_k_m", tiny_families.FORCED_PRE.get(family)) == []
 
 
 def test_diff_reports_a_changed_value_and_a_missing_tensor(tmp_path):

@@ -46,6 +46,27 @@ def test_k_m_rules(mix, base):
     assert tensor_type("model.embed_tokens.weight", (512, 256), 8, mix, has_output=False) is DType.Q6_K
 
 
+def test_rules_read_the_gguf_name_of_every_family():
+    """bert's value/output.dense/word embeddings and phi3's fused qkv get llama.cpp's attn_v, ffn_down and
+    token_embd rules (measured: llama_model_quantize of all-MiniLM-L6-v2 and a tiny phi3)."""
+    bert_v, bert_down = "encoder.layer.{}.attention.self.value.weight", "encoder.layer.{}.output.dense.weight"
+    for i in range(6):
+        want = DType.Q6_K if use_more_bits(i, 6) else DType.Q4_K
+        assert tensor_type(bert_v.format(i), (384, 512), 6, "q4_k_m", arch="bert") is want
+        assert tensor_type(bert_down.format(i), (384, 512), 6, "q4_k_m", arch="bert") is want
+        assert tensor_type(f"encoder.layer.{i}.attention.output.dense.weight", (384, 512), 6, "q3_k_m",
+                           arch="bert") is DType.Q4_K  # attn_output
+    # no lm_head: the word embedding takes the output rule (Q6_K; Q8_0 on MiniLM's 384-wide rows)
+    assert tensor_type("embeddings.word_embeddings.weight", (30522, 512), 6, "q4_k_m", has_output=False,
+                       arch="bert") is DType.Q6_K
+    assert tensor_type("embeddings.word_embeddings.weight", (30522, 384), 6, "q4_k_m", has_output=False,
+                       arch="bert") is DType.Q8_0
+    qkv = "model.layers.{}.self_attn.qkv_proj.weight"
+    assert tensor_type(qkv.format(1), (192, 512), 2, "q4_k_m", arch="phi3") is DType.Q6_K  # attn_v-like
+    assert tensor_type(qkv.format(0), (192, 512), 16, "q4_k_m", arch="phi3") is DType.Q6_K
+    assert tensor_type(qkv.format(2), (192, 512), 16, "q4_k_m", arch="phi3") is DType.Q4_K
+
+
 def test_norms_biases_and_1d_stay_f32():
     for name, shape in (("model.norm.weight", (256,)), ("model.layers.0.input_layernorm.weight", (256,)),
                         ("model.layers.0.self_attn.q_proj.bias", (256,)),

@@ -94,28 +94,31 @@ def test_q4_k_m_file_type_and_gguf_to_gguf_keeps_every_key(tmp_path, qwen2_dir):
     assert {k: a[k].contents() for k in keep} == {k: b[k].contents() for k in keep}
 
 
-# Known gaps, excluded by name (docs/llamacpp.md lists them): llama.cpp's WordPiece splits NFD Hangul
-# differently from BERT's normalizer; llama.cpp forces a few texts (<end_of_turn>, <|end|>...) to CONTROL and
-# gives phi3's chat markers rstrip, which a tiny model's own files do not say.
-GAPS = {"bert": ("\ud55c",), "gemma3": ("<end_of_turn>",)}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["llama", "gemma3", "bert"])
-def test_llamacpp_written_vocabularies_read_back_as_llamacpp_tokenizes(family):
-    """SentencePiece (with a lone-character merge: \\n\\n) and WordPiece GGUFs written by llama.cpp's own
-    converter tokenize in aprqa as llama.cpp tokenizes them."""
+@pytest.mark.parametrize("writer", ["llama.cpp", "aprqa"])
+@pytest.mark.parametrize("family", ["llama", "qwen2", "gemma3", "phi3", "bert"])
+def test_gguf_vocabularies_read_back_as_llamacpp_tokenizes(family, writer, tmp_path):
+    """SentencePiece (a lone-character merge: \\n\\n), byte-level BPE and WordPiece GGUFs, written by llama.cpp's
+    converter or by aprqa, tokenize in aprqa as llama-cpp-python tokenizes the same file: BOS added before a text's
+    own, <end_of_turn> typed NORMAL made CONTROL, phi3's whitespace after special tokens stripped, Hangul through
+    llama.cpp's one-for-one NFD, UNKNOWN tokens matched whole."""
     pytest.importorskip("llama_cpp")
     pytest.importorskip("sentencepiece")
     import gguf_parity
     import llamacpp_pipeline
     import tiny_families
 
+    from aprqa.conversion import convert
     from aprqa.formats import open_model
     from aprqa.inference.tokenizer import load_tokenizer
 
-    f = llamacpp_pipeline.convert_hf(tiny_families.tiny_hf_dir(family), "f16", pre=tiny_families.FORCED_PRE.get(family))
-    texts = [t for t in gguf_parity.corpus_for(family) if not any(g in t for g in GAPS.get(family, ()))]
+    d, pre = tiny_families.tiny_hf_dir(family), tiny_families.FORCED_PRE.get(family)
+    if writer == "llama.cpp":
+        f = llamacpp_pipeline.convert_hf(d, "f16", pre=pre)
+    else:
+        f = tmp_path / "aprqa.gguf"
+        convert(d, f, quant="f16", pre_tokenizer=pre)
+    texts = gguf_parity.corpus_for(family)
     want = gguf_parity.llamacpp_ids(f, texts)
     tok = load_tokenizer(open_model(f))
     assert [tok.encode(t) for t in texts] == want
@@ -149,11 +152,51 @@ def test_real_gemma3_gguf_to_hf_to_gguf_keeps_the_tokenizer(gemma3_gguf, tmp_pat
     convert(tmp_path / "hf", tmp_path / "back.gguf", quant="q4_k_m")
     lines = gguf_parity.diff(gemma3_gguf, tmp_path / "back.gguf")
     kv_lines = [ln for ln in lines if ln.startswith("kv")]
-    # the one key the round trip adds: the HF config states gemma3's sliding-window RoPE base (10000, the
-    # value llama.cpp assumes without the key), and llama.cpp's converter writes it from such a config
-    assert kv_lines == ["kv extra: gemma3.rope.freq_base_swa = 10000.0"], kv_lines
+    # the source states no sliding-window RoPE base, so the HF config states none (transformers and llama.cpp's
+    # converter both take 10000 then) and no gemma3.rope.freq_base_swa comes back: the original's keys exactly
+    assert kv_lines == [], kv_lines
+    hf_rope = json.loads((tmp_path / "hf" / "config.json").read_text())["rope_parameters"]
+    assert "sliding_attention" not in hf_rope
+    assert transformers.AutoConfig.from_pretrained(tmp_path / "hf").rope_parameters["sliding_attention"][
+        "rope_theta"] == 10000.0
     texts = gguf_parity.corpus_for("gemma3")
     want = gguf_parity.llamacpp_ids(gemma3_gguf, texts)
     tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     assert [tok(t).input_ids for t in texts] == want
     assert gguf_parity.llamacpp_ids(tmp_path / "back.gguf", texts) == want
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["gemma3", "qwen2", "bert"])
+def test_apr_carries_the_gguf_tokenizer(family, tmp_path):
+    """HF -> APR keeps every tokenizer key llama.cpp's converter writes, in aprender's spelling (tokenizer.scores,
+    tokenizer.token_type, ...): APR -> GGUF writes them back equal to HF -> GGUF, and the APR reads back as
+    llama.cpp tokenizes that GGUF (a SentencePiece APR no longer lacks its scores)."""
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("sentencepiece")
+    import gguf_parity
+    import tiny_families
+
+    from aprqa.conversion import convert
+    from aprqa.formats import open_model
+    from aprqa.inference.tokenizer import load_tokenizer
+
+    d, pre = tiny_families.tiny_hf_dir(family), tiny_families.FORCED_PRE.get(family)
+    convert(d, tmp_path / "m.apr", pre_tokenizer=pre)
+    convert(d, tmp_path / "direct.gguf", pre_tokenizer=pre)
+    convert(tmp_path / "m.apr", tmp_path / "back.gguf")
+    apr = open_model(tmp_path / "m.apr")
+    if family == "gemma3":
+        assert len(apr.metadata["tokenizer.scores"]) == len(apr.tokenizer.tokens)
+        assert apr.metadata["tokenizer.add_space_prefix"] is False
+    assert len(apr.tokenizer.token_types) == len(apr.tokenizer.tokens)
+    lines = gguf_parity.diff(tmp_path / "direct.gguf", tmp_path / "back.gguf")
+    assert [ln for ln in lines if "tokenizer." in ln] == []
+    texts = gguf_parity.corpus_for(family)
+    want = gguf_parity.llamacpp_ids(tmp_path / "direct.gguf", texts)
+    assert gguf_parity.llamacpp_ids(tmp_path / "back.gguf", texts) == want
+    tok = load_tokenizer(apr)
+    assert [tok.encode(t) for t in texts] == want
+    if family == "gemma3":  # APR -> GGUF -> HF: the crash of the SentencePiece path without scores is gone
+        convert(tmp_path / "back.gguf", tmp_path / "hf")
+        assert (tmp_path / "hf" / "tokenizer.model").is_file()

@@ -128,12 +128,17 @@ CORPUS = [
     "café naïve résumé Ångström",
     "I've been 'told he's there, 'RE you sure? We'Ve a'lL",
     "UPPER lower MiXeD",
+    "한국어 안녕하세요 ᄒᆞᆫ",  # Hangul: llama.cpp's WordPiece keeps each syllable's leading jamo only
+    "<s>Hello",  # a text starting with BOS: llama.cpp still adds its own (two BOS ids)
+    "<unk> a",  # an UNKNOWN-typed token is matched whole
 ]
 SPECIAL_SNIPPETS = {  # control / added tokens in running text, by the family's chat markup
-    "gemma": ["<start_of_turn>user\nHi there<end_of_turn>\n<start_of_turn>model\n", "a<end_of_turn>b"],
-    "chatml": ["<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n", "a<|im_end|>b"],
-    "phi3": ["<|user|>\nHi there<|end|>\n<|assistant|>\n", "a<|end|>b"],
-    "bert": ["[CLS] hello [SEP] world [MASK]", "a [UNK] b"],
+    "gemma": ["<start_of_turn>user\nHi there<end_of_turn>\n<start_of_turn>model\n", "a<end_of_turn>b", "<bos>Hello",
+              "<start_of_turn>user\n  hi <end_of_turn>\n\n"],
+    "chatml": ["<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n", "a<|im_end|>b", "<|im_end|>  \n z"],
+    # phi3: llama.cpp strips the whitespace after its special tokens (and </s>), by model name
+    "phi3": ["<|user|>\nHi there<|end|>\n<|assistant|>\n", "a<|end|>b", "<|end|>\n\n x <|user|> \n y", "</s> b"],
+    "bert": ["[CLS] hello [SEP] world [MASK]", "a [UNK] b", "[CLS] x"],
 }
 
 
@@ -214,6 +219,12 @@ def parity(hf_dir: Path, family: str, out_dir: Path, outtype: str = "f16", pre: 
         rid = llamacpp_ids(ref, texts)
         cid = llamacpp_ids(cand, texts)
         result["ids_differ"] = [(t, r, c) for t, r, c in zip(texts, rid, cid) if r != c]
+        from aprqa.formats import open_model
+        from aprqa.inference.tokenizer import load_tokenizer
+
+        with open_model(cand) as m:  # aprqa reads back what it wrote and tokenizes it as llama.cpp does
+            tok = load_tokenizer(m)
+            result["readback_differ"] = [(t, c, tok.encode(t)) for t, c in zip(texts, cid) if tok.encode(t) != c]
     except Exception as err:
         result["ids_error"] = f"{type(err).__name__}: {err}"
         return result
@@ -227,3 +238,46 @@ def parity(hf_dir: Path, family: str, out_dir: Path, outtype: str = "f16", pre: 
         except Exception as err:
             result["logits_error"] = f"{type(err).__name__}: {err}"
     return result
+
+
+def tensor_types(path: Path) -> dict[str, int]:
+    """name -> ggml type of every tensor of a GGUF."""
+    _kv, tensors = read(path)
+    return {n: t for n, (_s, t, _h) in tensors.items()}
+
+
+MIX_FTYPES = ("q4_k_m", "q5_k_m", "q3_k_m", "q2_k")  # llama-quantize mixes aprqa writes
+
+
+def mix_parity(hf_dir: Path, out_dir: Path, mix: str = "q4_k_m", pre: str | None = None) -> list[str]:
+    """Every difference between llama_model_quantize's ``mix`` of llama.cpp's f16 conversion and aprqa's.
+
+    Two aprqa files: the same f16 GGUF requantized (types, bytes and ``general.file_type`` must equal
+    llama.cpp's: the same input, the same quantizer rules) and the HF dir converted straight to the mix
+    (types and file type; its bytes come from the f32 weights, not the f16 file's, so they may differ).
+    """
+    import llamacpp_pipeline
+
+    from aprqa.conversion import convert
+
+    f16 = llamacpp_pipeline.convert_hf(hf_dir, "f16", pre=pre)
+    ref = llamacpp_pipeline.quantize(f16, mix)
+    requant = out_dir / f"{hf_dir.name}.aprqa-requant.{mix}.gguf"
+    direct = out_dir / f"{hf_dir.name}.aprqa.{mix}.gguf"
+    convert(f16, requant, quant=mix)
+    convert(hf_dir, direct, quant=mix, pre_tokenizer=pre)
+    rkv, rt = read(ref)
+    out: list[str] = []
+    for label, cand, bytes_too in (("requant", requant, True), ("from HF", direct, False)):
+        ckv, ct = read(cand)
+        rft, cft = rkv.get("general.file_type", ((), None))[1], ckv.get("general.file_type", ((), None))[1]
+        if rft != cft:
+            out.append(f"{label}: general.file_type {rft} vs {cft}")
+        for n in sorted(set(rt) | set(ct)):
+            if n not in rt or n not in ct:
+                out.append(f"{label}: tensor {'missing' if n not in ct else 'extra'}: {n}")
+            elif rt[n][1] != ct[n][1]:
+                out.append(f"{label}: {n} type {rt[n][1]} vs {ct[n][1]}")
+            elif bytes_too and rt[n][2] != ct[n][2]:
+                out.append(f"{label}: {n} bytes differ ({rt[n][1]})")
+    return out

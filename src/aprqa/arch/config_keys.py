@@ -137,11 +137,14 @@ def from_hf(cfg: dict[str, Any], shapes: dict[str, tuple[int, ...]], source: str
 
 
 def to_hf(config: ArchConfig, tokenizer: TokenizerInfo | None,
-          source: dict[str, Any] | None = None) -> dict[str, Any]:
+          source: dict[str, Any] | None = None, rope_theta_swa: float | None = None) -> dict[str, Any]:
     """config.json for ``config``; only for families the registry maps completely.
 
     ``source``: the config.json the model was read with (an HF source); for a family the
-    registry does not map completely it is carried over unchanged instead.
+    registry does not map completely it is carried over unchanged instead. ``rope_theta_swa``: the
+    sliding-window layers' RoPE base a non-HF source states (GGUF ``rope.freq_base_swa``); unstated,
+    config.json states none either, so transformers and llama.cpp's converter both take their default
+    (10000) and an HF -> GGUF conversion writes no key the source did not have.
 
     Raises:
         UsageError: the family is not listed, or its config is not fully mapped, naming what is missing.
@@ -175,11 +178,13 @@ def to_hf(config: ArchConfig, tokenizer: TokenizerInfo | None,
         cfg["attn_logit_softcapping"] = c.attn_softcap
         cfg["final_logit_softcapping"] = c.final_softcap
     if spec.arch == "gemma3":
-        # llama.cpp: every 6th layer attends globally, the others in a window with RoPE base 10000.
+        # llama.cpp: every 6th layer attends globally, the others in a window (RoPE base 10000 unless stated)
         n = c.num_layers or 0
         cfg["layer_types"] = ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(n)]
-        cfg["rope_parameters"] = {"full_attention": {"rope_type": "default", "rope_theta": c.rope_theta},
-                                  "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0}}
+        cfg["rope_parameters"] = {"full_attention": {"rope_type": "default", "rope_theta": c.rope_theta}}
+        local = _hf_local_theta(source) if source else rope_theta_swa
+        if local is not None:
+            cfg["rope_parameters"]["sliding_attention"] = {"rope_type": "default", "rope_theta": local}
         del cfg["rope_theta"]
     if tokenizer is not None:
         cfg["bos_token_id"] = tokenizer.bos_id

@@ -412,4 +412,14 @@ def _tokenizer(meta: dict[str, Any], path: Path) -> TokenizerInfo | None:
         bos_id=opt("tokenizer.bos_token_id", int), eos_id=opt("tokenizer.eos_token_id", int),
         pad_id=opt("tokenizer.padding_token_id", int), unk_id=opt("tokenizer.unknown_token_id", int),
         pre=opt("tokenizer.pre_type", str), chat_template=template, add_bos=opt("tokenizer.add_bos_token", bool),
+        add_eos=opt("tokenizer.add_eos_token", bool), token_types=_ints(t.get("tokenizer.token_type"), path),
     )
+
+
+def _ints(v: Any, path: Path) -> tuple[int, ...]:
+    """aprender's ``tokenizer.token_type`` (GGUF token types), () when absent."""
+    if v is None:
+        return ()
+    if not isinstance(v, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in v):
+        raise FormatError(path, "expected a list of integers", field="metadata 'tokenizer.token_type'")
+    return tuple(v)

@@ -111,9 +111,12 @@ def padded(info: TokenizerInfo, rows: int | None) -> TokenizerInfo:
 
 
 def unpadded(info: TokenizerInfo) -> TokenizerInfo:
-    """``info`` without the trailing ``[PAD{id}]`` fillers a GGUF carries (an HF tokenizer has none)."""
+    """``info`` without the trailing ``[PAD{id}]`` fillers a GGUF carries (an HF tokenizer has none); a filler a
+    special id names (a BOS id past the SentencePiece model's pieces) is kept."""
     n = len(info.tokens)
-    while n and info.tokens[n - 1] == pad_token(n - 1) and (
+    named = [i for i in (info.bos_id, info.eos_id, info.pad_id, info.unk_id) if i is not None and i < n]
+    floor = max(named) + 1 if named else 0
+    while n > floor and info.tokens[n - 1] == pad_token(n - 1) and (
             not info.token_types or info.token_types[n - 1] == TokenType.UNUSED):
         n -= 1
     if n == len(info.tokens):

@@ -107,13 +107,13 @@ def read_hf_tokenizer(root: Path, hf_config: dict[str, Any]) -> TokenizerInfo | 
 
 
 def write_hf_config(root: Path, config: ArchConfig, tokenizer: TokenizerInfo | None = None,
-                    source: dict[str, Any] | None = None) -> None:
+                    source: dict[str, Any] | None = None, rope_theta_swa: float | None = None) -> None:
     """config.json that transformers loads, for the families the registry maps completely.
 
     Raises:
         UsageError: the architecture's config is not mapped (arch.config_keys.to_hf names what).
     """
-    cfg = config_keys.to_hf(config, tokenizer, source)
+    cfg = config_keys.to_hf(config, tokenizer, source, rope_theta_swa)
     (root / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 
 

@@ -20,6 +20,7 @@ from . import spm_model
 from .model import Model, TokenizerInfo
 from .tokenizer_bpe import rebuild_bpe
 from .tokenizer_spm import rebuild_spm
+from .apr_tokenizer import gguf_tokenizer_kv
 
 HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "special_tokens_map.json", "added_tokens.json")
 
@@ -32,10 +33,10 @@ def hf_tokenizer_outputs(model: Model, info: TokenizerInfo | None) -> dict[str, 
         return {"side_files": _hf_tokenizer_files(model)}
     if info is None:
         return {}
-    if model.format == "gguf" and model.tokenizer is not None and model.tokenizer.model_type == "llama":
+    if model.format in ("gguf", "apr") and model.tokenizer is not None and model.tokenizer.model_type == "llama":
         return {"tokenizer_json": _spm_tokenizer_json(model), "side_files": _spm_side_files(model)}
     if info.model_type == "gpt2":
-        return {"tokenizer_json": _with_bos(rebuild_bpe(info), info)}
+        return {"tokenizer_json": _with_bos(rebuild_bpe(info, gguf_tokenizer_kv(model)), info)}
     return {}
 
 
@@ -69,7 +70,7 @@ def _spm_side_files(model: Model) -> dict[str, Any]:
     added_tokens_decoder for CONTROL / USER_DEFINED types), and transformers adds what llama.cpp adds."""
     info = model.tokenizer
     assert info is not None
-    meta = model.metadata
+    meta = gguf_tokenizer_kv(model)
     scores = list(meta.get("tokenizer.ggml.scores") or [])
     types = list(info.token_types)
     out: dict[str, Any] = {}

@@ -221,7 +221,7 @@ def _shards_from_index(index: Path) -> list[Path]:
 def write(path: str | Path, tensors: Iterable[TensorData], config: ArchConfig,
           tokenizer: TokenizerInfo | None, metadata: dict[str, str] | None = None, *,
           source_config: dict[str, Any] | None = None, tokenizer_json: Any = None,
-          side_files: dict[str, Any] | None = None) -> None:
+          side_files: dict[str, Any] | None = None, rope_theta_swa: float | None = None) -> None:
     """Write tensors as SafeTensors (HF names, [out, in] shapes).
 
     ``path`` ending in ``.safetensors`` writes one file; otherwise ``path`` is a directory
@@ -229,6 +229,7 @@ def write(path: str | Path, tensors: Iterable[TensorData], config: ArchConfig,
     tokenizer_config.json. ``source_config``: the source's config.json (an HF source), carried
     over for a family whose config the registry does not map completely. ``tokenizer_json``: a
     ``tokenizers.Tokenizer`` saved as tokenizer.json instead of the one built from ``tokenizer``.
+    ``rope_theta_swa``: a non-HF source's sliding-window RoPE base (``config_keys.to_hf``).
 
     Raises:
         UsageError: a tensor's dtype cannot be stored in SafeTensors (quantized types).
@@ -237,7 +238,7 @@ def write(path: str | Path, tensors: Iterable[TensorData], config: ArchConfig,
     # Atomic (fsio.atomic_output): an HF directory is built beside the final name and swapped in whole.
     with atomic_output(path, directory=path.suffix != ".safetensors", make_parents=True) as tmp:
         _write_to(tmp, path.suffix == ".safetensors", tensors, config, tokenizer, metadata, source_config,
-                  tokenizer_json, side_files)
+                  tokenizer_json, side_files, rope_theta_swa)
 
 
 def _write_side_files(root: Path, side: dict[str, Any]) -> None:
@@ -256,12 +257,12 @@ def _write_side_files(root: Path, side: dict[str, Any]) -> None:
 def _write_to(path: Path, single_file: bool, tensors: Iterable[TensorData], config: ArchConfig,
               tokenizer: TokenizerInfo | None, metadata: dict[str, str] | None,
               source_config: dict[str, Any] | None = None, tokenizer_json: Any = None,
-              side_files: dict[str, Any] | None = None) -> None:
+              side_files: dict[str, Any] | None = None, rope_theta_swa: float | None = None) -> None:
     if single_file:
         weights = path
     else:
         weights = path / "model.safetensors"
-        write_hf_config(path, config, tokenizer, source_config)
+        write_hf_config(path, config, tokenizer, source_config, rope_theta_swa)
         if tokenizer is not None:
             write_hf_tokenizer(path, tokenizer)
         if tokenizer_json is not None:  # a rebuilt tokenizers.Tokenizer (SentencePiece from a GGUF)

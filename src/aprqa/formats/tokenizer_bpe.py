@@ -13,12 +13,16 @@ from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models, n
 from ..errors import UsageError
 from ..pretokenize.splits import hf_pre_tokenizer, lookup
 from .model import TokenizerInfo
+from .tokenizer_attrs import loaded_types
 
 _SPECIAL_RE = re.compile(r"^<\|[^|]*\|>$|^<(s|/s|unk|pad|mask)>$|^\[(PAD|UNK|CLS|SEP|MASK)\d*\]$")
 
 
-def rebuild_bpe(info: TokenizerInfo) -> Any:
+def rebuild_bpe(info: TokenizerInfo, metadata: dict[str, Any] | None = None) -> Any:
     """A ``tokenizers.Tokenizer`` equivalent to a GGUF/APR BPE ("gpt2") vocabulary as llama.cpp reads it.
+
+    ``metadata``: the file's KV (``general.name``, ``tokenizer.ggml.pre``, fill-in-the-middle ids), which decide
+    some token types and strip flags llama.cpp's loader gives (``tokenizer_attrs``).
 
     Raises:
         UsageError: not a BPE, no tokens/merges, or a pre-tokenizer aprqa cannot rebuild.
@@ -55,11 +59,13 @@ def rebuild_bpe(info: TokenizerInfo) -> Any:
         tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
     else:
         tok.decoder = decoders.ByteLevel()
-    if info.token_types:  # llama.cpp matches CONTROL and USER_DEFINED tokens whole, before BPE
-        specials = {i for i, k in enumerate(info.token_types) if k in (3, 4)}
-    else:
-        specials = {i for i in (info.bos_id, info.eos_id, info.pad_id, info.unk_id) if i is not None}
-        specials |= {i for i, t in enumerate(info.tokens) if _SPECIAL_RE.match(t)}
+    if len(info.token_types) == len(info.tokens):  # matched whole before BPE, as llama.cpp's loader types them
+        lt = loaded_types(info.tokens, info.token_types, metadata or {})
+        tok.add_special_tokens([AddedToken(info.tokens[i], special=True, normalized=False, rstrip=i in lt.rstrip,
+                                           lstrip=i in lt.lstrip) for i in lt.whole()])
+        return tok
+    specials = {i for i in (info.bos_id, info.eos_id, info.pad_id, info.unk_id) if i is not None}
+    specials |= {i for i, t in enumerate(info.tokens) if _SPECIAL_RE.match(t)}
     tok.add_special_tokens([AddedToken(info.tokens[i], special=True, normalized=False)
                             for i in sorted(specials) if 0 <= i < len(info.tokens)])
     return tok

@@ -5,9 +5,9 @@ in the vocabulary with the highest score, until none is; pieces left over are sp
 tokens ``<0xNN>`` (byte fallback). A BPE whose merges are ranked by the merged piece's score does
 the same, so the rebuild is a ``tokenizers`` BPE: merges from the vocabulary and
 ``tokenizer.ggml.scores``, ``byte_fallback``, spaces as U+2581 (with a leading one when
-``tokenizer.ggml.add_space_prefix`` says so). Control tokens (type 3) are special and
-user-defined tokens (type 4, e.g. ``<think>``, whitespace runs) are matched whole on the raw text,
-as llama.cpp and transformers do.
+``tokenizer.ggml.add_space_prefix`` says so). Control and unknown tokens are special and user-defined
+tokens (e.g. ``<think>``, whitespace runs) are matched whole on the raw text, with the types and strip flags
+llama.cpp's loader gives them (``tokenizer_attrs``: a ``<end_of_turn>`` typed NORMAL is CONTROL there).
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers
 
 from ..errors import UsageError
 from .model import Model
+from .tokenizer_attrs import loaded_types
+from .apr_tokenizer import gguf_tokenizer_kv
 
 SPACE = "\u2581"
 NORMAL, CONTROL, USER_DEFINED, BYTE = 1, 3, 4, 6
 
 
 def _array(model: Model, key: str, n: int) -> list:
-    v = model.metadata.get(key)
+    v = gguf_tokenizer_kv(model).get(key)
     if v is None:
         raise UsageError(f"{model.path}: SentencePiece tokenizer without '{key}'; cannot rebuild it")
     v = list(v)
@@ -142,15 +144,26 @@ def rebuild_spm(model: Model, lone: bool = False) -> Any:
     tok = Tokenizer(models.BPE(vocab={**chars, **vocab}, merges=spm_merges(tokens, scores, types, chars=chars),
                                unk_token=unk, fuse_unk=True, byte_fallback=True))
     steps = [normalizers.Replace(" ", SPACE)]
-    if model.metadata.get("tokenizer.ggml.add_space_prefix") is not False:  # llama.cpp's SPM default: true
+    if gguf_tokenizer_kv(model).get("tokenizer.ggml.add_space_prefix") is not False:  # llama.cpp's SPM default: true
         steps.insert(0, normalizers.Prepend(SPACE))
     tok.normalizer = normalizers.Sequence(steps)
     tok.decoder = decoders.Sequence([decoders.Replace(SPACE, " "), decoders.ByteFallback(), decoders.Fuse()])
-    tok.add_tokens([AddedToken(t, normalized=False, special=False) for i, t in enumerate(tokens)
-                    if types[i] == USER_DEFINED])
-    tok.add_special_tokens([AddedToken(t, normalized=False, special=True) for i, t in enumerate(tokens)
-                            if types[i] == CONTROL])
+    add_whole_tokens(tok, tokens, types, gguf_tokenizer_kv(model))
     return tok
+
+
+def add_whole_tokens(tok: Any, tokens: list[str], types: list[int], metadata: dict[str, Any]) -> None:
+    """The tokens llama.cpp matches whole in the raw text, with the types and strip flags its loader gives them
+    (``tokenizer_attrs``): user-defined ones as added tokens, control and unknown ones as special tokens."""
+    lt = loaded_types(tokens, types, metadata)
+
+    def added(i: int) -> AddedToken:
+        return AddedToken(tokens[i], normalized=False, special=lt.types[i] != USER_DEFINED,
+                          rstrip=i in lt.rstrip, lstrip=i in lt.lstrip)
+
+    whole = lt.whole()
+    tok.add_tokens([added(i) for i in whole if lt.types[i] == USER_DEFINED])
+    tok.add_special_tokens([added(i) for i in whole if lt.types[i] != USER_DEFINED])
 
 
 def byte_spelling(model: Model, tok: Any) -> dict[int, list[int]]:

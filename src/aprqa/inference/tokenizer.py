@@ -21,8 +21,10 @@ from ..formats.model import Model, TokenizerInfo
 from ..formats.tokenizer_bpe import rebuild_bpe
 from ..formats.tokenizer_spm import byte_spelling, rebuild_spm
 from ..formats.tokenizer_wpm import rebuild_wpm
+from ..formats.tokenizer_wpm import text_map as wpm_text_map
 from ..fsio import CAP_TOKENIZER, parse_json, read_bounded
 from ..pretokenize.guard import load_tokenizer_json
+from ..formats.apr_tokenizer import gguf_tokenizer_kv
 
 
 
@@ -67,16 +69,20 @@ class Tokenizer:
 
     def __init__(self, backend: Any, add_bos_id: int | None = None, source: str = "",
                  add_end_id: int | None = None, always_bos: bool = False,
-                 respell: dict[int, list[int]] | None = None, post_process: bool = False) -> None:
+                 respell: dict[int, list[int]] | None = None, post_process: bool = False,
+                 text_map: dict[int, int] | None = None) -> None:
         self._tok = backend
+        self.text_map = text_map  # per-character mapping applied first (llama.cpp's one-for-one WordPiece NFD)
         self.post_process = post_process  # run the backend's own post-processor (an HF tokenizer.json's BOS/CLS)
         self.respell = respell or {}  # backend-only ids -> the model's ids (SPM lone characters as bytes)
         self.add_bos_id = add_bos_id
-        self.always_bos = always_bos  # llama.cpp's WordPiece path adds BOS even before a text's own [CLS]
+        self.always_bos = always_bos  # llama.cpp adds BOS even before a text's own BOS / [CLS]
         self.add_end_id = add_end_id  # appended after the text (a WordPiece [SEP])
         self.source = source
 
     def encode(self, text: str) -> list[int]:
+        if self.text_map:
+            text = text.translate(self.text_map)
         ids = list(self._tok.encode(text, add_special_tokens=self.post_process).ids)
         if self.respell:
             ids = [j for i in ids for j in self.respell.get(i, (i,))]
@@ -124,20 +130,22 @@ def load_tokenizer(model: Model) -> Tokenizer:
     info = model.tokenizer
     if info is None or not info.tokens:
         raise UsageError(f"{model.path}: the model carries no tokenizer; give token ids instead of text")
+    # llama.cpp adds BOS when the file asks, even before a text that starts with it (two BOS ids)
     bos = info.bos_id if info.add_bos else None
     if info.model_type == "llama":  # SentencePiece: its own module; llama.cpp adds BOS unless the file says not
         bos = info.bos_id if info.add_bos is not False else None
         backend = rebuild_spm(model, lone=True)
         return Tokenizer(backend, add_bos_id=bos, source=f"{model.path} (SentencePiece rebuilt)",
-                         respell=byte_spelling(model, backend))
+                         respell=byte_spelling(model, backend), always_bos=True)
     if info.model_type == "bert":  # WordPiece: llama.cpp wraps the text in its BOS ([CLS]) and SEP ids
-        sep = model.metadata.get("tokenizer.ggml.seperator_token_id")
+        sep = gguf_tokenizer_kv(model).get("tokenizer.ggml.seperator_token_id")
         return Tokenizer(rebuild_wpm(model), add_bos_id=info.bos_id, source=f"{model.path} (WordPiece rebuilt)",
                          add_end_id=sep if isinstance(sep, int) and not isinstance(sep, bool) else None,
-                         always_bos=True)
+                         always_bos=True, text_map=wpm_text_map(model))
     if info.pre in _BOS_ALWAYS:  # llama.cpp overrides add_bos=false for these vocabularies
         bos = info.bos_id
-    return Tokenizer(rebuild_bpe(info), add_bos_id=bos, source=f"{model.path} ({info.model_type} rebuilt)")
+    return Tokenizer(rebuild_bpe(info, gguf_tokenizer_kv(model)), add_bos_id=bos, always_bos=True,
+                     source=f"{model.path} ({info.model_type} rebuilt)")
 
 
 def compare_tokenizers(reference: Tokenizer, candidate: Tokenizer, text: str) -> TokenizerComparison:
