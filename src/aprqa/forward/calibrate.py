@@ -136,7 +136,7 @@ def calibrated_profile(base: OutputProfile, faithful: LogitMetrics, engine: Logi
     noise_p99 = faithful.kl_p99 + (engine.kl_p99 if engine is not None else 0.0)
     n = max(faithful.n_decisive, 1)
     top1 = max(0.0, min(faithful.top1_decisive, engine.top1_decisive if engine else 1.0) - TOP1_SLACK_POSITIONS / n)
-    def t5(m: LogitMetrics | None) -> float:  # over the positions whose top-5 set is decided (metrics.py)
+    def t5(m: LogitMetrics | None) -> float:  # over the positions where the reference is not near-flat (metrics.py)
         return 1.0 if m is None or not m.n_top5_decisive else m.top5_decisive
 
     top5 = max(0.0, min(t5(faithful), t5(engine)) - TOP5_SLACK)
