@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..engines.llamacpp import compare_with_llamacpp
 from ..errors import AprqaError
 from ..formats.model import Model
+from .encoder_outputs import compare_encoder_outputs, is_encoder
 from ..forward import Localization, OutputComparison, compare_outputs, locate, tokenize
 
 
@@ -16,6 +17,13 @@ def run_outputs(ref: Model, cand: Model, prompt: str,
                 engine: str | None = None) -> tuple[OutputComparison | None, str, str | None]:
     """(result, note, error): the output-level check of aprqa.forward; an error when it cannot run."""
     try:
+        if is_encoder(ref):  # no logits: last hidden states and the sentence embedding
+            if engine is not None:
+                return None, f"output-level check ({engine}) could not run", (
+                    f"output-level check ({engine}) could not run: the engine is compared on logits and "
+                    f"{ref.config.architecture} is an encoder (its hidden states in {engine} are not read yet); "
+                    "without --engine aprqa's forward pass compares them")
+            return compare_encoder_outputs(ref, cand, prompt), f"encoder output check on prompt {prompt[:40]!r}", None
         if engine is not None:  # only "llama.cpp" passes check_engine
             out = compare_with_llamacpp(ref, cand.path, prompt=prompt)
             return out, f"output-level check on prompt {prompt[:40]!r}, candidate run in {out.engine}", None
