@@ -38,7 +38,9 @@ from aprqa.compare.verdicts import contradiction  # noqa: E402
 from aprqa.errors import AprqaError  # noqa: E402
 
 CONVERTER = ("f32", "f16", "bf16", "q8_0")
-QUANTIZER = tuple(t for t in lp.FTYPES if t not in lp.NEEDS_IMATRIX and t not in ("f32", "f16", "bf16"))
+# llama_model_quantize of the converter's f16; its Q8_0 is named apart from the converter's q8_0
+QUANTIZER = tuple(t + "-quantize" if t in CONVERTER else t for t in lp.FTYPES
+                  if t not in lp.NEEDS_IMATRIX and t not in ("f32", "f16", "bf16"))
 MODES = ("fast", "full", "engine")
 
 
@@ -52,7 +54,9 @@ def _hf(model: str) -> Path:
 
 
 def _product(hf: Path, kind: str) -> Path:
-    return lp.convert_hf(hf, kind) if kind in CONVERTER else lp.quantize(lp.convert_hf(hf, "f16"), kind)
+    if kind in CONVERTER:
+        return lp.convert_hf(hf, kind)
+    return lp.quantize(lp.convert_hf(hf, "f16"), kind.removesuffix("-quantize"))
 
 
 def _row(model: str, kind: str, ref: str, mode: str, r, seconds: float) -> dict:
