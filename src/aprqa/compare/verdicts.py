@@ -126,7 +126,6 @@ def _sibling_cast_bad(ta: TensorInfo, tb: TensorInfo, perm: np.ndarray | None, t
     rows, cols = as_2d(ta.shape)
     step = max(1, (chunk_bytes // 8) // max(cols, 1))
     whole_a = core.dequantize(ta, threads=threads).reshape(rows, cols) if perm is not None else None
-    whole_b = core.dequantize(tb, threads=threads).reshape(rows, cols)
     bad = 0
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
@@ -143,7 +142,7 @@ def _sibling_cast_bad(ta: TensorInfo, tb: TensorInfo, perm: np.ndarray | None, t
                                                       .view(_np_dtype(tb.dtype))), tb.dtype).astype(np.float64)
                  for x in ends]
         lo, hi = np.minimum(*lo_hi), np.maximum(*lo_hi)
-        b = whole_b[r0:r1].astype(np.float64).reshape(-1)
+        b = core.dequantize_rows(tb, None, (rows, cols), r0, r1, threads=threads).astype(np.float64).reshape(-1)
         finite = np.isfinite(a64) & np.isfinite(b)
         bad += int((finite & ((b < lo) | (b > hi))).sum())
     return bad
