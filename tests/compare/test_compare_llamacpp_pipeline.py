@@ -169,21 +169,16 @@ def test_minilm_sibling_float_casts_pass_against_the_f16_gguf(minilm_f16, minilm
     assert r.passed and {t.verdict.value for t in r.tensors} <= {"IDENTICAL", "EXACT-CAST"}, _explain(r)
 
 
-def _minilm_engine(minilm_dir):
+@pytest.mark.parametrize("kind", ("f32", "q8_0", "q4_k_m", "iq3_xxs"))
+def test_minilm_encoder_in_llamacpp_passes_against_hf(minilm_dir, kind):
+    """--engine llama.cpp on an encoder: llama.cpp's per-token hidden states (pooling NONE) on the ids it
+    tokenizes the prompt to, against aprqa's forward of the HF dir; what a faithful file costs in llama.cpp
+    (the twin as a GGUF, or an f32 GGUF of the reference) joins the band."""
     pytest.importorskip("llama_cpp")
-    return compare(minilm_dir, _product("minilm", "q8_0", minilm_dir), fast=False, engine="llama.cpp")
-
-
-def test_minilm_engine_says_why_it_cannot_measure(minilm_dir):
-    """Could not measure is never a pass: the report fails and says why."""
-    r = _minilm_engine(minilm_dir)
-    assert not r.passed and any("is an encoder" in e for e in r.errors), r.errors
-
-
-@pytest.mark.xfail(strict=True, reason="llama.cpp's hidden states of an encoder are not read yet (the engine child "
-                                       "returns logits only): --engine llama.cpp on MiniLM cannot measure, so fails")
-def test_minilm_engine_output_level_passes_against_hf(minilm_dir):
-    assert _minilm_engine(minilm_dir).passed
+    r = compare(minilm_dir, _product("minilm", kind, minilm_dir), fast=False, engine="llama.cpp")
+    o = r.outputs
+    assert o is not None and o.engine.startswith("llama.cpp") and o.calibration["engine"] is not None, _explain(r)
+    assert r.passed, _explain(r)
 
 
 # The full matrix (APRQA_THIRDPARTY_FULL=1): every type the pinned llama.cpp writes without an importance matrix,

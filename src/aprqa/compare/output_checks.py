@@ -18,12 +18,9 @@ def run_outputs(ref: Model, cand: Model, prompt: str,
     """(result, note, error): the output-level check of aprqa.forward; an error when it cannot run."""
     try:
         if is_encoder(ref):  # no logits: last hidden states and the sentence embedding
-            if engine is not None:
-                return None, f"output-level check ({engine}) could not run", (
-                    f"output-level check ({engine}) could not run: the engine is compared on logits and "
-                    f"{ref.config.architecture} is an encoder (its hidden states in {engine} are not read yet); "
-                    "without --engine aprqa's forward pass compares them")
-            return compare_encoder_outputs(ref, cand, prompt), f"encoder output check on prompt {prompt[:40]!r}", None
+            out = compare_encoder_outputs(ref, cand, prompt, engine)
+            where = f", candidate run in {out.engine}" if engine else ""
+            return out, f"encoder output check on prompt {prompt[:40]!r}{where}", None
         if engine is not None:  # only "llama.cpp" passes check_engine
             out = compare_with_llamacpp(ref, cand.path, prompt=prompt)
             return out, f"output-level check on prompt {prompt[:40]!r}, candidate run in {out.engine}", None
