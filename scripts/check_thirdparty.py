@@ -12,6 +12,7 @@ tensors of the whole matrix and any verdict whose detail contradicts it (compare
 
     .venv/bin/python scripts/check_thirdparty.py [--model gemma3|minilm] [--types q4_k_m,q6_k]
         [--modes fast,full,engine] [--refs hf,gguf] [--jsonl OUT] [--faults]
+    .venv/bin/python scripts/check_thirdparty.py --summarize OUT   # several runs' rows, one summary
 
 Products are cached in ~/.cache/aprqa-tests (tests/helpers/llamacpp_pipeline.py); the first run quantizes for
 many minutes. On 2 loaded cores a gemma3 comparison takes ~30 s fast and ~3 min full or with the engine.
@@ -102,6 +103,8 @@ def _summary(rows: list[dict]) -> list[str]:
         by_mode[f"{row['model']} {row['mode']} vs {row['ref']}"].append(row)
     for key, rs in sorted(by_mode.items()):
         out.append(f"{key:<28} {sum(r['passed'] for r in rs)}/{len(rs)} pass  {sum(r['seconds'] for r in rs):7.0f} s")
+    failing = [f"{r['model']}-{r['kind']} vs {r['ref']} {r['mode']}" for r in rows if not r["passed"]]
+    out.append(f"failing: {len(failing)}" + (f" ({'; '.join(failing[:12])})" if failing else ""))
     contra = [f"{r['model']}-{r['kind']} vs {r['ref']}: {c}" for r in rows for c in r["contradictions"]]
     degraded = sorted({f"{r['model']}-{r['kind']}: {t}" for r in rows for t in r["degraded_types"]})
     not_judged = sorted({f"{r['model']}-{r['kind']}: {t}" for r in rows for t in r["not_judged_types"]})
@@ -120,7 +123,17 @@ def main() -> int:
     ap.add_argument("--refs", default="hf,gguf", help="comma-separated: hf (the HF dir), gguf (the f16 GGUF)")
     ap.add_argument("--jsonl", type=Path, help="append one JSON line per comparison here")
     ap.add_argument("--faults", action="store_true", help="also run the whole planted-fault catalogue")
+    ap.add_argument("--summarize", type=Path, help="only print the summary of a --jsonl file (several runs: the "
+                                                   "last row of each file, reference and mode counts)")
     args = ap.parse_args()
+    if args.summarize:
+        last = {}
+        for ln in args.summarize.read_text().splitlines():
+            row = json.loads(ln)
+            last[(row["model"], row["kind"], row["ref"], row["mode"])] = row
+        for line in _summary(list(last.values())):
+            print(line)
+        return 0 if all(r["passed"] for r in last.values()) else 1
     kinds = tuple(t for t in args.types.split(",") if t) if args.types else CONVERTER + QUANTIZER
     modes = tuple(m for m in args.modes.split(",") if m)
     refs = tuple(r for r in args.refs.split(",") if r)
