@@ -145,3 +145,28 @@ def test_contradiction_checker_catches_a_contradiction():
                       candidate_dtype="q4_k", reference_shape=(1,), candidate_shape=(1,), nbytes=0, layer=None,
                       detail="within the q4_k band; bit-identical to our q4_k quantizer on 64/64 sampled blocks")
     assert contradiction(ok) is None
+
+
+def _bf16(x: np.ndarray, truncate: bool = False) -> np.ndarray:
+    """bf16 bits of float32 ``x``: round to nearest-even, or truncated (the fault)."""
+    bits = x.astype(np.float32).view(np.uint32).astype(np.uint64)
+    if not truncate:
+        bits = bits + 0x7FFF + ((bits >> 16) & 1)
+    return (bits >> 16).astype(np.uint16)
+
+
+@pytest.mark.parametrize("cand_dt", [DType.BF16, DType.F32])
+def test_sibling_cast_of_a_rounded_reference_is_exact(tiny_models, tmp_path, cand_dt):
+    """An f16 reference and a bf16/f32 candidate both rounded from the same f32 weights (llama.cpp's converter
+    --outtype f16 and bf16/f32 of one HF dir): the candidate is not the rounding of the f16 values, but it is
+    the rounding of a value inside their own interval — EXACT-CAST; a truncated bf16 is not."""
+    src = open_model(tiny_models["qwen2-tiny"])
+    a = _weights(src) * np.float32(7.3)  # values off the f16 grid whatever the preset's weights are
+    ref = open_model(_write(src, tmp_path / "ref.gguf", {NAME: (DType.F16, a.astype(np.float16))}))
+    raw = _bf16(a) if cand_dt is DType.BF16 else a.astype(np.float32)
+    t = _verdict(compare(ref, _write(src, tmp_path / "c.gguf", {NAME: (cand_dt, raw)}), fast=True))
+    assert t.passed and t.verdict.value == "EXACT-CAST" and "reference's own original" in t.detail, t.detail
+    if cand_dt is DType.BF16:
+        bad = _write(src, tmp_path / "t.gguf", {NAME: (DType.BF16, _bf16(a, truncate=True))})
+        t = _verdict(compare(ref, bad, fast=True))
+        assert not t.passed and "toward zero" in t.detail, (t.verdict, t.detail)

@@ -6,8 +6,9 @@ the shipped llama.cpp-written Gemma 3 GGUF itself. Each must pass ``compare`` ag
 faithful GGUF of the same pipeline. Faults planted in those files (tests/helpers/gguf_faults.py) must fail and be
 named: the faulted tensor's verdict, or the failing metadata/tokenizer field.
 
-CI runs a representative slice (gemma3 f16, q8_0, q4_k_m, q6_k; MiniLM f16, q8_0); scripts/check_thirdparty.py
-runs every type llama.cpp writes.
+CI runs a representative slice (tensor level: gemma3 f16, q8_0, q4_k_m, q6_k, MiniLM f16, q8_0; output level:
+gemma3 q8_0 and iq3_xxs in aprqa's forward, q4_k_m and tq1_0 in llama.cpp, MiniLM q8_0/iq3_xxs and f32/q4_k_m in
+llama.cpp); scripts/check_thirdparty.py runs every type llama.cpp writes in every mode.
 """
 
 from __future__ import annotations
@@ -124,6 +125,61 @@ def test_gemma3_full_compare_of_q8_0_against_hf(transformers_dir):
     adds it) and the GGUF's SentencePiece-style BPE agrees; the calibrated band decides."""
     r = compare(transformers_dir, _product("gemma3", "q8_0", transformers_dir), fast=False)
     assert _ids_match(r) and r.outputs is not None and r.passed, _explain(r)
+
+
+# The output level on a slice of the types (scripts/check_thirdparty.py runs every type in every mode; q8_0 in
+# aprqa's forward is above): an IQ file in aprqa's forward, a K mix and a ternary file (its step-noise twin,
+# llama.cpp's q4_0 fallbacks) in llama.cpp. Each candidate passes its calibrated band against the HF dir.
+@pytest.mark.parametrize("kind,engine", [("iq3_xxs", None), ("q4_k_m", "llama.cpp"), ("tq1_0", "llama.cpp")],
+                         ids=lambda v: str(v))
+def test_gemma3_output_level_slice_passes_against_hf(transformers_dir, kind, engine):
+    if engine is not None:
+        pytest.importorskip("llama_cpp")
+    r = compare(transformers_dir, _product("gemma3", kind, transformers_dir), fast=False, engine=engine)
+    o = r.outputs
+    assert o is not None and o.calibration is not None and o.profile.name.startswith("calibrated"), _explain(r)
+    assert r.passed and _ids_match(r), _explain(r)
+    if engine is not None:
+        assert o.engine.startswith("llama.cpp") and o.calibration["engine_kl_mean"] is not None, _explain(r)
+
+
+@pytest.mark.parametrize("kind", ("q8_0", "iq3_xxs"))
+def test_minilm_encoder_output_level_passes_against_hf(minilm_dir, kind):
+    """An encoder has no logits: its last hidden states and mean-pooled sentence embedding are compared by
+    1 − cos against the faithful twin's."""
+    r = compare(minilm_dir, _product("minilm", kind, minilm_dir), fast=False)
+    o = r.outputs
+    assert o is not None and o.metrics is None and o.calibration is not None, _explain(r)
+    assert any("encoder output band calibrated" in n for n in o.notes), o.notes
+    assert o.calibration["candidate"]["sentence"] <= o.calibration["limits"]["sentence"]
+    assert r.passed, _explain(r)
+
+
+def test_minilm_encoder_output_level_catches_a_scaled_query(minilm_f16, fault_dir):
+    """The f16 file's twin is the file itself (1 − cos ~1e-7): a query projection × 1.05 leaves the band."""
+    bad = gf.plant(minilm_f16, next(f for f in MINILM_FAULTS if f.name == "scaled-f16"), fault_dir)
+    r = compare(lp.minilm_hf_dir(), bad, fast=False)
+    assert r.outputs is not None and not r.outputs.passed, _explain(r)
+    assert any("1 − cos" in f for f in r.outputs.failures), r.outputs.failures
+
+
+@pytest.mark.parametrize("kind", ("f32", "bf16"))
+def test_minilm_sibling_float_casts_pass_against_the_f16_gguf(minilm_f16, minilm_dir, kind):
+    """The converter's bf16/f32 and its f16 are all rounded from the same f32 weights: EXACT-CAST, not DEGRADED."""
+    r = compare(minilm_f16, _product("minilm", kind, minilm_dir))
+    assert r.passed and {t.verdict.value for t in r.tensors} <= {"IDENTICAL", "EXACT-CAST"}, _explain(r)
+
+
+@pytest.mark.parametrize("kind", ("f32", "q4_k_m"))
+def test_minilm_encoder_in_llamacpp_passes_against_hf(minilm_dir, kind):
+    """--engine llama.cpp on an encoder: llama.cpp's per-token hidden states (pooling NONE) on the ids it
+    tokenizes the prompt to, against aprqa's forward of the HF dir; what a faithful file costs in llama.cpp
+    (the twin as a GGUF, or an f32 GGUF of the reference) joins the band."""
+    pytest.importorskip("llama_cpp")
+    r = compare(minilm_dir, _product("minilm", kind, minilm_dir), fast=False, engine="llama.cpp")
+    o = r.outputs
+    assert o is not None and o.engine.startswith("llama.cpp") and o.calibration["engine"] is not None, _explain(r)
+    assert r.passed, _explain(r)
 
 
 # The full matrix (APRQA_THIRDPARTY_FULL=1): every type the pinned llama.cpp writes without an importance matrix,

@@ -69,16 +69,26 @@ def _cached(out: Path, make: Callable[[Path], object]) -> Path:
     return _publish(tmp, out)
 
 
+_DIGESTS: dict[tuple, str] = {}
+
+
 def dir_digest(path: Path) -> str:
-    """sha256 over the names and contents of a dir's files (or one file): the cache key of an input."""
-    h = hashlib.sha256()
+    """sha256 over the names and contents of a dir's files (or one file): the cache key of an input.
+
+    Remembered per process by the files' names, sizes and modification times: a 1 GB HF dir is hashed once,
+    not once per product asked for."""
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    key = (str(path.resolve()), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    if key in _DIGESTS:
+        return _DIGESTS[key]
+    h = hashlib.sha256()
     for f in files:
         h.update(str(f.relative_to(path) if f != path else f.name).encode() + b"\0")
         with open(f, "rb") as fh:
             while chunk := fh.read(1 << 22):
                 h.update(chunk)
-    return h.hexdigest()
+    _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 def llamacpp_sdist() -> Path:

@@ -71,8 +71,9 @@ def test_greedy_near_tie_is_not_failure():
 def test_profiles_validated_and_mapped():
     assert profile_for("q8_0") is PROFILES["q8_0"]
     assert profile_for("q5_0").name == "q5_k" and profile_for("apr_q4").name == "q4_0"
+    assert profile_for("iq2_xxs").name == "q2_k"  # the nearest profile by bits per weight
     with pytest.raises(UsageError):
-        profile_for("iq2_xxs")
+        profile_for("i32")  # not a weight type
     with pytest.raises(UsageError, match="fraction"):
         dataclasses.replace(PROFILES["f32"], min_top1=1.5)
     with pytest.raises(UsageError, match="finite"):
@@ -202,8 +203,8 @@ def test_engine_noise_is_measured_on_the_faithful_twin_in_the_engine(tiny_models
 
 
 def test_top5_is_not_gated_where_the_reference_is_near_flat():
-    """A near-flat reference (every logit within the near-tie δ of its neighbours) decides no top-5 set: a
-    candidate that reorders it is reported, not failed; a peaked reference's top-5 is gated."""
+    """A near-flat reference (entropy ≥ 0.75·ln V) decides no top-5 set: a candidate that reorders it is
+    reported, not failed; a peaked reference's top-5 is gated."""
     from aprqa.inference.metrics import evaluate
 
     rng = np.random.default_rng(0)
@@ -218,3 +219,34 @@ def test_top5_is_not_gated_where_the_reference_is_near_flat():
     m2 = logit_metrics(peaked, peaked[:, ::-1].copy(), near_tie_delta=0.1)
     assert m2.n_top5_decisive == 8
     assert any("top-5" in f for f in evaluate(m2, None, prof)[0])
+
+
+def test_near_flat_is_judged_by_the_reference_entropy():
+    """A random-weight model's logits (Gaussian, σ 1, V 512: entropy ≈ 0.92·ln V) are near-flat whatever their
+    rank-5 gap; a peaked reference is gated even where its 5th and 6th logits tie (the gap used to decide)."""
+    from aprqa.inference.metrics import FLAT_ENTROPY_FRACTION, evaluate
+
+    rng = np.random.default_rng(1)
+    random_model = rng.normal(0, 1, (6, 512)).astype(np.float32)
+    m = logit_metrics(random_model, random_model + rng.normal(0, 0.3, random_model.shape).astype(np.float32),
+                      near_tie_delta=0.0)
+    assert m.n_top5_decisive == 0 and 0.85 < m.ref_entropy_max < 1.0
+    peaked = np.zeros((6, 512), np.float32)
+    peaked[:, :6] = [12.0, 11.0, 10.0, 9.0, 8.0, 8.0]  # 5th and 6th tied: no gap at rank 5
+    reordered = peaked.copy()
+    reordered[:, :6] = [8.0, 8.0, 9.0, 10.0, 11.0, 12.0]
+    reordered[:, 6:11] = 13.0  # a different top five
+    m2 = logit_metrics(peaked, reordered, near_tie_delta=0.1)
+    assert m2.n_top5_decisive == 6 and m2.ref_entropy_max < FLAT_ENTROPY_FRACTION
+    assert any("top-5 overlap" in f for f in evaluate(m2, None, PROFILES["q8_0"])[0])
+
+
+def test_every_quantized_type_has_a_profile():
+    """A candidate whose dominant weight type is any quantized type gets a profile (the near-tie δ of its
+    calibrated band): an IQ3_S / TQ1_0 / Q1_0 file must not make the output check unrunnable."""
+    from aprqa.dtypes import DType
+    from aprqa.inference.metrics import profile_for
+
+    for dt in DType:
+        if dt.is_quantized:
+            assert profile_for(dt).name in PROFILES, dt

@@ -111,6 +111,43 @@ def _rne_check(ta: TensorInfo, tb: TensorInfo, perm: np.ndarray | None, threads:
     return bad, toward_zero
 
 
+# Significant bits and smallest spacing of the float types a reference may already be rounded to.
+_FLOAT_GRID = {DType.F16: (11, 2.0 ** -24), DType.BF16: (8, 2.0 ** -133)}
+
+
+def _sibling_cast_bad(ta: TensorInfo, tb: TensorInfo, perm: np.ndarray | None, threads: int | None,
+                      chunk_bytes: int) -> int:
+    """Elements of B that are not a correct rounding of any value inside A's own rounding interval.
+
+    A reference that is itself rounded (f16/bf16) and a candidate rounded from the same finer original
+    (the f32 weights) are siblings, not parent and child: B = RNE(x) where A = RNE(x) for an unknown x,
+    so B must lie between the roundings to B's type of A's interval ends (A ± half its spacing)."""
+    p, tiny = _FLOAT_GRID[ta.dtype]
+    rows, cols = as_2d(ta.shape)
+    step = max(1, (chunk_bytes // 8) // max(cols, 1))
+    whole_a = core.dequantize(ta, threads=threads).reshape(rows, cols) if perm is not None else None
+    bad = 0
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        a = whole_a[perm[r0:r1]] if whole_a is not None else \
+            core.dequantize_rows(ta, None, (rows, cols), r0, r1, threads=threads)
+        a64 = a.astype(np.float64).reshape(-1)
+        m, e = np.frexp(np.abs(a64))  # |a| = m·2^e, m in [0.5, 1)
+        up = np.maximum(np.ldexp(1.0, e - p), tiny)
+        down = np.where(m == 0.5, up / 2, up)  # below a power of two the spacing halves
+        down = np.maximum(down, tiny)
+        sign = np.where(a64 < 0, -1.0, 1.0)
+        ends = (np.abs(a64) - down / 2, np.abs(a64) + up / 2)
+        lo_hi = [core.dequantize(np.ascontiguousarray(_round_to((sign * x).astype(np.float32), tb.dtype)
+                                                      .view(_np_dtype(tb.dtype))), tb.dtype).astype(np.float64)
+                 for x in ends]
+        lo, hi = np.minimum(*lo_hi), np.maximum(*lo_hi)
+        b = core.dequantize_rows(tb, None, (rows, cols), r0, r1, threads=threads).astype(np.float64).reshape(-1)
+        finite = np.isfinite(a64) & np.isfinite(b)
+        bad += int((finite & ((b < lo) | (b > hi))).sum())
+    return bad
+
+
 def _np_dtype(dt: DType) -> type:
     return {DType.F32: np.uint32, DType.F16: np.uint16, DType.BF16: np.uint16, DType.F64: np.uint64}[dt]
 
@@ -192,7 +229,13 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
     if natural is None and not tb.dtype.is_quantized and raw.nonfinite_mismatch == 0 \
             and tb.dtype in (DType.F16, DType.BF16, DType.F32) and tb.dtype is not ta.dtype:
         bad, toward_zero = _rne_check(ta, tb, perm, ctx.threads, ctx.chunk_bytes)
-        if bad == 0:
+        if bad and ta.dtype in _FLOAT_GRID and _sibling_cast_bad(ta, tb, perm, ctx.threads, ctx.chunk_bytes) == 0:
+            natural, detail = Verdict.EXACT_CAST, (
+                f"{tb.dtype.lname} correctly rounded from the {ta.dtype.lname} reference's own original: every "
+                f"element is the nearest-even {tb.dtype.lname} of a value inside the reference's {ta.dtype.lname} "
+                f"rounding interval ({bad:,} differ from rounding the {ta.dtype.lname} values themselves); "
+                f"max |d| {raw.max_abs:.3g}")
+        elif bad == 0:
             natural, detail = Verdict.EXACT_CAST, f"exactly {ta.dtype.lname} rounded to nearest-even " \
                                                   f"{tb.dtype.lname} (max |d| {raw.max_abs:.3g})"
         else:

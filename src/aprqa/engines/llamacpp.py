@@ -242,7 +242,8 @@ class LlamaCppModel:
         EngineCrashedError: llama.cpp's process died loading it (abort, signal) or timed out.
     """
 
-    def __init__(self, path: str | Path, n_ctx: int = 512, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, n_ctx: int = 512, threads: int | None = None,
+                 embedding: bool = False) -> None:
         llama_cpp = load_llama_cpp()
         self.path = Path(path)
         self.version = f"llama-cpp-python {llama_cpp.__version__}"
@@ -251,7 +252,8 @@ class LlamaCppModel:
         self._child: _Child | None = _Child(self.path)
         try:
             head, _ = self._child.request({"op": "load", "path": str(self.path), "n_ctx": int(n_ctx),
-                                           "threads": int(threads or os.cpu_count() or 1)}, LOAD_SECONDS)
+                                           "threads": int(threads or os.cpu_count() or 1),
+                                           "embedding": bool(embedding)}, LOAD_SECONDS)
             log = tuple(_log_lines(head.get("log")))
             if not head.get("ok"):
                 tail = " | ".join(ln.text.strip() for ln in log if ln.level in (_WARN, _ERROR) and ln.text.strip())
@@ -303,6 +305,17 @@ class LlamaCppModel:
             raise EngineCrashedError(f"{self.path}: llama.cpp returned logits of shape {head.get('shape')!r} "
                                      f"({len(payload)} bytes), expected {list(want)} float32")
         return np.frombuffer(payload, dtype="<f4").reshape(want).copy()
+
+    def embed(self, text: str, width: int) -> tuple[list[int], np.ndarray]:
+        """(ids, float32 last hidden states ``[len(ids), width]``) of an encoder loaded with ``embedding=True``:
+        llama.cpp tokenizes ``text`` itself (BOS/[CLS] … [SEP] as it adds them)."""
+        head, payload = self._exchange({"op": "embed", "text": text}, max_payload=self.n_ctx * width * 4)
+        ids, shape = head.get("ids"), head.get("shape")
+        if not isinstance(ids, list) or shape != [len(ids), width] or len(payload) != len(ids) * width * 4:
+            raise EngineCrashedError(f"{self.path}: llama.cpp returned hidden states of shape {shape!r} "
+                                     f"({len(payload)} bytes) for {len(ids) if isinstance(ids, list) else '?'} "
+                                     f"ids, expected [{len(ids) if isinstance(ids, list) else '?'}, {width}] float32")
+        return [int(i) for i in ids], np.frombuffer(payload, dtype="<f4").reshape(shape).copy()
 
     def close(self) -> None:
         child, self._child = self._child, None

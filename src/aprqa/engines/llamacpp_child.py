@@ -5,9 +5,10 @@ here that kills only this child. Run as a script (no aprqa import: it starts fas
 no state with the parent). Protocol, one request at a time:
 
 - request: one JSON object per line on stdin (``{"op": "load" | "tokenize" | "detokenize" |
-  "run" | "quit", ...}``);
+  "run" | "embed" | "quit", ...}``; ``load`` with ``"embedding": true`` reads an encoder);
 - reply: one JSON line on the protocol fd (the original stdout), then, when the reply has
-  ``nbytes``, exactly that many raw bytes: float32 logits, C order, of the ``shape`` it states.
+  ``nbytes``, exactly that many raw bytes: float32 logits (or hidden states), C order, of the
+  ``shape`` it states.
 
 Nothing is pickled either way. llama.cpp's log lines go to this process's stderr as they come
 (the parent keeps the last ones: they explain an abort), and a successful load also returns them
@@ -112,9 +113,10 @@ def main() -> None:
                 # verbose=True: otherwise llama-cpp-python points fd 2 at /dev/null while loading, and
                 # an abort's own message would be lost
                 _plain_cpu_buffers(llama_cpp)
+                # an encoder is read by its per-token hidden states (pooling NONE), a decoder by its logits
+                mode = {"embedding": True, "pooling_type": 0} if req.get("embedding") else {"logits_all": True}
                 llm = llama_cpp.Llama(model_path=req["path"], n_ctx=req["n_ctx"], n_batch=req["n_ctx"],
-                                      logits_all=True, n_gpu_layers=0, n_threads=req["threads"], verbose=True,
-                                      seed=0)
+                                      n_gpu_layers=0, n_threads=req["threads"], verbose=True, seed=0, **mode)
                 reply({"ok": True, "n_vocab": int(llm.n_vocab()), "version": llama_cpp.__version__,
                        "log": lines[:]})
             elif llm is None:
@@ -131,6 +133,11 @@ def main() -> None:
                 llm.eval(ids)
                 logits = np.ascontiguousarray(np.asarray(llm.scores[: len(ids)], dtype=np.float32))
                 reply({"ok": True, "shape": list(logits.shape), "dtype": "float32"}, logits.tobytes())
+            elif op == "embed":  # the ids llama.cpp's embed() tokenizes the text to, and their last hidden states
+                ids = llm.tokenize(req["text"].encode("utf-8"), add_bos=True, special=False)
+                states = np.ascontiguousarray(np.asarray(llm.embed(req["text"], normalize=False), dtype=np.float32))
+                reply({"ok": True, "ids": [int(i) for i in ids], "shape": list(states.shape), "dtype": "float32"},
+                      states.tobytes())
             else:
                 reply({"ok": False, "error": f"unknown op {op!r}"})
         except Exception as err:  # noqa: BLE001 (llama-cpp-python raises ValueError/RuntimeError; all become replies)

@@ -45,8 +45,11 @@ KL_FACTOR = 3.0
 # Absolute slack (nats) for the forward's own float32 summation noise: a candidate whose bits equal the
 # twin's has exactly its KL; the same weights laid out in another file measured ≤ 4e-13.
 KL_SLACK = 1e-7
-# Top-1 / top-5: the candidate may lose this many positions more than the twin (a faithful file
-# flips a few near-ties differently from the twin), counted over the positions compared.
+# Top-1 / top-5: a faithful file's misses (1 − agreement) grow with its logit noise, i.e. with √KL; a band
+# that grants KL_FACTOR × the twin's KL grants √KL_FACTOR × the twin's misses (a TQ1_0 Gemma 3 in llama.cpp:
+# KL 1.8x its step-noise twin's, top-5 0.3 % vs the twin's 7.7 %: both at chance, inside the KL band). Plus a
+# few near-ties flipped differently from the twin: 2 positions for top-1, 0.05 of the overlap for top-5.
+MISS_FACTOR = math.sqrt(KL_FACTOR)
 TOP1_SLACK_POSITIONS = 2
 TOP5_SLACK = 0.05
 
@@ -135,11 +138,13 @@ def calibrated_profile(base: OutputProfile, faithful: LogitMetrics, engine: Logi
     noise_mean = faithful.kl_mean + (engine.kl_mean if engine is not None else 0.0)
     noise_p99 = faithful.kl_p99 + (engine.kl_p99 if engine is not None else 0.0)
     n = max(faithful.n_decisive, 1)
-    top1 = max(0.0, min(faithful.top1_decisive, engine.top1_decisive if engine else 1.0) - TOP1_SLACK_POSITIONS / n)
-    def t5(m: LogitMetrics | None) -> float:  # over the positions whose top-5 set is decided (metrics.py)
+    miss1 = 1.0 - min(faithful.top1_decisive, engine.top1_decisive if engine else 1.0)
+    top1 = max(0.0, 1.0 - MISS_FACTOR * miss1 - TOP1_SLACK_POSITIONS / n)
+
+    def t5(m: LogitMetrics | None) -> float:  # over the positions where the reference is not near-flat (metrics.py)
         return 1.0 if m is None or not m.n_top5_decisive else m.top5_decisive
 
-    top5 = max(0.0, min(t5(faithful), t5(engine)) - TOP5_SLACK)
+    top5 = max(0.0, 1.0 - MISS_FACTOR * (1.0 - min(t5(faithful), t5(engine))) - TOP5_SLACK)
     return base.with_(name=f"calibrated ({what})", max_mean_kl=KL_FACTOR * noise_mean + KL_SLACK,
                       max_p99_kl=KL_FACTOR * noise_p99 + KL_SLACK, max_kl=None, min_top1=top1,
                       min_top5_overlap=top5, max_abs_logit=None, max_rms_dp=None)

@@ -105,8 +105,9 @@ def render_compare(report: Any, console: Console, *, report_path: str | None = N
             what.append("metadata differs")
         if not tk.passed:
             what.append("tokenizer differs" if tk.fields else "tokenizer missing")
-        if d["errors"]:
-            what.append("nothing compared")
+        if d["errors"]:  # a tensor-level "nothing compared", or a check that could not run (never a pass)
+            what.append("nothing compared" if not any(t.stats is not None for t in report.tensors)
+                        else "a check could not run")
         if report.outputs is not None and not report.outputs.passed:
             what.append("outputs differ")
         console.print(f"result     [red bold]FAIL[/]: {'; '.join(what)}   exit 1")
