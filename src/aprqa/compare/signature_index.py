@@ -31,7 +31,8 @@ import numpy as np
 
 SKETCH_DIM = 64            # k: sketch coordinates per signature
 SLACK = 2.0                # filter radius / screen radius; P(miss) < exp(-k/2 (S² − 1 − ln S²)) per pair
-MIN_INDEXED = 16          # below this many references the exact screen is as cheap as the sketch
+# Below this many references the exact screen (N·n per query) costs no more than sketching the query (n·k).
+MIN_INDEXED = SKETCH_DIM
 MAX_SKETCH_COLS = 1 << 16  # the projection matrix is k × n float32: 16 MB at this n; wider is screened exactly
 _SEED = 0x5EED
 
@@ -76,6 +77,7 @@ class SignatureIndex:
     sketch: np.ndarray | None = field(init=False, default=None)
     energy: np.ndarray = field(init=False)
     _always: np.ndarray = field(init=False, default_factory=lambda: np.empty(0, np.int64))
+    _sk2: np.ndarray = field(init=False, default_factory=lambda: np.empty(0))
     exact_rows: int = field(init=False, default=0)
     queries: int = field(init=False, default=0)
 
@@ -83,8 +85,12 @@ class SignatureIndex:
         m = self.matrix
         self.energy = np.einsum("ij,ij->i", m, m, dtype=np.float64) if m.size else np.zeros(len(m))
         if len(m) >= MIN_INDEXED and 0 < m.shape[1] <= MAX_SKETCH_COLS:
+            g = projection(m.shape[1])
             with np.errstate(invalid="ignore", over="ignore"):
-                self.sketch = (m @ projection(m.shape[1])).astype(np.float64)
+                # one row at a time: a single-threaded gemv each, where one threaded gemm stalls for
+                # hundreds of milliseconds waking BLAS threads on a loaded machine
+                self.sketch = np.stack([row @ g for row in m]).astype(np.float64)
+                self._sk2 = np.einsum("ij,ij->i", self.sketch, self.sketch)
             # a float32 sketch that overflowed where the float64 energy did not: always screened exactly
             self._always = np.flatnonzero(~np.isfinite(self.sketch).all(axis=1) & np.isfinite(self.energy))
 
@@ -105,9 +111,11 @@ class SignatureIndex:
             self.exact_rows += n_ref
             err = screen(self.matrix, b)
             return np.where(err <= tau, err, np.inf)
-        d = self.sketch - sb[None, :]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            est = np.sqrt(np.einsum("ij,ij->i", d, d) / self.energy)
+        # ‖s_i − s_b‖² expanded: one gemv over the N × k sketches, no N × k temporary. Cancellation
+        # only matters near 0, where any estimate is inside the radius and the exact stage decides.
+        with np.errstate(divide="ignore", invalid="ignore"):  # a non-finite reference's row: nan, never kept
+            d2 = np.maximum(self._sk2 + sb @ sb - 2.0 * (self.sketch @ sb), 0.0)
+            est = np.sqrt(d2 / self.energy)
         keep = np.flatnonzero(est <= SLACK * tau)  # nan (non-finite or zero-energy reference) never kept
         if len(self._always):
             keep = np.union1d(keep, self._always)
