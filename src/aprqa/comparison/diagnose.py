@@ -3,9 +3,9 @@
 Every hypothesis is screened on sampled rows and confirmed with one full fused pass
 only when the sample fits. The work is bounded per failing tensor, whatever the
 model's size: sampled rows are decoded in one native call (``core.gather_rows``),
-and the SWAPPED screen compares the candidate with every same-shape reference tensor
-at once against a per-compare signature matrix (a few rows of each reference tensor,
-decoded once), so a model where every tensor fails costs about what a passing one does.
+and the SWAPPED screen searches a per-compare index of signatures (a few rows of each
+same-shape reference tensor, decoded once, sketched once: ``signature_index``), so a model
+where every tensor fails costs about what a passing one does, near-linearly in its tensors.
 
 Hypotheses, in order: transposed, RoPE rows permuted (either direction, or forgotten),
 another tensor's data (SWAPPED), bytes of another dtype (DTYPE-MISREAD), scaled/offset.
@@ -29,6 +29,7 @@ from ..arch import layer_index
 from . import transforms as tf
 from ._sampling import as_2d, rel_l2, row_aligned, sample_rows
 from .results import NoiseFloor, Verdict
+from .signature_index import SignatureIndex, screen
 from .tolerance import Tolerance
 
 if TYPE_CHECKING:
@@ -96,17 +97,18 @@ class SwapIndex:
     """Signatures of the reference's tensors for the SWAPPED screen, built once per shape and row map.
 
     A signature is a few evenly spread rows (``SIGNATURE_ELEMENTS`` elements) of every same-shape
-    reference tensor, decoded in one native call; the candidate's rows are then compared with all
-    of them in one vectorized step.
+    reference tensor, decoded in one native call and indexed (``SignatureIndex``): a candidate's rows
+    are compared exactly only with the references its sketch cannot rule out.
     """
 
     ref: Model
     threads: int | None = None
-    _by_key: dict[tuple, tuple[list[TensorInfo], np.ndarray, np.ndarray]] = field(default_factory=dict)
+    _by_key: dict[tuple, tuple[list[TensorInfo], np.ndarray, SignatureIndex]] = field(default_factory=dict)
 
     def signatures(self, shape: tuple[int, ...], row_map: tf.RowMap | None
-                   ) -> tuple[list[TensorInfo], np.ndarray, np.ndarray]:
-        """``(tensors, candidate rows, matrix [len(tensors), elements])`` for this shape and row map."""
+                   ) -> tuple[list[TensorInfo], np.ndarray, SignatureIndex]:
+        """``(tensors, candidate rows, index of the signatures [len(tensors), elements])`` for this shape
+        and row map."""
         key = (tuple(shape), row_map.name if row_map is not None else None)
         hit = self._by_key.get(key)
         if hit is not None:
@@ -128,22 +130,9 @@ class SwapIndex:
                     continue
             tensors = kept
             m = np.stack(parts) if parts else np.empty((0, len(idx), cols), np.float32)
-        hit = (tensors, idx, m.reshape(len(tensors), -1))
+        hit = (tensors, idx, SignatureIndex(m.reshape(len(tensors), -1)))
         self._by_key[key] = hit
         return hit
-
-
-def screen(matrix: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """rel-L2 of candidate sample ``b`` against every row of ``matrix`` (over ``b``'s finite
-    elements; nan where a reference row has a non-finite value or no energy)."""
-    ok = np.isfinite(b)
-    if not ok.all():
-        matrix, b = matrix[:, ok], b[ok]
-    d = matrix - b[None, :]
-    num = np.einsum("ij,ij->i", d, d, dtype=np.float64)
-    den = np.einsum("ij,ij->i", matrix, matrix, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.sqrt(num / den)
 
 
 class Diagnoser:
@@ -218,11 +207,11 @@ class Diagnoser:
 
     def swapped(self) -> Hypothesis | None:
         me = self.ta.name
-        tensors, sig_rows, matrix = self.ctx.swap_index.signatures(tuple(self.ta.shape), self.expected)
+        tensors, sig_rows, index = self.ctx.swap_index.signatures(tuple(self.ta.shape), self.expected)
         if len(tensors) < 2:
             return None
         b_sig = _rows(self.tb, self.shape2, sig_rows, self.ctx.threads).reshape(-1)
-        err = screen(matrix, b_sig)
+        err = index.search(b_sig, self.thr * _SCREEN_SLACK)  # +inf beyond the screen's radius
         own = self.full.rel_l2 if self.full is not None else math.inf
         suffix = me.split(".", 3)[-1] if layer_index(me) is not None else None
         hits = [i for i in np.flatnonzero(err <= self.thr * _SCREEN_SLACK) if tensors[i].name != me]
