@@ -27,7 +27,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from . import kernels
-from .weights import PackedWeight, unpermute_rope_cols
+from .packed import PackedWeight, unpermute_rope_cols
 
 # Row ranges handed to workers start on multiples of this (whole SIMD panels for the GEMM).
 _ROW_ALIGN = 16

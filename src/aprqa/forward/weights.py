@@ -29,12 +29,12 @@ import numpy as np
 
 from .. import arch as archreg
 from .. import core
-from ..dtypes import DType, payload_nbytes
+from ..dtypes import DType
 from ..errors import UsageError
 from ..formats import open_model
 from ..formats.model import Model, TensorInfo
 from .family_facts import family_facts
-from .kernels import matmul_supported
+from .packed import PackedWeight, packable, permute_rope_rows, unpermute_rope_rows  # noqa: F401 (re-exported)
 
 SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3")
 # LM-head chunk budget: rows per chunk = this many bytes of float32 / hidden size.
@@ -71,75 +71,6 @@ def dequantize_rows(info: TensorInfo, start: int, stop: int, out: np.ndarray | N
     # the TensorInfo itself, not its bytes: a row-padded payload is read row by row
     res = core.dequantize_rows(info, info.dtype, info.shape, start, stop, out=out)
     return np.asarray(res, dtype=np.float32).reshape(stop - start, info.shape[1])
-
-
-@dataclass(frozen=True)
-class PackedWeight:
-    """A ``[rows, cols]`` weight left in its stored bytes (a zero-copy view of the memory map).
-
-    ``rope_heads``: the rows are in llama.cpp's Q/K order for that many heads; the product's
-    columns are put back in split-halves order (``unpermute_rope_cols``) instead of the rows.
-    """
-
-    name: str
-    raw: np.ndarray
-    dtype: DType
-    shape: tuple[int, int]
-    rope_heads: int | None = None
-
-    @property
-    def nbytes(self) -> int:
-        return int(self.raw.nbytes)
-
-    def rows(self, start: int, stop: int) -> "PackedWeight":
-        """Rows ``[start, stop)`` (whole rows of whole blocks: a byte slice)."""
-        if self.rope_heads is not None or not 0 <= start <= stop <= self.shape[0]:
-            raise UsageError(f"tensor '{self.name}': cannot slice rows [{start}, {stop}) of {list(self.shape)}")
-        rb = self.raw.nbytes // self.shape[0]
-        return PackedWeight(self.name, self.raw[start * rb:stop * rb], self.dtype, (stop - start, self.shape[1]))
-
-    def to_f32(self) -> np.ndarray:
-        """The weight as float32 ``[rows, cols]`` (rows in split-halves order): for the torch backend."""
-        w = np.asarray(core.dequantize(self.raw, self.dtype, self.shape), dtype=np.float32).reshape(self.shape)
-        return unpermute_rope_rows(w, self.rope_heads) if self.rope_heads is not None else w
-
-
-def packable(info: TensorInfo) -> bool:
-    """Whether the native matmul takes ``info``'s bytes as they are (a quantized 2-D weight of whole rows)."""
-    if len(info.shape) != 2 or not info.dtype.is_quantized or not matmul_supported(info.dtype, info.shape[1]):
-        return False
-    return info.nbytes == info.shape[0] * payload_nbytes(info.dtype, info.shape[1])
-
-
-def unpermute_rope_cols(y: np.ndarray, n_heads: int) -> np.ndarray:
-    """``unpermute_rope_rows`` applied to the last axis of a product ``y [T, rows]``."""
-    t, rows = y.shape
-    half = rows // n_heads // 2
-    return np.ascontiguousarray(y.reshape(t, n_heads, half, 2).swapaxes(2, 3).reshape(t, rows))
-
-
-def unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """Undo llama.cpp's Q/K row permutation (adjacent pairs -> split halves), per head.
-
-    Within each head, stored row ``2i`` is HF row ``i`` and stored row ``2i+1`` is HF row
-    ``i + head_dim/2``. Works for weights ``[rows, in]`` and biases ``[rows]``.
-    """
-    rows = w.shape[0]
-    if rows % (2 * n_heads):
-        raise UsageError(f"Q/K rows ({rows}) are not a multiple of 2 × {n_heads} heads")
-    half = rows // n_heads // 2
-    rest = w.shape[1:]
-    return np.ascontiguousarray(w.reshape(n_heads, half, 2, *rest).swapaxes(1, 2).reshape(w.shape))
-
-
-def permute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """llama.cpp's Q/K permutation (split halves -> adjacent pairs); the inverse of ``unpermute_rope_rows``."""
-    rows = w.shape[0]
-    if rows % (2 * n_heads):
-        raise UsageError(f"Q/K rows ({rows}) are not a multiple of 2 × {n_heads} heads")
-    half = rows // n_heads // 2
-    rest = w.shape[1:]
-    return np.ascontiguousarray(w.reshape(n_heads, 2, half, *rest).swapaxes(1, 2).reshape(w.shape))
 
 
 @dataclass(frozen=True)
