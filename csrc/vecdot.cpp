@@ -259,25 +259,21 @@ static void unpack_scalar(int dtype, const uint8_t* src, int64_t nb, int8_t* q, 
 }
 
 #if defined(__x86_64__) || defined(_M_X64)
-bool unpack_row_simd(int dtype, const uint8_t* row, int64_t n, int8_t* q, uint8_t* aq, float* s16, float* m);
+bool unpack_row_simd(int dtype, const uint8_t* row, int64_t n, int8_t* q, uint8_t* aq, float* s8, float* m);
 #endif
 
 void unpack_row(int dtype, const uint8_t* row, int64_t n, int8_t* q, uint8_t* aq, float* s8, float* m, int level) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (level > kVdScalar && unpack_row_simd(dtype, row, n, q, aq, s8, m)) return;
+#endif
     const int64_t be = dtype_or_throw(dtype).block_elems;
+    const uint32_t bb = dtype_or_throw(dtype).block_bytes;
     float s16[4096 / VD_GROUP];
     // rows wider than 4096 go in pieces of whole blocks (be divides 4096)
     for (int64_t off = 0; off < n; off += 4096) {
         const int64_t len = n - off < 4096 ? n - off : 4096;
-        const uint8_t* src = row + (off / be) * dtype_or_throw(dtype).block_bytes;
-        float* mm = m ? m + off / VD_GROUP : nullptr;
-        bool done = false;
-#if defined(__x86_64__) || defined(_M_X64)
-        if (level > kVdScalar) done = unpack_row_simd(dtype, src, len, q + off, aq + off, s16, mm);
-#endif
-        if (!done) {
-            unpack_scalar(dtype, src, len / be, q + off, s16, mm);
-            for (int64_t i = 0; i < len; ++i) aq[off + i] = (uint8_t)std::abs((int)q[off + i]);
-        }
+        unpack_scalar(dtype, row + (off / be) * bb, len / be, q + off, s16, m ? m + off / VD_GROUP : nullptr);
+        for (int64_t i = 0; i < len; ++i) aq[off + i] = (uint8_t)std::abs((int)q[off + i]);
         float* s = s8 + off / 4;
         for (int64_t c = 0; c < len / VD_CHUNK; ++c)
             for (int l = 0; l < 8; ++l) s[8 * c + l] = s16[2 * c + l / 4];
@@ -304,7 +300,7 @@ static void tile_scalar(int rows, const int8_t* q, const uint8_t*, const float* 
                 for (int l = 0; l < 8; ++l) {
                     int p = 0;
                     for (int k = 0; k < 4; ++k) p += (int)qr[32 * c + 4 * l + k] * (int)x[32 * c + 4 * l + k];
-                    acc[l] = acc[l] + (float)p * (sr[8 * c + l] * dx[c]);
+                    acc[l] = std::fma((float)p, sr[8 * c + l] * dx[c], acc[l]);
                 }
             out[t * ldo + r] = fold8(acc);
         }
@@ -347,6 +343,8 @@ F32TileFn f32_tile_avx2();
 F32TileFn f32_tile_avx512();
 FloatRowsFn float_rows_avx2();
 DequantCanonFn dequant_canon_avx2();
+CanonTileFn canon_tile_avx2();
+CanonTileFn canon_tile_avx512();
 #define VD_PICK(level, avx512, avx2, scalar) \
     ((level) == kVdAvx512 ? (avx512) : (level) == kVdAvx2 ? (avx2) : (scalar))
 #else
@@ -355,6 +353,9 @@ DequantCanonFn dequant_canon_avx2();
 
 TileFn tile_kernel(int level) { return VD_PICK(level, tile_avx512(), tile_avx2(), tile_scalar); }
 F32TileFn f32_tile_kernel(int level) { return VD_PICK(level, f32_tile_avx512(), f32_tile_avx2(), f32_tile_scalar); }
+CanonTileFn canon_tile_kernel(int level) {
+    return VD_PICK(level, canon_tile_avx512(), canon_tile_avx2(), (CanonTileFn) nullptr);
+}
 FloatRowsFn float_rows_kernel(int level) {
     return VD_PICK(level, float_rows_avx2(), float_rows_avx2(), float_rows_scalar);
 }
@@ -366,6 +367,7 @@ DequantCanonFn dequant_canon_kernel(int level) {
 
 constexpr int kTileRows = 4;    // rows unpacked together (shared activation loads)
 constexpr int kTaskRows = 16;   // rows per work item handed to a thread
+constexpr int kFusedTokens = 2;  // f32 activations: at most this many tokens dequantize in registers
 
 void vecdot_matmul(int dtype, const uint8_t* w, int64_t n_out, int64_t n_in, const float* x, int64_t tokens,
                    float* out, int64_t ldo, int threads, int level, bool int8_act) {
@@ -386,11 +388,13 @@ void vecdot_matmul(int dtype, const uint8_t* w, int64_t n_out, int64_t n_in, con
         const FloatRowsFn rows_f32 = float_rows_kernel(level);
         const DequantCanonFn canon = dequant_canon_kernel(level);
         const bool is_int = vecdot_int_supported(dtype);
+        // few tokens: dequantize in registers (no f32 row buffer); more: once per row, reused
+        const CanonTileFn fused = tokens <= kFusedTokens ? canon_tile_kernel(level) : nullptr;
         run_parallel(threads, tasks, [&](int) {
             std::vector<float> wf(dtype == kF32 ? 0 : (size_t)(kTileRows * n_in));
-            std::vector<int8_t> q(is_int ? (size_t)n_in : 0);
+            std::vector<int8_t> q(is_int ? (size_t)(kTileRows * n_in) : 0);
             std::vector<uint8_t> aq(is_int ? (size_t)n_in : 0);
-            std::vector<float> s8(is_int ? (size_t)(n_in / 4) : 0), m(has_min ? (size_t)ng : 0);
+            std::vector<float> s8(is_int ? (size_t)(kTileRows * n_in / 4) : 0), m(has_min ? (size_t)(kTileRows * ng) : 0);
             for (int64_t task; (task = next.fetch_add(1)) < tasks;) {
                 const int64_t r1 = std::min(n_out, (task + 1) * kTaskRows);
                 for (int64_t r = task * kTaskRows; r < r1; r += kTileRows) {
@@ -401,6 +405,12 @@ void vecdot_matmul(int dtype, const uint8_t* w, int64_t n_out, int64_t n_in, con
                     } else if (!is_int) {
                         rows_f32(dtype, w + r * row_bytes, rows, n_in, wf.data());
                         rowsp = wf.data();
+                    } else if (fused) {
+                        for (int j = 0; j < rows; ++j)
+                            unpack_row(dtype, w + (r + j) * row_bytes, n_in, q.data() + j * n_in, aq.data(),
+                                       s8.data() + j * (n_in / 4), has_min ? m.data() + j * ng : nullptr, level);
+                        fused(rows, q.data(), s8.data(), has_min ? m.data() : nullptr, n_in, x, tokens, out + r, ldo);
+                        continue;
                     } else {
                         for (int j = 0; j < rows; ++j) {
                             unpack_row(dtype, w + (r + j) * row_bytes, n_in, q.data(), aq.data(), s8.data(),

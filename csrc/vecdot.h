@@ -18,7 +18,7 @@
 // one token's activation (int8 a, scale dx per 32, xs[g] = dx*Σ_g a) is then defined as:
 //
 //   lane l (0..7) of chunk c (32 elements): p = Σ_{k<4} q[32c+4l+k]·a[32c+4l+k]  (int, exact)
-//   acc[l] = acc[l] + float(p) * (s[(32c+4l)/16] * dx[c])       (chunk order, mul then add)
+//   acc[l] = fma(float(p), s[(32c+4l)/16] * dx[c], acc[l])       (chunk order)
 //   sum = ((acc0+acc4) + (acc2+acc6)) + ((acc1+acc5) + (acc3+acc7))
 //   result = sum - Σ_g (m[g] * xs[g])      (sequential over g; only for types with mins)
 //
@@ -101,6 +101,11 @@ TileFn tile_kernel(int level);
 using F32TileFn = void (*)(int rows, const float* w, int64_t n, const float* x, int64_t tokens, float* out,
                            int64_t ldo);
 F32TileFn f32_tile_kernel(int level);
+// Canonical rows (q, s8, m16 with row strides n, n/4, n/16; m16 may be null) × f32 activations,
+// each weight dequantized in registers exactly as DequantCanonFn would (the decode path).
+using CanonTileFn = void (*)(int rows, const int8_t* q, const float* s8, const float* m16, int64_t n, const float* x,
+                             int64_t tokens, float* out, int64_t ldo);
+CanonTileFn canon_tile_kernel(int level);  // nullptr at the scalar level (dequant + f32 tile is the reference)
 // `rows` rows of a float dtype (F16/BF16/F32) as f32 into dst (row stride n).
 using FloatRowsFn = void (*)(int dtype, const uint8_t* w, int rows, int64_t n, float* dst);
 FloatRowsFn float_rows_kernel(int level);

@@ -2,7 +2,7 @@
 // lanes, 32 registers), plus AVX2 row unpackers for the types the common GGUF mixes use.
 // Per-function target attributes (never -march=native); called only after the CPU check in
 // vecdot.cpp. The integer parts are exact and the float parts repeat vecdot.h's operations
-// in its order (explicit mul/add intrinsics, no FMA), so results equal the scalar reference.
+// in its order (explicit intrinsics, fma where vecdot.h says fma), so results equal the scalar reference.
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
@@ -31,6 +31,14 @@ VD_AVX2 static inline __m256i nibbles(const uint8_t* p) {
     const __m128i m4 = _mm_set1_epi8(0x0F);
     return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
 }
+// The 8 lane scales of one chunk: groups a (lanes 0-3) and b (lanes 4-7).
+VD_AVX2 static inline void put_s(float* s8, float a, float b) {
+    _mm256_storeu_ps(s8, _mm256_set_m128(_mm_set1_ps(b), _mm_set1_ps(a)));
+}
+VD_AVX2 static inline void put_s(float* s8, float a) { _mm256_storeu_ps(s8, _mm256_set1_ps(a)); }
+// f16 -> f32 with F16C (exact; a signalling-NaN scale comes out quiet, a NaN either way)
+VD_AVX2 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
 // 32 bits -> 32 bytes of 0xFF where the bit is set (bit j -> byte j).
 VD_AVX2 static inline __m256i bits_to_bytes(uint32_t bits) {
     const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3,
@@ -45,13 +53,14 @@ VD_AVX2 static inline __m256i q6_hi2(__m256i qh, int sh, __m256i m3) {
     return _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(sh)), m3), 4);
 }
 
+// Writes q, |q|, the expanded lane scales s8 (8 per chunk of 32) and the mins m (per 16).
 VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q, uint8_t* aq, float* s, float* m) {
     switch (dtype) {
         case kQ8_0: {
             const block_q8_0* b = reinterpret_cast<const block_q8_0*>(src);
             for (int64_t i = 0; i < n / 32; ++i) {
                 put32(q + 32 * i, aq + 32 * i, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs)));
-                s[2 * i] = s[2 * i + 1] = f16_to_f32(b[i].d);
+                put_s(s + 8 * i, h2f(b[i].d));
             }
             return true;
         }
@@ -62,7 +71,7 @@ VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q
             for (int64_t i = 0; i < n / 32; ++i) {
                 const __m256i v = nibbles(b[i].qs);
                 put32(q + 32 * i, aq + 32 * i, dtype == kQ4_0 ? _mm256_sub_epi8(v, e8) : _mm256_shuffle_epi8(tbl, v));
-                s[2 * i] = s[2 * i + 1] = f16_to_f32(b[i].d);
+                put_s(s + 8 * i, h2f(b[i].d));
             }
             return true;
         }
@@ -72,15 +81,15 @@ VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q
             for (int64_t i = 0; i < n / 32; ++i) {
                 const __m256i hb = _mm256_and_si256(bits_to_bytes(load_u32(b[i].qh)), h);
                 put32(q + 32 * i, aq + 32 * i, _mm256_sub_epi8(_mm256_or_si256(nibbles(b[i].qs), hb), e16));
-                s[2 * i] = s[2 * i + 1] = f16_to_f32(b[i].d);
+                put_s(s + 8 * i, h2f(b[i].d));
             }
             return true;
         }
         case kQ4_K: {
             const block_q4_K* b = reinterpret_cast<const block_q4_K*>(src);
             const __m256i m4 = _mm256_set1_epi8(0x0F);
-            for (int64_t i = 0; i < n / 256; ++i, q += 256, aq += 256, s += 16, m += 16) {
-                const float d = f16_to_f32(b[i].d), dmin = f16_to_f32(b[i].dmin);
+            for (int64_t i = 0; i < n / 256; ++i, q += 256, aq += 256, s += 64, m += 16) {
+                const float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
                 const uint8_t* sc = b[i].scales;
                 for (int j = 0; j < 8; ++j) {
                     int a, mm;
@@ -91,7 +100,7 @@ VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q
                         a = (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4);
                         mm = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
                     }
-                    s[2 * j] = s[2 * j + 1] = d * (float)a;
+                    put_s(s + 8 * j, d * (float)a);
                     m[2 * j] = m[2 * j + 1] = dmin * (float)mm;
                 }
                 for (int c = 0; c < 4; ++c) {
@@ -105,9 +114,9 @@ VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q
         case kQ6_K: {
             const block_q6_K* b = reinterpret_cast<const block_q6_K*>(src);
             const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3), e32 = _mm256_set1_epi8(32);
-            for (int64_t i = 0; i < n / 256; ++i, q += 256, aq += 256, s += 16) {
-                const float d = f16_to_f32(b[i].d);
-                for (int g = 0; g < 16; ++g) s[g] = d * (float)b[i].scales[g];
+            for (int64_t i = 0; i < n / 256; ++i, q += 256, aq += 256, s += 64) {
+                const float d = h2f(b[i].d);
+                for (int c = 0; c < 8; ++c) put_s(s + 8 * c, d * (float)b[i].scales[2 * c], d * (float)b[i].scales[2 * c + 1]);
                 for (int h = 0; h < 2; ++h) {
                     const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].ql + 64 * h));
                     const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].ql + 64 * h + 32));
@@ -189,6 +198,8 @@ TileFn tile_avx2() { return avx2::tile_any; }
 TileFn tile_avx512() { return avx512::tile_any; }
 F32TileFn f32_tile_avx2() { return avx2::f32_tile_any; }
 F32TileFn f32_tile_avx512() { return avx512::f32_tile_any; }
+CanonTileFn canon_tile_avx2() { return avx2::canon_tile_any; }
+CanonTileFn canon_tile_avx512() { return avx512::canon_tile_any; }
 
 }  // namespace aprqa
 #endif

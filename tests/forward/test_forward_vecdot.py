@@ -63,9 +63,10 @@ def test_unpacked_form_is_the_dequantized_weight(dt):
         assert np.array_equal(y, w), f"{dt.lname} level {level}"
 
 
+@pytest.mark.parametrize("tokens", [1, 7], ids=["decode", "prefill"])  # 1: dequantized in registers
 @pytest.mark.parametrize("dt", list(BLOCKS), ids=lambda d: d.lname)
-def test_every_level_and_thread_count_is_bit_equal_to_the_scalar_reference(dt):
-    rows, n_in, tokens = 37, 512, 7  # 37 rows: partial row tiles; 7 tokens: partial token tiles
+def test_every_level_and_thread_count_is_bit_equal_to_the_scalar_reference(dt, tokens):
+    rows, n_in = 37, 512  # 37 rows: partial row tiles; 7 tokens: partial token tiles
     raw = random_rows(dt, rows, n_in, seed=2)
     x = _x(tokens, n_in)
     for int8_act in (True, False):
@@ -100,7 +101,7 @@ def test_int8_activations_give_the_dequantized_product_within_float_rounding(dt)
     main = (np.repeat(s, 16, axis=1) * q).astype(np.float64)              # [rows, n], exact in f32
     exact = xhat @ main.T
     mag = np.abs(xhat) @ np.abs(main).T
-    # Float32 error of the defined evaluation: each term s*dx and p*(s*dx) rounds twice (2u),
+    # Float32 error of the defined evaluation: each term rounds at most twice (s*dx, then the fma: 2u),
     # each lane sums n/256 terms ((n/256)u), the 8-lane fold adds 3 more roundings: a first-order
     # bound of (n/256 + 5)·u·Σ|terms|. The min term: n/16 products summed sequentially,
     # (n/16 + 2)·u·Σ|m·xs|, and the final subtraction one more rounding of the result.
