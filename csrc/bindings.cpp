@@ -20,6 +20,8 @@
 namespace py = pybind11;
 using namespace aprqa;
 
+namespace aprqa { void register_vecdot(py::module_& m); }  // vecdot_bind.cpp
+
 namespace {
 
 // simd: -1 = process default, 0 = force scalar, 1 = SIMD when available.
@@ -103,6 +105,7 @@ PYBIND11_MODULE(_core, m) {
     // Typed exceptions: std::invalid_argument is a ValueError (pybind11's default); an unknown or
     // unsupported dtype is its own subclass so callers map it without matching message text.
     py::register_exception<dtype_error>(m, "DTypeError", PyExc_ValueError);
+    register_vecdot(m);
 
     m.def(
         "dtype_table",

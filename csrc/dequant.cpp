@@ -14,10 +14,10 @@
 #include "dequant_iq.h"
 #include "dtypes.h"
 #include "half.h"
+#include "iq4nl.h"
 
 namespace aprqa {
 
-static const int8_t kIQ4NL[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 static const int8_t kMxfp4Values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
 // ---- plain types -------------------------------------------------------------

@@ -11,6 +11,9 @@ a queue instead lose nothing under load and still use every core when it is idle
 Independent matmuls on one input (q/k/v, gate/up) are one job over their stacked rows,
 so one hand-off covers all of them and no weight is concatenated (no copy of a
 zero-copy F32 view).
+
+Quantized weights arrive as ``PackedWeight`` (their stored bytes) and go to the native
+matmul (``kernels.matmul``), which threads across rows itself in a persistent pool.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from . import kernels
+from .packed import PackedWeight, unpermute_rope_cols
 
 # Row ranges handed to workers start on multiples of this (whole SIMD panels for the GEMM).
 _ROW_ALIGN = 16
@@ -37,11 +41,16 @@ class NumpyBackend:
     Args:
         threads: workers for matmuls and row-wise kernels (default: the CPUs this
             process may run on).
+        int8_act: quantized weights multiply activations quantized to int8 blocks (ggml's
+            scheme: what llama.cpp computes, and faster) instead of float32 activations
+            (the default: the dequantized model's product within float32 rounding).
     """
 
     name = "cpu"
+    packed = True  # takes PackedWeight matrices (ModelWeights.layer(i, packed=True))
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, int8_act: bool = False) -> None:
+        self.int8_act = bool(int8_act)
         if threads is None:
             threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.threads = max(1, int(threads))
@@ -102,9 +111,25 @@ class NumpyBackend:
 
         self._parallel(offs[-1], work, _ROW_ALIGN)
 
-    def linears(self, x: np.ndarray, ws: Sequence[np.ndarray],
+    def packed_linear(self, x: np.ndarray, w: PackedWeight, b: np.ndarray | None = None,
+                      out: np.ndarray | None = None) -> np.ndarray:
+        """``x·Wᵀ + b`` for a packed weight (native matmul, rows threaded in the core's pool)."""
+        y = kernels.matmul(w.raw, w.dtype, w.shape[0], w.shape[1], x, out, threads=self.threads,
+                           int8_act=self.int8_act)
+        if w.rope_heads is not None:
+            y = unpermute_rope_cols(y, w.rope_heads)
+        if b is not None:
+            y += b
+        return y
+
+    def linears(self, x: np.ndarray, ws: Sequence[Any],
                 bs: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
         """``[x·Wᵢᵀ + bᵢ]`` for every weight ``Wᵢ`` (``[out_i, in]``) in one parallel job; each ``[T, out_i]``."""
+        if any(isinstance(w, PackedWeight) for w in ws):
+            bs = bs if bs is not None else [None] * len(ws)
+            x = np.ascontiguousarray(x, dtype=np.float32)
+            return [self.packed_linear(x, w, b) if isinstance(w, PackedWeight) else self.linears(x, [w], [b])[0]
+                    for w, b in zip(ws, bs)]
         out_t = np.empty((sum(w.shape[0] for w in ws), x.shape[0]), np.float32)
         self._rows_times(ws, x, out_t)
         ys, r0 = [], 0

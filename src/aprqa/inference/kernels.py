@@ -1,7 +1,10 @@
-"""Numba kernels of the CPU forward pass: RMSNorm, RoPE, SiLU·gate, causal softmax.
+"""Kernels of the CPU forward pass: the native quantized matmul (``matmul``), and numba
+kernels for RMSNorm, RoPE, SiLU·gate and the causal softmax.
 
-Matmuls stay with numpy's BLAS; these are the element-wise and row-wise steps
-between them, fused so that no full-size temporaries are made. Every kernel
+``matmul`` multiplies weight rows straight from their stored bytes (``_core.matmul_q``:
+quantized rows against int8-quantized activations as ggml does, float rows against f32);
+the numba kernels are the element-wise and row-wise steps between the matmuls, fused so
+that no full-size temporaries are made. Every kernel
 accumulates in float64 where it reduces (RMSNorm, softmax sums) and writes float32.
 Shapes are checked by the Python wrappers before the compiled code runs.
 """
@@ -13,6 +16,11 @@ from pathlib import Path
 
 import numba as nb
 import numpy as np
+
+from .. import _core
+from ..core import _call
+from ..dtypes import DType
+from ..errors import UsageError
 
 
 def _cache_enabled() -> bool:
@@ -143,6 +151,50 @@ def softmax_causal(scores: np.ndarray, first_pos: int) -> np.ndarray:
                          f"{scores.shape}")
     _softmax_causal(scores, int(first_pos))
     return scores
+
+
+def matmul_supported(dtype: DType, n_in: int) -> bool:
+    """Whether ``matmul`` takes rows of ``n_in`` elements of ``dtype`` from their stored bytes."""
+    return bool(_core.vecdot_supported(int(dtype))) and n_in % int(_core.vecdot_row_multiple(int(dtype))) == 0
+
+
+def matmul_levels() -> list[str]:
+    """The ``matmul`` kernel levels this CPU runs (index = ``level``): "scalar", then "avx2", "avx512"."""
+    return list(_core.vecdot_levels())
+
+
+def matmul(raw: np.ndarray, dtype: DType, n_out: int, n_in: int, x: np.ndarray, out: np.ndarray | None = None,
+           *, threads: int = 0, level: int = -1, int8_act: bool = False) -> np.ndarray:
+    """``x · Wᵀ`` (``[T, n_out]`` float32) for a weight ``W [n_out, n_in]`` given as its raw row-major bytes.
+
+    By default quantized rows are dequantized in cache (bit-equal to ``core.dequantize``) and
+    multiply ``x`` as float32: the dequantize-then-matmul product within float32 rounding. With
+    ``int8_act`` they multiply ``x`` quantized to int8 blocks of 32 with an f32 scale (ggml's
+    scheme, what llama.cpp computes: exact integer block sums, one float multiply-add per 32
+    products; faster, and off by the activations' rounding). F32/F16/BF16 rows always use
+    float32. ``out`` may be a column block of a wider C-contiguous array (its row stride is
+    used). ``threads``: 0 = the core's default; ``level``: -1 = best.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != n_in:
+        raise UsageError(f"matmul: x has shape {x.shape}, expected [tokens, {n_in}]")
+    if out is None:
+        out = np.empty((x.shape[0], n_out), np.float32)
+        ldo = n_out
+    else:
+        if out.dtype != np.float32 or out.ndim != 2 or out.shape != (x.shape[0], n_out) or out.strides[1] != 4:
+            raise UsageError(f"matmul: out must be float32 [{x.shape[0]}, {n_out}] with unit column stride")
+        ldo = out.strides[0] // 4
+    # the core checks sizes against the buffer it is given: hand it the whole rows of `out`
+    base = out if out.flags.c_contiguous else _row_span(out, ldo)
+    _call(_core.matmul_q, raw, int(dtype), n_out, n_in, x, x.shape[0], base, ldo, threads, level, int8_act)
+    return out
+
+
+def _row_span(out: np.ndarray, ldo: int) -> np.ndarray:
+    """The contiguous float32 span from ``out[0, 0]`` to its last element (``out`` a column block)."""
+    n = (out.shape[0] - 1) * ldo + out.shape[1]
+    return np.lib.stride_tricks.as_strided(out, shape=(n,), strides=(4,), writeable=True)
 
 
 def warm_up() -> None:

@@ -64,6 +64,7 @@ class LlamaRunner:
         self.weights = weights
         self.cfg = weights.config
         self.backend = backend if backend is not None else NumpyBackend()
+        self._packed = bool(getattr(self.backend, "packed", False))
 
     # ----------------------------------------------------------------- blocks
     def _attn(self, h: Any, lw: LayerWeights, cache: KVCache | None, pos0: int, cos: Any, sin: Any) -> Any:
@@ -135,7 +136,7 @@ class LlamaRunner:
             h = h * np.float32(self.cfg.embed_scale)
         yield -1, "embed", h
         for i in range(self.cfg.num_layers):
-            lw = be.layer(self.weights.layer(i))
+            lw = be.layer(self.weights.layer(i, packed=self._packed))
             with be.compute():
                 h = self._attn(h, lw, cache, pos0, cos, sin)
             yield i, "attn", h
@@ -151,10 +152,14 @@ class LlamaRunner:
         be = self.backend
         x = be.rmsnorm(h, be.asarray(self.weights.final_norm()), self.cfg.rms_eps)
         out = np.empty((x.shape[0], self.weights.head_info().shape[0]), np.float32)  # [T, vocab]
-        for r0, r1, w in self.weights.head_chunks():
-            with be.compute():
-                be.head_rows(x, be.asarray(w), out[:, r0:r1])
-            del w
+        head = self.weights.head() if self._packed else None
+        if head is not None:
+            be.packed_linear(x, head, out=out)
+        else:
+            for r0, r1, w in self.weights.head_chunks():
+                with be.compute():
+                    be.head_rows(x, be.asarray(w), out[:, r0:r1])
+                del w
         bias = self.weights.head_bias()
         if bias is not None:
             out += bias

@@ -1,10 +1,13 @@
 """Layer-streamed float32 weights of a llama-family model.
 
 ``ModelWeights`` wraps an opened ``Model`` and hands out one transformer block at a
-time (``layer(i) -> LayerWeights``), dequantized through ``aprqa.core``; nothing
-else is kept, so peak memory is about one block of float32 weights. Embedding rows
-are dequantized only for the token ids in use, and the LM head is streamed in row
-chunks (``head_chunks``), never materialised whole.
+time (``layer(i) -> LayerWeights``). With ``packed=True`` (the CPU backend) every
+quantized matrix stays in the memory map as a ``PackedWeight`` that the native matmul
+multiplies block by block, so no weight is ever expanded to float32; otherwise (the
+torch backend) a block is dequantized through ``aprqa.core`` when asked for, and peak
+memory is about one block of float32 weights. Embedding rows are dequantized only for
+the token ids in use; the LM head is either packed or streamed in row chunks
+(``head_chunks``), never materialised whole.
 
 Two facts about formats live here and nowhere else in forward/:
 
@@ -20,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -31,6 +34,7 @@ from ..errors import UsageError
 from ..formats import open_model
 from ..formats.model import Model, TensorInfo
 from .family_facts import family_facts
+from .packed import PackedWeight, packable, permute_rope_rows, unpermute_rope_rows  # noqa: F401 (re-exported)
 
 SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3")
 # LM-head chunk budget: rows per chunk = this many bytes of float32 / hidden size.
@@ -67,30 +71,6 @@ def dequantize_rows(info: TensorInfo, start: int, stop: int, out: np.ndarray | N
     # the TensorInfo itself, not its bytes: a row-padded payload is read row by row
     res = core.dequantize_rows(info, info.dtype, info.shape, start, stop, out=out)
     return np.asarray(res, dtype=np.float32).reshape(stop - start, info.shape[1])
-
-
-def unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """Undo llama.cpp's Q/K row permutation (adjacent pairs -> split halves), per head.
-
-    Within each head, stored row ``2i`` is HF row ``i`` and stored row ``2i+1`` is HF row
-    ``i + head_dim/2``. Works for weights ``[rows, in]`` and biases ``[rows]``.
-    """
-    rows = w.shape[0]
-    if rows % (2 * n_heads):
-        raise UsageError(f"Q/K rows ({rows}) are not a multiple of 2 × {n_heads} heads")
-    half = rows // n_heads // 2
-    rest = w.shape[1:]
-    return np.ascontiguousarray(w.reshape(n_heads, half, 2, *rest).swapaxes(1, 2).reshape(w.shape))
-
-
-def permute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """llama.cpp's Q/K permutation (split halves -> adjacent pairs); the inverse of ``unpermute_rope_rows``."""
-    rows = w.shape[0]
-    if rows % (2 * n_heads):
-        raise UsageError(f"Q/K rows ({rows}) are not a multiple of 2 × {n_heads} heads")
-    half = rows // n_heads // 2
-    rest = w.shape[1:]
-    return np.ascontiguousarray(w.reshape(n_heads, 2, half, *rest).swapaxes(1, 2).reshape(w.shape))
 
 
 @dataclass(frozen=True)
@@ -183,6 +163,7 @@ class ModelWeights:
     reuse_buffers: bool = False
     config: ForwardConfig = field(init=False)
     _pool: dict = field(init=False, default_factory=dict, repr=False)
+    _packed: dict = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.config = self._resolve()
@@ -276,15 +257,19 @@ class ModelWeights:
         )
 
     # ------------------------------------------------------------------ access
-    def _get(self, name: str, optional: bool = False) -> np.ndarray | None:
+    def _get(self, name: str, optional: bool = False, packed: bool = False,
+             fresh: bool = False) -> np.ndarray | PackedWeight | None:
         if optional and name not in self.model.tensors:
             return None
         info = self._t(name)
+        permuted = archreg.rope_permuted(name, self.config.architecture, self.model.format)
+        heads = (self.config.num_heads if ".q_proj." in name else self.config.num_kv_heads) if permuted else None
+        if packed and packable(info):
+            return PackedWeight(name, info.raw(), info.dtype, (info.shape[0], info.shape[1]), heads)
         role = re.sub(r"^model\.layers\.\d+\.", "", name)
-        w = dequantize_full(info, None if info.dtype is DType.F32 else self._buffer(role, info.shape))
-        if archreg.rope_permuted(name, self.config.architecture, self.model.format):
-            n = self.config.num_heads if ".q_proj." in name else self.config.num_kv_heads
-            w = unpermute_rope_rows(w, n)
+        w = dequantize_full(info, None if info.dtype is DType.F32 or fresh else self._buffer(role, info.shape))
+        if heads is not None:
+            w = unpermute_rope_rows(w, heads)
         if self.config.norm_one_plus and name.endswith("norm.weight"):
             # HF value (a gemma GGUF stores 1 + w), then the 1 + w the norm multiplies by, in float32
             # in the order transformers computes it.
@@ -292,15 +277,33 @@ class ModelWeights:
             w = (w - np.float32(off) if off else w) + np.float32(1.0)
         return w
 
-    def layer(self, i: int) -> LayerWeights:
-        """Block ``i`` dequantized to float32 (fresh arrays, except zero-copy F32 views)."""
+    def layer(self, i: int, packed: bool = False) -> LayerWeights:
+        """Block ``i``: float32 arrays (zero-copy views for F32), or with ``packed`` its quantized
+        matrices as ``PackedWeight`` (kept between calls: they are views of the memory map)."""
         if not 0 <= i < self.config.num_layers:
             raise UsageError(f"layer {i} out of range (model has {self.config.num_layers})")
+        if not packed:
+            return self._layer(i, False, False)
+        lw = self._packed.get(i)
+        if lw is None:
+            # kept only when every matrix is packed: then the block holds views and small 1-D arrays
+            p = f"model.layers.{i}."
+            keep = all(packable(t) for n, t in self.model.tensors.items()
+                       if n.startswith(p) and n.endswith("proj.weight"))
+            lw = self._layer(i, True, keep)
+            if keep:
+                self._packed[i] = lw
+        return lw
+
+    def _layer(self, i: int, packed: bool, fresh: bool) -> LayerWeights:
         p = f"model.layers.{i}."
-        g = self._get
         sandwich = self.config.sandwich_norms
+
+        def g(name: str, optional: bool = False) -> Any:
+            return self._get(name, optional, packed=packed and name.endswith("proj.weight"), fresh=fresh)
+
         if p + "self_attn.qkv_proj.weight" in self.model.tensors:
-            return self._fused_layer(i)
+            return self._fused_layer(i, g)
         return LayerWeights(
             index=i,
             attn_norm=g(p + "input_layernorm.weight"), q=g(p + "self_attn.q_proj.weight"),
@@ -315,18 +318,18 @@ class ModelWeights:
             q_norm=g(p + "self_attn.q_norm.weight", True), k_norm=g(p + "self_attn.k_norm.weight", True),
         )
 
-    def _fused_layer(self, i: int) -> LayerWeights:
+    def _fused_layer(self, i: int, g: Any) -> LayerWeights:
         """phi3: rows of qkv_proj are q, k, v; rows of gate_up_proj are gate, up (HF's split)."""
-        p, c, g = f"model.layers.{i}.", self.config, self._get
+        p, c = f"model.layers.{i}.", self.config
         qkv = g(p + "self_attn.qkv_proj.weight")
         nq, nk = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
         gate_up = g(p + "mlp.gate_up_proj.weight")
         ff = gate_up.shape[0] // 2
         return LayerWeights(
             index=i, attn_norm=g(p + "input_layernorm.weight"),
-            q=qkv[:nq], k=qkv[nq:nq + nk], v=qkv[nq + nk:], o=g(p + "self_attn.o_proj.weight"),
-            mlp_norm=g(p + "post_attention_layernorm.weight"), gate=gate_up[:ff], up=gate_up[ff:],
-            down=g(p + "mlp.down_proj.weight"))
+            q=_rows(qkv, 0, nq), k=_rows(qkv, nq, nq + nk), v=_rows(qkv, nq + nk, qkv.shape[0]),
+            o=g(p + "self_attn.o_proj.weight"), mlp_norm=g(p + "post_attention_layernorm.weight"),
+            gate=_rows(gate_up, 0, ff), up=_rows(gate_up, ff, 2 * ff), down=g(p + "mlp.down_proj.weight"))
 
     def final_norm(self) -> np.ndarray:
         return self._get("model.norm.weight")
@@ -345,6 +348,11 @@ class ModelWeights:
             row = dequantize_rows(info, int(tok), int(tok) + 1)
             out[inverse == j] = row[0]
         return out
+
+    def head(self) -> PackedWeight | None:
+        """The LM head (tied: the embedding) as a ``PackedWeight``, or None when it is not packable."""
+        info = self.head_info()
+        return self._get(info.name, packed=True) if packable(info) else None
 
     def head_info(self) -> TensorInfo:
         name = "model.embed_tokens.weight" if self.config.tied_embeddings else "lm_head.weight"
@@ -367,6 +375,11 @@ class ModelWeights:
 
     def head_bias(self) -> np.ndarray | None:
         return self._get("lm_head.bias", True)
+
+
+def _rows(w: Any, start: int, stop: int) -> Any:
+    """Rows ``[start, stop)`` of a float32 array or a ``PackedWeight``."""
+    return w.rows(start, stop) if isinstance(w, PackedWeight) else w[start:stop]
 
 
 def open_weights(model: Model | str | Path) -> ModelWeights:

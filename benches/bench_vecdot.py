@@ -1,0 +1,183 @@
+"""Benchmark: the native matmul kernels per block type, each SIMD level against its scalar
+reference and against ggml's own ``vec_dot`` (and dequantization against ggml's ``to_float``).
+
+For each type: a ``[rows, n]`` weight of random blocks and one activation row (decode shape).
+Rows: aprqa ``matmul`` at every level (scalar, avx2, avx512) with int8 activations (ggml's
+scheme) and with f32 activations (exact), one thread; ggml's ``vec_dot`` from its CPU type
+traits (``ggml_get_type_traits_cpu`` in the libggml-cpu that ships in llama-cpp-python), called
+once per row through ctypes on the activation row quantized by ggml's own ``from_float``.
+Dequantization: ``core.dequantize`` scalar vs SIMD vs ggml's ``to_float`` on 16 Mi elements.
+Timings: median of ``--repeat`` interleaved rounds; figures in G weights/s; ratio vs scalar and
+vs ggml from the same round.
+
+    python benches/bench_vecdot.py            # 64 rows × 65536
+    python benches/bench_vecdot.py --smoke    # tiny, for the tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+TYPES = ["q8_0", "q4_0", "q5_0", "iq4_nl", "q4_k", "q5_k", "q6_k", "q2_k", "q3_k", "iq4_xs"]
+DEQUANT = ["q4_k", "q6_k", "q8_0", "q5_0"]
+
+
+def _ggml_cpu():
+    """(vec_dot, from_float, vec_dot_type) getter on ggml's CPU type traits, or None without llama_cpp."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    libdir = Path(llama_cpp.__file__).parent / "lib"
+    p = libdir / "libggml-cpu.so"
+    if not p.exists():
+        return None
+    ctypes.CDLL(str(libdir / "libggml-base.so"), mode=ctypes.RTLD_GLOBAL)
+    lib = ctypes.CDLL(str(p))
+
+    class Traits(ctypes.Structure):  # ggml-cpu.h struct ggml_type_traits_cpu (field order is the ABI)
+        _fields_ = [("from_float", ctypes.c_void_p), ("vec_dot", ctypes.c_void_p), ("vec_dot_type", ctypes.c_int),
+                    ("nrows", ctypes.c_int64)]
+
+    lib.ggml_cpu_init()
+    lib.ggml_get_type_traits_cpu.restype = ctypes.POINTER(Traits)
+    lib.ggml_get_type_traits_cpu.argtypes = [ctypes.c_int]
+    return lambda t: lib.ggml_get_type_traits_cpu(t).contents
+
+
+VEC_DOT = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t,
+                           ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+FROM_FLOAT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+
+
+def _timed(fn, n_weights: int) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return n_weights / (time.perf_counter() - t0) / 1e9
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--repeat", type=int, default=None)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT / "tests" / "forward"))
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_forward_vecdot import random_rows  # the tests' random-block generator
+
+    from aprqa.dtypes import DType, dtype_from_name, payload_nbytes
+    from aprqa.inference.kernels import matmul, matmul_levels
+
+    rows, n = (8, 512) if a.smoke else (64, 65536)  # long rows: ggml is called once per row through ctypes
+    repeat = a.repeat or (1 if a.smoke else 5)
+    traits = _ggml_cpu()
+    x = np.random.default_rng(0).standard_normal((1, n)).astype(np.float32)
+    levels = matmul_levels()
+    out_rows = []
+    load_before = os.getloadavg()
+    for name in TYPES:
+        dt = dtype_from_name(name)
+        raw = random_rows(dt, rows, n)
+        runs: dict[str, object] = {}
+        for li, lv in enumerate(levels):
+            runs[f"int8 {lv}"] = (lambda li=li: matmul(raw, dt, rows, n, x, threads=1, level=li, int8_act=True))
+            runs[f"f32 {lv}"] = (lambda li=li: matmul(raw, dt, rows, n, x, threads=1, level=li))
+        if traits is not None:
+            t = traits(int(dt))
+            if t.vec_dot:
+                vt = traits(t.vec_dot_type)
+                yq = np.zeros(payload_nbytes(DType(t.vec_dot_type), n), np.uint8) if vt.from_float else None
+                if yq is not None:
+                    FROM_FLOAT(vt.from_float)(x.ctypes.data, yq.ctypes.data, n)
+                    vd = VEC_DOT(t.vec_dot)
+                    rb = raw.nbytes // rows
+                    s = ctypes.c_float()
+                    base = raw.ctypes.data
+
+                    def ggml(vd=vd, rb=rb, base=base, yq=yq, s=s) -> None:
+                        ptr = ctypes.byref(s)
+                        for r in range(rows):
+                            vd(n, ptr, 0, base + r * rb, 0, yq.ctypes.data, 0, 1)
+                    runs["ggml vec_dot"] = ggml
+        got: dict[str, list[float]] = {k: [] for k in runs}
+        for fn in runs.values():  # warm-up
+            fn()
+        for _ in range(repeat):
+            for k, fn in runs.items():
+                got[k].append(_timed(fn, rows * n))
+        med = {k: statistics.median(v) for k, v in got.items()}
+        for k, v in med.items():
+            mode = k.split()[0]
+            r = {"type": name, "kernel": k, "gw_s": v}
+            if k.endswith("scalar") is False and mode in ("int8", "f32"):
+                r["vs_scalar"] = v / med[f"{mode} scalar"]
+            if "ggml vec_dot" in med and k != "ggml vec_dot":
+                r["vs_ggml"] = v / med["ggml vec_dot"]
+            out_rows.append(r)
+    deq_rows = _dequant(traits is not None, a.smoke, repeat)
+    result = {"rows": rows, "n": n, "repeat": repeat, "levels": levels, "ggml": traits is not None,
+              "load_before": load_before, "load_after": os.getloadavg(), "matmul": out_rows, "dequant": deq_rows}
+    if a.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    la = " ".join(f"{v:.1f}" for v in load_before) + " -> " + " ".join(f"{v:.1f}" for v in result["load_after"])
+    print(f"matmul of [{rows}, {n}] × one token, 1 thread, median of {repeat} interleaved rounds; load average {la}")
+    print(f"{'type':7s} {'kernel':14s} {'G weights/s':>11s} {'vs scalar':>9s} {'vs ggml':>8s}")
+    for r in out_rows:
+        f = (lambda k: f"{r[k]:.2f}x" if k in r else "")
+        print(f"{r['type']:7s} {r['kernel']:14s} {r['gw_s']:11.2f} {f('vs_scalar'):>9s} {f('vs_ggml'):>8s}")
+    print("dequantize (whole tensor, 1 thread): G elements/s")
+    for r in deq_rows:
+        print(f"{r['type']:7s} scalar {r['scalar']:6.2f}  simd {r['simd']:6.2f} ({r['simd'] / r['scalar']:.2f}x)"
+              + (f"  ggml to_float {r['ggml']:6.2f} (simd {r['simd'] / r['ggml']:.2f}x)" if "ggml" in r else ""))
+    return 0
+
+
+def _dequant(with_ggml: bool, smoke: bool, repeat: int) -> list[dict]:
+    from test_forward_vecdot import random_rows
+
+    from aprqa import core
+    from aprqa.dtypes import dtype_from_name
+
+    n = (1 << 16) if smoke else (1 << 24)
+    out = []
+    for name in DEQUANT:
+        dt = dtype_from_name(name)
+        raw = random_rows(dt, 1, n)
+        dst = np.empty(n, np.float32)
+
+        def ours(simd: bool) -> None:
+            core.set_simd(simd)
+            try:
+                core.dequantize(raw, dt, (n,), out=dst, threads=1)
+            finally:
+                core.set_simd(True)
+        runs = {"scalar": lambda: ours(False), "simd": lambda: ours(True)}
+        if with_ggml:
+            sys.path.insert(0, str(ROOT / "tests" / "helpers"))
+            import llamacpp_quant
+
+            runs["ggml"] = lambda: llamacpp_quant.to_float(raw, int(dt), n)
+        got = {k: [] for k in runs}
+        for fn in runs.values():
+            fn()
+        for _ in range(repeat):
+            for k, fn in runs.items():
+                got[k].append(_timed(fn, n))
+        out.append({"type": name, **{k: statistics.median(v) for k, v in got.items()}})
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())

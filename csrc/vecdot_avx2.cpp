@@ -1,0 +1,205 @@
+// SIMD vec_dot kernels: AVX2 (maddubs + madd) and AVX-512 (VL+BW+VNNI: vpdpbusd on 256-bit
+// lanes, 32 registers), plus AVX2 row unpackers for the types the common GGUF mixes use.
+// Per-function target attributes (never -march=native); called only after the CPU check in
+// vecdot.cpp. The integer parts are exact and the float parts repeat vecdot.h's operations
+// in its order (explicit intrinsics, fma where vecdot.h says fma), so results equal the scalar reference.
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "blocks.h"
+#include "dtypes.h"
+#include "half.h"
+#include "iq4nl.h"
+#include "vecdot.h"
+
+namespace aprqa {
+
+#define VD_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+// ---- unpackers (AVX2): q, |q| and the per-16 scales s16 (and mins) of `n` elements -------------
+
+VD_AVX2 static inline void put32(int8_t* q, uint8_t* aq, __m256i v) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), v);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(aq), _mm256_abs_epi8(v));
+}
+// 16 packed bytes -> 32 bytes: low nibbles then high nibbles.
+VD_AVX2 static inline __m256i nibbles(const uint8_t* p) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i m4 = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m4), _mm_and_si128(v, m4));
+}
+// The 8 lane scales of one chunk: groups a (lanes 0-3) and b (lanes 4-7).
+VD_AVX2 static inline void put_s(float* s8, float a, float b) {
+    _mm256_storeu_ps(s8, _mm256_set_m128(_mm_set1_ps(b), _mm_set1_ps(a)));
+}
+VD_AVX2 static inline void put_s(float* s8, float a) { _mm256_storeu_ps(s8, _mm256_set1_ps(a)); }
+// f16 -> f32 with F16C (exact; a signalling-NaN scale comes out quiet, a NaN either way)
+VD_AVX2 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+// 32 bits -> 32 bytes of 0xFF where the bit is set (bit j -> byte j).
+VD_AVX2 static inline __m256i bits_to_bytes(uint32_t bits) {
+    const __m256i shuf = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3,
+                                          3, 3, 3, 3, 3, 3, 3);
+    const __m256i sel = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), shuf);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(v, sel), sel);
+}
+
+// Bits sh, sh+1 of each qh byte, moved to bits 4-5 (Q6_K's high bits).
+VD_AVX2 static inline __m256i q6_hi2(__m256i qh, int sh, __m256i m3) {
+    return _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(sh)), m3), 4);
+}
+
+// Writes q, |q|, the expanded lane scales s8 (8 per chunk of 32) and the mins m (per 16).
+VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q, uint8_t* aq, float* s, float* m) {
+    switch (dtype) {
+        case kQ8_0: {
+            const block_q8_0* b = reinterpret_cast<const block_q8_0*>(src);
+            for (int64_t i = 0; i < n / 32; ++i) {
+                put32(q + 32 * i, aq + 32 * i, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs)));
+                put_s(s + 8 * i, h2f(b[i].d));
+            }
+            return true;
+        }
+        case kQ4_0: case kIQ4_NL: {
+            const block_q4_0* b = reinterpret_cast<const block_q4_0*>(src);
+            const __m256i e8 = _mm256_set1_epi8(8);
+            const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NL)));
+            for (int64_t i = 0; i < n / 32; ++i) {
+                const __m256i v = nibbles(b[i].qs);
+                put32(q + 32 * i, aq + 32 * i, dtype == kQ4_0 ? _mm256_sub_epi8(v, e8) : _mm256_shuffle_epi8(tbl, v));
+                put_s(s + 8 * i, h2f(b[i].d));
+            }
+            return true;
+        }
+        case kQ5_0: {
+            const block_q5_0* b = reinterpret_cast<const block_q5_0*>(src);
+            const __m256i h = _mm256_set1_epi8(0x10), e16 = _mm256_set1_epi8(16);
+            for (int64_t i = 0; i < n / 32; ++i) {
+                const __m256i hb = _mm256_and_si256(bits_to_bytes(load_u32(b[i].qh)), h);
+                put32(q + 32 * i, aq + 32 * i, _mm256_sub_epi8(_mm256_or_si256(nibbles(b[i].qs), hb), e16));
+                put_s(s + 8 * i, h2f(b[i].d));
+            }
+            return true;
+        }
+        case kQ4_K: {
+            const block_q4_K* b = reinterpret_cast<const block_q4_K*>(src);
+            const __m256i m4 = _mm256_set1_epi8(0x0F);
+            for (int64_t i = 0; i < n / 256; ++i, q += 256, aq += 256, s += 64, m += 16) {
+                const float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+                const uint8_t* sc = b[i].scales;
+                for (int j = 0; j < 8; ++j) {
+                    int a, mm;
+                    if (j < 4) {
+                        a = sc[j] & 63;
+                        mm = sc[j + 4] & 63;
+                    } else {
+                        a = (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4);
+                        mm = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
+                    }
+                    put_s(s + 8 * j, d * (float)a);
+                    m[2 * j] = m[2 * j + 1] = dmin * (float)mm;
+                }
+                for (int c = 0; c < 4; ++c) {
+                    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * c));
+                    put32(q + 64 * c, aq + 64 * c, _mm256_and_si256(v, m4));
+                    put32(q + 64 * c + 32, aq + 64 * c + 32, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+                }
+            }
+            return true;
+        }
+        case kQ6_K: {
+            const block_q6_K* b = reinterpret_cast<const block_q6_K*>(src);
+            const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3), e32 = _mm256_set1_epi8(32);
+            for (int64_t i = 0; i < n / 256; ++i, q += 256, aq += 256, s += 64) {
+                const float d = h2f(b[i].d);
+                for (int c = 0; c < 8; ++c) put_s(s + 8 * c, d * (float)b[i].scales[2 * c], d * (float)b[i].scales[2 * c + 1]);
+                for (int h = 0; h < 2; ++h) {
+                    const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].ql + 64 * h));
+                    const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].ql + 64 * h + 32));
+                    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qh + 32 * h));
+                    const __m256i v[4] = {
+                        _mm256_or_si256(_mm256_and_si256(l0, m4), q6_hi2(qh, 0, m3)),
+                        _mm256_or_si256(_mm256_and_si256(l1, m4), q6_hi2(qh, 2, m3)),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), q6_hi2(qh, 4, m3)),
+                        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), q6_hi2(qh, 6, m3)),
+                    };
+                    for (int k = 0; k < 4; ++k) put32(q + 128 * h + 32 * k, aq + 128 * h + 32 * k, _mm256_sub_epi8(v[k], e32));
+                }
+            }
+            return true;
+        }
+        default:
+            return false;  // the scalar unpacker serves the other types
+    }
+}
+
+// ---- rows to f32 (F16/BF16 rows; quantized rows from their canonical form) ---------------------
+
+VD_AVX2 static void float_rows(int dtype, const uint8_t* w, int rows, int64_t n, float* dst) {
+    const int64_t total = rows * n, n8 = total / 8 * 8;
+    for (int64_t i = 0; i < n8; i += 8) {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 2 * i));
+        _mm256_storeu_ps(dst + i, dtype == kF16 ? _mm256_cvtph_ps(h)
+                                                : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
+    }
+    for (int64_t i = n8; i < total; ++i)
+        dst[i] = dtype == kF16 ? f16_to_f32(load_u16(w + 2 * i)) : bf16_to_f32(load_u16(w + 2 * i));
+}
+FloatRowsFn float_rows_avx2() { return float_rows; }
+
+VD_AVX2 static void dequant_canon(const int8_t* q, const float* s8, const float* m16, int64_t n, float* dst) {
+    for (int64_t g = 0; g < n / 16; ++g) {
+        const __m256 s = _mm256_set1_ps(s8[(g / 2) * 8 + (g % 2) * 4]);
+        const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * g));
+        __m256 lo = _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)));
+        __m256 hi = _mm256_mul_ps(s, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8))));
+        if (m16) {
+            const __m256 m = _mm256_set1_ps(m16[g]);
+            lo = _mm256_sub_ps(lo, m);
+            hi = _mm256_sub_ps(hi, m);
+        }
+        _mm256_storeu_ps(dst + 16 * g, lo);
+        _mm256_storeu_ps(dst + 16 * g + 8, hi);
+    }
+}
+DequantCanonFn dequant_canon_avx2() { return dequant_canon; }
+
+// ---- the integer tile, once per target --------------------------------------------------------
+
+#define VD_TARGET VD_AVX2
+#define VD_NS avx2
+#define VD_TOK 2
+#define VD_FTOK 2
+#define VD_DOT(aw, sx) _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sx), _mm256_set1_epi16(1))
+#include "vecdot_tile.inc"
+#undef VD_TARGET
+#undef VD_NS
+#undef VD_TOK
+#undef VD_FTOK
+#undef VD_DOT
+
+#define VD_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+#define VD_NS avx512
+#define VD_TOK 4
+#define VD_FTOK 4
+#define VD_DOT(aw, sx) _mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx)
+#include "vecdot_tile.inc"
+#undef VD_TARGET
+#undef VD_NS
+#undef VD_TOK
+#undef VD_FTOK
+#undef VD_DOT
+
+TileFn tile_avx2() { return avx2::tile_any; }
+TileFn tile_avx512() { return avx512::tile_any; }
+F32TileFn f32_tile_avx2() { return avx2::f32_tile_any; }
+F32TileFn f32_tile_avx512() { return avx512::f32_tile_any; }
+CanonTileFn canon_tile_avx2() { return avx2::canon_tile_any; }
+CanonTileFn canon_tile_avx512() { return avx512::canon_tile_any; }
+
+}  // namespace aprqa
+#endif
