@@ -25,6 +25,7 @@ from ..capabilities import storable_quant_names, storable_types, unquantizable_t
 from ..convert import plan_quant
 from ..dtypes import dtype_from_name
 from ..errors import AprqaError
+from ..formats import apr_policy
 from ..forward.weights import dominant_dtype
 from ..gate_ids import FORMAT_LETTER, GateKind, conversion_id, spell
 from ..records import CANNOT_PASS, error_text
@@ -165,7 +166,10 @@ def _external_unproducible(fmt: str, q: str) -> str | None:
 
 
 def _builtin_unproducible(fmt: str, q: str) -> str | None:
-    """The built-in converter's answer for a quantization's nominal type (a mix: its default type)."""
+    """The built-in converter's answer for a quantization's nominal type (a mix: its default type); an
+    APR target: whether aprender has that quantization (``formats/apr_policy.py``)."""
+    if fmt == "apr":
+        return apr_policy.unproducible(q)
     try:
         d = dtype_from_name(QUANT_ALIASES.get(q, q))
     except AprqaError as err:
