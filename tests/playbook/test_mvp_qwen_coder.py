@@ -237,6 +237,7 @@ def test_planted_transposed_weight_in_the_apr_file_is_falsified(tmp_path):
     pb = tmp_path / "planted.yaml"
     pb.write_text(f'name: planted\nversion: "1.0.0"\nmodel:\n  hf_repo: "{SHAPES["0.5b"][0]}"\n'
                   "  formats: [safetensors, apr]\n  quantizations: [q4_k_m]\n"
+                  "differential_tests:\n  inference_compare: {enabled: false}\n"  # the conversion gates suffice
                   f'converter: "{{python}} {HELPER} {{src}} {{dst}} {{format}} {{quant}}"\n')
     res = run_playbook(pb, output=tmp_path / "out", model_path=model, workers=2)
     by = {(r["gate_id"], r["scenario"]["format"]): r for r in res.records}
