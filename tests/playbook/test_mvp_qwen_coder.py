@@ -34,11 +34,12 @@ HELPER = Path(__file__).resolve().parent.parent / "helpers" / "transposing_conve
 SHAPES = {"0.5b": ("Qwen/Qwen2.5-Coder-0.5B-Instruct", 896, 2, 14, 2, 4864),
           "1.5b": ("Qwen/Qwen2.5-Coder-1.5B-Instruct", 1536, 1, 12, 2, 8960)}
 VOCAB = 512
-# apr-qa's conversion gates (crates/apr-qa-runner/src/conversion.rs): the six format pairs, the round trips and
-# the structural checks; its commutativity check F-CONV-COM-001 has no aprqa counterpart yet
+# apr-qa's conversion gates (crates/apr-qa-runner/src/conversion.rs): the six format pairs, the round trips,
+# commutativity and the structural checks
 CONVERSIONS = ("F-CONV-S-G", "F-CONV-S-A", "F-CONV-A-S", "F-CONV-A-G", "F-CONV-G-S", "F-CONV-G-A")
 APR_QA_CONV = CONVERSIONS + ("F-CONV-RT-001", "F-CONV-RT-002", "F-CONV-RT-003", "F-CONV-RT-004",
-                             "F-CONV-IDEM-001", "F-CONV-CARD-001", "F-CONV-NAME-001", "F-CONV-TOK-001")
+                             "F-CONV-COM-001", "F-CONV-IDEM-001", "F-CONV-CARD-001", "F-CONV-NAME-001",
+                             "F-CONV-TOK-001")
 
 PLAYBOOK = """\
 name: qwen2.5-coder-{size}-mvp

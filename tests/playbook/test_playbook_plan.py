@@ -24,10 +24,10 @@ UPSTREAM = sorted((REPO / "tests" / "fixtures" / "apr-qa-models").glob("*.playbo
 DEMO = REPO / "playbooks" / "demo.playbook.yaml"
 
 
-def test_demo_plan_without_a_model_is_47_gates_5_skipped():
+def test_demo_plan_without_a_model_is_48_gates_5_skipped():
     pb, _ = load_playbook(DEMO)
     plan = build_plan(pb, SourceFacts.assumed(pb))
-    assert plan.counts() == {"gates": 47, "will_run": 42, "skipped": 5, "conversions": 22}
+    assert plan.counts() == {"gates": 48, "will_run": 43, "skipped": 5, "conversions": 23}
     skipped = [(g.gate_id, g.quant) for g in plan.gates if g.kind is GateKind.SKIPPED]
     # APR q8_0 is aprender's int8 (formats/apr_policy.py); GGUF has no APR q8
     assert skipped == [("F-CONV-S-S", "q8_0"), ("F-CONV-S-S", "q4_k"), ("F-CONV-S-S", "apr-q8"),
@@ -123,7 +123,7 @@ def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path, monkeypatch, c
     up.write_text(UPSTREAM_TEXT)
     assert main(["run", str(up), str(DEMO), "--dry-run"]) == 0
     cap = capsys.readouterr()
-    assert "47 gates (42 to run, 5 Skipped)" in cap.out
+    assert "48 gates (43 to run, 5 Skipped)" in cap.out
     assert "F-A1-001" in cap.out and "Skipped: not executed by aprqa" in cap.out
     assert cap.err.count("model.rope_scaling_checked (line 7)") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["up.yaml"]  # nothing written, no model made
