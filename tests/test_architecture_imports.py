@@ -55,6 +55,11 @@ LAZY: dict[str, dict[str, str]] = {
         "gguf": "gguf-py is read live only when its installed version is not the shipped snapshot's; "
                 "the snapshot keeps `inspect`/`compare` from importing it",
     },
+    "aprqa.formats.apr_write": {
+        "numpy": "payload encoding of a write; the APR reader imports this module (WRITABLE) and needs none",
+        "aprqa.core": "the quantizer encodes a payload only when an APR is written; `aprqa inspect` of an APR "
+                      "never loads the native core",
+    },
     "aprqa.formats.gguf_write": {
         "gguf": "gguf-py's GGUFWriter loads only when a GGUF is written; what it can lay out comes from "
                 "the gguf_tables snapshot, so opening or comparing files never imports it",

@@ -27,8 +27,9 @@ from . import core
 from .dtypes import DType, dtype_from_name
 from .errors import UsageError
 from .formats import FORMATS, format_module, open_model
-from .formats import apr_tokenizer, gguf_hf_vocab, gguf_policy, gguf_vocab
 from .formats.gguf import _tokenizer as gguf_reader_tokenizer
+from .formats import apr_policy, apr_tokenizer, apr_write, gguf_hf_vocab, gguf_policy, gguf_vocab
+from .formats.apr_policy import AprenderQuant
 from .formats.hf_tokenizer_out import hf_tokenizer_outputs
 from .formats.model import Model, TensorData, TensorInfo, TokenizerInfo
 from .arch import (NORM_OFFSET, config_keys, family, gguf_name, inverse_permutation, layer_count, norm_offset, rope_heads,
@@ -75,14 +76,22 @@ def infer_format(dst: Path) -> str:
     raise UsageError(f"cannot infer the output format from '{dst}'; pass --to safetensors|gguf|apr")
 
 
-def target_dtype(t: TensorInfo, quant: "DType | Mix | None", fmt: str) -> DType:
+Quant = "DType | Mix | AprenderQuant | None"
+
+
+def target_dtype(t: TensorInfo, quant: Quant, fmt: str) -> DType:
     """The dtype a tensor gets: float policy for small/1-D tensors, block-size fallbacks, format limits.
 
-    ``quant`` may be a ``quantmix.Mix`` (q4_k_m...): each tensor then gets the mix's type for it.
+    ``quant`` may be a ``quantmix.Mix`` (q4_k_m...): each tensor then gets the mix's type for it; an
+    ``apr_policy.AprenderQuant`` (an APR target): the type aprender gives it.
     """
     src = t.dtype
     if quant is None:  # keep the source type where the format can store it
+        if fmt != "apr" and _row_padded(t):
+            return DType.F32  # aprender's row-padded K-quant: only APR stores it; F32 keeps its values exactly
         return src if src in STORABLE[fmt] else DType.F32
+    if isinstance(quant, AprenderQuant):
+        return quant.type_for(t.name, t.shape)
     if isinstance(quant, Mix):
         want = DType.F32 if len(t.shape) < 2 or t.n_elements < SMALL_TENSOR_ELEMENTS else quant.type_for(t.name,
                                                                                                           t.shape)
@@ -110,16 +119,21 @@ def mix_for(model: Model, name: str) -> Mix:
     return Mix(name, n_layers, has_output="lm_head.weight" in model.tensors, n_gqa=gqa, arch=c.architecture)
 
 
-def plan_quant(model: Model, quant: str | None, fmt: str) -> "DType | Mix | None":
+def plan_quant(model: Model, quant: str | None, fmt: str) -> Quant:
     """``--quant`` name -> what ``target_dtype`` takes, after checking every tensor can be written.
+
+    An APR target takes aprender's quantization of that name (``formats/apr_policy.py``): Q4_K with
+    padded rows for q4_k/q4_k_m, APR q8/q4 for q8_0/q4_0, F16 for f16.
 
     Raises:
         UsageError: a tensor's type cannot be stored by ``fmt`` or produced by aprqa.core
-            (e.g. an IQ type), naming the tensors.
+            (e.g. an IQ type), naming the tensors; a quantization aprender has none of (APR).
     """
     if not quant:
         return None
-    q: DType | Mix = mix_for(model, quant) if is_mix(quant) else dtype_from_name(quant)
+    q: DType | Mix | AprenderQuant | None = apr_policy.rule(quant) if fmt == "apr" else None
+    if q is None:
+        q = mix_for(model, quant) if is_mix(quant) else dtype_from_name(quant)
     plan = {t.name: target_dtype(t, q, fmt) for t in model.tensors.values()}  # raises on format limits
     missing = unquantizable_types(set(plan.values()))
     if missing:
@@ -144,14 +158,17 @@ def _rope_heads(t: TensorInfo, model: Model) -> int:
     return heads
 
 
-def _encode(values: np.ndarray, dtype: DType) -> np.ndarray:
-    """float32 values -> payload of ``dtype`` (round-to-nearest-even for float casts)."""
+def _encode(values: np.ndarray, dtype: DType, fmt: str) -> np.ndarray:
+    """float32 values (the tensor's shape) -> payload of ``dtype`` (round-to-nearest-even for float casts);
+    an APR payload in aprender's layout (``apr_write.encode``: K-quant rows padded to whole super-blocks)."""
+    if fmt == "apr":
+        return apr_write.encode(values, dtype)
     if dtype is DType.F32:
         return values
     return core.quantize(values, dtype)  # f16/bf16: round-to-nearest-even casts
 
 
-def convert_tensors(model: Model, fmt: str, quant: "DType | Mix | None",
+def convert_tensors(model: Model, fmt: str, quant: Quant,
                     on_tensor: Callable[[TensorInfo], None] | None = None,
                     log: list | None = None) -> Iterator[TensorData]:
     """Yield the converted tensors of ``model`` for format ``fmt``.
@@ -194,26 +211,34 @@ def convert_tensors(model: Model, fmt: str, quant: "DType | Mix | None",
                 on_tensor(t)
             yield TensorData.from_info(t)
         else:
-            yield TensorData(t.name, want, t.shape, _converter(t, want, perm, on_tensor, shift))
+            yield TensorData(t.name, want, t.shape, _converter(t, want, fmt, perm, on_tensor, shift))
 
 
-def _converter(t: TensorInfo, want: DType, perm: np.ndarray | None,
+def _row_padded(t: TensorInfo) -> bool:
+    """Whether ``t`` holds aprender's row-padded K-quant layout (its rows are not whole super-blocks)."""
+    return core.row_padded_width(t) is not None
+
+
+def _converter(t: TensorInfo, want: DType, fmt: str, perm: np.ndarray | None,
                on_tensor: Callable[[TensorInfo], None] | None, shift: float = 0.0) -> Callable[[], np.ndarray]:
-    """The lazy payload of ``t`` re-encoded to ``want`` with its rows in ``perm`` order, plus ``shift``."""
+    """The lazy payload of ``t`` re-encoded to ``want`` for ``fmt`` with its rows in ``perm`` order, plus ``shift``."""
 
     def produce() -> np.ndarray:
-        raw = t.raw()
-        if perm is not None:
-            if t.dtype in (DType.APR_Q8, DType.APR_Q4) and want == t.dtype:
-                # APR blocks may cross row boundaries: go through f32.
-                raw = core.quantize(core.dequantize(t).reshape(t.shape)[perm], t.dtype)
-            else:
-                raw = _permute_rows_raw(raw, t.shape[0], perm)
-        if shift:  # float32 arithmetic, as llama.cpp's converter and transformers' loader do it
-            values = np.asarray(core.dequantize(raw, t.dtype, t.shape), dtype=np.float32) + np.float32(shift)
-            data = _encode(values, want)
+        if _row_padded(t) or (perm is not None and t.dtype in (DType.APR_Q8, DType.APR_Q4)):
+            # rows padded to whole super-blocks, or APR blocks that may cross rows: through f32 (core reads a
+            # TensorInfo row by row), never the raw bytes
+            values = core.dequantize(t).reshape(t.shape)
+            values = values[perm] if perm is not None else values
+            data = _encode(np.ascontiguousarray(values + np.float32(shift) if shift else values), want, fmt)
         else:
-            data = raw if want == t.dtype else _encode(core.dequantize(raw, t.dtype, t.shape), want)
+            raw = t.raw()
+            if perm is not None:
+                raw = _permute_rows_raw(raw, t.shape[0], perm)
+            if shift:  # float32 arithmetic, as llama.cpp's converter and transformers' loader do it
+                values = np.asarray(core.dequantize(raw, t.dtype, t.shape), dtype=np.float32) + np.float32(shift)
+                data = _encode(values, want, fmt)
+            else:
+                data = raw if want == t.dtype else _encode(core.dequantize(raw, t.dtype, t.shape), want, fmt)
         if on_tensor is not None:
             on_tensor(t)
         return data

@@ -32,6 +32,7 @@ __all__ = [
     "diff_stats",
     "hist_bucket_edges",
     "quantize",
+    "row_padded_width",
     "release_pages",
     "set_simd",
     "set_threads",
@@ -135,6 +136,11 @@ def _padded_width(t: Any) -> int | None:
         return None
     width = -(-shp[-1] // _SUPER) * _SUPER
     return width if t.nbytes == _prod(shp[:-1]) * (width // _SUPER) * t.dtype.info.block_bytes else None
+
+
+def row_padded_width(t: Any) -> int | None:
+    """The stored row length of a ``TensorInfo`` in aprender's row-padded K-quant layout, else None."""
+    return _padded_width(t)
 
 
 def _row_padded_values(t: Any, row_start: int = 0, row_stop: int | None = None) -> np.ndarray | None:

@@ -39,6 +39,7 @@ class GateKind(Enum):
     GOLDEN = "golden"            # F-GOLDEN-RULE-001: every prompt
     ROUND_TRIP = "round_trip"    # F-CONV-RT-<NNN>: a lossless chain
     IDEMPOTENT = "idempotent"    # F-CONV-IDEM-001: convert twice
+    COMMUTE = "commute"          # F-CONV-COM-001: GGUF→APR direct vs GGUF→SafeTensors→APR
     CARDINALITY = "cardinality"  # F-CONV-CARD-001
     NAMES = "names"              # F-CONV-NAME-001
     TOKENIZER = "tokenizer"      # F-CONV-TOK-001
@@ -64,6 +65,7 @@ _FIXED: dict[GateKind, str] = {
     GateKind.COVERAGE: "F-CONV-COVERAGE-001",
     GateKind.GOLDEN: "F-GOLDEN-RULE-001",
     GateKind.IDEMPOTENT: "F-CONV-IDEM-001",
+    GateKind.COMMUTE: "F-CONV-COM-001",
     GateKind.CARDINALITY: "F-CONV-CARD-001",
     GateKind.NAMES: "F-CONV-NAME-001",
     GateKind.TOKENIZER: "F-CONV-TOK-001",

@@ -189,8 +189,8 @@ def test_a_type_core_cannot_quantize_is_refused_naming_it(tiny_models):
         plan_quant(m, "iq2_xxs", "gguf")
 
 
-def test_apr_cannot_store_q5_k_m(tmp_path, tiny_models):
-    with pytest.raises(UsageError, match="apr cannot store q5_k"):
+def test_aprender_has_no_q5_k_m(tmp_path, tiny_models):
+    with pytest.raises(UsageError, match="aprender writes no q5_k_m APR file"):
         convert(tiny_models["qwen2-tiny"], tmp_path / "x.apr", quant="q5_k_m")
 
 

@@ -24,13 +24,14 @@ UPSTREAM = sorted((REPO / "tests" / "fixtures" / "apr-qa-models").glob("*.playbo
 DEMO = REPO / "playbooks" / "demo.playbook.yaml"
 
 
-def test_demo_plan_without_a_model_is_46_gates_6_skipped():
+def test_demo_plan_without_a_model_is_48_gates_5_skipped():
     pb, _ = load_playbook(DEMO)
     plan = build_plan(pb, SourceFacts.assumed(pb))
-    assert plan.counts() == {"gates": 46, "will_run": 40, "skipped": 6, "conversions": 21}
+    assert plan.counts() == {"gates": 48, "will_run": 43, "skipped": 5, "conversions": 23}
     skipped = [(g.gate_id, g.quant) for g in plan.gates if g.kind is GateKind.SKIPPED]
+    # APR q8_0 is aprender's int8 (formats/apr_policy.py); GGUF has no APR q8
     assert skipped == [("F-CONV-S-S", "q8_0"), ("F-CONV-S-S", "q4_k"), ("F-CONV-S-S", "apr-q8"),
-                       ("F-CONV-S-A", "q8_0"), ("F-CONV-S-G", "apr-q8"), ("F-A1-001", None)]
+                       ("F-CONV-S-G", "apr-q8"), ("F-A1-001", None)]
     # every conversion a gate reads is planned, and follows its own input
     seen = set()
     for c in plan.conversions:
@@ -122,7 +123,7 @@ def test_cli_dry_run_prints_the_plan_and_writes_nothing(tmp_path, monkeypatch, c
     up.write_text(UPSTREAM_TEXT)
     assert main(["run", str(up), str(DEMO), "--dry-run"]) == 0
     cap = capsys.readouterr()
-    assert "46 gates (40 to run, 6 Skipped)" in cap.out
+    assert "48 gates (43 to run, 5 Skipped)" in cap.out
     assert "F-A1-001" in cap.out and "Skipped: not executed by aprqa" in cap.out
     assert cap.err.count("model.rope_scaling_checked (line 7)") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["up.yaml"]  # nothing written, no model made

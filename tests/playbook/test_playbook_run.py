@@ -47,9 +47,10 @@ def test_demo_passes_every_gate(demo_run):
     assert res.passed and len(res.executed) >= 30
     assert {r["outcome"] for r in res.executed} == {"Corroborated"}
     # what aprqa does not execute is recorded Skipped, not dropped: SafeTensors cannot store the quantized
-    # types (APR: q8_0; GGUF: apr-q8), and the playbook's test_matrix (run × cpu) names apr's runtime gate F-A1-001
+    # types, GGUF no apr-q8 (APR's q8_0 is aprender's int8), and the playbook's test_matrix (run × cpu) names
+    # apr's runtime gate F-A1-001
     skipped = sorted((r["gate_id"], r["scenario"]["model"]["variant"] or "") for r in res.not_executed)
-    assert skipped == [("F-A1-001", ""), ("F-CONV-S-A", "q8_0"), ("F-CONV-S-G", "apr-q8"), ("F-CONV-S-S", "apr-q8"),
+    assert skipped == [("F-A1-001", ""), ("F-CONV-S-G", "apr-q8"), ("F-CONV-S-S", "apr-q8"),
                        ("F-CONV-S-S", "q4_k"), ("F-CONV-S-S", "q8_0")]
     assert all(r["outcome"] == "Skipped" for r in res.not_executed)
     fams = res.counts

@@ -69,7 +69,7 @@ def test_run_report_in_chromium(demo_run, browser, tmp_path):
     page = demo_run.report
     _loads_clean(browser, page, 1400)
     seen = _seen(browser)
-    assert seen["cells"] == {"pass": 13, "fail": 0, "skip": 5}
+    assert seen["cells"] == {"pass": 14, "fail": 0, "skip": 4}  # APR q8_0 (aprender int8) is produced
     assert seen["shown"] == ["cell-gguf-q4_k"]  # the default cell, before any is picked
     assert {"mean KL against bits per weight", "worst tensor relative L2 against bits per weight"} <= set(seen["charts"])
     cell = browser.evaluate("document.querySelector('a[href=\"#cell-gguf-q4_k\"]').innerText")

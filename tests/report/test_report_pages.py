@@ -31,8 +31,8 @@ from conftest import TRANSPOSED_TENSOR
 
 FAILING_APR_QA = APR_QA_FIXTURES / "evidence" / "qwen2.5-coder-0.5b-mvp.failing-run.evidence.json"
 # the demo playbook's conversions aprqa cannot store (format, quantization): Skipped, never a substitute
-DEMO_UNSTORABLE = {("safetensors", "q8_0"), ("safetensors", "q4_k"), ("safetensors", "apr-q8"), ("apr", "q8_0"),
-                   ("gguf", "apr-q8")}
+# APR's q8_0 is aprender's int8 (formats/apr_policy.py): produced
+DEMO_UNSTORABLE = {("safetensors", "q8_0"), ("safetensors", "q4_k"), ("safetensors", "apr-q8"), ("gguf", "apr-q8")}
 
 
 @pytest.fixture(scope="module")

@@ -139,8 +139,10 @@ class Diagnoser:
     """Tries hypotheses on sampled rows and confirms the first that fits with a full pass."""
 
     def __init__(self, ctx: Context, ta: TensorInfo, tb: TensorInfo, expected: tf.RowMap | None,
-                 threshold: float, full: core.DiffStats | None = None):
+                 threshold: float, full: core.DiffStats | None = None, stored: DType | None = None):
         self.ctx, self.ta, self.tb, self.expected, self.thr, self.full = ctx, ta, tb, expected, threshold, full
+        # the candidate's type as its file stores it (``tb`` may be a row-padded tensor's decoded values)
+        self.qb = stored if stored is not None else tb.dtype
         self.rows, self.cols = as_2d(ta.shape)
         self.shape2 = (self.rows, self.cols)
         self.idx = sample_rows(self.rows, self.cols, budget=SAMPLE_ELEMENTS)
@@ -292,6 +294,8 @@ class Diagnoser:
         return None
 
     def misread(self) -> Hypothesis | None:
+        if self.qb is not self.tb.dtype:
+            return None  # decoded values (tf.decoded): there are no bytes of another type to read
         return misread_as(self.ctx, self.ta, self.tb, self.rows, self.cols, self.a if self.perm is None else None,
                           self.idx)
 

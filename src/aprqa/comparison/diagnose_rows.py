@@ -50,7 +50,7 @@ def _few_rows_plausible(dg: Diagnoser) -> bool:
     """Before scanning every row: a float candidate must differ in at most MAX_MOVED_ROWS rows' worth of
     elements; any candidate must match on nearly all sampled rows."""
     full = dg.full
-    if full is not None and not dg.tb.dtype.is_quantized and full.n - full.n_equal > MAX_MOVED_ROWS * dg.cols:
+    if full is not None and not dg.qb.is_quantized and full.n - full.n_equal > MAX_MOVED_ROWS * dg.cols:
         return False
     rel = _sample_row_rel(dg)
     return float(np.mean(~(rel <= dg.thr))) <= 0.1
@@ -115,7 +115,7 @@ def rows_permuted(dg: Diagnoser) -> Hypothesis | None:
 def noise(dg: Diagnoser, full: core.DiffStats) -> Hypothesis | None:
     """A float candidate = reference + random noise: most elements moved, by more than the float type's
     rounding, the error uncorrelated with the reference and spread over every row."""
-    eps = FLOAT_EPS.get(dg.tb.dtype)
+    eps = FLOAT_EPS.get(dg.qb)
     if eps is not None:  # an error within the coarser side's rounding is that precision, not added noise
         eps = max(eps, FLOAT_EPS.get(dg.ta.dtype, 0.0) if not dg.ta.dtype.is_quantized else eps)
     if eps is None or not full.n or full.n_equal > 0.5 * full.n or not full.sum_a2 > 0:

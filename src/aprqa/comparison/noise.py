@@ -58,15 +58,29 @@ def _block_violations(dt: DType, got: np.ndarray, a: np.ndarray, b: np.ndarray, 
     return int((err > bound).sum())
 
 
+def _padded(x: np.ndarray, width: int | None) -> np.ndarray:
+    """Rows ``x`` zero-padded to ``width`` columns (None: unchanged), as aprender quantizes them."""
+    if width is None or x.shape[-1] == width:
+        return x
+    out = np.zeros((x.shape[0], width), np.float32)
+    out[:, : x.shape[-1]] = x
+    return out
+
+
 def measure(ta: TensorInfo, tb: TensorInfo, perm: np.ndarray | None, threads: int | None,
-            full: core.DiffStats) -> "Measured | None":
+            full: core.DiffStats, padded: TensorInfo | None = None) -> "Measured | None":
     """Measure the candidate against the faithful band of its type on evenly spread rows.
 
-    None when aprqa has neither a quantizer nor a step model of the type."""
-    dt = tb.dtype
+    ``padded``: the candidate as stored when it is aprender's row-padded K-quant layout (``tb`` is then
+    its decoded values): every row is quantized zero-padded to whole super-blocks, as aprender does, and
+    judged on its real columns. None when aprqa has neither a quantizer nor a step model of the type."""
+    stored = padded if padded is not None else tb
+    dt = stored.dtype
     own = quantizable(dt)
     rows, cols = as_2d(ta.shape)
-    aligned = dt is not DType.APR_Q8 and row_aligned(dt, cols)
+    width = core.row_padded_width(padded) if padded is not None else None
+    # padded rows are whole super-blocks each: sampled rows are read as the quantizer saw them
+    aligned = dt is not DType.APR_Q8 and (row_aligned(dt, cols) or width is not None)
     if not own and (not aligned or bands.GEOMETRY.get(dt) is None or cols % bands.GEOMETRY[dt].sub):
         return None
     idx = sample_rows(rows, cols, NOISE_SAMPLE_ELEMENTS) if aligned else np.arange(rows, dtype=np.int64)
@@ -76,12 +90,12 @@ def measure(ta: TensorInfo, tb: TensorInfo, perm: np.ndarray | None, threads: in
         idx = np.union1d(idx, np.array([min(full.argmax // max(cols, 1), rows - 1)], dtype=np.int64))
     ra = RowReader(ta.raw(), ta.dtype, rows, cols, threads)
     a = ra.rows_at(perm[idx] if perm is not None else idx)
-    b = RowReader(tb.raw(), dt, rows, cols, threads).rows_at(idx)
+    b = RowReader(tb.raw(), tb.dtype, rows, cols, threads).rows_at(idx)
     cand = rel_l2(a, b)
     got = None
     if aligned:
-        row_b = payload_nbytes(dt, cols)
-        raw_b = tb.raw()
+        row_b = payload_nbytes(dt, width or cols)
+        raw_b = stored.raw()
         got = np.concatenate([raw_b[i * row_b:(i + 1) * row_b] for i in idx]) if len(idx) < rows else raw_b
 
     via, blocks_equal, blocks, detected = None, 0, 0, False
@@ -89,7 +103,7 @@ def measure(ta: TensorInfo, tb: TensorInfo, perm: np.ndarray | None, threads: in
         # Which intermediate reproduces the candidate's bytes best (ties: the plainest)?
         best = -1
         for t in bands.INTERMEDIATES:
-            q = core.quantize(_rounded(a, t), dt, threads=1)
+            q = core.quantize(_padded(_rounded(a, t), width), dt, threads=1)
             if got is None or got.nbytes != q.nbytes or got.nbytes % dt.info.block_bytes:
                 break
             bb = dt.info.block_bytes
@@ -111,18 +125,20 @@ def measure(ta: TensorInfo, tb: TensorInfo, perm: np.ndarray | None, threads: in
         violations = min(counts.values())
 
     off_grid = None
-    if dt in bands.UNIFORM_GRID:
+    # the grid is per sub-block: on real columns only when padded rows keep them whole
+    if dt in bands.UNIFORM_GRID and (width is None or cols % bands.GEOMETRY[dt].sub == 0):
         margin = bands.HALF_ULP[via] if detected else bands.GRID_MARGIN_REL
         off_grid = bands.grid_violations(a, b, dt, margin_rel=margin)
 
     def floor_of(x: np.ndarray) -> tuple[float, str]:
         """(floor, basis) on rows ``x``."""
-        step = bands.step_model_rel_l2(x, dt)
+        step = bands.step_model_rel_l2(_padded(x, width), dt)
         if not own:
             return (step or 0.0), "step"
-        xi = _rounded(x, via if detected else None)
-        f = rel_l2(x, core.dequantize(core.quantize(xi, dt, threads=threads if x.size > (1 << 20) else 1),
-                                      dt, x.shape, threads=threads))
+        xi = _padded(_rounded(x, via if detected else None), width)
+        deq = core.dequantize(core.quantize(xi, dt, threads=threads if x.size > (1 << 20) else 1), dt, xi.shape,
+                              threads=threads)
+        f = rel_l2(x, np.ascontiguousarray(deq[:, :cols]) if width is not None else deq)
         if not detected:  # stated margin: an undetected f16/bf16 step before quantizing
             f = math.hypot(f, rel_l2(x, _rounded(x, DType.BF16)))
         if bands.reference_on_grid(f, step, dt):

@@ -90,6 +90,17 @@ class _InMemory:
         return self.array[offset:offset + nbytes]
 
 
+def decoded(t: TensorInfo) -> TensorInfo:
+    """``t`` itself, or for aprender's row-padded K-quant layout (rows zero-padded to whole super-blocks) its
+    values decoded row by row as an in-memory F32 tensor of the real shape: every pass over raw bytes
+    (diff, sampled rows, hypotheses) then reads the real row length. Its band is measured on ``t``
+    itself (``noise.measure``'s ``padded``)."""
+    if t.past_eof or core.row_padded_width(t) is None:
+        return t
+    values = np.asarray(core.dequantize(t), dtype=np.float32)
+    return replace(t, dtype=DType.F32, nbytes=values.nbytes, offset=0, _mapped=_InMemory(values))
+
+
 def offset_undone(name: str, ta: TensorInfo, tb: TensorInfo, ref: Model,
                   cand: Model) -> tuple[TensorInfo, TensorInfo, str | None]:
     """Both sides on one scale where exactly one stores a norm as ``offset + w``.

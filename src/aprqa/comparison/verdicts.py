@@ -173,7 +173,12 @@ def judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str | None = 
 
     The pages of both payloads are released afterwards (bounded resident memory)."""
     try:
-        return _judge_pair(ctx, ta, tb, name or ta.name)
+        r = _judge_pair(ctx, ta, tb, name or ta.name)
+        if any(not t.past_eof and core.row_padded_width(t) is not None for t in (ta, tb)):
+            # judged on decoded values (tf.decoded): the result names the types the files store
+            r = dataclasses.replace(r, reference_dtype=ta.dtype.lname, candidate_dtype=tb.dtype.lname,
+                                    nbytes=ta.nbytes + tb.nbytes)
+        return r
     finally:
         for t in (ta, tb):
             if not t.past_eof:
@@ -203,6 +208,9 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
         return _result(ta, tb, name, Verdict.DTYPE_CHANGE, False,
                        detail=f"{ta.dtype.lname} → {tb.dtype.lname}: not a float/quantized conversion", **base)
     rows, cols = as_2d(ta.shape)
+    padded_b = tb if core.row_padded_width(tb) is not None else None
+    qb = tb.dtype  # the candidate's type as stored: its band, whatever layout its values are read from
+    ta, tb = tf.decoded(ta), tf.decoded(tb)
     if tuple(ta.shape) != tuple(tb.shape):
         return _judge_shape_mismatch(ctx, ta, tb, name, base)
 
@@ -226,7 +234,7 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
     noise: NoiseFloor | None = None
     if raw.n_equal == raw.n:
         natural, detail = Verdict.IDENTICAL, "bit-equal after dequantization"
-    if natural is None and not tb.dtype.is_quantized and raw.nonfinite_mismatch == 0 \
+    if natural is None and not qb.is_quantized and raw.nonfinite_mismatch == 0 \
             and tb.dtype in (DType.F16, DType.BF16, DType.F32) and tb.dtype is not ta.dtype:
         bad, toward_zero = _rne_check(ta, tb, perm, ctx.threads, ctx.chunk_bytes)
         if bad and ta.dtype in _FLOAT_GRID and _sibling_cast_bad(ta, tb, perm, ctx.threads, ctx.chunk_bytes) == 0:
@@ -244,11 +252,11 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
             detail = (f"not round-to-nearest-even: {bad:,} of {raw.n:,} elements differ from the correctly "
                       f"rounded {tb.dtype.lname} value{how}; max |d| {raw.max_abs:.3g}")
     not_judged = ""
-    if natural is None and tb.dtype.is_quantized and raw.nonfinite_mismatch == 0:
+    if natural is None and qb.is_quantized and raw.nonfinite_mismatch == 0:
         # a quantized reference of the same type too: a GGUF requantized to its own type
-        measured = noise_mod.measure(ta, tb, perm, ctx.threads, raw)
+        measured = noise_mod.measure(ta, tb, perm, ctx.threads, raw, padded=padded_b)
         if measured is None:
-            not_judged = (f"no error band for {tb.dtype.lname} on this tensor (aprqa has no {tb.dtype.lname} "
+            not_judged = (f"no error band for {qb.lname} on this tensor (aprqa has no {qb.lname} "
                           "quantizer and no step model fits its rows)")
         else:
             limit = noise_mod.limit_for(measured.floor, tol, tol_src)
@@ -261,13 +269,13 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
             scaled = noise_mod.scaled(measured, limit, raw) if not ok and limit is not None else None
             if ok:
                 natural, detail = Verdict.QUANT_FAITHFUL, ("within the " + desc if in_band else
-                                                           f"{evidence}: a faithful {tb.dtype.lname} quantization "
+                                                           f"{evidence}: a faithful {qb.lname} quantization "
                                                            f"whatever its error level; {desc}")
             elif scaled is not None:
                 return _result(ta, tb, name, Verdict.SCALED, False, detail=f"{scaled[1]}; not in the {desc}",
                                **dict(res, transform=transform + (f"scale({scaled[0]:.4g})",)))
             elif limit is None and tol.statistic is Statistic.NOISE:
-                not_judged = (f"no measured error band for {tb.dtype.lname} (scripts/measure_quant_bands.py); "
+                not_judged = (f"no measured error band for {qb.lname} (scripts/measure_quant_bands.py); "
                               f"{desc}")
             else:
                 detail = ("not in the " if limit is not None else "") + desc
@@ -284,8 +292,8 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
                               + (f"; {detail}" if detail else ""), **res)
 
     # ---- diagnosis
-    thr = _match_threshold(tb.dtype, noise, tol)
-    dg = Diagnoser(ctx, ta, tb, expected, thr, raw)
+    thr = _match_threshold(qb, noise, tol)
+    dg = Diagnoser(ctx, ta, tb, expected, thr, raw, stored=qb)
     for hyp in (dg.transposed, dg.row_maps, dg.swapped, dg.misread, lambda: rows_permuted(dg)):
         h = hyp()
         if h is not None:

@@ -14,7 +14,7 @@ from ..errors import DTypeError
 
 __all__ = ["ALIGN", "APRENDER_CODES", "F_COL_MAJOR", "F_ENCRYPTED", "F_HAS_VOCAB", "F_LZ4", "F_QUANTIZED",
            "F_ROW_MAJOR", "F_SHARDED", "F_SIGNED", "F_ZSTD", "HEADER", "HEADER_BYTES", "MAGIC", "MAGIC_OLD", "MAX_DIMS",
-           "MIN_ENTRY", "WRITE_CODES", "expected_size", "header_crc"]
+           "MIN_ENTRY", "ROW_PADDED", "SUPER_BLOCK", "WRITE_CODES", "expected_size", "header_crc", "padded_width"]
 
 MAGIC = b"APR\x00"
 MAGIC_OLD = b"APR2"
@@ -38,6 +38,18 @@ WRITE_CODES: dict[DType, int] = {
 
 HEADER = struct.Struct("<4sBBHIQIQQI20s")
 
+# aprender stores the K-quants row by row, each row zero-padded to whole super-blocks (its
+# quantize_q4_k_matrix): rows x ceil(cols/256) blocks, where llama.cpp needs cols % 256 == 0.
+SUPER_BLOCK = 256
+ROW_PADDED = frozenset({DType.Q4_K, DType.Q6_K})
+
+
+def padded_width(dtype: DType, shape: tuple[int, ...]) -> int | None:
+    """The stored row length of a row-padded K-quant tensor (rows not whole super-blocks), else None."""
+    if dtype not in ROW_PADDED or len(shape) < 2 or shape[-1] % SUPER_BLOCK == 0:
+        return None
+    return -(-shape[-1] // SUPER_BLOCK) * SUPER_BLOCK
+
 
 def header_crc(header: bytes | memoryview) -> int:
     """zlib CRC32 over header bytes [0,40) followed by [44,64)."""
@@ -57,8 +69,8 @@ def expected_size(dtype: DType, shape: tuple[int, ...], n: int, aprender: bool) 
     except DTypeError:
         exact = None
     padded = None
-    if aprender and dtype in (DType.Q4_K, DType.Q6_K) and shape:
+    if aprender and dtype in ROW_PADDED and shape:
         cols = shape[-1]
         rows = n // cols if cols else 0
-        padded = rows * (-(-cols // 256)) * info.block_bytes
+        padded = rows * (-(-cols // SUPER_BLOCK)) * info.block_bytes
     return exact, padded

@@ -10,20 +10,44 @@ import json
 import struct
 import zlib
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from ..dtypes import DType
 from ..errors import UsageError
 from ..fsio import atomic_output
 from ._binary import align_up
 from .apr_layout import (ALIGN, F_HAS_VOCAB, F_QUANTIZED, F_ROW_MAJOR, HEADER, HEADER_BYTES, MAGIC, MAX_DIMS,
-                         WRITE_CODES, expected_size, header_crc)
+                         WRITE_CODES, expected_size, header_crc, padded_width)
 from .model import ArchConfig, TensorData, TokenizerInfo
 
-__all__ = ["WRITABLE", "write"]
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["WRITABLE", "encode", "write"]
 
 # What the writer stores (aprqa.capabilities derives the format's capabilities from it).
 WRITABLE: frozenset[DType] = frozenset(WRITE_CODES)
+
+
+def encode(values: "np.ndarray", dtype: DType) -> "np.ndarray":
+    """float32 ``values`` (the tensor's shape) -> the APR payload of ``dtype`` as aprender lays it out.
+
+    A Q4_K/Q6_K tensor whose rows are not whole 256-element super-blocks is quantized row by row, each
+    row zero-padded to the next multiple of 256 (``apr_layout.padded_width``), as aprender's
+    ``quantize_q4_k_matrix`` stores it; every other payload is ``core.quantize``'s (F32: the values).
+    """
+    import numpy as np  # declared lazy import: `aprqa inspect` reads APR headers without numpy
+    from .. import core  # declared lazy import (as numpy): only writers encode
+
+    if dtype is DType.F32:
+        return np.ascontiguousarray(values, dtype=np.float32)
+    width = padded_width(dtype, tuple(values.shape))
+    if width is None:
+        return core.quantize(values, dtype)
+    rows = values.reshape(-1, values.shape[-1])
+    padded = np.zeros((rows.shape[0], width), np.float32)
+    padded[:, : rows.shape[1]] = rows
+    return core.quantize(padded, dtype)
 
 
 def _metadata_json(config: ArchConfig, tokenizer: TokenizerInfo | None, metadata: dict | None) -> dict[str, Any]:
@@ -102,11 +126,14 @@ def _write_file(
         for d in td.shape:
             n *= d
         exact, padded = expected_size(td.dtype, tuple(td.shape), n, True)
-        # A lazy payload is produced only when written (one at a time) and must have the exact size.
-        size = exact if td.lazy else td.payload().nbytes
-        if size not in (exact, padded):
+        # A lazy payload is produced only when written (one at a time) and must have the size of
+        # aprender's layout: row-padded for K-quant rows that are not whole super-blocks (``encode``).
+        want = padded if padded_width(td.dtype, tuple(td.shape)) is not None else exact
+        size = want if td.lazy else td.payload().nbytes
+        if size is None or size not in (exact, padded):
             raise UsageError(f"APR write: tensor '{td.name}' ({td.dtype.lname}, shape {list(td.shape)}): payload is "
-                             f"{size:,} bytes, expected {exact}")
+                             f"{'not whole blocks' if size is None else f'{size:,} bytes'}, expected "
+                             f"{'no size: the elements are not whole blocks' if want is None else f'{want:,}'}")
         if td.dtype.is_quantized:
             flags |= F_QUANTIZED
         index += struct.pack("<H", len(name)) + name + struct.pack("<BB", code, len(td.shape))

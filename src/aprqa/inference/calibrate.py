@@ -31,6 +31,7 @@ from ..capabilities import quantizable
 from ..conversion import convert
 from ..dtypes import DType, payload_nbytes
 from ..errors import AprqaError, UsageError
+from ..formats import apr_write
 from ..formats.model import Model, TensorInfo
 from .. import step_bands as bands
 from .metrics import LogitMetrics, OutputProfile, logit_metrics
@@ -119,6 +120,10 @@ def faithful_twin(ref: Model, cand: Model, seed: int = 0) -> Twin:
             raw = core.quantize(a, dt)
             assert raw.nbytes == payload_nbytes(dt, a.size)
             tensors[name] = _mem_tensor(tr, dt, raw)
+            n_own += 1
+        elif quantizable(dt) and core.row_padded_width(tc) is not None:
+            # aprender's layout: every row zero-padded to whole super-blocks, quantized as aprender does
+            tensors[name] = _mem_tensor(tr, dt, apr_write.encode(a, dt))
             n_own += 1
         else:
             noisy = _step_noise(a, dt, rng)

@@ -44,7 +44,7 @@ from .evidence import EvidenceStream, host_info, load_evidence, make_record, rea
 from .gates.common import falsified
 from .gates.conversion import OutputComparer, WorstReport, conversion_gate, golden_gate
 from .gates.integrity import g0_config, g0_expected, g0_validate
-from .gates.roundtrip import idempotency_gate, round_trip_gate
+from .gates.roundtrip import commute_gate, idempotency_gate, round_trip_gate
 from .gates.structure import structure_gate
 from .notrun import not_executed
 from .plan import Conversion, ConvKey, Plan, PlannedGate, SourceFacts, build_plan
@@ -194,6 +194,7 @@ class _Execution:
                                                    g.output_base or "f32", self.outputs),
             GateKind.ROUND_TRIP: lambda g: round_trip_gate(list(g.inputs), g.chain, self.artefact),
             GateKind.IDEMPOTENT: lambda g: idempotency_gate(g.pairs, self.artefact),
+            GateKind.COMMUTE: lambda g: commute_gate(g.inputs[0], g.inputs[1], self.artefact),
             GateKind.CARDINALITY: self._structure,
             GateKind.NAMES: self._structure,
             GateKind.TOKENIZER: self._structure,

@@ -26,6 +26,7 @@ from ..conversion import plan_quant
 from ..dtypes import dtype_from_name
 from ..errors import AprqaError
 from ..inference.weights import dominant_dtype
+from ..formats import apr_policy
 from ..gate_ids import FORMAT_LETTER, GateKind, conversion_id, spell
 from ..records import CANNOT_PASS, error_text
 from .notrun import not_executed, not_run_key
@@ -165,7 +166,10 @@ def _external_unproducible(fmt: str, q: str) -> str | None:
 
 
 def _builtin_unproducible(fmt: str, q: str) -> str | None:
-    """The built-in converter's answer for a quantization's nominal type (a mix: its default type)."""
+    """The built-in converter's answer for a quantization's nominal type (a mix: its default type); an
+    APR target: whether aprender has that quantization (``formats/apr_policy.py``)."""
+    if fmt == "apr":
+        return apr_policy.unproducible(q)
     try:
         d = dtype_from_name(QUANT_ALIASES.get(q, q))
     except AprqaError as err:
@@ -311,6 +315,11 @@ class _Builder:
             for f in chain[1:]:
                 keys.append(self.conv(keys[-1], f, "keep"))
             rts.append((gid, chain, keys))
+        # apr-qa's commutativity (F-CONV-COM-001): GGUF→APR directly and through SafeTensors, both lossless
+        com: tuple[ConvKey, ConvKey] | None = None
+        if {"gguf", "apr", "safetensors"} <= set(bases):
+            g = bases["gguf"]
+            com = (self.conv(g, "apr", "keep"), self.conv(self.conv(g, "safetensors", "keep"), "apr", "keep"))
         last_per_fmt: dict[str, tuple[ConvKey, str]] = {}
         for key, q in direct:  # the last listed type of each format: usually the most quantized
             last_per_fmt[key.fmt] = (key, q)
@@ -345,6 +354,9 @@ class _Builder:
         for gid, chain, keys in rts:
             add(PlannedGate(gid, GateKind.ROUND_TRIP, chain[0], "Round-trip " + "→".join(FORMAT_LETTER[f] for f in chain),
                             "keep", "", inputs=tuple(keys), chain=chain))
+        if com is not None:
+            add(PlannedGate(spell(GateKind.COMMUTE), GateKind.COMMUTE, "apr", "Commutativity: G→A vs G→S→A", "keep",
+                            "", inputs=com, chain=("gguf", "apr")))
         dkeys = tuple(k for k, _q in direct)
         if direct:  # with no conversion they have nothing to measure: F-CONV-COVERAGE-001 says why
             add(PlannedGate(spell(GateKind.IDEMPOTENT), GateKind.IDEMPOTENT, native, "Idempotency: convert twice",

@@ -92,6 +92,9 @@ def thresholds_for(pb: Playbook, kind: GateKind, key: str) -> dict[str, Any]:
     if kind is GateKind.ROUND_TRIP:
         return {"rule": "lossless round trip: every tensor bit-identical to the chain's start",
                 "tensor": TolerancePolicy.build("exact").to_dict()}
+    if kind is GateKind.COMMUTE:
+        return {"rule": "commutativity: GGUF→APR and GGUF→SafeTensors→APR (lossless) give bit-identical tensors",
+                "tensor": TolerancePolicy.build("exact").to_dict()}
     quant, _, base = key.partition("/")
     if not base:
         raise ValueError(f"thresholds key {key!r} is not QUANT/OUTPUT-PROFILE")

@@ -1,6 +1,6 @@
 """Round-trip gates: a lossless chain of conversions ends where it started, bit for bit
-(F-CONV-RT-001..004), and converting the same source twice gives the same model (F-CONV-IDEM-001:
-identical bytes, else bit-identical tensors)."""
+(F-CONV-RT-001..004), two lossless paths to APR agree (F-CONV-COM-001), and converting the same source
+twice gives the same model (F-CONV-IDEM-001: identical bytes, else bit-identical tensors)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,22 @@ def round_trip_gate(chain_keys: list[ConvKey | None], chain: tuple[str, ...], ar
     m["chain"] = [str(a.path) for a in arts]
     return GateOutcome(Outcome.CORROBORATED if ok_t else Outcome.FALSIFIED, f"{path} (lossless chain): {text}",
                        output=f"Round trip {path}: {'PASS' if ok_t else 'FAIL'}", metrics=m)
+
+
+def commute_gate(direct: ConvKey | None, via: ConvKey | None, artefact: ArtefactLookup) -> GateOutcome:
+    """apr-qa's commutativity: GGUF→APR directly and GGUF→SafeTensors→APR (lossless conversions both) give
+    bit-identical tensors (profile exact); a path-dependent converter bug shows as a difference."""
+    a, b = artefact(direct), artefact(via)
+    for x in (a, b):
+        if x.path is None:
+            f = x.failure
+            return input_failed(x, f"commutativity could not run: {f.reason if f else x.label}")
+    rep = compare(a.path, b.path, fast=True, profile="exact")
+    ok_t, text, m = judge_tensors(rep, None)
+    m["paths"] = [str(a.path), str(b.path)]
+    what = f"{a.label} vs {b.label}"
+    return GateOutcome(Outcome.CORROBORATED if ok_t else Outcome.FALSIFIED, f"{what}: {text}",
+                       output=f"Commutativity {what}: {'PASS' if ok_t else 'FAIL'}", metrics=m)
 
 
 def idempotency_gate(pairs: list[tuple[ConvKey | None, ConvKey | None]], artefact: ArtefactLookup) -> GateOutcome:
