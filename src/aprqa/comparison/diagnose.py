@@ -29,7 +29,7 @@ from ..arch import layer_index
 from . import transforms as tf
 from ._sampling import as_2d, rel_l2, row_aligned, sample_rows
 from .results import NoiseFloor, Verdict
-from .signature_index import SignatureIndex, screen
+from .signature_index import SignatureIndex
 from .tolerance import Tolerance
 
 if TYPE_CHECKING:
