@@ -22,6 +22,8 @@ from .quantmix import QUANT_CHOICES
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from .report.progress import Progress
+
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 
 
@@ -65,25 +67,37 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import convert
-    from .report.console import progress_bar
+def _progress(args: argparse.Namespace) -> Progress:
+    """The command's progress display on stderr: off under --json, -q/--quiet and when not a terminal."""
+    from .report.progress import Progress, wanted
 
     err = _stderr()
-    done = 0
-    with progress_bar(err, enabled=err.is_terminal and not args.quiet and not args.json) as progress:
-        def on_tensor(t) -> None:
-            nonlocal done
-            done += t.nbytes
-            if progress is not None:
-                progress(done, None, t.name)
+    return Progress(err, wanted(err, quiet=args.quiet, json=getattr(args, "json", False)))
 
-        result = convert(args.src, args.dst, to=args.to, quant=args.quant, on_tensor=on_tensor,
-                         weights_only=args.weights_only, pre_tokenizer=args.pre_tokenizer)
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert
+    from .formats import open_model
+
+    src = open_model(args.src)  # the total for the bar; convert closes nothing it did not open
+    try:
+        with _progress(args) as progress:
+            bar = progress.bytes_bar("convert", src.total_bytes)
+            done = 0
+
+            def on_tensor(t) -> None:
+                nonlocal done
+                done += t.nbytes
+                bar(done, None, t.name)
+
+            result = convert(src, args.dst, to=args.to, quant=args.quant, on_tensor=on_tensor,
+                             weights_only=args.weights_only, pre_tokenizer=args.pre_tokenizer)
+    finally:
+        src.close()
     changed = sum(1 for _, a, b, _t in result.tensors if a != b)
     transformed = sum(1 for *_x, t in result.tensors if t)
-    _stderr().print(f"wrote {result.dst} ({result.fmt}, quant {result.quant}): {len(result.tensors)} tensors, "
-                    f"{changed} re-encoded, {transformed} with a layout transform")
+    _stderr().print(f"wrote {escape(str(result.dst))} ({result.fmt}, quant {result.quant}): "
+                    f"{len(result.tensors)} tensors, {changed} re-encoded, {transformed} with a layout transform")
     if args.json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     return EXIT_OK
@@ -131,13 +145,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare
     from .report.compare_console import render_compare
-    from .report.console import progress_bar
 
     if args.report:
         check_output(Path(args.report))  # a bad --report path fails now, not after the comparison
         refuse_input_as_output(args.report, (args.reference, args.candidate))
-    err = _stderr()
-    with progress_bar(err, enabled=err.is_terminal and not args.json and not args.no_progress) as progress:
+    with _progress(args) as progress:
         if args.engine and args.fast:
             raise UsageError(f"--engine {args.engine} runs the output-level check; it cannot be combined with --fast")
         if args.engine == "llama.cpp":
@@ -145,7 +157,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
             load_llama_cpp()  # not installed: a usage error (exit 2) before any work, not a failed comparison
         report = compare(args.reference, args.candidate, fast=args.fast, profile=args.profile,
-                         tolerances=args.tol or None, only=args.only, threads=args.threads, progress=progress,
+                         tolerances=args.tol or None, only=args.only, threads=args.threads,
+                         progress=progress.bytes_bar("tensors"),
                          locate=args.locate, engine=args.engine)
     if args.report:
         from .report import html, markdown
@@ -161,36 +174,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import cli_zoo
-    from .playbook import load_playbook, run_playbook
-    from .playbook.evidence import render_line
 
-    out = _stdout()
-    if args.dry_run:
-        return cli_zoo.cmd_dry_run(args, out, _stderr())
-    if len(args.playbook) > 1 or Path(args.playbook[0]).is_dir() or args.executor != "local" or args.model_root:
-        return cli_zoo.cmd_zoo(args, out, _stderr())
-    args.playbook = args.playbook[0]
-    if args.json:  # stdout carries only the JSON summary
-        out = _stderr()
-    cli_zoo.warn_unknown_keys(load_playbook(args.playbook)[0], Path(args.playbook), _stderr())
-    res = run_playbook(args.playbook, output=args.output, model_path=args.model_path, workers=args.workers,
-                       fail_fast=args.fail_fast, on_record=lambda r: out.print(escape(render_line(r))))
-    if args.json:
-        sys.stdout.write(json.dumps(res.to_dict(), indent=2) + "\n")
-    oc = res.outcome_counts()
-    gap = f" ([red]{res.missing} planned gate(s) without a record[/])" if res.missing else ""
-    out.print(f"{len(res.records)} gates{gap} · " + " · ".join(f"{v} {k}" for k, v in oc.items())
-              + f" · {res.seconds:.1f} s · {'[green]PASS[/]' if res.passed else '[red]FAIL[/]'}")
-    extra = ", ".join(str(p.name) for p in (res.evidence_jsonl, res.junit, res.summary, res.report,
-                                            res.compare_report) if p)
-    out.print(f"evidence → {escape(str(res.evidence))} (+ {escape(extra)})")
-    skipped = res.not_executed
-    if skipped:
-        err = _stderr()
-        err.print(f"not executed by aprqa ({len(skipped)} Skipped records, not counted as passed):")
-        for r in skipped:
-            err.print(f"  {escape(r['gate_id'])}: {escape(r['metadata'].get('section', ''))}")
-    return EXIT_OK if res.passed else EXIT_FAIL
+    return cli_zoo.cmd_run(args, _stdout(), _stderr(), _progress(args))
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -236,6 +221,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _quiet(s: argparse.ArgumentParser) -> None:
+    """The one progress switch of every long command (--no-progress: its former name on compare)."""
+    s.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress display (it is also off under --json and when stderr is not a terminal)")
+    s.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aprqa", description="Conversion-fidelity checks for SafeTensors, GGUF and APR.")
     p.add_argument("--version", action="version", version=f"aprqa {__version__}")
@@ -260,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pre-tokenizer", metavar="NAME",
                    help="GGUF: tokenizer.ggml.pre to write when aprqa cannot identify it (a llama.cpp name, "
                         "e.g. qwen2, llama-bpe, gpt-2)")
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _quiet(s)
     s.set_defaults(func=cmd_convert)
 
     s = sub.add_parser("synth", help="write a deterministic tiny model (HF layout) for experiments")
@@ -302,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--engine", choices=["llama.cpp"],
                    help="run the candidate (GGUF) of the output-level check in this engine instead of aprqa's "
                         "forward pass (needs aprqa[llamacpp])")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _quiet(s)
     s.set_defaults(func=cmd_compare)
     s = sub.add_parser("run", help="run a playbook's gates and write apr-qa-shaped evidence")
     s.add_argument("playbook", nargs="+", help="playbook YAML (docs/playbooks.md); several, or a directory of "
@@ -320,7 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, metavar="N", help="parallel conversions/gates (a zoo: models "
                                                                     "at once on the local executor; default 1)")
     s.add_argument("--fail-fast", action="store_true", help="stop after the first gate that is not Corroborated")
+    s.add_argument("--keep-models", action="store_true",
+                   help="keep every converted model in the work folder (default: each is deleted once the gates "
+                        "reading it are done; --dry-run prints the peak disk either way)")
     s.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    _quiet(s)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("schema", help="print the playbook JSON Schema")

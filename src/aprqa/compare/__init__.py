@@ -76,7 +76,9 @@ def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, 
             ``["GLOB=atol:rtol", ...]``; each glob must match at least one tensor.
         only: compare only tensors whose canonical or source name matches this glob.
         threads: worker threads of the core kernels (default: all cores).
-        progress: called as ``progress(done_bytes, total_bytes, tensor_name)`` after each tensor.
+        progress: called as ``progress(done_bytes, total_bytes, tensor_name)`` after each tensor; when
+            it also has ``phase(label, k, n, what)`` (``aprqa.report.progress.ByteBar``), that is called
+            as the output-level check and the localization start.
         prompt: text for the output-level check (``fast=False``); a fixed default otherwise.
         locate: also run both models in lockstep on the prompt's ids and report the per-block
             hidden-state error curve and the first divergent block (``aprqa.forward.locate``).
@@ -177,10 +179,15 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
         # which the tensor-level comparison (--fast) never needs.
         from . import output_checks
 
+        phase = getattr(progress, "phase", None)  # a display that shows steps without a byte count
+        if phase is not None:
+            phase("outputs: prompt", 1, 1, f"forward passes{f' ({engine})' if engine else ''}")
         outputs, outputs_note, out_err = output_checks.run_outputs(ref, cand, prompt or DEFAULT_PROMPT, engine)
         if out_err:
             errors.append(out_err)  # a check that could not run is not a pass
         if locate:
+            if phase is not None:
+                phase("locate: prompt", 1, 1, "block by block")
             localization, locate_note = output_checks.run_locate(ref, cand, prompt or DEFAULT_PROMPT)
     return Report(reference=_summary(ref), candidate=_summary(cand), tensors=tuple(results),
                   metadata=_metadata(ref, cand),
