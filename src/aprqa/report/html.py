@@ -157,7 +157,8 @@ def _tensor_rows(ts: list[Any]) -> list[tuple[str, ...]]:
 
 
 def _section(sec: Any) -> str:
-    head = status_html("pass" if sec.passed else "fail", "MATCH" if sec.passed else "DIFFERENT")
+    head = (status_html("skip", "NOT COMPARED") if not sec.fields and sec.note and sec.passed else
+            status_html("pass" if sec.passed else "fail", "MATCH" if sec.passed else "DIFFERENT"))
     note = f"<p>{head} {esc(sec.note)}</p>"
     if not sec.fields:
         return note

@@ -114,7 +114,9 @@ def render_markdown(report: Any) -> str:
     if len(ranked) > 30:
         lines.append(f"\n… and {len(ranked) - 30} more tensors (all in the HTML report and `--json`).")
     for sec in (report.metadata, report.tokenizer):
-        lines += ["", f"## {sec.name.capitalize()}: {'MATCH' if sec.passed else 'DIFFERENT'}", ""]
+        state = ("NOT COMPARED" if not sec.fields and sec.note and sec.passed else
+                 "MATCH" if sec.passed else "DIFFERENT")
+        lines += ["", f"## {sec.name.capitalize()}: {state}", ""]
         if sec.note:
             lines.append(md_cell(sec.note))
         if sec.fields:
