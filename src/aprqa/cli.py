@@ -149,6 +149,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.report:
         check_output(Path(args.report))  # a bad --report path fails now, not after the comparison
         refuse_input_as_output(args.report, (args.reference, args.candidate))
+    from .report.provenance import Hashes
+
+    hashes = Hashes((("reference", args.reference), ("candidate", args.candidate)))  # while compare reads them
     with _progress(args) as progress:
         if args.engine and args.fast:
             raise UsageError(f"--engine {args.engine} runs the output-level check; it cannot be combined with --fast")
@@ -160,15 +163,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
                          tolerances=args.tol or None, only=args.only, threads=args.threads,
                          progress=progress.bytes_bar("tensors"),
                          locate=args.locate, engine=args.engine)
+    prov = hashes.provenance()
     if args.report:
         from .report import html, markdown
 
         path = Path(args.report)
-        (markdown if path.suffix.lower() in (".md", ".markdown") else html).write_report(report, path)
+        (markdown if path.suffix.lower() in (".md", ".markdown") else html).write_report(report, path, prov)
     if args.json:
-        sys.stdout.write(report.to_json() + "\n")
+        d = json.loads(report.to_json())
+        sys.stdout.write(json.dumps({**d, "provenance": prov.to_dict()}, indent=2) + "\n")
     else:
         render_compare(report, _stdout(), report_path=args.report)
+        _stdout().print(f"provenance {escape(prov.line())}", soft_wrap=True)
     return EXIT_OK if report.passed else EXIT_FAIL
 
 
@@ -343,6 +349,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: usage errors exit 2, --help/--version exit 0
         return int(exc.code or 0)
+    from .report.provenance import set_command  # declared lazy (see cli's imports): pages name this command
+
+    set_command(list(argv) if argv is not None else sys.argv[1:])
     try:
         return int(args.func(args))
     except AprqaError as err:

@@ -37,6 +37,7 @@ from ..formats.model import Model
 from ..gate_ids import GateKind, family_of, spell
 from ..records import GateOutcome, Host, ModelRef, Outcome, Record, RecordError, RunResult, Scenario, error_text
 from ..report.environment import environment_json
+from ..report.provenance import Input, Provenance, command_line
 from ..report.html import write_report
 from ..report.junit import write_junit, write_summary
 from ..report.run_report import write_run_report
@@ -150,7 +151,8 @@ class Recorder:
 
     def record(self, slot: int, g: PlannedGate, outcome: GateOutcome, seconds: float) -> None:
         ident = self.identity
-        md = {**ident.metadata(g), "planned_gates": str(self.planned_total), "aprqa_version": __version__}
+        md = {**ident.metadata(g), "planned_gates": str(self.planned_total), "aprqa_version": __version__,
+              "command": command_line()}
         self.keep(slot, make_record(gate_id=g.gate_id, outcome=outcome.outcome, reason=outcome.reason,
                                     output=outcome.output or outcome.reason, scenario=ident.scenario(g),
                                     metrics=outcome.metrics, metadata=md, host=ident.host,
@@ -418,7 +420,9 @@ def _write_run_files(identity: RunIdentity, records: tuple[Record, ...], out: Pa
     ev = out / "evidence.json"
     write_evidence_json(ev, records)
     report = worst.report if worst is not None else None
-    compare_path = write_report(report, out / "compare-report.html") if report is not None else None
+    prov = Provenance((Input("playbook", str(identity.pb_path), identity.digest),
+                       Input("model", identity.model.name, identity.model_sha256)))
+    compare_path = write_report(report, out / "compare-report.html", prov) if report is not None else None
     res = RunResult(playbook=str(identity.pb_path), playbook_sha256=identity.digest, name=pb.name,
                     gate_records=records, output=out, evidence=ev, evidence_jsonl=out / "evidence.jsonl",
                     junit=out / "junit.xml", summary=out / "summary.md", report=out / "report.html",
@@ -428,7 +432,8 @@ def _write_run_files(identity: RunIdentity, records: tuple[Record, ...], out: Pa
     write_summary(res)
     links = [(p.name, p.name) for p in (ev, res.evidence_jsonl, res.junit, res.summary, out / "report.md")]
     if compare_path is not None:
-        links.append(("compare report of the worst conversion", compare_path.name))
+        links.append(("compare report of the worst conversion (largest rel-L2; tensors — its outputs are above)",
+                      compare_path.name))
     write_run_report(list(res.records), html=res.report, md=out / "report.md", source=str(ev), notes=res.notes,
                      links=tuple(links), seconds=seconds)
     return res

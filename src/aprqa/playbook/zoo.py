@@ -278,7 +278,8 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 def _finish(done: tuple[ZooModel, ...], out: Path, ex: Any, t0: float) -> ZooResult:
     rows = tuple(zoo_rows([(m.name, m.records) for m in done]))
-    summaries = write_zoo_summary(out, rows, [m.name for m in done])
+    summaries = write_zoo_summary(out, rows, [m.name for m in done],
+                                  [(m.name, m.records, m.error) for m in done])
     warnings = tuple(getattr(ex, "warnings", ()))
     return ZooResult(done, rows, out, summaries, ex.name, time.perf_counter() - t0, warnings)
 
