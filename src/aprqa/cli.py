@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from . import __version__
+from .cli_help import epilog
 from .errors import AprqaError, UsageError, as_aprqa_error
 from .fsio import check_output, refuse_input_as_output
 from .quantmix import QUANT_CHOICES
@@ -27,12 +29,20 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
 
 
+def _piped_width() -> int:
+    """Columns of piped output: COLUMNS when set, else 160 (tensor names are not squeezed into 80)."""
+    try:
+        return max(40, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return 160
+
+
 def _stdout() -> Console:
     from rich.console import Console  # declared lazy import: --json output never loads rich
 
     console = Console(highlight=False, soft_wrap=False)
-    if not console.is_terminal:  # piped output: don't squeeze tensor names into 80 columns
-        console = Console(highlight=False, soft_wrap=False, width=160)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=False, width=_piped_width())
     return console
 
 
@@ -41,7 +51,7 @@ def _stderr() -> Console:
 
     console = Console(stderr=True, highlight=False)
     if not console.is_terminal:
-        console = Console(stderr=True, highlight=False, width=160)
+        console = Console(stderr=True, highlight=False, width=_piped_width())
     return console
 
 
@@ -235,18 +245,30 @@ def _quiet(s: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aprqa", description="Conversion-fidelity checks for SafeTensors, GGUF and APR.")
+    p = argparse.ArgumentParser(prog="aprqa", description="Conversion-fidelity checks for SafeTensors, GGUF and APR.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="examples:\n  aprqa compare hf-dir/ model.q8_0.gguf\n"
+                                       "  aprqa run playbooks/demo.playbook.yaml --output demo-out\n"
+                                       "  aprqa COMMAND --help     # each command's options and examples\n\n"
+                                       "exit codes: 0 pass/ok · 1 a fidelity failure · 2 bad input or usage · "
+                                       "130 interrupted")
     p.add_argument("--version", action="version", version=f"aprqa {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    add_parser = sub.add_parser
 
-    s = sub.add_parser("inspect", help="show format, config, tokenizer and tensors of a model (headers only)")
+    def command(name: str, **kw: Any) -> argparse.ArgumentParser:  # every command's --help: examples, exit codes
+        return add_parser(name, epilog=epilog(name), formatter_class=argparse.RawDescriptionHelpFormatter,
+                          description=kw.get("help"), **kw)
+
+
+    s = command("inspect", help="show format, config, tokenizer and tensors of a model (headers only)")
     s.add_argument("path", help="model file (.safetensors/.gguf/.apr) or HF directory")
     s.add_argument("--json", action="store_true", help="machine-readable output (docs/json-schema.md)")
     s.add_argument("--tensors", metavar="GLOB", help="only tensors whose name matches GLOB")
     s.add_argument("--verify", action="store_true", help="also verify whole-file checksums (reads every byte)")
     s.set_defaults(func=cmd_inspect)
 
-    s = sub.add_parser("convert", help="reference converter between SafeTensors, GGUF and APR")
+    s = command("convert", help="reference converter between SafeTensors, GGUF and APR")
     s.add_argument("src", help="source model (file or HF directory)")
     s.add_argument("dst", help="output: .gguf, .apr, .safetensors or a directory (HF layout)")
     s.add_argument("--to", choices=["safetensors", "gguf", "apr"], help="output format (default: from dst)")
@@ -261,30 +283,31 @@ def build_parser() -> argparse.ArgumentParser:
     _quiet(s)
     s.set_defaults(func=cmd_convert)
 
-    s = sub.add_parser("synth", help="write a deterministic tiny model (HF layout) for experiments")
+    s = command("synth", help="write a deterministic tiny model (HF layout) for experiments")
     from .synthetic_presets import preset_names  # the presets alone: the writers load on `synth`
 
-    s.add_argument("preset", choices=preset_names())
+    s.add_argument("preset", choices=preset_names(), help="architecture preset of the tiny model")
     s.add_argument("out", help="output directory")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--dtype", choices=["f32", "f16"], default="f32")
+    s.add_argument("--seed", type=int, default=0, help="weights' random seed (default 0; same seed, same bytes)")
+    s.add_argument("--dtype", choices=["f32", "f16"], default="f32", help="weights' type (default f32)")
     s.set_defaults(func=cmd_synth)
 
-    s = sub.add_parser("demo", help="quick tour: convert the synthetic demo model to 5 targets and compare each "
+    s = command("demo", help="quick tour: convert the synthetic demo model to 5 targets and compare each "
                                         "(the full demo playbook: aprqa run playbooks/demo.playbook.yaml)")
     s.add_argument("--output", default="demo-quick", help="directory for the generated models")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("generate", help="greedy-generate N tokens with aprqa's own forward pass")
+    s = command("generate", help="greedy-generate N tokens with aprqa's own forward pass")
     s.add_argument("model", help="model file (.safetensors/.gguf/.apr) or HF directory")
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="prompt text (tokenized with the model's own tokenizer)")
     src.add_argument("--ids", help="prompt token ids, comma- or space-separated")
     s.add_argument("-n", type=int, default=16, help="tokens to generate (default 16)")
-    s.add_argument("--device", choices=["cpu", "cuda", "torch-cpu"], default="cpu")
+    s.add_argument("--device", choices=["cpu", "cuda", "torch-cpu"], default="cpu",
+                   help="where the forward pass runs (default cpu: aprqa's numba kernels)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_generate)
-    s = sub.add_parser("compare", help="is the candidate the same model as the reference? (tensors, config, tokenizer)")
+    s = command("compare", help="is the candidate the same model as the reference? (tensors, config, tokenizer)")
     s.add_argument("reference", help="reference model (file or HF directory)")
     s.add_argument("candidate", help="converted model to check")
     s.add_argument("--fast", action="store_true", help="tensor level only (skip the output-level check)")
@@ -302,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "forward pass (needs aprqa[llamacpp])")
     _quiet(s)
     s.set_defaults(func=cmd_compare)
-    s = sub.add_parser("run", help="run a playbook's gates and write apr-qa-shaped evidence")
+    s = command("run", help="run a playbook's gates and write apr-qa-shaped evidence")
     s.add_argument("playbook", nargs="+", help="playbook YAML (docs/playbooks.md); several, or a directory of "
                                                "them, run as a zoo (docs/zoo.md)")
     s.add_argument("--output", metavar="DIR", help="evidence and converted models (default aprqa-out/NAME; "
@@ -325,16 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     _quiet(s)
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("schema", help="print the playbook JSON Schema")
+    s = command("schema", help="print the playbook JSON Schema")
     s.set_defaults(func=cmd_schema)
 
-    s = sub.add_parser("verify-evidence", help="check evidence against a playbook (sha256, thresholds)")
+    s = command("verify-evidence", help="check evidence against a playbook (sha256, thresholds)")
     s.add_argument("evidence", help="evidence.json (or evidence.jsonl)")
     s.add_argument("playbook", help="the playbook the evidence claims to come from")
     s.add_argument("--json", action="store_true", help="machine-readable result")
     s.set_defaults(func=cmd_verify_evidence)
 
-    s = sub.add_parser("report", help="summarize an evidence file (aprqa's or apr-qa's): families, causes, notes")
+    s = command("report", help="summarize an evidence file (aprqa's or apr-qa's): families, causes, notes")
     s.add_argument("evidence", help="evidence.json (array or apr-qa's {\"evidence\": [...]}) or evidence.jsonl")
     s.add_argument("--md", metavar="PATH", help="also write the run report as Markdown (for PR comments)")
     s.add_argument("--html", metavar="PATH", help="also write the run report as one self-contained HTML page")

@@ -60,7 +60,7 @@ def _open(x: str | Path | Model) -> tuple[Model, bool]:
     raise UsageError(f"compare: expected a path or an opened Model, got {type(x).__name__}")
 
 
-def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, profile: str | None = None,
+def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = False, profile: str | None = None,
             tolerances: Mapping[str, Any] | Iterable[str] | None = None, only: str | None = None,
             threads: int | None = None, progress: ProgressFn | None = None, prompt: str | None = None,
             locate: bool = False, engine: str | None = None) -> Report:
@@ -69,8 +69,10 @@ def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, 
     Args:
         a: the reference (path or opened ``Model``).
         b: the candidate (path or opened ``Model``).
-        fast: tensor level only. ``False`` also runs the output-level check of
-            ``aprqa.forward.compare_outputs`` when that module provides it.
+        fast: tensor level only (``aprqa compare --fast``). The default, as on the command line, also
+            runs the output-level check (``aprqa.forward.compare_outputs``: both models on a prompt); a
+            model it cannot run (no tokenizer, an unsupported architecture) is then an error in the
+            report, not a pass.
         profile: tolerance profile ("auto" default, "strict", "exact" or a target dtype name).
         tolerances: per-name overrides ``{"GLOB": Tolerance | "atol:rtol" | {...}}`` or
             ``["GLOB=atol:rtol", ...]``; each glob must match at least one tensor.
