@@ -79,9 +79,10 @@ LAZY: dict[str, dict[str, str]] = {
         "tokenizers": "the tokenizers library loads only when a pre-tokenizer is built; identifying one by "
                       "name or hash (inspect, the GGUF writer) needs none",
     },
-    "aprqa.report.console": {
-        "rich.progress": "the progress bar's columns load only when a bar is drawn (a TTY); "
-                         "--json and piped runs never draw one",
+    "aprqa.report.progress": {
+        "rich.progress": "the progress display loads only when it is drawn (a TTY); --json, --quiet and "
+                         "piped runs never draw one",
+        "rich.text": "the clock column's text: only when a display is drawn",
     },
 }
 

@@ -281,6 +281,10 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
     model = src if isinstance(src, Model) else open_model(src)
     try:
         refuse_input_as_output(dst, [model.path, *(f.path for f in model._files)])
+        if fmt != "safetensors" and model.format == "safetensors" and not model.metadata.get("config"):
+            raise UsageError(f"{model.path}: no config.json beside the weights: {fmt.upper()} output needs the "
+                             "model's architecture and hyperparameters, which a weights-only SafeTensors input "
+                             "does not carry (add the model's config.json to the directory)")
         qtype = plan_quant(model, quant, fmt)
         tokenizer, metadata = _tokenizer_for(model, fmt, pre_tokenizer)
     except BaseException:

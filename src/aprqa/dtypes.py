@@ -60,6 +60,12 @@ class DType(enum.IntEnum):
     F8_E4M3 = 205
     F8_E5M2 = 206
 
+    def __str__(self) -> str:  # print(t.dtype) -> "Q4_K", not the enum's number (int(), %d and JSON keep it)
+        return self.name
+
+    def __format__(self, spec: str) -> str:
+        return format(self.name, spec) if not spec or spec[-1] not in "bcdoxXn" else format(int(self), spec)
+
     @property
     def info(self) -> "DTypeInfo":
         return _INFO[self]

@@ -22,18 +22,20 @@ def _g(x: float) -> str:
 
 def assert_models_close(reference: str | Path | Model, candidate: str | Path | Model, *, profile: str = "auto",
                         tolerances: Mapping[str, Any] | Iterable[str] | None = None, only: str | None = None,
-                        threads: int | None = None) -> Any:
-    """Assert that ``candidate`` is the same model as ``reference`` at tensor level.
+                        threads: int | None = None, fast: bool = False) -> Any:
+    """Assert that ``candidate`` is the same model as ``reference``: tensors, config, tokenizer and, unless
+    ``fast``, outputs on a prompt (the same default as ``aprqa.compare`` and ``aprqa compare``).
 
     Args:
         reference, candidate: paths or opened Models.
-        profile, tolerances, only, threads: as for :func:`aprqa.comparison.compare`.
+        profile, tolerances, only, threads, fast: as for :func:`aprqa.comparison.compare`.
 
     Returns:
         The passing ``Report``.
 
     Raises:
-        AssertionError: a torch.testing-style message: mismatched tensors k / n, the worst
+        AssertionError: a torch.testing-style message whose first line names the verdicts
+            ("Models are not close: 1 tensor TRANSPOSED"): mismatched tensors k / n, the worst
             tensor with its verdict, greatest absolute difference with its index, and the
             minimum tolerance that would have passed.
 
@@ -41,13 +43,13 @@ def assert_models_close(reference: str | Path | Model, candidate: str | Path | M
         >>> assert_models_close("model/", "model.f16.gguf", profile="f16")  # doctest: +SKIP
     """
     __tracebackhide__ = True  # pytest shows the caller's line, not aprqa's frames
-    report = compare(reference, candidate, fast=True, profile=profile, tolerances=tolerances, only=only,
+    report = compare(reference, candidate, fast=fast, profile=profile, tolerances=tolerances, only=only,
                      threads=threads)
     if report.passed:
         return report
     fails = report.failures()
     n = len(report.tensors)
-    lines = [f"Models are not close (profile {report.policy.profile})!", "",
+    lines = [f"Models are not close: {_verdicts(report)} (profile {report.policy.profile})", "",
              f"Mismatched tensors: {len(fails)} / {n} ({100.0 * len(fails) / n if n else 0:.1f}%)"]
     if fails:
         w = fails[0]
@@ -76,5 +78,22 @@ def assert_models_close(reference: str | Path | Model, candidate: str | Path | M
                          + (f" {f.note}" if f.note else ""))
         if sec.failed_outright:
             lines.append(f"{sec.name}: {sec.note}")
+    out = report.outputs
+    if out is not None and not out.passed:
+        lines += [f"outputs: {why}" for why in out.failures]
     lines += [f"error: {e}" for e in report.errors]
     raise AssertionError("\n".join(lines))
+
+
+def _verdicts(report: Any) -> str:
+    """What failed, by verdict: "2 tensors TRANSPOSED, 1 tensor MISSING; outputs differ"."""
+    counts: dict[str, int] = {}
+    for t in report.failures():
+        counts[t.verdict.value] = counts.get(t.verdict.value, 0) + 1
+    parts = [f"{k} tensor{'s' if k != 1 else ''} {v}" for v, k in counts.items()]
+    parts += [f"{sec.name} differs" for sec in (report.metadata, report.tokenizer) if not sec.passed]
+    if report.outputs is not None and not report.outputs.passed:
+        parts.append("outputs differ")
+    if report.errors:
+        parts.append("could not be compared")
+    return "; ".join(parts) or "FAIL"

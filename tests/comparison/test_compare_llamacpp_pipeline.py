@@ -75,19 +75,19 @@ def _ids_match(r) -> bool:
 @pytest.mark.parametrize("kind", GEMMA3_SLICE)
 def test_gemma3_faithful_file_passes_against_hf(transformers_dir, kind):
     """The converter writes the tokenizer.json-only vocabulary as SentencePiece-style BPE: judged by its ids."""
-    r = compare(transformers_dir, _product("gemma3", kind, transformers_dir))
+    r = compare(transformers_dir, _product("gemma3", kind, transformers_dir), fast=True)
     assert r.passed and _ids_match(r), _explain(r)
 
 
 @pytest.mark.parametrize("kind", ("q8_0", "q4_k_m", "q6_k"))
 def test_gemma3_faithful_file_passes_against_its_f16_gguf(gemma3_f16, transformers_dir, kind):
-    r = compare(gemma3_f16, _product("gemma3", kind, transformers_dir))
+    r = compare(gemma3_f16, _product("gemma3", kind, transformers_dir), fast=True)
     assert r.passed and _ids_match(r), _explain(r)
 
 
 def test_shipped_gemma3_gguf_against_hf_judges_tokens_by_behaviour(transformers_dir, gemma3_gguf):
     """The shipped llama.cpp SentencePiece GGUF: no merges by design, same token ids as transformers."""
-    r = compare(transformers_dir, gemma3_gguf)
+    r = compare(transformers_dir, gemma3_gguf, fast=True)
     ids = r.tokenizer.fields[0]
     assert ids.field == "token ids" and ids.status == FieldStatus.MATCH, _explain(r)
     assert "CJK" in ids.note and "control tokens" in ids.note
@@ -98,7 +98,7 @@ def test_shipped_gemma3_gguf_against_hf_judges_tokens_by_behaviour(transformers_
 
 @pytest.mark.parametrize("kind", MINILM_SLICE)
 def test_minilm_faithful_file_passes_against_hf(minilm_dir, kind):
-    r = compare(minilm_dir, _product("minilm", kind, minilm_dir))
+    r = compare(minilm_dir, _product("minilm", kind, minilm_dir), fast=True)
     expected = {t.name: t.detail for t in r.tensors if t.verdict.value == "EXPECTED"}
     # llama.cpp's BERT converter drops the position-id buffer and the pooler by design: never MISSING
     assert set(expected) == {"embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"}, _explain(r)
@@ -109,7 +109,7 @@ def test_minilm_faithful_file_passes_against_hf(minilm_dir, kind):
 
 
 def test_minilm_faithful_file_passes_against_its_f16_gguf(minilm_f16, minilm_dir):
-    r = compare(minilm_f16, _product("minilm", "q8_0", minilm_dir))
+    r = compare(minilm_f16, _product("minilm", "q8_0", minilm_dir), fast=True)
     assert r.passed, _explain(r)
 
 
@@ -166,7 +166,7 @@ def test_minilm_encoder_output_level_catches_a_scaled_query(minilm_f16, fault_di
 @pytest.mark.parametrize("kind", ("f32", "bf16"))
 def test_minilm_sibling_float_casts_pass_against_the_f16_gguf(minilm_f16, minilm_dir, kind):
     """The converter's bf16/f32 and its f16 are all rounded from the same f32 weights: EXACT-CAST, not DEGRADED."""
-    r = compare(minilm_f16, _product("minilm", kind, minilm_dir))
+    r = compare(minilm_f16, _product("minilm", kind, minilm_dir), fast=True)
     assert r.passed and {t.verdict.value for t in r.tensors} <= {"IDENTICAL", "EXACT-CAST"}, _explain(r)
 
 
@@ -200,14 +200,14 @@ def _matrix(model: str) -> list:
 @FULL_ONLY
 @pytest.mark.parametrize("kind", _matrix("gemma3"))
 def test_gemma3_every_type_passes_against_its_f16_gguf(gemma3_f16, transformers_dir, kind):
-    r = compare(gemma3_f16, _product("gemma3", kind, transformers_dir))
+    r = compare(gemma3_f16, _product("gemma3", kind, transformers_dir), fast=True)
     assert r.passed, _explain(r)
 
 
 @FULL_ONLY
 @pytest.mark.parametrize("kind", _matrix("minilm"))
 def test_minilm_every_type_passes_against_its_f16_gguf(minilm_f16, minilm_dir, kind):
-    r = compare(minilm_f16, _product("minilm", kind, minilm_dir))
+    r = compare(minilm_f16, _product("minilm", kind, minilm_dir), fast=True)
     assert r.passed, _explain(r)
 
 
@@ -332,7 +332,7 @@ def test_gemma3_planted_fault_is_caught_and_named(fault, transformers_dir, gemma
         for ref in (transformers_dir, base):
             if fault.expect[0] == "tokenizer" and ref == transformers_dir and fault.name == "bpe-pre":
                 continue  # the HF side states no pre name; its split rules are the gguf-vs-gguf check's
-            r = compare(ref, bad, only=_only(fault, "model.norm.weight"))
+            r = compare(ref, bad, only=_only(fault, "model.norm.weight"), fast=True)
             assert not r.passed, r.summary()
             _named(r, fault.expect)
             if fault.truncate_to is not None:  # nothing past the end of the file is counted as read
@@ -372,7 +372,7 @@ def test_shipped_gemma3_tokenizer_fault_is_caught_and_named(fault, transformers_
     bad = gf.plant(gemma3_gguf, _resolved(fault, gemma3_gguf), fault_dir)
     try:
         for ref in (transformers_dir, gemma3_gguf):
-            r = compare(ref, bad, only="model.norm.weight")
+            r = compare(ref, bad, only="model.norm.weight", fast=True)
             assert not r.passed, r.summary()
             if ref == gemma3_gguf:  # every array both GGUFs have is compared as stored
                 changed = {k for k in fault.set_kv} | set(fault.drop_kv)
@@ -389,7 +389,7 @@ def test_shipped_gemma3_tokenizer_fault_is_caught_and_named(fault, transformers_
 def test_minilm_planted_fault_is_caught_and_named(fault, minilm_dir, minilm_f16, fault_dir, capsys):
     bad = gf.plant(minilm_f16, _resolved(fault, minilm_f16), fault_dir)
     for ref in (minilm_dir, minilm_f16):
-        r = compare(ref, bad, only=_only(fault, "embeddings.LayerNorm.weight"))
+        r = compare(ref, bad, only=_only(fault, "embeddings.LayerNorm.weight"), fast=True)
         assert not r.passed, r.summary()
         _named(r, fault.expect)
     assert _exit_code(minilm_f16, bad, _only(fault, "embeddings.LayerNorm.weight")) == 1

@@ -35,7 +35,7 @@ LN = "encoder.layer.1.attention.output.LayerNorm.weight"
 ])
 def test_real_weights_correct_conversion(tmp_path, fmt, dtype, verdicts):
     out = F.convert(MINILM, tmp_path / f"m.{fmt}", fmt, dtype, arch="bert")
-    r = compare(MINILM, out)
+    r = compare(MINILM, out, fast=True)
     assert r.tensors and all(t.passed for t in r.tensors), r.summary()
     assert set(r.verdict_counts()) == verdicts
 
@@ -43,13 +43,13 @@ def test_real_weights_correct_conversion(tmp_path, fmt, dtype, verdicts):
 def test_real_weights_faults(tmp_path):
     out = F.convert(MINILM, tmp_path / "f.gguf", "gguf", "q8_0", arch="bert",
                     faults=(F.transpose(QUERY), F.transpose(INTER), F.offset(LN, 1.0)))
-    r = compare(MINILM, out)
+    r = compare(MINILM, out, fast=True)
     got = {t.name: t.verdict for t in r.failures()}
     assert got == {QUERY: Verdict.TRANSPOSED, INTER: Verdict.TRANSPOSED, LN: Verdict.OFFSET}, r.summary()
 
 
 def test_real_weights_truncated_cast(tmp_path):
     out = F.convert(MINILM, tmp_path / "t", "safetensors", "f32", faults=(F.truncate_to_f16(QUERY),))
-    r = compare(MINILM, out)
+    r = compare(MINILM, out, fast=True)
     [t] = r.failures()
     assert t.name == QUERY and t.verdict is Verdict.DEGRADED and "truncation" in t.detail

@@ -113,7 +113,7 @@ def made(monkeypatch) -> list[si.SignatureIndex]:
 
 
 def test_thousand_same_shape_failing_tensors(tmp_path, made):
-    r = compare(*make_pair(tmp_path, N, (3, 700)), threads=1)
+    r = compare(*make_pair(tmp_path, N, (3, 700)), fast=True, threads=1)
     swapped = [t for t in r.tensors if t.verdict is Verdict.SWAPPED]
     assert sorted(t.name for t in swapped) == ["model.layers.3.mlp.up_proj.weight",
                                                "model.layers.700.mlp.up_proj.weight"], r.summary()
@@ -130,10 +130,10 @@ def test_thousand_same_shape_failing_tensors(tmp_path, made):
 def test_index_keeps_every_result_of_the_exact_screen(tmp_path, made, monkeypatch):
     n = 2 * si.MIN_INDEXED
     pair = make_pair(tmp_path, n, (1, n - 2))
-    r = compare(*pair, threads=1)
+    r = compare(*pair, fast=True, threads=1)
     assert made[0].sketch is not None
     monkeypatch.setattr(si, "MIN_INDEXED", 10 ** 9)
-    exact = compare(*pair, threads=1)
+    exact = compare(*pair, fast=True, threads=1)
     assert made[1].sketch is None and made[1].exact_rows == n * n
     assert r.verdict_counts() == {"NOISE": n - 2, "SWAPPED": 2}
     assert [(t.name, t.verdict, t.detail, t.related) for t in exact.tensors] == \

@@ -153,7 +153,7 @@ def test_q4_k_m_conversion_puts_types_on_the_right_tensors(eight_layer):
 
 def test_q4_k_m_conversion_passes_compare_per_tensor_dtype(eight_layer):
     src, dst, _ = eight_layer
-    rep = compare(src, dst, profile="q4_k_m")
+    rep = compare(src, dst, profile="q4_k_m", fast=True)
     assert rep.passed, [(t.name, t.detail) for t in rep.failures()]
     # each tensor judged by its own dtype: the Q6_K ones get Q6_K's criterion, not Q4_K's
     by = {t.name: t for t in rep.tensors}
@@ -179,7 +179,7 @@ def test_low_bit_mixes_convert_and_pass_compare(mix, tmp_path, tiny_models):
     else:
         assert types[Q.format(0)] is DType.Q3_K and types[V.format(1)] is DType.Q5_K
         assert types[DOWN.format(1)] is DType.Q4_K  # i >= n/16
-    rep = compare(src, dst, profile=mix)
+    rep = compare(src, dst, profile=mix, fast=True)
     assert rep.passed, [(t.name, t.detail) for t in rep.failures()]
 
 

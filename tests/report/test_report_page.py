@@ -48,7 +48,8 @@ def test_write_zoo_summary_writes_four_consistent_files(tmp_path):
     files = write_zoo_summary(tmp_path / "zoo", rows, ["m"])
     assert sorted(files) == ["csv", "html", "json", "markdown"]
     data = json.loads(files["json"].read_text())
-    assert [(r["format"], r["quant"]) for r in data] == [("gguf", "q8_0"), ("apr", "f16")]
-    assert "| m | gguf | q8_0 | 2 | 1 | 0 | FAIL |" in files["markdown"].read_text()
+    assert [(r["format"], r["quant"]) for r in data["rows"]] == [("gguf", "q8_0"), ("apr", "f16")]
+    assert data["provenance"]["aprqa_version"] and data["models"] == []
+    assert "| m | gguf | q8_0 | 2 | 1 | 0 | FAIL | — | — |" in files["markdown"].read_text()
     assert files["csv"].read_text().splitlines()[0].startswith("model,")
     assert "<table" in files["html"].read_text()

@@ -28,9 +28,10 @@ def test_rows_count_pass_fail_skip_per_model_format_quant():
     assert [r.status for r in rows] == ["PASS", "FAIL", "SKIPPED", "PASS", "FAIL"]
     md = render_markdown(rows, ["m<1>"])
     # names from files reach Markdown as entities, never as raw HTML a renderer would run
-    assert "| m&lt;1&gt; | 3 | 3 | 1 | FAIL |" in md and "| m&lt;1&gt; | gguf | q8_0 | 1 | 1 | 0 | FAIL |" in md
+    assert "| m&lt;1&gt; | FAIL | 3 | 3 | 1 |" in md and "| m&lt;1&gt; | gguf | q8_0 | 1 | 1 | 0 | FAIL |" in md
     assert "m<1>" not in md
     back = list(csv.DictReader(io.StringIO(render_csv(rows))))
     assert [(r["format"], r["quant"], r["status"]) for r in back][2] == ("apr", "q8_0", "SKIPPED")
+    assert back[1]["quant"] == ""  # a whole-model row has no target type (was "—")
     page = render_html(rows, ["m<1>"])
     assert "m&lt;1&gt;" in page and "m<1>" not in page and "<script" not in page

@@ -10,27 +10,39 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .. import __version__
 from ..errors import AprqaError, UsageError, as_aprqa_error
 from ..fsio import check_output, refuse_input_as_output
 from ..quantmix import QUANT_CHOICES
+from .help import epilog
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from ..report.progress import Progress
+
 EXIT_OK, EXIT_FAIL, EXIT_INPUT = 0, 1, 2
+
+
+def _piped_width() -> int:
+    """Columns of piped output: COLUMNS when set, else 160 (tensor names are not squeezed into 80)."""
+    try:
+        return max(40, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return 160
 
 
 def _stdout() -> Console:
     from rich.console import Console  # declared lazy import: --json output never loads rich
 
     console = Console(highlight=False, soft_wrap=False)
-    if not console.is_terminal:  # piped output: don't squeeze tensor names into 80 columns
-        console = Console(highlight=False, soft_wrap=False, width=160)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=False, width=_piped_width())
     return console
 
 
@@ -39,7 +51,7 @@ def _stderr() -> Console:
 
     console = Console(stderr=True, highlight=False)
     if not console.is_terminal:
-        console = Console(stderr=True, highlight=False, width=160)
+        console = Console(stderr=True, highlight=False, width=_piped_width())
     return console
 
 
@@ -65,25 +77,37 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_convert(args: argparse.Namespace) -> int:
-    from ..conversion import convert
-    from ..report.console import progress_bar
+def _progress(args: argparse.Namespace) -> Progress:
+    """The command's progress display on stderr: off under --json, -q/--quiet and when not a terminal."""
+    from ..report.progress import Progress, wanted
 
     err = _stderr()
-    done = 0
-    with progress_bar(err, enabled=err.is_terminal and not args.quiet and not args.json) as progress:
-        def on_tensor(t) -> None:
-            nonlocal done
-            done += t.nbytes
-            if progress is not None:
-                progress(done, None, t.name)
+    return Progress(err, wanted(err, quiet=args.quiet, json=getattr(args, "json", False)))
 
-        result = convert(args.src, args.dst, to=args.to, quant=args.quant, on_tensor=on_tensor,
-                         weights_only=args.weights_only, pre_tokenizer=args.pre_tokenizer)
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from ..conversion import convert
+    from ..formats import open_model
+
+    src = open_model(args.src)  # the total for the bar; convert closes nothing it did not open
+    try:
+        with _progress(args) as progress:
+            bar = progress.bytes_bar("convert", src.total_bytes)
+            done = 0
+
+            def on_tensor(t) -> None:
+                nonlocal done
+                done += t.nbytes
+                bar(done, None, t.name)
+
+            result = convert(src, args.dst, to=args.to, quant=args.quant, on_tensor=on_tensor,
+                             weights_only=args.weights_only, pre_tokenizer=args.pre_tokenizer)
+    finally:
+        src.close()
     changed = sum(1 for _, a, b, _t in result.tensors if a != b)
     transformed = sum(1 for *_x, t in result.tensors if t)
-    _stderr().print(f"wrote {result.dst} ({result.fmt}, quant {result.quant}): {len(result.tensors)} tensors, "
-                    f"{changed} re-encoded, {transformed} with a layout transform")
+    _stderr().print(f"wrote {escape(str(result.dst))} ({result.fmt}, quant {result.quant}): "
+                    f"{len(result.tensors)} tensors, {changed} re-encoded, {transformed} with a layout transform")
     if args.json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
     return EXIT_OK
@@ -131,13 +155,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..comparison import compare
     from ..report.compare_console import render_compare
-    from ..report.console import progress_bar
 
     if args.report:
         check_output(Path(args.report))  # a bad --report path fails now, not after the comparison
         refuse_input_as_output(args.report, (args.reference, args.candidate))
-    err = _stderr()
-    with progress_bar(err, enabled=err.is_terminal and not args.json and not args.no_progress) as progress:
+    from ..report.provenance import Hashes
+
+    hashes = Hashes((("reference", args.reference), ("candidate", args.candidate)))  # while compare reads them
+    with _progress(args) as progress:
         if args.engine and args.fast:
             raise UsageError(f"--engine {args.engine} runs the output-level check; it cannot be combined with --fast")
         if args.engine == "llama.cpp":
@@ -145,52 +170,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
             load_llama_cpp()  # not installed: a usage error (exit 2) before any work, not a failed comparison
         report = compare(args.reference, args.candidate, fast=args.fast, profile=args.profile,
-                         tolerances=args.tol or None, only=args.only, threads=args.threads, progress=progress,
+                         tolerances=args.tol or None, only=args.only, threads=args.threads,
+                         progress=progress.bytes_bar("tensors"),
                          locate=args.locate, engine=args.engine)
+    prov = hashes.provenance()
     if args.report:
         from ..report import html, markdown
 
         path = Path(args.report)
-        (markdown if path.suffix.lower() in (".md", ".markdown") else html).write_report(report, path)
+        (markdown if path.suffix.lower() in (".md", ".markdown") else html).write_report(report, path, prov)
     if args.json:
-        sys.stdout.write(report.to_json() + "\n")
+        d = json.loads(report.to_json())
+        sys.stdout.write(json.dumps({**d, "provenance": prov.to_dict()}, indent=2) + "\n")
     else:
         render_compare(report, _stdout(), report_path=args.report)
+        _stdout().print(f"provenance {escape(prov.line())}", soft_wrap=True)
     return EXIT_OK if report.passed else EXIT_FAIL
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from . import zoo as cli_zoo
-    from ..playbook import load_playbook, run_playbook
-    from ..playbook.evidence import render_line
 
-    out = _stdout()
-    if args.dry_run:
-        return cli_zoo.cmd_dry_run(args, out, _stderr())
-    if len(args.playbook) > 1 or Path(args.playbook[0]).is_dir() or args.executor != "local" or args.model_root:
-        return cli_zoo.cmd_zoo(args, out, _stderr())
-    args.playbook = args.playbook[0]
-    if args.json:  # stdout carries only the JSON summary
-        out = _stderr()
-    cli_zoo.warn_unknown_keys(load_playbook(args.playbook)[0], Path(args.playbook), _stderr())
-    res = run_playbook(args.playbook, output=args.output, model_path=args.model_path, workers=args.workers,
-                       fail_fast=args.fail_fast, on_record=lambda r: out.print(escape(render_line(r))))
-    if args.json:
-        sys.stdout.write(json.dumps(res.to_dict(), indent=2) + "\n")
-    oc = res.outcome_counts()
-    gap = f" ([red]{res.missing} planned gate(s) without a record[/])" if res.missing else ""
-    out.print(f"{len(res.records)} gates{gap} · " + " · ".join(f"{v} {k}" for k, v in oc.items())
-              + f" · {res.seconds:.1f} s · {'[green]PASS[/]' if res.passed else '[red]FAIL[/]'}")
-    extra = ", ".join(str(p.name) for p in (res.evidence_jsonl, res.junit, res.summary, res.report,
-                                            res.compare_report) if p)
-    out.print(f"evidence → {escape(str(res.evidence))} (+ {escape(extra)})")
-    skipped = res.not_executed
-    if skipped:
-        err = _stderr()
-        err.print(f"not executed by aprqa ({len(skipped)} Skipped records, not counted as passed):")
-        for r in skipped:
-            err.print(f"  {escape(r['gate_id'])}: {escape(r['metadata'].get('section', ''))}")
-    return EXIT_OK if res.passed else EXIT_FAIL
+    return cli_zoo.cmd_run(args, _stdout(), _stderr(), _progress(args))
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -236,19 +237,38 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _quiet(s: argparse.ArgumentParser) -> None:
+    """The one progress switch of every long command (--no-progress: its former name on compare)."""
+    s.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress display (it is also off under --json and when stderr is not a terminal)")
+    s.add_argument("--no-progress", dest="quiet", action="store_true", help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aprqa", description="Conversion-fidelity checks for SafeTensors, GGUF and APR.")
+    p = argparse.ArgumentParser(prog="aprqa", description="Conversion-fidelity checks for SafeTensors, GGUF and APR.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="examples:\n  aprqa compare hf-dir/ model.q8_0.gguf\n"
+                                       "  aprqa run playbooks/demo.playbook.yaml --output demo-out\n"
+                                       "  aprqa COMMAND --help     # each command's options and examples\n\n"
+                                       "exit codes: 0 pass/ok · 1 a fidelity failure · 2 bad input or usage · "
+                                       "130 interrupted")
     p.add_argument("--version", action="version", version=f"aprqa {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    add_parser = sub.add_parser
 
-    s = sub.add_parser("inspect", help="show format, config, tokenizer and tensors of a model (headers only)")
+    def command(name: str, **kw: Any) -> argparse.ArgumentParser:  # every command's --help: examples, exit codes
+        return add_parser(name, epilog=epilog(name), formatter_class=argparse.RawDescriptionHelpFormatter,
+                          description=kw.get("help"), **kw)
+
+
+    s = command("inspect", help="show format, config, tokenizer and tensors of a model (headers only)")
     s.add_argument("path", help="model file (.safetensors/.gguf/.apr) or HF directory")
     s.add_argument("--json", action="store_true", help="machine-readable output (docs/json-schema.md)")
     s.add_argument("--tensors", metavar="GLOB", help="only tensors whose name matches GLOB")
     s.add_argument("--verify", action="store_true", help="also verify whole-file checksums (reads every byte)")
     s.set_defaults(func=cmd_inspect)
 
-    s = sub.add_parser("convert", help="reference converter between SafeTensors, GGUF and APR")
+    s = command("convert", help="reference converter between SafeTensors, GGUF and APR")
     s.add_argument("src", help="source model (file or HF directory)")
     s.add_argument("dst", help="output: .gguf, .apr, .safetensors or a directory (HF layout)")
     s.add_argument("--to", choices=["safetensors", "gguf", "apr"], help="output format (default: from dst)")
@@ -260,33 +280,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pre-tokenizer", metavar="NAME",
                    help="GGUF: tokenizer.ggml.pre to write when aprqa cannot identify it (a llama.cpp name, "
                         "e.g. qwen2, llama-bpe, gpt-2)")
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    _quiet(s)
     s.set_defaults(func=cmd_convert)
 
-    s = sub.add_parser("synth", help="write a deterministic tiny model (HF layout) for experiments")
+    s = command("synth", help="write a deterministic tiny model (HF layout) for experiments")
     from ..synth.presets import preset_names  # the presets alone: the writers load on `synth`
 
-    s.add_argument("preset", choices=preset_names())
+    s.add_argument("preset", choices=preset_names(), help="architecture preset of the tiny model")
     s.add_argument("out", help="output directory")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--dtype", choices=["f32", "f16"], default="f32")
+    s.add_argument("--seed", type=int, default=0, help="weights' random seed (default 0; same seed, same bytes)")
+    s.add_argument("--dtype", choices=["f32", "f16"], default="f32", help="weights' type (default f32)")
     s.set_defaults(func=cmd_synth)
 
-    s = sub.add_parser("demo", help="quick tour: convert the synthetic demo model to 5 targets and compare each "
+    s = command("demo", help="quick tour: convert the synthetic demo model to 5 targets and compare each "
                                         "(the full demo playbook: aprqa run playbooks/demo.playbook.yaml)")
     s.add_argument("--output", default="demo-quick", help="directory for the generated models")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("generate", help="greedy-generate N tokens with aprqa's own forward pass")
+    s = command("generate", help="greedy-generate N tokens with aprqa's own forward pass")
     s.add_argument("model", help="model file (.safetensors/.gguf/.apr) or HF directory")
     src = s.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="prompt text (tokenized with the model's own tokenizer)")
     src.add_argument("--ids", help="prompt token ids, comma- or space-separated")
     s.add_argument("-n", type=int, default=16, help="tokens to generate (default 16)")
-    s.add_argument("--device", choices=["cpu", "cuda", "torch-cpu"], default="cpu")
+    s.add_argument("--device", choices=["cpu", "cuda", "torch-cpu"], default="cpu",
+                   help="where the forward pass runs (default cpu: aprqa's numba kernels)")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_generate)
-    s = sub.add_parser("compare", help="is the candidate the same model as the reference? (tensors, config, tokenizer)")
+    s = command("compare", help="is the candidate the same model as the reference? (tensors, config, tokenizer)")
     s.add_argument("reference", help="reference model (file or HF directory)")
     s.add_argument("candidate", help="converted model to check")
     s.add_argument("--fast", action="store_true", help="tensor level only (skip the output-level check)")
@@ -302,9 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--engine", choices=["llama.cpp"],
                    help="run the candidate (GGUF) of the output-level check in this engine instead of aprqa's "
                         "forward pass (needs aprqa[llamacpp])")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _quiet(s)
     s.set_defaults(func=cmd_compare)
-    s = sub.add_parser("run", help="run a playbook's gates and write apr-qa-shaped evidence")
+    s = command("run", help="run a playbook's gates and write apr-qa-shaped evidence")
     s.add_argument("playbook", nargs="+", help="playbook YAML (docs/playbooks.md); several, or a directory of "
                                                "them, run as a zoo (docs/zoo.md)")
     s.add_argument("--output", metavar="DIR", help="evidence and converted models (default aprqa-out/NAME; "
@@ -320,19 +341,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, metavar="N", help="parallel conversions/gates (a zoo: models "
                                                                     "at once on the local executor; default 1)")
     s.add_argument("--fail-fast", action="store_true", help="stop after the first gate that is not Corroborated")
+    s.add_argument("--keep-models", action="store_true",
+                   help="keep every converted model in the work folder (default: each is deleted once the gates "
+                        "reading it are done; --dry-run prints the peak disk either way)")
     s.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    _quiet(s)
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("schema", help="print the playbook JSON Schema")
+    s = command("schema", help="print the playbook JSON Schema")
     s.set_defaults(func=cmd_schema)
 
-    s = sub.add_parser("verify-evidence", help="check evidence against a playbook (sha256, thresholds)")
+    s = command("verify-evidence", help="check evidence against a playbook (sha256, thresholds)")
     s.add_argument("evidence", help="evidence.json (or evidence.jsonl)")
     s.add_argument("playbook", help="the playbook the evidence claims to come from")
     s.add_argument("--json", action="store_true", help="machine-readable result")
     s.set_defaults(func=cmd_verify_evidence)
 
-    s = sub.add_parser("report", help="summarize an evidence file (aprqa's or apr-qa's): families, causes, notes")
+    s = command("report", help="summarize an evidence file (aprqa's or apr-qa's): families, causes, notes")
     s.add_argument("evidence", help="evidence.json (array or apr-qa's {\"evidence\": [...]}) or evidence.jsonl")
     s.add_argument("--md", metavar="PATH", help="also write the run report as Markdown (for PR comments)")
     s.add_argument("--html", metavar="PATH", help="also write the run report as one self-contained HTML page")
@@ -347,6 +372,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: usage errors exit 2, --help/--version exit 0
         return int(exc.code or 0)
+    from ..report.provenance import set_command  # declared lazy (see cli's imports): pages name this command
+
+    set_command(list(argv) if argv is not None else sys.argv[1:])
     try:
         return int(args.func(args))
     except AprqaError as err:

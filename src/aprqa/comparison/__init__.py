@@ -60,7 +60,7 @@ def _open(x: str | Path | Model) -> tuple[Model, bool]:
     raise UsageError(f"compare: expected a path or an opened Model, got {type(x).__name__}")
 
 
-def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, profile: str | None = None,
+def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = False, profile: str | None = None,
             tolerances: Mapping[str, Any] | Iterable[str] | None = None, only: str | None = None,
             threads: int | None = None, progress: ProgressFn | None = None, prompt: str | None = None,
             locate: bool = False, engine: str | None = None) -> Report:
@@ -69,14 +69,18 @@ def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = True, 
     Args:
         a: the reference (path or opened ``Model``).
         b: the candidate (path or opened ``Model``).
-        fast: tensor level only. ``False`` also runs the output-level check of
-            ``aprqa.inference.compare_outputs`` when that module provides it.
+        fast: tensor level only (``aprqa compare --fast``). The default, as on the command line, also
+            runs the output-level check (``aprqa.inference.compare_outputs``: both models on a prompt); a
+            model it cannot run (no tokenizer, an unsupported architecture) is then an error in the
+            report, not a pass.
         profile: tolerance profile ("auto" default, "strict", "exact" or a target dtype name).
         tolerances: per-name overrides ``{"GLOB": Tolerance | "atol:rtol" | {...}}`` or
             ``["GLOB=atol:rtol", ...]``; each glob must match at least one tensor.
         only: compare only tensors whose canonical or source name matches this glob.
         threads: worker threads of the core kernels (default: all cores).
-        progress: called as ``progress(done_bytes, total_bytes, tensor_name)`` after each tensor.
+        progress: called as ``progress(done_bytes, total_bytes, tensor_name)`` after each tensor; when
+            it also has ``phase(label, k, n, what)`` (``aprqa.report.progress.ByteBar``), that is called
+            as the output-level check and the localization start.
         prompt: text for the output-level check (``fast=False``); a fixed default otherwise.
         locate: also run both models in lockstep on the prompt's ids and report the per-block
             hidden-state error curve and the first divergent block (``aprqa.inference.locate``).
@@ -177,10 +181,15 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
         # which the tensor-level comparison (--fast) never needs.
         from . import output_checks
 
+        phase = getattr(progress, "phase", None)  # a display that shows steps without a byte count
+        if phase is not None:
+            phase("outputs: prompt", 1, 1, f"forward passes{f' ({engine})' if engine else ''}")
         outputs, outputs_note, out_err = output_checks.run_outputs(ref, cand, prompt or DEFAULT_PROMPT, engine)
         if out_err:
             errors.append(out_err)  # a check that could not run is not a pass
         if locate:
+            if phase is not None:
+                phase("locate: prompt", 1, 1, "block by block")
             localization, locate_note = output_checks.run_locate(ref, cand, prompt or DEFAULT_PROMPT)
     return Report(reference=_summary(ref), candidate=_summary(cand), tensors=tuple(results),
                   metadata=_metadata(ref, cand),

@@ -129,8 +129,10 @@ def carries_config(model: Model) -> bool:
 
 
 def _no_config(ref: Model, cand: Model) -> str | None:
-    sides = [side for side, m in (("reference", ref), ("candidate", cand)) if not carries_config(m)]
-    return f"not compared (no config: {' and '.join(sides)})" if sides else None
+    """"reference has no config.json: metadata not compared" (an HF side names its file), or None."""
+    sides = [f"{side} has no config.json" if m.format == "safetensors" else f"{side} states no architecture"
+             for side, m in (("reference", ref), ("candidate", cand)) if not carries_config(m)]
+    return f"{' and '.join(sides)}: metadata not compared" if sides else None
 
 
 def compare_config(ref: Model, cand: Model) -> SectionDiff:

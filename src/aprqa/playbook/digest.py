@@ -1,30 +1,9 @@
 """sha256 of a model file or HF directory: the model's identity in every record
-(``metadata.model_sha256``, which ``--resume`` matches) and the byte-identity test of F-CONV-IDEM-001."""
+(``metadata.model_sha256``, which ``--resume`` matches) and the byte-identity test of F-CONV-IDEM-001.
+The implementation is ``aprqa.fsio.digest`` (the report pages' provenance uses it too)."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-from pathlib import Path
+from ..fsio.digest import files_digest, sha256_file
 
-from ..fsio import open_regular
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    fd, _st = open_regular(path)
-    with os.fdopen(fd, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def files_digest(path: Path) -> str:
-    """sha256 over a file, or over a directory's files (sorted, name-prefixed)."""
-    if path.is_file():
-        return sha256_file(path)
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode())
-        h.update(bytes.fromhex(sha256_file(f)))
-    return h.hexdigest()
+__all__ = ["files_digest", "sha256_file"]

@@ -1,12 +1,14 @@
+# size: one run's execution in one place: its recorder, the executor of its plan (gates in disk order, conversions made on demand) and its files
 """Run a playbook: obtain the model, execute its plan, stream the records, write the run's files.
 
 What to convert and which gates to measure is the plan (plan.py: ``build_plan``, pure); this module
 executes it. Order of work (docs/playbooks.md):
   1. the source model (sources.py: ``--model-path``, synthetic, ``local_path`` or ``hf_repo``);
   2. G0 gates, measured at once in plan order (header-only; gates/integrity.py);
-  3. the conversions the remaining gates read, each at most once, in a thread pool (``workers``;
-     conversions.py); a gate waits only on conversions submitted before it, so the pool cannot
-     deadlock;
+  3. the conversions the remaining gates read, each at most once, made when the first gate reading
+     it starts (conversions.py; ``workers`` gates at once); unless ``keep_models``, a converted model
+     is deleted once every gate and conversion reading it is done (disk.py), and a run whose peak disk
+     does not fit in the free space is refused before it starts;
   4. the other gates, each dispatched by its ``GateKind`` to its family's function (gates/);
      a gate Corroborated by an earlier run with the same playbook and model bytes is taken
      over (``resume``) instead of measured again;
@@ -22,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -33,19 +35,21 @@ from ..formats import open_model
 from ..fsio import refuse_input_as_output, sweep_stale
 from ..formats.model import Model
 from ..gate_ids import GateKind, family_of, spell
-from ..records import GateOutcome, Host, ModelRef, Outcome, Record, RecordError, RunResult, Scenario, error_text
+from ..records import GateOutcome, Host, ModelRef, Outcome, Record, RunResult, Scenario, error_text
 from ..report.environment import environment_json
+from ..report.provenance import Input, Provenance, command_line
 from ..report.html import write_report
 from ..report.junit import write_junit, write_summary
 from ..report.run_report import write_run_report
 from .conversions import Artefact, run_conversion, stopped
 from .digest import files_digest
+from .disk import STRUCTURE, Lifetimes, check_free, estimate, execution_order
 from .evidence import EvidenceStream, host_info, load_evidence, make_record, read_jsonl, write_evidence_json
 from .gates.common import falsified
 from .gates.conversion import OutputComparer, WorstReport, conversion_gate, golden_gate
 from .gates.integrity import g0_config, g0_expected, g0_validate
 from .gates.roundtrip import commute_gate, idempotency_gate, round_trip_gate
-from .gates.structure import structure_gate
+from .gates.structure import StructureCache, structure_gate
 from .notrun import not_executed
 from .plan import Conversion, ConvKey, Plan, PlannedGate, SourceFacts, build_plan
 from .resume import MAC, resumable, resume_key, resume_mac
@@ -62,6 +66,7 @@ _OPEN_FAILED = PlannedGate(spell(GateKind.VALIDATE), GateKind.VALIDATE, "safeten
                            None, "")
 _STOPPED = "not run: stopped after the first failure (--fail-fast / failure_policy stop_on_first)"
 _NO_RECORD = "aprqa crashed: this planned gate left no record (its measurement never reported back)"
+StepFn = Callable[[str, str, int], None]
 
 
 @dataclass(frozen=True)
@@ -106,8 +111,10 @@ class Recorder:
     ``stop`` is set by the first record that is not Corroborated when the run fails fast."""
 
     def __init__(self, identity: RunIdentity, stream: EvidenceStream,
-                 on_record: Callable[[dict[str, Any]], None] | None, fail_fast: bool, key: bytes = b"") -> None:
+                 on_record: Callable[[dict[str, Any]], None] | None, fail_fast: bool, key: bytes = b"",
+                 on_step: StepFn | None = None) -> None:
         self.identity = identity
+        self.on_step = on_step
         self.key = key  # signs every record for a later resume (resume_mac)
         self.stream = stream
         self.on_record = on_record
@@ -118,6 +125,11 @@ class Recorder:
         self._order = 0
         self._planned: dict[int, PlannedGate] = {}  # slot -> gate, for every gate submitted
         self.planned_total = 0  # gates the plan has (set once the plan is made)
+
+    def step(self, event: str, name: str, n: int = 0) -> None:
+        """Tell the progress display: ("plan", "", gates), ("start"/"end", what, 0)."""
+        if self.on_step is not None:
+            self.on_step(event, name, n)
 
     def next_slot(self, g: PlannedGate | None = None) -> int:
         """The plan-order position of the next record (taken when a gate is submitted)."""
@@ -139,7 +151,8 @@ class Recorder:
 
     def record(self, slot: int, g: PlannedGate, outcome: GateOutcome, seconds: float) -> None:
         ident = self.identity
-        md = {**ident.metadata(g), "planned_gates": str(self.planned_total), "aprqa_version": __version__}
+        md = {**ident.metadata(g), "planned_gates": str(self.planned_total), "aprqa_version": __version__,
+              "command": command_line()}
         self.keep(slot, make_record(gate_id=g.gate_id, outcome=outcome.outcome, reason=outcome.reason,
                                     output=outcome.output or outcome.reason, scenario=ident.scenario(g),
                                     metrics=outcome.metrics, metadata=md, host=ident.host,
@@ -170,7 +183,7 @@ class _Execution:
     """The plan of one opened source model, executed on a thread pool."""
 
     def __init__(self, recorder: Recorder, plan: Plan, model: Model, source: Path, pool: ThreadPoolExecutor,
-                 work: Path) -> None:
+                 work: Path, keep_models: bool = False, workers: int = 1) -> None:
         self.recorder = recorder
         self.plan = plan
         self.pb = plan.playbook
@@ -179,7 +192,11 @@ class _Execution:
         self.source = Artefact(plan.native_letter, source)
         self.pool = pool
         self.work = work
-        self.convs: dict[ConvKey, Future[Artefact]] = {}
+        self.keep_models = keep_models
+        self.workers = workers
+        self.life = Lifetimes(plan, (), keep_models)
+        self.structure = StructureCache(source, {g.kind for g in plan.gates if g.kind in STRUCTURE})
+        self._structure_keys = {k for g in plan.gates if g.kind in STRUCTURE for k in g.inputs}
         self.outputs = OutputComparer(self.pb)
         self.worst = WorstReport()
         # how each kind of gate is measured: every GateKind has one entry (tests/playbook/test_playbook_plan.py)
@@ -206,27 +223,48 @@ class _Execution:
         name = rec.identity.model.name
         resumed = {g: prior[f"{name}_{g.scenario_suffix}"] for g in self.plan.gates
                    if f"{name}_{g.scenario_suffix}" in prior}
-        for conv in self.plan.needed([g for g in self.plan.gates if g not in resumed]):
-            if conv.key not in self.convs:  # its input was submitted before it: the pool cannot deadlock
-                self.convs[conv.key] = self.pool.submit(self._convert, conv)
+        todo = [g for g in self.plan.gates if g not in resumed]
+        check_free(estimate(self.plan, self.model, workers=self.workers, keep_models=self.keep_models,
+                            gates=todo, free_at=self.work), self.work)  # before anything is written
+        self.life = Lifetimes(self.plan, todo, self.keep_models)
         rec.planned_total = len(self.plan.gates)
-        for g in self.plan.gates:
+        rec.step("plan", "", rec.planned_total)
+        slots: dict[int, int] = {}
+        for g in self.plan.gates:  # records keep plan order, whatever order the gates run in
+            slot = rec.next_slot(g)
             if g in resumed:  # Corroborated before with the same playbook and model bytes: not measured again
                 r = resumed[g]
-                rec.keep(rec.next_slot(g), dataclasses.replace(r, metadata={
+                rec.keep(slot, dataclasses.replace(r, metadata={
                     **r.metadata, "resumed": "true", "planned_gates": str(rec.planned_total)}))
-                continue
+            else:
+                slots[id(g)] = slot
+        for g in execution_order(self.plan, todo):  # a conversion's readers side by side: it is deleted sooner
             measure = self.measures[g.kind]
-            submit_gate(rec, g, lambda g=g, measure=measure: measure(g), self.pool)
+            submit_gate(rec, g, lambda g=g, measure=measure: self._measured(g, measure), self.pool, slots[id(g)])
+
+    def _measured(self, g: PlannedGate, measure: Callable[[PlannedGate], GateOutcome]) -> GateOutcome:
+        try:
+            return measure(g)
+        finally:
+            self.life.gate_done(g)  # its converted inputs may be deleted now
 
     def artefact(self, key: ConvKey | None) -> Artefact:
-        """The source (None) or a conversion's artefact, waiting for the conversion to finish."""
-        return self.source if key is None else self.convs[key].result()
+        """The source (None) or a conversion's artefact: made by the first gate asking for it (the
+        others wait for it). A conversion waits only on its own input chain, so the pool cannot deadlock."""
+        return self.source if key is None else self.life.get(key, lambda: self._convert(self.plan.conversion(key)))
 
     def _convert(self, conv: Conversion) -> Artefact:
         if self.recorder.stop.is_set():
             return stopped(conv)
-        return run_conversion(self.pb, conv, self.artefact(conv.key.src), self.work)
+        label = f"convert {conv.label}"
+        self.recorder.step("start", label)
+        try:
+            art = run_conversion(self.pb, conv, self.artefact(conv.key.src), self.work)
+        finally:
+            self.recorder.step("end", label)
+        if art.path is not None and conv.key in self._structure_keys:
+            self.structure.measure(art.path)  # the structure gates' checks, while the file is here
+        return art
 
     def _expected(self, g: PlannedGate) -> GateOutcome:
         if g.expected is None:
@@ -239,24 +277,29 @@ class _Execution:
                                g.output_base or "f32", g.tensor_profile or "auto", self.outputs, self.worst)
 
     def _structure(self, g: PlannedGate) -> GateOutcome:
-        return structure_gate(g.kind, self.source_path, list(g.inputs), self.artefact)
+        return structure_gate(g.kind, self.source_path, list(g.inputs), self.artefact, self.structure)
 
 
-def submit_gate(rec: Recorder, g: PlannedGate, fn: Callable[[], GateOutcome], pool: ThreadPoolExecutor) -> None:
+def submit_gate(rec: Recorder, g: PlannedGate, fn: Callable[[], GateOutcome], pool: ThreadPoolExecutor,
+                slot: int | None = None) -> None:
     """Measure ``g`` with ``fn`` (now when its kind is synchronous, else on the pool) and record it.
 
     A measurement that raises is not a pass: an aprqa error (it refused its input) is Falsified,
     anything else Crashed — BaseExceptions too (a Rust panic in ``tokenizers`` is
     ``pyo3_runtime.PanicException``, a BaseException), all but KeyboardInterrupt/SystemExit, which
-    stop the run. After a --fail-fast stop only gates marked ``always`` are measured."""
-    slot = rec.next_slot(g)
+    stop the run. After a --fail-fast stop only gates marked ``always`` are measured. ``slot``: its
+    place in plan order, when taken before (default: the next one)."""
+    slot = rec.next_slot(g) if slot is None else slot
+    label = " ".join(x for x in (g.gate_id, g.quant) if x)
 
     def task() -> None:
         t0 = time.perf_counter()
+        rec.step("start", label)
         if rec.stop.is_set() and not g.always:
             res = GateOutcome(Outcome.SKIPPED, _STOPPED)
         else:
             res = measured(fn)
+        rec.step("end", label)
         rec.record(slot, g, res, time.perf_counter() - t0)
 
     if g.kind.synchronous:
@@ -288,26 +331,31 @@ def _earlier_records(out: Path) -> list[dict[str, Any]]:
 
 
 def _measure(rec: Recorder, pb: Playbook, source: Path, pool: ThreadPoolExecutor, work: Path,
-             prior: Mapping[str, Record]) -> tuple[WorstReport | None, tuple[str, ...]]:
+             prior: Mapping[str, Record], keep_models: bool, workers: int) -> tuple[WorstReport | None, tuple[str, ...]]:
     """Plan from the opened source and submit everything; (the worst-report tracker, planning notes)."""
     rec.planned_total = 1  # until the plan is made: the open itself
     try:
         model = open_model(source)
     except AprqaError as err:
-        submit_gate(rec, _OPEN_FAILED, lambda: falsified(f"the source model cannot be opened: {error_text(err)}"),
-                    pool)
+        why = f"the source model cannot be opened: {error_text(err)}"  # `err` is unbound once the except ends
+        submit_gate(rec, _OPEN_FAILED, lambda: falsified(why), pool)
         return None, ()
     with model:
         plan = build_plan(pb, SourceFacts.from_model(pb, model))
-        ex = _Execution(rec, plan, model, source, pool, work)
-        ex.run(prior)
+        ex = _Execution(rec, plan, model, source, pool, work, keep_models, workers)
+        try:
+            ex.run(prior)
+            pool.shutdown(wait=True)  # every gate done before the leftovers are deleted
+        finally:
+            ex.life.finish()  # what a --fail-fast stop or a gate that never ran left on disk
         return ex.worst, plan.notes
 
 
 def run_playbook(path: str | Path, output: str | Path | None = None, model_path: str | Path | None = None,
                  workers: int = 1, fail_fast: bool = False,
                  on_record: Callable[[dict[str, Any]], None] | None = None,
-                 work_dir: str | Path | None = None, resume: bool = False) -> RunResult:
+                 work_dir: str | Path | None = None, resume: bool = False, keep_models: bool = False,
+                 on_step: StepFn | None = None) -> RunResult:
     """Run every gate of a playbook and write its evidence.
 
     Args:
@@ -323,10 +371,15 @@ def run_playbook(path: str | Path, output: str | Path | None = None, model_path:
         resume: reuse the Corroborated records of an earlier run in ``output`` made with the same
             playbook and model bytes (``metadata.playbook_sha256`` / ``model_sha256``) instead of
             measuring those gates again (their records say ``metadata.resumed``).
+        keep_models: keep every converted model in the work folder (default: each is deleted once
+            the gates and conversions reading it are done).
+        on_step: progress: called as ``("plan", "", gates)`` once the plan is made, then
+            ``("start", what, 0)`` / ``("end", what, 0)`` around each gate and conversion.
     Returns:
         ``RunResult`` (truthy when every gate was Corroborated).
     Raises:
         PlaybookError: invalid playbook, missing model.
+        UsageError: the run's peak disk (``disk.estimate``) is more than the work folder's free space.
     Example:
         >>> res = run_playbook("playbooks/demo.playbook.yaml", output="demo-out")  # doctest: +SKIP
         >>> res.passed, res.counts["F-CONV-S-G"]  # doctest: +SKIP
@@ -356,9 +409,10 @@ def run_playbook(path: str | Path, output: str | Path | None = None, model_path:
         identity = RunIdentity(pb, pb_path, digest, files_digest(source), model_ref(pb, model_path), host_info(),
                                environment_json())  # software versions, in every record's metadata
         key = resume_key(out)
-        rec = Recorder(identity, stream, on_record, fail_fast or pb.failure_policy == "stop_on_first", key)
+        rec = Recorder(identity, stream, on_record, fail_fast or pb.failure_policy == "stop_on_first", key, on_step)
         with ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix="aprqa-gate") as pool:
-            worst, notes = _measure(rec, pb, source, pool, work, identity.resumable(earlier, key))
+            worst, notes = _measure(rec, pb, source, pool, work, identity.resumable(earlier, key), keep_models,
+                                   max(1, int(workers)))
         rec.fill_gaps()  # every planned gate has a record: a gap is Crashed, never a silent pass
     finally:
         stream.close()
@@ -371,7 +425,9 @@ def _write_run_files(identity: RunIdentity, records: tuple[Record, ...], out: Pa
     ev = out / "evidence.json"
     write_evidence_json(ev, records)
     report = worst.report if worst is not None else None
-    compare_path = write_report(report, out / "compare-report.html") if report is not None else None
+    prov = Provenance((Input("playbook", str(identity.pb_path), identity.digest),
+                       Input("model", identity.model.name, identity.model_sha256)))
+    compare_path = write_report(report, out / "compare-report.html", prov) if report is not None else None
     res = RunResult(playbook=str(identity.pb_path), playbook_sha256=identity.digest, name=pb.name,
                     gate_records=records, output=out, evidence=ev, evidence_jsonl=out / "evidence.jsonl",
                     junit=out / "junit.xml", summary=out / "summary.md", report=out / "report.html",
@@ -381,7 +437,8 @@ def _write_run_files(identity: RunIdentity, records: tuple[Record, ...], out: Pa
     write_summary(res)
     links = [(p.name, p.name) for p in (ev, res.evidence_jsonl, res.junit, res.summary, out / "report.md")]
     if compare_path is not None:
-        links.append(("compare report of the worst conversion", compare_path.name))
+        links.append(("compare report of the worst conversion (largest rel-L2; tensors — its outputs are above)",
+                      compare_path.name))
     write_run_report(list(res.records), html=res.report, md=out / "report.md", source=str(ev), notes=res.notes,
                      links=tuple(links), seconds=seconds)
     return res

@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from ..errors import AprqaError
 from ..formats import open_model
+from ..formats.model import Model
 from ..records import ModelRef
 from ..synth.models import make_hf_model
 from .plan import SourceFacts
@@ -110,6 +113,14 @@ def planning_facts(pb: Playbook, pb_path: Path, model_path: str | Path | None) -
     the run will; the playbook alone (``SourceFacts.assumed``) only when no such model is at hand.
     Nothing is downloaded or written beside the temporary synthetic model.
     """
+    with planning_model(pb, pb_path, model_path) as model:
+        return SourceFacts.from_model(pb, model) if model is not None else SourceFacts.assumed(pb, model_path)
+
+
+@contextmanager
+def planning_model(pb: Playbook, pb_path: Path, model_path: str | Path | None) -> Iterator[Model | None]:
+    """The model a run of ``pb`` would open, opened (None when it is not at hand or cannot be opened:
+    the run records why); see ``planning_facts``."""
     m = pb.model
     with tempfile.TemporaryDirectory(prefix="aprqa-plan-") as tmp:
         path: Path | None = None
@@ -121,13 +132,17 @@ def planning_facts(pb: Playbook, pb_path: Path, model_path: str | Path | None) -
             path = Path(m.local_path) if Path(m.local_path).is_absolute() else pb_path.parent / m.local_path
         elif m.hf_repo:
             path = _cached_hf_repo(m.hf_repo)
-        if path is None or not path.exists():
-            return SourceFacts.assumed(pb, model_path)
+        model = None
+        if path is not None and path.exists():
+            try:
+                model = open_model(path)
+            except AprqaError:
+                model = None
         try:
-            with open_model(path) as model:
-                return SourceFacts.from_model(pb, model)
-        except AprqaError:
-            return SourceFacts.assumed(pb, model_path)  # the run records why it cannot open it
+            yield model
+        finally:
+            if model is not None:
+                model.close()
 
 
 def _cached_hf_repo(repo: str) -> Path | None:

@@ -86,7 +86,7 @@ def model_dir_for(pb: Playbook, pb_path: Path, model_root: Path | None) -> Path 
 
 
 def run_model(pb_path: str, output: str, model_path: str | None, work_dir: str, workers: int,
-              resume: bool) -> str:
+              resume: bool, keep_models: bool = False) -> str:
     """One model task (runs in a worker process): the playbook's run, resumed from its evidence.
 
     Returns JSON text: ``{"result": RunResult.to_json()}``, or ``{"error": why}`` when the run
@@ -94,7 +94,7 @@ def run_model(pb_path: str, output: str, model_path: str | None, work_dir: str, 
     the parent (aprqa's carry keyword arguments), and one model must not stop the zoo."""
     try:
         res = run_playbook(pb_path, output=output, model_path=model_path, workers=workers, work_dir=work_dir,
-                           resume=resume)
+                           resume=resume, keep_models=keep_models)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as err:  # noqa: BLE001 (a native panic too: one model must not stop the zoo)
@@ -200,7 +200,7 @@ class ZooResult:
 def run_zoo(playbooks: Sequence[str | Path], output: str | Path, model_root: str | Path | None = None,
             work_dir: str | Path | None = None, executor: str = "local", workers: int = 1,
             gate_workers: int = 1, resume: bool = True,
-            on_model: Callable[[ZooModel, int, int], None] | None = None) -> ZooResult:
+            on_model: Callable[[ZooModel, int, int], None] | None = None, keep_models: bool = False) -> ZooResult:
     """Run every playbook's model as one job and write the zoo summary.
 
     Args:
@@ -213,6 +213,7 @@ def run_zoo(playbooks: Sequence[str | Path], output: str | Path, model_root: str
         gate_workers: threads per model task (conversions and gates of one model).
         resume: reuse Corroborated records of an earlier run (same playbook and model hashes).
         on_model: called as each model finishes with (model, done, total).
+        keep_models: keep every converted model (default: each model deletes its own once read).
     Raises:
         PlaybookError: an invalid playbook or a missing model (before anything runs).
         UsageError: two playbooks with the same name (their folders would collide), bad executor.
@@ -235,7 +236,7 @@ def run_zoo(playbooks: Sequence[str | Path], output: str | Path, model_root: str
     ex = make_executor(executor, workers)
     tasks = [Task(i, run_model, (str(p.resolve()), str((out / pb.name).resolve()),
                                  str(m.resolve()) if m else None, str((work / pb.name).resolve()), gate_workers,
-                                 resume), pb.model.size_category, pb.name)
+                                 resume, keep_models), pb.model.size_category, pb.name)
              for i, (p, pb, m) in enumerate(loaded)]
     models: dict[int, ZooModel] = {}
     results = ex.run(tasks)
@@ -284,7 +285,8 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 def _finish(done: tuple[ZooModel, ...], out: Path, ex: Any, t0: float) -> ZooResult:
     rows = tuple(zoo_rows([(m.name, m.records) for m in done]))
-    summaries = write_zoo_summary(out, rows, [m.name for m in done])
+    summaries = write_zoo_summary(out, rows, [m.name for m in done],
+                                  [(m.name, m.records, m.error) for m in done])
     warnings = tuple(getattr(ex, "warnings", ()))
     return ZooResult(done, rows, out, summaries, ex.name, time.perf_counter() - t0, warnings)
 

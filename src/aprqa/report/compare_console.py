@@ -10,6 +10,7 @@ from rich.console import Console
 
 from ..textsafe import markup_safe as escape  # also neutralizes control characters
 from .console import human_bytes
+from .hints import compare_hints
 
 _GOOD = {"IDENTICAL", "EXACT-CAST", "QUANT-FAITHFUL", "TIED", "WITHIN-TOLERANCE"}
 
@@ -41,8 +42,12 @@ def render_compare(report: Any, console: Console, *, report_path: str | None = N
     if c["dtype_changes"]:
         console.print("dtypes     " + " · ".join(f"{k} ×{v}" for k, v in c["dtype_changes"].items()))
     md = report.metadata
-    status = "[green]MATCH[/]" if md.passed else "[red]DIFFERENT[/]"
-    console.print(f"metadata   {status} {md.matched}/{md.compared} ({escape(d['reference'].get('config_line', ''))})")
+    if not md.fields and md.note:  # nothing compared is not a match
+        console.print(f"metadata   [yellow]NOT COMPARED[/] {escape(md.note)}")
+    else:
+        status = "[green]MATCH[/]" if md.passed else "[red]DIFFERENT[/]"
+        console.print(f"metadata   {status} {md.matched}/{md.compared} "
+                      f"({escape(d['reference'].get('config_line', ''))})")
     for f in md.fields:
         if not f.passed or f.note:
             console.print(f"           {f.field}: {f.status} · reference {f.reference!r} · candidate "
@@ -113,6 +118,8 @@ def render_compare(report: Any, console: Console, *, report_path: str | None = N
         console.print(f"result     [red bold]FAIL[/]: {'; '.join(what)}   exit 1")
     if not report.fast and report.outputs is None:
         console.print(f"note       {escape(report.outputs_note)}")
+    for hint in compare_hints(d, report.passed):
+        console.print(f"[yellow]hint[/]       {escape(hint)}")
     if report_path:
         console.print(f"           report → {escape(report_path)}")
 

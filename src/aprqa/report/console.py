@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
+from .units import human_bytes  # noqa: F401 (re-exported: the renderers' byte counts)
+
 from ..textsafe import markup_safe as esc, printable  # names come from files: no markup, no control codes
-
-
-def human_bytes(n: int | float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
 
 
 def _fmt_cfg_value(v: Any) -> str:
@@ -86,22 +79,3 @@ def render_inspect(desc: dict[str, Any], console: Console) -> None:
                   f"{human_bytes(tot['bytes'])} · {bpw} · {dtypes}")
     for w in desc["warnings"]:
         console.print(f"[yellow]warning[/]    {esc(w)}")
-
-
-@contextlib.contextmanager
-def progress_bar(console: Console, enabled: bool) -> Iterator[Callable[[int, int | None, str], None] | None]:
-    """A ``progress(done_bytes, total_bytes, name)`` callback drawing a bar (bytes/s, ETA) on
-    ``console``; yields None when disabled (non-TTY, --json, --quiet). ``total`` may be None."""
-    if not enabled:
-        yield None
-        return
-    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                               TransferSpeedColumn)
-
-    bar = Progress(TextColumn("tensors   "), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   TimeRemainingColumn(), TextColumn("{task.fields[name]}"), console=console, transient=True)
-    task = bar.add_task("tensors", total=None, name="")
-    with bar:
-        def update(done: int, total: int | None, name: str) -> None:
-            bar.update(task, completed=done, total=total, name=name[-48:])
-        yield update

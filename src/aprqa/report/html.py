@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .hints import compare_hints
+from .provenance import Provenance
 from . import svg
 from .compare_view import bucket_label, diagnosis, error_grid, histograms, positions, used_range
 from .page import chips, esc, kv, num, page, status_html, table, write_page
@@ -157,7 +159,8 @@ def _tensor_rows(ts: list[Any]) -> list[tuple[str, ...]]:
 
 
 def _section(sec: Any) -> str:
-    head = status_html("pass" if sec.passed else "fail", "MATCH" if sec.passed else "DIFFERENT")
+    head = (status_html("skip", "NOT COMPARED") if not sec.fields and sec.note and sec.passed else
+            status_html("pass" if sec.passed else "fail", "MATCH" if sec.passed else "DIFFERENT"))
     note = f"<p>{head} {esc(sec.note)}</p>"
     if not sec.fields:
         return note
@@ -167,8 +170,8 @@ def _section(sec: Any) -> str:
     return note + table(("field", "status", "reference", "candidate", "note"), rows)
 
 
-def render_html(report: Any) -> str:
-    """The compare report page of ``report`` (``aprqa.compare``)."""
+def render_html(report: Any, provenance: Provenance | None = None) -> str:
+    """The compare report page of ``report`` (``aprqa.compare``), with who made it from which bytes."""
     d = report.to_dict()
     ok = report.passed
     counts = chips(("pass" if k in ("IDENTICAL", "EXACT-CAST", "QUANT-FAITHFUL", "TIED", "WITHIN-TOLERANCE")
@@ -184,6 +187,8 @@ def render_html(report: Any) -> str:
             f"{d['counts']['pairs_compared']} pairs compared · minimum passing atol (rtol 0) "
             f"{esc(num(d['min_atol']))}</span></div>",
             "".join(f'<p>{status_html("fail", "error")} {esc(e)}</p>' for e in d["errors"]),
+            "".join(f'<p>{status_html("skip", "hint")} {esc(h)}</p>' for h in compare_hints(d, ok)),
+            provenance.html() if provenance is not None else "",
             f'<div class="grid">{_side("reference", d["reference"])}{_side("candidate", d["candidate"])}</div>',
             failing_html(report), outputs_html(report), localization_html(report), grid_html(report),
             histogram_html(report),
@@ -192,6 +197,6 @@ def render_html(report: Any) -> str:
     return page(f"aprqa compare: {'PASS' if ok else 'FAIL'}", "\n".join(b for b in body if b))
 
 
-def write_report(report: Any, path: str | Path) -> Path:
+def write_report(report: Any, path: str | Path, provenance: Provenance | None = None) -> Path:
     """Write the compare report page to ``path``."""
-    return write_page(path, render_html(report), (report.reference.path, report.candidate.path))
+    return write_page(path, render_html(report, provenance), (report.reference.path, report.candidate.path))

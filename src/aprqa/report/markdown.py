@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .hints import compare_hints
+from .provenance import Provenance
 from .compare_view import bucket_label, diagnosis, error_grid, histograms, positions, used_range
 from .page import md_cell, md_code, num, status_md, write_page
 from .run_view import measures_of
@@ -82,8 +84,8 @@ def _hist_md(report: Any) -> list[str]:
     return lines
 
 
-def render_markdown(report: Any) -> str:
-    """The compare report of ``report`` (``aprqa.compare``) as Markdown."""
+def render_markdown(report: Any, provenance: Provenance | None = None) -> str:
+    """The compare report of ``report`` (``aprqa.compare``) as Markdown, with who made it from which bytes."""
     d = report.to_dict()
     ref, cand = d["reference"], d["candidate"]
     lines = [f"# aprqa compare: {'PASS' if report.passed else 'FAIL'}",
@@ -95,6 +97,9 @@ def render_markdown(report: Any) -> str:
              "- verdicts: " + " · ".join(f"{k} {v}" for k, v in d["counts"]["verdicts"].items()),
              f"- minimum passing atol (rtol 0): {num(d['min_atol'])} · profile {d['policy']['profile']}"]
     lines += [f"- **error**: {md_cell(e)}" for e in d["errors"]]
+    lines += [f"- **hint**: {md_cell(h)}" for h in compare_hints(d, report.passed)]
+    if provenance is not None:
+        lines += ["", *provenance.markdown()]
     fails = report.failures()
     if fails:
         lines += ["", f"## Failing tensors ({len(fails)})", "", "| tensor | verdict | evidence | detail |",
@@ -114,7 +119,9 @@ def render_markdown(report: Any) -> str:
     if len(ranked) > 30:
         lines.append(f"\n… and {len(ranked) - 30} more tensors (all in the HTML report and `--json`).")
     for sec in (report.metadata, report.tokenizer):
-        lines += ["", f"## {sec.name.capitalize()}: {'MATCH' if sec.passed else 'DIFFERENT'}", ""]
+        state = ("NOT COMPARED" if not sec.fields and sec.note and sec.passed else
+                 "MATCH" if sec.passed else "DIFFERENT")
+        lines += ["", f"## {sec.name.capitalize()}: {state}", ""]
         if sec.note:
             lines.append(md_cell(sec.note))
         if sec.fields:
@@ -124,6 +131,6 @@ def render_markdown(report: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: Any, path: str | Path) -> Path:
+def write_report(report: Any, path: str | Path, provenance: Provenance | None = None) -> Path:
     """Write the compare report as Markdown to ``path``."""
-    return write_page(path, render_markdown(report), (report.reference.path, report.candidate.path))
+    return write_page(path, render_markdown(report, provenance), (report.reference.path, report.candidate.path))

@@ -36,7 +36,7 @@ h1{font-size:22px;margin:8px 0 4px}h2{font-size:17px;margin:28px 0 8px;padding-b
 h3{font-size:15px;margin:16px 0 6px}
 code,.mono{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:break-word}
 a{color:var(--accent)}code.id,.nw{white-space:nowrap}
-.muted{color:var(--muted)}.small{font-size:12px}
+.muted{color:var(--muted)}.provenance code{word-break:break-all}.provenance ul{margin:0;padding-left:1.2em}.small{font-size:12px}
 .banner{display:flex;flex-wrap:wrap;gap:8px 16px;align-items:center;padding:12px 16px;border-radius:8px;
 border:1px solid var(--line);margin:8px 0 16px}
 .banner.pass{background:var(--pass-bg);border-color:var(--pass)}.banner.fail{background:var(--fail-bg);border-color:var(--fail)}

@@ -205,6 +205,7 @@ def render_run_html(v: RunView) -> str:
     body = [f"<h1>aprqa playbook run: {esc(v.title)}</h1>",
             f'<p class="muted">{esc(v.model)} · {esc(v.producer)} evidence · {v.records} records'
             f'{" · " + esc(v.source) if v.source else ""}{esc(extra)}</p>',
+            v.provenance.html() if v.provenance is not None else "",
             f'<div class="banner {"pass" if v.passed else "fail"}"><span class="verdict">'
             f'{"✓" if v.passed else "✗"} {verdict}</span>{counts}'
             f'{f"<span class=small>{links}</span>" if links else ""}</div>',

@@ -54,6 +54,8 @@ def render_run_markdown(v: RunView) -> str:
              f"{md_cell(v.model)} · {md_cell(v.producer)} evidence · {v.records} records · "
              + " · ".join(f"{n} {md_cell(k)}" for k, n in v.outcomes.items())
              + (f" · {v.seconds:.1f} s" if v.seconds is not None else ""), ""]
+    if v.provenance is not None:
+        lines += [*v.provenance.markdown(), ""]
     if v.links:
         lines += [" · ".join(f"[{md_cell(lab)}](<{md_cell(href).replace('>', '%3E')}>)" for lab, href in v.links), ""]
     if v.failures:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .provenance import Provenance, of_records
 from ..gate_ids import GateKind, Series, conversion_pair, kind_of, series_of
 from ..records import FAILING, Outcome
 from .evidence_report import EvidenceSummary, sane_record, summarize
@@ -176,6 +177,7 @@ class RunView:
     seconds: float | None = None
     cell_of: dict[str, str] = field(default_factory=dict)  # gate anchor -> cell anchor
     cause_of: dict[str, str] = field(default_factory=dict)  # failing gate id -> its cause (evidence_report)
+    provenance: Provenance | None = None    # the run's aprqa, date, host, command and input digests
 
     @property
     def default_cell(self) -> Cell | None:
@@ -387,4 +389,6 @@ def build_run_view(records: list[dict[str, Any]], source: str = "", notes: tuple
         not_executed=tuple(not_exec), environment=_environment(records, summary), summary=summary,
         notes=tuple(notes), links=tuple(links), seconds=seconds,
         cell_of={g.anchor: c.anchor for c in cell_objs.values() for g in c.gates},
-        cause_of={gid: c.cause for c in reversed(summary.causes) for gid in c.gates})
+        cause_of={gid: c.cause for c in reversed(summary.causes) for gid in c.gates},
+        provenance=of_records(records, model))
+

@@ -137,7 +137,8 @@ class OutputComparer:
 
 class WorstReport:
     """The compare report of the worst conversion so far: failing before passing, then more failing
-    tensors, then the larger error score of the worst passing tensor."""
+    tensors, then the larger measured error (the largest rel-L2 of any tensor: a q4_k file's, not the
+    q8_0 file whose error is nearest its own limit)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -145,8 +146,8 @@ class WorstReport:
         self.report: Report | None = None
 
     def offer(self, rep: Report, passed: bool) -> None:
-        w = rep.worst_passing()
-        score = (0 if passed else 1, len(rep.failures()), w.error_score if w is not None else 0.0)
+        errs = [t.stats.rel_l2 for t in rep.tensors if t.stats is not None and math.isfinite(t.stats.rel_l2)]
+        score = (0 if passed else 1, len(rep.failures()), max(errs, default=0.0))
         with self._lock:
             if self._score is None or score > self._score:
                 self._score, self.report = score, rep

@@ -3,6 +3,7 @@ tensor names as a bijection (F-CONV-NAME-001) and the tokenizer (F-CONV-TOK-001)
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -59,10 +60,57 @@ _CHECKS: dict[GateKind, tuple[Callable[[Model, Model], Checked], str]] = {
 }
 
 
+def _check_one(kind: GateKind, src: Model, path: Path) -> Checked:
+    try:
+        with open_model(path) as cand:
+            return _CHECKS[kind][0](src, cand)
+    except AprqaError as err:
+        return False, f"cannot open: {error_text(err)}", {}
+
+
+class StructureCache:
+    """Every structure check of a conversion measured once, right after it is made: the gates then need no
+    converted model on disk, so each can be deleted as soon as its other readers are done (disk.py)."""
+
+    def __init__(self, source: Path, kinds: set[GateKind]) -> None:
+        self.source = source
+        self.kinds = kinds & set(_CHECKS)
+        self._lock = threading.Lock()
+        self._done: dict[tuple[GateKind, Path], Checked | BaseException] = {}
+
+    def measure(self, path: Path) -> None:
+        """Run the checks of ``self.kinds`` on the converted model at ``path``; a failure is kept and
+        raised by ``checked`` in the gate it belongs to, not in the thread that made the conversion."""
+        got: dict[tuple[GateKind, Path], Checked | BaseException] = {}
+        try:
+            with open_model(self.source) as src:
+                for kind in self.kinds:
+                    try:
+                        got[(kind, path)] = _check_one(kind, src, path)
+                    except (KeyboardInterrupt, SystemExit):
+                        raise
+                    except BaseException as err:  # noqa: BLE001 (the gate reports it, Crashed)
+                        got[(kind, path)] = err
+        except AprqaError:
+            return  # the source cannot be opened: each gate measures (and reports) it itself
+        with self._lock:
+            self._done.update(got)
+
+    def checked(self, kind: GateKind, src: Model, path: Path) -> Checked:
+        with self._lock:
+            got = self._done.get((kind, path))
+        if got is None:
+            return _check_one(kind, src, path)
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+
 def structure_gate(kind: GateKind, source: Path, keys: list[ConvKey | None],
-                   artefact: ArtefactLookup) -> GateOutcome:
-    """One structure gate (``kind``) over the conversions ``keys``; every one must keep the structure."""
-    check, kept = _CHECKS[kind]
+                   artefact: ArtefactLookup, cache: StructureCache | None = None) -> GateOutcome:
+    """One structure gate (``kind``) over the conversions ``keys``; every one must keep the structure
+    (measured when each was made, with ``cache``)."""
+    kept = _CHECKS[kind][1]
     if not keys:
         return falsified("0 conversions to check")
     rows, bad = [], []
@@ -77,11 +125,9 @@ def structure_gate(kind: GateKind, source: Path, keys: list[ConvKey | None],
                 bad.append(f"{art.label}: conversion failed ({f.outcome if f else Outcome.CRASHED})")
                 rows.append({"conversion": art.label, "passed": False, "error": f.reason if f else None})
                 continue
-            try:
-                with open_model(art.path) as cand:
-                    ok_, text, row = check(src, cand)
-            except AprqaError as err:
-                ok_, text, row = False, f"cannot open: {error_text(err)}", {}
+            ok_, text, row = (cache.checked(kind, src, art.path) if cache is not None
+                              else _check_one(kind, src, art.path))
+            row = dict(row)
             row.update({"conversion": art.label, "passed": ok_})
             rows.append(row)
             if not ok_:
