@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 from aprqa.formats import FORMATS, format_module
 from aprqa.formats.model import ArchConfig, TensorData
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"
 
 import numpy as np  # noqa: E402
 
-from aprqa.dtypes import DType  # noqa: E402
+from aprqa.quant.dtypes import DType  # noqa: E402
 from aprqa.forward import compare_outputs  # noqa: E402
 
 # f16 block-scale fields (byte offsets in a block) of the types whose scales are plain f16 numbers

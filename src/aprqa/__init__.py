@@ -13,7 +13,7 @@ import sys
 import types
 from typing import Any
 
-from .dtypes import DType
+from .quant.dtypes import DType
 from .errors import AprqaError, DTypeError, FormatError, TruncatedError, UnsupportedFormatError, UsageError
 
 __version__ = "0.1.0"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Sequence
 from . import __version__
 from .errors import AprqaError, UsageError, as_aprqa_error
 from .fsio import check_output, refuse_input_as_output
-from .quantmix import QUANT_CHOICES
+from .quant.mixes import QUANT_CHOICES
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from . import core
-from .dtypes import DType, dtype_from_name
+from .quant.dtypes import DType, dtype_from_name
 from .errors import UsageError
 from .formats import FORMATS, format_module, open_model
 from .formats import gguf_hf_vocab, gguf_policy, gguf_vocab
@@ -32,21 +32,17 @@ from .formats.hf_tokenizer_out import hf_tokenizer_outputs
 from .formats.model import Model, TensorData, TensorInfo, TokenizerInfo
 from .arch import (NORM_OFFSET, config_keys, family, gguf_name, inverse_permutation, layer_count, norm_offset, rope_heads,
                    rope_permuted, rope_row_permutation)
-from .capabilities import STORABLE, unquantizable_types
+from .quant.storable import STORABLE, unquantizable_types
 from .fsio import refuse_input_as_output
-from .quantmix import QUANT_CHOICES, Mix, is_mix, row_fallback
+from .quant.mixes import QUANT_CHOICES, Mix, file_type, is_mix, row_fallback
 
-# llama.cpp mixes (aprqa.quantmix): per-tensor types (q2_k is a mix, not a uniform type); a type
+# llama.cpp mixes (aprqa.quant.mixes): per-tensor types (q2_k is a mix, not a uniform type); a type
 # aprqa.core cannot quantize (the IQ types) is refused, naming the tensors that need it.
 
 SMALL_TENSOR_ELEMENTS = 1024
 # KV pairs of a source GGUF that describe its tensors, recomputed when a GGUF is rewritten
 _RECOMPUTED = frozenset({"general.file_type", "general.quantization_version", "general.alignment",
                          "general.architecture"})
-# llama_ftype (general.file_type) of each --quant name, as llama_model_quantize / the converter write it
-LLAMA_FTYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q2_k": 10,
-               "q3_k_s": 11, "q3_k_m": 12, "q3_k_l": 13, "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17,
-               "q6_k": 18, "bf16": 32}
 
 
 @dataclass
@@ -287,8 +283,9 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
             else ([], set())
         if model.format == "gguf":  # rewriting a GGUF: its architecture keys as the source wrote them
             extra["hparams"][1].update(k for k, _, _ in config_keys.to_gguf(config) if k not in model.metadata)
-        if quant in LLAMA_FTYPE:  # the mix's type, not its most common tensor type (q4_k_m is 15, not Q5_0's 8)
-            extra["hparams"][0].append(("general.file_type", LLAMA_FTYPE[quant], "u32"))
+        ftype = file_type(quant) if quant is not None else None
+        if ftype is not None:  # the mix's type, not its most common tensor type (q4_k_m is 15, not Q5_0's 8)
+            extra["hparams"][0].append(("general.file_type", ftype, "u32"))
     if fmt == "gguf" and source_config is not None:
         pooling = gguf_hf_vocab.pooling_type(Path(model.path) if Path(model.path).is_dir() else Path(model.path).parent)
         if pooling is not None:

@@ -20,7 +20,7 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from . import _core
-from .dtypes import DType, dtype_from_name
+from .quant.dtypes import DType, dtype_from_name
 from .errors import DTypeError, UsageError
 
 __all__ = [

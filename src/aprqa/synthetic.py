@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from .dtypes import DType
+from .quant.dtypes import DType
 from .errors import UsageError
 from .formats.hf import write_hf_config
 from .formats import safetensors as st

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from aprqa import core
-from aprqa.capabilities import quantizable
+from aprqa.quant.storable import quantizable
 from aprqa.compare import bands, compare
 from aprqa.compare.verdicts import contradiction
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 from aprqa.formats import gguf, open_model
 from aprqa.formats.model import TensorData
 

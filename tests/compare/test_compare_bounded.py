@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from aprqa.compare import compare
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 from aprqa.formats import write_model
 from aprqa.formats.model import ArchConfig, TensorData
 

@@ -10,7 +10,7 @@ import pytest
 import faults as F
 from aprqa.compare import compare
 from aprqa.compare.results import Verdict
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 
 Q = "model.layers.0.self_attn.q_proj.weight"
 K = "model.layers.0.self_attn.k_proj.weight"

@@ -18,7 +18,7 @@ import pytest
 from aprqa import core
 from aprqa.compare import compare, noise
 from aprqa.convert import convert
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")

@@ -9,7 +9,7 @@ import pytest
 
 from aprqa import _core, core
 from aprqa.core import DiffStats
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 from aprqa.errors import DTypeError
 
 

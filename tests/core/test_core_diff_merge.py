@@ -17,7 +17,7 @@ from safetensors.numpy import save_file
 from aprqa import _core, core
 from aprqa.compare import _sampling
 from aprqa.core import DIFF_FIELDS, DiffStats
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 from aprqa.formats import open_model
 
 ROWS, COLS = 96, 192          # 72 KiB (f32) + 36 KiB (f16): quick, and many chunks of SMALL_CHUNK

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from aprqa import core
-from aprqa.dtypes import DType, payload_nbytes
+from aprqa.quant.dtypes import DType, payload_nbytes
 from aprqa.formats import apr, open_model
 from aprqa.formats.model import ArchConfig, TensorData
 from aprqa.forward.weights import dequantize_rows as forward_rows

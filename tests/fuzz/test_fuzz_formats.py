@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 from aprqa.errors import FormatError
 from aprqa.formats import apr, gguf, safetensors
 from aprqa.formats.model import ArchConfig, TensorData, TokenizerInfo

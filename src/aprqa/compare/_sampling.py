@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from .. import core
-from ..dtypes import DType
+from ..quant.dtypes import DType
 from ..formats.model import TensorInfo
 
 SAMPLE_ELEMENTS = 1 << 16      # elements decoded per side to choose a hypothesis

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import core
-from ..capabilities import quantizable
-from ..dtypes import DType, payload_nbytes
+from ..quant.storable import quantizable
+from ..quant.dtypes import DType, payload_nbytes
 from ..errors import AprqaError
 from ..formats.model import Model, TensorInfo
 from ..arch import layer_index

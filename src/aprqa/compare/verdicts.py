@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from .. import core
-from ..dtypes import DType
+from ..quant.dtypes import DType
 from ..errors import AprqaError, DTypeError
 from ..formats.model import Model, TensorInfo
 from ..arch import layer_index

@@ -40,7 +40,7 @@ from typing import Any
 
 from .. import arch as archreg
 from ..arch import config_keys
-from ..dtypes import DType, ggml_type
+from ..quant.dtypes import DType, ggml_type
 from ..errors import DTypeError, FormatError, TruncatedError, UnsupportedFormatError
 from ..fsio import parse_json
 from ._binary import Cursor, align_up, check_extents

@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from ..dtypes import DType, payload_nbytes
+from ..quant.dtypes import DType, payload_nbytes
 from ..errors import DTypeError
 
 __all__ = ["ALIGN", "APRENDER_CODES", "F_COL_MAJOR", "F_ENCRYPTED", "F_HAS_VOCAB", "F_LZ4", "F_QUANTIZED",

@@ -12,7 +12,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..dtypes import DType
+from ..quant.dtypes import DType
 from ..errors import UsageError
 from ..fsio import atomic_output
 from ._binary import align_up
@@ -22,7 +22,7 @@ from .model import ArchConfig, TensorData, TokenizerInfo
 
 __all__ = ["WRITABLE", "write"]
 
-# What the writer stores (aprqa.capabilities derives the format's capabilities from it).
+# What the writer stores (aprqa.quant.storable derives the format's capabilities from it).
 WRITABLE: frozenset[DType] = frozenset(WRITE_CODES)
 
 

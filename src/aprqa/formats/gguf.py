@@ -32,7 +32,7 @@ from typing import Any
 
 from .. import arch as archreg
 from ..arch import config_keys
-from ..dtypes import DType, ggml_type, payload_nbytes
+from ..quant.dtypes import DType, ggml_type, payload_nbytes
 from ..errors import DTypeError, FormatError, UnsupportedFormatError
 from ._binary import Cursor, align_up, check_extents, f32_shortest
 from ._strings import PackedStrings, read_string_array

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from ..dtypes import DType
+from ..quant.dtypes import DType
 from ..errors import FormatError
 from ..fsio import open_regular
 

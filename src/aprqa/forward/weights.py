@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import arch as archreg
 from .. import core
-from ..dtypes import DType
+from ..quant.dtypes import DType
 from ..errors import UsageError
 from ..formats import open_model
 from ..formats.model import Model, TensorInfo

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..capabilities import storable_quant_names, storable_types, unquantizable_types
+from ..quant.storable import storable_quant_names, storable_types, unquantizable_types
 from ..convert import plan_quant
-from ..dtypes import dtype_from_name
+from ..quant.dtypes import dtype_from_name
 from ..errors import AprqaError
 from ..forward.weights import dominant_dtype
 from ..gate_ids import FORMAT_LETTER, GateKind, conversion_id, spell
