@@ -14,14 +14,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from aprqa.quant import storable as capabilities
 from aprqa import gate_ids, prompts
 from aprqa.arch import inverse_permutation, layer_count, rope_heads, rope_row_permutation
 from aprqa.compare import transforms
 from aprqa.compare.tolerance import TolerancePolicy
 from aprqa.convert import _rope_heads as convert_rope_heads
 from aprqa.convert import mix_for, target_dtype
-from aprqa.quant.dtypes import DType, payload_nbytes
 from aprqa.errors import UsageError
 from aprqa.formats import FORMATS, apr, gguf, open_model, safetensors
 from aprqa.formats.model import ArchConfig, TensorData
@@ -29,6 +27,8 @@ from aprqa.forward import DEFAULT_PROMPT, ModelWeights, compare_outputs
 from aprqa.forward.weights import permute_rope_rows, unpermute_rope_rows
 from aprqa.playbook import plan, schema
 from aprqa.playbook.notrun import not_run_section
+from aprqa.quant import storable as capabilities
+from aprqa.quant.dtypes import DType, payload_nbytes
 from aprqa.quant.mixes import MIXES, QUANT_CHOICES, mix_base, row_fallback
 from aprqa.synthetic_presets import PRESETS
 

@@ -13,8 +13,8 @@ import sys
 import types
 from typing import Any
 
-from .quant.dtypes import DType
 from .errors import AprqaError, DTypeError, FormatError, TruncatedError, UnsupportedFormatError, UsageError
+from .quant.dtypes import DType
 
 __version__ = "0.1.0"
 

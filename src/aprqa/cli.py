@@ -3,7 +3,7 @@
 Exit codes: 0 pass/ok, 1 fidelity failure, 2 bad input or usage.
 
 rich is imported when something is rendered for a person (``_stdout``/``_stderr``/``escape``):
-``--json`` output and ``--version`` never load it (start-up, issue 14).
+``--json`` output and ``--version`` never load it (start-up time).
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
         result = convert(args.src, args.dst, to=args.to, quant=args.quant, on_tensor=on_tensor,
                          weights_only=args.weights_only, pre_tokenizer=args.pre_tokenizer)
-    changed = sum(1 for _, a, b, _t in result.tensors if a != b)
-    transformed = sum(1 for *_x, t in result.tensors if t)
+    changed = sum(1 for t in result.tensors if t.source != t.target)
+    transformed = sum(1 for t in result.tensors if t.transform)
     _stderr().print(f"wrote {result.dst} ({result.fmt}, quant {result.quant}): {len(result.tensors)} tensors, "
                     f"{changed} re-encoded, {transformed} with a layout transform")
     if args.json:

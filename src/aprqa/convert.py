@@ -5,7 +5,7 @@ What it does, in the order a tensor meets it:
   2. expected layout transforms: llama.cpp's Q/K RoPE row permutation is applied
      when writing llama/mistral GGUF and undone when reading them into another
      format (rows are permuted on raw bytes: quant blocks never span rows);
-  3. dtype policy (docs/convert.md): tensors converters keep in float (1-D
+  3. dtype policy (docs/quantizations.md): tensors converters keep in float (1-D
      tensors: norms and biases; tensors under 1,024 elements) stay F32; 2-D
      weights take the requested type, with llama.cpp's fallbacks when a row length
      is not a multiple of the block size (q4_k->q5_0, q5_k->q5_1, q6_k->q8_0,
@@ -19,22 +19,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
 from . import core
-from .quant.dtypes import DType, dtype_from_name
+from .arch import (NORM_OFFSET, config_keys, family, gguf_name, inverse_permutation, layer_count, norm_offset, rope_heads,
+                   rope_permuted, rope_row_permutation)
 from .errors import UsageError
 from .formats import FORMATS, format_module, open_model
 from .formats import gguf_hf_vocab, gguf_policy, gguf_vocab
 from .formats.hf_tokenizer_out import hf_tokenizer_outputs
 from .formats.model import Model, TensorData, TensorInfo, TokenizerInfo
-from .arch import (NORM_OFFSET, config_keys, family, gguf_name, inverse_permutation, layer_count, norm_offset, rope_heads,
-                   rope_permuted, rope_row_permutation)
-from .quant.storable import STORABLE, unquantizable_types
 from .fsio import refuse_input_as_output
+from .quant.dtypes import DType, dtype_from_name
 from .quant.mixes import QUANT_CHOICES, Mix, file_type, is_mix, row_fallback
+from .quant.storable import STORABLE, unquantizable_types
 
 # llama.cpp mixes (aprqa.quant.mixes): per-tensor types (q2_k is a mix, not a uniform type); a type
 # aprqa.core cannot quantize (the IQ types) is refused, naming the tensors that need it.
@@ -45,15 +45,24 @@ _RECOMPUTED = frozenset({"general.file_type", "general.quantization_version", "g
                          "general.architecture"})
 
 
+class ConvertedTensor(NamedTuple):
+    """One tensor a conversion wrote."""
+
+    name: str                 # canonical name
+    source: str               # source dtype name (``bf16``)
+    target: str               # written dtype name (``q4_k``)
+    transform: str | None     # the layout transform applied (RoPE rows, norm offset), None when none
+
+
 @dataclass
 class ConvertResult:
-    """What a conversion wrote: per-tensor (canonical name, source dtype, target dtype, transform)."""
+    """What a conversion wrote: one ``ConvertedTensor`` per tensor."""
 
     src: Path
     dst: Path
     fmt: str
     quant: str
-    tensors: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+    tensors: list[ConvertedTensor] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"src": str(self.src), "dst": str(self.dst), "format": self.fmt, "quant": self.quant,
@@ -148,7 +157,7 @@ def _encode(values: np.ndarray, dtype: DType) -> np.ndarray:
 
 def convert_tensors(model: Model, fmt: str, quant: "DType | Mix | None",
                     on_tensor: Callable[[TensorInfo], None] | None = None,
-                    log: list | None = None) -> Iterator[TensorData]:
+                    log: list[ConvertedTensor] | None = None) -> Iterator[TensorData]:
     """Yield the converted tensors of ``model`` for format ``fmt``.
 
     A tensor that needs no work is yielded as a zero-copy view of the source. One that needs
@@ -183,7 +192,7 @@ def convert_tensors(model: Model, fmt: str, quant: "DType | Mix | None",
             if want == t.dtype and not want.is_float:
                 want = DType.F32  # a shifted quantized norm would be re-quantized: keep it exact
         if log is not None:
-            log.append((t.name, t.dtype.lname, want.lname, transform))
+            log.append(ConvertedTensor(t.name, t.dtype.lname, want.lname, transform))
         if perm is None and want == t.dtype and not shift:
             if on_tensor is not None:
                 on_tensor(t)

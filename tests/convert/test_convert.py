@@ -3,12 +3,12 @@
 import pytest
 
 from aprqa.compare import compare
-from aprqa.quant.storable import STORABLE
 from aprqa.convert import QUANT_CHOICES, convert
-from aprqa.quant.dtypes import dtype_from_name
 from aprqa.errors import DTypeError, UsageError
 from aprqa.formats import open_model
+from aprqa.quant.dtypes import dtype_from_name
 from aprqa.quant.mixes import is_mix
+from aprqa.quant.storable import STORABLE
 
 SUFFIX = {"safetensors": "", "gguf": ".gguf", "apr": ".apr"}  # safetensors: an HF directory
 

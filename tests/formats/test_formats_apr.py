@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aprqa.quant.dtypes import DType, payload_nbytes
 from aprqa.errors import FormatError, TruncatedError, UnsupportedFormatError, UsageError
 from aprqa.formats import apr
 from aprqa.formats.model import ArchConfig, TensorData, TokenizerInfo
+from aprqa.quant.dtypes import DType, payload_nbytes
 
 
 def _pad64(b: bytes) -> bytes:

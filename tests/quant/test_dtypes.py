@@ -1,8 +1,8 @@
 import pytest
 
 from aprqa import _core
-from aprqa.quant.dtypes import DType, dtype_from_name, ggml_type, payload_nbytes
 from aprqa.errors import DTypeError
+from aprqa.quant.dtypes import DType, dtype_from_name, ggml_type, payload_nbytes
 
 
 def test_python_table_matches_gguf_package_sizes():

@@ -9,11 +9,11 @@ import pytest
 from aprqa.cli import main
 from aprqa.compare import compare
 from aprqa.convert import convert, plan_quant
-from aprqa.quant.dtypes import DType
 from aprqa.errors import UsageError
 from aprqa.formats import open_model
-from aprqa.quant.storable import unquantizable_types
+from aprqa.quant.dtypes import DType
 from aprqa.quant.mixes import tensor_type, use_more_bits
+from aprqa.quant.storable import unquantizable_types
 from aprqa.synthetic import make_hf_model
 
 V = "model.layers.{}.self_attn.v_proj.weight"

@@ -48,7 +48,7 @@ def test_a_quantized_row_cannot_leave_a_column_out():
 @pytest.mark.parametrize("dt", list(DType), ids=lambda d: d.lname)
 def test_row_is_consistent(dt):
     t = dt.traits
-    assert t.kind is (Kind.QUANT if t.block_elems > 1 or t.header_bytes else t.kind)
+    assert (t.kind is Kind.QUANT) == (t.block_elems > 1 or t.header_bytes > 0)
     if t.kind is not Kind.QUANT:
         assert (t.step, t.band, t.gains, t.noise_limit, t.block_bound, t.no_band, t.row_fallback) == (None,) * 7
         return

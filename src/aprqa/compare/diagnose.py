@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import core
-from ..quant.storable import quantizable
-from ..quant.dtypes import DType, payload_nbytes
+from ..arch import layer_index
 from ..errors import AprqaError
 from ..formats.model import Model, TensorInfo
-from ..arch import layer_index
+from ..quant.dtypes import DType, payload_nbytes
+from ..quant.storable import quantizable
 from . import transforms as tf
 from ._sampling import as_2d, rel_l2, row_aligned, sample_rows
 from .results import NoiseFloor, Verdict

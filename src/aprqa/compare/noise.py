@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import core
-from ..quant.storable import quantizable
-from ..quant.dtypes import TRAITS, DType, payload_nbytes
 from ..formats.model import TensorInfo
+from ..quant.dtypes import TRAITS, DType, payload_nbytes
+from ..quant.storable import quantizable
 from . import bands
 from .diagnose import FLOAT_EPS
 from ._sampling import NOISE_SAMPLE_ELEMENTS, RowReader, as_2d, rel_l2, row_aligned, sample_rows

@@ -25,8 +25,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from ..quant.dtypes import DType, dtype_from_name
 from ..errors import DTypeError, UsageError
+from ..quant.dtypes import DType, dtype_from_name
 from ..quant.mixes import is_mix
 from .bands import NOISE_LIMITS, STRICT_NOISE_LIMIT, step_limit
 

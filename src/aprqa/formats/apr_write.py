@@ -12,9 +12,9 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..quant.dtypes import DType
 from ..errors import UsageError
 from ..fsio import atomic_output
+from ..quant.dtypes import DType
 from ._binary import align_up
 from .apr_layout import (ALIGN, F_HAS_VOCAB, F_QUANTIZED, F_ROW_MAJOR, HEADER, HEADER_BYTES, MAGIC, MAX_DIMS,
                          WRITE_CODES, expected_size, header_crc)

@@ -14,9 +14,9 @@ from typing import Any, Iterable
 from .. import arch as archreg
 from ..arch import config_keys
 from ..arch.gguf_tables import tables
-from ..quant.dtypes import TRAITS, DType, payload_nbytes
 from ..errors import DTypeError, UsageError
 from ..fsio import atomic_output
+from ..quant.dtypes import TRAITS, DType, payload_nbytes
 from ._strings import PackedStrings
 from .model import ArchConfig, TensorData, TokenizerInfo
 

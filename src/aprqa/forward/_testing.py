@@ -14,10 +14,10 @@ from typing import Callable
 import numpy as np
 
 from .. import core
-from ..quant.dtypes import DType, dtype_from_name
+from ..arch import rope_permuted
 from ..formats import format_module, gguf_vocab
 from ..formats.model import Model, TensorData
-from ..arch import rope_permuted
+from ..quant.dtypes import DType, dtype_from_name
 from .weights import dequantize_full, permute_rope_rows
 
 def _cast(w: np.ndarray, dt: DType) -> tuple[DType, object]:

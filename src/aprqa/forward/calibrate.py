@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 
 from .. import core
-from ..quant.storable import quantizable
 from ..convert import convert
-from ..quant.dtypes import DType, payload_nbytes
 from ..errors import AprqaError, UsageError
 from ..formats.model import Model, TensorInfo
 from ..quant import step_bands as bands
+from ..quant.dtypes import DType, payload_nbytes
+from ..quant.storable import quantizable
 from .metrics import LogitMetrics, OutputProfile, logit_metrics
 
 # The candidate's mean and p99 KL may be this many times the faithful twin's. Measured

@@ -23,8 +23,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..quant.dtypes import TRAITS, DType, dtype_from_name
 from ..errors import UsageError
+from ..quant.dtypes import TRAITS, DType, dtype_from_name
 from .tokenizer import TokenizerComparison
 
 

@@ -26,10 +26,10 @@ import numpy as np
 
 from .. import arch as archreg
 from .. import core
-from ..quant.dtypes import DType
 from ..errors import UsageError
 from ..formats import open_model
 from ..formats.model import Model, TensorInfo
+from ..quant.dtypes import DType
 from .family_facts import family_facts
 
 SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3")

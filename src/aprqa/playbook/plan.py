@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..quant.storable import storable_quant_names, storable_types, unquantizable_types
 from ..convert import plan_quant
-from ..quant.dtypes import dtype_from_name
 from ..errors import AprqaError
 from ..forward.weights import dominant_dtype
 from ..gate_ids import FORMAT_LETTER, GateKind, conversion_id, spell
+from ..quant.dtypes import dtype_from_name
+from ..quant.storable import storable_quant_names, storable_types, unquantizable_types
 from ..records import CANNOT_PASS, error_text
 from .notrun import not_executed, not_run_key
 from .schema import EXPECTED_FACTS, FORMAT_TITLE, FORMATS, QUANT_ALIASES, Playbook
