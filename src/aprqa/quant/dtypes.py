@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import DTypeError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class DType(enum.IntEnum):
@@ -101,13 +105,13 @@ class Kind(enum.Enum):
 class StepGeometry:
     """Rounding step of a block-quantized type: every ``sub`` elements share a scale; the step is
     ``amax / half_levels`` (symmetric grids) or ``(max − min) / (levels − 1)`` (grids with a min).
-    ``step`` takes a 2-D numpy array of sub-blocks (this module imports no numpy)."""
+    ``step`` takes a 2-D numpy array of sub-blocks (this module itself imports no numpy)."""
 
     sub: int
     levels: int
     symmetric: bool
 
-    def step(self, blocks):  # type: ignore[no-untyped-def]  # np.ndarray in, np.ndarray out
+    def step(self, blocks: "np.ndarray") -> "np.ndarray":
         if self.symmetric:
             return abs(blocks).max(axis=1) / (self.levels / 2)
         return (blocks.max(axis=1) - blocks.min(axis=1)) / (self.levels - 1)
