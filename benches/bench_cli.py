@@ -53,7 +53,7 @@ def aprqa_cmd() -> list[str]:
 
 def make_pair(root: Path, size_gb: float, rows: int, cols: int) -> tuple[Path, Path, int]:
     """f16 reference and a candidate with every tensor noisy (rel. 1e-3) but one transposed."""
-    from aprqa.dtypes import DType
+    from aprqa.quant.dtypes import DType
     from aprqa.formats import write_model
     from aprqa.formats.model import ArchConfig, TensorData
 
@@ -252,7 +252,7 @@ def real_gemma3(tmp: Path) -> Path | None:
 
 
 def big_safetensors(path: Path, size_gb: float) -> Path:
-    from aprqa.dtypes import DType
+    from aprqa.quant.dtypes import DType
     from aprqa.formats import write_model
     from aprqa.formats.model import ArchConfig, TensorData
 

@@ -31,7 +31,7 @@ import numpy as np
 
 def generate(root: Path, size_gb: float, rows: int, cols: int) -> tuple[Path, Path]:
     from aprqa import core
-    from aprqa.dtypes import DType
+    from aprqa.quant.dtypes import DType
     from aprqa.formats import write_model
     from aprqa.formats.model import ArchConfig, TensorData
 

@@ -24,7 +24,7 @@ import numpy as np
 
 
 def make_pair(root: Path, n: int) -> tuple[Path, Path]:
-    from aprqa.dtypes import DType
+    from aprqa.quant.dtypes import DType
     from aprqa.formats import write_model
     from aprqa.formats.model import ArchConfig, TensorData
 

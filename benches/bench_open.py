@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from aprqa.dtypes import DType
 from aprqa.formats import FORMATS, format_module
 from aprqa.formats.model import ArchConfig, TensorData
+from aprqa.quant.dtypes import DType
 
 _PROBE = r"""
 import json, sys, time, statistics, psutil

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT / "tests"))
     from test_forward_vecdot import random_rows  # the tests' random-block generator
 
-    from aprqa.dtypes import DType, dtype_from_name, payload_nbytes
+    from aprqa.quant.dtypes import DType, dtype_from_name, payload_nbytes
     from aprqa.inference.kernels import matmul, matmul_levels
 
     rows, n = (8, 512) if a.smoke else (64, 65536)  # long rows: ggml is called once per row through ctypes
@@ -148,7 +148,7 @@ def _dequant(with_ggml: bool, smoke: bool, repeat: int) -> list[dict]:
     from test_forward_vecdot import random_rows
 
     from aprqa import core
-    from aprqa.dtypes import dtype_from_name
+    from aprqa.quant.dtypes import dtype_from_name
 
     n = (1 << 16) if smoke else (1 << 24)
     out = []

@@ -110,11 +110,14 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "dtype_table",
         [] {
-            std::vector<std::tuple<int, std::string, uint32_t, uint32_t>> out;
-            for (const auto& t : kDTypes) out.emplace_back(t.id, t.name, t.block_elems, t.block_bytes);
+            std::vector<std::tuple<int, std::string, uint32_t, uint32_t, bool, bool, bool>> out;
+            for (const auto& t : kDTypes)
+                out.emplace_back(t.id, t.name, t.block_elems, t.block_bytes, dequant_supported(t.id),
+                                 dequant_kernel(t.id).simd != nullptr, quant_supported(t.id));
             return out;
         },
-        "List of (id, name, block_elems, block_bytes) the kernels were compiled with.");
+        "List of (id, name, block_elems, block_bytes, dequantizes, has an AVX2 dequantizer, quantizes): "
+        "the rows of csrc/dtypes.h the kernels were compiled with.");
 
     m.def(
         "payload_bytes", [](int dtype, uint64_t n) { return payload_bytes(dtype, n); },

@@ -1,4 +1,4 @@
-// Scalar reference dequantizers (`dequant_<type>_ref`) and the dispatch table.
+// Scalar reference dequantizers (`dequant_<type>_ref`) and the dispatch (the kernel columns of dtypes.h).
 // Float evaluation order follows docs/format-facts.md §2 exactly (scale
 // product first, then `* q`, then `- min` / `+ m`); -ffp-contract=off keeps
 // the compiler from fusing it, so these are bit-exact with ggml and gguf-py.
@@ -379,52 +379,15 @@ void dequant_iq4_xs_avx2(const uint8_t*, float*, size_t);
 #define SIMD(f) nullptr
 #endif
 
+// apr_q8 has no block kernel: dequant_range decodes it with its tensor-wide scale.
+static constexpr std::nullptr_t tensor_scale = nullptr;
+
 DequantKernel dequant_kernel(int dtype) {
-    switch (dtype) {
-        case kF32: return {dequant_f32_ref, nullptr};
-        case kF16: return {dequant_f16_ref, SIMD(dequant_f16_avx2)};
-        case kQ4_0: return {dequant_q4_0_ref, SIMD(dequant_q4_0_avx2)};
-        case kQ4_1: return {dequant_q4_1_ref, SIMD(dequant_q4_1_avx2)};
-        case kQ5_0: return {dequant_q5_0_ref, SIMD(dequant_q5_0_avx2)};
-        case kQ5_1: return {dequant_q5_1_ref, SIMD(dequant_q5_1_avx2)};
-        case kQ8_0: return {dequant_q8_0_ref, SIMD(dequant_q8_0_avx2)};
-        case kQ8_1: return {dequant_q8_1_ref, nullptr};
-        case kQ2_K: return {dequant_q2_K_ref, SIMD(dequant_q2_K_avx2)};
-        case kQ3_K: return {dequant_q3_K_ref, SIMD(dequant_q3_K_avx2)};
-        case kQ4_K: return {dequant_q4_K_ref, SIMD(dequant_q4_K_avx2)};
-        case kQ5_K: return {dequant_q5_K_ref, SIMD(dequant_q5_K_avx2)};
-        case kQ6_K: return {dequant_q6_K_ref, SIMD(dequant_q6_K_avx2)};
-        case kQ8_K: return {dequant_q8_K_ref, nullptr};
-        case kIQ2_XXS: return {dequant_iq2_xxs_ref, SIMD(dequant_iq2_xxs_avx2)};
-        case kIQ2_XS: return {dequant_iq2_xs_ref, SIMD(dequant_iq2_xs_avx2)};
-        case kIQ3_XXS: return {dequant_iq3_xxs_ref, SIMD(dequant_iq3_xxs_avx2)};
-        case kIQ1_S: return {dequant_iq1_s_ref, SIMD(dequant_iq1_s_avx2)};
-        case kIQ4_NL: return {dequant_iq4_nl_ref, SIMD(dequant_iq4_nl_avx2)};
-        case kIQ3_S: return {dequant_iq3_s_ref, SIMD(dequant_iq3_s_avx2)};
-        case kIQ2_S: return {dequant_iq2_s_ref, SIMD(dequant_iq2_s_avx2)};
-        case kIQ4_XS: return {dequant_iq4_xs_ref, SIMD(dequant_iq4_xs_avx2)};
-        case kI8: return {dequant_int_ref<int8_t>, nullptr};
-        case kI16: return {dequant_int_ref<int16_t>, nullptr};
-        case kI32: return {dequant_int_ref<int32_t>, nullptr};
-        case kI64: return {dequant_int_ref<int64_t>, nullptr};
-        case kF64: return {dequant_f64_ref, nullptr};
-        case kIQ1_M: return {dequant_iq1_m_ref, SIMD(dequant_iq1_m_avx2)};
-        case kBF16: return {dequant_bf16_ref, SIMD(dequant_bf16_avx2)};
-        case kTQ1_0: return {dequant_tq1_0_ref, nullptr};
-        case kTQ2_0: return {dequant_tq2_0_ref, nullptr};
-        case kMXFP4: return {dequant_mxfp4_ref, nullptr};
-        case kNVFP4: return {dequant_nvfp4_ref, nullptr};
-        case kQ1_0: return {dequant_q1_0_ref, nullptr};
-        case kQ2_0: return {dequant_q2_0_ref, nullptr};
-        case kAprQ4: return {dequant_apr_q4_ref, nullptr};
-        case kAprQ8: return {nullptr, nullptr};  // handled in dequant_range (tensor-wide scale)
-        case kU8: return {dequant_int_ref<uint8_t>, nullptr};
-        case kU16: return {dequant_int_ref<uint16_t>, nullptr};
-        case kU32: return {dequant_int_ref<uint32_t>, nullptr};
-        case kU64: return {dequant_int_ref<uint64_t>, nullptr};
-        case kBool: return {dequant_bool_ref, nullptr};
-        case kF8_E4M3: return {dequant_f8_e4m3_ref, nullptr};
-        case kF8_E5M2: return {dequant_f8_e5m2_ref, nullptr};
+    switch (dtype) {  // the kernel columns of csrc/dtypes.h's rows
+#define APRQA_X(sym, id, name, block_elems, block_bytes, ref, simd, ...) \
+    case k##sym: return {ref, SIMD(simd)};
+        APRQA_DTYPES(APRQA_X)
+#undef APRQA_X
         default: return {nullptr, nullptr};
     }
 }

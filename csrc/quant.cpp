@@ -144,15 +144,61 @@ static void quant_apr_q4(const float* x, size_t n, uint8_t* out, size_t b0, size
     }
 }
 
-bool quant_supported(int dtype) {
-    switch (dtype) {
-        case kF32: case kF16: case kBF16:  // float casts, round-to-nearest-even
-        case kQ4_0: case kQ4_1: case kQ5_0: case kQ5_1: case kQ8_0:
-        case kQ2_K: case kQ3_K: case kQ4_K: case kQ5_K: case kQ6_K:
-        case kAprQ4: case kAprQ8: return true;
-        default: return false;
+// ---- tensor-level quantizers: the quantizer column of csrc/dtypes.h's rows ----------
+
+// f32 copy, f16 / bf16 round-to-nearest-even: one-element "blocks" for by_blocks.
+static void cast_f32(const float* x, uint8_t* out, size_t n) { std::memcpy(out, x, n * 4); }
+static void cast_f16(const float* x, uint8_t* out, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        const uint16_t h = f32_to_f16(x[i]);
+        std::memcpy(out + 2 * i, &h, 2);
     }
 }
+static void cast_bf16(const float* x, uint8_t* out, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+        const uint16_t h = f32_to_bf16(x[i]);
+        std::memcpy(out + 2 * i, &h, 2);
+    }
+}
+
+// A block kernel run over the n / block_elems whole blocks in parallel slices.
+template <void (*fn)(const float*, uint8_t*, size_t)>
+static void by_blocks(const DTypeTraits& t, const float* x, size_t n, uint8_t* out, int threads) {
+    const size_t nb = n / t.block_elems;
+    parallel_slices(nb, threads, [&](int, size_t lo, size_t hi) {
+        fn(x + lo * t.block_elems, out + lo * t.block_bytes, hi - lo);
+    });
+}
+
+// APR q4: ceil(n/32) blocks, the last one zero-padded.
+static void quant_apr_q4_tensor(const DTypeTraits&, const float* x, size_t n, uint8_t* out, int threads) {
+    const size_t nb = n / 32 + (n % 32 != 0);
+    parallel_slices(nb, threads, [&](int, size_t lo, size_t hi) { quant_apr_q4(x, n, out, lo, hi); });
+}
+
+// APR q8: one tensor-wide scale amax/127 (1.0 if all zero) in an f32 header, then one int8 per element.
+static void quant_apr_q8_tensor(const DTypeTraits&, const float* x, size_t n, uint8_t* out, int threads) {
+    float amax = 0;
+    for (size_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+    const float scale = amax != 0.0f ? amax / 127.0f : 1.0f;
+    std::memcpy(out, &scale, 4);
+    int8_t* q = reinterpret_cast<int8_t*>(out + APR_Q8_HEADER_BYTES);
+    parallel_slices(n, threads, [&](int, size_t lo, size_t hi) {
+        for (size_t i = lo; i < hi; ++i) q[i] = (int8_t)clampi((int)std::round(x[i] / scale), -127, 127);
+    });
+}
+
+static QuantFn quant_kernel(int dtype) {
+    switch (dtype) {
+#define APRQA_X(sym, id, name, block_elems, block_bytes, dequant_ref, dequant_simd, quant, ...) \
+    case k##sym: return quant;
+        APRQA_DTYPES(APRQA_X)
+#undef APRQA_X
+        default: return nullptr;
+    }
+}
+
+bool quant_supported(int dtype) { return quant_kernel(dtype) != nullptr; }
 
 void require_quant(int dtype) {
     const DTypeTraits& t = dtype_or_throw(dtype);
@@ -161,54 +207,8 @@ void require_quant(int dtype) {
 }
 
 void quantize(int dtype, const float* x, size_t n, uint8_t* out, int threads) {
-    if (dtype == kF32 || dtype == kF16 || dtype == kBF16) {  // f32 copy, f16 / bf16 round-to-nearest-even
-        parallel_slices(n, threads, [&](int, size_t lo, size_t hi) {
-            for (size_t i = lo; i < hi; ++i) {
-                if (dtype == kF32) {
-                    std::memcpy(out + 4 * i, &x[i], 4);
-                } else {
-                    const uint16_t h = dtype == kF16 ? f32_to_f16(x[i]) : f32_to_bf16(x[i]);
-                    std::memcpy(out + 2 * i, &h, 2);
-                }
-            }
-        });
-        return;
-    }
-    if (dtype == kAprQ8) {
-        float amax = 0;
-        for (size_t i = 0; i < n; ++i) amax = std::fmax(amax, std::fabs(x[i]));
-        const float scale = amax != 0.0f ? amax / 127.0f : 1.0f;
-        std::memcpy(out, &scale, 4);
-        int8_t* q = reinterpret_cast<int8_t*>(out + APR_Q8_HEADER_BYTES);
-        parallel_slices(n, threads, [&](int, size_t lo, size_t hi) {
-            for (size_t i = lo; i < hi; ++i) q[i] = (int8_t)clampi((int)std::round(x[i] / scale), -127, 127);
-        });
-        return;
-    }
-    if (dtype == kAprQ4) {
-        const size_t nb = n / 32 + (n % 32 != 0);
-        parallel_slices(nb, threads, [&](int, size_t lo, size_t hi) { quant_apr_q4(x, n, out, lo, hi); });
-        return;
-    }
-    void (*fn)(const float*, uint8_t*, size_t) = nullptr;
-    switch (dtype) {
-        case kQ4_0: fn = quant_q4_0; break;
-        case kQ4_1: fn = quant_q4_1; break;
-        case kQ5_0: fn = quant_q5_0; break;
-        case kQ5_1: fn = quant_q5_1; break;
-        case kQ8_0: fn = quant_q8_0; break;
-        case kQ2_K: fn = quant_q2_K; break;
-        case kQ3_K: fn = quant_q3_K; break;
-        case kQ4_K: fn = quant_q4_K; break;
-        case kQ5_K: fn = quant_q5_K; break;
-        case kQ6_K: fn = quant_q6_K; break;
-        default: return;
-    }
-    const DTypeTraits& t = *find_dtype(dtype);
-    const size_t nb = n / t.block_elems;
-    parallel_slices(nb, threads, [&](int, size_t lo, size_t hi) {
-        fn(x + lo * t.block_elems, out + lo * t.block_bytes, hi - lo);
-    });
+    const QuantFn fn = quant_kernel(dtype);
+    if (fn) fn(*find_dtype(dtype), x, n, out, threads);
 }
 
 }  // namespace aprqa

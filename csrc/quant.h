@@ -8,6 +8,10 @@
 
 namespace aprqa {
 
+struct DTypeTraits;
+// A tensor-level quantizer (the quantizer column of dtypes.h's rows): n floats into out.
+using QuantFn = void (*)(const DTypeTraits& t, const float* x, size_t n, uint8_t* out, int threads);
+
 bool quant_supported(int dtype);
 // Throws std::invalid_argument "unsupported dtype <name> for quantization".
 void require_quant(int dtype);

@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "helpers"
 
 import numpy as np  # noqa: E402
 
-from aprqa.dtypes import DType  # noqa: E402
 from aprqa.inference import compare_outputs  # noqa: E402
+from aprqa.quant.dtypes import DType  # noqa: E402
 
 # f16 block-scale fields (byte offsets in a block) of the types whose scales are plain f16 numbers
 SCALE_FIELDS = {DType.Q8_0: (0,), DType.Q4_0: (0,), DType.Q4_1: (0, 2), DType.Q5_0: (0,), DType.Q5_1: (0, 2),

@@ -34,7 +34,7 @@ from llamacpp_quant import quantize_array, requires_imatrix  # noqa: E402
 
 from aprqa import core  # noqa: E402
 from aprqa.comparison.bands import UNIFORM_GRID, grid_violations, step_model_rel_l2  # noqa: E402
-from aprqa.dtypes import DType, dtype_from_name  # noqa: E402
+from aprqa.quant.dtypes import DType, dtype_from_name  # noqa: E402
 
 # every type llama_model_quantize of the pinned llama.cpp writes
 TYPES = [DType.Q8_0, DType.Q6_K, DType.Q5_K, DType.Q4_K, DType.Q5_0, DType.Q5_1, DType.Q4_0, DType.Q4_1,

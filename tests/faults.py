@@ -20,10 +20,10 @@ from typing import Callable
 import numpy as np
 
 from aprqa import core  # noqa: E402
-from aprqa.dtypes import DType  # noqa: E402
+from aprqa.arch import family, rope_permuted  # noqa: E402
 from aprqa.formats import gguf_vocab, open_model, write_model  # noqa: E402
 from aprqa.formats.model import TensorData  # noqa: E402
-from aprqa.arch import family, rope_permuted  # noqa: E402
+from aprqa.quant.dtypes import DType  # noqa: E402
 
 
 def rope_permute(w: np.ndarray, n_head: int) -> np.ndarray:

@@ -14,13 +14,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from aprqa import capabilities, gate_ids, prompts
+from aprqa import gate_ids, prompts
 from aprqa.arch import inverse_permutation, layer_count, rope_heads, rope_row_permutation
 from aprqa.comparison import transforms
 from aprqa.comparison.tolerance import TolerancePolicy
 from aprqa.conversion import _rope_heads as convert_rope_heads
 from aprqa.conversion import mix_for, target_dtype
-from aprqa.dtypes import DType, payload_nbytes
 from aprqa.errors import UsageError
 from aprqa.formats import FORMATS, apr, gguf, open_model, safetensors
 from aprqa.formats.model import ArchConfig, TensorData
@@ -28,7 +27,9 @@ from aprqa.inference import DEFAULT_PROMPT, ModelWeights, compare_outputs
 from aprqa.inference.weights import permute_rope_rows, unpermute_rope_rows
 from aprqa.playbook import plan, schema
 from aprqa.playbook.notrun import not_run_section
-from aprqa.quantmix import MIXES, QUANT_CHOICES, mix_base, row_fallback
+from aprqa.quant import storable as capabilities
+from aprqa.quant.dtypes import DType, payload_nbytes
+from aprqa.quant.mixes import MIXES, QUANT_CHOICES, mix_base, row_fallback
 from aprqa.synth.presets import PRESETS
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "aprqa"

@@ -46,3 +46,29 @@ def test_nothing_but_the_upstream_loader_refers_outside_the_repository():
                 hits.append(f"{rel}:{n}: {line.strip()[:120]}")
     assert seen > 100 and not hits, "\n".join(hits)
     assert OUTSIDE.search((ROOT / LOADER).read_text())  # the allowance is not stale: the loader is that place
+
+
+# A repository path as src/, csrc/ and docs/ name them: rooted at a top folder, not inside another path
+# (llama.cpp's own `llama.cpp/src/...` is not ours); placeholders (`<target>`, globs) are not paths.
+REPO_PATH = re.compile(r"(?<![\w./-])((?:src|csrc|tests|docs|scripts|benches|\.ci)/[\w./-]*[\w/])")
+DOC_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_the_path_pattern_takes_repository_paths_only():
+    text = "see docs/core.md, `tests/quant/`, llama.cpp/src/llama-vocab.cpp and tests/fuzz/corpus/<target>."
+    assert [m.group(1) for m in REPO_PATH.finditer(text)] == ["docs/core.md", "tests/quant/", "tests/fuzz/corpus/"]
+
+
+def test_every_repository_path_named_in_src_csrc_and_docs_exists():
+    missing = []
+    for top in ("src", "csrc", "docs"):
+        for p in sorted((ROOT / top).rglob("*")):
+            if not p.is_file() or p.suffix not in (".py", ".h", ".cpp", ".md"):
+                continue
+            text = p.read_text(encoding="utf-8")
+            named = {m.group(1).rstrip(".") for m in REPO_PATH.finditer(text)}
+            missing += [f"{p.relative_to(ROOT)}: {n}" for n in sorted(named) if not (ROOT / n).exists()]
+            if p.suffix == ".md":  # relative Markdown links
+                missing += [f"{p.relative_to(ROOT)}: ({t})" for t in DOC_LINK.findall(text)
+                            if not t.startswith(("http://", "https://", "mailto:")) and not (p.parent / t).exists()]
+    assert not missing, "paths that do not exist:\n" + "\n".join(missing)

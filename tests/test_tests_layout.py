@@ -14,7 +14,7 @@ TOP_LEVEL = {"test_public_api.py", "test_readme_examples.py", "test_architecture
 COUNTERPART = {"arch": "src/aprqa/arch", "comparison": "src/aprqa/comparison", "core": "src/aprqa/core.py",
                "formats": "src/aprqa/formats", "inference": "src/aprqa/inference", "playbook": "src/aprqa/playbook",
                "report": "src/aprqa/report", "engines": "src/aprqa/engines", "fsio": "src/aprqa/fsio",
-               "cli": "src/aprqa/cli", "conversion": "src/aprqa/conversion.py", "benches": "benches",
+               "cli": "src/aprqa/cli", "conversion": "src/aprqa/conversion.py", "quant": "src/aprqa/quant", "benches": "benches",
                "fuzz": "src/aprqa/formats"}
 SUPPORT = {"helpers", "fixtures", "__pycache__"}
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .dtypes import DType
 from .errors import AprqaError, DTypeError, FormatError, TruncatedError, UnsupportedFormatError, UsageError
+from .quant.dtypes import DType
 
 __version__ = "0.1.0"
 

@@ -5,7 +5,7 @@ What it does, in the order a tensor meets it:
   2. expected layout transforms: llama.cpp's Q/K RoPE row permutation is applied
      when writing llama/mistral GGUF and undone when reading them into another
      format (rows are permuted on raw bytes: quant blocks never span rows);
-  3. dtype policy (docs/convert.md): tensors converters keep in float (1-D
+  3. dtype policy (docs/quantizations.md): tensors converters keep in float (1-D
      tensors: norms and biases; tensors under 1,024 elements) stay F32; 2-D
      weights take the requested type, with llama.cpp's fallbacks when a row length
      is not a multiple of the block size (q4_k->q5_0, q5_k->q5_1, q6_k->q8_0,
@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
 from . import core
-from .dtypes import DType, dtype_from_name
+from .arch import (NORM_OFFSET, config_keys, family, gguf_name, inverse_permutation, layer_count, norm_offset, rope_heads,
+                   rope_permuted, rope_row_permutation)
 from .errors import UsageError
 from .formats import FORMATS, format_module, open_model
 from .formats.gguf import _tokenizer as gguf_reader_tokenizer
@@ -32,34 +33,38 @@ from .formats import apr_policy, apr_tokenizer, apr_write, gguf_hf_vocab, gguf_p
 from .formats.apr_policy import AprenderQuant
 from .formats.hf_tokenizer_out import hf_tokenizer_outputs
 from .formats.model import Model, TensorData, TensorInfo, TokenizerInfo
-from .arch import (NORM_OFFSET, config_keys, family, gguf_name, inverse_permutation, layer_count, norm_offset, rope_heads,
-                   rope_permuted, rope_row_permutation)
-from .capabilities import STORABLE, unquantizable_types
 from .fsio import refuse_input_as_output
-from .quantmix import QUANT_CHOICES, Mix, is_mix, row_fallback
+from .quant.dtypes import DType, dtype_from_name
+from .quant.mixes import QUANT_CHOICES, Mix, file_type, is_mix, row_fallback
+from .quant.storable import STORABLE, unquantizable_types
 
-# llama.cpp mixes (aprqa.quantmix): per-tensor types (q2_k is a mix, not a uniform type); a type
+# llama.cpp mixes (aprqa.quant.mixes): per-tensor types (q2_k is a mix, not a uniform type); a type
 # aprqa.core cannot quantize (the IQ types) is refused, naming the tensors that need it.
 
 SMALL_TENSOR_ELEMENTS = 1024
 # KV pairs of a source GGUF that describe its tensors, recomputed when a GGUF is rewritten
 _RECOMPUTED = frozenset({"general.file_type", "general.quantization_version", "general.alignment",
                          "general.architecture"})
-# llama_ftype (general.file_type) of each --quant name, as llama_model_quantize / the converter write it
-LLAMA_FTYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q2_k": 10,
-               "q3_k_s": 11, "q3_k_m": 12, "q3_k_l": 13, "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17,
-               "q6_k": 18, "bf16": 32}
+
+
+class ConvertedTensor(NamedTuple):
+    """One tensor a conversion wrote."""
+
+    name: str                 # canonical name
+    source: str               # source dtype name (``bf16``)
+    target: str               # written dtype name (``q4_k``)
+    transform: str | None     # the layout transform applied (RoPE rows, norm offset), None when none
 
 
 @dataclass
 class ConvertResult:
-    """What a conversion wrote: per-tensor (canonical name, source dtype, target dtype, transform)."""
+    """What a conversion wrote: one ``ConvertedTensor`` per tensor."""
 
     src: Path
     dst: Path
     fmt: str
     quant: str
-    tensors: list[tuple[str, str, str, str | None]] = field(default_factory=list)
+    tensors: list[ConvertedTensor] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"src": str(self.src), "dst": str(self.dst), "format": self.fmt, "quant": self.quant,
@@ -170,7 +175,7 @@ def _encode(values: np.ndarray, dtype: DType, fmt: str) -> np.ndarray:
 
 def convert_tensors(model: Model, fmt: str, quant: Quant,
                     on_tensor: Callable[[TensorInfo], None] | None = None,
-                    log: list | None = None) -> Iterator[TensorData]:
+                    log: list[ConvertedTensor] | None = None) -> Iterator[TensorData]:
     """Yield the converted tensors of ``model`` for format ``fmt``.
 
     A tensor that needs no work is yielded as a zero-copy view of the source. One that needs
@@ -205,7 +210,7 @@ def convert_tensors(model: Model, fmt: str, quant: Quant,
             if want == t.dtype and not want.is_float:
                 want = DType.F32  # a shifted quantized norm would be re-quantized: keep it exact
         if log is not None:
-            log.append((t.name, t.dtype.lname, want.lname, transform))
+            log.append(ConvertedTensor(t.name, t.dtype.lname, want.lname, transform))
         if perm is None and want == t.dtype and not shift:
             if on_tensor is not None:
                 on_tensor(t)
@@ -320,8 +325,9 @@ def convert(src: str | Path | Model, dst: str | Path, *, to: str | None = None, 
             else ([], set())
         if model.format == "gguf":  # rewriting a GGUF: its architecture keys as the source wrote them
             extra["hparams"][1].update(k for k, _, _ in config_keys.to_gguf(config) if k not in model.metadata)
-        if quant in LLAMA_FTYPE:  # the mix's type, not its most common tensor type (q4_k_m is 15, not Q5_0's 8)
-            extra["hparams"][0].append(("general.file_type", LLAMA_FTYPE[quant], "u32"))
+        ftype = file_type(quant) if quant is not None else None
+        if ftype is not None:  # the mix's type, not its most common tensor type (q4_k_m is 15, not Q5_0's 8)
+            extra["hparams"][0].append(("general.file_type", ftype, "u32"))
     if fmt == "gguf" and source_config is not None:
         pooling = gguf_hf_vocab.pooling_type(Path(model.path) if Path(model.path).is_dir() else Path(model.path).parent)
         if pooling is not None:

@@ -20,8 +20,8 @@ from typing import Any, Sequence, Union
 import numpy as np
 
 from . import _core
-from .dtypes import DType, dtype_from_name
 from .errors import DTypeError, UsageError
+from .quant.dtypes import DType, dtype_from_name
 
 __all__ = [
     "DIFF_FIELDS",

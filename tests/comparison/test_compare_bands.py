@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from aprqa import core
-from aprqa.capabilities import quantizable
 from aprqa.comparison import bands, compare
 from aprqa.comparison.verdicts import contradiction
-from aprqa.dtypes import DType
 from aprqa.formats import gguf, open_model
 from aprqa.formats.model import TensorData
+from aprqa.quant.dtypes import DType
+from aprqa.quant.storable import quantizable
 
 pytest.importorskip("llama_cpp")
 from llamacpp_quant import quantize_array, quantize_file  # noqa: E402  (tests/helpers, on sys.path via conftest)

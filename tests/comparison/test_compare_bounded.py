@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from aprqa.comparison import compare
-from aprqa.dtypes import DType
 from aprqa.formats import write_model
 from aprqa.formats.model import ArchConfig, TensorData
+from aprqa.quant.dtypes import DType
 
 N_TENSORS, ROWS, COLS = 24, 1024, 1024
 # Generous: measured 2-4x on a loaded 2-core machine (the fused kernel alone is ~2x slower on

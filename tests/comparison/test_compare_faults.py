@@ -3,14 +3,13 @@ tensor; correct conversions pass with the right verdicts."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 import faults as F
 from aprqa.comparison import compare
 from aprqa.comparison.results import Verdict
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 
 Q = "model.layers.0.self_attn.q_proj.weight"
 K = "model.layers.0.self_attn.k_proj.weight"

@@ -18,7 +18,7 @@ import pytest
 from aprqa import core
 from aprqa.comparison import compare, noise
 from aprqa.conversion import convert
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")

@@ -13,7 +13,7 @@ import pytest
 from aprqa import core
 from aprqa.comparison import compare
 from aprqa.comparison.verdicts import contradiction
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 
 pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")

@@ -5,9 +5,9 @@ import numpy as np
 from aprqa import core
 from aprqa.comparison import compare
 from aprqa.comparison._sampling import NOISE_SAMPLE_ELEMENTS, sample_rows
-from aprqa.dtypes import DType
 from aprqa.formats import gguf, open_model
 from aprqa.formats.model import TensorData
+from aprqa.quant.dtypes import DType
 
 NAME = "model.layers.0.mlp.gate_proj.weight"
 

@@ -15,7 +15,7 @@ import pytest
 
 from aprqa.comparison import Verdict, compare
 from aprqa.comparison import signature_index as si
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 from aprqa.formats import write_model
 from aprqa.formats.model import ArchConfig, TensorData
 

@@ -3,12 +3,12 @@
 import pytest
 
 from aprqa.comparison import compare
-from aprqa.capabilities import STORABLE
 from aprqa.conversion import QUANT_CHOICES, convert
-from aprqa.dtypes import dtype_from_name
 from aprqa.errors import DTypeError, UsageError
 from aprqa.formats import open_model
-from aprqa.quantmix import is_mix
+from aprqa.quant.dtypes import dtype_from_name
+from aprqa.quant.mixes import is_mix
+from aprqa.quant.storable import STORABLE
 
 SUFFIX = {"safetensors": "", "gguf": ".gguf", "apr": ".apr"}  # safetensors: an HF directory
 
@@ -22,7 +22,7 @@ def _expected(quant: str) -> set[str]:
 
 
 def _single_type(q: str):
-    """The DType of a uniform quant choice; None for llama.cpp mixes (tests/conversion/test_quantmix.py covers those,
+    """The DType of a uniform quant choice; None for llama.cpp mixes (tests/quant/test_mixes.py covers those,
     q2_k included: it names a mix, not a uniform type)."""
     if is_mix(q):
         return None

@@ -14,8 +14,8 @@ from gguf.quants import dequantize as gguf_dequantize
 from gguf.quants import quantize as gguf_quantize
 
 from aprqa import _core, core
-from aprqa.dtypes import DType
 from aprqa.errors import DTypeError
+from aprqa.quant.dtypes import DType
 
 # dtype -> offsets of f16 scale fields inside one block (finite-scale inputs)
 ORACLE: dict[DType, tuple[int, ...]] = {

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from aprqa import core
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 
 llamacpp_quant = pytest.importorskip("llamacpp_quant", reason="tests/helpers on sys.path")
 pytest.importorskip("llama_cpp", reason="llama-cpp-python (the [test] extra) carries ggml")

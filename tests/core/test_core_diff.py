@@ -9,8 +9,8 @@ import pytest
 
 from aprqa import _core, core
 from aprqa.core import DiffStats
-from aprqa.dtypes import DType
 from aprqa.errors import DTypeError
+from aprqa.quant.dtypes import DType
 
 
 def _bucket(ad: np.ndarray) -> np.ndarray:

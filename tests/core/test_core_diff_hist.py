@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from aprqa import _core, core
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 
 EDGES = core.hist_bucket_edges()
 

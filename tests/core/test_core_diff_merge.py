@@ -17,8 +17,8 @@ from safetensors.numpy import save_file
 from aprqa import _core, core
 from aprqa.comparison import _sampling
 from aprqa.core import DIFF_FIELDS, DiffStats
-from aprqa.dtypes import DType
 from aprqa.formats import open_model
+from aprqa.quant.dtypes import DType
 
 ROWS, COLS = 96, 192          # 72 KiB (f32) + 36 KiB (f16): quick, and many chunks of SMALL_CHUNK
 SMALL_CHUNK = 8 << 10         # about 7 rows per chunk (f32 + f16 rows = 1152 bytes)

@@ -14,9 +14,9 @@ from gguf.quants import dequantize as gguf_dequantize
 from gguf.quants import quantize as gguf_quantize
 
 from aprqa import _core, core
-from aprqa.dtypes import DType
 from aprqa.errors import AprqaError, UsageError
 from aprqa.formats import open_model
+from aprqa.quant.dtypes import DType
 
 ROWS, COLS = 48, 512
 

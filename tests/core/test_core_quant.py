@@ -10,8 +10,8 @@ from gguf import GGMLQuantizationType as G
 from gguf.quants import quantize as gguf_quantize
 
 from aprqa import core
-from aprqa.dtypes import DType
 from aprqa.errors import DTypeError
+from aprqa.quant.dtypes import DType
 
 LEGACY = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0"]
 

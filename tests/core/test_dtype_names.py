@@ -2,7 +2,7 @@
 
 import json
 
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 
 
 def test_dtype_prints_as_its_name_and_keeps_its_number():

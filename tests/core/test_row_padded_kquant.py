@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from aprqa import core
-from aprqa.dtypes import DType, payload_nbytes
 from aprqa.formats import apr, open_model
 from aprqa.formats.model import ArchConfig, TensorData
 from aprqa.inference.weights import dequantize_rows as forward_rows
+from aprqa.quant.dtypes import DType, payload_nbytes
 
 ROWS, COLS = 24, 896  # 896 = 3.5 super-blocks: Qwen2.5-0.5B's hidden size
 

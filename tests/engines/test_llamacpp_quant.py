@@ -22,7 +22,7 @@ from safetensors.numpy import load_file, save_file
 
 from aprqa import core
 from aprqa.conversion import convert
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (extra aprqa[llamacpp])")
 sys.path.insert(0, str(TESTS / "helpers"))

@@ -13,7 +13,7 @@ import pytest
 from aprqa import core
 from aprqa.comparison import compare
 from aprqa.conversion import convert
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 from aprqa.errors import UsageError
 from aprqa.formats import open_model
 from aprqa.formats.apr_policy import AprenderQuant, rule, unproducible

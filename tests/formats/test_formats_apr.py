@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aprqa.dtypes import DType, payload_nbytes
 from aprqa.errors import FormatError, TruncatedError, UnsupportedFormatError, UsageError
 from aprqa.formats import apr
 from aprqa.formats.model import ArchConfig, TensorData, TokenizerInfo
+from aprqa.quant.dtypes import DType, payload_nbytes
 
 
 def _pad64(b: bytes) -> bytes:
@@ -493,7 +493,7 @@ def test_metadata_offset_inside_header(tmp_path):
 
 
 def test_large_file_footer_is_verified_only_on_request(tmp_path, monkeypatch):
-    from aprqa.dtypes import DType
+    from aprqa.quant.dtypes import DType
     from aprqa.formats import apr, open_model
     from aprqa.formats.model import ArchConfig, TensorData
 

@@ -10,10 +10,10 @@ import gguf as ggufpy
 import numpy as np
 import pytest
 
-from aprqa.dtypes import DType, payload_nbytes
 from aprqa.errors import FormatError, TruncatedError, UnsupportedFormatError, UsageError
 from aprqa.formats import gguf
 from aprqa.formats.model import ArchConfig, TensorData, TokenizerInfo
+from aprqa.quant.dtypes import DType, payload_nbytes
 
 VT = ggufpy.GGUFValueType
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from aprqa.dtypes import DType
 from aprqa.errors import FormatError, TruncatedError, UnsupportedFormatError, UsageError
 from aprqa.formats import open_model, safetensors as st
 from aprqa.formats.model import ArchConfig, TensorData
+from aprqa.quant.dtypes import DType
 
 
 def _raw_file(path, header: dict, data: bytes = b"", header_bytes: bytes | None = None):

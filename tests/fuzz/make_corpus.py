@@ -58,7 +58,7 @@ def _safetensors(out: Path) -> None:
 
 
 def _apr(out: Path) -> None:
-    from aprqa.dtypes import DType
+    from aprqa.quant.dtypes import DType
     from aprqa.formats import apr
     from aprqa.formats.model import ArchConfig, TensorData, TokenizerInfo
 

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from aprqa.dtypes import DType
 from aprqa.errors import FormatError
 from aprqa.formats import apr, gguf, safetensors
 from aprqa.formats.model import ArchConfig, TensorData, TokenizerInfo
+from aprqa.quant.dtypes import DType
 
 _TOK = TokenizerInfo("gpt2", ("a", "b", "c", "d"), ("a b",), bos_id=1, eos_id=2)
 _SETTINGS = settings(max_examples=2000, deadline=None, derandomize=True, database=None,

@@ -244,7 +244,7 @@ def test_near_flat_is_judged_by_the_reference_entropy():
 def test_every_quantized_type_has_a_profile():
     """A candidate whose dominant weight type is any quantized type gets a profile (the near-tie δ of its
     calibrated band): an IQ3_S / TQ1_0 / Q1_0 file must not make the output check unrunnable."""
-    from aprqa.dtypes import DType
+    from aprqa.quant.dtypes import DType
     from aprqa.inference.metrics import profile_for
 
     for dt in DType:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from aprqa import _core, core
-from aprqa.dtypes import DType
+from aprqa.quant.dtypes import DType
 from aprqa.errors import UsageError
 from aprqa.inference.kernels import matmul, matmul_levels, matmul_supported
 

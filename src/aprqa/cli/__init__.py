@@ -3,7 +3,7 @@
 Exit codes: 0 pass/ok, 1 fidelity failure, 2 bad input or usage.
 
 rich is imported when something is rendered for a person (``_stdout``/``_stderr``/``escape``):
-``--json`` output and ``--version`` never load it (start-up, issue 14).
+``--json`` output and ``--version`` never load it (start-up time).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from .. import __version__
 from ..errors import AprqaError, UsageError, as_aprqa_error
 from ..fsio import check_output, refuse_input_as_output
-from ..quantmix import QUANT_CHOICES
+from ..quant.mixes import QUANT_CHOICES
 from .help import epilog
 
 if TYPE_CHECKING:
@@ -104,8 +104,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
                              weights_only=args.weights_only, pre_tokenizer=args.pre_tokenizer)
     finally:
         src.close()
-    changed = sum(1 for _, a, b, _t in result.tensors if a != b)
-    transformed = sum(1 for *_x, t in result.tensors if t)
+    changed = sum(1 for t in result.tensors if t.source != t.target)
+    transformed = sum(1 for t in result.tensors if t.transform)
     _stderr().print(f"wrote {escape(str(result.dst))} ({result.fmt}, quant {result.quant}): "
                     f"{len(result.tensors)} tensors, {changed} re-encoded, {transformed} with a layout transform")
     if args.json:

@@ -11,8 +11,8 @@ import math
 import numpy as np
 
 from .. import core
-from ..dtypes import DType
 from ..formats.model import TensorInfo
+from ..quant.dtypes import DType
 
 SAMPLE_ELEMENTS = 1 << 16      # elements decoded per side to choose a hypothesis
 # Elements re-quantized per tensor to estimate its type's noise floor. Quantization errors are close

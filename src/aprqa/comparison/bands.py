@@ -6,7 +6,7 @@ only aprqa's own:
   * the pipeline's intermediate precision: real files are quantized from an f16 or bf16 copy of
     the weights. ``INTERMEDIATES`` are tried in order; the one the data agree with is reported;
   * the error band of the type: where aprqa has a quantizer, a ratio to its error on the same
-    rows (``NOISE_LIMITS``); where it has none, a *step model* — the rounding noise of the type's
+    rows (``NOISE_LIMITS``, the type rows' ``noise_limit``); where it has none, a *step model* — the rounding noise of the type's
     step (Δ²/12 per element, Δ from each sub-block's range) — times a factor measured against
     llama.cpp's quantizer on varied weight distributions, with and without an importance matrix
     (``STEP_BANDS``; scripts/measure_quant_bands.py prints the table);
@@ -24,27 +24,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..dtypes import DType
+from ..quant.dtypes import TRAITS, DType
 
 # Float types a real pipeline may round the weights to before quantizing (llama.cpp quantizes
 # from an f16/bf16 GGUF). None = quantized straight from the reference.
 INTERMEDIATES: tuple[DType | None, ...] = (None, DType.F16, DType.BF16)
 
 
-from ..step_bands import GEOMETRY, MEASURED_GAINS, STEP_BANDS, StepBand, StepGeometry, step_model_rel_l2  # noqa: F401
+from ..quant.step_bands import GEOMETRY, MEASURED_GAINS, STEP_BANDS, StepBand, StepGeometry, step_model_rel_l2  # noqa: F401
 
-# err/noise limits where aprqa has a quantizer of the type (ratio to its error on the same rows).
-# Round-to-nearest types: every faithful quantizer is the same algorithm up to the scale's f16
-# rounding and imatrix weighting (llama.cpp measured at most 1.001 for q8_0, 1.018 for q4_0, 1.014
-# for q5_0); search-based K-quants differ in their search and imatrix weighting (measured at most
-# 1.07 for q4_k, 1.04 q5_k, 1.12 q6_k; with issue 11's Q3_K/Q2_K quantizers 1.05 and 1.05 — a
-# tighter 1.2 for those two keeps a Q2_K re-quantized from IQ2_XXS (1.49) out).
-NOISE_LIMITS: dict[str, float] = {
-    "q8_0": 1.10, "q8_1": 1.10, "apr_q8": 1.10,
-    "q4_0": 1.25, "q4_1": 1.25, "q5_0": 1.25, "q5_1": 1.25, "apr_q4": 1.25, "iq4_nl": 1.5,
-    "q3_k": 1.20, "q2_k": 1.20,
-}
-DEFAULT_NOISE_LIMIT = 1.5   # k-quants and the rest
+# err/noise limits where aprqa has a quantizer of the type (ratio to its error on the same rows): the
+# rows' ``noise_limit`` column (quant/dtypes.py says how each was measured).
+NOISE_LIMITS: dict[DType, float] = {t.dtype: t.noise_limit for t in TRAITS.values() if t.noise_limit is not None}
 STRICT_NOISE_LIMIT = 1.02
 
 # The least-squares gain g = <a,b>/<b,b> of a faithful quantizer lies between the two ends of the
@@ -89,10 +80,10 @@ def grid_violations(a: np.ndarray, b: np.ndarray, dt: DType, scale: float = 1.0,
 
 
 # Types whose levels are a uniform grid per sub-block and whose faithful quantizers end with
-# round-to-nearest under the final scales. Not IQ4's non-linear grid; not Q4_0/Q5_0, whose imatrix
-# path keeps the levels of its scale search while storing a refitted scale; not Q8_0, which rounds
-# with the f32 scale and stores it as f16 (its own per-block bound covers that).
-UNIFORM_GRID = frozenset({DType.Q2_K, DType.Q3_K, DType.Q4_K, DType.Q5_K, DType.Q6_K})
+# round-to-nearest under the final scales: the rows' ``uniform_grid`` column. Not IQ4's non-linear grid;
+# not Q4_0/Q5_0, whose imatrix path keeps the levels of its scale search while storing a refitted
+# scale; not Q8_0, which rounds with the f32 scale and stores it as f16 (its own per-block bound covers that).
+UNIFORM_GRID = frozenset(t.dtype for t in TRAITS.values() if t.uniform_grid)
 
 
 def reference_on_grid(own: float, step: float | None, dt: DType) -> bool:
@@ -111,11 +102,9 @@ def reference_on_grid(own: float, step: float | None, dt: DType) -> bool:
 ON_GRID_FRACTION = 0.25
 
 
-# Quantized types with no band, and why: they are judged NOT-JUDGED, never DEGRADED.
-NO_BAND: dict[DType, str] = {
-    DType.Q8_1: "an activation type of ggml's dot products; llama.cpp never stores weights in it",
-    DType.Q8_K: "an activation type of ggml's K-quant dot products; llama.cpp never stores weights in it",
-}
+# Quantized types with no band, and why (the rows' ``no_band`` column): they are judged NOT-JUDGED,
+# never DEGRADED.
+NO_BAND: dict[DType, str] = {t.dtype: t.no_band for t in TRAITS.values() if t.no_band is not None}
 
 
 def band_basis(dt: DType, own_quantizer: bool) -> str | None:

@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import core
-from ..capabilities import quantizable
-from ..dtypes import DType, payload_nbytes
+from ..arch import layer_index
 from ..errors import AprqaError
 from ..formats.model import Model, TensorInfo
-from ..arch import layer_index
+from ..quant.dtypes import DType, payload_nbytes
+from ..quant.storable import quantizable
 from . import transforms as tf
 from ._sampling import as_2d, rel_l2, row_aligned, sample_rows
 from .results import NoiseFloor, Verdict
-from .signature_index import SignatureIndex
+from .signature_index import SignatureIndex, screen  # noqa: F401 (re-exported)
 from .tolerance import Tolerance
 
 if TYPE_CHECKING:

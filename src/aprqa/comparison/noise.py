@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import core
-from ..capabilities import quantizable
-from ..dtypes import DType, payload_nbytes
 from ..formats.model import TensorInfo
+from ..quant.dtypes import TRAITS, DType, payload_nbytes
+from ..quant.storable import quantizable
 from . import bands
 from .diagnose import FLOAT_EPS
 from ._sampling import NOISE_SAMPLE_ELEMENTS, RowReader, as_2d, rel_l2, row_aligned, sample_rows
@@ -24,11 +24,9 @@ from .results import NoiseFloor
 from .tolerance import Statistic, Tolerance
 
 # Per-element bound |a − deq| ≤ k·d + (qmax + k)·h, d the stored f16 scale and h ≥ its rounding
-# error (half an f16 ulp at d, 2^-25 once d is subnormal): Q8_0 rounds to nearest (k = 1/2, every
-# quantizer measured stays within); Q4_0's importance-weighted path keeps the levels of its scale
-# search and stores a refitted scale, measured up to 3.9·d with llama.cpp (k = 4.5 then only
-# catches gross element damage).
-_BLOCK_BOUND = {DType.Q8_0: (0.5, 127), DType.Q4_0: (4.5, 8)}
+# error (half an f16 ulp at d, 2^-25 once d is subnormal): the rows' ``block_bound`` column (k, qmax)
+# (quant/dtypes.py says how each k was measured).
+_BLOCK_BOUND = {t.dtype: t.block_bound for t in TRAITS.values() if t.block_bound is not None}
 
 
 def _rounded(a: np.ndarray, via: DType | None) -> np.ndarray:

@@ -25,10 +25,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from ..dtypes import DType, dtype_from_name
 from ..errors import DTypeError, UsageError
-from ..quantmix import is_mix
-from .bands import DEFAULT_NOISE_LIMIT, NOISE_LIMITS, STRICT_NOISE_LIMIT
+from ..quant.dtypes import DType, dtype_from_name
+from ..quant.mixes import is_mix
+from .bands import NOISE_LIMITS, STRICT_NOISE_LIMIT, step_limit
 
 
 class Statistic(str, enum.Enum):
@@ -128,6 +128,18 @@ EXACT = Tolerance(Statistic.EXACT)
 LEGACY_FIELDS: dict[str, object] = {"allow_nan": False}
 
 
+def _auto_noise_limit(cand: DType) -> float:
+    """The ``auto`` profile's err/noise limit for a quantized candidate, from its type row: the ratio to
+    aprqa's own quantizer where there is one, else the measured step band's limit (what compare applies
+    to a step-model basis). A type with neither is NOT-JUDGED (its row's ``no_band`` says why): it
+    states the strict limit, so that no number there suggests a band."""
+    own = NOISE_LIMITS.get(cand)
+    if own is not None:
+        return own
+    band = step_limit(cand)
+    return band.limit if band is not None else STRICT_NOISE_LIMIT
+
+
 def drop_legacy_fields(d: Mapping[str, Any]) -> dict[str, Any]:
     """``d`` without the legacy fields that hold their only honest value (``allow_nan: false``);
     any other value stays, so it is refused as an unknown field rather than silently ignored."""
@@ -217,7 +229,7 @@ class TolerancePolicy:
             return EXACT
         if self.profile == "strict":
             return Tolerance(Statistic.NOISE, max_noise_ratio=STRICT_NOISE_LIMIT)
-        return Tolerance(Statistic.NOISE, max_noise_ratio=NOISE_LIMITS.get(cand.lname, DEFAULT_NOISE_LIMIT))
+        return Tolerance(Statistic.NOISE, max_noise_ratio=_auto_noise_limit(cand))
 
     def for_tensor(self, name: str, ref: DType, cand: DType) -> tuple[Tolerance, str]:
         """``(tolerance, source)``; source is ``"override 'GLOB'"`` or ``"profile NAME"``."""

@@ -22,8 +22,8 @@ import numpy as np
 
 from .. import core
 from ..arch import NORM_OFFSET, inverse_permutation, norm_offset, rope_heads, rope_permuted, rope_row_permutation
-from ..dtypes import DType
 from ..formats.model import Model, TensorInfo
+from ..quant.dtypes import DType
 
 
 @dataclass(frozen=True)

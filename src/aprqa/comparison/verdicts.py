@@ -27,19 +27,19 @@ from typing import Callable
 import numpy as np
 
 from .. import core
-from ..dtypes import DType
+from ..arch import layer_index
 from ..errors import AprqaError, DTypeError
 from ..formats.model import Model, TensorInfo
-from ..arch import layer_index
+from ..quant.dtypes import DType
 from . import noise as noise_mod
 from . import transforms as tf
+from ._sampling import CHUNK_BYTES, as_2d, chunked_diff, release, row_aligned
 from .diagnose import CONFIRM_FLOAT_REL as _CONFIRM_FLOAT_REL
 from .diagnose import Diagnoser, Hypothesis, SwapIndex, misread_as
-from .diagnose_rows import noise as added_noise, rows_permuted
 from .diagnose import dequantizable as _dequantizable
 from .diagnose import match_threshold as _match_threshold
 from .diagnose import numeric as _numeric
-from ._sampling import CHUNK_BYTES, as_2d, chunked_diff, release, row_aligned
+from .diagnose_rows import noise as added_noise, rows_permuted
 from .results import NoiseFloor, TensorResult, TensorStats, Verdict
 from .tolerance import Statistic, Tolerance, TolerancePolicy
 

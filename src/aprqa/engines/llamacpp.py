@@ -134,8 +134,8 @@ class _Child:
         try:
             proc.stdin.write(json.dumps(req).encode("utf-8") + b"\n")
             proc.stdin.flush()
-        except OSError:
-            raise self._crashed(req["op"]) from None
+        except OSError as err:
+            raise self._crashed(req["op"]) from err
         deadline = time.monotonic() + seconds
         line = self._read(deadline, _HEADER_CAP, until_newline=True, op=req["op"])
         try:

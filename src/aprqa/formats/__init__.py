@@ -3,7 +3,7 @@
 Every format module (safetensors, gguf, apr) exposes the same functions:
 ``sniff(head) -> bool``, ``open(path) -> Model``,
 ``write(path, tensors, config, tokenizer, metadata=None)`` and ``WRITABLE`` (the dtypes its
-writer stores; ``aprqa.capabilities`` is built from them).
+writer stores; ``aprqa.quant.storable`` is built from them).
 """
 
 from __future__ import annotations

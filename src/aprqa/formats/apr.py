@@ -36,13 +36,13 @@ import re
 import struct
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import arch as archreg
 from ..arch import config_keys
-from ..dtypes import DType, ggml_type
 from ..errors import DTypeError, FormatError, TruncatedError, UnsupportedFormatError
 from ..fsio import parse_json
+from ..quant.dtypes import DType, ggml_type
 from ._binary import Cursor, align_up, check_extents
 from .apr_layout import (ALIGN, APRENDER_CODES, F_COL_MAJOR, F_ENCRYPTED, F_LZ4, F_QUANTIZED, F_ROW_MAJOR,
                          F_SHARDED, F_SIGNED, F_ZSTD, HEADER, HEADER_BYTES, MAGIC, MAGIC_OLD, MAX_DIMS, MIN_ENTRY,
@@ -56,6 +56,19 @@ __all__ = ["WRITABLE", "header_crc", "open", "sniff", "write"]
 _INT63 = (1 << 63) - 1
 _ROPE_TYPE = {0: "norm", 2: "neox"}
 _BLK_RE = re.compile(r"^blk\.\d+\.")
+
+
+class _IndexEntry(NamedTuple):
+    """One entry of the APR v2 tensor index, with where its fields sit (error messages)."""
+
+    name: str
+    code: int                # APR dtype code
+    dims: tuple[int, ...]    # as stored
+    rel: int                 # payload offset from the data section's start
+    nbytes: int
+    name_at: int
+    size_at: int
+    rel_at: int
 
 
 def _crc_of(buf: memoryview, end: int) -> int:
@@ -178,9 +191,8 @@ def _read(path: Path, mf: MappedFile, buf: memoryview, verify_footer: bool | Non
     metadata = _parse_json(buf, path, meta_off, meta_size)
     warnings: list[str] = []
 
-    # index: (name, code, dims, rel, size, name_at, size_at, rel_at)
     cur = Cursor(buf, path, index_off, data_off)
-    entries: list[tuple[str, int, tuple[int, ...], int, int, int, int, int]] = []
+    entries: list[_IndexEntry] = []
     prev: bytes | None = None
     for i in range(n_tensors):
         len_at = cur.pos
@@ -215,10 +227,10 @@ def _read(path: Path, mf: MappedFile, buf: memoryview, verify_footer: bool | Non
         rel = cur.u64(f"{field} offset")
         size_at = cur.pos
         nbytes = cur.u64(f"{field} size")
-        entries.append((name, code, dims, rel, nbytes, name_at, size_at, rel_at))
+        entries.append(_IndexEntry(name, code, dims, rel, nbytes, name_at, size_at, rel_at))
 
     # footer slot: exactly 4 bytes after the (aligned or exact) end of the last payload
-    last_end = max((data_off + rel + nb for _, _, _, rel, nb, _, _, _ in entries), default=data_off)
+    last_end = max((data_off + e.rel + e.nbytes for e in entries), default=data_off)
     footer = False
     footer_unverified = False
     if verify_footer is None:
@@ -234,7 +246,7 @@ def _read(path: Path, mf: MappedFile, buf: memoryview, verify_footer: bool | Non
         footer = True
 
     # dialect
-    names = [e[0] for e in entries]
+    names = [e.name for e in entries]
     clues_r = []
     if flags == F_QUANTIZED:
         clues_r.append("flags == 0x20 without 0x400")
@@ -296,7 +308,7 @@ def _read(path: Path, mf: MappedFile, buf: memoryview, verify_footer: bool | Non
     if flags & F_SHARDED:
         warnings.append("flag SHARDED (0x10) is set: only this file's tensors are shown")
 
-    past = check_extents(path, [(e[0], e[3], e[4], e[7]) for e in entries], data_off, size - (4 if footer else 0),
+    past = check_extents(path, [(e.name, e.rel, e.nbytes, e.rel_at) for e in entries], data_off, size - (4 if footer else 0),
                          ALIGN)
     model = Model(path=path, format="apr", dialect=dialect, metadata=metadata, config=ArchConfig(),
                   tokenizer=None, tensors={}, dialect_note=note, warnings=warnings, _files=[mf])

@@ -9,8 +9,8 @@ from __future__ import annotations
 import struct
 import zlib
 
-from ..dtypes import DType, payload_nbytes
 from ..errors import DTypeError
+from ..quant.dtypes import DType, payload_nbytes
 
 __all__ = ["ALIGN", "APRENDER_CODES", "F_COL_MAJOR", "F_ENCRYPTED", "F_HAS_VOCAB", "F_LZ4", "F_QUANTIZED",
            "F_ROW_MAJOR", "F_SHARDED", "F_SIGNED", "F_ZSTD", "HEADER", "HEADER_BYTES", "MAGIC", "MAGIC_OLD", "MAX_DIMS",

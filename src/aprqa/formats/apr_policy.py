@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..dtypes import DType
+from ..quant.dtypes import DType
 from ..errors import UsageError
 
 __all__ = ["APRENDER_QUANTS", "GENERIC", "AprenderQuant", "rule", "unproducible"]

@@ -12,9 +12,9 @@ import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from ..dtypes import DType
 from ..errors import UsageError
 from ..fsio import atomic_output
+from ..quant.dtypes import DType
 from ._binary import align_up
 from .apr_layout import (ALIGN, F_HAS_VOCAB, F_QUANTIZED, F_ROW_MAJOR, HEADER, HEADER_BYTES, MAGIC, MAX_DIMS,
                          WRITE_CODES, expected_size, header_crc, padded_width)
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WRITABLE", "encode", "write"]
 
-# What the writer stores (aprqa.capabilities derives the format's capabilities from it).
+# What the writer stores (aprqa.quant.storable derives the format's capabilities from it).
 WRITABLE: frozenset[DType] = frozenset(WRITE_CODES)
 
 

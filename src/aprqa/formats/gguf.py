@@ -28,12 +28,12 @@ from __future__ import annotations
 import re
 import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import arch as archreg
 from ..arch import config_keys
-from ..dtypes import DType, ggml_type, payload_nbytes
 from ..errors import DTypeError, FormatError, UnsupportedFormatError
+from ..quant.dtypes import DType, ggml_type, payload_nbytes
 from ._binary import Cursor, align_up, check_extents, f32_shortest
 from ._strings import PackedStrings, read_string_array
 from .gguf_write import WRITABLE, write
@@ -64,6 +64,17 @@ _SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$"
 # --------------------------------------------------------------------------- reading
 
 
+class _TensorEntry(NamedTuple):
+    """One tensor info of a GGUF header."""
+
+    name: str
+    dtype: DType
+    ne: tuple[int, ...]  # GGML dims (reversed PyTorch order)
+    rel: int             # payload offset from the data section's start
+    nbytes: int
+    offset_at: int       # file offset of the stored offset field (error messages)
+
+
 class _Header:
     """What one GGUF file's header says."""
 
@@ -72,7 +83,7 @@ class _Header:
         self.kv: dict[str, Any] = {}
         self.kv_types: dict[str, int] = {}
         self.alignment = DEFAULT_ALIGNMENT
-        self.infos: list[tuple[str, DType, tuple[int, ...], int, int, int]] = []  # name, dtype, ne, rel, nbytes, where
+        self.infos: list[_TensorEntry] = []
         self.data_start = 0
         self.warnings: list[str] = []
 
@@ -246,7 +257,7 @@ def _parse_header(buf: memoryview, path: Path) -> _Header:
                               f"block size {block}", field=f"{field} ne[0]", offset=ne_at)
         off_at = cur.pos
         rel = cur.u64(f"{field} offset")
-        h.infos.append((name, dtype, ne, rel, payload_nbytes(dtype, n), off_at))
+        h.infos.append(_TensorEntry(name, dtype, ne, rel, payload_nbytes(dtype, n), off_at))
     h.data_start = align_up(cur.pos, h.alignment) if n_tensors else cur.pos
     for name, _, _, rel, _, off_at in h.infos:
         if rel % h.alignment:
@@ -269,7 +280,7 @@ def _open_file(path: Path, model: Model, arch: str | None) -> tuple[_Header, lis
         h = _parse_header(buf, path)
     finally:
         buf.release()
-    past = check_extents(path, [(n, rel, nb, at) for n, _, _, rel, nb, at in h.infos], h.data_start, mf.size,
+    past = check_extents(path, [(e.name, e.rel, e.nbytes, e.offset_at) for e in h.infos], h.data_start, mf.size,
                          h.alignment)
     tensors = []
     for (name, dtype, ne, rel, nbytes, _), past_eof in zip(h.infos, past):

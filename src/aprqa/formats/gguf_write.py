@@ -14,9 +14,9 @@ from typing import Any, Iterable
 from .. import arch as archreg
 from ..arch import config_keys
 from ..arch.gguf_tables import tables
-from ..dtypes import DType, payload_nbytes
 from ..errors import DTypeError, UsageError
 from ..fsio import atomic_output
+from ..quant.dtypes import TRAITS, DType, payload_nbytes
 from ._strings import PackedStrings
 from .model import ArchConfig, TensorData, TokenizerInfo
 
@@ -39,16 +39,14 @@ def _gguf_py_lays_out(d: DType) -> bool:
     return tables().quant_sizes.get(int(d)) == (d.info.block_elems, d.info.block_bytes)
 
 
-# What the writer stores (aprqa.capabilities derives the format's capabilities from it): the types
+# What the writer stores (aprqa.quant.storable derives the format's capabilities from it): the types
 # with a GGML id (ids >= 128 are aprqa's own, e.g. APR's) that gguf-py lays out as ggml does.
 WRITABLE: frozenset[DType] = frozenset(d for d in DType if int(d) < 128 and _gguf_py_lays_out(d))
 
-# llama_ftype written as general.file_type, by the dominant weight dtype
-_FILE_TYPE = {
-    DType.F32: 0, DType.F16: 1, DType.Q4_0: 2, DType.Q4_1: 3, DType.Q8_0: 7, DType.Q5_0: 8,
-    DType.Q5_1: 9, DType.Q2_K: 10, DType.Q3_K: 12, DType.Q4_K: 15, DType.Q5_K: 17, DType.Q6_K: 18,
-    DType.IQ4_NL: 25, DType.IQ4_XS: 30, DType.BF16: 32,
-}
+# llama_ftype written as general.file_type when the caller gives none (a conversion passes its --quant
+# name's): the dominant weight dtype's, the type rows' ``file_type`` column (what llama.cpp's loader
+# guesses from that type); a type with none writes none.
+_FILE_TYPE = {t.dtype: t.file_type for t in TRAITS.values() if t.file_type is not None}
 
 
 def _kv_type(value: Any) -> Any:

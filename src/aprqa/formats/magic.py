@@ -1,5 +1,5 @@
 """Each format's first bytes: ``detect_format`` sniffs a file with these without importing any
-reader (opening a SafeTensors file loads neither the GGUF nor the APR reader; start-up, issue 14).
+reader (opening a SafeTensors file loads neither the GGUF nor the APR reader; start-up time).
 Each format module exposes its own as ``sniff``."""
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ inside the GGUF reader and nowhere else.
 
 Headers are read from a plain ``memoryview`` of the map (``MappedFile.buffer``): numpy is
 imported only when a tensor's bytes are touched, so ``aprqa inspect`` never loads it
-(start-up, issue 14; tests/cli/test_startup.py).
+(start-up time; tests/cli/test_startup.py).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
-from ..dtypes import DType
 from ..errors import FormatError
 from ..fsio import open_regular
+from ..quant.dtypes import DType
 
 if TYPE_CHECKING:
     import numpy as np

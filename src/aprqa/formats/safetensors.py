@@ -22,9 +22,9 @@ from typing import Any, Iterable
 
 from .. import arch as archreg
 from ..arch import config_keys
-from ..dtypes import DType, payload_nbytes
 from ..errors import FormatError, TruncatedError, UsageError
 from ..fsio import CAP_INDEX, atomic_output, new_file_mode, parse_json, read_json
+from ..quant.dtypes import DType, payload_nbytes
 from .magic import safetensors as sniff
 from .hf import read_hf_config, read_hf_tokenizer, write_hf_config, write_hf_tokenizer
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
@@ -46,7 +46,7 @@ _WRITE_NAMES: dict[DType, str] = {
     DType.U64: "uint64", DType.U32: "uint32", DType.U16: "uint16", DType.U8: "uint8",
     DType.BOOL: "bool", DType.F8_E4M3: "float8_e4m3fn", DType.F8_E5M2: "float8_e5m2",
 }
-# What the writer stores (aprqa.capabilities derives the format's capabilities from it).
+# What the writer stores (aprqa.quant.storable derives the format's capabilities from it).
 WRITABLE: frozenset[DType] = frozenset(_WRITE_NAMES)
 
 INDEX_NAME = "model.safetensors.index.json"

@@ -47,10 +47,10 @@ def open_regular(path: str | Path, what: str = "file") -> tuple[int, os.stat_res
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise InputError(path, f"{what}: no such file") from None
+    except FileNotFoundError as err:
+        raise InputError(path, f"{what}: no such file") from err
     except OSError as err:
-        raise InputError(path, f"{what}: cannot open: {err.strerror}") from None
+        raise InputError(path, f"{what}: cannot open: {err.strerror}") from err
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -73,7 +73,7 @@ def read_bounded(path: str | Path, cap: int, what: str = "file") -> bytes:
         try:
             data = fh.read(cap + 1)
         except OSError as err:
-            raise InputError(path, f"{what}: read failed: {err.strerror}") from None
+            raise InputError(path, f"{what}: read failed: {err.strerror}") from err
     if len(data) > cap:  # grew while we read it
         raise InputError(path, f"{what} is over the cap of {cap:,} bytes ({cap / MiB:g} MiB)")
     return data

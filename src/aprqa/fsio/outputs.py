@@ -90,7 +90,7 @@ class DestinationLock:
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as err:
-                raise OutputError(self.dst, f"cannot create the lock file {self.path.name}: {err.strerror}") from None
+                raise OutputError(self.dst, f"cannot create the lock file {self.path.name}: {err.strerror}") from err
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -130,7 +130,7 @@ def _check_destination(dst: Path, directory: bool, make_parents: bool) -> None:
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise OutputError(dst, f"cannot create the output directory {parent}: {err.strerror}") from None
+            raise OutputError(dst, f"cannot create the output directory {parent}: {err.strerror}") from err
     if not parent.is_dir():
         raise OutputError(dst, f"output directory {parent} does not exist" if not parent.exists()
                           else f"{parent} is not a directory")
@@ -300,7 +300,7 @@ def atomic_output(dst: str | Path, *, directory: bool = False, make_parents: boo
                 os.fchmod(fd, stat.S_IMODE(old.st_mode) if old is not None else 0o666 & ~_umask())
                 os.close(fd)
         except OSError as err:
-            raise OutputError(dst, f"cannot create a temporary file beside the output: {err.strerror}") from None
+            raise OutputError(dst, f"cannot create a temporary file beside the output: {err.strerror}") from err
         try:
             yield tmp
             if directory:
@@ -350,7 +350,7 @@ class LockedAppender:
                                0o666)
         except OSError as err:
             self._lock.release()
-            raise OutputError(self.path, f"cannot open for writing: {err.strerror}") from None
+            raise OutputError(self.path, f"cannot open for writing: {err.strerror}") from err
         self._mutex = threading.Lock()
 
     def append(self, text: str) -> None:

@@ -14,15 +14,11 @@ from typing import Callable
 import numpy as np
 
 from .. import core
-from ..dtypes import DType, dtype_from_name
+from ..arch import rope_permuted
 from ..formats import format_module, gguf_vocab
 from ..formats.model import Model, TensorData
-from ..arch import rope_permuted
+from ..quant.dtypes import DType, dtype_from_name
 from .weights import dequantize_full, permute_rope_rows
-
-# llama-quantize's fallbacks when a row is not a multiple of 256 (gguf-quants.md §3)
-_K_FALLBACK = {DType.Q4_K: DType.Q5_0, DType.Q5_K: DType.Q5_1, DType.Q6_K: DType.Q8_0}
-
 
 def _cast(w: np.ndarray, dt: DType) -> tuple[DType, object]:
     if dt is DType.F32:
@@ -34,7 +30,7 @@ def _cast(w: np.ndarray, dt: DType) -> tuple[DType, object]:
         b = ((b + 0x7FFF + ((b >> 16) & 1)) >> 16).astype(np.uint16)
         return dt, b
     if dt.info.block_elems > 1 and w.shape[-1] % dt.info.block_elems:
-        dt = _K_FALLBACK.get(dt, DType.F16)
+        dt = dt.traits.row_fallback or DType.F16  # llama-quantize's fallback (docs/format-facts.md §3)
         if dt is not DType.F16 and w.shape[-1] % dt.info.block_elems:
             dt = DType.F16
         if dt is DType.F16:

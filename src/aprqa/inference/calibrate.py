@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 
 from .. import core
-from ..capabilities import quantizable
 from ..conversion import convert
-from ..dtypes import DType, payload_nbytes
 from ..errors import AprqaError, UsageError
 from ..formats import apr_write
 from ..formats.model import Model, TensorInfo
-from .. import step_bands as bands
+from ..quant import step_bands as bands
+from ..quant.dtypes import DType, payload_nbytes
+from ..quant.storable import quantizable
 from .metrics import LogitMetrics, OutputProfile, logit_metrics
 
 # The candidate's mean and p99 KL may be this many times the faithful twin's. Measured

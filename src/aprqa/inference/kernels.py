@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import _core
 from ..core import _call
-from ..dtypes import DType
+from ..quant.dtypes import DType
 from ..errors import UsageError
 
 

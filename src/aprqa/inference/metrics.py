@@ -23,8 +23,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..dtypes import DType, dtype_from_name
 from ..errors import UsageError
+from ..quant.dtypes import TRAITS, DType, dtype_from_name
 from .tokenizer import TokenizerComparison
 
 
@@ -102,18 +102,8 @@ PROFILES: dict[str, OutputProfile] = {
     "q2_k": _p("q2_k", 1.1, 5.4, 13.0, 0.08, 0.0, None, 0.37, 0.5, False, 1.8),
 }
 
-# Dtypes without a profile of their own use the nearest one.
-_PROFILE_OF_DTYPE = {
-    DType.F32: "f32", DType.F64: "f32", DType.F16: "f16", DType.BF16: "bf16", DType.Q8_0: "q8_0",
-    DType.APR_Q8: "q8_0", DType.Q6_K: "q6_k", DType.Q5_K: "q5_k", DType.Q5_0: "q5_k", DType.Q5_1: "q5_k",
-    DType.Q4_K: "q4_k", DType.IQ4_XS: "q4_k", DType.IQ4_NL: "q4_k", DType.Q4_1: "q4_0", DType.Q4_0: "q4_0",
-    DType.APR_Q4: "q4_0", DType.Q3_K: "q3_k", DType.Q2_K: "q2_k",
-    # the nearest profile by bits per weight; a quantized candidate is judged by its calibrated band, the
-    # profile gives it only the near-tie δ (and judges it when the band cannot be calibrated: named so)
-    DType.Q8_1: "q8_0", DType.Q8_K: "q8_0", DType.MXFP4: "q4_0", DType.NVFP4: "q4_0", DType.IQ3_S: "q3_k",
-    DType.IQ3_XXS: "q3_k", DType.IQ2_S: "q2_k", DType.IQ2_XS: "q2_k", DType.IQ2_XXS: "q2_k", DType.IQ1_S: "q2_k",
-    DType.IQ1_M: "q2_k", DType.TQ1_0: "q2_k", DType.TQ2_0: "q2_k", DType.Q1_0: "q2_k", DType.Q2_0: "q2_k",
-}
+# Dtypes without a profile of their own use the nearest one: the type rows' ``profile`` column.
+_PROFILE_OF_DTYPE = {t.dtype: t.profile for t in TRAITS.values() if t.profile is not None}
 
 
 def profile_for(dtype: DType | str) -> OutputProfile:

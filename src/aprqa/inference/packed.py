@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import core
-from ..dtypes import DType, payload_nbytes
+from ..quant.dtypes import DType, payload_nbytes
 from ..errors import UsageError
 from ..formats.model import TensorInfo
 from .kernels import matmul_supported

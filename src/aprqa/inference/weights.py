@@ -29,10 +29,10 @@ import numpy as np
 
 from .. import arch as archreg
 from .. import core
-from ..dtypes import DType
 from ..errors import UsageError
 from ..formats import open_model
 from ..formats.model import Model, TensorInfo
+from ..quant.dtypes import DType
 from .family_facts import family_facts
 from .packed import PackedWeight, packable, permute_rope_rows, unpermute_rope_rows  # noqa: F401 (re-exported)
 

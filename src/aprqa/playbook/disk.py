@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from typing import Any, Callable, Iterable
 
 from ..conversion import STORABLE, plan_quant, target_dtype
-from ..dtypes import DType, payload_nbytes
+from ..quant.dtypes import DType, payload_nbytes
 from ..errors import AprqaError, UsageError
 from ..formats.model import Model
 from ..gate_ids import GateKind

@@ -298,7 +298,7 @@ def check_ray_address(address: str) -> None:
         socket.create_connection((host, int(m.group(2))), timeout=CONNECT_SECONDS).close()
     except OSError as err:
         raise UsageError(f"--executor ray={address}: cannot connect to {host}:{m.group(2)} within "
-                         f"{CONNECT_SECONDS:.0f} s ({err.strerror or err})") from None
+                         f"{CONNECT_SECONDS:.0f} s ({err.strerror or err})") from err
 
 
 def make_executor(spec: str, workers: int = 1) -> LocalExecutor | RayExecutor:

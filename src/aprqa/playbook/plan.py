@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..capabilities import storable_quant_names, storable_types, unquantizable_types
 from ..conversion import plan_quant
-from ..dtypes import dtype_from_name
 from ..errors import AprqaError
 from ..inference.weights import dominant_dtype
 from ..formats import apr_policy
 from ..gate_ids import FORMAT_LETTER, GateKind, conversion_id, spell
+from ..quant.dtypes import dtype_from_name
+from ..quant.storable import storable_quant_names, storable_types, unquantizable_types
 from ..records import CANNOT_PASS, error_text
 from .notrun import not_executed, not_run_key
 from .schema import EXPECTED_FACTS, FORMAT_TITLE, FORMATS, QUANT_ALIASES, Playbook

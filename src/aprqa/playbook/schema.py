@@ -29,17 +29,17 @@ from ..comparison.tolerance import TolerancePolicy
 from ..errors import AprqaError, InputError
 from ..inference.metrics import PROFILES
 from ..fsio import CAP_PLAYBOOK, read_bounded
-from ..quantmix import MIXES, QUANT_CHOICES
+from ..quant.mixes import MIXES, QUANT_CHOICES
 from ..synth.presets import PRESETS
 from .yaml_lines import APRQA_ONLY_KEYS, clean_loc, compose_lines, describe, drop_unknown, playbook_dialect
 
 FORMATS = ("safetensors", "apr", "gguf")
 FORMAT_TITLE = {"safetensors": "SafeTensors", "apr": "APR", "gguf": "GGUF"}
 
-# apr-qa's quantization names are the converter's (one list: aprqa.quantmix.QUANT_CHOICES).
+# apr-qa's quantization names are the converter's (one list: aprqa.quant.mixes.QUANT_CHOICES).
 QUANT_NAMES = QUANT_CHOICES
 # llama.cpp mix -> its default type (names the output-level profile; the built-in converter writes
-# the real mix, aprqa.quantmix).
+# the real mix, aprqa.quant.mixes).
 QUANT_ALIASES = {mix: base.lname for mix, base in MIXES.items()}
 SYNTHETIC_PRESETS = tuple(PRESETS)
 

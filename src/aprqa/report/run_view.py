@@ -14,13 +14,14 @@ from typing import Any
 
 from .provenance import Provenance, of_records
 from ..gate_ids import GateKind, Series, conversion_pair, kind_of, series_of
+from ..quant.mixes import QUANT_CHOICES
 from ..records import FAILING, Outcome
 from .evidence_report import EvidenceSummary, sane_record, summarize
 
 FORMAT_ORDER = ("safetensors", "apr", "gguf")
-# matrix columns from most to fewest bits; others follow in record order, then keep / as stored
-QUANT_ORDER = ("f32", "bf16", "f16", "q8_0", "apr-q8", "q6_k", "q5_k_m", "q5_k", "q5_1", "q5_0", "q4_k_m", "q4_k",
-               "q4_1", "q4_0", "apr-q4", "q3_k_m", "q2_k")
+# matrix columns from most to fewest bits (the --quant names, in that order); others follow in record
+# order, then keep / as stored
+QUANT_ORDER = QUANT_CHOICES
 AS_STORED = "as stored"
 
 

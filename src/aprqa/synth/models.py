@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from ..dtypes import DType
 from ..errors import UsageError
-from ..formats.hf import write_hf_config
 from ..formats import safetensors as st
+from ..formats.hf import write_hf_config
 from ..formats.model import ArchConfig, TensorData, TokenizerInfo
 from ..fsio import atomic_output
+from ..quant.dtypes import DType
 from .presets import PRESETS, Preset, preset_names
 
 

@@ -3,7 +3,7 @@ outcome of a gate whose input conversion failed."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from ...records import GateOutcome, Outcome
 from ..conversions import Artefact
@@ -11,6 +11,14 @@ from ..plan import ConvKey
 
 # The executor's lookup of a conversion's artefact (waits for it; None = the source model).
 ArtefactLookup = Callable[[ConvKey | None], Artefact]
+
+
+class Finding(NamedTuple):
+    """One check or judged comparison of a converted model, before it becomes a gate outcome."""
+
+    passed: bool
+    text: str                 # the reason a person reads
+    metrics: dict[str, Any]   # the evidence row
 
 
 def ok(reason: str, **kw: Any) -> GateOutcome:

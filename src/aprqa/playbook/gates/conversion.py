@@ -23,10 +23,10 @@ from ...records import GateOutcome, Outcome
 from ..conversions import Artefact
 from ..schema import Playbook
 from ..thresholds import inference_prompt, inference_tokens, output_profile, tensor_policy
-from .common import falsified, input_failed, ok
+from .common import Finding, falsified, input_failed, ok
 
-# (passed, reason text, metrics) of one judged comparison
-Judged = tuple[bool, str, dict[str, Any]]
+# one judged comparison
+Judged = Finding
 
 
 def _policy_text(report: Report) -> str:
@@ -80,7 +80,7 @@ def judge_tensors(report: Report, tensor_filter: str | None) -> Judged:
          "bits_per_weight": report.candidate.bits_per_weight,
          "worst_rel_l2": max((t.stats.rel_l2 for t in tensors if t.stats is not None
                               and math.isfinite(t.stats.rel_l2)), default=None)}
-    return passed, " · ".join(parts), m
+    return Finding(passed, " · ".join(parts), m)
 
 
 def judge_outputs(oc: OutputComparison) -> Judged:
@@ -90,7 +90,7 @@ def judge_outputs(oc: OutputComparison) -> Judged:
     d = oc.to_dict()
     d["metrics"] = None if m is None else {k: v for k, v in m.to_dict().items() if k not in ("kl_per_position", "top1_per_position")}
     if m is None:
-        return False, "outputs: no metrics (nothing compared)", d
+        return Finding(False, "outputs: no metrics (nothing compared)", d)
     engine = getattr(oc, "engine", "aprqa")
     head = f"outputs ({m.n_positions} positions, profile {p.name}" + ("" if engine == "aprqa" else f", {engine}") + ")"
     kl = f"mean KL {m.kl_mean:.3g}" + (f" (≤ {p.max_mean_kl:g})" if p.max_mean_kl is not None else "")
@@ -101,9 +101,9 @@ def judge_outputs(oc: OutputComparison) -> Judged:
         greedy = (f"greedy {g.n_generated}/{g.n_generated} agree" if g.first_divergence is None
                   else f"greedy diverges at {g.first_divergence}{' (near-tie)' if g.near_tie else ''}")
     if oc.passed and m.n_positions > 0:
-        return True, f"{head}: {kl} · {top1}" + (f" · {greedy}" if greedy else ""), d
-    return False, f"{head} FAIL: " + "; ".join(oc.failures or ("0 positions compared",)) + \
-        (f" · {greedy}" if greedy else ""), d
+        return Finding(True, f"{head}: {kl} · {top1}" + (f" · {greedy}" if greedy else ""), d)
+    return Finding(False, f"{head} FAIL: " + "; ".join(oc.failures or ("0 positions compared",))
+                   + (f" · {greedy}" if greedy else ""), d)
 
 
 class OutputComparer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from ...comparison.metadata import FieldStatus
 from ...comparison.tokenizer_check import BEHAVIOUR, compare_tokenizers
@@ -15,15 +15,15 @@ from ...formats.model import Model
 from ...gate_ids import GateKind
 from ...records import GateOutcome, Outcome, error_text
 from ..plan import ConvKey
-from .common import ArtefactLookup, falsified, ok
+from .common import ArtefactLookup, Finding, falsified, ok
 
-# (passed, text, metrics row) of one converted model against the source
-Checked = tuple[bool, str, dict[str, Any]]
+# one converted model checked against the source
+Checked = Finding
 
 
 def _cardinality(src: Model, cand: Model) -> Checked:
     a, b = len(src.tensors), len(cand.tensors)
-    return a == b and a > 0, f"{b} tensors, source {a}", {"source": a, "converted": b}
+    return Finding(a == b and a > 0, f"{b} tensors, source {a}", {"source": a, "converted": b})
 
 
 def _names(src: Model, cand: Model) -> Checked:
@@ -31,13 +31,13 @@ def _names(src: Model, cand: Model) -> Checked:
     missing, extra = sorted(a - b), sorted(b - a)
     text = (f"missing {missing[:3]}{'…' if len(missing) > 3 else ''} " if missing else "") + \
            (f"extra {extra[:3]}{'…' if len(extra) > 3 else ''}" if extra else "")
-    return not missing and not extra and bool(a), text.strip() or f"{len(a)} names", \
-        {"missing": missing, "extra": extra, "names": len(a)}
+    return Finding(not missing and not extra and bool(a), text.strip() or f"{len(a)} names",
+                   {"missing": missing, "extra": extra, "names": len(a)})
 
 
 def _tokenizer(src: Model, cand: Model) -> Checked:
     if src.tokenizer is None:
-        return False, "the source carries no tokenizer: nothing to preserve, gate cannot be checked", {}
+        return Finding(False, "the source carries no tokenizer: nothing to preserve, gate cannot be checked", {})
     # by behaviour (token ids on a fixed corpus), the arrays both sides have, and as llama.cpp reads a GGUF
     sec = compare_tokenizers(src, cand)
     judged = next((f for f in sec.fields if f.field == BEHAVIOUR), None)
@@ -49,7 +49,7 @@ def _tokenizer(src: Model, cand: Model) -> Checked:
     # modelled: its arrays are the evidence, NOT-STATED)
     if not probs and (judged is None and not sec.fields or judged is not None and judged.status == FieldStatus.NOT_JUDGED):
         row["not_judged"] = judged.note if judged is not None else sec.note or "no tokenizer to compare"
-    return not probs, ", ".join(probs) or f"{src.tokenizer.vocab_size} tokens, same ids on the corpus", row
+    return Finding(not probs, ", ".join(probs) or f"{src.tokenizer.vocab_size} tokens, same ids on the corpus", row)
 
 
 # kind -> (check of one converted model, what a pass kept; {n}: the source's tensor count)

@@ -1,17 +1,8 @@
 import pytest
 
 from aprqa import _core
-from aprqa.dtypes import DType, dtype_from_name, ggml_type, payload_nbytes
 from aprqa.errors import DTypeError
-
-
-def test_python_table_matches_compiled_table():
-    compiled = {tid: (name, be, bb) for tid, name, be, bb in _core.dtype_table()}
-    assert set(compiled) == {int(d) for d in DType}
-    for d in DType:
-        name, be, bb = compiled[int(d)]
-        assert name == d.lname
-        assert (be, bb) == (d.info.block_elems, d.info.block_bytes), d
+from aprqa.quant.dtypes import DType, dtype_from_name, ggml_type, payload_nbytes
 
 
 def test_python_table_matches_gguf_package_sizes():

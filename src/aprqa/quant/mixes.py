@@ -39,23 +39,52 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from .dtypes import DType, dtype_from_name
-from .errors import UsageError
+from ..errors import UsageError
+from .dtypes import TRAITS, DType, dtype_from_name
 
-__all__ = ["QUANT_CHOICES", "MIXES", "FALLBACK", "Mix", "mix_base", "tensor_type", "use_more_bits", "is_mix",
-           "row_fallback"]
+__all__ = ["QUANT_CHOICES", "MIXES", "FALLBACK", "Mix", "file_type", "mix_base", "tensor_type", "use_more_bits",
+           "is_mix", "row_fallback"]
 
-# `aprqa convert --quant` choices (here, not in convert.py, so that the CLI's parser stays light)
-QUANT_CHOICES = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_k", "q3_k", "q4_k", "q5_k",
-                 "q6_k", "apr-q4", "apr-q8", "q4_k_m", "q5_k_m", "q3_k_s", "q3_k_m", "q3_k_l")
+# mix -> (its default (most common) type, llama.cpp's file type for it: llama_ftype in general.file_type)
+_MIX_ROWS: dict[str, tuple[DType, int]] = {"q4_k_m": (DType.Q4_K, 15), "q5_k_m": (DType.Q5_K, 17),
+                                           "q3_k_s": (DType.Q3_K, 11), "q3_k_m": (DType.Q3_K, 12),
+                                           "q3_k_l": (DType.Q3_K, 13), "q2_k": (DType.Q2_K, 10)}
+MIXES: dict[str, DType] = {m: base for m, (base, _ft) in _MIX_ROWS.items()}
 
-# mix -> its default (most common) type
-MIXES: dict[str, DType] = {"q4_k_m": DType.Q4_K, "q5_k_m": DType.Q5_K, "q3_k_s": DType.Q3_K, "q3_k_m": DType.Q3_K,
-                           "q3_k_l": DType.Q3_K, "q2_k": DType.Q2_K}
+# llama-quantize's fallbacks when ne[0] % 256 != 0 (spec §3): the rows' ``row_fallback`` column.
+FALLBACK: dict[DType, DType] = {t.dtype: t.row_fallback for t in TRAITS.values() if t.row_fallback is not None}
 
-# llama-quantize's fallbacks when ne[0] % 256 != 0 (spec §3).
-FALLBACK: dict[DType, DType] = {DType.Q4_K: DType.Q5_0, DType.Q5_K: DType.Q5_1, DType.Q6_K: DType.Q8_0,
-                                DType.Q2_K: DType.Q4_0, DType.Q3_K: DType.Q4_0}
+
+def _bits_order(name: str) -> tuple[float, int, int, int]:
+    """Most to fewest bits: by the nominal type's bits per weight, a mix just before its default type
+    (more-bits variants first: q3_k_l, q3_k_m, q3_k_s)."""
+    n = name.lower()
+    if n in _MIX_ROWS:
+        base, ft = _MIX_ROWS[n]
+        return -base.traits.bits_per_weight, int(base), 0, -ft
+    base = dtype_from_name(n)
+    return -base.traits.bits_per_weight, int(base), 1, 0
+
+
+# `aprqa convert --quant` choices, most to fewest bits (here, not in convert.py, so that the CLI's parser
+# stays light): every type aprqa's core quantizes to (the rows' ``quant_name``) and every mix.
+QUANT_CHOICES: tuple[str, ...] = tuple(sorted(
+    {t.quant_name for t in TRAITS.values() if t.quant_name is not None} | set(_MIX_ROWS), key=_bits_order))
+
+
+def file_type(name: str) -> int | None:
+    """llama.cpp's ``general.file_type`` for a ``--quant`` name: the mix's own (q4_k_m is 15 even where most
+    of its tensors fall back to Q5_0), else the type row's; None where llama.cpp has none (APR's types).
+
+    Raises:
+        UsageError: unknown name.
+    """
+    n = name.lower()
+    if n in _MIX_ROWS:
+        return _MIX_ROWS[n][1]
+    return mix_base(n).traits.file_type
+
+
 SUPER_BLOCK = 256
 
 _BLOCK = re.compile(r"^blk\.(\d+)\.")
@@ -167,7 +196,7 @@ def tensor_type(name: str, shape: Sequence[int], n_layers: int, mix: str, *, has
     if _is_float_kept(name, shape):
         return DType.F32
     if mix in MIXES:
-        from .arch import gguf_name  # lazy: the CLI imports this module for QUANT_CHOICES only
+        from ..arch import gguf_name  # lazy: the CLI imports this module for QUANT_CHOICES only
 
         want = _mix_rule(gguf_name(name, arch), n_layers, mix, has_output, n_gqa)
     else:

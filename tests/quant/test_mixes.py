@@ -1,4 +1,4 @@
-"""llama.cpp mixes (aprqa.quantmix) and the converter writing them: right types on the right tensors."""
+"""llama.cpp mixes (aprqa.quant.mixes) and the converter writing them: right types on the right tensors."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 from aprqa.cli import main
 from aprqa.comparison import compare
 from aprqa.conversion import convert, plan_quant
-from aprqa.dtypes import DType
 from aprqa.errors import UsageError
 from aprqa.formats import open_model
-from aprqa.capabilities import unquantizable_types
-from aprqa.quantmix import tensor_type, use_more_bits
+from aprqa.quant.dtypes import DType
+from aprqa.quant.mixes import tensor_type, use_more_bits
+from aprqa.quant.storable import unquantizable_types
 from aprqa.synth.models import make_hf_model
 
 V = "model.layers.{}.self_attn.v_proj.weight"

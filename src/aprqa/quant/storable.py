@@ -4,7 +4,7 @@ One home for both facts, derived from where they are true rather than restated:
 
 * ``STORABLE[fmt]``: each writer's ``WRITABLE`` (``formats/<fmt>.py``), so the converter, the
   playbook planner and the writers cannot disagree;
-* ``storable_quant_names(fmt)``: the quantization names (``quantmix.QUANT_CHOICES``) whose nominal
+* ``storable_quant_names(fmt)``: the quantization names (``quant.mixes.QUANT_CHOICES``) whose nominal
   type (a mix's default type) the format stores — what the planner assumes an external converter
   can produce (the built-in converter is asked per tensor instead);
 * ``quantizable`` / ``unquantizable_types``: whether ``aprqa.core.quantize`` has a quantizer for a
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from . import core
+from .. import core
 from .dtypes import DType
-from .formats import FORMATS, apr, gguf, safetensors
-from .quantmix import QUANT_CHOICES, mix_base
+from ..formats import FORMATS, apr, gguf, safetensors
+from .mixes import QUANT_CHOICES, mix_base
 
 __all__ = ["STORABLE", "quantizable", "storable_types", "storable_quant_names", "unquantizable_types"]
 
