@@ -146,7 +146,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             load_llama_cpp()  # not installed: a usage error (exit 2) before any work, not a failed comparison
         report = compare(args.reference, args.candidate, fast=args.fast, profile=args.profile,
                          tolerances=args.tol or None, only=args.only, threads=args.threads, progress=progress,
-                         locate=args.locate, engine=args.engine)
+                         locate=args.locate, engine=args.engine, corpus=args.corpus, ctx=args.ctx,
+                         chunks=args.chunks)
     if args.report:
         from .report import html, markdown
 
@@ -302,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--engine", choices=["llama.cpp"],
                    help="run the candidate (GGUF) of the output-level check in this engine instead of aprqa's "
                         "forward pass (needs aprqa[llamacpp])")
+    s.add_argument("--corpus", metavar="FILE", help="also measure the KL divergence over this UTF-8 text "
+                   "(llama-perplexity's statistics; the candidate in --engine when given)")
+    s.add_argument("--ctx", type=int, metavar="N", help="tokens per --corpus chunk (default 512 or the model's "
+                   "context when shorter)")
+    s.add_argument("--chunks", type=int, metavar="N", help="score only the first N --corpus chunks")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_compare)
     s = sub.add_parser("run", help="run a playbook's gates and write apr-qa-shaped evidence")
