@@ -68,8 +68,14 @@ LAZY: dict[str, dict[str, str]] = {
                                     "write; `aprqa inspect` of a GGUF never loads it",
     },
     "aprqa.comparison": {
+        "aprqa.comparison.corpus": "the corpus KL runs the forward pass (numba); `compare` without --corpus "
+                                "never loads it",
         "aprqa.comparison.output_checks": "the output-level check imports the forward pass (numba); "
                                        "compare(fast=True) never needs it",
+    },
+    "aprqa.comparison.corpus": {
+        "aprqa.engines.llamacpp": "llama.cpp scores the candidate only under --engine llama.cpp; the corpus KL "
+                                  "in aprqa's own forward never loads it",
     },
     "aprqa.comparison.tokenizer_check": {
         "aprqa.inference.tokenizer": "the tokenizer rebuild lives in the forward package (which loads numba); "

@@ -172,7 +172,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         report = compare(args.reference, args.candidate, fast=args.fast, profile=args.profile,
                          tolerances=args.tol or None, only=args.only, threads=args.threads,
                          progress=progress.bytes_bar("tensors"),
-                         locate=args.locate, engine=args.engine)
+                         locate=args.locate, engine=args.engine, corpus=args.corpus, ctx=args.ctx,
+                         chunks=args.chunks)
     prov = hashes.provenance()
     if args.report:
         from ..report import html, markdown
@@ -324,6 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the candidate (GGUF) of the output-level check in this engine instead of aprqa's "
                         "forward pass (needs aprqa[llamacpp])")
     _quiet(s)
+    s.add_argument("--corpus", metavar="FILE", help="also measure the KL divergence over this UTF-8 text "
+                   "(llama-perplexity's statistics; the candidate in --engine when given)")
+    s.add_argument("--ctx", type=int, metavar="N", help="tokens per --corpus chunk (default 512 or the model's "
+                   "context when shorter)")
+    s.add_argument("--chunks", type=int, metavar="N", help="score only the first N --corpus chunks")
     s.set_defaults(func=cmd_compare)
     s = command("run", help="run a playbook's gates and write apr-qa-shaped evidence")
     s.add_argument("playbook", nargs="+", help="playbook YAML (docs/playbooks.md); several, or a directory of "

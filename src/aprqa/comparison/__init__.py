@@ -63,7 +63,8 @@ def _open(x: str | Path | Model) -> tuple[Model, bool]:
 def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = False, profile: str | None = None,
             tolerances: Mapping[str, Any] | Iterable[str] | None = None, only: str | None = None,
             threads: int | None = None, progress: ProgressFn | None = None, prompt: str | None = None,
-            locate: bool = False, engine: str | None = None) -> Report:
+            locate: bool = False, engine: str | None = None, corpus: str | Path | None = None,
+            ctx: int | None = None, chunks: int | None = None) -> Report:
     """Compare candidate ``b`` with reference ``a`` tensor by tensor (plus config and tokenizer).
 
     Args:
@@ -88,6 +89,12 @@ def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = False,
         engine: run the candidate of the output-level check in this engine ("llama.cpp":
             ``aprqa.engines.llamacpp``, a GGUF candidate) instead of aprqa's forward pass; implies
             ``fast=False``. An engine that is not installed is an error in the report, not a skip.
+        corpus: a UTF-8 text: also measure the KL divergence of the candidate against the reference
+            over it, with llama-perplexity's statistics (``compare.corpus``; the candidate in
+            ``engine`` when given). A measurement: it does not change ``passed``, but a corpus
+            that cannot be measured is an error in the report.
+        ctx: tokens per corpus chunk (default 512, or the reference's context when shorter).
+        chunks: score only the corpus's first N chunks.
 
     Returns:
         A ``Report``; ``bool(report)`` is ``report.passed``. Comparing zero tensor pairs is a
@@ -117,7 +124,8 @@ def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = False,
         raise
     try:
         return _compare_models(ref, cand, policy=policy, fast=fast, only=only, threads=threads,
-                               progress=progress, t0=t0, prompt=prompt, locate=locate, engine=engine)
+                               progress=progress, t0=t0, prompt=prompt, locate=locate, engine=engine,
+                               corpus=corpus, corpus_ctx=ctx, corpus_chunks=chunks)
     finally:
         if close_b:
             cand.close()
@@ -127,7 +135,8 @@ def compare(a: str | Path | Model, b: str | Path | Model, *, fast: bool = False,
 
 def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: bool, only: str | None,
                     threads: int | None, progress: ProgressFn | None, t0: float, prompt: str | None,
-                    locate: bool = False, engine: str | None = None) -> Report:
+                    locate: bool = False, engine: str | None = None, corpus: str | Path | None = None,
+                    corpus_ctx: int | None = None, corpus_chunks: int | None = None) -> Report:
     pairs = pair_tensors(ref, cand, only)
     unmatched = policy.unmatched_overrides([p.name for p in pairs])
     if unmatched:
@@ -191,11 +200,20 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
             if phase is not None:
                 phase("locate: prompt", 1, 1, "block by block")
             localization, locate_note = output_checks.run_locate(ref, cand, prompt or DEFAULT_PROMPT)
+    corpus_kl = None
+    if corpus is not None:
+        # Declared lazy import: the corpus KL runs the forward pass (numba).
+        from . import corpus as corpus_mod
+
+        corpus_kl, corpus_err = corpus_mod.run_corpus(ref, cand, corpus, corpus_ctx, engine, threads,
+                                                      corpus_chunks)
+        if corpus_err:
+            errors.append(corpus_err)  # a corpus that could not be measured is not a pass
     return Report(reference=_summary(ref), candidate=_summary(cand), tensors=tuple(results),
                   metadata=_metadata(ref, cand),
                   tokenizer=compare_tokenizers(ref, cand), policy=policy,
                   fast=fast, only=only, outputs=outputs, outputs_note=outputs_note,
-                  localization=localization, locate_note=locate_note,
+                  localization=localization, locate_note=locate_note, corpus=corpus_kl,
                   seconds=time.perf_counter() - t0, bytes_read=done, errors=tuple(errors))
 
 

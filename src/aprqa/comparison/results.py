@@ -278,6 +278,7 @@ class Report:
     outputs_note: str = ""          # why the output-level check did not run
     localization: Localization | None = None  # forward.locate result (--locate), diagnostic only
     locate_note: str = ""           # what was located on, or why it could not run
+    corpus: Any = None              # compare.corpus.CorpusKL (--corpus): a measurement, it does not change passed
     seconds: float = 0.0
     bytes_read: int = 0
     errors: tuple[str, ...] = ()    # report-level failures (e.g. nothing compared)
@@ -360,6 +361,7 @@ class Report:
             "outputs_note": self.outputs_note,
             "localization": self.localization.to_dict() if self.localization is not None else None,
             "locate_note": self.locate_note,
+            "corpus": self.corpus.to_dict() if self.corpus is not None else None,
             "errors": list(self.errors), "seconds": self.seconds, "bytes_read": self.bytes_read,
             "tensors": [t.to_dict() for t in self.tensors],
         })

@@ -96,6 +96,7 @@ def render_compare(report: Any, console: Console, *, report_path: str | None = N
         for note in getattr(o, "notes", ()) or ():
             console.print(f"           note: {escape(note)}")
     render_localization(report, console)
+    render_corpus(report, console)
     if report.passed:
         scope = "(tensor level; run without --fast for the output-level check)" if report.fast else \
             f"({escape(report.outputs_note)})" if report.outputs is None else ""
@@ -122,6 +123,27 @@ def render_compare(report: Any, console: Console, *, report_path: str | None = N
         console.print(f"[yellow]hint[/]       {escape(hint)}")
     if report_path:
         console.print(f"           report → {escape(report_path)}")
+
+
+def render_corpus(report: Any, console: Console) -> None:
+    """The --corpus KL statistics as llama-perplexity prints them (a measurement, not a verdict)."""
+    c = getattr(report, "corpus", None)
+    if c is None:
+        return
+    console.print(f"corpus     {escape(c.corpus)}: {c.positions:,} positions scored in {c.chunks} chunk(s) of "
+                  f"{c.ctx} tokens ({c.tokens:,} tokens), candidate run in {escape(c.engine)}")
+    rows = [("KL", f"mean {c.kl_mean:.6f} ± {c.kl_mean_stderr:.6f}   median {c.kl_median:.6f}   "
+                   f"p99 {c.kl_p99:.6f}   p99.9 {c.kl_p99_9:.6f}   max {c.kl_max:.6f}"),
+            ("Δp", f"mean {100 * c.dp_mean:+.3f} ± {100 * c.dp_mean_stderr:.3f} %   RMS {100 * c.dp_rms:.3f} %   "
+                   f"p1 {100 * c.dp_percentiles['p1']:+.3f} %   p99 {100 * c.dp_percentiles['p99']:+.3f} %   "
+                   f"min {100 * c.dp_min:+.3f} %   max {100 * c.dp_max:+.3f} %"),
+            ("same top", f"{100 * c.same_top:.3f} ± {100 * c.same_top_stderr:.3f} %"),
+            ("PPL", f"reference {c.ppl_reference:.4f}   candidate {c.ppl_candidate:.4f}   ratio "
+                    f"{c.ppl_ratio:.6f} (ln {c.ln_ppl_ratio:+.6f} ± {c.ln_ppl_ratio_stderr:.6f})")]
+    for k, v in rows:
+        console.print(f"  {k:<9}{escape(v)}")
+    for note in c.notes:
+        console.print(f"           note: {escape(note)}")
 
 
 def render_localization(report: Any, console: Console) -> None:
