@@ -73,6 +73,18 @@ LAZY: dict[str, dict[str, str]] = {
         "aprqa.comparison.output_checks": "the output-level check imports the forward pass (numba); "
                                        "compare(fast=True) never needs it",
     },
+    "aprqa.textsafe": {
+        "rich.markup": "only console text needs markup escaping; the pages' ``printable`` and "
+                       "`inspect --json` (provenance) load no rich",
+    },
+    "aprqa.comparison.encoder_outputs": {
+        "aprqa.engines.llamacpp": "llama.cpp runs the encoder only under --engine llama.cpp; the check in aprqa's "
+                                  "own forward never loads it",
+    },
+    "aprqa.quant.mixes": {
+        "aprqa.arch": "a mix's rules read GGUF names from the family registry only when a mix is applied; the CLI "
+                      "imports this module for QUANT_CHOICES alone",
+    },
     "aprqa.comparison.corpus": {
         "aprqa.engines.llamacpp": "llama.cpp scores the candidate only under --engine llama.cpp; the corpus KL "
                                   "in aprqa's own forward never loads it",

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 
-from rich.markup import escape
-
 # C0 except tab/newline, DEL and C1; Unicode bidi embeddings, overrides and isolates.
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _UNSAFE_NAME = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
@@ -29,4 +27,8 @@ def printable(text: object, *, keep_newlines: bool = True) -> str:
 
 def markup_safe(text: object) -> str:
     """``printable`` plus rich-markup escaping: for any file-derived string put into ``print``."""
+    # Declared lazy import (tests/test_architecture_imports.py): the HTML/Markdown pages use ``printable``
+    # and `aprqa inspect --json` loads them (provenance) without any console.
+    from rich.markup import escape
+
     return escape(printable(text))

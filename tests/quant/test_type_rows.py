@@ -144,5 +144,7 @@ def test_derived_tables_read_the_rows():
     assert bands.UNIFORM_GRID == {DType.Q2_K, DType.Q3_K, DType.Q4_K, DType.Q5_K, DType.Q6_K}
     assert noise._BLOCK_BOUND == {DType.Q8_0: (0.5, 127), DType.Q4_0: (4.5, 8)}
     assert profile_for(DType.IQ4_XS) is PROFILES["q4_k"] and profile_for(DType.APR_Q8) is PROFILES["q8_0"]
-    with pytest.raises(Exception, match="no default output profile for iq2_xxs"):
-        profile_for(DType.IQ2_XXS)
+    # every stored quantized type has one (the nearest by bits per weight); an integer type has none
+    assert profile_for(DType.IQ2_XXS) is PROFILES["q2_k"] and profile_for(DType.TQ1_0) is PROFILES["q2_k"]
+    with pytest.raises(Exception, match="no default output profile for i32"):
+        profile_for(DType.I32)

@@ -110,7 +110,7 @@ def profile_for(dtype: DType | str) -> OutputProfile:
     """Default profile of a candidate dtype (or profile name).
 
     Raises:
-        UsageError: no profile covers that dtype (e.g. 2- or 3-bit quants: give one explicitly).
+        UsageError: no profile covers that dtype (an integer type: give one explicitly).
     """
     if isinstance(dtype, str) and dtype.lower() in PROFILES:
         return PROFILES[dtype.lower()]
