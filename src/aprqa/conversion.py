@@ -1,3 +1,4 @@
+# size: the converter's one pass over a model (plan types, transform, write) for every format pair, in the order a tensor meets it
 """The reference converter: any supported format to any other, tensor by tensor.
 
 What it does, in the order a tensor meets it:

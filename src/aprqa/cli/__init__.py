@@ -1,3 +1,4 @@
+# size: the parser and one thin handler per subcommand (each parses, makes one API call, renders); the zoo lives in cli/zoo.py
 """Command line: parse arguments, make one API call, render. Nothing else.
 
 Exit codes: 0 pass/ok, 1 fidelity failure, 2 bad input or usage.

@@ -1,3 +1,4 @@
+# size: the verdict of a pair in the order its rules apply (undo the expected transform, one fused pass, bands, diagnosis)
 """The verdict of one tensor pair: expected transform undone, one full fused pass, and on
 failure a diagnosis.
 

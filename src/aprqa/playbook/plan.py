@@ -1,3 +1,4 @@
+# size: the pure planner: each gate kind's planning rule beside the others, so --dry-run and the run share one plan
 """The plan of a playbook run: which conversions, which gates, what is Skipped and why — computed, not run.
 
 ``build_plan(playbook, facts)`` is a pure function: the same playbook and the same facts about the
