@@ -160,7 +160,8 @@ def test_every_writer_gives_the_documented_mode(tmp_path, capsys):
         assert main(["convert", str(tmp_path / "m"), str(tmp_path / "w.safetensors"), "--weights-only", "-q"]) == 0
         for name in ("x.gguf", "x.apr"):
             assert main(["convert", str(tmp_path / "m"), str(tmp_path / name), "-q"]) == 0
-        assert main(["run", str(pb), "--output", str(tmp_path / "run")]) == 0
+        # --keep-models: the run's converted models stay, so their writers' modes are checked too
+        assert main(["run", str(pb), "--output", str(tmp_path / "run"), "--keep-models"]) == 0
         assert main(["compare", str(tmp_path / "m"), str(tmp_path / "x.gguf"), "--no-progress",
                      "--report", str(tmp_path / "c.html")]) == 0
     finally:
@@ -191,7 +192,7 @@ def test_numba_cache_moves_to_the_user_cache_on_a_read_only_install(tmp_path):
 
     import aprqa
 
-    fwd = Path(aprqa.__file__).resolve().parent / "forward"  # kernels.py's folder (not imported here)
+    fwd = Path(aprqa.__file__).resolve().parent / "inference"  # kernels.py's folder (not imported here)
     if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
         pytest.skip("no private mount namespace here (unshare -m): the read-only install cannot be made")
     home = tmp_path / "home"
