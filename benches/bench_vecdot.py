@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=None)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    sys.path.insert(0, str(ROOT / "tests" / "forward"))
+    sys.path.insert(0, str(ROOT / "tests" / "inference"))
     sys.path.insert(0, str(ROOT / "tests"))
     from test_forward_vecdot import random_rows  # the tests' random-block generator
 
