@@ -173,7 +173,7 @@ _IMPORT_PROBE = ("import time; t0, c0 = time.perf_counter(), time.process_time()
                  "print(time.perf_counter() - t0, time.process_time() - c0)")
 _JSON_PATH = "aprqa.cli, aprqa.formats.gguf, aprqa.formats.safetensors, aprqa.report.inspect_view"  # `inspect --json`
 _IMPORTS = ("numpy", "rich.console", "aprqa", "aprqa.comparison", _JSON_PATH,
-            "aprqa.cli, aprqa.formats, aprqa.report.inspect_view, aprqa.report.console")
+            "aprqa.cli, aprqa.formats, aprqa.report.inspect_view, aprqa.report.inspect_console")
 
 
 def section_startup(args: argparse.Namespace, tmp: Path) -> dict:

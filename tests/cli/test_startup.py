@@ -31,7 +31,7 @@ def test_import_aprqa_loads_only_the_package():
     "import aprqa.comparison",
     "from aprqa import open_model, compare, diff_stats",
     "from aprqa.cli import build_parser; from aprqa.formats import open_model; from aprqa.report.inspect_view import describe",
-    "from aprqa.report.compare_console import render_compare; from aprqa.report.console import render_inspect",
+    "from aprqa.report.compare.console import render_compare; from aprqa.report.inspect_console import render_inspect",
 ])
 def test_inspect_and_compare_paths_skip_the_forward_pass(code):
     loaded = _loaded(code)

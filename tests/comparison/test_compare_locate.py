@@ -11,7 +11,7 @@ from aprqa.comparison import compare
 from aprqa.errors import UsageError
 from aprqa.formats import gguf, open_model
 from aprqa.formats.model import TensorData
-from aprqa.report.compare_console import render_localization
+from aprqa.report.compare.console import render_localization
 
 BROKEN = "model.layers.1.self_attn.q_proj.weight"
 

@@ -218,7 +218,7 @@ def test_report_never_overwrites_its_evidence(demo_run, tmp_path, capsys):
         assert main(["report", str(ev), flag, str(ev)]) == 2
         assert "never overwrites what it reads" in capsys.readouterr().err
     assert ev.read_bytes() == before
-    from aprqa.report.run_report import write_run_report
+    from aprqa.report.run.write import write_run_report
     from aprqa.errors import OutputError
 
     with pytest.raises(OutputError):

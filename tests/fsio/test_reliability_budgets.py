@@ -101,8 +101,8 @@ def test_duplicate_keys_are_refused_in_playbook_yaml(tmp_path):
 
 
 def test_the_report_matrix_is_bounded(demo_run, tmp_path):
-    from aprqa.report.run_view import MAX_COLUMNS, MAX_ROWS, build_run_view
-    from aprqa.report.run_report import write_run_report
+    from aprqa.report.run.view import MAX_COLUMNS, MAX_ROWS, build_run_view
+    from aprqa.report.run.write import write_run_report
 
     base = load_evidence(demo_run.evidence)
     conv = next(r for r in base if r["gate_id"] == "F-CONV-S-G")

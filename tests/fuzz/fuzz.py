@@ -29,7 +29,7 @@ from aprqa.formats import format_module
 from aprqa.report.inspect_view import describe
 from aprqa.playbook.evidence import load_evidence, verify_evidence
 from aprqa.playbook.schema import parse_playbook
-from aprqa.report.evidence_report import summarize
+from aprqa.report.run.evidence import summarize
 
 
 def _instrument_aprqa() -> int:

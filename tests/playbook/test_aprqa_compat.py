@@ -18,9 +18,9 @@ from aprqa.cli import main
 from aprqa.playbook import PlaybookError, load_playbook, run_playbook, verify_evidence
 from aprqa.playbook.sources import download_hf_repo
 from aprqa.playbook.evidence import load_summary
-from aprqa.report.run_html import render_run_html
-from aprqa.report.run_markdown import render_run_markdown
-from aprqa.report.run_view import build_run_view
+from aprqa.report.run.html import render_run_html
+from aprqa.report.run.markdown import render_run_markdown
+from aprqa.report.run.view import build_run_view
 from aprqa.synth.models import make_hf_model
 from _paths import APR_QA_FIXTURES, OWN_FAILING, OWN_MVP_PLAYBOOK, OWN_PASSING, upstream
 

@@ -114,8 +114,8 @@ print(json.dumps(failed))
     assert len(mods) > 25
 
 
-@pytest.mark.parametrize("module", _modules("aprqa.playbook") + ["aprqa.records", "aprqa.report.evidence_report",
-                                                                  "aprqa.report.junit"])
+@pytest.mark.parametrize("module", _modules("aprqa.playbook") + ["aprqa.records", "aprqa.report.run.evidence",
+                                                                  "aprqa.report.run.junit"])
 def test_no_function_level_import_except_optional_dependencies(module):
     allowed = {"huggingface_hub", "ray", "torch", "transformers", "llama_cpp"}
     path = ROOT / "src" / (module.replace(".", "/") + ".py")

@@ -17,8 +17,8 @@ from aprqa.playbook import verify_evidence
 from aprqa.playbook.evidence import load_evidence, make_record
 from aprqa.records import (FAILING, OUTCOMES, GateOutcome, Host, ModelRef, Outcome, Record, RecordError, Scenario,
                            parse_outcome)
-from aprqa.report.evidence_report import summarize
-from aprqa.report.run_view import status_of
+from aprqa.report.run.evidence import summarize
+from aprqa.report.run.view import status_of
 from _paths import OWN_FAILING, OWN_PASSING, ROOT, upstream_files
 
 # apr-qa's outcome strings, spelled here independently of records.py (its evidence schema).

@@ -18,7 +18,7 @@ from aprqa.quant import dtypes as rows
 from aprqa.quant.dtypes import TRAITS, DType, Kind, TypeTraits
 from aprqa.quant.mixes import MIXES, QUANT_CHOICES, file_type, mix_base
 from aprqa.quant.storable import STORABLE
-from aprqa.report.run_view import QUANT_ORDER
+from aprqa.report.run.view import QUANT_ORDER
 
 QUANTIZED = [dt for dt in DType if dt.is_quantized]
 

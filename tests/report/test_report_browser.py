@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from aprqa.report.html import write_report
-from aprqa.report.run_view import build_run_view
+from aprqa.report.compare.html import write_report
+from aprqa.report.run.view import build_run_view
 from helpers.browser import Browser, chromium_binary
 
 DOCS_IMAGES = ROOT / "docs" / "images"

@@ -1,4 +1,4 @@
-"""report/evidence_report.render_console, tested directly on evidence in apr-qa's schema: our own fixtures
+"""report/run/console.render_console, tested directly on evidence in apr-qa's schema: our own fixtures
 (tests/fixtures/apr-qa-schema) and, where the upstream files are present (tests/_paths.py), apr-qa's own runs."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from rich.console import Console
 
 from _paths import APR_QA_FIXTURES, OWN_FAILING, OWN_PASSING, upstream
 from aprqa.playbook.evidence import load_evidence
-from aprqa.report.evidence_report import render_console, summarize
+from aprqa.report.run.console import render_console
+from aprqa.report.run.evidence import summarize
 
 UP_FAILING = APR_QA_FIXTURES / "evidence" / "qwen2.5-coder-0.5b-mvp.failing-run.evidence.json"
 UP_PASSING = APR_QA_FIXTURES / "evidence" / "qwen2.5-coder-0.5b.passing-run.evidence.json"

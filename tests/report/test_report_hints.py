@@ -1,4 +1,4 @@
-"""Hints for common mistakes (report/hints.py and the CLI around them): swapped arguments, a file compared
+"""Hints for common mistakes (report/compare/hints.py and the CLI around them): swapped arguments, a file compared
 with itself, a reference without config.json, a conversion of weights without config.json."""
 
 from __future__ import annotations

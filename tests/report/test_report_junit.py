@@ -1,4 +1,4 @@
-"""report/junit.py renders a RunResult alone: one testsuite per family, Falsified a failure,
+"""report/run/junit.py renders a RunResult alone: one testsuite per family, Falsified a failure,
 Crashed/Timeout an error (with stderr), Skipped skipped; summary.md counts the same records."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from aprqa.records import Host, Metrics, ModelRef, Outcome, Record, RunResult, Scenario
-from aprqa.report.junit import junit_xml, summary_md
+from aprqa.report.run.junit import junit_xml, summary_md
 
 
 def _rec(gate_id: str, outcome: Outcome, reason: str, **md: str) -> Record:

@@ -6,7 +6,7 @@ import json
 import math
 
 from aprqa.report.page import chips, esc, kv, md_cell, num, page, status_html, status_md, table, write_page
-from aprqa.report.zoo import ZooRow, write_zoo_summary
+from aprqa.report.zoo.summary import ZooRow, write_zoo_summary
 
 
 def test_esc_and_md_cell_neutralize_markup():

@@ -14,18 +14,18 @@ import pytest
 
 from aprqa.cli import main
 from aprqa.report import svg
-from aprqa.report.compare_view import bucket_label, diagnosis, error_grid, histograms, positions, role_of
+from aprqa.report.compare.view import bucket_label, diagnosis, error_grid, histograms, positions, role_of
 from aprqa.report.environment import environment, environment_json
 from aprqa.comparison import compare
-from aprqa.report.html import (failing_html, grid_html, histogram_html, localization_html, outputs_html, render_html,
+from aprqa.report.compare.html import (failing_html, grid_html, histogram_html, localization_html, outputs_html, render_html,
                                write_report)
-from aprqa.report.markdown import render_markdown
-from aprqa.report.markdown import write_report as write_markdown
+from aprqa.report.compare.markdown import render_markdown
+from aprqa.report.compare.markdown import write_report as write_markdown
 from aprqa.report.page import num, page, status_html, table, write_page
-from aprqa.report.run_html import gate_detail_html, gate_rows_html, matrix_html, render_run_html, tradeoff_html
-from aprqa.report.run_markdown import render_run_markdown
-from aprqa.report.run_report import write_run_report
-from aprqa.report.run_view import build_run_view, gate_view, measures_of
+from aprqa.report.run.html import gate_detail_html, gate_rows_html, matrix_html, render_run_html, tradeoff_html
+from aprqa.report.run.markdown import render_run_markdown
+from aprqa.report.run.write import write_run_report
+from aprqa.report.run.view import build_run_view, gate_view, measures_of
 from _paths import APR_QA_FIXTURES, OWN_FAILING, upstream
 from conftest import TRANSPOSED_TENSOR
 

@@ -1,4 +1,4 @@
-"""report/zoo.py renders the certification table from records alone (no run needed)."""
+"""report/zoo/summary.py renders the certification table from records alone (no run needed)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import io
 
 from aprqa.playbook.evidence import make_record
 from aprqa.records import Host, ModelRef, Record, Scenario
-from aprqa.report.zoo import ZooRow, render_csv, render_html, render_markdown, zoo_rows
+from aprqa.report.zoo.summary import ZooRow, render_csv, render_html, render_markdown, zoo_rows
 
 
 def _rec(fmt: str, quant: str | None, outcome: str) -> Record:

@@ -72,7 +72,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(desc, indent=2) + "\n")
     else:
-        from ..report.console import render_inspect  # rich: only for the console view
+        from ..report.inspect_console import render_inspect  # rich: only for the console view
 
         render_inspect(desc, _stdout())
     return EXIT_OK
@@ -155,7 +155,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..comparison import compare
-    from ..report.compare_console import render_compare
+    from ..report.compare.console import render_compare
 
     if args.report:
         check_output(Path(args.report))  # a bad --report path fails now, not after the comparison
@@ -177,7 +177,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                          chunks=args.chunks)
     prov = hashes.provenance()
     if args.report:
-        from ..report import html, markdown
+        from ..report.compare import html, markdown
 
         path = Path(args.report)
         (markdown if path.suffix.lower() in (".md", ".markdown") else html).write_report(report, path, prov)
@@ -220,8 +220,9 @@ def cmd_verify_evidence(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ..playbook.evidence import load_evidence
-    from ..report.evidence_report import render_console, summarize
-    from ..report.run_report import write_run_report
+    from ..report.run.console import render_console
+    from ..report.run.evidence import summarize
+    from ..report.run.write import write_run_report
 
     for p in (args.html, args.md):
         if p:

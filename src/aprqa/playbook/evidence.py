@@ -38,7 +38,7 @@ from ..errors import AprqaError, InputError
 from ..fsio import CAP_EVIDENCE, LockedAppender, parse_json, read_bounded, read_json, write_text_atomic
 from ..gate_ids import GateIdError
 from ..records import OUTCOMES, Host, Metrics, Outcome, Record, RecordError, Scenario, parse_outcome
-from ..report.evidence_report import EvidenceSummary, summarize
+from ..report.run.evidence import EvidenceSummary, summarize
 from .schema import PlaybookError, load_playbook
 from .thresholds import record_kind, thresholds_for
 

@@ -38,9 +38,9 @@ from ..gate_ids import GateKind, family_of, spell
 from ..records import GateOutcome, Host, ModelRef, Outcome, Record, RunResult, Scenario, error_text
 from ..report.environment import environment_json
 from ..report.provenance import Input, Provenance, command_line
-from ..report.html import write_report
-from ..report.junit import write_junit, write_summary
-from ..report.run_report import write_run_report
+from ..report.compare.html import write_report
+from ..report.run.junit import write_junit, write_summary
+from ..report.run.write import write_run_report
 from .conversions import Artefact, run_conversion, stopped
 from .digest import files_digest
 from .disk import STRUCTURE, Lifetimes, check_free, estimate, execution_order

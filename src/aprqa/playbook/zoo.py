@@ -5,7 +5,7 @@
 ``ROOT/ORG--NAME``); synthetic and ``local_path`` playbooks bring their own. Every model runs as one
 task on an executor (executors.py) into ``OUTPUT/<playbook name>/`` with converted files under
 ``WORK_DIR/<playbook name>/``; a rerun resumes (gates Corroborated before with the same playbook
-and model bytes are not measured again). The summary (report/zoo.py) is written to
+and model bytes are not measured again). The summary (report/zoo/summary.py) is written to
 ``OUTPUT/zoo-summary.{md,html,csv,json}``.
 
 Only text crosses the process boundary: a model task returns its ``RunResult`` as JSON text
@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Sequence
 from ..errors import UsageError
 from ..fsio import refuse_input_as_output, sweep_stale
 from ..records import ModelRef, Outcome, Record, RecordError, RunResult, Scenario
-from ..report.zoo import ZooRow, write_zoo_summary, zoo_rows
+from ..report.zoo.summary import ZooRow, write_zoo_summary, zoo_rows
 from .evidence import host_info, load_records, make_record
 from .execute import run_playbook
 from .executors import Task, TaskFailed, make_executor

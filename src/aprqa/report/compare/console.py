@@ -8,8 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
-from ..textsafe import markup_safe as escape  # also neutralizes control characters
-from .console import human_bytes
+from ...textsafe import markup_safe as escape  # also neutralizes control characters
+from ..units import human_bytes
 from .hints import compare_hints
 
 _GOOD = {"IDENTICAL", "EXACT-CAST", "QUANT-FAITHFUL", "TIED", "WITHIN-TOLERANCE"}

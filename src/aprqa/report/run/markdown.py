@@ -1,11 +1,11 @@
-"""The run report in Markdown for PR comments: the same content as run_html, with the matrix
+"""The run report in Markdown for PR comments: the same content as html.py, with the matrix
 as a table of icons and each cell's gates in collapsible <details> blocks (GitHub renders them)."""
 
 from __future__ import annotations
 
-from ..records import TABLE_COLUMNS
-from .page import md_cell, md_code, num, status_md
-from .run_view import Cell, GateView, RunView, prompt_rows, strings
+from ...records import TABLE_COLUMNS
+from ..page import md_cell, md_code, num, status_md
+from .view import Cell, GateView, RunView, prompt_rows, strings
 
 
 def _gate_md(g: GateView) -> list[str]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-from ..fsio import write_text_atomic
-from ..records import ERRORED, TABLE_COLUMNS, Outcome, Record, RunResult
-from .page import md_cell, md_code
+from ...fsio import write_text_atomic
+from ...records import ERRORED, TABLE_COLUMNS, Outcome, Record, RunResult
+from ..page import md_cell, md_code
 
 
 def _case_name(r: Record) -> str:

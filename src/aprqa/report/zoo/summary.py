@@ -19,11 +19,11 @@ from pathlib import Path
 from urllib.parse import quote
 from typing import Any, Iterable, Sequence
 
-from ..fsio import write_text_atomic
-from ..records import Outcome, Record
-from .page import esc, md_cell, page, status_html, table
-from .provenance import Input, Provenance
-from .run_view import gate_view
+from ...fsio import write_text_atomic
+from ...records import Outcome, Record
+from ..page import esc, md_cell, page, status_html, table
+from ..provenance import Input, Provenance
+from ..run.view import gate_view
 
 NO_QUANT = "—"
 FORMAT_ORDER = {"safetensors": 0, "apr": 1, "gguf": 2}

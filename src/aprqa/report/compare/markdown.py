@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..page import md_cell, md_code, num, status_md, write_page
+from ..provenance import Provenance
+from ..run.view import measures_of
 from .hints import compare_hints
-from .provenance import Provenance
-from .compare_view import bucket_label, diagnosis, error_grid, histograms, positions, used_range
-from .page import md_cell, md_code, num, status_md, write_page
-from .run_view import measures_of
+from .view import bucket_label, diagnosis, error_grid, histograms, positions, used_range
 
 
 def _outputs_md(report: Any) -> list[str]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .. import svg
+from ..page import chips, esc, kv, num, page, status_html, table, write_page
+from ..provenance import Provenance
+from ..run.view import measures_of
 from .hints import compare_hints
-from .provenance import Provenance
-from . import svg
-from .compare_view import bucket_label, diagnosis, error_grid, histograms, positions, used_range
-from .page import chips, esc, kv, num, page, status_html, table, write_page
-from .run_view import measures_of
+from .view import bucket_label, diagnosis, error_grid, histograms, positions, used_range
 
 
 def _side(label: str, s: Any) -> str:

@@ -1,4 +1,5 @@
-"""Rich rendering for the terminal. Only this package prints."""
+"""``aprqa inspect`` in the terminal (rich): header lines, config and tokenizer, the tensor table.
+Only report/ prints."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from .units import human_bytes  # noqa: F401 (re-exported: the renderers' byte counts)
-
 from ..textsafe import markup_safe as esc, printable  # names come from files: no markup, no control codes
+from .units import human_bytes
 
 
 def _fmt_cfg_value(v: Any) -> str:

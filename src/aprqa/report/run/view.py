@@ -2,7 +2,7 @@
 format x quantization matrix, the size/fidelity points, the integrity and structure gates, the
 environment and the failures. Only picks values out of the records; nothing is measured here.
 
-``build_run_view(records)`` returns a ``RunView``; run_html / run_markdown render it.
+``build_run_view(records)`` returns a ``RunView``; html.py / markdown.py render it.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .provenance import Provenance, of_records
-from ..gate_ids import GateKind, Series, conversion_pair, kind_of, series_of
-from ..quant.mixes import QUANT_CHOICES
-from ..records import FAILING, Outcome
-from .evidence_report import EvidenceSummary, sane_record, summarize
+from ...gate_ids import GateKind, Series, conversion_pair, kind_of, series_of
+from ...quant.mixes import QUANT_CHOICES
+from ...records import FAILING, Outcome
+from ..provenance import Provenance, of_records
+from .evidence import EvidenceSummary, sane_record, summarize
 
 FORMAT_ORDER = ("safetensors", "apr", "gguf")
 # matrix columns from most to fewest bits (the --quant names, in that order); others follow in record
@@ -177,7 +177,7 @@ class RunView:
     links: tuple[tuple[str, str], ...] = ()   # (label, relative href): the run's other files
     seconds: float | None = None
     cell_of: dict[str, str] = field(default_factory=dict)  # gate anchor -> cell anchor
-    cause_of: dict[str, str] = field(default_factory=dict)  # failing gate id -> its cause (evidence_report)
+    cause_of: dict[str, str] = field(default_factory=dict)  # failing gate id -> its cause (evidence.py)
     provenance: Provenance | None = None    # the run's aprqa, date, host, command and input digests
 
     @property

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..records import TABLE_COLUMNS, Outcome
-from . import svg
-from .page import chips, esc, kv, num, page, status_html, table
-from .run_view import Cell, GateView, RunView, prompt_rows, status_of, strings
+from ...records import TABLE_COLUMNS, Outcome
+from .. import svg
+from ..page import chips, esc, kv, num, page, status_html, table
+from .view import Cell, GateView, RunView, prompt_rows, status_of, strings
 
 _OUTCOME_CLASS = {o.value: status_of(o) for o in Outcome}
 

@@ -2,8 +2,8 @@
 
 ``summarize(records)`` turns records into data (``EvidenceSummary``): outcome counts per gate
 family, failures grouped by cause, and for apr-qa's F-CONV records a note on what the gate
-actually measured. ``render_console`` renders it; the HTML and Markdown pages are the run
-report's (run_report.py), which shows these sections too.
+actually measured. ``console.render_console`` prints it; the HTML and Markdown pages are the run
+report's (view.py), which shows these sections too.
 
 Why the notes: apr-qa's conversion gates (F-CONV-*) reported e.g. ``produced different output
 (diff: 8.00e-1, ε: 1.00e-6)``. The reason says *output*: apr-qa ran the source and the converted
@@ -19,12 +19,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Console
-from ..textsafe import markup_safe as escape  # file-derived text: no markup, no terminal control
-from rich.table import Table
-
-from ..gate_ids import GateKind, Series, family_of, kind_of, series_of
-from ..records import ERRORED, FAILING, OUTCOMES, TABLE_COLUMNS, Outcome
+from ...gate_ids import GateKind, Series, family_of, kind_of, series_of
+from ...records import ERRORED, FAILING, OUTCOMES, Outcome
 
 _TEXT_DIFF = re.compile(r"produced different output \(diff: ([0-9.eE+-]+), ε: ([0-9.eE+-]+)\)")
 _MAX_DIFF = re.compile(r"max_diff: ([0-9.eE+-]+)")
@@ -258,36 +254,3 @@ def summarize(records: list[dict[str, Any]], path: str = "") -> EvidenceSummary:
                                           ", ".join(dict.fromkeys(o for _g, o, _r in v)), v[0][2], n)
                                  for n, v in notes.items()),
                            tuple(not_exec), model)
-
-
-# ---------------------------------------------------------------------------------------------
-# Renderers
-
-_COLS = tuple(o.value for o in TABLE_COLUMNS)
-
-
-def render_console(s: EvidenceSummary, console: Console) -> None:
-    verdict = "[green]no failures[/]" if s.passed else f"[red]{s.failed} failing[/]"
-    console.print(f"[bold]{escape(s.path)}[/] · {escape(s.producer)} evidence · {escape(s.model)} · {s.records} "
-                  "records · " + " · ".join(f"{v} {escape(k)}" for k, v in s.outcomes.items()) + f" · {verdict}")
-    t = Table(title="gate families", show_lines=False)
-    t.add_column("family")
-    for c in _COLS:
-        t.add_column(c, justify="right")
-    for fam, c in s.families.items():
-        bad = sum(c.get(o, 0) for o in FAILING)
-        t.add_row(f"[red]{escape(fam)}[/]" if bad else escape(fam), *(str(c.get(o, 0) or "") for o in _COLS))
-    console.print(t)
-    if s.causes:
-        console.print("[bold]failures by cause[/]")
-        for c in s.causes:
-            console.print(f"  [red]{len(c.gates)}×[/] {escape(c.cause)}")
-            console.print(f"     gates: {escape(', '.join(c.gates))}")
-            console.print(f"     e.g. {escape(c.example[:200])}")
-    if s.notes:
-        console.print("[bold]what apr-qa's F-CONV gates measured[/]")
-        for n in s.notes:
-            console.print(f"  {escape(n.gate_id)} ({escape(n.outcome)}): {escape(n.note)}")
-    if s.not_executed:
-        console.print(f"[bold]not executed by aprqa[/] ({len(s.not_executed)} Skipped records): "
-                      + escape(", ".join(g for g, _ in s.not_executed)))

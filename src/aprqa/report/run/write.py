@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..fsio import refuse_input_as_output
-from .page import write_page
-from .run_html import render_run_html
-from .run_markdown import render_run_markdown
-from .run_view import build_run_view
+from ...fsio import refuse_input_as_output
+from ..page import write_page
+from .html import render_run_html
+from .markdown import render_run_markdown
+from .view import build_run_view
 
 
 def write_run_report(records: list[dict[str, Any]], html: str | Path | None = None, md: str | Path | None = None,

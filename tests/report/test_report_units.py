@@ -1,4 +1,4 @@
-from aprqa.report.console import human_bytes
+from aprqa.report.units import human_bytes
 
 
 def test_human_bytes():

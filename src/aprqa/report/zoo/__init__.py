@@ -1,0 +1,1 @@
+"""The zoo certification table (``summary``): model x format x quantization, as Markdown, HTML, CSV and JSON."""
