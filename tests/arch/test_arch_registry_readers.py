@@ -22,7 +22,7 @@ import pytest
 
 from aprqa.arch import FAMILIES, ForwardFacts
 from aprqa.formats import open_model
-from aprqa.inference.family_facts import DECODER, ENCODER, FamilyError, families, infer_family
+from aprqa.inference.family_facts import DECODER, ENCODER, FamilyError, block_tensors, families, infer_family
 from aprqa.inference.llama import LlamaRunner
 from aprqa.inference.weights import ModelWeights
 
@@ -207,3 +207,20 @@ def test_one_family_list_derived_from_the_registry():
 def test_a_file_without_an_architecture_is_inferred_from_the_registry(tiny_models, name):
     with open_model(tiny_models[name]) as m:
         assert infer_family(m.tensors) == m.config.architecture
+
+
+@pytest.mark.parametrize(("roles", "want"), [
+    (("self_attn.q_proj.bias",), "qwen2"),
+    (("pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight"), "gemma2"),
+    (("pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight", "self_attn.q_norm.weight",
+      "self_attn.k_norm.weight"), "gemma3"),
+])
+def test_block_tensors_pick_the_registered_family(roles, want):
+    names = {n: None for n in block_tensors(FAMILIES["llama"].forward, 0)}
+    names.update({f"model.layers.0.{r}": None for r in roles})
+    assert infer_family(names) == want
+
+
+def test_fused_projections_pick_phi3():
+    names = {n: None for n in block_tensors(FAMILIES["phi3"].forward, 0)}
+    assert infer_family(names) == "phi3"

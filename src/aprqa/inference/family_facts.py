@@ -94,24 +94,20 @@ def block_tensors(f: ForwardFacts, i: int) -> dict[str, str | None]:
     return need
 
 
-# Tensors a fact adds: a file holding one its family's facts exclude is another family's (a qwen3
-# file labelled qwen2 would otherwise run without its q/k norms).
-_FACT_TENSORS = ("self_attn.q_norm.weight", "self_attn.k_norm.weight", "pre_feedforward_layernorm.weight",
-                 "post_feedforward_layernorm.weight", "self_attn.qkv_proj.weight", "mlp.gate_up_proj.weight")
-_FACT_OF = {"q_norm": "qk_norm", "k_norm": "qk_norm", "feedforward_layernorm": "sandwich_norms",
-            "qkv_proj": "fused_qkv", "gate_up_proj": "fused_qkv"}
+# Tensors a fact adds (block role -> the fact): a file holding one its family's facts exclude is another
+# family's (a qwen3 file labelled qwen2 would otherwise run without its q/k norms).
+_FACT_TENSORS = {"self_attn.q_norm.weight": "qk_norm", "self_attn.k_norm.weight": "qk_norm",
+                 "pre_feedforward_layernorm.weight": "sandwich_norms",
+                 "post_feedforward_layernorm.weight": "sandwich_norms",
+                 "self_attn.qkv_proj.weight": "fused_qkv", "mlp.gate_up_proj.weight": "fused_qkv"}
 
 
-def _fact_of(role: str) -> str:
-    return next(f for k, f in _FACT_OF.items() if k in role)
-
-
-def _foreign(i: int, need: dict[str, str | None], tensors: Any) -> str | None:
-    """The first tensor of block ``i`` that a fact the family lacks would add, or None."""
-    for role in _FACT_TENSORS:
+def _foreign(i: int, need: dict[str, str | None], tensors: Any) -> tuple[str, str] | None:
+    """The first tensor of block ``i`` that a fact the family lacks would add, with that fact, or None."""
+    for role, fact in _FACT_TENSORS.items():
         name = f"model.layers.{i}.{role}"
         if name not in need and name in tensors:
-            return name
+            return name, fact
     return None
 
 
@@ -129,24 +125,24 @@ def check_block_tensors(spec: ArchSpec, tensors: Any, layers: range, path: str |
                 reason = (f"the family registers {why}={getattr(f, why.split('.')[1])!r}" if why
                           else "every decoder block has it")
                 raise FamilyError(path, spec.arch, name, f"missing ({reason})")
-        name = _foreign(i, need, tensors)
-        if name is not None:
-            fact = _fact_of(name)
+        foreign = _foreign(i, need, tensors)
+        if foreign is not None:
+            name, fact = foreign
             raise FamilyError(path, spec.arch, name, f"present, but the family registers ForwardFacts.{fact}="
                               f"{getattr(f, fact)!r}: the file is another family's (or mislabelled)")
 
 
 def infer_family(tensors: Any) -> str:
-    """The first registered decoder family whose block-0 tensors the file holds exactly (for a file
-    that states no architecture); a q_proj bias picks qwen2 over llama (they compute alike)."""
-    for arch in families(DECODER):
-        f = archreg.FAMILIES[arch].forward
-        need = block_tensors(f, 0)
-        if all(n in tensors for n in need) and _foreign(0, need, tensors) is None:
-            if arch == "llama" and "model.layers.0.self_attn.q_proj.bias" in tensors:
-                return "qwen2"
-            return arch
-    return "llama"  # nothing matches: llama's names, and check_block_tensors names what is missing
+    """For a file that states no architecture: the first registered decoder family whose block-0 tensors
+    the file holds exactly; with a q_proj bias, the first of those whose config states attention biases."""
+    def fits_exactly(arch: str) -> bool:
+        need = block_tensors(archreg.FAMILIES[arch].forward, 0)
+        return all(n in tensors for n in need) and _foreign(0, need, tensors) is None
+
+    fits = [a for a in families(DECODER) if fits_exactly(a)]
+    if "model.layers.0.self_attn.q_proj.bias" in tensors:
+        fits = [a for a in fits if archreg.FAMILIES[a].hf_config.get("attention_bias")] or fits
+    return fits[0] if fits else "llama"  # none fits: llama's names, and check_block_tensors names what is missing
 
 
 def family_facts(spec: ArchSpec, c: ArchConfig, hidden: int, n_layers: int) -> dict[str, Any]:
