@@ -10,6 +10,7 @@ split-halves ("neox") RoPE.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,4 +63,12 @@ def packable(info: TensorInfo) -> bool:
 
 def unpermute_rope_cols(y: np.ndarray, n_heads: int) -> np.ndarray:
     """``unpermute_rope_rows`` applied to the last axis of a product ``y [T, rows]``."""
-    return y[:, inverse_permutation(rope_row_permutation(y.shape[1], n_heads))]
+    return y[:, _inverse_rope(y.shape[1], n_heads)]
+
+
+@functools.lru_cache(maxsize=16)
+def _inverse_rope(rows: int, n_heads: int) -> np.ndarray:
+    """The inverse RoPE row permutation, kept: every decode step's Q/K products need it."""
+    inv = inverse_permutation(rope_row_permutation(rows, n_heads))
+    inv.setflags(write=False)
+    return inv
