@@ -224,3 +224,12 @@ def test_block_tensors_pick_the_registered_family(roles, want):
 def test_fused_projections_pick_phi3():
     names = {n: None for n in block_tensors(FAMILIES["phi3"].forward, 0)}
     assert infer_family(names) == "phi3"
+
+
+def test_the_decoder_has_a_kernel_for_every_activation_it_accepts():
+    from aprqa.inference.cpu_backend import NumpyBackend
+    from aprqa.inference.family_facts import RUNS
+    from aprqa.inference.llama import _ACTIVATIONS
+
+    assert set(_ACTIVATIONS) == set(RUNS[DECODER]["activation"])
+    assert all(callable(getattr(NumpyBackend, m, None)) for m in _ACTIVATIONS.values())
