@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from aprqa import gate_ids, prompts
-from aprqa.arch import inverse_permutation, layer_count, rope_heads, rope_row_permutation
+from aprqa.arch import (FAMILIES, inverse_permutation, layer_count, permute_rope_rows, rope_heads, rope_row_permutation,
+                        unpermute_rope_rows, windowed_layers)
+from aprqa.arch.config_keys import to_hf
 from aprqa.comparison import transforms
 from aprqa.comparison.tolerance import TolerancePolicy
 from aprqa.conversion import _rope_heads as convert_rope_heads
@@ -24,7 +26,9 @@ from aprqa.errors import UsageError
 from aprqa.formats import FORMATS, apr, gguf, open_model, safetensors
 from aprqa.formats.model import ArchConfig, TensorData
 from aprqa.inference import DEFAULT_PROMPT, ModelWeights, compare_outputs
-from aprqa.inference.weights import permute_rope_rows, unpermute_rope_rows
+from aprqa.comparison import llamacpp_keys
+from aprqa.inference.family_facts import family_facts
+from aprqa.inference.packed import unpermute_rope_cols
 from aprqa.playbook import plan, schema
 from aprqa.playbook.notrun import not_run_section
 from aprqa.quant import storable as capabilities
@@ -123,14 +127,47 @@ def test_rope_heads_fall_back_to_query_heads_everywhere(tiny_models):
     assert rope_heads("model.layers.0.self_attn.v_proj.weight", 8, 2) is None
 
 
-def test_rope_permutation_matches_the_forward_pass_row_moves():
+def _defs(names: set[str]) -> list[str]:
+    return sorted(f"{p.relative_to(SRC).as_posix()}:{node.name}" for p in SRC.rglob("*.py")
+                  for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+                  if isinstance(node, ast.FunctionDef) and node.name in names)
+
+
+def test_rope_permutation_is_defined_once_and_used_by_the_forward_pass():
+    assert _defs({"rope_row_permutation", "permute_rope_rows", "unpermute_rope_rows"}) == [
+        "arch/rope.py:permute_rope_rows", "arch/rope.py:rope_row_permutation", "arch/rope.py:unpermute_rope_rows"]
     rows, n_heads = 24, 3
     w = np.arange(rows * 5, dtype=np.float32).reshape(rows, 5)
     perm = rope_row_permutation(rows, n_heads)
+    # within a head of 8 rows: stored row 2i is HF row i, stored row 2i+1 is HF row i + 4
+    assert perm[:8].tolist() == [0, 4, 1, 5, 2, 6, 3, 7] and perm[8:16].tolist() == [8, 12, 9, 13, 10, 14, 11, 15]
     np.testing.assert_array_equal(permute_rope_rows(w, n_heads), w[perm])
     np.testing.assert_array_equal(unpermute_rope_rows(w, n_heads), w[inverse_permutation(perm)])
+    # a packed weight's product gets its columns put back by the same permutation
+    x = np.arange(2 * 5, dtype=np.float32).reshape(2, 5)
+    np.testing.assert_array_equal(unpermute_rope_cols(x @ permute_rope_rows(w, n_heads).T, n_heads), x @ w.T)
     with pytest.raises(UsageError):
         rope_row_permutation(rows, 5)
+
+
+# --- the sliding-window layer pattern ----------------------------------------------------------
+
+@pytest.mark.parametrize("arch", ["gemma2", "gemma3"])
+def test_window_pattern_is_the_registry_s_everywhere(arch):
+    n = 13
+    spec = FAMILIES[arch]
+    want = windowed_layers(spec.forward.swa_period, n)
+    assert want == tuple(i for i in range(n) if (i + 1) % {"gemma2": 2, "gemma3": 6}[arch])  # transformers' rule
+    cfg = family_facts(spec, ArchConfig(architecture=arch, sliding_window=32), 64, n)
+    assert cfg["sliding_layers"] == want                                   # the forward pass
+    assert [i for i, w in enumerate(llamacpp_keys._pattern_layers(spec.forward.swa_period, n)) if w] == list(want)
+    if arch == "gemma3":                                                   # the HF config a converter writes
+        hf = to_hf(ArchConfig(architecture=arch, num_layers=n, rope_theta=1e6, head_dim=16), None)
+        assert [i for i, t in enumerate(hf["layer_types"]) if t == "sliding_attention"] == list(want)
+        # and no module keeps its own "every sixth layer" (an ``x % 6``)
+        assert not any(isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod)
+                       and isinstance(node.right, ast.Constant) and node.right.value == 6
+                       for p in SRC.rglob("*.py") for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))))
 
 
 # --- the K-quant fallbacks ---------------------------------------------------------------------

@@ -10,7 +10,8 @@ import pytest
 from aprqa.formats import open_model
 from aprqa.inference import forward, generate
 from aprqa.inference._testing import write_variant
-from aprqa.inference.weights import ModelWeights, permute_rope_rows, unpermute_rope_rows
+from aprqa.arch import permute_rope_rows, unpermute_rope_rows
+from aprqa.inference.weights import ModelWeights
 from aprqa.errors import UsageError
 
 PRESETS = ("qwen2-tiny", "llama-tiny", "qwen3-tiny")

@@ -14,14 +14,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from .families import FAMILIES, NORM_OFFSET, ROPE_PERMUTE, ArchSpec, ForwardFacts, arch_name, family
-from .rope import inverse_permutation, rope_heads, rope_row_permutation
+from .families import (FAMILIES, NORM_OFFSET, ROPE_PERMUTE, ArchSpec, ForwardFacts, arch_name, family,
+                       windowed_layers)
+from .rope import inverse_permutation, permute_rope_rows, rope_heads, rope_row_permutation, unpermute_rope_rows
 from .tensor_names import TensorNames, known_archs, tensor_names
 
 __all__ = ["ArchSpec", "FAMILIES", "ForwardFacts", "NORM_OFFSET", "ROPE_PERMUTE", "TensorNames",
            "arch_name", "canonical_name", "family", "gguf_name", "inverse_permutation", "known_archs",
-           "layer_count", "layer_index", "names_for", "norm_offset", "rope_heads", "rope_permuted",
-           "rope_row_permutation", "stored_transforms"]
+           "layer_count", "layer_index", "names_for", "norm_offset", "permute_rope_rows", "rope_heads",
+           "rope_permuted", "rope_row_permutation", "stored_transforms", "unpermute_rope_rows", "windowed_layers"]
 
 _DEFAULT_ARCH = "llama"  # names of a model that states no architecture
 _HF_BLOCK_RE = re.compile(r"^(?:model\.layers|encoder\.layer|model\.language_model\.layers)\.(\d+)\.")

@@ -178,9 +178,10 @@ def to_hf(config: ArchConfig, tokenizer: TokenizerInfo | None,
         cfg["attn_logit_softcapping"] = c.attn_softcap
         cfg["final_logit_softcapping"] = c.final_softcap
     if spec.arch == "gemma3":
-        # llama.cpp: every 6th layer attends globally, the others in a window (RoPE base 10000 unless stated)
+        # the family's window pattern (ForwardFacts.swa_period), written out per layer
         n = c.num_layers or 0
-        cfg["layer_types"] = ["full_attention" if (i + 1) % 6 == 0 else "sliding_attention" for i in range(n)]
+        windowed = set(spec.forward.windowed_layers(n))
+        cfg["layer_types"] = ["sliding_attention" if i in windowed else "full_attention" for i in range(n)]
         cfg["rope_parameters"] = {"full_attention": {"rope_type": "default", "rope_theta": c.rope_theta}}
         local = _hf_local_theta(source) if source else rope_theta_swa
         if local is not None:

@@ -37,6 +37,21 @@ class ForwardFacts:
     sandwich_norms: bool = False  # gemma2/3: post-attention and post-ffn norms
     fused_qkv: bool = False  # phi3: qkv_proj / gate_up_proj
     causal: bool = True
+    swa_period: int = 0  # of every N blocks the last attends globally, the others in a window; 0: none
+    rope_theta_local: float | None = None  # the windowed blocks' RoPE base (their own, when the family has one)
+
+    def windowed_layers(self, n_layers: int) -> tuple[int, ...]:
+        """The blocks that attend in a sliding window (``windowed_layers(swa_period, n_layers)``)."""
+        return windowed_layers(self.swa_period, n_layers)
+
+
+def windowed_layers(period: int, n_layers: int) -> tuple[int, ...]:
+    """llama.cpp's ``set_swa_pattern``: of every ``period`` blocks the last attends globally and the
+    others in a window (gemma2: every other block from the first; gemma3: all but every sixth).
+    A period of 0 or 1 windows none."""
+    if period <= 1:
+        return ()
+    return tuple(i for i in range(n_layers) if i % period < period - 1)
 
 
 @dataclass(frozen=True)
@@ -93,12 +108,14 @@ FAMILIES: dict[str, ArchSpec] = {s.arch: s for s in (
     ArchSpec("qwen2", "qwen2", "Qwen2ForCausalLM", hf_config={"attention_bias": True}),
     ArchSpec("qwen3", "qwen3", "Qwen3ForCausalLM", forward=ForwardFacts(qk_norm=True)),
     ArchSpec("gemma", "gemma", "GemmaForCausalLM", forward=_GEMMA, norm_offset=1.0),
+    # gemma2/3: llama.cpp's and transformers' default window patterns; gemma3's windowed blocks rotate
+    # with their own base (transformers' rope_local_base_freq default, llama.cpp's freq_base_swa).
     ArchSpec("gemma2", "gemma2", "Gemma2ForCausalLM", norm_offset=1.0,
              forward=ForwardFacts(norm="rms1p", activation="gelu_pytorch_tanh", embed_scale=True,
-                                  sandwich_norms=True)),
+                                  sandwich_norms=True, swa_period=2)),
     ArchSpec("gemma3", "gemma3_text", "Gemma3ForCausalLM", norm_offset=1.0, model_types=("gemma3",),
              forward=ForwardFacts(norm="rms1p", activation="gelu_pytorch_tanh", embed_scale=True,
-                                  sandwich_norms=True, qk_norm=True)),
+                                  sandwich_norms=True, qk_norm=True, swa_period=6, rope_theta_local=10000.0)),
     ArchSpec("phi3", "phi3", "Phi3ForCausalLM", forward=ForwardFacts(fused_qkv=True), hf_names=PHI3_NAMES),
     ArchSpec("bert", "bert", "BertModel", hf_prefixes=BERT_PREFIXES, hf_names=(), config_complete=False,
              forward=ForwardFacts(norm="layer", activation="gelu", gated_mlp=False, rope="", causal=False)),

@@ -16,7 +16,7 @@ from ..errors import UsageError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["rope_heads", "rope_row_permutation", "inverse_permutation"]
+__all__ = ["rope_heads", "rope_row_permutation", "inverse_permutation", "permute_rope_rows", "unpermute_rope_rows"]
 
 _Q_RE = re.compile(r"\.self_attn\.q_proj\.(weight|bias)$")
 _K_RE = re.compile(r"\.self_attn\.k_proj\.(weight|bias)$")
@@ -52,3 +52,13 @@ def inverse_permutation(perm: np.ndarray) -> np.ndarray:
     inv = np.empty_like(perm)
     inv[perm] = np.arange(perm.size, dtype=perm.dtype)
     return inv
+
+
+def permute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """``w``'s rows (a weight ``[rows, in]`` or a bias ``[rows]``) in llama.cpp's stored Q/K order."""
+    return w[rope_row_permutation(w.shape[0], n_heads)]
+
+
+def unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
+    """Rows stored in llama.cpp's Q/K order put back in HF's (split halves) order."""
+    return w[inverse_permutation(rope_row_permutation(w.shape[0], n_heads))]

@@ -21,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..arch import family
 from ..conversion import convert
 from ..errors import AprqaError, UsageError
 from ..formats.model import Model
 from ..inference import OutputComparison, profile_for
 from ..inference import calibrate as cal
 from ..inference.encoder import encoder_hidden_states
+from ..inference.family_facts import ENCODER, runner_for
 from ..inference.tokenizer import compare_tokenizers, load_tokenizer
 from ..inference.weights import dominant_dtype
 
@@ -55,7 +57,8 @@ def _distances(ref_h: np.ndarray, h: np.ndarray) -> dict[str, float]:
 
 
 def is_encoder(model: Model) -> bool:
-    return model.config.architecture == "bert"
+    spec = family(model.config.architecture)
+    return spec is not None and runner_for(spec) == ENCODER
 
 
 def _in_llamacpp(path: Path, prompt: str, width: int) -> tuple[list[int], np.ndarray]:

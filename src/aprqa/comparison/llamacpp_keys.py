@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..arch.families import family
+from ..arch.families import FAMILIES, family, windowed_layers
 from ..arch.gguf_tables import tables
 from ..formats.model import Model
 from .metadata import FieldDiff, FieldStatus, _close
@@ -49,10 +49,9 @@ def _hf_swa_layers(cfg: dict[str, Any], n_layer: int) -> Any:
 
 
 def _pattern_layers(n_pattern: int, n_layer: int) -> list[bool]:
-    """llama.cpp's set_swa_pattern: of every n_pattern layers the last one is dense (0/1: none are SWA)."""
-    if n_pattern <= 1:
-        return [False] * n_layer
-    return [il % n_pattern < n_pattern - 1 for il in range(n_layer)]
+    """Per layer, whether it is windowed under llama.cpp's set_swa_pattern (``arch.windowed_layers``)."""
+    windowed = set(windowed_layers(n_pattern, n_layer))
+    return [il in windowed for il in range(n_layer)]
 
 
 def _causal(cfg: dict[str, Any], _: int) -> Any:
@@ -89,8 +88,10 @@ RULES: tuple[KeyRule, ...] = (
     KeyRule("Attention.VALUE_LENGTH", ("*",), _embd_per_head),
     KeyRule("Rope.DIMENSION_COUNT", ("*",), _embd_per_head),  # n_rot defaults to n_embd_head_k
     KeyRule("LLM.FINAL_LOGIT_SOFTCAPPING", ("gemma3",), 0.0, _final_softcap),
-    KeyRule("Rope.FREQ_BASE_SWA", ("gemma3",), 10000.0, _swa_base),
-    KeyRule("Attention.SLIDING_WINDOW_PATTERN", ("gemma3",), 6, _hf_swa_layers, layers=True),
+    # llama.cpp's gemma3 defaults are the family's facts (arch.families)
+    KeyRule("Rope.FREQ_BASE_SWA", ("gemma3",), FAMILIES["gemma3"].forward.rope_theta_local, _swa_base),
+    KeyRule("Attention.SLIDING_WINDOW_PATTERN", ("gemma3",), FAMILIES["gemma3"].forward.swa_period, _hf_swa_layers,
+            layers=True),
     KeyRule("Attention.CAUSAL", ("bert",), True, _causal),
 )
 

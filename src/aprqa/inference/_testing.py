@@ -18,7 +18,8 @@ from ..arch import rope_permuted
 from ..formats import format_module, gguf_vocab
 from ..formats.model import Model, TensorData
 from ..quant.dtypes import DType, dtype_from_name
-from .weights import dequantize_full, permute_rope_rows
+from ..arch import permute_rope_rows
+from .weights import dequantize_full
 
 def _cast(w: np.ndarray, dt: DType) -> tuple[DType, object]:
     if dt is DType.F32:

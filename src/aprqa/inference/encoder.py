@@ -16,9 +16,10 @@ import math
 
 import numpy as np
 
-from ..arch import layer_count
+from ..arch import family, layer_count
 from ..errors import UsageError
 from ..formats.model import Model
+from .family_facts import ENCODER, check_runs, families, runner_for
 from .weights import dequantize_full
 
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -34,11 +35,15 @@ def encoder_hidden_states(model: Model, token_ids: np.ndarray | list[int]) -> np
     """Last hidden states ``[T, hidden]`` (float32) of a BERT-style encoder.
 
     Raises:
-        UsageError: not a BERT model, a missing tensor or config fact, or ids out of range.
+        FamilyError: a registered encoder family with a fact this pass does not compute.
+        UsageError: not an encoder family, a missing tensor or config fact, or ids out of range.
     """
     c = model.config
-    if c.architecture != "bert":
-        raise UsageError(f"{model.path}: the encoder forward pass runs BERT models, not {c.architecture!r}")
+    spec = family(c.architecture)
+    if spec is None or runner_for(spec) != ENCODER:
+        raise UsageError(f"{model.path}: the encoder forward pass runs {', '.join(families(ENCODER))} models, "
+                         f"not {c.architecture!r}")
+    check_runs(spec, ENCODER, model.path)
     if not c.num_heads or c.rms_eps is None:
         raise UsageError(f"{model.path}: config states no head count or layer-norm epsilon")
 

@@ -1,4 +1,5 @@
-"""The llama-family forward pass (llama, mistral GQA, qwen2 q/k/v biases, qwen3 q/k norms).
+"""The decoder forward pass: every registered family whose facts it computes (``family_facts.RUNS``:
+llama, mistral GQA, qwen2 q/k/v biases, qwen3 q/k norms, gemma/gemma2/gemma3, phi3).
 
 One implementation of the model maths, written against a small backend interface
 (``cpu_backend.NumpyBackend``: numpy BLAS + numba kernels; ``torch_backend.TorchBackend``
@@ -7,8 +8,8 @@ for CUDA). Weights stream one block at a time from ``ModelWeights``; a
 
 Per block (HF semantics, float32 throughout)::
 
-    x = h + o(attn(rope(qn(q(norm1(h)))), rope(kn(k(norm1(h)))), v(norm1(h))))   # qn/kn: qwen3 only
-    h = x + down(silu(gate(norm2(x))) * up(norm2(x)))
+    x = h + o(attn(rope(qn(q(norm1(h)))), rope(kn(k(norm1(h)))), v(norm1(h))))   # qn/kn: qk_norm families
+    h = x + down(act(gate(norm2(x))) * up(norm2(x)))                             # act: the family's
 
 RoPE pairs dims (i, i + head_dim/2) ("neox"); llama.cpp-ordered Q/K rows were
 already inverse-permuted by ``ModelWeights``.
@@ -24,6 +25,9 @@ import numpy as np
 from ..errors import UsageError
 from .cpu_backend import NumpyBackend
 from .weights import ForwardConfig, LayerWeights, ModelWeights
+
+
+_ACTIVATIONS = {"silu": "silu_mul", "gelu_pytorch_tanh": "gelu_tanh_mul"}  # HF hidden_act -> backend method
 
 
 def rope_tables(cfg: ForwardConfig, pos0: int, n: int, theta: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +69,12 @@ class LlamaRunner:
         self.cfg = weights.config
         self.backend = backend if backend is not None else NumpyBackend()
         self._packed = bool(getattr(self.backend, "packed", False))
+        # the backend's fused act(gate)·up for each activation the decoder computes (family_facts.RUNS)
+        act = _ACTIVATIONS.get(self.cfg.activation)
+        if act is None or not hasattr(self.backend, act):
+            raise UsageError(f"activation {self.cfg.activation!r} is not computed by the "
+                             f"{type(self.backend).__name__} backend")
+        self._act = getattr(self.backend, act)
 
     # ----------------------------------------------------------------- blocks
     def _attn(self, h: Any, lw: LayerWeights, cache: KVCache | None, pos0: int, cos: Any, sin: Any) -> Any:
@@ -106,7 +116,7 @@ class LlamaRunner:
         be = self.backend
         x = be.rmsnorm(h, lw.mlp_norm, self.cfg.rms_eps)
         gate, up = be.linears(x, (lw.gate, lw.up))
-        g = be.silu_mul(gate, up) if self.cfg.activation == "silu" else be.gelu_tanh_mul(gate, up)
+        g = self._act(gate, up)
         out = be.linear(g, lw.down)
         if lw.post_mlp_norm is not None:
             out = be.rmsnorm(out, lw.post_mlp_norm, self.cfg.rms_eps)

@@ -2,18 +2,21 @@
 
 A ``PackedWeight`` is a zero-copy view of a quantized ``[rows, cols]`` matrix in the memory map;
 the CPU backend multiplies it block by block (``kernels.matmul``) and never expands it. llama/
-mistral GGUF files store Q/K rows in llama.cpp's adjacent-pair RoPE order: an expanded weight
-has its rows put back (``unpermute_rope_rows``), a packed one the columns of its product
-(``unpermute_rope_cols``), so the forward pass always uses split-halves ("neox") RoPE.
+mistral GGUF files store Q/K rows in llama.cpp's adjacent-pair RoPE order (the permutation is
+``arch.rope_row_permutation``): an expanded weight has its rows put back (``arch.unpermute_rope_rows``),
+a packed one the columns of its product (``unpermute_rope_cols``), so the forward pass always uses
+split-halves ("neox") RoPE.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import core
+from ..arch import inverse_permutation, rope_row_permutation, unpermute_rope_rows
 from ..quant.dtypes import DType, payload_nbytes
 from ..errors import UsageError
 from ..formats.model import TensorInfo
@@ -60,30 +63,12 @@ def packable(info: TensorInfo) -> bool:
 
 def unpermute_rope_cols(y: np.ndarray, n_heads: int) -> np.ndarray:
     """``unpermute_rope_rows`` applied to the last axis of a product ``y [T, rows]``."""
-    t, rows = y.shape
-    half = rows // n_heads // 2
-    return np.ascontiguousarray(y.reshape(t, n_heads, half, 2).swapaxes(2, 3).reshape(t, rows))
+    return y[:, _inverse_rope(y.shape[1], n_heads)]
 
 
-def unpermute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """Undo llama.cpp's Q/K row permutation (adjacent pairs -> split halves), per head.
-
-    Within each head, stored row ``2i`` is HF row ``i`` and stored row ``2i+1`` is HF row
-    ``i + head_dim/2``. Works for weights ``[rows, in]`` and biases ``[rows]``.
-    """
-    rows = w.shape[0]
-    if rows % (2 * n_heads):
-        raise UsageError(f"Q/K rows ({rows}) are not a multiple of 2 × {n_heads} heads")
-    half = rows // n_heads // 2
-    rest = w.shape[1:]
-    return np.ascontiguousarray(w.reshape(n_heads, half, 2, *rest).swapaxes(1, 2).reshape(w.shape))
-
-
-def permute_rope_rows(w: np.ndarray, n_heads: int) -> np.ndarray:
-    """llama.cpp's Q/K permutation (split halves -> adjacent pairs); the inverse of ``unpermute_rope_rows``."""
-    rows = w.shape[0]
-    if rows % (2 * n_heads):
-        raise UsageError(f"Q/K rows ({rows}) are not a multiple of 2 × {n_heads} heads")
-    half = rows // n_heads // 2
-    rest = w.shape[1:]
-    return np.ascontiguousarray(w.reshape(n_heads, 2, half, *rest).swapaxes(1, 2).reshape(w.shape))
+@functools.lru_cache(maxsize=16)
+def _inverse_rope(rows: int, n_heads: int) -> np.ndarray:
+    """The inverse RoPE row permutation, kept: every decode step's Q/K products need it."""
+    inv = inverse_permutation(rope_row_permutation(rows, n_heads))
+    inv.setflags(write=False)
+    return inv

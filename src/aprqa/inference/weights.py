@@ -1,4 +1,4 @@
-"""Layer-streamed float32 weights of a llama-family model.
+"""Layer-streamed float32 weights of a decoder model (its family's facts: ``family_facts``).
 
 ``ModelWeights`` wraps an opened ``Model`` and hands out one transformer block at a
 time (``layer(i) -> LayerWeights``). With ``packed=True`` (the CPU backend) every
@@ -9,7 +9,7 @@ memory is about one block of float32 weights. Embedding rows are dequantized onl
 the token ids in use; the LM head is either packed or streamed in row chunks
 (``head_chunks``), never materialised whole.
 
-Two facts about formats live here and nowhere else in forward/:
+Two facts about formats live here and nowhere else in inference/:
 
 * F32 payloads are used as zero-copy read-only views of the memory map (no
   dequantization needed; every other dtype goes through ``aprqa.core``).
@@ -29,14 +29,15 @@ import numpy as np
 
 from .. import arch as archreg
 from .. import core
+from ..arch import unpermute_rope_rows
 from ..errors import UsageError
 from ..formats import open_model
 from ..formats.model import Model, TensorInfo
 from ..quant.dtypes import DType
-from .family_facts import family_facts
-from .packed import PackedWeight, packable, permute_rope_rows, unpermute_rope_rows  # noqa: F401 (re-exported)
+from .family_facts import (DECODER, FamilyError, check_block_tensors, check_runs, families, family_facts,
+                           infer_family, runner_for)
+from .packed import PackedWeight, packable
 
-SUPPORTED_ARCHS = ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3")
 # LM-head chunk budget: rows per chunk = this many bytes of float32 / hidden size.
 HEAD_CHUNK_BYTES = 64 << 20
 
@@ -89,11 +90,12 @@ class ForwardConfig:
     rms_eps: float
     tied_embeddings: bool
     qkv_bias: bool
-    qk_norm: bool
+    qk_norm: bool  # per-head q/k RMSNorm before RoPE (qwen3, gemma3)
     rope_unpermute: bool  # q/k rows are stored in llama.cpp order and undone on load
     notes: tuple[str, ...] = ()
-    # gemma family (arch.families.ForwardFacts): (1+w) norms, GELU-tanh, scaled embeddings,
-    # post-attention/post-MLP norms, windowed layers with their own RoPE base, soft-capping.
+    # From the family's ForwardFacts (family_facts): phi3's fused qkv/gate_up, gemma's (1+w) norms, GELU-tanh,
+    # scaled embeddings, sandwich norms, windowed layers with their own RoPE base; soft-caps: the config's.
+    fused_qkv: bool = False
     norm_one_plus: bool = False
     activation: str = "silu"
     embed_scale: float | None = None
@@ -136,14 +138,6 @@ class LayerWeights:
         return sum(a.nbytes for a in self.__dict__.values() if isinstance(a, np.ndarray))
 
 
-def _infer_arch(tensors: dict[str, TensorInfo]) -> str:
-    if "model.layers.0.self_attn.q_norm.weight" in tensors:
-        return "qwen3"
-    if "model.layers.0.self_attn.q_proj.bias" in tensors:
-        return "qwen2"
-    return "llama"
-
-
 @dataclass
 class ModelWeights:
     """Layer-at-a-time float32 access to a ``Model``'s weights.
@@ -155,8 +149,8 @@ class ModelWeights:
             previous call are then overwritten: only for a consumer that drops a block before
             asking for the next (``LlamaRunner`` does).
     Raises:
-        UsageError: unsupported architecture, missing tensors or config facts, or
-            shapes that disagree with the config.
+        FamilyError: a family the decoder does not run, or a block without a tensor its facts need.
+        UsageError: missing config facts, or shapes that disagree with the config.
     """
 
     model: Model
@@ -188,30 +182,37 @@ class ModelWeights:
         c = m.config
         tensors = m.tensors
         notes: list[str] = []
-        arch = c.architecture or _infer_arch(tensors)
+        arch = c.architecture or infer_family(tensors)
         if c.architecture is None:
             notes.append(f"architecture not stated; inferred '{arch}' from tensor names")
-        if arch not in SUPPORTED_ARCHS:
-            raise UsageError(f"{m.path}: architecture '{arch}' is not supported by the forward pass "
-                             f"(supported: {', '.join(SUPPORTED_ARCHS)})")
+        spec = archreg.family(arch)
+        if spec is None:
+            raise FamilyError(m.path, arch, "architecture", "not a registered family; the forward pass runs "
+                              + ", ".join(families(DECODER)))
+        if runner_for(spec) != DECODER:
+            raise FamilyError(m.path, spec.arch, "ForwardFacts.causal", "an encoder: inference.encoder runs it")
+        check_runs(spec, DECODER, m.path)
+        arch = spec.arch
         emb = self._t("model.embed_tokens.weight")
         if len(emb.shape) != 2:
             raise UsageError(f"{m.path}: model.embed_tokens.weight has shape {list(emb.shape)}, expected 2-D")
         vocab, hidden = emb.shape
         if c.hidden_size is not None and c.hidden_size != hidden:
             raise UsageError(f"{m.path}: config hidden_size {c.hidden_size} but embedding width {hidden}")
-        fused = "model.layers.0.self_attn.qkv_proj.weight" in tensors  # phi3: qkv and gate_up in one
+        fused = spec.forward.fused_qkv  # phi3: qkv and gate_up in one
         marker = "self_attn.qkv_proj.weight" if fused else "self_attn.q_proj.weight"
         n_layers = archreg.layer_count(c.num_layers, tensors) or 0
         if c.num_layers is None:
             notes.append(f"num_layers not stated; counted {n_layers} blocks")
         if n_layers <= 0:
             raise UsageError(f"{m.path}: model has no transformer blocks")
+        check_block_tensors(spec, tensors, range(1), m.path)  # block 0 first: the count below reads it
         # The stated count must be what the file holds, before anything is sized from it.
         if (f"model.layers.{n_layers - 1}.{marker}" not in tensors
                 or f"model.layers.{n_layers}.{marker}" in tensors):
             held = sum(1 for n in tensors if n.endswith("." + marker))
             raise UsageError(f"{m.path}: config states {n_layers:,} layers but the file holds {held} blocks")
+        check_block_tensors(spec, tensors, range(1, n_layers), m.path)
         if c.vocab_size is not None and c.vocab_size != vocab:
             notes.append(f"config vocab_size {c.vocab_size} differs from the embedding's {vocab} rows; "
                          "the embedding is used")
@@ -240,9 +241,8 @@ class ModelWeights:
         if theta is None:
             theta = 10000.0
             notes.append("rope_theta not stated; 10000 assumed")
-        eps = c.rms_eps
-        if eps is None:
-            raise UsageError(f"{m.path}: config states no RMSNorm epsilon",)
+        if (eps := c.rms_eps) is None:
+            raise UsageError(f"{m.path}: config states no RMSNorm epsilon")
         tied = "lm_head.weight" not in tensors
         if c.tied_embeddings is False and tied:
             raise UsageError(f"{m.path}: config says untied embeddings but lm_head.weight is missing")
@@ -251,9 +251,8 @@ class ModelWeights:
             head_dim=head_dim, intermediate_size=ff, vocab_size=vocab, rope_theta=float(theta),
             rms_eps=float(eps), tied_embeddings=tied,
             qkv_bias="model.layers.0.self_attn.q_proj.bias" in tensors,
-            qk_norm="model.layers.0.self_attn.q_norm.weight" in tensors,
             rope_unpermute=archreg.rope_permuted("model.layers.0.self_attn.q_proj.weight", arch, m.format),
-            notes=tuple(notes), **family_facts(arch, c, hidden, n_layers),
+            notes=tuple(notes), **family_facts(spec, c, hidden, n_layers),
         )
 
     # ------------------------------------------------------------------ access
@@ -263,7 +262,7 @@ class ModelWeights:
             return None
         info = self._t(name)
         permuted = archreg.rope_permuted(name, self.config.architecture, self.model.format)
-        heads = (self.config.num_heads if ".q_proj." in name else self.config.num_kv_heads) if permuted else None
+        heads = archreg.rope_heads(name, self.config.num_heads, self.config.num_kv_heads) if permuted else None
         if packed and packable(info):
             return PackedWeight(name, info.raw(), info.dtype, (info.shape[0], info.shape[1]), heads)
         role = re.sub(r"^model\.layers\.\d+\.", "", name)
@@ -302,7 +301,7 @@ class ModelWeights:
         def g(name: str, optional: bool = False) -> Any:
             return self._get(name, optional, packed=packed and name.endswith("proj.weight"), fresh=fresh)
 
-        if p + "self_attn.qkv_proj.weight" in self.model.tensors:
+        if self.config.fused_qkv:
             return self._fused_layer(i, g)
         return LayerWeights(
             index=i,
@@ -315,7 +314,8 @@ class ModelWeights:
             gate=g(p + "mlp.gate_proj.weight"), up=g(p + "mlp.up_proj.weight"), down=g(p + "mlp.down_proj.weight"),
             q_bias=g(p + "self_attn.q_proj.bias", True), k_bias=g(p + "self_attn.k_proj.bias", True),
             v_bias=g(p + "self_attn.v_proj.bias", True), o_bias=g(p + "self_attn.o_proj.bias", True),
-            q_norm=g(p + "self_attn.q_norm.weight", True), k_norm=g(p + "self_attn.k_norm.weight", True),
+            q_norm=g(p + "self_attn.q_norm.weight") if self.config.qk_norm else None,
+            k_norm=g(p + "self_attn.k_norm.weight") if self.config.qk_norm else None,
         )
 
     def _fused_layer(self, i: int, g: Any) -> LayerWeights:
