@@ -72,7 +72,8 @@ def models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def runs(models, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    return {name: run_playbook(PLAYBOOKS / name, output=root / name, model_path=models[name], workers=2)
+    return {name: run_playbook(PLAYBOOKS / name, output=root / name, model_path=models[name], workers=2,
+                               keep_models=True)  # the tests read the converted files
             for name in FAMILIES}
 
 

@@ -134,7 +134,8 @@ def mvp(request, tmp_path_factory):
     tmp = tmp_path_factory.mktemp(f"mvp-{size}")
     model = qwen_coder_shaped(size)
     pb = _playbook(tmp, size)
-    return size, pb, model, run_playbook(pb, output=tmp / "out", model_path=model, workers=2)
+    return size, pb, model, run_playbook(pb, output=tmp / "out", model_path=model, workers=2,
+                                      keep_models=True)  # the APR file is read after the run
 
 
 def test_every_record_parses_with_apr_qa_reader(mvp):
