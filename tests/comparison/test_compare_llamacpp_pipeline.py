@@ -106,6 +106,10 @@ def test_minilm_faithful_file_passes_against_hf(minilm_dir, kind):
     vocab = next(f for f in r.tokenizer.fields if f.field == "vocabulary")
     assert vocab.status == FieldStatus.MATCH and "llama.cpp's spelling" in vocab.note
     assert r.passed and _ids_match(r), _explain(r)
+    # the Korean of the 'CJK' string: llama.cpp's loader keeps a Hangul syllable's leading jamo only (its
+    # one-for-one NFD), transformers all of them; named as the consumer's rule, not passed silently
+    ids = next(f for f in r.tokenizer.fields if f.field == "token ids")
+    assert "'CJK' only llama.cpp's loader rule differs" in ids.note, ids.note
 
 
 def test_minilm_faithful_file_passes_against_its_f16_gguf(minilm_f16, minilm_dir):
