@@ -205,3 +205,16 @@ if __name__ == "__main__":
         loaded = b.open(page, w, fragment=frag)
         b.screenshot(png, w)
     print(f"{png}: errors {loaded.errors or 'none'} · requests {len(loaded.requests)}")
+
+
+def browser_for_tests() -> Any:
+    """A started Browser for a module-scoped fixture (a generator: ``yield from browser_for_tests()``).
+    Without chromium the test is skipped, but fails under CI, where scripts/setup installs it."""
+    import pytest
+
+    if chromium_binary() is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: scripts/setup installs Debian's chromium package")
+        pytest.skip("chromium is not installed (scripts/setup installs it where apt is available)")
+    with Browser() as b:
+        yield b

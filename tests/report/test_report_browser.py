@@ -18,19 +18,14 @@ import pytest
 
 from aprqa.report.compare.html import write_report
 from aprqa.report.run.view import build_run_view
-from helpers.browser import Browser, chromium_binary
+from helpers.browser import Browser, browser_for_tests
 
 DOCS_IMAGES = ROOT / "docs" / "images"
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if chromium_binary() is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed: scripts/setup installs Debian's chromium package")
-        pytest.skip("chromium is not installed (scripts/setup installs it where apt is available)")
-    with Browser() as b:
-        yield b
+    yield from browser_for_tests()
 
 
 def _shot_dir(tmp_path: Path) -> Path:

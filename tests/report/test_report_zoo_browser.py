@@ -3,13 +3,12 @@ verdict banner and provenance, links every model's run report, and each link ope
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from aprqa.playbook.zoo import run_zoo
-from helpers.browser import Browser, chromium_binary
+from helpers.browser import browser_for_tests
 
 PLAYBOOK = """\
 name: {name}
@@ -26,12 +25,7 @@ test_matrix:
 
 @pytest.fixture(scope="module")
 def browser():
-    if chromium_binary() is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed: scripts/setup installs Debian's chromium package")
-        pytest.skip("chromium is not installed (scripts/setup installs it where apt is available)")
-    with Browser() as b:
-        yield b
+    yield from browser_for_tests()
 
 
 @pytest.fixture(scope="module")
