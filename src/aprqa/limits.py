@@ -15,6 +15,7 @@ from typing import Any
 from .errors import FormatError, UsageError
 
 MAX_DIM = (1 << 31) - 1  # sizes are uint32 in GGUF; anything larger is not a real config
+MAX_ELEMENTS = (1 << 63) - 1  # numpy's index type
 MAX_PROMPT_TOKENS = 1 << 16  # 65,536 prompt ids
 MAX_NEW_TOKENS = 1 << 16  # 65,536 generated ids per call
 
@@ -23,6 +24,17 @@ _INT_KEYS = {"hidden_size", "n_embd", "d_model", "num_attention_heads", "n_head"
              "head_dim", "vocab_size", "num_hidden_layers", "n_layer", "intermediate_size", "n_inner",
              "max_position_embeddings", "n_positions"}
 _FLOAT_KEYS = {"rope_theta", "rms_norm_eps"}
+
+
+def shape_fits(dims: tuple[int, ...] | list[int]) -> bool:
+    """Whether an array of this shape can exist in numpy: the product of its non-zero dimensions fits in
+    2**63-1 (numpy refuses a 0-element shape such as (2**53, 2**15, 0) too, so a 0 must not hide the others)."""
+    n = 1
+    for d in dims:
+        if d < 0 or d > MAX_ELEMENTS:
+            return False
+        n *= max(d, 1)
+    return n <= MAX_ELEMENTS
 
 
 def check_config_value(source: str | Path, key: str, value: Any) -> Any:

@@ -212,7 +212,19 @@ def test_safetensors_header_beyond_syntax(tmp_path, header, match):
 def test_apr_zero_dim_cannot_hide_a_huge_one():
     # found by the atheris fuzzer: dims [0, 9.4e18] have 0 elements but no numpy array can take the shape
     f = TESTS / "fuzz" / "regressions" / "apr-zero-dim-hides-huge-dim"
-    with pytest.raises(FormatError, match="dimension over 2\\*\\*63-1"):
+    with pytest.raises(FormatError, match="over 2\\*\\*63-1"):
+        open_model(f)
+
+
+def test_a_zero_dim_cannot_hide_dims_whose_product_overflows(tmp_path):
+    # found by the atheris fuzzer (APR): (10696049115004936, 32768, 0) has 0 elements and every dim fits in
+    # 2**63-1, but numpy refuses the shape (the non-zero product overflows): the readers refuse it with a field
+    from aprqa.limits import shape_fits
+
+    assert not shape_fits((10696049115004936, 32768, 0)) and shape_fits((2**62, 1, 0)) and shape_fits((0,))
+    f = _st_file(tmp_path / "z.safetensors",
+                 {"a": {"dtype": "F32", "shape": [10696049115004936, 32768, 0], "data_offsets": [0, 0]}}, b"")
+    with pytest.raises(FormatError, match="non-zero product is at most 2\\*\\*63-1"):
         open_model(f)
 
 

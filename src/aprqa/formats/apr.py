@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 from .. import arch as archreg
 from ..arch import config_keys
 from ..errors import DTypeError, FormatError, TruncatedError, UnsupportedFormatError
+from ..limits import shape_fits
 from ..fsio import parse_json
 from ..quant.dtypes import DType, ggml_type
 from ._binary import Cursor, align_up, check_extents
@@ -53,7 +54,6 @@ from .model import ArchConfig, MappedFile, Model, TensorInfo, TokenizerInfo
 
 __all__ = ["WRITABLE", "header_crc", "open", "sniff", "write"]
 
-_INT63 = (1 << 63) - 1
 _ROPE_TYPE = {0: "norm", 2: "neox"}
 _BLK_RE = re.compile(r"^blk\.\d+\.")
 
@@ -220,8 +220,8 @@ def _read(path: Path, mf: MappedFile, buf: memoryview, verify_footer: bool | Non
         n = 1
         for d in dims:
             n *= d
-        if n > _INT63 or any(d > _INT63 for d in dims):  # a 0 dim must not hide a huge one
-            raise FormatError(path, f"shape {list(dims)} has {n:,} elements or a dimension over 2**63-1",
+        if not shape_fits(dims):  # a 0 dim must not hide huge ones
+            raise FormatError(path, f"shape {list(dims)} has {n:,} elements or dimensions whose product is over 2**63-1",
                               field=f"{field} dims", offset=dims_at, hint="a dimension is corrupt")
         rel_at = cur.pos
         rel = cur.u64(f"{field} offset")

@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 from .. import arch as archreg
 from ..arch import config_keys
 from ..errors import DTypeError, FormatError, UnsupportedFormatError
+from ..limits import shape_fits
 from ..quant.dtypes import DType, ggml_type, payload_nbytes
 from ._binary import Cursor, align_up, check_extents, f32_shortest
 from ._strings import PackedStrings, read_string_array
@@ -46,7 +47,6 @@ HEADER_BYTES = 24
 DEFAULT_ALIGNMENT = 32
 MAX_DIMS = 8  # llama.cpp allows 4; we read up to 8 and warn
 MAX_NESTING = 16
-_INT63 = (1 << 63) - 1
 _U64_FROM = struct.Struct("<Q").unpack_from
 
 # value type id -> name, fixed-size number kind (a Cursor method), minimum encoded size
@@ -240,8 +240,8 @@ def _parse_header(buf: memoryview, path: Path) -> _Header:
         n = 1
         for d in ne:
             n *= d
-        if n > _INT63 or any(d > _INT63 for d in ne):
-            raise FormatError(path, f"shape ne={list(ne)} has {n:,} elements, more than 2**63-1",
+        if not shape_fits(ne):  # a 0 dim must not hide huge ones
+            raise FormatError(path, f"shape ne={list(ne)} has {n:,} elements or dimensions whose product is over 2**63-1",
                               field=f"{field} ne", offset=ne_at, hint="a dimension is corrupt")
         type_at = cur.pos
         type_id = cur.u32(f"{field} type")

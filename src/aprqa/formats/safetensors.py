@@ -23,6 +23,7 @@ from typing import Any, Iterable
 from .. import arch as archreg
 from ..arch import config_keys
 from ..errors import FormatError, TruncatedError, UsageError
+from ..limits import shape_fits
 from ..fsio import CAP_INDEX, atomic_output, new_file_mode, parse_json, read_json
 from ..quant.dtypes import DType, payload_nbytes
 from .magic import safetensors as sniff
@@ -31,7 +32,6 @@ from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, Tokeni
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 _MAX_DIMS = 8  # as the GGUF and APR readers allow
-_INT63 = (1 << 63) - 1  # numpy's largest dimension
 
 _ST_DTYPES: dict[str, DType] = {
     "F64": DType.F64, "F32": DType.F32, "F16": DType.F16, "BF16": DType.BF16,
@@ -103,8 +103,9 @@ def _open_file(path: Path, mf: MappedFile, arch: str | None) -> tuple[list[Tenso
                                                   for d in shape):
             raise FormatError(path, f"shape {shape!r} is not a list of non-negative integers",
                               field=where, offset=8)
-        if len(shape) > _MAX_DIMS or any(d > _INT63 for d in shape):  # a 0 dim must not hide a huge one
-            raise FormatError(path, f"shape {shape!r}: at most {_MAX_DIMS} dimensions of at most 2**63-1",
+        if len(shape) > _MAX_DIMS or not shape_fits(shape):  # a 0 dim must not hide huge ones
+            raise FormatError(path, f"shape {shape!r}: at most {_MAX_DIMS} dimensions whose non-zero product is "
+                                    "at most 2**63-1",
                               field=where, offset=8)
         offs = entry.get("data_offsets")
         if (not isinstance(offs, list) or len(offs) != 2
