@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from _paths import ROOT
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,3 +21,17 @@ def test_bench_core_smoke() -> None:
                  *(f"ratio dequant {t} vs gguf-py" for t in ("iq1_s", "iq1_m", "iq2_xxs", "iq2_xs", "iq2_s",
                                                                "iq3_xxs", "iq3_s"))):
         assert line in out, f"missing {line!r} in:\n{out}"
+
+
+def test_bench_dequant_native_smoke() -> None:
+    """Every AVX2 dequantizer of the type table is timed against its scalar reference compiled twice (for
+    this CPU and for baseline x86-64), and decodes the same random blocks to the same bits."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benches" / "bench_dequant_native.py"), "--smoke", "--json"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    from aprqa import _core
+    assert {r["type"] for r in rows} == {name for _id, name, _be, _bb, _deq, simd, *_ in _core.dtype_table() if simd}
+    for r in rows:
+        assert r["equal"] is True, r
+        assert min(r["native_ref"], r["native_simd"], r["baseline_ref"], r["baseline_simd"]) > 0, r

@@ -38,3 +38,7 @@ def test_bench_vecdot_smoke():
         if doc["ggml"]:
             assert (t, "ggml vec_dot") in kernels
     assert {r["type"] for r in doc["dequant"]} == {"q4_k", "q6_k", "q8_0", "q5_0"}
+    if doc["ggml"]:  # the real gemma3 GGUF decoded whole by aprqa and by ggml's to_float
+        whole = doc["whole_file"]
+        assert whole["file"] == "gemma-3-270m-q4_k_m.gguf" and whole["elements"] > 200_000_000
+        assert whole["aprqa_s"] > 0 and whole["ggml_s"] > 0

@@ -114,13 +114,16 @@ def requires_imatrix(ggml_type: int) -> bool:
     return bool(_LIB.ggml_quantize_requires_imatrix(ggml_type))
 
 
-def to_float(raw: np.ndarray, ggml_type: int, n: int) -> np.ndarray:
-    """ggml's own ``to_float`` (its type traits' dequantizer) on ``n`` elements of raw block bytes."""
+def to_float(raw: np.ndarray, ggml_type: int, n: int, out: np.ndarray | None = None) -> np.ndarray:
+    """ggml's own ``to_float`` (its type traits' dequantizer) on ``n`` elements of raw block bytes, into
+    ``out`` (a contiguous float32 array of ``n`` elements) when given."""
     t = _traits(ggml_type)
     if not t.to_float:
         raise RuntimeError(f"ggml type {ggml_type} has no to_float")
     raw = np.ascontiguousarray(raw, dtype=np.uint8)
     assert raw.nbytes == n // t.blck_size * t.type_size
-    out = np.empty(n, np.float32)
+    if out is None:
+        out = np.empty(n, np.float32)
+    assert out.dtype == np.float32 and out.size == n and out.flags.c_contiguous
     _TO_FLOAT(t.to_float)(raw.ctypes.data, out.ctypes.data, n)
     return out
