@@ -9,6 +9,7 @@ exact stage compared; both runs must give the same verdicts.
 
     python benches/bench_diagnose.py                 # N = 125, 250, 500, 1000
     python benches/bench_diagnose.py --smoke         # N = 64, 128
+    python benches/bench_diagnose.py --sizes 64 --shape 2048x4096 --no-exact   # per-tensor cost at a real size
 """
 
 from __future__ import annotations
@@ -18,18 +19,18 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 
 
-def make_pair(root: Path, n: int) -> tuple[Path, Path]:
+def make_pair(root: Path, n: int, rows: int = 32, cols: int = 128) -> tuple[Path, Path]:
     from aprqa.quant.dtypes import DType
     from aprqa.formats import write_model
     from aprqa.formats.model import ArchConfig, TensorData
 
     rng = np.random.default_rng(5)
-    rows, cols = 32, 128
     swap = {1: n - 2, n - 2: 1}
     xs = [(rng.standard_normal((rows, cols), dtype=np.float32) * 0.02) for _ in range(n)]
     ref, cand = [], []
@@ -45,12 +46,48 @@ def make_pair(root: Path, n: int) -> tuple[Path, Path]:
     return root / "ref", root / "cand"
 
 
+# The diagnosis of a failing tensor (comparison/verdicts.py, after its fused pass): the Diagnoser's
+# construction, its hypotheses and the two row-level ones. Timed at the outermost call only.
+_DIAGNOSIS = ("__init__", "transposed", "row_maps", "swapped", "misread", "affine")
+_DIAGNOSIS_FUNCS = ("rows_permuted", "added_noise")
+
+
+def _timed_diagnosis(spent: list[float]) -> Callable[[], None]:
+    """Wrap the diagnosis entry points so their outermost calls add to ``spent[1]``; returns the undo."""
+    from aprqa.comparison import diagnose, verdicts
+
+    depth = [0]
+
+    def wrap(fn):  # type: ignore[no-untyped-def]
+        def timed(*a, **kw):  # type: ignore[no-untyped-def]
+            depth[0] += 1
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                depth[0] -= 1
+                if depth[0] == 0:
+                    spent[1] += time.perf_counter() - t0
+        return timed
+
+    saved = [(diagnose.Diagnoser, n, getattr(diagnose.Diagnoser, n)) for n in _DIAGNOSIS]
+    saved += [(verdicts, n, getattr(verdicts, n)) for n in _DIAGNOSIS_FUNCS]
+    for owner, n, fn in saved:
+        setattr(owner, n, wrap(fn))
+
+    def undo() -> None:
+        for owner, n, fn in saved:
+            setattr(owner, n, fn)
+    return undo
+
+
 def run(ref: Path, cand: Path, indexed: bool) -> dict:
     from aprqa.comparison import compare, diagnose
     from aprqa.comparison import signature_index as si
 
-    spent = [0.0]
+    spent = [0.0, 0.0]  # SWAPPED, the whole diagnosis
     made: list = []
+    undo = _timed_diagnosis(spent)
     orig_swapped, orig_min, orig_init = diagnose.Diagnoser.swapped, si.MIN_INDEXED, si.SignatureIndex.__post_init__
 
     def swapped(self):  # type: ignore[no-untyped-def]
@@ -73,7 +110,9 @@ def run(ref: Path, cand: Path, indexed: bool) -> dict:
         total = time.perf_counter() - t0
     finally:
         diagnose.Diagnoser.swapped, si.MIN_INDEXED, si.SignatureIndex.__post_init__ = orig_swapped, orig_min, orig_init
-    return {"seconds": total, "swapped_s": spent[0], "exact_rows": sum(x.exact_rows for x in made),
+        undo()
+    return {"seconds": total, "swapped_s": spent[0], "diagnosis_s": spent[1],
+            "exact_rows": sum(x.exact_rows for x in made),
             "verdicts": [(t.name, t.verdict.value, t.related) for t in r.tensors]}
 
 
@@ -81,21 +120,30 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--sizes", default="125,250,500,1000")
+    p.add_argument("--shape", default="32x128", help="rows x cols of every tensor (f16)")
+    p.add_argument("--exact", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run the all-against-all screen (the baseline; quadratic)")
     args = p.parse_args(argv)
     sizes = [64, 128] if args.smoke else [int(x) for x in args.sizes.split(",")]
-    print(f"SWAPPED screen, N same-shape failing tensors (threads=1, load average {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} CPUs)")
+    rows, cols = (int(x) for x in args.shape.lower().split("x"))
+    print(f"SWAPPED screen, N same-shape failing tensors of {rows} x {cols} f16 (threads=1, load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs); 'diagnosis' is every hypothesis of every failing "
+          "tensor, SWAPPED included")
     for n in sizes:
         with tempfile.TemporaryDirectory() as tmp:
-            ref, cand = make_pair(Path(tmp), n)
+            ref, cand = make_pair(Path(tmp), n, rows, cols)
             run(ref, cand, True)  # warm: imports, page cache, numba-free paths compiled
             ix = run(ref, cand, True)
-            ex = run(ref, cand, False)
-        assert ix["verdicts"] == ex["verdicts"], "the index changed a verdict"
-        print(f"  N={n:5d}  index: compare {ix['seconds']:7.2f} s, SWAPPED {100 * ix['swapped_s'] / ix['seconds']:5.1f} %"
-              f", exact rows {ix['exact_rows']:>9,}  | all-against-all: compare {ex['seconds']:7.2f} s, SWAPPED "
-              f"{100 * ex['swapped_s'] / ex['seconds']:5.1f} %, exact rows {ex['exact_rows']:>9,}  | "
-              f"x{ex['seconds'] / ix['seconds']:.2f} faster, same verdicts")
+            ex = run(ref, cand, False) if args.exact else None
+        line = (f"  N={n:5d}  index: compare {ix['seconds']:7.2f} s, SWAPPED {100 * ix['swapped_s'] / ix['seconds']:5.1f} %"
+                f", diagnosis {100 * ix['diagnosis_s'] / ix['seconds']:5.1f} % "
+                f"({1e3 * ix['diagnosis_s'] / n:.2f} ms per tensor), exact rows {ix['exact_rows']:>9,}")
+        if ex is not None:
+            assert ix["verdicts"] == ex["verdicts"], "the index changed a verdict"
+            line += (f"  | all-against-all: compare {ex['seconds']:7.2f} s, SWAPPED "
+                     f"{100 * ex['swapped_s'] / ex['seconds']:5.1f} %, exact rows {ex['exact_rows']:>9,}  | "
+                     f"x{ex['seconds'] / ix['seconds']:.2f} faster, same verdicts")
+        print(line)
     return 0
 
 

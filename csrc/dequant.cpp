@@ -361,7 +361,6 @@ static void dequant_tq1_0_ref(const uint8_t* s, float* y, size_t nb) {
 // ---- SIMD variants (dequant_avx2.cpp) ----------------------------------------
 #if defined(__x86_64__) || defined(_M_X64)
 void dequant_f16_avx2(const uint8_t*, float*, size_t);
-void dequant_bf16_avx2(const uint8_t*, float*, size_t);
 void dequant_q4_0_avx2(const uint8_t*, float*, size_t);
 void dequant_q4_1_avx2(const uint8_t*, float*, size_t);
 void dequant_q5_0_avx2(const uint8_t*, float*, size_t);

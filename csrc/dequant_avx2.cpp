@@ -33,16 +33,6 @@ AVX2 void dequant_f16_avx2(const uint8_t* s, float* y, size_t n) {
     for (; i < n; ++i) y[i] = f16_to_f32(load_u16(s + 2 * i));
 }
 
-AVX2 void dequant_bf16_avx2(const uint8_t* s, float* y, size_t n) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + 2 * i));
-        __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + i), w);
-    }
-    for (; i < n; ++i) y[i] = bf16_to_f32(load_u16(s + 2 * i));
-}
-
 AVX2 static inline __m256 i8x8_to_ps(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)); }
 AVX2 static inline __m256 u8x8_to_ps(__m128i v) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)); }
 

@@ -58,7 +58,7 @@ struct DTypeTraits {
     X(I64, 27, "i64", 1, 8, dequant_int_ref<int64_t>, nokernel, nokernel) \
     X(F64, 28, "f64", 1, 8, dequant_f64_ref, nokernel, nokernel) \
     X(IQ1_M, 29, "iq1_m", 256, 56, dequant_iq1_m_ref, dequant_iq1_m_avx2, nokernel) \
-    X(BF16, 30, "bf16", 1, 2, dequant_bf16_ref, dequant_bf16_avx2, by_blocks<cast_bf16>) \
+    X(BF16, 30, "bf16", 1, 2, dequant_bf16_ref, nokernel, by_blocks<cast_bf16>) \
     X(TQ1_0, 34, "tq1_0", 256, 54, dequant_tq1_0_ref, nokernel, nokernel) \
     X(TQ2_0, 35, "tq2_0", 256, 66, dequant_tq2_0_ref, nokernel, nokernel) \
     X(MXFP4, 39, "mxfp4", 32, 17, dequant_mxfp4_ref, nokernel, nokernel) \
