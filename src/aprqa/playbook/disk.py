@@ -270,9 +270,8 @@ class DiskEstimate:
         how = ("every converted model kept (--keep-models)" if self.keep_models else
                f"each converted model deleted once its gates are done ({human_bytes(self.total)} with "
                "--keep-models)")
-        again = f", {self.remade} made again to stay within it" if self.remade else ""
         free = f"; {human_bytes(self.free)} free" if self.free is not None else ""
-        return (f"disk: peak {human_bytes(self.peak)} of converted models ({self.conversions} conversions{again}, "
+        return (f"disk: peak {human_bytes(self.peak)} of converted models ({self.conversions} conversions, "
                 f"{self.workers} worker(s), {how}) besides the source's {human_bytes(self.source)}{free}")
 
 
