@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Peak disk of a run or zoo, measured: `aprqa run ARGS...` in a child process while a sampler sums the bytes
-of every file under the output folder every 20 ms (temporaries of a conversion being written included).
+of every file under the output folder every 2 ms (temporaries of a conversion being written included).
 
     .venv/bin/python scripts/measure_disk_peak.py OUT -- playbooks/zoo playbooks/demo.playbook.yaml
 
 prints the peak of OUT/work (converted models), the peak of OUT as a whole, the largest source model's
-size (from each model's --dry-run JSON) and their ratio. A sample can miss a file that lives under 20 ms:
-the converted models here live seconds.
+size (from each model's --dry-run JSON) and their ratio. A sample can miss a state that lasts under 2 ms:
+the peak here lasts while a gate compares the models alive (tens of milliseconds for the demo models).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main() -> int:
         while not stop.is_set():
             peak["work"] = max(peak["work"], tree_bytes(out / "work"))
             peak["all"] = max(peak["all"], tree_bytes(out))
-            time.sleep(0.02)
+            time.sleep(0.002)
 
     t = threading.Thread(target=sample, daemon=True)
     t.start()
@@ -59,7 +59,7 @@ def main() -> int:
     left = tree_bytes(out / "work")
     print(f"run exit {rc} in {time.time() - t0:.0f} s; {len(plans)} models")
     print(f"peak of converted models (OUT/work): {peak['work'] / 1e6:.1f} MB "
-          f"= {peak['work'] / largest:.2f}x the largest source model ({largest / 1e6:.1f} MB); "
+          f"= {peak['work'] / largest:.3f}x the largest source model ({largest / 1e6:.1f} MB); "
           f"dry-run estimate {estimate / 1e6:.1f} MB")
     print(f"peak of OUT (evidence and reports too): {peak['all'] / 1e6:.1f} MB; left in OUT/work: {left} bytes")
     return rc

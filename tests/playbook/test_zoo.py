@@ -456,3 +456,34 @@ def test_a_signal_stops_a_ray_zoo_keeps_what_finished_and_leaves_no_process(tmp_
     _wait_for(lambda: all(_gone(p) for p in ray_procs), 60, "every process Ray started to end")
     for d in (out, work):
         assert not list(d.rglob("*.aprqa-tmp-*")) and not list(d.rglob("*.aprqa-lock")), list(d.rglob("*"))
+
+
+@pytest.mark.slow  # ~100 s: Ray's agents take a minute to end (below)
+def test_sigkill_of_a_ray_zoo_ends_ray_and_its_tasks_and_a_rerun_is_not_locked_out(tmp_path):
+    """SIGKILL of ``aprqa run --executor ray`` (no handler runs): the Ray tasks and the converters they run
+    end within seconds, the local Ray cluster it started ends, and a rerun sweeps what the kill left and
+    finishes. Ray's dashboard and runtime-env agents see their raylet die within 2 s but then spend Ray's
+    fixed 60 s trying to report it to the dead GCS (ray._private.utils.publish_error_to_driver) before they
+    exit: hence 120 s for every process Ray started."""
+    pbs, markers = _slow_zoo(tmp_path)
+    out, work = tmp_path / "out", tmp_path / "work"
+    proc = subprocess.Popen([sys.executable, "-m", "aprqa.cli", "run", str(pbs), "--output", str(out),
+                             "--work-dir", str(work), "--executor", "ray"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: len(_running(markers)) == 2, 240, "both slow conversions to start on Ray")
+        ray_procs = _descendants(proc.pid)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    running = _running(markers)
+    assert len(running) == 2 and all(w in ray_procs for _c, w in running)
+    for conv, worker in running:
+        _wait_for(lambda: _gone(conv) and _gone(worker), 30, f"Ray worker {worker} and converter {conv} to end")
+    _wait_for(lambda: all(_gone(p) for p in ray_procs), 120, "every process Ray started to end")
+    (markers / "fast").write_text("")
+    res = run_zoo([pbs], out, work_dir=work, workers=3)
+    assert res.passed, [(m.name, m.error) for m in res.models]
+    for d in (out, work):
+        assert not list(d.rglob("*.aprqa-tmp-*")) and not list(d.rglob("*.aprqa-lock")), list(d.rglob("*"))

@@ -70,3 +70,48 @@ def test_zoo_summary_links_every_model_report_and_each_opens(browser, zoo):
     assert narrow.errors == []
     dims = json.loads(browser.evaluate(_LINKS))
     assert dims["wide"] <= dims["view"], dims  # fits a phone: tables scroll in their own boxes
+
+
+_PROVENANCE = """JSON.stringify({
+  head: document.querySelector('.provenance p').innerText,
+  inputs: [...document.querySelectorAll('.provenance li')].map(li =>
+    [li.firstChild.textContent.trim(), ...[...li.querySelectorAll('code')].map(c => c.textContent)])})"""
+
+
+def test_every_page_says_who_when_and_which_bytes(browser, zoo, tmp_path, monkeypatch):
+    """Zoo summary, each run report and its compare report, and `aprqa compare --report`: the rendered page
+    names aprqa's version, the date, the host and the command, and each input with its real sha256."""
+    import json
+    import re
+    import socket
+
+    from aprqa import __version__
+    from aprqa.cli import main
+    from aprqa.fsio.digest import files_digest
+
+    from aprqa.report.provenance import COMMAND_ENV
+
+    monkeypatch.delenv(COMMAND_ENV, raising=False)  # the CLI sets it for its workers: not beyond this test
+    ref, cand, page = tmp_path / "m", tmp_path / "m.q8_0.gguf", tmp_path / "compare.html"
+    assert main(["synth", "qwen2-tiny", str(ref)]) == 0
+    assert main(["convert", str(ref), str(cand), "--quant", "q8_0", "-q"]) == 0
+    main(["compare", str(ref), str(cand), "--report", str(page), "--no-progress"])
+    models = {m: files_digest(zoo / m / "model" / preset) for m, preset in (("zoo-q", "qwen2-tiny"),
+                                                                              ("zoo-l", "llama-tiny"))}
+    pages = {zoo / "zoo-summary.html": {f"model {m}": sha for m, sha in models.items()}, page: {
+        "reference": files_digest(ref), "candidate": files_digest(cand)}}
+    for m, sha in models.items():
+        pb = files_digest(zoo.parent / f"{m}.playbook.yaml")
+        for name in ("report.html", "compare-report.html"):
+            pages[zoo / m / name] = {"playbook": pb, "model": sha}
+    for path, want in pages.items():
+        load = browser.open(path, 1200)
+        assert load.errors == [], (path, load.errors)
+        seen = json.loads(browser.evaluate(_PROVENANCE))
+        version, date, host, command = [x.strip() for x in seen["head"].split("·")]
+        assert version == f"aprqa {__version__}" and host == f"host {socket.gethostname()}", seen
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", date) and command, seen
+        got = {role: sha for role, _path, sha in seen["inputs"]}
+        assert got == want, (path, got, want)
+        if path == page:
+            assert command == f"aprqa compare {ref} {cand} --report {page} --no-progress", command

@@ -27,7 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .. import __version__
 from ..errors import AprqaError
@@ -43,7 +43,8 @@ from ..report.run.junit import write_junit, write_summary
 from ..report.run.write import write_run_report
 from .conversions import Artefact, run_conversion, stopped
 from .digest import files_digest
-from .disk import STRUCTURE, Lifetimes, check_free, estimate, execution_order
+from .disk import (STRUCTURE, Lifetimes, budget, check_free, conversion_sizes, estimate, execution_order,
+                   fetch_order)
 from .evidence import EvidenceStream, host_info, load_evidence, make_record, read_jsonl, write_evidence_json
 from .gates.common import falsified
 from .gates.conversion import OutputComparer, WorstReport, conversion_gate, golden_gate
@@ -51,7 +52,7 @@ from .gates.integrity import g0_config, g0_expected, g0_validate
 from .gates.roundtrip import commute_gate, idempotency_gate, round_trip_gate
 from .gates.structure import StructureCache, structure_gate
 from .notrun import not_executed
-from .plan import Conversion, ConvKey, Plan, PlannedGate, SourceFacts, build_plan
+from .plan import ConvKey, Plan, PlannedGate, SourceFacts, build_plan
 from .resume import MAC, resumable, resume_key, resume_mac
 from .schema import Playbook, PlaybookError, load_playbook
 from .sources import model_ref, resolve_source
@@ -194,7 +195,7 @@ class _Execution:
         self.work = work
         self.keep_models = keep_models
         self.workers = workers
-        self.life = Lifetimes(plan, (), keep_models)
+        self.life = Lifetimes(plan, (), keep_models)  # run() makes the run's, sized from the model
         self.structure = StructureCache(source, {g.kind for g in plan.gates if g.kind in STRUCTURE})
         self._structure_keys = {k for g in plan.gates if g.kind in STRUCTURE for k in g.inputs}
         self.outputs = OutputComparer(self.pb)
@@ -226,7 +227,7 @@ class _Execution:
         todo = [g for g in self.plan.gates if g not in resumed]
         check_free(estimate(self.plan, self.model, workers=self.workers, keep_models=self.keep_models,
                             gates=todo, free_at=self.work), self.work)  # before anything is written
-        self.life = Lifetimes(self.plan, todo, self.keep_models)
+        self.life = self._lifetimes(todo)
         rec.planned_total = len(self.plan.gates)
         rec.step("plan", "", rec.planned_total)
         slots: dict[int, int] = {}
@@ -242,8 +243,17 @@ class _Execution:
             measure = self.measures[g.kind]
             submit_gate(rec, g, lambda g=g, measure=measure: self._measured(g, measure), self.pool, slots[id(g)])
 
+    def _lifetimes(self, gates: Iterable[PlannedGate]) -> Lifetimes:
+        """The converted models of running ``gates``, kept within the disk budget (disk.py)."""
+        gates = list(gates)
+        sizes = conversion_sizes(self.model, [c.key for c in self.plan.needed(gates)])
+        return Lifetimes(self.plan, gates, self.keep_models, source=self.source, convert=self._convert, sizes=sizes,
+                         limit=budget(sizes, self.keep_models, self.pb.converter))
+
     def _measured(self, g: PlannedGate, measure: Callable[[PlannedGate], GateOutcome]) -> GateOutcome:
         try:
+            for k in fetch_order(g):  # the files it reads, on disk and held until it is done
+                self.life.acquire(k)
             return measure(g)
         finally:
             self.life.gate_done(g)  # its converted inputs may be deleted now
@@ -251,18 +261,19 @@ class _Execution:
     def artefact(self, key: ConvKey | None) -> Artefact:
         """The source (None) or a conversion's artefact: made by the first gate asking for it (the
         others wait for it). A conversion waits only on its own input chain, so the pool cannot deadlock."""
-        return self.source if key is None else self.life.get(key, lambda: self._convert(self.plan.conversion(key)))
+        return self.source if key is None else self.life.get(key)
 
-    def _convert(self, conv: Conversion) -> Artefact:
+    def _convert(self, key: ConvKey, parent: Artefact) -> Artefact:
+        conv = self.plan.conversion(key)
         if self.recorder.stop.is_set():
             return stopped(conv)
         label = f"convert {conv.label}"
         self.recorder.step("start", label)
         try:
-            art = run_conversion(self.pb, conv, self.artefact(conv.key.src), self.work)
+            art = run_conversion(self.pb, conv, parent, self.work)
         finally:
             self.recorder.step("end", label)
-        if art.path is not None and conv.key in self._structure_keys:
+        if art.path is not None and conv.key in self._structure_keys and not self.structure.has(art.path):
             self.structure.measure(art.path)  # the structure gates' checks, while the file is here
         return art
 

@@ -96,6 +96,11 @@ class StructureCache:
         with self._lock:
             self._done.update(got)
 
+    def has(self, path: Path) -> bool:
+        """Whether the model at ``path`` was measured (a model made again is the same bytes: not again)."""
+        with self._lock:
+            return any(p == path for _k, p in self._done)
+
     def checked(self, kind: GateKind, src: Model, path: Path) -> Checked:
         with self._lock:
             got = self._done.get((kind, path))
