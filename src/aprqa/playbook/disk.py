@@ -1,3 +1,4 @@
+# size: the disk budget is one ledger replayed twice — by the dry run (estimate) and by the run (Lifetimes) — so both must read the same rules
 """Disk budget of a run: how big each conversion will be, the peak the run needs, and the space check.
 
 A run converts lazily (a conversion is made when the first gate that reads it starts) and, unless
