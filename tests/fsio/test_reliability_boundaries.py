@@ -97,6 +97,41 @@ def test_a_tokenizer_regex_past_its_budget_is_failed_evidence_and_the_run_fails(
     assert verify_evidence(out / "evidence.json", pb)  # complete evidence of a failed run verifies
 
 
+def test_the_issues_panicking_regex_gives_every_planned_gate_and_no_pass(panic_model, tmp_path, capsys):
+    """The issue's reproducer itself: `aprqa run` on the tokenizer.json whose regex made the library panic
+    said "4 gates · PASS" (exit 0) with 20 gates missing, and verify-evidence agreed. Now the regex runs in
+    the guarded engine: every planned gate has a record, the run is not PASS, and `convert` without a
+    named pre-tokenizer is one typed line. Bound: measured ~5 s for the run; 120 s is a hang guard (the
+    budget is 1 s per text)."""
+    import time
+
+    from aprqa.formats import open_model
+    from aprqa.inference.tokenizer import load_tokenizer
+    from aprqa.errors import AprqaError
+
+    tok = load_tokenizer(open_model(panic_model))
+    t0 = time.monotonic()
+    try:
+        assert tok.encode(PANIC_TEXT)  # a result (the guarded engine) ...
+    except AprqaError as err:  # ... or the typed budget error; never a PanicException
+        assert "budget per text" in str(err)
+    assert time.monotonic() - t0 < 30
+    pb = _playbook(tmp_path, panic_model, PANIC_TEXT)
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    rc = main(["run", str(pb), "--output", str(out)])
+    assert time.monotonic() - t0 < 120
+    records = load_evidence(out / "evidence.json")
+    assert rc == 1 and "**FAIL**" in (out / "summary.md").read_text()
+    assert {r["metadata"]["planned_gates"] for r in records} == {str(len(records))}
+    assert len({json.dumps(r["scenario"], sort_keys=True) + r["gate_id"] for r in records}) == len(records)
+    assert verify_evidence(out / "evidence.json", pb)
+    capsys.readouterr()
+    assert main(["convert", str(panic_model), str(tmp_path / "p.gguf")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and "Panic" not in err, err
+
+
 def test_a_missing_record_fails_the_run_and_verify_evidence(demo_run, tmp_path):
     records = load_evidence(demo_run.evidence)
     assert all(r["metadata"]["planned_gates"] == str(len(records)) for r in records)

@@ -208,3 +208,95 @@ def test_numba_cache_moves_to_the_user_cache_on_a_read_only_install(tmp_path):
     assert (cache_dir, cached) == (str(home / ".cache" / "aprqa" / "numba"), "True")
     assert float(total) == pytest.approx(8 / (1 + 1e-5) ** 0.5, rel=1e-6)  # 8 ones, normalised (f32 rounding)
     assert list((home / ".cache" / "aprqa" / "numba").rglob("*.nbi"))  # the compiled kernels were cached there
+
+
+def _spm_gguf(base: Path, dst: Path, pieces: list[str]) -> Path:
+    """``base`` (a GGUF) with a SentencePiece ('llama') vocabulary of ``pieces`` (normal, score 0) after
+    <unk>, <s>, </s>, padded with <fN> to the embedding's rows."""
+    import sys
+
+    import numpy as np
+    from gguf import GGUFValueType as T, GGUFWriter
+
+    from _paths import TESTS
+
+    sys.path.insert(0, str(TESTS / "helpers"))
+    from hostile_gguf import _fields
+
+    r, kv = _fields(base)
+    rows = len(kv["tokenizer.ggml.tokens"][0])
+    toks = ["<unk>", "<s>", "</s>"] + pieces
+    toks += [f"<f{i}>" for i in range(rows - len(toks))]
+    kv.pop("tokenizer.ggml.merges", None)
+    kv.update({"tokenizer.ggml.model": ("llama", T.STRING, None), "tokenizer.ggml.tokens": (toks, T.ARRAY, T.STRING),
+               "tokenizer.ggml.scores": ([0.0] * len(toks), T.ARRAY, T.FLOAT32),
+               "tokenizer.ggml.token_type": ([2, 3, 3] + [1] * (len(toks) - 3), T.ARRAY, T.INT32)})
+    w = GGUFWriter(str(dst), kv["general.architecture"][0])
+    for name, (value, vtype, sub) in kv.items():
+        if name != "general.architecture":
+            w.add_key_value(name, value, vtype, sub_type=sub)
+    for t in r.tensors:
+        w.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return dst
+
+
+def _cli_peak(args: list[str], cwd: Path) -> tuple[int, str, float, float]:
+    """(exit code, stderr, seconds, peak RSS in MiB) of ``aprqa ARGS`` in its own process."""
+    import subprocess
+    import sys
+
+    code = ("import resource, sys\nfrom aprqa.cli import main\nrc = main(sys.argv[1:])\n"
+            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(rc)\n")
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    took = time.perf_counter() - t0
+    peak = [ln for ln in p.stderr.splitlines() if ln.startswith("PEAK ")]
+    assert peak, p.stderr[-2000:]
+    return p.returncode, p.stderr, took, int(peak[-1].split()[1]) / 1024
+
+
+def test_a_sentencepiece_vocabulary_of_one_letter_runs_is_refused_fast_and_small(tiny_models, tmp_path):
+    """The issue's bomb: pieces 'a', 'aa', ... 'a'x2000 (2 MB of strings). Every prefix/suffix pair of every
+    piece is a merge, so the rebuild wanted ~N^3/3 bytes (> 5 GB in 20 s, still growing) through generate,
+    compare, convert and run. The merges are capped at 64 x the vocabulary's characters + 1 Mi
+    (tokenizer_spm.spm_merges): a typed one-line error. Bounds: measured ~2.5 s and ~300 MB per command on
+    this machine; 60 s and 1 GiB leave room for a loaded CI host while staying far below the unbounded run."""
+    from aprqa.conversion import convert
+
+    convert(tiny_models["llama-tiny"], tmp_path / "base.gguf", quant="f16")
+    bomb = _spm_gguf(tmp_path / "base.gguf", tmp_path / "runs.gguf", ["a" * k for k in range(1, 2001)])
+    pb = tmp_path / "bomb.yaml"
+    pb.write_text(f'name: bomb\nversion: "1.0.0"\nmodel:\n  local_path: {bomb}\n  formats: [gguf]\n'
+                  '  quantizations: [q8_0]\ntest_matrix:\n  prompts: ["aaaa"]\n  max_tokens: 2\n')
+    for args in (["generate", str(bomb), "--prompt", "aaaa", "-n", "2"],
+                 ["compare", str(tmp_path / "base.gguf"), str(bomb), "--no-progress"],
+                 ["convert", str(bomb), str(tmp_path / "hf")],
+                 ["run", str(pb), "--output", str(tmp_path / "out")]):
+        rc, err, took, peak = _cli_peak(args, tmp_path)
+        assert "Traceback" not in err and "crashed" not in err, err[-2000:]
+        assert took < 60 and peak < 1024, (args[0], took, peak)
+        if args[0] in ("generate", "convert"):
+            assert rc == 2 and err.startswith("error: ") and "refusing to rebuild it" in err, (args[0], rc, err)
+            assert len(err.splitlines()) == 2, err  # the error line, then the PEAK line of this harness
+        else:  # compare and run report it as a failed check, with the reason
+            assert rc == 1, (args[0], rc, err[-1000:])
+    records = load_evidence(tmp_path / "out" / "evidence.json")
+    assert {r["metadata"]["planned_gates"] for r in records} == {str(len(records))}  # no gate missing
+    assert any("refusing to rebuild" in r["reason"] and r["outcome"] != "Corroborated" for r in records)
+
+
+def test_one_megabyte_sentencepiece_piece_rebuilds_in_linear_time(tiny_models, tmp_path):
+    """One 1,000,000-character piece: cutting it at every position by slicing was O(L^2) (~10^12 character
+    copies). The rebuild hashes long pieces (linear); measured ~4 s for generate; 60 s is a hang guard far
+    below the quadratic time."""
+    from aprqa.conversion import convert
+
+    convert(tiny_models["llama-tiny"], tmp_path / "base.gguf", quant="f16")
+    big = _spm_gguf(tmp_path / "base.gguf", tmp_path / "long.gguf", ["a", "b", "ab" * 500_000])
+    rc, err, took, peak = _cli_peak(["generate", str(big), "--prompt", "abab", "-n", "2"], tmp_path)
+    assert rc == 0, err[-2000:]
+    assert took < 60 and peak < 1024, (took, peak)
