@@ -300,3 +300,62 @@ def test_one_megabyte_sentencepiece_piece_rebuilds_in_linear_time(tiny_models, t
     rc, err, took, peak = _cli_peak(["generate", str(big), "--prompt", "abab", "-n", "2"], tmp_path)
     assert rc == 0, err[-2000:]
     assert took < 60 and peak < 1024, (took, peak)
+
+
+def test_docs_state_every_budget_with_the_codes_value():
+    """docs/reliability.md names each budget's constant (or its row) and states its value: a changed
+    constant fails here until the page says the new value."""
+    from _paths import ROOT
+
+    from aprqa import limits
+    from aprqa.comparison.corpus import MAX_CORPUS_BYTES
+    from aprqa.engines.llamacpp import _HEADER_CAP, LOAD_SECONDS, RUN_SECONDS
+    from aprqa.formats.gguf import MAX_NESTING
+    from aprqa.formats.llamacpp_loader import LLAMA_MAX_EXPERTS, LLAMA_MAX_LAYERS
+    from aprqa.formats.safetensors import MAX_HEADER_BYTES
+    from aprqa.formats.tokenizer_spm import MERGE_CHARS_PER_CHAR, MERGE_CHARS_SLACK
+    from aprqa.fsio import inputs
+    from aprqa.playbook.evidence import MAX_RECORDS
+    from aprqa.playbook.executors import CONNECT_SECONDS, MAX_RETRIES, STOP_SECONDS
+    from aprqa.playbook.yaml_lines import MAX_YAML_DEPTH
+    from aprqa.pretokenize.guard import REGEX_SECONDS
+    from aprqa.pretokenize.patterns import MAX_UNBOUNDED
+    from aprqa.report.run.view import MAX_COLUMNS, MAX_ROWS
+
+    mib = 1 << 20
+    # (text that picks the doc line, what that line must say)
+    rows = [("| `config.json`, `tokenizer_config.json` |", f"{inputs.CAP_CONFIG // mib} MiB"),
+            ("| `tokenizer.json` |", f"{inputs.CAP_TOKENIZER // mib} MiB"),
+            ("| `model.safetensors.index.json` |", f"{inputs.CAP_INDEX // mib} MiB"),
+            ("| playbook YAML |", f"{inputs.CAP_PLAYBOOK // mib} MiB"),
+            ("| evidence `.json` / `.jsonl` |", f"{inputs.CAP_EVIDENCE // mib} MiB"),
+            ("MAX_HEADER_BYTES", f"{MAX_HEADER_BYTES // mib} MiB"),
+            ("fsio.inputs.MAX_CONTAINERS", f"{inputs.MAX_CONTAINERS:,}"),
+            ("playbook.evidence.MAX_RECORDS", f"{MAX_RECORDS:,}"),
+            ("report.run.view.MAX_ROWS", f"{MAX_ROWS} format rows × {MAX_COLUMNS} quantization columns"),
+            ("Prompt and generation lengths:", f"{limits.MAX_PROMPT_TOKENS:,} prompt tokens and "
+                                               f"{limits.MAX_NEW_TOKENS:,} generated"),
+            ("| prompt / generated tokens |", f"{limits.MAX_PROMPT_TOKENS:,} each"),
+            ("aprqa.limits.MAX_DIM", f"{limits.MAX_DIM:,}"),
+            ("pretokenize.patterns.MAX_UNBOUNDED", f"at most {MAX_UNBOUNDED} unbounded quantifiers"),
+            ("pretokenize.guard.REGEX_SECONDS", f"within {REGEX_SECONDS:g} s"),
+            ("engines.llamacpp.LOAD_SECONDS", f"{LOAD_SECONDS:g} s each"),
+            ("engines.llamacpp.LOAD_SECONDS", f"{RUN_SECONDS:g} s each"),
+            ("| llama.cpp child reply line |", f"{_HEADER_CAP // mib} MiB"),
+            ("playbook.executors.STOP_SECONDS", f"{STOP_SECONDS:g} s after SIGTERM"),
+            ("(`MAX_RETRIES`)", f"{MAX_RETRIES} retries"),
+            ("(`CONNECT_SECONDS`)", f"within {CONNECT_SECONDS:g} s"),
+            ("MAX_YAML_DEPTH", f"{MAX_YAML_DEPTH} levels"),
+            ("formats.gguf.MAX_NESTING", f"{MAX_NESTING} levels"),
+            ("MERGE_CHARS_PER_CHAR", f"{MERGE_CHARS_PER_CHAR} characters per vocabulary character + "
+                                     f"{MERGE_CHARS_SLACK:,}"),
+            ("MAX_CORPUS_BYTES", f"{MAX_CORPUS_BYTES // mib} MiB"),
+            ("(`LLAMA_MAX_LAYERS`)", f"1..{LLAMA_MAX_LAYERS}"),
+            ("(`LLAMA_MAX_EXPERTS`)", f"{LLAMA_MAX_EXPERTS:,}")]
+    lines = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8").splitlines()
+    missing = []
+    for anchor, value in rows:
+        hits = [ln for ln in lines if anchor in ln]
+        if not any(value in ln for ln in hits):
+            missing.append((anchor, value, len(hits)))
+    assert not missing, missing
