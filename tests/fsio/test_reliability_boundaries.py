@@ -151,21 +151,38 @@ def test_a_missing_record_fails_the_run_and_verify_evidence(demo_run, tmp_path):
 
 
 def test_a_gate_raising_a_base_exception_is_crashed_not_absent(monkeypatch, tmp_path):
+    """The real thing planted in a gate: the tokenizers library's own PanicException (a BaseException)
+    raised inside the structure gate. The run is not PASS, the evidence on disk holds a record for every
+    planned gate (the panicking one Crashed, naming the panic), verify-evidence accepts that evidence, and
+    refuses it with the Crashed record taken out."""
+    from tokenizers import Regex, pre_tokenizers
+
     from aprqa.playbook.gates import structure as structure_mod
     from aprqa.playbook import execute
 
-    class Panic(BaseException):  # what pyo3 raises for a Rust panic
-        pass
+    splitter = pre_tokenizers.Split(Regex(PANIC_REGEX), behavior="isolated")
 
     def boom(*a, **k):
-        raise Panic("native library panicked")
+        splitter.pre_tokenize_str(PANIC_TEXT)  # raises pyo3_runtime.PanicException
+        raise AssertionError("the library no longer panics on this regex: pick another reproducer")
 
     monkeypatch.setattr(execute, "structure_gate", boom)
-    res = run_playbook(_playbook_synthetic(tmp_path), output=tmp_path / "out")
+    pb = _playbook_synthetic(tmp_path)
+    out = tmp_path / "out"
+    res = run_playbook(pb, output=out)
     assert not res.passed and res.missing == 0 and res.planned == len(res.gate_records)
-    hit = [r for r in res.gate_records if "native library panicked" in r.reason]
-    assert hit and all(r.outcome.value == "Crashed" and "Panic:" in r.reason for r in hit)
+    hit = [r for r in res.gate_records if "retry-limit-in-match" in r.reason]
+    assert hit and all(r.outcome.value == "Crashed" and "PanicException" in r.reason for r in hit)
     assert structure_mod.structure_gate is not boom
+    records = load_evidence(out / "evidence.json")
+    assert len(records) == res.planned and {r["metadata"]["planned_gates"] for r in records} == {str(res.planned)}
+    assert [r for r in records if r["outcome"] == "Crashed" and "PanicException" in r["reason"]]
+    assert "**FAIL**" in (out / "summary.md").read_text()
+    assert verify_evidence(out / "evidence.json", pb)
+    cut = tmp_path / "cut.json"
+    cut.write_text(json.dumps([r for r in records if "PanicException" not in r["reason"]]))
+    v = verify_evidence(cut, pb)
+    assert not v and any(f"{res.planned} gates planned" in prob for prob in v.problems), v.problems
 
 
 def test_a_gate_whose_record_never_arrives_is_filled_in_as_crashed(monkeypatch, tmp_path):
