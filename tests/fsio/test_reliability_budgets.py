@@ -210,6 +210,28 @@ def test_numba_cache_moves_to_the_user_cache_on_a_read_only_install(tmp_path):
     assert list((home / ".cache" / "aprqa" / "numba").rglob("*.nbi"))  # the compiled kernels were cached there
 
 
+def test_generate_runs_on_a_read_only_install(tiny_models, tmp_path):
+    """The issue's command: `aprqa generate` died ("no locator available") when the package folder was
+    read-only. Here the whole aprqa package is mounted read-only and generate runs to its ids."""
+    import subprocess
+    import sys
+
+    import aprqa
+
+    pkg = Path(aprqa.__file__).resolve().parent
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("no private mount namespace here (unshare -m): the read-only install cannot be made")
+    home = tmp_path / "home"
+    home.mkdir()
+    script = (f"mount --bind '{pkg}' '{pkg}' && mount -o remount,bind,ro '{pkg}' && "
+              f"exec '{sys.executable}' -m aprqa.cli generate '{tiny_models['llama-tiny']}' --ids '1 2 3' -n 2 --json")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert len(json.loads(r.stdout)["generated_ids"]) == 2, r.stdout
+
+
 def _spm_gguf(base: Path, dst: Path, pieces: list[str]) -> Path:
     """``base`` (a GGUF) with a SentencePiece ('llama') vocabulary of ``pieces`` (normal, score 0) after
     <unk>, <s>, </s>, padded with <fN> to the embedding's rows."""
