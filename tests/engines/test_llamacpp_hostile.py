@@ -54,6 +54,7 @@ def test_a_hostile_gguf_is_a_typed_failure_and_aprqa_lives_on(clean_gguf, tmp_pa
     bad = make_hostile(clean_gguf, tmp_path / f"{case}.gguf", case)
     with open_model(bad) as m:  # aprqa's own reader accepts it: only the consumer can say
         assert len(m.tensors) > 0
+    t0 = time.monotonic()
     try:
         with LlamaCppModel(bad) as m:
             loaded = m.run(m.tokenize("hello")).shape
@@ -69,6 +70,25 @@ def test_a_hostile_gguf_is_a_typed_failure_and_aprqa_lives_on(clean_gguf, tmp_pa
         print(case, "->", str(err)[len(str(bad)):][:300])
     else:
         pytest.fail(f"llama.cpp accepted the {case} file and computed logits {loaded}")
+    # measured under 1 s each (the abort is in the load or the first evaluation); the child's own limit is
+    # LOAD_SECONDS (600 s): this bound says no case waits for it
+    assert time.monotonic() - t0 < 60
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_compare_engine_llamacpp_on_a_hostile_gguf_is_a_failed_check_not_a_dead_process(clean_gguf, tmp_path, case,
+                                                                                       capsys):
+    """The issue's command: `aprqa compare REF BAD --engine llama.cpp` aborted aprqa (SIGABRT, exit 134, no
+    message). Run in this process: were llama.cpp still loaded here, pytest itself would die."""
+    from aprqa.cli import main
+
+    bad = make_hostile(clean_gguf, tmp_path / f"{case}.gguf", case)
+    t0 = time.monotonic()
+    rc = main(["compare", str(clean_gguf), str(bad), "--engine", "llama.cpp", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert time.monotonic() - t0 < 120  # measured a few seconds; a hang guard below the child's 600 s limits
+    assert rc == 1 and "FAIL" in out and "Traceback" not in out + err and "crashed" not in err, (rc, out[-1500:], err)
+    assert "llama.cpp" in out
 
 
 def test_an_abort_leaves_evidence_and_no_lock_under_run(tiny_models, tmp_path):
@@ -91,7 +111,9 @@ converter: "{{python}} {HELPER} {{src}} {{dst}} {{format}} {{quant}} duplicate_t
     from aprqa.playbook import run_playbook, verify_evidence
 
     out = tmp_path / "out"
+    t0 = time.monotonic()
     res = run_playbook(pb, output=out)
+    assert time.monotonic() - t0 < 300  # measured ~4 s; below the child's 600 s load limit: no wait on a dead child
     assert not res.passed and res.missing == 0
     golden = [r for r in res.gate_records if r.gate_id.startswith("F-GOLDEN")]
     assert golden and all(not r.passed for r in golden)

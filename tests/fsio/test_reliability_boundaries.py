@@ -97,6 +97,41 @@ def test_a_tokenizer_regex_past_its_budget_is_failed_evidence_and_the_run_fails(
     assert verify_evidence(out / "evidence.json", pb)  # complete evidence of a failed run verifies
 
 
+def test_the_issues_panicking_regex_gives_every_planned_gate_and_no_pass(panic_model, tmp_path, capsys):
+    """The issue's reproducer itself: `aprqa run` on the tokenizer.json whose regex made the library panic
+    said "4 gates · PASS" (exit 0) with 20 gates missing, and verify-evidence agreed. Now the regex runs in
+    the guarded engine: every planned gate has a record, the run is not PASS, and `convert` without a
+    named pre-tokenizer is one typed line. Bound: measured ~5 s for the run; 120 s is a hang guard (the
+    budget is 1 s per text)."""
+    import time
+
+    from aprqa.formats import open_model
+    from aprqa.inference.tokenizer import load_tokenizer
+    from aprqa.errors import AprqaError
+
+    tok = load_tokenizer(open_model(panic_model))
+    t0 = time.monotonic()
+    try:
+        assert tok.encode(PANIC_TEXT)  # a result (the guarded engine) ...
+    except AprqaError as err:  # ... or the typed budget error; never a PanicException
+        assert "budget per text" in str(err)
+    assert time.monotonic() - t0 < 30
+    pb = _playbook(tmp_path, panic_model, PANIC_TEXT)
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    rc = main(["run", str(pb), "--output", str(out)])
+    assert time.monotonic() - t0 < 120
+    records = load_evidence(out / "evidence.json")
+    assert rc == 1 and "**FAIL**" in (out / "summary.md").read_text()
+    assert {r["metadata"]["planned_gates"] for r in records} == {str(len(records))}
+    assert len({json.dumps(r["scenario"], sort_keys=True) + r["gate_id"] for r in records}) == len(records)
+    assert verify_evidence(out / "evidence.json", pb)
+    capsys.readouterr()
+    assert main(["convert", str(panic_model), str(tmp_path / "p.gguf")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and "Panic" not in err, err
+
+
 def test_a_missing_record_fails_the_run_and_verify_evidence(demo_run, tmp_path):
     records = load_evidence(demo_run.evidence)
     assert all(r["metadata"]["planned_gates"] == str(len(records)) for r in records)
@@ -116,21 +151,38 @@ def test_a_missing_record_fails_the_run_and_verify_evidence(demo_run, tmp_path):
 
 
 def test_a_gate_raising_a_base_exception_is_crashed_not_absent(monkeypatch, tmp_path):
+    """The real thing planted in a gate: the tokenizers library's own PanicException (a BaseException)
+    raised inside the structure gate. The run is not PASS, the evidence on disk holds a record for every
+    planned gate (the panicking one Crashed, naming the panic), verify-evidence accepts that evidence, and
+    refuses it with the Crashed record taken out."""
+    from tokenizers import Regex, pre_tokenizers
+
     from aprqa.playbook.gates import structure as structure_mod
     from aprqa.playbook import execute
 
-    class Panic(BaseException):  # what pyo3 raises for a Rust panic
-        pass
+    splitter = pre_tokenizers.Split(Regex(PANIC_REGEX), behavior="isolated")
 
     def boom(*a, **k):
-        raise Panic("native library panicked")
+        splitter.pre_tokenize_str(PANIC_TEXT)  # raises pyo3_runtime.PanicException
+        raise AssertionError("the library no longer panics on this regex: pick another reproducer")
 
     monkeypatch.setattr(execute, "structure_gate", boom)
-    res = run_playbook(_playbook_synthetic(tmp_path), output=tmp_path / "out")
+    pb = _playbook_synthetic(tmp_path)
+    out = tmp_path / "out"
+    res = run_playbook(pb, output=out)
     assert not res.passed and res.missing == 0 and res.planned == len(res.gate_records)
-    hit = [r for r in res.gate_records if "native library panicked" in r.reason]
-    assert hit and all(r.outcome.value == "Crashed" and "Panic:" in r.reason for r in hit)
+    hit = [r for r in res.gate_records if "retry-limit-in-match" in r.reason]
+    assert hit and all(r.outcome.value == "Crashed" and "PanicException" in r.reason for r in hit)
     assert structure_mod.structure_gate is not boom
+    records = load_evidence(out / "evidence.json")
+    assert len(records) == res.planned and {r["metadata"]["planned_gates"] for r in records} == {str(res.planned)}
+    assert [r for r in records if r["outcome"] == "Crashed" and "PanicException" in r["reason"]]
+    assert "**FAIL**" in (out / "summary.md").read_text()
+    assert verify_evidence(out / "evidence.json", pb)
+    cut = tmp_path / "cut.json"
+    cut.write_text(json.dumps([r for r in records if "PanicException" not in r["reason"]]))
+    v = verify_evidence(cut, pb)
+    assert not v and any(f"{res.planned} gates planned" in prob for prob in v.problems), v.problems
 
 
 def test_a_gate_whose_record_never_arrives_is_filled_in_as_crashed(monkeypatch, tmp_path):

@@ -208,3 +208,176 @@ def test_numba_cache_moves_to_the_user_cache_on_a_read_only_install(tmp_path):
     assert (cache_dir, cached) == (str(home / ".cache" / "aprqa" / "numba"), "True")
     assert float(total) == pytest.approx(8 / (1 + 1e-5) ** 0.5, rel=1e-6)  # 8 ones, normalised (f32 rounding)
     assert list((home / ".cache" / "aprqa" / "numba").rglob("*.nbi"))  # the compiled kernels were cached there
+
+
+def test_generate_runs_on_a_read_only_install(tiny_models, tmp_path):
+    """The issue's command: `aprqa generate` died ("no locator available") when the package folder was
+    read-only. Here the whole aprqa package is mounted read-only and generate runs to its ids."""
+    import subprocess
+    import sys
+
+    import aprqa
+
+    pkg = Path(aprqa.__file__).resolve().parent
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("no private mount namespace here (unshare -m): the read-only install cannot be made")
+    home = tmp_path / "home"
+    home.mkdir()
+    script = (f"mount --bind '{pkg}' '{pkg}' && mount -o remount,bind,ro '{pkg}' && "
+              f"exec '{sys.executable}' -m aprqa.cli generate '{tiny_models['llama-tiny']}' --ids '1 2 3' -n 2 --json")
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert len(json.loads(r.stdout)["generated_ids"]) == 2, r.stdout
+
+
+def _spm_gguf(base: Path, dst: Path, pieces: list[str]) -> Path:
+    """``base`` (a GGUF) with a SentencePiece ('llama') vocabulary of ``pieces`` (normal, score 0) after
+    <unk>, <s>, </s>, padded with <fN> to the embedding's rows."""
+    import sys
+
+    import numpy as np
+    from gguf import GGUFValueType as T, GGUFWriter
+
+    from _paths import TESTS
+
+    sys.path.insert(0, str(TESTS / "helpers"))
+    from hostile_gguf import _fields
+
+    r, kv = _fields(base)
+    rows = len(kv["tokenizer.ggml.tokens"][0])
+    toks = ["<unk>", "<s>", "</s>"] + pieces
+    toks += [f"<f{i}>" for i in range(rows - len(toks))]
+    kv.pop("tokenizer.ggml.merges", None)
+    kv.update({"tokenizer.ggml.model": ("llama", T.STRING, None), "tokenizer.ggml.tokens": (toks, T.ARRAY, T.STRING),
+               "tokenizer.ggml.scores": ([0.0] * len(toks), T.ARRAY, T.FLOAT32),
+               "tokenizer.ggml.token_type": ([2, 3, 3] + [1] * (len(toks) - 3), T.ARRAY, T.INT32)})
+    w = GGUFWriter(str(dst), kv["general.architecture"][0])
+    for name, (value, vtype, sub) in kv.items():
+        if name != "general.architecture":
+            w.add_key_value(name, value, vtype, sub_type=sub)
+    for t in r.tensors:
+        w.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return dst
+
+
+def _cli_peak(args: list[str], cwd: Path) -> tuple[int, str, float, float]:
+    """(exit code, stderr, seconds, peak RSS in MiB) of ``aprqa ARGS`` in its own process."""
+    import subprocess
+    import sys
+
+    code = ("import resource, sys\nfrom aprqa.cli import main\nrc = main(sys.argv[1:])\n"
+            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(rc)\n")
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    took = time.perf_counter() - t0
+    peak = [ln for ln in p.stderr.splitlines() if ln.startswith("PEAK ")]
+    assert peak, p.stderr[-2000:]
+    return p.returncode, p.stderr, took, int(peak[-1].split()[1]) / 1024
+
+
+def test_a_sentencepiece_vocabulary_of_one_letter_runs_is_refused_fast_and_small(tiny_models, tmp_path):
+    """The issue's bomb: pieces 'a', 'aa', ... 'a'x2000 (2 MB of strings). Every prefix/suffix pair of every
+    piece is a merge, so the rebuild wanted ~N^3/3 bytes (> 5 GB in 20 s, still growing) through generate,
+    compare, convert and run. The merges are capped at 64 x the vocabulary's characters + 1 Mi
+    (tokenizer_spm.spm_merges): a typed one-line error. Bounds: measured ~2.5 s and ~300 MB per command on
+    this machine; 60 s and 1 GiB leave room for a loaded CI host while staying far below the unbounded run."""
+    from aprqa.conversion import convert
+
+    convert(tiny_models["llama-tiny"], tmp_path / "base.gguf", quant="f16")
+    bomb = _spm_gguf(tmp_path / "base.gguf", tmp_path / "runs.gguf", ["a" * k for k in range(1, 2001)])
+    pb = tmp_path / "bomb.yaml"
+    pb.write_text(f'name: bomb\nversion: "1.0.0"\nmodel:\n  local_path: {bomb}\n  formats: [gguf]\n'
+                  '  quantizations: [q8_0]\ntest_matrix:\n  prompts: ["aaaa"]\n  max_tokens: 2\n')
+    for args in (["generate", str(bomb), "--prompt", "aaaa", "-n", "2"],
+                 ["compare", str(tmp_path / "base.gguf"), str(bomb), "--no-progress"],
+                 ["convert", str(bomb), str(tmp_path / "hf")],
+                 ["run", str(pb), "--output", str(tmp_path / "out")]):
+        rc, err, took, peak = _cli_peak(args, tmp_path)
+        assert "Traceback" not in err and "crashed" not in err, err[-2000:]
+        assert took < 60 and peak < 1024, (args[0], took, peak)
+        if args[0] in ("generate", "convert"):
+            assert rc == 2 and err.startswith("error: ") and "refusing to rebuild it" in err, (args[0], rc, err)
+            assert len(err.splitlines()) == 2, err  # the error line, then the PEAK line of this harness
+        else:  # compare and run report it as a failed check, with the reason
+            assert rc == 1, (args[0], rc, err[-1000:])
+    records = load_evidence(tmp_path / "out" / "evidence.json")
+    assert {r["metadata"]["planned_gates"] for r in records} == {str(len(records))}  # no gate missing
+    assert any("refusing to rebuild" in r["reason"] and r["outcome"] != "Corroborated" for r in records)
+
+
+def test_one_megabyte_sentencepiece_piece_rebuilds_in_linear_time(tiny_models, tmp_path):
+    """One 1,000,000-character piece: cutting it at every position by slicing was O(L^2) (~10^12 character
+    copies). The rebuild hashes long pieces (linear); measured ~4 s for generate; 60 s is a hang guard far
+    below the quadratic time."""
+    from aprqa.conversion import convert
+
+    convert(tiny_models["llama-tiny"], tmp_path / "base.gguf", quant="f16")
+    big = _spm_gguf(tmp_path / "base.gguf", tmp_path / "long.gguf", ["a", "b", "ab" * 500_000])
+    rc, err, took, peak = _cli_peak(["generate", str(big), "--prompt", "abab", "-n", "2"], tmp_path)
+    assert rc == 0, err[-2000:]
+    assert took < 60 and peak < 1024, (took, peak)
+
+
+def test_docs_state_every_budget_with_the_codes_value():
+    """docs/reliability.md names each budget's constant (or its row) and states its value: a changed
+    constant fails here until the page says the new value."""
+    from _paths import ROOT
+
+    from aprqa import limits
+    from aprqa.comparison.corpus import MAX_CORPUS_BYTES
+    from aprqa.engines.llamacpp import _HEADER_CAP, LOAD_SECONDS, RUN_SECONDS
+    from aprqa.formats.gguf import MAX_NESTING
+    from aprqa.formats.llamacpp_loader import LLAMA_MAX_EXPERTS, LLAMA_MAX_LAYERS
+    from aprqa.formats.safetensors import MAX_HEADER_BYTES
+    from aprqa.formats.tokenizer_spm import MERGE_CHARS_PER_CHAR, MERGE_CHARS_SLACK
+    from aprqa.fsio import inputs
+    from aprqa.playbook.evidence import MAX_RECORDS
+    from aprqa.playbook.executors import CONNECT_SECONDS, MAX_RETRIES, STOP_SECONDS
+    from aprqa.playbook.yaml_lines import MAX_YAML_DEPTH
+    from aprqa.pretokenize.guard import REGEX_SECONDS
+    from aprqa.pretokenize.patterns import MAX_UNBOUNDED
+    from aprqa.report.run.view import MAX_COLUMNS, MAX_ROWS
+
+    mib = 1 << 20
+    # (text that picks the doc line, what that line must say)
+    rows = [("| `config.json`, `tokenizer_config.json` |", f"{inputs.CAP_CONFIG // mib} MiB"),
+            ("| `tokenizer.json` |", f"{inputs.CAP_TOKENIZER // mib} MiB"),
+            ("| `model.safetensors.index.json` |", f"{inputs.CAP_INDEX // mib} MiB"),
+            ("| playbook YAML |", f"{inputs.CAP_PLAYBOOK // mib} MiB"),
+            ("| evidence `.json` / `.jsonl` |", f"{inputs.CAP_EVIDENCE // mib} MiB"),
+            ("MAX_HEADER_BYTES", f"{MAX_HEADER_BYTES // mib} MiB"),
+            ("fsio.inputs.MAX_CONTAINERS", f"{inputs.MAX_CONTAINERS:,}"),
+            ("playbook.evidence.MAX_RECORDS", f"{MAX_RECORDS:,}"),
+            ("report.run.view.MAX_ROWS", f"{MAX_ROWS} format rows × {MAX_COLUMNS} quantization columns"),
+            ("Prompt and generation lengths:", f"{limits.MAX_PROMPT_TOKENS:,} prompt tokens and "
+                                               f"{limits.MAX_NEW_TOKENS:,} generated"),
+            ("| prompt / generated tokens |", f"{limits.MAX_PROMPT_TOKENS:,} each"),
+            ("aprqa.limits.MAX_DIM", f"{limits.MAX_DIM:,}"),
+            ("pretokenize.patterns.MAX_UNBOUNDED", f"at most {MAX_UNBOUNDED} unbounded quantifiers"),
+            ("pretokenize.guard.REGEX_SECONDS", f"within {REGEX_SECONDS:g} s"),
+            ("engines.llamacpp.LOAD_SECONDS", f"{LOAD_SECONDS:g} s each"),
+            ("engines.llamacpp.LOAD_SECONDS", f"{RUN_SECONDS:g} s each"),
+            ("| llama.cpp child reply line |", f"{_HEADER_CAP // mib} MiB"),
+            ("playbook.executors.STOP_SECONDS", f"{STOP_SECONDS:g} s after SIGTERM"),
+            ("(`MAX_RETRIES`)", f"{MAX_RETRIES} retries"),
+            ("(`CONNECT_SECONDS`)", f"within {CONNECT_SECONDS:g} s"),
+            ("MAX_YAML_DEPTH", f"{MAX_YAML_DEPTH} levels"),
+            ("formats.gguf.MAX_NESTING", f"{MAX_NESTING} levels"),
+            ("MERGE_CHARS_PER_CHAR", f"{MERGE_CHARS_PER_CHAR} characters per vocabulary character + "
+                                     f"{MERGE_CHARS_SLACK:,}"),
+            ("MAX_CORPUS_BYTES", f"{MAX_CORPUS_BYTES // mib} MiB"),
+            ("(`LLAMA_MAX_LAYERS`)", f"1..{LLAMA_MAX_LAYERS}"),
+            ("(`LLAMA_MAX_EXPERTS`)", f"{LLAMA_MAX_EXPERTS:,}")]
+    lines = (ROOT / "docs" / "reliability.md").read_text(encoding="utf-8").splitlines()
+    missing = []
+    for anchor, value in rows:
+        hits = [ln for ln in lines if anchor in ln]
+        if not any(value in ln for ln in hits):
+            missing.append((anchor, value, len(hits)))
+    assert not missing, missing

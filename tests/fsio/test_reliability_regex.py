@@ -120,3 +120,19 @@ def test_replace_regexes_of_the_normalizer_and_decoder_are_checked(tiny_models, 
         assert info.value.field == kind
     for rx in (" {2,}", r"^\s+", "\u2581"):  # what real tokenizers use
         check_split_regexes(tj(rx), "tokenizer.json")
+
+
+def test_convert_with_a_budget_regex_is_bounded(tiny_models, tmp_path, capsys):
+    """convert tokenizes one text (llama.cpp's check text, to name the pre-tokenizer) through the same
+    guarded engine: with a regex of the issue's class it ends in seconds (was 100-220 s per convert), one
+    typed line without a named pre-tokenizer, a file with one. 60 s is a hang guard (measured ~2 s)."""
+    from aprqa.cli import main
+
+    model = _with_split(tiny_models["qwen2-tiny"], tmp_path / "m", BUDGET_REGEX)
+    t0 = time.monotonic()
+    assert main(["convert", str(model), str(tmp_path / "a.gguf")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "pre-tokenizer" in err and "Traceback" not in err, err
+    assert main(["convert", str(model), str(tmp_path / "b.gguf"), "--pre-tokenizer", "qwen2"]) == 0
+    assert (tmp_path / "b.gguf").stat().st_size > 0
+    assert time.monotonic() - t0 < 60

@@ -410,6 +410,25 @@ def test_a_bad_ray_address_is_refused_quickly(spec, why):
     assert time.monotonic() - t0 < 10
 
 
+@pytest.mark.parametrize("spec,why", [("ray=bogus", "not an address"), ("ray=127.0.0.1:1", "cannot connect")])
+def test_the_cli_refuses_a_bad_ray_address_in_one_line(tmp_path, capsys, spec, why):
+    """The issue's commands: `--executor ray=bogus` printed a traceback, `ray=127.0.0.1:1` hung > 150 s.
+    Bound: the connect check gives up after CONNECT_SECONDS (5 s); 30 s leaves room for start-up."""
+    from aprqa.cli import main
+
+    pbs = []
+    for name in ("ra", "rb"):
+        pbs.append(tmp_path / f"{name}.yaml")
+        pbs[-1].write_text(f'name: {name}\nversion: "1.0.0"\nmodel:\n  synthetic: qwen2-tiny\n  formats: [gguf]\n'
+                           '  quantizations: [f16]\ntest_matrix:\n  prompts: ["hi"]\n  max_tokens: 2\n')
+    t0 = time.monotonic()
+    rc = main(["run", *map(str, pbs), "--output", str(tmp_path / "out"), "--executor", spec])
+    err = capsys.readouterr().err
+    assert time.monotonic() - t0 < 30
+    errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert rc == 2 and len(errors) == 1 and why in errors[0] and "Traceback" not in err, err
+
+
 def _descendants(pid: int) -> list[int]:
     import psutil
 

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from ..arch.families import FAMILIES, family, windowed_layers
 from ..arch.gguf_tables import tables
+from ..formats.llamacpp_loader import loader_problems
 from ..formats.model import Model
 from .metadata import FieldDiff, FieldStatus, _close
 
@@ -183,11 +184,25 @@ def hf_vs_gguf(ref: Model, cand: Model) -> list[FieldDiff]:
     return out
 
 
+def loader_fields(cand: Model) -> list[FieldDiff]:
+    """A GGUF candidate's values llama.cpp's loader aborts on or refuses, each a DIFFERENT field: the file is
+    no faithful conversion when its consumer cannot load it, however equal the tensors and keys."""
+    if cand.format != "gguf":
+        return []
+    kv = {"general.architecture": cand.config.architecture, **cand.metadata}
+    out = []
+    for key, why in loader_problems(kv):
+        v = cand.metadata.get(key)
+        shown = v if isinstance(v, (int, float, str)) or v is None else f"{len(v):,} entries"
+        out.append(FieldDiff(f"llama.cpp loads {key}", FieldStatus.DIFFERENT, "loadable", shown, why))
+    return out
+
+
 def llamacpp_key_fields(ref: Model, cand: Model) -> list[FieldDiff]:
-    """The keys llama.cpp reads, compared (empty when neither side is a GGUF)."""
+    """The keys llama.cpp reads, compared (empty when neither side is a GGUF), then what its loader refuses."""
     fmts = (ref.format, cand.format)
     if fmts == ("gguf", "gguf"):
-        return gguf_vs_gguf(ref, cand)
+        return gguf_vs_gguf(ref, cand) + loader_fields(cand)
     if "gguf" in fmts and "safetensors" in fmts:
-        return hf_vs_gguf(ref, cand)
-    return []
+        return hf_vs_gguf(ref, cand) + loader_fields(cand)
+    return loader_fields(cand)

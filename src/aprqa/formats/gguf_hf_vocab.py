@@ -31,6 +31,7 @@ from ..pretokenize.splits import CHECK_TEXT, check_hash, identify, lookup
 from ..pretokenize.guard import load_tokenizer_json
 from .gguf_special import special_vocab
 from .gguf_vocab import TokenType, looks_special, missing_pre, pad_token
+from .llamacpp_loader import duplicate_token
 from .spm_model import BYTE, CONTROL, UNKNOWN, UNUSED, read_pieces
 
 SPACE = "\u2581"
@@ -115,12 +116,14 @@ def _backend(root: Path) -> tuple[dict, Any]:
     return tj, backend
 
 
-def _base(tj: dict, backend: Any, vocab_size: int | None) -> tuple[list[str], list[int]]:
+def _base(backend: Any, vocab_size: int | None) -> tuple[list[str], list[int]]:
     """The BPE / WordPiece token list and types, as the converter's get_vocab_base makes them."""
     vocab = backend.get_vocab(with_added_tokens=True)
     reverse = {i: t for t, i in vocab.items()}
-    added = {a["id"]: a for a in tj.get("added_tokens") or []
-             if isinstance(a, dict) and isinstance(a.get("id"), int) and isinstance(a.get("content"), str)}
+    # keyed by the id the library gives each added token (transformers' added_tokens_decoder, which the
+    # converter reads): one whose content is already a vocabulary string takes that string's id
+    added = {i: {"content": t.content, "special": t.special, "normalized": t.normalized}
+             for i, t in backend.get_added_tokens_decoder().items()}
     n = vocab_size or (max(reverse) + 1 if reverse else 0)
     if reverse and max(reverse) >= n:
         raise UsageError(f"tokenizer id {max(reverse)} is past config.json's vocab_size {n}; llama.cpp's converter "
@@ -202,7 +205,7 @@ def tokenizer_kv(root: Path, arch: str | None, hf_config: dict, pre: str | None 
             out.append(("tokenizer.ggml.add_space_prefix", False, "bool"))
         return out
     tj, backend = _backend(root)
-    tokens, types = _base(tj, backend, vs)
+    tokens, types = _base(backend, vs)
     name = _pre_name(root, tj, backend, pre, wordpiece=path == "wpm")
     if path == "wpm":
         out.append(("tokenizer.ggml.token_type_count", int(hf_config.get("type_vocab_size", 1)), "u32"))
@@ -218,12 +221,11 @@ def tokenizer_kv(root: Path, arch: str | None, hf_config: dict, pre: str | None 
 
 def refuse_duplicates(tokens: list[str] | tuple[str, ...], where: str) -> None:
     """llama.cpp aborts on a vocabulary that spells two ids the same: refuse it before writing."""
-    seen: dict[str, int] = {}
-    for i, t in enumerate(tokens):
-        j = seen.setdefault(t, i)
-        if j != i:
-            raise UsageError(f"{where}: tokens {j} and {i} are both spelled {t!r}; llama.cpp refuses a vocabulary "
-                             "with duplicate token strings")
+    dup = duplicate_token(tokens)
+    if dup is not None:
+        j, i, t = dup
+        raise UsageError(f"{where}: tokens {j} and {i} are both spelled {t!r}; llama.cpp refuses a vocabulary "
+                         "with duplicate token strings")
 
 
 # sentence-transformers' Pooling module flags -> llama.cpp's pooling type (MEAN 1, CLS 2, LAST 3)

@@ -19,6 +19,7 @@ from ..fsio import atomic_output
 from ..quant.dtypes import TRAITS, DType, payload_nbytes
 from ._strings import PackedStrings
 from .model import ArchConfig, TensorData, TokenizerInfo
+from .llamacpp_loader import loader_problems
 
 __all__ = ["WRITABLE", "write"]
 
@@ -141,18 +142,23 @@ def _write_file(
         ):
             if val is not None:
                 kv[key] = (val, vt)
-    w = gguf_py.GGUFWriter(str(path), arch)
     alignment = meta.pop("general.alignment", None)
-    if alignment is not None:
-        if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
-            raise UsageError(f"general.alignment must be a power of two, got {alignment!r}")
-        w.add_custom_alignment(alignment)
+    if alignment is not None and (not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1)):
+        raise UsageError(f"general.alignment must be a power of two, got {alignment!r}")
     for key, val in meta.items():
         if key in kv or key == "general.architecture" or key.startswith("split.") or val is None:
             continue
         if isinstance(val, (list, tuple)) and not val:
             continue  # gguf-py refuses empty arrays
         kv[key] = (val, _kv_type(val))
+    # never write a file llama.cpp's loader aborts on (a source GGUF may carry such values)
+    problems = loader_problems({"general.architecture": arch, **{k: v for k, (v, _) in kv.items()}})
+    if problems:
+        key, why = problems[0]
+        raise UsageError(f"GGUF write: {key}: {why}; refusing to write a file llama.cpp cannot load")
+    w = gguf_py.GGUFWriter(str(path), arch)
+    if alignment is not None:
+        w.add_custom_alignment(alignment)
     for key, (val, vt) in kv.items():
         if vt == VT.ARRAY:
             w.add_array(key, list(val))

@@ -36,6 +36,10 @@ def _array(model: Model, key: str, n: int) -> list:
 
 
 _SHORT = 64  # pieces up to this length are cut by slicing (cheap); longer ones through rolling hashes
+# the merges may hold this many characters per vocabulary character, plus the slack (docs/reliability.md):
+# real vocabularies need a few; one-letter runs at every length need ~N^3/3 in all
+MERGE_CHARS_PER_CHAR = 64
+MERGE_CHARS_SLACK = 1 << 20
 _MOD = (1 << 61) - 1
 _BASE = 1_000_003
 
@@ -71,7 +75,8 @@ def spm_merges(tokens: list[str], scores: list[float], types: list[int],
 
     Linear in the vocabulary's characters plus the merges found: short pieces are cut by slicing,
     long ones by rolling hashes (a hit is verified on the strings). ``budget`` bounds the characters
-    the merges may hold (default: 64 x the vocabulary's); a vocabulary needing more is refused.
+    the merges may hold (default: ``MERGE_CHARS_PER_CHAR`` x the vocabulary's + ``MERGE_CHARS_SLACK``); a
+    vocabulary needing more is refused.
 
     Raises:
         UsageError: the merges would exceed the budget (a degenerate vocabulary, e.g. long runs of
@@ -80,7 +85,7 @@ def spm_merges(tokens: list[str], scores: list[float], types: list[int],
     ids = {t: i for i, t in enumerate(tokens) if types[i] in (NORMAL, USER_DEFINED)}
     total = sum(len(t) for t in ids)
     parts = {**(chars or {}), **ids}
-    budget = 64 * total + (1 << 20) if budget is None else budget
+    budget = MERGE_CHARS_PER_CHAR * total + MERGE_CHARS_SLACK if budget is None else budget
     hashes: set[int] | None = None
     found: list[tuple[float, int, int, str, str]] = []
     spent = 0
