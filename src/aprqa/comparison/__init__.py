@@ -171,7 +171,7 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
         if p.both:
             results.append(next(judged))
             continue
-        r = _honest_bytes(_judge_missing(ctx, p, extra) if p.candidate is None else _judge_extra(ctx, p, missing), p)
+        r = _honest_bytes(_judge_unpaired(ctx, p, missing, extra), p)
         results.append(r)
         tick(0, r)
     errors: list[str] = []
@@ -250,6 +250,20 @@ def _quick_match(ctx: Context, ta: TensorInfo, tb: TensorInfo) -> float:
     return rel_l2(a, b)
 
 
+def _renamed(ctx: Context, t: TensorInfo, unpaired: list[Pair]) -> tuple[TensorInfo, float] | None:
+    """The first tensor found only on the other side whose sampled rows match ``t``, with that
+    rel-L2; None when none does. rel-L2 ≤ 0.2 is the same data, even requantized coarsely; two
+    unrelated tensors of one scale are near √2 apart."""
+    for q in unpaired:
+        other = q.candidate if q.reference is None else q.reference
+        assert other is not None
+        ta, tb = (other, t) if q.reference is not None else (t, other)
+        err = _quick_match(ctx, ta, tb)
+        if err <= 0.2:
+            return other, err
+    return None
+
+
 def _convention(ctx: Context, t: TensorInfo, only_in: Model) -> TensorResult | None:
     """EXPECTED when llama.cpp's converter drops (HF side) or adds (GGUF side) this tensor by design."""
     other = ctx.cand if only_in is ctx.ref else ctx.ref
@@ -265,12 +279,18 @@ def _convention(ctx: Context, t: TensorInfo, only_in: Model) -> TensorResult | N
                    detail=f"only in the {where}: llama.cpp's converter {c.kind} it by design ({c.reason})")
 
 
-def _judge_missing(ctx: Context, p: Pair, extra: list[Pair]) -> TensorResult:
-    ta = p.reference
-    assert ta is not None
-    conv = _convention(ctx, ta, ctx.ref)
+def _judge_unpaired(ctx: Context, p: Pair, missing: list[Pair], extra: list[Pair]) -> TensorResult:
+    """A tensor on one side only: dropped or added by llama.cpp's converter by design, else judged
+    as a reference tensor the candidate lacks (missing) or one only the candidate has (extra)."""
+    t, side = (p.reference, ctx.ref) if p.candidate is None else (p.candidate, ctx.cand)
+    assert t is not None
+    conv = _convention(ctx, t, side)
     if conv is not None:
         return conv
+    return _judge_missing(ctx, p, t, extra) if side is ctx.ref else _judge_extra(ctx, p, t, missing)
+
+
+def _judge_missing(ctx: Context, p: Pair, ta: TensorInfo, extra: list[Pair]) -> TensorResult:
     if p.name == LM_HEAD and EMBED in ctx.ref.tensors and EMBED in ctx.cand.tensors:
         emb = ctx.ref.tensors[EMBED]
         if tuple(emb.shape) == tuple(ta.shape):
@@ -279,36 +299,27 @@ def _judge_missing(ctx: Context, p: Pair, extra: list[Pair]) -> TensorResult:
                 return _result(ta, None, p.name, Verdict.TIED, True, related=EMBED,
                                detail=f"the reference stores {LM_HEAD} as an exact copy of {EMBED}; the candidate "
                                       "ties them (reuses the embedding)")
-    for q in extra:
-        tb = q.candidate
-        assert tb is not None
-        err = _quick_match(ctx, ta, tb)
-        if err <= 0.2:
-            return _result(ta, None, p.name, Verdict.MISSING, False, related=tb.source_name,
-                           detail=f"not in the candidate under this name, but its data is there as "
-                                  f"'{tb.source_name}' (rel-L2 {err:.3g} on sampled rows): renamed")
+    hit = _renamed(ctx, ta, extra)
+    if hit is not None:
+        tb, err = hit
+        return _result(ta, None, p.name, Verdict.MISSING, False, related=tb.source_name,
+                       detail=f"not in the candidate under this name, but its data is there as "
+                              f"'{tb.source_name}' (rel-L2 {err:.3g} on sampled rows): renamed")
     return _result(ta, None, p.name, Verdict.MISSING, False, detail="only in the reference (dropped)")
 
 
-def _judge_extra(ctx: Context, p: Pair, missing: list[Pair]) -> TensorResult:
-    tb = p.candidate
-    assert tb is not None
-    conv = _convention(ctx, tb, ctx.cand)
-    if conv is not None:
-        return conv
+def _judge_extra(ctx: Context, p: Pair, tb: TensorInfo, missing: list[Pair]) -> TensorResult:
     if p.name == LM_HEAD and EMBED in ctx.ref.tensors and tuple(ctx.ref.tensors[EMBED].shape) == tuple(tb.shape):
         r = judge_pair(ctx, ctx.ref.tensors[EMBED], tb, p.name)
         if r.passed:
             return TensorResult(**{**r.__dict__, "verdict": Verdict.TIED, "related": EMBED,
                                    "detail": f"the candidate stores {LM_HEAD} as a copy of the reference's "
                                              f"{EMBED} (tied embeddings): {r.verdict.value}, {r.detail}"})
-    for q in missing:
-        ta = q.reference
-        assert ta is not None
-        err = _quick_match(ctx, ta, tb)
-        if err <= 0.2:
-            return _result(None, tb, p.name, Verdict.EXTRA, False, related=ta.name,
-                           detail=f"only in the candidate; holds the data of {ta.name} (rel-L2 {err:.3g} on "
-                                  f"sampled rows): renamed from it")
+    hit = _renamed(ctx, tb, missing)
+    if hit is not None:
+        ta, err = hit
+        return _result(None, tb, p.name, Verdict.EXTRA, False, related=ta.name,
+                       detail=f"only in the candidate; holds the data of {ta.name} (rel-L2 {err:.3g} on "
+                              f"sampled rows): renamed from it")
     return _result(None, tb, p.name, Verdict.EXTRA, False,
                    detail="only in the candidate" + ("" if tb.known_name else " (name not in the canonical scheme)"))
