@@ -227,9 +227,12 @@ def test_fused_projections_pick_phi3():
 
 
 def test_the_decoder_has_a_kernel_for_every_activation_it_accepts():
+    """On every backend: a family the decoder accepts runs on --device cpu, cuda and torch-cpu alike."""
     from aprqa.inference.cpu_backend import NumpyBackend
     from aprqa.inference.family_facts import RUNS
     from aprqa.inference.llama import _ACTIVATIONS
+    from aprqa.inference.torch_backend import TorchBackend
 
     assert set(_ACTIVATIONS) == set(RUNS[DECODER]["activation"])
-    assert all(callable(getattr(NumpyBackend, m, None)) for m in _ACTIVATIONS.values())
+    for backend in (NumpyBackend, TorchBackend):
+        assert all(callable(getattr(backend, m, None)) for m in _ACTIVATIONS.values()), backend.__name__
