@@ -163,3 +163,29 @@ def test_float_types_are_found_by_their_torch_names():
             assert torch_name in dt.traits.aliases and dtype_from_name(torch_name) is dt, dt.lname
     for t in TRAITS.values():
         assert all(dtype_from_name(a) is t.dtype for a in t.aliases), t.name
+
+
+# Fields read only inside dtypes.py, by the lookup every other reader goes through.
+_READ_BY_OWN_LOOKUP = {("TypeTraits", "aliases"): "dtype_from_name() finds a type by any of its names",
+                       ("TypeTraits", "header_bytes"): "payload_nbytes() sizes every tensor with it",
+                       ("StepGeometry", "levels"): "StepGeometry.step() computes the step from it",
+                       ("StepGeometry", "symmetric"): "StepGeometry.step() picks its formula by it"}
+
+
+def test_every_row_column_has_a_reader():
+    """No column is a fact that silently changes nothing: each is read outside quant/dtypes.py, or by the
+    lookup in it that every reader goes through."""
+    from registry_readers import field_readers
+
+    readers = field_readers("quant", frozenset({"quant/dtypes.py"}))
+    unread = []
+    for cls in (TypeTraits, rows.StepGeometry, rows.StepBand):
+        for f in dataclasses.fields(cls):
+            if (cls.__name__, f.name) in _READ_BY_OWN_LOOKUP:
+                if cls is TypeTraits:
+                    assert f.name in readers["home"]["quant/dtypes.py"], f"{f.name}: its lookup no longer reads it"
+                continue
+            if not readers["outside"].get(f.name):
+                unread.append(f"{cls.__name__}.{f.name}")
+    assert not unread, f"type-row columns no module reads: {unread}"
+    assert not readers["outside"].get("a_column_never_spelled")  # the scan is not vacuous
