@@ -250,17 +250,24 @@ def _quick_match(ctx: Context, ta: TensorInfo, tb: TensorInfo) -> float:
     return rel_l2(a, b)
 
 
-def _renamed(ctx: Context, t: TensorInfo, unpaired: list[Pair]) -> tuple[TensorInfo, float] | None:
-    """The first tensor found only on the other side whose sampled rows match ``t``, with that
-    rel-L2; None when none does. rel-L2 ≤ 0.2 is the same data, even requantized coarsely; two
-    unrelated tensors of one scale are near √2 apart."""
+def _renamed(ctx: Context, name: str, t: TensorInfo, unpaired: list[Pair]) -> TensorResult | None:
+    """MISSING (``t`` is the reference's) or EXTRA (the candidate's), naming the tensor found only on
+    the other side whose sampled rows match it; None when none does. rel-L2 ≤ 0.2 is the same data,
+    even requantized coarsely; two unrelated tensors of one scale are near √2 apart."""
     for q in unpaired:
-        other = q.candidate if q.reference is None else q.reference
-        assert other is not None
-        ta, tb = (other, t) if q.reference is not None else (t, other)
-        err = _quick_match(ctx, ta, tb)
-        if err <= 0.2:
-            return other, err
+        if q.reference is None:  # t is the reference's; q holds a candidate-only tensor
+            assert q.candidate is not None
+            err = _quick_match(ctx, t, q.candidate)
+            if err <= 0.2:
+                return _result(t, None, name, Verdict.MISSING, False, related=q.candidate.source_name,
+                               detail=f"not in the candidate under this name, but its data is there as "
+                                      f"'{q.candidate.source_name}' (rel-L2 {err:.3g} on sampled rows): renamed")
+        else:
+            err = _quick_match(ctx, q.reference, t)
+            if err <= 0.2:
+                return _result(None, t, name, Verdict.EXTRA, False, related=q.reference.name,
+                               detail=f"only in the candidate; holds the data of {q.reference.name} (rel-L2 "
+                                      f"{err:.3g} on sampled rows): renamed from it")
     return None
 
 
@@ -299,12 +306,9 @@ def _judge_missing(ctx: Context, p: Pair, ta: TensorInfo, extra: list[Pair]) -> 
                 return _result(ta, None, p.name, Verdict.TIED, True, related=EMBED,
                                detail=f"the reference stores {LM_HEAD} as an exact copy of {EMBED}; the candidate "
                                       "ties them (reuses the embedding)")
-    hit = _renamed(ctx, ta, extra)
-    if hit is not None:
-        tb, err = hit
-        return _result(ta, None, p.name, Verdict.MISSING, False, related=tb.source_name,
-                       detail=f"not in the candidate under this name, but its data is there as "
-                              f"'{tb.source_name}' (rel-L2 {err:.3g} on sampled rows): renamed")
+    renamed = _renamed(ctx, p.name, ta, extra)
+    if renamed is not None:
+        return renamed
     return _result(ta, None, p.name, Verdict.MISSING, False, detail="only in the reference (dropped)")
 
 
@@ -315,11 +319,8 @@ def _judge_extra(ctx: Context, p: Pair, tb: TensorInfo, missing: list[Pair]) -> 
             return TensorResult(**{**r.__dict__, "verdict": Verdict.TIED, "related": EMBED,
                                    "detail": f"the candidate stores {LM_HEAD} as a copy of the reference's "
                                              f"{EMBED} (tied embeddings): {r.verdict.value}, {r.detail}"})
-    hit = _renamed(ctx, tb, missing)
-    if hit is not None:
-        ta, err = hit
-        return _result(None, tb, p.name, Verdict.EXTRA, False, related=ta.name,
-                       detail=f"only in the candidate; holds the data of {ta.name} (rel-L2 {err:.3g} on "
-                              f"sampled rows): renamed from it")
+    renamed = _renamed(ctx, p.name, tb, missing)
+    if renamed is not None:
+        return renamed
     return _result(None, tb, p.name, Verdict.EXTRA, False,
                    detail="only in the candidate" + ("" if tb.known_name else " (name not in the canonical scheme)"))
