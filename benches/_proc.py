@@ -1,15 +1,21 @@
-"""Whole processes measured like /usr/bin/time -v: wall, CPU (user + sys) and peak RSS of the
-child (``os.wait4``'s rusage), commands interleaved over rounds, medians per command."""
+"""Processes for the benches.
+
+Whole processes measured like /usr/bin/time -v: wall, CPU (user + sys) and peak RSS of the child
+(``os.wait4``'s rusage), commands interleaved over rounds, medians per command. And long-lived
+workers: a child that loads its model once and answers one JSON line per request (``Worker`` on the
+parent's side, ``serve`` on the child's), so runners can be measured interleaved, round by round."""
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,3 +97,61 @@ def line(name: str, r: dict[str, float], base: dict[str, float] | None = None) -
     if base is not None:
         s += f"  | x{r['wall_s'] / base['wall_s']:.2f} wall, x{r['cpu_s'] / base['cpu_s']:.2f} cpu"
     return s
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: VmHWM (this process image only), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as fh:
+            for row in fh:
+                if row.startswith("VmHWM:"):
+                    return int(row.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def serve(handlers: dict[str, Callable[[], dict]]) -> None:
+    """The worker's side: say ready, answer each request line with its handler's JSON line; any
+    other line (``quit``) or the end of stdin answers the peak RSS and returns."""
+    print(json.dumps({"ready": True}), flush=True)
+    for request in sys.stdin:
+        handler = handlers.get(request.strip())
+        if handler is None:
+            break
+        print(json.dumps(handler()), flush=True)
+    print(json.dumps({"peak_rss_mb": peak_rss_mb()}), flush=True)
+
+
+class Worker:
+    """The parent's side of a worker process: ``script --child KIND *args`` started once, then one
+    request line -> one JSON reply; its own process, so its peak RSS is its own."""
+
+    def __init__(self, script: str | Path, kind: str, args: Sequence[str]) -> None:
+        self.kind = kind
+        cmd = [sys.executable, str(script), "--child", kind, *args]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self._read()  # ready: the model is loaded
+
+    def _read(self) -> dict:
+        reply = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not reply:
+            raise SystemExit(f"bench worker {self.kind} died (exit {self.proc.wait()})")
+        return json.loads(reply)
+
+    def ask(self, request: str) -> dict:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(request + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self) -> float:
+        """End the worker; its peak RSS in MB."""
+        rss = self.ask("quit")["peak_rss_mb"]
+        self.proc.wait()
+        return float(rss)
+
+
+def load_span(before: tuple[float, float, float], after: tuple[float, float, float]) -> str:
+    """The load averages before and after a run, as printed next to its timings."""
+    return " ".join(f"{v:.1f}" for v in before) + " -> " + " ".join(f"{v:.1f}" for v in after)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _proc import peak_rss_mb  # noqa: E402
 
 
 def generate(root: Path, size_gb: float, rows: int, cols: int) -> tuple[Path, Path]:
@@ -78,10 +80,7 @@ def child(mode: str, ref: str, cand: str, threads: int | None) -> None:
         return dt
 
     def hwm_kb() -> int:  # VmHWM: this process image only (ru_maxrss survives exec on Linux)
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return round(peak_rss_mb() * 1024)
 
     fn = kernel if mode == "kernel" else compare_
     fn()  # warm-up: page cache hot, kernels loaded

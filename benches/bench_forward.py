@@ -24,29 +24,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _proc import Worker, load_span, serve  # noqa: E402
 
 QWEN05 = dict(hidden_size=896, num_layers=24, num_heads=14, num_kv_heads=2, head_dim=64, intermediate_size=4864,
               vocab_size=151936, tied_embeddings=True)
 SMOKE = dict(num_layers=2, tied_embeddings=True)
 
 
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def child(kind: str, model: str, n_tokens: int) -> None:
-    """Load once, then serve "run" lines on stdin (one timed prefill each), "quit" -> peak RSS."""
+    """Load once, then serve "run" requests (one timed prefill each) until "quit"."""
     import numpy as np
 
     ids = np.random.default_rng(1).integers(0, 400, n_tokens).tolist()
@@ -70,43 +63,24 @@ def child(kind: str, model: str, n_tokens: int) -> None:
 
         def run() -> np.ndarray:
             return runner.run(ids)
-    print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
-        if line.strip() == "run":
-            t0, c0 = time.perf_counter(), time.process_time()
-            logits = run()
-            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-            print(json.dumps({"s": dt, "cpu_s": cpu, "checksum": float(np.abs(logits).sum())}), flush=True)
-        else:
-            break
-    print(json.dumps({"peak_rss_mb": _peak_rss_mb()}), flush=True)
+
+    def timed() -> dict:
+        t0, c0 = time.perf_counter(), time.process_time()
+        logits = run()
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return {"s": dt, "cpu_s": cpu, "checksum": float(np.abs(logits).sum())}
+
+    serve({"run": timed})
 
 
-class _Child:
-    def __init__(self, kind: str, model: Path, n_tokens: int) -> None:
-        cmd = [sys.executable, __file__, "--child", kind, "--model", str(model), "--prompt-len", str(n_tokens)]
-        self.kind = kind
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        self._read()
+def start(kind: str, model: Path, n_tokens: int) -> Worker:
+    return Worker(__file__, kind, ["--model", str(model), "--prompt-len", str(n_tokens)])
 
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"bench child {self.kind} died (exit {self.proc.wait()})")
-        return json.loads(line)
 
-    def run(self) -> tuple[float, float]:
-        """One timed prefill: (wall s, CPU s of the whole process, every thread)."""
-        self.proc.stdin.write("run\n")
-        r = self._read()
-        return r["s"], r["cpu_s"]
-
-    def close(self) -> float:
-        self.proc.stdin.write("quit\n")
-        self.proc.stdin.flush()
-        rss = self._read()["peak_rss_mb"]
-        self.proc.wait()
-        return rss
+def prefill(w: Worker) -> tuple[float, float]:
+    """One timed prefill: (wall s, CPU s of the whole process, every thread)."""
+    r = w.ask("run")
+    return r["s"], r["cpu_s"]
 
 
 def build(root: Path, smoke: bool) -> dict[str, Path]:
@@ -154,13 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     models = build(root, a.smoke)
     build_s = time.perf_counter() - t0
     kinds = [("transformers", "f32"), ("aprqa", "f32"), ("aprqa", "q8_0"), ("aprqa", "q4_k")]
-    children = [_Child(kind, models[w], n_tokens) for kind, w in kinds]
+    children = [start(kind, models[w], n_tokens) for kind, w in kinds]
     times: list[list[float]] = [[] for _ in kinds]
     cpus: list[list[float]] = [[] for _ in kinds]
-    first = [c.run()[0] for c in children]  # warm-up: page cache, JIT, allocator
+    first = [prefill(c)[0] for c in children]  # warm-up: page cache, JIT, allocator
     for _ in range(repeat):  # interleaved rounds: background load hits every runner alike
         for i, c in enumerate(children):
-            wall, cpu = c.run()
+            wall, cpu = prefill(c)
             times[i].append(wall)
             cpus[i].append(cpu)
     rows = []
@@ -180,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(result, indent=2))
     else:
-        la = " ".join(f"{v:.1f}" for v in load_before) + " -> " + " ".join(f"{v:.1f}" for v in result["load_after"])
+        la = load_span(load_before, result["load_after"])
         print(f"prefill of {n_tokens} tokens, {repeat} interleaved rounds (models built in {build_s:.1f}s, "
               f"{os.cpu_count()} CPUs, load average {la})")
         print(f"{'runner':14s} {'weights':8s} {'best s':>9s} {'median s':>9s} {'vs HF':>7s} {'target':>7s} "

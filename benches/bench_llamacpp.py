@@ -30,10 +30,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _proc import Worker, load_span, serve  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 QWEN05 = dict(hidden_size=896, num_layers=24, num_heads=14, num_kv_heads=2, head_dim=64, intermediate_size=4864,
@@ -42,16 +45,8 @@ SMOKE = dict(num_layers=2, tied_embeddings=True)
 DECODE_PROMPT = 8
 
 
-def _peak_rss_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
-
-
 def child(kind: str, model: str, threads: int, n_prompt: int, n_decode: int) -> None:
-    """Load once, then serve "prefill" / "decode" lines (one timed run each); "quit" -> peak RSS."""
+    """Load once, then serve "prefill" / "decode" requests (one timed run each) until "quit"."""
     import numpy as np
 
     ids = np.random.default_rng(1).integers(3, 400, max(n_prompt, DECODE_PROMPT + n_decode)).tolist()
@@ -95,44 +90,23 @@ def child(kind: str, model: str, threads: int, n_prompt: int, n_decode: int) -> 
             for tok in ids[DECODE_PROMPT:DECODE_PROMPT + n_decode]:
                 runner.run([tok], cache, cache.length, last_only=True)
             return time.perf_counter() - t0
-    print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
-        cmd = line.strip()
-        if cmd == "prefill":
-            t0 = time.perf_counter()
-            prefill()
-            print(json.dumps({"s": time.perf_counter() - t0}), flush=True)
-        elif cmd == "decode":
-            print(json.dumps({"s": decode()}), flush=True)
-        else:
-            break
-    print(json.dumps({"peak_rss_mb": _peak_rss_mb()}), flush=True)
+
+    def timed_prefill() -> dict:
+        t0 = time.perf_counter()
+        prefill()
+        return {"s": time.perf_counter() - t0}
+
+    serve({"prefill": timed_prefill, "decode": lambda: {"s": decode()}})
 
 
-class _Child:
-    def __init__(self, kind: str, model: Path, threads: int, n_prompt: int, n_decode: int) -> None:
-        cmd = [sys.executable, __file__, "--child", kind, "--model", str(model), "--threads", str(threads),
-               "--prompt-len", str(n_prompt), "--decode", str(n_decode)]
-        self.kind, self.threads = kind, threads
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        self._read()
+def start(kind: str, model: Path, threads: int, n_prompt: int, n_decode: int) -> Worker:
+    args = ["--model", str(model), "--threads", str(threads), "--prompt-len", str(n_prompt), "--decode", str(n_decode)]
+    return Worker(__file__, kind, args)
 
-    def _read(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"bench child {self.kind} died (exit {self.proc.wait()})")
-        return json.loads(line)
 
-    def ask(self, what: str) -> float:
-        self.proc.stdin.write(what + "\n")
-        return self._read()["s"]
-
-    def close(self) -> float:
-        self.proc.stdin.write("quit\n")
-        self.proc.stdin.flush()
-        rss = self._read()["peak_rss_mb"]
-        self.proc.wait()
-        return rss
+def ask(w: Worker, what: str) -> float:
+    """Seconds of one timed prefill or decode run."""
+    return float(w.ask(what)["s"])
 
 
 def build(root: Path, smoke: bool) -> dict[str, Path]:
@@ -177,14 +151,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for mname in a.models.split(","):
         for threads in (int(t) for t in a.threads.split(",")):
-            kids = [_Child(k, models[mname], threads, a.prompt_len, n_decode) for k in a.kinds.split(",")]
+            kids = [start(k, models[mname], threads, a.prompt_len, n_decode) for k in a.kinds.split(",")]
             times = {(c.kind, w): [] for c in kids for w in ("prefill", "decode")}
             for c in kids:  # warm-up: page cache, JIT, allocator
-                c.ask("prefill"), c.ask("decode")
+                ask(c, "prefill"), ask(c, "decode")
             for _ in range(repeat):
                 for what in ("prefill", "decode"):
                     for c in kids:
-                        times[(c.kind, what)].append(c.ask(what))
+                        times[(c.kind, what)].append(ask(c, what))
             rss = {c.kind: c.close() for c in kids}
             base = {w: statistics.median(times[("llama.cpp", w)]) for w in ("prefill", "decode")} \
                 if "llama.cpp" in rss else None
@@ -204,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(result, indent=2))
         return 0
-    la = " ".join(f"{v:.1f}" for v in load_before) + " -> " + " ".join(f"{v:.1f}" for v in result["load_after"])
+    la = load_span(load_before, result["load_after"])
     print(f"prefill {a.prompt_len} tokens, decode {n_decode} tokens; {repeat} interleaved rounds, medians; "
           f"{os.cpu_count()} CPUs, load average {la}")
     print(f"{'model':7s} {'thr':>3s} {'runner':11s} {'prefill s':>9s} {'ratio':>6s} {'decode tok/s':>12s} "

@@ -29,6 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _proc import load_span  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 TYPES = ["q8_0", "q4_0", "q5_0", "iq4_nl", "q4_k", "q5_k", "q6_k", "q2_k", "q3_k", "iq4_xs"]
 DEQUANT = ["q4_k", "q6_k", "q8_0", "q5_0"]
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         print(json.dumps(result, indent=2))
         return 0
-    la = " ".join(f"{v:.1f}" for v in load_before) + " -> " + " ".join(f"{v:.1f}" for v in result["load_after"])
+    la = load_span(load_before, result["load_after"])
     print(f"matmul of [{rows}, {n}] × one token, 1 thread, median of {repeat} interleaved rounds; load average {la}")
     print(f"{'type':7s} {'kernel':14s} {'G weights/s':>11s} {'vs scalar':>9s} {'vs ggml':>8s}")
     for r in out_rows:

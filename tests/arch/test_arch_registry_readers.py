@@ -11,11 +11,8 @@ keeping its own family knowledge.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import functools
 import importlib
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,57 +22,17 @@ from aprqa.formats import open_model
 from aprqa.inference.family_facts import DECODER, ENCODER, FamilyError, block_tensors, families, infer_family
 from aprqa.inference.llama import LlamaRunner
 from aprqa.inference.weights import ModelWeights
+from registry_readers import field_readers
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "aprqa"
+# The registry's dataclasses, by module of arch/.
 _REGISTRY = {"families.py": ("ArchSpec", "ForwardFacts"), "conventions.py": ("Convention",)}
 # Fields read only by the lookup function of their own module, which every other reader goes through.
 _READ_BY_OWN_LOOKUP = {("ArchSpec", "model_types"): "family() maps every model_type spelling to its spec",
                        ("Convention", "pattern"): "expected_difference() matches names against it"}
 
 
-def _imports_arch(tree: ast.Module, rel: str) -> bool:
-    """Whether a module imports from the registry (only such a module's attribute reads count)."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            mod = node.module or ""
-            if mod.startswith("aprqa.arch") or (node.level and mod.split(".")[0] == "arch"):
-                return True
-            if node.level and any(a.name == "arch" for a in node.names):
-                return True
-            if node.level == 1 and rel.startswith("arch/"):
-                return True
-    return False
-
-
-def _names_read(tree: ast.Module) -> set[str]:
-    """Attribute names loaded (``x.field``) and string constants (``getattr(x, "field")``, a table of
-    field names read through ``getattr``) in one module."""
-    out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
-            out.add(node.attr)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            out.add(node.value)
-    return out
-
-
-@functools.cache
 def _readers() -> dict[str, dict[str, set[str]]]:
-    """field name -> {module: ...} for every module of src/aprqa that imports the registry."""
-    found: dict[str, set[str]] = {}
-    home_reads: dict[str, set[str]] = {}
-    for p in SRC.rglob("*.py"):
-        rel = p.relative_to(SRC).as_posix()
-        tree = ast.parse(p.read_text(encoding="utf-8"))
-        if rel.startswith("arch/") and p.name in _REGISTRY:
-            # the home module: reads outside the class bodies (the lookups), for the exemptions
-            body = ast.Module([n for n in tree.body if not isinstance(n, ast.ClassDef)], [])
-            home_reads[p.name] = {n.attr for n in ast.walk(body) if isinstance(n, ast.Attribute)}
-            continue
-        if _imports_arch(tree, rel):
-            for name in _names_read(tree):
-                found.setdefault(name, set()).add(rel)
-    return {"outside": found, "home": home_reads}
+    return field_readers("arch", frozenset(f"arch/{m}" for m in _REGISTRY))
 
 
 def _registry_fields() -> list[tuple[str, str, str]]:
@@ -92,7 +49,8 @@ def test_every_registry_field_has_a_reader_outside_its_module():
     unread = []
     for module, cls, field in _registry_fields():
         if (cls, field) in _READ_BY_OWN_LOOKUP:
-            assert field in readers["home"][module], f"{cls}.{field}: its lookup in {module} no longer reads it"
+            assert field in readers["home"][f"arch/{module}"], \
+                f"{cls}.{field}: its lookup in {module} no longer reads it"
             continue
         if not readers["outside"].get(field):
             unread.append(f"{cls}.{field}")
@@ -227,9 +185,12 @@ def test_fused_projections_pick_phi3():
 
 
 def test_the_decoder_has_a_kernel_for_every_activation_it_accepts():
+    """On every backend: a family the decoder accepts runs on --device cpu, cuda and torch-cpu alike."""
     from aprqa.inference.cpu_backend import NumpyBackend
     from aprqa.inference.family_facts import RUNS
     from aprqa.inference.llama import _ACTIVATIONS
+    from aprqa.inference.torch_backend import TorchBackend
 
     assert set(_ACTIVATIONS) == set(RUNS[DECODER]["activation"])
-    assert all(callable(getattr(NumpyBackend, m, None)) for m in _ACTIVATIONS.values())
+    for backend in (NumpyBackend, TorchBackend):
+        assert all(callable(getattr(backend, m, None)) for m in _ACTIVATIONS.values()), backend.__name__

@@ -167,7 +167,8 @@ def test_tensor_renamed(tiny_models, tmp_path):
     r = compare(tiny_models["qwen2-tiny"], out, fast=True)
     bad = {t.name: t for t in r.failures()}
     assert bad[UP1].verdict is Verdict.MISSING and bad[UP1].related == "model.layers.1.mlp.upproj.weight"
-    assert bad["model.layers.1.mlp.upproj.weight"].verdict is Verdict.EXTRA
+    extra = bad["model.layers.1.mlp.upproj.weight"]
+    assert extra.verdict is Verdict.EXTRA and extra.related == UP1 and "renamed from it" in extra.detail
     assert "renamed" in bad[UP1].detail
 
 

@@ -100,6 +100,53 @@ def test_torch_backend_matches_numpy(tiny_models):
         tiny_models["llama-tiny"], IDS, 4)
 
 
+@pytest.mark.parametrize("family", ["gemma", "gemma2", "gemma3"])
+def test_torch_backend_runs_gemma_as_numpy(family):
+    """gemma's GELU-tanh MLP, gemma2/3's sliding-window layers and gemma2's softcaps on the torch
+    backend: the logits of transformers' tiny gemma dirs as the default CPU backend gives them. The
+    prompt is longer than the window, so the local layers' mask is exercised."""
+    pytest.importorskip("torch")
+    import tiny_families
+
+    d = tiny_families.tiny_hf_dir(family)
+    ids = np.random.default_rng(0).integers(4, 400, 80).tolist()
+    with open_model(d) as m:
+        assert m.config.sliding_window is None or m.config.sliding_window < len(ids)
+    a = forward(d, ids)
+    b = forward(d, ids, device="torch-cpu")
+    # 1e-4, as for qwen2/qwen3 above: both backends are float32, the numpy one reduces RMSNorm and
+    # softmax in float64 and sums in BLAS's order, torch in its own; these logits (|x| <= 1.5) differ
+    # by <= 6e-7. Local layers run without their window are off by about 0.3.
+    assert np.abs(a - b).max() <= 1e-4
+
+
+def test_torch_kernels_match_numpy_kernels():
+    """The torch kernels the gemma families need, on inputs where a wrong formula shows: GELU's tanh
+    approximation (erf GELU differs by up to ~2e-4 near |x| = 2), the score softcap, the window."""
+    pytest.importorskip("torch")
+    from aprqa.inference.cpu_backend import NumpyBackend
+    from aprqa.inference.torch_backend import TorchBackend
+
+    rng = np.random.default_rng(3)
+    nb, tb = NumpyBackend(threads=1), TorchBackend("cpu")
+    g = rng.uniform(-6, 6, (8, 64)).astype(np.float32)
+    u = rng.uniform(-2, 2, (8, 64)).astype(np.float32)
+    want = nb.gelu_tanh_mul(g.copy(), u.copy())
+    got = tb.to_numpy(tb.gelu_tanh_mul(tb.asarray(g), tb.asarray(u)))
+    # float32 rounding of values |x| <= 12: a few ulps (1e-6 absolute); erf GELU is ~1e-4 away
+    assert np.abs(got - want).max() <= 1e-5
+    t_len, nh, nkv, hd = 12, 4, 2, 16
+    q = rng.normal(0, 3, (t_len, nh, hd)).astype(np.float32)  # scores up to ~100: the cap bites
+    k = rng.normal(0, 3, (nkv, t_len, hd)).astype(np.float32)
+    v = rng.normal(0, 1, (nkv, t_len, hd)).astype(np.float32)
+    for window, cap in ((None, None), (4, None), (None, 20.0), (4, 20.0)):
+        want = nb.attention(q.copy(), k.copy(), v.copy(), 0, window=window, softcap=cap)
+        got = tb.to_numpy(tb.attention(tb.asarray(q), tb.asarray(k), tb.asarray(v), 0, window=window,
+                                       softcap=cap))
+        # softmax-weighted sums of |v| <= ~4 in float32 (numpy's softmax reduces in float64)
+        assert np.abs(got - want).max() <= 1e-5, (window, cap)
+
+
 def test_cpu_path_never_imports_torch(tiny_models):
     import subprocess
 

@@ -50,7 +50,7 @@ def test_demo_plan_from_the_opened_model_equals_the_assumed_one(tmp_path):
     assumed = build_plan(pb, SourceFacts.assumed(pb))
     key = lambda p: [(g.gate_id, g.fmt, g.quant, g.kind, g.thresholds_key, g.inputs) for g in p.gates]  # noqa: E731
     assert key(real) == key(assumed) and real.conversions == assumed.conversions
-    assert not real.source.assumed and real.source.dtype == "f32"
+    assert not real.source.playbook_only and real.source.dtype == "f32"
 
 
 def test_plan_is_pure():

@@ -43,3 +43,22 @@ def test_adding_a_type_names_files_and_functions_that_exist():
         assert name in steps
     assert "nokernel" in header and "by_blocks<" in header
     assert "void by_blocks(" in (ROOT / "csrc" / "quant.cpp").read_text(encoding="utf-8")
+
+
+def test_step_model_table_is_the_rows():
+    """docs/tolerances.md's table of the types aprqa judges by their step model: the measured ratio range,
+    gain range and limit of each row (a row whose band or gains were left out no longer matches)."""
+    text = (ROOT / "docs" / "tolerances.md").read_text(encoding="utf-8")
+    table = re.findall(r"^\| ([\w, ]+) \| ([\d.]+)–([\d.]+) \| ([\d.]+)–([\d.]+) \| ([\d.]+) \| [\d.]+–[\d.]+ \| "
+                       r"[\d.]+–[\d.]+ \|$", text, re.M)
+    seen = set()
+    for names, lo, hi, g_lo, g_hi, limit in table:
+        for name in names.split(", "):
+            t = DType[name.upper()].traits
+            seen.add(t.dtype)
+            assert t.band is not None and t.gains is not None, name
+            # the docs print the ratio to 2 decimals and the gains to 3
+            assert abs(t.band.measured_lo - float(lo)) <= 0.005 + 1e-9, name
+            assert abs(t.band.measured_hi - float(hi)) <= 0.005 + 1e-9, name
+            assert t.gains == (float(g_lo), float(g_hi)) and t.band.limit == float(limit), name
+    assert seen == {dt for dt in DType if dt.traits.gains is not None}, "one docs row per type with measured gains"

@@ -51,6 +51,8 @@ def test_row_is_consistent(dt):
     assert (t.kind is Kind.QUANT) == (t.block_elems > 1 or t.header_bytes > 0)
     if t.kind is not Kind.QUANT:
         assert (t.step, t.band, t.gains, t.noise_limit, t.block_bound, t.no_band, t.row_fallback) == (None,) * 7
+        if t.quant_name is not None:  # a float aprqa converts to is judged by its own output profile
+            assert t.profile == t.quant_name
         return
     judged = t.noise_limit is not None or t.band is not None
     assert judged != (t.no_band is not None), "a quantized type has a band, or says why it has none"
@@ -70,6 +72,7 @@ def test_row_is_consistent(dt):
     if t.quant_name is not None and t.block_elems == 256:
         assert t.row_fallback is not None, "a K type aprqa writes needs llama-quantize's fallback for short rows"
     assert t.profile is None or t.profile in PROFILES
+    assert t.profile is not None, "every quantized type has an output profile (its own or the nearest by bits)"
 
 
 def test_python_rows_match_the_compiled_rows():
@@ -148,3 +151,41 @@ def test_derived_tables_read_the_rows():
     assert profile_for(DType.IQ2_XXS) is PROFILES["q2_k"] and profile_for(DType.TQ1_0) is PROFILES["q2_k"]
     with pytest.raises(Exception, match="no default output profile for i32"):
         profile_for(DType.I32)
+
+
+def test_float_types_are_found_by_their_torch_names():
+    # the aliases column: HF configs and users name float types as torch does (config.json torch_dtype)
+    from aprqa.formats.safetensors import _WRITE_NAMES
+    from aprqa.quant.dtypes import dtype_from_name
+
+    for dt, torch_name in _WRITE_NAMES.items():
+        if dt.traits.kind is Kind.FLOAT and torch_name.startswith(("float", "bfloat")) and "8" not in torch_name:
+            assert torch_name in dt.traits.aliases and dtype_from_name(torch_name) is dt, dt.lname
+    for t in TRAITS.values():
+        assert all(dtype_from_name(a) is t.dtype for a in t.aliases), t.name
+
+
+# Fields read only inside dtypes.py, by the lookup every other reader goes through.
+_READ_BY_OWN_LOOKUP = {("TypeTraits", "aliases"): "dtype_from_name() finds a type by any of its names",
+                       ("TypeTraits", "header_bytes"): "payload_nbytes() sizes every tensor with it",
+                       ("StepGeometry", "levels"): "StepGeometry.step() computes the step from it",
+                       ("StepGeometry", "symmetric"): "StepGeometry.step() picks its formula by it"}
+
+
+def test_every_row_column_has_a_reader():
+    """No column is a fact that silently changes nothing: each is read outside quant/dtypes.py, or by the
+    lookup in it that every reader goes through."""
+    from registry_readers import field_readers
+
+    readers = field_readers("quant", frozenset({"quant/dtypes.py"}))
+    unread = []
+    for cls in (TypeTraits, rows.StepGeometry, rows.StepBand):
+        for f in dataclasses.fields(cls):
+            if (cls.__name__, f.name) in _READ_BY_OWN_LOOKUP:
+                if cls is TypeTraits:
+                    assert f.name in readers["home"]["quant/dtypes.py"], f"{f.name}: its lookup no longer reads it"
+                continue
+            if not readers["outside"].get(f.name):
+                unread.append(f"{cls.__name__}.{f.name}")
+    assert not unread, f"type-row columns no module reads: {unread}"
+    assert not readers["outside"].get("a_column_never_spelled")  # the scan is not vacuous

@@ -171,7 +171,7 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
         if p.both:
             results.append(next(judged))
             continue
-        r = _honest_bytes(_judge_missing(ctx, p, extra) if p.candidate is None else _judge_extra(ctx, p, missing), p)
+        r = _honest_bytes(_judge_unpaired(ctx, p, missing, extra), p)
         results.append(r)
         tick(0, r)
     errors: list[str] = []
@@ -250,6 +250,27 @@ def _quick_match(ctx: Context, ta: TensorInfo, tb: TensorInfo) -> float:
     return rel_l2(a, b)
 
 
+def _renamed(ctx: Context, name: str, t: TensorInfo, unpaired: list[Pair]) -> TensorResult | None:
+    """MISSING (``t`` is the reference's) or EXTRA (the candidate's), naming the tensor found only on
+    the other side whose sampled rows match it; None when none does. rel-L2 ≤ 0.2 is the same data,
+    even requantized coarsely; two unrelated tensors of one scale are near √2 apart."""
+    for q in unpaired:
+        if q.reference is None:  # t is the reference's; q holds a candidate-only tensor
+            assert q.candidate is not None
+            err = _quick_match(ctx, t, q.candidate)
+            if err <= 0.2:
+                return _result(t, None, name, Verdict.MISSING, False, related=q.candidate.source_name,
+                               detail=f"not in the candidate under this name, but its data is there as "
+                                      f"'{q.candidate.source_name}' (rel-L2 {err:.3g} on sampled rows): renamed")
+        else:
+            err = _quick_match(ctx, q.reference, t)
+            if err <= 0.2:
+                return _result(None, t, name, Verdict.EXTRA, False, related=q.reference.name,
+                               detail=f"only in the candidate; holds the data of {q.reference.name} (rel-L2 "
+                                      f"{err:.3g} on sampled rows): renamed from it")
+    return None
+
+
 def _convention(ctx: Context, t: TensorInfo, only_in: Model) -> TensorResult | None:
     """EXPECTED when llama.cpp's converter drops (HF side) or adds (GGUF side) this tensor by design."""
     other = ctx.cand if only_in is ctx.ref else ctx.ref
@@ -265,12 +286,18 @@ def _convention(ctx: Context, t: TensorInfo, only_in: Model) -> TensorResult | N
                    detail=f"only in the {where}: llama.cpp's converter {c.kind} it by design ({c.reason})")
 
 
-def _judge_missing(ctx: Context, p: Pair, extra: list[Pair]) -> TensorResult:
-    ta = p.reference
-    assert ta is not None
-    conv = _convention(ctx, ta, ctx.ref)
+def _judge_unpaired(ctx: Context, p: Pair, missing: list[Pair], extra: list[Pair]) -> TensorResult:
+    """A tensor on one side only: dropped or added by llama.cpp's converter by design, else judged
+    as a reference tensor the candidate lacks (missing) or one only the candidate has (extra)."""
+    t, side = (p.reference, ctx.ref) if p.candidate is None else (p.candidate, ctx.cand)
+    assert t is not None
+    conv = _convention(ctx, t, side)
     if conv is not None:
         return conv
+    return _judge_missing(ctx, p, t, extra) if side is ctx.ref else _judge_extra(ctx, p, t, missing)
+
+
+def _judge_missing(ctx: Context, p: Pair, ta: TensorInfo, extra: list[Pair]) -> TensorResult:
     if p.name == LM_HEAD and EMBED in ctx.ref.tensors and EMBED in ctx.cand.tensors:
         emb = ctx.ref.tensors[EMBED]
         if tuple(emb.shape) == tuple(ta.shape):
@@ -279,36 +306,21 @@ def _judge_missing(ctx: Context, p: Pair, extra: list[Pair]) -> TensorResult:
                 return _result(ta, None, p.name, Verdict.TIED, True, related=EMBED,
                                detail=f"the reference stores {LM_HEAD} as an exact copy of {EMBED}; the candidate "
                                       "ties them (reuses the embedding)")
-    for q in extra:
-        tb = q.candidate
-        assert tb is not None
-        err = _quick_match(ctx, ta, tb)
-        if err <= 0.2:
-            return _result(ta, None, p.name, Verdict.MISSING, False, related=tb.source_name,
-                           detail=f"not in the candidate under this name, but its data is there as "
-                                  f"'{tb.source_name}' (rel-L2 {err:.3g} on sampled rows): renamed")
+    renamed = _renamed(ctx, p.name, ta, extra)
+    if renamed is not None:
+        return renamed
     return _result(ta, None, p.name, Verdict.MISSING, False, detail="only in the reference (dropped)")
 
 
-def _judge_extra(ctx: Context, p: Pair, missing: list[Pair]) -> TensorResult:
-    tb = p.candidate
-    assert tb is not None
-    conv = _convention(ctx, tb, ctx.cand)
-    if conv is not None:
-        return conv
+def _judge_extra(ctx: Context, p: Pair, tb: TensorInfo, missing: list[Pair]) -> TensorResult:
     if p.name == LM_HEAD and EMBED in ctx.ref.tensors and tuple(ctx.ref.tensors[EMBED].shape) == tuple(tb.shape):
         r = judge_pair(ctx, ctx.ref.tensors[EMBED], tb, p.name)
         if r.passed:
             return TensorResult(**{**r.__dict__, "verdict": Verdict.TIED, "related": EMBED,
                                    "detail": f"the candidate stores {LM_HEAD} as a copy of the reference's "
                                              f"{EMBED} (tied embeddings): {r.verdict.value}, {r.detail}"})
-    for q in missing:
-        ta = q.reference
-        assert ta is not None
-        err = _quick_match(ctx, ta, tb)
-        if err <= 0.2:
-            return _result(None, tb, p.name, Verdict.EXTRA, False, related=ta.name,
-                           detail=f"only in the candidate; holds the data of {ta.name} (rel-L2 {err:.3g} on "
-                                  f"sampled rows): renamed from it")
+    renamed = _renamed(ctx, p.name, tb, missing)
+    if renamed is not None:
+        return renamed
     return _result(None, tb, p.name, Verdict.EXTRA, False,
                    detail="only in the candidate" + ("" if tb.known_name else " (name not in the canonical scheme)"))

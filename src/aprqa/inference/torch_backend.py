@@ -1,6 +1,6 @@
 """Torch backend of the forward pass (``device="cuda"``, or ``"torch-cpu"`` for tests).
 
-Same interface and the same maths as ``llama.NumpyBackend``, in float32 torch ops;
+Same interface and the same maths as ``cpu_backend.NumpyBackend``, in float32 torch ops;
 results agree with the numpy path within float32 rounding. torch itself (an optional
 dependency) is imported only when a ``TorchBackend`` is built: the CPU path never imports it.
 """
@@ -84,15 +84,30 @@ class TorchBackend:
     def silu_mul(self, g: Any, u: Any) -> Any:
         return self.torch.nn.functional.silu(g) * u
 
-    def attention(self, q: Any, k_all: Any, v_all: Any, pos0: int) -> Any:
+    def gelu_tanh_mul(self, g: Any, u: Any) -> Any:
+        """GELU (tanh approximation, HF ``gelu_pytorch_tanh``) of ``g`` times ``u``."""
+        return self.torch.nn.functional.gelu(g, approximate="tanh") * u
+
+    def softcap(self, x: Any, cap: float) -> Any:
+        return self.torch.tanh(x / cap) * cap
+
+    def attention(self, q: Any, k_all: Any, v_all: Any, pos0: int,
+                  window: int | None = None, softcap: float | None = None) -> Any:
+        """As ``NumpyBackend.attention``: causal GQA; ``window`` hides keys ``window`` or more
+        positions back (sliding-window layers), ``softcap`` caps the scores before the mask."""
         torch = self.torch
         t_len, nh, hd = q.shape
         nkv, s_len, _ = k_all.shape
         g = nh // nkv
         qh = q.permute(1, 0, 2).reshape(nkv, g * t_len, hd)
         scores = (qh @ k_all.transpose(1, 2)) * (1.0 / float(np.sqrt(hd)))
+        if softcap:
+            scores = self.softcap(scores, softcap)
         qpos = torch.arange(t_len, device=self.device).repeat(g) + pos0
-        mask = torch.arange(s_len, device=self.device)[None, :] > qpos[:, None]
+        kpos = torch.arange(s_len, device=self.device)[None, :]
+        mask = kpos > qpos[:, None]
+        if window is not None:
+            mask |= kpos <= qpos[:, None] - window
         scores = scores.masked_fill(mask[None], float("-inf"))
         p = torch.softmax(scores, dim=-1)
         ctx = p @ v_all

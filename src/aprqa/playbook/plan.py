@@ -120,7 +120,7 @@ class SourceFacts:
     format: str
     dtype: str
     unproducible: Mapping[tuple[str, str], str] = field(default_factory=dict)
-    assumed: bool = False
+    playbook_only: bool = False  # inferred from the playbook alone (``assumed``): no model was opened
 
     @classmethod
     def from_model(cls, pb: Playbook, model: Any) -> "SourceFacts":
@@ -140,7 +140,7 @@ class SourceFacts:
                         why = error_text(err)
                 if why is not None:
                     bad[(fmt, q)] = why
-        return cls(model.format, dtype, bad, assumed=False)
+        return cls(model.format, dtype, bad, playbook_only=False)
 
     @classmethod
     def assumed(cls, pb: Playbook, model_path: str | Path | None = None) -> "SourceFacts":
@@ -159,7 +159,7 @@ class SourceFacts:
                 why = (_builtin_unproducible(f, q) if pb.converter == "builtin" else _external_unproducible(f, q))
                 if why is not None:
                     bad[(f, q)] = why
-        return cls(fmt, dtype, bad, assumed=True)
+        return cls(fmt, dtype, bad, playbook_only=True)
 
 
 def _external_unproducible(fmt: str, q: str) -> str | None:
@@ -227,7 +227,8 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {"playbook": self.playbook.name, "dialect": self.playbook.dialect,
                 "unknown_keys": list(self.playbook.unknown_keys),
-                "source": {"format": self.source.format, "dtype": self.source.dtype, "assumed": self.source.assumed},
+                "source": {"format": self.source.format, "dtype": self.source.dtype,
+                           "assumed": self.source.playbook_only},
                 "counts": self.counts(), "cannot_pass": self.cannot_pass,
                 "conversions": [{"tag": c.tag, "label": c.label, "format": c.key.fmt, "quant": c.key.quant}
                                 for c in self.conversions],
@@ -385,7 +386,7 @@ def render_plan(plan: Plan) -> list[str]:
     out = [f"plan of {pb.name} {pb.version} ({pb.dialect} playbook): {c['gates']} gates "
            f"({c['will_run']} to run, {c['skipped']} Skipped) · {c['conversions']} conversions",
            f"source: {FORMAT_TITLE[src.format]} {src.dtype}" + (" (assumed from the playbook: no model opened)"
-                                                               if src.assumed else "")]
+                                                               if src.playbook_only else "")]
     if plan.cannot_pass:
         out.append(plan.cannot_pass)
     out.append("conversions:")
