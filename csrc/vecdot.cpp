@@ -94,21 +94,6 @@ void quantize_act(const float* x, int64_t tokens, int64_t n, ActQ8& a) {
 
 // ---- scalar unpackers: q (int8), s16 and m16 (per 16) for one row ---------------------------
 
-static inline void k4_scale_min(int j, const uint8_t* q, int& sc, int& m) {
-    if (j < 4) {
-        sc = q[j] & 63;
-        m = q[j + 4] & 63;
-    } else {
-        sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-static inline int q3k_scale(const uint8_t* sc, int i) {
-    const int low4 = i < 8 ? (sc[i] & 0xF) : (sc[i - 8] >> 4);
-    const int high2 = (sc[8 + i % 4] >> (2 * (i / 4))) & 3;
-    return (low4 | (high2 << 4)) - 32;
-}
-
 // Writes nb blocks of `dtype` starting at src: q[nb*be], s[nb*be/16], m[nb*be/16] (m untouched
 // for types without mins).
 static void unpack_scalar(int dtype, const uint8_t* src, int64_t nb, int8_t* q, float* s, float* m) {

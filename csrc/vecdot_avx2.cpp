@@ -85,28 +85,87 @@ VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q
             }
             return true;
         }
-        case kQ4_K: {
-            const block_q4_K* b = reinterpret_cast<const block_q4_K*>(src);
-            const __m256i m4 = _mm256_set1_epi8(0x0F);
+        case kQ4_K: case kQ5_K: {
+            const bool five = dtype == kQ5_K;
+            const size_t bb = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
+            const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
             for (int64_t i = 0; i < n / 256; ++i, q += 256, aq += 256, s += 64, m += 16) {
-                const float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
-                const uint8_t* sc = b[i].scales;
+                // the two layouts share d, dmin, scales; Q5_K adds qh[32] before qs
+                const block_q4_K& b = *reinterpret_cast<const block_q4_K*>(src + i * bb);
+                const uint8_t* qs = five ? reinterpret_cast<const block_q5_K*>(src + i * bb)->qs : b.qs;
+                const __m256i qh = five ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+                                              reinterpret_cast<const block_q5_K*>(src + i * bb)->qh))
+                                        : _mm256_setzero_si256();
+                const float d = h2f(b.d), dmin = h2f(b.dmin);
                 for (int j = 0; j < 8; ++j) {
                     int a, mm;
-                    if (j < 4) {
-                        a = sc[j] & 63;
-                        mm = sc[j + 4] & 63;
-                    } else {
-                        a = (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4);
-                        mm = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
-                    }
+                    k4_scale_min(j, b.scales, a, mm);
                     put_s(s + 8 * j, d * (float)a);
                     m[2 * j] = m[2 * j + 1] = dmin * (float)mm;
                 }
                 for (int c = 0; c < 4; ++c) {
-                    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * c));
-                    put32(q + 64 * c, aq + 64 * c, _mm256_and_si256(v, m4));
-                    put32(q + 64 * c + 32, aq + 64 * c + 32, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+                    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + 32 * c));
+                    __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+                    if (five) {  // bit 2c (low nibbles) and 2c+1 (high) of qh[l], as bit 4
+                        const __m128i sh0 = _mm_cvtsi32_si128(2 * c), sh1 = _mm_cvtsi32_si128(2 * c + 1);
+                        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, sh0), one), 4));
+                        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, sh1), one), 4));
+                    }
+                    put32(q + 64 * c, aq + 64 * c, lo);
+                    put32(q + 64 * c + 32, aq + 64 * c + 32, hi);
+                }
+            }
+            return true;
+        }
+        case kQ2_K: {
+            const block_q2_K* b = reinterpret_cast<const block_q2_K*>(src);
+            const __m256i m3 = _mm256_set1_epi8(3);
+            for (int64_t i = 0; i < n / 256; ++i, q += 256, aq += 256, s += 64, m += 16) {
+                const float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
+                for (int g = 0; g < 16; ++g) m[g] = dmin * (float)(b[i].scales[g] >> 4);
+                for (int c = 0; c < 8; ++c)
+                    put_s(s + 8 * c, d * (float)(b[i].scales[2 * c] & 0xF), d * (float)(b[i].scales[2 * c + 1] & 0xF));
+                // chunk c = 4h + j: bits 2j..2j+1 of qs[32h .. 32h+32]
+                for (int h = 0; h < 2; ++h) {
+                    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * h));
+                    for (int j = 0; j < 4; ++j)
+                        put32(q + 128 * h + 32 * j, aq + 128 * h + 32 * j,
+                              _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(2 * j)), m3));
+                }
+            }
+            return true;
+        }
+        case kQ3_K: {
+            const block_q3_K* b = reinterpret_cast<const block_q3_K*>(src);
+            const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), e4 = _mm256_set1_epi8(4);
+            for (int64_t i = 0; i < n / 256; ++i, q += 256, aq += 256, s += 64) {
+                const float d = h2f(b[i].d);
+                for (int c = 0; c < 8; ++c)
+                    put_s(s + 8 * c, d * (float)q3k_scale(b[i].scales, 2 * c), d * (float)q3k_scale(b[i].scales, 2 * c + 1));
+                const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].hmask));
+                // chunk c = 4h + j: (bits 2j..2j+1 of qs[32h + l]) | (bit c of hmask[l]) << 2, minus 4
+                for (int h = 0; h < 2; ++h) {
+                    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * h));
+                    for (int j = 0; j < 4; ++j) {
+                        const int c = 4 * h + j;
+                        const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(2 * j)), m3);
+                        const __m256i hb = _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(c)), one), 2);
+                        put32(q + 32 * c, aq + 32 * c, _mm256_sub_epi8(_mm256_or_si256(lo, hb), e4));
+                    }
+                }
+            }
+            return true;
+        }
+        case kIQ4_XS: {
+            const block_iq4_xs* b = reinterpret_cast<const block_iq4_xs*>(src);
+            const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NL)));
+            for (int64_t i = 0; i < n / 256; ++i, q += 256, aq += 256, s += 64) {
+                const float d = h2f(b[i].d);
+                const int sh = b[i].scales_h;  // u16 field (little-endian, as the scalar reads it)
+                for (int ib = 0; ib < 8; ++ib) {
+                    const int ls = ((b[i].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) | (((sh >> (2 * ib)) & 3) << 4);
+                    put_s(s + 8 * ib, d * (float)(ls - 32));
+                    put32(q + 32 * ib, aq + 32 * ib, _mm256_shuffle_epi8(tbl, nibbles(b[i].qs + 16 * ib)));
                 }
             }
             return true;

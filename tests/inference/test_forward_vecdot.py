@@ -54,8 +54,12 @@ def test_unpacked_form_is_the_dequantized_weight(dt):
     rows, n_in = 3, 512
     raw = random_rows(dt, rows, n_in)
     w = core.dequantize(raw, dt, (rows, n_in))
+    ref = _core.vecdot_unpack(raw, int(dt), rows, n_in, 0)
     for level in range(len(matmul_levels())):
         q, s, m = _core.vecdot_unpack(raw, int(dt), rows, n_in, level)
+        # each SIMD unpacker writes the scalar unpacker's q, scales and mins exactly
+        assert np.array_equal(q, ref[0]) and np.array_equal(s, ref[1]), f"{dt.lname} level {level}"
+        assert (m is None) == (ref[2] is None) and (m is None or np.array_equal(m, ref[2])), f"{dt.lname} level {level}"
         s_el = np.repeat(s, 16, axis=1)
         y = s_el * q.astype(np.float32)
         if m is not None:
