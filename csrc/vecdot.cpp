@@ -330,6 +330,7 @@ FloatRowsFn float_rows_avx2();
 DequantCanonFn dequant_canon_avx2();
 CanonTileFn canon_tile_avx2();
 CanonTileFn canon_tile_avx512();
+DirectTileFn direct_tile_avx2(int dtype);
 #define VD_PICK(level, avx512, avx2, scalar) \
     ((level) == kVdAvx512 ? (avx512) : (level) == kVdAvx2 ? (avx2) : (scalar))
 #else
@@ -340,6 +341,9 @@ TileFn tile_kernel(int level) { return VD_PICK(level, tile_avx512(), tile_avx2()
 F32TileFn f32_tile_kernel(int level) { return VD_PICK(level, f32_tile_avx512(), f32_tile_avx2(), f32_tile_scalar); }
 CanonTileFn canon_tile_kernel(int level) {
     return VD_PICK(level, canon_tile_avx512(), canon_tile_avx2(), (CanonTileFn) nullptr);
+}
+DirectTileFn direct_tile_kernel(int level, int dtype) {
+    return VD_PICK(level, direct_tile_avx2(dtype), direct_tile_avx2(dtype), (DirectTileFn) nullptr);
 }
 FloatRowsFn float_rows_kernel(int level) {
     return VD_PICK(level, float_rows_avx2(), float_rows_avx2(), float_rows_scalar);
@@ -375,6 +379,7 @@ void vecdot_matmul(int dtype, const uint8_t* w, int64_t n_out, int64_t n_in, con
         const bool is_int = vecdot_int_supported(dtype);
         // few tokens: dequantize in registers (no f32 row buffer); more: once per row, reused
         const CanonTileFn fused = tokens <= kFusedTokens ? canon_tile_kernel(level) : nullptr;
+        const DirectTileFn direct = fused ? direct_tile_kernel(level, dtype) : nullptr;
         run_parallel(threads, tasks, [&](int) {
             std::vector<float> wf(dtype == kF32 ? 0 : (size_t)(kTileRows * n_in));
             std::vector<int8_t> q(is_int ? (size_t)(kTileRows * n_in) : 0);
@@ -390,6 +395,9 @@ void vecdot_matmul(int dtype, const uint8_t* w, int64_t n_out, int64_t n_in, con
                     } else if (!is_int) {
                         rows_f32(dtype, w + r * row_bytes, rows, n_in, wf.data());
                         rowsp = wf.data();
+                    } else if (direct) {
+                        direct(rows, w + r * row_bytes, row_bytes, n_in, x, tokens, out + r, ldo);
+                        continue;
                     } else if (fused) {
                         for (int j = 0; j < rows; ++j)
                             unpack_row(dtype, w + (r + j) * row_bytes, n_in, q.data() + j * n_in, aq.data(),

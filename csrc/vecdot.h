@@ -123,6 +123,11 @@ F32TileFn f32_tile_kernel(int level);
 using CanonTileFn = void (*)(int rows, const int8_t* q, const float* s8, const float* m16, int64_t n, const float* x,
                              int64_t tokens, float* out, int64_t ldo);
 CanonTileFn canon_tile_kernel(int level);  // nullptr at the scalar level (dequant + f32 tile is the reference)
+// Rows of `dtype` read straight from their blocks (row stride row_bytes) × f32 activations, with
+// CanonTileFn's result bit for bit (the decode path of the per-32-scale types).
+using DirectTileFn = void (*)(int rows, const uint8_t* w, size_t row_bytes, int64_t n, const float* x, int64_t tokens,
+                              float* out, int64_t ldo);
+DirectTileFn direct_tile_kernel(int level, int dtype);  // nullptr: no direct kernel (unpack + CanonTileFn)
 // `rows` rows of a float dtype (F16/BF16/F32) as f32 into dst (row stride n).
 using FloatRowsFn = void (*)(int dtype, const uint8_t* w, int rows, int64_t n, float* dst);
 FloatRowsFn float_rows_kernel(int level);

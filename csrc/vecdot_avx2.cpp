@@ -53,6 +53,17 @@ VD_AVX2 static inline __m256i q6_hi2(__m256i qh, int sh, __m256i m3) {
     return _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(sh)), m3), 4);
 }
 
+// One 32-element block of the per-32-scale types as 32 int8 q (the canonical form's values).
+VD_AVX2 static inline __m256i q4_0_chunk(const uint8_t* qs) { return _mm256_sub_epi8(nibbles(qs), _mm256_set1_epi8(8)); }
+VD_AVX2 static inline __m256i iq4nl_chunk(const uint8_t* qs) {
+    const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NL)));
+    return _mm256_shuffle_epi8(tbl, nibbles(qs));
+}
+VD_AVX2 static inline __m256i q5_0_chunk(const block_q5_0& b) {
+    const __m256i hb = _mm256_and_si256(bits_to_bytes(load_u32(b.qh)), _mm256_set1_epi8(0x10));
+    return _mm256_sub_epi8(_mm256_or_si256(nibbles(b.qs), hb), _mm256_set1_epi8(16));
+}
+
 // Writes q, |q|, the expanded lane scales s8 (8 per chunk of 32) and the mins m (per 16).
 VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q, uint8_t* aq, float* s, float* m) {
     switch (dtype) {
@@ -65,22 +76,17 @@ VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q
             return true;
         }
         case kQ4_0: case kIQ4_NL: {
-            const block_q4_0* b = reinterpret_cast<const block_q4_0*>(src);
-            const __m256i e8 = _mm256_set1_epi8(8);
-            const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NL)));
+            const block_q4_0* b = reinterpret_cast<const block_q4_0*>(src);  // iq4_nl: same layout
             for (int64_t i = 0; i < n / 32; ++i) {
-                const __m256i v = nibbles(b[i].qs);
-                put32(q + 32 * i, aq + 32 * i, dtype == kQ4_0 ? _mm256_sub_epi8(v, e8) : _mm256_shuffle_epi8(tbl, v));
+                put32(q + 32 * i, aq + 32 * i, dtype == kQ4_0 ? q4_0_chunk(b[i].qs) : iq4nl_chunk(b[i].qs));
                 put_s(s + 8 * i, h2f(b[i].d));
             }
             return true;
         }
         case kQ5_0: {
             const block_q5_0* b = reinterpret_cast<const block_q5_0*>(src);
-            const __m256i h = _mm256_set1_epi8(0x10), e16 = _mm256_set1_epi8(16);
             for (int64_t i = 0; i < n / 32; ++i) {
-                const __m256i hb = _mm256_and_si256(bits_to_bytes(load_u32(b[i].qh)), h);
-                put32(q + 32 * i, aq + 32 * i, _mm256_sub_epi8(_mm256_or_si256(nibbles(b[i].qs), hb), e16));
+                put32(q + 32 * i, aq + 32 * i, q5_0_chunk(b[i]));
                 put_s(s + 8 * i, h2f(b[i].d));
             }
             return true;
@@ -253,6 +259,63 @@ DequantCanonFn dequant_canon_avx2() { return dequant_canon; }
 #undef VD_FTOK
 #undef VD_DOT
 
+// ---- decode straight from the blocks (per-32-scale types) × f32 activations ---------------------
+// For Q8_0/Q4_0/IQ4_NL/Q5_0 the canonical form is one block's 32 q and its scale: each block is
+// decoded in registers and multiplied as canon_tile does (w = s*q, then fma into lane i % 8, in
+// element order), so the result is canon_tile's bit for bit, without the unpacked row buffers.
+
+template <int D>
+VD_AVX2 static inline __m256i chunk_q(const uint8_t* blk) {
+    if constexpr (D == kQ8_0) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
+    else if constexpr (D == kQ4_0) return q4_0_chunk(blk + 2);
+    else if constexpr (D == kIQ4_NL) return iq4nl_chunk(blk + 2);
+    else return q5_0_chunk(*reinterpret_cast<const block_q5_0*>(blk));
+}
+
+template <int D, int R>
+VD_AVX2 static void direct_tile(const uint8_t* w, size_t row_bytes, int64_t n, const float* x, int64_t t, float* out,
+                                int64_t ldo) {
+    constexpr size_t bb = D == kQ8_0 ? sizeof(block_q8_0) : D == kQ5_0 ? sizeof(block_q5_0) : sizeof(block_q4_0);
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+    const float* xt = x + t * n;
+    for (int64_t c = 0; c < n / 32; ++c) {
+        __m256 xv[4];
+        for (int j = 0; j < 4; ++j) xv[j] = _mm256_loadu_ps(xt + 32 * c + 8 * j);
+        for (int r = 0; r < R; ++r) {
+            const uint8_t* blk = w + r * row_bytes + c * bb;  // every one of these blocks starts with its f16 d
+            const __m256i v = chunk_q<D>(blk);
+            const __m256 sv = _mm256_set1_ps(h2f(load_u16(blk)));
+            const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
+            const __m128i part[4] = {lo, _mm_unpackhi_epi64(lo, lo), hi, _mm_unpackhi_epi64(hi, hi)};
+            for (int j = 0; j < 4; ++j)
+                acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(sv, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(part[j]))), xv[j],
+                                         acc[r]);
+        }
+    }
+    for (int r = 0; r < R; ++r) out[t * ldo + r] = avx2::fold(acc[r]);
+}
+
+template <int D>
+VD_AVX2 static void direct_any(int rows, const uint8_t* w, size_t row_bytes, int64_t n, const float* x, int64_t tokens,
+                               float* out, int64_t ldo) {
+    for (int64_t t = 0; t < tokens; ++t) switch (rows) {
+            case 4: direct_tile<D, 4>(w, row_bytes, n, x, t, out, ldo); break;
+            case 3: direct_tile<D, 3>(w, row_bytes, n, x, t, out, ldo); break;
+            case 2: direct_tile<D, 2>(w, row_bytes, n, x, t, out, ldo); break;
+            default: direct_tile<D, 1>(w, row_bytes, n, x, t, out, ldo); break;
+        }
+}
+
+DirectTileFn direct_tile_avx2(int dtype) {
+    switch (dtype) {
+        case kQ8_0: return direct_any<kQ8_0>;
+        case kQ4_0: return direct_any<kQ4_0>;
+        case kIQ4_NL: return direct_any<kIQ4_NL>;
+        case kQ5_0: return direct_any<kQ5_0>;
+        default: return nullptr;
+    }
+}
 TileFn tile_avx2() { return avx2::tile_any; }
 TileFn tile_avx512() { return avx512::tile_any; }
 F32TileFn f32_tile_avx2() { return avx2::f32_tile_any; }
