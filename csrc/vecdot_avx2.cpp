@@ -279,7 +279,11 @@ VD_AVX2 static void direct_tile(const uint8_t* w, size_t row_bytes, int64_t n, c
     __m256 acc[R];
     for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
     const float* xt = x + t * n;
+    // the next tile's rows (contiguous, R*row_bytes from here) are prefetched at the pace this tile is
+    // read: R blocks per chunk; weights stream from memory at decode and the loop is too busy to run ahead
+    const uint8_t* next = w + R * row_bytes;
     for (int64_t c = 0; c < n / 32; ++c) {
+        for (size_t o = 0; o < R * bb; o += 64) _mm_prefetch(reinterpret_cast<const char*>(next + c * R * bb + o), _MM_HINT_T0);
         __m256 xv[4];
         for (int j = 0; j < 4; ++j) xv[j] = _mm256_loadu_ps(xt + 32 * c + 8 * j);
         for (int r = 0; r < R; ++r) {
