@@ -64,12 +64,22 @@ VD_AVX2 static inline __m256i q5_0_chunk(const block_q5_0& b) {
     return _mm256_sub_epi8(_mm256_or_si256(nibbles(b.qs), hb), _mm256_set1_epi8(16));
 }
 
+// Rows are read in order and lie back to back: each block read prefetches the bytes kUnpackAhead
+// further on (the rest of this row or the next rows), since decode streams the weights from memory
+// and the unpack loops do not run far enough ahead by themselves. (A prefetch never faults.)
+constexpr size_t kUnpackAhead = 2048;
+VD_AVX2 static inline void prefetch_ahead(const uint8_t* blk, size_t bytes) {
+    for (size_t o = 0; o < bytes; o += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(blk + kUnpackAhead + o), _MM_HINT_T0);
+}
+
 // Writes q, |q|, the expanded lane scales s8 (8 per chunk of 32) and the mins m (per 16).
 VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q, uint8_t* aq, float* s, float* m) {
     switch (dtype) {
         case kQ8_0: {
             const block_q8_0* b = reinterpret_cast<const block_q8_0*>(src);
             for (int64_t i = 0; i < n / 32; ++i) {
+                prefetch_ahead(reinterpret_cast<const uint8_t*>(b + i), sizeof(*b));
                 put32(q + 32 * i, aq + 32 * i, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs)));
                 put_s(s + 8 * i, h2f(b[i].d));
             }
@@ -78,6 +88,7 @@ VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q
         case kQ4_0: case kIQ4_NL: {
             const block_q4_0* b = reinterpret_cast<const block_q4_0*>(src);  // iq4_nl: same layout
             for (int64_t i = 0; i < n / 32; ++i) {
+                prefetch_ahead(reinterpret_cast<const uint8_t*>(b + i), sizeof(*b));
                 put32(q + 32 * i, aq + 32 * i, dtype == kQ4_0 ? q4_0_chunk(b[i].qs) : iq4nl_chunk(b[i].qs));
                 put_s(s + 8 * i, h2f(b[i].d));
             }
@@ -86,6 +97,7 @@ VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q
         case kQ5_0: {
             const block_q5_0* b = reinterpret_cast<const block_q5_0*>(src);
             for (int64_t i = 0; i < n / 32; ++i) {
+                prefetch_ahead(reinterpret_cast<const uint8_t*>(b + i), sizeof(*b));
                 put32(q + 32 * i, aq + 32 * i, q5_0_chunk(b[i]));
                 put_s(s + 8 * i, h2f(b[i].d));
             }
@@ -96,6 +108,7 @@ VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q
             const size_t bb = five ? sizeof(block_q5_K) : sizeof(block_q4_K);
             const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
             for (int64_t i = 0; i < n / 256; ++i, q += 256, aq += 256, s += 64, m += 16) {
+                prefetch_ahead(src + i * bb, bb);
                 // the two layouts share d, dmin, scales; Q5_K adds qh[32] before qs
                 const block_q4_K& b = *reinterpret_cast<const block_q4_K*>(src + i * bb);
                 const uint8_t* qs = five ? reinterpret_cast<const block_q5_K*>(src + i * bb)->qs : b.qs;
@@ -127,6 +140,7 @@ VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q
             const block_q2_K* b = reinterpret_cast<const block_q2_K*>(src);
             const __m256i m3 = _mm256_set1_epi8(3);
             for (int64_t i = 0; i < n / 256; ++i, q += 256, aq += 256, s += 64, m += 16) {
+                prefetch_ahead(reinterpret_cast<const uint8_t*>(b + i), sizeof(*b));
                 const float d = h2f(b[i].d), dmin = h2f(b[i].dmin);
                 for (int g = 0; g < 16; ++g) m[g] = dmin * (float)(b[i].scales[g] >> 4);
                 for (int c = 0; c < 8; ++c)
@@ -145,6 +159,7 @@ VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q
             const block_q3_K* b = reinterpret_cast<const block_q3_K*>(src);
             const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), e4 = _mm256_set1_epi8(4);
             for (int64_t i = 0; i < n / 256; ++i, q += 256, aq += 256, s += 64) {
+                prefetch_ahead(reinterpret_cast<const uint8_t*>(b + i), sizeof(*b));
                 const float d = h2f(b[i].d);
                 for (int c = 0; c < 8; ++c)
                     put_s(s + 8 * c, d * (float)q3k_scale(b[i].scales, 2 * c), d * (float)q3k_scale(b[i].scales, 2 * c + 1));
@@ -166,6 +181,7 @@ VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q
             const block_iq4_xs* b = reinterpret_cast<const block_iq4_xs*>(src);
             const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NL)));
             for (int64_t i = 0; i < n / 256; ++i, q += 256, aq += 256, s += 64) {
+                prefetch_ahead(reinterpret_cast<const uint8_t*>(b + i), sizeof(*b));
                 const float d = h2f(b[i].d);
                 const int sh = b[i].scales_h;  // u16 field (little-endian, as the scalar reads it)
                 for (int ib = 0; ib < 8; ++ib) {
@@ -180,6 +196,7 @@ VD_AVX2 bool unpack_row_simd(int dtype, const uint8_t* src, int64_t n, int8_t* q
             const block_q6_K* b = reinterpret_cast<const block_q6_K*>(src);
             const __m256i m4 = _mm256_set1_epi8(0x0F), m3 = _mm256_set1_epi8(3), e32 = _mm256_set1_epi8(32);
             for (int64_t i = 0; i < n / 256; ++i, q += 256, aq += 256, s += 64) {
+                prefetch_ahead(reinterpret_cast<const uint8_t*>(b + i), sizeof(*b));
                 const float d = h2f(b[i].d);
                 for (int c = 0; c < 8; ++c) put_s(s + 8 * c, d * (float)b[i].scales[2 * c], d * (float)b[i].scales[2 * c + 1]);
                 for (int h = 0; h < 2; ++h) {
