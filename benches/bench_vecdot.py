@@ -9,7 +9,7 @@ once per row through ctypes on the activation row quantized by ggml's own ``from
 Dequantization: ``core.dequantize`` scalar vs SIMD vs ggml's ``to_float`` on 16 Mi elements, then every
 tensor of a real GGUF (``--gguf``; default the Gemma 3 270M Q4_K_M file the test dependencies ship) by
 both, one thread, one reused buffer.
-Timings: median of ``--repeat`` interleaved rounds; figures in G weights/s; ratio vs scalar and
+Timings: median of ``--repeat`` interleaved rounds of this thread's CPU time; figures in G weights/s; ratio vs scalar and
 vs ggml from the same round.
 
     python benches/bench_vecdot.py            # 64 rows × 65536
@@ -67,9 +67,12 @@ FROM_FLOAT = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_i
 
 
 def _timed(fn, n_weights: int) -> float:
-    t0 = time.perf_counter()
+    """G weights/s over this thread's CPU time: every kernel here runs on the calling thread (one
+    thread), and on a loaded machine a ~1 ms call preempted once reads several times slower on the
+    wall clock, which a median of a few rounds does not always hide."""
+    t0 = time.thread_time()
     fn()
-    return n_weights / (time.perf_counter() - t0) / 1e9
+    return n_weights / max(time.thread_time() - t0, 1e-9) / 1e9
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
         return 0
     la = load_span(load_before, result["load_after"])
-    print(f"matmul of [{rows}, {n}] × one token, 1 thread, median of {repeat} interleaved rounds; load average {la}")
+    print(f"matmul of [{rows}, {n}] × one token, 1 thread, median of {repeat} interleaved rounds (thread CPU time); "
+          f"load average {la}")
     print(f"{'type':7s} {'kernel':14s} {'G weights/s':>11s} {'vs scalar':>9s} {'vs ggml':>8s}")
     for r in out_rows:
         f = (lambda k: f"{r[k]:.2f}x" if k in r else "")

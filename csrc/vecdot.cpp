@@ -94,21 +94,6 @@ void quantize_act(const float* x, int64_t tokens, int64_t n, ActQ8& a) {
 
 // ---- scalar unpackers: q (int8), s16 and m16 (per 16) for one row ---------------------------
 
-static inline void k4_scale_min(int j, const uint8_t* q, int& sc, int& m) {
-    if (j < 4) {
-        sc = q[j] & 63;
-        m = q[j + 4] & 63;
-    } else {
-        sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-        m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-static inline int q3k_scale(const uint8_t* sc, int i) {
-    const int low4 = i < 8 ? (sc[i] & 0xF) : (sc[i - 8] >> 4);
-    const int high2 = (sc[8 + i % 4] >> (2 * (i / 4))) & 3;
-    return (low4 | (high2 << 4)) - 32;
-}
-
 // Writes nb blocks of `dtype` starting at src: q[nb*be], s[nb*be/16], m[nb*be/16] (m untouched
 // for types without mins).
 static void unpack_scalar(int dtype, const uint8_t* src, int64_t nb, int8_t* q, float* s, float* m) {
@@ -345,6 +330,7 @@ FloatRowsFn float_rows_avx2();
 DequantCanonFn dequant_canon_avx2();
 CanonTileFn canon_tile_avx2();
 CanonTileFn canon_tile_avx512();
+DirectTileFn direct_tile_avx2(int dtype);
 #define VD_PICK(level, avx512, avx2, scalar) \
     ((level) == kVdAvx512 ? (avx512) : (level) == kVdAvx2 ? (avx2) : (scalar))
 #else
@@ -355,6 +341,9 @@ TileFn tile_kernel(int level) { return VD_PICK(level, tile_avx512(), tile_avx2()
 F32TileFn f32_tile_kernel(int level) { return VD_PICK(level, f32_tile_avx512(), f32_tile_avx2(), f32_tile_scalar); }
 CanonTileFn canon_tile_kernel(int level) {
     return VD_PICK(level, canon_tile_avx512(), canon_tile_avx2(), (CanonTileFn) nullptr);
+}
+DirectTileFn direct_tile_kernel(int level, int dtype) {
+    return VD_PICK(level, direct_tile_avx2(dtype), direct_tile_avx2(dtype), (DirectTileFn) nullptr);
 }
 FloatRowsFn float_rows_kernel(int level) {
     return VD_PICK(level, float_rows_avx2(), float_rows_avx2(), float_rows_scalar);
@@ -390,6 +379,7 @@ void vecdot_matmul(int dtype, const uint8_t* w, int64_t n_out, int64_t n_in, con
         const bool is_int = vecdot_int_supported(dtype);
         // few tokens: dequantize in registers (no f32 row buffer); more: once per row, reused
         const CanonTileFn fused = tokens <= kFusedTokens ? canon_tile_kernel(level) : nullptr;
+        const DirectTileFn direct = fused ? direct_tile_kernel(level, dtype) : nullptr;
         run_parallel(threads, tasks, [&](int) {
             std::vector<float> wf(dtype == kF32 ? 0 : (size_t)(kTileRows * n_in));
             std::vector<int8_t> q(is_int ? (size_t)(kTileRows * n_in) : 0);
@@ -405,6 +395,9 @@ void vecdot_matmul(int dtype, const uint8_t* w, int64_t n_out, int64_t n_in, con
                     } else if (!is_int) {
                         rows_f32(dtype, w + r * row_bytes, rows, n_in, wf.data());
                         rowsp = wf.data();
+                    } else if (direct) {
+                        direct(rows, w + r * row_bytes, row_bytes, n_in, x, tokens, out + r, ldo);
+                        continue;
                     } else if (fused) {
                         for (int j = 0; j < rows; ++j)
                             unpack_row(dtype, w + (r + j) * row_bytes, n_in, q.data() + j * n_in, aq.data(),

@@ -85,6 +85,23 @@ struct Unpacked {
 void unpack_row(int dtype, const uint8_t* row, int64_t n, int8_t* q, uint8_t* aq, float* s8, float* m, int level);
 bool dtype_has_min(int dtype);
 
+// K-quant 6-bit scale and min j (0..7) of Q4_K/Q5_K's 12 scale bytes.
+inline void k4_scale_min(int j, const uint8_t* q, int& sc, int& m) {
+    if (j < 4) {
+        sc = q[j] & 63;
+        m = q[j + 4] & 63;
+    } else {
+        sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+// Q3_K's signed 6-bit scale i (0..15) from its 12 scale bytes.
+inline int q3k_scale(const uint8_t* sc, int i) {
+    const int low4 = i < 8 ? (sc[i] & 0xF) : (sc[i - 8] >> 4);
+    const int high2 = (sc[8 + i % 4] >> (2 * (i / 4))) & 3;
+    return (low4 | (high2 << 4)) - 32;
+}
+
 // Σ_g m[g]*xs[g], sequential (the shared tail of every level).
 inline float min_term(const float* m, const float* xs, int64_t groups) {
     float t = 0.0f;
@@ -106,6 +123,11 @@ F32TileFn f32_tile_kernel(int level);
 using CanonTileFn = void (*)(int rows, const int8_t* q, const float* s8, const float* m16, int64_t n, const float* x,
                              int64_t tokens, float* out, int64_t ldo);
 CanonTileFn canon_tile_kernel(int level);  // nullptr at the scalar level (dequant + f32 tile is the reference)
+// Rows of `dtype` read straight from their blocks (row stride row_bytes) × f32 activations, with
+// CanonTileFn's result bit for bit (the decode path of the per-32-scale types).
+using DirectTileFn = void (*)(int rows, const uint8_t* w, size_t row_bytes, int64_t n, const float* x, int64_t tokens,
+                              float* out, int64_t ldo);
+DirectTileFn direct_tile_kernel(int level, int dtype);  // nullptr: no direct kernel (unpack + CanonTileFn)
 // `rows` rows of a float dtype (F16/BF16/F32) as f32 into dst (row stride n).
 using FloatRowsFn = void (*)(int dtype, const uint8_t* w, int rows, int64_t n, float* dst);
 FloatRowsFn float_rows_kernel(int level);

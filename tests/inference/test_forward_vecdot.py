@@ -54,8 +54,12 @@ def test_unpacked_form_is_the_dequantized_weight(dt):
     rows, n_in = 3, 512
     raw = random_rows(dt, rows, n_in)
     w = core.dequantize(raw, dt, (rows, n_in))
+    ref = _core.vecdot_unpack(raw, int(dt), rows, n_in, 0)
     for level in range(len(matmul_levels())):
         q, s, m = _core.vecdot_unpack(raw, int(dt), rows, n_in, level)
+        # each SIMD unpacker writes the scalar unpacker's q, scales and mins exactly
+        assert np.array_equal(q, ref[0]) and np.array_equal(s, ref[1]), f"{dt.lname} level {level}"
+        assert (m is None) == (ref[2] is None) and (m is None or np.array_equal(m, ref[2])), f"{dt.lname} level {level}"
         s_el = np.repeat(s, 16, axis=1)
         y = s_el * q.astype(np.float32)
         if m is not None:
@@ -63,10 +67,13 @@ def test_unpacked_form_is_the_dequantized_weight(dt):
         assert np.array_equal(y, w), f"{dt.lname} level {level}"
 
 
-@pytest.mark.parametrize("tokens", [1, 7], ids=["decode", "prefill"])  # 1: dequantized in registers
+# 1 and 2 tokens: dequantized in registers (Q8_0/Q4_0/IQ4_NL/Q5_0 straight from the blocks); 7: partial
+# token tiles. Rows: 37 = tiles of 4 and 1; 6 and 7: tiles of 2 and 3.
+@pytest.mark.parametrize("tokens,rows", [(1, 37), (2, 6), (1, 7), (7, 37)],
+                         ids=["decode", "decode2-rows6", "decode-rows7", "prefill"])
 @pytest.mark.parametrize("dt", list(BLOCKS), ids=lambda d: d.lname)
-def test_every_level_and_thread_count_is_bit_equal_to_the_scalar_reference(dt, tokens):
-    rows, n_in = 37, 512  # 37 rows: partial row tiles; 7 tokens: partial token tiles
+def test_every_level_and_thread_count_is_bit_equal_to_the_scalar_reference(dt, tokens, rows):
+    n_in = 512
     raw = random_rows(dt, rows, n_in, seed=2)
     x = _x(tokens, n_in)
     for int8_act in (True, False):
