@@ -177,6 +177,8 @@ def _build(ref: Model, cand: Model, seed: int, out: _TwinFile) -> tuple[int, int
         if not (dt.is_quantized or dt.is_float) or not (tr.dtype.is_quantized or tr.dtype.is_float):
             continue
         a = core.dequantize(tr).reshape(tr.shape)
+        if not tr.past_eof:
+            core.release_pages(tr.raw())  # read once: the reference's file pages go back (a no-op off a file map)
         cols = tr.shape[-1] if tr.shape else 1
         if quantizable(dt) and cols % dt.info.block_elems == 0 and dt is not DType.APR_Q8:
             raw = core.quantize(a, dt)
