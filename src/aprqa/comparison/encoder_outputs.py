@@ -124,13 +124,14 @@ def compare_encoder_outputs(ref: Model, cand: Model, prompt: str, engine: str | 
     eng: dict[str, float] | None = None
     eng_note = ""
     try:
-        twin = cal.faithful_twin(ref, cand)
-        faithful = _distances(ref_h, encoder_hidden_states(twin.model, ids))
-        what = twin.describe() if twin.by_aprqa + twin.by_noise else "reference itself (the candidate has its types)"
-        if engine is not None:
-            with tempfile.TemporaryDirectory(prefix="aprqa-engine-noise-") as td:
-                eng, on = _engine_noise(ref, twin, prompt, ids, ref_h, Path(td))
-            eng_note = f"; in llama.cpp ({on}): mean token 1 − cos {eng['token_mean']:.3g}"
+        with cal.faithful_twin(ref, cand) as twin:
+            faithful = _distances(ref_h, encoder_hidden_states(twin.model, ids))
+            what = (twin.describe() if twin.by_aprqa + twin.by_noise
+                    else "reference itself (the candidate has its types)")
+            if engine is not None:
+                with tempfile.TemporaryDirectory(prefix="aprqa-engine-noise-") as td:
+                    eng, on = _engine_noise(ref, twin, prompt, ids, ref_h, Path(td))
+                eng_note = f"; in llama.cpp ({on}): mean token 1 − cos {eng['token_mean']:.3g}"
     except (AprqaError, OSError) as err:
         return OutputComparison(False, prof, None, None, tok_cmp, tuple(ids),
                                 tuple(fails + [f"the encoder's output band could not be calibrated: {err}"]),

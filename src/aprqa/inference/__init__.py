@@ -19,7 +19,7 @@ Public API::
 from __future__ import annotations
 
 import tempfile
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -165,17 +165,19 @@ def _calibrated(ref: Model, cand: Model, fixed: OutputProfile, seq: list[int], r
     if not any(t.dtype.is_quantized for t in cand.tensors.values() if len(t.shape) == 2):
         # float candidates: the fixed f32/f16/bf16 profiles are exact-rounding tight already
         return fixed, f"output profile {fixed.name} (a float candidate: no quantization to calibrate)", None
-    try:
-        twin = cal.faithful_twin(ref, cand)
-        faithful = logit_metrics(ref_logits, _runner(twin.model, device).run(seq), next_ids, fixed.near_tie_delta)
-    except (AprqaError, MemoryError) as err:
-        return fixed, f"fixed output profile {fixed.name} (fallback: the band could not be calibrated: {err})", None
-    eng, eng_note = None, ""
-    if engine is not None:
-        with tempfile.TemporaryDirectory(prefix="aprqa-engine-noise-") as td:
-            eng, eng_note = cal.engine_noise(ref, engine, seq, ref_logits, next_ids, fixed.near_tie_delta, Path(td),
-                                              twin)
-        eng_note = "; " + eng_note
+    with ExitStack() as stack:
+        try:
+            twin = stack.enter_context(cal.faithful_twin(ref, cand))
+            faithful = logit_metrics(ref_logits, _runner(twin.model, device).run(seq), next_ids,
+                                     fixed.near_tie_delta)
+        except (AprqaError, MemoryError) as err:
+            return fixed, f"fixed output profile {fixed.name} (fallback: the band could not be calibrated: {err})", None
+        eng, eng_note = None, ""
+        if engine is not None:
+            with tempfile.TemporaryDirectory(prefix="aprqa-engine-noise-") as td:
+                eng, eng_note = cal.engine_noise(ref, engine, seq, ref_logits, next_ids, fixed.near_tie_delta,
+                                                  Path(td), twin)
+            eng_note = "; " + eng_note
     prof = cal.calibrated_profile(fixed, faithful, eng, twin.describe())
     info = {"twin": twin.describe(), "factor": cal.KL_FACTOR, "faithful_kl_mean": faithful.kl_mean,
             "faithful_kl_p99": faithful.kl_p99, "faithful_top1": faithful.top1_decisive,

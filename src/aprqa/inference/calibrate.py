@@ -18,19 +18,21 @@ the engine's own noise measured the same way: the engine on a float GGUF of the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
 from .. import core
 from ..conversion import convert
-from ..errors import AprqaError, UsageError
+from ..errors import AprqaError, OutputError, UsageError
 from ..formats import apr_write
-from ..formats.model import Model, TensorInfo
+from ..formats.model import MappedFile, Model, TensorInfo
 from ..quant import step_bands as bands
 from ..quant.dtypes import DType, payload_nbytes
 from ..quant.storable import quantizable
@@ -55,33 +57,64 @@ TOP1_SLACK_POSITIONS = 2
 TOP5_SLACK = 0.05
 
 
-class _InMemory:
-    """Stands in for a file mapping: the twin's replaced tensors live in memory."""
-
-    def __init__(self, arr: np.ndarray) -> None:
-        self.arr = np.ascontiguousarray(arr).view(np.uint8).reshape(-1)
-
-    def view(self, offset: int, nbytes: int) -> np.ndarray:
-        return self.arr[offset:offset + nbytes]
+# Payloads start on this boundary in the twin's file (whole cache lines, like GGUF's default alignment).
+_ALIGN = 64
+# Step-noise rows per chunk: a few MB of float64 at a time, not the whole tensor.
+_NOISE_CHUNK_ELEMS = 1 << 20
 
 
-def _mem_tensor(like: TensorInfo, dtype: DType, payload: np.ndarray) -> TensorInfo:
-    mem = _InMemory(payload)
-    return dataclasses.replace(like, dtype=dtype, nbytes=int(mem.arr.nbytes), offset=0, past_eof=False,
-                               _mapped=mem)
+class _TwinFile:
+    """The twin's replaced payloads, written one tensor at a time to a scratch file and then mapped:
+    its tensors are views of a file map like any model's (pages the forward can release), not memory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = open(path, "wb")
+        self._at = 0
+        self._pending: list[tuple[str, TensorInfo, DType, int, int]] = []
+
+    def add(self, name: str, like: TensorInfo, dtype: DType, payload: np.ndarray | Iterator[np.ndarray]) -> None:
+        """Append ``payload`` (an array, or its pieces in order) for tensor ``name``."""
+        pad = -self._at % _ALIGN
+        if pad:
+            self._fh.write(b"\0" * pad)
+        start = self._at = self._at + pad
+        for piece in ([payload] if isinstance(payload, np.ndarray) else payload):
+            b = np.ascontiguousarray(piece).view(np.uint8).reshape(-1)
+            self._fh.write(memoryview(b))
+            self._at += b.nbytes
+        self._pending.append((name, like, dtype, start, self._at - start))
+
+    def mapped(self) -> tuple[MappedFile, dict[str, TensorInfo]]:
+        """Close the file and map it: the twin's tensors as views of that map."""
+        self._fh.close()
+        mf = MappedFile(self.path)
+        return mf, {name: dataclasses.replace(like, dtype=dt, nbytes=n, offset=off, file=self.path, past_eof=False,
+                                              _mapped=mf)
+                    for name, like, dt, off, n in self._pending}
+
+    def close(self) -> None:
+        self._fh.close()
 
 
-def _step_noise(a: np.ndarray, dt: DType, rng: np.random.Generator) -> np.ndarray | None:
+def _step_noise(a: np.ndarray, dt: DType, rng: np.random.Generator) -> Iterator[np.ndarray] | None:
     """``a`` plus Gaussian noise with the per-sub-block variance of ``dt``'s faithful error (its step
-    model Δ²/12 times the middle of the measured band squared); None when the type has no band."""
+    model Δ²/12 times the middle of the measured band squared), as float32 pieces in order (a few
+    sub-blocks at a time: the same draws as one call over the whole tensor); None when the type has no band."""
     g, band = bands.GEOMETRY.get(dt), bands.STEP_BANDS.get(dt)
     if g is None or band is None or a.size % g.sub:
         return None
-    blocks = a.reshape(-1, g.sub).astype(np.float64)
+    blocks = a.reshape(-1, g.sub)
     ratio = (band.measured_lo + band.measured_hi) / 2
-    sigma = g.step(blocks) / math.sqrt(12.0) * ratio
-    noisy = blocks + rng.standard_normal(blocks.shape) * sigma[:, None]
-    return noisy.astype(np.float32).reshape(a.shape)
+    step = max(1, _NOISE_CHUNK_ELEMS // g.sub)
+
+    def pieces() -> Iterator[np.ndarray]:
+        for r0 in range(0, blocks.shape[0], step):
+            b = blocks[r0:r0 + step].astype(np.float64)
+            sigma = g.step(b) / math.sqrt(12.0) * ratio
+            yield (b + rng.standard_normal(b.shape) * sigma[:, None]).astype(np.float32)
+
+    return pieces()
 
 
 @dataclass(frozen=True)
@@ -96,15 +129,44 @@ class Twin:
         return s + (f", {self.by_noise} by the step-noise model" if self.by_noise else "")
 
 
-def faithful_twin(ref: Model, cand: Model, seed: int = 0) -> Twin:
+@contextlib.contextmanager
+def faithful_twin(ref: Model, cand: Model, seed: int = 0, workdir: str | Path | None = None) -> Iterator[Twin]:
     """The reference with every weight the candidate stores in another numeric type replaced by a
-    faithful quantization of it to that type (see the module docstring).
+    faithful quantization of it to that type (see the module docstring); a context manager.
+
+    The replaced payloads are built one tensor at a time into a scratch file under ``workdir``
+    (default: the system temp dir; about the candidate's size on disk) and mapped: building the twin
+    holds one tensor's float32 copy at a time, and its weights are file pages the forward can release.
+    The file is deleted when the context ends, also on an error.
 
     Raises:
         UsageError: a candidate type that neither aprqa's quantizers nor a measured step band cover.
+        OutputError: the scratch file cannot be written (disk full, permission).
     """
+    with tempfile.TemporaryDirectory(prefix="aprqa-twin-", dir=workdir) as td:
+        path = Path(td) / "twin.bin"
+        try:
+            out = _TwinFile(path)
+        except OSError as err:
+            raise OutputError(path, f"cannot write the faithful twin's scratch file: {err.strerror or err}") from None
+        mapped: MappedFile | None = None
+        try:
+            try:
+                n_own, n_noise, types = _build(ref, cand, seed, out)
+                mapped, replaced = out.mapped()
+            except OSError as err:
+                raise OutputError(path, f"cannot write the faithful twin's scratch file: {err.strerror or err}",
+                                  hint="free disk space or point TMPDIR at a larger disk") from None
+            yield Twin(dataclasses.replace(ref, tensors={**ref.tensors, **replaced}), n_own, n_noise, types)
+        finally:
+            out.close()
+            if mapped is not None:
+                mapped.close()
+
+
+def _build(ref: Model, cand: Model, seed: int, out: _TwinFile) -> tuple[int, int, tuple[str, ...]]:
+    """Write every replaced tensor to ``out`` in the reference's order: (by aprqa, by noise, types)."""
     rng = np.random.default_rng(seed)
-    tensors = dict(ref.tensors)
     n_own = n_noise = 0
     types: set[str] = set()
     for name, tr in ref.tensors.items():
@@ -115,25 +177,28 @@ def faithful_twin(ref: Model, cand: Model, seed: int = 0) -> Twin:
         if not (dt.is_quantized or dt.is_float) or not (tr.dtype.is_quantized or tr.dtype.is_float):
             continue
         a = core.dequantize(tr).reshape(tr.shape)
+        if not tr.past_eof:
+            core.release_pages(tr.raw())  # read once: the reference's file pages go back (a no-op off a file map)
         cols = tr.shape[-1] if tr.shape else 1
         if quantizable(dt) and cols % dt.info.block_elems == 0 and dt is not DType.APR_Q8:
             raw = core.quantize(a, dt)
             assert raw.nbytes == payload_nbytes(dt, a.size)
-            tensors[name] = _mem_tensor(tr, dt, raw)
+            out.add(name, tr, dt, raw)
             n_own += 1
         elif quantizable(dt) and core.row_padded_width(tc) is not None:
             # aprender's layout: every row zero-padded to whole super-blocks, quantized as aprender does
-            tensors[name] = _mem_tensor(tr, dt, apr_write.encode(a, dt))
+            out.add(name, tr, dt, apr_write.encode(a, dt))
             n_own += 1
         else:
             noisy = _step_noise(a, dt, rng)
             if noisy is None:
                 raise UsageError(f"no faithful model of {dt.lname} for '{name}' (no aprqa quantizer, no measured "
                                  "step band): the output band cannot be calibrated")
-            tensors[name] = _mem_tensor(tr, DType.F32, noisy)
+            out.add(name, tr, DType.F32, noisy)
             n_noise += 1
+        del a
         types.add(dt.lname)
-    return Twin(dataclasses.replace(ref, tensors=tensors), n_own, n_noise, tuple(sorted(types)))
+    return n_own, n_noise, tuple(sorted(types))
 
 
 def calibrated_profile(base: OutputProfile, faithful: LogitMetrics, engine: LogitMetrics | None,

@@ -126,7 +126,9 @@ class LlamaRunner:
         """Yield ``(layer, sub_block, hidden)`` after the embedding (layer -1, "embed") and after
         each attention ("attn") and MLP ("mlp") sub-block; ``hidden`` is ``[T, hidden]`` on the backend.
 
-        Only one block of weights is alive at a time.
+        Only one block of weights is alive at a time; with a model above its resident budget
+        (``ModelWeights.releases_pages``) a block's file pages are given back once it is computed, in
+        a prefill and in each decode step alike (docs/forward.md, "Resident weights").
         """
         ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
         if ids.size == 0:
@@ -153,6 +155,8 @@ class LlamaRunner:
             with be.compute():
                 h = self._mlp(h, lw)
             del lw
+            if self.weights.releases_pages:  # a model above the resident budget: this block's pages go back
+                self.weights.release_layer(i)
             yield i, "mlp", h
         if cache is not None:
             cache.length = pos0 + ids.size
@@ -170,6 +174,8 @@ class LlamaRunner:
                 with be.compute():
                     be.head_rows(x, be.asarray(w), out[:, r0:r1])
                 del w
+        if self.weights.releases_pages:
+            self.weights.release_head()
         bias = self.weights.head_bias()
         if bias is not None:
             out += bias

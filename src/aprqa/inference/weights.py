@@ -40,6 +40,12 @@ from .packed import PackedWeight, packable
 
 # LM-head chunk budget: rows per chunk = this many bytes of float32 / hidden size.
 HEAD_CHUNK_BYTES = 64 << 20
+# A model whose mapped weights exceed this gives each block's file pages back after the forward computed
+# it (and the LM head's after the logits): its resident weights stay about one block plus the head,
+# whatever its size. Below it the pages stay (a decode step then re-faults nothing): the 0.5B-class
+# models of the speed benchmarks (≤ 0.6 GB as q8_0) keep their speed, and three such models in one
+# compare (reference, candidate, faithful twin) hold at most 3 GiB.
+RESIDENT_WEIGHT_BYTES = 1 << 30
 
 
 def _f32_view(info: TensorInfo) -> np.ndarray | None:
@@ -148,6 +154,9 @@ class ModelWeights:
             call to the next (no fresh allocation and page faults per block). Arrays from the
             previous call are then overwritten: only for a consumer that drops a block before
             asking for the next (``LlamaRunner`` does).
+        resident_budget: mapped weight bytes above which ``releases_pages`` is True (None:
+            ``RESIDENT_WEIGHT_BYTES``): the runner then calls ``release_layer(i)`` after block ``i``
+            and ``release_head()`` after the logits.
     Raises:
         FamilyError: a family the decoder does not run, or a block without a tensor its facts need.
         UsageError: missing config facts, or shapes that disagree with the config.
@@ -155,12 +164,34 @@ class ModelWeights:
 
     model: Model
     reuse_buffers: bool = False
+    resident_budget: int | None = None
     config: ForwardConfig = field(init=False)
+    releases_pages: bool = field(init=False)
     _pool: dict = field(init=False, default_factory=dict, repr=False)
     _packed: dict = field(init=False, default_factory=dict, repr=False)
+    _blocks: dict = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.config = self._resolve()
+        mapped = 0
+        for name, t in self.model.tensors.items():
+            mapped += t.nbytes
+            m = _BLOCK.match(name)
+            if m:
+                self._blocks.setdefault(int(m.group(1)), []).append(t)
+        budget = RESIDENT_WEIGHT_BYTES if self.resident_budget is None else self.resident_budget
+        self.releases_pages = mapped > budget
+
+    # ------------------------------------------------------------------ pages
+    def release_layer(self, i: int) -> None:
+        """Give back the resident file pages of block ``i``'s tensors (views of the map stay valid:
+        the pages are re-read from the page cache or the file on the next touch)."""
+        for t in self._blocks.get(i, ()):
+            _release(t)
+
+    def release_head(self) -> None:
+        """Give back the LM head's resident file pages."""
+        _release(self.head_info())
 
     def _buffer(self, key: str, shape: tuple[int, ...]) -> np.ndarray | None:
         if not self.reuse_buffers:
@@ -375,6 +406,14 @@ class ModelWeights:
 
     def head_bias(self) -> np.ndarray | None:
         return self._get("lm_head.bias", True)
+
+
+_BLOCK = re.compile(r"^model\.layers\.(\d+)\.")
+
+
+def _release(t: TensorInfo) -> None:
+    if not t.past_eof and t._mapped is not None:
+        core.release_pages(t.raw())  # a no-op for anything but a read-only file map
 
 
 def _rows(w: Any, start: int, stop: int) -> Any:
