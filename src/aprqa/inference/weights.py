@@ -1,3 +1,4 @@
+# size: the one place that turns a model's tensors into the forward pass's blocks — names, RoPE rows, norms, packing and page release must agree
 """Layer-streamed float32 weights of a decoder model (its family's facts: ``family_facts``).
 
 ``ModelWeights`` wraps an opened ``Model`` and hands out one transformer block at a
