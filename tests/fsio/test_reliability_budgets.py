@@ -183,25 +183,32 @@ print(numba.config.CACHE_DIR or "-", k._JIT["cache"], float(out.sum()))
 """
 
 
+def _run_on_read_only(folder: Path, home: Path, command: str):  # -> subprocess.CompletedProcess
+    """``command`` (sh) in a private mount namespace where ``folder`` is mounted read-only (root ignores mode
+    bits, so only a read-only mount makes an install read-only), with HOME=``home`` and no numba cache override."""
+    import subprocess
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+        pytest.skip("no private mount namespace here (unshare -m): the read-only install cannot be made")
+    home.mkdir()
+    script = f"mount --bind '{folder}' '{folder}' && mount -o remount,bind,ro '{folder}' && {command}"
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    return subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=300)
+
+
 def test_numba_cache_moves_to_the_user_cache_on_a_read_only_install(tmp_path):
     """The package folder mounted read-only (a private mount namespace: root ignores mode bits): the
     kernels compile and run, and numba caches them under ~/.cache/aprqa/numba instead of failing
     with "no locator available"."""
-    import subprocess
     import sys
 
     import aprqa
 
     fwd = Path(aprqa.__file__).resolve().parent / "inference"  # kernels.py's folder (not imported here)
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
-        pytest.skip("no private mount namespace here (unshare -m): the read-only install cannot be made")
     home = tmp_path / "home"
-    home.mkdir()
-    script = (f"mount --bind '{fwd}' '{fwd}' && mount -o remount,bind,ro '{fwd}' && "
-              f"touch '{fwd}/probe' 2>/dev/null && echo writable; exec '{sys.executable}' -c '{NUMBA_PROBE}'")
-    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
-    env["HOME"] = str(home)
-    r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    r = _run_on_read_only(fwd, home, f"touch '{fwd}/probe' 2>/dev/null && echo writable; "
+                                    f"exec '{sys.executable}' -c '{NUMBA_PROBE}'")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "writable" not in r.stdout  # the mount really is read-only
     cache_dir, cached, total = r.stdout.split()
@@ -213,21 +220,13 @@ def test_numba_cache_moves_to_the_user_cache_on_a_read_only_install(tmp_path):
 def test_generate_runs_on_a_read_only_install(tiny_models, tmp_path):
     """The issue's command: `aprqa generate` died ("no locator available") when the package folder was
     read-only. Here the whole aprqa package is mounted read-only and generate runs to its ids."""
-    import subprocess
     import sys
 
     import aprqa
 
     pkg = Path(aprqa.__file__).resolve().parent
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
-        pytest.skip("no private mount namespace here (unshare -m): the read-only install cannot be made")
-    home = tmp_path / "home"
-    home.mkdir()
-    script = (f"mount --bind '{pkg}' '{pkg}' && mount -o remount,bind,ro '{pkg}' && "
-              f"exec '{sys.executable}' -m aprqa.cli generate '{tiny_models['llama-tiny']}' --ids '1 2 3' -n 2 --json")
-    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
-    env["HOME"] = str(home)
-    r = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    r = _run_on_read_only(pkg, tmp_path / "home", f"exec '{sys.executable}' -m aprqa.cli generate "
+                                                  f"'{tiny_models['llama-tiny']}' --ids '1 2 3' -n 2 --json")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert len(json.loads(r.stdout)["generated_ids"]) == 2, r.stdout
 
@@ -237,15 +236,14 @@ def _spm_gguf(base: Path, dst: Path, pieces: list[str]) -> Path:
     <unk>, <s>, </s>, padded with <fN> to the embedding's rows."""
     import sys
 
-    import numpy as np
-    from gguf import GGUFValueType as T, GGUFWriter
+    from gguf import GGUFValueType as T
 
     from _paths import TESTS
 
     sys.path.insert(0, str(TESTS / "helpers"))
-    from hostile_gguf import _fields
+    from hostile_gguf import read_fields, rewrite
 
-    r, kv = _fields(base)
+    r, kv = read_fields(base)
     rows = len(kv["tokenizer.ggml.tokens"][0])
     toks = ["<unk>", "<s>", "</s>"] + pieces
     toks += [f"<f{i}>" for i in range(rows - len(toks))]
@@ -253,17 +251,7 @@ def _spm_gguf(base: Path, dst: Path, pieces: list[str]) -> Path:
     kv.update({"tokenizer.ggml.model": ("llama", T.STRING, None), "tokenizer.ggml.tokens": (toks, T.ARRAY, T.STRING),
                "tokenizer.ggml.scores": ([0.0] * len(toks), T.ARRAY, T.FLOAT32),
                "tokenizer.ggml.token_type": ([2, 3, 3] + [1] * (len(toks) - 3), T.ARRAY, T.INT32)})
-    w = GGUFWriter(str(dst), kv["general.architecture"][0])
-    for name, (value, vtype, sub) in kv.items():
-        if name != "general.architecture":
-            w.add_key_value(name, value, vtype, sub_type=sub)
-    for t in r.tensors:
-        w.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return dst
+    return rewrite(r, kv, dst)
 
 
 def _cli_peak(args: list[str], cwd: Path) -> tuple[int, str, float, float]:

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from _paths import TESTS
 
 sys.path.insert(0, str(TESTS / "helpers"))
-from hostile_gguf import _fields  # noqa: E402  (tests/helpers is not a package)
+from hostile_gguf import read_fields as _fields, rewrite  # noqa: E402  (tests/helpers is not a package)
 
 from aprqa.cli import main  # noqa: E402
 from aprqa.errors import AprqaError  # noqa: E402
@@ -45,26 +45,12 @@ def base_gguf(tiny_models, tmp_path_factory) -> Path:
 
 
 def _write(base: Path, dst: Path, edit: dict) -> Path:
-    import numpy as np
-    from gguf import GGUFWriter
-
     r, kv = _fields(base)
     for k in ("tokenizer.ggml.merges", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
         if k not in edit:  # the base file's arrays belong to its own vocabulary: absent unless drawn
             kv.pop(k, None)
     kv.update(edit)
-    arch = kv["general.architecture"][0]
-    w = GGUFWriter(str(dst), arch)
-    for name, (value, vtype, sub) in kv.items():
-        if name != "general.architecture":
-            w.add_key_value(name, value, vtype, sub_type=sub)
-    for t in r.tensors:
-        w.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return dst
+    return rewrite(r, kv, dst)
 
 
 @st.composite

@@ -18,7 +18,7 @@ from gguf import GGUFReader, GGUFValueType, GGUFWriter
 _PSEUDO = ("GGUF.version", "GGUF.tensor_count", "GGUF.kv_count")
 
 
-def _fields(path: Path) -> tuple[GGUFReader, dict[str, tuple[Any, GGUFValueType, GGUFValueType | None]]]:
+def read_fields(path: Path) -> tuple[GGUFReader, dict[str, tuple[Any, GGUFValueType, GGUFValueType | None]]]:
     r = GGUFReader(path)
     out = {}
     for name, f in r.fields.items():
@@ -66,16 +66,15 @@ CASES: dict[str, Callable[[dict, str], None]] = {
 }
 
 
-def make_hostile(src: str | Path, dst: str | Path, case: str) -> Path:
-    r, kv = _fields(Path(src))
-    arch = kv["general.architecture"][0]
-    CASES[case](kv, arch)
-    w = GGUFWriter(str(dst), arch)
+def rewrite(reader: GGUFReader, kv: dict[str, tuple[Any, GGUFValueType, GGUFValueType | None]],
+            dst: str | Path) -> Path:
+    """Write ``reader``'s tensors as they are, with the metadata ``kv`` (as ``read_fields`` gives it), to ``dst``."""
+    w = GGUFWriter(str(dst), kv["general.architecture"][0])
     for name, (value, vtype, sub) in kv.items():
         if name == "general.architecture":
             continue
         w.add_key_value(name, value, vtype, sub_type=sub)
-    for t in r.tensors:
+    for t in reader.tensors:
         data = np.asarray(t.data)
         w.add_tensor(t.name, data, raw_shape=list(reversed([int(d) for d in t.shape])) if data.dtype == np.uint8
                      else None, raw_dtype=t.tensor_type)
@@ -84,6 +83,12 @@ def make_hostile(src: str | Path, dst: str | Path, case: str) -> Path:
     w.write_tensors_to_file()
     w.close()
     return Path(dst)
+
+
+def make_hostile(src: str | Path, dst: str | Path, case: str) -> Path:
+    r, kv = read_fields(Path(src))
+    CASES[case](kv, kv["general.architecture"][0])
+    return rewrite(r, kv, dst)
 
 
 def main(argv: list[str]) -> int:
