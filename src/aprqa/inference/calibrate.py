@@ -121,8 +121,8 @@ def faithful_twin(ref: Model, cand: Model, seed: int = 0) -> Twin:
             assert raw.nbytes == payload_nbytes(dt, a.size)
             tensors[name] = _mem_tensor(tr, dt, raw)
             n_own += 1
-        elif quantizable(dt) and core.row_padded_width(tc) is not None:
-            # aprender's layout: every row zero-padded to whole super-blocks, quantized as aprender does
+        elif quantizable(dt) and (dt is DType.APR_Q8 or core.row_padded_width(tc) is not None):
+            # aprender's layouts: APR q8's tensor-wide scale, rows zero-padded to whole super-blocks
             tensors[name] = _mem_tensor(tr, dt, apr_write.encode(a, dt))
             n_own += 1
         else:
