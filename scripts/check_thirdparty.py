@@ -162,15 +162,14 @@ def main() -> int:
                     except AprqaError as err:  # a file aprqa refuses is a failure of the matrix, reported in its row
                         print(f"{model}-{kind} vs {ref_name} {mode:<14} ERROR  {str(err).splitlines()[0][:200]}",
                               flush=True)
-                        rows.append({"model": model, "kind": kind, "ref": ref_name, "mode": mode, "passed": False,
-                                     "seconds": time.perf_counter() - t, "verdicts": {}, "failed": [str(err)[:200]],
-                                     "fields": [], "errors": [], "contradictions": [], "degraded_types": [],
-                                     "not_judged_types": []})
-                        failed += 1
-                        continue
-                    row = _row(model, kind, ref_name, mode, r, time.perf_counter() - t)
+                        row = {"model": model, "kind": kind, "ref": ref_name, "mode": mode, "passed": False,
+                               "seconds": round(time.perf_counter() - t, 1), "verdicts": {},
+                               "failed": [str(err)[:200]], "fields": [], "errors": [], "contradictions": [],
+                               "degraded_types": [], "not_judged_types": []}
+                    else:
+                        row = _row(model, kind, ref_name, mode, r, time.perf_counter() - t)
+                        print(_line(row), flush=True)
                     rows.append(row)
-                    print(_line(row), flush=True)
                     failed += not row["passed"]
                     if args.jsonl:
                         with open(args.jsonl, "a") as fh:

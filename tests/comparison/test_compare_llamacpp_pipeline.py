@@ -117,6 +117,16 @@ def test_minilm_faithful_file_passes_against_its_f16_gguf(minilm_f16, minilm_dir
     assert r.passed, _explain(r)
 
 
+def test_gemma3_hf_dir_against_its_gguf_names_the_pre_tokenizer_of_its_tokenizer_json(gemma3_f16, transformers_dir):
+    """The reverse direction (GGUF reference, HF candidate, as the playbook's G->S and A->S gates compare): the
+    HF dir's tokenizer.json is a BPE that aprqa's reader takes for SentencePiece, yet it names llama.cpp's pre
+    (the converter's hash) like the GGUF's; it used to be 'tokenizer.pre MISSING'."""
+    r = compare(gemma3_f16, transformers_dir, fast=True)
+    pre = next(f for f in r.tokenizer.fields if f.field == "pre")
+    assert pre.status == "MATCH" and "granite-embed-multi-311m" in pre.note, pre
+    assert r.passed, _explain(r)
+
+
 def test_gemma3_full_compare_of_q8_0_against_its_f16(gemma3_f16, transformers_dir):
     """The output level too (aprqa's forward pass on both), on the representative q8_0 file."""
     r = compare(gemma3_f16, _product("gemma3", "q8_0", transformers_dir), fast=False)

@@ -189,6 +189,19 @@ class _ForwardAsEngine:
         self.model.close()
 
 
+def test_apr_q8_candidate_gets_a_calibrated_band_not_the_fixed_fallback(tiny_models, tmp_path):
+    """APR q8 (aprender's int8, one scale per tensor) is aprqa's own quantizer: its faithful twin is built with
+    it. It used to find "no faithful model of apr_q8" and fall back to the fixed q8_0 profile, which failed a
+    faithful APR q8 of the real Gemma 3 270M (mean KL 0.10 = its twin's, fixed limit 0.005)."""
+    with open_model(tiny_models["llama-tiny"]) as m:
+        apr = write_variant(m, tmp_path / "llama-q8.apr", "apr", "apr_q8")
+    # the reference's ids on both (this checks the band, not write_variant's APR tokenizer)
+    r = compare_outputs(tiny_models["llama-tiny"], apr, token_ids=tokenize(tiny_models["llama-tiny"], PROMPT),
+                        n_generate=8)
+    assert r.calibration is not None, r.notes
+    assert "apr_q8" in r.calibration["twin"] and r.passed, (r.failures, r.notes)
+
+
 def test_engine_noise_is_measured_on_the_faithful_twin_in_the_engine(tiny_models, variants):
     """With an engine, the band holds what a faithful file costs in that engine: the twin (every tensor quantized by
     aprqa) written as a GGUF and run there. The engine here is aprqa's own forward, so the twin's KL in it equals the

@@ -22,10 +22,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..errors import AprqaError
-from ..formats.gguf_vocab import HFFacts, TokenType, hf_facts, hf_token_types, pad_token, padded
+from ..formats.gguf_vocab import HFFacts, TokenType, hf_facts, hf_pre, hf_token_types, pad_token, padded
 from ..fsio import CAP_TOKENIZER, read_json
 from ..formats.model import Model, TokenizerInfo
-from ..pretokenize.splits import PreTokenizerError, lookup, same_splits
+from ..pretokenize.splits import Identification, PreTokenizerError, lookup, same_splits
 from .metadata import FieldDiff, FieldStatus, SectionDiff
 
 EMBED = "model.embed_tokens.weight"
@@ -51,6 +51,15 @@ def _ok(name: str, ref: object, cand: object, note: str = "") -> FieldDiff:
 def _facts(ref: Model) -> HFFacts | None:
     try:
         return hf_facts(ref)
+    except AprqaError:
+        return None
+
+
+def _hf_pre(model: Model) -> Identification | None:
+    """The pre-tokenizer an HF side's tokenizer.json names, also when aprqa's reader infers a SentencePiece
+    type for it (llama.cpp's converter takes the BPE path whenever tokenizer.model is absent)."""
+    try:
+        return hf_pre(model)
     except AprqaError:
         return None
 
@@ -245,14 +254,14 @@ def reconcile_pre(section: SectionDiff, ref: Model, cand: Model) -> SectionDiff:
     for f in section.fields:
         if f.field == "pre" and f.status in (FieldStatus.MISSING, FieldStatus.EXTRA):
             hf_side, named = (cand, f.reference) if f.status == FieldStatus.MISSING else (ref, f.candidate)
-            facts = _facts(hf_side)
-            if facts is not None and facts.pre is not None:
+            pre = _hf_pre(hf_side)
+            if pre is not None:
                 try:
-                    same = same_splits(facts.pre.name, named)
+                    same = same_splits(pre.name, named)
                 except PreTokenizerError:
                     same = False
-                note = f"the {hf_side.format} tokenizer.json splits as {facts.pre.name!r} ({facts.pre.how})"
+                note = f"the {hf_side.format} tokenizer.json splits as {pre.name!r} ({pre.how})"
                 f = FieldDiff("pre", FieldStatus.MATCH if same else FieldStatus.DIFFERENT,
-                              f.reference or facts.pre.name, f.candidate or facts.pre.name, note)
+                              f.reference or pre.name, f.candidate or pre.name, note)
         out.append(f)
     return replace(section, fields=tuple(out))

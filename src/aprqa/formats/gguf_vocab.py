@@ -173,10 +173,24 @@ def hf_facts(model: Model) -> HFFacts | None:
     info = model.tokenizer
     if root is None or info is None or info.model_type != "gpt2":
         return None
+    return _hf_facts_cached(root.resolve(), _version(root), info.chat_template, len(info.tokens))
+
+
+def _version(root: Path) -> tuple:
     st = (root / "tokenizer.json").stat()
     template_file = root / "chat_template.jinja"
-    version = (st.st_mtime_ns, st.st_size, template_file.stat().st_mtime_ns if template_file.is_file() else None)
-    return _hf_facts_cached(root.resolve(), version, info.chat_template, len(info.tokens))
+    return st.st_mtime_ns, st.st_size, template_file.stat().st_mtime_ns if template_file.is_file() else None
+
+
+def hf_pre(model: Model) -> Identification | None:
+    """The llama.cpp pre-tokenizer an HF directory's tokenizer.json names, whatever vocabulary type aprqa's
+    reader infers for it (a BPE tokenizer.json with SentencePiece-style normalizer, as transformers writes
+    for Gemma 3, is read as 'llama' but converted by llama.cpp as 'gpt2' with a named pre)."""
+    root = hf_root(model)
+    info = model.tokenizer
+    if root is None or info is None or not (root / "tokenizer.json").is_file():
+        return None
+    return _hf_facts_cached(root.resolve(), _version(root), info.chat_template, len(info.tokens)).pre
 
 
 @lru_cache(maxsize=8)

@@ -185,8 +185,8 @@ def _build(ref: Model, cand: Model, seed: int, out: _TwinFile) -> tuple[int, int
             assert raw.nbytes == payload_nbytes(dt, a.size)
             out.add(name, tr, dt, raw)
             n_own += 1
-        elif quantizable(dt) and core.row_padded_width(tc) is not None:
-            # aprender's layout: every row zero-padded to whole super-blocks, quantized as aprender does
+        elif quantizable(dt) and (dt is DType.APR_Q8 or core.row_padded_width(tc) is not None):
+            # aprender's layouts: APR q8's tensor-wide scale, rows zero-padded to whole super-blocks
             out.add(name, tr, dt, apr_write.encode(a, dt))
             n_own += 1
         else:
