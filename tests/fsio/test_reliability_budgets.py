@@ -259,8 +259,11 @@ def _cli_peak(args: list[str], cwd: Path) -> tuple[int, str, float, float]:
     import subprocess
     import sys
 
-    code = ("import resource, sys\nfrom aprqa.cli import main\nrc = main(sys.argv[1:])\n"
-            "print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(rc)\n")
+    # VmHWM belongs to the process's own address space, made new by exec; ru_maxrss would survive the exec and
+    # report the forking pytest process's size (GBs late in a full run) as the child's floor
+    code = ("import sys\nfrom aprqa.cli import main\nrc = main(sys.argv[1:])\n"
+            "hwm = [ln.split()[1] for ln in open('/proc/self/status') if ln.startswith('VmHWM:')]\n"
+            "print('PEAK', hwm[0], file=sys.stderr)\nsys.exit(rc)\n")
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
     took = time.perf_counter() - t0
