@@ -6,7 +6,6 @@ from _paths import ROOT
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 BENCH = ROOT / "benches" / "bench_core.py"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from _paths import ROOT
 import json
 import re
-from pathlib import Path
 
 import pytest
 

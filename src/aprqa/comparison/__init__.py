@@ -10,12 +10,9 @@ JSON layout of ``Report.to_dict()``.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
-
-import numpy as np
 
 from .. import core
 from ..engines import check_engine
