@@ -21,6 +21,7 @@ from aprqa.comparison import compare
 from aprqa.conversion import convert
 from aprqa.formats import gguf, gguf_vocab, open_model
 from aprqa.formats.model import TensorData
+from aprqa.inference import PROFILES
 from aprqa.inference.tokenizer import load_tokenizer
 from aprqa.playbook import run_playbook
 
@@ -192,6 +193,26 @@ def test_engine_band_is_what_a_faithful_file_costs_in_llamacpp_and_a_fault_leave
     rb = compare(src, broken, fast=False, engine="llama.cpp")
     assert rb.outputs is not None and not rb.outputs.passed, rb.summary()
     assert any("KL" in f for f in rb.outputs.failures), rb.outputs.failures
+
+
+def test_a_float_candidate_in_llamacpp_is_judged_with_the_engines_own_noise(ggufs, tmp_path):
+    """A float file run in llama.cpp moves its logits by llama.cpp's compute (f16 KV cache, its summation order),
+    not by its weights: the real Gemma 3's f32 GGUF against its HF dir failed the fixed f32 profile (mean KL
+    1.08e-6 > 1e-6, max |Δlogit| 0.048 > 0.001) with every tensor IDENTICAL. The band adds llama.cpp's KL on an
+    f32 GGUF of the reference; every down projection scaled by 1.3 still fails."""
+    import faults as F
+
+    src, path = ggufs["qwen2-f16"]
+    r = compare(src, path, fast=False, engine="llama.cpp")
+    c = r.outputs.calibration
+    assert c is not None and c["twin"] is None and c["engine_kl_mean"] > 0, (c, r.outputs.notes)
+    assert r.outputs.profile.name == "f16 + engine noise" and r.outputs.passed, r.summary()
+    assert r.outputs.profile.max_mean_kl <= PROFILES["f16"].max_mean_kl + 3 * c["engine_kl_mean"] + 1e-12
+    downs = [n for n in open_model(src).tensors if n.endswith("mlp.down_proj.weight")]
+    broken = F.convert(src, tmp_path / "scaled.f16.gguf", "gguf", "f16", faults=tuple(F.scale(n, 1.3) for n in downs))
+    rb = compare(src, broken, fast=False, engine="llama.cpp")
+    assert rb.outputs is not None and not rb.outputs.passed and any("KL" in f for f in rb.outputs.failures), \
+        rb.outputs.failures
 
 
 def test_engine_missing_is_a_clear_failure_not_a_skip(ggufs, monkeypatch, capsys):

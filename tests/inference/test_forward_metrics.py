@@ -215,6 +215,54 @@ def test_engine_noise_is_measured_on_the_faithful_twin_in_the_engine(tiny_models
     assert any("in the engine" in n and "as a GGUF" in n for n in r.notes) and r.passed, (r.notes, r.failures)
 
 
+def test_a_reference_coarser_than_the_candidate_sets_the_profile(tiny_models, variants, tmp_path):
+    """Two files of one source each carry their own rounding: an f32 candidate against an f16 reference differs by
+    the reference's f16 rounding, which the f32 profile cannot hold (the real Gemma 3: llama.cpp's f32 file against
+    its f16 file failed max |Δlogit| 0.038 > 0.001 with every tensor EXACT-CAST). The coarser of the two dominant
+    types' profiles judges the pair; the same tiny pair fails under the candidate's own f32 profile."""
+    with open_model(tiny_models["llama-tiny"]) as m:
+        f32 = write_variant(m, tmp_path / "llama-f32.gguf", "gguf", "f32")
+        broken = write_variant(m, tmp_path / "llama-f32-broken.gguf", "gguf", "f32",
+                               mutate=lambda name, w: w * 1.3 if name.endswith("mlp.down_proj.weight") else w)
+    r = compare_outputs(variants["f16"], f32, prompt=PROMPT, n_generate=8)
+    assert r.profile.name == "f16" and r.passed, (r.failures, r.notes)
+    strict = compare_outputs(variants["f16"], f32, prompt=PROMPT, n_generate=8, profile="f32")
+    assert not strict.passed and any("Δlogit" in f for f in strict.failures), strict.failures
+    bad = compare_outputs(variants["f16"], broken, prompt=PROMPT, n_generate=8)
+    assert bad.profile.name == "f16" and not bad.passed, (bad.metrics.kl_mean, bad.failures)
+
+
+def test_an_engine_widens_a_float_profile_by_its_own_noise_only():
+    """engine_widened: the f32 profile's KL limits plus KL_FACTOR × the engine's KL on a float GGUF of the
+    reference, the per-logit limits dropped; a candidate at the engine's noise passes, one at 10× fails."""
+    from aprqa.inference import calibrate as cal
+    from aprqa.inference.metrics import evaluate
+
+    rng = np.random.default_rng(3)
+    ref = rng.normal(0, 3, (16, 64)).astype(np.float32)
+    noise = logit_metrics(ref, ref + rng.normal(0, 0.01, ref.shape).astype(np.float32))
+    prof = cal.engine_widened(PROFILES["f32"], noise)
+    assert prof.max_mean_kl == pytest.approx(PROFILES["f32"].max_mean_kl + cal.KL_FACTOR * noise.kl_mean)
+    assert prof.max_abs_logit is None and prof.max_rms_dp is None and prof.name == "f32 + engine noise"
+    same = logit_metrics(ref, ref + rng.normal(0, 0.01, ref.shape).astype(np.float32))
+    assert evaluate(same, None, prof)[0] == []
+    ten = logit_metrics(ref, ref + rng.normal(0, 0.1, ref.shape).astype(np.float32))
+    assert any("mean KL" in f for f in evaluate(ten, None, prof)[0])
+
+
+def test_a_float_candidate_in_an_engine_is_judged_with_its_noise(tiny_models, tmp_path):
+    """A float candidate run in an engine gets the engine's noise measured on an f32 GGUF of the reference (here
+    aprqa's own forward as the engine: noise at float rounding) instead of the fixed profile alone."""
+    with open_model(tiny_models["llama-tiny"]) as m:
+        f32 = write_variant(m, tmp_path / "llama-f32.gguf", "gguf", "f32")
+    with _ForwardAsEngine(f32) as eng:
+        r = compare_outputs(tiny_models["llama-tiny"], f32, prompt=PROMPT, n_generate=4, candidate_engine=eng)
+    c = r.calibration
+    assert c is not None and c["twin"] is None and c["engine_kl_mean"] is not None and c["engine_kl_mean"] < 1e-9, c
+    assert r.profile.name == "f32 + engine noise" and r.passed, (r.failures, r.notes)
+    assert any("an f32 GGUF of the reference" in n for n in r.notes), r.notes
+
+
 def test_top5_is_not_gated_where_the_reference_is_near_flat():
     """A near-flat reference (entropy ≥ 0.75·ln V) decides no top-5 set: a candidate that reorders it is
     reported, not failed; a peaked reference's top-5 is gated."""

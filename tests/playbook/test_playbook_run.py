@@ -104,6 +104,33 @@ def test_demo_writes_jsonl_junit_summary_report(demo_run):
     assert not list(res.output.glob(".evidence.json.*.tmp"))
 
 
+def _output_of(res, variant: str) -> tuple[dict, dict]:
+    """(thresholds.output, metrics' output comparison) of the F-CONV-S-G record of ``variant``."""
+    rec = next(r for r in res.executed if r["gate_id"].startswith("F-CONV-S-G")
+               and r["scenario"]["model"]["variant"] == variant)
+    return json.loads(rec["metadata"]["thresholds"])["output"], rec["metrics"]["aprqa"]["output"]
+
+
+def test_output_gates_use_the_band_calibrated_on_the_model_unless_the_playbook_sets_limits(tmp_path):
+    """A quantized conversion's output gate is judged by the band calibrated on the model (a faithful twin's KL),
+    as `aprqa compare` judges it: the fixed q8_0 profile failed the real Gemma 3's faithful APR q8_0 (every tensor
+    QUANT-FAITHFUL, KL equal to its twin's). Limits the playbook sets itself are used as given, and recorded so."""
+    pb = tmp_path / "pb.yaml"
+    pb.write_text(SMALL.format(formats="[gguf]"))
+    res = run_playbook(pb, output=tmp_path / "auto")
+    assert res.passed
+    th, out = _output_of(res, "q8_0")
+    assert th["band"].startswith("calibrated on the model") and out["calibration"]["twin"].startswith("faithful twin")
+    assert out["profile"]["name"].startswith("calibrated") and out["passed"]
+    th16, out16 = _output_of(res, "f16")
+    assert th16["band"].startswith("this profile (a float candidate") and out16["calibration"] is None
+    pb.write_text(SMALL.format(formats="[gguf]") + "thresholds:\n  output:\n    q8_0: {max_mean_kl: 0.004}\n")
+    fixed = run_playbook(pb, output=tmp_path / "fixed")
+    th, out = _output_of(fixed, "q8_0")
+    assert th["band"] == "fixed: the playbook's limits" and th["max_mean_kl"] == 0.004
+    assert out["calibration"] is None and out["profile"]["max_mean_kl"] == 0.004
+
+
 def test_verify_evidence_accepts_the_run_and_catches_an_edit(demo_run, tmp_path, capsys):
     assert verify_evidence(demo_run.evidence, DEMO)
     assert main(["verify-evidence", str(demo_run.evidence), str(DEMO)]) == 0

@@ -356,7 +356,7 @@ def _log_lines(raw: Any) -> Iterator[LogLine]:
 
 def compare_with_llamacpp(reference: Any, candidate: str | Path, prompt: str | None = None,
                           n_generate: int = 8, profile: Any = None,
-                          threads: int | None = None) -> OutputComparison:
+                          threads: int | None = None, calibrate: bool | None = None) -> OutputComparison:
     """``aprqa.inference.compare_outputs`` with llama.cpp running the candidate GGUF.
 
     Returns:
@@ -370,4 +370,4 @@ def compare_with_llamacpp(reference: Any, candidate: str | Path, prompt: str | N
         raise UsageError(f"--engine llama.cpp runs GGUF files; {candidate} is not one")
     with LlamaCppModel(candidate, threads=threads) as engine:
         return compare_outputs(reference, candidate, prompt=prompt, n_generate=n_generate, profile=profile,
-                               candidate_engine=engine)
+                               candidate_engine=engine, calibrate=calibrate)

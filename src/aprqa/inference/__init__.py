@@ -150,12 +150,19 @@ def detokenize(model: ModelLike, token_ids: Sequence[int]) -> str:
         return load_tokenizer(m).decode(list(token_ids))
 
 
-def _profile(profile: OutputProfile | str | None, cand: Model) -> OutputProfile:
+def _profile(profile: OutputProfile | str | None, ref: Model, cand: Model) -> OutputProfile:
     if isinstance(profile, OutputProfile):
         return profile
-    if profile is None:
-        return profile_for(dominant_dtype(cand))
-    return profile_for(profile)
+    if profile is not None:
+        return profile_for(profile)
+    own = profile_for(dominant_dtype(cand))
+    try:
+        floor = profile_for(dominant_dtype(ref))
+    except UsageError:  # a reference type without a profile of its own: the candidate's decides
+        return own
+    # Two files made from one source each carry their own rounding: an f32 candidate against an f16 reference
+    # differs by the reference's f16 rounding, which no band of the candidate's type can hold.
+    return floor if floor.max_mean_kl > own.max_mean_kl else own
 
 
 def _calibrated(ref: Model, cand: Model, fixed: OutputProfile, seq: list[int], ref_logits: np.ndarray,
@@ -163,8 +170,21 @@ def _calibrated(ref: Model, cand: Model, fixed: OutputProfile, seq: list[int], r
     """(profile, note): the output band calibrated on this model (inference/calibrate.py), or the fixed
     profile ``fixed`` as a named fallback when the faithful twin cannot be built."""
     if not any(t.dtype.is_quantized for t in cand.tensors.values() if len(t.shape) == 2):
-        # float candidates: the fixed f32/f16/bf16 profiles are exact-rounding tight already
-        return fixed, f"output profile {fixed.name} (a float candidate: no quantization to calibrate)", None
+        # float candidates: the fixed f32/f16/bf16 profiles are exact-rounding tight already, but an engine
+        # computes in its own way (llama.cpp's f16 KV cache, its summation order): its noise is measured
+        if engine is None:
+            return fixed, f"output profile {fixed.name} (a float candidate: no quantization to calibrate)", None
+        with tempfile.TemporaryDirectory(prefix="aprqa-engine-noise-") as td:
+            eng, eng_note = cal.engine_noise(ref, engine, seq, ref_logits, next_ids, fixed.near_tie_delta, Path(td))
+        if eng is None:
+            return fixed, f"output profile {fixed.name} (a float candidate; {eng_note})", None
+        prof = cal.engine_widened(fixed, eng)
+        info = {"twin": None, "factor": cal.KL_FACTOR, "faithful_kl_mean": None, "faithful_kl_p99": None,
+                "faithful_top1": None, "faithful_top5": None, "engine_kl_mean": eng.kl_mean,
+                "engine_kl_p99": eng.kl_p99}
+        return prof, (f"output profile {fixed.name} widened by the engine's own noise: {eng_note}; the candidate "
+                      f"may add {cal.KL_FACTOR:g}x that KL (mean ≤ {prof.max_mean_kl:.3g}, p99 ≤ "
+                      f"{prof.max_p99_kl:.3g})"), info
     with ExitStack() as stack:
         try:
             twin = stack.enter_context(cal.faithful_twin(ref, cand))
@@ -192,7 +212,7 @@ def _calibrated(ref: Model, cand: Model, fixed: OutputProfile, seq: list[int], r
 def compare_outputs(ref_model: ModelLike, cand_model: ModelLike, prompt: str | None = None,
                     token_ids: Sequence[int] | None = None, n_generate: int = 8,
                     profile: OutputProfile | str | None = None, device: str = "cpu",
-                    candidate_engine: Any = None) -> OutputComparison:
+                    candidate_engine: Any = None, calibrate: bool | None = None) -> OutputComparison:
     """Compare a candidate's outputs with a reference's on the same token ids.
 
     The reference generates ``n_generate`` greedy tokens (its logits at every prompt position
@@ -208,10 +228,12 @@ def compare_outputs(ref_model: ModelLike, cand_model: ModelLike, prompt: str | N
         token_ids: ids to use directly (then tokenizers are not compared).
         n_generate: greedy tokens to generate (0: prompt positions only).
         profile: an ``OutputProfile``, a profile name, or None for the default of the
-            candidate's dominant weight dtype.
+            dominant weight dtype of the candidate or of the reference, whichever is coarser.
         device: as for ``forward``.
         candidate_engine: run the candidate in this engine instead of aprqa's forward pass
             (``aprqa.engines.llamacpp.LlamaCppModel``: its ``run``, ``tokenizer()``, ``version``).
+        calibrate: measure the band on this model (a faithful twin of a quantized candidate, an engine's
+            own noise) with ``profile`` as the base and named fallback; None: only when ``profile`` is None.
     Returns:
         ``OutputComparison`` (truthy when passed).
     Raises:
@@ -227,8 +249,9 @@ def compare_outputs(ref_model: ModelLike, cand_model: ModelLike, prompt: str | N
     if n_generate < 0:
         raise UsageError(f"n_generate must be ≥ 0, got {n_generate}")
     with _opened(ref_model) as ref, _opened(cand_model) as cand:
-        prof = _profile(profile, cand)
-        calibrate = profile is None  # an explicit profile is the user's choice: used as given
+        prof = _profile(profile, ref, cand)
+        if calibrate is None:  # an explicit profile is the user's choice: used as given
+            calibrate = profile is None
         calibration = None
         fails: list[str] = []
         notes: list[str] = []
@@ -295,5 +318,5 @@ def locate(ref_model: ModelLike, cand_model: ModelLike, token_ids: Sequence[int]
         (3, 'attn')
     """
     with _opened(ref_model) as ref, _opened(cand_model) as cand:
-        prof = _profile(profile, cand)
+        prof = _profile(profile, ref, cand)
         return locate_runs(_runner(ref, device), _runner(cand, device), _ids(token_ids), prof)

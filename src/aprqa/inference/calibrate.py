@@ -220,6 +220,22 @@ def calibrated_profile(base: OutputProfile, faithful: LogitMetrics, engine: Logi
                       min_top5_overlap=top5, max_abs_logit=None, max_rms_dp=None)
 
 
+def engine_widened(base: OutputProfile, engine: LogitMetrics) -> OutputProfile:
+    """``base`` (a float candidate's fixed profile) widened by an engine's own noise on a float GGUF of the
+    reference: KL_FACTOR × its KL added to the KL limits, its misses to the top-k floors; the per-logit
+    limits go (an engine's summation and f16 KV cache move single logits by far more than f32 rounding)."""
+    def widen(limit: float | None, noise: float) -> float | None:
+        return None if limit is None else limit + KL_FACTOR * noise
+
+    n = max(engine.n_decisive, 1)
+    top1 = max(0.0, min(base.min_top1, 1.0 - MISS_FACTOR * (1.0 - engine.top1_decisive) - TOP1_SLACK_POSITIONS / n))
+    t5 = engine.top5_decisive if engine.n_top5_decisive else 1.0
+    top5 = max(0.0, min(base.min_top5_overlap, 1.0 - MISS_FACTOR * (1.0 - t5) - TOP5_SLACK))
+    return base.with_(name=f"{base.name} + engine noise", max_mean_kl=widen(base.max_mean_kl, engine.kl_mean),
+                      max_p99_kl=widen(base.max_p99_kl, engine.kl_p99), max_kl=widen(base.max_kl, engine.kl_max),
+                      min_top1=top1, min_top5_overlap=top5, max_abs_logit=None, max_rms_dp=None)
+
+
 def engine_noise(ref: Model, engine: Any, seq: list[int], ref_logits: np.ndarray, next_ids: list[int],
                  near_tie_delta: float, workdir: Path, twin: Twin | None = None) -> tuple[LogitMetrics | None, str]:
     """What a faithful file costs in the engine (same class as ``engine``), against aprqa's forward of the

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..comparison.tolerance import TolerancePolicy
+from ..inference.calibrate import KL_FACTOR
 from ..inference.metrics import OutputProfile, profile_for
 from ..gate_ids import GateIdError, GateKind, read_gate_id
 from .notrun import not_run_key, not_run_section
@@ -60,6 +61,36 @@ def output_profile(pb: Playbook, base: str) -> OutputProfile:
     return prof.with_(**changes) if changes else prof
 
 
+_FLOAT_PROFILES = ("f32", "f16", "bf16")
+
+
+def output_calibrated(pb: Playbook, base: str) -> bool:
+    """Whether output gates on ``base`` use the band calibrated on the model (inference/calibrate.py), with
+    the profile as its base and named fallback: yes unless the playbook sets that profile's limits itself
+    (``thresholds.output``, or ``inference_compare.tolerance`` for f32), which are then used as given."""
+    name = profile_for(base).name
+    if name in pb.thresholds.output:
+        return False
+    return not (name == "f32" and pb.differential_tests.inference_compare.tolerance is not None)
+
+
+def _output_thresholds(pb: Playbook, base: str) -> dict[str, Any]:
+    """The output profile, and ``band``: how the gate's limits are set from it (the measured band is in
+    the record's metrics, ``output.calibration``)."""
+    prof = output_profile(pb, base)
+    d = prof.to_dict()
+    if not output_calibrated(pb, base):
+        d["band"] = "fixed: the playbook's limits"
+    elif prof.name in _FLOAT_PROFILES:
+        d["band"] = "this profile (a float candidate" + (
+            ", widened by the engine's own noise on an f32 GGUF of the reference)"
+            if pb.differential_tests.inference_compare.engine == "llama.cpp" else ")")
+    else:
+        d["band"] = (f"calibrated on the model: {KL_FACTOR:g}x a faithful twin's KL (this profile: its base and "
+                     "fallback)")
+    return d
+
+
 def conversion_key(quant: str, base: str) -> str:
     """``thresholds_key`` of a conversion record: ``QUANT/OUTPUT-PROFILE`` (``q8_0/q8_0``, ``keep/f32``)."""
     return f"{quant}/{base}"
@@ -100,13 +131,13 @@ def thresholds_for(pb: Playbook, kind: GateKind, key: str) -> dict[str, Any]:
         raise ValueError(f"thresholds key {key!r} is not QUANT/OUTPUT-PROFILE")
     tprofile = "auto" if quant == "keep" else quant
     if kind is GateKind.GOLDEN:
-        return {"output": output_profile(pb, base).to_dict(), "prompts": list(pb.test_matrix.prompts),
+        return {"output": _output_thresholds(pb, base), "prompts": list(pb.test_matrix.prompts),
                 "max_tokens": pb.test_matrix.max_tokens}
     if kind is GateKind.CONVERSION:
         return {
             "tensor": tensor_policy(pb, tprofile).to_dict() if dt.tensor_diff.enabled else None,
             "tensor_filter": dt.tensor_diff.filter,
-            "output": output_profile(pb, base).to_dict() if dt.inference_compare.enabled else None,
+            "output": _output_thresholds(pb, base) if dt.inference_compare.enabled else None,
             "prompt": inference_prompt(pb) if dt.inference_compare.enabled else None,
             "max_tokens": inference_tokens(pb) if dt.inference_compare.enabled else None,
         }

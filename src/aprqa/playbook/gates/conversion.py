@@ -22,7 +22,7 @@ from ...inference.metrics import OutputComparison
 from ...records import GateOutcome, Outcome
 from ..conversions import Artefact
 from ..schema import Playbook
-from ..thresholds import inference_prompt, inference_tokens, output_profile, tensor_policy
+from ..thresholds import inference_prompt, inference_tokens, output_calibrated, output_profile, tensor_policy
 from .common import Finding, falsified, input_failed, ok
 
 # one judged comparison
@@ -130,9 +130,10 @@ class OutputComparer:
 
     def _compare(self, ref: Path, cand: Path, prompt: str, n: int, base: str) -> OutputComparison:
         profile = output_profile(self.pb, base)
+        calibrate = output_calibrated(self.pb, base)
         if self.pb.differential_tests.inference_compare.engine == "llama.cpp" and cand.suffix == ".gguf":
-            return compare_with_llamacpp(ref, cand, prompt=prompt, n_generate=n, profile=profile)
-        return compare_outputs(ref, cand, prompt=prompt, n_generate=n, profile=profile)
+            return compare_with_llamacpp(ref, cand, prompt=prompt, n_generate=n, profile=profile, calibrate=calibrate)
+        return compare_outputs(ref, cand, prompt=prompt, n_generate=n, profile=profile, calibrate=calibrate)
 
 
 class WorstReport:
