@@ -19,6 +19,7 @@ from ..formats import format_module, gguf_vocab
 from ..formats.model import Model, TensorData
 from ..quant.dtypes import DType, dtype_from_name
 from ..arch import permute_rope_rows
+from ..conversion import apr_tokenizer_keys
 from .weights import dequantize_full
 
 def _cast(w: np.ndarray, dt: DType) -> tuple[DType, object]:
@@ -64,8 +65,16 @@ def write_variant(model: Model, path: str | Path, fmt: str, dtype: str | DType =
         tensors.append(TensorData(info.name, tdt, tuple(w.shape), data))
     out = Path(path)
     tok = tokenizer if tokenizer is not None else model.tokenizer
+    extra = None
     if fmt == "gguf" and tokenizer is None and tok is not None:  # as aprqa's converter writes it
         embed = model.tensors.get("model.embed_tokens.weight")
         tok = gguf_vocab.for_gguf(model, tok, embed.shape[0] if embed is not None else None)
-    format_module(fmt).write(out, tensors, cfg, tok)
+    if fmt == "apr" and tokenizer is None and tok is not None:  # as aprqa's converter writes it (its pre-tokenizer)
+        carried = apr_tokenizer_keys(model, None)
+        if carried is not None:
+            tok, extra = carried
+    if extra is not None:
+        format_module(fmt).write(out, tensors, cfg, tok, extra)
+    else:
+        format_module(fmt).write(out, tensors, cfg, tok)
     return out
