@@ -26,7 +26,6 @@ from ..errors import FormatError, TruncatedError, UsageError
 from ..limits import shape_fits
 from ..fsio import CAP_INDEX, atomic_output, new_file_mode, parse_json, read_json
 from ..quant.dtypes import DType, payload_nbytes
-from .magic import safetensors as sniff
 from .hf import read_hf_config, read_hf_tokenizer, write_hf_config, write_hf_tokenizer
 from .model import ArchConfig, MappedFile, Model, TensorData, TensorInfo, TokenizerInfo
 

@@ -17,7 +17,7 @@ from typing import Any
 
 
 from ..errors import UsageError
-from ..formats.model import Model, TokenizerInfo
+from ..formats.model import Model
 from ..formats.tokenizer_bpe import rebuild_bpe
 from ..formats.tokenizer_spm import byte_spelling, rebuild_spm
 from ..formats.tokenizer_wpm import rebuild_wpm
