@@ -148,7 +148,7 @@ class Diagnoser:
         self.idx = sample_rows(self.rows, self.cols, budget=SAMPLE_ELEMENTS)
         self.perm = expected.perm if expected is not None else None
         self.row_err: tuple[np.ndarray, np.ndarray] | None = None  # diagnose_rows.row_errors caches it here
-        self.row_rel: np.ndarray | None = None  # diagnose_rows.sample_row_rel caches it here
+        self.row_rel: np.ndarray | None = None  # diagnose_rows._sample_row_rel caches it here
         self._sample: core.DiffStats | None = None
         a_idx = self.perm[self.idx] if self.perm is not None else self.idx
         both = core.gather_rows([ta, tb], self.shape2, a_idx, threads=ctx.threads) if self.perm is None else None
