@@ -10,7 +10,11 @@ against the fused kernel over the same tensor pairs (the CPU compare spends abov
 Where the command's CPU goes beyond `compare()`: its start-up (a process that only imports the CLI and
 `aprqa.comparison`, run interleaved with the others) and the sha256 of both inputs that the CLI computes
 for the report's provenance while compare runs (`report.provenance.Hashes`, timed in process on the same
-files): the breakdown line adds them up next to the command's own CPU.
+files): the breakdown line adds them up next to the command's own CPU. `compare()` also runs as a process
+of its own (the same comparison without the CLI's digests), interleaved with the others.
+
+`--cold` drops the pair's pages from the page cache before every run (`posix_fadvise(DONTNEED)`): every
+process then reads from disk, as it does for a pair larger than memory, without needing that much disk.
 
 The pair is a conversion: f16 SafeTensors reference, its Q8_0 GGUF (aprqa's quantizer) as candidate
 (`bench_compare.generate`), `--size-gb` of reference bytes, written under `--dir` and deleted after.
@@ -18,6 +22,7 @@ The pair is a conversion: f16 SafeTensors reference, its Q8_0 GGUF (aprqa's quan
     python benches/bench_compare_read.py --smoke                 # a few MB, seconds
     python benches/bench_compare_read.py --size-gb 1 --dir /tmp/scale
     python benches/bench_compare_read.py --size-gb 8 --dir /tmp/scale --rounds 2   # needs ~13 GB of disk
+    python benches/bench_compare_read.py --size-gb 1 --dir /tmp/scale --cold       # reads from disk each run
 """
 
 from __future__ import annotations
@@ -51,6 +56,16 @@ for path in sys.argv[1:]:
             n += k
 print(n)
 """
+
+
+def drop_pages(files: list[str]) -> None:
+    """Evict the files' pages from the page cache (the next read comes from disk)."""
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
 
 
 def files_of(ref: Path, cand: Path) -> list[str]:
@@ -107,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", help="parent of the work directory (default: the system temp dir)")
     p.add_argument("--profile", action="store_true", help="print where compare's time goes (cProfile)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    p.add_argument("--cold", action="store_true", help="drop the pair's pages before every run (reads from disk)")
     args = p.parse_args(argv)
     size = 0.004 if args.smoke else args.size_gb
     rows, cols = (256, 1024) if args.smoke else (4096, 4096)
@@ -122,13 +138,16 @@ def main(argv: list[str] | None = None) -> int:
         rounds = 1 if args.smoke else args.rounds
         cmds = {"read probe (both files, sequential)": [sys.executable, "-S", "-c", PROBE, *files],
                 "aprqa compare --fast": aprqa_cmd() + ["compare", str(ref), str(cand), "--fast", "--json"],
+                "compare() alone (no provenance digests)": [
+                    sys.executable, "-c", "import sys; from aprqa.comparison import compare; "
+                    "compare(sys.argv[1], sys.argv[2], fast=True)", str(ref), str(cand)],
                 "start-up (imports only)": [sys.executable, "-c", "import aprqa.cli, aprqa.comparison"]}
-        procs = interleaved(cmds, rounds)
+        procs = interleaved(cmds, rounds, before=(lambda: drop_pages(files)) if args.cold else None)
         inproc = in_process(ref, cand, 1 if args.smoke else args.rounds, args.profile)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     probe, comp = procs["read probe (both files, sequential)"], procs["aprqa compare --fast"]
-    res = {"pair_bytes": pair_bytes, "rounds": rounds, "cpu_count": os.cpu_count(),
+    res = {"pair_bytes": pair_bytes, "rounds": rounds, "cpu_count": os.cpu_count(), "cold": args.cold,
            "load_average": round(os.getloadavg()[0], 2), "generate_s": round(gen, 1),
            "compare_over_probe_wall": round(comp["wall_s"] / probe["wall_s"], 3),
            "compare_over_probe_cpu": round(comp["cpu_s"] / probe["cpu_s"], 3),
@@ -138,9 +157,11 @@ def main(argv: list[str] | None = None) -> int:
            "processes": procs, "in_process": {k: v for k, v in inproc.items() if k != "profile"},
            "targets": {"compare_over_probe_wall": 1.5, "compare_over_kernel_wall": 1.3}}
     print(f"compare --fast vs read probe: {pair_bytes / 1e9:.2f} GB pair (f16 SafeTensors vs Q8_0 GGUF), "
-          f"{rounds} interleaved rounds, load average {res['load_average']} on {os.cpu_count()} CPUs")
+          f"{rounds} interleaved rounds, load average {res['load_average']} on {os.cpu_count()} CPUs"
+          + (", page cache dropped before every run" if args.cold else ""))
     print(line("read probe (both files, sequential)", probe))
     print(line("aprqa compare --fast", comp, probe))
+    print(line("compare() alone (no provenance digests)", procs["compare() alone (no provenance digests)"], probe))
     start = procs["start-up (imports only)"]
     print(line("start-up (imports only)", start, probe))
     print(f"  ratio compare / read probe: wall x{res['compare_over_probe_wall']}, cpu x{res['compare_over_probe_cpu']}"
