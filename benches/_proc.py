@@ -68,14 +68,18 @@ def run_process(cmd: list[str], env: dict[str, str] | None = None) -> ProcResult
 
 
 def interleaved(cmds: dict[str, list[str]], rounds: int, warmup: bool = True,
-                env: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
-    """Median wall / CPU / peak RSS per named command, one run of each per round."""
+                env: dict[str, str] | None = None,
+                before: Callable[[], None] | None = None) -> dict[str, dict[str, float]]:
+    """Median wall / CPU / peak RSS per named command, one run of each per round (``before()`` ahead of
+    every run, e.g. to drop the page cache)."""
     if warmup:
         for cmd in cmds.values():
             run_process(cmd, env)  # page cache hot, .pyc written
     runs: dict[str, list[ProcResult]] = {k: [] for k in cmds}
     for _ in range(rounds):
         for k, cmd in cmds.items():
+            if before is not None:
+                before()
             runs[k].append(run_process(cmd, env))
     return {k: {"wall_s": statistics.median(r.wall_s for r in v), "cpu_s": statistics.median(r.cpu_s for r in v),
                 "peak_rss_mb": max(r.peak_rss_mb for r in v), "rounds": len(v)} for k, v in runs.items()}

@@ -28,7 +28,7 @@ from .pipeline import plan, run_ordered
 from .tokenizer_check import compare_tokenizers
 from .results import ModelSummary, NoiseFloor, Report, TensorResult, TensorStats, Verdict
 from .tolerance import Statistic, Tolerance, TolerancePolicy
-from .verdicts import Context, _result, judge_pair
+from .verdicts import Context, Deferred, _result, judge_or_defer, judge_pair
 from ._sampling import RowReader, as_2d, rel_l2, sample_rows
 
 __all__ = ["compare", "Report", "TensorResult", "TensorStats", "NoiseFloor", "Verdict", "Tolerance",
@@ -148,21 +148,33 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
     extra = [p for p in pairs if p.reference is None]
     both = [p for p in pairs if p.both]
 
-    def judge(p: Pair) -> TensorResult:
+    def judge(p: Pair) -> TensorResult | Deferred:
         try:
-            r = judge_pair(ctx, p.reference, p.candidate, p.name)  # type: ignore[arg-type]
+            r = judge_or_defer(ctx, p.reference, p.candidate, p.name)  # type: ignore[arg-type]
+        except AprqaError as err:
+            r = _result(p.reference, p.candidate, p.name, Verdict.UNREADABLE, False, detail=str(err))
+        return r if isinstance(r, Deferred) else _honest_bytes(r, p)
+
+    def diagnose(job: tuple[Pair, Deferred]) -> TensorResult:
+        p, d = job
+        try:
+            r = d.finish()
         except AprqaError as err:
             r = _result(p.reference, p.candidate, p.name, Verdict.UNREADABLE, False, detail=str(err))
         return _honest_bytes(r, p)
 
-    def tick(_: int, r: TensorResult) -> None:
+    def tick(_: int, r: TensorResult | Deferred) -> None:
         nonlocal done
-        done += r.nbytes
+        done += r.nbytes  # a deferred pair's bytes are read: only its diagnosis is left
         if progress is not None:
             progress(done, total, r.name)
 
-    judged = iter(run_ordered(both, judge, workers=workers, on_done=tick,
-                              weight=lambda p: p.reference.nbytes + p.candidate.nbytes))  # type: ignore[union-attr]
+    # every full pass first, then the failing pairs' diagnoses back to back (verdicts.Deferred)
+    first = run_ordered(both, judge, workers=workers, on_done=tick,
+                        weight=lambda p: p.reference.nbytes + p.candidate.nbytes)  # type: ignore[union-attr]
+    waiting = [(p, r) for p, r in zip(both, first) if isinstance(r, Deferred)]
+    diagnosed = iter(run_ordered(waiting, diagnose, workers=workers, weight=lambda j: j[1].nbytes))
+    judged = iter([next(diagnosed) if isinstance(r, Deferred) else r for r in first])
     results: list[TensorResult] = []
     for p in pairs:
         if p.both:

@@ -6,6 +6,7 @@ which rows to decode; full-tensor passes are one native call each.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -37,12 +38,28 @@ def as_2d(shape: tuple[int, ...]) -> tuple[int, int]:
     return rows, shape[-1]
 
 
+@functools.lru_cache(maxsize=256)
 def sample_rows(rows: int, cols: int, budget: int = SAMPLE_ELEMENTS) -> np.ndarray:
-    """Evenly spread row indices (all rows when the tensor fits the budget)."""
+    """Evenly spread row indices (all rows when the tensor fits the budget), read-only.
+
+    Cached: a model's tensors share a few shapes, and every failing tensor's diagnosis asks for the
+    same samples of its shape several times."""
     k = max(1, min(rows, budget // max(cols, 1)))
     if k >= rows:
-        return np.arange(rows, dtype=np.int64)
-    return np.unique(np.linspace(0, rows - 1, k).round().astype(np.int64))
+        idx = np.arange(rows, dtype=np.int64)
+    else:
+        idx = np.unique(np.linspace(0, rows - 1, k).round().astype(np.int64))
+    idx.flags.writeable = False
+    return idx
+
+
+def subset_at(idx: np.ndarray, sub: np.ndarray) -> np.ndarray | None:
+    """Positions of the (sorted, unique) rows ``sub`` in the sorted rows ``idx``, or None when some
+    row of ``sub`` is not in ``idx``: rows already decoded at ``idx`` are then sliced, not re-read."""
+    pos = np.searchsorted(idx, sub)
+    if pos.size and (pos[-1] >= idx.size or not np.array_equal(idx[np.minimum(pos, idx.size - 1)], sub)):
+        return None
+    return pos
 
 
 def row_aligned(dtype: DType, cols: int) -> bool:

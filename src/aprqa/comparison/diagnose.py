@@ -27,7 +27,7 @@ from ..formats.model import Model, TensorInfo
 from ..quant.dtypes import DType, payload_nbytes
 from ..quant.storable import quantizable
 from . import transforms as tf
-from ._sampling import as_2d, rel_l2, row_aligned, sample_rows
+from ._sampling import as_2d, rel_l2, row_aligned, sample_rows, subset_at
 from .results import NoiseFloor, Verdict
 from .signature_index import SignatureIndex, screen  # noqa: F401 (re-exported)
 from .tolerance import Tolerance
@@ -148,6 +148,8 @@ class Diagnoser:
         self.idx = sample_rows(self.rows, self.cols, budget=SAMPLE_ELEMENTS)
         self.perm = expected.perm if expected is not None else None
         self.row_err: tuple[np.ndarray, np.ndarray] | None = None  # diagnose_rows.row_errors caches it here
+        self.row_rel: np.ndarray | None = None  # diagnose_rows._sample_row_rel caches it here
+        self._sample: core.DiffStats | None = None
         a_idx = self.perm[self.idx] if self.perm is not None else self.idx
         both = core.gather_rows([ta, tb], self.shape2, a_idx, threads=ctx.threads) if self.perm is None else None
         if both is not None:
@@ -159,6 +161,28 @@ class Diagnoser:
     def _diff(self, a, b, **kw) -> core.DiffStats:
         return core.diff_stats(a, b, threads=self.ctx.threads, **kw)
 
+    def sample_stats(self) -> core.DiffStats:
+        """The fused kernel's statistics of the sampled rows (B against A), computed once."""
+        if self._sample is None:
+            self._sample = core.diff_stats(self.a.reshape(-1), self.b.reshape(-1), threads=1)
+        return self._sample
+
+    def sample_rel_l2(self) -> float:
+        """``rel_l2(self.a, self.b)`` from the cached statistics."""
+        s = self.sample_stats()
+        return math.inf if s.nonfinite_mismatch > 0.01 * s.n else s.rel_l2
+
+    def _a_rows(self, rows: np.ndarray) -> np.ndarray:
+        """A's rows ``rows`` (candidate order = reference order here): sliced from the sample when it
+        holds them, else decoded."""
+        pos = subset_at(self.idx, rows) if self.perm is None else None
+        return self.a[pos] if pos is not None else _rows(self.ta, self.shape2, rows, self.ctx.threads)
+
+    def _b_rows(self, rows: np.ndarray) -> np.ndarray:
+        """B's rows ``rows``: sliced from the sample when it holds them, else decoded."""
+        pos = subset_at(self.idx, rows)
+        return self.b[pos] if pos is not None else _rows(self.tb, self.shape2, rows, self.ctx.threads)
+
     def transposed(self) -> Hypothesis | None:
         if len(self.ta.shape) != 2 or self.rows == 1 or self.cols == 1:
             return None
@@ -168,7 +192,7 @@ class Diagnoser:
         # B's bytes read as [c, r] should be A^T: row i of that view is column i of A.
         cols_i = sample_rows(c, r, budget=1 << 13)
         rows_j = sample_rows(r, c, budget=1 << 13)
-        a_s = _rows(self.ta, self.shape2, rows_j, self.ctx.threads)[:, cols_i].T
+        a_s = self._a_rows(rows_j)[:, cols_i].T
         b_s = _rows(self.tb, (c, r), cols_i, self.ctx.threads)[:, rows_j]
         if rel_l2(a_s, b_s) > self.thr:
             return None
@@ -177,9 +201,10 @@ class Diagnoser:
             return None
         where = (f"data transposed (square [{r}, {c}]: the shape cannot show it)" if r == c else
                  f"stored [{c}, {r}] data under shape [{r}, {c}]")
-        as_stored = self.a if self.perm is None else _rows(self.ta, self.shape2, self.idx, self.ctx.threads)
+        as_stored = self.sample_rel_l2() if self.perm is None else \
+            rel_l2(_rows(self.ta, self.shape2, self.idx, self.ctx.threads), self.b)
         return Hypothesis(Verdict.TRANSPOSED, "transpose",
-                          f"{where}: rel-L2 {rel_l2(as_stored, self.b):.3g} as stored → {s.rel_l2:.3g} "
+                          f"{where}: rel-L2 {as_stored:.3g} as stored → {s.rel_l2:.3g} "
                           "if transposed", s)
 
     def row_maps(self) -> Hypothesis | None:
@@ -212,7 +237,7 @@ class Diagnoser:
         tensors, sig_rows, index = self.ctx.swap_index.signatures(tuple(self.ta.shape), self.expected)
         if len(tensors) < 2:
             return None
-        b_sig = _rows(self.tb, self.shape2, sig_rows, self.ctx.threads).reshape(-1)
+        b_sig = self._b_rows(sig_rows).reshape(-1)
         err = index.search(b_sig, self.thr * _SCREEN_SLACK)  # +inf beyond the screen's radius
         own = self.full.rel_l2 if self.full is not None else math.inf
         suffix = me.split(".", 3)[-1] if layer_index(me) is not None else None
@@ -255,7 +280,7 @@ class Diagnoser:
 
     def affine(self, full: core.DiffStats) -> Hypothesis | None:
         # least squares b ≈ k·a + c on the sample, from the fused kernel's double sums over finite pairs
-        st = core.diff_stats(self.a.reshape(-1), self.b.reshape(-1), threads=1)
+        st = self.sample_stats()
         n = st.n_finite
         if n < 2:
             return None
@@ -268,7 +293,7 @@ class Diagnoser:
         fit = self.a * np.float32(k) + np.float32(c)
         fit_err = rel_l2(fit, self.b)
         # the fit must explain the candidate, and much better than "unchanged" does
-        if fit_err > self.thr or not fit_err < 0.5 * rel_l2(self.a, self.b):
+        if fit_err > self.thr or not fit_err < 0.5 * self.sample_rel_l2():
             return None
         scale_a = math.sqrt(st.sum_a2 / n)
         # how far k and c must be from 1 and 0 to be a fault: the fit's own error, not the match threshold
@@ -300,6 +325,21 @@ class Diagnoser:
                           self.idx)
 
 
+@functools.lru_cache(maxsize=256)
+def same_size_dtypes(labelled: DType, n: int, nbytes: int) -> tuple[DType, ...]:
+    """The decodable types other than ``labelled`` whose ``n`` elements take ``nbytes`` bytes."""
+    out = []
+    for dt in decodable_numeric():
+        if dt is labelled:
+            continue
+        try:
+            if payload_nbytes(dt, n) == nbytes:
+                out.append(dt)
+        except AprqaError:
+            continue
+    return tuple(out)
+
+
 def misread_as(ctx: Context, ta: TensorInfo, tb: TensorInfo, rows: int, cols: int,
                a_sample: np.ndarray | None = None, idx: np.ndarray | None = None) -> Hypothesis | None:
     """Do B's bytes decode as A (within that dtype's noise) under another dtype of the same byte size?
@@ -307,15 +347,7 @@ def misread_as(ctx: Context, ta: TensorInfo, tb: TensorInfo, rows: int, cols: in
     ``a_sample``: A's rows ``idx`` when the caller has them already."""
     n = rows * cols
     raw = tb.raw()
-    same_size = []
-    for dt in decodable_numeric():
-        if dt is tb.dtype:
-            continue
-        try:
-            if payload_nbytes(dt, n) == raw.nbytes:
-                same_size.append(dt)
-        except AprqaError:
-            continue
+    same_size = same_size_dtypes(tb.dtype, n, raw.nbytes)
     if not same_size:
         return None
     if idx is None:
@@ -323,7 +355,8 @@ def misread_as(ctx: Context, ta: TensorInfo, tb: TensorInfo, rows: int, cols: in
     if a_sample is None:
         a_sample = _rows(ta, (rows, cols), idx, ctx.threads)
     try:  # every reinterpretation's rows in one native call
-        b_all = core.gather_rows([raw] * len(same_size), (rows, cols), idx, dtypes=same_size, threads=ctx.threads)
+        b_all = core.gather_rows([raw] * len(same_size), (rows, cols), idx, dtypes=list(same_size),
+                                 threads=ctx.threads)
     except AprqaError:
         return None
     for dt, b_s in zip(same_size, b_all):

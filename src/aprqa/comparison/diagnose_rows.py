@@ -40,10 +40,12 @@ def row_errors(dg: Diagnoser) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _sample_row_rel(dg: Diagnoser) -> np.ndarray:
-    """rel-L2 of each sampled row (evenly spread rows, already decoded)."""
-    d = (dg.b - dg.a).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.sqrt(np.einsum("ij,ij->i", d, d) / np.einsum("ij,ij->i", dg.a, dg.a, dtype=np.float64))
+    """rel-L2 of each sampled row (evenly spread rows, already decoded), computed once per tensor."""
+    if dg.row_rel is None:
+        d = (dg.b - dg.a).astype(np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dg.row_rel = np.sqrt(np.einsum("ij,ij->i", d, d) / np.einsum("ij,ij->i", dg.a, dg.a, dtype=np.float64))
+    return dg.row_rel
 
 
 def _few_rows_plausible(dg: Diagnoser) -> bool:

@@ -169,28 +169,72 @@ def _result(ta: TensorInfo | None, tb: TensorInfo | None, name: str, verdict: Ve
         nbytes=(ta.nbytes if ta else 0) + (tb.nbytes if tb else 0), layer=layer_index(name), **kw)
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """A failing pair judged up to its diagnosis (``judge_or_defer``): ``finish()`` runs the hypotheses
+    and returns the verdict ``judge_pair`` returns.
+
+    compare runs every pair's full pass first and the diagnoses after them, back to back: a diagnosis
+    is many small steps (sampled rows, a signature search) whose code and data each full pass evicts
+    from the caches; after one another they run about twice as fast (docs/performance.md)."""
+
+    name: str
+    nbytes: int
+    run: Callable[[], TensorResult]
+    ta: TensorInfo
+    tb: TensorInfo
+
+    def finish(self) -> TensorResult:
+        try:
+            return _as_stored(self.run(), self.ta, self.tb)
+        finally:
+            _release(self.ta, self.tb)
+
+
 def judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str | None = None) -> TensorResult:
     """Verdict for reference ``ta`` vs candidate ``tb`` (``name``: the pair's canonical name).
 
     The pages of both payloads are released afterwards (bounded resident memory)."""
+    r = judge_or_defer(ctx, ta, tb, name, defer=False)
+    assert isinstance(r, TensorResult)
+    return r
+
+
+def judge_or_defer(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str | None = None, *,
+                   defer: bool = True) -> TensorResult | Deferred:
+    """``judge_pair``, except that with ``defer`` a pair that needs a diagnosis comes back as
+    ``Deferred`` (its full pass done, its hypotheses not yet tried), unless its values were decoded
+    into memory (then it is diagnosed at once: holding them would grow memory with the failing tensors)."""
     try:
-        r = _judge_pair(ctx, ta, tb, name or ta.name)
-        if any(not t.past_eof and core.row_padded_width(t) is not None for t in (ta, tb)):
-            # judged on decoded values (tf.decoded): the result names the types the files store
-            r = dataclasses.replace(r, reference_dtype=ta.dtype.lname, candidate_dtype=tb.dtype.lname,
-                                    nbytes=ta.nbytes + tb.nbytes)
-        return r
+        r = _judge_pair(ctx, ta, tb, name or ta.name, defer)
+        if isinstance(r, Deferred):
+            return r
+        return _as_stored(r, ta, tb)
     finally:
-        for t in (ta, tb):
-            if not t.past_eof:
-                try:
-                    release(t.raw())
-                except AprqaError:
-                    pass
+        _release(ta, tb)
 
 
-def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> TensorResult:
+def _as_stored(r: TensorResult, ta: TensorInfo, tb: TensorInfo) -> TensorResult:
+    if any(not t.past_eof and core.row_padded_width(t) is not None for t in (ta, tb)):
+        # judged on decoded values (tf.decoded): the result names the types the files store
+        r = dataclasses.replace(r, reference_dtype=ta.dtype.lname, candidate_dtype=tb.dtype.lname,
+                                nbytes=ta.nbytes + tb.nbytes)
+    return r
+
+
+def _release(*tensors: TensorInfo) -> None:
+    for t in tensors:
+        if not t.past_eof:
+            try:
+                release(t.raw())
+            except AprqaError:
+                pass
+
+
+def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str,
+                defer: bool = False) -> TensorResult | Deferred:
     tol, tol_src = ctx.policy.for_tensor(name, ta.dtype, tb.dtype)
+    stored_a, stored_b = ta, tb
     ta, tb, offset_name = tf.offset_undone(name, ta, tb, ctx.ref, ctx.cand)
     base = dict(tolerance=tol, tolerance_source=tol_src)
     for t, side in ((ta, "reference"), (tb, "candidate")):
@@ -292,7 +336,19 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str) -> Tens
                        detail=f"within {tol.describe()} ({tol_src}); max |d| {raw.max_abs:.3g}"
                               + (f"; {detail}" if detail else ""), **res)
 
-    # ---- diagnosis
+    def diagnosis() -> TensorResult:
+        return _diagnose(ctx, ta, tb, name, qb, expected, raw, noise, tol, res, detail, not_judged)
+
+    if defer and ta is stored_a and tb is stored_b:  # both still the file's bytes: nothing held in memory
+        return Deferred(name, stored_a.nbytes + stored_b.nbytes, diagnosis, stored_a, stored_b)
+    return diagnosis()
+
+
+def _diagnose(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str, qb: DType, expected: tf.RowMap | None,
+              raw: core.DiffStats, noise: NoiseFloor | None, tol: Tolerance, res: dict, detail: str,
+              not_judged: str) -> TensorResult:
+    """A failing pair: the first hypothesis that explains it, else NAN/INF, NOT-JUDGED, DEGRADED or CORRUPT."""
+    explicit = tol.statistic is Statistic.ELEMENTWISE
     thr = _match_threshold(qb, noise, tol)
     dg = Diagnoser(ctx, ta, tb, expected, thr, raw, stored=qb)
     for hyp in (dg.transposed, dg.row_maps, dg.swapped, dg.misread, lambda: rows_permuted(dg)):
