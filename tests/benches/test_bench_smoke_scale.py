@@ -28,11 +28,13 @@ def test_bench_diagnose_smoke():
 def test_bench_compare_read_smoke(tmp_path):
     doc = json.loads(_bench("bench_compare_read.py", "--json", "--dir", str(tmp_path)).stdout.splitlines()[-1])
     assert doc["pair_bytes"] > 0
-    for name in ("read probe (both files, sequential)", "aprqa compare --fast", "start-up (imports only)"):
+    for name in ("read probe (both files, sequential)", "aprqa compare --fast", "aprqa compare --fast, digests cached",
+                 "start-up (imports only)"):
         p = doc["processes"][name]
         assert p["wall_s"] > 0 and p["peak_rss_mb"] > 0
     assert doc["sha256_cpu_s"] > 0  # the provenance digests are part of the command's CPU breakdown
     assert doc["compare_over_probe_wall"] > 0 and doc["targets"]["compare_over_probe_wall"] == 1.5
+    assert doc["cached_over_probe_wall"] > 0
     assert list(tmp_path.iterdir()) == []  # the pair is deleted after
 
 

@@ -160,9 +160,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.report:
         check_output(Path(args.report))  # a bad --report path fails now, not after the comparison
         refuse_input_as_output(args.report, (args.reference, args.candidate))
+    from ..fsio.digest import DigestCache
     from ..report.provenance import Hashes
 
-    hashes = Hashes((("reference", args.reference), ("candidate", args.candidate)))  # while compare reads them
+    # while compare reads them; an input unchanged since an earlier compare is not hashed again
+    hashes = Hashes((("reference", args.reference), ("candidate", args.candidate)), cache=DigestCache.default())
     with _progress(args) as progress:
         if args.engine and args.fast:
             raise UsageError(f"--engine {args.engine} runs the output-level check; it cannot be combined with --fast")

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 from .. import __version__
 from ..errors import AprqaError
-from ..fsio.digest import files_digest
+from ..fsio.digest import DigestCache, files_digest
 from .page import esc, md_cell, md_code
 
 # The command line of the aprqa process that started the work: set by the CLI, inherited by a zoo's
@@ -77,9 +77,11 @@ class Provenance:
 
 
 class Hashes:
-    """sha256 of ``paths`` computed in background threads from construction; ``provenance`` waits for them."""
+    """sha256 of ``paths`` computed in background threads from construction; ``provenance`` waits for them.
+    With ``cache``, a file hashed before and unchanged since is looked up instead of read."""
 
-    def __init__(self, inputs: Iterable[tuple[str, str | Path]]) -> None:
+    def __init__(self, inputs: Iterable[tuple[str, str | Path]], cache: DigestCache | None = None) -> None:
+        self._cache = cache
         self._inputs = [(role, str(p)) for role, p in inputs]
         self._done: dict[str, str] = {}
         self._threads = [threading.Thread(target=self._hash, args=(p,), name="aprqa-sha256", daemon=True)
@@ -89,7 +91,7 @@ class Hashes:
 
     def _hash(self, path: str) -> None:
         try:
-            self._done[path] = files_digest(Path(path))
+            self._done[path] = files_digest(Path(path), self._cache)
         except (OSError, AprqaError) as err:
             self._done[path] = f"unreadable: {err}"
 
