@@ -11,6 +11,10 @@ tensor of a real GGUF (``--gguf``; default the Gemma 3 270M Q4_K_M file the test
 both, one thread, one reused buffer.
 Timings: median of ``--repeat`` interleaved rounds of this thread's CPU time; figures in G weights/s; ratio vs scalar and
 vs ggml from the same round.
+Threads (``--threads``, default 1,2): the matmuls of a decode step of the Qwen2.5-0.5B shape (per layer q, k, v, o,
+gate, up, down as llama.cpp's q4_k_m stores them: Q5_0, Q5_0, Q8_0, Q5_0, Q5_0, Q5_0, Q4_K), called back to back
+over 4 layers of random blocks, f32 activations, at each thread count: wall time per layer and the speedup over one
+thread (what the pool's hand-off costs shows here: ~170 such calls per token, many under 100 µs).
 
     python benches/bench_vecdot.py            # 64 rows × 65536
     python benches/bench_vecdot.py --smoke    # tiny, for the tests
@@ -80,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--repeat", type=int, default=None)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--threads", default="1,2", help="thread counts of the decode-step section, comma-separated")
     ap.add_argument("--gguf", help="a GGUF to dequantize whole, tensor by tensor, against ggml's to_float "
                                    "(default: the real Gemma 3 270M Q4_K_M GGUF the test dependencies ship)")
     a = ap.parse_args(argv)
@@ -136,11 +141,12 @@ def main(argv: list[str] | None = None) -> int:
             if "ggml vec_dot" in med and k != "ggml vec_dot":
                 r["vs_ggml"] = v / med["ggml vec_dot"]
             out_rows.append(r)
+    thread_rows = _decode_threads([int(t) for t in a.threads.split(",")], a.smoke, repeat)
     deq_rows = _dequant(traits is not None, a.smoke, repeat)
     whole = _dequant_file(Path(a.gguf) if a.gguf else None, repeat) if traits is not None else None
     result = {"rows": rows, "n": n, "repeat": repeat, "levels": levels, "ggml": traits is not None,
               "load_before": load_before, "load_after": os.getloadavg(), "matmul": out_rows, "dequant": deq_rows,
-              "whole_file": whole}
+              "whole_file": whole, "decode_threads": thread_rows}
     if a.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -151,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in out_rows:
         f = (lambda k: f"{r[k]:.2f}x" if k in r else "")
         print(f"{r['type']:7s} {r['kernel']:14s} {r['gw_s']:11.2f} {f('vs_scalar'):>9s} {f('vs_ggml'):>8s}")
+    print("decode-step matmuls (Qwen2.5-0.5B q4_k_m layer, back to back, wall, median): ms per layer")
+    for r in thread_rows:
+        print(f"  {r['threads']} thread(s) {r['ms_per_layer']:8.3f} ms  ({r['speedup']:.2f}x one thread)")
     print("dequantize (whole tensor, 1 thread): G elements/s")
     for r in deq_rows:
         print(f"{r['type']:7s} scalar {r['scalar']:6.2f}  simd {r['simd']:6.2f} ({r['simd'] / r['scalar']:.2f}x)"
@@ -199,6 +208,46 @@ def _dequant_file(path: Path | None, repeat: int) -> dict:
                 times[k].append(time.perf_counter() - t0)
         return {"file": path.name, "elements": sum(n for _r, _d, n in tensors),
                 "aprqa_s": statistics.median(times["aprqa"]), "ggml_s": statistics.median(times["ggml"])}
+
+
+# (rows, n_in, type) of one layer's matmuls in decode order (hidden 896, 2 kv heads of 64, intermediate 4864)
+QWEN05_LAYER = [(896, 896, "q5_0"), (128, 896, "q5_0"), (128, 896, "q8_0"), (896, 896, "q5_0"),
+                (4864, 896, "q5_0"), (4864, 896, "q5_0"), (896, 4864, "q4_k")]
+
+
+def _decode_threads(threads: list[int], smoke: bool, repeat: int) -> list[dict]:
+    """Wall time per layer of the decode step's matmuls, called back to back, at each thread count."""
+    from test_forward_vecdot import random_rows
+
+    from aprqa.inference.kernels import matmul
+    from aprqa.quant.dtypes import dtype_from_name
+
+    layers, scale = (2, 8) if smoke else (4, 1)  # smoke: shapes / 8 (rows, n_in stay whole blocks)
+    rng = np.random.default_rng(7)
+    mats = []
+    for layer in range(layers):
+        for rows, n_in, name in QWEN05_LAYER:
+            dt = dtype_from_name(name)
+            r, n = max(rows // scale, 4), max(n_in // scale // dt.info.block_elems, 1) * dt.info.block_elems
+            x = rng.standard_normal((1, n)).astype(np.float32)
+            mats.append((random_rows(dt, r, n, seed=100 + layer), dt, r, n, x, np.empty((1, r), np.float32)))
+
+    def step(t: int) -> None:
+        for raw, dt, r, n, x, out in mats:
+            matmul(raw, dt, r, n, x, out, threads=t)
+
+    times: dict[int, list[float]] = {t: [] for t in threads}
+    for t in threads:
+        step(t)  # warm: pages, workers started
+    for _ in range(max(repeat, 3)):
+        for t in threads:
+            t0 = time.perf_counter()
+            for _ in range(5):
+                step(t)
+            times[t].append((time.perf_counter() - t0) / 5 / layers)
+    base = statistics.median(times[threads[0]])
+    return [{"threads": t, "ms_per_layer": statistics.median(v) * 1e3, "speedup": base / statistics.median(v)}
+            for t, v in times.items()]
 
 
 def _dequant(with_ggml: bool, smoke: bool, repeat: int) -> list[dict]:

@@ -1,6 +1,9 @@
 // Minimal static-partition parallel loop over std::thread, plus the process-wide
 // default thread count (set_threads; 0 = hardware concurrency).
 #pragma once
+#if defined(__linux__)
+#include <sched.h>
+#endif
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
@@ -17,6 +20,17 @@ inline std::atomic<int>& default_threads_ref() {
 inline int hardware_threads() {
     unsigned h = std::thread::hardware_concurrency();
     return h ? (int)h : 1;
+}
+// CPUs this process may run on (its affinity mask, e.g. under taskset or a cgroup cpuset).
+inline int usable_cpus() {
+#if defined(__linux__)
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        const int n = CPU_COUNT(&set);
+        if (n > 0) return n;
+    }
+#endif
+    return hardware_threads();
 }
 // Resolve a requested count: <= 0 means the default (set_threads, else all cores).
 inline int resolve_threads(int requested) {

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 
 #include "blocks.h"
@@ -355,8 +356,37 @@ DequantCanonFn dequant_canon_kernel(int level) {
 // ---- driver ------------------------------------------------------------------------------
 
 constexpr int kTileRows = 4;    // rows unpacked together (shared activation loads)
-constexpr int kTaskRows = 16;   // rows per work item handed to a thread
+constexpr int kTaskRows = 16;   // fewest rows per work item handed to a thread
+constexpr int kItemsPerThread = 16;  // items per thread: the last one bounds the idle tail
 constexpr int kFusedTokens = 2;  // f32 activations: at most this many tokens dequantize in registers
+
+// Rows per work item: about kItemsPerThread items per thread (fewer claims on the shared
+// counter than one per kTaskRows rows on tall matrices such as the LM head), a multiple of
+// kTileRows so that every row falls in the same tile whatever the thread count.
+static int64_t task_rows(int64_t n_out, int threads) {
+    const int64_t t = resolve_threads(threads);
+    int64_t r = n_out / (t * kItemsPerThread);
+    r = (r + kTileRows - 1) / kTileRows * kTileRows;
+    return r < kTaskRows ? kTaskRows : r;
+}
+
+// A thread's scratch, kept between calls (pool workers and callers are long-lived): no
+// allocation or zero-fill per matmul. Every element is written before it is read.
+template <typename T>
+static T* scratch(std::unique_ptr<T[]>& buf, size_t& cap, size_t n) {
+    if (n > cap) {
+        buf.reset(new T[n]);
+        cap = n;
+    }
+    return buf.get();
+}
+struct Scratch {
+    std::unique_ptr<float[]> wf, s8, m;
+    std::unique_ptr<int8_t[]> q;
+    std::unique_ptr<uint8_t[]> aq;
+    size_t wf_n = 0, s8_n = 0, m_n = 0, q_n = 0, aq_n = 0;
+};
+static thread_local Scratch tl_scratch;
 
 void vecdot_matmul(int dtype, const uint8_t* w, int64_t n_out, int64_t n_in, const float* x, int64_t tokens,
                    float* out, int64_t ldo, int threads, int level, bool int8_act) {
@@ -367,7 +397,8 @@ void vecdot_matmul(int dtype, const uint8_t* w, int64_t n_out, int64_t n_in, con
     const int64_t mult = vecdot_row_multiple(dtype);
     if (n_in <= 0 || n_in % mult) throw std::invalid_argument("vec_dot: row length not a multiple of " + std::to_string(mult));
     const size_t row_bytes = payload_bytes(dtype, (uint64_t)n_in);
-    const int64_t tasks = (n_out + kTaskRows - 1) / kTaskRows;
+    const int64_t item_rows = task_rows(n_out, threads);
+    const int64_t tasks = (n_out + item_rows - 1) / item_rows;
     const bool has_min = dtype_has_min(dtype);
     const int64_t ng = n_in / VD_GROUP;
     std::atomic<int64_t> next{0};
@@ -381,36 +412,39 @@ void vecdot_matmul(int dtype, const uint8_t* w, int64_t n_out, int64_t n_in, con
         const CanonTileFn fused = tokens <= kFusedTokens ? canon_tile_kernel(level) : nullptr;
         const DirectTileFn direct = fused ? direct_tile_kernel(level, dtype) : nullptr;
         run_parallel(threads, tasks, [&](int) {
-            std::vector<float> wf(dtype == kF32 ? 0 : (size_t)(kTileRows * n_in));
-            std::vector<int8_t> q(is_int ? (size_t)(kTileRows * n_in) : 0);
-            std::vector<uint8_t> aq(is_int ? (size_t)n_in : 0);
-            std::vector<float> s8(is_int ? (size_t)(kTileRows * n_in / 4) : 0), m(has_min ? (size_t)(kTileRows * ng) : 0);
+            Scratch& sc = tl_scratch;
+            // the direct kernels read the stored rows and need no scratch
+            const bool unpacks = is_int && !direct;
+            float* wf = dtype == kF32 || direct ? nullptr : scratch(sc.wf, sc.wf_n, (size_t)(kTileRows * n_in));
+            int8_t* q = unpacks ? scratch(sc.q, sc.q_n, (size_t)(kTileRows * n_in)) : nullptr;
+            uint8_t* aq = unpacks ? scratch(sc.aq, sc.aq_n, (size_t)n_in) : nullptr;
+            float* s8 = unpacks ? scratch(sc.s8, sc.s8_n, (size_t)(kTileRows * n_in / 4)) : nullptr;
+            float* m = unpacks && has_min ? scratch(sc.m, sc.m_n, (size_t)(kTileRows * ng)) : nullptr;
             for (int64_t task; (task = next.fetch_add(1)) < tasks;) {
-                const int64_t r1 = std::min(n_out, (task + 1) * kTaskRows);
-                for (int64_t r = task * kTaskRows; r < r1; r += kTileRows) {
+                const int64_t r1 = std::min(n_out, (task + 1) * item_rows);
+                for (int64_t r = task * item_rows; r < r1; r += kTileRows) {
                     const int rows = (int)std::min<int64_t>(kTileRows, r1 - r);
                     const float* rowsp;
                     if (dtype == kF32) {
                         rowsp = reinterpret_cast<const float*>(w + r * row_bytes);
                     } else if (!is_int) {
-                        rows_f32(dtype, w + r * row_bytes, rows, n_in, wf.data());
-                        rowsp = wf.data();
+                        rows_f32(dtype, w + r * row_bytes, rows, n_in, wf);
+                        rowsp = wf;
                     } else if (direct) {
                         direct(rows, w + r * row_bytes, row_bytes, n_in, x, tokens, out + r, ldo);
                         continue;
                     } else if (fused) {
                         for (int j = 0; j < rows; ++j)
-                            unpack_row(dtype, w + (r + j) * row_bytes, n_in, q.data() + j * n_in, aq.data(),
-                                       s8.data() + j * (n_in / 4), has_min ? m.data() + j * ng : nullptr, level);
-                        fused(rows, q.data(), s8.data(), has_min ? m.data() : nullptr, n_in, x, tokens, out + r, ldo);
+                            unpack_row(dtype, w + (r + j) * row_bytes, n_in, q + j * n_in, aq, s8 + j * (n_in / 4),
+                                       has_min ? m + j * ng : nullptr, level);
+                        fused(rows, q, s8, has_min ? m : nullptr, n_in, x, tokens, out + r, ldo);
                         continue;
                     } else {
                         for (int j = 0; j < rows; ++j) {
-                            unpack_row(dtype, w + (r + j) * row_bytes, n_in, q.data(), aq.data(), s8.data(),
-                                       has_min ? m.data() : nullptr, level);
-                            canon(q.data(), s8.data(), has_min ? m.data() : nullptr, n_in, wf.data() + j * n_in);
+                            unpack_row(dtype, w + (r + j) * row_bytes, n_in, q, aq, s8, has_min ? m : nullptr, level);
+                            canon(q, s8, has_min ? m : nullptr, n_in, wf + j * n_in);
                         }
-                        rowsp = wf.data();
+                        rowsp = wf;
                     }
                     tile(rows, rowsp, n_in, x, tokens, out + r, ldo);
                 }
@@ -422,21 +456,23 @@ void vecdot_matmul(int dtype, const uint8_t* w, int64_t n_out, int64_t n_in, con
     quantize_act(x, tokens, n_in, a);
     const TileFn fn = tile_kernel(level);
     run_parallel(threads, tasks, [&](int) {
-        std::vector<int8_t> q((size_t)(kTileRows * n_in));
-        std::vector<uint8_t> aq((size_t)(kTileRows * n_in));
-        std::vector<float> s8((size_t)(kTileRows * n_in / 4)), m(has_min ? (size_t)(kTileRows * ng) : 0);
+        Scratch& sc = tl_scratch;
+        int8_t* q = scratch(sc.q, sc.q_n, (size_t)(kTileRows * n_in));
+        uint8_t* aq = scratch(sc.aq, sc.aq_n, (size_t)(kTileRows * n_in));
+        float* s8 = scratch(sc.s8, sc.s8_n, (size_t)(kTileRows * n_in / 4));
+        float* m = has_min ? scratch(sc.m, sc.m_n, (size_t)(kTileRows * ng)) : nullptr;
         for (int64_t task; (task = next.fetch_add(1)) < tasks;) {
-            const int64_t r1 = std::min(n_out, (task + 1) * kTaskRows);
-            for (int64_t r = task * kTaskRows; r < r1; r += kTileRows) {
+            const int64_t r1 = std::min(n_out, (task + 1) * item_rows);
+            for (int64_t r = task * item_rows; r < r1; r += kTileRows) {
                 const int rows = (int)std::min<int64_t>(kTileRows, r1 - r);
                 for (int j = 0; j < rows; ++j)
-                    unpack_row(dtype, w + (r + j) * row_bytes, n_in, q.data() + j * n_in, aq.data() + j * n_in,
-                               s8.data() + j * (n_in / 4), has_min ? m.data() + j * ng : nullptr, level);
-                fn(rows, q.data(), aq.data(), s8.data(), n_in, a, out + r, ldo);
+                    unpack_row(dtype, w + (r + j) * row_bytes, n_in, q + j * n_in, aq + j * n_in, s8 + j * (n_in / 4),
+                               has_min ? m + j * ng : nullptr, level);
+                fn(rows, q, aq, s8, n_in, a, out + r, ldo);
                 if (has_min)
                     for (int j = 0; j < rows; ++j)
                         for (int64_t t = 0; t < tokens; ++t)
-                            out[t * ldo + r + j] -= min_term(m.data() + j * ng, a.xs.data() + t * ng, ng);
+                            out[t * ldo + r + j] -= min_term(m + j * ng, a.xs.data() + t * ng, ng);
             }
         }
     });

@@ -38,6 +38,8 @@ def test_bench_vecdot_smoke():
         if doc["ggml"]:
             assert (t, "ggml vec_dot") in kernels
     assert {r["type"] for r in doc["dequant"]} == {"q4_k", "q6_k", "q8_0", "q5_0"}
+    assert [r["threads"] for r in doc["decode_threads"]] == [1, 2]
+    assert all(r["ms_per_layer"] > 0 and r["speedup"] > 0 for r in doc["decode_threads"])
     if doc["ggml"]:  # the real gemma3 GGUF decoded whole by aprqa and by ggml's to_float
         whole = doc["whole_file"]
         assert whole["file"] == "gemma-3-270m-q4_k_m.gguf" and whole["elements"] > 200_000_000

@@ -96,6 +96,23 @@ def test_attention_per_kv_head_matches_oracle(nh, nkv, pos0):
     assert np.abs(got - _attention_oracle(q, k_all, v_all, pos0)).max() <= TOL
 
 
+def test_attention_above_the_parallel_threshold_matches_the_serial_run():
+    """Short contexts run their kv heads in the caller (the cases above); long ones on the pool."""
+    from aprqa.inference.cpu_backend import _ATTN_PARALLEL_MACS
+
+    nh, nkv, t_len, hd, pos0 = 4, 2, 64, 64, 200
+    assert (nh // nkv) * t_len * (t_len + pos0) * hd >= _ATTN_PARALLEL_MACS
+    q = _f32(t_len, nh, hd)
+    k_all, v_all = (np.ascontiguousarray(_f32(t_len + pos0, nkv, hd).transpose(1, 0, 2)) for _ in range(2))
+    outs = []
+    for threads in (1, 2):
+        be = NumpyBackend(threads)
+        with be.compute():
+            outs.append(be.attention(q, k_all, v_all, pos0))
+    assert np.array_equal(outs[0], outs[1])
+    assert np.abs(outs[1] - _attention_oracle(q, k_all, v_all, pos0)).max() <= TOL
+
+
 def test_compute_holds_blas_at_one_thread_and_restores():
     be = NumpyBackend(2)
     blas = [i for i in threadpool_info() if i["user_api"] == "blas"]

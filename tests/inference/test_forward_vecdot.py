@@ -167,3 +167,47 @@ def test_non_finite_activations_propagate():
     for int8_act in (True, False):
         out = matmul(raw, dt, rows, n_in, x, int8_act=int8_act)
         assert np.all(np.isfinite(out[0])) and not np.any(np.isfinite(out[1]))
+
+
+# Tall matrices get work items of more than 16 rows (about 16 items per thread, a multiple of the
+# 4-row tile): the rows of each tile, and so every result, must not depend on the thread count.
+# 1029 rows = 257 tiles of 4 and one of 1.
+@pytest.mark.parametrize("dt", [DType.Q5_0, DType.Q4_K, DType.Q6_K, DType.F16], ids=lambda d: d.lname)
+@pytest.mark.parametrize("tokens", [1, 7])
+def test_tall_matrices_are_bit_equal_at_every_thread_count(dt, tokens):
+    rows, n_in = 1029, 256
+    if dt == DType.F16:
+        raw = core.quantize(np.random.default_rng(3).standard_normal((rows, n_in)).astype(np.float32), dt)
+    else:
+        raw = random_rows(dt, rows, n_in, seed=3)
+    x = _x(tokens, n_in)
+    for int8_act in (True, False):
+        ref = matmul(raw, dt, rows, n_in, x, threads=1, level=0, int8_act=int8_act)
+        for threads in (2, 3, 5):
+            for level in range(len(matmul_levels())):
+                got = matmul(raw, dt, rows, n_in, x, threads=threads, level=level, int8_act=int8_act)
+                assert np.array_equal(got, ref), f"{threads} threads, level {level}, int8 {int8_act}"
+
+
+def test_back_to_back_and_concurrent_calls_through_the_pool():
+    """Many short jobs in a row (workers still polling, or joining a job after the caller took every
+    item, or one after it closed) and calls from several Python threads at once: every result equals
+    the one-thread result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = []
+    for i, (dt, rows) in enumerate([(DType.Q5_0, 5), (DType.Q4_K, 64), (DType.Q8_0, 300)]):
+        raw = random_rows(dt, rows, 256, seed=10 + i)
+        x = _x(1, 256, seed=20 + i)
+        cases.append((raw, dt, rows, x, matmul(raw, dt, rows, 256, x, threads=1)))
+
+    def hammer(k: int) -> int:
+        bad = 0
+        for j in range(300):
+            raw, dt, rows, x, ref = cases[(j + k) % len(cases)]
+            bad += not np.array_equal(matmul(raw, dt, rows, 256, x, threads=2 + (j + k) % 2), ref)
+        return bad
+
+    assert hammer(0) == 0
+    with ThreadPoolExecutor(3) as ex:
+        assert sum(ex.map(hammer, range(3))) == 0

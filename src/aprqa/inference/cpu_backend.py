@@ -33,6 +33,10 @@ from .packed import PackedWeight, unpermute_rope_cols
 _ROW_ALIGN = 16
 # LM-head rows per matmul inside a worker: 1024 × 64 tokens × 4 B = 256 KiB of scratch (fits L2).
 _HEAD_PANEL = 1024
+# Attention runs its kv heads on the worker pool only above this many multiply-adds per head
+# (g·T·S·head_dim): below it (a decode step over a short context) the hand-off to a Python worker
+# costs more than the head's few small numpy calls, which mostly hold the GIL anyway.
+_ATTN_PARALLEL_MACS = 1 << 20
 
 
 class NumpyBackend:
@@ -215,5 +219,8 @@ class NumpyBackend:
                 kernels.softmax_causal(s3, pos0)
                 np.matmul(scores, v, out=ctx[j])
 
-        self._parallel(nkv, head)
+        if g * t_len * s_len * hd < _ATTN_PARALLEL_MACS:
+            head(0, nkv)
+        else:
+            self._parallel(nkv, head)
         return np.ascontiguousarray(ctx.reshape(nh, t_len, hd).transpose(1, 0, 2)).reshape(t_len, nh * hd)
