@@ -62,6 +62,16 @@ def subset_at(idx: np.ndarray, sub: np.ndarray) -> np.ndarray | None:
     return pos
 
 
+@functools.lru_cache(maxsize=256)
+def sample_subset(rows: int, cols: int, budget: int, sub_budget: int) -> np.ndarray | None:
+    """``subset_at(sample_rows(rows, cols, budget), sample_rows(rows, cols, sub_budget))``, cached per shape:
+    every failing tensor of a shape asks it once per hypothesis."""
+    pos = subset_at(sample_rows(rows, cols, budget), sample_rows(rows, cols, sub_budget))
+    if pos is not None:
+        pos.flags.writeable = False
+    return pos
+
+
 def row_aligned(dtype: DType, cols: int) -> bool:
     return dtype is not DType.APR_Q8 and cols % dtype.info.block_elems == 0
 
@@ -79,11 +89,27 @@ class RowReader:
                                 threads=self.threads)[0]
 
 
+_F32 = int(DType.F32)
+
+
+def diff_f32(a: np.ndarray, b: np.ndarray) -> core.DiffStats:
+    """``core.diff_stats(a, b, threads=1)`` of two sample-sized float32 arrays, straight to the native
+    kernel: a diagnosis makes a dozen such calls per failing tensor, and the wrapper's argument
+    resolution cost about as much as the kernel on 16K elements (docs/performance.md)."""
+    a = np.ascontiguousarray(a, dtype=np.float32).reshape(-1)
+    b = np.ascontiguousarray(b, dtype=np.float32).reshape(-1)
+    if a.size != b.size or a.size == 0:
+        return core.diff_stats(a, b, threads=1)  # its typed error
+    r = core._call(core._core.diff_plain, a, _F32, b, _F32, a.size, 0.0, 0.0, 1, chunk_bytes=0,
+                   release_a=False, release_b=False)
+    r["hist"] = tuple(r["hist"])
+    return core.DiffStats(**r, atol=0.0, rtol=0.0)
+
+
 def rel_l2(ref: np.ndarray, cand: np.ndarray) -> float:
     """‖cand − ref‖ / ‖ref‖ of two sample-sized float32 arrays (the core's fused kernel);
     inf when more than 1 % of the pairs are a non-finite mismatch."""
-    s = core.diff_stats(np.ascontiguousarray(ref, dtype=np.float32).reshape(-1),
-                        np.ascontiguousarray(cand, dtype=np.float32).reshape(-1), threads=1)
+    s = diff_f32(ref, cand)
     if s.nonfinite_mismatch > 0.01 * s.n:
         return math.inf
     return s.rel_l2

@@ -1,3 +1,4 @@
+# size: the hypotheses of one failing tensor share one Diagnoser (its sampled rows, their statistics), screened in order
 """Diagnosis of a failing tensor pair: which known fault explains the candidate?
 
 Every hypothesis is screened on sampled rows and confirmed with one full fused pass
@@ -27,7 +28,7 @@ from ..formats.model import Model, TensorInfo
 from ..quant.dtypes import DType, payload_nbytes
 from ..quant.storable import quantizable
 from . import transforms as tf
-from ._sampling import as_2d, rel_l2, row_aligned, sample_rows, subset_at
+from ._sampling import as_2d, diff_f32, rel_l2, row_aligned, sample_rows, sample_subset
 from .results import NoiseFloor, Verdict
 from .signature_index import SignatureIndex, screen  # noqa: F401 (re-exported)
 from .tolerance import Tolerance
@@ -40,6 +41,7 @@ SIGNATURE_ELEMENTS = 1 << 12   # elements per reference tensor in the SWAPPED sc
 # The signature is small: its rel-L2 estimate spreads by ~sqrt(2/4096) = 2 %; screening at twice the
 # match threshold keeps every true match, and the full pass then decides.
 _SCREEN_SLACK = 2.0
+TRANSPOSE_ELEMENTS = 1 << 13  # elements per side of the transposed screen's rows and columns
 _MAX_CONFIRMATIONS = 4         # full passes spent on SWAPPED candidates that pass the screen
 
 # Rounding of each float type (unit roundoff): the noise a float "match" may carry.
@@ -151,12 +153,47 @@ class Diagnoser:
         self.row_rel: np.ndarray | None = None  # diagnose_rows._sample_row_rel caches it here
         self._sample: core.DiffStats | None = None
         a_idx = self.perm[self.idx] if self.perm is not None else self.idx
-        both = core.gather_rows([ta, tb], self.shape2, a_idx, threads=ctx.threads) if self.perm is None else None
+        # B's bytes read as every same-size type (the DTYPE-MISREAD screen), and A's rows of the transposed
+        # screen that the sample lacks, decoded in the same call
+        self.misread_rows: np.ndarray | None = None
+        self._a_t: np.ndarray | None = None
+        both = self._gather_samples() if self.perm is None else None
         if both is not None:
             self.a, self.b = both[0], both[1]  # one native call for the two samples
         else:
             self.a = _rows(ta, self.shape2, a_idx, ctx.threads)
             self.b = _rows(tb, self.shape2, self.idx, ctx.threads)
+
+    def _misread_dtypes(self) -> tuple[DType, ...]:
+        if self.qb is not self.tb.dtype:
+            return ()
+        return same_size_dtypes(self.tb.dtype, self.rows * self.cols, self.tb.raw().nbytes)
+
+    def _transposable(self) -> bool:
+        return len(self.ta.shape) == 2 and self.rows > 1 and self.cols > 1 and row_aligned(self.tb.dtype, self.rows)
+
+    def _gather_samples(self) -> np.ndarray:
+        """A's and B's sampled rows, B's bytes read as each same-size type, and A's rows of the transposed
+        screen that the sample lacks, in one native call; ``[sources, sampled rows, cols]``."""
+        m = len(self.idx)
+        rows = self.idx
+        if self._transposable() and sample_subset(self.rows, self.cols, SAMPLE_ELEMENTS, TRANSPOSE_ELEMENTS) is None:
+            rows = np.concatenate([self.idx, sample_rows(self.rows, self.cols, TRANSPOSE_ELEMENTS)])
+        extra = self._misread_dtypes()
+        srcs, dts = [self.ta, self.tb], [None, None]
+        out = None
+        if extra:
+            try:
+                out = core.gather_rows(srcs + [self.tb.raw()] * len(extra), self.shape2, rows,
+                                       dtypes=dts + list(extra), threads=self.ctx.threads)
+                self.misread_rows = out[2:, :m]
+            except AprqaError:
+                pass  # decoded apart: the samples' error is raised, the misread screen finds nothing
+        if out is None:
+            out = core.gather_rows(srcs, self.shape2, rows, threads=self.ctx.threads)
+        if len(rows) > m:
+            self._a_t = out[0, m:]
+        return out[:, :m]
 
     def _diff(self, a, b, **kw) -> core.DiffStats:
         return core.diff_stats(a, b, threads=self.ctx.threads, **kw)
@@ -164,7 +201,7 @@ class Diagnoser:
     def sample_stats(self) -> core.DiffStats:
         """The fused kernel's statistics of the sampled rows (B against A), computed once."""
         if self._sample is None:
-            self._sample = core.diff_stats(self.a.reshape(-1), self.b.reshape(-1), threads=1)
+            self._sample = diff_f32(self.a, self.b)
         return self._sample
 
     def sample_rel_l2(self) -> float:
@@ -172,27 +209,31 @@ class Diagnoser:
         s = self.sample_stats()
         return math.inf if s.nonfinite_mismatch > 0.01 * s.n else s.rel_l2
 
-    def _a_rows(self, rows: np.ndarray) -> np.ndarray:
-        """A's rows ``rows`` (candidate order = reference order here): sliced from the sample when it
-        holds them, else decoded."""
-        pos = subset_at(self.idx, rows) if self.perm is None else None
-        return self.a[pos] if pos is not None else _rows(self.ta, self.shape2, rows, self.ctx.threads)
+    def _a_rows(self, budget: int) -> np.ndarray:
+        """A's rows ``sample_rows(rows, cols, budget)`` (candidate order = reference order here): sliced
+        from the sample when it holds them, else decoded (the transposed screen's: with the sample)."""
+        pos = sample_subset(self.rows, self.cols, SAMPLE_ELEMENTS, budget) if self.perm is None else None
+        if pos is not None:
+            return self.a[pos]
+        if budget == TRANSPOSE_ELEMENTS and self._a_t is not None:
+            return self._a_t
+        return _rows(self.ta, self.shape2, sample_rows(self.rows, self.cols, budget), self.ctx.threads)
 
-    def _b_rows(self, rows: np.ndarray) -> np.ndarray:
-        """B's rows ``rows``: sliced from the sample when it holds them, else decoded."""
-        pos = subset_at(self.idx, rows)
-        return self.b[pos] if pos is not None else _rows(self.tb, self.shape2, rows, self.ctx.threads)
+    def _b_rows(self, budget: int) -> np.ndarray:
+        """B's rows ``sample_rows(rows, cols, budget)``: sliced from the sample when it holds them, else decoded."""
+        pos = sample_subset(self.rows, self.cols, SAMPLE_ELEMENTS, budget)
+        if pos is not None:
+            return self.b[pos]
+        return _rows(self.tb, self.shape2, sample_rows(self.rows, self.cols, budget), self.ctx.threads)
 
     def transposed(self) -> Hypothesis | None:
-        if len(self.ta.shape) != 2 or self.rows == 1 or self.cols == 1:
+        if not self._transposable():
             return None
         r, c = self.rows, self.cols
-        if not row_aligned(self.tb.dtype, r):
-            return None
         # B's bytes read as [c, r] should be A^T: row i of that view is column i of A.
-        cols_i = sample_rows(c, r, budget=1 << 13)
-        rows_j = sample_rows(r, c, budget=1 << 13)
-        a_s = self._a_rows(rows_j)[:, cols_i].T
+        cols_i = sample_rows(c, r, budget=TRANSPOSE_ELEMENTS)
+        rows_j = sample_rows(r, c, budget=TRANSPOSE_ELEMENTS)
+        a_s = self._a_rows(TRANSPOSE_ELEMENTS)[:, cols_i].T
         b_s = _rows(self.tb, (c, r), cols_i, self.ctx.threads)[:, rows_j]
         if rel_l2(a_s, b_s) > self.thr:
             return None
@@ -237,7 +278,7 @@ class Diagnoser:
         tensors, sig_rows, index = self.ctx.swap_index.signatures(tuple(self.ta.shape), self.expected)
         if len(tensors) < 2:
             return None
-        b_sig = self._b_rows(sig_rows).reshape(-1)
+        b_sig = self._b_rows(SIGNATURE_ELEMENTS).reshape(-1)  # the rows ``sig_rows``
         err = index.search(b_sig, self.thr * _SCREEN_SLACK)  # +inf beyond the screen's radius
         own = self.full.rel_l2 if self.full is not None else math.inf
         suffix = me.split(".", 3)[-1] if layer_index(me) is not None else None
@@ -290,6 +331,8 @@ class Diagnoser:
             return None
         k = (st.sum_ab - n * ma * mb) / saa
         c = mb - k * ma
+        if _fit_clearly_fails(st, k, c, ma, mb, saa, self.thr):
+            return None
         fit = self.a * np.float32(k) + np.float32(c)
         fit_err = rel_l2(fit, self.b)
         # the fit must explain the candidate, and much better than "unchanged" does
@@ -322,7 +365,38 @@ class Diagnoser:
         if self.qb is not self.tb.dtype:
             return None  # decoded values (tf.decoded): there are no bytes of another type to read
         return misread_as(self.ctx, self.ta, self.tb, self.rows, self.cols, self.a if self.perm is None else None,
-                          self.idx)
+                          self.idx, self.misread_rows)
+
+
+# Slack on the bounds below (each already covers its rounding with room to spare).
+_FIT_SHORTCUT = 1.25
+
+
+def _fit_clearly_fails(st: core.DiffStats, k: float, c: float, ma: float, mb: float, saa: float,
+                       thr: float) -> bool:
+    """Is the least-squares fit's rel-L2 (``rel_l2(k·a + c, b)`` on the sample) provably above ``thr``?
+
+    From the sample's double sums: residual Σ(b − k·a − c)² = Sbb − k·Sab, ‖k·a + c‖² = k²·Saa + n·mb².
+    The float32 fit differs from the exact one by at most ~3 roundings per element (``pert`` bounds
+    that vector's norm with a 8× margin) and the sums from exact ones by less than ``e64``; the fit is
+    skipped only when its error's lower bound over its norm's upper bound exceeds the threshold.
+    Only when every sampled pair is finite (the kernel's sums then cover the same pairs as the fit's
+    pass) and the fit cannot overflow float32; otherwise the fit is computed."""
+    n = st.n_finite
+    norm_a = math.sqrt(st.sum_a2)
+    if n != st.n or not (abs(k) * norm_a + abs(c) < 1e30):
+        return False
+    rss = st.sum_b2 - n * mb * mb - k * (st.sum_ab - n * ma * mb)
+    fit2 = k * k * saa + n * mb * mb
+    # the kernel's sums may round each product to float32 (2^-24 relative per term): bound the error of
+    # the cancellations below by 2^-20 of the magnitudes they cancel
+    e64 = 2.0 ** -20 * (st.sum_b2 + abs(k) * norm_a * math.sqrt(st.sum_b2) + n * mb * mb + k * k * st.sum_a2)
+    pert = 2.0 ** -20 * (abs(k) * norm_a + abs(c) * math.sqrt(n))
+    if not (math.isfinite(rss) and math.isfinite(fit2) and math.isfinite(e64)):
+        return False
+    lo = math.sqrt(max(rss - e64, 0.0)) - pert
+    hi = math.sqrt(max(fit2, 0.0) + e64) + pert
+    return hi > 0 and lo > _FIT_SHORTCUT * thr * hi
 
 
 @functools.lru_cache(maxsize=256)
@@ -341,10 +415,12 @@ def same_size_dtypes(labelled: DType, n: int, nbytes: int) -> tuple[DType, ...]:
 
 
 def misread_as(ctx: Context, ta: TensorInfo, tb: TensorInfo, rows: int, cols: int,
-               a_sample: np.ndarray | None = None, idx: np.ndarray | None = None) -> Hypothesis | None:
+               a_sample: np.ndarray | None = None, idx: np.ndarray | None = None,
+               b_all: np.ndarray | None = None) -> Hypothesis | None:
     """Do B's bytes decode as A (within that dtype's noise) under another dtype of the same byte size?
 
-    ``a_sample``: A's rows ``idx`` when the caller has them already."""
+    ``a_sample``: A's rows ``idx`` when the caller has them already; ``b_all``: B's rows ``idx`` read as
+    each of ``same_size_dtypes`` (in that order), likewise."""
     n = rows * cols
     raw = tb.raw()
     same_size = same_size_dtypes(tb.dtype, n, raw.nbytes)
@@ -354,11 +430,12 @@ def misread_as(ctx: Context, ta: TensorInfo, tb: TensorInfo, rows: int, cols: in
         idx = sample_rows(rows, cols, budget=SAMPLE_ELEMENTS)
     if a_sample is None:
         a_sample = _rows(ta, (rows, cols), idx, ctx.threads)
-    try:  # every reinterpretation's rows in one native call
-        b_all = core.gather_rows([raw] * len(same_size), (rows, cols), idx, dtypes=list(same_size),
-                                 threads=ctx.threads)
-    except AprqaError:
-        return None
+    if b_all is None:
+        try:  # every reinterpretation's rows in one native call
+            b_all = core.gather_rows([raw] * len(same_size), (rows, cols), idx, dtypes=list(same_size),
+                                     threads=ctx.threads)
+        except AprqaError:
+            return None
     for dt, b_s in zip(same_size, b_all):
         err = rel_l2(a_sample, b_s)
         expected = expected_quant_noise(dt, a_sample) if dt.is_quantized and quantizable(dt) else \

@@ -114,6 +114,15 @@ def rows_permuted(dg: Diagnoser) -> Hypothesis | None:
                       f"{what}; every other row matches (rel-L2 {s.rel_l2:.3g} once moved back)", s)
 
 
+def _median(x: np.ndarray) -> float:
+    """``np.median(x)`` of a float64 vector (nan when it holds a nan), without its generic machinery."""
+    s = np.sort(x)
+    n = len(s)
+    if np.isnan(s[-1]):  # a sort puts nan last
+        return math.nan
+    return float(s[n // 2]) if n % 2 else float((s[n // 2 - 1] + s[n // 2]) / 2)
+
+
 def noise(dg: Diagnoser, full: core.DiffStats) -> Hypothesis | None:
     """A float candidate = reference + random noise: most elements moved, by more than the float type's
     rounding, the error uncorrelated with the reference and spread over every row."""
@@ -130,7 +139,7 @@ def noise(dg: Diagnoser, full: core.DiffStats) -> Hypothesis | None:
     if abs(corr) > NOISE_MAX_CORR:
         return None
     per_row = _sample_row_rel(dg)
-    if len(per_row) >= 8 and not np.median(per_row) >= 0.25 * rel:  # concentrated in a few rows: not noise
+    if len(per_row) >= 8 and not _median(per_row) >= 0.25 * rel:  # concentrated in a few rows: not noise
         return None
     sigma = full.rmse
     return Hypothesis(Verdict.NOISE, f"noise(sigma={sigma:.3g})",
