@@ -2,7 +2,7 @@
 the shipped GGUF). The full playbook (3 formats × f16/q8_0/q4_k_m, 31 gates) passes in ~10 min on 2 cores
 (CHANGELOG); CI runs its APR q8_0 conversion, the gate that failed: a faithful file judged by the fixed q8_0 profile
 (mean KL ≤ 0.005) while this small, sensitive model's faithful APR q8_0 costs 0.08 (aprender's int8, one
-scale per tensor; its faithful twin's KL is the same). One prompt and 4 tokens keep it ~4 min on 2 idle cores.
+scale per tensor; its faithful twin's KL is the same). One prompt and 4 tokens keep it at 2 min on 2 idle cores.
 """
 
 from __future__ import annotations
