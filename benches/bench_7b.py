@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         text = CORPUS.read_text(encoding="utf-8")
         full_py = ("import json, sys; from aprqa.comparison import compare; from aprqa.inference import tokenize\n"
                    "ids = tokenize(sys.argv[1], sys.argv[3])\n"
-                   f"text = sys.argv[3]\n"
+                   "text = sys.argv[3]\n"
                    "r = compare(sys.argv[1], sys.argv[2], fast=False, prompt=text)\n"
                    "o = r.outputs\n"
                    "print(json.dumps({'prompt_tokens': len(ids), 'passed': r.passed, 'verdicts': r.verdict_counts(),"
