@@ -19,6 +19,8 @@ from .inputs import open_regular
 
 # APRQA_DIGEST_CACHE=off: every digest is computed from the bytes, nothing is read or written in the cache.
 CACHE_ENV = "APRQA_DIGEST_CACHE"
+# An entry is a path, an identity and a digest: a few hundred bytes (a path of up to 4 KiB included).
+_ENTRY_MAX = 8192
 
 
 def _identity(st: os.stat_result) -> str:
@@ -48,7 +50,11 @@ class DigestCache:
     def get(self, path: str, st: os.stat_result) -> str | None:
         ident = _identity(st)
         try:
-            d = json.loads(self._entry(path, ident).read_text(encoding="utf-8"))
+            with open(self._entry(path, ident), "rb") as fh:
+                raw = fh.read(_ENTRY_MAX + 1)
+            if len(raw) > _ENTRY_MAX:  # not an entry this cache wrote
+                return None
+            d = json.loads(raw)
         except (OSError, ValueError):
             return None
         if not isinstance(d, dict) or d.get("identity") != ident:
