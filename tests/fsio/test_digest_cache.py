@@ -43,8 +43,9 @@ def test_a_malformed_entry_is_a_miss_and_an_unwritable_cache_is_skipped(tmp_path
     cache = DigestCache(tmp_path / "cache")
     sha256_file(f, cache)
     ident = json.loads(_entries(cache.root)[0].read_text())["identity"]
-    for bad in ("not json", "[1, 2]", json.dumps({"identity": ident, "sha256": "0" * 64, "pad": "x" * 10_000}), json.dumps({"identity": "other", "sha256": real}),
-                json.dumps({"identity": json.loads(_entries(cache.root)[0].read_text())["identity"], "sha256": "zz" * 32})):
+    for bad in ("not json", "[1, 2]", json.dumps({"identity": ident, "sha256": "0" * 64, "pad": "x" * 10_000}),
+                json.dumps({"identity": "other", "sha256": real}),
+                json.dumps({"identity": ident, "sha256": "zz" * 32})):
         _entries(cache.root)[0].write_text(bad)
         assert sha256_file(f, cache) == real
     blocked = tmp_path / "blocked"
