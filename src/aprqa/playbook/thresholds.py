@@ -14,6 +14,7 @@ from typing import Any
 from ..comparison.tolerance import TolerancePolicy
 from ..inference.calibrate import KL_FACTOR
 from ..inference.metrics import OutputProfile, profile_for
+from ..quant.dtypes import dtype_from_name
 from ..gate_ids import GateIdError, GateKind, read_gate_id
 from .notrun import not_run_key, not_run_section
 from .schema import EXPECTED_FACTS, QUANT_ALIASES, Playbook
@@ -61,9 +62,6 @@ def output_profile(pb: Playbook, base: str) -> OutputProfile:
     return prof.with_(**changes) if changes else prof
 
 
-_FLOAT_PROFILES = ("f32", "f16", "bf16")
-
-
 def output_calibrated(pb: Playbook, base: str) -> bool:
     """Whether output gates on ``base`` use the band calibrated on the model (inference/calibrate.py), with
     the profile as its base and named fallback: yes unless the playbook sets that profile's limits itself
@@ -81,9 +79,9 @@ def _output_thresholds(pb: Playbook, base: str) -> dict[str, Any]:
     d = prof.to_dict()
     if not output_calibrated(pb, base):
         d["band"] = "fixed: the playbook's limits"
-    elif prof.name in _FLOAT_PROFILES:
+    elif not dtype_from_name(prof.name).is_quantized:  # every profile is named by its dtype
         d["band"] = "this profile (a float candidate" + (
-            ", widened by the engine's own noise on an f32 GGUF of the reference)"
+            "; a GGUF run in llama.cpp: widened by the engine's own noise on an f32 GGUF of the reference)"
             if pb.differential_tests.inference_compare.engine == "llama.cpp" else ")")
     else:
         d["band"] = (f"calibrated on the model: {KL_FACTOR:g}x a faithful twin's KL (this profile: its base and "
