@@ -15,7 +15,9 @@ import json
 import os
 from pathlib import Path
 
+from ..errors import AprqaError
 from .inputs import open_regular
+from .outputs import write_bytes_atomic
 
 # APRQA_DIGEST_CACHE=off: every digest is computed from the bytes, nothing is read or written in the cache.
 CACHE_ENV = "APRQA_DIGEST_CACHE"
@@ -70,18 +72,11 @@ class DigestCache:
 
     def put(self, path: str, st: os.stat_result, sha: str) -> None:
         ident = _identity(st)
-        entry = self._entry(path, ident)
-        tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
-        try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"path": os.path.realpath(path), "identity": ident, "sha256": sha}),
-                           encoding="utf-8")
-            os.replace(tmp, entry)  # readers see the old entry or the whole new one
-        except OSError:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:  # its folder could not be made: there is nothing to remove
-                pass
+        entry = json.dumps({"path": os.path.realpath(path), "identity": ident, "sha256": sha}).encode()
+        try:  # all or nothing: a reader sees no entry or a whole one; a cache it cannot write is skipped
+            write_bytes_atomic(self._entry(path, ident), entry)
+        except (OSError, AprqaError):
+            pass
 
 
 def sha256_file(path: str | Path, cache: DigestCache | None = None) -> str:
