@@ -15,7 +15,10 @@ from typing import Any
 from .errors import FormatError, UsageError
 
 MAX_DIM = (1 << 31) - 1  # sizes are uint32 in GGUF; anything larger is not a real config
-MAX_ELEMENTS = (1 << 63) - 1  # numpy's index type
+# numpy refuses an array of more than 2**63-1 bytes, and aprqa makes float32 and float64 arrays of a
+# tensor's shape (dequantized values, the diffs of the statistics): 8-byte elements bound the count.
+MAX_ELEMENTS = ((1 << 63) - 1) // 8  # 2**60-1
+MAX_ELEMENTS_TEXT = "2**60-1"
 MAX_PROMPT_TOKENS = 1 << 16  # 65,536 prompt ids
 MAX_NEW_TOKENS = 1 << 16  # 65,536 generated ids per call
 
@@ -27,8 +30,9 @@ _FLOAT_KEYS = {"rope_theta", "rms_norm_eps"}
 
 
 def shape_fits(dims: tuple[int, ...] | list[int]) -> bool:
-    """Whether an array of this shape can exist in numpy: the product of its non-zero dimensions fits in
-    2**63-1 (numpy refuses a 0-element shape such as (2**53, 2**15, 0) too, so a 0 must not hide the others)."""
+    """Whether a float64 array of this shape can exist in numpy: the product of its non-zero dimensions is at
+    most ``MAX_ELEMENTS`` (numpy refuses a 0-element shape such as (2**53, 2**15, 0) too, and checks it with
+    the item size: a 0 must not hide the others)."""
     n = 1
     for d in dims:
         if d < 0 or d > MAX_ELEMENTS:

@@ -200,7 +200,7 @@ def test_tokenizer_models_the_library_refuses_are_one_typed_line(tiny_models, tm
     (b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, '
      b'"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}', "duplicate key 'a'"),
     # zero elements, yet a dimension numpy cannot hold / more dimensions than numpy allows
-    (json.dumps({"a": {"dtype": "F32", "shape": [0, 2 ** 64], "data_offsets": [0, 0]}}).encode(), "2\\*\\*63-1"),
+    (json.dumps({"a": {"dtype": "F32", "shape": [0, 2 ** 64], "data_offsets": [0, 0]}}).encode(), "2\\*\\*60-1"),
     (json.dumps({"a": {"dtype": "F32", "shape": [1] * 70, "data_offsets": [0, 4]}}).encode(), "at most 8"),
 ])
 def test_safetensors_header_beyond_syntax(tmp_path, header, match):
@@ -212,7 +212,7 @@ def test_safetensors_header_beyond_syntax(tmp_path, header, match):
 def test_apr_zero_dim_cannot_hide_a_huge_one():
     # found by the atheris fuzzer: dims [0, 9.4e18] have 0 elements but no numpy array can take the shape
     f = TESTS / "fuzz" / "regressions" / "apr-zero-dim-hides-huge-dim"
-    with pytest.raises(FormatError, match="over 2\\*\\*63-1"):
+    with pytest.raises(FormatError, match="over 2\\*\\*60-1"):
         open_model(f)
 
 
@@ -221,11 +221,32 @@ def test_a_zero_dim_cannot_hide_dims_whose_product_overflows(tmp_path):
     # 2**63-1, but numpy refuses the shape (the non-zero product overflows): the readers refuse it with a field
     from aprqa.limits import shape_fits
 
-    assert not shape_fits((10696049115004936, 32768, 0)) and shape_fits((2**62, 1, 0)) and shape_fits((0,))
+    assert not shape_fits((10696049115004936, 32768, 0)) and shape_fits((2**60 - 1, 1, 0)) and shape_fits((0,))
     f = _st_file(tmp_path / "z.safetensors",
                  {"a": {"dtype": "F32", "shape": [10696049115004936, 32768, 0], "data_offsets": [0, 0]}}, b"")
-    with pytest.raises(FormatError, match="non-zero product is at most 2\\*\\*63-1"):
+    with pytest.raises(FormatError, match="non-zero product is at most 2\\*\\*60-1"):
         open_model(f)
+
+
+@pytest.mark.parametrize("dims,fits", [
+    ((0, 0x3900FFFFFFFFFFFF), False),  # found by the atheris fuzzer in CI (APR): fits 2**63-1, not as float32
+    ((0, 2**60), False),
+    ((0, 2**60 - 1), True),
+])
+def test_a_zero_dim_cannot_hide_a_dim_too_big_for_a_float_array(tmp_path, dims, fits):
+    # numpy checks a shape's non-zero product times the item size against 2**63-1 bytes: (0, 4.1e18) has
+    # 0 elements, yet dequantizing it to float32 raised numpy's "array is too big" ValueError
+    from aprqa import core
+
+    f = _st_file(tmp_path / "z.safetensors",
+                 {"a": {"dtype": "F32", "shape": list(dims), "data_offsets": [0, 0]}}, b"")
+    if not fits:
+        with pytest.raises(FormatError, match="non-zero product is at most 2\\*\\*60-1"):
+            open_model(f)
+        return
+    with open_model(f) as m:  # the largest accepted shape makes real float32 and float64 arrays
+        out = core.dequantize(m.tensors["a"])
+        assert out.shape == dims and out.astype(np.float64).shape == dims
 
 
 def test_safetensors_duplicate_keys_with_two_payloads_are_refused_like_the_library(tmp_path):

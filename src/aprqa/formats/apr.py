@@ -12,7 +12,7 @@ Check order of ``open`` (cheap to costly; no tensor byte is read, except the foo
    <= data offset <= file size; tensor_count bounded by the index size (>= 20 bytes per entry);
 5. metadata: strict UTF-8, JSON object (the last duplicate key wins);
 6. index entries: name length bounded, strict UTF-8 names, sorted byte-wise and unique, ndim <= 8,
-   overflow-checked element count (< 2**63);
+   overflow-checked element count (< 2**60, limits.MAX_ELEMENTS);
 7. footer: if the file has exactly 4 bytes after the (64-aligned or exact) end of the last payload,
    those bytes are a footer slot and must hold the CRC32 of everything before them (aprender
    writes it; realizar does not). A file without such a slot has no footer. Only then is the
@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 from .. import arch as archreg
 from ..arch import config_keys
 from ..errors import DTypeError, FormatError, TruncatedError, UnsupportedFormatError
-from ..limits import shape_fits
+from ..limits import MAX_ELEMENTS_TEXT, shape_fits
 from ..fsio import parse_json
 from ..quant.dtypes import DType, ggml_type
 from ._binary import Cursor, align_up, check_extents
@@ -221,7 +221,8 @@ def _read(path: Path, mf: MappedFile, buf: memoryview, verify_footer: bool | Non
         for d in dims:
             n *= d
         if not shape_fits(dims):  # a 0 dim must not hide huge ones
-            raise FormatError(path, f"shape {list(dims)} has {n:,} elements or dimensions whose product is over 2**63-1",
+            raise FormatError(path, f"shape {list(dims)} has {n:,} elements or dimensions whose product is over "
+                                    f"{MAX_ELEMENTS_TEXT}",
                               field=f"{field} dims", offset=dims_at, hint="a dimension is corrupt")
         rel_at = cur.pos
         rel = cur.u64(f"{field} offset")

@@ -10,7 +10,7 @@ Check order of ``open`` (cheap to costly; no tensor byte is ever read):
    (array counts bounded before allocating, nesting depth <= 16); ``general.alignment`` is a
    power-of-two UINT32;
 5. each tensor info: name (unique), n_dims <= 8 (> 4 is warned about: llama.cpp refuses it),
-   dims with an overflow-checked element count (< 2**63), ggml type id known (never a fallback),
+   dims with an overflow-checked element count (< 2**60, limits.MAX_ELEMENTS), ggml type id known (never a fallback),
    ``ne[0] % block == 0``, offset aligned;
 6. payload ranges: inside the data section (else corrupt offset), overlaps; payloads that run
    past the end of the file are marked ``past_eof`` and listed in a warning.
@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 from .. import arch as archreg
 from ..arch import config_keys
 from ..errors import DTypeError, FormatError, UnsupportedFormatError
-from ..limits import shape_fits
+from ..limits import MAX_ELEMENTS_TEXT, shape_fits
 from ..quant.dtypes import DType, ggml_type, payload_nbytes
 from ._binary import Cursor, align_up, check_extents, f32_shortest
 from ._strings import PackedStrings, read_string_array
@@ -241,7 +241,8 @@ def _parse_header(buf: memoryview, path: Path) -> _Header:
         for d in ne:
             n *= d
         if not shape_fits(ne):  # a 0 dim must not hide huge ones
-            raise FormatError(path, f"shape ne={list(ne)} has {n:,} elements or dimensions whose product is over 2**63-1",
+            raise FormatError(path, f"shape ne={list(ne)} has {n:,} elements or dimensions whose product is over "
+                                    f"{MAX_ELEMENTS_TEXT}",
                               field=f"{field} ne", offset=ne_at, hint="a dimension is corrupt")
         type_at = cur.pos
         type_id = cur.u32(f"{field} type")

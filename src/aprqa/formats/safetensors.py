@@ -23,7 +23,7 @@ from typing import Any, Iterable
 from .. import arch as archreg
 from ..arch import config_keys
 from ..errors import FormatError, TruncatedError, UsageError
-from ..limits import shape_fits
+from ..limits import MAX_ELEMENTS_TEXT, shape_fits
 from ..fsio import CAP_INDEX, atomic_output, new_file_mode, parse_json, read_json
 from ..quant.dtypes import DType, payload_nbytes
 from .hf import read_hf_config, read_hf_tokenizer, write_hf_config, write_hf_tokenizer
@@ -104,7 +104,7 @@ def _open_file(path: Path, mf: MappedFile, arch: str | None) -> tuple[list[Tenso
                               field=where, offset=8)
         if len(shape) > _MAX_DIMS or not shape_fits(shape):  # a 0 dim must not hide huge ones
             raise FormatError(path, f"shape {shape!r}: at most {_MAX_DIMS} dimensions whose non-zero product is "
-                                    "at most 2**63-1",
+                                    f"at most {MAX_ELEMENTS_TEXT}",
                               field=where, offset=8)
         offs = entry.get("data_offsets")
         if (not isinstance(offs, list) or len(offs) != 2
