@@ -76,14 +76,16 @@ def slices(deferred: Sequence[Deferred]) -> list[list[int]]:
 
 
 def _member_bytes(job: DiagnosisJob) -> int:
-    """Decoded float32 bytes one member's screen holds: its sampled rows of both sides (and the transposed
-    screen's rows the sample lacks), the misread screen's rows, and their float32 difference."""
+    """Decoded float32 bytes one member's screen holds at most: its rows of both sides (the sample and the
+    transposed screen's rows it lacks), a contiguous copy of A's sample and the difference, and the misread
+    screen's rows with their difference."""
     rows, cols = as_2d(tuple(job.ta.shape))
     m = len(sample_rows(rows, cols, SAMPLE_ELEMENTS))
+    want = m
     if sample_subset(rows, cols, SAMPLE_ELEMENTS, TRANSPOSE_ELEMENTS) is None:
-        m += len(sample_rows(rows, cols, TRANSPOSE_ELEMENTS))
+        want += len(sample_rows(rows, cols, TRANSPOSE_ELEMENTS))
     extra = len(same_size_dtypes(job.tb.dtype, rows * cols, job.tb.raw().nbytes))
-    return 4 * cols * (3 * m + 2 * extra * max(1, m // 8))
+    return 4 * cols * (2 * want + 2 * m + (extra + 1) * max(1, m // 8))
 
 
 def prescreen(deferred: Sequence[Deferred]) -> list[Prescreen | None]:
