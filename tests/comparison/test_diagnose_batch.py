@@ -17,7 +17,9 @@ from aprqa.formats import write_model
 from aprqa.formats.model import ArchConfig, TensorData
 from aprqa.quant.dtypes import DType
 
-LAYERS, HID, HEADS = 24, 64, 4   # q/k/v/o all [64, 64]: one group of 96 same-shape tensors
+LAYERS, HID, HEADS = 24, 64, 4   # q/k/v/o all [64, COLS]: one group of 96 same-shape tensors
+# [64, 64]: the sample holds every row; [64, 512]: it does not, nor the transposed screen's rows
+SHAPES = [(64, 64), (64, 512)]
 
 
 def _name(i: int, kind: str) -> str:
@@ -29,21 +31,21 @@ def _bf16_bytes_as_f16(x: np.ndarray) -> np.ndarray:
     return core.quantize(x, DType.BF16).view(np.float16).reshape(x.shape)
 
 
-def make_pair(root: Path) -> tuple[Path, Path, dict[str, Verdict]]:
+def make_pair(root: Path, shape: tuple[int, int] = SHAPES[0]) -> tuple[Path, Path, dict[str, Verdict]]:
     """Every candidate tensor noisy (NOISE), except the faults named in the returned map."""
     rng = np.random.default_rng(7)
     names = [_name(i, k) for i in range(LAYERS) for k in ("q_proj", "k_proj", "v_proj", "o_proj")]
-    xs = {n: rng.standard_normal((HID, HID), dtype=np.float32) * 0.02 for n in names}
+    xs = {n: rng.standard_normal(shape, dtype=np.float32) * 0.02 for n in names}
     perm = rope_row_permutation(HID, HEADS)
     a, b = _name(1, "k_proj"), _name(2, "k_proj")
     faults = {
-        _name(0, "q_proj"): (Verdict.TRANSPOSED, lambda x: np.ascontiguousarray(x.T)),
+        _name(0, "q_proj"): (Verdict.TRANSPOSED, lambda x: np.ascontiguousarray(x.T).reshape(x.shape)),
         a: (Verdict.SWAPPED, lambda x: xs[b]),
         b: (Verdict.SWAPPED, lambda x: xs[a]),
         _name(3, "v_proj"): (Verdict.SCALED, lambda x: x * np.float32(1.5)),
         _name(4, "q_proj"): (Verdict.ROW_PERMUTED, lambda x: x[perm]),          # RoPE applied wrongly
         _name(5, "o_proj"): (Verdict.DTYPE_MISREAD, _bf16_bytes_as_f16),
-        _name(6, "v_proj"): (Verdict.ROW_PERMUTED, lambda x: x[[0, 1, 2, 9, 4, 5, 6, 7, 8, 3] + list(range(10, HID))]),
+        _name(6, "v_proj"): (Verdict.ROW_PERMUTED, lambda x: x[[0, 1, 2, 9, 4, 5, 6, 7, 8, 3] + list(range(10, len(x)))]),
         _name(7, "o_proj"): (Verdict.OFFSET, lambda x: x + np.float32(0.01)),
         _name(8, "v_proj"): (Verdict.NAN_INF, lambda x: np.where(np.arange(x.size).reshape(x.shape) % 7 == 0,
                                                                   np.float32(np.nan), x)),
@@ -55,8 +57,8 @@ def make_pair(root: Path) -> tuple[Path, Path, dict[str, Verdict]]:
             y = faults[n][1](x)
         else:
             y = x * (1 + 0.05 * rng.standard_normal(x.shape, dtype=np.float32))
-        ref.append(TensorData(n, DType.F16, (HID, HID), x.astype(np.float16)))
-        cand.append(TensorData(n, DType.F16, (HID, HID), y if y.dtype == np.float16 else y.astype(np.float16)))
+        ref.append(TensorData(n, DType.F16, shape, x.astype(np.float16)))
+        cand.append(TensorData(n, DType.F16, shape, y if y.dtype == np.float16 else y.astype(np.float16)))
     cfg = ArchConfig(architecture="llama", hidden_size=HID, num_layers=LAYERS, num_heads=HEADS, num_kv_heads=HEADS,
                      head_dim=HID // HEADS)
     write_model(root / "ref", "safetensors", ref, cfg, None)
@@ -85,11 +87,12 @@ def screened(monkeypatch) -> list[tuple[int, int]]:
     return out
 
 
-@pytest.mark.parametrize("threads,slice_bytes", [(1, db.SLICE_BYTES), (2, 256 << 10)])
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("threads,slice_bytes", [(1, db.SLICE_BYTES), (2, 1 << 20)])
 def test_batched_verdicts_are_those_of_each_pair_screened_alone(tmp_path, monkeypatch, screened, threads,
-                                                                 slice_bytes):
-    ref, cand, faults = make_pair(tmp_path)
-    monkeypatch.setattr(db, "SLICE_BYTES", slice_bytes)  # 256 KiB: the group is cut into many slices
+                                                                 slice_bytes, shape):
+    ref, cand, faults = make_pair(tmp_path, shape)
+    monkeypatch.setattr(db, "SLICE_BYTES", slice_bytes)  # 1 MiB: the group is cut into several slices
     batched = compare(ref, cand, fast=True, threads=threads)
     assert screened and sum(n for n, _ in screened) == LAYERS * 4, screened  # every pair failed, all batched
     # the batch ruled hypotheses out for (nearly) every NOISE member

@@ -70,22 +70,19 @@ def slices(deferred: Sequence[Deferred]) -> list[list[int]]:
             continue
         job = deferred[members[0]].job
         assert job is not None
-        step = max(1, SLICE_BYTES // max(1, _member_bytes(job)))
+        most = max(1, SLICE_BYTES // max(1, _member_bytes(job)))
+        step = -(-len(members) // -(-len(members) // most))  # equal slices: no lone member at the end
         out += [members[i:i + step] for i in range(0, len(members), step)]
     return out + alone
 
 
 def _member_bytes(job: DiagnosisJob) -> int:
-    """Decoded float32 bytes one member's screen holds at most: its rows of both sides (the sample and the
-    transposed screen's rows it lacks), a contiguous copy of A's sample and the difference, and the misread
-    screen's rows with their difference."""
+    """Decoded float32 bytes one member's screen holds at most: its sampled rows of both sides and their
+    difference, and the misread screen's rows with their difference."""
     rows, cols = as_2d(tuple(job.ta.shape))
     m = len(sample_rows(rows, cols, SAMPLE_ELEMENTS))
-    want = m
-    if sample_subset(rows, cols, SAMPLE_ELEMENTS, TRANSPOSE_ELEMENTS) is None:
-        want += len(sample_rows(rows, cols, TRANSPOSE_ELEMENTS))
     extra = len(same_size_dtypes(job.tb.dtype, rows * cols, job.tb.raw().nbytes))
-    return 4 * cols * (2 * want + 2 * m + (extra + 1) * max(1, m // 8))
+    return 4 * cols * (3 * m + (extra + 1) * max(1, m // 8))
 
 
 def prescreen(deferred: Sequence[Deferred]) -> list[Prescreen | None]:
@@ -106,16 +103,12 @@ def _prescreen(jobs: list[DiagnosisJob]) -> list[Prescreen | None]:
     rows, cols = as_2d(tuple(j0.ta.shape))
     idx = sample_rows(rows, cols, SAMPLE_ELEMENTS)
     m = len(idx)
-    can_t = transposable(j0.ta, j0.tb)
-    want = idx
-    if can_t and sample_subset(rows, cols, SAMPLE_ELEMENTS, TRANSPOSE_ELEMENTS) is None:
-        want = np.concatenate([idx, sample_rows(rows, cols, TRANSPOSE_ELEMENTS)])
-    # [A_1..A_k, B_1..B_k]: Diagnoser._gather_samples' rows of both sides, one call
-    got = core.gather_rows([j.ta for j in jobs] + [j.tb for j in jobs], (rows, cols), want, threads=ctx.threads)
-    a, b = got[:k, :m], got[k:, :m]
-    a_t = got[:k, m:] if len(want) > m else None
+    # [A_1..A_k, B_1..B_k]: Diagnoser's sampled rows of both sides, one call (the transposed screen's rows
+    # the sample lacks are left to the members that screen themselves: _transposed reads elements)
+    got = core.gather_rows([j.ta for j in jobs] + [j.tb for j in jobs], (rows, cols), idx, threads=ctx.threads)
+    a, b = got[:k], got[k:]
     g = _gamma(cols)
-    pres = [Prescreen(a[i], b[i], None, None if a_t is None else a_t[i]) for i in range(k)]
+    pres = [Prescreen(a[i], b[i], None, None) for i in range(k)]
 
     # per sampled row: Σa², Σd², Σa·d, Σa, Σd (float32 sums along a row, float64 across rows)
     a2d, d2d = a.reshape(k * m, cols), (b - a).reshape(k * m, cols)
@@ -136,8 +129,8 @@ def _prescreen(jobs: list[DiagnosisJob]) -> list[Prescreen | None]:
     extra = same_size_dtypes(j0.tb.dtype, rows * cols, j0.tb.raw().nbytes)
     if extra and all(not dt.is_quantized for dt in extra):
         _misread(pres, jobs, finite, saa, a, idx, extra, g)
-    if can_t:
-        _transposed(pres, jobs, a_t, a, finite)
+    if transposable(j0.ta, j0.tb):
+        _transposed(pres, jobs, a, finite)
     _swapped(pres, jobs, b, finite)
     return list(pres)
 
@@ -207,30 +200,38 @@ def _misread(pres: list[Prescreen], jobs: list[DiagnosisJob], finite: np.ndarray
         p.no_misread = bool(f)
 
 
-def _transposed(pres: list[Prescreen], jobs: list[DiagnosisJob], a_t: np.ndarray | None, a: np.ndarray,
-                finite: np.ndarray) -> None:
+def _elements(ts: list, n: int, dtype, flat: np.ndarray, threads: int | None) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Elements ``flat`` of each tensor in ``ts`` (``n`` elements of ``dtype``), decoded as one-block rows
+    (the same blocks, the same values): ``[len(ts), len(flat)]``."""
+    blk = dtype.info.block_elems
+    got = core.gather_rows(ts, (n // blk, blk), flat // blk, threads=threads)
+    return got[:, np.arange(flat.size), flat % blk]
+
+
+def _transposed(pres: list[Prescreen], jobs: list[DiagnosisJob], a: np.ndarray, finite: np.ndarray) -> None:
     """Diagnoser.transposed's screen: B's bytes read as [cols, rows] at the elements [cols_i, rows_j]
     against A's (rows_j, cols_i), rel-L2 ≤ thr. The error over an eighth of those columns over A's energy
-    at all of them bounds it from below, so only those elements of B are decoded (as one-block rows: the
-    same blocks, the same values); a member not ruled out screens itself."""
+    at all of them bounds it from below, so only those elements of B (and A's, where the sample lacks
+    them) are decoded; a member not ruled out screens itself."""
     j0 = jobs[0]
     r, c = as_2d(tuple(j0.ta.shape))
+    k, th = len(jobs), j0.ctx.threads
     cols_i = sample_rows(c, r, TRANSPOSE_ELEMENTS)
     rows_j = sample_rows(r, c, TRANSPOSE_ELEMENTS)
     pos = sample_subset(r, c, SAMPLE_ELEMENTS, TRANSPOSE_ELEMENTS)
-    a_rows = a[:, pos] if pos is not None else a_t
-    if a_rows is None:
-        return
-    a_s = a_rows[:, :, cols_i].astype(np.float64)                 # [k, rows_j, cols_i]
+    if pos is not None:
+        a_s = a[:, pos][:, :, cols_i].astype(np.float64)         # [k, rows_j, cols_i]
+    else:
+        flat_a = (rows_j[:, None] * c + cols_i[None, :]).reshape(-1)
+        a_s = _elements([j.ta for j in jobs], r * c, j0.ta.dtype, flat_a, th).reshape(
+            k, len(rows_j), len(cols_i)).astype(np.float64)
     den = (a_s * a_s).sum(axis=(1, 2))
     few = cols_i[:max(1, len(cols_i) // 8)]
-    blk = j0.tb.dtype.info.block_elems  # divides r (transposable: row_aligned)
-    flat = (few[:, None] * r + rows_j[None, :]).reshape(-1)  # B's elements [few, rows_j]
-    bt = core.gather_rows([j.tb for j in jobs], (r * c // blk, blk), flat // blk, threads=j0.ctx.threads)
-    b_s = bt[:, np.arange(flat.size), flat % blk].reshape(len(jobs), len(few), len(rows_j)).astype(np.float64)
+    flat = (few[:, None] * r + rows_j[None, :]).reshape(-1)  # B's elements [few, rows_j]; its block divides r
+    b_s = _elements([j.tb for j in jobs], r * c, j0.tb.dtype, flat, th).reshape(k, len(few), len(rows_j))
     a_few = a_s[:, :, :len(few)].transpose(0, 2, 1)               # [k, few, rows_j]
     ok = np.isfinite(a_s).all(axis=(1, 2)) & np.isfinite(b_s).all(axis=(1, 2))
-    num = ((b_s - a_few) ** 2).sum(axis=(1, 2))
+    num = ((b_s.astype(np.float64) - a_few) ** 2).sum(axis=(1, 2))
     with np.errstate(divide="ignore", invalid="ignore"):
         rel_lo = np.sqrt(num / den)
     gt = _gamma(a_s.shape[1] * a_s.shape[2])
