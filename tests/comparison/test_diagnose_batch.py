@@ -43,6 +43,7 @@ def make_pair(root: Path, shape: tuple[int, int] = SHAPES[0]) -> tuple[Path, Pat
         a: (Verdict.SWAPPED, lambda x: xs[b]),
         b: (Verdict.SWAPPED, lambda x: xs[a]),
         _name(3, "v_proj"): (Verdict.SCALED, lambda x: x * np.float32(1.5)),
+        _name(9, "v_proj"): (Verdict.SCALED, lambda x: x * np.float32(0.01)),  # b ≪ a: the sums cancel
         _name(4, "q_proj"): (Verdict.ROW_PERMUTED, lambda x: x[perm]),          # RoPE applied wrongly
         _name(5, "o_proj"): (Verdict.DTYPE_MISREAD, _bf16_bytes_as_f16),
         _name(6, "v_proj"): (Verdict.ROW_PERMUTED, lambda x: x[[0, 1, 2, 9, 4, 5, 6, 7, 8, 3] + list(range(10, len(x)))]),

@@ -4,11 +4,13 @@ A model where a converter broke every tensor fails hundreds of same-shape pairs;
 hypotheses on its own costs a dozen native calls and numpy passes per tensor. Here a group's members
 are screened together, in slices of at most ``SLICE_BYTES`` of decoded rows (bounded memory):
 
-* every member's sampled rows (and the transposed screen's rows, and its bytes read as each same-size
-  type) are decoded in one native call per slice (``core.gather_rows``), the very rows ``Diagnoser``
-  decodes for itself, so every step a member still runs sees the same values;
-* each hypothesis' screen is evaluated for the whole slice in numpy (``[members, rows]`` arrays), the
-  SWAPPED filter as one product of the slice's sketches with the signature index's;
+* every member's sampled rows of both sides are decoded in one native call per slice
+  (``core.gather_rows``): the very rows ``Diagnoser`` decodes for itself, handed to it, so every step
+  a member still runs sees the same values;
+* each hypothesis' screen is evaluated for the whole slice in numpy (``[members, rows]`` row sums):
+  the scaled/offset fit from its least-squares residual, the misread and transposed screens from a
+  lower bound that needs only a few of their rows or elements decoded, the noise spread and few-rows
+  tests per sampled row, the SWAPPED filter with each member's sketch against the signature index;
 * a screen value that clears its threshold by more than its float32 rounding bound rules that
   hypothesis out for the member; any other member runs the hypothesis as before (screen, then the full
   pass). The batch only ever rules out, so every verdict and detail is the per-pair path's.
@@ -122,9 +124,7 @@ def _prescreen(jobs: list[DiagnosisJob]) -> list[Prescreen | None]:
     # a member's rows are all finite where its Σa² and Σd² are (a non-finite value makes them inf or nan;
     # an overflow of a finite square only leaves a member to screen itself)
     finite = np.isfinite(saa) & np.isfinite(sdd)
-    # Σab = Σa² + Σad, Σb² = Σa² + 2Σad + Σd²: their rounding stays within γ·(Σa² + 2Σ|ad| + Σd²)
-    _affine(pres, finite, saa, saa + ad, saa + 2 * ad + sdd, sa, sa + sd, float(m * cols), g,
-            [j.thr for j in jobs])
+    _affine(pres, finite, saa, ad, sdd, sa, sd, float(m * cols), g, [j.thr for j in jobs])
     _row_screens(pres, jobs, finite, a2, d2, g)
     extra = same_size_dtypes(j0.tb.dtype, rows * cols, j0.tb.raw().nbytes)
     if extra and all(not dt.is_quantized for dt in extra):
@@ -135,22 +135,28 @@ def _prescreen(jobs: list[DiagnosisJob]) -> list[Prescreen | None]:
     return list(pres)
 
 
-def _affine(pres: list[Prescreen], finite: np.ndarray, saa: np.ndarray, sab: np.ndarray, sbb: np.ndarray,
-            sa: np.ndarray, sb: np.ndarray, n: float, g: float, thr: list[float]) -> None:
+def _affine(pres: list[Prescreen], finite: np.ndarray, saa: np.ndarray, sad: np.ndarray, sdd: np.ndarray,
+            sa: np.ndarray, sd: np.ndarray, n: float, g: float, thr: list[float]) -> None:
     """Diagnoser.affine fits b ≈ k·a + c and keeps it only when rel_l2(fit, b) ≤ thr. For ANY k, c that
-    rel-L2 is at least √(rss*) / ‖b‖ (rss*: the least-squares residual; the minimum of
-    ‖b − f‖ / ‖f‖ over f in span(a, 1) is ‖r*‖ / ‖b‖), so a member whose lower bound of it exceeds thr
-    cannot be explained by the fit the kernel's sums give either. Only well-conditioned members (means
-    at most ~0.7 of the RMS): then each term below is at most ~4·Σb² and their perturbation by the sums'
-    rounding (Σab and Σb² derived from Σa², Σad, Σd²: at most 3·Σb² more magnitude) under 16γ·Σb²."""
-    ma, mb = sa / n, sb / n
+    rel-L2 is at least √(rss*) / ‖b‖ (rss*: the least-squares residual; the minimum of ‖b − f‖ / ‖f‖
+    over f in span(a, 1) is ‖r*‖ / ‖b‖), so a member whose lower bound of it exceeds thr cannot be
+    explained by the fit the kernel's sums give either.
+
+    The sums come from a and d = b − a (Σab = Σa² + Σad, Σb² = Σa² + 2Σad + Σd²), each within γ of the
+    magnitude of its terms; every one of those magnitudes is at most E = (‖a‖ + ‖d‖)² (≥ ‖b‖²), and for
+    well-conditioned members (A's mean at most ~0.7 of its RMS: the centred Σa² keeps half of Σa²) the
+    residual's terms move by under 16γ·E in all. A candidate far smaller than its reference (b ≈ 0.01·a)
+    keeps a large E next to a small Σb², so it is never ruled out here."""
+    sab, sbb, sb = saa + sad, saa + 2 * sad + sdd, sa + sd
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        cond = finite & (sbb > 0) & (saa > 0) & (n * ma * ma <= 0.5 * saa) & (n * mb * mb <= 0.5 * sbb)
+        e = (np.sqrt(saa) + np.sqrt(sdd)) ** 2
+        ma, mb = sa / n, sb / n
+        cond = finite & (sbb > 0) & (saa > 0) & (n * ma * ma <= 0.5 * saa)
         saa_c = saa - n * ma * ma
         sab_c = sab - n * ma * mb
-        lo = sbb - n * mb * mb - sab_c * sab_c / saa_c - 16 * g * sbb
-        # (1 + 8γ): the kernel's rounding of the float32 fit and of its rel-L2 on top
-        out = cond & np.isfinite(lo) & (lo > (np.asarray(thr) * (1 + 8 * g)) ** 2 * sbb)
+        lo = sbb - n * mb * mb - sab_c * sab_c / saa_c - 16 * g * e
+        # (1 + 8γ) on thr: the kernel's rounding of the float32 fit and of its rel-L2; Σb² at its largest
+        out = cond & np.isfinite(lo) & (lo > (np.asarray(thr) * (1 + 8 * g)) ** 2 * (sbb + g * e))
     for p, o in zip(pres, out):
         p.no_affine = bool(o)
 
