@@ -88,14 +88,12 @@ class DiagnosisJob:
 @dataclass
 class Prescreen:
     """One pair's share of its group's batched screen (``diagnose_batch``): its sampled rows, decoded in the
-    group's native calls exactly as ``Diagnoser`` decodes them, and the hypotheses whose screens it has
+    group's native call exactly as ``Diagnoser`` decodes them, and the hypotheses whose screens it has
     shown to fail beyond rounding (a ``True`` rules a hypothesis out; ``False`` leaves it to the pair's own
-    screen, which then decides as it always does)."""
+    screen, which then decides as it always does, decoding what else it needs itself)."""
 
     a: np.ndarray
     b: np.ndarray
-    misread_rows: np.ndarray | None
-    a_t: np.ndarray | None
     no_transposed: bool = False
     no_swapped: bool = False
     no_misread: bool = False
@@ -197,8 +195,8 @@ class Diagnoser:
         # screen that the sample lacks, decoded in the same call
         self.misread_rows: np.ndarray | None = None
         self._a_t: np.ndarray | None = None
-        if pre is not None:  # the same rows, decoded in the group's native calls
-            self.a, self.b, self.misread_rows, self._a_t = pre.a, pre.b, pre.misread_rows, pre.a_t
+        if pre is not None:  # the same rows, decoded in the group's native call
+            self.a, self.b = pre.a, pre.b
             return
         both = self._gather_samples() if self.perm is None else None
         if both is not None:
@@ -420,7 +418,7 @@ _FIT_SHORTCUT = 1.25
 
 
 def _fit_clearly_fails(st: core.DiffStats, k: float, c: float, ma: float, mb: float, saa: float,
-                       thr: float, sum_err: float = 2.0 ** -20) -> bool:
+                       thr: float) -> bool:
     """Is the least-squares fit's rel-L2 (``rel_l2(k·a + c, b)`` on the sample) provably above ``thr``?
 
     From the sample's double sums: residual Σ(b − k·a − c)² = Sbb − k·Sab, ‖k·a + c‖² = k²·Saa + n·mb².
@@ -437,8 +435,8 @@ def _fit_clearly_fails(st: core.DiffStats, k: float, c: float, ma: float, mb: fl
     fit2 = k * k * saa + n * mb * mb
     # the kernel's sums may round each product to float32 (2^-24 relative per term): bound the error of
     # the cancellations below by 2^-20 of the magnitudes they cancel
-    e64 = sum_err * (st.sum_b2 + abs(k) * norm_a * math.sqrt(st.sum_b2) + n * mb * mb + k * k * st.sum_a2)
-    pert = sum_err * (abs(k) * norm_a + abs(c) * math.sqrt(n))
+    e64 = 2.0 ** -20 * (st.sum_b2 + abs(k) * norm_a * math.sqrt(st.sum_b2) + n * mb * mb + k * k * st.sum_a2)
+    pert = 2.0 ** -20 * (abs(k) * norm_a + abs(c) * math.sqrt(n))
     if not (math.isfinite(rss) and math.isfinite(fit2) and math.isfinite(e64)):
         return False
     lo = math.sqrt(max(rss - e64, 0.0)) - pert

@@ -110,7 +110,7 @@ def _prescreen(jobs: list[DiagnosisJob]) -> list[Prescreen | None]:
     got = core.gather_rows([j.ta for j in jobs] + [j.tb for j in jobs], (rows, cols), idx, threads=ctx.threads)
     a, b = got[:k], got[k:]
     g = _gamma(cols)
-    pres = [Prescreen(a[i], b[i], None, None) for i in range(k)]
+    pres = [Prescreen(a[i], b[i]) for i in range(k)]
 
     # per sampled row: Σa², Σd², Σa·d, Σa, Σd (float32 sums along a row, float64 across rows)
     a2d, d2d = a.reshape(k * m, cols), (b - a).reshape(k * m, cols)
