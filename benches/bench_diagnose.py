@@ -4,8 +4,9 @@ For each N, a pair of N same-shape f16 tensors (32 × 128: the signature is the 
 candidate is noisy everywhere (every tensor fails: NOISE) with two layers exchanged (SWAPPED), compared
 in process with `threads=1`, first with the sketch index (`compare.signature_index`), then with it off
 (the all-against-all screen, the baseline), interleaved. Prints compare's seconds, the share of them
-spent in the SWAPPED hypothesis (`Diagnoser.swapped`, timed by a wrapper), and the signature rows the
-exact stage compared; both runs must give the same verdicts.
+spent in the SWAPPED hypothesis (`Diagnoser.swapped` and the batched group screen's search,
+`diagnose_batch._swapped`, timed by wrappers), the share in the whole diagnosis (the batched screens
+included), and the signature rows the exact stage compared; both runs must give the same verdicts.
 
     python benches/bench_diagnose.py                 # N = 125, 250, 500, 1000
     python benches/bench_diagnose.py --smoke         # N = 64, 128
@@ -55,16 +56,19 @@ def make_pair(root: Path, n: int, rows: int = 32, cols: int = 128, mix: bool = F
 
 
 # The diagnosis of a failing tensor (comparison/verdicts.py, after its fused pass): the Diagnoser's
-# construction, its hypotheses and the two row-level ones. Timed at the outermost call only.
+# construction, its hypotheses and the two row-level ones, and the batched screen of each group of
+# same-shape failing tensors (comparison/diagnose_batch.py: grouping and screening). Timed at the
+# outermost call only.
 _DIAGNOSIS = ("__init__", "transposed", "row_maps", "swapped", "misread", "affine")
 _DIAGNOSIS_FUNCS = ("rows_permuted", "added_noise")
+_BATCH_FUNCS = ("slices", "prescreen")
 
 
 def _timed_diagnosis(spent: list[float]) -> Callable[[], None]:
     """Wrap the diagnosis entry points so their outermost calls add their wall time to ``spent[1]`` and
     their thread's CPU time to ``spent[2]`` (a loaded machine preempts: CPU time is the steadier figure);
     returns the undo."""
-    from aprqa.comparison import diagnose, verdicts
+    from aprqa.comparison import diagnose, diagnose_batch, verdicts
 
     depth = [0]
 
@@ -83,6 +87,7 @@ def _timed_diagnosis(spent: list[float]) -> Callable[[], None]:
 
     saved = [(diagnose.Diagnoser, n, getattr(diagnose.Diagnoser, n)) for n in _DIAGNOSIS]
     saved += [(verdicts, n, getattr(verdicts, n)) for n in _DIAGNOSIS_FUNCS]
+    saved += [(diagnose_batch, n, getattr(diagnose_batch, n)) for n in _BATCH_FUNCS]
     for owner, n, fn in saved:
         setattr(owner, n, wrap(fn))
 
@@ -93,13 +98,14 @@ def _timed_diagnosis(spent: list[float]) -> Callable[[], None]:
 
 
 def run(ref: Path, cand: Path, indexed: bool) -> dict:
-    from aprqa.comparison import compare, diagnose
+    from aprqa.comparison import compare, diagnose, diagnose_batch
     from aprqa.comparison import signature_index as si
 
     spent = [0.0, 0.0, 0.0]  # SWAPPED, the whole diagnosis (wall, CPU)
     made: list = []
     undo = _timed_diagnosis(spent)
     orig_swapped, orig_min, orig_init = diagnose.Diagnoser.swapped, si.MIN_INDEXED, si.SignatureIndex.__post_init__
+    orig_batch_swapped = diagnose_batch._swapped  # the SWAPPED screen of a batched group (its index search)
 
     def swapped(self):  # type: ignore[no-untyped-def]
         t0 = time.perf_counter()
@@ -108,11 +114,18 @@ def run(ref: Path, cand: Path, indexed: bool) -> dict:
         finally:
             spent[0] += time.perf_counter() - t0
 
+    def batch_swapped(*a):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        try:
+            return orig_batch_swapped(*a)
+        finally:
+            spent[0] += time.perf_counter() - t0
+
     def init(self):  # type: ignore[no-untyped-def]
         orig_init(self)
         made.append(self)
 
-    diagnose.Diagnoser.swapped = swapped
+    diagnose.Diagnoser.swapped, diagnose_batch._swapped = swapped, batch_swapped
     si.SignatureIndex.__post_init__ = init
     si.MIN_INDEXED = orig_min if indexed else 10 ** 9
     try:
@@ -121,6 +134,7 @@ def run(ref: Path, cand: Path, indexed: bool) -> dict:
         total, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         diagnose.Diagnoser.swapped, si.MIN_INDEXED, si.SignatureIndex.__post_init__ = orig_swapped, orig_min, orig_init
+        diagnose_batch._swapped = orig_batch_swapped
         undo()
     return {"seconds": total, "swapped_s": spent[0], "diagnosis_s": spent[1], "cpu_s": cpu, "diagnosis_cpu_s": spent[2],
             "exact_rows": sum(x.exact_rows for x in made),

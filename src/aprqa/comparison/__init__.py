@@ -24,6 +24,8 @@ from ..prompts import DEFAULT_PROMPT
 from .llamacpp_keys import llamacpp_key_fields
 from .metadata import SectionDiff, compare_config, config_summary
 from .pairing import Pair, pair_tensors
+from . import diagnose_batch
+from .diagnose import Prescreen
 from .pipeline import plan, run_ordered
 from .tokenizer_check import compare_tokenizers
 from .results import ModelSummary, NoiseFloor, Report, TensorResult, TensorStats, Verdict
@@ -155,13 +157,17 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
             r = _result(p.reference, p.candidate, p.name, Verdict.UNREADABLE, False, detail=str(err))
         return r if isinstance(r, Deferred) else _honest_bytes(r, p)
 
-    def diagnose(job: tuple[Pair, Deferred]) -> TensorResult:
+    def diagnose(job: tuple[Pair, Deferred], pre: Prescreen | None) -> TensorResult:
         p, d = job
         try:
-            r = d.finish()
+            r = d.finish(pre)
         except AprqaError as err:
             r = _result(p.reference, p.candidate, p.name, Verdict.UNREADABLE, False, detail=str(err))
         return _honest_bytes(r, p)
+
+    def diagnose_slice(pos: list[int]) -> list[TensorResult]:
+        pres = diagnose_batch.prescreen([waiting[i][1] for i in pos])
+        return [diagnose(waiting[i], pre) for i, pre in zip(pos, pres)]
 
     def tick(_: int, r: TensorResult | Deferred) -> None:
         nonlocal done
@@ -173,7 +179,13 @@ def _compare_models(ref: Model, cand: Model, *, policy: TolerancePolicy, fast: b
     first = run_ordered(both, judge, workers=workers, on_done=tick,
                         weight=lambda p: p.reference.nbytes + p.candidate.nbytes)  # type: ignore[union-attr]
     waiting = [(p, r) for p, r in zip(both, first) if isinstance(r, Deferred)]
-    diagnosed = iter(run_ordered(waiting, diagnose, workers=workers, weight=lambda j: j[1].nbytes))
+    # same-shape failing pairs screened together, a bounded slice at a time (diagnose_batch)
+    batches = diagnose_batch.slices([d for _, d in waiting])
+    by_pos: dict[int, TensorResult] = {}
+    for pos, rs in zip(batches, run_ordered(batches, diagnose_slice, workers=workers,
+                                            weight=lambda b: sum(waiting[i][1].nbytes for i in b))):
+        by_pos.update(zip(pos, rs))
+    diagnosed = iter(by_pos[i] for i in range(len(waiting)))
     judged = iter([next(diagnosed) if isinstance(r, Deferred) else r for r in first])
     results: list[TensorResult] = []
     for p in pairs:

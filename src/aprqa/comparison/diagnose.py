@@ -72,6 +72,36 @@ class Hypothesis:
     related: str | None = None
 
 
+@dataclass(frozen=True)
+class DiagnosisJob:
+    """What a failing pair's diagnosis starts from, kept for its group's batched screen (``diagnose_batch``)."""
+
+    ctx: Context
+    ta: TensorInfo
+    tb: TensorInfo
+    qb: DType                      # the candidate's type as stored
+    expected: tf.RowMap | None
+    full: core.DiffStats           # the full pass
+    thr: float                     # match_threshold
+
+
+@dataclass
+class Prescreen:
+    """One pair's share of its group's batched screen (``diagnose_batch``): its sampled rows, decoded in the
+    group's native call exactly as ``Diagnoser`` decodes them, and the hypotheses whose screens it has
+    shown to fail beyond rounding (a ``True`` rules a hypothesis out; ``False`` leaves it to the pair's own
+    screen, which then decides as it always does, decoding what else it needs itself)."""
+
+    a: np.ndarray
+    b: np.ndarray
+    no_transposed: bool = False
+    no_swapped: bool = False
+    no_misread: bool = False
+    no_affine: bool = False
+    noise_spread: bool = False     # the sampled rows' rel-L2 median is shown ≥ diagnose_rows' spread bound
+    few_rows_implausible: bool = False  # shown: more than 10 % of the sampled rows fail the threshold
+
+
 def match_threshold(tb_dtype: DType, noise: NoiseFloor | None, tol: Tolerance) -> float:
     """rel-L2 under which a hypothesis 'explains' the candidate."""
     if tb_dtype.is_quantized:
@@ -86,6 +116,12 @@ def expected_quant_noise(dt: DType, a: np.ndarray) -> float:
         return rel_l2(a, core.dequantize(q, dt, a.shape))
     except AprqaError:
         return 0.1
+
+
+def transposable(ta: TensorInfo, tb: TensorInfo) -> bool:
+    """Can B's bytes be read as A transposed (the TRANSPOSED hypothesis applies)?"""
+    rows, cols = as_2d(tuple(ta.shape))
+    return len(ta.shape) == 2 and rows > 1 and cols > 1 and row_aligned(tb.dtype, rows)
 
 
 def _rows(t: TensorInfo, shape: tuple[int, int], idx: np.ndarray, threads: int | None,
@@ -141,8 +177,10 @@ class Diagnoser:
     """Tries hypotheses on sampled rows and confirms the first that fits with a full pass."""
 
     def __init__(self, ctx: Context, ta: TensorInfo, tb: TensorInfo, expected: tf.RowMap | None,
-                 threshold: float, full: core.DiffStats | None = None, stored: DType | None = None):
+                 threshold: float, full: core.DiffStats | None = None, stored: DType | None = None,
+                 pre: Prescreen | None = None):
         self.ctx, self.ta, self.tb, self.expected, self.thr, self.full = ctx, ta, tb, expected, threshold, full
+        self.pre = pre
         # the candidate's type as its file stores it (``tb`` may be a row-padded tensor's decoded values)
         self.qb = stored if stored is not None else tb.dtype
         self.rows, self.cols = as_2d(ta.shape)
@@ -157,6 +195,9 @@ class Diagnoser:
         # screen that the sample lacks, decoded in the same call
         self.misread_rows: np.ndarray | None = None
         self._a_t: np.ndarray | None = None
+        if pre is not None:  # the same rows, decoded in the group's native call
+            self.a, self.b = pre.a, pre.b
+            return
         both = self._gather_samples() if self.perm is None else None
         if both is not None:
             self.a, self.b = both[0], both[1]  # one native call for the two samples
@@ -170,7 +211,7 @@ class Diagnoser:
         return same_size_dtypes(self.tb.dtype, self.rows * self.cols, self.tb.raw().nbytes)
 
     def _transposable(self) -> bool:
-        return len(self.ta.shape) == 2 and self.rows > 1 and self.cols > 1 and row_aligned(self.tb.dtype, self.rows)
+        return transposable(self.ta, self.tb)
 
     def _gather_samples(self) -> np.ndarray:
         """A's and B's sampled rows, B's bytes read as each same-size type, and A's rows of the transposed
@@ -227,7 +268,7 @@ class Diagnoser:
         return _rows(self.tb, self.shape2, sample_rows(self.rows, self.cols, budget), self.ctx.threads)
 
     def transposed(self) -> Hypothesis | None:
-        if not self._transposable():
+        if not self._transposable() or (self.pre is not None and self.pre.no_transposed):
             return None
         r, c = self.rows, self.cols
         # B's bytes read as [c, r] should be A^T: row i of that view is column i of A.
@@ -274,6 +315,8 @@ class Diagnoser:
         return None
 
     def swapped(self) -> Hypothesis | None:
+        if self.pre is not None and self.pre.no_swapped:
+            return None
         me = self.ta.name
         tensors, sig_rows, index = self.ctx.swap_index.signatures(tuple(self.ta.shape), self.expected)
         if len(tensors) < 2:
@@ -321,6 +364,8 @@ class Diagnoser:
 
     def affine(self, full: core.DiffStats) -> Hypothesis | None:
         # least squares b ≈ k·a + c on the sample, from the fused kernel's double sums over finite pairs
+        if self.pre is not None and self.pre.no_affine:
+            return None
         st = self.sample_stats()
         n = st.n_finite
         if n < 2:
@@ -362,8 +407,8 @@ class Diagnoser:
         return None
 
     def misread(self) -> Hypothesis | None:
-        if self.qb is not self.tb.dtype:
-            return None  # decoded values (tf.decoded): there are no bytes of another type to read
+        if self.qb is not self.tb.dtype or (self.pre is not None and self.pre.no_misread):
+            return None  # decoded values (tf.decoded): no bytes of another type to read; or ruled out
         return misread_as(self.ctx, self.ta, self.tb, self.rows, self.cols, self.a if self.perm is None else None,
                           self.idx, self.misread_rows)
 

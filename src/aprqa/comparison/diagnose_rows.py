@@ -54,6 +54,8 @@ def _few_rows_plausible(dg: Diagnoser) -> bool:
     full = dg.full
     if full is not None and not dg.qb.is_quantized and full.n - full.n_equal > MAX_MOVED_ROWS * dg.cols:
         return False
+    if dg.pre is not None and dg.pre.few_rows_implausible:
+        return False  # the group's batched screen showed it (diagnose_batch)
     rel = _sample_row_rel(dg)
     return float(np.mean(~(rel <= dg.thr))) <= 0.1
 
@@ -138,9 +140,10 @@ def noise(dg: Diagnoser, full: core.DiffStats) -> Hypothesis | None:
     corr = (full.sum_ab - full.sum_a2) / math.sqrt(full.sum_a2 * max(full.sum_sq, 1e-300))  # Σa·d = Σab − Σa²
     if abs(corr) > NOISE_MAX_CORR:
         return None
-    per_row = _sample_row_rel(dg)
-    if len(per_row) >= 8 and not _median(per_row) >= 0.25 * rel:  # concentrated in a few rows: not noise
-        return None
+    if dg.pre is None or not dg.pre.noise_spread:  # else shown by the group's batched screen
+        per_row = _sample_row_rel(dg)
+        if len(per_row) >= 8 and not _median(per_row) >= 0.25 * rel:  # concentrated in a few rows: not noise
+            return None
     sigma = full.rmse
     return Hypothesis(Verdict.NOISE, f"noise(sigma={sigma:.3g})",
                       f"random noise added: σ {sigma:.3g} ({rel:.2%} of the reference's RMS), "

@@ -36,7 +36,7 @@ from . import noise as noise_mod
 from . import transforms as tf
 from ._sampling import CHUNK_BYTES, as_2d, chunked_diff, release, row_aligned
 from .diagnose import CONFIRM_FLOAT_REL as _CONFIRM_FLOAT_REL
-from .diagnose import Diagnoser, Hypothesis, SwapIndex, misread_as
+from .diagnose import DiagnosisJob, Diagnoser, Hypothesis, Prescreen, SwapIndex, misread_as
 from .diagnose import dequantizable as _dequantizable
 from .diagnose import match_threshold as _match_threshold
 from .diagnose import numeric as _numeric
@@ -180,13 +180,15 @@ class Deferred:
 
     name: str
     nbytes: int
-    run: Callable[[], TensorResult]
+    run: Callable[[Prescreen | None], TensorResult]
     ta: TensorInfo
     tb: TensorInfo
+    job: DiagnosisJob | None = None  # what a group's batched screen needs (diagnose_batch)
 
-    def finish(self) -> TensorResult:
+    def finish(self, pre: Prescreen | None = None) -> TensorResult:
+        """The verdict; ``pre``: this pair's share of its group's batched screen (``diagnose_batch``)."""
         try:
-            return _as_stored(self.run(), self.ta, self.tb)
+            return _as_stored(self.run(pre), self.ta, self.tb)
         finally:
             _release(self.ta, self.tb)
 
@@ -336,21 +338,25 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str,
                        detail=f"within {tol.describe()} ({tol_src}); max |d| {raw.max_abs:.3g}"
                               + (f"; {detail}" if detail else ""), **res)
 
-    def diagnosis() -> TensorResult:
-        return _diagnose(ctx, ta, tb, name, qb, expected, raw, noise, tol, res, detail, not_judged)
+    thr = _match_threshold(qb, noise, tol)
+
+    def diagnosis(pre: Prescreen | None = None) -> TensorResult:
+        return _diagnose(ctx, ta, tb, name, qb, expected, raw, noise, tol, res, detail, not_judged, thr, pre)
 
     if defer and ta is stored_a and tb is stored_b:  # both still the file's bytes: nothing held in memory
-        return Deferred(name, stored_a.nbytes + stored_b.nbytes, diagnosis, stored_a, stored_b)
+        return Deferred(name, stored_a.nbytes + stored_b.nbytes, diagnosis, stored_a, stored_b,
+                        DiagnosisJob(ctx, ta, tb, qb, expected, raw, thr))
     return diagnosis()
 
 
 def _diagnose(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str, qb: DType, expected: tf.RowMap | None,
               raw: core.DiffStats, noise: NoiseFloor | None, tol: Tolerance, res: dict, detail: str,
-              not_judged: str) -> TensorResult:
-    """A failing pair: the first hypothesis that explains it, else NAN/INF, NOT-JUDGED, DEGRADED or CORRUPT."""
+              not_judged: str, thr: float, pre: Prescreen | None = None) -> TensorResult:
+    """A failing pair: the first hypothesis that explains it, else NAN/INF, NOT-JUDGED, DEGRADED or CORRUPT.
+
+    ``pre``: the pair's share of its group's batched screen, which rules hypotheses out (never in)."""
     explicit = tol.statistic is Statistic.ELEMENTWISE
-    thr = _match_threshold(qb, noise, tol)
-    dg = Diagnoser(ctx, ta, tb, expected, thr, raw, stored=qb)
+    dg = Diagnoser(ctx, ta, tb, expected, thr, raw, stored=qb, pre=pre)
     for hyp in (dg.transposed, dg.row_maps, dg.swapped, dg.misread, lambda: rows_permuted(dg)):
         h = hyp()
         if h is not None:

@@ -1,0 +1,284 @@
+"""The batched screen of a group of failing pairs of one shape and types (compare's deferred diagnoses).
+
+A model where a converter broke every tensor fails hundreds of same-shape pairs; screening each one's
+hypotheses on its own costs a dozen native calls and numpy passes per tensor. Here a group's members
+are screened together, in slices of at most ``SLICE_BYTES`` of decoded rows (bounded memory):
+
+* every member's sampled rows of both sides are decoded in one native call per slice
+  (``core.gather_rows``): the very rows ``Diagnoser`` decodes for itself, handed to it, so every step
+  a member still runs sees the same values;
+* each hypothesis' screen is evaluated for the whole slice in numpy (``[members, rows]`` row sums):
+  the scaled/offset fit from its least-squares residual, the misread and transposed screens from a
+  lower bound that needs only a few of their rows or elements decoded, the noise spread and few-rows
+  tests per sampled row, the SWAPPED filter with each member's sketch against the signature index;
+* a screen value that clears its threshold by more than its float32 rounding bound rules that
+  hypothesis out for the member; any other member runs the hypothesis as before (screen, then the full
+  pass). The batch only ever rules out, so every verdict and detail is the per-pair path's.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from .. import core
+from ..errors import AprqaError
+from . import signature_index as si
+from ._sampling import as_2d, sample_rows, sample_subset
+from .diagnose import (_SCREEN_SLACK, CONFIRM_FLOAT_REL, SAMPLE_ELEMENTS, SIGNATURE_ELEMENTS, TRANSPOSE_ELEMENTS,
+                       DiagnosisJob, Prescreen, same_size_dtypes, transposable)
+
+if TYPE_CHECKING:
+    from .verdicts import Deferred
+
+SLICE_BYTES = 16 << 20   # decoded float32 rows a slice of a group holds at once
+MIN_GROUP = 2            # a lone failing pair gains nothing from the batch: it screens itself
+NOISE_SPREAD = 0.25      # diagnose_rows.noise: median sampled-row rel-L2 ≥ this × the full rel-L2
+FEW_ROWS_BAD = 0.1       # diagnose_rows._few_rows_plausible: at most this share of sampled rows fails
+
+
+def _gamma(n: int) -> float:
+    """Relative error bound of a float32 sum of ``n`` rounded products of float32 differences
+    (recursive summation: ``n·u``, plus the product's and the difference's roundings), the float64
+    sums over rows on top adding nothing of note. The kernel's own sums are closer still."""
+    return (n + 4) * 2.0 ** -24
+
+
+def _key(job: DiagnosisJob) -> tuple | None:
+    """The group a deferred pair's screen batches with, or None (screened alone): pairs with an expected
+    row map or of a non-numeric/decoded layout keep the per-pair path."""
+    if job.expected is not None or job.qb is not job.tb.dtype:
+        return None
+    return (id(job.ctx), tuple(job.ta.shape), job.ta.dtype, job.tb.dtype)
+
+
+def slices(deferred: Sequence[Deferred]) -> list[list[int]]:
+    """Positions of ``deferred`` cut into batches: each group's members (same shape and types) in
+    slices of at most ``SLICE_BYTES`` of decoded rows, each pair that batches with nothing on its own."""
+    groups: dict[tuple, list[int]] = {}
+    alone: list[list[int]] = []
+    for i, d in enumerate(deferred):
+        k = _key(d.job) if d.job is not None else None
+        if k is None:
+            alone.append([i])
+        else:
+            groups.setdefault(k, []).append(i)
+    out: list[list[int]] = []
+    for members in groups.values():
+        if len(members) < MIN_GROUP:
+            alone.append(members)
+            continue
+        job = deferred[members[0]].job
+        assert job is not None
+        most = max(1, SLICE_BYTES // max(1, _member_bytes(job)))
+        step = -(-len(members) // -(-len(members) // most))  # equal slices: no lone member at the end
+        out += [members[i:i + step] for i in range(0, len(members), step)]
+    return out + alone
+
+
+def _member_bytes(job: DiagnosisJob) -> int:
+    """Decoded float32 bytes one member's screen holds at most: its sampled rows of both sides and their
+    difference, and the misread screen's rows with their difference."""
+    rows, cols = as_2d(tuple(job.ta.shape))
+    m = len(sample_rows(rows, cols, SAMPLE_ELEMENTS))
+    extra = len(same_size_dtypes(job.tb.dtype, rows * cols, job.tb.raw().nbytes))
+    return 4 * cols * (3 * m + (extra + 1) * max(1, m // 8))
+
+
+def prescreen(deferred: Sequence[Deferred]) -> list[Prescreen | None]:
+    """The batched screen of one slice (``slices``): a ``Prescreen`` per member, or None for each when the
+    slice is a lone pair or its rows cannot be decoded together (each member then decodes its own)."""
+    jobs = [d.job for d in deferred]
+    if len(jobs) < MIN_GROUP or any(j is None for j in jobs):
+        return [None] * len(jobs)
+    try:
+        return _prescreen([j for j in jobs if j is not None])
+    except AprqaError:
+        return [None] * len(jobs)
+
+
+def _prescreen(jobs: list[DiagnosisJob]) -> list[Prescreen | None]:
+    j0 = jobs[0]
+    ctx, k = j0.ctx, len(jobs)
+    rows, cols = as_2d(tuple(j0.ta.shape))
+    idx = sample_rows(rows, cols, SAMPLE_ELEMENTS)
+    m = len(idx)
+    # [A_1..A_k, B_1..B_k]: Diagnoser's sampled rows of both sides, one call (the transposed screen's rows
+    # the sample lacks are left to the members that screen themselves: _transposed reads elements)
+    got = core.gather_rows([j.ta for j in jobs] + [j.tb for j in jobs], (rows, cols), idx, threads=ctx.threads)
+    a, b = got[:k], got[k:]
+    g = _gamma(cols)
+    pres = [Prescreen(a[i], b[i]) for i in range(k)]
+
+    # per sampled row: Σa², Σd², Σa·d, Σa, Σd (float32 sums along a row, float64 across rows)
+    a2d, d2d = a.reshape(k * m, cols), (b - a).reshape(k * m, cols)
+    a2 = np.einsum("ij,ij->i", a2d, a2d).astype(np.float64).reshape(k, m)
+    d2 = np.einsum("ij,ij->i", d2d, d2d).astype(np.float64).reshape(k, m)
+    ad = np.einsum("ij,ij->i", a2d, d2d).astype(np.float64).reshape(k, m).sum(1)
+    sa = a2d.sum(axis=1, dtype=np.float64).reshape(k, m).sum(1)
+    sd = d2d.sum(axis=1, dtype=np.float64).reshape(k, m).sum(1)
+    del d2d
+    saa, sdd = a2.sum(1), d2.sum(1)
+    # a member's rows are all finite where its Σa² and Σd² are (a non-finite value makes them inf or nan;
+    # an overflow of a finite square only leaves a member to screen itself)
+    finite = np.isfinite(saa) & np.isfinite(sdd)
+    _affine(pres, finite, saa, ad, sdd, sa, sd, float(m * cols), g, [j.thr for j in jobs])
+    _row_screens(pres, jobs, finite, a2, d2, g)
+    extra = same_size_dtypes(j0.tb.dtype, rows * cols, j0.tb.raw().nbytes)
+    if extra and all(not dt.is_quantized for dt in extra):
+        _misread(pres, jobs, finite, saa, a, idx, extra, g)
+    if transposable(j0.ta, j0.tb):
+        _transposed(pres, jobs, a, finite)
+    _swapped(pres, jobs, b, finite)
+    return list(pres)
+
+
+def _affine(pres: list[Prescreen], finite: np.ndarray, saa: np.ndarray, sad: np.ndarray, sdd: np.ndarray,
+            sa: np.ndarray, sd: np.ndarray, n: float, g: float, thr: list[float]) -> None:
+    """Diagnoser.affine fits b ≈ k·a + c and keeps it only when rel_l2(fit, b) ≤ thr. For ANY k, c that
+    rel-L2 is at least √(rss*) / ‖b‖ (rss*: the least-squares residual; the minimum of ‖b − f‖ / ‖f‖
+    over f in span(a, 1) is ‖r*‖ / ‖b‖), so a member whose lower bound of it exceeds thr cannot be
+    explained by the fit the kernel's sums give either.
+
+    The sums come from a and d = b − a (Σab = Σa² + Σad, Σb² = Σa² + 2Σad + Σd²), each within γ of the
+    magnitude of its terms; every one of those magnitudes is at most E = (‖a‖ + ‖d‖)² (≥ ‖b‖²), and for
+    well-conditioned members (A's mean at most ~0.7 of its RMS: the centred Σa² keeps half of Σa²) the
+    residual's terms move by under 16γ·E in all. A candidate far smaller than its reference (b ≈ 0.01·a)
+    keeps a large E next to a small Σb², so it is never ruled out here."""
+    sab, sbb, sb = saa + sad, saa + 2 * sad + sdd, sa + sd
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        e = (np.sqrt(saa) + np.sqrt(sdd)) ** 2
+        ma, mb = sa / n, sb / n
+        cond = finite & (sbb > 0) & (saa > 0) & (n * ma * ma <= 0.5 * saa)
+        saa_c = saa - n * ma * ma
+        sab_c = sab - n * ma * mb
+        lo = sbb - n * mb * mb - sab_c * sab_c / saa_c - 16 * g * e
+        # (1 + 8γ) on thr: the kernel's rounding of the float32 fit and of its rel-L2; Σb² at its largest
+        out = cond & np.isfinite(lo) & (lo > (np.asarray(thr) * (1 + 8 * g)) ** 2 * (sbb + g * e))
+    for p, o in zip(pres, out):
+        p.no_affine = bool(o)
+
+
+def _row_screens(pres: list[Prescreen], jobs: list[DiagnosisJob], finite: np.ndarray, a2: np.ndarray,
+                 d2: np.ndarray, g: float) -> None:
+    """diagnose_rows' sampled-row tests: the noise spread (median row rel-L2 ≥ 0.25 × the full pass's)
+    and the few-rows plausibility (≤ 10 % of rows above thr), each decided only beyond rounding."""
+    lo_f, hi_f = 1 - 4 * g, 1 + 4 * g
+    ok = finite & (a2 > 0).all(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.sqrt(d2 / a2)                                   # [members, sampled rows]
+    full_rel = np.array([j.full.rel_l2 for j in jobs])
+    thr = np.array([j.thr for j in jobs])
+    m = rel.shape[1]
+    # the spread test needs 8 rows (diagnose_rows.noise skips it below that)
+    spread = np.full(len(jobs), True) if m < 8 else \
+        (full_rel >= 0) & (np.median(rel, axis=1) * lo_f >= NOISE_SPREAD * full_rel * hi_f)
+    bad = np.count_nonzero(rel * lo_f > thr[:, None], axis=1)
+    implausible = bad / m > FEW_ROWS_BAD
+    for i, p in enumerate(pres):
+        if ok[i]:
+            p.noise_spread, p.few_rows_implausible = bool(spread[i]), bool(implausible[i])
+
+
+def _misread(pres: list[Prescreen], jobs: list[DiagnosisJob], finite: np.ndarray, saa: np.ndarray,
+             a: np.ndarray, idx: np.ndarray, extra: tuple, g: float) -> None:
+    """Diagnoser.misread with float same-size types: each reading's rel-L2 over the sample must be ≤
+    CONFIRM_FLOAT_REL. Its error over a few of the sampled rows (an eighth) over the whole sample's
+    energy bounds it from below (the kernel's sums over finite pairs hold at least those rows' terms and
+    at most the sample's energy), so only those rows are decoded; a member not ruled out reads its own."""
+    j0, k = jobs[0], len(jobs)
+    rows, cols = as_2d(tuple(j0.ta.shape))
+    ms = max(1, len(idx) // 8)
+    got = core.gather_rows([j.tb.raw() for _ in extra for j in jobs], (rows, cols), idx[:ms],
+                           dtypes=[dt for dt in extra for _ in jobs], threads=j0.ctx.threads)
+    far = finite.copy()
+    for t in range(len(extra)):
+        reading = got[t * k:(t + 1) * k]                     # [members, ms, cols]
+        ok = np.isfinite(reading).all(axis=(1, 2))
+        e = (reading - a[:, :ms]).reshape(k * ms, cols)
+        err2 = np.einsum("ij,ij->i", e, e).astype(np.float64).reshape(k, ms).sum(1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel_lo = np.sqrt(err2 * (1 - 4 * g) / (saa * (1 + 4 * g)))
+        far &= ok & (rel_lo > CONFIRM_FLOAT_REL)
+    for p, f in zip(pres, far):
+        p.no_misread = bool(f)
+
+
+def _elements(ts: list, n: int, dtype, flat: np.ndarray, threads: int | None) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Elements ``flat`` of each tensor in ``ts`` (``n`` elements of ``dtype``), decoded as one-block rows
+    (the same blocks, the same values): ``[len(ts), len(flat)]``."""
+    blk = dtype.info.block_elems
+    got = core.gather_rows(ts, (n // blk, blk), flat // blk, threads=threads)
+    return got[:, np.arange(flat.size), flat % blk]
+
+
+def _transposed(pres: list[Prescreen], jobs: list[DiagnosisJob], a: np.ndarray, finite: np.ndarray) -> None:
+    """Diagnoser.transposed's screen: B's bytes read as [cols, rows] at the elements [cols_i, rows_j]
+    against A's (rows_j, cols_i), rel-L2 ≤ thr. The error over an eighth of those columns over A's energy
+    at all of them bounds it from below, so only those elements of B (and A's, where the sample lacks
+    them) are decoded; a member not ruled out screens itself."""
+    j0 = jobs[0]
+    r, c = as_2d(tuple(j0.ta.shape))
+    k, th = len(jobs), j0.ctx.threads
+    cols_i = sample_rows(c, r, TRANSPOSE_ELEMENTS)
+    rows_j = sample_rows(r, c, TRANSPOSE_ELEMENTS)
+    pos = sample_subset(r, c, SAMPLE_ELEMENTS, TRANSPOSE_ELEMENTS)
+    if pos is not None:
+        a_s = a[:, pos][:, :, cols_i].astype(np.float64)         # [k, rows_j, cols_i]
+    else:
+        flat_a = (rows_j[:, None] * c + cols_i[None, :]).reshape(-1)
+        a_s = _elements([j.ta for j in jobs], r * c, j0.ta.dtype, flat_a, th).reshape(
+            k, len(rows_j), len(cols_i)).astype(np.float64)
+    den = (a_s * a_s).sum(axis=(1, 2))
+    few = cols_i[:max(1, len(cols_i) // 8)]
+    flat = (few[:, None] * r + rows_j[None, :]).reshape(-1)  # B's elements [few, rows_j]; its block divides r
+    b_s = _elements([j.tb for j in jobs], r * c, j0.tb.dtype, flat, th).reshape(k, len(few), len(rows_j))
+    a_few = a_s[:, :, :len(few)].transpose(0, 2, 1)               # [k, few, rows_j]
+    ok = np.isfinite(a_s).all(axis=(1, 2)) & np.isfinite(b_s).all(axis=(1, 2))
+    num = ((b_s.astype(np.float64) - a_few) ** 2).sum(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_lo = np.sqrt(num / den)
+    gt = _gamma(a_s.shape[1] * a_s.shape[2])
+    for i, p in enumerate(pres):
+        p.no_transposed = bool(ok[i] and finite[i] and rel_lo[i] * (1 - 4 * gt) > jobs[i].thr)
+
+
+def _swapped(pres: list[Prescreen], jobs: list[DiagnosisJob], b: np.ndarray, finite: np.ndarray) -> None:
+    """Diagnoser.swapped's index search for the slice: the sketches of the members' signature rows (each
+    the same float32 product the search makes), their distances to every reference's and the filter's
+    radius; a member the filter keeps no other reference for has no hit."""
+    j0 = jobs[0]
+    ctx = j0.ctx
+    rows, cols = as_2d(tuple(j0.ta.shape))
+    tensors, _, index = ctx.swap_index.signatures(tuple(j0.ta.shape), None)
+    if len(tensors) < 2:
+        for p in pres:
+            p.no_swapped = True  # Diagnoser.swapped: nothing to have been swapped with
+        return
+    pos = sample_subset(rows, cols, SAMPLE_ELEMENTS, SIGNATURE_ELEMENTS)
+    if index.sketch is None or len(index._always) or pos is None:
+        return  # the exact screen, or references always screened exactly: each member searches itself
+    sig = b[:, pos].reshape(len(jobs), -1)
+    ok = finite & np.isfinite(sig).all(axis=1)
+    g = si.projection(sig.shape[1])
+    with np.errstate(invalid="ignore", over="ignore"):
+        sk = np.stack([row.astype(np.float32) @ g for row in sig]).astype(np.float64)  # SignatureIndex.search's
+    ok &= np.isfinite(sk).all(axis=1)
+    sb2 = np.einsum("ij,ij->i", sk, sk)
+    names = [t.name for t in tensors]
+    for i, p in enumerate(pres):
+        if not ok[i]:
+            continue
+        # the search's own float64 gemv over the N × k sketches, one per member: a threaded gemm of the
+        # slice stalls waking BLAS threads on a loaded machine (signature_index)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            d2 = index._sk2 + sb2[i] - 2.0 * (index.sketch @ sk[i])
+            est2_lo = (d2 - 1e-12 * (index._sk2 + sb2[i])) / index.energy
+        # (1 + 1e-4): room for a last-bit difference of the float32 sketch next to the search's own
+        radius = si.SLACK * jobs[i].thr * _SCREEN_SLACK * (1 + 1e-4)
+        kept = np.flatnonzero(est2_lo <= radius * radius)  # nan: never kept, as in the search
+        if all(names[t] == jobs[i].ta.name for t in kept):
+            p.no_swapped = True
+            index.queries += 1  # this member's query, answered here
