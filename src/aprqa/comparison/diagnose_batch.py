@@ -18,7 +18,6 @@ are screened together, in slices of at most ``SLICE_BYTES`` of decoded rows (bou
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
