@@ -324,6 +324,52 @@ def gather_rows(
     return out
 
 
+
+ROW_SUMS = ("sum_a2", "sum_d2", "sum_ad", "sum_a", "sum_d")  # pair_row_sums' last axis, in order
+
+
+def pair_row_sums(a_sources: Sequence[Any], b_sources: Sequence[Any], shape: Sequence[int], rows: Any, *,
+                  threads: int | None = None, simd: bool | None = None) -> np.ndarray:
+    """Per-row sums of pairs of same-shape tensors, without decoding the rows into Python.
+
+    For each pair ``(a_sources[i], b_sources[i])`` and each row ``rows[j]`` of the ``[rows, cols]``
+    view: Σa², Σd², Σa·d, Σa, Σd (``ROW_SUMS``) with ``d = b − a`` rounded to float32; each a float32
+    sum in eight lanes (products rounded before they are added), the lanes added in float64, so a
+    sum is within ``(cols/8 + 3)·2⁻²⁴`` of the magnitude of its terms (NaN/Inf propagate).
+
+    Args:
+        a_sources, b_sources: ``TensorInfo`` objects (the same count).
+        shape: the ``[rows, cols]`` view both sides are read as.
+        rows: row indices (int64-convertible).
+        threads: worker threads.
+        simd: False forces the scalar path (the same values); None follows the process setting.
+
+    Returns:
+        float64 array ``[len(a_sources), len(rows), 5]``.
+
+    Raises:
+        DTypeError: a non-dequantizable dtype.
+        UsageError: different source counts, a payload too short for ``shape``, a row out of range.
+    """
+    shp = _shape_tuple(shape)
+    cols = shp[-1] if len(shp) >= 2 else 1
+    n_rows = _prod(shp[:-1]) if len(shp) >= 2 else (shp[0] if shp else 1)
+    if len(a_sources) != len(b_sources):
+        raise CoreUsageError(f"{len(a_sources)} reference sources but {len(b_sources)} candidate sources")
+    sides = []
+    for srcs in (a_sources, b_sources):
+        bufs, ids = [], []
+        for src in srcs:
+            buf, d, _ = _resolve(src, None, shp)
+            bufs.append(buf)
+            ids.append(int(d))
+        sides += [bufs, ids]
+    idx = np.ascontiguousarray(np.asarray(rows, dtype=np.int64).reshape(-1))
+    out = np.empty((len(a_sources), idx.size, len(ROW_SUMS)), np.float64)
+    if out.size:
+        _call(_core.pair_row_sums, *sides, n_rows, cols, idx, out, threads or 0, -1 if simd is None else int(simd))
+    return out
+
 def quantize(array: Any, dtype: DTypeLike, *, threads: int | None = None) -> np.ndarray:
     """Quantize float values to a raw payload.
 
@@ -360,6 +406,40 @@ def quantize(array: Any, dtype: DTypeLike, *, threads: int | None = None) -> np.
     out = np.empty(_call(_core.storage_bytes, int(dt), n), np.uint8)
     _call(_core.quantize, x.reshape(-1), int(dt), n, out, threads or 0)
     return out
+
+
+def matmul(raw: np.ndarray, dtype: DType, n_out: int, n_in: int, x: np.ndarray, out: np.ndarray | None = None,
+           *, threads: int = 0, level: int = -1, int8_act: bool = False) -> np.ndarray:
+    """``x · Wᵀ`` (``[T, n_out]`` float32) for a weight ``W [n_out, n_in]`` given as its raw row-major bytes.
+
+    By default quantized rows are dequantized in cache (bit-equal to ``core.dequantize``) and
+    multiply ``x`` as float32: the dequantize-then-matmul product within float32 rounding. With
+    ``int8_act`` they multiply ``x`` quantized to int8 blocks of 32 with an f32 scale (ggml's
+    scheme, what llama.cpp computes: exact integer block sums, one float multiply-add per 32
+    products; faster, and off by the activations' rounding). F32/F16/BF16 rows always use
+    float32. ``out`` may be a column block of a wider C-contiguous array (its row stride is
+    used). ``threads``: 0 = the core's default; ``level``: -1 = best.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 2 or x.shape[1] != n_in:
+        raise CoreUsageError(f"matmul: x has shape {x.shape}, expected [tokens, {n_in}]")
+    if out is None:
+        out = np.empty((x.shape[0], n_out), np.float32)
+        ldo = n_out
+    else:
+        if out.dtype != np.float32 or out.ndim != 2 or out.shape != (x.shape[0], n_out) or out.strides[1] != 4:
+            raise CoreUsageError(f"matmul: out must be float32 [{x.shape[0]}, {n_out}] with unit column stride")
+        ldo = out.strides[0] // 4
+    # the core checks sizes against the buffer it is given: hand it the whole rows of `out`
+    base = out if out.flags.c_contiguous else _row_span(out, ldo)
+    _call(_core.matmul_q, raw, int(dtype), n_out, n_in, x, x.shape[0], base, ldo, threads, level, int8_act)
+    return out
+
+
+def _row_span(out: np.ndarray, ldo: int) -> np.ndarray:
+    """The contiguous float32 span from ``out[0, 0]`` to its last element (``out`` a column block)."""
+    n = (out.shape[0] - 1) * ldo + out.shape[1]
+    return np.lib.stride_tricks.as_strided(out, shape=(n,), strides=(4,), writeable=True)
 
 
 @dataclass(frozen=True)

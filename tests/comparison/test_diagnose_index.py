@@ -69,6 +69,52 @@ def test_index_hits_equal_the_all_against_all_screen(tau):
     assert index.exact_rows <= 3 * N + N, index.exact_rows
 
 
+
+def _filter_keeps(index: si.SignatureIndex, b: np.ndarray, tau: float, sb: np.ndarray) -> np.ndarray:
+    """The search's filter (signature_index.search) for query ``b`` given a sketch ``sb`` of it."""
+    d2 = np.maximum(index._sk2 + sb @ sb - 2.0 * (index.sketch @ sb), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.sqrt(d2 / index.energy) <= si.SLACK * tau
+
+
+@pytest.mark.parametrize("tau", [2 ** -6, 0.3])
+def test_a_batch_of_queries_rules_out_only_references_the_search_cannot_keep(tau):
+    """``may_keep`` (the batched screen's filter) is False only where the search's own filter cannot keep
+    the reference: checked with the search's sketch of each query and with numpy's float32 product (a
+    third summation order), on queries at every distance from the radius. It must also rule out what
+    is far: an index that kept everything would make the batched screen useless."""
+    rng = np.random.default_rng(12)
+    n = 4096  # the real signature size: the bound Δ grows with n
+    m = (rng.standard_normal((200, n)).astype(np.float32) * rng.uniform(0.2, 3, (200, 1)).astype(np.float32))
+    m[17, 3] = np.inf
+    m[23] = 0.0
+    index = si.SignatureIndex(m)
+    queries = _queries(rng, m, tau)[:300]
+    g = si.projection(n)
+    for j in range(40, 100):  # at the filter's radius in sketch space, just inside and just outside
+        u = rng.standard_normal(n).astype(np.float32)
+        su = u.astype(np.float64) @ g.astype(np.float64)
+        t = si.SLACK * tau * np.sqrt(index.energy[j]) * (1 + [-1e-2, -1e-3, 1e-3, 1e-2][j % 4]) / np.linalg.norm(su)
+        queries.append((m[j] + np.float32(t) * u).astype(np.float32))
+    queries = np.stack(queries)
+    may = index.may_keep(queries, np.full(len(queries), tau))
+    far = ruled_far = edge_kept = 0
+    for i, b in enumerate(queries):
+        own = si.sketch(b[None, :])[0]
+        numpy_order = (b @ g).astype(np.float64)
+        for sb in (own, numpy_order):
+            kept = _filter_keeps(index, b, tau, sb) if np.isfinite(sb).all() else np.ones(len(m), bool)
+            assert not (kept & ~may[i]).any(), (i, np.flatnonzero(kept & ~may[i]))
+        edge_kept += int(i >= 300 and _filter_keeps(index, b, tau, own)[40 + (i - 300)])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            est = np.sqrt(np.maximum(index._sk2 + own @ own - 2.0 * (index.sketch @ own), 0) / index.energy)
+        is_far = est > 2 * si.SLACK * tau
+        far += int(is_far.sum())
+        ruled_far += int((is_far & ~may[i]).sum())
+    assert ruled_far >= 0.99 * far, (ruled_far, far)
+    assert edge_kept >= 25  # the queries just inside the radius are kept by the search itself
+    assert may[13].all() and may[11].any()  # partial NaNs: never ruled out; a zero query: near nothing
+
 def test_small_groups_and_wide_rows_are_screened_exactly():
     rng = np.random.default_rng(2)
     small = si.SignatureIndex(rng.standard_normal((si.MIN_INDEXED - 1, 64)).astype(np.float32))

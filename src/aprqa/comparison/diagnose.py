@@ -87,13 +87,10 @@ class DiagnosisJob:
 
 @dataclass
 class Prescreen:
-    """One pair's share of its group's batched screen (``diagnose_batch``): its sampled rows, decoded in the
-    group's native call exactly as ``Diagnoser`` decodes them, and the hypotheses whose screens it has
-    shown to fail beyond rounding (a ``True`` rules a hypothesis out; ``False`` leaves it to the pair's own
-    screen, which then decides as it always does, decoding what else it needs itself)."""
+    """One pair's share of its group's batched screen (``diagnose_batch``): the hypotheses whose screens it
+    has shown to fail beyond rounding (a ``True`` rules a hypothesis out; ``False`` leaves it to the pair's
+    own screen, which then decides as it always does, decoding its sampled rows when it first needs them)."""
 
-    a: np.ndarray
-    b: np.ndarray
     no_transposed: bool = False
     no_swapped: bool = False
     no_misread: bool = False
@@ -190,20 +187,42 @@ class Diagnoser:
         self.row_err: tuple[np.ndarray, np.ndarray] | None = None  # diagnose_rows.row_errors caches it here
         self.row_rel: np.ndarray | None = None  # diagnose_rows._sample_row_rel caches it here
         self._sample: core.DiffStats | None = None
-        a_idx = self.perm[self.idx] if self.perm is not None else self.idx
         # B's bytes read as every same-size type (the DTYPE-MISREAD screen), and A's rows of the transposed
-        # screen that the sample lacks, decoded in the same call
+        # screen that the sample lacks, decoded with the samples
         self.misread_rows: np.ndarray | None = None
         self._a_t: np.ndarray | None = None
-        if pre is not None:  # the same rows, decoded in the group's native call
-            self.a, self.b = pre.a, pre.b
-            return
+        self._a: np.ndarray | None = None
+        self._b: np.ndarray | None = None
+        if pre is None:
+            self._load_samples()
+        # else decoded when a hypothesis first needs them: the group's batched screen may have ruled
+        # every one out that reads them
+
+    def _load_samples(self) -> None:
+        """A's and B's sampled rows (with the misread readings and the transposed screen's rows)."""
         both = self._gather_samples() if self.perm is None else None
         if both is not None:
-            self.a, self.b = both[0], both[1]  # one native call for the two samples
+            self._a, self._b = both[0], both[1]  # one native call for the two samples
         else:
-            self.a = _rows(ta, self.shape2, a_idx, ctx.threads)
-            self.b = _rows(tb, self.shape2, self.idx, ctx.threads)
+            a_idx = self.perm[self.idx] if self.perm is not None else self.idx
+            self._a = _rows(self.ta, self.shape2, a_idx, self.ctx.threads)
+            self._b = _rows(self.tb, self.shape2, self.idx, self.ctx.threads)
+
+    @property
+    def a(self) -> np.ndarray:
+        """A's sampled rows (candidate order), float32 ``[len(idx), cols]``."""
+        if self._a is None:
+            self._load_samples()
+        assert self._a is not None
+        return self._a
+
+    @property
+    def b(self) -> np.ndarray:
+        """B's sampled rows, float32 ``[len(idx), cols]``."""
+        if self._b is None:
+            self._load_samples()
+        assert self._b is not None
+        return self._b
 
     def _misread_dtypes(self) -> tuple[DType, ...]:
         if self.qb is not self.tb.dtype:
@@ -256,8 +275,11 @@ class Diagnoser:
         pos = sample_subset(self.rows, self.cols, SAMPLE_ELEMENTS, budget) if self.perm is None else None
         if pos is not None:
             return self.a[pos]
-        if budget == TRANSPOSE_ELEMENTS and self._a_t is not None:
-            return self._a_t
+        if budget == TRANSPOSE_ELEMENTS:
+            if self._a is None:
+                self._load_samples()  # decodes the transposed screen's rows with the samples
+            if self._a_t is not None:
+                return self._a_t
         return _rows(self.ta, self.shape2, sample_rows(self.rows, self.cols, budget), self.ctx.threads)
 
     def _b_rows(self, budget: int) -> np.ndarray:

@@ -4,16 +4,17 @@ A model where a converter broke every tensor fails hundreds of same-shape pairs;
 hypotheses on its own costs a dozen native calls and numpy passes per tensor. Here a group's members
 are screened together, in slices of at most ``SLICE_BYTES`` of decoded rows (bounded memory):
 
-* every member's sampled rows of both sides are decoded in one native call per slice
-  (``core.gather_rows``): the very rows ``Diagnoser`` decodes for itself, handed to it, so every step
-  a member still runs sees the same values;
+* the row sums of every member's sampled rows (``Diagnoser``'s sample) come from one native call per
+  slice that decodes each pair of rows and reduces it in cache (``core.pair_row_sums``); of the rows
+  themselves only the few a screen reads are decoded (one ``core.gather_rows`` call);
 * each hypothesis' screen is evaluated for the whole slice in numpy (``[members, rows]`` row sums):
   the scaled/offset fit from its least-squares residual, the misread and transposed screens from a
   lower bound that needs only a few of their rows or elements decoded, the noise spread and few-rows
   tests per sampled row, the SWAPPED filter with each member's sketch against the signature index;
 * a screen value that clears its threshold by more than its float32 rounding bound rules that
   hypothesis out for the member; any other member runs the hypothesis as before (screen, then the full
-  pass). The batch only ever rules out, so every verdict and detail is the per-pair path's.
+  pass), decoding its sampled rows itself. The batch only ever rules out, so every verdict and detail
+  is the per-pair path's.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import numpy as np
 
 from .. import core
 from ..errors import AprqaError
-from . import signature_index as si
 from ._sampling import as_2d, sample_rows, sample_subset
 from .diagnose import (_SCREEN_SLACK, CONFIRM_FLOAT_REL, SAMPLE_ELEMENTS, SIGNATURE_ELEMENTS, TRANSPOSE_ELEMENTS,
                        DiagnosisJob, Prescreen, same_size_dtypes, transposable)
@@ -41,7 +41,8 @@ FEW_ROWS_BAD = 0.1       # diagnose_rows._few_rows_plausible: at most this share
 def _gamma(n: int) -> float:
     """Relative error bound of a float32 sum of ``n`` rounded products of float32 differences
     (recursive summation: ``n·u``, plus the product's and the difference's roundings), the float64
-    sums over rows on top adding nothing of note. The kernel's own sums are closer still."""
+    sums over rows on top adding nothing of note. ``core.pair_row_sums``' eight-lane sums and the
+    fused kernel's are closer still."""
     return (n + 4) * 2.0 ** -24
 
 
@@ -78,12 +79,48 @@ def slices(deferred: Sequence[Deferred]) -> list[list[int]]:
 
 
 def _member_bytes(job: DiagnosisJob) -> int:
-    """Decoded float32 bytes one member's screen holds at most: its sampled rows of both sides and their
-    difference, and the misread screen's rows with their difference."""
+    """Decoded float32 bytes one member's screen holds at most: the rows the screens read of both sides,
+    and the misread screen's readings with their difference."""
     rows, cols = as_2d(tuple(job.ta.shape))
-    m = len(sample_rows(rows, cols, SAMPLE_ELEMENTS))
     extra = len(same_size_dtypes(job.tb.dtype, rows * cols, job.tb.raw().nbytes))
-    return 4 * cols * (3 * m + (extra + 1) * max(1, m // 8))
+    return 4 * cols * (2 * len(_read_positions(rows, cols)) + 2 * extra * _misread_rows(rows, cols))
+
+
+def _misread_rows(rows: int, cols: int) -> int:
+    """How many of the sampled rows the misread screen decodes (an eighth)."""
+    return max(1, len(sample_rows(rows, cols, SAMPLE_ELEMENTS)) // 8)
+
+
+def _read_positions(rows: int, cols: int) -> np.ndarray:
+    """Positions in the sample of the rows the screens read: the misread screen's first rows, the
+    transposed screen's rows where the sample holds them, the SWAPPED signature's rows."""
+    parts = [np.arange(_misread_rows(rows, cols))]
+    for budget in (TRANSPOSE_ELEMENTS, SIGNATURE_ELEMENTS):
+        pos = sample_subset(rows, cols, SAMPLE_ELEMENTS, budget)
+        if pos is not None:
+            parts.append(pos)
+    return np.unique(np.concatenate(parts))
+
+
+class _SampledRows:
+    """The sampled rows the screens read, of both sides of every member, decoded in one native call."""
+
+    def __init__(self, jobs: list[DiagnosisJob], idx: np.ndarray):
+        rows, cols = as_2d(tuple(jobs[0].ta.shape))
+        self.at = _read_positions(rows, cols)
+        got = core.gather_rows([j.ta for j in jobs] + [j.tb for j in jobs], (rows, cols), idx[self.at],
+                               threads=jobs[0].ctx.threads)
+        self._a, self._b = got[:len(jobs)], got[len(jobs):]
+
+    def _where(self, pos: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.at, pos)  # every asked position is in self.at (_read_positions)
+
+    def a(self, pos: np.ndarray) -> np.ndarray:
+        """A's sampled rows at positions ``pos``: ``[members, len(pos), cols]``."""
+        return self._a[:, self._where(pos)]
+
+    def b(self, pos: np.ndarray) -> np.ndarray:
+        return self._b[:, self._where(pos)]
 
 
 def prescreen(deferred: Sequence[Deferred]) -> list[Prescreen | None]:
@@ -104,33 +141,25 @@ def _prescreen(jobs: list[DiagnosisJob]) -> list[Prescreen | None]:
     rows, cols = as_2d(tuple(j0.ta.shape))
     idx = sample_rows(rows, cols, SAMPLE_ELEMENTS)
     m = len(idx)
-    # [A_1..A_k, B_1..B_k]: Diagnoser's sampled rows of both sides, one call (the transposed screen's rows
-    # the sample lacks are left to the members that screen themselves: _transposed reads elements)
-    got = core.gather_rows([j.ta for j in jobs] + [j.tb for j in jobs], (rows, cols), idx, threads=ctx.threads)
-    a, b = got[:k], got[k:]
     g = _gamma(cols)
-    pres = [Prescreen(a[i], b[i]) for i in range(k)]
-
-    # per sampled row: Σa², Σd², Σa·d, Σa, Σd (float32 sums along a row, float64 across rows)
-    a2d, d2d = a.reshape(k * m, cols), (b - a).reshape(k * m, cols)
-    a2 = np.einsum("ij,ij->i", a2d, a2d).astype(np.float64).reshape(k, m)
-    d2 = np.einsum("ij,ij->i", d2d, d2d).astype(np.float64).reshape(k, m)
-    ad = np.einsum("ij,ij->i", a2d, d2d).astype(np.float64).reshape(k, m).sum(1)
-    sa = a2d.sum(axis=1, dtype=np.float64).reshape(k, m).sum(1)
-    sd = d2d.sum(axis=1, dtype=np.float64).reshape(k, m).sum(1)
-    del d2d
+    pres = [Prescreen() for _ in range(k)]
+    # per sampled row: Σa², Σd², Σa·d, Σa, Σd (float32 lane sums along a row, float64 across rows)
+    sums = core.pair_row_sums([j.ta for j in jobs], [j.tb for j in jobs], (rows, cols), idx, threads=ctx.threads)
+    a2, d2 = sums[:, :, 0], sums[:, :, 1]
+    ad, sa, sd = sums[:, :, 2].sum(1), sums[:, :, 3].sum(1), sums[:, :, 4].sum(1)
     saa, sdd = a2.sum(1), d2.sum(1)
     # a member's rows are all finite where its Σa² and Σd² are (a non-finite value makes them inf or nan;
     # an overflow of a finite square only leaves a member to screen itself)
     finite = np.isfinite(saa) & np.isfinite(sdd)
     _affine(pres, finite, saa, ad, sdd, sa, sd, float(m * cols), g, [j.thr for j in jobs])
     _row_screens(pres, jobs, finite, a2, d2, g)
+    read = _SampledRows(jobs, idx)
     extra = same_size_dtypes(j0.tb.dtype, rows * cols, j0.tb.raw().nbytes)
     if extra and all(not dt.is_quantized for dt in extra):
-        _misread(pres, jobs, finite, saa, a, idx, extra, g)
+        _misread(pres, jobs, finite, saa, read, idx, extra, g)
     if transposable(j0.ta, j0.tb):
-        _transposed(pres, jobs, a, finite)
-    _swapped(pres, jobs, b, finite)
+        _transposed(pres, jobs, read, finite)
+    _swapped(pres, jobs, read, finite)
     return list(pres)
 
 
@@ -182,21 +211,22 @@ def _row_screens(pres: list[Prescreen], jobs: list[DiagnosisJob], finite: np.nda
 
 
 def _misread(pres: list[Prescreen], jobs: list[DiagnosisJob], finite: np.ndarray, saa: np.ndarray,
-             a: np.ndarray, idx: np.ndarray, extra: tuple, g: float) -> None:
+             read: _SampledRows, idx: np.ndarray, extra: tuple, g: float) -> None:
     """Diagnoser.misread with float same-size types: each reading's rel-L2 over the sample must be ≤
     CONFIRM_FLOAT_REL. Its error over a few of the sampled rows (an eighth) over the whole sample's
     energy bounds it from below (the kernel's sums over finite pairs hold at least those rows' terms and
     at most the sample's energy), so only those rows are decoded; a member not ruled out reads its own."""
     j0, k = jobs[0], len(jobs)
     rows, cols = as_2d(tuple(j0.ta.shape))
-    ms = max(1, len(idx) // 8)
+    ms = _misread_rows(rows, cols)
+    a = read.a(np.arange(ms))
     got = core.gather_rows([j.tb.raw() for _ in extra for j in jobs], (rows, cols), idx[:ms],
                            dtypes=[dt for dt in extra for _ in jobs], threads=j0.ctx.threads)
     far = finite.copy()
     for t in range(len(extra)):
         reading = got[t * k:(t + 1) * k]                     # [members, ms, cols]
         ok = np.isfinite(reading).all(axis=(1, 2))
-        e = (reading - a[:, :ms]).reshape(k * ms, cols)
+        e = (reading - a).reshape(k * ms, cols)
         err2 = np.einsum("ij,ij->i", e, e).astype(np.float64).reshape(k, ms).sum(1)
         with np.errstate(divide="ignore", invalid="ignore"):
             rel_lo = np.sqrt(err2 * (1 - 4 * g) / (saa * (1 + 4 * g)))
@@ -213,7 +243,7 @@ def _elements(ts: list, n: int, dtype, flat: np.ndarray, threads: int | None) ->
     return got[:, np.arange(flat.size), flat % blk]
 
 
-def _transposed(pres: list[Prescreen], jobs: list[DiagnosisJob], a: np.ndarray, finite: np.ndarray) -> None:
+def _transposed(pres: list[Prescreen], jobs: list[DiagnosisJob], read: _SampledRows, finite: np.ndarray) -> None:
     """Diagnoser.transposed's screen: B's bytes read as [cols, rows] at the elements [cols_i, rows_j]
     against A's (rows_j, cols_i), rel-L2 ≤ thr. The error over an eighth of those columns over A's energy
     at all of them bounds it from below, so only those elements of B (and A's, where the sample lacks
@@ -225,7 +255,7 @@ def _transposed(pres: list[Prescreen], jobs: list[DiagnosisJob], a: np.ndarray, 
     rows_j = sample_rows(r, c, TRANSPOSE_ELEMENTS)
     pos = sample_subset(r, c, SAMPLE_ELEMENTS, TRANSPOSE_ELEMENTS)
     if pos is not None:
-        a_s = a[:, pos][:, :, cols_i].astype(np.float64)         # [k, rows_j, cols_i]
+        a_s = read.a(pos)[:, :, cols_i].astype(np.float64)       # [k, rows_j, cols_i]
     else:
         flat_a = (rows_j[:, None] * c + cols_i[None, :]).reshape(-1)
         a_s = _elements([j.ta for j in jobs], r * c, j0.ta.dtype, flat_a, th).reshape(
@@ -244,10 +274,9 @@ def _transposed(pres: list[Prescreen], jobs: list[DiagnosisJob], a: np.ndarray, 
         p.no_transposed = bool(ok[i] and finite[i] and rel_lo[i] * (1 - 4 * gt) > jobs[i].thr)
 
 
-def _swapped(pres: list[Prescreen], jobs: list[DiagnosisJob], b: np.ndarray, finite: np.ndarray) -> None:
-    """Diagnoser.swapped's index search for the slice: the sketches of the members' signature rows (each
-    the same float32 product the search makes), their distances to every reference's and the filter's
-    radius; a member the filter keeps no other reference for has no hit."""
+def _swapped(pres: list[Prescreen], jobs: list[DiagnosisJob], read: _SampledRows, finite: np.ndarray) -> None:
+    """Diagnoser.swapped's index search for the slice: a member whose sketch the search's filter provably
+    keeps no other reference for (``SignatureIndex.may_keep``, the whole slice at once) has no hit."""
     j0 = jobs[0]
     ctx = j0.ctx
     rows, cols = as_2d(tuple(j0.ta.shape))
@@ -257,27 +286,17 @@ def _swapped(pres: list[Prescreen], jobs: list[DiagnosisJob], b: np.ndarray, fin
             p.no_swapped = True  # Diagnoser.swapped: nothing to have been swapped with
         return
     pos = sample_subset(rows, cols, SAMPLE_ELEMENTS, SIGNATURE_ELEMENTS)
-    if index.sketch is None or len(index._always) or pos is None:
-        return  # the exact screen, or references always screened exactly: each member searches itself
-    sig = b[:, pos].reshape(len(jobs), -1)
-    ok = finite & np.isfinite(sig).all(axis=1)
-    g = si.projection(sig.shape[1])
-    with np.errstate(invalid="ignore", over="ignore"):
-        sk = np.stack([row.astype(np.float32) @ g for row in sig]).astype(np.float64)  # SignatureIndex.search's
-    ok &= np.isfinite(sk).all(axis=1)
-    sb2 = np.einsum("ij,ij->i", sk, sk)
-    names = [t.name for t in tensors]
-    for i, p in enumerate(pres):
-        if not ok[i]:
-            continue
-        # the search's own float64 gemv over the N × k sketches, one per member: a threaded gemm of the
-        # slice stalls waking BLAS threads on a loaded machine (signature_index)
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            d2 = index._sk2 + sb2[i] - 2.0 * (index.sketch @ sk[i])
-            est2_lo = (d2 - 1e-12 * (index._sk2 + sb2[i])) / index.energy
-        # (1 + 1e-4): room for a last-bit difference of the float32 sketch next to the search's own
-        radius = si.SLACK * jobs[i].thr * _SCREEN_SLACK * (1 + 1e-4)
-        kept = np.flatnonzero(est2_lo <= radius * radius)  # nan: never kept, as in the search
-        if all(names[t] == jobs[i].ta.name for t in kept):
+    if index.sketch is None or pos is None:
+        return  # the exact screen: each member searches itself
+    sig = read.b(pos).reshape(len(jobs), -1)
+    may = index.may_keep(sig, np.array([j.thr * _SCREEN_SLACK for j in jobs]))
+    where = {t.name: i for i, t in enumerate(tensors)}
+    for i, j in enumerate(jobs):
+        own = where.get(j.ta.name)
+        if own is not None:
+            may[i, own] = False  # the member's own reference is no swap
+    clear = finite & ~may.any(axis=1)
+    for p, c in zip(pres, clear):
+        if c:
             p.no_swapped = True
             index.queries += 1  # this member's query, answered here

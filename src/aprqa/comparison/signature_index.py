@@ -29,11 +29,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import core
+from ..quant.dtypes import DType
+
 SKETCH_DIM = 64            # k: sketch coordinates per signature
 SLACK = 2.0                # filter radius / screen radius; P(miss) < exp(-k/2 (S² − 1 − ln S²)) per pair
 # Below this many references the exact screen (N·n per query) costs no more than sketching the query (n·k).
 MIN_INDEXED = SKETCH_DIM
 MAX_SKETCH_COLS = 1 << 16  # the projection matrix is k × n float32: 16 MB at this n; wider is screened exactly
+_BATCH_PAIRS = 1 << 15     # (query, reference) pairs may_keep holds at once: float64 temporaries of 256 KB
 _SEED = 0x5EED
 
 
@@ -51,18 +55,39 @@ def screen(matrix: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 _proj_lock = threading.Lock()
-_proj: dict[int, np.ndarray] = {}
+_proj: dict[int, tuple[np.ndarray, float]] = {}
+_F32_U = 2.0 ** -24
+
+
+def _projection_t(n: int) -> tuple[np.ndarray, float]:
+    """The seeded projection transposed (``[k, n]``, C-contiguous: the weight rows the native matmul
+    reads) and its Frobenius norm, cached per ``n``."""
+    with _proj_lock:
+        hit = _proj.get(n)
+        if hit is None:
+            rng = np.random.default_rng(_SEED + n)
+            g = (rng.standard_normal((n, SKETCH_DIM), dtype=np.float32) / np.float32(np.sqrt(SKETCH_DIM)))
+            gt = np.ascontiguousarray(g.T)
+            hit = (gt, float(np.sqrt(np.einsum("ij,ij->", gt, gt, dtype=np.float64))))
+            _proj[n] = hit
+        return hit
 
 
 def projection(n: int) -> np.ndarray:
     """The seeded ``[n, k]`` Gaussian projection (N(0, 1/k) entries), cached per ``n``."""
-    with _proj_lock:
-        g = _proj.get(n)
-        if g is None:
-            rng = np.random.default_rng(_SEED + n)
-            g = (rng.standard_normal((n, SKETCH_DIM), dtype=np.float32) / np.float32(np.sqrt(SKETCH_DIM)))
-            _proj[n] = g
-        return g
+    return _projection_t(n)[0].T
+
+
+def sketch(rows: np.ndarray) -> np.ndarray:
+    """The sketches ``rows · G`` of float32 signatures ``[m, n]``: float32 products (the core's matmul, on
+    the calling thread: a BLAS gemm wakes its threads, which stalls on a loaded machine), as float64."""
+    gt, _ = _projection_t(rows.shape[1])
+    return core.matmul(gt, DType.F32, SKETCH_DIM, rows.shape[1], rows, threads=1).astype(np.float64)
+
+
+def _gamma(n: int) -> float:
+    """Relative bound of a float32 sum of ``n`` products, in any order: ``n·u / (1 − n·u)``."""
+    return n * _F32_U / (1 - n * _F32_U)
 
 
 @dataclass
@@ -78,6 +103,9 @@ class SignatureIndex:
     energy: np.ndarray = field(init=False)
     _always: np.ndarray = field(init=False, default_factory=lambda: np.empty(0, np.int64))
     _sk2: np.ndarray = field(init=False, default_factory=lambda: np.empty(0))
+    _sketch32: np.ndarray = field(init=False, default_factory=lambda: np.empty((0, SKETCH_DIM), np.float32))
+    _sk_norm: np.ndarray = field(init=False, default_factory=lambda: np.empty(0))
+    _root_energy: np.ndarray = field(init=False, default_factory=lambda: np.empty(0))
     exact_rows: int = field(init=False, default=0)
     queries: int = field(init=False, default=0)
 
@@ -85,12 +113,12 @@ class SignatureIndex:
         m = self.matrix
         self.energy = np.einsum("ij,ij->i", m, m, dtype=np.float64) if m.size else np.zeros(len(m))
         if len(m) >= MIN_INDEXED and 0 < m.shape[1] <= MAX_SKETCH_COLS:
-            g = projection(m.shape[1])
             with np.errstate(invalid="ignore", over="ignore"):
-                # one row at a time: a single-threaded gemv each, where one threaded gemm stalls for
-                # hundreds of milliseconds waking BLAS threads on a loaded machine
-                self.sketch = np.stack([row @ g for row in m]).astype(np.float64)
+                self.sketch = sketch(m)
                 self._sk2 = np.einsum("ij,ij->i", self.sketch, self.sketch)
+                self._sketch32 = self.sketch.astype(np.float32)  # exact: the products are float32
+                self._sk_norm = np.sqrt(self._sk2)
+                self._root_energy = np.sqrt(self.energy)
             # a float32 sketch that overflowed where the float64 energy did not: always screened exactly
             self._always = np.flatnonzero(~np.isfinite(self.sketch).all(axis=1) & np.isfinite(self.energy))
 
@@ -106,7 +134,7 @@ class SignatureIndex:
             err = screen(self.matrix, b)
             return np.where(err <= tau, err, np.inf)
         with np.errstate(invalid="ignore", over="ignore"):
-            sb = (b.astype(np.float32) @ projection(len(b))).astype(np.float64)
+            sb = sketch(b.astype(np.float32, copy=False)[None, :])[0]
         if not np.isfinite(sb).all():  # float32 overflow in the candidate's sketch: screen exactly
             self.exact_rows += n_ref
             err = screen(self.matrix, b)
@@ -125,4 +153,48 @@ class SignatureIndex:
             err = screen(self.matrix[keep], b)
             hit = err <= tau
             out[keep[hit]] = err[hit]
+        return out
+
+    def may_keep(self, queries: np.ndarray, taus: np.ndarray) -> np.ndarray:
+        """Which references ``search(queries[i], taus[i])``'s filter could keep, for a batch of queries
+        ``[q, n]`` at once: ``[q, N]``, False only where the filter provably rules reference j out.
+
+        The batch's sketches are this module's float32 products of the whole batch and its distances
+        float32 dot products, while the search makes its own for one query; each float32 sum of n
+        products is within γ_n·Σ|terms| of the exact one whatever its order, so the two sketches of a
+        query differ by at most Δ = 2γ_n·‖x‖·‖G‖_F (Cauchy–Schwarz per coordinate). A reference is
+        ruled out when its distance to this sketch, less its dot product's rounding and less Δ, still
+        exceeds the filter's radius ``SLACK × tau`` (with room for the search's float64 rounding). A
+        query with a non-finite value or a sketch near float32 overflow, and every query while some
+        reference is always screened exactly, may keep every reference."""
+        out = np.ones((len(queries), len(self.matrix)), bool)
+        if self.sketch is None or len(self._always) or not len(queries) or not len(self.matrix):
+            return out
+        step = max(1, _BATCH_PAIRS // len(self.matrix))  # queries per pass: its [q, N] arrays stay in cache
+        for q0 in range(0, len(queries), step):
+            out[q0:q0 + step] = self._may_keep(queries[q0:q0 + step], np.asarray(taus)[q0:q0 + step])
+        return out
+
+    def _may_keep(self, queries: np.ndarray, taus: np.ndarray) -> np.ndarray:
+        out = np.ones((len(queries), len(self.matrix)), bool)
+        n = queries.shape[1]
+        _, g_norm = _projection_t(n)
+        with np.errstate(invalid="ignore", over="ignore"):
+            x_norm = np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64))
+            ok = np.isfinite(x_norm) & (x_norm * g_norm < 1e36)  # no partial sum of a sketch overflows
+            sb = sketch(np.ascontiguousarray(queries[ok], dtype=np.float32))
+            sb2 = np.einsum("ij,ij->i", sb, sb)
+            dots = core.matmul(self._sketch32, DType.F32, len(self.matrix), SKETCH_DIM, sb.astype(np.float32),
+                               threads=1)                                          # [q, N] float32
+            # ‖s_j − sb‖² from below: 2|dot error| ≤ 2γ_64‖s_j‖‖sb‖ ≤ γ_64·(‖s_j‖² + ‖sb‖²), float64 on top
+            c = 1 - _gamma(SKETCH_DIM) - 1e-12
+            low2 = (self._sk2 * c)[None, :] + (sb2 * c)[:, None] - 2.0 * dots
+            # ruled out: ‖s_j − sb‖ − Δ > R·√E_j, and past the search's own float64 rounding of its
+            # distance (√ of 1e-12·(‖s_j‖² + (‖sb‖ + Δ)²), at most 1e-6·(‖s_j‖ + ‖sb‖ + Δ))
+            delta = (2 * _gamma(n) * g_norm * (1 + 1e-6)) * x_norm[ok]
+            radius = SLACK * np.asarray(taus, np.float64)[ok] * (1 + 1e-9)
+            reach = radius[:, None] * self._root_energy[None, :] + (delta + 1e-6 * (np.sqrt(sb2) + delta))[:, None]
+            reach += 1e-6 * self._sk_norm[None, :]
+            out_ok = ~(low2 > reach * reach)  # nan anywhere: never ruled out
+        out[ok] = out_ok
         return out

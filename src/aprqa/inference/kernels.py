@@ -18,9 +18,8 @@ import numba as nb
 import numpy as np
 
 from .. import _core
-from ..core import _call
+from ..core import matmul  # noqa: F401 (the forward's matmul lives with the other native wrappers)
 from ..quant.dtypes import DType
-from ..errors import UsageError
 
 
 def _cache_enabled() -> bool:
@@ -161,40 +160,6 @@ def matmul_supported(dtype: DType, n_in: int) -> bool:
 def matmul_levels() -> list[str]:
     """The ``matmul`` kernel levels this CPU runs (index = ``level``): "scalar", then "avx2", "avx512"."""
     return list(_core.vecdot_levels())
-
-
-def matmul(raw: np.ndarray, dtype: DType, n_out: int, n_in: int, x: np.ndarray, out: np.ndarray | None = None,
-           *, threads: int = 0, level: int = -1, int8_act: bool = False) -> np.ndarray:
-    """``x · Wᵀ`` (``[T, n_out]`` float32) for a weight ``W [n_out, n_in]`` given as its raw row-major bytes.
-
-    By default quantized rows are dequantized in cache (bit-equal to ``core.dequantize``) and
-    multiply ``x`` as float32: the dequantize-then-matmul product within float32 rounding. With
-    ``int8_act`` they multiply ``x`` quantized to int8 blocks of 32 with an f32 scale (ggml's
-    scheme, what llama.cpp computes: exact integer block sums, one float multiply-add per 32
-    products; faster, and off by the activations' rounding). F32/F16/BF16 rows always use
-    float32. ``out`` may be a column block of a wider C-contiguous array (its row stride is
-    used). ``threads``: 0 = the core's default; ``level``: -1 = best.
-    """
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    if x.ndim != 2 or x.shape[1] != n_in:
-        raise UsageError(f"matmul: x has shape {x.shape}, expected [tokens, {n_in}]")
-    if out is None:
-        out = np.empty((x.shape[0], n_out), np.float32)
-        ldo = n_out
-    else:
-        if out.dtype != np.float32 or out.ndim != 2 or out.shape != (x.shape[0], n_out) or out.strides[1] != 4:
-            raise UsageError(f"matmul: out must be float32 [{x.shape[0]}, {n_out}] with unit column stride")
-        ldo = out.strides[0] // 4
-    # the core checks sizes against the buffer it is given: hand it the whole rows of `out`
-    base = out if out.flags.c_contiguous else _row_span(out, ldo)
-    _call(_core.matmul_q, raw, int(dtype), n_out, n_in, x, x.shape[0], base, ldo, threads, level, int8_act)
-    return out
-
-
-def _row_span(out: np.ndarray, ldo: int) -> np.ndarray:
-    """The contiguous float32 span from ``out[0, 0]`` to its last element (``out`` a column block)."""
-    n = (out.shape[0] - 1) * ldo + out.shape[1]
-    return np.lib.stride_tricks.as_strided(out, shape=(n,), strides=(4,), writeable=True)
 
 
 def warm_up() -> None:
