@@ -281,8 +281,56 @@ def dequantize_rows(
     return dst.reshape(row_stop - row_start, cols)
 
 
+@dataclass(frozen=True)
+class Sources:
+    """Payloads resolved once for several batched native calls (``resolve_sources``): each source's
+    buffer and dtype id, so a ``TensorInfo``'s lookups (its mapped view, a row-padded layout) are made
+    once, not per call. The core still checks every buffer against each call's shape."""
+
+    buffers: tuple[Any, ...]
+    dtypes: tuple[int, ...]
+    raw: tuple[bool, ...]  # the buffer is the stored bytes (False: a row-padded tensor's decoded values)
+
+    def __len__(self) -> int:
+        return len(self.buffers)
+
+    def as_dtype(self, dtype: DTypeLike) -> "Sources":
+        """The same bytes read as ``dtype`` (a reinterpretation)."""
+        if not all(self.raw):
+            raise CoreUsageError("a row-padded tensor's decoded values cannot be read as another dtype")
+        return Sources(self.buffers, (int(_dtype(dtype)),) * len(self.buffers), self.raw)
+
+    def __add__(self, other: "Sources") -> "Sources":
+        return Sources(self.buffers + other.buffers, self.dtypes + other.dtypes, self.raw + other.raw)
+
+
+def resolve_sources(sources: Sequence[Any], shape: Sequence[int],
+                    dtypes: Sequence[DTypeLike | None] | None = None) -> Sources:
+    """``sources`` (``TensorInfo`` objects or raw payloads with ``dtypes``) resolved for ``gather_rows``
+    and ``pair_row_sums`` calls over the ``shape`` view."""
+    shp = _shape_tuple(shape)
+    dts = list(dtypes) if dtypes is not None else [None] * len(sources)
+    if len(dts) != len(sources):
+        raise CoreUsageError(f"{len(sources)} sources but {len(dts)} dtypes")
+    bufs, ids, raw = [], [], []
+    for src, dt in zip(sources, dts):
+        buf, d, _ = _resolve(src, dt, shp)
+        bufs.append(buf)
+        ids.append(int(d))
+        padded = _is_tensor_info(src) and (dt is None or _dtype(dt) is src.dtype) and _padded_width(src) is not None
+        raw.append(not padded)
+    return Sources(tuple(bufs), tuple(ids), tuple(raw))
+
+
+def _view(shape: Sequence[int]) -> tuple[int, int]:
+    """``(rows, cols)`` of the ``[rows, cols]`` view a batched call reads its sources as."""
+    shp = _shape_tuple(shape)
+    cols = shp[-1] if len(shp) >= 2 else 1
+    return (_prod(shp[:-1]) if len(shp) >= 2 else (shp[0] if shp else 1)), cols
+
+
 def gather_rows(
-    sources: Sequence[Any],
+    sources: Sequence[Any] | Sources,
     shape: Sequence[int],
     rows: Any,
     *,
@@ -292,7 +340,8 @@ def gather_rows(
     """Decode the same rows of several same-shape tensors in one native call.
 
     Args:
-        sources: ``TensorInfo`` objects or raw payloads (then ``dtypes`` names each dtype).
+        sources: ``TensorInfo`` objects or raw payloads (then ``dtypes`` names each dtype), or
+            ``Sources`` resolved before (then without ``dtypes``).
         shape: the ``[rows, cols]`` view every source is read as (more dims are flattened
             into rows, a 1-D shape is one column per row).
         rows: row indices (int64-convertible, any order, repeats allowed).
@@ -306,31 +355,27 @@ def gather_rows(
         DTypeError: unknown or non-dequantizable dtype.
         UsageError: a payload too short for ``shape``, or a row index out of range.
     """
-    shp = _shape_tuple(shape)
-    cols = shp[-1] if len(shp) >= 2 else 1
-    n_rows = _prod(shp[:-1]) if len(shp) >= 2 else (shp[0] if shp else 1)
-    dts = list(dtypes) if dtypes is not None else [None] * len(sources)
-    if len(dts) != len(sources):
-        raise CoreUsageError(f"{len(sources)} sources but {len(dts)} dtypes")
-    bufs, ids = [], []
-    for src, dt in zip(sources, dts):
-        buf, d, _ = _resolve(src, dt, shp)
-        bufs.append(buf)
-        ids.append(int(d))
+    if isinstance(sources, Sources):
+        if dtypes is not None:
+            raise CoreUsageError("resolved Sources carry their dtypes: use Sources.as_dtype")
+        src = sources
+    else:
+        src = resolve_sources(sources, shape, dtypes)
+    n_rows, cols = _view(shape)
     idx = np.ascontiguousarray(np.asarray(rows, dtype=np.int64).reshape(-1))
-    out = np.empty((len(bufs), idx.size, cols), np.float32)
+    out = np.empty((len(src), idx.size, cols), np.float32)
     if out.size:
-        _call(_core.gather_rows, bufs, ids, n_rows, cols, idx, out, threads or 0)
+        _call(_core.gather_rows, list(src.buffers), list(src.dtypes), n_rows, cols, idx, out, threads or 0)
     return out
-
 
 
 ROW_SUMS = ("sum_a2", "sum_d2", "sum_ad", "sum_a", "sum_d")  # pair_row_sums' last axis, in order
 
 
-def pair_row_sums(a_sources: Sequence[Any], b_sources: Sequence[Any], shape: Sequence[int], rows: Any, *,
-                  threads: int | None = None, simd: bool | None = None) -> np.ndarray:
-    """Per-row sums of pairs of same-shape tensors, without decoding the rows into Python.
+def pair_row_sums(a_sources: Sequence[Any] | Sources, b_sources: Sequence[Any] | Sources, shape: Sequence[int], rows: Any, *,
+                  keep_a: Any = (), keep_b: Any = (), threads: int | None = None, simd: bool | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row sums of pairs of same-shape tensors, decoding each pair of rows once, in cache.
 
     For each pair ``(a_sources[i], b_sources[i])`` and each row ``rows[j]`` of the ``[rows, cols]``
     view: Σa², Σd², Σa·d, Σa, Σd (``ROW_SUMS``) with ``d = b − a`` rounded to float32; each a float32
@@ -338,37 +383,38 @@ def pair_row_sums(a_sources: Sequence[Any], b_sources: Sequence[Any], shape: Seq
     sum is within ``(cols/8 + 3)·2⁻²⁴`` of the magnitude of its terms (NaN/Inf propagate).
 
     Args:
-        a_sources, b_sources: ``TensorInfo`` objects (the same count).
+        a_sources, b_sources: ``TensorInfo`` objects (the same count), or ``Sources`` resolved before.
         shape: the ``[rows, cols]`` view both sides are read as.
         rows: row indices (int64-convertible).
+        keep_a, keep_b: positions in ``rows`` whose decoded rows of the reference / the candidate are
+            returned as well.
         threads: worker threads.
         simd: False forces the scalar path (the same values); None follows the process setting.
 
     Returns:
-        float64 array ``[len(a_sources), len(rows), 5]``.
+        ``(sums, rows_a, rows_b)``: float64 ``[len(a_sources), len(rows), 5]`` and the decoded rows at
+        ``keep_a`` / ``keep_b``, float32 ``[len(a_sources), len(keep_x), cols]``.
 
     Raises:
         DTypeError: a non-dequantizable dtype.
-        UsageError: different source counts, a payload too short for ``shape``, a row out of range.
+        UsageError: different source counts, a payload too short for ``shape``, a row or a kept
+            position out of range.
     """
-    shp = _shape_tuple(shape)
-    cols = shp[-1] if len(shp) >= 2 else 1
-    n_rows = _prod(shp[:-1]) if len(shp) >= 2 else (shp[0] if shp else 1)
-    if len(a_sources) != len(b_sources):
-        raise CoreUsageError(f"{len(a_sources)} reference sources but {len(b_sources)} candidate sources")
-    sides = []
-    for srcs in (a_sources, b_sources):
-        bufs, ids = [], []
-        for src in srcs:
-            buf, d, _ = _resolve(src, None, shp)
-            bufs.append(buf)
-            ids.append(int(d))
-        sides += [bufs, ids]
+    a = a_sources if isinstance(a_sources, Sources) else resolve_sources(a_sources, shape)
+    b = b_sources if isinstance(b_sources, Sources) else resolve_sources(b_sources, shape)
+    if len(a) != len(b):
+        raise CoreUsageError(f"{len(a)} reference sources but {len(b)} candidate sources")
+    n_rows, cols = _view(shape)
     idx = np.ascontiguousarray(np.asarray(rows, dtype=np.int64).reshape(-1))
-    out = np.empty((len(a_sources), idx.size, len(ROW_SUMS)), np.float64)
-    if out.size:
-        _call(_core.pair_row_sums, *sides, n_rows, cols, idx, out, threads or 0, -1 if simd is None else int(simd))
-    return out
+    at_a = np.ascontiguousarray(np.asarray(keep_a, dtype=np.int64).reshape(-1))
+    at_b = np.ascontiguousarray(np.asarray(keep_b, dtype=np.int64).reshape(-1))
+    out = np.empty((len(a), idx.size, len(ROW_SUMS)), np.float64)
+    rows_a = np.empty((len(a), at_a.size, cols), np.float32)
+    rows_b = np.empty((len(a), at_b.size, cols), np.float32)
+    if len(a):
+        _call(_core.pair_row_sums, list(a.buffers), list(a.dtypes), list(b.buffers), list(b.dtypes), n_rows, cols,
+              idx, out, at_a, rows_a, at_b, rows_b, threads or 0, -1 if simd is None else int(simd))
+    return out, rows_a, rows_b
 
 def quantize(array: Any, dtype: DTypeLike, *, threads: int | None = None) -> np.ndarray:
     """Quantize float values to a raw payload.

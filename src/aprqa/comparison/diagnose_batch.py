@@ -5,8 +5,8 @@ hypotheses on its own costs a dozen native calls and numpy passes per tensor. He
 are screened together, in slices of at most ``SLICE_BYTES`` of decoded rows (bounded memory):
 
 * the row sums of every member's sampled rows (``Diagnoser``'s sample) come from one native call per
-  slice that decodes each pair of rows and reduces it in cache (``core.pair_row_sums``); of the rows
-  themselves only the few a screen reads are decoded (one ``core.gather_rows`` call);
+  slice that decodes each pair of rows and reduces it in cache (``core.pair_row_sums``), keeping only
+  the few rows a screen reads;
 * each hypothesis' screen is evaluated for the whole slice in numpy (``[members, rows]`` row sums):
   the scaled/offset fit from its least-squares residual, the misread and transposed screens from a
   lower bound that needs only a few of their rows or elements decoded, the noise spread and few-rows
@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import core
 from ..errors import AprqaError
+from ..quant.dtypes import DType
 from ._sampling import as_2d, sample_rows, sample_subset
 from .diagnose import (_SCREEN_SLACK, CONFIRM_FLOAT_REL, SAMPLE_ELEMENTS, SIGNATURE_ELEMENTS, TRANSPOSE_ELEMENTS,
                        DiagnosisJob, Prescreen, same_size_dtypes, transposable)
@@ -83,7 +84,8 @@ def _member_bytes(job: DiagnosisJob) -> int:
     and the misread screen's readings with their difference."""
     rows, cols = as_2d(tuple(job.ta.shape))
     extra = len(same_size_dtypes(job.tb.dtype, rows * cols, job.tb.raw().nbytes))
-    return 4 * cols * (2 * len(_read_positions(rows, cols)) + 2 * extra * _misread_rows(rows, cols))
+    pa, pb = _read_positions(rows, cols)
+    return 4 * cols * (len(pa) + len(pb) + 2 * extra * _misread_rows(rows, cols))
 
 
 def _misread_rows(rows: int, cols: int) -> int:
@@ -91,36 +93,37 @@ def _misread_rows(rows: int, cols: int) -> int:
     return max(1, len(sample_rows(rows, cols, SAMPLE_ELEMENTS)) // 8)
 
 
-def _read_positions(rows: int, cols: int) -> np.ndarray:
-    """Positions in the sample of the rows the screens read: the misread screen's first rows, the
-    transposed screen's rows where the sample holds them, the SWAPPED signature's rows."""
+def _read_positions(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in the sample of the rows the screens read: the reference's misread rows and its
+    transposed screen's rows where the sample holds them; the candidate's SWAPPED signature rows."""
     parts = [np.arange(_misread_rows(rows, cols))]
-    for budget in (TRANSPOSE_ELEMENTS, SIGNATURE_ELEMENTS):
-        pos = sample_subset(rows, cols, SAMPLE_ELEMENTS, budget)
-        if pos is not None:
-            parts.append(pos)
-    return np.unique(np.concatenate(parts))
+    pos = sample_subset(rows, cols, SAMPLE_ELEMENTS, TRANSPOSE_ELEMENTS)
+    if pos is not None:
+        parts.append(pos)
+    sig = sample_subset(rows, cols, SAMPLE_ELEMENTS, SIGNATURE_ELEMENTS)
+    return np.unique(np.concatenate(parts)), (sig if sig is not None else np.empty(0, np.int64))
 
 
 class _SampledRows:
-    """The sampled rows the screens read, of both sides of every member, decoded in one native call."""
+    """The slice's members resolved once for every native call of the screen (``core.Sources``), their
+    sampled rows' sums and the rows the screens read (``_read_positions``), in one native call."""
 
     def __init__(self, jobs: list[DiagnosisJob], idx: np.ndarray):
         rows, cols = as_2d(tuple(jobs[0].ta.shape))
-        self.at = _read_positions(rows, cols)
-        got = core.gather_rows([j.ta for j in jobs] + [j.tb for j in jobs], (rows, cols), idx[self.at],
-                               threads=jobs[0].ctx.threads)
-        self._a, self._b = got[:len(jobs)], got[len(jobs):]
-
-    def _where(self, pos: np.ndarray) -> np.ndarray:
-        return np.searchsorted(self.at, pos)  # every asked position is in self.at (_read_positions)
+        self.src_a = core.resolve_sources([j.ta for j in jobs], (rows, cols))
+        self.src_b = core.resolve_sources([j.tb for j in jobs], (rows, cols))
+        self.at_a, self.at_b = _read_positions(rows, cols)
+        self.sums, self._a, self._b = core.pair_row_sums(
+            self.src_a, self.src_b, (rows, cols), idx, keep_a=self.at_a, keep_b=self.at_b,
+            threads=jobs[0].ctx.threads)
 
     def a(self, pos: np.ndarray) -> np.ndarray:
-        """A's sampled rows at positions ``pos``: ``[members, len(pos), cols]``."""
-        return self._a[:, self._where(pos)]
+        """A's sampled rows at positions ``pos`` (among ``at_a``): ``[members, len(pos), cols]``."""
+        return self._a[:, np.searchsorted(self.at_a, pos)]
 
     def b(self, pos: np.ndarray) -> np.ndarray:
-        return self._b[:, self._where(pos)]
+        """B's sampled rows at positions ``pos`` (among ``at_b``)."""
+        return self._b[:, np.searchsorted(self.at_b, pos)]
 
 
 def prescreen(deferred: Sequence[Deferred]) -> list[Prescreen | None]:
@@ -137,14 +140,15 @@ def prescreen(deferred: Sequence[Deferred]) -> list[Prescreen | None]:
 
 def _prescreen(jobs: list[DiagnosisJob]) -> list[Prescreen | None]:
     j0 = jobs[0]
-    ctx, k = j0.ctx, len(jobs)
+    k = len(jobs)
     rows, cols = as_2d(tuple(j0.ta.shape))
     idx = sample_rows(rows, cols, SAMPLE_ELEMENTS)
     m = len(idx)
     g = _gamma(cols)
     pres = [Prescreen() for _ in range(k)]
     # per sampled row: Σa², Σd², Σa·d, Σa, Σd (float32 lane sums along a row, float64 across rows)
-    sums = core.pair_row_sums([j.ta for j in jobs], [j.tb for j in jobs], (rows, cols), idx, threads=ctx.threads)
+    read = _SampledRows(jobs, idx)
+    sums = read.sums
     a2, d2 = sums[:, :, 0], sums[:, :, 1]
     ad, sa, sd = sums[:, :, 2].sum(1), sums[:, :, 3].sum(1), sums[:, :, 4].sum(1)
     saa, sdd = a2.sum(1), d2.sum(1)
@@ -153,7 +157,6 @@ def _prescreen(jobs: list[DiagnosisJob]) -> list[Prescreen | None]:
     finite = np.isfinite(saa) & np.isfinite(sdd)
     _affine(pres, finite, saa, ad, sdd, sa, sd, float(m * cols), g, [j.thr for j in jobs])
     _row_screens(pres, jobs, finite, a2, d2, g)
-    read = _SampledRows(jobs, idx)
     extra = same_size_dtypes(j0.tb.dtype, rows * cols, j0.tb.raw().nbytes)
     if extra and all(not dt.is_quantized for dt in extra):
         _misread(pres, jobs, finite, saa, read, idx, extra, g)
@@ -220,8 +223,10 @@ def _misread(pres: list[Prescreen], jobs: list[DiagnosisJob], finite: np.ndarray
     rows, cols = as_2d(tuple(j0.ta.shape))
     ms = _misread_rows(rows, cols)
     a = read.a(np.arange(ms))
-    got = core.gather_rows([j.tb.raw() for _ in extra for j in jobs], (rows, cols), idx[:ms],
-                           dtypes=[dt for dt in extra for _ in jobs], threads=j0.ctx.threads)
+    readings = read.src_b.as_dtype(extra[0])
+    for dt in extra[1:]:
+        readings = readings + read.src_b.as_dtype(dt)
+    got = core.gather_rows(readings, (rows, cols), idx[:ms], threads=j0.ctx.threads)
     far = finite.copy()
     for t in range(len(extra)):
         reading = got[t * k:(t + 1) * k]                     # [members, ms, cols]
@@ -235,7 +240,7 @@ def _misread(pres: list[Prescreen], jobs: list[DiagnosisJob], finite: np.ndarray
         p.no_misread = bool(f)
 
 
-def _elements(ts: list, n: int, dtype, flat: np.ndarray, threads: int | None) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _elements(ts: core.Sources, n: int, dtype: DType, flat: np.ndarray, threads: int | None) -> np.ndarray:
     """Elements ``flat`` of each tensor in ``ts`` (``n`` elements of ``dtype``), decoded as one-block rows
     (the same blocks, the same values): ``[len(ts), len(flat)]``."""
     blk = dtype.info.block_elems
@@ -258,12 +263,12 @@ def _transposed(pres: list[Prescreen], jobs: list[DiagnosisJob], read: _SampledR
         a_s = read.a(pos)[:, :, cols_i].astype(np.float64)       # [k, rows_j, cols_i]
     else:
         flat_a = (rows_j[:, None] * c + cols_i[None, :]).reshape(-1)
-        a_s = _elements([j.ta for j in jobs], r * c, j0.ta.dtype, flat_a, th).reshape(
+        a_s = _elements(read.src_a, r * c, j0.ta.dtype, flat_a, th).reshape(
             k, len(rows_j), len(cols_i)).astype(np.float64)
     den = (a_s * a_s).sum(axis=(1, 2))
     few = cols_i[:max(1, len(cols_i) // 8)]
     flat = (few[:, None] * r + rows_j[None, :]).reshape(-1)  # B's elements [few, rows_j]; its block divides r
-    b_s = _elements([j.tb for j in jobs], r * c, j0.tb.dtype, flat, th).reshape(k, len(few), len(rows_j))
+    b_s = _elements(read.src_b, r * c, j0.tb.dtype, flat, th).reshape(k, len(few), len(rows_j))
     a_few = a_s[:, :, :len(few)].transpose(0, 2, 1)               # [k, few, rows_j]
     ok = np.isfinite(a_s).all(axis=(1, 2)) & np.isfinite(b_s).all(axis=(1, 2))
     num = ((b_s.astype(np.float64) - a_few) ** 2).sum(axis=(1, 2))

@@ -188,13 +188,18 @@ class SignatureIndex:
                                threads=1)                                          # [q, N] float32
             # ‖s_j − sb‖² from below: 2|dot error| ≤ 2γ_64‖s_j‖‖sb‖ ≤ γ_64·(‖s_j‖² + ‖sb‖²), float64 on top
             c = 1 - _gamma(SKETCH_DIM) - 1e-12
-            low2 = (self._sk2 * c)[None, :] + (sb2 * c)[:, None] - 2.0 * dots
+            low2 = dots.astype(np.float64)
+            low2 *= -2.0
+            low2 += (self._sk2 * c)[None, :]
+            low2 += (sb2 * c)[:, None]
             # ruled out: ‖s_j − sb‖ − Δ > R·√E_j, and past the search's own float64 rounding of its
             # distance (√ of 1e-12·(‖s_j‖² + (‖sb‖ + Δ)²), at most 1e-6·(‖s_j‖ + ‖sb‖ + Δ))
             delta = (2 * _gamma(n) * g_norm * (1 + 1e-6)) * x_norm[ok]
             radius = SLACK * np.asarray(taus, np.float64)[ok] * (1 + 1e-9)
-            reach = radius[:, None] * self._root_energy[None, :] + (delta + 1e-6 * (np.sqrt(sb2) + delta))[:, None]
+            reach = np.multiply.outer(radius, self._root_energy)
+            reach += (delta + 1e-6 * (np.sqrt(sb2) + delta))[:, None]
             reach += 1e-6 * self._sk_norm[None, :]
-            out_ok = ~(low2 > reach * reach)  # nan anywhere: never ruled out
+            reach *= reach
+            out_ok = ~(low2 > reach)  # nan anywhere: never ruled out
         out[ok] = out_ok
         return out
