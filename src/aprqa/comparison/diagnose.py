@@ -290,7 +290,7 @@ class Diagnoser:
         return _rows(self.tb, self.shape2, sample_rows(self.rows, self.cols, budget), self.ctx.threads)
 
     def transposed(self) -> Hypothesis | None:
-        if not self._transposable() or (self.pre is not None and self.pre.no_transposed):
+        if (self.pre is not None and self.pre.no_transposed) or not self._transposable():
             return None
         r, c = self.rows, self.cols
         # B's bytes read as [c, r] should be A^T: row i of that view is column i of A.
