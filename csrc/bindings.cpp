@@ -305,5 +305,6 @@ PYBIND11_MODULE(_core, m) {
         py::arg("buf"), py::arg("threads") = 0, "Sum of all bytes: a read-bandwidth probe for benchmarks.");
 
     register_gather(m);
+    register_sketch_filter(m);
     register_strings(m);
 }

@@ -416,6 +416,45 @@ def pair_row_sums(a_sources: Sequence[Any] | Sources, b_sources: Sequence[Any] |
               idx, out, at_a, rows_a, at_b, rows_b, threads or 0, -1 if simd is None else int(simd))
     return out, rows_a, rows_b
 
+
+SKETCH_DIM = 64  # the sketch width sketch_filter takes (comparison/signature_index.SKETCH_DIM)
+
+
+def sketch_filter(ref_sketch_t: np.ndarray, ref_sk2c: np.ndarray, ref_root_energy: np.ndarray,
+                  ref_slack: np.ndarray, queries: np.ndarray, sb2c: np.ndarray, radius: np.ndarray,
+                  reach0: np.ndarray, *, threads: int | None = None, simd: bool | None = None) -> np.ndarray:
+    """The batched SWAPPED screen's filter for every (query, reference) pair, without temporaries.
+
+    ``out[i, j] = not ((ref_sk2c[j] + sb2c[i]) − 2·dot > ((radius[i]·ref_root_energy[j] + reach0[i])
+    + ref_slack[j])²)`` with ``dot`` the float32 fused dot product of ``queries[i]`` and column ``j`` of
+    ``ref_sketch_t``, in coordinate order (the SIMD path returns the scalar path's values); NaN
+    anywhere gives True. ``SignatureIndex.may_keep`` derives the inputs and proves the bound.
+
+    Args:
+        ref_sketch_t: float32 ``[SKETCH_DIM, N]`` (the references' sketches, transposed).
+        ref_sk2c, ref_root_energy, ref_slack: float64 ``[N]``.
+        queries: float32 ``[q, SKETCH_DIM]``.
+        sb2c, radius, reach0: float64 ``[q]``.
+        threads: worker threads; simd: False forces the scalar path.
+
+    Returns:
+        bool ``[q, N]``.
+    """
+    n_ref = ref_sketch_t.shape[1] if ref_sketch_t.ndim == 2 else -1
+    n_q = queries.shape[0] if queries.ndim == 2 else -1
+    checks = [(ref_sketch_t, np.float32, (SKETCH_DIM, n_ref)), (queries, np.float32, (n_q, SKETCH_DIM))]
+    checks += [(x, np.float64, (n_ref,)) for x in (ref_sk2c, ref_root_energy, ref_slack)]
+    checks += [(x, np.float64, (n_q,)) for x in (sb2c, radius, reach0)]
+    for x, dt, shape in checks:
+        if not (isinstance(x, np.ndarray) and x.dtype == dt and x.shape == shape and x.flags.c_contiguous):
+            got = f"{x.dtype} {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+            raise CoreUsageError(f"sketch_filter: expected C-contiguous {np.dtype(dt)} {shape}, got {got}")
+    out = np.empty((n_q, n_ref), np.uint8)
+    if out.size:
+        _call(_core.sketch_filter, ref_sketch_t, ref_sk2c, ref_root_energy, ref_slack, n_ref, queries, sb2c, radius,
+              reach0, n_q, out, threads or 0, -1 if simd is None else int(simd))
+    return out.view(bool)
+
 def quantize(array: Any, dtype: DTypeLike, *, threads: int | None = None) -> np.ndarray:
     """Quantize float values to a raw payload.
 

@@ -32,12 +32,13 @@ import numpy as np
 from .. import core
 from ..quant.dtypes import DType
 
-SKETCH_DIM = 64            # k: sketch coordinates per signature
+SKETCH_DIM = core.SKETCH_DIM  # k: sketch coordinates per signature (64)
 SLACK = 2.0                # filter radius / screen radius; P(miss) < exp(-k/2 (S² − 1 − ln S²)) per pair
 # Below this many references the exact screen (N·n per query) costs no more than sketching the query (n·k).
 MIN_INDEXED = SKETCH_DIM
 MAX_SKETCH_COLS = 1 << 16  # the projection matrix is k × n float32: 16 MB at this n; wider is screened exactly
-_BATCH_PAIRS = 1 << 15     # (query, reference) pairs may_keep holds at once: float64 temporaries of 256 KB
+_SKETCH_ROWS = 32          # signatures sketched per native call
+_BATCH_PAIRS = 1 << 22     # (query, reference) pairs may_keep decides per native call: a 4 MB mask
 _SEED = 0x5EED
 
 
@@ -82,12 +83,21 @@ def sketch(rows: np.ndarray) -> np.ndarray:
     """The sketches ``rows · G`` of float32 signatures ``[m, n]``: float32 products (the core's matmul, on
     the calling thread: a BLAS gemm wakes its threads, which stalls on a loaded machine), as float64."""
     gt, _ = _projection_t(rows.shape[1])
-    return core.matmul(gt, DType.F32, SKETCH_DIM, rows.shape[1], rows, threads=1).astype(np.float64)
+    out = np.empty((len(rows), SKETCH_DIM), np.float32)
+    for r0 in range(0, len(rows), _SKETCH_ROWS):  # a few rows per call: they stay in cache with G
+        core.matmul(gt, DType.F32, SKETCH_DIM, rows.shape[1], rows[r0:r0 + _SKETCH_ROWS], out[r0:r0 + _SKETCH_ROWS],
+                    threads=1)
+    return out.astype(np.float64)
 
 
 def _gamma(n: int) -> float:
     """Relative bound of a float32 sum of ``n`` products, in any order: ``n·u / (1 − n·u)``."""
     return n * _F32_U / (1 - n * _F32_U)
+
+
+# ‖s_j‖² and ‖sb‖² scaled down by the float32 dot product's bound (and float64's on top): their sum less
+# twice the dot is then at most ‖s_j − sb‖² (SignatureIndex.may_keep)
+_DOT_LOW = 1 - _gamma(SKETCH_DIM) - 1e-12
 
 
 @dataclass
@@ -103,8 +113,9 @@ class SignatureIndex:
     energy: np.ndarray = field(init=False)
     _always: np.ndarray = field(init=False, default_factory=lambda: np.empty(0, np.int64))
     _sk2: np.ndarray = field(init=False, default_factory=lambda: np.empty(0))
-    _sketch32: np.ndarray = field(init=False, default_factory=lambda: np.empty((0, SKETCH_DIM), np.float32))
-    _sk_norm: np.ndarray = field(init=False, default_factory=lambda: np.empty(0))
+    _sketch32_t: np.ndarray = field(init=False, default_factory=lambda: np.empty((SKETCH_DIM, 0), np.float32))
+    _sk2c: np.ndarray = field(init=False, default_factory=lambda: np.empty(0))
+    _sk_slack: np.ndarray = field(init=False, default_factory=lambda: np.empty(0))
     _root_energy: np.ndarray = field(init=False, default_factory=lambda: np.empty(0))
     exact_rows: int = field(init=False, default=0)
     queries: int = field(init=False, default=0)
@@ -116,8 +127,10 @@ class SignatureIndex:
             with np.errstate(invalid="ignore", over="ignore"):
                 self.sketch = sketch(m)
                 self._sk2 = np.einsum("ij,ij->i", self.sketch, self.sketch)
-                self._sketch32 = self.sketch.astype(np.float32)  # exact: the products are float32
-                self._sk_norm = np.sqrt(self._sk2)
+                # for core.sketch_filter: exact float32 copies (the products are float32), transposed
+                self._sketch32_t = np.ascontiguousarray(self.sketch.T.astype(np.float32))
+                self._sk2c = self._sk2 * _DOT_LOW
+                self._sk_slack = 1e-6 * np.sqrt(self._sk2)
                 self._root_energy = np.sqrt(self.energy)
             # a float32 sketch that overflowed where the float64 energy did not: always screened exactly
             self._always = np.flatnonzero(~np.isfinite(self.sketch).all(axis=1) & np.isfinite(self.energy))
@@ -170,7 +183,7 @@ class SignatureIndex:
         out = np.ones((len(queries), len(self.matrix)), bool)
         if self.sketch is None or len(self._always) or not len(queries) or not len(self.matrix):
             return out
-        step = max(1, _BATCH_PAIRS // len(self.matrix))  # queries per pass: its [q, N] arrays stay in cache
+        step = max(1, _BATCH_PAIRS // len(self.matrix))  # queries per native call: a bounded mask
         for q0 in range(0, len(queries), step):
             out[q0:q0 + step] = self._may_keep(queries[q0:q0 + step], np.asarray(taus)[q0:q0 + step])
         return out
@@ -180,26 +193,18 @@ class SignatureIndex:
         n = queries.shape[1]
         _, g_norm = _projection_t(n)
         with np.errstate(invalid="ignore", over="ignore"):
-            x_norm = np.sqrt(np.einsum("ij,ij->i", queries, queries, dtype=np.float64))
+            # ‖x‖ from above: a float32 sum of n rounded squares is within γ_n of its terms' sum
+            x_norm = np.sqrt(np.einsum("ij,ij->i", queries, queries).astype(np.float64) * (1 + 2 * _gamma(n)))
             ok = np.isfinite(x_norm) & (x_norm * g_norm < 1e36)  # no partial sum of a sketch overflows
-            sb = sketch(np.ascontiguousarray(queries[ok], dtype=np.float32))
+            sb = sketch(queries if ok.all() else np.ascontiguousarray(queries[ok]))
             sb2 = np.einsum("ij,ij->i", sb, sb)
-            dots = core.matmul(self._sketch32, DType.F32, len(self.matrix), SKETCH_DIM, sb.astype(np.float32),
-                               threads=1)                                          # [q, N] float32
-            # ‖s_j − sb‖² from below: 2|dot error| ≤ 2γ_64‖s_j‖‖sb‖ ≤ γ_64·(‖s_j‖² + ‖sb‖²), float64 on top
-            c = 1 - _gamma(SKETCH_DIM) - 1e-12
-            low2 = dots.astype(np.float64)
-            low2 *= -2.0
-            low2 += (self._sk2 * c)[None, :]
-            low2 += (sb2 * c)[:, None]
-            # ruled out: ‖s_j − sb‖ − Δ > R·√E_j, and past the search's own float64 rounding of its
-            # distance (√ of 1e-12·(‖s_j‖² + (‖sb‖ + Δ)²), at most 1e-6·(‖s_j‖ + ‖sb‖ + Δ))
+            # ‖s_j − sb‖ − Δ > R·√E_j rules j out, past the search's own float64 rounding of its distance
+            # (√ of 1e-12·(‖s_j‖² + (‖sb‖ + Δ)²), at most 1e-6·(‖s_j‖ + ‖sb‖ + Δ)); ‖s_j − sb‖² from below,
+            # the float32 dot's error being at most γ_64‖s_j‖‖sb‖ ≤ γ_64·(‖s_j‖² + ‖sb‖²)/2 (core.sketch_filter)
             delta = (2 * _gamma(n) * g_norm * (1 + 1e-6)) * x_norm[ok]
             radius = SLACK * np.asarray(taus, np.float64)[ok] * (1 + 1e-9)
-            reach = np.multiply.outer(radius, self._root_energy)
-            reach += (delta + 1e-6 * (np.sqrt(sb2) + delta))[:, None]
-            reach += 1e-6 * self._sk_norm[None, :]
-            reach *= reach
-            out_ok = ~(low2 > reach)  # nan anywhere: never ruled out
-        out[ok] = out_ok
+            reach0 = delta + 1e-6 * (np.sqrt(sb2) + delta)
+        out[ok] = core.sketch_filter(self._sketch32_t, self._sk2c, self._root_energy, self._sk_slack,
+                                     sb.astype(np.float32), sb2 * _DOT_LOW, np.ascontiguousarray(radius),
+                                     np.ascontiguousarray(reach0), threads=1)
         return out
