@@ -80,28 +80,24 @@ def slices(deferred: Sequence[Deferred]) -> list[list[int]]:
 
 
 def _member_bytes(job: DiagnosisJob) -> int:
-    """Decoded float32 bytes one member's screen holds at most: the rows the screens read of both sides,
-    and the misread screen's readings with their difference."""
+    """Decoded float32 bytes one member's screen holds at most: the rows the screens read of both sides."""
     rows, cols = as_2d(tuple(job.ta.shape))
-    extra = len(same_size_dtypes(job.tb.dtype, rows * cols, job.tb.raw().nbytes))
     pa, pb = _read_positions(rows, cols)
-    return 4 * cols * (len(pa) + len(pb) + 2 * extra * _misread_rows(rows, cols))
+    return 4 * cols * (len(pa) + len(pb)) + 8 * 5 * len(sample_rows(rows, cols, SAMPLE_ELEMENTS))
 
 
 def _misread_rows(rows: int, cols: int) -> int:
-    """How many of the sampled rows the misread screen decodes (an eighth)."""
+    """How many of the sampled rows the misread screen reads (an eighth)."""
     return max(1, len(sample_rows(rows, cols, SAMPLE_ELEMENTS)) // 8)
 
 
 def _read_positions(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions in the sample of the rows the screens read: the reference's misread rows and its
-    transposed screen's rows where the sample holds them; the candidate's SWAPPED signature rows."""
-    parts = [np.arange(_misread_rows(rows, cols))]
+    """Positions in the sample of the rows the screens read: the reference's rows of the transposed
+    screen where the sample holds them; the candidate's SWAPPED signature rows."""
+    none = np.empty(0, np.int64)
     pos = sample_subset(rows, cols, SAMPLE_ELEMENTS, TRANSPOSE_ELEMENTS)
-    if pos is not None:
-        parts.append(pos)
     sig = sample_subset(rows, cols, SAMPLE_ELEMENTS, SIGNATURE_ELEMENTS)
-    return np.unique(np.concatenate(parts)), (sig if sig is not None else np.empty(0, np.int64))
+    return (pos if pos is not None else none), (sig if sig is not None else none)
 
 
 class _SampledRows:
@@ -218,24 +214,18 @@ def _misread(pres: list[Prescreen], jobs: list[DiagnosisJob], finite: np.ndarray
     """Diagnoser.misread with float same-size types: each reading's rel-L2 over the sample must be ≤
     CONFIRM_FLOAT_REL. Its error over a few of the sampled rows (an eighth) over the whole sample's
     energy bounds it from below (the kernel's sums over finite pairs hold at least those rows' terms and
-    at most the sample's energy), so only those rows are decoded; a member not ruled out reads its own."""
-    j0, k = jobs[0], len(jobs)
+    at most the sample's energy), so only those rows are read, straight to their sums of squared error
+    (a non-finite reading or an overflowing sum leaves the member to screen itself)."""
+    j0 = jobs[0]
     rows, cols = as_2d(tuple(j0.ta.shape))
-    ms = _misread_rows(rows, cols)
-    a = read.a(np.arange(ms))
-    readings = read.src_b.as_dtype(extra[0])
-    for dt in extra[1:]:
-        readings = readings + read.src_b.as_dtype(dt)
-    got = core.gather_rows(readings, (rows, cols), idx[:ms], threads=j0.ctx.threads)
     far = finite.copy()
-    for t in range(len(extra)):
-        reading = got[t * k:(t + 1) * k]                     # [members, ms, cols]
-        ok = np.isfinite(reading).all(axis=(1, 2))
-        e = (reading - a).reshape(k * ms, cols)
-        err2 = np.einsum("ij,ij->i", e, e).astype(np.float64).reshape(k, ms).sum(1)
+    for dt in extra:
+        sums, _, _ = core.pair_row_sums(read.src_a, read.src_b.as_dtype(dt), (rows, cols),
+                                        idx[:_misread_rows(rows, cols)], threads=j0.ctx.threads)
+        err2 = sums[:, :, 1].sum(1)
         with np.errstate(divide="ignore", invalid="ignore"):
             rel_lo = np.sqrt(err2 * (1 - 4 * g) / (saa * (1 + 4 * g)))
-        far &= ok & (rel_lo > CONFIRM_FLOAT_REL)
+        far &= np.isfinite(err2) & (rel_lo > CONFIRM_FLOAT_REL)
     for p, f in zip(pres, far):
         p.no_misread = bool(f)
 
