@@ -1,7 +1,7 @@
 """The kernel tests pass against an AddressSanitizer + UBSan build of the core (scripts/asan-check).
 
 Builds build/asan once (about a minute on 2 cores, incremental afterwards) and runs
-tests/core/test_core_{dequant,quant,diff,gather,pair_row_sums}.py in a subprocess with the sanitized extension.
+tests/core/test_core_{dequant,quant,diff,gather,pair_row_sums,sketch_filter}.py in a subprocess with the sanitized extension.
 """
 
 from _paths import ROOT

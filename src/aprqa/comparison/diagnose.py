@@ -208,21 +208,21 @@ class Diagnoser:
             self._a = _rows(self.ta, self.shape2, a_idx, self.ctx.threads)
             self._b = _rows(self.tb, self.shape2, self.idx, self.ctx.threads)
 
+    def _samples(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._a is None or self._b is None:
+            self._load_samples()
+        assert self._a is not None and self._b is not None
+        return self._a, self._b
+
     @property
     def a(self) -> np.ndarray:
         """A's sampled rows (candidate order), float32 ``[len(idx), cols]``."""
-        if self._a is None:
-            self._load_samples()
-        assert self._a is not None
-        return self._a
+        return self._samples()[0]
 
     @property
     def b(self) -> np.ndarray:
         """B's sampled rows, float32 ``[len(idx), cols]``."""
-        if self._b is None:
-            self._load_samples()
-        assert self._b is not None
-        return self._b
+        return self._samples()[1]
 
     def _misread_dtypes(self) -> tuple[DType, ...]:
         if self.qb is not self.tb.dtype:
