@@ -3,8 +3,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -16,6 +19,7 @@
 #include "batch.h"
 #include "parallel.h"
 #include "quant.h"
+#include "row_sums.h"
 
 namespace py = pybind11;
 using namespace aprqa;
@@ -84,6 +88,60 @@ py::list diff_fields() {
     l.append(py::make_tuple("hist", "hist"));
     return l;
 }
+
+// Strictly increasing int64 indices below `limit` (a RowSample's rows or a side's positions).
+std::pair<const int64_t*, size_t> increasing_below(const ReadBuffer& buf, uint64_t limit, const char* what) {
+    const ByteSpan sp = buf.span();
+    if (sp.size % 8) throw std::invalid_argument(std::string(what) + " must be int64");
+    const size_t k = sp.size / 8;
+    const int64_t* v = reinterpret_cast<const int64_t*>(sp.data);
+    for (size_t j = 0; j < k; ++j) {
+        if (v[j] < 0 || (uint64_t)v[j] >= limit)
+            throw std::invalid_argument(std::string(what) + "[" + std::to_string(j) + "] = " + std::to_string(v[j]) +
+                                        " is outside [0, " + std::to_string(limit) + ")");
+        if (j && v[j] <= v[j - 1])
+            throw std::invalid_argument(std::string(what) + " must be strictly increasing (" + what + "[" +
+                                        std::to_string(j) + "] = " + std::to_string(v[j]) + ")");
+    }
+    return {v, k};
+}
+
+// diff_plain's optional sample (RowSample, diff.h): the rows of the [n / cols, cols] view with their
+// float64 [rows, 5] sums (zeroed here), and per side positions with their float32 outputs, all checked;
+// get() is null when none was given.
+class SampleArgs {
+   public:
+    SampleArgs(const py::object& rows, uint64_t cols, const py::object& sums, const py::object& take_a,
+               const py::object& taken_a, const py::object& take_b, const py::object& taken_b, uint64_t n) {
+        if (rows.is_none() && sums.is_none() && take_a.is_none() && take_b.is_none()) return;
+        if (rows.is_none() || sums.is_none() || take_a.is_none() || taken_a.is_none() || take_b.is_none() ||
+            taken_b.is_none())
+            throw std::invalid_argument("a row sample needs sample_rows, row_sums, take_a, taken_a, take_b and "
+                                        "taken_b together");
+        if (cols == 0 || n % cols)
+            throw std::invalid_argument("sample_cols = " + std::to_string(cols) + " does not divide " +
+                                        std::to_string(n) + " elements into rows");
+        const ReadBuffer& r = keep_in_.emplace_back(rows.cast<py::buffer>(), "sample_rows");
+        const auto [idx, k] = increasing_below(r, n / cols, "sample_rows");
+        const WriteBuffer& w = keep_out_.emplace_back(sums.cast<py::buffer>(), "row_sums");
+        double* dst = reinterpret_cast<double*>(w.span_for_items((uint64_t)k * kRowSums, 8).data);
+        std::fill(dst, dst + k * kRowSums, 0.0);
+        sample_ = RowSample{idx, k, cols, dst, capture(take_a, taken_a, n, "take_a", "taken_a"),
+                            capture(take_b, taken_b, n, "take_b", "taken_b")};
+    }
+    const RowSample* get() const { return sample_ ? &*sample_ : nullptr; }
+
+   private:
+    Capture capture(const py::object& at, const py::object& out, uint64_t n, const char* what, const char* out_what) {
+        const ReadBuffer& r = keep_in_.emplace_back(at.cast<py::buffer>(), what);
+        const auto [pos, k] = increasing_below(r, n, what);
+        const WriteBuffer& w = keep_out_.emplace_back(out.cast<py::buffer>(), out_what);
+        return Capture{pos, k, reinterpret_cast<float*>(w.span_for_items(k, 4).data)};
+    }
+    std::deque<ReadBuffer> keep_in_;  // every Py_buffer stays alive while the GIL is released
+    std::deque<WriteBuffer> keep_out_;
+    std::optional<RowSample> sample_;
+};
 
 DiffOptions make_opts(double atol, double rtol, int threads, int simd, bool histogram) {
     if (!(atol >= 0) || !(rtol >= 0) || std::isinf(atol) || std::isinf(rtol))
@@ -203,26 +261,36 @@ PYBIND11_MODULE(_core, m) {
         "diff_plain",
         [](const py::buffer& a, int a_dtype, const py::buffer& b, int b_dtype, uint64_t n, double atol,
            double rtol, int threads, int simd, bool histogram, uint64_t chunk_bytes, bool release_a,
-           bool release_b) {
+           bool release_b, const py::object& sample_rows, uint64_t sample_cols, const py::object& row_sums,
+           const py::object& take_a, const py::object& taken_a, const py::object& take_b,
+           const py::object& taken_b) {
             require_dequant(a_dtype);
             require_dequant(b_dtype);
             ReadBuffer ra(a, "a"), rb(b, "b");
             const ByteSpan sa = tensor_span(ra, a_dtype, n, "a"), sb = tensor_span(rb, b_dtype, n, "b");
             DiffOptions o = make_opts(atol, rtol, threads, simd, histogram);
             if (chunk_bytes) o.chunk_elems = chunk_elems_for(a_dtype, b_dtype, n, chunk_bytes);
+            const SampleArgs sample(sample_rows, sample_cols, row_sums, take_a, taken_a, take_b, taken_b, n);
             DiffResult r;
             {
                 py::gil_scoped_release release;  // for the whole tensor, every chunk
-                r = diff_plain({a_dtype, sa.data, sa.size, release_a}, {b_dtype, sb.data, sb.size, release_b}, n, o);
+                r = diff_plain({a_dtype, sa.data, sa.size, release_a}, {b_dtype, sb.data, sb.size, release_b}, n, o,
+                               sample.get());
             }
             return to_dict(r);
         },
         py::arg("a"), py::arg("a_dtype"), py::arg("b"), py::arg("b_dtype"), py::arg("n"), py::arg("atol") = 0.0,
         py::arg("rtol") = 0.0, py::arg("threads") = 0, py::arg("simd") = -1, py::arg("histogram") = true,
         py::arg("chunk_bytes") = 0, py::arg("release_a") = false, py::arg("release_b") = false,
+        py::arg("sample_rows") = py::none(), py::arg("sample_cols") = 0, py::arg("row_sums") = py::none(),
+        py::arg("take_a") = py::none(), py::arg("taken_a") = py::none(), py::arg("take_b") = py::none(),
+        py::arg("taken_b") = py::none(),
         "Fused statistics of b - a over n elements (a = reference), walked in chunks of about chunk_bytes "
         "of both payloads (0: one chunk); release_a/_b drop each chunk's pages of that side (read-only "
-        "file mappings only). Returns a dict.");
+        "file mappings only). With sample_rows (int64, strictly increasing rows of the [n / sample_cols, "
+        "sample_cols] view), their per-row sums (sum a^2, d^2, a*d, a, d; d = b - a in float32) are written "
+        "to row_sums (float64 [len(sample_rows), 5]), and the decoded values of a at flat positions take_a "
+        "(int64, strictly increasing) to taken_a (float32), of b at take_b to taken_b. Returns a dict.");
     m.def("diff_chunk_elems", &chunk_elems_for, py::arg("a_dtype"), py::arg("b_dtype"), py::arg("n"),
           py::arg("chunk_bytes"), "Elements per chunk diff_plain uses for chunk_bytes.");
     m.def(

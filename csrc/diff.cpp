@@ -19,6 +19,7 @@
 #include "dtypes.h"
 #include "half.h"
 #include "parallel.h"
+#include "row_sums.h"
 
 namespace aprqa {
 
@@ -123,6 +124,7 @@ struct alignas(64) ThreadAcc {
     Pairwise pw;
     Hist hist;
     std::vector<float> A, B, T;
+    std::vector<double> row_sums;  // a RowSample's sums over this thread's pieces
 
     // Fold one tile; flat(k) maps a tile offset to the reference's flat index,
     // first is flat(0) (the smallest flat index in the tile).
@@ -222,8 +224,67 @@ uint64_t byte_offset(int dtype, uint64_t start) {
     return start / t.block_elems * t.block_bytes;
 }
 
-// Elements [start, start + n) of both sides, one parallel pass; argmax is a flat index.
-DiffResult diff_range(const DiffSide& a, const DiffSide& b, uint64_t start, uint64_t n, const DiffOptions& o) {
+// Elements [lo, lo + n) of a piece that starts at element s, as float32: in the piece's decoded buffer,
+// or, for a side the AVX2 kernel reads as raw f16, converted into buf (that side leaves buf unused).
+const float* piece_segment(const DiffSide& side, PieceSide p, uint64_t s, uint64_t lo, size_t n, float* buf,
+                           const DiffOptions& o) {
+    if (!p.f16) return p.f32() + (lo - s);
+    dequant_range(side.dtype, side.base, lo, n, buf, o.simd);
+    return buf;
+}
+
+// A thread's place in a RowSample as its pieces ascend: the first sampled row that does not end before
+// the current piece, and the first captured position of each side not before it (no division per piece:
+// a 64-bit divide costs more than the sums of a row's few pieces).
+struct SampleCursor {
+    size_t row = 0, a = 0, b = 0;
+
+    SampleCursor() = default;
+    SampleCursor(const RowSample& rs, uint64_t first) {
+        const uint64_t first_row = first / rs.cols;
+        row = (size_t)(std::lower_bound(rs.rows, rs.rows + rs.n_rows, (int64_t)first_row) - rs.rows);
+        a = (size_t)(std::lower_bound(rs.a.at, rs.a.at + rs.a.n, (int64_t)first) - rs.a.at);
+        b = (size_t)(std::lower_bound(rs.b.at, rs.b.at + rs.b.n, (int64_t)first) - rs.b.at);
+    }
+};
+
+// Adds the row sums of the sampled rows' segments inside piece [s, s + len) to the thread's.
+void add_sample_rows(const RowSample& rs, size_t& row, const DiffSide& a, const DiffSide& b, PieceSide pa,
+                     PieceSide pb, uint64_t s, size_t len, ThreadAcc& acc, const DiffOptions& o) {
+    while (row < rs.n_rows && ((uint64_t)rs.rows[row] + 1) * rs.cols <= s) ++row;  // rows that ended before
+    for (size_t k = row; k < rs.n_rows && (uint64_t)rs.rows[k] * rs.cols < s + len; ++k) {
+        const uint64_t lo = std::max<uint64_t>(s, (uint64_t)rs.rows[k] * rs.cols);
+        const uint64_t hi = std::min<uint64_t>(s + len, ((uint64_t)rs.rows[k] + 1) * rs.cols);
+        const float* fa = piece_segment(a, pa, s, lo, (size_t)(hi - lo), acc.A.data(), o);
+        const float* fb = piece_segment(b, pb, s, lo, (size_t)(hi - lo), acc.B.data(), o);
+        double part[kRowSums];
+        row_pair_sums(fa, fb, (size_t)(hi - lo), part, o.simd);
+        double* dst = acc.row_sums.data() + k * kRowSums;
+        for (int m = 0; m < kRowSums; ++m) dst[m] += part[m];
+    }
+}
+
+// Copies the captured positions inside piece [s, s + len) of one side (from cursor j on), a run of
+// consecutive ones at a time (each position lies in one piece: threads write disjoint slots).
+void capture_values(const Capture& c, size_t& j, const DiffSide& side, PieceSide p, uint64_t s, size_t len,
+                    const DiffOptions& o) {
+    while (j < c.n && (uint64_t)c.at[j] < s + len) {
+        size_t run = j + 1;
+        while (run < c.n && c.at[run] == c.at[run - 1] + 1 && (uint64_t)c.at[run] < s + len) ++run;
+        const uint64_t at = (uint64_t)c.at[j];
+        if (p.f16)
+            dequant_range(side.dtype, side.base, at, run - j, c.out + j, o.simd);
+        else
+            std::memcpy(c.out + j, p.f32() + (at - s), (run - j) * sizeof(float));
+        j = run;
+    }
+}
+
+// Elements [start, start + n) of both sides, one parallel pass; argmax is a flat index. A sample's
+// rows inside the range add their sums to sample->sums (threads' parts in thread order) and its
+// captured positions inside it are written.
+DiffResult diff_range(const DiffSide& a, const DiffSide& b, uint64_t start, uint64_t n, const DiffOptions& o,
+                      const RowSample* sample) {
     const size_t ntiles = (size_t)((n + kPiece - 1) / kPiece);
     const int nt = threads_for(n, o.threads);
     std::vector<ThreadAcc> accs(nt);
@@ -231,14 +292,24 @@ DiffResult diff_range(const DiffSide& a, const DiffSide& b, uint64_t start, uint
         ThreadAcc& acc = accs[t];
         acc.A.resize(kPiece);
         acc.B.resize(kPiece);
+        if (sample) acc.row_sums.assign(sample->n_rows * kRowSums, 0.0);
+        SampleCursor cur = sample ? SampleCursor(*sample, start + (uint64_t)lo * kPiece) : SampleCursor{};
         for (size_t i = lo; i < hi; ++i) {
             const uint64_t s = start + (uint64_t)i * kPiece;
             const size_t len = (size_t)std::min<uint64_t>(kPiece, start + n - s);
             const PieceSide pa = load_side(a, s, len, acc.A.data(), o);
             const PieceSide pb = load_side(b, s, len, acc.B.data(), o);
             acc.add(pa, pb, len, (int64_t)s, [&](size_t k) { return (int64_t)(s + k); }, o);
+            if (sample) {
+                add_sample_rows(*sample, cur.row, a, b, pa, pb, s, len, acc, o);
+                capture_values(sample->a, cur.a, a, pa, s, len, o);
+                capture_values(sample->b, cur.b, b, pb, s, len, o);
+            }
         }
     });
+    if (sample)
+        for (const ThreadAcc& acc : accs)
+            for (size_t k = 0; k < acc.row_sums.size(); ++k) sample->sums[k] += acc.row_sums[k];
     return merge(accs);
 }
 
@@ -270,13 +341,13 @@ void release_pages(const uint8_t* p, size_t nbytes) {
 #endif
 }
 
-DiffResult diff_plain(DiffSide a, DiffSide b, uint64_t n, const DiffOptions& o) {
+DiffResult diff_plain(DiffSide a, DiffSide b, uint64_t n, const DiffOptions& o, const RowSample* sample) {
     const uint64_t step = o.chunk_elems ? o.chunk_elems : n;
     DiffResult total;
     Pairwise sums;  // chunk sums combine pairwise, like pieces and threads
     for (uint64_t c0 = 0; c0 < n; c0 += step) {
         const uint64_t c1 = std::min(n, c0 + step);
-        const DiffResult r = diff_range(a, b, c0, c1 - c0, o);
+        const DiffResult r = diff_range(a, b, c0, c1 - c0, o, sample);
         combine(total, r);
         double s[kSums] = {
 #define APRQA_X(f) r.f,

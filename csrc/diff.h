@@ -95,8 +95,30 @@ uint64_t chunk_elems_for(int a_dtype, int b_dtype, uint64_t n, uint64_t chunk_by
 // (anonymous memory would read back as zeros).
 void release_pages(const uint8_t* p, size_t nbytes);
 
-// Plain: a and b both hold n elements in the same order (walked in opt.chunk_elems chunks).
-DiffResult diff_plain(DiffSide a, DiffSide b, uint64_t n, const DiffOptions& opt);
+// Decoded values of one side at flat positions (strictly increasing, each < n; validated by the caller),
+// written to out[j] for position at[j].
+struct Capture {
+    const int64_t* at = nullptr;
+    size_t n = 0;
+    float* out = nullptr;
+};
+
+// What a plain pass also takes from the pieces it decodes, for a failing pair's diagnosis (instead of
+// faulting its released pages back in later): the per-row sums (row_sums.h: Σa², Σd², Σa·d, Σa, Σd)
+// of rows of the [n / cols, cols] view into sums (n_rows × kRowSums doubles; rows strictly increasing,
+// each < n / cols, validated by the caller; a row split across pieces adds its parts in double), and
+// each side's values at a few positions (a, b).
+struct RowSample {
+    const int64_t* rows = nullptr;
+    size_t n_rows = 0;
+    uint64_t cols = 0;
+    double* sums = nullptr;
+    Capture a, b;
+};
+
+// Plain: a and b both hold n elements in the same order (walked in opt.chunk_elems chunks); with a
+// sample, its rows' sums too.
+DiffResult diff_plain(DiffSide a, DiffSide b, uint64_t n, const DiffOptions& opt, const RowSample* sample = nullptr);
 // b is [cols, rows], compared with a [rows, cols] transposed: a[i,j] vs b[j,i].
 DiffResult diff_transpose(DiffSide a, DiffSide b, uint64_t rows, uint64_t cols, const DiffOptions& opt);
 // b row i compared with a row perm[i]; both [rows, cols]; perm validated.

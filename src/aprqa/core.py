@@ -27,6 +27,7 @@ __all__ = [
     "DIFF_FIELDS",
     "DiffStats",
     "HIST_BUCKETS",
+    "RowSample",
     "dequantize",
     "dequantize_rows",
     "diff_stats",
@@ -744,6 +745,7 @@ def diff_stats(
     shape: Sequence[int] | None = None,
     chunk_bytes: int = 0,
     release: bool = False,
+    row_sample: RowSample | None = None,
 ) -> DiffStats:
     """Compare candidate ``b`` with reference ``a`` in one fused, multi-threaded pass.
 
@@ -766,6 +768,8 @@ def diff_stats(
             both payloads (0: one chunk); the statistics are those of one pass (sums up to order).
         release: drop each chunk's pages of a side that is a read-only file mapping once the chunk is
             done, so resident memory stays about one chunk (other buffers are never touched).
+        row_sample: rows of the ``[n / row_sample.cols, row_sample.cols]`` view whose sums the pass
+            also writes to ``row_sample.sums`` (an untransformed pair only).
 
     Returns:
         A :class:`DiffStats`; ``bool(stats)`` is ``stats.passed``.
@@ -789,11 +793,16 @@ def diff_stats(
     atol, rtol = float(atol), float(rtol)
     if chunk_bytes < 0:
         raise CoreUsageError(f"chunk_bytes must be >= 0, got {chunk_bytes}")
-    if transform is not None and (chunk_bytes or release):
-        raise CoreUsageError("chunk_bytes and release apply to an untransformed pair only")
+    if transform is not None and (chunk_bytes or release or row_sample is not None):
+        raise CoreUsageError("chunk_bytes, release and row_sample apply to an untransformed pair only")
     if transform is None:
+        sample = {}
+        if row_sample is not None:
+            if na % row_sample.cols:
+                raise CoreUsageError(f"RowSample: {row_sample.cols} columns do not divide {na} elements")
+            sample = row_sample.native_args()
         r = _call(_core.diff_plain, ba, int(da), bb, int(db), na, atol, rtol, t, chunk_bytes=int(chunk_bytes),
-                  release_a=release and _file_mapped(ba), release_b=release and _file_mapped(bb))
+                  release_a=release and _file_mapped(ba), release_b=release and _file_mapped(bb), **sample)
     else:
         kind = transform[0] if transform else None
         if kind == "transpose":
@@ -817,6 +826,57 @@ def diff_stats(
             raise CoreUsageError(f"unknown transform {transform!r}; use None, ('transpose', rows, cols) or ('row_perm', perm)")
     r["hist"] = tuple(r["hist"])
     return DiffStats(**r, atol=atol, rtol=rtol)
+
+
+class RowSample:
+    """What a plain :func:`diff_stats` pass also takes from the pieces it decodes: per-row sums of rows
+    of the pair's ``[rows, cols]`` view and each side's values at a few flat positions.
+
+    After the pass, ``sums`` (float64 ``[len(rows), 5]``) holds :func:`pair_row_sums`' statistics
+    (``ROW_SUMS``: Σa², Σd², Σa·d, Σa, Σd, d = b − a in float32) and ``taken_a`` / ``taken_b`` (float32)
+    the decoded values at positions ``take_a`` / ``take_b``. A row that spans two of the pass's pieces
+    adds its parts in float64, so a sum keeps :func:`pair_row_sums`' bound (within ``(cols/8 + 3)·2⁻²⁴``
+    of the magnitude of its terms), not necessarily its bits.
+
+    A failing pair's diagnosis reads these first (comparison/diagnose_batch.py): taken in the pass, they
+    cost no second decode and, for a file-mapped pair whose pages were released, no page faults.
+
+    Args:
+        rows: row indices, strictly increasing.
+        cols: the view's row length (must divide the pair's element count).
+        take_a, take_b: flat element positions, strictly increasing.
+    """
+
+    def __init__(self, rows: Any, cols: int, take_a: Any = (), take_b: Any = ()):
+        self.cols = int(cols)
+        if self.cols <= 0:
+            raise CoreUsageError(f"RowSample: cols must be > 0, got {cols}")
+        self.rows, self.take_a, self.take_b = (_increasing(x, what) for x, what in
+                                               ((rows, "rows"), (take_a, "take_a"), (take_b, "take_b")))
+        self.sums = np.zeros((self.rows.size, len(ROW_SUMS)), np.float64)
+        self.taken_a = np.zeros(self.take_a.size, np.float32)
+        self.taken_b = np.zeros(self.take_b.size, np.float32)
+
+    def again(self) -> RowSample:
+        """A sample of the same rows and positions with fresh outputs (for the next pair: no re-check)."""
+        fresh = object.__new__(RowSample)
+        fresh.cols, fresh.rows, fresh.take_a, fresh.take_b = self.cols, self.rows, self.take_a, self.take_b
+        fresh.sums = np.zeros_like(self.sums)
+        fresh.taken_a, fresh.taken_b = np.zeros_like(self.taken_a), np.zeros_like(self.taken_b)
+        return fresh
+
+    def native_args(self) -> dict[str, Any]:
+        """``_core.diff_plain``'s keyword arguments for this sample."""
+        return dict(sample_rows=self.rows, sample_cols=self.cols, row_sums=self.sums, take_a=self.take_a,
+                    taken_a=self.taken_a, take_b=self.take_b, taken_b=self.taken_b)
+
+
+def _increasing(x: Any, what: str) -> np.ndarray:
+    """``x`` as contiguous int64, checked non-negative and strictly increasing (read-only arrays pass as is)."""
+    v = np.ascontiguousarray(np.asarray(x, dtype=np.int64).reshape(-1))
+    if v.size and (v[0] < 0 or (v.size > 1 and not (v[1:] > v[:-1]).all())):
+        raise CoreUsageError(f"RowSample: {what} must be non-negative and strictly increasing")
+    return v
 
 
 def set_threads(n: int | None) -> None:

@@ -120,14 +120,16 @@ release = core.release_pages
 
 
 def chunked_diff(ta: TensorInfo, tb: TensorInfo, *, atol: float, rtol: float, threads: int | None,
-                 chunk_bytes: int | None = None, b_dtype: DType | None = None) -> core.DiffStats:
+                 chunk_bytes: int | None = None, b_dtype: DType | None = None,
+                 row_sample: core.RowSample | None = None) -> core.DiffStats:
     """Full plain pass over two same-layout tensors: one native call that walks the pair in chunks
     of about ``chunk_bytes`` and releases each chunk's pages, so resident memory stays bounded. A pair
     that fits one chunk keeps its pages: the caller releases them once it has judged the pair (its
     other reads of the pair, a cast's rounding check or a quantized type's noise floor, then cost no
-    page faults)."""
+    page faults). ``row_sample``: rows of the ``[rows, cols]`` view whose sums the pass also takes
+    (the diagnosis's sampled rows: ``core.RowSample``)."""
     rows, cols = as_2d(ta.shape)
     chunk = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     return core.diff_stats(ta.raw(), tb.raw(), a_dtype=ta.dtype, b_dtype=b_dtype or tb.dtype, atol=atol,
                            rtol=rtol, threads=threads, shape=(rows * cols,), chunk_bytes=chunk,
-                           release=chunk == 0 or ta.nbytes + tb.nbytes > chunk)
+                           release=chunk == 0 or ta.nbytes + tb.nbytes > chunk, row_sample=row_sample)

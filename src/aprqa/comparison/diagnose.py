@@ -83,6 +83,9 @@ class DiagnosisJob:
     expected: tf.RowMap | None
     full: core.DiffStats           # the full pass
     thr: float                     # match_threshold
+    # what the full pass took for the batched screen (``diagnose_batch.pass_sample``), or None: the
+    # screen then reads the rows itself
+    sample: core.RowSample | None = None
 
 
 @dataclass

@@ -1,3 +1,4 @@
+# size: the batched screen of every hypothesis and the geometry of what the full pass takes for them, which the screens index into
 """The batched screen of a group of failing pairs of one shape and types (compare's deferred diagnoses).
 
 A model where a converter broke every tensor fails hundreds of same-shape pairs; screening each one's
@@ -19,6 +20,8 @@ are screened together, in slices of at most ``SLICE_BYTES`` of decoded rows (bou
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -26,14 +29,15 @@ import numpy as np
 from .. import core
 from ..errors import AprqaError
 from ..quant.dtypes import DType
-from ._sampling import as_2d, sample_rows, sample_subset
+from ._sampling import as_2d, sample_rows
 from .diagnose import (_SCREEN_SLACK, CONFIRM_FLOAT_REL, SAMPLE_ELEMENTS, SIGNATURE_ELEMENTS, TRANSPOSE_ELEMENTS,
                        DiagnosisJob, Prescreen, same_size_dtypes, transposable)
+from .signature_index import MAX_SKETCH_COLS
 
 if TYPE_CHECKING:
     from .verdicts import Deferred
 
-SLICE_BYTES = 16 << 20   # decoded float32 rows a slice of a group holds at once
+SLICE_BYTES = 3 << 20   # decoded float32 rows a slice of a group holds at once
 MIN_GROUP = 2            # a lone failing pair gains nothing from the batch: it screens itself
 NOISE_SPREAD = 0.25      # diagnose_rows.noise: median sampled-row rel-L2 ≥ this × the full rel-L2
 FEW_ROWS_BAD = 0.1       # diagnose_rows._few_rows_plausible: at most this share of sampled rows fails
@@ -52,7 +56,8 @@ def _key(job: DiagnosisJob) -> tuple | None:
     row map or of a non-numeric/decoded layout keep the per-pair path."""
     if job.expected is not None or job.qb is not job.tb.dtype:
         return None
-    return (id(job.ctx), tuple(job.ta.shape), job.ta.dtype, job.tb.dtype)
+    # members whose full passes took their screen's inputs batch apart from those that read them
+    return (id(job.ctx), tuple(job.ta.shape), job.ta.dtype, job.tb.dtype, job.sample is not None)
 
 
 def slices(deferred: Sequence[Deferred]) -> list[list[int]]:
@@ -80,10 +85,12 @@ def slices(deferred: Sequence[Deferred]) -> list[list[int]]:
 
 
 def _member_bytes(job: DiagnosisJob) -> int:
-    """Decoded float32 bytes one member's screen holds at most: the rows the screens read of both sides."""
+    """Bytes one member's screen holds at most: its rows' sums and the values the screens read (gathered
+    as whole blocks where the full pass did not take them)."""
     rows, cols = as_2d(tuple(job.ta.shape))
-    pa, pb = _read_positions(rows, cols)
-    return 4 * cols * (len(pa) + len(pb)) + 8 * 5 * len(sample_rows(rows, cols, SAMPLE_ELEMENTS))
+    g = _geometry(rows, cols)
+    blk = max(job.ta.dtype.info.block_elems, job.tb.dtype.info.block_elems)
+    return 8 * 5 * len(g.idx) + 4 * (blk * (len(g.flat_a_t) + len(g.flat_b_t)) + len(g.sig_rows) * cols)
 
 
 def _misread_rows(rows: int, cols: int) -> int:
@@ -91,35 +98,172 @@ def _misread_rows(rows: int, cols: int) -> int:
     return max(1, len(sample_rows(rows, cols, SAMPLE_ELEMENTS)) // 8)
 
 
-def _read_positions(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """Positions in the sample of the rows the screens read: the reference's rows of the transposed
-    screen where the sample holds them; the candidate's SWAPPED signature rows."""
+class _Pick:
+    """Where some positions sit among a side's sorted taken positions: as a few slices where they form
+    runs of consecutive ones (rows), else as an index array."""
+
+    def __init__(self, taken: np.ndarray, want: np.ndarray):
+        self.at = np.searchsorted(taken, want)
+        cut = np.flatnonzero(np.diff(self.at) != 1) + 1
+        bounds = zip(np.r_[0, cut], np.r_[cut, self.at.size]) if self.at.size else ()
+        self.runs = [slice(int(self.at[lo]), int(self.at[hi - 1]) + 1) for lo, hi in bounds]
+
+    def __call__(self, stacked: np.ndarray) -> np.ndarray:
+        """``stacked[:, self.at]`` of ``[members, taken]`` values."""
+        if len(self.runs) == 1:
+            return stacked[:, self.runs[0]]
+        if len(self.runs) <= 8:
+            return np.concatenate([stacked[:, r] for r in self.runs], axis=1)
+        return stacked[:, self.at]
+
+
+def _row_positions(rows: np.ndarray, cols: int) -> np.ndarray:
+    return (rows[:, None] * cols + np.arange(cols)[None, :]).reshape(-1)
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """What the screens of a ``[rows, cols]`` group read, as flat element positions of each side: the
+    transposed screen's elements of A (``[rows_j, cols_i]``) and of B (``[few, rows_j]`` of B read as
+    ``[cols, rows]``), B's SWAPPED signature rows (``sig_rows``; none where the index does not sketch
+    them) and both sides' misread rows (``mis_rows``). ``template``: the full pass's ``core.RowSample``
+    of them all (``take_a`` / ``take_b`` sorted), with a ``_Pick`` per screen."""
+
+    idx: np.ndarray
+    cols_i: np.ndarray
+    rows_j: np.ndarray
+    few: np.ndarray
+    sig_rows: np.ndarray
+    mis_rows: np.ndarray
+    flat_a_t: np.ndarray
+    flat_b_t: np.ndarray
+    template: core.RowSample
+    a_t: _Pick
+    a_mis: _Pick
+    b_t: _Pick
+    b_sig: _Pick
+    b_mis: _Pick
+
+
+@functools.lru_cache(maxsize=64)
+def _geometry(rows: int, cols: int) -> _Geometry:
+    idx = sample_rows(rows, cols, SAMPLE_ELEMENTS)
     none = np.empty(0, np.int64)
-    pos = sample_subset(rows, cols, SAMPLE_ELEMENTS, TRANSPOSE_ELEMENTS)
-    sig = sample_subset(rows, cols, SAMPLE_ELEMENTS, SIGNATURE_ELEMENTS)
-    return (pos if pos is not None else none), (sig if sig is not None else none)
+    if rows > 1 and cols > 1:
+        cols_i, rows_j = sample_rows(cols, rows, TRANSPOSE_ELEMENTS), sample_rows(rows, cols, TRANSPOSE_ELEMENTS)
+        few = cols_i[:max(1, len(cols_i) // 8)]
+        flat_a_t = (rows_j[:, None] * cols + cols_i[None, :]).reshape(-1)
+        flat_b_t = (few[:, None] * rows + rows_j[None, :]).reshape(-1)
+    else:
+        cols_i = rows_j = few = flat_a_t = flat_b_t = none
+    sig_rows = sample_rows(rows, cols, SIGNATURE_ELEMENTS)
+    if len(sig_rows) * cols > MAX_SKETCH_COLS:
+        sig_rows = none  # the index screens such signatures exactly: each member searches itself
+    mis_rows = idx[:_misread_rows(rows, cols)]
+    mis_flat, sig_flat = _row_positions(mis_rows, cols), _row_positions(sig_rows, cols)
+    take_a = np.union1d(flat_a_t, mis_flat)
+    take_b = np.union1d(np.union1d(flat_b_t, sig_flat), mis_flat)
+    return _Geometry(idx, cols_i, rows_j, few, sig_rows, mis_rows, flat_a_t, flat_b_t,
+                     core.RowSample(idx, cols, take_a, take_b), _Pick(take_a, flat_a_t), _Pick(take_a, mis_flat),
+                     _Pick(take_b, flat_b_t), _Pick(take_b, sig_flat), _Pick(take_b, mis_flat))
+
+
+def pass_sample(shape: tuple[int, ...]) -> core.RowSample:
+    """What a deferrable pair's full pass takes for its group's screen (``core.RowSample``): the sampled
+    rows' sums and the values the transposed, SWAPPED and misread screens read."""
+    return _geometry(*as_2d(shape)).template.again()
 
 
 class _SampledRows:
     """The slice's members resolved once for every native call of the screen (``core.Sources``), their
-    sampled rows' sums and the rows the screens read (``_read_positions``), in one native call."""
+    sampled rows' sums and the values the transposed, SWAPPED and misread screens read (``_Geometry``).
 
-    def __init__(self, jobs: list[DiagnosisJob], idx: np.ndarray):
-        rows, cols = as_2d(tuple(jobs[0].ta.shape))
-        self.src_a = core.resolve_sources([j.ta for j in jobs], (rows, cols))
-        self.src_b = core.resolve_sources([j.tb for j in jobs], (rows, cols))
-        self.at_a, self.at_b = _read_positions(rows, cols)
-        self.sums, self._a, self._b = core.pair_row_sums(
-            self.src_a, self.src_b, (rows, cols), idx, keep_a=self.at_a, keep_b=self.at_b,
-            threads=jobs[0].ctx.threads)
+    Where every member's full pass took them (``DiagnosisJob.sample``, from ``pass_sample``), nothing is
+    decoded here; otherwise one native call decodes every sampled row of the slice and reduces it in
+    cache, and each screen gathers its values."""
 
-    def a(self, pos: np.ndarray) -> np.ndarray:
-        """A's sampled rows at positions ``pos`` (among ``at_a``): ``[members, len(pos), cols]``."""
-        return self._a[:, np.searchsorted(self.at_a, pos)]
+    def __init__(self, jobs: list[DiagnosisJob]):
+        rows, cols = self.shape = as_2d(tuple(jobs[0].ta.shape))
+        self.geo = g = _geometry(rows, cols)
+        self.jobs, self.threads = jobs, jobs[0].ctx.threads
+        taken = [j.sample for j in jobs]
+        self.taken_a: np.ndarray | None = None
+        self.taken_b: np.ndarray | None = None
+        t0 = g.template
+        if all(t is not None and t.rows is t0.rows and t.take_a is t0.take_a and t.take_b is t0.take_b
+               for t in taken):
+            self.sums = np.stack([t.sums for t in taken])  # type: ignore[union-attr]
+            self.taken_a = np.stack([t.taken_a for t in taken])  # type: ignore[union-attr]
+            self.taken_b = np.stack([t.taken_b for t in taken])  # type: ignore[union-attr]
+        else:
+            self.sums, _, _ = core.pair_row_sums(self.src_a, self.src_b, (rows, cols), g.idx, threads=self.threads)
 
-    def b(self, pos: np.ndarray) -> np.ndarray:
-        """B's sampled rows at positions ``pos`` (among ``at_b``)."""
-        return self._b[:, np.searchsorted(self.at_b, pos)]
+    @functools.cached_property
+    def src_a(self) -> core.Sources:
+        """The members' references resolved once for the native calls that read them (only where the
+        full passes did not take what the screens read)."""
+        return core.resolve_sources([j.ta for j in self.jobs], self.shape)
+
+    @functools.cached_property
+    def src_b(self) -> core.Sources:
+        return core.resolve_sources([j.tb for j in self.jobs], self.shape)
+
+    def _gather(self, src: core.Sources, dtype: DType, flat: np.ndarray) -> np.ndarray:
+        """Elements ``flat`` of each member's side ``src``, decoded as one-block rows (the same blocks,
+        the same values): ``[members, len(flat)]``."""
+        rows, cols = self.shape
+        blk = dtype.info.block_elems
+        got = core.gather_rows(src, (rows * cols // blk, blk), flat // blk, threads=self.threads)
+        return got[:, np.arange(flat.size), flat % blk]
+
+    def transposed_a(self) -> np.ndarray:
+        """A's ``[members, rows_j, cols_i]`` elements of the transposed screen."""
+        g = self.geo
+        got = g.a_t(self.taken_a) if self.taken_a is not None else \
+            self._gather(self.src_a, self.jobs[0].ta.dtype, g.flat_a_t)
+        return got.reshape(len(self.jobs), len(g.rows_j), len(g.cols_i))
+
+    def transposed_b(self) -> np.ndarray:
+        """B's ``[members, few, rows_j]`` elements of the transposed screen (B read as ``[cols, rows]``)."""
+        g = self.geo
+        got = g.b_t(self.taken_b) if self.taken_b is not None else \
+            self._gather(self.src_b, self.jobs[0].tb.dtype, g.flat_b_t)
+        return got.reshape(len(self.jobs), len(g.few), len(g.rows_j))
+
+    def signature_b(self) -> np.ndarray:
+        """B's SWAPPED signature rows, flattened: ``[members, len(sig_rows) · cols]``."""
+        g = self.geo
+        if self.taken_b is not None:
+            return g.b_sig(self.taken_b)
+        got = core.gather_rows(self.src_b, self.shape, g.sig_rows, threads=self.threads)
+        return got.reshape(len(self.jobs), -1)
+
+    def misread_sums(self, dtype: DType) -> np.ndarray:
+        """Row sums of A's misread rows against B's bytes of those rows read as ``dtype``:
+        ``[members, len(mis_rows), 5]``. From the taken values where B's type is a float one (its values
+        are then its bytes exactly: each re-encodes without rounding; a NaN's payload may not, but a
+        member with a NaN in its sample is never ruled out) — else read from the files."""
+        g, cols = self.geo, self.shape[1]
+        tb_dtype = self.jobs[0].tb.dtype
+        if self.taken_a is None or self.taken_b is None or tb_dtype not in _REENCODE:
+            return core.pair_row_sums(self.src_a, self.src_b.as_dtype(dtype), self.shape, g.mis_rows,
+                                      threads=self.threads)[0]
+        k, m = len(self.jobs), len(g.mis_rows)
+        a = np.ascontiguousarray(g.a_mis(self.taken_a))
+        b = np.ascontiguousarray(_REENCODE[tb_dtype](g.b_mis(self.taken_b)))
+        view = (k * m, cols)
+        sums, _, _ = core.pair_row_sums(core.resolve_sources([a], view, [DType.F32]),
+                                        core.resolve_sources([b], view, [dtype]), view, np.arange(k * m),
+                                        threads=self.threads)
+        return sums.reshape(k, m, -1)
+
+
+# A float type's decoded values back to its bytes (exact for every non-NaN value)
+_REENCODE = {
+    DType.F32: lambda v: v.view(np.uint8),
+    DType.F16: lambda v: v.astype(np.float16).view(np.uint8),
+    DType.BF16: lambda v: (v.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8),
+}
 
 
 def prescreen(deferred: Sequence[Deferred]) -> list[Prescreen | None]:
@@ -138,12 +282,12 @@ def _prescreen(jobs: list[DiagnosisJob]) -> list[Prescreen | None]:
     j0 = jobs[0]
     k = len(jobs)
     rows, cols = as_2d(tuple(j0.ta.shape))
-    idx = sample_rows(rows, cols, SAMPLE_ELEMENTS)
+    read = _SampledRows(jobs)
+    idx = read.geo.idx
     m = len(idx)
     g = _gamma(cols)
     pres = [Prescreen() for _ in range(k)]
     # per sampled row: Σa², Σd², Σa·d, Σa, Σd (float32 lane sums along a row, float64 across rows)
-    read = _SampledRows(jobs, idx)
     sums = read.sums
     a2, d2 = sums[:, :, 0], sums[:, :, 1]
     ad, sa, sd = sums[:, :, 2].sum(1), sums[:, :, 3].sum(1), sums[:, :, 4].sum(1)
@@ -155,7 +299,7 @@ def _prescreen(jobs: list[DiagnosisJob]) -> list[Prescreen | None]:
     _row_screens(pres, jobs, finite, a2, d2, g)
     extra = same_size_dtypes(j0.tb.dtype, rows * cols, j0.tb.raw().nbytes)
     if extra and all(not dt.is_quantized for dt in extra):
-        _misread(pres, jobs, finite, saa, read, idx, extra, g)
+        _misread(pres, finite, saa, read, extra, g)
     if transposable(j0.ta, j0.tb):
         _transposed(pres, jobs, read, finite)
     _swapped(pres, jobs, read, finite)
@@ -209,20 +353,16 @@ def _row_screens(pres: list[Prescreen], jobs: list[DiagnosisJob], finite: np.nda
             p.noise_spread, p.few_rows_implausible = bool(spread[i]), bool(implausible[i])
 
 
-def _misread(pres: list[Prescreen], jobs: list[DiagnosisJob], finite: np.ndarray, saa: np.ndarray,
-             read: _SampledRows, idx: np.ndarray, extra: tuple, g: float) -> None:
+def _misread(pres: list[Prescreen], finite: np.ndarray, saa: np.ndarray, read: _SampledRows, extra: tuple,
+             g: float) -> None:
     """Diagnoser.misread with float same-size types: each reading's rel-L2 over the sample must be ≤
     CONFIRM_FLOAT_REL. Its error over a few of the sampled rows (an eighth) over the whole sample's
     energy bounds it from below (the kernel's sums over finite pairs hold at least those rows' terms and
     at most the sample's energy), so only those rows are read, straight to their sums of squared error
     (a non-finite reading or an overflowing sum leaves the member to screen itself)."""
-    j0 = jobs[0]
-    rows, cols = as_2d(tuple(j0.ta.shape))
     far = finite.copy()
     for dt in extra:
-        sums, _, _ = core.pair_row_sums(read.src_a, read.src_b.as_dtype(dt), (rows, cols),
-                                        idx[:_misread_rows(rows, cols)], threads=j0.ctx.threads)
-        err2 = sums[:, :, 1].sum(1)
+        err2 = read.misread_sums(dt)[:, :, 1].sum(1)
         with np.errstate(divide="ignore", invalid="ignore"):
             rel_lo = np.sqrt(err2 * (1 - 4 * g) / (saa * (1 + 4 * g)))
         far &= np.isfinite(err2) & (rel_lo > CONFIRM_FLOAT_REL)
@@ -230,36 +370,15 @@ def _misread(pres: list[Prescreen], jobs: list[DiagnosisJob], finite: np.ndarray
         p.no_misread = bool(f)
 
 
-def _elements(ts: core.Sources, n: int, dtype: DType, flat: np.ndarray, threads: int | None) -> np.ndarray:
-    """Elements ``flat`` of each tensor in ``ts`` (``n`` elements of ``dtype``), decoded as one-block rows
-    (the same blocks, the same values): ``[len(ts), len(flat)]``."""
-    blk = dtype.info.block_elems
-    got = core.gather_rows(ts, (n // blk, blk), flat // blk, threads=threads)
-    return got[:, np.arange(flat.size), flat % blk]
-
-
 def _transposed(pres: list[Prescreen], jobs: list[DiagnosisJob], read: _SampledRows, finite: np.ndarray) -> None:
     """Diagnoser.transposed's screen: B's bytes read as [cols, rows] at the elements [cols_i, rows_j]
     against A's (rows_j, cols_i), rel-L2 ≤ thr. The error over an eighth of those columns over A's energy
-    at all of them bounds it from below, so only those elements of B (and A's, where the sample lacks
-    them) are decoded; a member not ruled out screens itself."""
-    j0 = jobs[0]
-    r, c = as_2d(tuple(j0.ta.shape))
-    k, th = len(jobs), j0.ctx.threads
-    cols_i = sample_rows(c, r, TRANSPOSE_ELEMENTS)
-    rows_j = sample_rows(r, c, TRANSPOSE_ELEMENTS)
-    pos = sample_subset(r, c, SAMPLE_ELEMENTS, TRANSPOSE_ELEMENTS)
-    if pos is not None:
-        a_s = read.a(pos)[:, :, cols_i].astype(np.float64)       # [k, rows_j, cols_i]
-    else:
-        flat_a = (rows_j[:, None] * c + cols_i[None, :]).reshape(-1)
-        a_s = _elements(read.src_a, r * c, j0.ta.dtype, flat_a, th).reshape(
-            k, len(rows_j), len(cols_i)).astype(np.float64)
+    at all of them bounds it from below, so only those elements of B (and A's at all of them) are read;
+    a member not ruled out screens itself."""
+    a_s = read.transposed_a().astype(np.float64)                  # [k, rows_j, cols_i]
     den = (a_s * a_s).sum(axis=(1, 2))
-    few = cols_i[:max(1, len(cols_i) // 8)]
-    flat = (few[:, None] * r + rows_j[None, :]).reshape(-1)  # B's elements [few, rows_j]; its block divides r
-    b_s = _elements(read.src_b, r * c, j0.tb.dtype, flat, th).reshape(k, len(few), len(rows_j))
-    a_few = a_s[:, :, :len(few)].transpose(0, 2, 1)               # [k, few, rows_j]
+    b_s = read.transposed_b()                                       # [k, few, rows_j]
+    a_few = a_s[:, :, :b_s.shape[1]].transpose(0, 2, 1)             # [k, few, rows_j]
     ok = np.isfinite(a_s).all(axis=(1, 2)) & np.isfinite(b_s).all(axis=(1, 2))
     num = ((b_s.astype(np.float64) - a_few) ** 2).sum(axis=(1, 2))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -275,15 +394,15 @@ def _swapped(pres: list[Prescreen], jobs: list[DiagnosisJob], read: _SampledRows
     j0 = jobs[0]
     ctx = j0.ctx
     rows, cols = as_2d(tuple(j0.ta.shape))
-    tensors, _, index = ctx.swap_index.signatures(tuple(j0.ta.shape), None)
+    tensors, idx_sig, index = ctx.swap_index.signatures(tuple(j0.ta.shape), None)
     if len(tensors) < 2:
         for p in pres:
             p.no_swapped = True  # Diagnoser.swapped: nothing to have been swapped with
         return
-    pos = sample_subset(rows, cols, SAMPLE_ELEMENTS, SIGNATURE_ELEMENTS)
-    if index.sketch is None or pos is None:
+    sig_rows = read.geo.sig_rows
+    if index.sketch is None or not len(sig_rows) or not np.array_equal(sig_rows, idx_sig):
         return  # the exact screen: each member searches itself
-    sig = read.b(pos).reshape(len(jobs), -1)
+    sig = read.signature_b()
     may = index.may_keep(sig, np.array([j.thr * _SCREEN_SLACK for j in jobs]))
     where = {t.name: i for i, t in enumerate(tensors)}
     for i, j in enumerate(jobs):

@@ -40,6 +40,7 @@ from .diagnose import DiagnosisJob, Diagnoser, Hypothesis, Prescreen, SwapIndex,
 from .diagnose import dequantizable as _dequantizable
 from .diagnose import match_threshold as _match_threshold
 from .diagnose import numeric as _numeric
+from .diagnose_batch import pass_sample
 from .diagnose_rows import noise as added_noise, rows_permuted
 from .results import NoiseFloor, TensorResult, TensorStats, Verdict
 from .tolerance import Statistic, Tolerance, TolerancePolicy
@@ -55,6 +56,10 @@ class Context:
     threads: int | None = None
     chunk_bytes: int = CHUNK_BYTES
     swap_index: SwapIndex = field(init=False)
+    # per shape: whether its last judged pair was deferred to a diagnosis. The next pair of a shape that
+    # just failed has its full pass take what the batched screen reads (diagnose_batch.pass_sample);
+    # a model whose pairs pass pays nothing for it.
+    last_deferred: dict[tuple[int, ...], bool] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.swap_index = SwapIndex(self.ref, self.threads)
@@ -209,6 +214,7 @@ def judge_or_defer(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str | Non
     into memory (then it is diagnosed at once: holding them would grow memory with the failing tensors)."""
     try:
         r = _judge_pair(ctx, ta, tb, name or ta.name, defer)
+        ctx.last_deferred[tuple(ta.shape)] = isinstance(r, Deferred)
         if isinstance(r, Deferred):
             return r
         return _as_stored(r, ta, tb)
@@ -265,11 +271,17 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str,
     expected = tf.rope_map_for(name, ctx.ref, ctx.cand, rows)
     transform = tuple(notes + ([expected.name] if expected else []) + ([offset_name] if offset_name else []))
     atol, rtol = (tol.atol, tol.rtol)
+    sample: core.RowSample | None = None
     if expected is not None:
         raw = core.diff_stats(ta, tb.raw(), b_dtype=tb.dtype, atol=atol, rtol=rtol, threads=ctx.threads,
                               transform=("row_perm", expected.perm))
     else:
-        raw = chunked_diff(ta, tb, atol=atol, rtol=rtol, threads=ctx.threads, chunk_bytes=ctx.chunk_bytes)
+        # a pair compare may defer (its bytes still the file's), after one of its shape failed, takes what
+        # its diagnosis's batched screen reads in this pass: that screen then reads no page of it again
+        if defer and ta is stored_a and tb is stored_b and ctx.last_deferred.get(tuple(ta.shape)):
+            sample = pass_sample(tuple(ta.shape))
+        raw = chunked_diff(ta, tb, atol=atol, rtol=rtol, threads=ctx.threads, chunk_bytes=ctx.chunk_bytes,
+                           row_sample=sample)
     stats = to_stats(raw, tuple(ta.shape))
     perm = expected.perm if expected is not None else None
     res = dict(base, transform=transform, stats=stats)
@@ -345,7 +357,8 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str,
 
     if defer and ta is stored_a and tb is stored_b:  # both still the file's bytes: nothing held in memory
         return Deferred(name, stored_a.nbytes + stored_b.nbytes, diagnosis, stored_a, stored_b,
-                        DiagnosisJob(ctx, ta, tb, qb, expected, raw, thr))
+                        DiagnosisJob(ctx, ta, tb, qb, expected, raw, thr,
+                                     sample))
     return diagnosis()
 
 
