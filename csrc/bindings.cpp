@@ -107,8 +107,8 @@ std::pair<const int64_t*, size_t> increasing_below(const ReadBuffer& buf, uint64
 }
 
 // diff_plain's optional sample (RowSample, diff.h): the rows of the [n / cols, cols] view with their
-// float64 [rows, 5] sums (zeroed here), and per side positions with their float32 outputs, all checked;
-// get() is null when none was given.
+// float64 [rows, 5] sums (zeroed here), and per side lists of positions with their float32 outputs, all
+// checked; get() is null when none was given.
 class SampleArgs {
    public:
     SampleArgs(const py::object& rows, uint64_t cols, const py::object& sums, const py::object& take_a,
@@ -126,17 +126,27 @@ class SampleArgs {
         const WriteBuffer& w = keep_out_.emplace_back(sums.cast<py::buffer>(), "row_sums");
         double* dst = reinterpret_cast<double*>(w.span_for_items((uint64_t)k * kRowSums, 8).data);
         std::fill(dst, dst + k * kRowSums, 0.0);
-        sample_ = RowSample{idx, k, cols, dst, capture(take_a, taken_a, n, "take_a", "taken_a"),
-                            capture(take_b, taken_b, n, "take_b", "taken_b")};
+        sample_ = RowSample{idx, k, cols, dst, captures(take_a, taken_a, n, "take_a"),
+                            captures(take_b, taken_b, n, "take_b")};
     }
     const RowSample* get() const { return sample_ ? &*sample_ : nullptr; }
 
    private:
-    Capture capture(const py::object& at, const py::object& out, uint64_t n, const char* what, const char* out_what) {
-        const ReadBuffer& r = keep_in_.emplace_back(at.cast<py::buffer>(), what);
-        const auto [pos, k] = increasing_below(r, n, what);
-        const WriteBuffer& w = keep_out_.emplace_back(out.cast<py::buffer>(), out_what);
-        return Capture{pos, k, reinterpret_cast<float*>(w.span_for_items(k, 4).data)};
+    // One Capture per (positions, output) pair of the two sequences.
+    std::vector<Capture> captures(const py::object& at, const py::object& out, uint64_t n, const std::string& what) {
+        const py::sequence ats = at.cast<py::sequence>(), outs = out.cast<py::sequence>();
+        if (ats.size() != outs.size())
+            throw std::invalid_argument(what + ": " + std::to_string(ats.size()) + " position lists but " +
+                                        std::to_string(outs.size()) + " outputs");
+        std::vector<Capture> got;
+        for (size_t i = 0; i < ats.size(); ++i) {
+            const std::string name = what + "[" + std::to_string(i) + "]";
+            const ReadBuffer& r = keep_in_.emplace_back(ats[i].cast<py::buffer>(), name.c_str());
+            const auto [pos, k] = increasing_below(r, n, name.c_str());
+            const WriteBuffer& w = keep_out_.emplace_back(outs[i].cast<py::buffer>(), ("taken" + name.substr(4)).c_str());
+            got.push_back(Capture{pos, k, reinterpret_cast<float*>(w.span_for_items(k, 4).data)});
+        }
+        return got;
     }
     std::deque<ReadBuffer> keep_in_;  // every Py_buffer stays alive while the GIL is released
     std::deque<WriteBuffer> keep_out_;
@@ -289,8 +299,9 @@ PYBIND11_MODULE(_core, m) {
         "of both payloads (0: one chunk); release_a/_b drop each chunk's pages of that side (read-only "
         "file mappings only). With sample_rows (int64, strictly increasing rows of the [n / sample_cols, "
         "sample_cols] view), their per-row sums (sum a^2, d^2, a*d, a, d; d = b - a in float32) are written "
-        "to row_sums (float64 [len(sample_rows), 5]), and the decoded values of a at flat positions take_a "
-        "(int64, strictly increasing) to taken_a (float32), of b at take_b to taken_b. Returns a dict.");
+        "to row_sums (float64 [len(sample_rows), 5]), and the decoded values of a at each list of flat "
+        "positions in take_a (int64, each strictly increasing) to the matching float32 array of taken_a, of "
+        "b at take_b's to taken_b's. Returns a dict.");
     m.def("diff_chunk_elems", &chunk_elems_for, py::arg("a_dtype"), py::arg("b_dtype"), py::arg("n"),
           py::arg("chunk_bytes"), "Elements per chunk diff_plain uses for chunk_bytes.");
     m.def(

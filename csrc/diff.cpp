@@ -234,17 +234,21 @@ const float* piece_segment(const DiffSide& side, PieceSide p, uint64_t s, uint64
 }
 
 // A thread's place in a RowSample as its pieces ascend: the first sampled row that does not end before
-// the current piece, and the first captured position of each side not before it (no division per piece:
+// the current piece, and each capture's first position not before it (no division per piece:
 // a 64-bit divide costs more than the sums of a row's few pieces).
 struct SampleCursor {
-    size_t row = 0, a = 0, b = 0;
+    size_t row = 0;
+    std::vector<size_t> a, b;  // per capture of each side
 
     SampleCursor() = default;
     SampleCursor(const RowSample& rs, uint64_t first) {
         const uint64_t first_row = first / rs.cols;
         row = (size_t)(std::lower_bound(rs.rows, rs.rows + rs.n_rows, (int64_t)first_row) - rs.rows);
-        a = (size_t)(std::lower_bound(rs.a.at, rs.a.at + rs.a.n, (int64_t)first) - rs.a.at);
-        b = (size_t)(std::lower_bound(rs.b.at, rs.b.at + rs.b.n, (int64_t)first) - rs.b.at);
+        for (const Capture& c : rs.a) a.push_back(first_at(c, first));
+        for (const Capture& c : rs.b) b.push_back(first_at(c, first));
+    }
+    static size_t first_at(const Capture& c, uint64_t first) {
+        return (size_t)(std::lower_bound(c.at, c.at + c.n, (int64_t)first) - c.at);
     }
 };
 
@@ -302,8 +306,8 @@ DiffResult diff_range(const DiffSide& a, const DiffSide& b, uint64_t start, uint
             acc.add(pa, pb, len, (int64_t)s, [&](size_t k) { return (int64_t)(s + k); }, o);
             if (sample) {
                 add_sample_rows(*sample, cur.row, a, b, pa, pb, s, len, acc, o);
-                capture_values(sample->a, cur.a, a, pa, s, len, o);
-                capture_values(sample->b, cur.b, b, pb, s, len, o);
+                for (size_t k = 0; k < sample->a.size(); ++k) capture_values(sample->a[k], cur.a[k], a, pa, s, len, o);
+                for (size_t k = 0; k < sample->b.size(); ++k) capture_values(sample->b[k], cur.b[k], b, pb, s, len, o);
             }
         }
     });

@@ -19,6 +19,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace aprqa {
 
@@ -107,13 +108,13 @@ struct Capture {
 // faulting its released pages back in later): the per-row sums (row_sums.h: Σa², Σd², Σa·d, Σa, Σd)
 // of rows of the [n / cols, cols] view into sums (n_rows × kRowSums doubles; rows strictly increasing,
 // each < n / cols, validated by the caller; a row split across pieces adds its parts in double), and
-// each side's values at a few positions (a, b).
+// each side's values at a few lists of positions (a, b: one Capture per screen that reads them).
 struct RowSample {
     const int64_t* rows = nullptr;
     size_t n_rows = 0;
     uint64_t cols = 0;
     double* sums = nullptr;
-    Capture a, b;
+    std::vector<Capture> a, b;
 };
 
 // Plain: a and b both hold n elements in the same order (walked in opt.chunk_elems chunks); with a

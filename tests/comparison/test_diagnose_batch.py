@@ -153,3 +153,26 @@ def test_what_the_full_passes_take_screens_as_reading_the_files_does(tmp_path, m
     assert len(names) == LAYERS * 4 - 1
     assert sorted(got["taken"], key=str) == sorted((x for x in got["read"] if x[0] in names), key=str)
     assert _facts(taken) == _facts(read)
+
+
+def test_samples_held_by_deferred_pairs_stay_within_their_budget(tmp_path, monkeypatch):
+    """Past SAMPLE_BUDGET bytes of samples held, the next failing pairs' passes take none (their screen
+    reads the files instead): what compare holds for its deferred diagnoses stays bounded, verdicts alike."""
+    from aprqa.comparison import verdicts
+
+    ref, cand, _ = make_pair(tmp_path)
+    held: list[list[bool]] = []
+    orig = db.slices
+
+    def record(deferred):  # type: ignore[no-untyped-def]
+        held.append([d.job is not None and d.job.sample is not None for d in deferred])
+        return orig(deferred)
+
+    monkeypatch.setattr(db, "slices", record)
+    whole = compare(ref, cand, fast=True, threads=1)
+    one = db.pass_sample(SHAPES[0]).nbytes
+    monkeypatch.setattr(verdicts, "SAMPLE_BUDGET", 3 * one)
+    bounded = compare(ref, cand, fast=True, threads=1)
+    assert sum(held[0]) == LAYERS * 4 - 1  # all but the first pair, with room
+    assert sum(held[1]) == 3  # three samples fill the budget
+    assert _facts(whole) == _facts(bounded)

@@ -52,14 +52,15 @@ def test_rows_across_pieces_and_taken_values(dt, threads, chunk_bytes):
     rng = np.random.default_rng(2)
     take_a = np.unique(rng.integers(0, rows * cols, 300))
     take_b = np.r_[np.arange(5 * cols, 7 * cols), np.unique(rng.integers(7 * cols, rows * cols, 200))]
-    s = core.RowSample(rows_idx, cols, take_a, take_b)
+    s = core.RowSample(rows_idx, cols, [take_a, take_a[::7]], [take_b])
     plain = core.diff_stats(qa, qb, a_dtype=dt, b_dtype=dt, shape=(rows * cols,), threads=threads,
                             chunk_bytes=chunk_bytes)
     sampled = core.diff_stats(qa, qb, a_dtype=dt, b_dtype=dt, shape=(rows * cols,), threads=threads,
                               chunk_bytes=chunk_bytes, row_sample=s)
     assert sampled == plain  # the pass's own statistics are untouched
-    assert np.array_equal(s.taken_a, a.reshape(-1)[take_a].astype(np.float32))
-    assert np.array_equal(s.taken_b, b.reshape(-1)[take_b].astype(np.float32))
+    for got, at in zip(s.taken_a, [take_a, take_a[::7]]):  # overlapping lists, each its own output
+        assert np.array_equal(got, a.reshape(-1)[at].astype(np.float32))
+    assert np.array_equal(s.taken_b[0], b.reshape(-1)[take_b].astype(np.float32))
     ar, dr = a[rows_idx], (b[rows_idx].astype(np.float32) - a[rows_idx].astype(np.float32)).astype(np.float64)
     exact = np.stack([(ar * ar).sum(1), (dr * dr).sum(1), (ar * dr).sum(1), ar.sum(1), dr.sum(1)], axis=1)
     magnitude = np.stack([(ar * ar).sum(1), (dr * dr).sum(1), np.abs(ar * dr).sum(1), np.abs(ar).sum(1),
@@ -69,18 +70,18 @@ def test_rows_across_pieces_and_taken_values(dt, threads, chunk_bytes):
 
 def test_again_gives_fresh_outputs_of_the_same_positions():
     qa, qb = _pair(DType.F16, 8, 2048)
-    first = core.RowSample([0, 7], 2048, [3, 9], [4])
+    first = core.RowSample([0, 7], 2048, [[3, 9]], [[4], []])
     second = first.again()
     core.diff_stats(qa, qb, a_dtype=DType.F16, b_dtype=DType.F16, shape=(8 * 2048,), row_sample=second)
-    assert not first.sums.any() and not first.taken_a.any()  # untouched
-    assert second.rows is first.rows and second.sums.any() and second.taken_b.shape == (1,)
+    assert not first.sums.any() and not first.taken_a[0].any()  # untouched
+    assert second.rows is first.rows and second.sums.any() and [t.shape for t in second.taken_b] == [(1,), (0,)]
 
 
 @pytest.mark.parametrize("kw,match", [
     (dict(rows=[3, 3]), "strictly increasing"),
     (dict(rows=[2, 1]), "strictly increasing"),
     (dict(rows=[-1]), "strictly increasing"),
-    (dict(take_a=[5, 4]), "strictly increasing"),
+    (dict(take_a=[[5, 4]]), r"take_a\[0\] must be non-negative and strictly increasing"),
     (dict(cols=0), "cols must be > 0"),
 ])
 def test_bad_samples_are_refused_before_the_pass(kw, match):
@@ -92,8 +93,8 @@ def test_bad_samples_are_refused_before_the_pass(kw, match):
 
 @pytest.mark.parametrize("sample,match", [
     (lambda: core.RowSample([8], 2048), r"sample_rows\[0\] = 8 is outside \[0, 8\)"),
-    (lambda: core.RowSample([0], 2048, [8 * 2048]), r"take_a\[0\] = 16384 is outside"),
-    (lambda: core.RowSample([0], 2048, (), [0, 8 * 2048 + 1]), r"take_b\[1\] = 16385 is outside"),
+    (lambda: core.RowSample([0], 2048, [[8 * 2048]]), r"take_a\[0\]\[0\] = 16384 is outside"),
+    (lambda: core.RowSample([0], 2048, (), [[1], [0, 8 * 2048 + 1]]), r"take_b\[1\]\[1\] = 16385 is outside"),
     (lambda: core.RowSample([0], 3000), "3000 columns do not divide"),
 ])
 def test_samples_outside_the_pair_are_refused_with_their_position(sample, match):
@@ -112,6 +113,9 @@ def test_a_sample_needs_a_plain_pass_and_all_its_buffers():
                               sample_cols=2048, row_sums=np.zeros((1, 5)))
     with pytest.raises(ValueError, match="row_sums"):  # an output too small for the rows
         core._core.diff_plain(qa, int(DType.F16), qb, int(DType.F16), 8 * 2048, sample_rows=np.arange(2),
-                              sample_cols=2048, row_sums=np.zeros((1, 5)), take_a=np.zeros(0, np.int64),
-                              taken_a=np.zeros(0, np.float32), take_b=np.zeros(0, np.int64),
-                              taken_b=np.zeros(0, np.float32))
+                              sample_cols=2048, row_sums=np.zeros((1, 5)), take_a=[], taken_a=[], take_b=[],
+                              taken_b=[])
+    with pytest.raises(ValueError, match="1 position lists but 0 outputs"):
+        core._core.diff_plain(qa, int(DType.F16), qb, int(DType.F16), 8 * 2048, sample_rows=np.arange(1),
+                              sample_cols=2048, row_sums=np.zeros((1, 5)), take_a=[np.arange(3)], taken_a=[],
+                              take_b=[], taken_b=[])

@@ -142,6 +142,14 @@ class SwapIndex:
     ref: Model
     threads: int | None = None
     _by_key: dict[tuple, tuple[list[TensorInfo], np.ndarray, SignatureIndex]] = field(default_factory=dict)
+    _seeded: dict[tuple[int, ...], dict[str, np.ndarray]] = field(default_factory=dict)
+
+    def seed(self, shape: tuple[int, ...], rows_by_name: dict[str, np.ndarray]) -> None:
+        """Signature rows of reference tensors of ``shape`` already decoded elsewhere (a full pass took them:
+        ``diagnose_batch.pass_sample``), each ``[rows · cols]`` float32 in the signature's row order: the
+        index of this shape (without a row map) takes them instead of reading those tensors again."""
+        if (tuple(shape), None) not in self._by_key:
+            self._seeded.setdefault(tuple(shape), {}).update(rows_by_name)
 
     def signatures(self, shape: tuple[int, ...], row_map: tf.RowMap | None
                    ) -> tuple[list[TensorInfo], np.ndarray, SignatureIndex]:
@@ -156,21 +164,32 @@ class SwapIndex:
                    and numeric(t.dtype) and dequantizable(t.dtype)]
         idx = sample_rows(rows, cols, SIGNATURE_ELEMENTS)
         ref_rows = row_map.perm[idx] if row_map is not None else idx
-        try:
-            m = core.gather_rows(tensors, (rows, cols), ref_rows, threads=self.threads)
-        except AprqaError:  # one unreadable tensor: screen tensor by tensor instead
-            kept, parts = [], []
-            for t in tensors:
-                try:
-                    parts.append(_rows(t, (rows, cols), ref_rows, self.threads))
-                    kept.append(t)
-                except AprqaError:
-                    continue
-            tensors = kept
-            m = np.stack(parts) if parts else np.empty((0, len(idx), cols), np.float32)
-        hit = (tensors, idx, SignatureIndex(m.reshape(len(tensors), -1)))
+        seeded = self._seeded.pop(tuple(shape), {}) if row_map is None else {}
+        read, got = self._read([t for t in tensors if t.name not in seeded], (rows, cols), ref_rows)
+        tensors = [t for t in tensors if t.name in seeded or t.name in got]
+        m = np.empty((len(tensors), len(idx) * cols), np.float32)
+        for i, t in enumerate(tensors):
+            m[i] = seeded[t.name] if t.name in seeded else read[got[t.name]].reshape(-1)
+        hit = (tensors, idx, SignatureIndex(m))
         self._by_key[key] = hit
         return hit
+
+    def _read(self, tensors: list[TensorInfo], shape: tuple[int, int], ref_rows: np.ndarray
+              ) -> tuple[np.ndarray, dict[str, int]]:
+        """Rows ``ref_rows`` of ``tensors``, decoded in one native call: ``([kept, rows, cols], {name: slot})``;
+        a tensor that cannot be read is left out (then each is read on its own)."""
+        try:
+            return (core.gather_rows(tensors, shape, ref_rows, threads=self.threads),
+                    {t.name: i for i, t in enumerate(tensors)})
+        except AprqaError:  # one unreadable tensor: screen tensor by tensor instead
+            parts, slots = [], {}
+            for t in tensors:
+                try:
+                    parts.append(_rows(t, shape, ref_rows, self.threads))
+                    slots[t.name] = len(parts) - 1
+                except AprqaError:
+                    continue
+            return (np.stack(parts) if parts else np.empty((0, len(ref_rows), shape[1]), np.float32)), slots
 
 
 class Diagnoser:

@@ -73,15 +73,26 @@ def slices(deferred: Sequence[Deferred]) -> list[list[int]]:
             groups.setdefault(k, []).append(i)
     out: list[list[int]] = []
     for members in groups.values():
+        job = deferred[members[0]].job
+        assert job is not None
+        if job.sample is not None:
+            _seed_signatures([deferred[i].job for i in members])  # type: ignore[misc]
         if len(members) < MIN_GROUP:
             alone.append(members)
             continue
-        job = deferred[members[0]].job
-        assert job is not None
         most = max(1, SLICE_BYTES // max(1, _member_bytes(job)))
         step = -(-len(members) // -(-len(members) // most))  # equal slices: no lone member at the end
         out += [members[i:i + step] for i in range(0, len(members), step)]
     return out + alone
+
+
+def _seed_signatures(jobs: list[DiagnosisJob]) -> None:
+    """The references' signature rows the members' full passes took, handed to the SWAPPED index of their
+    shape (``SwapIndex.seed``): it reads only the other same-shape references."""
+    g = _geometry(*as_2d(tuple(jobs[0].ta.shape)))
+    if len(g.sig_rows):
+        jobs[0].ctx.swap_index.seed(tuple(jobs[0].ta.shape), {
+            j.ta.name: j.sample.taken_a[SIGNATURE] for j in jobs})  # type: ignore[union-attr]
 
 
 def _member_bytes(job: DiagnosisJob) -> int:
@@ -90,7 +101,8 @@ def _member_bytes(job: DiagnosisJob) -> int:
     rows, cols = as_2d(tuple(job.ta.shape))
     g = _geometry(rows, cols)
     blk = max(job.ta.dtype.info.block_elems, job.tb.dtype.info.block_elems)
-    return 8 * 5 * len(g.idx) + 4 * (blk * (len(g.flat_a_t) + len(g.flat_b_t)) + len(g.sig_rows) * cols)
+    gathered = blk * (len(g.flat_a_t) + len(g.flat_b_t)) + (len(g.sig_rows) + 2 * len(g.mis_rows)) * cols
+    return 8 * 5 * len(g.idx) + 4 * gathered
 
 
 def _misread_rows(rows: int, cols: int) -> int:
@@ -98,36 +110,22 @@ def _misread_rows(rows: int, cols: int) -> int:
     return max(1, len(sample_rows(rows, cols, SAMPLE_ELEMENTS)) // 8)
 
 
-class _Pick:
-    """Where some positions sit among a side's sorted taken positions: as a few slices where they form
-    runs of consecutive ones (rows), else as an index array."""
-
-    def __init__(self, taken: np.ndarray, want: np.ndarray):
-        self.at = np.searchsorted(taken, want)
-        cut = np.flatnonzero(np.diff(self.at) != 1) + 1
-        bounds = zip(np.r_[0, cut], np.r_[cut, self.at.size]) if self.at.size else ()
-        self.runs = [slice(int(self.at[lo]), int(self.at[hi - 1]) + 1) for lo, hi in bounds]
-
-    def __call__(self, stacked: np.ndarray) -> np.ndarray:
-        """``stacked[:, self.at]`` of ``[members, taken]`` values."""
-        if len(self.runs) == 1:
-            return stacked[:, self.runs[0]]
-        if len(self.runs) <= 8:
-            return np.concatenate([stacked[:, r] for r in self.runs], axis=1)
-        return stacked[:, self.at]
-
-
 def _row_positions(rows: np.ndarray, cols: int) -> np.ndarray:
     return (rows[:, None] * cols + np.arange(cols)[None, :]).reshape(-1)
+
+
+# The lists of positions a full pass takes of each side (core.RowSample.take_a / take_b), in this order
+TRANSPOSED, SIGNATURE, MISREAD = 0, 1, 2
 
 
 @dataclass(frozen=True)
 class _Geometry:
     """What the screens of a ``[rows, cols]`` group read, as flat element positions of each side: the
     transposed screen's elements of A (``[rows_j, cols_i]``) and of B (``[few, rows_j]`` of B read as
-    ``[cols, rows]``), B's SWAPPED signature rows (``sig_rows``; none where the index does not sketch
-    them) and both sides' misread rows (``mis_rows``). ``template``: the full pass's ``core.RowSample``
-    of them all (``take_a`` / ``take_b`` sorted), with a ``_Pick`` per screen."""
+    ``[cols, rows]``), both sides' SWAPPED signature rows (``sig_rows``: B's the query, A's the reference's
+    signature the index would read again; none where the index does not sketch them) and both sides'
+    misread rows (``mis_rows``). ``template``: the full pass's ``core.RowSample`` of them, one list of
+    positions per screen and side (``TRANSPOSED``, ``SIGNATURE``, ``MISREAD``)."""
 
     idx: np.ndarray
     cols_i: np.ndarray
@@ -138,11 +136,6 @@ class _Geometry:
     flat_a_t: np.ndarray
     flat_b_t: np.ndarray
     template: core.RowSample
-    a_t: _Pick
-    a_mis: _Pick
-    b_t: _Pick
-    b_sig: _Pick
-    b_mis: _Pick
 
 
 @functools.lru_cache(maxsize=64)
@@ -161,11 +154,8 @@ def _geometry(rows: int, cols: int) -> _Geometry:
         sig_rows = none  # the index screens such signatures exactly: each member searches itself
     mis_rows = idx[:_misread_rows(rows, cols)]
     mis_flat, sig_flat = _row_positions(mis_rows, cols), _row_positions(sig_rows, cols)
-    take_a = np.union1d(flat_a_t, mis_flat)
-    take_b = np.union1d(np.union1d(flat_b_t, sig_flat), mis_flat)
     return _Geometry(idx, cols_i, rows_j, few, sig_rows, mis_rows, flat_a_t, flat_b_t,
-                     core.RowSample(idx, cols, take_a, take_b), _Pick(take_a, flat_a_t), _Pick(take_a, mis_flat),
-                     _Pick(take_b, flat_b_t), _Pick(take_b, sig_flat), _Pick(take_b, mis_flat))
+                     core.RowSample(idx, cols, (flat_a_t, sig_flat, mis_flat), (flat_b_t, sig_flat, mis_flat)))
 
 
 def pass_sample(shape: tuple[int, ...]) -> core.RowSample:
@@ -187,16 +177,21 @@ class _SampledRows:
         self.geo = g = _geometry(rows, cols)
         self.jobs, self.threads = jobs, jobs[0].ctx.threads
         taken = [j.sample for j in jobs]
-        self.taken_a: np.ndarray | None = None
-        self.taken_b: np.ndarray | None = None
+        self.taken_a: list[list[np.ndarray]] | None = None  # each member's, as its pass took them
+        self.taken_b: list[list[np.ndarray]] | None = None
         t0 = g.template
         if all(t is not None and t.rows is t0.rows and t.take_a is t0.take_a and t.take_b is t0.take_b
                for t in taken):
             self.sums = np.stack([t.sums for t in taken])  # type: ignore[union-attr]
-            self.taken_a = np.stack([t.taken_a for t in taken])  # type: ignore[union-attr]
-            self.taken_b = np.stack([t.taken_b for t in taken])  # type: ignore[union-attr]
+            self.taken_a = [t.taken_a for t in taken]  # type: ignore[union-attr]
+            self.taken_b = [t.taken_b for t in taken]  # type: ignore[union-attr]
         else:
             self.sums, _, _ = core.pair_row_sums(self.src_a, self.src_b, (rows, cols), g.idx, threads=self.threads)
+
+    @staticmethod
+    def _stack(taken: list[list[np.ndarray]], which: int) -> np.ndarray:
+        """The members' taken values of one list of positions: ``[members, positions]``."""
+        return np.stack([t[which] for t in taken])
 
     @functools.cached_property
     def src_a(self) -> core.Sources:
@@ -219,14 +214,14 @@ class _SampledRows:
     def transposed_a(self) -> np.ndarray:
         """A's ``[members, rows_j, cols_i]`` elements of the transposed screen."""
         g = self.geo
-        got = g.a_t(self.taken_a) if self.taken_a is not None else \
+        got = self._stack(self.taken_a, TRANSPOSED) if self.taken_a is not None else \
             self._gather(self.src_a, self.jobs[0].ta.dtype, g.flat_a_t)
         return got.reshape(len(self.jobs), len(g.rows_j), len(g.cols_i))
 
     def transposed_b(self) -> np.ndarray:
         """B's ``[members, few, rows_j]`` elements of the transposed screen (B read as ``[cols, rows]``)."""
         g = self.geo
-        got = g.b_t(self.taken_b) if self.taken_b is not None else \
+        got = self._stack(self.taken_b, TRANSPOSED) if self.taken_b is not None else \
             self._gather(self.src_b, self.jobs[0].tb.dtype, g.flat_b_t)
         return got.reshape(len(self.jobs), len(g.few), len(g.rows_j))
 
@@ -234,7 +229,7 @@ class _SampledRows:
         """B's SWAPPED signature rows, flattened: ``[members, len(sig_rows) · cols]``."""
         g = self.geo
         if self.taken_b is not None:
-            return g.b_sig(self.taken_b)
+            return self._stack(self.taken_b, SIGNATURE)
         got = core.gather_rows(self.src_b, self.shape, g.sig_rows, threads=self.threads)
         return got.reshape(len(self.jobs), -1)
 
@@ -249,8 +244,8 @@ class _SampledRows:
             return core.pair_row_sums(self.src_a, self.src_b.as_dtype(dtype), self.shape, g.mis_rows,
                                       threads=self.threads)[0]
         k, m = len(self.jobs), len(g.mis_rows)
-        a = np.ascontiguousarray(g.a_mis(self.taken_a))
-        b = np.ascontiguousarray(_REENCODE[tb_dtype](g.b_mis(self.taken_b)))
+        a = self._stack(self.taken_a, MISREAD)
+        b = np.ascontiguousarray(_REENCODE[tb_dtype](self._stack(self.taken_b, MISREAD)))
         view = (k * m, cols)
         sums, _, _ = core.pair_row_sums(core.resolve_sources([a], view, [DType.F32]),
                                         core.resolve_sources([b], view, [dtype]), view, np.arange(k * m),

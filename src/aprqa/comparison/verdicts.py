@@ -48,6 +48,12 @@ from .tolerance import Statistic, Tolerance, TolerancePolicy
 _SAME_TENSOR_COSINE = 0.95      # DEGRADED vs CORRUPT
 
 
+# Bytes of full-pass samples (diagnose_batch.pass_sample) that deferred pairs may hold in all: past it,
+# the next failing pairs take none and their batched screen reads their rows from the files again.
+# About 50 KB a 256 × 2048 pair; a 70B model's widest rows take ~0.5 MB a pair.
+SAMPLE_BUDGET = 128 << 20
+
+
 @dataclass
 class Context:
     ref: Model
@@ -60,6 +66,7 @@ class Context:
     # just failed has its full pass take what the batched screen reads (diagnose_batch.pass_sample);
     # a model whose pairs pass pays nothing for it.
     last_deferred: dict[tuple[int, ...], bool] = field(init=False, default_factory=dict)
+    sampled_bytes: int = field(init=False, default=0)  # what deferred pairs' samples hold (SAMPLE_BUDGET)
 
     def __post_init__(self) -> None:
         self.swap_index = SwapIndex(self.ref, self.threads)
@@ -278,7 +285,8 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str,
     else:
         # a pair compare may defer (its bytes still the file's), after one of its shape failed, takes what
         # its diagnosis's batched screen reads in this pass: that screen then reads no page of it again
-        if defer and ta is stored_a and tb is stored_b and ctx.last_deferred.get(tuple(ta.shape)):
+        if defer and ta is stored_a and tb is stored_b and ctx.last_deferred.get(tuple(ta.shape)) \
+                and ctx.sampled_bytes < SAMPLE_BUDGET:
             sample = pass_sample(tuple(ta.shape))
         raw = chunked_diff(ta, tb, atol=atol, rtol=rtol, threads=ctx.threads, chunk_bytes=ctx.chunk_bytes,
                            row_sample=sample)
@@ -355,7 +363,8 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str,
     def diagnosis(pre: Prescreen | None = None) -> TensorResult:
         return _diagnose(ctx, ta, tb, name, qb, expected, raw, noise, tol, res, detail, not_judged, thr, pre)
 
-    if defer and ta is stored_a and tb is stored_b:  # both still the file's bytes: nothing held in memory
+    if defer and ta is stored_a and tb is stored_b:  # both still the file's bytes: only a sample held
+        ctx.sampled_bytes += sample.nbytes if sample is not None else 0
         return Deferred(name, stored_a.nbytes + stored_b.nbytes, diagnosis, stored_a, stored_b,
                         DiagnosisJob(ctx, ta, tb, qb, expected, raw, thr,
                                      sample))
