@@ -1,13 +1,16 @@
-# size: the batched screen of every hypothesis and the geometry of what the full pass takes for them, which the screens index into
+# size: the batched screen of every hypothesis and the geometry of what a full pass takes for them
 """The batched screen of a group of failing pairs of one shape and types (compare's deferred diagnoses).
 
 A model where a converter broke every tensor fails hundreds of same-shape pairs; screening each one's
 hypotheses on its own costs a dozen native calls and numpy passes per tensor. Here a group's members
-are screened together, in slices of at most ``SLICE_BYTES`` of decoded rows (bounded memory):
+are screened together, in slices of at most ``SLICE_BYTES`` (bounded memory):
 
-* the row sums of every member's sampled rows (``Diagnoser``'s sample) come from one native call per
-  slice that decodes each pair of rows and reduces it in cache (``core.pair_row_sums``), keeping only
-  the few rows a screen reads;
+* what the screens read — the row sums of every member's sampled rows (``Diagnoser``'s sample), the
+  transposed screen's elements, the SWAPPED signature rows, the misread rows — was taken by each
+  member's own full pass as it decoded them (``pass_sample``, ``core.RowSample``), for the pairs of a
+  shape whose last pair failed: the screen then reads no page the pass released. A slice whose members
+  took nothing (the first failure of a shape, or past ``verdicts.SAMPLE_BUDGET``) reads them instead,
+  one native call for the sums (``core.pair_row_sums``) and one per screen for the values;
 * each hypothesis' screen is evaluated for the whole slice in numpy (``[members, rows]`` row sums):
   the scaled/offset fit from its least-squares residual, the misread and transposed screens from a
   lower bound that needs only a few of their rows or elements decoded, the noise spread and few-rows
@@ -37,7 +40,9 @@ from .signature_index import MAX_SKETCH_COLS
 if TYPE_CHECKING:
     from .verdicts import Deferred
 
-SLICE_BYTES = 3 << 20   # decoded float32 rows a slice of a group holds at once
+# Bytes a slice of a group holds at once: its largest array stays below 4 MB, where numpy asks for huge
+# pages (whose first faults, compacting memory, cost more than the screen)
+SLICE_BYTES = 8 << 20
 MIN_GROUP = 2            # a lone failing pair gains nothing from the batch: it screens itself
 NOISE_SPREAD = 0.25      # diagnose_rows.noise: median sampled-row rel-L2 ≥ this × the full rel-L2
 FEW_ROWS_BAD = 0.1       # diagnose_rows._few_rows_plausible: at most this share of sampled rows fails
