@@ -107,31 +107,58 @@ std::pair<const int64_t*, size_t> increasing_below(const ReadBuffer& buf, uint64
 }
 
 // diff_plain's optional sample (RowSample, diff.h): the rows of the [n / cols, cols] view with their
-// float64 [rows, 5] sums (zeroed here), and per side lists of positions with their float32 outputs, all
-// checked; get() is null when none was given.
+// float64 [rows, 5] sums, the rows whose sums read b's bytes as another type (each with its type and
+// output), and per side lists of positions with their float32 outputs, all checked (outputs zeroed);
+// get() is null when none was given.
 class SampleArgs {
    public:
     SampleArgs(const py::object& rows, uint64_t cols, const py::object& sums, const py::object& take_a,
-               const py::object& taken_a, const py::object& take_b, const py::object& taken_b, uint64_t n) {
-        if (rows.is_none() && sums.is_none() && take_a.is_none() && take_b.is_none()) return;
+               const py::object& taken_a, const py::object& take_b, const py::object& taken_b,
+               const py::object& reread_rows, const py::object& reread_dtypes, const py::object& reread_sums,
+               int b_dtype, uint64_t n) {
+        if (rows.is_none() && sums.is_none() && take_a.is_none() && take_b.is_none() && reread_rows.is_none())
+            return;
         if (rows.is_none() || sums.is_none() || take_a.is_none() || taken_a.is_none() || take_b.is_none() ||
-            taken_b.is_none())
-            throw std::invalid_argument("a row sample needs sample_rows, row_sums, take_a, taken_a, take_b and "
-                                        "taken_b together");
+            taken_b.is_none() || reread_rows.is_none() || reread_dtypes.is_none() || reread_sums.is_none())
+            throw std::invalid_argument("a row sample needs sample_rows, row_sums, take_a, taken_a, take_b, "
+                                        "taken_b, reread_rows, reread_dtypes and reread_sums together");
         if (cols == 0 || n % cols)
             throw std::invalid_argument("sample_cols = " + std::to_string(cols) + " does not divide " +
                                         std::to_string(n) + " elements into rows");
-        const ReadBuffer& r = keep_in_.emplace_back(rows.cast<py::buffer>(), "sample_rows");
-        const auto [idx, k] = increasing_below(r, n / cols, "sample_rows");
-        const WriteBuffer& w = keep_out_.emplace_back(sums.cast<py::buffer>(), "row_sums");
-        double* dst = reinterpret_cast<double*>(w.span_for_items((uint64_t)k * kRowSums, 8).data);
-        std::fill(dst, dst + k * kRowSums, 0.0);
-        sample_ = RowSample{idx, k, cols, dst, captures(take_a, taken_a, n, "take_a"),
-                            captures(take_b, taken_b, n, "take_b")};
+        RowSample rs;
+        rs.cols = cols;
+        rs.sums.push_back(row_sums(rows, sums, -1, n / cols, "sample_rows", "row_sums"));
+        const py::sequence rr = reread_rows.cast<py::sequence>(), rd = reread_dtypes.cast<py::sequence>(),
+                           ro = reread_sums.cast<py::sequence>();
+        if (rr.size() != rd.size() || rr.size() != ro.size())
+            throw std::invalid_argument("reread_rows, reread_dtypes and reread_sums differ in length");
+        const DTypeTraits& own = dtype_or_throw(b_dtype);
+        for (size_t i = 0; i < rr.size(); ++i) {
+            const int dt = rd[i].cast<int>();
+            require_dequant(dt);
+            const DTypeTraits& as = dtype_or_throw(dt);
+            if (own.block_elems != 1 || as.block_elems != 1 || own.block_bytes != as.block_bytes)
+                throw std::invalid_argument("reread_dtypes[" + std::to_string(i) + "]: b's bytes can be read "
+                                            "only as another type of one element per block and as many bytes");
+            const std::string at = "[" + std::to_string(i) + "]";
+            rs.sums.push_back(row_sums(rr[i], ro[i], dt, n / cols, "reread_rows" + at, "reread_sums" + at));
+        }
+        rs.a = captures(take_a, taken_a, n, "take_a");
+        rs.b = captures(take_b, taken_b, n, "take_b");
+        sample_ = std::move(rs);
     }
     const RowSample* get() const { return sample_ ? &*sample_ : nullptr; }
 
    private:
+    RowSums row_sums(const py::handle& rows, const py::handle& out, int dtype, uint64_t n_rows,
+                     const std::string& what, const std::string& out_what) {
+        const ReadBuffer& r = keep_in_.emplace_back(rows.cast<py::buffer>(), what.c_str());
+        const auto [idx, k] = increasing_below(r, n_rows, what.c_str());
+        const WriteBuffer& w = keep_out_.emplace_back(out.cast<py::buffer>(), out_what.c_str());
+        double* dst = reinterpret_cast<double*>(w.span_for_items((uint64_t)k * kRowSums, 8).data);
+        std::fill(dst, dst + k * kRowSums, 0.0);
+        return RowSums{idx, k, dtype, dst};
+    }
     // One Capture per (positions, output) pair of the two sequences.
     std::vector<Capture> captures(const py::object& at, const py::object& out, uint64_t n, const std::string& what) {
         const py::sequence ats = at.cast<py::sequence>(), outs = out.cast<py::sequence>();
@@ -273,14 +300,16 @@ PYBIND11_MODULE(_core, m) {
            double rtol, int threads, int simd, bool histogram, uint64_t chunk_bytes, bool release_a,
            bool release_b, const py::object& sample_rows, uint64_t sample_cols, const py::object& row_sums,
            const py::object& take_a, const py::object& taken_a, const py::object& take_b,
-           const py::object& taken_b) {
+           const py::object& taken_b, const py::object& reread_rows, const py::object& reread_dtypes,
+           const py::object& reread_sums) {
             require_dequant(a_dtype);
             require_dequant(b_dtype);
             ReadBuffer ra(a, "a"), rb(b, "b");
             const ByteSpan sa = tensor_span(ra, a_dtype, n, "a"), sb = tensor_span(rb, b_dtype, n, "b");
             DiffOptions o = make_opts(atol, rtol, threads, simd, histogram);
             if (chunk_bytes) o.chunk_elems = chunk_elems_for(a_dtype, b_dtype, n, chunk_bytes);
-            const SampleArgs sample(sample_rows, sample_cols, row_sums, take_a, taken_a, take_b, taken_b, n);
+            const SampleArgs sample(sample_rows, sample_cols, row_sums, take_a, taken_a, take_b, taken_b,
+                                    reread_rows, reread_dtypes, reread_sums, b_dtype, n);
             DiffResult r;
             {
                 py::gil_scoped_release release;  // for the whole tensor, every chunk
@@ -294,14 +323,16 @@ PYBIND11_MODULE(_core, m) {
         py::arg("chunk_bytes") = 0, py::arg("release_a") = false, py::arg("release_b") = false,
         py::arg("sample_rows") = py::none(), py::arg("sample_cols") = 0, py::arg("row_sums") = py::none(),
         py::arg("take_a") = py::none(), py::arg("taken_a") = py::none(), py::arg("take_b") = py::none(),
-        py::arg("taken_b") = py::none(),
+        py::arg("taken_b") = py::none(), py::arg("reread_rows") = py::none(), py::arg("reread_dtypes") = py::none(),
+        py::arg("reread_sums") = py::none(),
         "Fused statistics of b - a over n elements (a = reference), walked in chunks of about chunk_bytes "
         "of both payloads (0: one chunk); release_a/_b drop each chunk's pages of that side (read-only "
         "file mappings only). With sample_rows (int64, strictly increasing rows of the [n / sample_cols, "
         "sample_cols] view), their per-row sums (sum a^2, d^2, a*d, a, d; d = b - a in float32) are written "
         "to row_sums (float64 [len(sample_rows), 5]), and the decoded values of a at each list of flat "
         "positions in take_a (int64, each strictly increasing) to the matching float32 array of taken_a, of "
-        "b at take_b's to taken_b's. Returns a dict.");
+        "b at take_b's to taken_b's; reread_rows[i]'s sums with b's bytes read as reread_dtypes[i] (another type "
+        "of one element per block and as many bytes) go to reread_sums[i]. Returns a dict.");
     m.def("diff_chunk_elems", &chunk_elems_for, py::arg("a_dtype"), py::arg("b_dtype"), py::arg("n"),
           py::arg("chunk_bytes"), "Elements per chunk diff_plain uses for chunk_bytes.");
     m.def(

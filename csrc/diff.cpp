@@ -124,7 +124,8 @@ struct alignas(64) ThreadAcc {
     Pairwise pw;
     Hist hist;
     std::vector<float> A, B, T;
-    std::vector<double> row_sums;  // a RowSample's sums over this thread's pieces
+    std::vector<std::vector<double>> row_sums;  // each RowSums' over this thread's pieces
+    std::vector<float> reread;                  // b's bytes read as another type
 
     // Fold one tile; flat(k) maps a tile offset to the reference's flat index,
     // first is flat(0) (the smallest flat index in the tile).
@@ -237,13 +238,12 @@ const float* piece_segment(const DiffSide& side, PieceSide p, uint64_t s, uint64
 // the current piece, and each capture's first position not before it (no division per piece:
 // a 64-bit divide costs more than the sums of a row's few pieces).
 struct SampleCursor {
-    size_t row = 0;
-    std::vector<size_t> a, b;  // per capture of each side
+    std::vector<size_t> sums, a, b;  // per RowSums, per capture of each side
 
     SampleCursor() = default;
     SampleCursor(const RowSample& rs, uint64_t first) {
-        const uint64_t first_row = first / rs.cols;
-        row = (size_t)(std::lower_bound(rs.rows, rs.rows + rs.n_rows, (int64_t)first_row) - rs.rows);
+        const int64_t first_row = (int64_t)(first / rs.cols);
+        for (const RowSums& t : rs.sums) sums.push_back((size_t)(std::lower_bound(t.rows, t.rows + t.n, first_row) - t.rows));
         for (const Capture& c : rs.a) a.push_back(first_at(c, first));
         for (const Capture& c : rs.b) b.push_back(first_at(c, first));
     }
@@ -252,19 +252,27 @@ struct SampleCursor {
     }
 };
 
-// Adds the row sums of the sampled rows' segments inside piece [s, s + len) to the thread's.
-void add_sample_rows(const RowSample& rs, size_t& row, const DiffSide& a, const DiffSide& b, PieceSide pa,
-                     PieceSide pb, uint64_t s, size_t len, ThreadAcc& acc, const DiffOptions& o) {
-    while (row < rs.n_rows && ((uint64_t)rs.rows[row] + 1) * rs.cols <= s) ++row;  // rows that ended before
-    for (size_t k = row; k < rs.n_rows && (uint64_t)rs.rows[k] * rs.cols < s + len; ++k) {
-        const uint64_t lo = std::max<uint64_t>(s, (uint64_t)rs.rows[k] * rs.cols);
-        const uint64_t hi = std::min<uint64_t>(s + len, ((uint64_t)rs.rows[k] + 1) * rs.cols);
-        const float* fa = piece_segment(a, pa, s, lo, (size_t)(hi - lo), acc.A.data(), o);
-        const float* fb = piece_segment(b, pb, s, lo, (size_t)(hi - lo), acc.B.data(), o);
+// Adds the row sums of one RowSums' rows' segments inside piece [s, s + len) to the thread's (out):
+// b's segment from the piece, or, read as another type, decoded from its bytes into reread.
+void add_row_sums(const RowSums& t, uint64_t cols, size_t& row, const DiffSide& a, const DiffSide& b,
+                  PieceSide pa, PieceSide pb, uint64_t s, size_t len, ThreadAcc& acc, double* out,
+                  const DiffOptions& o) {
+    while (row < t.n && ((uint64_t)t.rows[row] + 1) * cols <= s) ++row;  // rows that ended before
+    for (size_t k = row; k < t.n && (uint64_t)t.rows[k] * cols < s + len; ++k) {
+        const uint64_t lo = std::max<uint64_t>(s, (uint64_t)t.rows[k] * cols);
+        const size_t n = (size_t)(std::min<uint64_t>(s + len, ((uint64_t)t.rows[k] + 1) * cols) - lo);
+        const float* fa = piece_segment(a, pa, s, lo, n, acc.A.data(), o);
+        const float* fb = nullptr;
+        if (t.b_dtype < 0) {
+            fb = piece_segment(b, pb, s, lo, n, acc.B.data(), o);
+        } else {
+            acc.reread.resize(kPiece);
+            dequant_range(t.b_dtype, b.base, lo, n, acc.reread.data(), o.simd);  // one element per block
+            fb = acc.reread.data();
+        }
         double part[kRowSums];
-        row_pair_sums(fa, fb, (size_t)(hi - lo), part, o.simd);
-        double* dst = acc.row_sums.data() + k * kRowSums;
-        for (int m = 0; m < kRowSums; ++m) dst[m] += part[m];
+        row_pair_sums(fa, fb, n, part, o.simd);
+        for (int m = 0; m < kRowSums; ++m) out[k * kRowSums + m] += part[m];
     }
 }
 
@@ -285,7 +293,7 @@ void capture_values(const Capture& c, size_t& j, const DiffSide& side, PieceSide
 }
 
 // Elements [start, start + n) of both sides, one parallel pass; argmax is a flat index. A sample's
-// rows inside the range add their sums to sample->sums (threads' parts in thread order) and its
+// rows inside the range add their sums to each RowSums' out (threads' parts in thread order) and its
 // captured positions inside it are written.
 DiffResult diff_range(const DiffSide& a, const DiffSide& b, uint64_t start, uint64_t n, const DiffOptions& o,
                       const RowSample* sample) {
@@ -296,7 +304,8 @@ DiffResult diff_range(const DiffSide& a, const DiffSide& b, uint64_t start, uint
         ThreadAcc& acc = accs[t];
         acc.A.resize(kPiece);
         acc.B.resize(kPiece);
-        if (sample) acc.row_sums.assign(sample->n_rows * kRowSums, 0.0);
+        if (sample)
+            for (const RowSums& t : sample->sums) acc.row_sums.emplace_back(t.n * kRowSums, 0.0);
         SampleCursor cur = sample ? SampleCursor(*sample, start + (uint64_t)lo * kPiece) : SampleCursor{};
         for (size_t i = lo; i < hi; ++i) {
             const uint64_t s = start + (uint64_t)i * kPiece;
@@ -305,7 +314,9 @@ DiffResult diff_range(const DiffSide& a, const DiffSide& b, uint64_t start, uint
             const PieceSide pb = load_side(b, s, len, acc.B.data(), o);
             acc.add(pa, pb, len, (int64_t)s, [&](size_t k) { return (int64_t)(s + k); }, o);
             if (sample) {
-                add_sample_rows(*sample, cur.row, a, b, pa, pb, s, len, acc, o);
+                for (size_t k = 0; k < sample->sums.size(); ++k)
+                    add_row_sums(sample->sums[k], sample->cols, cur.sums[k], a, b, pa, pb, s, len, acc,
+                                 acc.row_sums[k].data(), o);
                 for (size_t k = 0; k < sample->a.size(); ++k) capture_values(sample->a[k], cur.a[k], a, pa, s, len, o);
                 for (size_t k = 0; k < sample->b.size(); ++k) capture_values(sample->b[k], cur.b[k], b, pb, s, len, o);
             }
@@ -313,7 +324,8 @@ DiffResult diff_range(const DiffSide& a, const DiffSide& b, uint64_t start, uint
     });
     if (sample)
         for (const ThreadAcc& acc : accs)
-            for (size_t k = 0; k < acc.row_sums.size(); ++k) sample->sums[k] += acc.row_sums[k];
+            for (size_t k = 0; k < acc.row_sums.size(); ++k)
+                for (size_t j = 0; j < acc.row_sums[k].size(); ++j) sample->sums[k].out[j] += acc.row_sums[k][j];
     return merge(accs);
 }
 

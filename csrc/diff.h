@@ -104,16 +104,23 @@ struct Capture {
     float* out = nullptr;
 };
 
-// What a plain pass also takes from the pieces it decodes, for a failing pair's diagnosis (instead of
-// faulting its released pages back in later): the per-row sums (row_sums.h: Σa², Σd², Σa·d, Σa, Σd)
-// of rows of the [n / cols, cols] view into sums (n_rows × kRowSums doubles; rows strictly increasing,
-// each < n / cols, validated by the caller; a row split across pieces adds its parts in double), and
-// each side's values at a few lists of positions (a, b: one Capture per screen that reads them).
-struct RowSample {
+// Per-row sums (row_sums.h: Σa², Σd², Σa·d, Σa, Σd) of rows of a plain pair's [n / cols, cols] view
+// (strictly increasing, each < n / cols; validated by the caller) into out (n × kRowSums doubles), with
+// b's bytes read as b_dtype: -1 for its own type, or another type of as many bytes per element, one
+// element per block (a misread of b's bytes; validated by the caller).
+struct RowSums {
     const int64_t* rows = nullptr;
-    size_t n_rows = 0;
+    size_t n = 0;
+    int b_dtype = -1;
+    double* out = nullptr;
+};
+
+// What a plain pass also takes from the pieces it decodes, for a failing pair's diagnosis (instead of
+// faulting its released pages back in later): row sums (a row split across pieces adds its parts in
+// double) and each side's values at a few lists of positions (a, b: one Capture per screen).
+struct RowSample {
     uint64_t cols = 0;
-    double* sums = nullptr;
+    std::vector<RowSums> sums;
     std::vector<Capture> a, b;
 };
 

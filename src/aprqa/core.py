@@ -830,13 +830,16 @@ def diff_stats(
 
 class RowSample:
     """What a plain :func:`diff_stats` pass also takes from the pieces it decodes: per-row sums of rows
-    of the pair's ``[rows, cols]`` view and each side's values at a few lists of flat positions.
+    of the pair's ``[rows, cols]`` view, the same sums with the candidate's bytes read as other types,
+    and each side's values at a few lists of flat positions.
 
     After the pass, ``sums`` (float64 ``[len(rows), 5]``) holds :func:`pair_row_sums`' statistics
-    (``ROW_SUMS``: Σa², Σd², Σa·d, Σa, Σd, d = b − a in float32) and ``taken_a[i]`` / ``taken_b[i]``
-    (float32) the decoded values at positions ``take_a[i]`` / ``take_b[i]``. A row that spans two of the
-    pass's pieces adds its parts in float64, so a sum keeps :func:`pair_row_sums`' bound (within
-    ``(cols/8 + 3)·2⁻²⁴`` of the magnitude of its terms), not necessarily its bits.
+    (``ROW_SUMS``: Σa², Σd², Σa·d, Σa, Σd, d = b − a in float32), ``reread_sums[i]`` those of rows
+    ``reread[i][1]`` with ``b``'s bytes read as type ``reread[i][0]`` (one of as many bytes per element:
+    a misread), and ``taken_a[i]`` / ``taken_b[i]`` (float32) the decoded values at positions
+    ``take_a[i]`` / ``take_b[i]``. A row that spans two of the pass's pieces adds its parts in float64,
+    so a sum keeps :func:`pair_row_sums`' bound (within ``(cols/8 + 3)·2⁻²⁴`` of the magnitude of its
+    terms), not necessarily its bits.
 
     A failing pair's diagnosis reads these first (comparison/diagnose_batch.py): taken in the pass, they
     cost no second decode and, for a file-mapped pair whose pages were released, no page faults.
@@ -845,19 +848,24 @@ class RowSample:
         rows: row indices, strictly increasing.
         cols: the view's row length (must divide the pair's element count).
         take_a, take_b: lists of flat element positions (each strictly increasing; lists may overlap).
+        reread: ``(dtype, rows)`` pairs.
     """
 
-    def __init__(self, rows: Any, cols: int, take_a: Sequence[Any] = (), take_b: Sequence[Any] = ()):
+    def __init__(self, rows: Any, cols: int, take_a: Sequence[Any] = (), take_b: Sequence[Any] = (),
+                 reread: Sequence[tuple[DTypeLike, Any]] = ()):
         self.cols = int(cols)
         if self.cols <= 0:
             raise CoreUsageError(f"RowSample: cols must be > 0, got {cols}")
         self.rows = _increasing(rows, "rows")
         self.take_a = tuple(_increasing(x, f"take_a[{i}]") for i, x in enumerate(take_a))
         self.take_b = tuple(_increasing(x, f"take_b[{i}]") for i, x in enumerate(take_b))
+        self.reread = tuple((_dtype(dt), _increasing(r, f"reread[{i}] rows")) for i, (dt, r) in enumerate(reread))
+        self.origin = self  # the sample ``again`` copies its positions from
         self._fresh()
 
     def _fresh(self) -> None:
         self.sums = np.zeros((self.rows.size, len(ROW_SUMS)), np.float64)
+        self.reread_sums = [np.zeros((r.size, len(ROW_SUMS)), np.float64) for _, r in self.reread]
         self.taken_a = [np.zeros(x.size, np.float32) for x in self.take_a]
         self.taken_b = [np.zeros(x.size, np.float32) for x in self.take_b]
 
@@ -865,18 +873,22 @@ class RowSample:
         """A sample of the same rows and positions with fresh outputs (for the next pair: no re-check)."""
         fresh = object.__new__(RowSample)
         fresh.cols, fresh.rows, fresh.take_a, fresh.take_b = self.cols, self.rows, self.take_a, self.take_b
+        fresh.reread, fresh.origin = self.reread, self.origin
         fresh._fresh()
         return fresh
 
     @property
     def nbytes(self) -> int:
         """Bytes of its outputs (what a pair holding it keeps)."""
-        return self.sums.nbytes + sum(x.nbytes for x in self.taken_a) + sum(x.nbytes for x in self.taken_b)
+        return (self.sums.nbytes + sum(x.nbytes for x in self.reread_sums) + sum(x.nbytes for x in self.taken_a)
+                + sum(x.nbytes for x in self.taken_b))
 
     def native_args(self) -> dict[str, Any]:
         """``_core.diff_plain``'s keyword arguments for this sample."""
         return dict(sample_rows=self.rows, sample_cols=self.cols, row_sums=self.sums, take_a=self.take_a,
-                    taken_a=self.taken_a, take_b=self.take_b, taken_b=self.taken_b)
+                    taken_a=self.taken_a, take_b=self.take_b, taken_b=self.taken_b,
+                    reread_rows=[r for _, r in self.reread], reread_dtypes=[int(dt) for dt, _ in self.reread],
+                    reread_sums=self.reread_sums)
 
 
 def _increasing(x: Any, what: str) -> np.ndarray:

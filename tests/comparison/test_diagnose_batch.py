@@ -147,7 +147,7 @@ def test_what_the_full_passes_take_screens_as_reading_the_files_does(tmp_path, m
     monkeypatch.setattr(db, "_SampledRows", rows)
     taken = compare(ref, cand, fast=True, threads=1)
     mode[0] = "read"
-    monkeypatch.setattr(verdicts, "pass_sample", lambda shape: None)  # the passes take nothing
+    monkeypatch.setattr(verdicts, "pass_sample", lambda shape, dtype: None)  # the passes take nothing
     read = compare(ref, cand, fast=True, threads=1)
     names = {n for n, _ in got["taken"]}
     assert len(names) == LAYERS * 4 - 1
@@ -170,7 +170,7 @@ def test_samples_held_by_deferred_pairs_stay_within_their_budget(tmp_path, monke
 
     monkeypatch.setattr(db, "slices", record)
     whole = compare(ref, cand, fast=True, threads=1)
-    one = db.pass_sample(SHAPES[0]).nbytes
+    one = db.pass_sample(SHAPES[0], DType.F16).nbytes
     monkeypatch.setattr(verdicts, "SAMPLE_BUDGET", 3 * one)
     bounded = compare(ref, cand, fast=True, threads=1)
     assert sum(held[0]) == LAYERS * 4 - 1  # all but the first pair, with room

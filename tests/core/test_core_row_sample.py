@@ -61,11 +61,16 @@ def test_rows_across_pieces_and_taken_values(dt, threads, chunk_bytes):
     for got, at in zip(s.taken_a, [take_a, take_a[::7]]):  # overlapping lists, each its own output
         assert np.array_equal(got, a.reshape(-1)[at].astype(np.float32))
     assert np.array_equal(s.taken_b[0], b.reshape(-1)[take_b].astype(np.float32))
-    ar, dr = a[rows_idx], (b[rows_idx].astype(np.float32) - a[rows_idx].astype(np.float32)).astype(np.float64)
+    _assert_within_bound(s.sums, a[rows_idx], b[rows_idx], cols)
+
+
+def _assert_within_bound(got: np.ndarray, a: np.ndarray, b: np.ndarray, cols: int) -> None:
+    """``got`` within pair_row_sums' bound of the exact row sums of rows ``a``, ``b`` (d = b − a in float32)."""
+    ar, dr = a.astype(np.float64), (b.astype(np.float32) - a.astype(np.float32)).astype(np.float64)
     exact = np.stack([(ar * ar).sum(1), (dr * dr).sum(1), (ar * dr).sum(1), ar.sum(1), dr.sum(1)], axis=1)
     magnitude = np.stack([(ar * ar).sum(1), (dr * dr).sum(1), np.abs(ar * dr).sum(1), np.abs(ar).sum(1),
                           np.abs(dr).sum(1)], axis=1)
-    assert (np.abs(s.sums - exact) <= _bound(cols) * magnitude).all()
+    assert (np.abs(got - exact) <= _bound(cols) * magnitude).all()
 
 
 def test_again_gives_fresh_outputs_of_the_same_positions():
@@ -114,8 +119,31 @@ def test_a_sample_needs_a_plain_pass_and_all_its_buffers():
     with pytest.raises(ValueError, match="row_sums"):  # an output too small for the rows
         core._core.diff_plain(qa, int(DType.F16), qb, int(DType.F16), 8 * 2048, sample_rows=np.arange(2),
                               sample_cols=2048, row_sums=np.zeros((1, 5)), take_a=[], taken_a=[], take_b=[],
-                              taken_b=[])
+                              taken_b=[], reread_rows=[], reread_dtypes=[], reread_sums=[])
     with pytest.raises(ValueError, match="1 position lists but 0 outputs"):
         core._core.diff_plain(qa, int(DType.F16), qb, int(DType.F16), 8 * 2048, sample_rows=np.arange(1),
                               sample_cols=2048, row_sums=np.zeros((1, 5)), take_a=[np.arange(3)], taken_a=[],
-                              take_b=[], taken_b=[])
+                              take_b=[], taken_b=[], reread_rows=[], reread_dtypes=[], reread_sums=[])
+
+
+@pytest.mark.parametrize("own,other", [(DType.F16, DType.BF16), (DType.BF16, DType.F16)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rereads_read_the_candidates_bytes_as_another_type(own, other, threads):
+    """reread: rows whose sums read b's bytes as another type of as many bytes (the misread screen), within
+    pair_row_sums' bound of the exact sums of those bytes decoded as that type."""
+    rows, cols = 40, 3072  # rows straddle pieces: their parts add in float64
+    qa, qb = _pair(own, rows, cols, seed=3)
+    mis = np.array([0, 13, 39])
+    s = core.RowSample([0, 1], cols, reread=[(other, mis), (own, [2])])
+    core.diff_stats(qa, qb, a_dtype=own, b_dtype=own, shape=(rows * cols,), threads=threads, row_sample=s)
+    a = core.dequantize(qa, own, (rows, cols))
+    for (dt, at), got in zip(s.reread, s.reread_sums):
+        _assert_within_bound(got, a[at], core.dequantize(qb, dt, (rows, cols))[at], cols)  # qb's bytes as dt
+
+
+def test_rereads_need_a_type_of_one_element_per_block_and_as_many_bytes():
+    qa, qb = _pair(DType.F16, 8, 2048)
+    for other in (DType.F32, DType.Q8_0):
+        with pytest.raises(core.CoreUsageError, match="as many bytes"):
+            core.diff_stats(qa, qb, a_dtype=DType.F16, b_dtype=DType.F16, shape=(8 * 2048,),
+                            row_sample=core.RowSample([0], 2048, reread=[(other, [1])]))

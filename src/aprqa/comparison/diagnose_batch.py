@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import core
 from ..errors import AprqaError
-from ..quant.dtypes import DType
+from ..quant.dtypes import DType, payload_nbytes
 from ._sampling import as_2d, sample_rows
 from .diagnose import (_SCREEN_SLACK, CONFIRM_FLOAT_REL, SAMPLE_ELEMENTS, SIGNATURE_ELEMENTS, TRANSPOSE_ELEMENTS,
                        DiagnosisJob, Prescreen, same_size_dtypes, transposable)
@@ -120,7 +120,7 @@ def _row_positions(rows: np.ndarray, cols: int) -> np.ndarray:
 
 
 # The lists of positions a full pass takes of each side (core.RowSample.take_a / take_b), in this order
-TRANSPOSED, SIGNATURE, MISREAD = 0, 1, 2
+TRANSPOSED, SIGNATURE = 0, 1
 
 
 @dataclass(frozen=True)
@@ -128,9 +128,8 @@ class _Geometry:
     """What the screens of a ``[rows, cols]`` group read, as flat element positions of each side: the
     transposed screen's elements of A (``[rows_j, cols_i]``) and of B (``[few, rows_j]`` of B read as
     ``[cols, rows]``), both sides' SWAPPED signature rows (``sig_rows``: B's the query, A's the reference's
-    signature the index would read again; none where the index does not sketch them) and both sides'
-    misread rows (``mis_rows``). ``template``: the full pass's ``core.RowSample`` of them, one list of
-    positions per screen and side (``TRANSPOSED``, ``SIGNATURE``, ``MISREAD``)."""
+    signature the index would read again; none where the index does not sketch them), and the misread
+    screen's rows (``mis_rows``)."""
 
     idx: np.ndarray
     cols_i: np.ndarray
@@ -140,7 +139,7 @@ class _Geometry:
     mis_rows: np.ndarray
     flat_a_t: np.ndarray
     flat_b_t: np.ndarray
-    template: core.RowSample
+    sig_flat: np.ndarray
 
 
 @functools.lru_cache(maxsize=64)
@@ -157,16 +156,34 @@ def _geometry(rows: int, cols: int) -> _Geometry:
     sig_rows = sample_rows(rows, cols, SIGNATURE_ELEMENTS)
     if len(sig_rows) * cols > MAX_SKETCH_COLS:
         sig_rows = none  # the index screens such signatures exactly: each member searches itself
-    mis_rows = idx[:_misread_rows(rows, cols)]
-    mis_flat, sig_flat = _row_positions(mis_rows, cols), _row_positions(sig_rows, cols)
-    return _Geometry(idx, cols_i, rows_j, few, sig_rows, mis_rows, flat_a_t, flat_b_t,
-                     core.RowSample(idx, cols, (flat_a_t, sig_flat, mis_flat), (flat_b_t, sig_flat, mis_flat)))
+    sig_flat = (sig_rows[:, None] * cols + np.arange(cols)[None, :]).reshape(-1)
+    return _Geometry(idx, cols_i, rows_j, few, sig_rows, idx[:_misread_rows(rows, cols)], flat_a_t, flat_b_t,
+                     sig_flat)
 
 
-def pass_sample(shape: tuple[int, ...]) -> core.RowSample:
+def _rereadable(b_dtype: DType, n: int) -> tuple[DType, ...]:
+    """The misread screen's types a full pass can read B's bytes as: float types of one element per
+    block and as many bytes as B's (the same element at the same offset)."""
+    if b_dtype.info.block_elems != 1:
+        return ()
+    return tuple(dt for dt in same_size_dtypes(b_dtype, n, payload_nbytes(b_dtype, n))
+                 if not dt.is_quantized and dt.info.block_elems == 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _template(rows: int, cols: int, b_dtype: DType) -> core.RowSample:
+    """The full pass's ``core.RowSample`` of a group's screens: the sampled rows' sums, the misread rows'
+    with B's bytes read as each rereadable type, and each side's positions, one list per screen
+    (``TRANSPOSED``, ``SIGNATURE``)."""
+    g = _geometry(rows, cols)
+    return core.RowSample(g.idx, cols, (g.flat_a_t, g.sig_flat), (g.flat_b_t, g.sig_flat),
+                          [(dt, g.mis_rows) for dt in _rereadable(b_dtype, rows * cols)])
+
+
+def pass_sample(shape: tuple[int, ...], b_dtype: DType) -> core.RowSample:
     """What a deferrable pair's full pass takes for its group's screen (``core.RowSample``): the sampled
     rows' sums and the values the transposed, SWAPPED and misread screens read."""
-    return _geometry(*as_2d(shape)).template.again()
+    return _template(*as_2d(shape), b_dtype).again()
 
 
 class _SampledRows:
@@ -184,9 +201,8 @@ class _SampledRows:
         taken = [j.sample for j in jobs]
         self.taken_a: list[list[np.ndarray]] | None = None  # each member's, as its pass took them
         self.taken_b: list[list[np.ndarray]] | None = None
-        t0 = g.template
-        if all(t is not None and t.rows is t0.rows and t.take_a is t0.take_a and t.take_b is t0.take_b
-               for t in taken):
+        self.template = _template(rows, cols, jobs[0].tb.dtype)
+        if all(t is not None and t.origin is self.template for t in taken):
             self.sums = np.stack([t.sums for t in taken])  # type: ignore[union-attr]
             self.taken_a = [t.taken_a for t in taken]  # type: ignore[union-attr]
             self.taken_b = [t.taken_b for t in taken]  # type: ignore[union-attr]
@@ -240,30 +256,13 @@ class _SampledRows:
 
     def misread_sums(self, dtype: DType) -> np.ndarray:
         """Row sums of A's misread rows against B's bytes of those rows read as ``dtype``:
-        ``[members, len(mis_rows), 5]``. From the taken values where B's type is a float one (its values
-        are then its bytes exactly: each re-encodes without rounding; a NaN's payload may not, but a
-        member with a NaN in its sample is never ruled out) — else read from the files."""
-        g, cols = self.geo, self.shape[1]
-        tb_dtype = self.jobs[0].tb.dtype
-        if self.taken_a is None or self.taken_b is None or tb_dtype not in _REENCODE:
-            return core.pair_row_sums(self.src_a, self.src_b.as_dtype(dtype), self.shape, g.mis_rows,
-                                      threads=self.threads)[0]
-        k, m = len(self.jobs), len(g.mis_rows)
-        a = self._stack(self.taken_a, MISREAD)
-        b = np.ascontiguousarray(_REENCODE[tb_dtype](self._stack(self.taken_b, MISREAD)))
-        view = (k * m, cols)
-        sums, _, _ = core.pair_row_sums(core.resolve_sources([a], view, [DType.F32]),
-                                        core.resolve_sources([b], view, [dtype]), view, np.arange(k * m),
-                                        threads=self.threads)
-        return sums.reshape(k, m, -1)
-
-
-# A float type's decoded values back to its bytes (exact for every non-NaN value)
-_REENCODE = {
-    DType.F32: lambda v: v.view(np.uint8),
-    DType.F16: lambda v: v.astype(np.float16).view(np.uint8),
-    DType.BF16: lambda v: (v.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8),
-}
+        ``[members, len(mis_rows), 5]``: as the members' full passes took them, else read from the files."""
+        reread = [dt for dt, _ in self.template.reread]
+        if self.taken_a is not None and dtype in reread:
+            at = reread.index(dtype)
+            return np.stack([j.sample.reread_sums[at] for j in self.jobs])  # type: ignore[union-attr]
+        return core.pair_row_sums(self.src_a, self.src_b.as_dtype(dtype), self.shape, self.geo.mis_rows,
+                                  threads=self.threads)[0]
 
 
 def prescreen(deferred: Sequence[Deferred]) -> list[Prescreen | None]:

@@ -287,7 +287,7 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str,
         # its diagnosis's batched screen reads in this pass: that screen then reads no page of it again
         if defer and ta is stored_a and tb is stored_b and ctx.last_deferred.get(tuple(ta.shape)) \
                 and ctx.sampled_bytes < SAMPLE_BUDGET:
-            sample = pass_sample(tuple(ta.shape))
+            sample = pass_sample(tuple(ta.shape), tb.dtype)
         raw = chunked_diff(ta, tb, atol=atol, rtol=rtol, threads=ctx.threads, chunk_bytes=ctx.chunk_bytes,
                            row_sample=sample)
     stats = to_stats(raw, tuple(ta.shape))
