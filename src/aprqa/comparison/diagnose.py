@@ -167,10 +167,9 @@ class SwapIndex:
         seeded = self._seeded.pop(tuple(shape), {}) if row_map is None else {}
         read, got = self._read([t for t in tensors if t.name not in seeded], (rows, cols), ref_rows)
         tensors = [t for t in tensors if t.name in seeded or t.name in got]
-        m = np.empty((len(tensors), len(idx) * cols), np.float32)
-        for i, t in enumerate(tensors):
-            m[i] = seeded[t.name] if t.name in seeded else read[got[t.name]].reshape(-1)
-        hit = (tensors, idx, SignatureIndex(m))
+        # one vector per tensor, as taken or read (the index reads them a few at a time: no copy)
+        sigs = [seeded[t.name] if t.name in seeded else read[got[t.name]].reshape(-1) for t in tensors]
+        hit = (tensors, idx, SignatureIndex(sigs if sigs else np.empty((0, len(idx) * cols), np.float32)))
         self._by_key[key] = hit
         return hit
 

@@ -246,11 +246,12 @@ class _SampledRows:
             self._gather(self.src_b, self.jobs[0].tb.dtype, g.flat_b_t)
         return got.reshape(len(self.jobs), len(g.few), len(g.rows_j))
 
-    def signature_b(self) -> np.ndarray:
-        """B's SWAPPED signature rows, flattened: ``[members, len(sig_rows) · cols]``."""
+    def signature_b(self) -> np.ndarray | list[np.ndarray]:
+        """B's SWAPPED signature rows, flattened: ``[members, len(sig_rows) · cols]`` (as each member's pass
+        took them: a list of vectors, not copied into one array)."""
         g = self.geo
         if self.taken_b is not None:
-            return self._stack(self.taken_b, SIGNATURE)
+            return [t[SIGNATURE] for t in self.taken_b]
         got = core.gather_rows(self.src_b, self.shape, g.sig_rows, threads=self.threads)
         return got.reshape(len(self.jobs), -1)
 

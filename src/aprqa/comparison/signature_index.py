@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -104,11 +105,13 @@ _DOT_LOW = 1 - _gamma(SKETCH_DIM) - 1e-12
 class SignatureIndex:
     """The signatures ``matrix [N, n]`` of N same-shape reference tensors, searchable by rel-L2.
 
+    ``matrix`` may also be N float32 vectors of n (the rows a compare's full passes took): they are then
+    read a few at a time and never copied into one array, except the few an exact stage compares.
     ``exact_rows`` counts the signature rows the exact stage has compared (for the complexity test
     and the docs' bound); ``queries`` the searches made.
     """
 
-    matrix: np.ndarray
+    matrix: np.ndarray | Sequence[np.ndarray]
     sketch: np.ndarray | None = field(init=False, default=None)
     energy: np.ndarray = field(init=False)
     _always: np.ndarray = field(init=False, default_factory=lambda: np.empty(0, np.int64))
@@ -122,10 +125,19 @@ class SignatureIndex:
 
     def __post_init__(self) -> None:
         m = self.matrix
-        self.energy = np.einsum("ij,ij->i", m, m, dtype=np.float64) if m.size else np.zeros(len(m))
-        if len(m) >= MIN_INDEXED and 0 < m.shape[1] <= MAX_SKETCH_COLS:
+        n = len(m[0]) if len(m) else 0
+        self.energy = np.zeros(len(m))
+        indexed = len(m) >= MIN_INDEXED and 0 < n <= MAX_SKETCH_COLS
+        sk = np.empty((len(m), SKETCH_DIM)) if indexed else None
+        with np.errstate(invalid="ignore", over="ignore"):
+            for r0 in range(0, len(m) if n else 0, _SKETCH_ROWS):  # a few signatures at a time, in cache
+                rows = self._rows(slice(r0, r0 + _SKETCH_ROWS))
+                self.energy[r0:r0 + len(rows)] = np.einsum("ij,ij->i", rows, rows, dtype=np.float64)
+                if sk is not None:
+                    sk[r0:r0 + len(rows)] = sketch(rows)
+        if sk is not None:
             with np.errstate(invalid="ignore", over="ignore"):
-                self.sketch = sketch(m)
+                self.sketch = sk
                 self._sk2 = np.einsum("ij,ij->i", self.sketch, self.sketch)
                 # for core.sketch_filter: exact float32 copies (the products are float32), transposed
                 self._sketch32_t = np.ascontiguousarray(self.sketch.T.astype(np.float32))
@@ -134,6 +146,14 @@ class SignatureIndex:
                 self._root_energy = np.sqrt(self.energy)
             # a float32 sketch that overflowed where the float64 energy did not: always screened exactly
             self._always = np.flatnonzero(~np.isfinite(self.sketch).all(axis=1) & np.isfinite(self.energy))
+
+    def _rows(self, at: slice | np.ndarray) -> np.ndarray:
+        """The signatures ``at`` as one float32 array ``[len(at), n]``."""
+        if isinstance(self.matrix, np.ndarray):
+            return self.matrix[at]
+        picked = self.matrix[at] if isinstance(at, slice) else [self.matrix[i] for i in at]
+        return np.stack(picked) if len(picked) else np.empty((0, len(self.matrix[0]) if len(self.matrix) else 0),
+                                                             np.float32)
 
     def search(self, b: np.ndarray, tau: float) -> np.ndarray:
         """rel-L2 of ``b`` against every signature where it is ≤ ``tau``; +inf elsewhere (a reference
@@ -144,13 +164,13 @@ class SignatureIndex:
         if self.sketch is None or not ok.all():
             # small group, or a candidate with non-finite values (the screen masks them per query)
             self.exact_rows += n_ref
-            err = screen(self.matrix, b)
+            err = screen(self._rows(slice(None)), b)
             return np.where(err <= tau, err, np.inf)
         with np.errstate(invalid="ignore", over="ignore"):
             sb = sketch(b.astype(np.float32, copy=False)[None, :])[0]
         if not np.isfinite(sb).all():  # float32 overflow in the candidate's sketch: screen exactly
             self.exact_rows += n_ref
-            err = screen(self.matrix, b)
+            err = screen(self._rows(slice(None)), b)
             return np.where(err <= tau, err, np.inf)
         # ‖s_i − s_b‖² expanded: one gemv over the N × k sketches, no N × k temporary. Cancellation
         # only matters near 0, where any estimate is inside the radius and the exact stage decides.
@@ -163,14 +183,15 @@ class SignatureIndex:
         out = np.full(n_ref, np.inf)
         if len(keep):
             self.exact_rows += len(keep)
-            err = screen(self.matrix[keep], b)
+            err = screen(self._rows(keep), b)
             hit = err <= tau
             out[keep[hit]] = err[hit]
         return out
 
-    def may_keep(self, queries: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    def may_keep(self, queries: np.ndarray | Sequence[np.ndarray], taus: np.ndarray) -> np.ndarray:
         """Which references ``search(queries[i], taus[i])``'s filter could keep, for a batch of queries
-        ``[q, n]`` at once: ``[q, N]``, False only where the filter provably rules reference j out.
+        (``[q, n]`` float32, or q float32 vectors of n: they are then read a few at a time, never copied
+        into one array) at once: ``[q, N]``, False only where the filter provably rules reference j out.
 
         The batch's sketches are this module's float32 products of the whole batch and its distances
         float32 dot products, while the search makes its own for one query; each float32 sum of n
@@ -188,15 +209,21 @@ class SignatureIndex:
             out[q0:q0 + step] = self._may_keep(queries[q0:q0 + step], np.asarray(taus)[q0:q0 + step])
         return out
 
-    def _may_keep(self, queries: np.ndarray, taus: np.ndarray) -> np.ndarray:
+    def _may_keep(self, queries: np.ndarray | Sequence[np.ndarray], taus: np.ndarray) -> np.ndarray:
         out = np.ones((len(queries), len(self.matrix)), bool)
-        n = queries.shape[1]
+        n = len(queries[0])
         _, g_norm = _projection_t(n)
+        squares, sketches = np.empty(len(queries), np.float32), np.empty((len(queries), SKETCH_DIM))
         with np.errstate(invalid="ignore", over="ignore"):
+            for r0 in range(0, len(queries), _SKETCH_ROWS):  # a few queries at a time, in cache
+                part = queries[r0:r0 + _SKETCH_ROWS]
+                rows = part if isinstance(part, np.ndarray) else np.stack(part)
+                squares[r0:r0 + len(rows)] = np.einsum("ij,ij->i", rows, rows)
+                sketches[r0:r0 + len(rows)] = sketch(rows)
             # ‖x‖ from above: a float32 sum of n rounded squares is within γ_n of its terms' sum
-            x_norm = np.sqrt(np.einsum("ij,ij->i", queries, queries).astype(np.float64) * (1 + 2 * _gamma(n)))
+            x_norm = np.sqrt(squares.astype(np.float64) * (1 + 2 * _gamma(n)))
             ok = np.isfinite(x_norm) & (x_norm * g_norm < 1e36)  # no partial sum of a sketch overflows
-            sb = sketch(queries if ok.all() else np.ascontiguousarray(queries[ok]))
+            sb = sketches[ok]  # (the others' sketches, of non-finite or huge values, go unused)
             sb2 = np.einsum("ij,ij->i", sb, sb)
             # ‖s_j − sb‖ − Δ > R·√E_j rules j out, past the search's own float64 rounding of its distance
             # (√ of 1e-12·(‖s_j‖² + (‖sb‖ + Δ)²), at most 1e-6·(‖s_j‖ + ‖sb‖ + Δ)); ‖s_j − sb‖² from below,
