@@ -250,6 +250,22 @@ struct SampleCursor {
     static size_t first_at(const Capture& c, uint64_t first) {
         return (size_t)(std::lower_bound(c.at, c.at + c.n, (int64_t)first) - c.at);
     }
+    // The first element at or after `end` that some list needs (a row's start, or `end` itself while a
+    // row runs on past it; a captured position): the pieces before it are skipped with one compare.
+    uint64_t next_event(const RowSample& rs, uint64_t end) const {
+        uint64_t next = UINT64_MAX;
+        for (size_t k = 0; k < rs.sums.size(); ++k) {
+            const RowSums& t = rs.sums[k];
+            size_t r = sums[k];
+            while (r < t.n && ((uint64_t)t.rows[r] + 1) * rs.cols <= end) ++r;
+            if (r < t.n) next = std::min(next, std::max<uint64_t>((uint64_t)t.rows[r] * rs.cols, end));
+        }
+        for (size_t k = 0; k < rs.a.size(); ++k)
+            if (a[k] < rs.a[k].n) next = std::min(next, (uint64_t)rs.a[k].at[a[k]]);
+        for (size_t k = 0; k < rs.b.size(); ++k)
+            if (b[k] < rs.b[k].n) next = std::min(next, (uint64_t)rs.b[k].at[b[k]]);
+        return next;
+    }
 };
 
 // Adds the row sums of one RowSums' rows' segments inside piece [s, s + len) to the thread's (out):
@@ -284,7 +300,13 @@ void capture_values(const Capture& c, size_t& j, const DiffSide& side, PieceSide
         size_t run = j + 1;
         while (run < c.n && c.at[run] == c.at[run - 1] + 1 && (uint64_t)c.at[run] < s + len) ++run;
         const uint64_t at = (uint64_t)c.at[j];
-        if (p.f16)
+        if (p.f16 && run - j < 16) {  // a few scattered elements: converted here, not through a kernel call
+            for (size_t m = j; m < run; ++m) {
+                uint16_t h;
+                std::memcpy(&h, side.base + 2 * (uint64_t)c.at[m], 2);
+                c.out[m] = f16_to_f32(h);
+            }
+        } else if (p.f16)
             dequant_range(side.dtype, side.base, at, run - j, c.out + j, o.simd);
         else
             std::memcpy(c.out + j, p.f32() + (at - s), (run - j) * sizeof(float));
@@ -307,18 +329,20 @@ DiffResult diff_range(const DiffSide& a, const DiffSide& b, uint64_t start, uint
         if (sample)
             for (const RowSums& t : sample->sums) acc.row_sums.emplace_back(t.n * kRowSums, 0.0);
         SampleCursor cur = sample ? SampleCursor(*sample, start + (uint64_t)lo * kPiece) : SampleCursor{};
+        uint64_t event = sample ? cur.next_event(*sample, start + (uint64_t)lo * kPiece) : UINT64_MAX;
         for (size_t i = lo; i < hi; ++i) {
             const uint64_t s = start + (uint64_t)i * kPiece;
             const size_t len = (size_t)std::min<uint64_t>(kPiece, start + n - s);
             const PieceSide pa = load_side(a, s, len, acc.A.data(), o);
             const PieceSide pb = load_side(b, s, len, acc.B.data(), o);
             acc.add(pa, pb, len, (int64_t)s, [&](size_t k) { return (int64_t)(s + k); }, o);
-            if (sample) {
+            if (event < s + len) {  // the sample needs something in this piece
                 for (size_t k = 0; k < sample->sums.size(); ++k)
                     add_row_sums(sample->sums[k], sample->cols, cur.sums[k], a, b, pa, pb, s, len, acc,
                                  acc.row_sums[k].data(), o);
                 for (size_t k = 0; k < sample->a.size(); ++k) capture_values(sample->a[k], cur.a[k], a, pa, s, len, o);
                 for (size_t k = 0; k < sample->b.size(); ++k) capture_values(sample->b[k], cur.b[k], b, pb, s, len, o);
+                event = cur.next_event(*sample, s + len);
             }
         }
     });
