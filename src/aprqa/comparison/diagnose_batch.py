@@ -115,10 +115,6 @@ def _misread_rows(rows: int, cols: int) -> int:
     return max(1, len(sample_rows(rows, cols, SAMPLE_ELEMENTS)) // 8)
 
 
-def _row_positions(rows: np.ndarray, cols: int) -> np.ndarray:
-    return (rows[:, None] * cols + np.arange(cols)[None, :]).reshape(-1)
-
-
 # The lists of positions a full pass takes of each side (core.RowSample.take_a / take_b), in this order
 TRANSPOSED, SIGNATURE = 0, 1
 

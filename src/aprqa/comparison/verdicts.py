@@ -366,8 +366,7 @@ def _judge_pair(ctx: Context, ta: TensorInfo, tb: TensorInfo, name: str,
     if defer and ta is stored_a and tb is stored_b:  # both still the file's bytes: only a sample held
         ctx.sampled_bytes += sample.nbytes if sample is not None else 0
         return Deferred(name, stored_a.nbytes + stored_b.nbytes, diagnosis, stored_a, stored_b,
-                        DiagnosisJob(ctx, ta, tb, qb, expected, raw, thr,
-                                     sample))
+                        DiagnosisJob(ctx, ta, tb, qb, expected, raw, thr, sample))
     return diagnosis()
 
 
