@@ -97,41 +97,10 @@ void gather_rows(const std::vector<py::buffer>& sources, const std::vector<int>&
     });
 }
 
-// The rows of one side pair_row_sums also returns: positions into row_index, and their output
-// [sources, positions, cols] (checked), with the slot of each position.
-class KeptRows {
-   public:
-    KeptRows(const py::buffer& positions, const char* what, const py::buffer& out, const char* out_what, size_t k,
-             size_t sources, uint64_t cols)
-        : pos_(positions, what), out_(out, out_what), slot_(k, -1), cols_(cols) {
-        const auto [p, n] = checked_rows(pos_, k);
-        n_ = n;
-        for (size_t j = 0; j < n; ++j) slot_[(size_t)p[j]] = (int64_t)j;  // a repeated position: its last slot
-        uint64_t items = 0;
-        if (__builtin_mul_overflow((uint64_t)(sources * n), cols, &items))
-            throw std::invalid_argument("output size overflows 64 bits");
-        dst_ = reinterpret_cast<float*>(out_.span_for_items(items, 4).data);
-    }
-    float* row(size_t source, size_t j) const {
-        return slot_[j] < 0 ? nullptr : dst_ + (source * n_ + (size_t)slot_[j]) * cols_;
-    }
-
-   private:
-    ReadBuffer pos_;
-    WriteBuffer out_;
-    std::vector<int64_t> slot_;
-    uint64_t cols_;
-    size_t n_ = 0;
-    float* dst_ = nullptr;
-};
-
-// out[i, j] = row_pair_sums of row row_index[j] of a_sources[i] (reference) and of b_sources[i]; the
-// decoded rows at positions keep_a / keep_b (into row_index) are also written to rows_a / rows_b.
+// out[i, j] = row_pair_sums of row row_index[j] of a_sources[i] (reference) and of b_sources[i].
 void pair_row_sums(const std::vector<py::buffer>& a_sources, const std::vector<int>& a_dtypes,
                    const std::vector<py::buffer>& b_sources, const std::vector<int>& b_dtypes, uint64_t rows,
-                   uint64_t cols, const py::buffer& row_index, const py::buffer& out, const py::buffer& keep_a,
-                   const py::buffer& rows_a, const py::buffer& keep_b, const py::buffer& rows_b, int threads,
-                   int simd_flag) {
+                   uint64_t cols, const py::buffer& row_index, const py::buffer& out, int threads, int simd_flag) {
     const uint64_t n = checked_elems(rows, cols);
     std::vector<ReadBuffer> keep;
     const std::vector<Source> a = checked_sources(a_sources, a_dtypes, n, keep, "pair_row_sums (a)");
@@ -141,8 +110,6 @@ void pair_row_sums(const std::vector<py::buffer>& a_sources, const std::vector<i
                                     std::to_string(b.size()) + " candidate sources");
     ReadBuffer ri(row_index, "row_index");
     const auto [idx, k] = checked_rows(ri, rows);
-    const KeptRows ka(keep_a, "keep_a", rows_a, "rows_a", k, a.size(), cols);
-    const KeptRows kb(keep_b, "keep_b", rows_b, "rows_b", k, b.size(), cols);
     uint64_t items = 0;
     if (__builtin_mul_overflow((uint64_t)(a.size() * k), (uint64_t)kRowSums, &items))
         throw std::invalid_argument("output size overflows 64 bits");
@@ -154,13 +121,11 @@ void pair_row_sums(const std::vector<py::buffer>& a_sources, const std::vector<i
     py::gil_scoped_release release;
     parallel_slices(units, nt, [&](int, size_t lo, size_t hi) {
         std::vector<float> buf(2 * (size_t)cols);  // one row of each side, decoded, reduced while in cache
+        float* pa = buf.data();
+        float* pb = buf.data() + cols;
         for (size_t u = lo; u < hi; ++u) {
             const size_t i = u / k, j = u % k;
             const uint64_t start = (uint64_t)idx[j] * cols;
-            float* pa = ka.row(i, j);  // a kept row is decoded straight into its place
-            float* pb = kb.row(i, j);
-            if (!pa) pa = buf.data();
-            if (!pb) pb = buf.data() + cols;
             dequant_range(a[i].dtype, a[i].base, start, (size_t)cols, pa, simd);
             dequant_range(b[i].dtype, b[i].base, start, (size_t)cols, pb, simd);
             row_pair_sums(pa, pb, (size_t)cols, dst + u * kRowSums, simd);
@@ -177,13 +142,10 @@ void register_gather(py::module_& m) {
           "out (float32 [len(sources), len(row_index), cols]).");
     m.def("pair_row_sums", &pair_row_sums, py::arg("a_sources"), py::arg("a_dtypes"), py::arg("b_sources"),
           py::arg("b_dtypes"), py::arg("rows"), py::arg("cols"), py::arg("row_index"), py::arg("out"),
-          py::arg("keep_a"), py::arg("rows_a"), py::arg("keep_b"), py::arg("rows_b"), py::arg("threads") = 0,
-          py::arg("simd") = -1,
+          py::arg("threads") = 0, py::arg("simd") = -1,
           "Per-row sums (sum a^2, d^2, a*d, a, d; d = b - a in float32) of rows row_index (int64) of each pair "
           "(a_sources[i], b_sources[i]), every source a [rows, cols] tensor of its dtype, into out (float64 "
-          "[len(a_sources), len(row_index), 5]); the reference's rows at positions keep_a (int64, into "
-          "row_index) are also written, decoded, to rows_a (float32 [len(a_sources), len(keep_a), cols]), the "
-          "candidate's at keep_b to rows_b; simd -1 = the process setting, 0 = the scalar path.");
+          "[len(a_sources), len(row_index), 5]); simd -1 = the process setting, 0 = the scalar path.");
 }
 
 }  // namespace aprqa

@@ -374,8 +374,7 @@ ROW_SUMS = ("sum_a2", "sum_d2", "sum_ad", "sum_a", "sum_d")  # pair_row_sums' la
 
 
 def pair_row_sums(a_sources: Sequence[Any] | Sources, b_sources: Sequence[Any] | Sources, shape: Sequence[int], rows: Any, *,
-                  keep_a: Any = (), keep_b: Any = (), threads: int | None = None, simd: bool | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  threads: int | None = None, simd: bool | None = None) -> np.ndarray:
     """Per-row sums of pairs of same-shape tensors, decoding each pair of rows once, in cache.
 
     For each pair ``(a_sources[i], b_sources[i])`` and each row ``rows[j]`` of the ``[rows, cols]``
@@ -387,19 +386,15 @@ def pair_row_sums(a_sources: Sequence[Any] | Sources, b_sources: Sequence[Any] |
         a_sources, b_sources: ``TensorInfo`` objects (the same count), or ``Sources`` resolved before.
         shape: the ``[rows, cols]`` view both sides are read as.
         rows: row indices (int64-convertible).
-        keep_a, keep_b: positions in ``rows`` whose decoded rows of the reference / the candidate are
-            returned as well.
         threads: worker threads.
         simd: False forces the scalar path (the same values); None follows the process setting.
 
     Returns:
-        ``(sums, rows_a, rows_b)``: float64 ``[len(a_sources), len(rows), 5]`` and the decoded rows at
-        ``keep_a`` / ``keep_b``, float32 ``[len(a_sources), len(keep_x), cols]``.
+        The sums, float64 ``[len(a_sources), len(rows), 5]``.
 
     Raises:
         DTypeError: a non-dequantizable dtype.
-        UsageError: different source counts, a payload too short for ``shape``, a row or a kept
-            position out of range.
+        UsageError: different source counts, a payload too short for ``shape``, a row out of range.
     """
     a = a_sources if isinstance(a_sources, Sources) else resolve_sources(a_sources, shape)
     b = b_sources if isinstance(b_sources, Sources) else resolve_sources(b_sources, shape)
@@ -407,15 +402,11 @@ def pair_row_sums(a_sources: Sequence[Any] | Sources, b_sources: Sequence[Any] |
         raise CoreUsageError(f"{len(a)} reference sources but {len(b)} candidate sources")
     n_rows, cols = _view(shape)
     idx = np.ascontiguousarray(np.asarray(rows, dtype=np.int64).reshape(-1))
-    at_a = np.ascontiguousarray(np.asarray(keep_a, dtype=np.int64).reshape(-1))
-    at_b = np.ascontiguousarray(np.asarray(keep_b, dtype=np.int64).reshape(-1))
     out = np.empty((len(a), idx.size, len(ROW_SUMS)), np.float64)
-    rows_a = np.empty((len(a), at_a.size, cols), np.float32)
-    rows_b = np.empty((len(a), at_b.size, cols), np.float32)
     if len(a):
         _call(_core.pair_row_sums, list(a.buffers), list(a.dtypes), list(b.buffers), list(b.dtypes), n_rows, cols,
-              idx, out, at_a, rows_a, at_b, rows_b, threads or 0, -1 if simd is None else int(simd))
-    return out, rows_a, rows_b
+              idx, out, threads or 0, -1 if simd is None else int(simd))
+    return out
 
 
 SKETCH_DIM = 64  # the sketch width sketch_filter takes (comparison/signature_index.SKETCH_DIM)

@@ -73,17 +73,10 @@ def test_sums_equal_the_lane_model_bit_for_bit_on_both_paths(dtype, cols):
     rows = 24
     pairs = [_pair(rows, cols, dtype, seed) for seed in (1, 2, 3)]
     idx = np.array([5, 0, rows - 1, 5, 13], np.int64)  # any order, repeats allowed
-    keep_a, keep_b = [4, 1], [2, 4, 0]
-    got, ra, rb = core.pair_row_sums([p[0] for p in pairs], [p[1] for p in pairs], (rows, cols), idx,
-                                     keep_a=keep_a, keep_b=keep_b, threads=2)
-    scalar, ra_s, rb_s = core.pair_row_sums([p[0] for p in pairs], [p[1] for p in pairs], (rows, cols), idx,
-                                            keep_a=keep_a, keep_b=keep_b, simd=False)
+    got = core.pair_row_sums([p[0] for p in pairs], [p[1] for p in pairs], (rows, cols), idx, threads=2)
+    scalar = core.pair_row_sums([p[0] for p in pairs], [p[1] for p in pairs], (rows, cols), idx, simd=False)
     assert got.shape == (3, len(idx), 5) and got.dtype == np.float64
-    assert np.array_equal(got, scalar) and np.array_equal(ra, ra_s) and np.array_equal(rb, rb_s)
-    # the kept rows are the decoded rows, as gather_rows decodes them
-    assert ra.shape == (3, 2, cols) and rb.shape == (3, 3, cols)
-    assert np.array_equal(ra, core.gather_rows([p[0] for p in pairs], (rows, cols), idx[keep_a]))
-    assert np.array_equal(rb, core.gather_rows([p[1] for p in pairs], (rows, cols), idx[keep_b]))
+    assert np.array_equal(got, scalar)
     for i, (_, _, va, vb) in enumerate(pairs):
         for j, r in enumerate(idx):
             want = _lane_model(va[r], vb[r])
@@ -100,7 +93,7 @@ def test_non_finite_values_propagate():
     pa, pb, _, _ = _pair(4, 64, DType.F16, 9)
     bad = pb.data.view(np.float16).copy()
     bad[2 * 64 + 7] = np.inf
-    got, _, _ = core.pair_row_sums([pa], [Payload(bad.view(np.uint8), DType.F16, (4, 64))], (4, 64), [1, 2])
+    got = core.pair_row_sums([pa], [Payload(bad.view(np.uint8), DType.F16, (4, 64))], (4, 64), [1, 2])
     assert np.isfinite(got[0, 0]).all() and not np.isfinite(got[0, 1, 1])
 
 
@@ -110,8 +103,6 @@ def test_bad_calls_are_refused():
         core.pair_row_sums([pa, pa], [pb], (4, 64), [0])
     with pytest.raises(UsageError, match="outside"):
         core.pair_row_sums([pa], [pb], (4, 64), [4])
-    with pytest.raises(UsageError, match="outside"):
-        core.pair_row_sums([pa], [pb], (4, 64), [0, 1], keep_b=[2])
     short = Payload(pb.data[:-2], DType.F16, (4, 64))
     with pytest.raises(UsageError, match=r"sources\[0\].*need"):
         core.pair_row_sums([pa], [short], (4, 64), [0])

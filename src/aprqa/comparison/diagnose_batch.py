@@ -203,7 +203,7 @@ class _SampledRows:
             self.taken_a = [t.taken_a for t in taken]  # type: ignore[union-attr]
             self.taken_b = [t.taken_b for t in taken]  # type: ignore[union-attr]
         else:
-            self.sums, _, _ = core.pair_row_sums(self.src_a, self.src_b, (rows, cols), g.idx, threads=self.threads)
+            self.sums = core.pair_row_sums(self.src_a, self.src_b, (rows, cols), g.idx, threads=self.threads)
 
     @staticmethod
     def _stack(taken: list[list[np.ndarray]], which: int) -> np.ndarray:
@@ -259,7 +259,7 @@ class _SampledRows:
             at = reread.index(dtype)
             return np.stack([j.sample.reread_sums[at] for j in self.jobs])  # type: ignore[union-attr]
         return core.pair_row_sums(self.src_a, self.src_b.as_dtype(dtype), self.shape, self.geo.mis_rows,
-                                  threads=self.threads)[0]
+                                  threads=self.threads)
 
 
 def prescreen(deferred: Sequence[Deferred]) -> list[Prescreen | None]:
