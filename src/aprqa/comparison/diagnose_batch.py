@@ -389,7 +389,6 @@ def _swapped(pres: list[Prescreen], jobs: list[DiagnosisJob], read: _SampledRows
     keeps no other reference for (``SignatureIndex.may_keep``, the whole slice at once) has no hit."""
     j0 = jobs[0]
     ctx = j0.ctx
-    rows, cols = as_2d(tuple(j0.ta.shape))
     tensors, idx_sig, index = ctx.swap_index.signatures(tuple(j0.ta.shape), None)
     if len(tensors) < 2:
         for p in pres:
